@@ -1,0 +1,96 @@
+import { parseArgs } from "node:util";
+import { TabbifyError } from "../core/errors.js";
+
+/**
+ * One option of a role: a flag with an env twin. Flags win over env, env over the default.
+ * Every option appears in the role's --help and in the README.
+ */
+export interface OptionSpec {
+  flag: string;
+  env?: string;
+  default?: string;
+  multiple?: boolean;
+  boolean?: boolean;
+  help: string;
+}
+
+export interface ParsedOptions {
+  values: Record<string, string | undefined>;
+  lists: Record<string, string[]>;
+  flags: Record<string, boolean>;
+  positionals: string[];
+  help: boolean;
+}
+
+export function parseOptions(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  specs: OptionSpec[],
+  opts: { allowPositionals?: boolean } = {},
+): ParsedOptions {
+  const options: Record<string, { type: "string" | "boolean"; multiple?: boolean }> = {
+    help: { type: "boolean" },
+  };
+  for (const s of specs) options[s.flag] = { type: s.boolean ? "boolean" : "string", multiple: !!s.multiple };
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options,
+      allowPositionals: opts.allowPositionals ?? false,
+      strict: true,
+    });
+  } catch (err) {
+    throw new TabbifyError("USAGE", (err as Error).message);
+  }
+  const values: Record<string, string | undefined> = {};
+  const lists: Record<string, string[]> = {};
+  const flags: Record<string, boolean> = {};
+  for (const s of specs) {
+    const raw = parsed.values[s.flag];
+    const fromEnv = s.env ? env[s.env] : undefined;
+    if (s.boolean) {
+      flags[s.flag] =
+        raw === true || (raw === undefined && fromEnv !== undefined && /^(1|true|yes)$/i.test(fromEnv));
+    } else if (s.multiple) {
+      const list = (raw as string[] | undefined) ?? [];
+      lists[s.flag] = list.length > 0 ? list : fromEnv ? fromEnv.split(",").filter(Boolean) : [];
+    } else {
+      values[s.flag] = (raw as string | undefined) ?? (fromEnv === "" ? undefined : fromEnv) ?? s.default;
+    }
+  }
+  return { values, lists, flags, positionals: parsed.positionals, help: parsed.values.help === true };
+}
+
+export function optionsHelp(usageLine: string, specs: OptionSpec[]): string {
+  const rows = specs.map((s) => {
+    const left = `  --${s.flag}${s.boolean ? "" : " <value>"}`;
+    const right = [s.help, s.env ? `env ${s.env}` : "", s.default !== undefined ? `default ${s.default}` : ""]
+      .filter(Boolean)
+      .join("; ");
+    return `${left.padEnd(34)} ${right}`;
+  });
+  return `usage: ${usageLine}\n\n${rows.join("\n")}\n`;
+}
+
+export function required(value: string | undefined, what: string): string {
+  if (!value) throw new TabbifyError("USAGE", `${what} is required`);
+  return value;
+}
+
+/** Parses `HOST:PORT`, `[v6]:PORT` or `:PORT`. */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
+  if (!m) throw new TabbifyError("USAGE", `--listen wants HOST:PORT, got "${value}"`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new TabbifyError("USAGE", `port out of range in "${value}"`);
+  return { host: m[1] ?? (m[2] || "127.0.0.1"), port };
+}
+
+/** Resolves once SIGINT or SIGTERM arrives. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    process.once("SIGINT", () => resolve("SIGINT"));
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+  });
+}

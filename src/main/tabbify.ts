@@ -1,0 +1,73 @@
+/**
+ * `tabbify <role>`: the one binary. Each role's composition root lives in its own module and is
+ * loaded only when chosen, so `tabbify runner` does not pay for the registry's imports.
+ */
+import { isTabbifyError } from "../core/errors.js";
+
+export interface RoleModule {
+  run(argv: string[], env: NodeJS.ProcessEnv): Promise<number | undefined>;
+}
+
+const roles: Record<string, { summary: string; load: () => Promise<RoleModule> }> = {
+  up: {
+    summary: "start the whole platform on loopback with embedded defaults",
+    load: () => import("./up.js"),
+  },
+  registry: { summary: "OCI Distribution registry on /v2", load: () => import("./registry.js") },
+  auth: {
+    summary: "tenant JWTs: serve POST /v1/validate, or `auth token` to issue one",
+    load: () => import("./auth.js"),
+  },
+  node: {
+    summary: "control plane: deploy API, webhooks, topology, /app/<uuid> proxy",
+    load: () => import("./node.js"),
+  },
+  supervisor: { summary: "runner lifecycle on this host", load: () => import("./supervisor.js") },
+  runner: {
+    summary: "one app's workload (spawned by the supervisor, never by hand)",
+    load: () => import("./runner.js"),
+  },
+  address: {
+    summary: "print the addresses an app uuid (or --repo URL) gets",
+    load: () => import("./address.js"),
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(roles).map((r) => r.length));
+  const lines = Object.entries(roles).map(([name, r]) => `  ${name.padEnd(width)}  ${r.summary}`);
+  return `usage: tabbify <role> [flags]\n\nroles:\n${lines.join("\n")}\n\n\`tabbify <role> --help\` lists a role's flags and env vars.\n`;
+}
+
+async function main(): Promise<number> {
+  const [role, ...rest] = process.argv.slice(2);
+  if (!role || role === "--help" || role === "-h" || role === "help") {
+    process.stdout.write(usage());
+    return role ? 0 : 2;
+  }
+  const entry = roles[role];
+  if (!entry) {
+    process.stderr.write(`tabbify: unknown role "${role}"\n\n${usage()}`);
+    return 2;
+  }
+  const mod = await entry.load();
+  return (await mod.run(rest, process.env)) ?? 0;
+}
+
+main().then(
+  (code) => {
+    // Long-running roles keep the event loop alive themselves; commands end here.
+    if (code !== 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (isTabbifyError(err)) {
+      process.stderr.write(`tabbify: ${err.message} (${err.code})\n`);
+      process.exitCode = 1;
+    } else {
+      process.stderr.write(
+        `tabbify: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
+      process.exitCode = 70;
+    }
+  },
+);

@@ -1,0 +1,59 @@
+/**
+ * A runtime turns a workload spec into a running HTTP server on a private loopback port. The
+ * runner owns the app's public address (`<app address>:8730`) and forwards to that port, so a
+ * swap is: start the new workload on another port, wait for health, switch, drain, stop the old.
+ *
+ * Capability tags the supervisor advertises are exactly the `kind`s whose `available()` is true.
+ */
+export type RuntimeKind = "process" | "docker" | "wasm";
+export const runtimeKinds: readonly RuntimeKind[] = ["process", "docker", "wasm"];
+
+export interface WorkloadSpec {
+  runtime: RuntimeKind;
+  /** Directory holding the app's files (process: the command's cwd; wasm: where `entry` is). */
+  artifactDir?: string;
+  /** process: argv run in artifactDir, e.g. ["node", "server.js"] or ["./app"]. */
+  command?: string[];
+  /** docker: an image reference (pulled from our registry when not present locally). */
+  image?: string;
+  /** docker: a `docker save` archive (.tar or .tar.gz) loaded before running `image`. */
+  imageArchive?: string;
+  /** wasm: the module file, relative to artifactDir. */
+  entry?: string;
+  /** wasm: per-request limits. */
+  limits?: { timeoutMs?: number; memoryMb?: number };
+  /** Extra environment for the workload; HOST and PORT are always set by the runtime. */
+  env?: Record<string, string>;
+}
+
+export interface Upstream {
+  host: string;
+  port: number;
+}
+
+export interface Workload {
+  /** OS pid of the workload's main process (the container's init for docker; the worker host for wasm). */
+  readonly pid: number | undefined;
+  /** Where it serves HTTP. */
+  readonly upstream: Upstream;
+  /** What it runs, for reports: the image digest for docker, the file's sha256 for wasm/process. */
+  readonly version: string | undefined;
+  /** Settles when the workload ends on its own or after stop(). */
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  /** Graceful stop: SIGTERM (or equivalent), wait `graceMs`, then kill. Idempotent. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface Runtime {
+  readonly kind: RuntimeKind;
+  /** True when this host can run this runtime (e.g. docker: the daemon answers). */
+  available(): Promise<boolean>;
+  /**
+   * Checks a spec before anything starts: unknown fields, missing artifact, module without a
+   * memory maximum, ... Throws TabbifyError (`SPEC_INVALID`, `ARTIFACT_NOT_FOUND`,
+   * `RUNTIME_UNAVAILABLE`) and starts nothing.
+   */
+  validate(spec: WorkloadSpec): Promise<void>;
+  /** Starts the workload serving on 127.0.0.1:`port`. Resolves once spawned (not yet healthy). */
+  start(spec: WorkloadSpec, port: number): Promise<Workload>;
+}
