@@ -1,6 +1,124 @@
-// Placeholder until this role lands; replaced wholesale by its composition root.
-import { TabbifyError } from "../core/errors.js";
+/**
+ * `tabbify auth`: the auth service's composition root.
+ *   tabbify auth [--listen HOST:PORT] [--data DIR]           serve POST /v1/validate
+ *   tabbify auth token --tenant T --subject S [--ttl 24h]    issue a tenant JWT (last stdout line)
+ */
 
-export async function run(_argv: string[], _env: NodeJS.ProcessEnv): Promise<number> {
-  throw new TabbifyError("NOT_IMPLEMENTED", "tabbify auth is not implemented yet");
+import { loadOrCreateSigningKey } from "../auth/keys.js";
+import { buildAuthApp } from "../auth/server.js";
+import { issueTenantToken, maxTenantTokenTtlSeconds, verifyTenantToken } from "../auth/tenant-token.js";
+import { isTabbifyError, TabbifyError } from "../core/errors.js";
+import { type OptionSpec, optionsHelp, parseListen, parseOptions, required, untilSignal } from "./flags.js";
+
+const dataSpec: OptionSpec = {
+  flag: "data",
+  env: "AUTH_DATA_DIR",
+  default: "./.tabbify/auth",
+  help: "directory holding the signing key (signing-key.pem, mode 0600)",
+};
+
+const serveSpecs: OptionSpec[] = [
+  {
+    flag: "listen",
+    env: "AUTH_LISTEN",
+    default: "127.0.0.1:8091",
+    help: "address to serve on (port 0: any free port)",
+  },
+  dataSpec,
+];
+
+const tokenSpecs: OptionSpec[] = [
+  { flag: "tenant", help: "tenant the token grants (its registry namespace), required" },
+  { flag: "subject", help: "who the token is for (the sub claim), required" },
+  { flag: "ttl", default: "24h", help: "lifetime: 90s, 15m, 24h, 7d or plain seconds" },
+  dataSpec,
+];
+
+const serveUsage = "tabbify auth [flags]\n       tabbify auth token --tenant T --subject S [flags]";
+const tokenUsage = "tabbify auth token --tenant T --subject S [flags]";
+
+export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const isToken = argv[0] === "token";
+  try {
+    return isToken ? await issueToken(argv.slice(1), env) : await serve(argv, env);
+  } catch (err) {
+    if (!isTabbifyError(err, "USAGE")) throw err;
+    process.stderr.write(`tabbify auth: ${err.message}\n\n${usageText(isToken)}`);
+    return 2;
+  }
+}
+
+function usageText(isToken: boolean): string {
+  if (isToken) return optionsHelp(tokenUsage, tokenSpecs);
+  return `${optionsHelp(serveUsage, serveSpecs)}\nServes GET /health and POST /v1/validate {"token": "<jwt>"}.\n\`tabbify auth token --help\` lists the flags for issuing a tenant token.\n`;
+}
+
+async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const opts = parseOptions(argv, env, serveSpecs);
+  if (opts.help) {
+    process.stdout.write(usageText(false));
+    return 0;
+  }
+  const { host, port } = parseListen(required(opts.values.listen, "--listen"));
+  const dataDir = required(opts.values.data, "--data");
+  const key = await loadOrCreateSigningKey(dataDir);
+  const app = buildAuthApp({ key, logger: true });
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "unknown error";
+    throw new TabbifyError("LISTEN_FAILED", `cannot listen on ${host}:${port}: ${code}`);
+  }
+  const address = app.server.address();
+  if (address === null || typeof address === "string") throw new Error("auth server has no TCP address");
+  const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  process.stderr.write(`tabbify auth: signing key ${key.kid} from ${dataDir}\n`);
+  process.stdout.write(`tabbify auth listening on http://${shownHost}:${address.port}\n`);
+  const signal = await untilSignal();
+  process.stderr.write(`tabbify auth: ${signal}, shutting down\n`);
+  await app.close();
+  return 0;
+}
+
+async function issueToken(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const opts = parseOptions(argv, env, tokenSpecs);
+  if (opts.help) {
+    process.stdout.write(usageText(true));
+    return 0;
+  }
+  const tenant = required(opts.values.tenant, "--tenant");
+  const subject = required(opts.values.subject, "--subject");
+  const ttlSeconds = parseTtl(required(opts.values.ttl, "--ttl"));
+  const dataDir = required(opts.values.data, "--data");
+  const key = await loadOrCreateSigningKey(dataDir);
+  let token: string;
+  try {
+    token = await issueTenantToken(key, { tenant, subject, ttlSeconds });
+  } catch (err) {
+    // Bad --tenant / --subject values are the caller's to fix, so they read as usage errors.
+    if (isTabbifyError(err) && ["TENANT_INVALID", "SUBJECT_INVALID", "TTL_INVALID"].includes(err.code)) {
+      throw new TabbifyError("USAGE", err.message);
+    }
+    throw err;
+  }
+  const { expiresAt } = await verifyTenantToken(key, token);
+  const expires = new Date(expiresAt * 1000).toISOString();
+  process.stderr.write(`tabbify auth: token for tenant ${tenant}, subject ${subject}, expires ${expires}\n`);
+  process.stdout.write(`${token}\n`);
+  return 0;
+}
+
+const ttlUnits: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** `90s`, `15m`, `24h`, `7d` or plain seconds → seconds. */
+export function parseTtl(value: string): number {
+  const m = /^(\d{1,12})([smhd]?)$/.exec(value.trim());
+  const seconds = m ? Number(m[1]) * (ttlUnits[m[2] || "s"] ?? 1) : Number.NaN;
+  if (!Number.isSafeInteger(seconds) || seconds <= 0 || seconds > maxTenantTokenTtlSeconds) {
+    throw new TabbifyError(
+      "USAGE",
+      `--ttl wants a positive duration like 90s, 15m, 24h, 7d or plain seconds (at most ${maxTenantTokenTtlSeconds / 86400}d), got "${value}"`,
+    );
+  }
+  return seconds;
 }

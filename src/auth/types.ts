@@ -1,0 +1,11 @@
+/** Who a validated tenant token speaks for. */
+export interface TenantIdentity {
+  /** The token's `sub`: the person or machine the token was issued to. */
+  subject: string;
+  /** The namespace owner: the `network` claim, else `sub` (the seed's rule). */
+  tenant: string;
+  /** The raw `network` claim when the token carries one. */
+  network?: string;
+  /** Unix seconds. */
+  expiresAt: number;
+}
