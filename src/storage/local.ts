@@ -8,14 +8,18 @@ import {
   readFile,
   rename,
   rm,
+  rmdir,
   stat,
   unlink,
   writeFile,
 } from "node:fs/promises";
-import { dirname, join, resolve, sep } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { isErrno, TabbifyError } from "../core/errors.js";
-import type { ByteRange, FileInfo, StorageDriver } from "./driver.js";
+import type { ByteRange, ExclusiveCreateScope, FileInfo, StorageDriver } from "./driver.js";
+
+/** The staging directory under the root; never a valid first path component for data. */
+const STAGING = "_tmp";
 
 /**
  * Files under one root directory. Atomicity comes from rename(2)/link(2) within one
@@ -29,20 +33,51 @@ export class LocalDriver implements StorageDriver {
 
   constructor(root: string) {
     this.root = resolve(root);
-    this.tmpDir = join(this.root, "_tmp");
+    this.tmpDir = join(this.root, STAGING);
   }
 
-  private full(path: string): string {
-    const full = resolve(this.root, path);
-    if (path.startsWith("/") || (full !== this.root && !full.startsWith(this.root + sep))) {
-      throw new Error(`storage path escapes the root: ${path}`);
+  /** The file a path names; "" is the root itself, allowed only where `allowRoot` says so. */
+  private full(path: string, allowRoot = false): string {
+    if (path === "" && allowRoot) return this.root;
+    const parts = path.split("/");
+    if (
+      path.startsWith("/") ||
+      parts.some((p) => p === "" || p === "." || p === "..") ||
+      path.includes("\0")
+    ) {
+      throw new TabbifyError("PATH_INVALID", `invalid storage path: ${JSON.stringify(path)}`);
     }
-    return full;
+    if (parts[0] === STAGING) {
+      throw new TabbifyError("PATH_INVALID", `storage path inside the staging area: ${JSON.stringify(path)}`);
+    }
+    return join(this.root, ...parts);
   }
 
   private async tmpFile(): Promise<string> {
     await mkdir(this.tmpDir, { recursive: true });
     return join(this.tmpDir, `${Date.now()}-${randomBytes(8).toString("hex")}`);
+  }
+
+  /**
+   * Moves `from` to `dest`, creating dest's parents. A concurrent `delete` may prune a parent
+   * between the mkdir and the rename (ENOENT), so the pair is retried.
+   */
+  private async publish(
+    from: string,
+    dest: string,
+    op: (a: string, b: string) => Promise<void>,
+  ): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      await mkdir(dirname(dest), { recursive: true });
+      try {
+        await op(from, dest);
+        return;
+      } catch (err) {
+        if (!isErrno(err, "ENOENT") || attempt >= 5) throw err;
+        // ENOENT for the source is a real error; for the destination's parent, retry.
+        await stat(from);
+      }
+    }
   }
 
   async stat(path: string): Promise<FileInfo | null> {
@@ -65,6 +100,20 @@ export class LocalDriver implements StorageDriver {
       }
       throw err;
     }
+    try {
+      // open(2) succeeds on a directory; only reading it fails, so check before streaming.
+      const info = await handle.stat();
+      if (!info.isFile()) throw new TabbifyError("PATH_NOT_FOUND", `no such file: ${path}`);
+      if (range && (range.start < 0 || range.end < range.start || range.start >= info.size)) {
+        throw new TabbifyError(
+          "RANGE_INVALID",
+          `byte range ${range.start}-${range.end} does not fit ${path} (${info.size} bytes)`,
+        );
+      }
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
     return handle.createReadStream({
       start: range?.start,
       end: range?.end,
@@ -85,19 +134,22 @@ export class LocalDriver implements StorageDriver {
   async putContent(path: string, content: Buffer | string): Promise<void> {
     const dest = this.full(path);
     const tmp = await this.tmpFile();
-    await writeFile(tmp, content);
-    await mkdir(dirname(dest), { recursive: true });
-    await rename(tmp, dest);
+    try {
+      await writeFile(tmp, content);
+      await this.publish(tmp, dest, rename);
+    } catch (err) {
+      await unlink(tmp).catch(() => {});
+      throw err;
+    }
   }
 
   async putContentIfAbsent(path: string, content: Buffer | string): Promise<boolean> {
     const dest = this.full(path);
     const tmp = await this.tmpFile();
-    await writeFile(tmp, content);
-    await mkdir(dirname(dest), { recursive: true });
     try {
+      await writeFile(tmp, content);
       // link(2) fails with EEXIST when dest exists, and publishes the complete file otherwise.
-      await link(tmp, dest);
+      await this.publish(tmp, dest, link);
       return true;
     } catch (err) {
       if (isErrno(err, "EEXIST")) return false;
@@ -107,24 +159,41 @@ export class LocalDriver implements StorageDriver {
     }
   }
 
-  async ingest(path: string, localFile: string, _size: number): Promise<void> {
+  async exclusiveCreateScope(): Promise<ExclusiveCreateScope> {
+    return "store";
+  }
+
+  async ingest(path: string, localFile: string, size: number): Promise<void> {
     const dest = this.full(path);
-    await mkdir(dirname(dest), { recursive: true });
+    const actual = (await stat(localFile)).size;
+    if (actual !== size) {
+      throw new TabbifyError(
+        "SIZE_MISMATCH",
+        `ingest of ${path}: file has ${actual} bytes, expected ${size}`,
+      );
+    }
     try {
-      await rename(localFile, dest);
+      await this.publish(localFile, dest, rename);
     } catch (err) {
       if (!isErrno(err, "EXDEV")) throw err;
+      // Staged on another filesystem: copy into our staging area first, so the final step is
+      // still a rename and readers never see a partial copy.
       const tmp = await this.tmpFile();
-      await copyFile(localFile, tmp);
-      await rename(tmp, dest);
+      try {
+        await copyFile(localFile, tmp);
+        await this.publish(tmp, dest, rename);
+      } catch (copyErr) {
+        await unlink(tmp).catch(() => {});
+        throw copyErr;
+      }
       await unlink(localFile);
     }
   }
 
   async list(path: string): Promise<string[]> {
     try {
-      const entries = await readdir(this.full(path));
-      return entries.sort();
+      const entries = await readdir(this.full(path, true));
+      return (path === "" ? entries.filter((e) => e !== STAGING) : entries).sort();
     } catch (err) {
       if (isErrno(err, "ENOENT") || isErrno(err, "ENOTDIR")) return [];
       throw err;
@@ -132,6 +201,19 @@ export class LocalDriver implements StorageDriver {
   }
 
   async delete(path: string): Promise<void> {
-    await rm(this.full(path), { recursive: true, force: true });
+    const full = this.full(path);
+    await rm(full, { recursive: true, force: true });
+    // S3 has no directories: once a directory's last child is gone, it is gone too. Prune empty
+    // parents up to (not including) the root; a parent someone just wrote into is not empty.
+    let dir = dirname(full);
+    while (dir !== this.root && dir.startsWith(this.root)) {
+      try {
+        await rmdir(dir);
+      } catch (err) {
+        if (isErrno(err, "ENOTEMPTY") || isErrno(err, "EEXIST") || isErrno(err, "ENOENT")) break;
+        throw err;
+      }
+      dir = dirname(dir);
+    }
   }
 }
