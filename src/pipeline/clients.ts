@@ -1,0 +1,168 @@
+import { TabbifyError } from "../core/errors.js";
+import type {
+  BuildRequest,
+  BuildResult,
+  ManifestSource,
+  SupervisorAppStatus,
+  SupervisorClient,
+  SupervisorDeployReply,
+  SupervisorDeployRequest,
+  TokenSource,
+} from "./executor.js";
+import {
+  appJwt,
+  fetchFile,
+  installationToken,
+  loadAppPrivateKey,
+  redactUrl,
+  repoCoordinates,
+} from "./github.js";
+import { TABBIFY_TOML } from "./tabbify-toml.js";
+
+/**
+ * The real implementations of the executor's interfaces, kept thin: one HTTP call each, errors
+ * turned into TabbifyErrors whose messages carry the peer's own `{"error": …}` text.
+ */
+
+export interface HttpSupervisorClientOptions {
+  /** Base URL of the supervisor's API, e.g. `http://127.0.0.1:8730`. */
+  baseUrl: string;
+  /** Sent as `Authorization: Bearer`, when the supervisor wants one. Never logged. */
+  authToken?: string;
+  /** Builds clone, build and push; allow them time. Default 30 min. */
+  buildTimeoutMs?: number;
+  /** The supervisor waits up to 420 s on a runner's deploy. Default 8 min. */
+  deployTimeoutMs?: number;
+  requestTimeoutMs?: number;
+}
+
+async function peerError(res: Response): Promise<{ message: string; body: Record<string, unknown> }> {
+  const text = await res.text().catch(() => "");
+  try {
+    const body = JSON.parse(text) as Record<string, unknown>;
+    const message = typeof body["error"] === "string" ? body["error"] : `HTTP ${res.status}`;
+    return { message: redactUrl(message), body };
+  } catch {
+    return { message: `HTTP ${res.status}`, body: {} };
+  }
+}
+
+export class HttpSupervisorClient implements SupervisorClient {
+  readonly #base: string;
+  readonly #opts: HttpSupervisorClientOptions;
+
+  constructor(opts: HttpSupervisorClientOptions) {
+    this.#base = opts.baseUrl.replace(/\/+$/, "");
+    this.#opts = opts;
+  }
+
+  async #request(method: string, path: string, body: unknown, timeoutMs: number): Promise<Response> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (this.#opts.authToken !== undefined) headers["authorization"] = `Bearer ${this.#opts.authToken}`;
+    try {
+      const init: RequestInit = { method, headers, signal: AbortSignal.timeout(timeoutMs) };
+      if (body !== undefined) init.body = JSON.stringify(body);
+      return await fetch(`${this.#base}${path}`, init);
+    } catch (err) {
+      const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+      throw new TabbifyError("SUPERVISOR_UNREACHABLE", `supervisor at ${this.#base} unreachable (${cause})`);
+    }
+  }
+
+  async build(request: BuildRequest, onLog: (line: string) => void): Promise<BuildResult> {
+    const res = await this.#request("POST", "/v1/build", request, this.#opts.buildTimeoutMs ?? 30 * 60_000);
+    if (!res.ok) {
+      const { message, body } = await peerError(res);
+      const tail = body["log_tail"];
+      const lines = Array.isArray(tail) ? tail : typeof tail === "string" ? tail.split("\n") : [];
+      for (const line of lines) if (typeof line === "string" && line !== "") onLog(redactUrl(line));
+      const stage = typeof body["stage"] === "string" ? ` at ${body["stage"]}` : "";
+      throw new TabbifyError("BUILD_FAILED", `build failed${stage}: ${message}`, { status: res.status });
+    }
+    const body = (await res.json()) as Record<string, unknown>;
+    const tail = body["log_tail"];
+    if (Array.isArray(tail)) for (const line of tail) if (typeof line === "string") onLog(redactUrl(line));
+    // The reference supervisor spells the pushed reference `reff`; accept both spellings.
+    const imageRef = body["image_ref"] ?? body["reff"] ?? body["ref"];
+    const { digest, commit_sha } = body;
+    if (typeof imageRef !== "string" || typeof digest !== "string" || typeof commit_sha !== "string") {
+      throw new TabbifyError("BUILD_FAILED", "builder answered without image_ref, digest and commit_sha");
+    }
+    return { image_ref: imageRef, digest, commit_sha };
+  }
+
+  async deploy(appUuid: string, request: SupervisorDeployRequest): Promise<SupervisorDeployReply> {
+    const res = await this.#request(
+      "POST",
+      `/v1/apps/${encodeURIComponent(appUuid)}/deploy`,
+      request,
+      this.#opts.deployTimeoutMs ?? 8 * 60_000,
+    );
+    if (!res.ok) {
+      const { message } = await peerError(res);
+      throw new TabbifyError("TARGET_DEPLOY_FAILED", `deploy answered ${res.status}: ${message}`, {
+        status: res.status,
+      });
+    }
+    const body = (await res.json()) as Partial<SupervisorDeployReply>;
+    return {
+      state: String(body.state ?? "unknown"),
+      app_ula: String(body.app_ula ?? ""),
+      bound_addr: body.bound_addr ?? null,
+    };
+  }
+
+  async app(appUuid: string): Promise<SupervisorAppStatus | null> {
+    const res = await this.#request(
+      "GET",
+      `/v1/apps/${encodeURIComponent(appUuid)}`,
+      undefined,
+      this.#opts.requestTimeoutMs ?? 10_000,
+    );
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return null;
+    }
+    if (!res.ok) {
+      const { message } = await peerError(res);
+      throw new TabbifyError("TARGET_STATUS_FAILED", `app status answered ${res.status}: ${message}`);
+    }
+    const body = (await res.json()) as Record<string, unknown>;
+    const status: SupervisorAppStatus = {
+      state: String(body["state"] ?? "unknown"),
+      app_ula: String(body["app_ula"] ?? ""),
+    };
+    if (typeof body["image_ref"] === "string") status.image_ref = body["image_ref"];
+    // The runner reports what it runs as `version` (the image digest for docker workloads).
+    const digest = body["digest"] ?? body["version"];
+    if (typeof digest === "string") status.digest = digest;
+    return status;
+  }
+}
+
+/** Installation tokens from a GitHub App (`GITHUB_APP_ID` + `GITHUB_APP_PRIVATE_KEY`). */
+export function githubAppTokenSource(
+  apiUrl: string,
+  appId: string | number,
+  privateKeyPem: string,
+): TokenSource {
+  // Parse once at wiring time, so a bad key fails the node's start-up rather than every deploy.
+  const key = loadAppPrivateKey(privateKeyPem);
+  return {
+    async installationToken(installationId) {
+      return installationToken(apiUrl, await appJwt(appId, key), installationId);
+    },
+  };
+}
+
+/** tabbify.toml through a GitHub-compatible contents API (GitHub, GitHub Enterprise, Forgejo's `/api/v1`). */
+export function contentsApiManifestSource(apiUrl: string): ManifestSource {
+  return {
+    async fetchManifest(repoUrl, ref, token) {
+      const { owner, repo } = repoCoordinates(repoUrl);
+      const file = await fetchFile(apiUrl, token, owner, repo, TABBIFY_TOML, ref);
+      return file === null ? null : file.toString("utf8");
+    },
+  };
+}

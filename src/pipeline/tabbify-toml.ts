@@ -1,0 +1,276 @@
+import { parse, TomlError } from "smol-toml";
+import { parseAppUuid } from "../core/address.js";
+import { TabbifyError } from "../core/errors.js";
+
+/**
+ * `tabbify.toml`, the manifest a repository carries for git-push deploys. Unknown keys are
+ * ignored (older and newer manifests both keep working); known keys are type-checked, and every
+ * error names the place: `tabbify.toml:<line>:<col>: <what>` (TABBIFY_TOML_INVALID).
+ */
+
+export const TABBIFY_TOML = "tabbify.toml";
+
+export type DeployRuntime = "process" | "docker" | "wasm" | "firecracker";
+export const deployRuntimes: readonly DeployRuntime[] = ["process", "docker", "wasm", "firecracker"];
+
+export interface TomlDeployTarget {
+  supervisor: string;
+  runtime?: DeployRuntime;
+  /** Per-target environment; overrides `[env]`. */
+  env: Record<string, string>;
+}
+
+export interface TabbifyManifest {
+  app: { id?: string; name: string; description?: string };
+  build: { kind: "docker"; context: string; dockerfile: string; builder?: string; stableTag?: string };
+  runtime: {
+    lifecycle: "on_request" | "always_on";
+    idleTimeoutSec: number;
+    memoryMb: number;
+    vcpus: number;
+    port?: number;
+    stateful: boolean;
+    dataMount?: string;
+  };
+  routes: { dynamicPrefixes: string[] };
+  deploy: TomlDeployTarget[];
+  env: Record<string, string>;
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** A key's position: table path (e.g. ["deploy", 1]) plus the key. */
+type KeyPath = (string | number)[];
+
+function tableHeader(line: string): { name: string; array: boolean } | undefined {
+  const m = /^\s*(\[\[?)\s*([A-Za-z0-9_.\-"' ]+?)\s*\]\]?\s*(#.*)?$/.exec(line);
+  if (!m) return undefined;
+  return { name: m[2]!.replace(/["'\s]/g, ""), array: m[1] === "[[" };
+}
+
+/**
+ * Finds where `path` is written, so type errors point at the value: the line of `key = value`
+ * inside the right table (the n-th `[[array]]` entry for numeric indexes), column of the value.
+ * Falls back to the table header, then to 1:1, for spellings this scan does not follow (dotted
+ * keys, inline tables); the message still names the key.
+ */
+export function locateKey(source: string, path: KeyPath): { line: number; column: number } {
+  const lines = source.split(/\r?\n/);
+  const key = path[path.length - 1];
+  const table = path
+    .slice(0, -1)
+    .filter((p) => typeof p === "string")
+    .join(".");
+  const index = path.slice(0, -1).find((p) => typeof p === "number");
+  let current = "";
+  let arrayCount = -1;
+  let headerLine: number | undefined;
+  const seen: Record<string, number> = {};
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    const header = tableHeader(line);
+    if (header) {
+      current = header.name;
+      if (header.array) seen[current] = (seen[current] ?? -1) + 1;
+      // `[deploy.env]` after the n-th `[[deploy]]` belongs to entry n.
+      const owner = Object.keys(seen).find((a) => current === a || current.startsWith(`${a}.`));
+      arrayCount = owner === undefined ? -1 : seen[owner]!;
+      const matchesTable = current === table && (index === undefined || arrayCount === index);
+      if (matchesTable && headerLine === undefined) headerLine = i + 1;
+      if (typeof key !== "string" && matchesTable) return { line: i + 1, column: 1 };
+      continue;
+    }
+    if (current !== table || (index !== undefined && arrayCount !== index)) continue;
+    if (typeof key !== "string") continue;
+    const escaped = key.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    const m = new RegExp(`^(\\s*(?:${escaped}|"${escaped}"|'${escaped}')\\s*=\\s*)`).exec(line);
+    if (m) return { line: i + 1, column: m[1]!.length + 1 };
+  }
+  return headerLine !== undefined ? { line: headerLine, column: 1 } : { line: 1, column: 1 };
+}
+
+function invalid(path: string, line: number, column: number, what: string): TabbifyError {
+  return new TabbifyError("TABBIFY_TOML_INVALID", `${path}:${line}:${column}: ${what}`, {
+    path,
+    line,
+    column,
+  });
+}
+
+/** Parses and checks a tabbify.toml. `path` is how errors name the file. */
+export function parseTabbifyToml(source: string, path = TABBIFY_TOML): TabbifyManifest {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parse(source) as Record<string, unknown>;
+  } catch (err) {
+    if (err instanceof TomlError) {
+      // smol-toml's message is "Invalid TOML document: <what>\n\n<excerpt>"; keep only <what>.
+      const what = err.message.replace(/^Invalid TOML document:\s*/, "").split("\n")[0] ?? "syntax error";
+      throw invalid(path, err.line, err.column, `syntax error: ${what}`);
+    }
+    throw err;
+  }
+
+  const fail = (keyPath: KeyPath, what: string): never => {
+    const at = locateKey(source, keyPath);
+    throw invalid(path, at.line, at.column, what);
+  };
+  const name = (keyPath: KeyPath) =>
+    keyPath.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`)).join("");
+
+  const table = (obj: Record<string, unknown>, key: string, keyPath: KeyPath): Record<string, unknown> => {
+    const value = obj[key];
+    if (value === undefined) return {};
+    if (typeof value !== "object" || value === null || Array.isArray(value) || value instanceof Date) {
+      return fail(keyPath, `${name(keyPath)} must be a table`);
+    }
+    return value as Record<string, unknown>;
+  };
+  const optString = (obj: Record<string, unknown>, key: string, keyPath: KeyPath): string | undefined => {
+    const value = obj[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== "string") return fail(keyPath, `${name(keyPath)} must be a string`);
+    return value;
+  };
+  const optInt = (
+    obj: Record<string, unknown>,
+    key: string,
+    keyPath: KeyPath,
+    min: number,
+    max: number,
+  ): number | undefined => {
+    const value = obj[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== "number" || !Number.isInteger(value)) {
+      return fail(keyPath, `${name(keyPath)} must be an integer`);
+    }
+    if (value < min || value > max)
+      return fail(keyPath, `${name(keyPath)} must be between ${min} and ${max}`);
+    return value;
+  };
+  const optBool = (obj: Record<string, unknown>, key: string, keyPath: KeyPath): boolean | undefined => {
+    const value = obj[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== "boolean") return fail(keyPath, `${name(keyPath)} must be true or false`);
+    return value;
+  };
+  const relativePath = (value: string, keyPath: KeyPath): string => {
+    // The builder resolves these inside the clone; an absolute path or `..` would leave it.
+    if (value.startsWith("/") || value.split(/[\\/]/).includes("..")) {
+      return fail(keyPath, `${name(keyPath)} must be a path inside the repository`);
+    }
+    return value;
+  };
+  const envMap = (obj: Record<string, unknown>, key: string, keyPath: KeyPath): Record<string, string> => {
+    const env = table(obj, key, keyPath);
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(env)) {
+      if (!ENV_NAME.test(k))
+        fail([...keyPath, k], `${name(keyPath)}.${k} is not a valid environment variable name`);
+      if (typeof v !== "string") fail([...keyPath, k], `${name([...keyPath, k])} must be a string`);
+      out[k] = v as string;
+    }
+    return out;
+  };
+
+  const app = table(doc, "app", ["app"]);
+  const appName = optString(app, "name", ["app", "name"]);
+  if (appName === undefined || appName.trim() === "") {
+    const at = locateKey(source, ["app", "name"]);
+    throw invalid(path, at.line, at.column, "app.name is required");
+  }
+  const manifest: TabbifyManifest = {
+    app: { name: appName },
+    build: { kind: "docker", context: ".", dockerfile: "Dockerfile" },
+    runtime: { lifecycle: "on_request", idleTimeoutSec: 300, memoryMb: 512, vcpus: 1, stateful: false },
+    routes: { dynamicPrefixes: [] },
+    deploy: [],
+    env: {},
+  };
+  const appId = optString(app, "id", ["app", "id"]);
+  if (appId !== undefined) {
+    try {
+      manifest.app.id = parseAppUuid(appId);
+    } catch {
+      fail(["app", "id"], "app.id must be a UUID");
+    }
+  }
+  const description = optString(app, "description", ["app", "description"]);
+  if (description !== undefined) manifest.app.description = description;
+
+  const build = table(doc, "build", ["build"]);
+  const kind = optString(build, "kind", ["build", "kind"]);
+  if (kind !== undefined && kind !== "docker")
+    fail(["build", "kind"], `build.kind "${kind}" is not supported (only "docker")`);
+  const context = optString(build, "context", ["build", "context"]);
+  if (context !== undefined) manifest.build.context = relativePath(context, ["build", "context"]);
+  const dockerfile = optString(build, "dockerfile", ["build", "dockerfile"]);
+  if (dockerfile !== undefined) manifest.build.dockerfile = relativePath(dockerfile, ["build", "dockerfile"]);
+  const builder = optString(build, "builder", ["build", "builder"]);
+  if (builder !== undefined) manifest.build.builder = builder;
+  const stableTag = optString(build, "stable_tag", ["build", "stable_tag"]);
+  if (stableTag !== undefined) {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(stableTag)) {
+      fail(["build", "stable_tag"], "build.stable_tag is not a valid image tag");
+    }
+    manifest.build.stableTag = stableTag;
+  }
+
+  const runtime = table(doc, "runtime", ["runtime"]);
+  const lifecycle = optString(runtime, "lifecycle", ["runtime", "lifecycle"]);
+  // The reference reads any value other than on_request as always_on; keep that.
+  if (lifecycle !== undefined && lifecycle !== "on_request") manifest.runtime.lifecycle = "always_on";
+  const idle = optInt(runtime, "idle_timeout_sec", ["runtime", "idle_timeout_sec"], 1, 7 * 24 * 3600);
+  if (idle !== undefined) manifest.runtime.idleTimeoutSec = idle;
+  const memory = optInt(runtime, "memory_mb", ["runtime", "memory_mb"], 16, 1024 * 1024);
+  if (memory !== undefined) manifest.runtime.memoryMb = memory;
+  const vcpus = optInt(runtime, "vcpus", ["runtime", "vcpus"], 1, 256);
+  if (vcpus !== undefined) manifest.runtime.vcpus = vcpus;
+  const port = optInt(runtime, "port", ["runtime", "port"], 1, 65535);
+  if (port !== undefined) manifest.runtime.port = port;
+  const stateful = optBool(runtime, "stateful", ["runtime", "stateful"]);
+  if (stateful !== undefined) manifest.runtime.stateful = stateful;
+  const dataMount = optString(runtime, "data_mount", ["runtime", "data_mount"]);
+  if (dataMount !== undefined) {
+    if (!dataMount.startsWith("/"))
+      fail(["runtime", "data_mount"], "runtime.data_mount must be an absolute path");
+    manifest.runtime.dataMount = dataMount;
+  }
+
+  const routes = table(doc, "routes", ["routes"]);
+  const prefixes = routes["dynamic_prefixes"];
+  if (prefixes !== undefined) {
+    if (!Array.isArray(prefixes) || !prefixes.every((p) => typeof p === "string")) {
+      fail(["routes", "dynamic_prefixes"], "routes.dynamic_prefixes must be a list of strings");
+    }
+    manifest.routes.dynamicPrefixes = prefixes as string[];
+  }
+
+  manifest.env = envMap(doc, "env", ["env"]);
+
+  const deploy = doc["deploy"];
+  if (deploy !== undefined) {
+    if (!Array.isArray(deploy)) fail(["deploy"], "deploy must be an array of tables ([[deploy]])");
+    (deploy as unknown[]).forEach((entry, i) => {
+      if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+        fail(["deploy", i], `deploy[${i}] must be a table`);
+      }
+      const target = entry as Record<string, unknown>;
+      const supervisor = optString(target, "supervisor", ["deploy", i, "supervisor"]);
+      if (supervisor === undefined || supervisor === "") {
+        const at = locateKey(source, ["deploy", i, "supervisor"]);
+        throw invalid(path, at.line, at.column, `deploy[${i}].supervisor is required`);
+      }
+      const out: TomlDeployTarget = { supervisor, env: envMap(target, "env", ["deploy", i, "env"]) };
+      const rt = optString(target, "runtime", ["deploy", i, "runtime"]);
+      if (rt !== undefined) {
+        if (!(deployRuntimes as readonly string[]).includes(rt)) {
+          fail(["deploy", i, "runtime"], `deploy[${i}].runtime must be one of ${deployRuntimes.join(", ")}`);
+        }
+        out.runtime = rt as DeployRuntime;
+      }
+      manifest.deploy.push(out);
+    });
+  }
+  return manifest;
+}
