@@ -1,0 +1,167 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { parse } from "smol-toml";
+import { isTabbifyError } from "../core/errors.js";
+import { locate, parseManifest, stampAppId } from "./manifest.js";
+
+const processApp = `# a comment that must survive stamping
+[app]
+name = "hello"
+version = "1.2.0"
+
+[lifecycle]
+mode = "always_on"
+
+[runtime]
+type = "process"
+command = ["node", "server.js"]
+port = 8080
+
+[routes]
+dynamic_prefixes = ["/api"]
+
+[env]
+GREETING = "hi"
+`;
+
+/** Asserts that parsing fails with MANIFEST_INVALID and returns the message. */
+function failure(source: string): string {
+  try {
+    parseManifest(source, "m.toml");
+  } catch (err) {
+    assert.ok(isTabbifyError(err, "MANIFEST_INVALID"), `expected MANIFEST_INVALID, got ${String(err)}`);
+    return err.message;
+  }
+  assert.fail("the manifest was accepted");
+}
+
+describe("parseManifest", () => {
+  it("parses a process app with defaults filled in", () => {
+    const m = parseManifest(processApp);
+    assert.deepEqual(m, {
+      app: { name: "hello", version: "1.2.0", kind: "headless", description: undefined },
+      lifecycle: { mode: "always_on", idleTimeoutSec: 300 },
+      runtime: {
+        type: "process",
+        command: ["node", "server.js"],
+        port: 8080,
+        fuelPerRequest: 1_000_000_000,
+        memoryMb: 64,
+        stateful: false,
+      },
+      routes: { dynamicPrefixes: ["/api"] },
+      env: { GREETING: "hi" },
+    });
+  });
+
+  it("treats the seed's wasm-http as wasm and defaults the entry", () => {
+    const m = parseManifest(
+      `[app]\nname = "w"\n[lifecycle]\nmode = "on_request"\n[runtime]\ntype = "wasm-http"\n`,
+    );
+    assert.equal(m.runtime.type, "wasm");
+    assert.equal(m.runtime.entry, "app.wasm");
+    const noRuntime = parseManifest(`[app]\nname = "w"\n[lifecycle]\nmode = "on_request"\n`);
+    assert.equal(noRuntime.runtime.type, "wasm", "the seed's default runtime is wasm-http");
+  });
+
+  it("parses a docker build with its defaults and a lowercased id", () => {
+    const m = parseManifest(
+      `[app]\nid = "0191E7C2-1111-7222-8333-444455556666"\nname = "d"\n[lifecycle]\nmode = "always_on"\n[runtime]\ntype = "docker"\nport = 80\n[build]\nkind = "docker"\n`,
+    );
+    assert.equal(m.app.id, "0191e7c2-1111-7222-8333-444455556666");
+    assert.deepEqual(m.build, { kind: "docker", dockerfile: "Dockerfile", context: "." });
+  });
+
+  it("reports a syntax error with its line and column", () => {
+    const msg = failure(`[app]\nname = "x"\n[lifecycle]\nmode = \n`);
+    assert.match(msg, /^m\.toml:4:\d+: TOML syntax error: /);
+  });
+
+  it("names the allowed values of an unknown build kind, at its line", () => {
+    const msg = failure(`[app]\nname = "x"\n[lifecycle]\nmode = "always_on"\n\n[build]\nkind = "nix"\n`);
+    assert.equal(msg, 'm.toml:7:1: [build] kind = "nix" is not supported: use one of "docker"');
+  });
+
+  it("names the allowed values of an unknown runtime type and app kind", () => {
+    assert.match(
+      failure(`[app]\nname = "x"\n[lifecycle]\nmode = "always_on"\n[runtime]\n  type = "vm"\n`),
+      /^m\.toml:6:3: \[runtime\] type = "vm" is not supported: use one of "process", "wasm", "docker", "wasm-http"$/,
+    );
+    assert.match(
+      failure(`[app]\nname = "x"\nkind = "daemon"\n[lifecycle]\nmode = "always_on"\n`),
+      /^m\.toml:3:1: \[app\] kind = "daemon" is not supported/,
+    );
+  });
+
+  it("reports a missing required field at its table's header", () => {
+    assert.equal(
+      failure(`[app]\nname = "x"\n\n[lifecycle]\nidle_timeout_sec = 30\n`),
+      'm.toml:4:1: [lifecycle] mode is required: one of "always_on", "on_request"',
+    );
+    assert.equal(
+      failure(`[lifecycle]\nmode = "always_on"\n\n[app]\nversion = "1"\n`),
+      "m.toml:4:1: [app] name is required",
+    );
+    assert.equal(failure(`[app]\nname = "x"\n`), "m.toml:1:1: the [lifecycle] table is required");
+  });
+
+  it("rejects a process app without a command, and wrong types, at the key's line", () => {
+    assert.match(
+      failure(`[app]\nname = "x"\n[lifecycle]\nmode = "always_on"\n[runtime]\ntype = "process"\n`),
+      /^m\.toml:5:1: \[runtime\] command is required for type = "process"/,
+    );
+    assert.equal(
+      failure(`[app]\nname = "x"\n[lifecycle]\nmode = "always_on"\nidle_timeout_sec = "soon"\n`),
+      "m.toml:5:1: [lifecycle] idle_timeout_sec must be an integer",
+    );
+    assert.equal(
+      failure(`[app]\nname = "x"\nid = "nope"\n[lifecycle]\nmode = "always_on"\n`),
+      'm.toml:3:1: [app] id must be a UUID, got "nope"',
+    );
+  });
+
+  it("refuses paths that leave the app directory", () => {
+    assert.match(
+      failure(
+        `[app]\nname = "x"\n[lifecycle]\nmode = "on_request"\n[runtime]\ntype = "wasm"\nentry = "../x.wasm"\n`,
+      ),
+      /^m\.toml:7:1: \[runtime\] entry must be a relative path inside the app directory/,
+    );
+  });
+
+  it("refuses a docker runtime with nothing to run", () => {
+    assert.match(
+      failure(`[app]\nname = "x"\n[lifecycle]\nmode = "always_on"\n[runtime]\ntype = "docker"\n`),
+      /needs an image: add \[build\] kind = "docker"/,
+    );
+  });
+});
+
+describe("locate", () => {
+  it("finds dotted keys at the top level", () => {
+    assert.deepEqual(locate(`app.name = 1\nlifecycle.mode = "x"\n`, "lifecycle", "mode"), {
+      line: 2,
+      column: 1,
+    });
+  });
+});
+
+describe("stampAppId", () => {
+  const id = "0191e7c2-1111-7222-8333-444455556666";
+
+  it("inserts the id after [app] and keeps comments and layout", () => {
+    const stamped = stampAppId(processApp, id);
+    assert.equal(stamped, processApp.replace("[app]\n", `[app]\nid = "${id}"\n`));
+  });
+
+  it("replaces an existing id", () => {
+    const src = `[app]\n  id = "0191e7c2-0000-7000-8000-000000000000" # old\nname = "x"\n`;
+    assert.equal(stampAppId(src, id), `[app]\n  id = "${id}"\nname = "x"\n`);
+  });
+
+  it("re-serializes manifests written with an inline app table", () => {
+    const src = `app = { name = "x" }\n[lifecycle]\nmode = "on_request"\n`;
+    const doc = parse(stampAppId(src, id)) as { app: { id: string; name: string } };
+    assert.deepEqual({ ...doc.app }, { name: "x", id });
+  });
+});

@@ -1,0 +1,438 @@
+import { parse, stringify, TomlError } from "smol-toml";
+import { TabbifyError } from "../core/errors.js";
+
+/**
+ * `manifest.toml`: what `tcli push` uploads beside an app's files and what a supervisor reads to
+ * run it. Schema per SEED-FACTS §3, widened to this platform's runtimes (process, wasm, docker).
+ * Unknown keys are accepted and ignored, as the seed's parser does (no deny-unknown-fields).
+ */
+export interface AppManifest {
+  app: {
+    /** The app's UUID; `tcli push` stamps it before upload, so every stored manifest has one. */
+    id?: string;
+    name: string;
+    /** A display version; the store's v<N> is the real one. */
+    version?: string;
+    kind: AppKind;
+    description?: string;
+  };
+  lifecycle: {
+    mode: LifecycleMode;
+    idleTimeoutSec: number;
+  };
+  runtime: RuntimeSection;
+  build?: BuildSection;
+  routes: { dynamicPrefixes: string[] };
+  env: Record<string, string>;
+}
+
+export const APP_KINDS = ["headless", "ui"] as const;
+export type AppKind = (typeof APP_KINDS)[number];
+export const LIFECYCLE_MODES = ["always_on", "on_request"] as const;
+export type LifecycleMode = (typeof LIFECYCLE_MODES)[number];
+/** `wasm-http` is the seed's name for a WAGI-style wasm app, kept as an alias of `wasm`. */
+export const RUNTIME_TYPES = ["process", "wasm", "docker", "wasm-http"] as const;
+export type RuntimeType = "process" | "wasm" | "docker";
+export const BUILD_KINDS = ["docker"] as const;
+export type BuildKind = (typeof BUILD_KINDS)[number];
+
+export interface RuntimeSection {
+  type: RuntimeType;
+  /** The wasm module to run (wasm), relative to the app directory. */
+  entry?: string;
+  /** argv of the process, run in the app directory (process). */
+  command?: string[];
+  fuelPerRequest: number;
+  memoryMb: number;
+  vcpus?: number;
+  /** The port the workload listens on, when it does not take PORT from the environment. */
+  port?: number;
+  kernel?: string;
+  /** An image reference to pull instead of a shipped `image.tar.gz` (docker). */
+  registryRef?: string;
+  stateful: boolean;
+  dataMount?: string;
+}
+
+export interface BuildSection {
+  kind: BuildKind;
+  dockerfile: string;
+  context: string;
+}
+
+export const DEFAULT_IDLE_TIMEOUT_SEC = 300;
+export const DEFAULT_WASM_ENTRY = "app.wasm";
+export const DEFAULT_FUEL_PER_REQUEST = 1_000_000_000;
+export const DEFAULT_MEMORY_MB = 64;
+
+type Table = Record<string, unknown>;
+
+/** Where a key sits in the source, for `file:line:col` messages. */
+interface Location {
+  line: number;
+  column: number;
+}
+
+/**
+ * Parses and validates a manifest. Every error is `MANIFEST_INVALID` with a message of the form
+ * `<file>:<line>:<col>: <what is wrong>`; `file` is only used in messages.
+ */
+export function parseManifest(source: string, file = "manifest.toml"): AppManifest {
+  let doc: Table;
+  try {
+    doc = parse(source) as Table;
+  } catch (err) {
+    if (err instanceof TomlError) {
+      const what = err.message.split("\n")[0]!.replace(/^Invalid TOML document:\s*/, "");
+      throw invalid(file, { line: err.line, column: err.column }, `TOML syntax error: ${what}`);
+    }
+    throw err;
+  }
+  const v = new Validator(source, file, doc);
+  return v.manifest();
+}
+
+function invalid(file: string, at: Location, what: string): TabbifyError {
+  return new TabbifyError("MANIFEST_INVALID", `${file}:${at.line}:${at.column}: ${what}`, {
+    file,
+    line: at.line,
+    column: at.column,
+  });
+}
+
+class Validator {
+  constructor(
+    private readonly source: string,
+    private readonly file: string,
+    private readonly doc: Table,
+  ) {}
+
+  manifest(): AppManifest {
+    const app = this.requiredTable("app");
+    const lifecycle = this.requiredTable("lifecycle");
+    const runtime = this.table("runtime", false);
+    const build = this.table("build", false);
+    const routes = this.table("routes", false);
+
+    const id = this.optString("app", app, "id");
+    if (id !== undefined && !UUID_RE.test(id)) {
+      this.fail("app", "id", `[app] id must be a UUID, got "${id}"`);
+    }
+    const manifest: AppManifest = {
+      app: {
+        id: id?.toLowerCase(),
+        name: this.reqString("app", app, "name"),
+        version: this.optVersion(app),
+        kind: this.oneOf("app", app, "kind", APP_KINDS, "headless"),
+        description: this.optString("app", app, "description"),
+      },
+      lifecycle: {
+        mode: this.oneOf("lifecycle", lifecycle, "mode", LIFECYCLE_MODES),
+        idleTimeoutSec:
+          this.optInt("lifecycle", lifecycle, "idle_timeout_sec", 0) ?? DEFAULT_IDLE_TIMEOUT_SEC,
+      },
+      runtime: this.runtime(runtime ?? {}),
+      routes: { dynamicPrefixes: this.optStringList("routes", routes ?? {}, "dynamic_prefixes") ?? [] },
+      env: this.env(),
+    };
+    if (manifest.app.id === undefined) delete manifest.app.id;
+    if (build) {
+      manifest.build = {
+        kind: this.oneOf("build", build, "kind", BUILD_KINDS, "docker"),
+        dockerfile: this.relativePath("build", build, "dockerfile") ?? "Dockerfile",
+        context: this.relativePath("build", build, "context", true) ?? ".",
+      };
+    }
+    if (manifest.runtime.type === "docker" && !manifest.build && !manifest.runtime.registryRef) {
+      this.fail(
+        "runtime",
+        "type",
+        `[runtime] type = "docker" needs an image: add [build] kind = "docker" (tcli builds and ships it) or [runtime] registry_ref`,
+      );
+    }
+    return manifest;
+  }
+
+  private runtime(t: Table): RuntimeSection {
+    const declared = this.oneOf("runtime", t, "type", RUNTIME_TYPES, "wasm-http");
+    const type: RuntimeType = declared === "wasm-http" ? "wasm" : declared;
+    const section: RuntimeSection = {
+      type,
+      fuelPerRequest: this.optInt("runtime", t, "fuel_per_request", 1) ?? DEFAULT_FUEL_PER_REQUEST,
+      memoryMb: this.optInt("runtime", t, "memory_mb", 1) ?? DEFAULT_MEMORY_MB,
+      stateful: this.optBool("runtime", t, "stateful") ?? false,
+    };
+    const vcpus = this.optInt("runtime", t, "vcpus", 1);
+    if (vcpus !== undefined) section.vcpus = vcpus;
+    const port = this.optInt("runtime", t, "port", 1);
+    if (port !== undefined) {
+      if (port > 65535) this.fail("runtime", "port", `[runtime] port must be 1..65535, got ${port}`);
+      section.port = port;
+    }
+    const kernel = this.optString("runtime", t, "kernel");
+    if (kernel !== undefined) section.kernel = kernel;
+    const registryRef = this.optString("runtime", t, "registry_ref");
+    if (registryRef !== undefined) section.registryRef = registryRef;
+    const dataMount = this.optString("runtime", t, "data_mount");
+    if (dataMount !== undefined) section.dataMount = dataMount;
+
+    const entry = this.relativePath("runtime", t, "entry");
+    if (type === "wasm") {
+      section.entry = entry ?? DEFAULT_WASM_ENTRY;
+      if (!section.entry.endsWith(".wasm")) {
+        this.fail(
+          "runtime",
+          "entry",
+          `[runtime] entry of a wasm app must be a .wasm file, got "${section.entry}"`,
+        );
+      }
+    } else if (entry !== undefined) {
+      section.entry = entry;
+    }
+    const command = this.optStringList("runtime", t, "command");
+    if (type === "process") {
+      if (command === undefined) {
+        this.fail(
+          "runtime",
+          "command",
+          `[runtime] command is required for type = "process", e.g. command = ["node", "server.js"]`,
+        );
+      }
+      if (command.length === 0 || command[0] === "") {
+        this.fail("runtime", "command", "[runtime] command must name a program");
+      }
+    }
+    if (command !== undefined) section.command = command;
+    return section;
+  }
+
+  private env(): Record<string, string> {
+    const t = this.table("env", false);
+    const env: Record<string, string> = {};
+    for (const [k, value] of Object.entries(t ?? {})) {
+      if (typeof value !== "string") this.fail("env", k, `[env] ${k} must be a string`);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+        this.fail("env", k, `[env] "${k}" is not a valid variable name`);
+      env[k] = value;
+    }
+    return env;
+  }
+
+  // ---- typed accessors: each failure names the key and points at its line
+
+  private requiredTable(name: string): Table {
+    const t = this.table(name, true);
+    if (!t) throw new Error("unreachable: a required table is present or has thrown");
+    return t;
+  }
+
+  private table(name: string, required: boolean): Table | undefined {
+    const value = this.doc[name];
+    if (value === undefined) {
+      if (required) {
+        throw invalid(this.file, { line: 1, column: 1 }, `the [${name}] table is required`);
+      }
+      return undefined;
+    }
+    if (!isTable(value)) this.fail(null, name, `${name} must be a table ([${name}])`);
+    return value;
+  }
+
+  private reqString(table: string, t: Table, key: string): string {
+    const value = this.optString(table, t, key);
+    if (value === undefined || value.trim() === "") {
+      this.fail(table, value === undefined ? null : key, `[${table}] ${key} is required`);
+    }
+    return value;
+  }
+
+  private optString(table: string, t: Table, key: string): string | undefined {
+    const value = t[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== "string") this.fail(table, key, `[${table}] ${key} must be a string`);
+    return value;
+  }
+
+  /** A display version: people write `version = 1` as often as `"1.0.0"`. */
+  private optVersion(t: Table): string | undefined {
+    const value = t["version"];
+    if (value === undefined) return undefined;
+    if (typeof value === "string") return value;
+    if (typeof value === "number" || typeof value === "bigint") return String(value);
+    this.fail("app", "version", "[app] version must be a string");
+  }
+
+  private optInt(table: string, t: Table, key: string, min: number): number | undefined {
+    const value = t[key];
+    if (value === undefined) return undefined;
+    const n = typeof value === "bigint" ? Number(value) : value;
+    if (typeof n !== "number" || !Number.isSafeInteger(n)) {
+      this.fail(table, key, `[${table}] ${key} must be an integer`);
+    }
+    if (n < min) this.fail(table, key, `[${table}] ${key} must be at least ${min}, got ${n}`);
+    return n;
+  }
+
+  private optBool(table: string, t: Table, key: string): boolean | undefined {
+    const value = t[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== "boolean") this.fail(table, key, `[${table}] ${key} must be true or false`);
+    return value;
+  }
+
+  private optStringList(table: string, t: Table, key: string): string[] | undefined {
+    const value = t[key];
+    if (value === undefined) return undefined;
+    if (!Array.isArray(value) || value.some((x) => typeof x !== "string")) {
+      this.fail(table, key, `[${table}] ${key} must be a list of strings`);
+    }
+    return value as string[];
+  }
+
+  private oneOf<T extends string>(
+    table: string,
+    t: Table,
+    key: string,
+    allowed: readonly T[],
+    fallback?: T,
+  ): T {
+    const value = t[key];
+    const choices = allowed.map((a) => `"${a}"`).join(", ");
+    if (value === undefined) {
+      if (fallback !== undefined) return fallback;
+      this.fail(table, null, `[${table}] ${key} is required: one of ${choices}`);
+    }
+    if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
+      const shown = typeof value === "string" ? `"${value}"` : JSON.stringify(value);
+      this.fail(table, key, `[${table}] ${key} = ${shown} is not supported: use one of ${choices}`);
+    }
+    return value as T;
+  }
+
+  /** A path inside the app directory: relative, `/`-separated, no `..`. */
+  private relativePath(table: string, t: Table, key: string, allowDot = false): string | undefined {
+    const value = this.optString(table, t, key);
+    if (value === undefined) return undefined;
+    const normalized = value.replace(/^\.\/+/, "").replace(/\/+$/, "");
+    if (allowDot && (normalized === "." || normalized === "")) return ".";
+    if (
+      normalized === "" ||
+      value.startsWith("/") ||
+      value.includes("\\") ||
+      normalized.split("/").some((p) => p === ".." || p === "." || p === "")
+    ) {
+      this.fail(
+        table,
+        key,
+        `[${table}] ${key} must be a relative path inside the app directory, got "${value}"`,
+      );
+    }
+    return normalized;
+  }
+
+  /** Throws MANIFEST_INVALID pointing at `key` in `[table]`, or at the table header when key is null. */
+  private fail(table: string | null, key: string | null, what: string): never {
+    throw invalid(this.file, locate(this.source, table, key), what);
+  }
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function isTable(value: unknown): value is Table {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date);
+}
+
+/**
+ * Finds the line of `key` inside `[table]` by scanning the source: smol-toml keeps no positions.
+ * Handles `[table]` headers with `key = …` lines, and dotted `table.key = …` at the top level.
+ * Falls back to the table header, then to 1:1.
+ */
+export function locate(source: string, table: string | null, key: string | null): Location {
+  const lines = source.split(/\r?\n/);
+  let current: string | null = null;
+  let header: Location | null = null;
+  for (let i = 0; i < lines.length; i++) {
+    const raw = lines[i]!;
+    const line = raw.trim();
+    const h = /^\[\s*([A-Za-z0-9_.\-"' ]+?)\s*\]/.exec(line);
+    if (h && !line.startsWith("[[")) {
+      current = h[1]!.replace(/["'\s]/g, "");
+      if (current === table && header === null) header = { line: i + 1, column: raw.indexOf("[") + 1 };
+      if (table === null && key !== null && current === key)
+        return { line: i + 1, column: raw.indexOf("[") + 1 };
+      continue;
+    }
+    if (key === null) continue;
+    const k = /^([A-Za-z0-9_.\-"']+)\s*=/.exec(line);
+    if (!k) continue;
+    const name = k[1]!.replace(/["']/g, "");
+    const column = raw.indexOf(k[1]!) + 1;
+    if (current === table && name === key) return { line: i + 1, column };
+    if (current === null && (table === null ? name === key : name === `${table}.${key}`)) {
+      return { line: i + 1, column };
+    }
+  }
+  return header ?? { line: 1, column: 1 };
+}
+
+/**
+ * Returns `source` with `[app].id` set to `uuid`, keeping everything else (comments, order,
+ * formatting) as written: an existing `id = …` line in `[app]` is replaced, otherwise one is
+ * inserted right after the `[app]` header. Manifests that spell the table some other way
+ * (`app = { … }`, dotted keys) are re-serialized instead, which drops their comments.
+ */
+export function stampAppId(source: string, uuid: string): string {
+  const lines = source.split("\n");
+  let inApp = false;
+  let headerIndex = -1;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (/^\[[^[]/.test(line)) {
+      inApp = /^\[\s*app\s*\]/.test(line);
+      if (inApp && headerIndex === -1) headerIndex = i;
+      continue;
+    }
+    if (inApp && /^(id|"id"|'id')\s*=/.test(line)) {
+      const indent = /^\s*/.exec(lines[i]!)![0];
+      lines[i] = `${indent}id = "${uuid}"`;
+      return verifyStamp(lines.join("\n"), uuid, source);
+    }
+  }
+  if (headerIndex >= 0) {
+    lines.splice(headerIndex + 1, 0, `id = "${uuid}"`);
+    return verifyStamp(lines.join("\n"), uuid, source);
+  }
+  const doc = parse(source) as Table;
+  const app = isTable(doc["app"]) ? doc["app"] : {};
+  doc["app"] = { ...app, id: uuid };
+  return verifyStamp(`${stringify(doc)}\n`, uuid, source);
+}
+
+/** A text edit must not change meaning beyond the id: re-parse and compare. */
+function verifyStamp(stamped: string, uuid: string, original: string): string {
+  const before = parse(original) as Table;
+  const after = parse(stamped) as Table;
+  const app = after["app"];
+  if (!isTable(app) || app["id"] !== uuid) {
+    throw new Error("stamping [app].id produced a manifest without that id");
+  }
+  const beforeApp = isTable(before["app"]) ? before["app"] : {};
+  before["app"] = { ...beforeApp, id: uuid };
+  if (JSON.stringify(canonical(before)) !== JSON.stringify(canonical(after))) {
+    throw new Error("stamping [app].id changed other keys of the manifest");
+  }
+  return stamped;
+}
+
+function canonical(value: unknown): unknown {
+  if (typeof value === "bigint") return value.toString();
+  if (Array.isArray(value)) return value.map(canonical);
+  if (isTable(value)) {
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, canonical(value[k])]),
+    );
+  }
+  return value;
+}

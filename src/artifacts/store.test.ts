@@ -1,0 +1,148 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { text } from "node:stream/consumers";
+import { after, before, describe, it } from "node:test";
+import { isTabbifyError } from "../core/errors.js";
+import type { ExclusiveCreateScope } from "../storage/driver.js";
+import { LocalDriver } from "../storage/local.js";
+import { ArtifactStore, latestKey, versionKey } from "./store.js";
+
+const record = { claimedAt: "2026-01-01T00:00:00.000Z", by: "test" };
+const manifest = (id: string) => `[app]\nid = "${id}"\nname = "t"\n[lifecycle]\nmode = "on_request"\n`;
+
+/** The local driver, pretending its exclusive create reaches no further than this object. */
+class InstanceScopedDriver extends LocalDriver {
+  override async exclusiveCreateScope(): Promise<ExclusiveCreateScope> {
+    return "instance";
+  }
+  override async putContentIfAbsent(): Promise<boolean> {
+    throw new Error("an instance-scoped create must not be trusted across processes");
+  }
+}
+
+describe("ArtifactStore", () => {
+  let root: string;
+  let n = 0;
+  const freshId = () => `0191e7c2-1111-7222-8333-${String(++n).padStart(12, "0")}`;
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "tabbify-store-"));
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  /** Writes a complete version the way tcli push does: files, manifest, then latest. */
+  async function publish(store: ArtifactStore, id: string, version: number, files: Record<string, string>) {
+    for (const [path, content] of Object.entries(files)) await store.putContent(id, version, path, content);
+    await store.putContent(id, version, "manifest.toml", manifest(id));
+    return store.publishLatest(id, version);
+  }
+
+  it("hands out each version number once to parallel claimers", async () => {
+    const store = new ArtifactStore(new LocalDriver(root));
+    const id = freshId();
+    const got = await Promise.all(Array.from({ length: 8 }, () => store.claimVersion(id, 1, record)));
+    assert.deepEqual(
+      [...got].sort((a, b) => a - b),
+      [1, 2, 3, 4, 5, 6, 7, 8],
+    );
+    assert.equal(await store.claimVersion(id, 3, record), 9, "a claim starting low moves past taken numbers");
+  });
+
+  it("claims exclusively by listing when the driver's create is instance-scoped", async () => {
+    const id = freshId();
+    // One store object per claimer: nothing in-process serializes them.
+    const claimers = Array.from({ length: 6 }, () => new ArtifactStore(new InstanceScopedDriver(root)));
+    const got = await Promise.all(claimers.map((s) => s.claimVersion(id, 1, record)));
+    assert.equal(new Set(got).size, got.length, `duplicate versions: ${got.join(",")}`);
+    const claimed = await new LocalDriver(root).list(`apps/${id}/.claims/v${Math.min(...got)}`);
+    assert.equal(claimed.length, 1, "exactly the winner's marker stays");
+    for (const v of got) {
+      assert.ok(await new LocalDriver(root).stat(versionKey(id, v, ".claim")), `v${v} has its .claim`);
+    }
+  });
+
+  it("serves a published version to readers, without the claim marker", async () => {
+    const store = new ArtifactStore(new LocalDriver(root));
+    const id = freshId();
+    assert.equal(await store.latestVersion(id), null);
+    const v = await store.claimVersion(id, 1, record);
+    assert.equal(await publish(store, id, v, { "server.js": "ok", "lib/util.js": "u" }), 1);
+    assert.equal(await store.latestVersion(id), 1);
+    assert.deepEqual(await store.listFiles(id, 1), [
+      { path: "lib/util.js", size: 1 },
+      { path: "manifest.toml", size: Buffer.byteLength(manifest(id)) },
+      { path: "server.js", size: 2 },
+    ]);
+    assert.equal((await store.readManifest(id, 1)).manifest.app.id, id);
+    assert.equal(await text(await store.fetchFile(id, 1, "lib/util.js")), "u");
+    assert.deepEqual(await store.versions(id), [1]);
+    await assert.rejects(store.fetchFile(id, 1, "missing.js"), (err) =>
+      isTabbifyError(err, "ARTIFACT_NOT_FOUND"),
+    );
+    await assert.rejects(store.readManifest(id, 2), (err) => isTabbifyError(err, "ARTIFACT_NOT_FOUND"));
+    await assert.rejects(store.fetchFile(id, 1, "../v2/x"), (err) => isTabbifyError(err, "PATH_INVALID"));
+
+    const dest = join(root, "download", id);
+    const got = await store.downloadVersion(id, 1, dest);
+    assert.equal(got.files.length, 3);
+    assert.equal(await readFile(join(dest, "lib", "util.js"), "utf8"), "u");
+    assert.deepEqual(await readdir(join(root, "download")), [id], "no partial directory is left");
+  });
+
+  it("refuses to publish an incomplete version, and never moves latest backwards", async () => {
+    const store = new ArtifactStore(new LocalDriver(root));
+    const id = freshId();
+    const [a, b] = await Promise.all([store.claimVersion(id, 1, record), store.claimVersion(id, 1, record)]);
+    assert.deepEqual([a, b].sort(), [1, 2]);
+    await assert.rejects(store.publishLatest(id, 2), /manifest is not uploaded/);
+    assert.equal(await store.latestVersion(id), null, "latest is untouched by the refused publish");
+    assert.equal(await publish(store, id, 2, {}), 2);
+    // v1 finishes after v2: latest stays at 2.
+    assert.equal(await publish(store, id, 1, {}), 2);
+    assert.equal(await store.latestVersion(id), 2);
+  });
+
+  it("repairs latest when a lower publisher overwrote a higher one", async () => {
+    const driver = new LocalDriver(root);
+    const store = new ArtifactStore(driver);
+    const id = freshId();
+    await store.claimVersion(id, 1, record);
+    await store.claimVersion(id, 2, record);
+    await store.putContent(id, 2, "manifest.toml", manifest(id));
+    await store.putContent(id, 1, "manifest.toml", manifest(id));
+    // The interleaving publishLatest guards against: v2's publisher wrote, then v1's stale write landed.
+    await driver.putContent(latestKey(id), "1");
+    assert.equal(await store.publishLatest(id, 1), 2);
+    assert.equal((await driver.getContent(latestKey(id)))?.toString(), "2");
+  });
+
+  it("rejects a corrupt latest and ids that are not lowercase UUIDs", async () => {
+    const driver = new LocalDriver(root);
+    const store = new ArtifactStore(driver);
+    const id = freshId();
+    await driver.putContent(latestKey(id), "v3");
+    await assert.rejects(store.latestVersion(id), (err) => isTabbifyError(err, "ARTIFACT_CORRUPT"));
+    await assert.rejects(store.latestVersion("../etc"), (err) => isTabbifyError(err, "APP_ID_INVALID"));
+  });
+
+  it("streams large files through staging and notices a file that changed size", async () => {
+    const staging = join(root, "staging");
+    const store = new ArtifactStore(new LocalDriver(root), { stagingDir: staging });
+    const id = freshId();
+    const big = join(root, "big.bin");
+    await writeFile(big, Buffer.alloc(3 * 1024 * 1024, 7));
+    await store.putFile(id, 1, "big.bin", big, 3 * 1024 * 1024);
+    assert.deepEqual(await store.listFiles(id, 1), [{ path: "big.bin", size: 3 * 1024 * 1024 }]);
+    assert.deepEqual(await readdir(staging), [], "staged copies are consumed");
+    assert.equal((await readFile(big)).length, 3 * 1024 * 1024, "the source is left in place");
+    await assert.rejects(store.putFile(id, 1, "big2.bin", big, 100), (err) =>
+      isTabbifyError(err, "FILE_CHANGED"),
+    );
+    await assert.rejects(store.putFile(id, 1, "big3.bin", big, 5 * 1024 * 1024), (err) =>
+      isTabbifyError(err, "FILE_CHANGED"),
+    );
+  });
+});

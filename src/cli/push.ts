@@ -1,0 +1,279 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, stat, unlink } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { v7 as uuidv7 } from "uuid";
+import { type AppLock, LOCK_FILE, readLock, writeLock } from "../artifacts/lock.js";
+import { parseManifest, stampAppId } from "../artifacts/manifest.js";
+import { type ArtifactStore, CLAIM_FILE, IMAGE_FILE, MANIFEST_FILE } from "../artifacts/store.js";
+import { isErrno, TabbifyError } from "../core/errors.js";
+import type { DockerClient } from "./docker.js";
+import { collectFiles, type LocalFile, singleFile } from "./files.js";
+import {
+  type AppIdSource,
+  buildPushPlan,
+  formatBytes,
+  type PushInput,
+  type PushPlan,
+  type PushStep,
+} from "./plan.js";
+import { noProgress, type ProgressSink } from "./progress.js";
+
+export interface PushOptions {
+  dir: string;
+  store: ArtifactStore;
+  /** Describes the store for people: `local:/abs/dir` or `s3://bucket`. */
+  storeName: string;
+  nodeUrl: string;
+  dryRun: boolean;
+  /** Directories never uploaded even when inside the app dir (a local store living there). */
+  skipDirs?: string[];
+  docker: DockerClient;
+  progress?: ProgressSink;
+  /** Where the gzipped image is staged before upload; the store's staging dir is best. */
+  stagingDir?: string;
+}
+
+/** What a push did (or, with --dry-run, would do): the CLI prints it. */
+export interface PushResult {
+  dryRun: boolean;
+  appId: string;
+  appIdSource: AppIdSource;
+  name: string;
+  version: number;
+  /** What `latest` holds after the push: this version, or a higher one a parallel push published. */
+  latest: number | null;
+  files: number;
+  bytes: number;
+  url: string;
+  store: string;
+  plan: PushPlan;
+}
+
+/** Parallel uploads: enough to hide per-request latency on S3 without flooding a small link. */
+const UPLOAD_CONCURRENCY = 4;
+
+/** `tcli push <dir>`: reads, plans, and unless dry-running executes. */
+export async function pushApp(opts: PushOptions): Promise<PushResult> {
+  const input = await readPushInput(opts);
+  const plan = buildPushPlan(input, input.knownLatest + 1);
+  if (opts.dryRun) return result(plan, true, null);
+  return executePush(input, plan, opts);
+}
+
+/** Reads everything a plan needs: the manifest, the lock, the files, the store's latest version. */
+export async function readPushInput(opts: PushOptions): Promise<PushInput> {
+  const dir = resolve(opts.dir);
+  const manifestPath = join(dir, MANIFEST_FILE);
+  let source: string;
+  try {
+    const info = await stat(dir);
+    if (!info.isDirectory()) throw new TabbifyError("USAGE", `${opts.dir} is not a directory`);
+    source = await readFile(manifestPath, "utf8");
+  } catch (err) {
+    if (err instanceof TabbifyError) throw err;
+    if (isErrno(err, "ENOENT")) {
+      throw new TabbifyError(
+        "MANIFEST_MISSING",
+        `${manifestPath} does not exist: every pushed app needs a manifest.toml (see examples/*/manifest.toml)`,
+      );
+    }
+    if (isErrno(err, "EACCES"))
+      throw new TabbifyError("FILE_UNREADABLE", `cannot read ${manifestPath}: permission denied`);
+    throw err;
+  }
+  const manifest = parseManifest(source, manifestPath);
+  const lock = await readLock(dir);
+
+  let appId: string;
+  let appIdSource: AppIdSource;
+  if (manifest.app.id) {
+    appId = manifest.app.id;
+    appIdSource = "manifest";
+  } else if (lock) {
+    appId = lock.appId;
+    appIdSource = "lock";
+  } else {
+    appId = uuidv7();
+    appIdSource = "new";
+  }
+
+  const files = await appFiles(dir, manifest, opts.skipDirs ?? []);
+  const storeLatest = await opts.store.latestVersion(appId);
+  // The lock's number counts only when it belongs to this app id.
+  const lockLatest = lock && lock.appId === appId ? lock.latestVersion : 0;
+  return {
+    dir,
+    manifest,
+    stampedManifest: stampAppId(source, appId),
+    appId,
+    appIdSource,
+    lock,
+    files,
+    knownLatest: Math.max(storeLatest ?? 0, lockLatest),
+    store: opts.storeName,
+    nodeUrl: opts.nodeUrl,
+  };
+}
+
+/** Which files ship: the wasm entry alone for wasm apps, otherwise the whole directory. */
+async function appFiles(
+  dir: string,
+  manifest: PushInput["manifest"],
+  skipDirs: string[],
+): Promise<LocalFile[]> {
+  if (manifest.runtime.type === "wasm") {
+    return [await singleFile(dir, manifest.runtime.entry!, "[runtime] entry")];
+  }
+  if (manifest.build?.kind === "docker") {
+    await singleFile(dir, manifest.build.dockerfile, "[build] dockerfile");
+  }
+  const files = await collectFiles(dir, {
+    // The manifest ships stamped; the lock is local bookkeeping; .tabbify/ holds the default local store.
+    skipTopLevel: [MANIFEST_FILE, LOCK_FILE, ".tabbify"],
+    skipDirs,
+  });
+  for (const f of files) {
+    if (f.path === CLAIM_FILE || (manifest.build?.kind === "docker" && f.path === IMAGE_FILE)) {
+      throw new TabbifyError(
+        "FILE_RESERVED",
+        `${f.path} is a name the artifact store uses itself: rename it or list it in .tabbifyignore`,
+      );
+    }
+  }
+  return files;
+}
+
+/**
+ * Runs a plan. The claim may hand out a higher number than planned (another push got there
+ * first); the plan is then rebuilt for that number. Until `publish-latest`, nothing a reader
+ * follows points at this version, so any failure leaves `latest` where it was.
+ */
+async function executePush(input: PushInput, planned: PushPlan, opts: PushOptions): Promise<PushResult> {
+  const { store } = opts;
+  const progress = opts.progress ?? noProgress;
+  const record = { claimedAt: new Date().toISOString(), by: `tcli push on ${hostname()}` };
+  const version = await store.claimVersion(input.appId, planned.version, record);
+  const plan = version === planned.version ? planned : buildPushPlan(input, version);
+  const outcome: StepOutcome = { latest: null, imageBytes: 0 };
+  progress.expect(plan.bytes);
+  try {
+    const steps = plan.steps.slice(1);
+    for (let i = 0; i < steps.length; i++) {
+      const step = steps[i]!;
+      if (step.kind === "upload-file") {
+        let j = i;
+        while (j < steps.length && steps[j]!.kind === "upload-file") j++;
+        const batch = steps.slice(i, j) as Extract<PushStep, { kind: "upload-file" }>[];
+        await runPool(batch, UPLOAD_CONCURRENCY, async (s) => {
+          await store.putFile(input.appId, version, s.path, s.source, s.size);
+          progress.advance(s.size, s.path);
+        });
+        i = j - 1;
+        continue;
+      }
+      await runStep(step, input, version, opts, progress, outcome);
+    }
+  } finally {
+    progress.end();
+  }
+  const done = result(plan, false, outcome.latest);
+  done.bytes += outcome.imageBytes;
+  return done;
+}
+
+/** What steps learn while running: the image's size, and where `latest` ended. */
+interface StepOutcome {
+  latest: number | null;
+  imageBytes: number;
+}
+
+async function runStep(
+  step: Exclude<PushStep, { kind: "upload-file" }>,
+  input: PushInput,
+  version: number,
+  opts: PushOptions,
+  progress: ProgressSink,
+  outcome: StepOutcome,
+): Promise<void> {
+  const { store } = opts;
+  switch (step.kind) {
+    case "claim":
+      throw new Error("a plan claims once, first");
+    case "write-lock": {
+      const lock: AppLock = {
+        appId: step.appId,
+        latestVersion: Math.max(step.latestVersion, sameApp(input.lock, step.appId)),
+      };
+      await writeLock(input.dir, lock);
+      return;
+    }
+    case "docker-build":
+      await opts.docker.build(step.argv, step.cwd);
+      return;
+    case "docker-save": {
+      const staging = opts.stagingDir ?? tmpdir();
+      await mkdir(staging, { recursive: true });
+      const file = join(staging, `image-${randomBytes(8).toString("hex")}.tar.gz`);
+      try {
+        // The raw tar streams through; counting it shows the save moving, the gzip size is what uploads.
+        let raw = 0;
+        const size = await opts.docker.saveGzipped(step.argv, file, (n) => {
+          raw += n;
+        });
+        progress.expect(size);
+        await store.ingestFile(input.appId, version, step.path, file, size);
+        outcome.imageBytes = size;
+        progress.advance(size, `${step.path} (${formatBytes(raw)} unpacked)`);
+      } finally {
+        await unlink(file).catch(() => {});
+      }
+      return;
+    }
+    case "upload-manifest":
+      await store.putContent(input.appId, version, step.path, step.content);
+      progress.advance(step.size, step.path);
+      return;
+    case "publish-latest":
+      outcome.latest = await store.publishLatest(input.appId, step.version);
+      return;
+  }
+}
+
+function sameApp(lock: AppLock | null, appId: string): number {
+  return lock && lock.appId === appId ? lock.latestVersion : 0;
+}
+
+function result(plan: PushPlan, dryRun: boolean, latest: number | null): PushResult {
+  return {
+    dryRun,
+    appId: plan.appId,
+    appIdSource: plan.appIdSource,
+    name: plan.name,
+    version: plan.version,
+    latest,
+    files: plan.files,
+    bytes: plan.bytes,
+    url: plan.url,
+    store: plan.store,
+    plan,
+  };
+}
+
+/** Runs `work` over `items` with at most `limit` at once; the first failure stops new work and is thrown. */
+async function runPool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await work(item);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
