@@ -10,6 +10,8 @@ export const runtimeKinds: readonly RuntimeKind[] = ["process", "docker", "wasm"
 
 export interface WorkloadSpec {
   runtime: RuntimeKind;
+  /** The app this workload belongs to; docker names and labels its containers with it so a restarted runner can find them. */
+  appUuid?: string;
   /** Directory holding the app's files (process: the command's cwd; wasm: where `entry` is). */
   artifactDir?: string;
   /** process: argv run in artifactDir, e.g. ["node", "server.js"] or ["./app"]. */

@@ -1,0 +1,176 @@
+/**
+ * What the process and wasm runtimes share: spawning a workload in its own process group with
+ * its output passed through, and stopping that group gracefully.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import type { Writable } from "node:stream";
+import { TabbifyError } from "../core/errors.js";
+import type { Upstream, Workload, WorkloadSpec } from "./runtime.js";
+
+/**
+ * Where a workload's stdout and stderr go: this process's own streams (`inherit`), nowhere, one
+ * file descriptor for both (the runner's log file), or two writable streams.
+ */
+export type WorkloadOutput = "inherit" | "ignore" | number | { stdout: Writable; stderr: Writable };
+
+export interface RuntimeOptions {
+  /** Defaults to `inherit`. */
+  output?: WorkloadOutput;
+}
+
+export const DEFAULT_GRACE_MS = 10_000;
+
+/**
+ * The environment a workload starts with. The caller's own environment is not passed down whole:
+ * a runner holds join tokens and manifest secrets that the app must not see, so only the basics a
+ * program needs to run are inherited, then the spec's env, then HOST and PORT (which always win).
+ */
+export function workloadEnv(extra: Record<string, string> | undefined, port: number): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const name of ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"]) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return { ...env, ...extra, HOST: "127.0.0.1", PORT: String(port) };
+}
+
+/** Spawns `file` as the leader of a new process group; resolves once it runs, rejects if it cannot. */
+export function spawnInGroup(
+  file: string,
+  args: string[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv; output: WorkloadOutput | undefined },
+): Promise<ChildProcess> {
+  const output = opts.output ?? "inherit";
+  const streamed = typeof output === "object";
+  const child = spawn(file, args, {
+    cwd: opts.cwd,
+    env: opts.env,
+    // A group of its own, so stop() reaches every process the app forked, and a Ctrl-C aimed at
+    // the caller's terminal group does not hit the workload before the caller decides to stop it.
+    detached: true,
+    stdio: ["ignore", streamed ? "pipe" : output, streamed ? "pipe" : output],
+  });
+  if (streamed) {
+    child.stdout?.pipe(output.stdout, { end: false });
+    child.stderr?.pipe(output.stderr, { end: false });
+  }
+  return new Promise((resolve, reject) => {
+    child.once("error", (err) => {
+      reject(new TabbifyError("WORKLOAD_START_FAILED", `cannot start ${file}: ${err.message}`));
+    });
+    child.once("spawn", () => resolve(child));
+  });
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch (err) {
+    // ESRCH: the group is already gone, which is what we wanted.
+    if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+  }
+}
+
+/** A workload that is one child process (and whatever it forks) in its own process group. */
+export class ChildWorkload implements Workload {
+  readonly pid: number | undefined;
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  private hasExited = false;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    child: ChildProcess,
+    readonly upstream: Upstream,
+    readonly version: string | undefined,
+  ) {
+    this.pid = child.pid;
+    this.exited = new Promise((resolve) => {
+      // `exit`, not `close`: a grandchild holding the pipes open must not delay the news.
+      child.once("exit", (code, signal) => {
+        this.hasExited = true;
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  stop(graceMs = DEFAULT_GRACE_MS): Promise<void> {
+    this.stopping ??= this.stopGroup(graceMs);
+    return this.stopping;
+  }
+
+  private async stopGroup(graceMs: number): Promise<void> {
+    const pid = this.pid;
+    if (pid === undefined) return;
+    if (!this.hasExited) {
+      signalGroup(pid, "SIGTERM");
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<"grace-over">((resolve) => {
+        timer = setTimeout(() => resolve("grace-over"), graceMs);
+      });
+      const outcome = await Promise.race([this.exited, graceOver]);
+      clearTimeout(timer);
+      if (outcome === "grace-over") signalGroup(pid, "SIGKILL");
+      await this.exited;
+    }
+    // Whatever the app forked and left behind would keep its port or files busy.
+    signalGroup(pid, "SIGKILL");
+  }
+}
+
+/** `sha256:<hex>` of a file, read as a stream (artifacts can be large binaries). */
+export function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash("sha256");
+    createReadStream(path)
+      .on("error", reject)
+      .on("data", (chunk) => hash.update(chunk))
+      .on("end", () => resolve(`sha256:${hash.digest("hex")}`));
+  });
+}
+
+export function checkPort(port: number): void {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new TabbifyError("SPEC_INVALID", `port must be an integer in 1..65535, got ${port}`);
+  }
+}
+
+const specKeys = new Set([
+  "runtime",
+  "appUuid",
+  "artifactDir",
+  "command",
+  "image",
+  "imageArchive",
+  "entry",
+  "limits",
+  "env",
+]);
+
+/** Rejects fields a WorkloadSpec does not have (a typo must not be silently ignored) and bad env. */
+export function checkCommonSpec(spec: unknown, kind: string): asserts spec is WorkloadSpec {
+  if (typeof spec !== "object" || spec === null)
+    throw new TabbifyError("SPEC_INVALID", "spec must be an object");
+  const record = spec as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    if (!specKeys.has(key)) throw new TabbifyError("SPEC_INVALID", `unknown spec field "${key}"`);
+  }
+  if (record.runtime !== kind) {
+    throw new TabbifyError("SPEC_INVALID", `spec is for runtime "${String(record.runtime)}", not "${kind}"`);
+  }
+  const env = record.env;
+  if (env !== undefined) {
+    if (typeof env !== "object" || env === null) throw new TabbifyError("SPEC_INVALID", "env must be a map");
+    for (const [name, value] of Object.entries(env)) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+        throw new TabbifyError(
+          "SPEC_INVALID",
+          `env name "${name.slice(0, 64)}" is not a valid variable name`,
+        );
+      }
+      // Values are never echoed: they may be secrets.
+      if (typeof value !== "string") throw new TabbifyError("SPEC_INVALID", `env ${name} must be a string`);
+    }
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * The `process` runtime: a command from the artifact directory (a Node app, a static binary),
+ * run in its own process group with HOST/PORT set.
+ */
+import { constants } from "node:fs";
+import { access, stat } from "node:fs/promises";
+import { delimiter, isAbsolute, join, resolve } from "node:path";
+import { TabbifyError } from "../core/errors.js";
+import {
+  ChildWorkload,
+  checkCommonSpec,
+  checkPort,
+  type RuntimeOptions,
+  sha256File,
+  spawnInGroup,
+  workloadEnv,
+} from "./child.js";
+import type { Runtime, Workload, WorkloadSpec } from "./runtime.js";
+
+async function isExecutableFile(path: string): Promise<boolean> {
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) return false;
+    await access(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Where command[0] lives: a path (with a slash) is taken relative to the artifact directory; a
+ * bare name is looked up on PATH first, then in the artifact directory (so `["app"]` runs the
+ * app's own binary when no system command has that name).
+ */
+export async function resolveCommand(artifactDir: string, name: string): Promise<string | undefined> {
+  if (name.includes("/")) {
+    const path = isAbsolute(name) ? name : resolve(artifactDir, name);
+    return (await isExecutableFile(path)) ? path : undefined;
+  }
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (dir === "") continue;
+    const path = join(dir, name);
+    if (await isExecutableFile(path)) return path;
+  }
+  const local = join(artifactDir, name);
+  return (await isExecutableFile(local)) ? local : undefined;
+}
+
+/**
+ * The file that says which version runs: command[0] when it is a file of the artifact, else the
+ * first argument naming one (`node server.js` → server.js).
+ */
+async function entryFile(
+  artifactDir: string,
+  command: string[],
+  resolved: string,
+): Promise<string | undefined> {
+  const root = resolve(artifactDir);
+  const inside = (path: string) => path.startsWith(`${root}/`);
+  if (inside(resolved)) return resolved;
+  for (const arg of command.slice(1)) {
+    if (arg.startsWith("-")) continue;
+    const path = resolve(root, arg);
+    if (inside(path) && (await isFile(path))) return path;
+  }
+  return undefined;
+}
+
+export class ProcessRuntime implements Runtime {
+  readonly kind = "process" as const;
+
+  constructor(private readonly options: RuntimeOptions = {}) {}
+
+  async available(): Promise<boolean> {
+    return true;
+  }
+
+  async validate(spec: WorkloadSpec): Promise<void> {
+    await this.check(spec);
+  }
+
+  private async check(spec: WorkloadSpec): Promise<{ artifactDir: string; command: string[]; file: string }> {
+    checkCommonSpec(spec, this.kind);
+    const { artifactDir, command } = spec;
+    if (typeof artifactDir !== "string" || artifactDir === "") {
+      throw new TabbifyError("SPEC_INVALID", "process runtime needs artifactDir");
+    }
+    if (!Array.isArray(command) || command.length === 0 || command.some((a) => typeof a !== "string")) {
+      throw new TabbifyError("SPEC_INVALID", "process runtime needs command: a non-empty list of strings");
+    }
+    if (command[0] === "") throw new TabbifyError("SPEC_INVALID", "command[0] is empty");
+    for (const field of ["image", "imageArchive", "entry", "limits"] as const) {
+      if (spec[field] !== undefined)
+        throw new TabbifyError("SPEC_INVALID", `process runtime does not take ${field}`);
+    }
+    let dirInfo: Awaited<ReturnType<typeof stat>> | undefined;
+    try {
+      dirInfo = await stat(artifactDir);
+    } catch {
+      dirInfo = undefined;
+    }
+    if (!dirInfo?.isDirectory()) {
+      throw new TabbifyError("ARTIFACT_NOT_FOUND", `artifact directory ${artifactDir} does not exist`);
+    }
+    const file = await resolveCommand(artifactDir, command[0]!);
+    if (!file) {
+      throw new TabbifyError(
+        "ARTIFACT_NOT_FOUND",
+        `command "${command[0]}" is neither an executable in ${artifactDir} nor on PATH`,
+      );
+    }
+    return { artifactDir: resolve(artifactDir), command, file };
+  }
+
+  async start(spec: WorkloadSpec, port: number): Promise<Workload> {
+    checkPort(port);
+    const { artifactDir, command, file } = await this.check(spec);
+    const version = await entryFile(artifactDir, command, file).then((f) => (f ? sha256File(f) : undefined));
+    const child = await spawnInGroup(file, command.slice(1), {
+      cwd: artifactDir,
+      env: workloadEnv(spec.env, port),
+      output: this.options.output,
+    });
+    return new ChildWorkload(child, { host: "127.0.0.1", port }, version);
+  }
+}

@@ -1,0 +1,198 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import wabtInit from "wabt";
+import { parseCgiResponse } from "./cgi.js";
+import type { Workload, WorkloadSpec } from "./runtime.js";
+import { freePort, httpGet, listening, runtimeSuite } from "./runtime-suite.js";
+import { WasmRuntime } from "./wasm.js";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+const helloWasm = join(root, "examples", "hello-wasm");
+
+const spec = (env: Record<string, string>): WorkloadSpec => ({
+  runtime: "wasm",
+  artifactDir: helloWasm,
+  entry: "hello.wasm",
+  env,
+});
+
+/** Fixture modules, assembled from WAT at test time. */
+const fixtures: Record<string, string> = {
+  // Loops forever: the per-request time limit must end it.
+  "spin.wasm": `(module (memory (export "memory") 1 1) (func (export "_start") (loop $l (br $l))))`,
+  // No declared maximum: refused.
+  "unbounded.wasm": `(module (memory (export "memory") 1) (func (export "_start")))`,
+  // 100 pages = 6.25 MiB maximum: above a 1 MiB limit.
+  "big.wasm": `(module (memory (export "memory") 1 100) (func (export "_start")))`,
+  // Imports something that is not WASI.
+  "foreign.wasm": `(module (import "env" "f" (func)) (memory (export "memory") 1 1) (func (export "_start")))`,
+  // Echoes stdin (the request body) back with a 201 status.
+  "echo.wasm": `(module
+    (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 1 1)
+    (data (i32.const 100) "Status: 201 Created\\nContent-Type: application/octet-stream\\n\\n")
+    (func (export "_start")
+      (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const 60))
+      (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (block $eof (loop $more
+        (i32.store (i32.const 0) (i32.const 1024)) (i32.store (i32.const 4) (i32.const 4096))
+        (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (br_if $eof (i32.eqz (i32.load (i32.const 8))))
+        (i32.store (i32.const 4) (i32.load (i32.const 8)))
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 12)))
+        (br $more)))))`,
+  // Writes no CGI headers at all.
+  "garbage.wasm": `(module
+    (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 1 1)
+    (data (i32.const 100) "just text")
+    (func (export "_start")
+      (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const 9))
+      (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`,
+};
+
+let fixtureDir = "";
+before(async () => {
+  fixtureDir = await mkdtemp(join(tmpdir(), "tabbify-wasm-"));
+  const wabt = await wabtInit();
+  for (const [name, wat] of Object.entries(fixtures)) {
+    const parsed = wabt.parseWat(name, wat);
+    parsed.resolveNames();
+    parsed.validate();
+    await writeFile(join(fixtureDir, name), parsed.toBinary({}).buffer);
+    parsed.destroy();
+  }
+  await writeFile(join(fixtureDir, "not.wasm"), "this is not wasm");
+  // A component-model binary starts with the same magic but a different version/layer.
+  await writeFile(join(fixtureDir, "component.wasm"), Buffer.from([0, 0x61, 0x73, 0x6d, 0x0d, 0, 1, 0]));
+});
+after(async () => {
+  await rm(fixtureDir, { recursive: true, force: true });
+});
+
+const fixture = (entry: string, limits?: WorkloadSpec["limits"]): WorkloadSpec => ({
+  runtime: "wasm",
+  artifactDir: fixtureDir,
+  entry,
+  ...(limits ? { limits } : {}),
+});
+
+runtimeSuite("wasm", spec, {
+  invalidSpecs: () => [
+    { name: "missing module", spec: { ...spec({}), entry: "missing.wasm" }, code: "ARTIFACT_NOT_FOUND" },
+    { name: "no entry", spec: { runtime: "wasm", artifactDir: helloWasm }, code: "SPEC_INVALID" },
+    {
+      name: "entry outside the artifact",
+      spec: { ...spec({}), entry: "../../package.json" },
+      code: "SPEC_INVALID",
+    },
+    { name: "memory without a maximum", spec: fixture("unbounded.wasm"), code: "SPEC_INVALID" },
+    {
+      name: "memory maximum above the limit",
+      spec: fixture("big.wasm", { memoryMb: 1 }),
+      code: "SPEC_INVALID",
+    },
+    { name: "not a wasm module", spec: fixture("not.wasm"), code: "SPEC_INVALID" },
+    { name: "a component, not a core module", spec: fixture("component.wasm"), code: "SPEC_INVALID" },
+    { name: "non-WASI import", spec: fixture("foreign.wasm"), code: "SPEC_INVALID" },
+    { name: "a field of another runtime", spec: { ...spec({}), command: ["x"] }, code: "SPEC_INVALID" },
+  ],
+  makeRuntime: (options) => new WasmRuntime(options),
+});
+
+async function started(s: WorkloadSpec): Promise<Workload> {
+  const workload = await new WasmRuntime({ output: "ignore", workers: 1 }).start(s, await freePort());
+  // Some fixtures never answer below 500, so wait for the listener rather than for health.
+  const deadline = Date.now() + 10_000;
+  while (!(await listening("127.0.0.1", workload.upstream.port))) {
+    if (Date.now() > deadline) throw new Error("wasm host did not listen within 10 s");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return workload;
+}
+
+test("wasm: the request reaches the module as CGI env and stdin; its Status header is honoured", async () => {
+  const workload = await started(fixture("echo.wasm"));
+  try {
+    const body = "x".repeat(10_000);
+    const res = await fetch(`http://127.0.0.1:${workload.upstream.port}/echo`, { method: "POST", body });
+    assert.equal(res.status, 201);
+    assert.equal(res.headers.get("content-type"), "application/octet-stream");
+    assert.equal(await res.text(), body);
+  } finally {
+    await workload.stop(2_000);
+  }
+});
+
+test("wasm: hello echoes method and path", async () => {
+  const workload = await started(spec({}));
+  try {
+    const res = await fetch(`http://127.0.0.1:${workload.upstream.port}/some/where?q=1`, {
+      method: "DELETE",
+    });
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "hello from hello-wasm v1\nmethod: DELETE\npath: /some/where\n");
+  } finally {
+    await workload.stop(2_000);
+  }
+});
+
+test("wasm: a request past the time limit gets 504, its worker is replaced, the next request is served", async () => {
+  const workload = await started(fixture("spin.wasm", { timeoutMs: 300 }));
+  try {
+    for (let i = 0; i < 2; i++) {
+      const t0 = performance.now();
+      const res = await httpGet("127.0.0.1", workload.upstream.port, "/spin");
+      const took = performance.now() - t0;
+      assert.equal(res.status, 504);
+      assert.match(res.body, /time limit of 300 ms/);
+      assert.ok(took >= 290 && took < 3_000, `request ${i} took ${took.toFixed(0)} ms`);
+    }
+  } finally {
+    await workload.stop(2_000);
+  }
+});
+
+test("wasm: a module that writes no CGI headers yields 502, the host keeps serving", async () => {
+  const workload = await started(fixture("garbage.wasm"));
+  try {
+    for (let i = 0; i < 2; i++) {
+      const res = await httpGet("127.0.0.1", workload.upstream.port);
+      assert.equal(res.status, 502);
+      assert.match(res.body, /did not write a CGI response/);
+    }
+  } finally {
+    await workload.stop(2_000);
+  }
+});
+
+test("wasm: version is the module's sha256", async () => {
+  const workload = await new WasmRuntime({ output: "ignore" }).start(spec({}), await freePort());
+  try {
+    const { createHash } = await import("node:crypto");
+    const hex = createHash("sha256")
+      .update(await readFile(join(helloWasm, "hello.wasm")))
+      .digest("hex");
+    assert.equal(workload.version, `sha256:${hex}`);
+  } finally {
+    await workload.stop(2_000);
+  }
+});
+
+test("parseCgiResponse: headers, Status, Location redirect, and refusals", () => {
+  const ok = parseCgiResponse(Buffer.from("Content-Type: text/plain\r\nStatus: 404 Not Found\r\n\r\nnope"));
+  assert.deepEqual(ok && { status: ok.status, headers: ok.headers, body: ok.body.toString() }, {
+    status: 404,
+    headers: [["Content-Type", "text/plain"]],
+    body: "nope",
+  });
+  assert.equal(parseCgiResponse(Buffer.from("Location: /elsewhere\n\n"))?.status, 302);
+  assert.equal(parseCgiResponse(Buffer.from("no blank line")), undefined);
+  assert.equal(parseCgiResponse(Buffer.from("Status: 99\n\n")), undefined);
+  assert.equal(parseCgiResponse(Buffer.from("Bad Header Name: x\n\n")), undefined);
+});
