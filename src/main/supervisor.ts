@@ -1,6 +1,194 @@
-// Placeholder until this role lands; replaced wholesale by its composition root.
-import { TabbifyError } from "../core/errors.js";
+/**
+ * `tabbify supervisor`: runner lifecycle on this host. Reads flags/env, checks what the host can
+ * do, re-adopts living runners, serves the HTTP API and keeps this host on the node's roster.
+ */
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { v7 as uuidV7 } from "uuid";
+import type { MeshMode } from "../core/address.js";
+import { isErrno, TabbifyError } from "../core/errors.js";
+import { createLogger } from "../core/log.js";
+import type { PeerRecord } from "../mesh/roster.js";
+import type { RuntimeKind } from "../runtimes/runtime.js";
+import { buildApi } from "../supervisor/api.js";
+import { defaultBackoff } from "../supervisor/backoff.js";
+import { capabilityTags, hasNetAdmin, InterfaceAddresses, noAddresses } from "../supervisor/host.js";
+import { Supervisor } from "../supervisor/supervisor.js";
+import { type OptionSpec, optionsHelp, parseListen, parseOptions, required, untilSignal } from "./flags.js";
 
-export async function run(_argv: string[], _env: NodeJS.ProcessEnv): Promise<number> {
-  throw new TabbifyError("NOT_IMPLEMENTED", "tabbify supervisor is not implemented yet");
+const specs: OptionSpec[] = [
+  { flag: "name", env: "SUPERVISOR_NAME", default: "tabbify-supervisor", help: "display name on the roster" },
+  { flag: "data", env: "SUPERVISOR_DATA_DIR", help: "data directory (runner records, logs, sockets)" },
+  { flag: "listen", env: "SUPERVISOR_LISTEN", default: "127.0.0.1:8730", help: "HTTP API address" },
+  { flag: "node", env: "TABBIFY_NODE_URL", help: "node URL to register with (roster)" },
+  {
+    flag: "mesh",
+    env: "SUPERVISOR_MESH",
+    default: "local",
+    help: "local (loopback twins) or ula (real ULAs on lo)",
+  },
+  { flag: "builder", env: "SUPERVISOR_BUILDER", boolean: true, help: "advertise the builder tag" },
+  {
+    flag: "reconcile-interval-ms",
+    env: "SUPERVISOR_RECONCILE_INTERVAL_MS",
+    default: "5000",
+    help: "how often runner records are reconciled",
+  },
+  {
+    flag: "restart-base-ms",
+    env: "SUPERVISOR_RESTART_BASE_MS",
+    default: String(defaultBackoff.baseMs),
+    help: "first respawn delay for a dead runner (doubles per failure)",
+  },
+  {
+    flag: "restart-cap-ms",
+    env: "SUPERVISOR_RESTART_CAP_MS",
+    default: String(defaultBackoff.capMs),
+    help: "longest respawn delay",
+  },
+  {
+    flag: "runner-restart-base-ms",
+    env: "SUPERVISOR_RUNNER_RESTART_BASE_MS",
+    default: "1000",
+    help: "first delay before a runner restarts its crashed workload",
+  },
+  {
+    flag: "runner-health-timeout-ms",
+    env: "SUPERVISOR_RUNNER_HEALTH_TIMEOUT_MS",
+    default: "25000",
+    help: "how long a runner waits for a new workload to answer (start, restart, swap)",
+  },
+];
+
+function positiveInt(value: string | undefined, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new TabbifyError("USAGE", `--${flag} wants a positive integer`);
+  return n;
+}
+
+async function packageVersion(): Promise<string> {
+  const url = new URL("../../../package.json", import.meta.url);
+  return (JSON.parse(await readFile(url, "utf8")) as { version: string }).version;
+}
+
+/** A sticky id for this supervisor, kept in its data dir. */
+async function supervisorId(dataDir: string): Promise<string> {
+  const path = join(dataDir, "supervisor-id");
+  try {
+    return (await readFile(path, "utf8")).trim();
+  } catch (err) {
+    if (!isErrno(err, "ENOENT")) throw err;
+  }
+  const id = uuidV7();
+  await writeFile(path, `${id}\n`, { mode: 0o600 });
+  return id;
+}
+
+export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const opts = parseOptions(argv, env, specs);
+  if (opts.help) {
+    process.stdout.write(
+      optionsHelp("tabbify supervisor --data DIR [--listen ADDR] [--node URL] [--mesh local|ula]", specs),
+    );
+    return 0;
+  }
+  const dataDir = required(opts.values.data, "--data");
+  const listen = parseListen(opts.values.listen!);
+  const mesh = opts.values.mesh as MeshMode;
+  if (mesh !== "local" && mesh !== "ula")
+    throw new TabbifyError("USAGE", `--mesh wants local or ula, got "${mesh}"`);
+  if (mesh === "ula" && !(await hasNetAdmin())) {
+    throw new TabbifyError(
+      "NET_ADMIN_REQUIRED",
+      "--mesh ula adds app addresses to lo and needs CAP_NET_ADMIN, which this process lacks; run as root, grant the capability, or use --mesh local",
+    );
+  }
+  const logger = createLogger(`supervisor ${opts.values.name}`);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const { runtimeFor, availableRuntimeKinds } = await import("../runtimes/index.js");
+  const version = await packageVersion();
+  // Asking docker costs ~100 ms, so what the host can run is cached briefly; tags follow it.
+  let kinds = await availableRuntimeKinds();
+  let kindsAt = Date.now();
+  const availableKinds = async (): Promise<RuntimeKind[]> => {
+    if (Date.now() - kindsAt > 10_000) {
+      kinds = await availableRuntimeKinds();
+      kindsAt = Date.now();
+    }
+    return kinds;
+  };
+  const builder = opts.flags.builder === true;
+  const refreshKinds = setInterval(() => {
+    availableKinds().catch(() => {});
+  }, 30_000);
+  refreshKinds.unref();
+
+  const runnerHealthTimeoutMs = positiveInt(
+    opts.values["runner-health-timeout-ms"],
+    "runner-health-timeout-ms",
+  );
+  const supervisor = new Supervisor({
+    name: opts.values.name!,
+    dataDir,
+    mesh,
+    runtimeFor,
+    availableKinds,
+    addresses: mesh === "ula" ? new InterfaceAddresses("lo") : noAddresses,
+    logger,
+    ...(opts.values.node ? { nodeUrl: opts.values.node } : {}),
+    ...(env.TABBIFY_NODE_KEY ? { nodeKey: env.TABBIFY_NODE_KEY } : {}),
+    reconcileIntervalMs: positiveInt(opts.values["reconcile-interval-ms"], "reconcile-interval-ms"),
+    backoff: {
+      ...defaultBackoff,
+      baseMs: positiveInt(opts.values["restart-base-ms"], "restart-base-ms"),
+      capMs: positiveInt(opts.values["restart-cap-ms"], "restart-cap-ms"),
+    },
+    runnerArgs: [
+      "--restart-base-ms",
+      String(positiveInt(opts.values["runner-restart-base-ms"], "runner-restart-base-ms")),
+      "--health-timeout-ms",
+      String(runnerHealthTimeoutMs),
+    ],
+    // The runner's own health wait, plus time to spawn it and bind.
+    startTimeoutMs: runnerHealthTimeoutMs + 5_000,
+  });
+  await supervisor.init();
+
+  const api = buildApi(supervisor, {
+    supervisorId: await supervisorId(dataDir),
+    ula: listen.host,
+    version,
+    tags: () => capabilityTags(kinds, builder),
+  });
+  await api.listen({ host: listen.host, port: listen.port });
+  const address = `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${listen.port}`;
+  logger.info("listening", { address, mesh, tags: capabilityTags(kinds, builder) });
+
+  let roster: { stop(): Promise<void> } | undefined;
+  if (opts.values.node) {
+    const { RosterClient } = await import("../mesh/client.js");
+    const client = new RosterClient({
+      nodeUrl: opts.values.node,
+      ...(env.TABBIFY_NODE_KEY ? { nodeKey: env.TABBIFY_NODE_KEY } : {}),
+      logger: logger.child("roster"),
+    });
+    client.start(
+      (): PeerRecord => ({
+        kind: "supervisor",
+        name: opts.values.name!,
+        address,
+        ula: listen.host,
+        version,
+        tags: capabilityTags(kinds, builder),
+      }),
+    );
+    roster = client;
+  }
+
+  const signal = await untilSignal();
+  logger.info("stopping; runners keep running", { signal });
+  await roster?.stop().catch(() => {});
+  await api.close();
+  await supervisor.close();
+  return 0;
 }

@@ -1,0 +1,194 @@
+import assert from "node:assert/strict";
+import http from "node:http";
+import net from "node:net";
+import { after, before, describe, test } from "node:test";
+import { silentLogger } from "../core/log.js";
+import { AppProxy, endToEndHeaders } from "./proxy.js";
+import { pickPrivatePort } from "./runner.js";
+
+/** An upstream that reports the headers it got, streams slowly on /stream, and echoes upgrades. */
+let upstream: http.Server;
+let upstreamPort: number;
+let releaseStream: () => void = () => {};
+const proxy = new AppProxy(silentLogger);
+let proxyPort: number;
+
+before(async () => {
+  upstream = http.createServer((req, res) => {
+    if (req.url === "/stream") {
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.write("first\n");
+      releaseStream = () => res.end("second\n");
+      return;
+    }
+    if (req.url === "/echo") {
+      res.writeHead(200, {
+        "x-upstream": "yes",
+        connection: "keep-alive, x-secret-hop",
+        "x-secret-hop": "1",
+      });
+      req.pipe(res);
+      return;
+    }
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify(req.headers));
+  });
+  upstream.on("upgrade", (_req, socket: net.Socket) => {
+    socket.write("HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n");
+    socket.pipe(socket);
+  });
+  upstreamPort = await pickPrivatePort();
+  await new Promise<void>((r) => upstream.listen(upstreamPort, "127.0.0.1", r));
+  proxyPort = await pickPrivatePort();
+  await proxy.listen("127.0.0.1", proxyPort);
+});
+after(async () => {
+  await proxy.close();
+  upstream.closeAllConnections();
+  await new Promise((r) => upstream.close(r));
+});
+
+function request(
+  path: string,
+  opts: { method?: string; headers?: http.OutgoingHttpHeaders; body?: string } = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port: proxyPort,
+        path,
+        method: opts.method ?? "GET",
+        headers: opts.headers,
+        agent: false,
+      },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (d) => {
+          body += d;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
+    req.on("error", reject);
+    req.end(opts.body);
+  });
+}
+
+describe("app proxy", { concurrency: false }, () => {
+  test("503 with a reason while there is no healthy workload", async () => {
+    proxy.unavailable("the workload is starting");
+    const res = await request("/");
+    assert.equal(res.status, 503);
+    assert.match(res.body, /the workload is starting/);
+  });
+
+  test("hop-by-hop headers are dropped both ways; bodies pass through", async () => {
+    proxy.switchTo({ host: "127.0.0.1", port: upstreamPort });
+    const res = await request("/", {
+      headers: {
+        "x-app": "a",
+        "keep-alive": "timeout=5",
+        te: "trailers",
+        connection: "x-drop",
+        "x-drop": "1",
+      },
+    });
+    const seen = JSON.parse(res.body) as Record<string, string>;
+    assert.equal(seen["x-app"], "a");
+    for (const h of ["keep-alive", "te", "x-drop"]) assert.equal(seen[h], undefined, h);
+    const echo = await request("/echo", { method: "POST", body: "payload" });
+    assert.equal(echo.body, "payload");
+    assert.equal(echo.headers["x-upstream"], "yes");
+    assert.equal(echo.headers["x-secret-hop"], undefined);
+  });
+
+  test("responses stream: the first chunk arrives before the upstream finishes", async () => {
+    proxy.switchTo({ host: "127.0.0.1", port: upstreamPort });
+    const first = await new Promise<{ chunk: string; rest: Promise<string> }>((resolve, reject) => {
+      http
+        .get({ host: "127.0.0.1", port: proxyPort, path: "/stream", agent: false }, (res) => {
+          res.setEncoding("utf8");
+          let rest = "";
+          const done = new Promise<string>((r) => res.on("end", () => r(rest)));
+          res.once("data", (chunk: string) => {
+            res.on("data", (d: string) => {
+              rest += d;
+            });
+            resolve({ chunk, rest: done });
+          });
+        })
+        .on("error", reject);
+    });
+    assert.equal(first.chunk, "first\n");
+    releaseStream();
+    assert.equal(await first.rest, "second\n");
+  });
+
+  test("WebSocket-style upgrades are piped both ways", async () => {
+    proxy.switchTo({ host: "127.0.0.1", port: upstreamPort });
+    const socket = net.connect(proxyPort, "127.0.0.1");
+    socket.setEncoding("utf8");
+    let got = "";
+    socket.on("data", (d: string) => {
+      got += d;
+    });
+    socket.write("GET /ws HTTP/1.1\r\nhost: app\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n");
+    while (!got.includes("\r\n\r\n")) await new Promise((r) => setTimeout(r, 10));
+    assert.match(got, /^HTTP\/1\.1 101/);
+    got = "";
+    socket.write("ping over the upgraded connection");
+    while (!got.includes("connection")) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(got, "ping over the upgraded connection");
+    socket.destroy();
+  });
+
+  test("a pooled connection the app drops on reuse is retried once for a GET", async () => {
+    // Answers the first request on each connection, then hangs up on the next one without a
+    // word, as an app whose keep-alive timeout fires just as the proxy reuses the socket.
+    let connections = 0;
+    const flaky = net.createServer((conn) => {
+      connections += 1;
+      let served = 0;
+      conn.on("data", () => {
+        served += 1;
+        if (served === 1)
+          conn.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok");
+        else conn.destroy();
+      });
+    });
+    const port = await pickPrivatePort();
+    await new Promise<void>((r) => flaky.listen(port, "127.0.0.1", r));
+    try {
+      proxy.switchTo({ host: "127.0.0.1", port });
+      assert.equal((await request("/a")).body, "ok");
+      const second = await request("/b");
+      assert.equal(second.status, 200);
+      assert.equal(second.body, "ok");
+      assert.equal(connections, 2);
+    } finally {
+      flaky.close();
+    }
+  });
+
+  test("502 when the workload does not answer", async () => {
+    proxy.switchTo({ host: "127.0.0.1", port: await pickPrivatePort() });
+    const res = await request("/");
+    assert.equal(res.status, 502);
+    assert.match(res.body, /did not answer/);
+  });
+
+  test("endToEndHeaders drops the standard hop-by-hop set", () => {
+    assert.deepEqual(
+      endToEndHeaders({
+        "transfer-encoding": "chunked",
+        upgrade: "x",
+        "proxy-authorization": "p",
+        host: "h",
+        "x-a": "1",
+      }),
+      { host: "h", "x-a": "1" },
+    );
+  });
+});

@@ -1,0 +1,233 @@
+import http from "node:http";
+import type { Duplex } from "node:stream";
+import type { Logger } from "../core/log.js";
+import type { Upstream } from "../runtimes/runtime.js";
+
+/**
+ * The app's public face: an HTTP server on `<app address>:8730` that streams every request to
+ * the current workload's private port. The target can be switched atomically; requests already
+ * under way finish on the target they started on, which is what lets a swap drain the old one.
+ */
+
+const hopByHop = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+/** Drops hop-by-hop headers, including any named by `Connection`. */
+export function endToEndHeaders(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const named = new Set<string>();
+  const connection = headers.connection;
+  if (typeof connection === "string") {
+    for (const token of connection.split(",")) named.add(token.trim().toLowerCase());
+  }
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || hopByHop.has(name) || named.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+export class ProxyTarget {
+  /** Requests and upgraded connections currently using this target. */
+  inflight = 0;
+  private idleWaiters: (() => void)[] = [];
+  constructor(readonly upstream: Upstream) {}
+
+  acquire(): () => void {
+    this.inflight += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.inflight -= 1;
+      if (this.inflight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    };
+  }
+
+  /** Resolves true once nothing uses this target, false if `timeoutMs` passes first. */
+  drained(timeoutMs: number): Promise<boolean> {
+    if (this.inflight === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+}
+
+export class AppProxy {
+  private target: ProxyTarget | undefined;
+  private unavailableReason = "the app is starting";
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64 });
+  private readonly server: http.Server;
+
+  constructor(private readonly logger: Logger) {
+    this.server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.forward(req, res));
+    this.server.on("upgrade", (req, socket, head) => this.forwardUpgrade(req, socket, head));
+    this.server.on("clientError", (_err, socket) => {
+      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+      else socket.destroy();
+    });
+  }
+
+  listen(host: string, port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen({ host, port, exclusive: true }, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Switches where new requests go; returns the previous target so the caller can drain it. */
+  switchTo(upstream: Upstream): ProxyTarget | undefined {
+    const previous = this.target;
+    this.target = new ProxyTarget(upstream);
+    return previous;
+  }
+
+  /** New requests get 503 with `reason` until the next switchTo. */
+  unavailable(reason: string): ProxyTarget | undefined {
+    const previous = this.target;
+    this.target = undefined;
+    this.unavailableReason = reason;
+    return previous;
+  }
+
+  get current(): ProxyTarget | undefined {
+    return this.target;
+  }
+
+  close(): Promise<void> {
+    this.agent.destroy();
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const target = this.target;
+    if (!target) {
+      res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
+      res.end(JSON.stringify({ error: `app unavailable: ${this.unavailableReason}` }));
+      return;
+    }
+    const release = target.acquire();
+    res.on("close", release);
+    this.send(req, res, target, true);
+  }
+
+  private send(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    target: ProxyTarget,
+    mayRetry: boolean,
+  ): void {
+    const upstreamReq = http.request(
+      {
+        host: target.upstream.host,
+        port: target.upstream.port,
+        method: req.method,
+        path: req.url,
+        headers: endToEndHeaders(req.headers),
+        agent: this.agent,
+      },
+      (upstreamRes) => {
+        res.writeHead(
+          upstreamRes.statusCode ?? 502,
+          upstreamRes.statusMessage,
+          endToEndHeaders(upstreamRes.headers),
+        );
+        upstreamRes.pipe(res);
+        upstreamRes.on("error", () => res.destroy());
+      },
+    );
+    upstreamReq.on("error", (err: NodeJS.ErrnoException) => {
+      // A pooled connection the app closed just as we reused it (its keep-alive timeout) fails
+      // before any answer; a request without a body can safely go again on a fresh one.
+      const bodyless = req.method === "GET" || req.method === "HEAD" || req.method === "OPTIONS";
+      if (mayRetry && bodyless && upstreamReq.reusedSocket && err.code === "ECONNRESET" && !res.headersSent) {
+        this.send(req, res, target, false);
+        return;
+      }
+      if (!res.headersSent) {
+        res.writeHead(502, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: `app did not answer: ${err.message}` }));
+      } else {
+        res.destroy();
+      }
+    });
+    // A client that goes away mid-request must not leave the upstream request hanging.
+    res.on("close", () => {
+      if (!res.writableFinished) upstreamReq.destroy();
+    });
+    if (req.readableEnded) upstreamReq.end();
+    else req.pipe(upstreamReq);
+  }
+
+  private forwardUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const target = this.target;
+    if (!target) {
+      socket.end("HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+      return;
+    }
+    const release = target.acquire();
+    socket.on("close", release);
+    socket.on("error", () => socket.destroy());
+    const headers = endToEndHeaders(req.headers);
+    headers.connection = "upgrade";
+    if (req.headers.upgrade) headers.upgrade = req.headers.upgrade;
+    const upstreamReq = http.request({
+      host: target.upstream.host,
+      port: target.upstream.port,
+      method: req.method,
+      path: req.url,
+      headers,
+    });
+    upstreamReq.on("upgrade", (upstreamRes, upstreamSocket, upstreamHead) => {
+      const lines = [`HTTP/1.1 ${upstreamRes.statusCode} ${upstreamRes.statusMessage ?? ""}`];
+      for (let i = 0; i < upstreamRes.rawHeaders.length; i += 2) {
+        lines.push(`${upstreamRes.rawHeaders[i]}: ${upstreamRes.rawHeaders[i + 1]}`);
+      }
+      socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+      if (upstreamHead.length > 0) socket.write(upstreamHead);
+      if (head.length > 0) upstreamSocket.write(head);
+      upstreamSocket.on("error", () => socket.destroy());
+      upstreamSocket.on("close", () => socket.destroy());
+      socket.on("close", () => upstreamSocket.destroy());
+      upstreamSocket.pipe(socket);
+      socket.pipe(upstreamSocket);
+    });
+    upstreamReq.on("response", (upstreamRes) => {
+      // The app declined the upgrade: relay its plain answer and close.
+      const lines = [
+        `HTTP/1.1 ${upstreamRes.statusCode} ${upstreamRes.statusMessage ?? ""}`,
+        "connection: close",
+      ];
+      const passed = endToEndHeaders(upstreamRes.headers);
+      for (const [name, value] of Object.entries(passed)) {
+        for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
+      }
+      socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+      upstreamRes.pipe(socket);
+    });
+    upstreamReq.on("error", (err) => {
+      this.logger.debug("upgrade to app failed", { error: err.message });
+      socket.end("HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+    });
+    upstreamReq.end();
+  }
+}

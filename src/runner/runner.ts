@@ -1,0 +1,277 @@
+import net from "node:net";
+import { TabbifyError } from "../core/errors.js";
+import type { Logger } from "../core/log.js";
+import type { Runtime, RuntimeKind, Upstream, Workload, WorkloadSpec } from "../runtimes/runtime.js";
+import type { ControlReply, ControlRequest, HealthReply, RunnerState } from "./control.js";
+import { AppProxy, type ProxyTarget } from "./proxy.js";
+
+/**
+ * One app: owns the app address, runs the workload through its runtime, restarts it after a
+ * crash (with backoff), swaps versions without dropping requests, and stops it gracefully.
+ * It never depends on the supervisor being alive.
+ */
+
+export interface RunnerOptions {
+  uuid: string;
+  /** The app's identity address (its ULA), reported in health. */
+  appUla: string;
+  /** Where the proxy binds: the app address (ULA or loopback twin) and APP_PORT. */
+  bindHost: string;
+  bindPort: number;
+  spec: WorkloadSpec;
+  runtimeFor: (kind: RuntimeKind) => Runtime;
+  waitHealthy: (
+    upstream: Upstream,
+    opts: { timeoutMs: number; path?: string; exited?: Workload["exited"] },
+  ) => Promise<void>;
+  logger: Logger;
+  /** How long a new workload may take to answer its health check. */
+  healthTimeoutMs?: number;
+  /** How long a swap waits for in-flight requests on the old workload before stopping it. */
+  drainTimeoutMs?: number;
+  stopGraceMs?: number;
+  /** Crash restarts: first delay, doubling up to the cap. */
+  restartBaseMs?: number;
+  restartCapMs?: number;
+  /** A workload healthy for this long before crashing restarts at the base delay again. */
+  stableWindowMs?: number;
+  /**
+   * Told each time a workload takes over, so the pid can be kept where the supervisor finds it:
+   * if the runner is killed outright, its workload (a process group of its own) lives on.
+   */
+  onWorkload?: (pid: number | undefined) => void;
+}
+
+interface Running {
+  workload: Workload;
+  spec: WorkloadSpec;
+  healthySince: number;
+}
+
+/** A free TCP port on 127.0.0.1 for a workload's private listener. */
+export function pickPrivatePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.unref();
+    probe.once("error", reject);
+    probe.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => {
+      const port = (probe.address() as net.AddressInfo).port;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+export class Runner {
+  private readonly proxy: AppProxy;
+  private running: Running | undefined;
+  private spec: WorkloadSpec;
+  private state: RunnerState = "starting";
+  private unavailableReason: string | undefined = "the workload is starting";
+  private restarts = 0;
+  private consecutiveCrashes = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  /** Serializes start, restart, deploy and stop: one workload transition at a time. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly opts: RunnerOptions) {
+    this.spec = opts.spec;
+    this.proxy = new AppProxy(opts.logger.child("proxy"));
+  }
+
+  get boundAddr(): string {
+    const h = this.opts.bindHost;
+    return h.includes(":") ? `[${h}]:${this.opts.bindPort}` : `${h}:${this.opts.bindPort}`;
+  }
+
+  /** Binds the app address, then starts the first workload. Throws if it never gets healthy. */
+  async start(): Promise<void> {
+    await this.proxy.listen(this.opts.bindHost, this.opts.bindPort);
+    await this.serialized(async () => {
+      const running = await this.launch(this.spec);
+      this.install(running);
+      this.state = "running";
+    });
+  }
+
+  health(): HealthReply {
+    const current = this.running;
+    const reply: HealthReply = {
+      reply: "health",
+      state: this.state,
+      app_ula: this.opts.appUla,
+      app_uuid: this.opts.uuid,
+      pid: process.pid,
+      workload_pid: current?.workload.pid ?? null,
+      runtime: (current?.spec ?? this.spec).runtime,
+      version: current?.workload.version ?? null,
+      bound_addr: this.boundAddr,
+      app_health: this.proxy.current ? "serving" : "unavailable",
+      restarts: this.restarts,
+    };
+    const image = (current?.spec ?? this.spec).image;
+    if (image) reply.image_ref = image;
+    if (!this.proxy.current && this.unavailableReason) reply.app_health_reason = this.unavailableReason;
+    return reply;
+  }
+
+  /** The control-socket handler. `stop` is answered before the process exits (see onStopped). */
+  async handle(req: ControlRequest): Promise<ControlReply> {
+    switch (req.cmd) {
+      case "ping":
+        return { reply: "pong" };
+      case "health":
+        return this.health();
+      case "stop":
+        await this.stop();
+        return { reply: "ok" };
+      case "deploy": {
+        const version = await this.deploy(req.spec);
+        return { reply: "ok", version };
+      }
+    }
+  }
+
+  /**
+   * Zero-downtime swap: the new workload starts on another private port and must pass its health
+   * check; then new requests go to it, the old one drains and stops. If the new one fails, the old
+   * one keeps serving and this throws why.
+   */
+  deploy(spec: WorkloadSpec): Promise<string | null> {
+    return this.serialized(async () => {
+      if (this.stopping) throw new TabbifyError("RUNNER_STOPPING", "the runner is stopping");
+      const next = await this.launch(spec);
+      const previous = this.running;
+      const oldTarget = this.install(next);
+      this.spec = spec;
+      this.consecutiveCrashes = 0;
+      this.state = "running";
+      this.opts.logger.info("swapped to new workload", {
+        workload_pid: next.workload.pid,
+        version: next.workload.version,
+      });
+      if (previous) await this.retire(previous, oldTarget);
+      return next.workload.version ?? null;
+    });
+  }
+
+  /** Stops the workload gracefully and releases the app address. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping = true;
+    this.state = "stopping";
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    return this.serialized(async () => {
+      const previous = this.running;
+      this.running = undefined;
+      const target = this.proxy.unavailable("the runner is stopping");
+      if (previous) {
+        if (target) await target.drained(Math.min(this.opts.drainTimeoutMs ?? 30_000, 5_000));
+        await previous.workload.stop(this.opts.stopGraceMs ?? 10_000);
+      }
+      await this.proxy.close();
+    });
+  }
+
+  private serialized<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(step, step);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Starts a workload on a fresh private port and waits for it to answer, or stops it and throws. */
+  private async launch(spec: WorkloadSpec): Promise<Running> {
+    const runtime = this.opts.runtimeFor(spec.runtime);
+    await runtime.validate(spec);
+    const port = await pickPrivatePort();
+    const workload = await runtime.start(spec, port);
+    const timeoutMs = this.opts.healthTimeoutMs ?? 25_000;
+    let exitedEarly: { code: number | null; signal: string | null } | undefined;
+    const exited = workload.exited.then((how) => {
+      exitedEarly = how;
+    });
+    try {
+      await Promise.race([
+        // `exited` also ends the health poll itself, so nothing keeps probing a dead workload.
+        this.opts.waitHealthy(workload.upstream, { timeoutMs, exited: workload.exited }),
+        exited.then(() => {
+          throw new TabbifyError(
+            "WORKLOAD_EXITED",
+            `the workload exited before it answered (code ${exitedEarly?.code ?? "none"}, signal ${exitedEarly?.signal ?? "none"})`,
+          );
+        }),
+      ]);
+    } catch (err) {
+      await workload.stop(2_000).catch(() => {});
+      if (err instanceof TabbifyError) throw err;
+      throw new TabbifyError(
+        "WORKLOAD_UNHEALTHY",
+        `the workload did not answer its health check within ${timeoutMs} ms: ${(err as Error).message}`,
+      );
+    }
+    return { workload, spec, healthySince: Date.now() };
+  }
+
+  /** Makes `running` the workload new requests go to; returns the target it replaced. */
+  private install(running: Running): ProxyTarget | undefined {
+    this.running = running;
+    const previous = this.proxy.switchTo(running.workload.upstream);
+    this.unavailableReason = undefined;
+    running.workload.exited.then((how) => this.onExit(running, how));
+    this.opts.onWorkload?.(running.workload.pid);
+    return previous;
+  }
+
+  /** Waits (bounded) for requests still under way on the old workload, then stops it. */
+  private async retire(previous: Running, oldTarget: ProxyTarget | undefined): Promise<void> {
+    const drained = oldTarget ? await oldTarget.drained(this.opts.drainTimeoutMs ?? 30_000) : true;
+    if (!drained)
+      this.opts.logger.warn("old workload still busy after the drain timeout; stopping it anyway");
+    await previous.workload.stop(this.opts.stopGraceMs ?? 10_000);
+  }
+
+  private onExit(running: Running, how: { code: number | null; signal: string | null }): void {
+    if (this.running !== running || this.stopping) return;
+    this.running = undefined;
+    this.restarts += 1;
+    const stableWindowMs = this.opts.stableWindowMs ?? 30_000;
+    if (Date.now() - running.healthySince >= stableWindowMs) this.consecutiveCrashes = 0;
+    this.consecutiveCrashes += 1;
+    const delay = Math.min(
+      (this.opts.restartBaseMs ?? 1_000) * 2 ** (this.consecutiveCrashes - 1),
+      this.opts.restartCapMs ?? 30_000,
+    );
+    const reason = `the workload exited (code ${how.code ?? "none"}, signal ${how.signal ?? "none"}); restarting in ${delay} ms`;
+    this.proxy.unavailable(reason);
+    this.unavailableReason = reason;
+    this.state = "restarting";
+    this.opts.logger.warn("workload exited", { code: how.code, signal: how.signal, restart_in_ms: delay });
+    this.scheduleRestart(delay);
+  }
+
+  private scheduleRestart(delayMs: number): void {
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      this.serialized(async () => {
+        if (this.stopping || this.running) return;
+        try {
+          const running = await this.launch(this.spec);
+          this.install(running);
+          this.state = "running";
+          this.opts.logger.info("workload restarted", { workload_pid: running.workload.pid });
+        } catch (err) {
+          this.consecutiveCrashes += 1;
+          const delay = Math.min(
+            (this.opts.restartBaseMs ?? 1_000) * 2 ** (this.consecutiveCrashes - 1),
+            this.opts.restartCapMs ?? 30_000,
+          );
+          this.unavailableReason = `restart failed: ${(err as Error).message}; retrying in ${delay} ms`;
+          this.opts.logger.warn("workload restart failed", {
+            error: (err as Error).message,
+            retry_in_ms: delay,
+          });
+          this.scheduleRestart(delay);
+        }
+      });
+    }, delayMs);
+  }
+}

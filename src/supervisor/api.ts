@@ -1,0 +1,91 @@
+import Fastify, { type FastifyInstance } from "fastify";
+import { isTabbifyError } from "../core/errors.js";
+import { specFromBody } from "./spec.js";
+import type { Supervisor } from "./supervisor.js";
+
+/** The supervisor's HTTP API (SEED-FACTS §2). Errors are `{"error": msg}` plus safe detail fields. */
+
+/** The one place a domain error code becomes an HTTP status. */
+export const statusOf: Record<string, number> = {
+  UUID_INVALID: 400,
+  SPEC_INVALID: 400,
+  RUNTIME_UNKNOWN: 400,
+  RUNTIME_UNAVAILABLE: 422,
+  ARTIFACT_NOT_FOUND: 404,
+  APP_NOT_FOUND: 404,
+  RUNNER_UNHEALTHY: 503,
+  SWAP_FAILED: 503,
+  WORKLOAD_UNHEALTHY: 503,
+  WORKLOAD_START_FAILED: 503,
+  ADDRESS_ADD_FAILED: 500,
+};
+
+export interface HealthInfo {
+  supervisorId: string;
+  ula: string;
+  version: string;
+  tags: () => string[];
+}
+
+export function buildApi(supervisor: Supervisor, info: HealthInfo): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+
+  app.setErrorHandler((err, _req, reply) => {
+    if (isTabbifyError(err)) {
+      const status = statusOf[err.code] ?? 500;
+      const detail = typeof err.detail === "object" && err.detail !== null ? err.detail : {};
+      return reply.code(status).send({ ...detail, error: err.message, code: err.code });
+    }
+    const fastifyStatus = (err as { statusCode?: number }).statusCode;
+    if (fastifyStatus && fastifyStatus >= 400 && fastifyStatus < 500) {
+      return reply.code(fastifyStatus).send({ error: (err as Error).message });
+    }
+    return reply.code(500).send({ error: `internal error: ${(err as Error).message}` });
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: `no route ${req.method} ${req.url}` }),
+  );
+
+  app.get("/health", async () => {
+    const tags = info.tags();
+    return {
+      status: "ok",
+      supervisor_id: info.supervisorId,
+      ula: info.ula,
+      version: info.version,
+      firecracker: tags.includes("firecracker"),
+      docker: tags.includes("docker"),
+      tags,
+    };
+  });
+
+  app.get("/v1/apps", async () => ({ apps: await supervisor.list() }));
+
+  app.get<{ Params: { uuid: string } }>("/v1/apps/:uuid", async (req) => ({
+    ...(await supervisor.get(req.params.uuid)),
+    present: true,
+  }));
+
+  app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/start", async (req) => {
+    const body = req.body as unknown;
+    const empty =
+      body === undefined || body === null || (typeof body === "object" && Object.keys(body).length === 0);
+    return supervisor.start(req.params.uuid, empty ? undefined : specFromBody(body, { deploy: false }));
+  });
+
+  app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/deploy", async (req) =>
+    supervisor.deploy(req.params.uuid, specFromBody(req.body ?? {}, { deploy: true })),
+  );
+
+  app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/stop", async (req) =>
+    supervisor.stop(req.params.uuid),
+  );
+  app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/purge", async (req) =>
+    supervisor.purge(req.params.uuid),
+  );
+  app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/reset", async (req) =>
+    supervisor.reset(req.params.uuid),
+  );
+
+  return app;
+}

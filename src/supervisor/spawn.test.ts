@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { processAlive, rotateLog, stopGroup, tailLog } from "./spawn.js";
+
+const dir = mkdtempSync(join(tmpdir(), "spawn-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test("logs rotate to .log.1 past the size limit, and only then", async () => {
+  const log = join(dir, "a.log");
+  writeFileSync(log, "x".repeat(100));
+  await rotateLog(log, 1000);
+  assert.ok(existsSync(log) && !existsSync(`${log}.1`));
+  writeFileSync(log, "y".repeat(1001));
+  await rotateLog(log, 1000);
+  assert.ok(!existsSync(log));
+  assert.equal(readFileSync(`${log}.1`, "utf8").length, 1001);
+  await rotateLog(join(dir, "absent.log"), 1000);
+});
+
+test("tailLog returns the end of the log, or nothing when there is none", async () => {
+  const log = join(dir, "b.log");
+  writeFileSync(log, `${"early\n".repeat(2000)}the last line\n`);
+  const tail = await tailLog(log, 64);
+  assert.equal(tail.length, 64);
+  assert.ok(tail.endsWith("the last line\n"));
+  assert.equal(await tailLog(join(dir, "none.log")), "");
+});
+
+test("stopGroup ends a whole process group; processAlive sees it go", async () => {
+  const child = spawn("sh", ["-c", "sleep 30 & sleep 30"], { detached: true, stdio: "ignore" });
+  await new Promise((r) => child.once("spawn", r));
+  const pid = child.pid!;
+  assert.equal(await processAlive(pid), true);
+  const exited = new Promise((r) => child.once("exit", r));
+  await stopGroup(pid, 1000);
+  await exited;
+  assert.equal(await processAlive(pid), false);
+  // The backgrounded sleep was in the same group; once killed, init reaps it (not instantly).
+  const groupGone = () => {
+    try {
+      process.kill(-pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  const deadline = Date.now() + 3000;
+  while (!groupGone() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(groupGone());
+});

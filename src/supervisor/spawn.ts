@@ -1,0 +1,166 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { open, readFile, rename, stat } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { isErrno } from "../core/errors.js";
+import type { WorkloadSpec } from "../runtimes/runtime.js";
+
+/**
+ * Starting runners as detached processes: a session and process group of their own (so a
+ * supervisor's death or Ctrl-C never reaches them), stdin closed, stdout and stderr appended to
+ * `<data>/runners/<uuid>.log`. The workload spec and secrets travel in the environment.
+ */
+
+/** The compiled `tabbify` entry point beside this module in dist/. */
+export const defaultRunnerEntry = fileURLToPath(new URL("../main/tabbify.js", import.meta.url));
+
+export const logRotateBytes = 8 * 1024 * 1024;
+
+export interface RunnerLaunch {
+  entry: string;
+  uuid: string;
+  controlSock: string;
+  dataDir: string;
+  bindAddr: string;
+  logPath: string;
+  spec: WorkloadSpec;
+  parent: string;
+  nodeUrl?: string;
+  nodeKey?: string;
+  /** Extra flags, e.g. restart delays for tests. */
+  extraArgs?: string[];
+}
+
+/** Variables a runner must not inherit from the supervisor: its own secrets and settings. */
+const withheld = /^(SUPERVISOR_|TABBIFY_|RUNNER_)/;
+
+export async function rotateLog(path: string, maxBytes = logRotateBytes): Promise<void> {
+  try {
+    if ((await stat(path)).size > maxBytes) await rename(path, `${path}.1`);
+  } catch (err) {
+    if (!isErrno(err, "ENOENT")) throw err;
+  }
+}
+
+/** The last `bytes` of a runner log (for error bodies). */
+export async function tailLog(path: string, bytes = 4096): Promise<string> {
+  try {
+    const fh = await open(path, "r");
+    try {
+      const { size } = await fh.stat();
+      const start = Math.max(0, size - bytes);
+      const buf = Buffer.alloc(size - start);
+      await fh.read(buf, 0, buf.length, start);
+      return buf.toString("utf8");
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    if (isErrno(err, "ENOENT")) return "";
+    throw err;
+  }
+}
+
+export async function spawnRunner(launch: RunnerLaunch): Promise<ChildProcess> {
+  await rotateLog(launch.logPath);
+  const { env: specEnv, ...specWithoutEnv } = launch.spec;
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!withheld.test(name)) env[name] = value;
+  env.RUNNER_SPEC = JSON.stringify(specWithoutEnv);
+  if (specEnv && Object.keys(specEnv).length > 0) env.RUNNER_EXTRA_ENV = JSON.stringify(specEnv);
+  if (launch.nodeKey) env.TABBIFY_NODE_KEY = launch.nodeKey;
+  const args = [
+    launch.entry,
+    "runner",
+    "--uuid",
+    launch.uuid,
+    "--control-sock",
+    launch.controlSock,
+    "--data-dir",
+    launch.dataDir,
+    "--bind",
+    launch.bindAddr,
+    "--parent",
+    launch.parent,
+    ...(launch.nodeUrl ? ["--node", launch.nodeUrl] : []),
+    ...(launch.extraArgs ?? []),
+  ];
+  const logFd = openSync(launch.logPath, "a", 0o600);
+  try {
+    const child = spawn(process.execPath, ["--enable-source-maps", ...args], {
+      detached: true,
+      stdio: ["ignore", logFd, logFd],
+      env,
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.once("error", reject);
+      child.once("spawn", () => {
+        child.off("error", reject);
+        resolve();
+      });
+    });
+    child.unref();
+    return child;
+  } finally {
+    closeSync(logFd);
+  }
+}
+
+/** True while `pid` exists and is not a zombie. */
+export async function processAlive(pid: number): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return isErrno(err, "EPERM");
+  }
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    // Field 3, after the parenthesised command name (which may itself contain spaces).
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+function signal(target: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(target, sig);
+  } catch (err) {
+    if (!isErrno(err, "ESRCH")) throw err;
+  }
+}
+
+/** SIGTERM to the process group led by `pid`, SIGKILL after `graceMs` if it still lives. */
+export async function stopGroup(pid: number, graceMs: number): Promise<void> {
+  signal(-pid, "SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!(await processAlive(pid))) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  signal(-pid, "SIGKILL");
+}
+
+/** SIGKILL to a whole process group; used on workload orphans left by a runner that died. */
+export function killGroup(pid: number): void {
+  signal(-pid, "SIGKILL");
+}
+
+/**
+ * Removes the containers the docker runtime labelled with this app (`tabbify.app=<uuid>`); only
+ * called once the app's runner is known dead, so every such container is an orphan.
+ */
+export async function removeAppContainers(uuid: string): Promise<void> {
+  const run = promisify(execFile);
+  try {
+    const { stdout } = await run("docker", ["ps", "-aq", "--filter", `label=tabbify.app=${uuid}`], {
+      timeout: 15_000,
+    });
+    const ids = stdout.split("\n").filter(Boolean);
+    if (ids.length > 0) await run("docker", ["rm", "-f", ...ids], { timeout: 30_000 });
+  } catch {
+    // No docker CLI or daemon: then there are no containers to leave behind either.
+  }
+}

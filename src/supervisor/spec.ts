@@ -1,0 +1,107 @@
+import { isAbsolute } from "node:path";
+import { TabbifyError } from "../core/errors.js";
+import { type RuntimeKind, runtimeKinds, type WorkloadSpec } from "../runtimes/runtime.js";
+
+/**
+ * The start/deploy request body (snake_case on the wire) turned into a WorkloadSpec. Shape
+ * errors are caught here, before any runtime is asked; whether the artifact exists and the host
+ * can run it is the runtime's `validate`.
+ */
+
+const startFields = new Set([
+  "runtime",
+  "artifact_dir",
+  "command",
+  "image",
+  "image_archive",
+  "entry",
+  "env",
+  "limits",
+]);
+const deployFields = new Set([...startFields, "ref"]);
+
+function optionalString(body: Record<string, unknown>, field: string): string | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "string" || value === "") {
+    throw new TabbifyError("SPEC_INVALID", `${field} must be a non-empty string`);
+  }
+  return value;
+}
+
+function absolutePath(body: Record<string, unknown>, field: string): string | undefined {
+  const value = optionalString(body, field);
+  if (value !== undefined && !isAbsolute(value)) {
+    throw new TabbifyError("SPEC_INVALID", `${field} must be an absolute path on the supervisor's host`);
+  }
+  return value;
+}
+
+export function specFromBody(raw: unknown, opts: { deploy: boolean }): WorkloadSpec {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new TabbifyError("SPEC_INVALID", "the body must be a JSON object");
+  }
+  const body = raw as Record<string, unknown>;
+  const allowed = opts.deploy ? deployFields : startFields;
+  const unknown = Object.keys(body).filter((k) => !allowed.has(k));
+  if (unknown.length > 0) throw new TabbifyError("SPEC_INVALID", `unknown field(s): ${unknown.join(", ")}`);
+  const runtime = body.runtime;
+  if (typeof runtime !== "string" || runtime === "") {
+    throw new TabbifyError("SPEC_INVALID", `runtime is required (one of ${runtimeKinds.join(", ")})`);
+  }
+  if (!runtimeKinds.includes(runtime as RuntimeKind)) {
+    throw new TabbifyError(
+      "RUNTIME_UNKNOWN",
+      `unknown runtime "${runtime.slice(0, 64)}" (one of ${runtimeKinds.join(", ")})`,
+    );
+  }
+  const spec: WorkloadSpec = { runtime: runtime as RuntimeKind };
+  const artifactDir = absolutePath(body, "artifact_dir");
+  if (artifactDir) spec.artifactDir = artifactDir;
+  if (body.command !== undefined) {
+    const command = body.command;
+    if (!Array.isArray(command) || command.length === 0 || command.some((a) => typeof a !== "string")) {
+      throw new TabbifyError("SPEC_INVALID", "command must be a non-empty list of strings");
+    }
+    spec.command = command as string[];
+  }
+  const image = optionalString(body, "image");
+  const ref = opts.deploy ? optionalString(body, "ref") : undefined;
+  if (image && ref && image !== ref)
+    throw new TabbifyError("SPEC_INVALID", "ref and image name different images");
+  if (image ?? ref) spec.image = (image ?? ref)!;
+  const archive = absolutePath(body, "image_archive");
+  if (archive) spec.imageArchive = archive;
+  const entry = optionalString(body, "entry");
+  if (entry) spec.entry = entry;
+  if (body.limits !== undefined) {
+    const limits = body.limits as Record<string, unknown>;
+    if (typeof limits !== "object" || limits === null)
+      throw new TabbifyError("SPEC_INVALID", "limits must be an object");
+    spec.limits = {};
+    for (const [k, target] of [
+      ["timeout_ms", "timeoutMs"],
+      ["memory_mb", "memoryMb"],
+    ] as const) {
+      const v = limits[k];
+      if (v === undefined) continue;
+      if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+        throw new TabbifyError("SPEC_INVALID", `limits.${k} must be a positive number`);
+      }
+      spec.limits[target] = v;
+    }
+  }
+  if (body.env !== undefined) {
+    const env = body.env;
+    if (typeof env !== "object" || env === null || Array.isArray(env)) {
+      throw new TabbifyError("SPEC_INVALID", "env must be a map of strings");
+    }
+    for (const [name, value] of Object.entries(env)) {
+      // Values are never echoed back: they may be secrets.
+      if (typeof value !== "string")
+        throw new TabbifyError("SPEC_INVALID", `env ${name.slice(0, 64)} must be a string`);
+    }
+    spec.env = env as Record<string, string>;
+  }
+  return spec;
+}

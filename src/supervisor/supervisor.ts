@@ -1,0 +1,613 @@
+import type { ChildProcess } from "node:child_process";
+import { readFile, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  APP_PORT,
+  appAddress,
+  deriveAppUla,
+  hostPort,
+  type MeshMode,
+  parseAppUuid,
+} from "../core/address.js";
+import { isErrno, TabbifyError } from "../core/errors.js";
+import type { Logger } from "../core/log.js";
+import { type ControlReply, controlRequest, type HealthReply, workloadPidPath } from "../runner/control.js";
+import type { Runtime, RuntimeKind, WorkloadSpec } from "../runtimes/runtime.js";
+import {
+  afterFailure,
+  afterHealthy,
+  type BackoffPolicy,
+  defaultBackoff,
+  dueForRetry,
+  type RestartStatus,
+  restartStatus,
+} from "./backoff.js";
+import type { AddressManager } from "./host.js";
+import { freshRestartState, RecordStore, type RunnerRecord } from "./records.js";
+import {
+  defaultRunnerEntry,
+  killGroup,
+  processAlive,
+  removeAppContainers,
+  spawnRunner,
+  stopGroup,
+  tailLog,
+} from "./spawn.js";
+
+/**
+ * Runner lifecycle on one host. The supervisor is control plane only: it spawns detached
+ * runners, records them, and on every reconcile pass proves each living runner through its
+ * control socket (adopting it untouched) or respawns a dead one with backoff. Killing the
+ * supervisor never touches a workload.
+ */
+
+export interface SupervisorOptions {
+  name: string;
+  dataDir: string;
+  mesh: MeshMode;
+  runtimeFor: (kind: RuntimeKind) => Runtime;
+  availableKinds: () => Promise<RuntimeKind[]>;
+  addresses: AddressManager;
+  logger: Logger;
+  runnerEntry?: string;
+  nodeUrl?: string;
+  nodeKey?: string;
+  backoff?: BackoffPolicy;
+  reconcileIntervalMs?: number;
+  /** How long start/deploy wait for a new runner to report healthy. */
+  startTimeoutMs?: number;
+  /** A runner this young is taken as alive without asking its socket (it may still be binding). */
+  spawnGraceMs?: number;
+  /** Extra flags passed to every runner (restart delays, health timeout). */
+  runnerArgs?: string[];
+}
+
+export interface AppRow {
+  uuid: string;
+  app_ula: string;
+  state: "running" | "stopped";
+  bound_addr: string | null;
+  restart_status: RestartStatus;
+  restart_count: number;
+  next_retry_at: string | null;
+  last_exit_at: string | null;
+  crash_looped: boolean;
+  runtime: RuntimeKind;
+  pid: number | null;
+  workload_pid: number | null;
+  app_health: "serving" | "unavailable" | null;
+  app_health_reason?: string;
+  version: string | null;
+  /** Workload restarts the runner did on its own after crashes. */
+  restarts: number | null;
+  adoption_error?: string;
+}
+
+export interface StartResult {
+  state: "running";
+  app_ula: string;
+  bound_addr: string;
+  version: string | null;
+  workload_pid: number | null;
+}
+
+type Proof =
+  | { kind: "ours"; health: HealthReply }
+  | { kind: "foreign"; message: string }
+  | { kind: "silent"; message: string };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class Supervisor {
+  readonly records: RecordStore;
+  private readonly backoff: BackoffPolicy;
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly adoptionErrors = new Map<string, string>();
+  private timer: NodeJS.Timeout | undefined;
+  private pass: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(private readonly opts: SupervisorOptions) {
+    this.records = new RecordStore(join(opts.dataDir, "runners"));
+    this.backoff = opts.backoff ?? defaultBackoff;
+  }
+
+  get runnersDir(): string {
+    return this.records.dir;
+  }
+
+  /** One reconcile pass (re-adoption), then one every interval. */
+  async init(): Promise<void> {
+    await this.records.init();
+    await this.reconcileAll();
+    const every = this.opts.reconcileIntervalMs ?? 5_000;
+    const tick = () => {
+      if (this.closed) return;
+      this.pass = this.reconcileAll().finally(() => {
+        this.timer = setTimeout(tick, every);
+      });
+    };
+    this.timer = setTimeout(tick, every);
+  }
+
+  /** Stops reconciling. Runners keep running: they do not depend on the supervisor. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.pass;
+  }
+
+  async list(): Promise<AppRow[]> {
+    const uuids = await this.records.list();
+    const rows = await Promise.all(uuids.map((u) => this.row(u)));
+    return rows.filter((r): r is AppRow => r !== undefined);
+  }
+
+  /** The app's row with live health; APP_NOT_FOUND when there is no record. */
+  async get(uuidInput: string): Promise<AppRow> {
+    const uuid = parseAppUuid(uuidInput);
+    const row = await this.row(uuid);
+    if (!row)
+      throw new TabbifyError("APP_NOT_FOUND", `no app ${uuid} on this supervisor`, { uuid, present: false });
+    return row;
+  }
+
+  /** Starts the app unless its runner is alive (then answers as it is). `spec` may come from the record. */
+  start(uuidInput: string, spec: WorkloadSpec | undefined): Promise<StartResult> {
+    const uuid = parseAppUuid(uuidInput);
+    return this.withLock(uuid, async () => {
+      const record = await this.records.read(uuid);
+      if (record && !record.stopped && record.pid !== null) {
+        // A living runner is left alone even while its workload restarts: it heals itself.
+        const proof = await this.prove(record);
+        if (proof.kind === "ours") return this.result(record, proof.health);
+      }
+      const chosen = spec ?? record?.spec;
+      if (!chosen) {
+        throw new TabbifyError(
+          "SPEC_INVALID",
+          `app ${uuid} has no record here; the body needs a runtime and its artifact`,
+        );
+      }
+      await this.preflight(chosen);
+      if (record?.pid) await this.retireRunner(record);
+      return this.coldSpawn(uuid, chosen);
+    });
+  }
+
+  /**
+   * A new version. Onto a live runner: the runner's zero-downtime swap (a failing new version
+   * leaves the old one serving and this throws SWAP_FAILED with why). No live runner: cold spawn.
+   */
+  deploy(uuidInput: string, spec: WorkloadSpec): Promise<StartResult & { swapped: boolean }> {
+    const uuid = parseAppUuid(uuidInput);
+    return this.withLock(uuid, async () => {
+      await this.preflight(spec);
+      const full = { ...spec, appUuid: uuid };
+      const record = await this.records.read(uuid);
+      if (record && !record.stopped && record.pid !== null) {
+        const proof = await this.prove(record);
+        if (proof.kind === "ours") {
+          let reply: ControlReply;
+          try {
+            reply = await controlRequest(
+              record.control_sock,
+              { cmd: "deploy", spec: full },
+              { timeoutMs: 420_000 },
+            );
+          } catch (err) {
+            throw new TabbifyError(
+              "SWAP_FAILED",
+              `the runner did not complete the swap: ${(err as Error).message}`,
+            );
+          }
+          if (reply.reply !== "ok") {
+            const why = reply.reply === "err" ? reply.message : `unexpected reply ${reply.reply}`;
+            throw new TabbifyError("SWAP_FAILED", `new version rejected, the old one keeps serving: ${why}`, {
+              restart_status: restartStatus(record.restart, this.backoff),
+            });
+          }
+          record.spec = full;
+          record.crash_looped = false;
+          record.restart = { ...freshRestartState(), last_healthy_at: new Date().toISOString() };
+          if (full.image) record.image_ref = full.image;
+          else delete record.image_ref;
+          const health = await this.healthOf(record);
+          if (health) record.workload_pid = health.workload_pid;
+          await this.records.write(record);
+          return { ...this.result(record, health), swapped: true };
+        }
+      }
+      if (record?.pid) await this.retireRunner(record);
+      return { ...(await this.coldSpawn(uuid, full)), swapped: false };
+    });
+  }
+
+  stop(uuidInput: string): Promise<{ state: "stopped" }> {
+    const uuid = parseAppUuid(uuidInput);
+    return this.withLock(uuid, async () => {
+      const record = await this.mustRead(uuid);
+      if (record.pid !== null) await this.retireRunner(record);
+      record.pid = null;
+      record.workload_pid = null;
+      record.stopped = true;
+      await this.records.write(record);
+      return { state: "stopped" as const };
+    });
+  }
+
+  purge(uuidInput: string): Promise<{ state: "purged"; uuid: string }> {
+    const uuid = parseAppUuid(uuidInput);
+    return this.withLock(uuid, async () => {
+      const record = await this.mustRead(uuid);
+      if (record.pid !== null) await this.retireRunner(record);
+      await this.records.remove(uuid);
+      const files = [
+        record.control_sock,
+        workloadPidPath(record.control_sock),
+        this.logPath(uuid),
+        `${this.logPath(uuid)}.1`,
+      ];
+      for (const file of files) {
+        await unlink(file).catch((err: unknown) => {
+          if (!isErrno(err, "ENOENT")) throw err;
+        });
+      }
+      if (record.mesh === "ula") await this.opts.addresses.remove(record.app_ula);
+      this.adoptionErrors.delete(uuid);
+      return { state: "purged" as const, uuid };
+    });
+  }
+
+  /** Clears backoff and crash-loop parking; a dead, not stopped runner is respawned at once. */
+  reset(uuidInput: string): Promise<AppRow> {
+    const uuid = parseAppUuid(uuidInput);
+    return this.withLock(uuid, async () => {
+      const record = await this.mustRead(uuid);
+      record.restart = freshRestartState();
+      record.crash_looped = false;
+      await this.records.write(record);
+      await this.reconcileOne(uuid);
+      return (await this.row(uuid))!;
+    });
+  }
+
+  logPath(uuid: string): string {
+    return join(this.records.dir, `${uuid}.log`);
+  }
+
+  /** One pass over every record; one app's trouble never stops the others. */
+  async reconcileAll(): Promise<void> {
+    for (const uuid of await this.records.list()) {
+      await this.withLock(uuid, () => this.reconcileOne(uuid)).catch((err: unknown) => {
+        this.opts.logger.error("reconcile failed", { uuid, error: (err as Error).message });
+      });
+    }
+  }
+
+  private async reconcileOne(uuid: string): Promise<void> {
+    const record = await this.records.read(uuid);
+    if (!record || record.stopped) return;
+    const now = Date.now();
+    if (record.pid !== null) {
+      const proof = await this.prove(record);
+      if (proof.kind === "ours") {
+        this.adoptionErrors.delete(uuid);
+        // last_healthy_at moves on every pass; the record is rewritten only when more than that changed.
+        const comparable = () =>
+          JSON.stringify({ ...record, restart: { ...record.restart, last_healthy_at: null } });
+        const before = comparable();
+        record.workload_pid = proof.health.workload_pid;
+        if (proof.health.app_health === "serving") {
+          const spawnedAt = record.spawned_at ? Date.parse(record.spawned_at) : now;
+          record.restart = afterHealthy(record.restart, spawnedAt, now, this.backoff);
+        }
+        if (comparable() !== before) await this.records.write(record);
+        return;
+      }
+      const young =
+        record.spawned_at !== null &&
+        now - Date.parse(record.spawned_at) < (this.opts.spawnGraceMs ?? 10_000);
+      if (proof.kind === "silent" && (await processAlive(record.pid))) {
+        if (young || (await this.isRunnerProcess(record.pid, uuid))) {
+          if (!young)
+            this.opts.logger.warn("runner alive but its control socket is silent", { uuid, pid: record.pid });
+          return;
+        }
+      }
+      if (proof.kind === "foreign") {
+        // Someone else answers on this app's socket path: never adopt it, never signal its pid.
+        this.adoptionErrors.set(uuid, proof.message);
+        this.opts.logger.error("control socket is not this app's runner; not adopting", {
+          uuid,
+          why: proof.message,
+        });
+      } else {
+        await this.killOrphanWorkload(record);
+      }
+      const { restart, parked } = afterFailure(record.restart, now, this.backoff);
+      record.restart = restart;
+      record.crash_looped = parked;
+      record.pid = null;
+      record.workload_pid = null;
+      await this.records.write(record);
+      this.opts.logger.warn(
+        parked ? "runner died; parked after repeated failures" : "runner died; respawn scheduled",
+        {
+          uuid,
+          failures: restart.consecutive_failures,
+          next_retry_at: restart.next_retry_at,
+        },
+      );
+    }
+    if (record.crash_looped || !dueForRetry(record.restart, Date.now())) return;
+    if (this.adoptionErrors.has(uuid) && (await this.socketAnswers(record.control_sock))) return;
+    await this.launch(record);
+    this.opts.logger.info("respawned runner", { uuid, pid: record.pid });
+  }
+
+  private async socketAnswers(path: string): Promise<boolean> {
+    return controlRequest(path, { cmd: "ping" }, { timeoutMs: 1_000 }).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /** Proves a runner through its control socket: it must answer health for this uuid and address. */
+  private async prove(record: RunnerRecord): Promise<Proof> {
+    let reply: ControlReply;
+    try {
+      reply = await controlRequest(record.control_sock, { cmd: "health" }, { timeoutMs: 2_000 });
+    } catch (err) {
+      return { kind: "silent", message: (err as Error).message };
+    }
+    if (reply.reply !== "health")
+      return { kind: "foreign", message: `health answered with "${reply.reply}"` };
+    if (reply.app_uuid !== record.uuid || reply.app_ula !== record.app_ula) {
+      return {
+        kind: "foreign",
+        message: `the socket answers for app ${String(reply.app_uuid).slice(0, 64)}, not ${record.uuid}`,
+      };
+    }
+    if (record.pid !== null && reply.pid !== record.pid) {
+      return {
+        kind: "foreign",
+        message: `the socket answers from pid ${reply.pid}, not the recorded ${record.pid}`,
+      };
+    }
+    return { kind: "ours", health: reply };
+  }
+
+  private async healthOf(record: RunnerRecord): Promise<HealthReply | undefined> {
+    const proof = await this.prove(record);
+    return proof.kind === "ours" ? proof.health : undefined;
+  }
+
+  /** Whether `pid` runs `tabbify runner --uuid <uuid>` (guards against a reused pid). */
+  private async isRunnerProcess(pid: number, uuid: string): Promise<boolean> {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    const args = cmdline.split("\0");
+    const i = args.indexOf("--uuid");
+    return args.includes("runner") && i >= 0 && args[i + 1] === uuid;
+  }
+
+  /**
+   * A runner killed outright leaves its workload (a process group of its own, or a container)
+   * running, holding a port and memory. A process counts as that orphan only when it was
+   * re-parented to init; containers carry the app's label.
+   */
+  private async killOrphanWorkload(record: RunnerRecord): Promise<void> {
+    const fromFile = Number(
+      (await readFile(workloadPidPath(record.control_sock), "utf8").catch(() => "")).trim(),
+    );
+    const candidates = new Set([
+      record.workload_pid,
+      Number.isInteger(fromFile) && fromFile > 0 ? fromFile : null,
+    ]);
+    for (const pid of candidates) {
+      if (!pid || pid === process.pid || !(await processAlive(pid))) continue;
+      const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === 1) {
+        this.opts.logger.warn("stopping the workload a dead runner left behind", { uuid: record.uuid, pid });
+        killGroup(pid);
+      }
+    }
+    if (record.spec.runtime === "docker") await removeAppContainers(record.uuid);
+  }
+
+  /** Stops a runner that is ours: the graceful way through its socket, else its process group. */
+  private async retireRunner(record: RunnerRecord): Promise<void> {
+    const pid = record.pid;
+    if (pid === null) return;
+    const proof = await this.prove(record);
+    if (proof.kind === "ours") {
+      try {
+        await controlRequest(record.control_sock, { cmd: "stop" }, { timeoutMs: 30_000 });
+      } catch (err) {
+        this.opts.logger.warn("runner did not stop through its socket", {
+          uuid: record.uuid,
+          error: (err as Error).message,
+        });
+      }
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline && (await processAlive(pid))) await sleep(50);
+      if (await processAlive(pid)) await stopGroup(pid, 2_000);
+      if (proof.health.workload_pid && (await processAlive(proof.health.workload_pid))) {
+        killGroup(proof.health.workload_pid);
+      }
+      return;
+    }
+    if (proof.kind === "silent" && (await this.isRunnerProcess(pid, record.uuid))) {
+      await stopGroup(pid, 5_000);
+    }
+    await this.killOrphanWorkload(record);
+  }
+
+  private async preflight(spec: WorkloadSpec): Promise<void> {
+    const available = await this.opts.availableKinds();
+    if (!available.includes(spec.runtime)) {
+      throw new TabbifyError("RUNTIME_UNAVAILABLE", `this host cannot run ${spec.runtime} workloads`, {
+        available,
+      });
+    }
+    await this.opts.runtimeFor(spec.runtime).validate({ ...spec });
+  }
+
+  private boundAddr(uuid: string): string {
+    return hostPort(appAddress(uuid, this.opts.mesh), APP_PORT);
+  }
+
+  private async launch(record: RunnerRecord): Promise<ChildProcess> {
+    if (record.mesh === "ula") await this.opts.addresses.add(record.app_ula);
+    const child = await spawnRunner({
+      entry: this.opts.runnerEntry ?? defaultRunnerEntry,
+      uuid: record.uuid,
+      controlSock: record.control_sock,
+      dataDir: this.opts.dataDir,
+      bindAddr: record.bound_addr,
+      logPath: this.logPath(record.uuid),
+      spec: record.spec,
+      parent: this.opts.name,
+      ...(this.opts.nodeUrl ? { nodeUrl: this.opts.nodeUrl } : {}),
+      ...(this.opts.nodeKey ? { nodeKey: this.opts.nodeKey } : {}),
+      ...(this.opts.runnerArgs ? { extraArgs: this.opts.runnerArgs } : {}),
+    });
+    record.pid = child.pid!;
+    record.spawned_at = new Date().toISOString();
+    record.workload_pid = null;
+    try {
+      await this.records.write(record);
+    } catch (err) {
+      // A runner nobody can find again must not live on.
+      killGroup(child.pid!);
+      throw err;
+    }
+    return child;
+  }
+
+  /** Spawns a runner and waits for it to serve; on failure nothing is left running or recorded. */
+  private async coldSpawn(uuid: string, spec: WorkloadSpec): Promise<StartResult> {
+    const record: RunnerRecord = {
+      uuid,
+      pid: null,
+      control_sock: join(this.records.dir, `${uuid}.sock`),
+      app_ula: deriveAppUla(uuid),
+      bound_addr: this.boundAddr(uuid),
+      mesh: this.opts.mesh,
+      parent: this.opts.name,
+      spawned_at: null,
+      restart: freshRestartState(),
+      spec: { ...spec, appUuid: uuid },
+      workload_pid: null,
+      crash_looped: false,
+      stopped: false,
+      ...(spec.image ? { image_ref: spec.image } : {}),
+    };
+    this.adoptionErrors.delete(uuid);
+    const child = await this.launch(record);
+    let exit: { code: number | null; signal: string | null } | undefined;
+    child.once("exit", (code, signal) => {
+      exit = { code, signal };
+    });
+    const deadline = Date.now() + (this.opts.startTimeoutMs ?? 30_000);
+    let lastWhy = "no answer on its control socket yet";
+    let lastHealth: HealthReply | undefined;
+    while (Date.now() < deadline) {
+      if (exit) {
+        lastWhy = `the runner exited (code ${exit.code ?? "none"}, signal ${exit.signal ?? "none"})`;
+        break;
+      }
+      const proof = await this.prove(record);
+      if (proof.kind === "ours") {
+        lastHealth = proof.health;
+        if (proof.health.app_health === "serving") {
+          record.workload_pid = proof.health.workload_pid;
+          record.restart.last_healthy_at = new Date().toISOString();
+          await this.records.write(record);
+          return this.result(record, proof.health);
+        }
+        lastWhy = proof.health.app_health_reason ?? "the app is not serving yet";
+      } else if (proof.kind === "foreign") {
+        lastWhy = proof.message;
+        break;
+      }
+      await sleep(25);
+    }
+    if (!exit && Date.now() >= deadline)
+      lastWhy = `not healthy within ${this.opts.startTimeoutMs ?? 30_000} ms: ${lastWhy}`;
+    await this.abandon(record, lastHealth);
+    throw new TabbifyError("RUNNER_UNHEALTHY", `app ${uuid} did not get healthy: ${lastWhy}`, {
+      restart_status: "crashloop",
+      runner_log_tail: await tailLog(this.logPath(uuid)),
+    });
+  }
+
+  /** Undoes a cold spawn that never got healthy. */
+  private async abandon(record: RunnerRecord, health: HealthReply | undefined): Promise<void> {
+    if (record.pid !== null) await stopGroup(record.pid, 2_000);
+    if (health?.workload_pid && (await processAlive(health.workload_pid))) killGroup(health.workload_pid);
+    await this.killOrphanWorkload(record);
+    await this.records.remove(record.uuid);
+    await unlink(workloadPidPath(record.control_sock)).catch(() => {});
+    await unlink(record.control_sock).catch(() => {});
+    if (record.mesh === "ula") await this.opts.addresses.remove(record.app_ula).catch(() => {});
+  }
+
+  private result(record: RunnerRecord, health: HealthReply | undefined): StartResult {
+    return {
+      state: "running",
+      app_ula: record.app_ula,
+      bound_addr: record.bound_addr,
+      version: health?.version ?? null,
+      workload_pid: health?.workload_pid ?? null,
+    };
+  }
+
+  private async row(uuid: string): Promise<AppRow | undefined> {
+    const record = await this.records.read(uuid);
+    if (!record) return undefined;
+    const health = record.pid !== null && !record.stopped ? await this.healthOf(record) : undefined;
+    const running = health !== undefined;
+    const row: AppRow = {
+      uuid,
+      app_ula: record.app_ula,
+      state: running ? "running" : "stopped",
+      bound_addr: running ? record.bound_addr : null,
+      restart_status: restartStatus(record.restart, this.backoff),
+      restart_count: record.restart.consecutive_failures,
+      next_retry_at: record.restart.next_retry_at,
+      last_exit_at: record.restart.last_exit_at,
+      crash_looped: record.crash_looped,
+      runtime: record.spec.runtime,
+      pid: running ? record.pid : null,
+      workload_pid: health?.workload_pid ?? null,
+      app_health: health?.app_health ?? null,
+      version: health?.version ?? null,
+      restarts: health?.restarts ?? null,
+    };
+    if (health?.app_health_reason) row.app_health_reason = health.app_health_reason;
+    const adoptionError = this.adoptionErrors.get(uuid);
+    if (adoptionError) row.adoption_error = adoptionError;
+    return row;
+  }
+
+  private async mustRead(uuid: string): Promise<RunnerRecord> {
+    const record = await this.records.read(uuid);
+    if (!record)
+      throw new TabbifyError("APP_NOT_FOUND", `no app ${uuid} on this supervisor`, { uuid, present: false });
+    return record;
+  }
+
+  /** Serializes everything that changes one app: API calls and reconcile passes alike. */
+  private withLock<T>(uuid: string, step: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(uuid) ?? Promise.resolve();
+    const run = previous.then(step, step);
+    const tail = run.catch(() => {});
+    this.locks.set(uuid, tail);
+    tail.then(() => {
+      if (this.locks.get(uuid) === tail) this.locks.delete(uuid);
+    });
+    return run;
+  }
+}

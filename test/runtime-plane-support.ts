@@ -1,0 +1,240 @@
+/**
+ * Helpers for the runtime-plane end-to-end tests: a real `tabbify supervisor` process per test,
+ * plain HTTP calls, and cleanup that kills every runner and workload a test started (by the pids
+ * in the records and the ones seen through the API), even when the test fails.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const tabbifyEntry = join(repoRoot, "dist", "src", "main", "tabbify.js");
+export const versionApp = join(repoRoot, "test", "fixtures", "version-app");
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ""}`);
+}
+
+function killQuietly(target: number, signal: NodeJS.Signals = "SIGKILL"): void {
+  try {
+    process.kill(target, signal);
+  } catch {
+    // already gone
+  }
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** One supervisor process with its own data dir and port; `kill9` and `restart` keep the data dir. */
+export class SupervisorUnderTest {
+  readonly dataDir: string;
+  port = 0;
+  private child: ChildProcess | undefined;
+  private output = "";
+  /** Every pid seen through the API, killed at cleanup whether or not the test passed. */
+  readonly seenPids = new Set<number>();
+  /** Apps run as containers, removed at cleanup. */
+  readonly dockerApps = new Set<string>();
+
+  constructor(
+    readonly extraArgs: string[] = [],
+    readonly mesh: "local" | "ula" = "local",
+    readonly env: NodeJS.ProcessEnv = {},
+  ) {
+    this.dataDir = mkdtempSync(join(tmpdir(), "tbf-sup-"));
+  }
+
+  get base(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get log(): string {
+    return this.output;
+  }
+
+  async start(): Promise<void> {
+    if (this.port === 0) this.port = await freePort();
+    const child = spawn(
+      process.execPath,
+      [
+        "--enable-source-maps",
+        tabbifyEntry,
+        "supervisor",
+        "--name",
+        "test-sup",
+        "--data",
+        this.dataDir,
+        "--listen",
+        `127.0.0.1:${this.port}`,
+        "--mesh",
+        this.mesh,
+        ...this.extraArgs,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...this.env } },
+    );
+    this.child = child;
+    child.stdout?.on("data", (d) => {
+      this.output += d;
+    });
+    child.stderr?.on("data", (d) => {
+      this.output += d;
+    });
+    await until("the supervisor's /health", async () => {
+      if (child.exitCode !== null) throw new Error(`supervisor exited: ${this.output}`);
+      const res = await fetch(`${this.base}/health`);
+      return res.ok ? true : undefined;
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  async kill9(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+  }
+
+  async call(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: Record<string, unknown> }> {
+    const res = await fetch(`${this.base}${path}`, {
+      method,
+      ...(body !== undefined
+        ? { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }
+        : {}),
+    });
+    const json = (await res.json()) as Record<string, unknown>;
+    for (const field of ["pid", "workload_pid"]) {
+      if (typeof json[field] === "number") this.seenPids.add(json[field] as number);
+    }
+    return { status: res.status, json };
+  }
+
+  /** Kills the supervisor, then every runner (its process group) and workload it left. */
+  async cleanup(): Promise<void> {
+    await this.kill9();
+    const runners = join(this.dataDir, "runners");
+    let names: string[] = [];
+    try {
+      names = readdirSync(runners);
+    } catch {
+      names = [];
+    }
+    for (const name of names.filter((n) => n.endsWith(".json"))) {
+      try {
+        const record = JSON.parse(readFileSync(join(runners, name), "utf8")) as {
+          pid: number | null;
+          workload_pid: number | null;
+        };
+        if (record.pid) this.seenPids.add(record.pid);
+        if (record.workload_pid) this.seenPids.add(record.workload_pid);
+      } catch {
+        // a record being rewritten; the pids seen through the API cover it
+      }
+    }
+    for (const uuid of this.dockerApps) {
+      const ids = spawnSync("docker", ["ps", "-aq", "--filter", `label=tabbify.app=${uuid}`], {
+        encoding: "utf8",
+      });
+      const list = ids.stdout.split("\n").filter(Boolean);
+      if (list.length > 0) spawnSync("docker", ["rm", "-f", ...list]);
+    }
+    for (const pid of this.seenPids) {
+      if (pid === process.pid) continue;
+      killQuietly(-pid);
+      killQuietly(pid);
+    }
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+
+/** GET through a keep-alive agent (as a real client would), body as text. */
+export function httpGet(
+  addr: string,
+  path = "/",
+  timeoutMs = 5_000,
+): Promise<{ status: number; body: string }> {
+  const url = new URL(`http://${addr}${path}`);
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      {
+        host: url.hostname.replace(/^\[|\]$/g, ""),
+        port: url.port,
+        path: url.pathname + url.search,
+        agent,
+        timeout: timeoutMs,
+      },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (d) => {
+          body += d;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on("error", reject);
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}
+
+export function processSpec(env: Record<string, string> = {}): Record<string, unknown> {
+  return { runtime: "process", artifact_dir: versionApp, command: ["node", "server.mjs"], env };
+}
+
+export function randomUuid(): string {
+  return crypto.randomUUID();
+}
