@@ -47,6 +47,76 @@ async function peerError(res: Response): Promise<{ message: string; body: Record
   }
 }
 
+/** A staged build failure as the executor records it: stage and fault in the message and detail. */
+function buildFailure(status: number, body: Record<string, unknown>, message: string): TabbifyError {
+  const stage = typeof body["stage"] === "string" ? body["stage"] : undefined;
+  const detail: Record<string, unknown> = { status };
+  if (stage !== undefined) detail["stage"] = stage;
+  if (typeof body["user_fault"] === "boolean") detail["user_fault"] = body["user_fault"];
+  return new TabbifyError("BUILD_FAILED", `build failed${stage ? ` at ${stage}` : ""}: ${message}`, detail);
+}
+
+function buildResultFrom(body: Record<string, unknown>): BuildResult {
+  // The reference supervisor spells the pushed reference `reff`; accept both spellings.
+  const imageRef = body["image_ref"] ?? body["reff"] ?? body["ref"];
+  const { digest, commit_sha } = body;
+  if (typeof imageRef !== "string" || typeof digest !== "string" || typeof commit_sha !== "string") {
+    throw new TabbifyError("BUILD_FAILED", "builder answered without image_ref, digest and commit_sha");
+  }
+  return { image_ref: imageRef, digest, commit_sha };
+}
+
+/**
+ * Reads the builder's newline-delimited JSON: `log` lines go to onLog as they arrive, `stage`
+ * lines are keep-alives, and the stream ends with a `result` or an `error` line.
+ */
+async function readBuildStream(res: Response, onLog: (line: string) => void): Promise<BuildResult> {
+  if (!res.body) throw new TabbifyError("BUILD_FAILED", "builder answered an empty build stream");
+  const decoder = new TextDecoder();
+  let pending = "";
+  const handle = (text: string): BuildResult | undefined => {
+    if (text.trim() === "") return undefined;
+    let msg: Record<string, unknown>;
+    try {
+      msg = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      throw new TabbifyError("BUILD_FAILED", "builder sent a build stream line that is not JSON");
+    }
+    if (msg["type"] === "log" && typeof msg["line"] === "string") onLog(redactUrl(msg["line"]));
+    else if (msg["type"] === "result") return buildResultFrom(msg);
+    else if (msg["type"] === "error") {
+      const status = typeof msg["status"] === "number" ? msg["status"] : 500;
+      const message = typeof msg["error"] === "string" ? redactUrl(msg["error"]) : `HTTP ${status}`;
+      throw buildFailure(status, msg, message);
+    }
+    return undefined;
+  };
+  try {
+    for await (const chunk of res.body) {
+      pending += decoder.decode(chunk as Uint8Array, { stream: true });
+      let newline = pending.indexOf("\n");
+      while (newline >= 0) {
+        const result = handle(pending.slice(0, newline));
+        // Returning from the loop cancels the rest of the body.
+        if (result) return result;
+        pending = pending.slice(newline + 1);
+        newline = pending.indexOf("\n");
+      }
+    }
+    const result = handle(pending + decoder.decode());
+    if (result) return result;
+  } catch (err) {
+    if (err instanceof TabbifyError) throw err;
+    const cause =
+      err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+    throw new TabbifyError(
+      "BUILD_FAILED",
+      `the build stream from the supervisor broke off (${redactUrl(cause)})`,
+    );
+  }
+  throw new TabbifyError("BUILD_FAILED", "the builder closed the build stream without a result");
+}
+
 export class HttpSupervisorClient implements SupervisorClient {
   readonly #base: string;
   readonly #opts: HttpSupervisorClientOptions;
@@ -56,8 +126,14 @@ export class HttpSupervisorClient implements SupervisorClient {
     this.#opts = opts;
   }
 
-  async #request(method: string, path: string, body: unknown, timeoutMs: number): Promise<Response> {
-    const headers: Record<string, string> = { accept: "application/json" };
+  async #request(
+    method: string,
+    path: string,
+    body: unknown,
+    timeoutMs: number,
+    accept = "application/json",
+  ): Promise<Response> {
+    const headers: Record<string, string> = { accept };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (this.#opts.authToken !== undefined) headers["authorization"] = `Bearer ${this.#opts.authToken}`;
     try {
@@ -70,26 +146,33 @@ export class HttpSupervisorClient implements SupervisorClient {
     }
   }
 
+  /**
+   * Asks for the streaming form (newline-delimited JSON: log lines as they come, then the result
+   * or the staged failure) so build output reaches the deploy's events live and a long build is
+   * not cut by an idle-response timeout; a supervisor that answers plain JSON works too.
+   */
   async build(request: BuildRequest, onLog: (line: string) => void): Promise<BuildResult> {
-    const res = await this.#request("POST", "/v1/build", request, this.#opts.buildTimeoutMs ?? 30 * 60_000);
+    const res = await this.#request(
+      "POST",
+      "/v1/build",
+      request,
+      this.#opts.buildTimeoutMs ?? 30 * 60_000,
+      "application/x-ndjson, application/json;q=0.9",
+    );
     if (!res.ok) {
       const { message, body } = await peerError(res);
       const tail = body["log_tail"];
       const lines = Array.isArray(tail) ? tail : typeof tail === "string" ? tail.split("\n") : [];
       for (const line of lines) if (typeof line === "string" && line !== "") onLog(redactUrl(line));
-      const stage = typeof body["stage"] === "string" ? ` at ${body["stage"]}` : "";
-      throw new TabbifyError("BUILD_FAILED", `build failed${stage}: ${message}`, { status: res.status });
+      throw buildFailure(res.status, body, message);
+    }
+    if ((res.headers.get("content-type") ?? "").startsWith("application/x-ndjson")) {
+      return readBuildStream(res, onLog);
     }
     const body = (await res.json()) as Record<string, unknown>;
     const tail = body["log_tail"];
     if (Array.isArray(tail)) for (const line of tail) if (typeof line === "string") onLog(redactUrl(line));
-    // The reference supervisor spells the pushed reference `reff`; accept both spellings.
-    const imageRef = body["image_ref"] ?? body["reff"] ?? body["ref"];
-    const { digest, commit_sha } = body;
-    if (typeof imageRef !== "string" || typeof digest !== "string" || typeof commit_sha !== "string") {
-      throw new TabbifyError("BUILD_FAILED", "builder answered without image_ref, digest and commit_sha");
-    }
-    return { image_ref: imageRef, digest, commit_sha };
+    return buildResultFrom(body);
   }
 
   async deploy(appUuid: string, request: SupervisorDeployRequest): Promise<SupervisorDeployReply> {

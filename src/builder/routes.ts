@@ -1,0 +1,189 @@
+import { PassThrough } from "node:stream";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { isTabbifyError } from "../core/errors.js";
+import type { BuildRequest, BuildResult } from "../pipeline/executor.js";
+import { type Builder, type BuildFailureDetail, type BuildStage, validateBuildRequest } from "./builder.js";
+
+/**
+ * The supervisor's build endpoint (SEED-FACTS §2):
+ *
+ *   POST /v1/build  BuildRequest
+ *     Accept: application/json   → 200 {reff, image_ref, digest, commit_sha, log_tail}
+ *                                  or 4xx/5xx {error, code, stage, user_fault, log_tail}
+ *     Accept: application/x-ndjson → 200 at once, then one JSON object per line:
+ *                                  {"type":"log","line"} as output comes,
+ *                                  {"type":"stage","stage"} on each stage change (queued,
+ *                                  clone, build, push) and as a keep-alive while a step is
+ *                                  silent, and last either
+ *                                  {"type":"result",reff,image_ref,digest,commit_sha} or
+ *                                  {"type":"error",status,error,code,stage,user_fault,log_tail}
+ *   GET /v1/build/:uuid/progress → the app's latest build (stage, log tail, result or error); 404 none
+ *
+ * A request refused before anything ran (bad body, a context leaving the repository) is answered
+ * with its status in both modes. A client that hangs up cancels its build.
+ */
+
+export const NDJSON = "application/x-ndjson";
+
+/** The one table from a build error code to an HTTP status. */
+export function buildErrorStatus(code: string, userFault: boolean): number {
+  switch (code) {
+    case "BUILD_REQUEST_INVALID":
+      return 400;
+    case "BUILD_CONTEXT_INVALID":
+      return 422;
+    case "BUILD_FAILED":
+      return userFault ? 422 : 500;
+    case "BUILD_CLONE_FAILED":
+    case "BUILD_PUSH_FAILED":
+      return 502;
+    case "BUILD_CANCELLED":
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+interface FailureBody {
+  status: number;
+  error: string;
+  code: string;
+  stage: string;
+  user_fault: boolean;
+  log_tail: string[];
+}
+
+function failureBody(err: unknown): FailureBody {
+  if (isTabbifyError(err)) {
+    const detail = (
+      typeof err.detail === "object" && err.detail !== null ? err.detail : {}
+    ) as Partial<BuildFailureDetail>;
+    const userFault = detail.user_fault === true;
+    return {
+      status: buildErrorStatus(err.code, userFault),
+      error: err.message,
+      code: err.code,
+      stage: detail.stage ?? "validate",
+      user_fault: userFault,
+      log_tail: Array.isArray(detail.log_tail) ? detail.log_tail : [],
+    };
+  }
+  // Not a staged failure: a bug in the builder. The message is ours, never the caller's secrets.
+  return {
+    status: 500,
+    error: `internal build error: ${err instanceof Error ? err.message : String(err)}`,
+    code: "INTERNAL",
+    stage: "build",
+    user_fault: false,
+    log_tail: [],
+  };
+}
+
+const resultBody = (r: BuildResult) => ({
+  reff: r.image_ref,
+  image_ref: r.image_ref,
+  digest: r.digest,
+  commit_sha: r.commit_sha,
+});
+
+function wantsStream(req: FastifyRequest): boolean {
+  const accept = req.headers.accept ?? "";
+  return accept.split(",").some((part) => part.trim().toLowerCase().startsWith(NDJSON));
+}
+
+/** Aborts when the client goes away before the reply was finished. */
+function cancelOnHangUp(reply: FastifyReply): AbortController {
+  const controller = new AbortController();
+  reply.raw.on("close", () => {
+    if (!reply.raw.writableFinished) controller.abort();
+  });
+  return controller;
+}
+
+export interface BuildRoutesOptions {
+  /** How often a silent stream gets a keep-alive line. Default 15 s. */
+  keepAliveMs?: number;
+}
+
+export function registerBuildRoutes(
+  app: FastifyInstance,
+  builder: Builder,
+  opts: BuildRoutesOptions = {},
+): void {
+  const keepAliveMs = opts.keepAliveMs ?? 15_000;
+
+  app.post("/v1/build", async (req, reply) => {
+    let request: BuildRequest;
+    try {
+      request = validateBuildRequest(req.body).request;
+    } catch (err) {
+      const { status, ...body } = failureBody(err);
+      return reply.code(status).send(body);
+    }
+
+    if (!wantsStream(req)) {
+      const cancel = cancelOnHangUp(reply);
+      const lines: string[] = [];
+      try {
+        const result = await builder.build(
+          request,
+          (line) => {
+            lines.push(line);
+            if (lines.length > 200) lines.shift();
+          },
+          cancel.signal,
+        );
+        return reply.send({ ...resultBody(result), log_tail: lines });
+      } catch (err) {
+        const { status, ...body } = failureBody(err);
+        return reply.code(status).send(body);
+      }
+    }
+
+    const stream = new PassThrough();
+    const cancel = cancelOnHangUp(reply);
+    const send = (obj: Record<string, unknown>) => {
+      if (!stream.writableEnded) stream.write(`${JSON.stringify(obj)}\n`);
+    };
+    let lastWrite = Date.now();
+    const note = (obj: Record<string, unknown>) => {
+      lastWrite = Date.now();
+      send(obj);
+    };
+    let stage: BuildStage = "queued";
+    note({ type: "stage", stage });
+    const keepAlive = setInterval(
+      () => {
+        if (Date.now() - lastWrite >= keepAliveMs) note({ type: "stage", stage });
+      },
+      Math.min(1000, keepAliveMs),
+    );
+    builder
+      .build(
+        request,
+        (line) => note({ type: "log", line }),
+        cancel.signal,
+        (next) => {
+          stage = next;
+          // The closing line says how it ended; "done"/"failed" would only repeat it.
+          if (next !== "done" && next !== "failed") note({ type: "stage", stage });
+        },
+      )
+      .then(
+        (result) => note({ type: "result", ...resultBody(result) }),
+        (err: unknown) => note({ type: "error", ...failureBody(err) }),
+      )
+      .finally(() => {
+        clearInterval(keepAlive);
+        stream.end();
+      });
+    return reply.code(200).header("content-type", NDJSON).header("cache-control", "no-store").send(stream);
+  });
+
+  app.get<{ Params: { uuid: string } }>("/v1/build/:uuid/progress", async (req, reply) => {
+    const progress = builder.progress(req.params.uuid);
+    if (!progress)
+      return reply.code(404).send({ error: `no build of ${req.params.uuid.slice(0, 64)} is known` });
+    return progress;
+  });
+}
