@@ -1,0 +1,159 @@
+import type { Logger } from "../core/log.js";
+import { silentLogger } from "../core/log.js";
+import type { PeerRecord, RegisterReply } from "./roster.js";
+
+export interface RosterClientOptions {
+  /** Base URL of the node hosting the coordinator, e.g. `http://127.0.0.1:8090`. */
+  nodeUrl: string;
+  /** `TABBIFY_NODE_KEY`; sent as a bearer token, never logged. */
+  nodeKey?: string;
+  logger?: Logger;
+  /** Heartbeat period; default 5 s, well inside the coordinator's 60 s timeout. */
+  intervalMs?: number;
+  /** Per-request timeout; default 5 s. */
+  requestTimeoutMs?: number;
+}
+
+type BeatOutcome =
+  | { ok: true; reply: RegisterReply }
+  | { ok: false; status: number; message: string }
+  | { ok: false; status: 0; message: string };
+
+/**
+ * Keeps one peer on the node's roster: registers, then heartbeats the full record every interval.
+ * A 404 heartbeat means the coordinator forgot us (it restarted), so we register again. An
+ * unreachable or failing node is logged once per outage and retried on the next beat; the peer
+ * itself keeps working, because the roster is advisory for routing, not a lifeline.
+ */
+export class RosterClient {
+  private readonly nodeUrl: string;
+  private readonly nodeKey: string | undefined;
+  private readonly logger: Logger;
+  private readonly intervalMs: number;
+  private readonly requestTimeoutMs: number;
+  private record: (() => PeerRecord) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<void> | undefined;
+  private stopped = false;
+  private registered = false;
+  private failing = false;
+  private currentPeerId: string | undefined;
+
+  constructor(opts: RosterClientOptions) {
+    this.nodeUrl = opts.nodeUrl.replace(/\/+$/, "");
+    this.nodeKey = opts.nodeKey;
+    this.logger = opts.logger ?? silentLogger;
+    this.intervalMs = opts.intervalMs ?? 5000;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
+  }
+
+  /** The id the coordinator gave us, once registered. */
+  get peerId(): string | undefined {
+    return this.currentPeerId;
+  }
+
+  /** Starts registering and heartbeating; `record` is read fresh on every beat. */
+  start(record: () => PeerRecord): void {
+    if (this.record) throw new Error("RosterClient.start called twice");
+    this.record = record;
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  /** Stops beating and deregisters, best-effort: a node that is down forgets us by timeout. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.inFlight;
+    const peerId = this.currentPeerId;
+    if (!this.registered || !peerId) return;
+    this.registered = false;
+    try {
+      await this.post("/v1/mesh/deregister", { peer_id: peerId });
+    } catch {
+      // Best-effort by design: the coordinator drops silent peers after its heartbeat timeout.
+    }
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.inFlight = this.beat().finally(() => {
+        this.inFlight = undefined;
+        this.schedule(this.intervalMs);
+      });
+    }, delayMs);
+    // The peer's own server keeps the process alive; the roster loop alone must not.
+    this.timer.unref();
+  }
+
+  private async beat(): Promise<void> {
+    const record = this.record?.();
+    if (!record) return;
+    let outcome = await this.send(this.registered ? "/v1/mesh/heartbeat" : "/v1/mesh/register", record);
+    if (!outcome.ok && outcome.status === 404 && this.registered) {
+      this.logger.info("coordinator forgot this peer; registering again", {
+        kind: record.kind,
+        name: record.name,
+      });
+      this.registered = false;
+      outcome = await this.send("/v1/mesh/register", record);
+    }
+    if (this.stopped) return;
+    if (outcome.ok) {
+      if (!this.registered) {
+        this.logger.info("registered with the node", {
+          node: this.nodeUrl,
+          kind: record.kind,
+          name: record.name,
+          peer_id: outcome.reply.peer_id,
+        });
+      }
+      this.registered = true;
+      this.currentPeerId = outcome.reply.peer_id;
+      if (this.failing) this.logger.info("node reachable again", { node: this.nodeUrl });
+      this.failing = false;
+      return;
+    }
+    if (!this.failing) {
+      const fields = { node: this.nodeUrl, status: outcome.status, reason: outcome.message };
+      if (outcome.status === 401) {
+        this.logger.error("node rejected the node key (check TABBIFY_NODE_KEY); retrying", fields);
+      } else {
+        this.logger.warn("node unreachable for roster heartbeats; retrying every interval", fields);
+      }
+    }
+    this.failing = true;
+  }
+
+  private async send(path: string, record: PeerRecord): Promise<BeatOutcome> {
+    try {
+      const res = await this.post(path, record);
+      const text = await res.text();
+      if (res.ok) return { ok: true, reply: JSON.parse(text) as RegisterReply };
+      let message = text.slice(0, 200);
+      try {
+        const parsed = JSON.parse(text) as { error?: unknown };
+        if (typeof parsed.error === "string") message = parsed.error;
+      } catch {
+        // Not JSON: keep the raw (truncated) text.
+      }
+      return { ok: false, status: res.status, message };
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause;
+      return { ok: false, status: 0, message: cause?.code ?? (err as Error).message };
+    }
+  }
+
+  private post(path: string, body: unknown): Promise<Response> {
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (this.nodeKey) headers.authorization = `Bearer ${this.nodeKey}`;
+    return fetch(`${this.nodeUrl}${path}`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(this.requestTimeoutMs),
+    });
+  }
+}

@@ -1,0 +1,240 @@
+import { v7 as uuidV7 } from "uuid";
+import { deriveAppUla, parseAppUuid } from "../core/address.js";
+import { TabbifyError } from "../core/errors.js";
+import type { PeerInfo, PeerKind, PeerRecord, RegisterReply } from "./roster.js";
+
+export interface RosterCoordinatorOptions {
+  /** A peer silent for longer than this is dropped. Default 60 s. */
+  heartbeatTimeoutMs?: number;
+  /** What register replies tell peers to beat at. Default 5 s. */
+  heartbeatIntervalSecs?: number;
+  /** Clock, injectable for tests. */
+  now?: () => number;
+}
+
+export interface TopologyRunner {
+  app_uuid: string;
+  app_ula: string;
+  /** Where the runner says the app is bound (its loopback twin in `local` mesh mode). */
+  address: string;
+  last_seen: string;
+}
+
+export interface TopologySupervisor {
+  ula: string;
+  display_name: string;
+  address: string;
+  tags: string[];
+  version: string;
+  last_seen: string;
+  runners: TopologyRunner[];
+}
+
+export interface Topology {
+  supervisors: TopologySupervisor[];
+  orphaned: (TopologyRunner & { parent: string | null })[];
+}
+
+interface Entry {
+  info: PeerInfo;
+  lastSeenMs: number;
+}
+
+const peerKinds: readonly PeerKind[] = ["supervisor", "runner"];
+
+/** `kind` and `name` identify a peer; the NUL cannot occur in a validated name. */
+function peerKey(kind: PeerKind, name: string): string {
+  return `${kind}\0${name}`;
+}
+
+/**
+ * Validates a PeerRecord from the wire. Throws PEER_INVALID with a message naming the field.
+ * Runners are keyed by their app uuid, so `name` and `app_uuid` must agree (either may be given).
+ */
+export function parsePeerRecord(body: unknown): PeerRecord {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new TabbifyError("PEER_INVALID", "peer record must be a JSON object");
+  }
+  const b = body as Record<string, unknown>;
+  const str = (field: string, optional = false): string | undefined => {
+    const v = b[field];
+    if (v === undefined || v === null) {
+      if (optional) return undefined;
+      throw new TabbifyError("PEER_INVALID", `peer record field "${field}" is required`);
+    }
+    if (typeof v !== "string")
+      throw new TabbifyError("PEER_INVALID", `peer record field "${field}" must be a string`);
+    if (v.length > 512) throw new TabbifyError("PEER_INVALID", `peer record field "${field}" is too long`);
+    return v;
+  };
+  const kind = str("kind") as PeerKind;
+  if (!peerKinds.includes(kind)) {
+    throw new TabbifyError("PEER_INVALID", `peer kind must be one of ${peerKinds.join(", ")}, got "${kind}"`);
+  }
+  let name = str("name", kind === "runner") ?? "";
+  const address = str("address") as string;
+  const ula = str("ula") as string;
+  const version = str("version") as string;
+  const tagsRaw = b.tags ?? [];
+  if (!Array.isArray(tagsRaw) || tagsRaw.some((t) => typeof t !== "string")) {
+    throw new TabbifyError("PEER_INVALID", 'peer record field "tags" must be an array of strings');
+  }
+  const record: PeerRecord = { kind, name, address, ula, version, tags: [...(tagsRaw as string[])] };
+  if (kind === "runner") {
+    const given = str("app_uuid", true) ?? name;
+    if (!given) throw new TabbifyError("PEER_INVALID", 'a runner needs "app_uuid" (or its uuid as "name")');
+    const appUuid = parseAppUuid(given);
+    if (name && name.toLowerCase() !== appUuid) {
+      throw new TabbifyError("PEER_INVALID", `runner name "${name}" differs from its app_uuid ${appUuid}`);
+    }
+    name = appUuid;
+    record.name = appUuid;
+    record.app_uuid = appUuid;
+    const parent = str("parent", true);
+    if (parent) record.parent = parent;
+  } else if (name.trim() === "") {
+    throw new TabbifyError("PEER_INVALID", "a supervisor needs a non-empty name");
+  }
+  return record;
+}
+
+/**
+ * The in-memory roster the node hosts. Peers register, heartbeat the full record, and are
+ * dropped after the heartbeat timeout; expiry is checked lazily on read, so no timer runs.
+ * A peer's id is stable per (kind, name) for the coordinator's lifetime, across re-registration.
+ */
+export class RosterCoordinator {
+  readonly heartbeatTimeoutMs: number;
+  readonly heartbeatIntervalSecs: number;
+  private readonly now: () => number;
+  private readonly entries = new Map<string, Entry>();
+  /** Survives expiry, so a peer that comes back keeps its id. */
+  private readonly idsByKey = new Map<string, string>();
+  private readonly keysById = new Map<string, string>();
+
+  constructor(opts: RosterCoordinatorOptions = {}) {
+    this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 60_000;
+    this.heartbeatIntervalSecs = opts.heartbeatIntervalSecs ?? 5;
+    this.now = opts.now ?? Date.now;
+  }
+
+  register(record: PeerRecord): RegisterReply {
+    const key = peerKey(record.kind, record.name);
+    let peerId = this.idsByKey.get(key);
+    if (!peerId) {
+      peerId = uuidV7();
+      this.idsByKey.set(key, peerId);
+      this.keysById.set(peerId, key);
+    }
+    const now = this.now();
+    const live = this.live(key);
+    const stamp = new Date(now).toISOString();
+    this.entries.set(key, {
+      info: { ...record, peer_id: peerId, joined_at: live?.info.joined_at ?? stamp, last_seen: stamp },
+      lastSeenMs: now,
+    });
+    return { peer_id: peerId, heartbeat_interval_secs: this.heartbeatIntervalSecs };
+  }
+
+  /** Refreshes a live peer with its full record. Throws PEER_UNKNOWN when the peer must register. */
+  heartbeat(record: PeerRecord): RegisterReply {
+    const key = peerKey(record.kind, record.name);
+    const live = this.live(key);
+    if (!live) {
+      throw new TabbifyError(
+        "PEER_UNKNOWN",
+        `${record.kind} "${record.name}" is not registered; register again`,
+      );
+    }
+    const now = this.now();
+    live.info = {
+      ...record,
+      peer_id: live.info.peer_id,
+      joined_at: live.info.joined_at,
+      last_seen: new Date(now).toISOString(),
+    };
+    live.lastSeenMs = now;
+    return { peer_id: live.info.peer_id, heartbeat_interval_secs: this.heartbeatIntervalSecs };
+  }
+
+  /** Removes a peer; false when the id is unknown or already gone. */
+  deregister(peerId: string): boolean {
+    const key = this.keysById.get(peerId);
+    return key !== undefined && this.entries.delete(key);
+  }
+
+  /** Live peers, supervisors first, then by name. */
+  peers(): PeerInfo[] {
+    this.sweep();
+    return [...this.entries.values()]
+      .map((e) => e.info)
+      .sort((a, b) => (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind === "supervisor" ? -1 : 1));
+  }
+
+  supervisors(): PeerInfo[] {
+    return this.peers().filter((p) => p.kind === "supervisor");
+  }
+
+  runners(): PeerInfo[] {
+    return this.peers().filter((p) => p.kind === "runner");
+  }
+
+  runnersOf(supervisorName: string): PeerInfo[] {
+    return this.runners().filter((p) => p.parent === supervisorName);
+  }
+
+  /** Runners whose parent supervisor is not on the roster (or who never named one). */
+  orphanedRunners(): PeerInfo[] {
+    this.sweep();
+    return this.runners().filter((p) => !p.parent || !this.live(peerKey("supervisor", p.parent)));
+  }
+
+  /** O(1): the proxy asks this on every request. */
+  hasApp(uuid: string): boolean {
+    return this.live(peerKey("runner", uuid)) !== undefined;
+  }
+
+  /** The live runner for an app, if any. */
+  runnerFor(uuid: string): PeerInfo | undefined {
+    return this.live(peerKey("runner", uuid))?.info;
+  }
+
+  topology(): Topology {
+    const peers = this.peers();
+    const supervisorNames = new Set(peers.filter((p) => p.kind === "supervisor").map((p) => p.name));
+    const runnerView = (r: PeerInfo): TopologyRunner => {
+      const uuid = r.app_uuid ?? r.name;
+      return { app_uuid: uuid, app_ula: deriveAppUla(uuid), address: r.address, last_seen: r.last_seen };
+    };
+    const supervisors = peers
+      .filter((p) => p.kind === "supervisor")
+      .map((s) => ({
+        ula: s.ula,
+        display_name: s.name,
+        address: s.address,
+        tags: s.tags,
+        version: s.version,
+        last_seen: s.last_seen,
+        runners: peers.filter((r) => r.kind === "runner" && r.parent === s.name).map(runnerView),
+      }));
+    const orphaned = peers
+      .filter((r) => r.kind === "runner" && !(r.parent && supervisorNames.has(r.parent)))
+      .map((r) => ({ ...runnerView(r), parent: r.parent ?? null }));
+    return { supervisors, orphaned };
+  }
+
+  private live(key: string): Entry | undefined {
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    if (this.now() - entry.lastSeenMs > this.heartbeatTimeoutMs) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return entry;
+  }
+
+  private sweep(): void {
+    const cutoff = this.now() - this.heartbeatTimeoutMs;
+    for (const [key, entry] of this.entries) if (entry.lastSeenMs < cutoff) this.entries.delete(key);
+  }
+}

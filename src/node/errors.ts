@@ -1,0 +1,52 @@
+import { isTabbifyError } from "../core/errors.js";
+
+/**
+ * The one table of the node's HTTP edge: every error code the node (and the modules it calls)
+ * can throw → HTTP status. Bodies are always `{"error": message, "code": CODE}`. Anything not in
+ * this table is a bug and becomes a 500 whose message hides internals.
+ */
+export const nodeErrorStatus: Record<string, number> = {
+  BAD_REQUEST: 400,
+  USAGE: 400,
+  UUID_INVALID: 400,
+  PEER_INVALID: 400,
+  UNAUTHORIZED: 401,
+  NOT_FOUND: 404,
+  APP_NOT_FOUND: 404,
+  PEER_UNKNOWN: 404,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  APP_UNREACHABLE: 502,
+  APP_TIMEOUT: 504,
+  NODE_KEY_NOT_SET: 503,
+};
+
+export interface NodeErrorBody {
+  error: string;
+  code: string;
+}
+
+export interface MappedNodeError {
+  status: number;
+  body: NodeErrorBody;
+}
+
+/** Maps a thrown value to a status and body; unknown errors are 500s (bugs). */
+export function toNodeError(err: unknown): MappedNodeError {
+  if (isTabbifyError(err)) {
+    const status = nodeErrorStatus[err.code];
+    if (status !== undefined) return { status, body: { error: err.message, code: err.code } };
+  }
+  // Fastify's own errors (bad JSON, body too large, wrong content type) carry a statusCode < 500.
+  const fastifyStatus = (err as { statusCode?: unknown }).statusCode;
+  if (typeof fastifyStatus === "number" && fastifyStatus >= 400 && fastifyStatus < 500) {
+    const code =
+      fastifyStatus === 413
+        ? "PAYLOAD_TOO_LARGE"
+        : fastifyStatus === 415
+          ? "UNSUPPORTED_MEDIA_TYPE"
+          : "BAD_REQUEST";
+    return { status: fastifyStatus, body: { error: (err as Error).message, code } };
+  }
+  return { status: 500, body: { error: "internal error", code: "INTERNAL" } };
+}

@@ -1,0 +1,2 @@
+export { APP_PREFIX, AppProxy } from "./proxy.js";
+export { type NodeOptions, type RunningNode, startNode } from "./server.js";

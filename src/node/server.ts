@@ -1,0 +1,179 @@
+import { mkdir } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import { deriveAppUla, hostPort, type MeshMode } from "../core/address.js";
+import { TabbifyError } from "../core/errors.js";
+import type { Logger, LogLevel } from "../core/log.js";
+import { silentLogger } from "../core/log.js";
+import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
+import { NodeKeyCheck } from "./auth.js";
+import { toNodeError } from "./errors.js";
+import { AppProxy } from "./proxy.js";
+import { nodeVersion } from "./version.js";
+
+export interface NodeOptions {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 8090; 0 picks a free port. */
+  port?: number;
+  /** Created if missing. The roster itself is in memory: peers re-register on a 404 heartbeat. */
+  dataDir?: string;
+  /** How app addresses are derived for the proxy. Default `local`. */
+  mesh?: MeshMode;
+  /** `TABBIFY_NODE_KEY`; without it authenticated routes answer 503. */
+  nodeKey?: string;
+  /** Roster heartbeat timeout. Default 60 s. */
+  peerTimeoutMs?: number;
+  /** Fastify's request log level; `silent` turns it off (tests). Default `info`. */
+  httpLogLevel?: LogLevel | "silent";
+  /** For proxy and lifecycle messages. */
+  logger?: Logger;
+  /** Port apps listen on; only tests and benches pick another. */
+  appPort?: number;
+}
+
+export interface RunningNode {
+  url: string;
+  host: string;
+  port: number;
+  coordinator: RosterCoordinator;
+  close(): Promise<void>;
+}
+
+/** Starts the node's HTTP server: health, roster, topology and the `/app/<uuid>` proxy. */
+export async function startNode(options: NodeOptions = {}): Promise<RunningNode> {
+  const host = options.host ?? "127.0.0.1";
+  const mesh = options.mesh ?? "local";
+  const logger = options.logger ?? silentLogger;
+  if (options.dataDir) await mkdir(options.dataDir, { recursive: true });
+
+  const coordinator = new RosterCoordinator({ heartbeatTimeoutMs: options.peerTimeoutMs });
+  const proxy = new AppProxy({
+    mesh,
+    hasApp: (uuid) => coordinator.hasApp(uuid),
+    logger: logger.child("proxy"),
+    appPort: options.appPort,
+  });
+  const keyCheck = new NodeKeyCheck(options.nodeKey);
+  const level = options.httpLogLevel ?? "info";
+
+  let rawServer: http.Server | undefined;
+  const app = Fastify({
+    logger: level === "silent" ? false : { level },
+    // The app door runs on the raw request, before fastify: it is the hot path and must stream.
+    serverFactory: (handler) => {
+      rawServer = http.createServer({ noDelay: true, requestTimeout: 0 }, (req, res) => {
+        if (AppProxy.matches(req.url)) proxy.handleRequest(req, res);
+        else handler(req, res);
+      });
+      rawServer.on("upgrade", (req: http.IncomingMessage, socket, head: Buffer) => {
+        if (AppProxy.matches(req.url)) {
+          proxy.handleUpgrade(req, socket, head);
+          return;
+        }
+        const text = JSON.stringify({ error: `no upgrade on ${req.url}`, code: "NOT_FOUND" });
+        socket.end(
+          `HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+        );
+      });
+      return rawServer;
+    },
+  });
+
+  registerRoutes(app, coordinator, keyCheck);
+
+  await app.listen({ host, port: options.port ?? 8090 });
+  const server = rawServer as http.Server;
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${hostPort(host, port)}`;
+  logger.info("node listening", { url, mesh, node_key: keyCheck.configured ? "set" : "not set" });
+
+  return {
+    url,
+    host,
+    port,
+    coordinator,
+    close: async () => {
+      proxy.close();
+      // Keep-alive clients and streaming responses would hold close() open; give in-flight
+      // requests a moment, then cut what is left.
+      const cut = setTimeout(() => server.closeAllConnections(), 2000);
+      cut.unref();
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(cut);
+      }
+    },
+  };
+}
+
+function registerRoutes(app: FastifyInstance, coordinator: RosterCoordinator, keyCheck: NodeKeyCheck): void {
+  app.setErrorHandler((err, _req, reply) => {
+    const { status, body } = toNodeError(err);
+    if (status >= 500) app.log.error({ err }, "request failed");
+    if (status === 401) void reply.header("www-authenticate", 'Bearer realm="tabbify-node"');
+    return reply.status(status).send(body);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    return reply
+      .status(404)
+      .send({ error: `no route ${req.method} ${req.url.split("?")[0]}`, code: "NOT_FOUND" });
+  });
+
+  app.get("/health", async () => ({ status: "ok", version: nodeVersion }));
+
+  app.register(async (authed) => {
+    authed.addHook("onRequest", async (req: FastifyRequest, _reply: FastifyReply) => {
+      keyCheck.assert(req.headers.authorization);
+    });
+
+    authed.post("/v1/mesh/register", async (req) => coordinator.register(parsePeerRecord(req.body)));
+    authed.post("/v1/mesh/heartbeat", async (req) => coordinator.heartbeat(parsePeerRecord(req.body)));
+    authed.post("/v1/mesh/deregister", async (req) => {
+      const peerId = (req.body as { peer_id?: unknown } | null)?.peer_id;
+      if (typeof peerId !== "string" || peerId === "") {
+        throw new TabbifyError("BAD_REQUEST", 'deregister needs {"peer_id": "<id>"}');
+      }
+      coordinator.deregister(peerId);
+      return {};
+    });
+    authed.get("/v1/mesh/peers", async () => ({ peers: coordinator.peers() }));
+
+    authed.get("/v1/topology", async () => coordinator.topology());
+
+    authed.get("/v1/supervisors", async () => ({
+      supervisors: coordinator.supervisors().map((s) => ({
+        peer_id: s.peer_id,
+        display_name: s.name,
+        ula: s.ula,
+        address: s.address,
+        tags: s.tags,
+        version: s.version,
+        joined_at: s.joined_at,
+        last_seen: s.last_seen,
+        runner_count: coordinator.runnersOf(s.name).length,
+      })),
+    }));
+
+    authed.get("/v1/apps", async () => {
+      const orphaned = new Set(coordinator.orphanedRunners().map((r) => r.name));
+      return {
+        apps: coordinator.runners().map((r) => {
+          const uuid = r.app_uuid ?? r.name;
+          return {
+            uuid,
+            app_ula: deriveAppUla(uuid),
+            address: r.address,
+            supervisor: r.parent ?? null,
+            orphaned: orphaned.has(r.name),
+            version: r.version,
+            last_seen: r.last_seen,
+            proxy_path: `/app/${uuid}/`,
+          };
+        }),
+      };
+    });
+  });
+}
