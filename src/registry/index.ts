@@ -1,0 +1,128 @@
+import { mkdir } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { AuthClient } from "../auth/client.js";
+import { RegistryTokens } from "../auth/registry-token.js";
+import { TabbifyError } from "../core/errors.js";
+import { type Logger, silentLogger } from "../core/log.js";
+import type { StorageDriver } from "../storage/driver.js";
+import { LocalDriver } from "../storage/local.js";
+import { AuthGate } from "./auth-gate.js";
+import { buildRegistryApp } from "./http.js";
+import { RegistryService } from "./repository.js";
+import { UpstreamChild, UpstreamProxy } from "./upstream.js";
+
+export { AuthGate } from "./auth-gate.js";
+export { buildRegistryApp } from "./http.js";
+export { RegistryService } from "./repository.js";
+
+export interface StartRegistryOptions {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Where the local driver keeps data (and, with another driver, where uploads are staged). */
+  dataDir?: string;
+  /** Defaults to a LocalDriver on `dataDir`. */
+  driver?: StorageDriver;
+  /** Upload staging dir; defaults to `<LocalDriver.tmpDir>/uploads`, else `<dataDir>/staging`. */
+  stagingDir?: string;
+  /** Auth service base URL; unset means anonymous dev mode. */
+  authUrl?: string;
+  /** Service name in challenges and tokens. */
+  service?: string;
+  /** Supplied instead of `authUrl` by tests that bring their own token issuer. */
+  tokens?: RegistryTokens;
+  upstreamUrl?: string;
+  upstreamCmd?: string;
+  staleUploadMs?: number;
+  /** How often stale uploads are swept. Default 10 minutes. */
+  cleanupIntervalMs?: number;
+  log?: Logger;
+}
+
+export interface RunningRegistry {
+  url: string;
+  mode: "auth" | "anonymous";
+  service: RegistryService;
+  close(): Promise<void>;
+}
+
+export const defaultServiceName = "tabbify-registry";
+
+/** Starts a registry in this process: the composition roots, `tabbify up` and tests call it. */
+export async function startRegistry(opts: StartRegistryOptions): Promise<RunningRegistry> {
+  const log = opts.log ?? silentLogger;
+  let driver = opts.driver;
+  if (!driver) {
+    if (!opts.dataDir) throw new TabbifyError("CONFIG_INVALID", "the registry needs a data dir or a driver");
+    driver = new LocalDriver(opts.dataDir);
+  }
+  let stagingDir = opts.stagingDir;
+  if (!stagingDir) {
+    if (driver instanceof LocalDriver) stagingDir = join(driver.tmpDir, "uploads");
+    else if (opts.dataDir) stagingDir = join(opts.dataDir, "staging");
+    else throw new TabbifyError("CONFIG_INVALID", "the registry needs a staging dir for this storage driver");
+  }
+  await mkdir(stagingDir, { recursive: true });
+  const service = new RegistryService({
+    driver,
+    stagingDir,
+    ...(opts.staleUploadMs !== undefined ? { staleUploadMs: opts.staleUploadMs } : {}),
+  });
+  const serviceName = opts.service ?? defaultServiceName;
+  const gate = opts.authUrl
+    ? new AuthGate(new AuthClient(opts.authUrl), opts.tokens ?? new RegistryTokens(), serviceName)
+    : undefined;
+
+  let child: UpstreamChild | undefined;
+  let upstream: UpstreamProxy | undefined;
+  if (opts.upstreamUrl) {
+    upstream = new UpstreamProxy(opts.upstreamUrl);
+    if (opts.upstreamCmd) {
+      child = new UpstreamChild({ command: opts.upstreamCmd, url: opts.upstreamUrl, log });
+      await child.start();
+    }
+  } else if (opts.upstreamCmd) {
+    throw new TabbifyError("CONFIG_INVALID", "--upstream-cmd needs --upstream-url (where the child listens)");
+  }
+
+  await service
+    .cleanupStaleUploads()
+    .catch((err: unknown) => log.warn("stale upload sweep failed", { error: String(err) }));
+  const sweep = setInterval(
+    () => {
+      service
+        .cleanupStaleUploads()
+        .catch((err: unknown) => log.warn("stale upload sweep failed", { error: String(err) }));
+    },
+    opts.cleanupIntervalMs ?? 10 * 60 * 1000,
+  );
+  sweep.unref();
+
+  const app = buildRegistryApp({
+    service,
+    log,
+    ...(gate ? { gate } : {}),
+    ...(upstream ? { upstream } : {}),
+  });
+  try {
+    await app.listen({ host: opts.host ?? "127.0.0.1", port: opts.port ?? 0 });
+  } catch (err) {
+    clearInterval(sweep);
+    await child?.stop();
+    throw err;
+  }
+  const address = app.server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}`,
+    mode: gate ? "auth" : "anonymous",
+    service,
+    async close() {
+      clearInterval(sweep);
+      await app.close();
+      upstream?.close();
+      await child?.stop();
+    },
+  };
+}

@@ -1,0 +1,216 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import http, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http";
+import { pipeline } from "node:stream/promises";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { TabbifyError } from "../core/errors.js";
+import { type Logger, silentLogger } from "../core/log.js";
+
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1) and the ones a proxy must not pass on: `expect` (we have
+ * already accepted the body), `host` (set to the upstream's), `authorization` (the upstream is
+ * anonymous on loopback; our registry token means nothing to it and must not leak).
+ */
+const dropRequestHeaders = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "expect",
+  "host",
+  "authorization",
+]);
+const dropResponseHeaders = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "www-authenticate",
+]);
+
+/**
+ * Streams /v2 requests to an upstream registry (the seed's wrapper design): bodies are piped
+ * both ways without buffering; `Location` headers that point at the upstream are rewritten to the
+ * host the client used. The auth gate runs before `forward`, so tenancy stays enforced here.
+ */
+export class UpstreamProxy {
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  readonly base: URL;
+
+  constructor(baseUrl: string) {
+    try {
+      this.base = new URL(baseUrl);
+    } catch {
+      throw new TabbifyError("CONFIG_INVALID", `upstream URL "${baseUrl}" is not a URL`);
+    }
+    if (this.base.protocol !== "http:") {
+      throw new TabbifyError("CONFIG_INVALID", `upstream URL "${baseUrl}" must be http:// (loopback)`);
+    }
+  }
+
+  async forward(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const headers: OutgoingHttpHeaders = {};
+    for (const [key, value] of Object.entries(request.headers)) {
+      if (value !== undefined && !dropRequestHeaders.has(key)) headers[key] = value;
+    }
+    headers.host = this.base.host;
+    const ourOrigin = `${request.protocol}://${request.headers.host ?? "localhost"}`;
+    const upstreamRequest = http.request({
+      protocol: this.base.protocol,
+      hostname: this.base.hostname,
+      port: this.base.port,
+      method: request.method,
+      path: request.raw.url,
+      headers,
+      agent: this.agent,
+    });
+    const response = new Promise<http.IncomingMessage>((resolve, reject) => {
+      upstreamRequest.once("response", resolve);
+      upstreamRequest.once("error", reject);
+    });
+    const hasBody =
+      request.headers["content-length"] !== undefined || request.headers["transfer-encoding"] !== undefined;
+    const sent = hasBody ? pipeline(request.raw, upstreamRequest) : Promise.resolve(upstreamRequest.end());
+    let upstreamResponse: http.IncomingMessage;
+    try {
+      upstreamResponse = await response;
+    } catch {
+      request.raw.resume();
+      throw new TabbifyError(
+        "UPSTREAM_UNAVAILABLE",
+        `the upstream registry at ${this.base.host} did not answer`,
+      );
+    }
+    // The upstream may answer before reading the whole body (an error); its outcome is the reply.
+    sent.catch(() => {});
+    reply.hijack();
+    const out = reply.raw;
+    out.writeHead(
+      upstreamResponse.statusCode ?? 502,
+      this.responseHeaders(upstreamResponse.headers, ourOrigin),
+    );
+    await pipeline(upstreamResponse, out).catch(() => {
+      out.destroy();
+    });
+  }
+
+  private responseHeaders(source: IncomingHttpHeaders, ourOrigin: string): OutgoingHttpHeaders {
+    const out: OutgoingHttpHeaders = {};
+    for (const [key, value] of Object.entries(source)) {
+      if (value === undefined || dropResponseHeaders.has(key)) continue;
+      out[key] =
+        key === "location" && typeof value === "string" ? this.rewriteLocation(value, ourOrigin) : value;
+    }
+    return out;
+  }
+
+  private rewriteLocation(location: string, ourOrigin: string): string {
+    let parsed: URL;
+    try {
+      parsed = new URL(location, this.base);
+    } catch {
+      return location;
+    }
+    if (parsed.host !== this.base.host) return location;
+    return `${ourOrigin}${parsed.pathname}${parsed.search}`;
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+export interface UpstreamChildOptions {
+  /** A shell command line; it is exec'd so signals reach the registry itself. */
+  command: string;
+  /** Probed at start until it answers. */
+  url: string;
+  log?: Logger;
+  /** How long `start` waits for the first answer. */
+  readyTimeoutMs?: number;
+}
+
+/**
+ * Supervises the upstream registry as a child: started once, restarted with exponential backoff
+ * (1 s doubling to 30 s, back to 1 s after a minute of uptime) when it dies, stopped with SIGTERM
+ * then SIGKILL on close.
+ */
+export class UpstreamChild {
+  private child: ChildProcess | undefined;
+  private stopping = false;
+  private backoffMs = 1000;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: UpstreamChildOptions) {
+    this.log = opts.log ?? silentLogger;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  async start(): Promise<void> {
+    this.spawnChild();
+    await this.waitReady(this.opts.readyTimeoutMs ?? 30_000);
+  }
+
+  private spawnChild(): void {
+    const startedAt = Date.now();
+    const child = spawn("/bin/sh", ["-c", `exec ${this.opts.command}`], {
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    this.child = child;
+    this.log.info("upstream registry started", { pid: child.pid });
+    child.once("exit", (code, signal) => {
+      if (this.child === child) this.child = undefined;
+      if (this.stopping) return;
+      if (Date.now() - startedAt > 60_000) this.backoffMs = 1000;
+      this.log.warn("upstream registry exited; restarting", { code, signal, inMs: this.backoffMs });
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = undefined;
+        if (!this.stopping) this.spawnChild();
+      }, this.backoffMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, 30_000);
+    });
+  }
+
+  private async waitReady(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const probe = new URL("/v2/", this.opts.url);
+    while (Date.now() < deadline) {
+      try {
+        const res = await fetch(probe, { signal: AbortSignal.timeout(1000) });
+        await res.body?.cancel();
+        if (res.status === 200 || res.status === 401) return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new TabbifyError(
+      "UPSTREAM_UNAVAILABLE",
+      `upstream registry did not answer at ${probe.origin} in ${timeoutMs} ms`,
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,180 @@
+// Upstream wrapper mode (issue 2 §4): the registry supervises Debian's `docker-registry` as a
+// child on loopback and streams /v2 to it, with auth and tenant namespaces still enforced in
+// front; the child is restarted when it dies and stopped with the registry.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, it } from "node:test";
+import type { FastifyInstance } from "fastify";
+import { loadOrCreateSigningKey } from "../src/auth/keys.js";
+import { buildAuthApp } from "../src/auth/server.js";
+import { issueTenantToken } from "../src/auth/tenant-token.js";
+import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
+import {
+  call,
+  errorCode,
+  patternChunks,
+  pushBlob,
+  pushImage,
+  streamDigest,
+  streamRequest,
+} from "./registry-helpers.js";
+
+const binary = "/usr/bin/docker-registry";
+
+function ensureDockerRegistry(): void {
+  if (existsSync(binary)) return;
+  try {
+    execFileSync("apt-get", ["install", "-y", "docker-registry"], { stdio: "inherit" });
+  } catch {
+    // fall through to the message below
+  }
+  if (!existsSync(binary)) {
+    throw new Error(
+      "Debian's docker-registry is needed: run `apt-get update && apt-get install -y docker-registry`",
+    );
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+let dir: string;
+let auth: FastifyInstance;
+let registry: RunningRegistry;
+let acme: Record<string, string>;
+
+before(async () => {
+  ensureDockerRegistry();
+  dir = await mkdtemp(join(tmpdir(), "tabbify-registry-upstream-"));
+  const port = await freePort();
+  const config = join(dir, "config.yml");
+  await writeFile(
+    config,
+    [
+      "version: 0.1",
+      "log:",
+      "  level: error",
+      "storage:",
+      "  filesystem:",
+      `    rootdirectory: ${join(dir, "upstream-data")}`,
+      "  delete:",
+      "    enabled: true",
+      "http:",
+      `  addr: 127.0.0.1:${port}`,
+      "",
+    ].join("\n"),
+  );
+  const key = await loadOrCreateSigningKey(join(dir, "auth"));
+  auth = buildAuthApp({ key });
+  await auth.listen({ host: "127.0.0.1", port: 0 });
+  const authUrl = `http://127.0.0.1:${(auth.server.address() as AddressInfo).port}`;
+  registry = await startRegistry({
+    host: "127.0.0.1",
+    port: 0,
+    dataDir: join(dir, "registry"),
+    authUrl,
+    upstreamUrl: `http://127.0.0.1:${port}`,
+    upstreamCmd: `${binary} serve ${config}`,
+  });
+  const jwt = await issueTenantToken(key, { tenant: "acme", subject: "alice", ttlSeconds: 3600 });
+  const grant = await call(registry.url, "/auth/token", {
+    headers: { authorization: `Basic ${Buffer.from(`x:${jwt}`).toString("base64")}` },
+  });
+  acme = { authorization: `Bearer ${(grant.json() as { token: string }).token}` };
+});
+
+after(async () => {
+  await registry?.close();
+  await auth?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+it("pushes and pulls through the upstream, with Location rewritten to our host", async () => {
+  const start = await call(registry.url, "/v2/acme/app/blobs/uploads/", { method: "POST", headers: acme });
+  assert.equal(start.status, 202);
+  const location = start.headers.get("location")!;
+  assert.ok(location.startsWith(`${registry.url}/v2/acme/app/blobs/uploads/`), location);
+
+  const image = await pushImage(registry.url, "acme/app", "v1", { headers: acme });
+  const manifest = await call(registry.url, "/v2/acme/app/manifests/v1", {
+    headers: { ...acme, accept: "application/vnd.oci.image.manifest.v1+json" },
+  });
+  assert.equal(manifest.status, 200);
+  assert.equal(manifest.headers.get("docker-content-digest"), image.digest);
+  const tags = await call(registry.url, "/v2/acme/app/tags/list", { headers: acme });
+  assert.deepEqual(tags.json(), { name: "acme/app", tags: ["v1"] });
+  const blob = await call(registry.url, `/v2/acme/app/blobs/${image.layerDigest}`, { headers: acme });
+  assert.equal(blob.status, 200);
+  assert.equal(blob.body.toString(), "layer of acme/app:v1");
+});
+
+it("streams a 64 MiB chunked upload through without buffering", async () => {
+  const start = await call(registry.url, "/v2/acme/big/blobs/uploads/", { method: "POST", headers: acme });
+  const { createHash } = await import("node:crypto");
+  const hash = createHash("sha256");
+  const patch = await streamRequest(
+    registry.url,
+    "PATCH",
+    start.headers.get("location")!,
+    patternChunks(64),
+    {
+      headers: acme,
+      onChunk: (c) => hash.update(c),
+    },
+  );
+  assert.equal(patch.status, 202, patch.body);
+  const digest = `sha256:${hash.digest("hex")}`;
+  const location = new URL(String(patch.headers.location));
+  location.searchParams.set("digest", digest);
+  const put = await call(registry.url, `${location.pathname}${location.search}`, {
+    method: "PUT",
+    headers: acme,
+  });
+  assert.equal(put.status, 201, put.body.toString());
+  const head = await call(registry.url, `/v2/acme/big/blobs/${digest}`, { method: "HEAD", headers: acme });
+  assert.equal(head.headers.get("content-length"), String(64 * 1024 * 1024));
+  const pulled = await streamDigest(registry.url, `/v2/acme/big/blobs/${digest}`, acme);
+  assert.equal(pulled.digest, digest);
+});
+
+it("keeps auth and tenancy in front of the upstream", async () => {
+  const anonymous = await call(registry.url, "/v2/acme/app/tags/list");
+  assert.equal(anonymous.status, 401);
+  assert.match(anonymous.headers.get("www-authenticate") ?? "", /^Bearer realm=/);
+  const other = await call(registry.url, "/v2/globex/app/tags/list", { headers: acme });
+  assert.equal(other.status, 403);
+  assert.equal(errorCode(other), "DENIED");
+  const catalog = await call(registry.url, "/v2/_catalog", { headers: acme });
+  assert.equal(catalog.status, 403);
+});
+
+it("restarts the upstream when it dies", async () => {
+  const { execFileSync: run } = await import("node:child_process");
+  const pids = run("pgrep", ["-f", `${binary} serve ${dir}`])
+    .toString()
+    .trim()
+    .split("\n")
+    .map(Number);
+  assert.equal(pids.length, 1);
+  process.kill(pids[0]!, "SIGKILL");
+  const deadline = Date.now() + 20_000;
+  let status = 0;
+  while (Date.now() < deadline) {
+    status = (await call(registry.url, "/v2/acme/app/tags/list", { headers: acme })).status;
+    if (status === 200) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(status, 200, "the upstream answers again after a restart");
+  await pushBlob(registry.url, "acme/app", "after restart", acme);
+});
