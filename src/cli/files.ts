@@ -35,6 +35,11 @@ interface IgnoreLevel {
  * re-include with `!`). Symlinks are followed (loops are cut). Every file must be readable:
  * FILE_UNREADABLE names the first that is not, before anything is uploaded.
  */
+const lockTempFile = /^\.tabbify\.lock\.[0-9a-f]+\.tmp$/;
+function isLockTempFile(name: string): boolean {
+  return lockTempFile.test(name);
+}
+
 export async function collectFiles(dir: string, opts: CollectOptions = {}): Promise<LocalFile[]> {
   const root = resolve(dir);
   const skipTop = new Set(opts.skipTopLevel ?? []);
@@ -59,6 +64,9 @@ export async function collectFiles(dir: string, opts: CollectOptions = {}): Prom
       const full = join(abs, name);
       if (name === ".git") continue;
       if (rel === "" && skipTop.has(name)) continue;
+      // A concurrent push of the same directory writes its lock through a temp file; it is
+      // ours, never the app's, and may vanish between readdir and stat.
+      if (rel === "" && isLockTempFile(name)) continue;
       let info: Awaited<ReturnType<typeof stat>>;
       try {
         info = await stat(full);

@@ -3,17 +3,20 @@
  * do, re-adopts living runners, serves the HTTP API and keeps this host on the node's roster.
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { v7 as uuidV7 } from "uuid";
-import type { MeshMode } from "../core/address.js";
+import { openArtifactStore } from "../artifacts/open.js";
+import { type MeshMode, parseAppUuid } from "../core/address.js";
 import { isErrno, TabbifyError } from "../core/errors.js";
 import { createLogger } from "../core/log.js";
 import type { PeerRecord } from "../mesh/roster.js";
 import type { RuntimeKind } from "../runtimes/runtime.js";
 import { buildApi } from "../supervisor/api.js";
+import { AppStore } from "../supervisor/app-store.js";
 import { defaultBackoff } from "../supervisor/backoff.js";
 import { capabilityTags, hasNetAdmin, InterfaceAddresses, noAddresses } from "../supervisor/host.js";
 import { Supervisor } from "../supervisor/supervisor.js";
+import { artifactStoreConfig, artifactStoreOptions } from "./artifact-store-options.js";
 import { type OptionSpec, optionsHelp, parseListen, parseOptions, required, untilSignal } from "./flags.js";
 
 const specs: OptionSpec[] = [
@@ -28,6 +31,13 @@ const specs: OptionSpec[] = [
     help: "local (loopback twins) or ula (real ULAs on lo)",
   },
   { flag: "builder", env: "SUPERVISOR_BUILDER", boolean: true, help: "advertise the builder tag" },
+  {
+    flag: "app",
+    env: "SUPERVISOR_APPS",
+    multiple: true,
+    help: "app uuid to fetch from the artifact store and keep running (repeatable; env comma-separated)",
+  },
+  ...artifactStoreOptions,
   {
     flag: "reconcile-interval-ms",
     env: "SUPERVISOR_RECONCILE_INTERVAL_MS",
@@ -88,7 +98,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const opts = parseOptions(argv, env, specs);
   if (opts.help) {
     process.stdout.write(
-      optionsHelp("tabbify supervisor --data DIR [--listen ADDR] [--node URL] [--mesh local|ula]", specs),
+      optionsHelp(
+        "tabbify supervisor --data DIR [--listen ADDR] [--node URL] [--mesh local|ula] [--app UUID]... [--store local|s3 ...]",
+        specs,
+      ),
     );
     return 0;
   }
@@ -103,8 +116,11 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       "--mesh ula adds app addresses to lo and needs CAP_NET_ADMIN, which this process lacks; run as root, grant the capability, or use --mesh local",
     );
   }
+  // Checked before anything starts: a typo in --app is a usage error, not a retry loop.
+  const pinnedApps = [...new Set((opts.lists.app ?? []).map((a) => parseAppUuid(a.trim())))];
   const logger = createLogger(`supervisor ${opts.values.name}`);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const artifacts = await openArtifactStore(artifactStoreConfig(opts.values));
   const { runtimeFor, availableRuntimeKinds } = await import("../runtimes/index.js");
   const version = await packageVersion();
   // Asking docker costs ~100 ms, so what the host can run is cached briefly; tags follow it.
@@ -151,6 +167,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     ],
     // The runner's own health wait, plus time to spawn it and bind.
     startTimeoutMs: runnerHealthTimeoutMs + 5_000,
+    apps: new AppStore(artifacts.store, join(resolve(dataDir), "apps")),
   });
   await supervisor.init();
 
@@ -162,7 +179,16 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   });
   await api.listen({ host: listen.host, port: listen.port });
   const address = `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${listen.port}`;
-  logger.info("listening", { address, mesh, tags: capabilityTags(kinds, builder) });
+  logger.info("listening", {
+    address,
+    mesh,
+    tags: capabilityTags(kinds, builder),
+    artifact_store: artifacts.name,
+  });
+  // After re-adoption and with the API up: a slow fetch (a large image) never blocks either.
+  const pinned = supervisor.startPinned(pinnedApps).catch((err: unknown) => {
+    logger.error("--app start loop failed", { error: (err as Error).message });
+  });
 
   let roster: { stop(): Promise<void> } | undefined;
   if (opts.values.node) {
@@ -190,5 +216,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   await roster?.stop().catch(() => {});
   await api.close();
   await supervisor.close();
+  await pinned;
+  artifacts.close();
   return 0;
 }

@@ -2,39 +2,20 @@
  * `tcli`: the user's CLI. This composition root reads flags and env, builds the artifact store
  * and hands plain data to the handlers in src/cli, then prints what they return.
  */
-import { resolve } from "node:path";
-import { ArtifactStore } from "../artifacts/store.js";
+import { openArtifactStore } from "../artifacts/open.js";
 import { DockerCli } from "../cli/docker.js";
 import { formatPushResult, pushResultJson } from "../cli/output.js";
 import { noProgress, TerminalProgress } from "../cli/progress.js";
 import { pushApp } from "../cli/push.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
-import { LocalDriver } from "../storage/local.js";
-import type { S3Driver } from "../storage/s3.js";
+import { artifactStoreConfig, artifactStoreOptions } from "./artifact-store-options.js";
 import { type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
 
+export { DEFAULT_LOCAL_STORE } from "../artifacts/open.js";
 export const DEFAULT_NODE_URL = "http://127.0.0.1:8090";
-export const DEFAULT_LOCAL_STORE = "./.tabbify/artifacts";
 
 export const pushOptions: OptionSpec[] = [
-  {
-    flag: "store",
-    env: "TABBIFY_STORE",
-    help: "artifact store: local or s3 (default: s3 when a bucket is set, else local)",
-  },
-  {
-    flag: "store-dir",
-    env: "TABBIFY_STORE_DIR",
-    default: DEFAULT_LOCAL_STORE,
-    help: "local store directory (same layout as the bucket)",
-  },
-  { flag: "bucket", env: "TABBIFY_BUCKET", help: "S3 bucket of the artifact store" },
-  { flag: "region", env: "AWS_REGION", help: "S3 region" },
-  {
-    flag: "endpoint",
-    env: "TABBIFY_S3_ENDPOINT",
-    help: "S3-compatible endpoint URL (path-style), e.g. MinIO",
-  },
+  ...artifactStoreOptions,
   {
     flag: "node",
     env: "TABBIFY_NODE_URL",
@@ -85,49 +66,24 @@ async function runPush(argv: string[], env: NodeJS.ProcessEnv): Promise<number> 
     throw new TabbifyError("USAGE", "tcli push takes exactly one directory: tcli push <dir>");
   }
   const v = opts.values;
-  const kind = v.store ?? (v.bucket ? "s3" : "local");
-  let store: ArtifactStore;
-  let storeName: string;
-  let skipDirs: string[] = [];
-  let stagingDir: string | undefined;
-  let s3: S3Driver | undefined;
-  if (kind === "local") {
-    const driver = new LocalDriver(resolve(v["store-dir"]!));
-    stagingDir = driver.tmpDir;
-    store = new ArtifactStore(driver, { stagingDir });
-    storeName = `local:${driver.root}`;
-    skipDirs = [driver.root];
-  } else if (kind === "s3") {
-    if (!v.bucket) throw new TabbifyError("USAGE", "--store s3 needs --bucket (or TABBIFY_BUCKET)");
-    const { S3Driver } = await import("../storage/s3.js");
-    s3 = new S3Driver({
-      bucket: v.bucket,
-      ...(v.region ? { region: v.region } : {}),
-      ...(v.endpoint ? { endpoint: v.endpoint, forcePathStyle: true } : {}),
-    });
-    store = new ArtifactStore(s3);
-    storeName = `s3://${v.bucket}${v.endpoint ? ` at ${v.endpoint}` : ""}`;
-  } else {
-    throw new TabbifyError("USAGE", `--store must be local or s3, got "${kind}"`);
-  }
-
+  const opened = await openArtifactStore(artifactStoreConfig(v));
   const dryRun = opts.flags["dry-run"] === true;
   try {
     const result = await pushApp({
       dir: opts.positionals[0]!,
-      store,
-      storeName,
+      store: opened.store,
+      storeName: opened.name,
       nodeUrl: v.node!,
       dryRun,
-      skipDirs,
+      skipDirs: opened.localRoot ? [opened.localRoot] : [],
       docker: new DockerCli(env),
       progress: process.stderr.isTTY && !dryRun ? new TerminalProgress(process.stderr) : noProgress,
-      ...(stagingDir ? { stagingDir } : {}),
+      ...(opened.stagingDir ? { stagingDir: opened.stagingDir } : {}),
     });
     process.stdout.write(opts.flags.json ? pushResultJson(result) : formatPushResult(result));
     return 0;
   } finally {
-    s3?.close();
+    opened.close();
   }
 }
 

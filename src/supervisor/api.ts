@@ -1,5 +1,5 @@
 import Fastify, { type FastifyInstance } from "fastify";
-import { isTabbifyError } from "../core/errors.js";
+import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import { specFromBody } from "./spec.js";
 import type { Supervisor } from "./supervisor.js";
 
@@ -18,6 +18,8 @@ export const statusOf: Record<string, number> = {
   WORKLOAD_UNHEALTHY: 503,
   WORKLOAD_START_FAILED: 503,
   ADDRESS_ADD_FAILED: 500,
+  MANIFEST_INVALID: 422,
+  ARTIFACT_STORE_FAILED: 502,
 };
 
 export interface HealthInfo {
@@ -61,16 +63,14 @@ export function buildApi(supervisor: Supervisor, info: HealthInfo): FastifyInsta
 
   app.get("/v1/apps", async () => ({ apps: await supervisor.list() }));
 
-  app.get<{ Params: { uuid: string } }>("/v1/apps/:uuid", async (req) => ({
-    ...(await supervisor.get(req.params.uuid)),
-    present: true,
-  }));
+  app.get<{ Params: { uuid: string } }>("/v1/apps/:uuid", async (req) =>
+    supervisor.describe(req.params.uuid),
+  );
 
   app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/start", async (req) => {
-    const body = req.body as unknown;
-    const empty =
-      body === undefined || body === null || (typeof body === "object" && Object.keys(body).length === 0);
-    return supervisor.start(req.params.uuid, empty ? undefined : specFromBody(body, { deploy: false }));
+    const { refresh, specBody } = splitStartBody(req.body as unknown);
+    const spec = specBody === undefined ? undefined : specFromBody(specBody, { deploy: false });
+    return supervisor.start(req.params.uuid, spec, { refresh });
   });
 
   app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/deploy", async (req) =>
@@ -88,4 +88,19 @@ export function buildApi(supervisor: Supervisor, info: HealthInfo): FastifyInsta
   );
 
   return app;
+}
+
+/**
+ * Takes `refresh` (a boolean: run the artifact store's newest version) off a start body; what is
+ * left is a spec body, or undefined when nothing is. Non-object bodies are left for specFromBody
+ * to refuse.
+ */
+function splitStartBody(body: unknown): { refresh: boolean; specBody: unknown } {
+  if (body === undefined || body === null) return { refresh: false, specBody: undefined };
+  if (typeof body !== "object" || Array.isArray(body)) return { refresh: false, specBody: body };
+  const { refresh, ...rest } = body as Record<string, unknown>;
+  if (refresh !== undefined && typeof refresh !== "boolean") {
+    throw new TabbifyError("SPEC_INVALID", "refresh must be true or false");
+  }
+  return { refresh: refresh === true, specBody: Object.keys(rest).length === 0 ? undefined : rest };
 }

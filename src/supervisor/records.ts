@@ -37,6 +37,8 @@ export interface RunnerRecord {
   /** Last workload pid seen through the control socket, so a dead runner's orphan can be stopped. */
   workload_pid: number | null;
   image_ref?: string;
+  /** `v<N>` when the workload came from the artifact store; absent for apps started from a spec. */
+  artifact_version?: string;
   /** Parked after too many failures: no respawn until a redeploy or reset. */
   crash_looped: boolean;
   stopped: boolean;

@@ -32,8 +32,11 @@ export interface RunnerLaunch {
   extraArgs?: string[];
 }
 
-/** Variables a runner must not inherit from the supervisor: its own secrets and settings. */
-const withheld = /^(SUPERVISOR_|TABBIFY_|RUNNER_)/;
+/**
+ * Variables a runner must not inherit from the supervisor: its own secrets and settings, and the
+ * artifact store's AWS credentials, which a runner never needs.
+ */
+const withheld = /^(SUPERVISOR_|TABBIFY_|RUNNER_|AWS_)/;
 
 export async function rotateLog(path: string, maxBytes = logRotateBytes): Promise<void> {
   try {
@@ -162,5 +165,24 @@ export async function removeAppContainers(uuid: string): Promise<void> {
     if (ids.length > 0) await run("docker", ["rm", "-f", ...ids], { timeout: 30_000 });
   } catch {
     // No docker CLI or daemon: then there are no containers to leave behind either.
+  }
+}
+
+/**
+ * Removes the images `tcli push` shipped for an app (`tbf-img-<uuid>-v<N>`) once the app is
+ * purged; an image a container still uses stays, and no docker at all means nothing to remove.
+ */
+export async function removeShippedImages(uuid: string): Promise<void> {
+  const run = promisify(execFile);
+  try {
+    const { stdout } = await run(
+      "docker",
+      ["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", `reference=tbf-img-${uuid}-v*`],
+      { timeout: 15_000 },
+    );
+    const tags = stdout.split("\n").filter(Boolean);
+    if (tags.length > 0) await run("docker", ["rmi", ...tags], { timeout: 60_000 });
+  } catch {
+    // Best effort: a purge must not fail on an image docker keeps for a container or cannot list.
   }
 }

@@ -13,6 +13,7 @@ import { isErrno, TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { type ControlReply, controlRequest, type HealthReply, workloadPidPath } from "../runner/control.js";
 import type { Runtime, RuntimeKind, WorkloadSpec } from "../runtimes/runtime.js";
+import { type AppStore, versionLabel } from "./app-store.js";
 import {
   afterFailure,
   afterHealthy,
@@ -29,6 +30,7 @@ import {
   killGroup,
   processAlive,
   removeAppContainers,
+  removeShippedImages,
   spawnRunner,
   stopGroup,
   tailLog,
@@ -60,6 +62,8 @@ export interface SupervisorOptions {
   spawnGraceMs?: number;
   /** Extra flags passed to every runner (restart delays, health timeout). */
   runnerArgs?: string[];
+  /** The artifact store (`tcli push`): apps started by uuid alone come from here. */
+  apps?: AppStore;
 }
 
 export interface AppRow {
@@ -78,6 +82,8 @@ export interface AppRow {
   app_health: "serving" | "unavailable" | null;
   app_health_reason?: string;
   version: string | null;
+  /** `v<N>` of the artifact store version running, null for apps started from a spec. */
+  artifact_version: string | null;
   /** Workload restarts the runner did on its own after crashes. */
   restarts: number | null;
   adoption_error?: string;
@@ -88,7 +94,25 @@ export interface StartResult {
   app_ula: string;
   bound_addr: string;
   version: string | null;
+  artifact_version: string | null;
   workload_pid: number | null;
+}
+
+/** `GET /v1/apps/:uuid` for an app with no runner here that the artifact store can deliver. */
+export interface StoredAppRow {
+  uuid: string;
+  present: true;
+  state: "stopped";
+  app_ula: string;
+  bound_addr: null;
+  /** What a start would run: the store's `v<N>`. */
+  version: string;
+  artifact_version: string;
+}
+
+export interface StartOptions {
+  /** Run the store's newest version: a live runner on an older one swaps with zero downtime. */
+  refresh?: boolean;
 }
 
 type Proof =
@@ -106,6 +130,7 @@ export class Supervisor {
   private timer: NodeJS.Timeout | undefined;
   private pass: Promise<void> | undefined;
   private closed = false;
+  private readonly pauses = new Set<() => void>();
 
   constructor(private readonly opts: SupervisorOptions) {
     this.records = new RecordStore(join(opts.dataDir, "runners"));
@@ -134,6 +159,7 @@ export class Supervisor {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    for (const wake of this.pauses) wake();
     await this.pass;
   }
 
@@ -152,26 +178,145 @@ export class Supervisor {
     return row;
   }
 
-  /** Starts the app unless its runner is alive (then answers as it is). `spec` may come from the record. */
-  start(uuidInput: string, spec: WorkloadSpec | undefined): Promise<StartResult> {
+  /**
+   * Starts the app unless its runner is alive (then answers as it is). Without a `spec`: an app
+   * started from a spec restarts from its record; any other app runs the artifact store's newest
+   * version. `refresh` asks for the store's newest version even when a runner is alive.
+   */
+  start(
+    uuidInput: string,
+    spec: WorkloadSpec | undefined,
+    opts: StartOptions = {},
+  ): Promise<StartResult & { swapped?: boolean }> {
     const uuid = parseAppUuid(uuidInput);
+    if (spec && opts.refresh) {
+      throw new TabbifyError("SPEC_INVALID", "refresh runs the artifact store's version and takes no spec");
+    }
     return this.withLock(uuid, async () => {
       const record = await this.records.read(uuid);
+      let live: HealthReply | undefined;
       if (record && !record.stopped && record.pid !== null) {
         // A living runner is left alone even while its workload restarts: it heals itself.
         const proof = await this.prove(record);
-        if (proof.kind === "ours") return this.result(record, proof.health);
+        if (proof.kind === "ours") live = proof.health;
       }
-      const chosen = spec ?? record?.spec;
-      if (!chosen) {
-        throw new TabbifyError(
-          "SPEC_INVALID",
-          `app ${uuid} has no record here; the body needs a runtime and its artifact`,
-        );
+      if (record && live && !opts.refresh) return this.result(record, live);
+      const fromRecord = !opts.refresh && record !== undefined && record.artifact_version === undefined;
+      if (spec || fromRecord || !this.opts.apps) {
+        const chosen = spec ?? record?.spec;
+        if (!chosen) {
+          throw new TabbifyError(
+            "SPEC_INVALID",
+            `app ${uuid} has no record here and no artifact store is configured; the body needs a runtime and its artifact`,
+          );
+        }
+        await this.preflight(chosen);
+        if (record?.pid) await this.retireRunner(record);
+        return this.coldSpawn(uuid, chosen);
       }
-      await this.preflight(chosen);
+      const apps = this.opts.apps;
+      const version = await apps.latest(uuid);
+      if (record && live) {
+        if (record.artifact_version === versionLabel(version))
+          return { ...this.result(record, live), swapped: false };
+        const fetched = await apps.fetch(uuid, version);
+        await this.preflight(fetched.spec);
+        const swapped = await this.swap(record, { ...fetched.spec, appUuid: uuid }, fetched.label);
+        await this.pruneCache(uuid, version);
+        return swapped;
+      }
+      const fetched = await apps.fetch(uuid, version);
+      await this.preflight(fetched.spec);
       if (record?.pid) await this.retireRunner(record);
-      return this.coldSpawn(uuid, chosen);
+      const started = await this.coldSpawn(uuid, fetched.spec, fetched.label);
+      await this.pruneCache(uuid, version);
+      return opts.refresh ? { ...started, swapped: false } : started;
+    });
+  }
+
+  /**
+   * `GET /v1/apps/:uuid`: the runner's row; with no runner here, what the artifact store holds
+   * (APP_NOT_FOUND when nothing, ARTIFACT_STORE_FAILED when the store fails).
+   */
+  async describe(uuidInput: string): Promise<(AppRow & { present: true }) | StoredAppRow> {
+    const uuid = parseAppUuid(uuidInput);
+    const row = await this.row(uuid);
+    if (row) return { ...row, present: true };
+    if (!this.opts.apps)
+      throw new TabbifyError("APP_NOT_FOUND", `no app ${uuid} on this supervisor`, { uuid, present: false });
+    const label = versionLabel(await this.opts.apps.latest(uuid));
+    return {
+      uuid,
+      present: true,
+      state: "stopped",
+      app_ula: deriveAppUla(uuid),
+      bound_addr: null,
+      version: label,
+      artifact_version: label,
+    };
+  }
+
+  /**
+   * Keeps the apps named with `--app` running: each one without a record here is started from
+   * the artifact store, retried with the restart backoff until it runs (the app may not be
+   * pushed yet, the store may be down). Apps with a record are the reconcile loop's: adopted
+   * when alive, respawned with backoff when dead, left alone when an operator stopped them.
+   */
+  startPinned(uuids: readonly string[]): Promise<void> {
+    const loops = uuids.map((input) => this.keepStarting(parseAppUuid(input)));
+    return Promise.all(loops).then(() => undefined);
+  }
+
+  private async keepStarting(uuid: string): Promise<void> {
+    for (let failures = 0; !this.closed; ) {
+      const record = await this.records.read(uuid).catch(() => undefined);
+      if (record) {
+        this.opts.logger.info("--app has a runner record; the reconcile loop keeps it", {
+          uuid,
+          stopped: record.stopped,
+        });
+        return;
+      }
+      try {
+        const started = await this.start(uuid, undefined);
+        this.opts.logger.info("started app from the artifact store", {
+          uuid,
+          artifact_version: started.artifact_version,
+          bound_addr: started.bound_addr,
+        });
+        return;
+      } catch (err) {
+        failures++;
+        const delay = Math.min(this.backoff.baseMs * 2 ** Math.min(failures - 1, 20), this.backoff.capMs);
+        this.opts.logger.warn("could not start --app; retrying", {
+          uuid,
+          error: (err as Error).message,
+          code: (err as { code?: string }).code,
+          retry_in_ms: delay,
+        });
+        await this.pause(delay);
+      }
+    }
+  }
+
+  /** Sleeps, cut short by close(). */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pauses.delete(done);
+        resolve();
+      }, ms);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.pauses.add(done);
+    });
+  }
+
+  private async pruneCache(uuid: string, keep: number): Promise<void> {
+    await this.opts.apps?.prune(uuid, new Set([keep])).catch((err: unknown) => {
+      this.opts.logger.warn("could not prune cached versions", { uuid, error: (err as Error).message });
     });
   }
 
@@ -187,40 +332,49 @@ export class Supervisor {
       const record = await this.records.read(uuid);
       if (record && !record.stopped && record.pid !== null) {
         const proof = await this.prove(record);
-        if (proof.kind === "ours") {
-          let reply: ControlReply;
-          try {
-            reply = await controlRequest(
-              record.control_sock,
-              { cmd: "deploy", spec: full },
-              { timeoutMs: 420_000 },
-            );
-          } catch (err) {
-            throw new TabbifyError(
-              "SWAP_FAILED",
-              `the runner did not complete the swap: ${(err as Error).message}`,
-            );
-          }
-          if (reply.reply !== "ok") {
-            const why = reply.reply === "err" ? reply.message : `unexpected reply ${reply.reply}`;
-            throw new TabbifyError("SWAP_FAILED", `new version rejected, the old one keeps serving: ${why}`, {
-              restart_status: restartStatus(record.restart, this.backoff),
-            });
-          }
-          record.spec = full;
-          record.crash_looped = false;
-          record.restart = { ...freshRestartState(), last_healthy_at: new Date().toISOString() };
-          if (full.image) record.image_ref = full.image;
-          else delete record.image_ref;
-          const health = await this.healthOf(record);
-          if (health) record.workload_pid = health.workload_pid;
-          await this.records.write(record);
-          return { ...this.result(record, health), swapped: true };
-        }
+        if (proof.kind === "ours") return this.swap(record, full, undefined);
       }
       if (record?.pid) await this.retireRunner(record);
       return { ...(await this.coldSpawn(uuid, full)), swapped: false };
     });
+  }
+
+  /** The runner's zero-downtime swap to `full`; the record follows only once the new version serves. */
+  private async swap(
+    record: RunnerRecord,
+    full: WorkloadSpec,
+    artifactVersion: string | undefined,
+  ): Promise<StartResult & { swapped: true }> {
+    let reply: ControlReply;
+    try {
+      reply = await controlRequest(
+        record.control_sock,
+        { cmd: "deploy", spec: full },
+        { timeoutMs: 420_000 },
+      );
+    } catch (err) {
+      throw new TabbifyError(
+        "SWAP_FAILED",
+        `the runner did not complete the swap: ${(err as Error).message}`,
+      );
+    }
+    if (reply.reply !== "ok") {
+      const why = reply.reply === "err" ? reply.message : `unexpected reply ${reply.reply}`;
+      throw new TabbifyError("SWAP_FAILED", `new version rejected, the old one keeps serving: ${why}`, {
+        restart_status: restartStatus(record.restart, this.backoff),
+      });
+    }
+    record.spec = full;
+    record.crash_looped = false;
+    record.restart = { ...freshRestartState(), last_healthy_at: new Date().toISOString() };
+    if (full.image) record.image_ref = full.image;
+    else delete record.image_ref;
+    if (artifactVersion) record.artifact_version = artifactVersion;
+    else delete record.artifact_version;
+    const health = await this.healthOf(record);
+    if (health) record.workload_pid = health.workload_pid;
+    await this.records.write(record);
+    return { ...this.result(record, health), swapped: true };
   }
 
   stop(uuidInput: string): Promise<{ state: "stopped" }> {
@@ -254,6 +408,8 @@ export class Supervisor {
         });
       }
       if (record.mesh === "ula") await this.opts.addresses.remove(record.app_ula);
+      await this.opts.apps?.purge(uuid);
+      if (record.spec.runtime === "docker") await removeShippedImages(uuid);
       this.adoptionErrors.delete(uuid);
       return { state: "purged" as const, uuid };
     });
@@ -487,7 +643,7 @@ export class Supervisor {
   }
 
   /** Spawns a runner and waits for it to serve; on failure nothing is left running or recorded. */
-  private async coldSpawn(uuid: string, spec: WorkloadSpec): Promise<StartResult> {
+  private async coldSpawn(uuid: string, spec: WorkloadSpec, artifactVersion?: string): Promise<StartResult> {
     const record: RunnerRecord = {
       uuid,
       pid: null,
@@ -503,6 +659,7 @@ export class Supervisor {
       crash_looped: false,
       stopped: false,
       ...(spec.image ? { image_ref: spec.image } : {}),
+      ...(artifactVersion ? { artifact_version: artifactVersion } : {}),
     };
     this.adoptionErrors.delete(uuid);
     const child = await this.launch(record);
@@ -560,6 +717,7 @@ export class Supervisor {
       app_ula: record.app_ula,
       bound_addr: record.bound_addr,
       version: health?.version ?? null,
+      artifact_version: record.artifact_version ?? null,
       workload_pid: health?.workload_pid ?? null,
     };
   }
@@ -584,6 +742,7 @@ export class Supervisor {
       workload_pid: health?.workload_pid ?? null,
       app_health: health?.app_health ?? null,
       version: health?.version ?? null,
+      artifact_version: record.artifact_version ?? null,
       restarts: health?.restarts ?? null,
     };
     if (health?.app_health_reason) row.app_health_reason = health.app_health_reason;
