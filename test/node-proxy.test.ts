@@ -435,6 +435,22 @@ describe("node /app/<uuid> proxy", () => {
     assert.ok(downBody.error.includes(`${deriveAppLoopback(downUuid)}:${APP_PORT}`), downBody.error);
   });
 
+  it("proxies to an app that answers at its address before its runner is on the roster", async () => {
+    // A runner that just started serves before its first heartbeat reaches the node.
+    const freshUuid = crypto.randomUUID();
+    const fresh = http.createServer((_req, res) => res.end("fresh app"));
+    await new Promise<void>((done) => fresh.listen(APP_PORT, deriveAppLoopback(freshUuid), done));
+    try {
+      const answer = await request(`${node.url}/app/${freshUuid}/`);
+      assert.equal(answer.status, 200);
+      assert.equal(answer.body, "fresh app");
+    } finally {
+      await new Promise((done) => fresh.close(done));
+    }
+    const gone = await request(`${node.url}/app/${freshUuid}/`);
+    assert.equal(gone.status, 404);
+  });
+
   it("refuses upgrades for unknown apps with a 404 and for malformed uuids with a 400", async () => {
     for (const [path, status] of [
       [`/app/${crypto.randomUUID()}/ws`, 404],

@@ -30,6 +30,13 @@ interface Target {
   /** Path and query for the app, the `/app/<uuid>` prefix stripped. */
   path: string;
   prefix: string;
+  /**
+   * Whether a runner for the app is on the roster. The address is a pure function of the uuid,
+   * so an app not (yet) on the roster is still dialled: a runner that just started answers
+   * before its first heartbeat lands. Only when nothing answers does "not on the roster" decide
+   * between 404 (no such app) and 502 (a known app that is down).
+   */
+  known: boolean;
 }
 
 /**
@@ -141,7 +148,7 @@ export class AppProxy {
       headers: forwardHeaders(req, target, true),
       agent: false,
     });
-    this.watchConnect(proxyReq);
+    this.watchConnect(proxyReq, target);
     proxyReq.on("upgrade", (proxyRes, proxySocket, proxyHead) => {
       const lines = [
         `HTTP/1.1 ${proxyRes.statusCode ?? 101} ${proxyRes.statusMessage ?? "Switching Protocols"}`,
@@ -200,9 +207,6 @@ export class AppProxy {
     const uuid = parseAppUuid(raw);
     const rest = url.slice(end);
     const path = rest === "" ? "/" : rest.charCodeAt(0) === 63 ? `/${rest}` : rest;
-    if (!this.hasApp(uuid)) {
-      throw new TabbifyError("APP_NOT_FOUND", `no runner for app ${uuid} is on the roster`);
-    }
     let addr = this.addresses.get(uuid);
     if (!addr) {
       const host = appAddress(uuid, this.mesh);
@@ -210,7 +214,7 @@ export class AppProxy {
       if (this.addresses.size >= 4096) this.addresses.clear();
       this.addresses.set(uuid, addr);
     }
-    return { uuid, host: addr[0], authority: addr[1], path, prefix: `/app/${raw}` };
+    return { uuid, host: addr[0], authority: addr[1], path, prefix: `/app/${raw}`, known: this.hasApp(uuid) };
   }
 
   private forward(
@@ -227,7 +231,7 @@ export class AppProxy {
       headers: forwardHeaders(req, target, false),
       agent: this.agent,
     });
-    this.watchConnect(proxyReq);
+    this.watchConnect(proxyReq, target);
     const hasBody =
       req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
 
@@ -262,14 +266,17 @@ export class AppProxy {
     else proxyReq.end();
   }
 
-  private watchConnect(proxyReq: http.ClientRequest): void {
+  private watchConnect(proxyReq: http.ClientRequest, target: Target): void {
+    // An app nobody registered gets a short wait: an unroutable ULA would otherwise hold a
+    // request for an app that does not exist for the full connect timeout.
+    const timeoutMs = target.known ? this.connectTimeoutMs : Math.min(this.connectTimeoutMs, 1000);
     proxyReq.on("socket", (socket) => {
       if (!socket.connecting) return;
       const timer = setTimeout(() => {
-        const err = new Error(`connect timeout after ${this.connectTimeoutMs} ms`) as NodeJS.ErrnoException;
+        const err = new Error(`connect timeout after ${timeoutMs} ms`) as NodeJS.ErrnoException;
         err.code = "ETIMEDOUT";
         proxyReq.destroy(err);
-      }, this.connectTimeoutMs);
+      }, timeoutMs);
       socket.once("connect", () => clearTimeout(timer));
       socket.once("close", () => clearTimeout(timer));
     });
@@ -277,6 +284,12 @@ export class AppProxy {
 
   private unreachable(target: Target, err: NodeJS.ErrnoException): TabbifyError {
     const reason = err.code ?? err.message;
+    if (!target.known) {
+      return new TabbifyError(
+        "APP_NOT_FOUND",
+        `no runner for app ${target.uuid} is on the roster and nothing answers at its address`,
+      );
+    }
     const now = Date.now();
     if (now - (this.outageLoggedAt.get(target.uuid) ?? 0) > 60_000) {
       if (this.outageLoggedAt.size >= 4096) this.outageLoggedAt.clear();
