@@ -1,8 +1,15 @@
 /**
- * `npm run bench:runtime`: req/s and p99 through the node's `/app/<uuid>` proxy, measured in one
- * run against the same app reached directly, through a plain node:http piping proxy, and through
- * nginx (when installed). Small responses and 1 MiB bodies. Loopback only; prints ratios and
- * never asserts timings.
+ * `npm run bench:runtime`, in one run, loopback only, printing ratios and never asserting timings:
+ *  1. req/s and p99 through the node's `/app/<uuid>` proxy against the same app reached directly,
+ *     through a plain node:http piping proxy, and through nginx (when installed); small responses
+ *     and 1 MiB bodies;
+ *  2. cold start per runtime (process, wasm, docker when dockerd answers): a real supervisor
+ *     process is asked to start an example app, and the clock runs from the POST to the first 200
+ *     on the app address and through the node's `/app/<uuid>`; RSS of each runner and workload;
+ *  3. the hop the runner adds ("Swaps without moving the address" in ARCHITECTURE.md): a workload
+ *     under a real runner, reached on its private port vs through the runner's app address :8730
+ *     vs through the node and the runner.
+ * `BENCH_ONLY=proxy|cold|hop` (comma-separated) runs a part alone.
  *
  * Every server runs in its own process (this file re-executed with `--serve <role>`), so the load
  * generator, each proxy and the app do not share an event loop. Load comes from wrk. Targets are
@@ -12,20 +19,26 @@
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { startNode } from "../src/node/index.js";
 
 const MiB = 1024 * 1024;
-const durationSecs = Number(process.env.BENCH_DURATION_SECS ?? 3);
+// Two-second cells keep the whole bench near two minutes; rounds and medians absorb the noise.
+const durationSecs = Number(process.env.BENCH_DURATION_SECS ?? 2);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const coldRuns = Number(process.env.BENCH_COLD_RUNS ?? 5);
+const only = new Set((process.env.BENCH_ONLY ?? "proxy,cold,hop").split(",").map((p) => p.trim()));
+/** dist/bench/runtime.js → the repository root. */
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const tabbifyEntry = join(repoRoot, "dist", "src", "main", "tabbify.js");
 /** Linux reports process CPU time in clock ticks; 100 per second on every mainstream kernel. */
 const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
 
@@ -56,7 +69,9 @@ async function serveApp(uuid: string): Promise<void> {
 }
 
 async function serveNode(uuid: string): Promise<void> {
-  const node = await startNode({ host: "127.0.0.1", port: 0, nodeKey: randomUUID(), httpLogLevel: "silent" });
+  // The key comes from the parent: the bench's supervisor and its runners register with it too.
+  const nodeKey = process.env.TABBIFY_NODE_KEY ?? randomUUID();
+  const node = await startNode({ host: "127.0.0.1", port: 0, nodeKey, httpLogLevel: "silent" });
   // A roster entry that never expires during the bench: re-registered well inside the timeout.
   const register = () =>
     node.coordinator.register({
@@ -71,6 +86,31 @@ async function serveNode(uuid: string): Promise<void> {
   register();
   setInterval(register, 10_000);
   announce({ url: `${node.url}/app/${uuid}` });
+}
+
+/**
+ * The hop bench's workload, run by a real runner through the process runtime: the bench app on
+ * the runner's HOST/PORT, plus `/port` so the bench can reach the private port directly.
+ */
+async function serveWorkload(): Promise<void> {
+  const big = Buffer.alloc(MiB, 0x61);
+  const port = Number(process.env.PORT);
+  const server = http.createServer((req, res) => {
+    req.resume();
+    if (req.url === "/1m") {
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": big.length });
+      res.end(big);
+    } else {
+      const text = req.url === "/port" ? String(port) : "hello\n";
+      res.writeHead(200, { "content-type": "text/plain", "content-length": text.length });
+      res.end(text);
+    }
+  });
+  await new Promise<void>((r) => server.listen(port, process.env.HOST ?? "127.0.0.1", r));
+  process.once("SIGTERM", () => {
+    server.close(() => process.exit(0));
+    server.closeIdleConnections();
+  });
 }
 
 /** The anchor: the proxy most people write with node:http, given the same keep-alive pooling. */
@@ -97,9 +137,14 @@ async function servePlainProxy(uuid: string): Promise<void> {
   announce({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}${prefix}` });
 }
 
-function startChild(role: string, uuid: string): Promise<{ child: ChildProcess; url: string }> {
+function startChild(
+  role: string,
+  uuid: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--serve", role, uuid], {
     stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, ...env },
   });
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
@@ -301,79 +346,456 @@ function printReport(rows: Row[]): void {
   }
 }
 
+async function proxyPart(uuid: string, ours: { child: ChildProcess; url: string }): Promise<void> {
+  const children: ChildProcess[] = [];
+  let nginx: Awaited<ReturnType<typeof startNginx>> | undefined;
+  try {
+    const app = await startChild("app", uuid);
+    children.push(app.child);
+    const plain = await startChild("plain", uuid);
+    children.push(plain.child);
+    nginx = await startNginx(deriveAppLoopback(uuid), uuid);
+
+    const targets: Target[] = [
+      { name: "direct", url: app.url, pids: [app.child.pid ?? 0] },
+      { name: "plain node:http proxy", url: plain.url, pids: [plain.child.pid ?? 0] },
+      { name: OURS, url: ours.url, pids: [ours.child.pid ?? 0] },
+    ];
+    if (typeof nginx !== "string") targets.push({ name: NGINX, url: nginx.url, pids: [nginx.pid] });
+
+    process.stdout.write(
+      `\n## 1. proxy: wrk -t1 -c${connections}, ${rounds} alternating rounds of ${durationSecs} s per cell (median kept)\n` +
+        "every proxy is one process with keep-alive pooling to the app; cpu/req is that process's CPU (the app's for direct)\n",
+    );
+    if (typeof nginx === "string") process.stdout.write(`nginx: ${nginx}\n`);
+    printReport(await measure(targets, rounds, durationSecs));
+  } finally {
+    if (nginx && typeof nginx !== "string") await nginx.stop();
+    for (const c of children) await stopChild(c);
+  }
+}
+
+interface Target {
+  name: string;
+  url: string;
+  /** Processes whose CPU time is charged to this target. */
+  pids: number[];
+}
+
+/** Alternating wrk rounds over every target, per body; medians per cell. */
+async function measure(targets: Target[], roundCount: number, secs: number): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const [body, path] of BODIES) {
+    const samples = new Map<string, { rps: number[]; p99: number[]; cpuUs: number[]; errors: number }>();
+    for (const t of targets) {
+      await waitForHttp(`${t.url}${path}`);
+      await wrk(`${t.url}${path}`, 1);
+      samples.set(t.name, { rps: [], p99: [], cpuUs: [], errors: 0 });
+    }
+    for (let round = 0; round < roundCount; round++) {
+      for (const t of targets) {
+        const cpu = () => t.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+        const cpuBefore = cpu();
+        const r = await wrk(`${t.url}${path}`, secs);
+        const used = cpu() - cpuBefore;
+        const s = samples.get(t.name)!;
+        s.rps.push(r.rps);
+        s.p99.push(r.p99Ms);
+        s.cpuUs.push(r.requests > 0 ? (used * 1e6) / r.requests : Number.NaN);
+        s.errors += r.errors;
+      }
+    }
+    for (const t of targets) {
+      const s = samples.get(t.name)!;
+      rows.push({
+        body,
+        target: t.name,
+        rps: median(s.rps),
+        p99Ms: median(s.p99),
+        cpuUs: median(s.cpuUs),
+        errors: s.errors,
+      });
+    }
+  }
+  return rows;
+}
+
+async function stopChild(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  const exited = new Promise((r) => c.once("exit", r));
+  c.kill("SIGTERM");
+  await exited;
+}
+
+function table(header: string[], rows: string[][], leftColumns = 1): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const fmt = (row: string[]) =>
+    row.map((c, i) => (i < leftColumns ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  return `${fmt(header)}\n${widths.map((w) => "-".repeat(w)).join("  ")}\n${rows.map(fmt).join("\n")}\n`;
+}
+
+/** Resident set size of one process in MiB, from /proc (undefined once it is gone). */
+function rssMiB(pid: number | null | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kb === undefined ? undefined : Number(kb) / 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+const mib = (v: number | undefined) => (v === undefined ? "-" : v.toFixed(1));
+
+/** A real `tabbify supervisor` process on a temp data dir, registered with the bench's node. */
+class BenchSupervisor {
+  private child: ChildProcess | undefined;
+  private output = "";
+  port = 0;
+
+  private constructor(readonly dataDir: string) {}
+
+  static async start(nodeUrl: string, nodeKey: string): Promise<BenchSupervisor> {
+    const sup = new BenchSupervisor(await mkdtemp(join(tmpdir(), "tabbify-bench-sup-")));
+    sup.port = await freePort();
+    const child = spawn(
+      process.execPath,
+      [
+        tabbifyEntry,
+        "supervisor",
+        "--name",
+        "bench",
+        "--data",
+        sup.dataDir,
+        "--listen",
+        `127.0.0.1:${sup.port}`,
+        "--mesh",
+        "local",
+        "--node",
+        nodeUrl,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TABBIFY_NODE_KEY: nodeKey } },
+    );
+    sup.child = child;
+    const keep = (d: Buffer) => {
+      sup.output = (sup.output + d.toString()).slice(-8192);
+    };
+    child.stdout?.on("data", keep);
+    child.stderr?.on("data", keep);
+    const end = Date.now() + 15_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`the supervisor exited: ${sup.output}`);
+      const ok = await fetch(`${sup.base}/health`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ok) return sup;
+      if (Date.now() > end) throw new Error(`the supervisor did not answer /health: ${sup.output}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  get base(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  async call(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: Record<string, unknown> }> {
+    const res = await fetch(`${this.base}${path}`, {
+      method,
+      ...(body === undefined
+        ? {}
+        : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+    });
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  }
+
+  /** Purges every app still here (runners outlive their supervisor), then stops the supervisor. */
+  async close(): Promise<void> {
+    try {
+      const { json } = await this.call("GET", "/v1/apps");
+      for (const app of (json.apps as { uuid: string }[] | undefined) ?? []) {
+        await this.call("POST", `/v1/apps/${app.uuid}/purge`).catch(() => {});
+      }
+    } catch {
+      // the supervisor is gone already
+    }
+    if (this.child) await stopChild(this.child);
+    await rm(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Polls `url` on fresh connections until it answers 200; returns the time since `t0`. A refused
+ * connection or a 503 from a runner still starting costs well under a millisecond, so the poll is
+ * tight (5 ms): the figure is the workload's, not the poller's.
+ */
+async function firstOk(
+  url: string,
+  t0: number,
+  gaveUp: { reason?: string },
+  timeoutMs = 30_000,
+): Promise<number> {
+  const u = new URL(url);
+  for (;;) {
+    const status = await new Promise<number>((resolve) => {
+      const req = http.get(
+        { host: u.hostname, port: u.port, path: u.pathname + u.search, agent: false, timeout: 2_000 },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+          res.on("error", () => resolve(0));
+        },
+      );
+      req.on("timeout", () => req.destroy());
+      req.on("error", () => resolve(0));
+    });
+    const now = performance.now();
+    if (status === 200) return now - t0;
+    if (gaveUp.reason) throw new Error(gaveUp.reason);
+    if (now - t0 > timeoutMs) throw new Error(`${url} gave no 200 within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+interface ColdCase {
+  runtime: string;
+  spec: Record<string, unknown>;
+  path: string;
+}
+
+interface ColdSample {
+  apiMs: number;
+  directMs: number;
+  nodeMs: number;
+  runnerRss: number | undefined;
+  workloadRss: number | undefined;
+}
+
+/** One start → first 200, on the app address and through the node; then the app is purged. */
+async function coldStart(sup: BenchSupervisor, nodeBase: string, c: ColdCase): Promise<ColdSample> {
+  const uuid = randomUUID();
+  const gaveUp: { reason?: string } = {};
+  const t0 = performance.now();
+  let apiMs = 0;
+  const started = sup.call("POST", `/v1/apps/${uuid}/start`, c.spec).then((r) => {
+    apiMs = performance.now() - t0;
+    if (r.status !== 200)
+      gaveUp.reason = `start ${c.runtime} answered ${r.status}: ${JSON.stringify(r.json)}`;
+    return r;
+  });
+  try {
+    const [directMs, nodeMs] = await Promise.all([
+      firstOk(`http://${deriveAppLoopback(uuid)}:${APP_PORT}${c.path}`, t0, gaveUp),
+      firstOk(`${nodeBase}/app/${uuid}${c.path}`, t0, gaveUp),
+    ]);
+    await started;
+    const { json } = await sup.call("GET", `/v1/apps/${uuid}`);
+    return {
+      apiMs,
+      directMs,
+      nodeMs,
+      runnerRss: rssMiB(json.pid as number | null),
+      workloadRss: rssMiB(json.workload_pid as number | null),
+    };
+  } finally {
+    await started.catch(() => {});
+    await sup.call("POST", `/v1/apps/${uuid}/purge`).catch(() => {});
+  }
+}
+
+const BENCH_IMAGE = "tabbify-bench-hello:1";
+
+/** The docker case when the supervisor says docker works: examples/hello-docker on a scratch image. */
+async function dockerCase(sup: BenchSupervisor): Promise<ColdCase | string> {
+  const { json } = await sup.call("GET", "/health");
+  if (!(json.tags as string[] | undefined)?.includes("docker"))
+    return "dockerd does not answer: docker skipped";
+  if (spawnSync("docker", ["image", "inspect", BENCH_IMAGE], { stdio: "ignore" }).status !== 0) {
+    try {
+      const { buildScratchImage } = await import("../test/support/tools.js");
+      const script = await readFile(join(repoRoot, "examples", "hello-docker", "start.sh"), "utf8");
+      // start.sh traps SIGTERM, so each purge stops the container at once, not after a grace period.
+      await buildScratchImage(BENCH_IMAGE, { command: ["sh", "/start.sh"], files: { "/start.sh": script } });
+    } catch (err) {
+      return `cannot build ${BENCH_IMAGE}: ${(err as Error).message}`;
+    }
+  }
+  return { runtime: "docker", spec: { runtime: "docker", image: BENCH_IMAGE }, path: "/" };
+}
+
+async function coldPart(sup: BenchSupervisor, nodeBase: string, nodePid: number): Promise<void> {
+  const cases: ColdCase[] = [
+    {
+      runtime: "process",
+      spec: {
+        runtime: "process",
+        artifact_dir: join(repoRoot, "examples", "hello-node"),
+        command: ["node", "server.js"],
+      },
+      path: "/",
+    },
+    {
+      runtime: "wasm",
+      spec: { runtime: "wasm", artifact_dir: join(repoRoot, "examples", "hello-wasm"), entry: "hello.wasm" },
+      path: "/",
+    },
+  ];
+  const docker = await dockerCase(sup);
+  if (typeof docker === "string") process.stdout.write(`${docker}\n`);
+  else cases.push(docker);
+
+  process.stdout.write(
+    `\n## 2. cold start: POST /v1/apps/<uuid>/start on a real supervisor → first 200, median of ${coldRuns} runs (min–max), purged in between; load average ${loadavg()[0]!.toFixed(1)}\n` +
+      "   API = the start call returned; app addr = first 200 on <app address>:8730; via node = first 200 through the node's /app/<uuid>\n",
+  );
+  const rows: string[][] = [];
+  for (const c of cases) {
+    // One unmeasured start warms the page cache and the supervisor's code paths.
+    await coldStart(sup, nodeBase, c);
+    const samples: ColdSample[] = [];
+    for (let i = 0; i < coldRuns; i++) samples.push(await coldStart(sup, nodeBase, c));
+    const spread = (pick: (s: ColdSample) => number) => {
+      const v = samples.map(pick);
+      return `${median(v).toFixed(0)} (${Math.min(...v).toFixed(0)}–${Math.max(...v).toFixed(0)})`;
+    };
+    const direct = median(samples.map((s) => s.directMs));
+    rows.push([
+      c.runtime,
+      spread((s) => s.apiMs),
+      spread((s) => s.directMs),
+      spread((s) => s.nodeMs),
+      c.runtime === "docker" ? "-" : (direct / 300).toFixed(2),
+      mib(median(samples.map((s) => s.runnerRss ?? Number.NaN))),
+      mib(median(samples.map((s) => s.workloadRss ?? Number.NaN))),
+    ]);
+  }
+  process.stdout.write(
+    table(
+      [
+        "runtime",
+        "API ms",
+        "app addr ms",
+        "via node ms",
+        "app addr / 300 ms aim",
+        "runner RSS MiB",
+        "workload RSS MiB",
+      ],
+      rows,
+    ),
+  );
+  process.stdout.write(
+    `   node RSS ${mib(rssMiB(nodePid))} MiB, supervisor RSS ${mib(rssMiB(sup.pid))} MiB; ` +
+      "wasm workload = the wasm-host process with its worker threads; docker workload = the container's init\n",
+  );
+}
+
+/** The runner's extra hop: the same workload on its private port, through :8730, through the node. */
+async function hopPart(sup: BenchSupervisor, nodeBase: string, nodePid: number): Promise<void> {
+  const uuid = randomUUID();
+  const self = fileURLToPath(import.meta.url);
+  const spec = {
+    runtime: "process",
+    artifact_dir: dirname(self),
+    command: [process.execPath, self, "--serve", "workload", uuid],
+  };
+  const started = await sup.call("POST", `/v1/apps/${uuid}/start`, spec);
+  if (started.status !== 200) throw new Error(`hop workload did not start: ${JSON.stringify(started.json)}`);
+  try {
+    const { json } = await sup.call("GET", `/v1/apps/${uuid}`);
+    const runnerPid = json.pid as number;
+    const workloadPid = json.workload_pid as number;
+    const appUrl = `http://${deriveAppLoopback(uuid)}:${APP_PORT}`;
+    const privatePort = await (await fetch(`${appUrl}/port`)).text();
+    const hopRounds = Math.max(2, rounds - 1);
+    process.stdout.write(
+      `\n## 3. the runner's hop: one workload under a real runner, wrk -t1 -c${connections}, ${hopRounds} rounds of ${durationSecs} s (median)\n` +
+        "   cpu/req = the workload's CPU for direct, the runner's for :8730, node + runner for /app/<uuid>\n",
+    );
+    const rows = await measure(
+      [
+        { name: "direct", url: `http://127.0.0.1:${privatePort}`, pids: [workloadPid] },
+        { name: "runner :8730", url: appUrl, pids: [runnerPid] },
+        { name: "node /app → runner", url: `${nodeBase}/app/${uuid}`, pids: [nodePid, runnerPid] },
+      ],
+      hopRounds,
+      durationSecs,
+    );
+    const header = [
+      "body",
+      "path",
+      "req/s",
+      "p99 ms",
+      "cpu µs/req",
+      "req/s vs direct",
+      "p99 +ms vs direct",
+      "errors",
+    ];
+    process.stdout.write(
+      table(
+        header,
+        rows.map((r) => {
+          const direct = rows.find((x) => x.body === r.body && x.target === "direct")!;
+          return [
+            r.body,
+            r.target,
+            r.rps.toFixed(0),
+            r.p99Ms.toFixed(2),
+            r.cpuUs.toFixed(0),
+            (r.rps / direct.rps).toFixed(2),
+            (r.p99Ms - direct.p99Ms).toFixed(2),
+            String(r.errors),
+          ];
+        }),
+        2,
+      ),
+    );
+    process.stdout.write(
+      `   after load: runner RSS ${mib(rssMiB(runnerPid))} MiB, workload RSS ${mib(rssMiB(workloadPid))} MiB, node RSS ${mib(rssMiB(nodePid))} MiB\n`,
+    );
+  } finally {
+    await sup.call("POST", `/v1/apps/${uuid}/purge`).catch(() => {});
+  }
+}
+
 async function main(): Promise<void> {
   if (spawnSync("sh", ["-c", "command -v wrk"]).status !== 0) {
     process.stderr.write("bench:runtime needs wrk: apt-get install -y wrk\n");
     process.exitCode = 1;
     return;
   }
+  const started = performance.now();
   const uuid = randomUUID();
-  const children: ChildProcess[] = [];
-  let nginx: Awaited<ReturnType<typeof startNginx>> | undefined;
+  const nodeKey = randomUUID();
+  const ours = await startChild("node", uuid, { TABBIFY_NODE_KEY: nodeKey });
+  const nodePid = ours.child.pid ?? 0;
+  const nodeBase = new URL(ours.url).origin;
+  let sup: BenchSupervisor | undefined;
   try {
-    const app = await startChild("app", uuid);
-    children.push(app.child);
-    const ours = await startChild("node", uuid);
-    children.push(ours.child);
-    const plain = await startChild("plain", uuid);
-    children.push(plain.child);
-    nginx = await startNginx(deriveAppLoopback(uuid), uuid);
-
-    const targets: { name: string; url: string; pid: number }[] = [
-      { name: "direct", url: app.url, pid: app.child.pid ?? 0 },
-      { name: "plain node:http proxy", url: plain.url, pid: plain.child.pid ?? 0 },
-      { name: OURS, url: ours.url, pid: ours.child.pid ?? 0 },
-    ];
-    if (typeof nginx !== "string") targets.push({ name: NGINX, url: nginx.url, pid: nginx.pid });
-
-    const cores = (await import("node:os")).cpus().length;
-    const load = (await import("node:os")).loadavg()[0]!.toFixed(1);
     process.stdout.write(
-      `bench:runtime: wrk -t1 -c${connections}, ${rounds} alternating rounds of ${durationSecs} s per cell (median kept), ` +
-        `loopback, ${cores} cores, load average ${load}, node ${process.version}\n` +
-        "every proxy is one process with keep-alive pooling to the app; cpu/req is that process's CPU (the app's for direct)\n",
+      `bench:runtime: loopback, ${cpus().length} cores, load average ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(" ")}, node ${process.version}\n`,
     );
-    if (typeof nginx === "string") process.stdout.write(`nginx: ${nginx}\n`);
-
-    const rows: Row[] = [];
-    for (const [body, path] of BODIES) {
-      const samples = new Map<string, { rps: number[]; p99: number[]; cpuUs: number[]; errors: number }>();
-      for (const t of targets) {
-        await waitForHttp(`${t.url}${path}`);
-        await wrk(`${t.url}${path}`, 1);
-        samples.set(t.name, { rps: [], p99: [], cpuUs: [], errors: 0 });
-      }
-      for (let round = 0; round < rounds; round++) {
-        for (const t of targets) {
-          const cpuBefore = cpuSeconds(t.pid);
-          const r = await wrk(`${t.url}${path}`, durationSecs);
-          const cpu = cpuSeconds(t.pid) - cpuBefore;
-          const s = samples.get(t.name)!;
-          s.rps.push(r.rps);
-          s.p99.push(r.p99Ms);
-          s.cpuUs.push(r.requests > 0 ? (cpu * 1e6) / r.requests : Number.NaN);
-          s.errors += r.errors;
-        }
-      }
-      for (const t of targets) {
-        const s = samples.get(t.name)!;
-        rows.push({
-          body,
-          target: t.name,
-          rps: median(s.rps),
-          p99Ms: median(s.p99),
-          cpuUs: median(s.cpuUs),
-          errors: s.errors,
-        });
-      }
+    if (only.has("proxy")) await proxyPart(uuid, ours);
+    if (only.has("cold") || only.has("hop")) {
+      sup = await BenchSupervisor.start(nodeBase, nodeKey);
+      if (only.has("cold")) await coldPart(sup, nodeBase, nodePid);
+      if (only.has("hop")) await hopPart(sup, nodeBase, nodePid);
     }
-    printReport(rows);
+    process.stdout.write(
+      `\nbench:runtime took ${((performance.now() - started) / 1000).toFixed(0)} s; load average now ${loadavg()[0]!.toFixed(1)}\n`,
+    );
   } finally {
-    if (nginx && typeof nginx !== "string") await nginx.stop();
-    for (const c of children) {
-      c.kill("SIGTERM");
-      if (c.exitCode === null) await new Promise((r) => c.once("exit", r));
-    }
+    await sup?.close();
+    await stopChild(ours.child);
   }
 }
 
@@ -385,6 +807,7 @@ if (serveIndex !== -1) {
     app: serveApp,
     node: serveNode,
     plain: servePlainProxy,
+    workload: serveWorkload,
   };
   const serve = role ? roles[role] : undefined;
   if (!serve) throw new Error(`unknown --serve role ${role}`);

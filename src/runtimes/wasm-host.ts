@@ -12,8 +12,9 @@ import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
 import { cgiEnv, parseCgiResponse } from "./cgi.js";
+import type { WasmModule } from "./wasm-api.js";
 import { checkWasiModule } from "./wasm-module.js";
-import type { WorkerJob, WorkerResult } from "./wasm-worker.js";
+import type { WorkerData, WorkerJob, WorkerResult } from "./wasm-worker.cjs";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
@@ -37,6 +38,8 @@ class WorkerPool {
   private readonly slots: Slot[] = [];
   private readonly queue: { job: WorkerJob; finish: (o: JobOutcome) => void }[] = [];
   private closed = false;
+  /** Set once the host has checked the module: later workers share this instead of compiling. */
+  private compiled: WasmModule | undefined;
 
   constructor(
     private readonly moduleBytes: Uint8Array,
@@ -52,10 +55,16 @@ class WorkerPool {
     });
   }
 
+  /** Hands the host's compiled module to the workers spawned from now on. */
+  useCompiled(module: WasmModule): void {
+    this.compiled = module;
+  }
+
   private spawnSlot(): Slot {
-    const worker = new Worker(new URL("./wasm-worker.js", import.meta.url), {
-      workerData: { moduleBytes: this.moduleBytes },
-    });
+    const workerData: WorkerData = this.compiled
+      ? { compiled: this.compiled }
+      : { moduleBytes: this.moduleBytes };
+    const worker = new Worker(new URL("./wasm-worker.cjs", import.meta.url), { workerData });
     const slot: Slot = { worker };
     worker.on("message", (result: WorkerResult) => this.settle(slot, result));
     worker.on("error", (err) =>
@@ -168,10 +177,11 @@ async function main(): Promise<void> {
   // The first worker boots while this thread checks the module and starts listening: worker
   // boot is the largest part of cold start.
   const pool = new WorkerPool(bytes, workers, timeoutMs);
-  await checkWasiModule(bytes, memoryMb).catch(async (err: unknown) => {
+  const checked = await checkWasiModule(bytes, memoryMb).catch(async (err: unknown) => {
     await pool.close();
     throw err;
   });
+  pool.useCompiled(checked.module);
   const programName = basename(values.module);
   let nextId = 1;
 

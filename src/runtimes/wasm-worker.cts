@@ -2,11 +2,20 @@
  * One worker of the wasm host's pool: runs a request through a fresh WASI instance of the
  * module it was given. The host terminates this thread when a request overruns its time limit,
  * which is the only way to stop a wasm loop that never yields.
+ *
+ * CommonJS on purpose: a worker thread loading an ES module first sets up the ESM loader, which
+ * measured ~10–15 ms of the ~40 ms a worker takes to become ready, and the first worker's boot
+ * is on the cold-start path. So this file imports no ES module at runtime (types only).
  */
 
 import { WASI } from "node:wasi";
 import { parentPort, workerData } from "node:worker_threads";
-import { type WasmMemory, wasmApi } from "./wasm-api.js";
+import type { wasmApi as WasmApi, WasmMemory, WasmModule } from "./wasm-api.js";
+
+const wasmApi = (globalThis as unknown as { WebAssembly: typeof WasmApi }).WebAssembly;
+
+/** The bytes (first worker: it compiles while the host checks them) or the host's compiled module. */
+export type WorkerData = { moduleBytes: Uint8Array } | { compiled: WasmModule };
 
 export interface WorkerJob {
   id: number;
@@ -24,9 +33,11 @@ export type WorkerResult =
 const ERRNO_SUCCESS = 0;
 const ERRNO_FBIG = 22;
 
-// Compiled here rather than posted compiled by the host, so this thread can boot while the host
-// is still checking the module (the host refuses to serve one that fails its checks).
-const module = new wasmApi.Module((workerData as { moduleBytes: Uint8Array }).moduleBytes);
+// The first worker compiles here rather than waiting for the host's compile, so it boots while the
+// host is still checking the module (the host refuses to serve one that fails its checks); later
+// workers get the host's compiled module, shared, and skip compiling.
+const data = workerData as WorkerData;
+const compiled = "compiled" in data ? data.compiled : new wasmApi.Module(data.moduleBytes);
 const port = parentPort;
 if (!port) throw new Error("wasm-worker must run as a worker thread");
 
@@ -88,7 +99,7 @@ function runJob(job: WorkerJob): WorkerResult {
   };
 
   try {
-    const instance = new wasmApi.Instance(module, { wasi_snapshot_preview1: imports });
+    const instance = new wasmApi.Instance(compiled, { wasi_snapshot_preview1: imports });
     memory = instance.exports.memory as WasmMemory;
     const exitCode = wasi.start(instance);
     // A fresh ArrayBuffer of its own (not Buffer's shared pool), so it can be transferred.
