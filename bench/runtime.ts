@@ -27,6 +27,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
+import { streamingProcessFlags } from "../src/core/node-flags.js";
 import { startNode } from "../src/node/index.js";
 
 const MiB = 1024 * 1024;
@@ -142,10 +143,16 @@ function startChild(
   uuid: string,
   env: NodeJS.ProcessEnv = {},
 ): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--serve", role, uuid], {
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, ...env },
-  });
+  // Every proxy under test gets the same V8 flags our proxying processes run with, so the
+  // comparison is of the proxy code, not of heap sizing.
+  const child = spawn(
+    process.execPath,
+    [...streamingProcessFlags, fileURLToPath(import.meta.url), "--serve", role, uuid],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, ...env },
+    },
+  );
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     lines.once("line", (line) => resolve({ child, url: (JSON.parse(line) as Served).url }));

@@ -13,6 +13,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { isErrno, TabbifyError } from "../core/errors.js";
+import { streamingProcessFlags } from "../core/node-flags.js";
 import { type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
 
 const upOptions: OptionSpec[] = [
@@ -45,10 +46,14 @@ interface Role {
 }
 
 function startRole(name: string, args: string[], env: NodeJS.ProcessEnv, echo: boolean): Role {
-  const child = spawn(process.execPath, ["--enable-source-maps", tabbifyEntry, ...args], {
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    ["--enable-source-maps", ...streamingProcessFlags, tabbifyEntry, ...args],
+    {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   for (const stream of [child.stdout, child.stderr]) {
     const lines = createInterface({ input: stream! });
     lines.on("line", (line) => {

@@ -4,6 +4,7 @@ import { open, readFile, rename, stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { isErrno } from "../core/errors.js";
+import { streamingProcessFlags } from "../core/node-flags.js";
 import type { WorkloadSpec } from "../runtimes/runtime.js";
 
 /**
@@ -91,7 +92,7 @@ export async function spawnRunner(launch: RunnerLaunch): Promise<ChildProcess> {
   ];
   const logFd = openSync(launch.logPath, "a", 0o600);
   try {
-    const child = spawn(process.execPath, ["--enable-source-maps", ...args], {
+    const child = spawn(process.execPath, ["--enable-source-maps", ...streamingProcessFlags, ...args], {
       detached: true,
       stdio: ["ignore", logFd, logFd],
       env,
