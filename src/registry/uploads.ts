@@ -54,6 +54,12 @@ export interface AppendOptions {
 
 export class UploadStore {
   private readonly hashes = new Map<string, RunningHash>();
+  /**
+   * info.json by upload id. The file is written once and never changed, so a cached copy is only
+   * ever stale by existing after a removal this process did not make; the staged-size check that
+   * every caller does next reports such an upload as unknown all the same.
+   */
+  private readonly infos = new Map<string, Info>();
   /** Uploads with a request writing to them right now: one writer at a time. */
   private readonly busy = new Set<string>();
 
@@ -77,6 +83,7 @@ export class UploadStore {
     await writeFile(this.dataFile(id), "");
     const info: Info = { repository, algorithm, startedAt };
     await writeFile(join(this.dir(id), "info.json"), JSON.stringify(info));
+    this.infos.set(id, info);
     this.hashes.set(id, { algorithm, hash: newHasher(algorithm), size: 0 });
     return { id, repository, size: 0, startedAt };
   }
@@ -87,6 +94,11 @@ export class UploadStore {
         upload: id.slice(0, 80),
       });
     if (!uploadIdGrammar.test(id)) throw unknown();
+    const cached = this.infos.get(id);
+    if (cached) {
+      if (cached.repository !== repository) throw unknown();
+      return cached;
+    }
     let raw: string;
     try {
       raw = await readFile(join(this.dir(id), "info.json"), "utf8");
@@ -96,6 +108,7 @@ export class UploadStore {
     }
     const info = JSON.parse(raw) as Info;
     if (info.repository !== repository) throw unknown();
+    this.infos.set(id, info);
     return info;
   }
 
@@ -275,11 +288,13 @@ export class UploadStore {
   /** Forgets an upload and deletes what it staged. */
   async remove(id: string): Promise<void> {
     this.hashes.delete(id);
+    this.infos.delete(id);
     await rm(this.dir(id), { recursive: true, force: true });
   }
 
   async cancel(repository: string, id: string): Promise<void> {
     await this.info(repository, id);
+    await this.stagedSize(id);
     await this.remove(id);
   }
 
