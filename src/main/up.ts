@@ -126,7 +126,12 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const stopAll = async () => {
     stopping = true;
     for (const r of [...roles].reverse()) r.child.kill("SIGTERM");
+    // A role that has not exited 10 s after SIGTERM is stuck: do not hang `up` on it.
+    const kill = setTimeout(() => {
+      for (const r of roles) if (r.child.exitCode === null) r.child.kill("SIGKILL");
+    }, 10_000);
     await Promise.all(roles.map((r) => r.exited));
+    clearTimeout(kill);
   };
 
   try {

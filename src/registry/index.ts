@@ -120,7 +120,12 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
     service,
     async close() {
       clearInterval(sweep);
+      // A client mid-transfer (or holding a keep-alive socket) must not keep a stopping
+      // registry alive: give in-flight requests a moment, then cut what is left.
+      const cut = setTimeout(() => app.server.closeAllConnections(), 3000);
+      cut.unref();
       await app.close();
+      clearTimeout(cut);
       upstream?.close();
       await child?.stop();
     },
