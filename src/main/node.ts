@@ -1,7 +1,10 @@
+import { readFile } from "node:fs/promises";
 import type { MeshMode } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import { createLogger } from "../core/log.js";
-import { startNode } from "../node/index.js";
+import { type NodeDeployOptions, startNode } from "../node/index.js";
+import { tenantRegistryAccess } from "../node/registry-access.js";
+import { GITHUB_API_URL, loadAppPrivateKey } from "../pipeline/github.js";
 import { type OptionSpec, optionsHelp, parseListen, parseOptions, untilSignal } from "./flags.js";
 
 const specs: OptionSpec[] = [
@@ -23,15 +26,47 @@ const specs: OptionSpec[] = [
     default: "60",
     help: "drop roster peers silent for this long",
   },
+  {
+    flag: "github-api-url",
+    env: "GITHUB_API_URL",
+    default: GITHUB_API_URL,
+    help: "GitHub API base (GitHub Enterprise: https://HOST/api/v3)",
+  },
+  { flag: "github-app-id", env: "GITHUB_APP_ID", help: "GitHub App id (private repos; key from env)" },
+  {
+    flag: "github-app-private-key-file",
+    env: "GITHUB_APP_PRIVATE_KEY_FILE",
+    help: "file holding the GitHub App's PEM private key (or the PEM itself in env GITHUB_APP_PRIVATE_KEY)",
+  },
+  { flag: "forgejo-api-url", env: "FORGEJO_API_URL", help: "Forgejo API base, e.g. https://HOST/api/v1" },
+  {
+    flag: "registry",
+    env: "TABBIFY_REGISTRY",
+    help: "registry HOST:PORT the pipeline pushes to and targets pull from",
+  },
+  {
+    flag: "auth-data",
+    env: "TABBIFY_AUTH_DATA_DIR",
+    help: "the auth service's data dir: its signing key mints the tenant tokens traded for registry tokens",
+  },
 ];
 
-const usage = "tabbify node [--listen HOST:PORT] [--data DIR] [--mesh local|ula]";
+/** Secrets come from the environment only (never flags: argv is visible in ps). */
+const secretEnv = [
+  "TABBIFY_NODE_KEY",
+  "GITHUB_WEBHOOK_SECRET",
+  "FORGEJO_WEBHOOK_SECRET",
+  "GITHUB_APP_PRIVATE_KEY",
+] as const;
+
+const usage =
+  "tabbify node [--listen HOST:PORT] [--data DIR] [--mesh local|ula] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID]";
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const opts = parseOptions(argv, env, specs);
   if (opts.help) {
     process.stdout.write(
-      `${optionsHelp(usage, specs)}\nThe node key comes from env TABBIFY_NODE_KEY only (never a flag, so it stays out of ps).\n`,
+      `${optionsHelp(usage, specs)}\nSecrets come from the environment only (never flags, so they stay out of ps): ${secretEnv.join(", ")}.\n`,
     );
     return 0;
   }
@@ -50,6 +85,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const logger = createLogger("node");
   const nodeKey = env.TABBIFY_NODE_KEY || undefined;
   if (!nodeKey) logger.warn("TABBIFY_NODE_KEY is not set: authenticated routes answer 503");
+  const deploy = await deployOptions(opts.values, env);
+  if (!deploy.githubWebhookSecret)
+    logger.warn("GITHUB_WEBHOOK_SECRET is not set: /v1/webhooks/github answers 503");
+  if (!deploy.registry) logger.warn("TABBIFY_REGISTRY is not set: deploys fail with REGISTRY_MISSING");
   const node = await startNode({
     host: listen.host,
     port: listen.port,
@@ -58,9 +97,51 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     nodeKey,
     peerTimeoutMs: timeoutSecs * 1000,
     logger,
+    deploy,
   });
   const signal = await untilSignal();
   logger.info("shutting down", { signal });
   await node.close();
   return 0;
+}
+
+async function deployOptions(
+  values: Record<string, string | undefined>,
+  env: NodeJS.ProcessEnv,
+): Promise<NodeDeployOptions> {
+  const deploy: NodeDeployOptions = {};
+  if (env.GITHUB_WEBHOOK_SECRET) deploy.githubWebhookSecret = env.GITHUB_WEBHOOK_SECRET;
+  if (env.FORGEJO_WEBHOOK_SECRET) deploy.forgejoWebhookSecret = env.FORGEJO_WEBHOOK_SECRET;
+  if (values["github-api-url"]) deploy.githubApiUrl = values["github-api-url"];
+  if (values["forgejo-api-url"]) deploy.forgejoApiUrl = values["forgejo-api-url"];
+
+  const appId = values["github-app-id"];
+  const keyFile = values["github-app-private-key-file"];
+  let pem = env.GITHUB_APP_PRIVATE_KEY || undefined;
+  if (pem === undefined && keyFile) pem = await readFile(keyFile, "utf8");
+  if ((appId === undefined) !== (pem === undefined)) {
+    throw new TabbifyError(
+      "USAGE",
+      "a GitHub App needs both GITHUB_APP_ID and its key (GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_FILE)",
+    );
+  }
+  if (appId !== undefined && pem !== undefined) {
+    // Env values often carry the PEM with literal \n; restore the line breaks.
+    const privateKeyPem = pem.includes("\\n") && !pem.includes("\n") ? pem.replaceAll("\\n", "\n") : pem;
+    loadAppPrivateKey(privateKeyPem);
+    deploy.githubApp = { appId, privateKeyPem };
+  }
+
+  const registry = values.registry;
+  const authData = values["auth-data"];
+  if (registry !== undefined) {
+    if (authData === undefined) {
+      throw new TabbifyError(
+        "USAGE",
+        "--registry needs --auth-data (TABBIFY_AUTH_DATA_DIR): the node mints tenant tokens with the auth service's key to get registry tokens",
+      );
+    }
+    deploy.registry = await tenantRegistryAccess({ registryHost: registry, authDataDir: authData });
+  }
+  return deploy;
 }

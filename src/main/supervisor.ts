@@ -17,6 +17,7 @@ import { defaultBackoff } from "../supervisor/backoff.js";
 import { capabilityTags, hasNetAdmin, InterfaceAddresses, noAddresses } from "../supervisor/host.js";
 import { Supervisor } from "../supervisor/supervisor.js";
 import { artifactStoreConfig, artifactStoreOptions } from "./artifact-store-options.js";
+import { registerDeployPull } from "./deploy-pull.js";
 import { type OptionSpec, optionsHelp, parseListen, parseOptions, required, untilSignal } from "./flags.js";
 
 const specs: OptionSpec[] = [
@@ -177,6 +178,15 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     version,
     tags: () => capabilityTags(kinds, builder),
   });
+  registerDeployPull(api, logger.child("deploy"));
+  if (builder) {
+    const { Builder } = await import("../builder/builder.js");
+    const { registerBuildRoutes } = await import("../builder/routes.js");
+    registerBuildRoutes(
+      api,
+      new Builder({ workDir: join(resolve(dataDir), "builds"), logger: logger.child("builder") }),
+    );
+  }
   await api.listen({ host: listen.host, port: listen.port });
   const address = `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${listen.port}`;
   logger.info("listening", {

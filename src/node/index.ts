@@ -1,2 +1,2 @@
 export { APP_PREFIX, AppProxy } from "./proxy.js";
-export { type NodeOptions, type RunningNode, startNode } from "./server.js";
+export { type NodeDeployOptions, type NodeOptions, type RunningNode, startNode } from "./server.js";

@@ -7,8 +7,11 @@ import { TabbifyError } from "../core/errors.js";
 import type { Logger, LogLevel } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
+import type { RegistryAccess } from "../pipeline/executor.js";
 import { NodeKeyCheck } from "./auth.js";
+import { registerDeployRoutes } from "./deploy-routes.js";
 import { toNodeError } from "./errors.js";
+import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
 import { nodeVersion } from "./version.js";
 
@@ -17,7 +20,11 @@ export interface NodeOptions {
   host?: string;
   /** Default 8090; 0 picks a free port. */
   port?: number;
-  /** Created if missing. The roster itself is in memory: peers re-register on a 404 heartbeat. */
+  /**
+   * Created if missing; deploy records and webhook deliveries live here. Without it the deploy API
+   * and webhooks are not served. The roster itself is in memory: peers re-register on a 404
+   * heartbeat.
+   */
   dataDir?: string;
   /** How app addresses are derived for the proxy. Default `local`. */
   mesh?: MeshMode;
@@ -31,6 +38,25 @@ export interface NodeOptions {
   logger?: Logger;
   /** Port apps listen on; only tests and benches pick another. */
   appPort?: number;
+  /** The deploy pipeline's wiring. Secrets arrive here from the environment only. */
+  deploy?: NodeDeployOptions;
+}
+
+export interface NodeDeployOptions {
+  /** `GITHUB_WEBHOOK_SECRET`; unset ⇒ `/v1/webhooks/github` answers 503. */
+  githubWebhookSecret?: string;
+  /** `FORGEJO_WEBHOOK_SECRET`; unset ⇒ `/v1/webhooks/forgejo` answers 503. */
+  forgejoWebhookSecret?: string;
+  /** `GITHUB_API_URL`, default https://api.github.com. */
+  githubApiUrl?: string;
+  /** `GITHUB_APP_ID` + `GITHUB_APP_PRIVATE_KEY`. */
+  githubApp?: { appId: string; privateKeyPem: string };
+  /** `FORGEJO_API_URL`, e.g. `https://forgejo.example/api/v1`. */
+  forgejoApiUrl?: string;
+  /** Where images go and how tenant tokens for it are had; absent ⇒ deploys fail REGISTRY_MISSING. */
+  registry?: RegistryAccess;
+  /** How long the verify step waits for `/app/<uuid>` to answer. Default 20 s. */
+  probeTimeoutMs?: number;
 }
 
 export interface RunningNode {
@@ -38,6 +64,8 @@ export interface RunningNode {
   host: string;
   port: number;
   coordinator: RosterCoordinator;
+  /** Present when the node has a data dir. */
+  pipeline: NodePipeline | undefined;
   close(): Promise<void>;
 }
 
@@ -83,10 +111,32 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
 
   registerRoutes(app, coordinator, keyCheck);
 
+  // The verify step asks the node's own /app/<uuid> door, the way users reach the app.
+  let selfUrl = "";
+  let pipeline: NodePipeline | undefined;
+  if (options.dataDir) {
+    const deploy = options.deploy ?? {};
+    pipeline = await NodePipeline.open({
+      dataDir: options.dataDir,
+      coordinator,
+      ...(deploy.githubApiUrl ? { githubApiUrl: deploy.githubApiUrl } : {}),
+      ...(deploy.githubApp ? { githubApp: deploy.githubApp } : {}),
+      ...(deploy.forgejoApiUrl ? { forgejoApiUrl: deploy.forgejoApiUrl } : {}),
+      ...(deploy.registry ? { registry: deploy.registry } : {}),
+      probeApp: (uuid) => probeApp(`${selfUrl}/app/${uuid}/`, deploy.probeTimeoutMs ?? 20_000),
+      logger,
+    });
+    const secrets: { github?: string; forgejo?: string } = {};
+    if (deploy.githubWebhookSecret) secrets.github = deploy.githubWebhookSecret;
+    if (deploy.forgejoWebhookSecret) secrets.forgejo = deploy.forgejoWebhookSecret;
+    registerDeployRoutes(app, { pipeline, keyCheck, secrets, logger: logger.child("deploy") });
+  }
+
   await app.listen({ host, port: options.port ?? 8090 });
   const server = rawServer as http.Server;
   const port = (server.address() as AddressInfo).port;
   const url = `http://${hostPort(host, port)}`;
+  selfUrl = url;
   logger.info("node listening", { url, mesh, node_key: keyCheck.configured ? "set" : "not set" });
 
   return {
@@ -94,6 +144,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     host,
     port,
     coordinator,
+    pipeline,
     close: async () => {
       proxy.close();
       // Keep-alive clients and streaming responses would hold close() open; give in-flight
@@ -104,6 +155,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
         await app.close();
       } finally {
         clearTimeout(cut);
+        await pipeline?.close();
       }
     },
   };
@@ -113,7 +165,7 @@ function registerRoutes(app: FastifyInstance, coordinator: RosterCoordinator, ke
   app.setErrorHandler((err, _req, reply) => {
     const { status, body } = toNodeError(err);
     if (status >= 500) app.log.error({ err }, "request failed");
-    if (status === 401) void reply.header("www-authenticate", 'Bearer realm="tabbify-node"');
+    if (body.code === "UNAUTHORIZED") void reply.header("www-authenticate", 'Bearer realm="tabbify-node"');
     return reply.status(status).send(body);
   });
   app.setNotFoundHandler((req, reply) => {
@@ -176,4 +228,27 @@ function registerRoutes(app: FastifyInstance, coordinator: RosterCoordinator, ke
       };
     });
   });
+}
+
+/**
+ * Waits until `url` answers with anything but a gateway error: the app is reachable through the
+ * node. Throws with the last status or error once `timeoutMs` has passed.
+ */
+async function probeApp(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "no answer yet";
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+      // The proxy's own 404 (no runner on the roster yet) is not the app answering.
+      const text = res.status === 404 ? await res.text() : (await res.body?.cancel(), "");
+      const notOnRoster = res.status === 404 && text.includes('"APP_NOT_FOUND"');
+      if (res.status < 500 && !notOnRoster) return;
+      last = notOnRoster ? "not on the roster yet" : `HTTP ${res.status}`;
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`no answer within ${timeoutMs} ms (${last})`);
 }

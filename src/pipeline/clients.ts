@@ -217,9 +217,10 @@ export class HttpSupervisorClient implements SupervisorClient {
       app_ula: String(body["app_ula"] ?? ""),
     };
     if (typeof body["image_ref"] === "string") status.image_ref = body["image_ref"];
-    // The runner reports what it runs as `version` (the image digest for docker workloads).
+    // The runner reports what it runs as `version`: for docker workloads the repository digest
+    // `<repository>@sha256:…` (or the bare digest), of which the digest is what the registry stored.
     const digest = body["digest"] ?? body["version"];
-    if (typeof digest === "string") status.digest = digest;
+    if (typeof digest === "string") status.digest = digest.slice(digest.lastIndexOf("@") + 1);
     return status;
   }
 }

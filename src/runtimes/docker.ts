@@ -16,6 +16,7 @@ import {
   type RuntimeOptions,
   type WorkloadOutput,
 } from "./child.js";
+import { imageRepository } from "./registry-pull.js";
 import type { Runtime, Upstream, Workload, WorkloadSpec } from "./runtime.js";
 
 interface DockerResult {
@@ -56,7 +57,11 @@ async function imageVersion(image: string): Promise<string | undefined> {
       15_000,
     );
     const [digests, id] = stdout.trim().split(" ");
-    const repoDigest = (JSON.parse(digests ?? "[]") as string[])[0];
+    const all = JSON.parse(digests ?? "[]") as string[];
+    // An image tagged into several repositories has one digest per repository: report the one of
+    // the repository it was asked for, which is what the registry stored for this deploy.
+    const repository = imageRepository(image);
+    const repoDigest = all.find((d) => d.startsWith(`${repository}@`)) ?? all[0];
     return repoDigest ?? id;
   } catch {
     return undefined;

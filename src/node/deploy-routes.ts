@@ -1,0 +1,317 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { parseAppUuid } from "../core/address.js";
+import { TabbifyError } from "../core/errors.js";
+import type { Logger } from "../core/log.js";
+import { type DeployEvent, type DeployRecord, followDeploy } from "../pipeline/executor.js";
+import type { DeployRequest, RequestedTarget } from "../pipeline/plan.js";
+import { type DeployRuntime, deployRuntimes } from "../pipeline/tabbify-toml.js";
+import {
+  branchIgnoreReason,
+  deliveryHeaders,
+  forgejoSignatureHeader,
+  parsePushEvent,
+  verifyForgejoSignature,
+  verifyGithubSignature,
+  type WebhookSource,
+} from "../pipeline/webhooks.js";
+import type { NodeKeyCheck } from "./auth.js";
+import type { DeliveryNote } from "./deploy-store.js";
+import { NodePipeline } from "./pipeline.js";
+
+/**
+ * The deploy API and the webhook intake:
+ *
+ *   POST /v1/webhooks/github|forgejo   no bearer: the HMAC over the raw body is the auth
+ *   GET  /v1/webhooks/deliveries       bearer: what became of recent deliveries (ignore reasons)
+ *   POST /v1/deploy                    bearer: {repo_url, ref, tenant, app_uuid?, builder?, targets?}
+ *   GET  /v1/deploy/:id/status         bearer: 202 while running, 200 when done
+ *   GET  /v1/deploy/:id/events         bearer: text/event-stream of the deploy's events
+ *   GET  /v1/deploys                   bearer: recent deploys, newest first
+ */
+
+/** GitHub caps deliveries at 25 MB; anything larger is not one of theirs. */
+export const WEBHOOK_BODY_LIMIT = 25 * 1024 * 1024;
+
+export interface WebhookSecrets {
+  github?: string;
+  forgejo?: string;
+}
+
+function invalid(message: string): TabbifyError {
+  return new TabbifyError("DEPLOY_REQUEST_INVALID", message);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function optionalString(body: Record<string, unknown>, key: string): string | undefined {
+  const value = body[key];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "string" || value === "") throw invalid(`${key} must be a non-empty string`);
+  return value;
+}
+
+/** A `POST /v1/deploy` body, checked field by field so the caller learns what to fix. */
+export function parseDeployBody(body: unknown): DeployRequest {
+  if (!isObject(body)) throw invalid("the body must be a JSON object");
+  const repoUrl = optionalString(body, "repo_url");
+  if (repoUrl === undefined) throw invalid("repo_url is required");
+  let url: URL;
+  try {
+    url = new URL(repoUrl);
+  } catch {
+    throw invalid("repo_url is not a URL");
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    throw invalid(`repo_url must be an http(s) URL, not ${url.protocol}`);
+  }
+  if (url.username !== "" || url.password !== "") {
+    throw invalid("repo_url must not carry credentials (configure a GitHub App instead)");
+  }
+  const ref = optionalString(body, "ref");
+  if (ref === undefined) throw invalid("ref is required (a branch, tag or commit sha)");
+  if (ref.startsWith("-") || !/^[A-Za-z0-9._/-]+$/.test(ref) || ref.includes("..")) {
+    throw invalid("ref must be a branch, tag or commit sha");
+  }
+  const tenant = optionalString(body, "tenant");
+  if (tenant === undefined) throw invalid("tenant is required");
+  const request: DeployRequest = { trigger: "api", repoUrl, ref, tenant };
+  if (/^[0-9a-f]{40}$/i.test(ref)) request.sha = ref.toLowerCase();
+  const appUuid = optionalString(body, "app_uuid");
+  if (appUuid !== undefined) {
+    try {
+      request.appUuid = parseAppUuid(appUuid);
+    } catch {
+      throw invalid("app_uuid must be a UUID");
+    }
+  }
+  const builder = optionalString(body, "builder");
+  if (builder !== undefined) request.builder = builder;
+  if (body.targets !== undefined && body.targets !== null) {
+    if (!Array.isArray(body.targets)) throw invalid("targets must be a list of {supervisor, runtime}");
+    request.targets = body.targets.map((raw, i): RequestedTarget => {
+      if (!isObject(raw)) throw invalid(`targets[${i}] must be an object {supervisor, runtime}`);
+      const supervisor = raw.supervisor;
+      if (typeof supervisor !== "string" || supervisor === "") {
+        throw invalid(`targets[${i}].supervisor must be a supervisor name`);
+      }
+      const target: RequestedTarget = { supervisor };
+      if (raw.runtime !== undefined && raw.runtime !== null) {
+        if (typeof raw.runtime !== "string" || !(deployRuntimes as readonly string[]).includes(raw.runtime)) {
+          throw invalid(`targets[${i}].runtime must be one of ${deployRuntimes.join(", ")}`);
+        }
+        target.runtime = raw.runtime as DeployRuntime;
+      }
+      return target;
+    });
+  }
+  return request;
+}
+
+/** The status body: what `GET /v1/deploy/<id>/status` answers. */
+export function statusBody(record: DeployRecord): Record<string, unknown> {
+  const done = record.status !== "running";
+  const lastStep = [...record.events].reverse().find((e) => e.step !== "deploy");
+  const body: Record<string, unknown> = {
+    id: record.id,
+    state: record.status,
+    done,
+    success: record.status === "succeeded" && record.results.every((r) => r.success),
+    created_at: record.created_at,
+    trigger: record.request.trigger,
+    repo_url: record.request.repoUrl,
+    ref: record.request.ref,
+    tenant: record.request.tenant,
+    results: record.results,
+  };
+  if (!done && lastStep) body.step = lastStep.step;
+  if (record.finished_at) body.finished_at = record.finished_at;
+  if (record.app_uuid) body.app_uuid = record.app_uuid;
+  if (record.image_ref) body.image_ref = record.image_ref;
+  if (record.digest) body.digest = record.digest;
+  if (record.request.deliveryId) body.delivery_id = record.request.deliveryId;
+  if (record.error) body.error = record.error;
+  return body;
+}
+
+function sseFrame(event: DeployEvent): string {
+  return `id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+}
+
+/** Where a reconnecting client left off: `Last-Event-ID`, else `?after=`. */
+function afterSeq(req: FastifyRequest): number {
+  const header = req.headers["last-event-id"];
+  const query = (req.query as { after?: string } | undefined)?.after;
+  const raw = (Array.isArray(header) ? header[0] : header) ?? query ?? "0";
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 0) throw new TabbifyError("BAD_REQUEST", "after must be an event seq");
+  return n;
+}
+
+async function streamEvents(
+  pipeline: NodePipeline,
+  id: string,
+  req: FastifyRequest,
+  reply: FastifyReply,
+): Promise<void> {
+  // Throws DEPLOY_NOT_FOUND before any byte is written, so the caller gets a normal 404.
+  if (!(await pipeline.store.get(id))) {
+    throw new TabbifyError("DEPLOY_NOT_FOUND", `deploy ${id.slice(0, 64)} is unknown`);
+  }
+  const after = afterSeq(req);
+  const abort = new AbortController();
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-store",
+    "x-accel-buffering": "no",
+  });
+  res.flushHeaders();
+  res.on("close", () => abort.abort());
+  const keepAlive = setInterval(() => res.write(": keep-alive\n\n"), 15_000);
+  try {
+    for await (const event of followDeploy(pipeline.store, id, after, abort.signal)) {
+      res.write(sseFrame(event));
+    }
+  } finally {
+    clearInterval(keepAlive);
+    res.end();
+  }
+}
+
+export interface DeployRoutesOptions {
+  pipeline: NodePipeline;
+  keyCheck: NodeKeyCheck;
+  secrets: WebhookSecrets;
+  logger: Logger;
+}
+
+export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOptions): void {
+  const { pipeline, keyCheck, secrets, logger } = opts;
+
+  app.register(async (hooks) => {
+    // Signatures are over the exact bytes sent, so the body stays a Buffer until verified.
+    hooks.removeAllContentTypeParsers();
+    hooks.addContentTypeParser(
+      "*",
+      { parseAs: "buffer", bodyLimit: WEBHOOK_BODY_LIMIT },
+      (_req, body, done) => done(null, body),
+    );
+    const intake = (source: WebhookSource) => async (req: FastifyRequest, reply: FastifyReply) => {
+      const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      if (source === "github") {
+        const sig = req.headers["x-hub-signature-256"];
+        verifyGithubSignature(secrets.github, raw, Array.isArray(sig) ? sig[0] : sig);
+      } else {
+        verifyForgejoSignature(secrets.forgejo, raw, forgejoSignatureHeader(req.headers));
+      }
+      const { eventName, deliveryId } = deliveryHeaders(source, req.headers);
+      let payload: unknown;
+      try {
+        payload = JSON.parse(jsonText(raw, req.headers["content-type"]));
+      } catch {
+        throw new TabbifyError("WEBHOOK_PAYLOAD_INVALID", "push payload invalid: the body is not JSON");
+      }
+      const event = parsePushEvent(source, eventName, deliveryId, payload);
+      if (event.kind === "ping")
+        return reply.code(200).send({ status: "pong", delivery_id: event.deliveryId });
+
+      const receivedAt = new Date().toISOString();
+      if (!(await pipeline.ledger.claim(event.deliveryId))) {
+        const earlier = pipeline.deliveries.noteOf(event.deliveryId);
+        const body: Record<string, unknown> = { status: "duplicate", delivery_id: event.deliveryId };
+        if (earlier?.deploy_id) body.id = earlier.deploy_id;
+        return reply.code(200).send(body);
+      }
+      const note: DeliveryNote = {
+        delivery_id: event.deliveryId,
+        source,
+        received_at: receivedAt,
+        outcome: "ignored",
+      };
+      if (eventName) note.event = eventName;
+      if (event.kind === "ignored") {
+        note.reason = event.reason;
+        if (event.fullName) note.repository = event.fullName;
+        if (event.ref) note.ref = event.ref;
+        await pipeline.deliveries.note(note);
+        logger.info("webhook ignored", { delivery_id: event.deliveryId, reason: event.reason });
+        return reply
+          .code(200)
+          .send({ status: "ignored", delivery_id: event.deliveryId, reason: event.reason });
+      }
+      note.repository = event.fullName;
+      note.ref = event.ref;
+      const reason = branchIgnoreReason(event);
+      if (reason !== undefined) {
+        note.reason = reason;
+        await pipeline.deliveries.note(note);
+        logger.info("webhook ignored", { delivery_id: event.deliveryId, reason });
+        return reply.code(200).send({ status: "ignored", delivery_id: event.deliveryId, reason });
+      }
+      const id = await pipeline.start(source, NodePipeline.pushRequest(event));
+      note.outcome = "deployed";
+      note.deploy_id = id;
+      await pipeline.deliveries.note(note);
+      logger.info("webhook accepted", { delivery_id: event.deliveryId, deploy_id: id, repo: event.fullName });
+      return reply.code(202).send(acceptedBody(id, event.deliveryId));
+    };
+    hooks.post("/v1/webhooks/github", { bodyLimit: WEBHOOK_BODY_LIMIT }, intake("github"));
+    hooks.post("/v1/webhooks/forgejo", { bodyLimit: WEBHOOK_BODY_LIMIT }, intake("forgejo"));
+  });
+
+  app.register(async (authed) => {
+    authed.addHook("onRequest", async (req) => {
+      keyCheck.assert(req.headers.authorization);
+    });
+
+    authed.post("/v1/deploy", async (req, reply) => {
+      const request = parseDeployBody(req.body);
+      const id = await pipeline.start(pipeline.forgeOf(request.repoUrl), request);
+      return reply.code(202).send(acceptedBody(id));
+    });
+
+    authed.get<{ Params: { id: string } }>("/v1/deploy/:id/status", async (req, reply) => {
+      const record = await pipeline.store.get(req.params.id);
+      if (!record)
+        throw new TabbifyError("DEPLOY_NOT_FOUND", `deploy ${req.params.id.slice(0, 64)} is unknown`);
+      return reply.code(record.status === "running" ? 202 : 200).send(statusBody(record));
+    });
+
+    authed.get<{ Params: { id: string } }>("/v1/deploy/:id/events", async (req, reply) =>
+      streamEvents(pipeline, req.params.id, req, reply),
+    );
+
+    authed.get("/v1/deploys", async () => ({
+      deploys: pipeline.store.list().map((r) => statusBody(r)),
+    }));
+
+    authed.get("/v1/webhooks/deliveries", async () => ({ deliveries: pipeline.deliveries.recent() }));
+  });
+}
+
+function acceptedBody(id: string, deliveryId?: string): Record<string, unknown> {
+  const body: Record<string, unknown> = {
+    id,
+    status: "accepted",
+    status_url: `/v1/deploy/${id}/status`,
+    events_url: `/v1/deploy/${id}/events`,
+  };
+  if (deliveryId !== undefined) body.delivery_id = deliveryId;
+  return body;
+}
+
+/**
+ * GitHub sends JSON as `application/json` or, when the hook is set up that way, as a form with the
+ * JSON in `payload`; the signature covers the bytes as sent either way.
+ */
+function jsonText(raw: Buffer, contentType: string | undefined): string {
+  if ((contentType ?? "").toLowerCase().startsWith("application/x-www-form-urlencoded")) {
+    const payload = new URLSearchParams(raw.toString("utf8")).get("payload");
+    if (payload === null) throw new Error("no payload field");
+    return payload;
+  }
+  return raw.toString("utf8");
+}

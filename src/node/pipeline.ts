@@ -1,0 +1,166 @@
+import { TabbifyError } from "../core/errors.js";
+import type { Logger } from "../core/log.js";
+import type { RosterCoordinator } from "../mesh/coordinator.js";
+import {
+  contentsApiManifestSource,
+  githubAppTokenSource,
+  HttpSupervisorClient,
+} from "../pipeline/clients.js";
+import {
+  DeployExecutor,
+  type DeployRecord,
+  type RegistryAccess,
+  type TokenSource,
+} from "../pipeline/executor.js";
+import { GITHUB_API_URL } from "../pipeline/github.js";
+import type { DeployRequest, RosterView } from "../pipeline/plan.js";
+import { DeliveryLedger, type PushEvent } from "../pipeline/webhooks.js";
+import { DeliveryLog, FileDeployStore } from "./deploy-store.js";
+
+/**
+ * The deploy pipeline as the node runs it: one persistent store of deploy records, the webhook
+ * delivery ledger, and one executor per forge (GitHub and Forgejo differ in where tabbify.toml is
+ * read and how a clone token is minted; everything else is shared).
+ */
+
+export interface NodePipelineOptions {
+  dataDir: string;
+  coordinator: RosterCoordinator;
+  /** Default https://api.github.com. */
+  githubApiUrl?: string;
+  /** A GitHub App: installation tokens for private repos. Absent ⇒ public repos, cloned anonymously. */
+  githubApp?: { appId: string; privateKeyPem: string };
+  /** Forgejo's API base, e.g. `https://forgejo.example/api/v1`. */
+  forgejoApiUrl?: string;
+  /** Absent ⇒ every deploy fails REGISTRY_MISSING (fatal), as the pipeline defines. */
+  registry?: RegistryAccess;
+  /** Called with the app uuid once targets are deployed; throws when `/app/<uuid>` does not answer. */
+  probeApp?: (appUuid: string) => Promise<void>;
+  logger: Logger;
+}
+
+export type ForgeKind = "github" | "forgejo";
+
+export class NodePipeline {
+  readonly store: FileDeployStore;
+  readonly deliveries: DeliveryLog;
+  readonly ledger: DeliveryLedger;
+  readonly #executors: Record<ForgeKind, DeployExecutor>;
+  readonly #forgejoHost: string | undefined;
+  readonly #running = new Set<Promise<DeployRecord>>();
+  readonly #logger: Logger;
+
+  private constructor(
+    store: FileDeployStore,
+    deliveries: DeliveryLog,
+    ledger: DeliveryLedger,
+    executors: Record<ForgeKind, DeployExecutor>,
+    forgejoHost: string | undefined,
+    logger: Logger,
+  ) {
+    this.store = store;
+    this.deliveries = deliveries;
+    this.ledger = ledger;
+    this.#executors = executors;
+    this.#forgejoHost = forgejoHost;
+    this.#logger = logger;
+  }
+
+  static async open(opts: NodePipelineOptions): Promise<NodePipeline> {
+    const store = await FileDeployStore.open(opts.dataDir);
+    const deliveries = await DeliveryLog.open(opts.dataDir);
+    const ledger = await DeliveryLedger.open({ store: deliveries });
+    const roster: RosterView = {
+      supervisors: async () =>
+        opts.coordinator.supervisors().map((s) => ({
+          name: s.name,
+          address: s.address,
+          ula: s.ula,
+          tags: s.tags,
+        })),
+    };
+    const logger = opts.logger;
+    const shared = {
+      store,
+      roster,
+      supervisorClient: (s: { address: string }) => new HttpSupervisorClient({ baseUrl: s.address }),
+      ...(opts.registry ? { registry: opts.registry } : {}),
+      ...(opts.probeApp ? { probeApp: opts.probeApp } : {}),
+      logger: logger.child("deploy"),
+    };
+    let githubTokens: TokenSource | undefined;
+    if (opts.githubApp) {
+      githubTokens = githubAppTokenSource(
+        opts.githubApiUrl ?? GITHUB_API_URL,
+        opts.githubApp.appId,
+        opts.githubApp.privateKeyPem,
+      );
+    }
+    const github = new DeployExecutor({
+      ...shared,
+      manifests: contentsApiManifestSource(opts.githubApiUrl ?? GITHUB_API_URL),
+      ...(githubTokens ? { tokens: githubTokens } : {}),
+    });
+    let forgejoHost: string | undefined;
+    let forgejo = github;
+    if (opts.forgejoApiUrl) {
+      forgejoHost = new URL(opts.forgejoApiUrl).host.toLowerCase();
+      // Forgejo speaks GitHub's contents API shape under /api/v1; its pushes carry no App installation.
+      forgejo = new DeployExecutor({ ...shared, manifests: contentsApiManifestSource(opts.forgejoApiUrl) });
+    }
+    return new NodePipeline(store, deliveries, ledger, { github, forgejo }, forgejoHost, logger);
+  }
+
+  /** The forge a repository lives on: Forgejo when its host is FORGEJO_API_URL's, else GitHub. */
+  forgeOf(repoUrl: string): ForgeKind {
+    if (this.#forgejoHost === undefined) return "github";
+    try {
+      return new URL(repoUrl).host.toLowerCase() === this.#forgejoHost ? "forgejo" : "github";
+    } catch {
+      return "github";
+    }
+  }
+
+  /** Records the deploy and runs it detached; resolves with its id as soon as the record exists. */
+  async start(forge: ForgeKind, request: DeployRequest): Promise<string> {
+    const { id, done } = await this.#executors[forge].start(request);
+    const tracked = done.finally(() => this.#running.delete(tracked));
+    this.#running.add(tracked);
+    done.then(
+      (record) =>
+        this.#logger.info("deploy ended", {
+          deploy_id: id,
+          status: record.status,
+          ...(record.error ? { code: record.error.code } : {}),
+        }),
+      () => {},
+    );
+    return id;
+  }
+
+  /** A push as a deploy request: the pushed sha, the owner as tenant (lowercased). */
+  static pushRequest(event: PushEvent): DeployRequest {
+    const owner = event.fullName.split("/")[0] ?? "";
+    if (owner === "") throw new TabbifyError("WEBHOOK_PAYLOAD_INVALID", "repository.full_name has no owner");
+    const request: DeployRequest = {
+      trigger: event.source,
+      repoUrl: event.repoUrl,
+      ref: event.sha,
+      sha: event.sha,
+      tenant: owner.toLowerCase(),
+      deliveryId: event.deliveryId,
+    };
+    if (event.installationId !== undefined) request.installationId = event.installationId;
+    return request;
+  }
+
+  /** Waits for running deploys (bounded), then closes the files. */
+  async close(waitMs = 2_000): Promise<void> {
+    await Promise.race([
+      Promise.allSettled([...this.#running]),
+      new Promise((resolve) => setTimeout(resolve, waitMs).unref()),
+    ]);
+    await this.store.close();
+    await this.deliveries.close();
+  }
+}

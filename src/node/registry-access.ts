@@ -1,0 +1,87 @@
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { loadOrCreateSigningKey, type SigningKey, signingKeyFileName } from "../auth/keys.js";
+import { issueTenantToken } from "../auth/tenant-token.js";
+import { isErrno, TabbifyError } from "../core/errors.js";
+import type { RegistryAccess } from "../pipeline/executor.js";
+
+/**
+ * How the node gets registry tokens for the tenant a deploy is for: it holds the auth service's
+ * signing key (read from the auth data dir, on the same host as in `tabbify up`), signs a tenant
+ * JWT that lives two minutes, and exchanges it at the registry's own `/auth/token`, exactly as
+ * `docker login` would. The registry asks the auth service to validate the JWT and answers with
+ * its short-lived registry token (5 minutes by default), which goes to the builder (push) and the
+ * targets (pull) and nowhere else. The node never keeps a long-lived registry credential.
+ */
+
+const TENANT_JWT_TTL_SECONDS = 120;
+
+export interface TenantRegistryAccessOptions {
+  /** `host[:port]` of the registry, as it goes into image references. */
+  registryHost: string;
+  /** Where `/auth/token` is reached. Default `http://<registryHost>`. */
+  registryUrl?: string;
+  /** The auth service's data dir, holding `signing-key.pem`. */
+  authDataDir: string;
+  /** The registry's service name (`?service=`). Default `tabbify-registry`. */
+  service?: string;
+}
+
+/** Loads the key once, failing at start-up (not at the first deploy) when it is not there. */
+export async function tenantRegistryAccess(opts: TenantRegistryAccessOptions): Promise<RegistryAccess> {
+  const keyPath = join(opts.authDataDir, signingKeyFileName);
+  try {
+    await stat(keyPath);
+  } catch (err) {
+    if (isErrno(err, "ENOENT")) {
+      throw new TabbifyError(
+        "USAGE",
+        `no auth signing key at ${keyPath}: point TABBIFY_AUTH_DATA_DIR at the auth service's --data dir`,
+      );
+    }
+    throw err;
+  }
+  const key: SigningKey = await loadOrCreateSigningKey(opts.authDataDir);
+  const base = (opts.registryUrl ?? `http://${opts.registryHost}`).replace(/\/+$/, "");
+  const service = opts.service ?? "tabbify-registry";
+
+  const token = async (tenant: string, appUuid: string, actions: string): Promise<string> => {
+    const namespace = tenant.toLowerCase();
+    const jwt = await issueTenantToken(key, {
+      tenant: namespace,
+      subject: "tabbify-node",
+      ttlSeconds: TENANT_JWT_TTL_SECONDS,
+    });
+    const scope = `repository:${namespace}/${appUuid}:${actions}`;
+    const url = `${base}/auth/token?service=${encodeURIComponent(service)}&scope=${encodeURIComponent(scope)}`;
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        headers: { authorization: `Basic ${Buffer.from(`tabbify-node:${jwt}`).toString("base64")}` },
+        signal: AbortSignal.timeout(15_000),
+      });
+    } catch (err) {
+      const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+      throw new TabbifyError("REGISTRY_UNREACHABLE", `registry at ${base} unreachable (${cause})`);
+    }
+    if (res.status !== 200) {
+      await res.body?.cancel();
+      throw new TabbifyError(
+        "REGISTRY_TOKEN_FAILED",
+        `registry at ${base} refused a token for ${namespace} (HTTP ${res.status})`,
+      );
+    }
+    const body = (await res.json()) as { token?: unknown; access_token?: unknown };
+    const value = body.token ?? body.access_token;
+    if (typeof value !== "string" || value === "") {
+      throw new TabbifyError("REGISTRY_TOKEN_FAILED", `registry at ${base} answered without a token`);
+    }
+    return value;
+  };
+
+  return {
+    host: opts.registryHost,
+    pushToken: (tenant, appUuid) => token(tenant, appUuid, "pull,push"),
+    pullToken: (tenant, appUuid) => token(tenant, appUuid, "pull"),
+  };
+}

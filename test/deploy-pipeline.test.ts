@@ -1,0 +1,574 @@
+// The deploy pipeline end to end (issue 4), with nothing mocked that runs here: a bare git repo
+// served over smart HTTP by the GitHub double (which also mints installation tokens and serves
+// the contents API), GitHub's own sample push payload rewritten to point at it and signed with
+// the webhook secret, our auth service, our registry with auth on, the node, a `tabbify
+// supervisor --builder` process with its runners, and the real dockerd. One stack serves every
+// case, so the file stays within a few minutes on two cores.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createHmac, generateKeyPairSync } from "node:crypto";
+import { copyFileSync, readdirSync, readFileSync, realpathSync } from "node:fs";
+import http from "node:http";
+import { createRequire } from "node:module";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { FastifyInstance } from "fastify";
+import { loadOrCreateSigningKey } from "../src/auth/keys.js";
+import { buildAuthApp } from "../src/auth/server.js";
+import { FileDeployStore } from "../src/node/deploy-store.js";
+import { type RunningNode, startNode } from "../src/node/index.js";
+import { tenantRegistryAccess } from "../src/node/registry-access.js";
+import type { DeployEvent } from "../src/pipeline/executor.js";
+import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
+import { SupervisorUnderTest } from "./runtime-plane-support.js";
+import { createGitRepo, type GitRepo } from "./support/git-repo.js";
+import { type GithubDouble, startGithubDouble } from "./support/github-double.js";
+import { ensureDockerd, freePort, requireCommand, tempDir } from "./support/tools.js";
+
+const SECRET = "It's a Secret to Everybody";
+const NODE_KEY = "deploy-pipeline-node-key";
+const APP_ID = "31337";
+const INSTALLATION = 4711;
+const OWNER = "Codertocat";
+const REPO = "Hello-World";
+const SUPERVISOR = "sup-builder";
+
+const require = createRequire(import.meta.url);
+const examples = JSON.parse(
+  readFileSync(require.resolve("@octokit/webhooks-examples/api.github.com/index.json"), "utf8"),
+) as { name: string; examples: Record<string, unknown>[] }[];
+const pushExamples = examples.find((e) => e.name === "push")!.examples;
+const pingExample = examples.find((e) => e.name === "ping")!.examples[0]!;
+
+// busybox httpd on the HOST:PORT the docker runtime sets.
+const DOCKERFILE = [
+  "FROM scratch",
+  "COPY busybox /bin/busybox",
+  "COPY www /www",
+  // PID 1 in a container ignores SIGTERM unless it traps it: the trap makes a swap's stop quick.
+  `ENTRYPOINT ["/bin/busybox", "sh", "-c", "/bin/busybox httpd -f -p \${HOST}:\${PORT} -h /www & trap 'kill $!; exit 0' TERM; wait"]`,
+  "",
+].join("\n");
+const FAILING_DOCKERFILE = [
+  "FROM scratch",
+  "COPY busybox /bin/busybox",
+  'RUN ["/bin/busybox", "sh", "-c", "echo the-failing-step-says-7c1d; exit 4"]',
+  "",
+].join("\n");
+const TOML = '[app]\nname = "hello-world"\n';
+
+let root: { path: string; remove(): Promise<void> };
+let auth: FastifyInstance;
+let registry: RunningRegistry;
+let github: GithubDouble;
+let repo: GitRepo;
+let node: RunningNode;
+let nodeData: string;
+let supervisor: SupervisorUnderTest;
+let registryHost: string;
+let shaA: string;
+let shaB: string;
+let appUuid: string;
+const deliveries: string[] = [];
+let deliverySeq = 0;
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+
+function sign(body: Buffer | string): string {
+  return `sha256=${createHmac("sha256", SECRET).update(body).digest("hex")}`;
+}
+
+/** GitHub's sample branch push (examples[4]) pointed at the local repository and commit. */
+function pushPayload(sha: string, before: string, branch = "main"): Record<string, unknown> {
+  const body = structuredClone(pushExamples[4]!) as Record<string, any>;
+  body.ref = `refs/heads/${branch}`;
+  body.before = before;
+  body.after = sha;
+  body.compare = `${github.url}/${OWNER}/${REPO}/compare/${before.slice(0, 12)}...${sha.slice(0, 12)}`;
+  body.head_commit = { ...body.head_commit, id: sha, tree_id: sha };
+  body.commits = [];
+  body.installation = { ...body.installation, id: INSTALLATION };
+  body.repository = {
+    ...body.repository,
+    name: REPO,
+    full_name: `${OWNER}/${REPO}`,
+    private: false,
+    owner: { ...body.repository.owner, login: OWNER, name: OWNER },
+    html_url: `${github.url}/${OWNER}/${REPO}`,
+    url: `${github.url}/${OWNER}/${REPO}`,
+    clone_url: github.cloneUrl(`${OWNER}/${REPO}`),
+    git_url: github.cloneUrl(`${OWNER}/${REPO}`),
+    default_branch: "main",
+    master_branch: "main",
+  };
+  return body;
+}
+
+async function deliver(
+  event: string,
+  payload: unknown,
+  opts: { deliveryId?: string; signature?: string | null; nodeUrl?: string; raw?: Buffer } = {},
+): Promise<{ status: number; json: Record<string, any>; deliveryId: string }> {
+  const body = opts.raw ?? Buffer.from(JSON.stringify(payload));
+  const deliveryId = opts.deliveryId ?? `e2e-${process.pid}-${++deliverySeq}`;
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    "x-github-event": event,
+    "x-github-delivery": deliveryId,
+    "user-agent": "GitHub-Hookshot/e2e",
+  };
+  const signature = opts.signature === undefined ? sign(body) : opts.signature;
+  if (signature !== null) headers["x-hub-signature-256"] = signature;
+  const res = await fetch(`${opts.nodeUrl ?? node.url}/v1/webhooks/github`, {
+    method: "POST",
+    headers,
+    body,
+  });
+  const text = await res.text();
+  let json: Record<string, any> = {};
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = { text };
+  }
+  return { status: res.status, json, deliveryId };
+}
+
+async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const headers: Record<string, string> = { authorization: `Bearer ${NODE_KEY}` };
+  let payload: string | undefined;
+  if (body !== undefined) {
+    headers["content-type"] = "application/json";
+    payload = typeof body === "string" ? body : JSON.stringify(body);
+  }
+  const res = await fetch(`${node.url}${path}`, { method, headers, ...(payload ? { body: payload } : {}) });
+  return { status: res.status, json: await res.json() };
+}
+
+/** Polls the status route until the deploy is done (200). */
+async function waitDone(id: string, timeoutMs = 150_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const { status, json } = await api("GET", `/v1/deploy/${id}/status`);
+    if (status === 200) return json;
+    assert.equal(status, 202, JSON.stringify(json));
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`deploy ${id} not done within ${timeoutMs} ms\n${supervisor.log.slice(-3000)}`);
+}
+
+/** The deploy's events as the SSE route streams them (replay, then live until the closing event). */
+async function sseEvents(id: string, after = 0): Promise<DeployEvent[]> {
+  const res = await fetch(`${node.url}/v1/deploy/${id}/events`, {
+    headers: { authorization: `Bearer ${NODE_KEY}`, "last-event-id": String(after) },
+  });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type") ?? "", /^text\/event-stream/);
+  const text = await res.text();
+  return text
+    .split("\n\n")
+    .filter((frame) => frame.includes("data: "))
+    .map((frame) => JSON.parse(frame.slice(frame.indexOf("data: ") + 6)) as DeployEvent);
+}
+
+function appGet(path = "/"): Promise<{ status: number; body: string }> {
+  const url = new URL(`${node.url}/app/${appUuid}${path}`);
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      { host: url.hostname, port: url.port, path: url.pathname, agent, timeout: 10_000 },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (d) => {
+          body += d;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on("error", reject);
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}
+
+function removeImagesOf(uuid: string): void {
+  const list = spawnSync("docker", ["images", "-q", `${registryHost}/${OWNER.toLowerCase()}/${uuid}`], {
+    encoding: "utf8",
+  });
+  const ids = [...new Set(list.stdout.split("\n").filter(Boolean))];
+  if (ids.length > 0) spawnSync("docker", ["rmi", "-f", ...ids]);
+}
+
+before(async () => {
+  await ensureDockerd();
+  requireCommand("git", "git");
+  requireCommand("busybox", "busybox-static");
+  root = await tempDir("tabbify-deploy-e2e");
+
+  const authDir = join(root.path, "auth");
+  auth = buildAuthApp({ key: await loadOrCreateSigningKey(authDir) });
+  await auth.listen({ host: "127.0.0.1", port: 0 });
+  const authUrl = `http://127.0.0.1:${(auth.server.address() as AddressInfo).port}`;
+  registry = await startRegistry({ dataDir: join(root.path, "registry"), authUrl });
+  registryHost = new URL(registry.url).host;
+
+  const projectRoot = join(root.path, "git");
+  repo = await createGitRepo(projectRoot, OWNER, REPO);
+  copyFileSync(realpathSync("/bin/busybox"), join(repo.workDir, "busybox"));
+  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  github = await startGithubDouble({
+    projectRoot,
+    appId: APP_ID,
+    appPublicKey: publicKey,
+    installations: { [INSTALLATION]: [`${OWNER}/${REPO}`] },
+    // Public, so `POST /v1/deploy` (which names no installation) reads and clones it anonymously;
+    // pushes still mint and use an installation token (private clones: test/builder.test.ts).
+  });
+
+  nodeData = join(root.path, "node");
+  node = await startNode({
+    port: 0,
+    dataDir: nodeData,
+    nodeKey: NODE_KEY,
+    httpLogLevel: "silent",
+    deploy: {
+      githubWebhookSecret: SECRET,
+      githubApiUrl: github.apiUrl,
+      githubApp: {
+        appId: APP_ID,
+        privateKeyPem: privateKey.export({ type: "pkcs1", format: "pem" }).toString(),
+      },
+      registry: await tenantRegistryAccess({ registryHost, authDataDir: authDir }),
+    },
+  });
+
+  supervisor = new SupervisorUnderTest(["--builder", "--node", node.url, "--name", SUPERVISOR], "local", {
+    TABBIFY_NODE_KEY: NODE_KEY,
+  });
+  await supervisor.start();
+  const deadline = Date.now() + 15_000;
+  while (!node.coordinator.supervisors().some((s) => s.name === SUPERVISOR)) {
+    if (Date.now() > deadline) throw new Error(`supervisor never joined the roster\n${supervisor.log}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+});
+
+after(async () => {
+  agent.destroy();
+  await supervisor?.cleanup();
+  if (appUuid) removeImagesOf(appUuid);
+  await node?.close();
+  await registry?.close();
+  await auth?.close();
+  await github?.close();
+  await root?.remove();
+});
+
+describe("deploy pipeline", () => {
+  it("push A → the app answers A at /app/<uuid>; push B → the same address answers B with no failed request", async () => {
+    const supTags = node.coordinator.supervisors().find((s) => s.name === SUPERVISOR)!.tags;
+    assert.ok(supTags.includes("builder") && supTags.includes("docker"), `tags: ${supTags.join(",")}`);
+
+    shaA = await repo.commit({ Dockerfile: DOCKERFILE, "tabbify.toml": TOML, "www/index.html": "A\n" }, "A");
+    const started = Date.now();
+    const first = await deliver("push", pushPayload(shaA, "0".repeat(40)));
+    assert.equal(first.status, 202, JSON.stringify(first.json));
+    assert.ok(Date.now() - started < 2_000, "acknowledged well inside GitHub's 10 s");
+    assert.equal(first.json.status_url, `/v1/deploy/${first.json.id}/status`);
+    deliveries.push(first.deliveryId);
+
+    const doneA = await waitDone(first.json.id);
+    assert.equal(doneA.state, "succeeded", JSON.stringify(doneA));
+    assert.equal(doneA.success, true, JSON.stringify(doneA));
+    appUuid = doneA.app_uuid;
+    supervisor.dockerApps.add(appUuid);
+    assert.equal(doneA.image_ref, `${registryHost}/codertocat/${appUuid}:${shaA}`);
+    assert.equal(doneA.results.length, 1);
+    assert.deepEqual(
+      { ...doneA.results[0], app_ula: undefined },
+      { supervisor: SUPERVISOR, runtime: "docker", success: true, app_ula: undefined, digest: doneA.digest },
+    );
+    assert.match(doneA.digest, /^sha256:[0-9a-f]{64}$/);
+    assert.equal((await appGet()).body, "A\n");
+    // The target pulled the image from our registry (auth on) with the deploy's registry token.
+    assert.match(supervisor.log, /pulled with a registry token/);
+
+    // The runner reports the pushed digest (the verify step checked the same).
+    const described = await supervisor.call("GET", `/v1/apps/${appUuid}`);
+    assert.equal(String(described.json.version).split("@").at(-1), doneA.digest);
+
+    // Every step ran, in order, and the build's own output reached the events.
+    const events = await sseEvents(first.json.id);
+    const finishedSteps = events.filter((e) => e.type === "step_finished").map((e) => e.step);
+    assert.deepEqual(finishedSteps, [
+      "mint_token",
+      "fetch_manifest",
+      "pick_builder",
+      "capability_check",
+      "build_and_push",
+      "fan_out",
+      "verify",
+    ]);
+    assert.equal(events.at(-1)?.type, "deploy_finished");
+    assert.ok(
+      events.some((e) => e.step === "build_and_push" && e.type === "log"),
+      "build log lines recorded",
+    );
+    assert.deepEqual(
+      events.map((e) => e.seq),
+      events.map((_, i) => i + 1),
+    );
+    // Resuming after seq 5 replays only what came later.
+    assert.equal((await sseEvents(first.json.id, 5))[0]?.seq, 6);
+
+    // Push B while a client polls the app without pause: every answer is a 200 from A or B.
+    shaB = await repo.commit({ "www/index.html": "B\n" }, "B");
+    const answers: { status: number; body: string }[] = [];
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        try {
+          answers.push(await appGet());
+        } catch (err) {
+          answers.push({ status: 0, body: (err as Error).message });
+        }
+      }
+    })();
+    const second = await deliver("push", pushPayload(shaB, shaA));
+    assert.equal(second.status, 202, JSON.stringify(second.json));
+    deliveries.push(second.deliveryId);
+    const doneB = await waitDone(second.json.id);
+    polling = false;
+    await poller;
+    assert.equal(doneB.success, true, JSON.stringify(doneB));
+    assert.equal(doneB.app_uuid, appUuid, "the same repository keeps its app uuid");
+    assert.equal(doneB.results[0].app_ula, doneA.results[0].app_ula, "and its address");
+    assert.notEqual(doneB.digest, doneA.digest);
+    const failed = answers.filter((a) => a.status !== 200 || (a.body !== "A\n" && a.body !== "B\n"));
+    assert.deepEqual(failed, [], `${failed.length} of ${answers.length} requests failed during the swap`);
+    assert.ok(answers.length > 20, `the poller ran (${answers.length} requests)`);
+    const firstB = answers.findIndex((a) => a.body === "B\n");
+    assert.ok(firstB >= 0, "B was served before the deploy reported done");
+    assert.ok(
+      answers.slice(firstB).every((a) => a.body === "B\n"),
+      "A never answers again once B did",
+    );
+    assert.equal((await appGet()).body, "B\n");
+  });
+
+  it("a redelivered push is not deployed twice; ping answers 200", async () => {
+    const before = (await api("GET", "/v1/deploys")).json.deploys.length;
+    const again = await deliver("push", pushPayload(shaB, shaA), { deliveryId: deliveries[1] });
+    assert.equal(again.status, 200, JSON.stringify(again.json));
+    assert.equal(again.json.status, "duplicate");
+    assert.ok(again.json.id, "names the deploy the first delivery started");
+    assert.equal((await api("GET", "/v1/deploys")).json.deploys.length, before);
+
+    const ping = await deliver("ping", pingExample);
+    assert.equal(ping.status, 200);
+    assert.equal(ping.json.status, "pong");
+  });
+
+  it("pushes to another branch and tag deletions are acknowledged, ignored, and the reason recorded", async () => {
+    const other = await deliver("push", pushPayload(shaB, shaA, "feature-x"));
+    assert.equal(other.status, 200);
+    assert.equal(other.json.status, "ignored");
+    assert.match(other.json.reason, /feature-x ignored: the app deploys from main/);
+
+    const tagDelete = structuredClone(pushExamples[1]!) as Record<string, any>;
+    const tag = await deliver("push", tagDelete);
+    assert.equal(tag.status, 200);
+    assert.match(tag.json.reason, /tag simple-tag deleted/);
+
+    const { json } = await api("GET", "/v1/webhooks/deliveries");
+    const byId = new Map<string, any>(json.deliveries.map((d: any) => [d.delivery_id, d]));
+    assert.equal(byId.get(other.deliveryId)?.outcome, "ignored");
+    assert.match(byId.get(other.deliveryId)?.reason, /feature-x/);
+    assert.match(byId.get(tag.deliveryId)?.reason, /tag simple-tag deleted/);
+    assert.equal(byId.get(deliveries[0]!)?.outcome, "deployed");
+  });
+
+  it("signatures: no secret 503, missing or bad 401, a body altered after signing 401", async () => {
+    const bare = await startNode({ port: 0, dataDir: join(root.path, "bare-node"), httpLogLevel: "silent" });
+    try {
+      const noSecret = await deliver("push", pushPayload(shaB, shaA), { nodeUrl: bare.url });
+      assert.equal(noSecret.status, 503);
+      assert.equal(noSecret.json.code, "WEBHOOK_SECRET_UNSET");
+    } finally {
+      await bare.close();
+    }
+    const payload = pushPayload(shaB, shaA);
+    const missing = await deliver("push", payload, { signature: null });
+    assert.equal(missing.status, 401);
+    assert.equal(missing.json.code, "WEBHOOK_SIGNATURE_INVALID");
+    const wrong = await deliver("push", payload, {
+      signature: `sha256=${createHmac("sha256", "another secret").update(JSON.stringify(payload)).digest("hex")}`,
+    });
+    assert.equal(wrong.status, 401);
+    const raw = Buffer.from(JSON.stringify(payload));
+    const signature = sign(raw);
+    const altered = Buffer.from(raw.toString().replace(shaB, shaA));
+    const tampered = await deliver("push", payload, { raw: altered, signature });
+    assert.equal(tampered.status, 401);
+    assert.match(tampered.json.error, /does not match the body/);
+    // GitHub's documented test vector for X-Hub-Signature-256: the signature passes, and the
+    // body ("Hello, World!") is then refused as not JSON, not as unsigned.
+    const vector = await deliver("push", undefined, {
+      raw: Buffer.from("Hello, World!"),
+      signature: "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+    });
+    assert.equal(vector.status, 400);
+    assert.equal(vector.json.code, "WEBHOOK_PAYLOAD_INVALID");
+  });
+
+  it("bad input ends in a clear reason and the node keeps serving: invalid JSON, a payload over 25 MB", async () => {
+    const notJson = await deliver("push", undefined, { raw: Buffer.from("{not json") });
+    assert.equal(notJson.status, 400);
+    assert.match(notJson.json.error, /not JSON/);
+
+    const huge = Buffer.alloc(25 * 1024 * 1024 + 1024, 0x20);
+    const tooLarge = await deliver("push", undefined, { raw: huge, signature: "sha256=00" });
+    assert.equal(tooLarge.status, 413);
+    assert.equal(tooLarge.json.code, "PAYLOAD_TOO_LARGE");
+
+    const badJson = await api("POST", "/v1/deploy", "{nope");
+    assert.equal(badJson.status, 400);
+    const missingRef = await api("POST", "/v1/deploy", {
+      repo_url: github.cloneUrl(`${OWNER}/${REPO}`),
+      tenant: "x",
+    });
+    assert.equal(missingRef.status, 400);
+    assert.match(missingRef.json.error, /ref is required/);
+    const badTarget = await api("POST", "/v1/deploy", {
+      repo_url: github.cloneUrl(`${OWNER}/${REPO}`),
+      ref: "main",
+      tenant: "codertocat",
+      targets: [{ supervisor: SUPERVISOR, runtime: "vm" }],
+    });
+    assert.equal(badTarget.status, 400);
+    assert.match(badTarget.json.error, /targets\[0\]\.runtime/);
+    assert.equal((await fetch(`${node.url}/health`)).status, 200);
+    const unknown = await api("GET", "/v1/deploy/0190aaaa-0000-7000-8000-000000000000/status");
+    assert.equal(unknown.status, 404);
+  });
+
+  it("fatal vs per-target: a capability mismatch aborts before any build; an unreachable target fails alone", async () => {
+    const repoUrl = github.cloneUrl(`${OWNER}/${REPO}`);
+    const mismatch = await api("POST", "/v1/deploy", {
+      repo_url: repoUrl,
+      ref: shaB,
+      tenant: "codertocat",
+      targets: [{ supervisor: SUPERVISOR, runtime: "firecracker" }],
+    });
+    assert.equal(mismatch.status, 202);
+    const doneMismatch = await waitDone(mismatch.json.id);
+    assert.equal(doneMismatch.state, "failed");
+    assert.equal(doneMismatch.success, false);
+    assert.equal(doneMismatch.error.code, "CAPABILITY_MISMATCH");
+    assert.match(doneMismatch.error.message, new RegExp(`${SUPERVISOR} cannot run firecracker`));
+    const mismatchEvents = await sseEvents(mismatch.json.id);
+    assert.ok(!mismatchEvents.some((e) => e.step === "build_and_push"), "no build started");
+
+    // A docker-capable supervisor on the roster whose address nobody answers.
+    const deadPort = await freePort();
+    node.coordinator.register({
+      kind: "supervisor",
+      name: "sup-ghost",
+      address: `http://127.0.0.1:${deadPort}`,
+      ula: "127.0.0.1",
+      version: "0.0.0",
+      tags: ["supervisor", "docker"],
+    });
+    const split = await api("POST", "/v1/deploy", {
+      repo_url: repoUrl,
+      ref: shaB,
+      tenant: "codertocat",
+      targets: [
+        { supervisor: SUPERVISOR, runtime: "docker" },
+        { supervisor: "sup-ghost", runtime: "docker" },
+      ],
+    });
+    assert.equal(split.status, 202);
+    const doneSplit = await waitDone(split.json.id);
+    assert.equal(doneSplit.state, "succeeded", JSON.stringify(doneSplit));
+    assert.equal(doneSplit.success, false, "one target failed");
+    const bySupervisor = new Map<string, any>(doneSplit.results.map((r: any) => [r.supervisor, r]));
+    assert.equal(bySupervisor.get(SUPERVISOR)?.success, true, JSON.stringify(doneSplit.results));
+    assert.equal(bySupervisor.get("sup-ghost")?.success, false);
+    assert.match(bySupervisor.get("sup-ghost")?.error, /unreachable/);
+    assert.equal((await appGet()).body, "B\n", "the reachable target still serves");
+  });
+
+  it("a tabbify.toml with a type error and a failing Dockerfile each fail with a recorded reason", async () => {
+    const repoUrl = github.cloneUrl(`${OWNER}/${REPO}`);
+    await repo.commit(
+      { "tabbify.toml": '[app]\nname = "hello-world"\n\n[runtime]\nmemory_mb = "lots"\n' },
+      "bad toml",
+      "broken-toml",
+    );
+    const badToml = await api("POST", "/v1/deploy", {
+      repo_url: repoUrl,
+      ref: "broken-toml",
+      tenant: "codertocat",
+    });
+    const doneToml = await waitDone(badToml.json.id);
+    assert.equal(doneToml.state, "failed");
+    assert.equal(doneToml.error.code, "TABBIFY_TOML_INVALID");
+    assert.match(doneToml.error.message, /^tabbify\.toml:5:\d+: .*memory_mb.*integer/);
+    assert.equal(doneToml.error.step, "fetch_manifest");
+
+    await repo.commit(
+      { "tabbify.toml": TOML, Dockerfile: FAILING_DOCKERFILE },
+      "bad docker",
+      "broken-docker",
+    );
+    const badDocker = await api("POST", "/v1/deploy", {
+      repo_url: repoUrl,
+      ref: "broken-docker",
+      tenant: "codertocat",
+    });
+    const doneDocker = await waitDone(badDocker.json.id);
+    assert.equal(doneDocker.state, "failed");
+    assert.equal(doneDocker.error.code, "BUILD_FAILED");
+    assert.equal(doneDocker.error.step, "build_and_push");
+    assert.deepEqual(doneDocker.results, []);
+    const events = await sseEvents(badDocker.json.id);
+    assert.ok(
+      events.some((e) => e.type === "log" && e.message?.includes("the-failing-step-says-7c1d")),
+      "the failing step's own output is in the events",
+    );
+    assert.equal((await appGet()).body, "B\n", "the running version keeps serving");
+    assert.equal((await fetch(`${node.url}/health`)).status, 200);
+  });
+
+  it("deploy records survive a node restart, and no token reaches a record, event or runner record", async () => {
+    const { json } = await api("GET", "/v1/deploys");
+    const reopened = await FileDeployStore.open(nodeData);
+    try {
+      for (const d of json.deploys) {
+        const record = await reopened.get(d.id);
+        assert.ok(record, `deploy ${d.id} is on disk`);
+        assert.equal(record.status, d.state);
+        assert.equal(record.events.at(-1)?.type, d.state === "failed" ? "deploy_failed" : "deploy_finished");
+      }
+    } finally {
+      await reopened.close();
+    }
+    const tokens = github.issuedTokens();
+    assert.ok(tokens.length >= 2, "installation tokens were minted");
+    const files = [
+      ...readdirSync(join(nodeData, "deploys")).map((f) => join(nodeData, "deploys", f)),
+      join(nodeData, "deliveries.jsonl"),
+      ...readdirSync(join(supervisor.dataDir, "runners"))
+        .filter((f) => f.endsWith(".json") || f.endsWith(".log"))
+        .map((f) => join(supervisor.dataDir, "runners", f)),
+    ];
+    for (const file of files) {
+      const text = readFileSync(file, "utf8");
+      for (const token of tokens) assert.ok(!text.includes(token), `${file} holds an installation token`);
+      assert.ok(!/registry_?token/i.test(text), `${file} mentions a registry token`);
+      assert.ok(!/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/.test(text), `${file} holds a JWT`);
+    }
+  });
+});
