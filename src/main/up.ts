@@ -6,7 +6,7 @@
  * Stopping `up` stops the control plane (auth, registry, node, supervisor). Runners are detached
  * by design and keep serving; the next `up` re-adopts them.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -85,6 +85,12 @@ async function waitAnswering(role: Role, url: string, timeoutMs = 30_000): Promi
   throw new TabbifyError("ROLE_FAILED", `${role.name} did not answer on ${url} within ${timeoutMs / 1000} s`);
 }
 
+async function dockerAnswers(): Promise<boolean> {
+  return new Promise((done) => {
+    execFile("docker", ["info", "--format", "{{.ServerVersion}}"], { timeout: 5000 }, (err) => done(!err));
+  });
+}
+
 /** The node key: TABBIFY_NODE_KEY when set, else one kept in `<data>/node.key` (mode 0600). */
 async function nodeKey(dataDir: string, env: NodeJS.ProcessEnv): Promise<{ key: string; source: string }> {
   if (env.TABBIFY_NODE_KEY) return { key: env.TABBIFY_NODE_KEY, source: "TABBIFY_NODE_KEY" };
@@ -121,6 +127,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   // Secrets reach the children through env only, never argv (argv is world-readable in /proc).
   const childEnv: NodeJS.ProcessEnv = { ...env, TABBIFY_NODE_KEY: key };
 
+  const builder = await dockerAnswers();
   const roles: Role[] = [];
   let stopping = false;
   const stopAll = async () => {
@@ -163,7 +170,17 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
 
     const node = startRole(
       "node",
-      ["node", "--listen", `${host}:${opts.values["node-port"]}`, "--data", join(dataDir, "node")],
+      [
+        "node",
+        "--listen",
+        `${host}:${opts.values["node-port"]}`,
+        "--data",
+        join(dataDir, "node"),
+        "--registry",
+        new URL(registryUrl).host,
+        "--auth-data",
+        join(dataDir, "auth"),
+      ],
       childEnv,
       echo,
     );
@@ -188,6 +205,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         "local",
         "--store-dir",
         storeDir,
+        // The local supervisor builds images (git push deploys) whenever a Docker daemon answers.
+        ...(builder ? ["--builder"] : []),
       ],
       childEnv,
       echo,
@@ -200,6 +219,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
 
   const registryHost = new URL(registryUrl).host;
+  const keyExpr = keySource === "TABBIFY_NODE_KEY" ? "$TABBIFY_NODE_KEY" : `$(cat ${keySource})`;
   process.stdout.write(
     [
       "",
@@ -208,10 +228,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       `  node        ${nodeUrl}        deploy API, topology, /app/<uuid> proxy`,
       `  registry    ${registryUrl}        OCI Distribution /v2 (tenant auth on)`,
       `  auth        ${authUrl}        tenant tokens, POST /v1/validate`,
-      `  supervisor  ${supervisorUrl}        runs apps on this host (mesh: local)`,
+      `  supervisor  ${supervisorUrl}        runs apps on this host (mesh: local${builder ? "; builds images" : "; no docker daemon, so no builds"})`,
       "",
-      `Node key (Bearer for the node API): ${keySource === "TABBIFY_NODE_KEY" ? "$TABBIFY_NODE_KEY" : `$(cat ${keySource})`}`,
-      `  curl -H "Authorization: Bearer $(cat ${keySource})" ${nodeUrl}/v1/topology`,
+      `Node key (Bearer for the node API): ${keyExpr}`,
+      `  curl -H "Authorization: Bearer ${keyExpr}" ${nodeUrl}/v1/topology`,
       "",
       "Log in to the registry with a tenant token (tenant = the first path component you may push to):",
       `  TOKEN=$(npx tabbify auth token --tenant dev --subject $USER --data ${join(dataDir, "auth")} | tail -1)`,
@@ -222,6 +242,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       `  npx tcli push examples/hello-node --store local --store-dir ${storeDir}`,
       `  curl -X POST ${supervisorUrl}/v1/apps/<uuid printed by tcli>/start`,
       `  curl ${nodeUrl}/app/<uuid>/`,
+      "",
+      "Deploy a GitHub repository with a Dockerfile and a tabbify.toml (needs a Docker daemon):",
+      `  curl -X POST -H "Authorization: Bearer ${keyExpr}" ${nodeUrl}/v1/deploy \\`,
+      `    -d '{"repo_url":"https://github.com/you/app","ref":"main","tenant":"dev"}'`,
       "",
       "Ctrl-C stops the control plane; running apps keep serving and are re-adopted by the next `up`.",
       "",
