@@ -1,13 +1,15 @@
 // The deploy pipeline end to end (issue 4), with nothing mocked that runs here: a bare git repo
-// served over smart HTTP by the GitHub double (which also mints installation tokens and serves
-// the contents API), GitHub's own sample push payload rewritten to point at it and signed with
-// the webhook secret, our auth service, our registry with auth on, the node, a `tabbify
-// supervisor --builder` process with its runners, and the real dockerd. One stack serves every
-// case, so the file stays within a few minutes on two cores.
+// served over smart HTTP by the GitHub double (which also mints installation tokens, finds a
+// repository's installation and serves the contents API) and by the Forgejo double (contents API
+// and clones with an access token), GitHub's own sample push payload rewritten to point at it and
+// signed with the webhook secret, Forgejo's push payload signed its way, our auth service, our
+// registry with auth on, the node, a `tabbify supervisor --builder` process with its runners, and
+// the real dockerd. One stack serves every case, so the file stays within a few minutes on two
+// cores.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHmac, generateKeyPairSync } from "node:crypto";
-import { copyFileSync, readdirSync, readFileSync, realpathSync } from "node:fs";
+import { copyFileSync, readdirSync, readFileSync, realpathSync, symlinkSync } from "node:fs";
 import http from "node:http";
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
@@ -19,9 +21,17 @@ import { buildAuthApp } from "../src/auth/server.js";
 import { FileDeployStore } from "../src/node/deploy-store.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
 import { tenantRegistryAccess } from "../src/node/registry-access.js";
-import type { DeployEvent } from "../src/pipeline/executor.js";
+import type { DeployEvent, RegistryAccess } from "../src/pipeline/executor.js";
+import { appJwt } from "../src/pipeline/github.js";
+import { resolveAppUuid } from "../src/pipeline/plan.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
 import { SupervisorUnderTest } from "./runtime-plane-support.js";
+import {
+  type ForgejoDouble,
+  forgejoDeliveryHeaders,
+  forgejoPushPayload,
+  startForgejoDouble,
+} from "./support/forgejo-double.js";
 import { createGitRepo, type GitRepo } from "./support/git-repo.js";
 import { type GithubDouble, startGithubDouble } from "./support/github-double.js";
 import { ensureDockerd, freePort, requireCommand, tempDir } from "./support/tools.js";
@@ -33,6 +43,59 @@ const INSTALLATION = 4711;
 const OWNER = "Codertocat";
 const REPO = "Hello-World";
 const SUPERVISOR = "sup-builder";
+/** The same repository as a private one, reachable only through the App's installation. */
+const PRIVATE_REPO = "Secret-World";
+const FORGEJO_SECRET = "forgejo-webhook-secret";
+const FORGEJO_TOKEN = "forgejo-access-token-5e1f9a";
+
+interface TargetResultBody {
+  supervisor: string;
+  runtime: string;
+  success: boolean;
+  app_ula: string;
+  digest: string;
+  error?: string;
+}
+
+/** `GET /v1/deploy/<id>/status`. */
+interface StatusBody {
+  id: string;
+  state: string;
+  done: boolean;
+  success: boolean;
+  app_uuid: string;
+  image_ref: string;
+  digest: string;
+  results: TargetResultBody[];
+  error?: { code: string; message: string; step: string };
+}
+
+interface DeliveryBody {
+  delivery_id: string;
+  outcome: string;
+  reason?: string;
+  deploy_id?: string;
+}
+
+/** What the webhook and deploy routes answer: an acceptance, an ignore or duplicate, or an error. */
+interface ReplyBody {
+  id?: string;
+  status?: string;
+  status_url?: string;
+  delivery_id?: string;
+  reason?: string;
+  code?: string;
+  error?: string;
+  text?: string;
+}
+
+/** The parts of GitHub's sample push that are rewritten; the rest is sent as it is. */
+interface PushExample {
+  head_commit: Record<string, unknown>;
+  installation: Record<string, unknown>;
+  repository: Record<string, unknown> & { owner: Record<string, unknown> };
+  [field: string]: unknown;
+}
 
 const require = createRequire(import.meta.url);
 const examples = JSON.parse(
@@ -62,6 +125,9 @@ let root: { path: string; remove(): Promise<void> };
 let auth: FastifyInstance;
 let registry: RunningRegistry;
 let github: GithubDouble;
+let forgejo: ForgejoDouble;
+let registryAccess: RegistryAccess;
+let appPrivateKeyPem: string;
 let repo: GitRepo;
 let node: RunningNode;
 let nodeData: string;
@@ -81,7 +147,7 @@ function sign(body: Buffer | string): string {
 
 /** GitHub's sample branch push (examples[4]) pointed at the local repository and commit. */
 function pushPayload(sha: string, before: string, branch = "main"): Record<string, unknown> {
-  const body = structuredClone(pushExamples[4]!) as Record<string, any>;
+  const body = structuredClone(pushExamples[4]!) as PushExample;
   body.ref = `refs/heads/${branch}`;
   body.before = before;
   body.after = sha;
@@ -109,7 +175,7 @@ async function deliver(
   event: string,
   payload: unknown,
   opts: { deliveryId?: string; signature?: string | null; nodeUrl?: string; raw?: Buffer } = {},
-): Promise<{ status: number; json: Record<string, any>; deliveryId: string }> {
+): Promise<{ status: number; json: ReplyBody; deliveryId: string }> {
   const body = opts.raw ?? Buffer.from(JSON.stringify(payload));
   const deliveryId = opts.deliveryId ?? `e2e-${process.pid}-${++deliverySeq}`;
   const headers: Record<string, string> = {
@@ -126,16 +192,20 @@ async function deliver(
     body,
   });
   const text = await res.text();
-  let json: Record<string, any> = {};
+  let json: ReplyBody = {};
   try {
-    json = JSON.parse(text);
+    json = JSON.parse(text) as ReplyBody;
   } catch {
     json = { text };
   }
   return { status: res.status, json, deliveryId };
 }
 
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+async function api<T = ReplyBody>(
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: T }> {
   const headers: Record<string, string> = { authorization: `Bearer ${NODE_KEY}` };
   let payload: string | undefined;
   if (body !== undefined) {
@@ -143,14 +213,14 @@ async function api(method: string, path: string, body?: unknown): Promise<{ stat
     payload = typeof body === "string" ? body : JSON.stringify(body);
   }
   const res = await fetch(`${node.url}${path}`, { method, headers, ...(payload ? { body: payload } : {}) });
-  return { status: res.status, json: await res.json() };
+  return { status: res.status, json: (await res.json()) as T };
 }
 
 /** Polls the status route until the deploy is done (200). */
-async function waitDone(id: string, timeoutMs = 150_000): Promise<any> {
+async function waitDone(id: string | undefined, timeoutMs = 150_000): Promise<StatusBody> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const { status, json } = await api("GET", `/v1/deploy/${id}/status`);
+    const { status, json } = await api<StatusBody>("GET", `/v1/deploy/${id}/status`);
     if (status === 200) return json;
     assert.equal(status, 202, JSON.stringify(json));
     await new Promise((r) => setTimeout(r, 250));
@@ -159,7 +229,7 @@ async function waitDone(id: string, timeoutMs = 150_000): Promise<any> {
 }
 
 /** The deploy's events as the SSE route streams them (replay, then live until the closing event). */
-async function sseEvents(id: string, after = 0): Promise<DeployEvent[]> {
+async function sseEvents(id: string | undefined, after = 0): Promise<DeployEvent[]> {
   const res = await fetch(`${node.url}/v1/deploy/${id}/events`, {
     headers: { authorization: `Bearer ${NODE_KEY}`, "last-event-id": String(after) },
   });
@@ -172,8 +242,8 @@ async function sseEvents(id: string, after = 0): Promise<DeployEvent[]> {
     .map((frame) => JSON.parse(frame.slice(frame.indexOf("data: ") + 6)) as DeployEvent);
 }
 
-function appGet(path = "/"): Promise<{ status: number; body: string }> {
-  const url = new URL(`${node.url}/app/${appUuid}${path}`);
+function appGet(path = "/", uuid = appUuid): Promise<{ status: number; body: string }> {
+  const url = new URL(`${node.url}/app/${uuid}${path}`);
   return new Promise((resolve, reject) => {
     const req = http.get(
       { host: url.hostname, port: url.port, path: url.pathname, agent, timeout: 10_000 },
@@ -190,6 +260,31 @@ function appGet(path = "/"): Promise<{ status: number; body: string }> {
     req.on("timeout", () => req.destroy(new Error("timeout")));
     req.on("error", reject);
   });
+}
+
+/** The uuid a repository's app gets when nothing names one. */
+function appUuidOf(repoUrl: string): string {
+  return resolveAppUuid(undefined, undefined, repoUrl);
+}
+
+/** The node's delivery log by delivery id. */
+async function deliveryLog(): Promise<Map<string, DeliveryBody>> {
+  const { json } = await api<{ deliveries: DeliveryBody[] }>("GET", "/v1/webhooks/deliveries");
+  return new Map(json.deliveries.map((d) => [d.delivery_id, d]));
+}
+
+/** Posts a delivery to `/v1/webhooks/forgejo` the way Forgejo sends it. */
+async function deliverForgejo(
+  payload: unknown,
+  opts: { secret?: string; nodeUrl?: string } = {},
+): Promise<{ status: number; json: ReplyBody }> {
+  const body = Buffer.from(JSON.stringify(payload));
+  const res = await fetch(`${opts.nodeUrl ?? node.url}/v1/webhooks/forgejo`, {
+    method: "POST",
+    headers: forgejoDeliveryHeaders(body, opts.secret ?? FORGEJO_SECRET),
+    body,
+  });
+  return { status: res.status, json: (await res.json()) as ReplyBody };
 }
 
 function removeImagesOf(uuid: string): void {
@@ -216,15 +311,24 @@ before(async () => {
   const projectRoot = join(root.path, "git");
   repo = await createGitRepo(projectRoot, OWNER, REPO);
   copyFileSync(realpathSync("/bin/busybox"), join(repo.workDir, "busybox"));
+  // The same bare repository under a second name, which the GitHub double keeps private.
+  symlinkSync(repo.bareDir, join(projectRoot, OWNER, `${PRIVATE_REPO}.git`));
   const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  appPrivateKeyPem = privateKey.export({ type: "pkcs1", format: "pem" }).toString();
   github = await startGithubDouble({
     projectRoot,
     appId: APP_ID,
     appPublicKey: publicKey,
-    installations: { [INSTALLATION]: [`${OWNER}/${REPO}`] },
-    // Public, so `POST /v1/deploy` (which names no installation) reads and clones it anonymously;
-    // pushes still mint and use an installation token (private clones: test/builder.test.ts).
+    installations: { [INSTALLATION]: [`${OWNER}/${REPO}`, `${OWNER}/${PRIVATE_REPO}`] },
+    privateRepos: [`${OWNER}/${PRIVATE_REPO}`],
   });
+  // On the Forgejo double the repository is private: only FORGEJO_TOKEN reads and clones it.
+  forgejo = await startForgejoDouble({
+    projectRoot,
+    tokens: { [FORGEJO_TOKEN]: [`${OWNER}/${REPO}`] },
+    privateRepos: [`${OWNER}/${REPO}`],
+  });
+  registryAccess = await tenantRegistryAccess({ registryHost, authDataDir: authDir });
 
   nodeData = join(root.path, "node");
   node = await startNode({
@@ -235,11 +339,11 @@ before(async () => {
     deploy: {
       githubWebhookSecret: SECRET,
       githubApiUrl: github.apiUrl,
-      githubApp: {
-        appId: APP_ID,
-        privateKeyPem: privateKey.export({ type: "pkcs1", format: "pem" }).toString(),
-      },
-      registry: await tenantRegistryAccess({ registryHost, authDataDir: authDir }),
+      githubApp: { appId: APP_ID, privateKeyPem: appPrivateKeyPem },
+      forgejoWebhookSecret: FORGEJO_SECRET,
+      forgejoApiUrl: forgejo.apiUrl,
+      forgejoToken: FORGEJO_TOKEN,
+      registry: registryAccess,
     },
   });
 
@@ -257,11 +361,12 @@ before(async () => {
 after(async () => {
   agent.destroy();
   await supervisor?.cleanup();
-  if (appUuid) removeImagesOf(appUuid);
+  for (const uuid of supervisor?.dockerApps ?? []) removeImagesOf(uuid);
   await node?.close();
   await registry?.close();
   await auth?.close();
   await github?.close();
+  await forgejo?.close();
   await root?.remove();
 });
 
@@ -343,7 +448,7 @@ describe("deploy pipeline", () => {
     await poller;
     assert.equal(doneB.success, true, JSON.stringify(doneB));
     assert.equal(doneB.app_uuid, appUuid, "the same repository keeps its app uuid");
-    assert.equal(doneB.results[0].app_ula, doneA.results[0].app_ula, "and its address");
+    assert.equal(doneB.results[0]?.app_ula, doneA.results[0]?.app_ula, "and its address");
     assert.notEqual(doneB.digest, doneA.digest);
     const failed = answers.filter((a) => a.status !== 200 || (a.body !== "A\n" && a.body !== "B\n"));
     assert.deepEqual(failed, [], `${failed.length} of ${answers.length} requests failed during the swap`);
@@ -358,12 +463,12 @@ describe("deploy pipeline", () => {
   });
 
   it("a redelivered push is not deployed twice; ping answers 200", async () => {
-    const before = (await api("GET", "/v1/deploys")).json.deploys.length;
+    const before = (await api<{ deploys: StatusBody[] }>("GET", "/v1/deploys")).json.deploys.length;
     const again = await deliver("push", pushPayload(shaB, shaA), { deliveryId: deliveries[1] });
     assert.equal(again.status, 200, JSON.stringify(again.json));
     assert.equal(again.json.status, "duplicate");
     assert.ok(again.json.id, "names the deploy the first delivery started");
-    assert.equal((await api("GET", "/v1/deploys")).json.deploys.length, before);
+    assert.equal((await api<{ deploys: StatusBody[] }>("GET", "/v1/deploys")).json.deploys.length, before);
 
     const ping = await deliver("ping", pingExample);
     assert.equal(ping.status, 200);
@@ -374,18 +479,17 @@ describe("deploy pipeline", () => {
     const other = await deliver("push", pushPayload(shaB, shaA, "feature-x"));
     assert.equal(other.status, 200);
     assert.equal(other.json.status, "ignored");
-    assert.match(other.json.reason, /feature-x ignored: the app deploys from main/);
+    assert.match(other.json.reason ?? "", /feature-x ignored: the app deploys from main/);
 
-    const tagDelete = structuredClone(pushExamples[1]!) as Record<string, any>;
+    const tagDelete = structuredClone(pushExamples[1]!);
     const tag = await deliver("push", tagDelete);
     assert.equal(tag.status, 200);
-    assert.match(tag.json.reason, /tag simple-tag deleted/);
+    assert.match(tag.json.reason ?? "", /tag simple-tag deleted/);
 
-    const { json } = await api("GET", "/v1/webhooks/deliveries");
-    const byId = new Map<string, any>(json.deliveries.map((d: any) => [d.delivery_id, d]));
+    const byId = await deliveryLog();
     assert.equal(byId.get(other.deliveryId)?.outcome, "ignored");
-    assert.match(byId.get(other.deliveryId)?.reason, /feature-x/);
-    assert.match(byId.get(tag.deliveryId)?.reason, /tag simple-tag deleted/);
+    assert.match(byId.get(other.deliveryId)?.reason ?? "", /feature-x/);
+    assert.match(byId.get(tag.deliveryId)?.reason ?? "", /tag simple-tag deleted/);
     assert.equal(byId.get(deliveries[0]!)?.outcome, "deployed");
   });
 
@@ -411,7 +515,7 @@ describe("deploy pipeline", () => {
     const altered = Buffer.from(raw.toString().replace(shaB, shaA));
     const tampered = await deliver("push", payload, { raw: altered, signature });
     assert.equal(tampered.status, 401);
-    assert.match(tampered.json.error, /does not match the body/);
+    assert.match(tampered.json.error ?? "", /does not match the body/);
     // GitHub's documented test vector for X-Hub-Signature-256: the signature passes, and the
     // body ("Hello, World!") is then refused as not JSON, not as unsigned.
     const vector = await deliver("push", undefined, {
@@ -425,7 +529,7 @@ describe("deploy pipeline", () => {
   it("bad input ends in a clear reason and the node keeps serving: invalid JSON, a payload over 25 MB", async () => {
     const notJson = await deliver("push", undefined, { raw: Buffer.from("{not json") });
     assert.equal(notJson.status, 400);
-    assert.match(notJson.json.error, /not JSON/);
+    assert.match(notJson.json.error ?? "", /not JSON/);
 
     const huge = Buffer.alloc(25 * 1024 * 1024 + 1024, 0x20);
     const tooLarge = await deliver("push", undefined, { raw: huge, signature: "sha256=00" });
@@ -439,7 +543,7 @@ describe("deploy pipeline", () => {
       tenant: "x",
     });
     assert.equal(missingRef.status, 400);
-    assert.match(missingRef.json.error, /ref is required/);
+    assert.match(missingRef.json.error ?? "", /ref is required/);
     const badTarget = await api("POST", "/v1/deploy", {
       repo_url: github.cloneUrl(`${OWNER}/${REPO}`),
       ref: "main",
@@ -447,7 +551,7 @@ describe("deploy pipeline", () => {
       targets: [{ supervisor: SUPERVISOR, runtime: "vm" }],
     });
     assert.equal(badTarget.status, 400);
-    assert.match(badTarget.json.error, /targets\[0\]\.runtime/);
+    assert.match(badTarget.json.error ?? "", /targets\[0\]\.runtime/);
     assert.equal((await fetch(`${node.url}/health`)).status, 200);
     const unknown = await api("GET", "/v1/deploy/0190aaaa-0000-7000-8000-000000000000/status");
     assert.equal(unknown.status, 404);
@@ -465,8 +569,8 @@ describe("deploy pipeline", () => {
     const doneMismatch = await waitDone(mismatch.json.id);
     assert.equal(doneMismatch.state, "failed");
     assert.equal(doneMismatch.success, false);
-    assert.equal(doneMismatch.error.code, "CAPABILITY_MISMATCH");
-    assert.match(doneMismatch.error.message, new RegExp(`${SUPERVISOR} cannot run firecracker`));
+    assert.equal(doneMismatch.error?.code, "CAPABILITY_MISMATCH");
+    assert.match(doneMismatch.error?.message ?? "", new RegExp(`${SUPERVISOR} cannot run firecracker`));
     const mismatchEvents = await sseEvents(mismatch.json.id);
     assert.ok(!mismatchEvents.some((e) => e.step === "build_and_push"), "no build started");
 
@@ -493,10 +597,10 @@ describe("deploy pipeline", () => {
     const doneSplit = await waitDone(split.json.id);
     assert.equal(doneSplit.state, "succeeded", JSON.stringify(doneSplit));
     assert.equal(doneSplit.success, false, "one target failed");
-    const bySupervisor = new Map<string, any>(doneSplit.results.map((r: any) => [r.supervisor, r]));
+    const bySupervisor = new Map(doneSplit.results.map((r) => [r.supervisor, r]));
     assert.equal(bySupervisor.get(SUPERVISOR)?.success, true, JSON.stringify(doneSplit.results));
     assert.equal(bySupervisor.get("sup-ghost")?.success, false);
-    assert.match(bySupervisor.get("sup-ghost")?.error, /unreachable/);
+    assert.match(bySupervisor.get("sup-ghost")?.error ?? "", /unreachable/);
     assert.equal((await appGet()).body, "B\n", "the reachable target still serves");
   });
 
@@ -514,9 +618,9 @@ describe("deploy pipeline", () => {
     });
     const doneToml = await waitDone(badToml.json.id);
     assert.equal(doneToml.state, "failed");
-    assert.equal(doneToml.error.code, "TABBIFY_TOML_INVALID");
-    assert.match(doneToml.error.message, /^tabbify\.toml:5:\d+: .*memory_mb.*integer/);
-    assert.equal(doneToml.error.step, "fetch_manifest");
+    assert.equal(doneToml.error?.code, "TABBIFY_TOML_INVALID");
+    assert.match(doneToml.error?.message ?? "", /^tabbify\.toml:5:\d+: .*memory_mb.*integer/);
+    assert.equal(doneToml.error?.step, "fetch_manifest");
 
     await repo.commit(
       { "tabbify.toml": TOML, Dockerfile: FAILING_DOCKERFILE },
@@ -530,8 +634,8 @@ describe("deploy pipeline", () => {
     });
     const doneDocker = await waitDone(badDocker.json.id);
     assert.equal(doneDocker.state, "failed");
-    assert.equal(doneDocker.error.code, "BUILD_FAILED");
-    assert.equal(doneDocker.error.step, "build_and_push");
+    assert.equal(doneDocker.error?.code, "BUILD_FAILED");
+    assert.equal(doneDocker.error?.step, "build_and_push");
     assert.deepEqual(doneDocker.results, []);
     const events = await sseEvents(badDocker.json.id);
     assert.ok(
@@ -542,8 +646,182 @@ describe("deploy pipeline", () => {
     assert.equal((await fetch(`${node.url}/health`)).status, 200);
   });
 
+  it("Forgejo: a signed push deploys through the contents API and clone with FORGEJO_TOKEN; bad signature 401; no secret 503", async () => {
+    const repoUrl = forgejo.cloneUrl(`${OWNER}/${REPO}`);
+    // Private there: without the token neither the contents API nor git lets anyone in.
+    const anonymous = await fetch(
+      `${forgejo.apiUrl}/repos/${OWNER}/${REPO}/contents/tabbify.toml?ref=${shaB}`,
+    );
+    assert.equal(anonymous.status, 404);
+    await anonymous.body?.cancel();
+
+    const push = forgejoPushPayload({
+      base: forgejo.url,
+      fullName: `${OWNER}/${REPO}`,
+      branch: "main",
+      before: shaA,
+      after: shaB,
+      private: true,
+    });
+    const bad = await deliverForgejo(push, { secret: "not the secret" });
+    assert.equal(bad.status, 401);
+    assert.equal(bad.json.code, "WEBHOOK_SIGNATURE_INVALID");
+    const bare = await startNode({
+      port: 0,
+      dataDir: join(root.path, "bare-forgejo-node"),
+      httpLogLevel: "silent",
+    });
+    try {
+      const noSecret = await deliverForgejo(push, { nodeUrl: bare.url });
+      assert.equal(noSecret.status, 503);
+      assert.equal(noSecret.json.code, "WEBHOOK_SECRET_UNSET");
+    } finally {
+      await bare.close();
+    }
+
+    const before = forgejo.requests.length;
+    const accepted = await deliverForgejo(push);
+    assert.equal(accepted.status, 202, JSON.stringify(accepted.json));
+    const done = await waitDone(accepted.json.id);
+    assert.equal(done.success, true, JSON.stringify(done));
+    assert.equal(done.app_uuid, appUuidOf(repoUrl));
+    assert.notEqual(done.app_uuid, appUuid, "another forge's repository is another app");
+    supervisor.dockerApps.add(done.app_uuid);
+    assert.equal(done.image_ref, `${registryHost}/codertocat/${done.app_uuid}:${shaB}`);
+    assert.equal((await appGet("/", done.app_uuid)).body, "B\n");
+
+    const events = await sseEvents(done.id);
+    assert.match(
+      events.find((e) => e.step === "mint_token" && e.type === "step_finished")?.message ?? "",
+      /configured access token/,
+    );
+    const served = forgejo.requests.slice(before);
+    const contentsCalls = served.filter((r) => r.path.startsWith(`/api/v1/repos/${OWNER}/${REPO}/contents/`));
+    assert.ok(contentsCalls.length > 0, "tabbify.toml was read through Forgejo's contents API");
+    assert.ok(
+      contentsCalls.every((r) => r.auth === "token" && r.status === 200),
+      JSON.stringify(contentsCalls),
+    );
+    const gitCalls = served.filter((r) => r.path.startsWith(`/${OWNER}/${REPO}.git/`));
+    assert.ok(
+      gitCalls.some((r) => r.path.endsWith("/git-upload-pack") && r.status === 200),
+      JSON.stringify(gitCalls),
+    );
+    assert.ok(
+      gitCalls.every((r) => r.auth === "basic"),
+      "every clone request carried the token",
+    );
+  });
+
+  it("a private GitHub repository through POST /v1/deploy: the App's installation is looked up, its token reads and clones", async () => {
+    const fullName = `${OWNER}/${PRIVATE_REPO}`;
+    const jwt = await appJwt(APP_ID, appPrivateKeyPem);
+    const notInstalled = await fetch(`${github.apiUrl}/repos/${OWNER}/Not-Installed/installation`, {
+      headers: { authorization: `Bearer ${jwt}`, accept: "application/vnd.github+json" },
+    });
+    assert.equal(notInstalled.status, 404);
+    await notInstalled.body?.cancel();
+    const unsigned = await fetch(`${github.apiUrl}/repos/${fullName}/installation`);
+    assert.equal(unsigned.status, 401);
+    await unsigned.body?.cancel();
+
+    const before = github.requests.length;
+    const repoUrl = github.cloneUrl(fullName);
+    const accepted = await api("POST", "/v1/deploy", { repo_url: repoUrl, ref: shaB, tenant: "codertocat" });
+    assert.equal(accepted.status, 202, JSON.stringify(accepted.json));
+    const done = await waitDone(accepted.json.id);
+    assert.equal(done.success, true, JSON.stringify(done));
+    supervisor.dockerApps.add(done.app_uuid);
+    assert.equal(done.app_uuid, appUuidOf(repoUrl));
+    assert.equal((await appGet("/", done.app_uuid)).body, "B\n");
+
+    const served = github.requests.slice(before);
+    const lookup = served.find((r) => r.path === `/repos/${fullName}/installation`);
+    assert.deepEqual(lookup && { auth: lookup.auth, status: lookup.status }, {
+      auth: "app-jwt",
+      status: 200,
+    });
+    const minted = served.find((r) => r.path === `/app/installations/${INSTALLATION}/access_tokens`);
+    assert.equal(minted?.status, 201);
+    const reads = served.filter(
+      (r) => r.path.startsWith(`/repos/${fullName}/contents/`) || r.path.startsWith(`/${fullName}.git/`),
+    );
+    assert.ok(
+      reads.some((r) => r.path.endsWith("/git-upload-pack")),
+      "the builder cloned it",
+    );
+    assert.ok(
+      reads.every((r) => r.auth === "installation-token" || r.status === 401),
+      `private reads carry the installation token: ${JSON.stringify(reads)}`,
+    );
+  });
+
+  it("[app] branch: a push to main is ignored with the reason recorded when the app deploys from release; a push to release deploys", async () => {
+    const shaC = await repo.commit(
+      {
+        Dockerfile: DOCKERFILE,
+        "tabbify.toml": `${TOML}branch = "release"\n`,
+        "www/index.html": "C\n",
+      },
+      "C",
+      "release",
+    );
+    const toMain = await deliver("push", pushPayload(shaC, shaB, "main"));
+    assert.equal(toMain.status, 200, JSON.stringify(toMain.json));
+    assert.equal(toMain.json.status, "ignored");
+    assert.match(toMain.json.reason ?? "", /push to branch main ignored: the app deploys from release/);
+    const note = (await deliveryLog()).get(toMain.deliveryId);
+    assert.equal(note?.outcome, "ignored");
+    assert.match(note?.reason ?? "", /deploys from release/);
+    assert.equal((await appGet()).body, "B\n", "nothing was deployed");
+
+    const toRelease = await deliver("push", pushPayload(shaC, shaB, "release"));
+    assert.equal(toRelease.status, 202, JSON.stringify(toRelease.json));
+    const done = await waitDone(toRelease.json.id);
+    assert.equal(done.success, true, JSON.stringify(done));
+    assert.equal(done.app_uuid, appUuid);
+    assert.equal((await appGet()).body, "C\n");
+  });
+
+  it("a failed pull at the supervisor's API: unknown manifest 404, digest mismatch 409, refused by the registry 502", async () => {
+    const target = "0190bbbb-0000-7000-8000-00000000c0de";
+    const pullToken = await registryAccess.pullToken!("codertocat", appUuid);
+    const missing = await supervisor.call("POST", `/v1/apps/${target}/deploy`, {
+      ref: `${registryHost}/codertocat/${appUuid}:${"f".repeat(40)}`,
+      runtime: "docker",
+      registry_token: pullToken,
+    });
+    assert.equal(missing.status, 404, JSON.stringify(missing.json));
+    assert.equal(missing.json.code, "IMAGE_NOT_FOUND");
+    assert.match(String(missing.json.error), /manifest unknown|not found/);
+
+    const mismatch = await supervisor.call("POST", `/v1/apps/${target}/deploy`, {
+      ref: `${registryHost}/codertocat/${appUuid}:${shaB}`,
+      runtime: "docker",
+      registry_token: pullToken,
+      digest: `sha256:${"0".repeat(64)}`,
+    });
+    assert.equal(mismatch.status, 409, JSON.stringify(mismatch.json));
+    assert.equal(mismatch.json.code, "DIGEST_MISMATCH");
+
+    // A token for another tenant's repository: the registry refuses it.
+    const otherToken = await registryAccess.pullToken!("someone-else", appUuid);
+    const refused = await supervisor.call("POST", `/v1/apps/${target}/deploy`, {
+      ref: `${registryHost}/codertocat/${appUuid}:${"e".repeat(40)}`,
+      runtime: "docker",
+      registry_token: otherToken,
+    });
+    assert.equal(refused.status, 502, JSON.stringify(refused.json));
+    assert.equal(refused.json.code, "IMAGE_PULL_FAILED");
+    for (const reply of [missing, mismatch, refused]) {
+      const text = JSON.stringify(reply.json);
+      assert.ok(!text.includes(pullToken) && !text.includes(otherToken), "no token in the error");
+    }
+    assert.equal((await supervisor.call("GET", `/v1/apps/${target}`)).status, 404, "no runner was made");
+  });
+
   it("deploy records survive a node restart, and no token reaches a record, event or runner record", async () => {
-    const { json } = await api("GET", "/v1/deploys");
+    const { json } = await api<{ deploys: StatusBody[] }>("GET", "/v1/deploys");
     const reopened = await FileDeployStore.open(nodeData);
     try {
       for (const d of json.deploys) {
@@ -555,7 +833,7 @@ describe("deploy pipeline", () => {
     } finally {
       await reopened.close();
     }
-    const tokens = github.issuedTokens();
+    const tokens = [...github.issuedTokens(), FORGEJO_TOKEN];
     assert.ok(tokens.length >= 2, "installation tokens were minted");
     const files = [
       ...readdirSync(join(nodeData, "deploys")).map((f) => join(nodeData, "deploys", f)),
@@ -566,7 +844,7 @@ describe("deploy pipeline", () => {
     ];
     for (const file of files) {
       const text = readFileSync(file, "utf8");
-      for (const token of tokens) assert.ok(!text.includes(token), `${file} holds an installation token`);
+      for (const token of tokens) assert.ok(!text.includes(token), `${file} holds a forge token`);
       assert.ok(!/registry_?token/i.test(text), `${file} mentions a registry token`);
       assert.ok(!/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/.test(text), `${file} holds a JWT`);
     }

@@ -5,13 +5,29 @@
  * pulled right here with it and checked against the digest; then all three fields are taken off
  * the body, so the runner gets the plain spec (the image is local by then) and the token is never
  * written to a runner record, its environment or a log.
+ *
+ * Pull failures leave as codes the API's status table knows: IMAGE_NOT_FOUND (404, the registry
+ * has no such manifest), DIGEST_MISMATCH (409, the registry serves other bytes than the deploy
+ * names) and IMAGE_PULL_FAILED (502, anything else the registry or the daemon refused).
  */
 import type { FastifyInstance } from "fastify";
-import { TabbifyError } from "../core/errors.js";
+import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { pullWithRegistryToken } from "../runtimes/registry-pull.js";
 
 const DEPLOY_ROUTE = "/v1/apps/:uuid/deploy";
+
+/** What docker prints when the registry answers MANIFEST_UNKNOWN / NAME_UNKNOWN for the reference. */
+const MANIFEST_MISSING = /manifest unknown|name unknown|manifest for \S+ not found/i;
+
+/** A failed pull as the supervisor reports it; other errors pass through unchanged. */
+export function pullFailure(err: unknown): unknown {
+  if (isTabbifyError(err, "IMAGE_DIGEST_MISMATCH")) return new TabbifyError("DIGEST_MISMATCH", err.message);
+  if (isTabbifyError(err, "IMAGE_PULL_FAILED") && MANIFEST_MISSING.test(err.message)) {
+    return new TabbifyError("IMAGE_NOT_FOUND", err.message);
+  }
+  return err;
+}
 
 export function registerDeployPull(app: FastifyInstance, logger: Logger): void {
   app.addHook("preHandler", async (req) => {
@@ -33,7 +49,12 @@ export function registerDeployPull(app: FastifyInstance, logger: Logger): void {
     const ref = fields.ref ?? fields.image;
     if (token === undefined || fields.runtime !== "docker" || typeof ref !== "string") return;
     const started = Date.now();
-    const pulled = await pullWithRegistryToken(ref, token, digest);
+    let pulled: string | undefined;
+    try {
+      pulled = await pullWithRegistryToken(ref, token, digest);
+    } catch (err) {
+      throw pullFailure(err);
+    }
     logger.info("pulled with a registry token", { image: ref, digest: pulled, ms: Date.now() - started });
   });
 }

@@ -38,7 +38,11 @@ const specs: OptionSpec[] = [
     env: "GITHUB_APP_PRIVATE_KEY_FILE",
     help: "file holding the GitHub App's PEM private key (or the PEM itself in env GITHUB_APP_PRIVATE_KEY)",
   },
-  { flag: "forgejo-api-url", env: "FORGEJO_API_URL", help: "Forgejo API base, e.g. https://HOST/api/v1" },
+  {
+    flag: "forgejo-api-url",
+    env: "FORGEJO_API_URL",
+    help: "Forgejo API base, e.g. https://HOST/api/v1 (private repos: access token in env FORGEJO_TOKEN)",
+  },
   {
     flag: "registry",
     env: "TABBIFY_REGISTRY",
@@ -57,6 +61,7 @@ const secretEnv = [
   "GITHUB_WEBHOOK_SECRET",
   "FORGEJO_WEBHOOK_SECRET",
   "GITHUB_APP_PRIVATE_KEY",
+  "FORGEJO_TOKEN",
 ] as const;
 
 const usage =
@@ -114,6 +119,15 @@ async function deployOptions(
   if (env.FORGEJO_WEBHOOK_SECRET) deploy.forgejoWebhookSecret = env.FORGEJO_WEBHOOK_SECRET;
   if (values["github-api-url"]) deploy.githubApiUrl = values["github-api-url"];
   if (values["forgejo-api-url"]) deploy.forgejoApiUrl = values["forgejo-api-url"];
+  if (env.FORGEJO_TOKEN) {
+    if (!deploy.forgejoApiUrl) {
+      throw new TabbifyError(
+        "USAGE",
+        "FORGEJO_TOKEN needs FORGEJO_API_URL (--forgejo-api-url): which Forgejo it is for",
+      );
+    }
+    deploy.forgejoToken = env.FORGEJO_TOKEN;
+  }
 
   const appId = values["github-app-id"];
   const keyFile = values["github-app-private-key-file"];

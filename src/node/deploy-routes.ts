@@ -244,7 +244,9 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
       }
       note.repository = event.fullName;
       note.ref = event.ref;
-      const reason = branchIgnoreReason(event);
+      // The deploy branch is the app's own choice (`[app].branch` at the pushed commit), so it is
+      // read before answering; GitHub's 10 s leave room for one contents call.
+      const reason = branchIgnoreReason(event, await pipeline.configuredBranch(source, event));
       if (reason !== undefined) {
         note.reason = reason;
         await pipeline.deliveries.note(note);

@@ -12,7 +12,7 @@ import {
   type RegistryAccess,
   type TokenSource,
 } from "../pipeline/executor.js";
-import { GITHUB_API_URL } from "../pipeline/github.js";
+import { GITHUB_API_URL, redactUrl } from "../pipeline/github.js";
 import type { DeployRequest, RosterView } from "../pipeline/plan.js";
 import { DeliveryLedger, type PushEvent } from "../pipeline/webhooks.js";
 import { DeliveryLog, FileDeployStore } from "./deploy-store.js";
@@ -32,6 +32,8 @@ export interface NodePipelineOptions {
   githubApp?: { appId: string; privateKeyPem: string };
   /** Forgejo's API base, e.g. `https://forgejo.example/api/v1`. */
   forgejoApiUrl?: string;
+  /** `FORGEJO_TOKEN`: an access token for Forgejo's contents API and clones (private repos). */
+  forgejoToken?: string;
   /** Absent ⇒ every deploy fails REGISTRY_MISSING (fatal), as the pipeline defines. */
   registry?: RegistryAccess;
   /** Called with the app uuid once targets are deployed; throws when `/app/<uuid>` does not answer. */
@@ -105,8 +107,13 @@ export class NodePipeline {
     let forgejo = github;
     if (opts.forgejoApiUrl) {
       forgejoHost = new URL(opts.forgejoApiUrl).host.toLowerCase();
-      // Forgejo speaks GitHub's contents API shape under /api/v1; its pushes carry no App installation.
-      forgejo = new DeployExecutor({ ...shared, manifests: contentsApiManifestSource(opts.forgejoApiUrl) });
+      // Forgejo speaks GitHub's contents API shape under /api/v1; it has no App installations, so
+      // private repositories are read with one standing access token.
+      forgejo = new DeployExecutor({
+        ...shared,
+        manifests: contentsApiManifestSource(opts.forgejoApiUrl, "token"),
+        ...(opts.forgejoToken ? { accessToken: opts.forgejoToken } : {}),
+      });
     }
     return new NodePipeline(store, deliveries, ledger, { github, forgejo }, forgejoHost, logger);
   }
@@ -136,6 +143,33 @@ export class NodePipeline {
       () => {},
     );
     return id;
+  }
+
+  /**
+   * The branch a push's repository deploys from per its tabbify.toml at the pushed commit, or
+   * undefined (the default branch) when it names none or cannot be read within `timeoutMs`: GitHub
+   * gives a delivery 10 s, and an unreadable manifest is reported by the deploy itself.
+   */
+  async configuredBranch(forge: ForgeKind, event: PushEvent, timeoutMs = 5_000): Promise<string | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([
+        this.#executors[forge].manifestBranch(NodePipeline.pushRequest(event)),
+        timeout,
+      ]);
+    } catch (err) {
+      this.#logger.warn("tabbify.toml not read for the branch check; using the default branch", {
+        delivery_id: event.deliveryId,
+        repo: event.fullName,
+        error: redactUrl(err instanceof Error ? err.message : String(err)),
+      });
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** A push as a deploy request: the pushed sha, the owner as tenant (lowercased). */

@@ -53,6 +53,8 @@ export interface NodeDeployOptions {
   githubApp?: { appId: string; privateKeyPem: string };
   /** `FORGEJO_API_URL`, e.g. `https://forgejo.example/api/v1`. */
   forgejoApiUrl?: string;
+  /** `FORGEJO_TOKEN`: Forgejo access token for private repositories' contents and clones. */
+  forgejoToken?: string;
   /** Where images go and how tenant tokens for it are had; absent ⇒ deploys fail REGISTRY_MISSING. */
   registry?: RegistryAccess;
   /** How long the verify step waits for `/app/<uuid>` to answer. Default 20 s. */
@@ -122,6 +124,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(deploy.githubApiUrl ? { githubApiUrl: deploy.githubApiUrl } : {}),
       ...(deploy.githubApp ? { githubApp: deploy.githubApp } : {}),
       ...(deploy.forgejoApiUrl ? { forgejoApiUrl: deploy.forgejoApiUrl } : {}),
+      ...(deploy.forgejoToken ? { forgejoToken: deploy.forgejoToken } : {}),
       ...(deploy.registry ? { registry: deploy.registry } : {}),
       probeApp: (uuid) => probeApp(`${selfUrl}/app/${uuid}/`, deploy.probeTimeoutMs ?? 20_000),
       logger,
@@ -241,7 +244,9 @@ async function probeApp(url: string, timeoutMs: number): Promise<void> {
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
       // The proxy's own 404 (no runner on the roster yet) is not the app answering.
-      const text = res.status === 404 ? await res.text() : (await res.body?.cancel(), "");
+      let text = "";
+      if (res.status === 404) text = await res.text();
+      else await res.body?.cancel();
       const notOnRoster = res.status === 404 && text.includes('"APP_NOT_FOUND"');
       if (res.status < 500 && !notOnRoster) return;
       last = notOnRoster ? "not on the roster yet" : `HTTP ${res.status}`;

@@ -10,12 +10,14 @@ import type {
   TokenSource,
 } from "./executor.js";
 import {
+  type AuthScheme,
   appJwt,
   fetchFile,
   installationToken,
   loadAppPrivateKey,
   redactUrl,
   repoCoordinates,
+  repoInstallation,
 } from "./github.js";
 import { TABBIFY_TOML } from "./tabbify-toml.js";
 
@@ -237,15 +239,22 @@ export function githubAppTokenSource(
     async installationToken(installationId) {
       return installationToken(apiUrl, await appJwt(appId, key), installationId);
     },
+    async installationFor(repoUrl) {
+      const { owner, repo } = repoCoordinates(repoUrl);
+      return repoInstallation(apiUrl, await appJwt(appId, key), owner, repo);
+    },
   };
 }
 
-/** tabbify.toml through a GitHub-compatible contents API (GitHub, GitHub Enterprise, Forgejo's `/api/v1`). */
-export function contentsApiManifestSource(apiUrl: string): ManifestSource {
+/**
+ * tabbify.toml through a GitHub-compatible contents API (GitHub, GitHub Enterprise, Forgejo's
+ * `/api/v1`, which wants its access tokens as `Authorization: token <t>`).
+ */
+export function contentsApiManifestSource(apiUrl: string, scheme: AuthScheme = "Bearer"): ManifestSource {
   return {
     async fetchManifest(repoUrl, ref, token) {
       const { owner, repo } = repoCoordinates(repoUrl);
-      const file = await fetchFile(apiUrl, token, owner, repo, TABBIFY_TOML, ref);
+      const file = await fetchFile(apiUrl, token, owner, repo, TABBIFY_TOML, ref, scheme);
       return file === null ? null : file.toString("utf8");
     },
   };

@@ -292,6 +292,56 @@ describe("DeployExecutor", () => {
     assert.equal(h.supervisors.get("dock")!.builds.at(-1)!.clone_token, undefined);
   });
 
+  it("looks the installation up for a request that names none, and uses a forge's standing token", async () => {
+    const h = harness({ dock: ["docker"] }, TOML);
+    const asked: string[] = [];
+    h.deps.tokens = {
+      installationToken: async (id) => {
+        assert.equal(id, 77);
+        return { token: CLONE_TOKEN, expires_at: "2030-01-01T00:00:00Z" };
+      },
+      installationFor: async (repoUrl) => {
+        asked.push(repoUrl);
+        return 77;
+      },
+    };
+    const api = await new DeployExecutor(h.deps).run(
+      pushRequest({ trigger: "api", installationId: undefined }),
+    );
+    assert.equal(api.status, "succeeded", JSON.stringify(api.error));
+    assert.deepEqual(asked, ["https://github.com/Tabbify-IO/hello-deploy.git"]);
+    assert.match(
+      api.events.find((e) => e.step === "mint_token" && e.type === "step_finished")!.message!,
+      /installation 77/,
+    );
+    assert.equal(h.supervisors.get("dock")!.builds.at(-1)!.clone_token, CLONE_TOKEN);
+
+    h.deps.tokens = { ...h.deps.tokens, installationFor: async () => undefined };
+    h.deps.manifests = { fetchManifest: async (_r, _ref, token) => (token === undefined ? TOML : null) };
+    const notInstalled = await new DeployExecutor(h.deps).run(pushRequest({ installationId: undefined }));
+    assert.equal(notInstalled.status, "succeeded");
+    assert.equal(h.supervisors.get("dock")!.builds.at(-1)!.clone_token, undefined);
+
+    delete h.deps.tokens;
+    h.deps.accessToken = "forgejo-standing-token";
+    h.deps.manifests = {
+      fetchManifest: async (_r, _ref, token) => (token === "forgejo-standing-token" ? TOML : null),
+    };
+    const forgejo = await new DeployExecutor(h.deps).run(
+      pushRequest({ trigger: "forgejo", installationId: undefined }),
+    );
+    assert.equal(forgejo.status, "succeeded", JSON.stringify(forgejo.error));
+    assert.equal(h.supervisors.get("dock")!.builds.at(-1)!.clone_token, "forgejo-standing-token");
+    assert.ok(!JSON.stringify(forgejo).includes("forgejo-standing-token"), "the token is not recorded");
+  });
+
+  it("manifestBranch reads [app].branch at the pushed commit", async () => {
+    const h = harness({ dock: ["docker"] }, `${TOML}branch = "release"\n`);
+    assert.equal(await new DeployExecutor(h.deps).manifestBranch(pushRequest()), "release");
+    h.manifest = TOML;
+    assert.equal(await new DeployExecutor(h.deps).manifestBranch(pushRequest()), undefined);
+  });
+
   it("never records a token, even when a peer's error echoes one", async () => {
     const h = harness({ builder: ["docker", "builder"], alpha: ["docker"], beta: ["docker"] }, TWO_TARGETS);
     h.supervisors.get("beta")!.unreachable = true;

@@ -190,6 +190,11 @@ export async function* followDeploy(
 /** GitHub App (or another forge's) installation tokens; absent when no App is configured. */
 export interface TokenSource {
   installationToken(installationId: number): Promise<{ token: string; expires_at: string }>;
+  /**
+   * The installation covering a repository, for deploys that name none (`POST /v1/deploy`);
+   * undefined when the App is not installed there.
+   */
+  installationFor?(repoUrl: string): Promise<number | undefined>;
 }
 
 /** Reads tabbify.toml of a repository at a ref; null when the file does not exist. */
@@ -274,6 +279,11 @@ export interface PipelineDeps {
   supervisorClient(supervisor: RosterSupervisor): SupervisorClient;
   manifests: ManifestSource;
   tokens?: TokenSource;
+  /**
+   * A standing access token for forges without App installations (Forgejo's `FORGEJO_TOKEN`):
+   * used as is for the contents API and as the clone password. Wins over `tokens`.
+   */
+  accessToken?: string;
   registry?: RegistryAccess;
   /** Checks that `/app/<uuid>` answers through the node; throws with a reason when it does not. */
   probeApp?(appUuid: string): Promise<void>;
@@ -418,6 +428,58 @@ export class DeployExecutor {
     }
   }
 
+  /**
+   * The token a deploy reads and clones with: the forge's standing access token, else an
+   * installation token for the push's installation or (for requests naming none) the one the App
+   * has on the repository; none means anonymous, which works for public repositories.
+   */
+  async #acquireToken(
+    request: DeployRequest,
+  ): Promise<{ token?: string; message: string; data?: Record<string, unknown> }> {
+    if (this.#deps.accessToken !== undefined && this.#deps.accessToken !== "") {
+      return { token: this.#deps.accessToken, message: "using the configured access token" };
+    }
+    const tokens = this.#deps.tokens;
+    if (!tokens) {
+      return {
+        message:
+          request.installationId === undefined
+            ? "no installation: cloning anonymously"
+            : "no GitHub App configured: cloning anonymously",
+      };
+    }
+    let installationId = request.installationId;
+    let how = "the push's";
+    if (installationId === undefined) {
+      installationId = await tokens.installationFor?.(request.repoUrl);
+      if (installationId === undefined) {
+        return { message: "the GitHub App is not installed on the repository: cloning anonymously" };
+      }
+      how = "the repository's";
+    }
+    const minted = await tokens.installationToken(installationId);
+    return {
+      token: minted.token,
+      message: `installation token minted for ${how} installation ${installationId}`,
+      data: { installation_id: installationId, expires_at: minted.expires_at },
+    };
+  }
+
+  /**
+   * The branch the repository's tabbify.toml at the request's commit deploys from (`[app].branch`),
+   * undefined when it names none. Throws when the file is missing, unreadable or invalid: the
+   * caller decides what that means for the push.
+   */
+  async manifestBranch(request: DeployRequest): Promise<string | undefined> {
+    const { token } = await this.#acquireToken(request);
+    const ref = request.sha ?? request.ref;
+    const source = await this.#deps.manifests.fetchManifest(request.repoUrl, ref, token);
+    if (source === null) {
+      throw new TabbifyError("TABBIFY_TOML_MISSING", `${TABBIFY_TOML}: not found at ${ref}`);
+    }
+    return parseTabbifyToml(source).app.branch;
+  }
+
   #scrub(deployId: string, text: string): string {
     let out = redactUrl(text);
     for (const secret of this.#secrets.get(deployId) ?? []) out = out.split(secret).join("[redacted]");
@@ -470,18 +532,12 @@ export class DeployExecutor {
 
   readonly #steps: Record<StepName, (state: DeployState) => Promise<StepOutcome>> = {
     mint_token: async (state) => {
-      const { installationId } = state.plan.request;
-      if (installationId === undefined) return { message: "no installation: cloning anonymously" };
-      if (!this.#deps.tokens) {
-        return { message: "no GitHub App configured: cloning anonymously" };
+      const acquired = await this.#acquireToken(state.plan.request);
+      if (acquired.token !== undefined) {
+        this.#rememberSecret(state.plan.id, acquired.token);
+        state.cloneToken = acquired.token;
       }
-      const minted = await this.#deps.tokens.installationToken(installationId);
-      this.#rememberSecret(state.plan.id, minted.token);
-      state.cloneToken = minted.token;
-      return {
-        message: `installation token minted for installation ${installationId}`,
-        data: { expires_at: minted.expires_at },
-      };
+      return { message: acquired.message, ...(acquired.data ? { data: acquired.data } : {}) };
     },
 
     fetch_manifest: async (state) => {

@@ -49,16 +49,23 @@ export async function appJwt(
     .sign(key);
 }
 
+/**
+ * How a token is presented: GitHub documents `Bearer`; Forgejo documents `token <t>` for its
+ * access tokens (and accepts Bearer only for OAuth2 tokens on some versions).
+ */
+export type AuthScheme = "Bearer" | "token";
+
 function apiHeaders(
   bearer: string | undefined,
   accept = "application/vnd.github+json",
+  scheme: AuthScheme = "Bearer",
 ): Record<string, string> {
   const headers: Record<string, string> = {
     accept,
     "x-github-api-version": API_VERSION,
     "user-agent": "tabbify-node",
   };
-  if (bearer !== undefined) headers["authorization"] = `Bearer ${bearer}`;
+  if (bearer !== undefined) headers["authorization"] = `${scheme} ${bearer}`;
   return headers;
 }
 
@@ -126,6 +133,40 @@ export async function installationToken(
 }
 
 /**
+ * `GET /repos/{owner}/{repo}/installation` with the app JWT: the installation of this App that
+ * covers the repository, or undefined when the App is not installed there (GitHub answers 404).
+ * What a deploy that names no installation (`POST /v1/deploy`) mints its token for.
+ */
+export async function repoInstallation(
+  apiUrl: string,
+  jwt: string,
+  owner: string,
+  repo: string,
+): Promise<number | undefined> {
+  const what = `looking up the App installation of ${owner}/${repo}`;
+  const res = await call(
+    `${apiBase(apiUrl)}/repos/${encodeURIComponent(owner)}/${encodeURIComponent(repo)}/installation`,
+    { headers: apiHeaders(jwt) },
+    what,
+  );
+  if (res.status === 404) {
+    await res.body?.cancel();
+    return undefined;
+  }
+  if (res.status !== 200) {
+    const code = res.status === 401 || res.status === 403 ? "GITHUB_AUTH_FAILED" : "GITHUB_API_FAILED";
+    throw new TabbifyError(code, `${what}: GitHub answered ${res.status} (${await githubMessage(res)})`, {
+      status: res.status,
+    });
+  }
+  const body = (await res.json()) as { id?: unknown };
+  if (typeof body.id !== "number" || !Number.isSafeInteger(body.id) || body.id <= 0) {
+    throw new TabbifyError("GITHUB_API_FAILED", `${what}: the answer has no installation id`);
+  }
+  return body.id;
+}
+
+/**
  * One file at a commit through the contents API, or null when the file (or the repository, as
  * GitHub hides private repos behind 404) does not exist. Files over 1 MB come back without inline
  * content; those are fetched again as raw bytes.
@@ -137,6 +178,7 @@ export async function fetchFile(
   repo: string,
   path: string,
   sha: string,
+  scheme: AuthScheme = "Bearer",
 ): Promise<Buffer | null> {
   const encodedPath = path
     .split("/")
@@ -145,7 +187,7 @@ export async function fetchFile(
     .join("/");
   const url = `${apiBase(apiUrl)}/repos/${encodeURIComponent(owner)}/${encodeURIComponent(repo)}/contents/${encodedPath}?ref=${encodeURIComponent(sha)}`;
   const what = `reading ${path} of ${owner}/${repo} at ${sha}`;
-  const res = await call(url, { headers: apiHeaders(token) }, what);
+  const res = await call(url, { headers: apiHeaders(token, undefined, scheme) }, what);
   if (res.status === 404) {
     await res.body?.cancel();
     return null;
@@ -163,7 +205,11 @@ export async function fetchFile(
   if (body.encoding === "base64" && typeof body.content === "string") {
     return Buffer.from(body.content, "base64");
   }
-  const raw = await call(url, { headers: apiHeaders(token, "application/vnd.github.raw+json") }, what);
+  const raw = await call(
+    url,
+    { headers: apiHeaders(token, "application/vnd.github.raw+json", scheme) },
+    what,
+  );
   if (raw.status !== 200) {
     throw new TabbifyError("GITHUB_API_FAILED", `${what}: raw download answered ${raw.status}`);
   }

@@ -93,6 +93,21 @@ supervisor = "cloud-1"
     });
   });
 
+  it("reads [app].branch and refuses what is not a branch name, at its place", () => {
+    assert.equal(parseTabbifyToml('[app]\nname = "a"\nbranch = "release/v2"\n').app.branch, "release/v2");
+    assert.equal(parseTabbifyToml('[app]\nname = "a"\n').app.branch, undefined);
+    for (const bad of ["-x", "a..b", "refs/heads/main", "a b", "x.lock", "x/"]) {
+      assert.match(
+        errorOf(`[app]\nname = "a"\nbranch = "${bad}"\n`).message,
+        /^tabbify\.toml:3:10: app\.branch/,
+      );
+    }
+    assert.match(
+      errorOf('[app]\nname = "a"\nbranch = 1\n').message,
+      /^tabbify\.toml:3:10: app\.branch must be a string/,
+    );
+  });
+
   it("reads any lifecycle other than on_request as always_on, like the reference", () => {
     assert.equal(
       parseTabbifyToml('[app]\nname = "a"\n[runtime]\nlifecycle = "warm"\n').runtime.lifecycle,

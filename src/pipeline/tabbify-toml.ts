@@ -21,7 +21,8 @@ export interface TomlDeployTarget {
 }
 
 export interface TabbifyManifest {
-  app: { id?: string; name: string; description?: string };
+  /** `branch`: the one branch whose pushes deploy (our extension; default the repository's default branch). */
+  app: { id?: string; name: string; description?: string; branch?: string };
   build: { kind: "docker"; context: string; dockerfile: string; builder?: string; stableTag?: string };
   runtime: {
     lifecycle: "on_request" | "always_on";
@@ -197,6 +198,21 @@ export function parseTabbifyToml(source: string, path = TABBIFY_TOML): TabbifyMa
   }
   const description = optString(app, "description", ["app", "description"]);
   if (description !== undefined) manifest.app.description = description;
+  const branch = optString(app, "branch", ["app", "branch"]);
+  if (branch !== undefined) {
+    // A push names its branch as refs/heads/<branch>; compare with what git allows in that name.
+    const validRef =
+      /^[A-Za-z0-9._/-]+$/.test(branch) &&
+      !branch.startsWith("-") &&
+      !branch.startsWith("/") &&
+      !branch.endsWith("/") &&
+      !branch.endsWith(".lock") &&
+      !branch.includes("..") &&
+      !branch.includes("//") &&
+      !branch.startsWith("refs/");
+    if (!validRef) fail(["app", "branch"], `app.branch "${branch}" is not a branch name`);
+    manifest.app.branch = branch;
+  }
 
   const build = table(doc, "build", ["build"]);
   const kind = optString(build, "kind", ["build", "kind"]);

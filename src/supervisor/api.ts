@@ -20,6 +20,10 @@ export const statusOf: Record<string, number> = {
   ADDRESS_ADD_FAILED: 500,
   MANIFEST_INVALID: 422,
   ARTIFACT_STORE_FAILED: 502,
+  // A deploy's image pull from the registry: the registry (upstream of us) refused or failed.
+  IMAGE_PULL_FAILED: 502,
+  IMAGE_NOT_FOUND: 404,
+  DIGEST_MISMATCH: 409,
 };
 
 export interface HealthInfo {

@@ -6,11 +6,13 @@ import { jwtVerify } from "jose";
 import { git } from "./git-repo.js";
 
 /**
- * A local stand-in for GitHub, for the three calls the deploy pipeline makes, in GitHub's own
- * wire format (paths, headers, status codes, JSON bodies):
+ * A local stand-in for GitHub, for the calls the deploy pipeline makes, in GitHub's own wire
+ * format (paths, headers, status codes, JSON bodies):
  *
  *   POST /app/installations/{id}/access_tokens   app JWT (RS256, verified with the App's public
  *                                                key) → 201 {token, expires_at, …}
+ *   GET  /repos/{owner}/{repo}/installation      app JWT → 200 {id, account, app_id, …} of the
+ *                                                installation covering the repo, else 404
  *   GET  /repos/{owner}/{repo}/contents/{path}?ref=   base64 JSON read from the bare repo with
  *                                                `git show <ref>:<path>`; raw bytes for
  *                                                `Accept: application/vnd.github.raw+json`
@@ -81,7 +83,7 @@ function wrapBase64(bytes: Buffer): string {
   return (bytes.toString("base64").match(/.{1,60}/g) ?? []).join("\n").concat(bytes.length > 0 ? "\n" : "");
 }
 
-async function gitObjectType(bareDir: string, spec: string): Promise<string | undefined> {
+export async function gitObjectType(bareDir: string, spec: string): Promise<string | undefined> {
   try {
     return (await git(["--git-dir", bareDir, "cat-file", "-t", spec])).trim();
   } catch {
@@ -89,7 +91,7 @@ async function gitObjectType(bareDir: string, spec: string): Promise<string | un
   }
 }
 
-function readBlob(bareDir: string, spec: string): Promise<Buffer> {
+export function readBlob(bareDir: string, spec: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const child = spawn("git", ["--git-dir", bareDir, "show", spec], { stdio: ["ignore", "pipe", "ignore"] });
     const chunks: Buffer[] = [];
@@ -98,6 +100,92 @@ function readBlob(bareDir: string, spec: string): Promise<Buffer> {
     child.on("close", (code) =>
       code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`git show ${code}`)),
     );
+  });
+}
+
+/**
+ * Smart HTTP: the request goes to `git http-backend` as CGI over `projectRoot`; both bodies
+ * stream. Only fetch/clone: pushing is not a forge double's role.
+ */
+export function gitHttpBackend(
+  req: IncomingMessage,
+  res: ServerResponse,
+  projectRoot: string,
+  pathInfo: string,
+  query: string,
+): Promise<void> {
+  if (pathInfo.endsWith("/git-receive-pack") || query.includes("service=git-receive-pack")) {
+    res.writeHead(403, { "content-type": "text/plain" });
+    res.end("push is not served by this double\n");
+    return Promise.resolve();
+  }
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env["PATH"],
+    GIT_PROJECT_ROOT: projectRoot,
+    GIT_HTTP_EXPORT_ALL: "1",
+    PATH_INFO: pathInfo,
+    REQUEST_METHOD: req.method ?? "GET",
+    QUERY_STRING: query,
+    CONTENT_TYPE: req.headers["content-type"] ?? "",
+    REMOTE_ADDR: req.socket.remoteAddress ?? "127.0.0.1",
+    GIT_CONFIG_NOSYSTEM: "1",
+    GIT_CONFIG_GLOBAL: "/dev/null",
+  };
+  if (req.headers["content-length"]) env["CONTENT_LENGTH"] = req.headers["content-length"];
+  // git sends large fetch negotiations gzip-compressed; http-backend inflates when told.
+  if (req.headers["content-encoding"]) env["HTTP_CONTENT_ENCODING"] = req.headers["content-encoding"];
+  // Protocol v2 is requested with the Git-Protocol header; http-backend reads it from here.
+  const gitProtocol = req.headers["git-protocol"];
+  if (typeof gitProtocol === "string") env["GIT_PROTOCOL"] = gitProtocol;
+
+  return new Promise<void>((resolve) => {
+    const child = spawn("git", ["http-backend"], { env, stdio: ["pipe", "pipe", "pipe"] });
+    req.pipe(child.stdin);
+    child.stdin.on("error", () => {});
+    let stderr = "";
+    child.stderr.on("data", (c: Buffer) => {
+      stderr += c.toString();
+    });
+    let head = Buffer.alloc(0);
+    let headersSent = false;
+    child.stdout.on("data", (chunk: Buffer) => {
+      if (headersSent) {
+        res.write(chunk);
+        return;
+      }
+      head = Buffer.concat([head, chunk]);
+      let end = head.indexOf("\r\n\r\n");
+      let sepLength = 4;
+      if (end < 0) {
+        end = head.indexOf("\n\n");
+        sepLength = 2;
+      }
+      if (end < 0) return;
+      const lines = head.subarray(0, end).toString("latin1").split(/\r?\n/);
+      let status = 200;
+      const headers: Record<string, string> = {};
+      for (const line of lines) {
+        const colon = line.indexOf(":");
+        if (colon < 0) continue;
+        const key = line.slice(0, colon).trim();
+        const value = line.slice(colon + 1).trim();
+        if (key.toLowerCase() === "status") status = Number.parseInt(value, 10);
+        else headers[key] = value;
+      }
+      res.writeHead(status, headers);
+      headersSent = true;
+      const rest = head.subarray(end + sepLength);
+      if (rest.length > 0) res.write(rest);
+    });
+    child.on("close", (code) => {
+      if (!headersSent) {
+        res.writeHead(500, { "content-type": "text/plain" });
+        res.end(`git http-backend exited ${code}: ${stderr}`);
+      } else {
+        res.end();
+      }
+      resolve();
+    });
   });
 }
 
@@ -135,11 +223,8 @@ export async function startGithubDouble(opts: GithubDoubleOptions): Promise<Gith
   const authLabel = (auth: ReturnType<typeof tokenFrom>): GithubDoubleRequest["auth"] =>
     auth === undefined ? "none" : auth === "invalid" ? "invalid" : "installation-token";
 
-  async function accessTokens(
-    req: IncomingMessage,
-    res: ServerResponse,
-    installationId: number,
-  ): Promise<GithubDoubleRequest["auth"]> {
+  /** Verifies the App's JWT the way GitHub does; on failure the 401 is sent and false returned. */
+  async function appAuthenticated(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const header = req.headers.authorization ?? "";
     if (!header.startsWith("Bearer ")) {
       sendJson(res, 401, {
@@ -147,7 +232,7 @@ export async function startGithubDouble(opts: GithubDoubleOptions): Promise<Gith
         documentation_url: DOCS,
         status: "401",
       });
-      return "none";
+      return false;
     }
     try {
       const { payload } = await jwtVerify(header.slice("Bearer ".length), opts.appPublicKey, {
@@ -167,8 +252,17 @@ export async function startGithubDouble(opts: GithubDoubleOptions): Promise<Gith
         documentation_url: DOCS,
         status: "401",
       });
-      return "invalid";
+      return false;
     }
+    return true;
+  }
+
+  async function accessTokens(
+    req: IncomingMessage,
+    res: ServerResponse,
+    installationId: number,
+  ): Promise<GithubDoubleRequest["auth"]> {
+    if (!(await appAuthenticated(req, res))) return req.headers.authorization ? "invalid" : "none";
     if (!opts.installations[installationId]) {
       notFound(res);
       return "app-jwt";
@@ -181,6 +275,51 @@ export async function startGithubDouble(opts: GithubDoubleOptions): Promise<Gith
       expires_at: new Date(expiresAt).toISOString().replace(/\.\d{3}Z$/, "Z"),
       permissions: { contents: "read", metadata: "read" },
       repository_selection: "selected",
+    });
+    return "app-jwt";
+  }
+
+  /** GitHub's "Get a repository installation for the authenticated app". */
+  async function repoInstallation(
+    req: IncomingMessage,
+    res: ServerResponse,
+    fullName: string,
+  ): Promise<GithubDoubleRequest["auth"]> {
+    if (!(await appAuthenticated(req, res))) return req.headers.authorization ? "invalid" : "none";
+    const match = Object.entries(opts.installations).find(([, repos]) =>
+      repos.some((r) => r.toLowerCase() === fullName.toLowerCase()),
+    );
+    if (!match) {
+      sendJson(res, 404, {
+        message: "Not Found",
+        documentation_url: `${DOCS}/apps/apps#get-a-repository-installation-for-the-authenticated-app`,
+        status: "404",
+      });
+      return "app-jwt";
+    }
+    const id = Number(match[0]);
+    const owner = fullName.split("/")[0]!;
+    sendJson(res, 200, {
+      id,
+      client_id: `Iv1.${opts.appId}`,
+      account: { login: owner, id: 1, type: "User", site_admin: false },
+      repository_selection: "selected",
+      access_tokens_url: `${base}/app/installations/${id}/access_tokens`,
+      repositories_url: `${base}/installation/repositories`,
+      html_url: `${base}/settings/installations/${id}`,
+      app_id: Number(opts.appId),
+      app_slug: "tabbify-test",
+      target_id: 1,
+      target_type: "User",
+      permissions: { contents: "read", metadata: "read" },
+      events: ["push"],
+      created_at: "2024-01-01T00:00:00Z",
+      updated_at: "2024-01-01T00:00:00Z",
+      single_file_name: null,
+      has_multiple_single_files: false,
+      single_file_paths: [],
+      suspended_by: null,
+      suspended_at: null,
     });
     return "app-jwt";
   }
@@ -263,7 +402,7 @@ export async function startGithubDouble(opts: GithubDoubleOptions): Promise<Gith
     return authLabel(auth);
   }
 
-  /** Smart HTTP: the request goes to `git http-backend` as CGI; both bodies stream. */
+  /** Smart HTTP for a reader the repository admits. */
   function smartHttp(
     req: IncomingMessage,
     res: ServerResponse,
@@ -278,80 +417,7 @@ export async function startGithubDouble(opts: GithubDoubleOptions): Promise<Gith
       res.end(access === "invalid" ? "Invalid username or token.\n" : "Authentication required.\n");
       return Promise.resolve(authLabel(auth));
     }
-    // Pushing is not part of GitHub's role here: only fetch/clone is served.
-    if (pathInfo.endsWith("/git-receive-pack") || query.includes("service=git-receive-pack")) {
-      res.writeHead(403, { "content-type": "text/plain" });
-      res.end("push is not served by this double\n");
-      return Promise.resolve(authLabel(auth));
-    }
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env["PATH"],
-      GIT_PROJECT_ROOT: opts.projectRoot,
-      GIT_HTTP_EXPORT_ALL: "1",
-      PATH_INFO: pathInfo,
-      REQUEST_METHOD: req.method ?? "GET",
-      QUERY_STRING: query,
-      CONTENT_TYPE: req.headers["content-type"] ?? "",
-      REMOTE_ADDR: req.socket.remoteAddress ?? "127.0.0.1",
-      GIT_CONFIG_NOSYSTEM: "1",
-      GIT_CONFIG_GLOBAL: "/dev/null",
-    };
-    if (req.headers["content-length"]) env["CONTENT_LENGTH"] = req.headers["content-length"];
-    // git sends large fetch negotiations gzip-compressed; http-backend inflates when told.
-    if (req.headers["content-encoding"]) env["HTTP_CONTENT_ENCODING"] = req.headers["content-encoding"];
-    // Protocol v2 is requested with the Git-Protocol header; http-backend reads it from here.
-    const gitProtocol = req.headers["git-protocol"];
-    if (typeof gitProtocol === "string") env["GIT_PROTOCOL"] = gitProtocol;
-
-    return new Promise((resolve) => {
-      const child = spawn("git", ["http-backend"], { env, stdio: ["pipe", "pipe", "pipe"] });
-      req.pipe(child.stdin);
-      child.stdin.on("error", () => {});
-      let stderr = "";
-      child.stderr.on("data", (c: Buffer) => {
-        stderr += c.toString();
-      });
-      let head = Buffer.alloc(0);
-      let headersSent = false;
-      child.stdout.on("data", (chunk: Buffer) => {
-        if (headersSent) {
-          res.write(chunk);
-          return;
-        }
-        head = Buffer.concat([head, chunk]);
-        let end = head.indexOf("\r\n\r\n");
-        let sepLength = 4;
-        if (end < 0) {
-          end = head.indexOf("\n\n");
-          sepLength = 2;
-        }
-        if (end < 0) return;
-        const lines = head.subarray(0, end).toString("latin1").split(/\r?\n/);
-        let status = 200;
-        const headers: Record<string, string> = {};
-        for (const line of lines) {
-          const colon = line.indexOf(":");
-          if (colon < 0) continue;
-          const key = line.slice(0, colon).trim();
-          const value = line.slice(colon + 1).trim();
-          if (key.toLowerCase() === "status") status = Number.parseInt(value, 10);
-          else headers[key] = value;
-        }
-        res.writeHead(status, headers);
-        headersSent = true;
-        const rest = head.subarray(end + sepLength);
-        if (rest.length > 0) res.write(rest);
-      });
-      child.on("close", (code) => {
-        if (!headersSent) {
-          res.writeHead(500, { "content-type": "text/plain" });
-          res.end(`git http-backend exited ${code}: ${stderr}`);
-        } else {
-          res.end();
-        }
-        resolve(authLabel(auth));
-      });
-    });
+    return gitHttpBackend(req, res, opts.projectRoot, pathInfo, query).then(() => authLabel(auth));
   }
 
   const server: Server = createServer((req, res) => {
@@ -362,6 +428,8 @@ export async function startGithubDouble(opts: GithubDoubleOptions): Promise<Gith
     const handle = async (): Promise<GithubDoubleRequest["auth"]> => {
       let m = /^\/app\/installations\/(\d+)\/access_tokens$/.exec(url.pathname);
       if (m && method === "POST") return accessTokens(req, res, Number(m[1]));
+      m = /^\/repos\/([^/]+)\/([^/]+)\/installation$/.exec(url.pathname);
+      if (m && method === "GET") return repoInstallation(req, res, `${m[1]}/${m[2]}`);
       m = /^\/repos\/([^/]+)\/([^/]+)\/contents(?:\/(.*))?$/.exec(url.pathname);
       if (m && method === "GET") {
         const path = decodeURIComponent(m[3] ?? "").replace(/\/+$/, "");
