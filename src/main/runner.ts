@@ -4,12 +4,8 @@
  * so they do not show in `ps`.
  */
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
-import { deriveAppUla, parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
-import { createLogger } from "../core/log.js";
 import type { PeerRecord } from "../mesh/roster.js";
-import { serveControlSocket, workloadPidPath } from "../runner/control.js";
-import { Runner } from "../runner/runner.js";
 import type { WorkloadSpec } from "../runtimes/runtime.js";
 import { type OptionSpec, optionsHelp, parseListen, parseOptions, required } from "./flags.js";
 
@@ -70,7 +66,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     );
     return 0;
   }
-  const uuid = parseAppUuid(required(opts.values.uuid, "--uuid"));
+  const uuidInput = required(opts.values.uuid, "--uuid");
   const controlSock = required(opts.values["control-sock"], "--control-sock");
   required(opts.values["data-dir"], "--data-dir");
   const bind = parseListen(required(opts.values.bind, "--bind"));
@@ -82,16 +78,45 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   // Nothing below needs these in the environment, and a runtime must never pass them on.
   for (const name of ["RUNNER_SPEC", "RUNNER_EXTRA_ENV", "TABBIFY_NODE_KEY"]) delete process.env[name];
 
+  // Cold start is the runner's boot plus the workload's, so the workload starts first, with only
+  // its runtime's module loaded; the rest of the runner (the uuid and address libraries alone
+  // take tens of milliseconds) loads while the workload boots.
+  const { loadRuntime } = await import("../runtimes/load.js");
+  const { startWorkload } = await import("../runner/workload.js");
+  const firstWorkload = loadRuntime(spec.runtime).then((runtime) => startWorkload(runtime, spec));
+  // Settled here so a failed start is not an unhandled rejection; Runner.start reports it.
+  await firstWorkload.catch(() => {});
+  const abandon = (err: unknown) =>
+    firstWorkload.then(
+      (w) => w.stop(2_000).then(() => Promise.reject(err)),
+      () => Promise.reject(err),
+    );
+
+  const [{ deriveAppUla, parseAppUuid }, { createLogger }, controlModule, { Runner }, { waitHealthy }] =
+    await Promise.all([
+      import("../core/address.js"),
+      import("../core/log.js"),
+      import("../runner/control.js"),
+      import("../runner/runner.js"),
+      import("../runtimes/health.js"),
+    ]);
+  const { serveControlSocket, workloadPidPath } = controlModule;
+  let uuid: string;
+  try {
+    uuid = parseAppUuid(uuidInput);
+  } catch (err) {
+    return abandon(err);
+  }
+
   const logger = createLogger(`runner ${uuid}`);
-  const { runtimeFor } = await import("../runtimes/index.js");
-  const { waitHealthy } = await import("../runtimes/health.js");
   const runner = new Runner({
     uuid,
     appUla: deriveAppUla(uuid),
     bindHost: bind.host,
     bindPort: bind.port,
     spec,
-    runtimeFor,
+    runtimeFor: loadRuntime,
+    firstWorkload,
     waitHealthy: async (upstream, o) => {
       await waitHealthy(upstream, o);
     },
@@ -124,7 +149,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       return reply;
     },
     logger.child("control"),
-  );
+  ).catch(abandon);
 
   try {
     await runner.start();

@@ -21,22 +21,20 @@ export interface AppProxyOptions {
   appPort?: number;
 }
 
-interface Target {
+/** What a uuid segment of the URL resolves to; pure functions of it, so cached. */
+interface AppAddress {
   uuid: string;
   /** Host for net.connect: bare IPv6 or IPv4. */
   host: string;
   /** `addr:port` with brackets, for the Host header and messages. */
   authority: string;
+  prefix: string;
+}
+
+interface Target {
+  app: AppAddress;
   /** Path and query for the app, the `/app/<uuid>` prefix stripped. */
   path: string;
-  prefix: string;
-  /**
-   * Whether a runner for the app is on the roster. The address is a pure function of the uuid,
-   * so an app not (yet) on the roster is still dialled: a runner that just started answers
-   * before its first heartbeat lands. Only when nothing answers does "not on the roster" decide
-   * between 404 (no such app) and 502 (a known app that is down).
-   */
-  known: boolean;
 }
 
 /**
@@ -71,15 +69,22 @@ const droppedResponseHeaders = new Set([
   "upgrade",
 ]);
 
-/** Header names a Connection header lists are hop-by-hop too. */
-function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
+/** Header names a Connection header lists are hop-by-hop too (beyond the ones always dropped). */
+function connectionTokens(value: string | undefined): Set<string> | undefined {
   if (!value) return undefined;
-  const joined = Array.isArray(value) ? value.join(",") : value;
-  const tokens = joined
-    .split(",")
-    .map((t) => t.trim().toLowerCase())
-    .filter((t) => t !== "" && t !== "close" && t !== "keep-alive" && t !== "upgrade");
-  return tokens.length > 0 ? new Set(tokens) : undefined;
+  let tokens: Set<string> | undefined;
+  for (const raw of value.split(",")) {
+    const t = raw.trim().toLowerCase();
+    if (t === "" || t === "close" || t === "keep-alive" || t === "upgrade") continue;
+    tokens ??= new Set();
+    tokens.add(t);
+  }
+  return tokens;
+}
+
+/** Repeated headers are joined the way node:http joins them in `req.headers`. */
+function joinHeader(prior: string | undefined, value: string): string {
+  return prior === undefined ? value : `${prior}, ${value}`;
 }
 
 function isUuidEnd(code: number): boolean {
@@ -97,8 +102,11 @@ export class AppProxy {
   private readonly connectTimeoutMs: number;
   private readonly appPort: number;
   private readonly agent: http.Agent;
-  /** uuid → [host, authority]; derivation is a hash, so cache it (bounded by clearing). */
-  private readonly addresses = new Map<string, [string, string]>();
+  /**
+   * The uuid segment as it appears in URLs → its address. Parsing and derivation (a hash) run
+   * once per app, not per request; bounded by clearing.
+   */
+  private readonly addresses = new Map<string, AppAddress>();
   private readonly tunnels = new Set<Duplex>();
   /** uuid → when its outage was last logged, so a down app under load logs once a minute. */
   private readonly outageLoggedAt = new Map<string, number>();
@@ -141,14 +149,14 @@ export class AppProxy {
     }
     socket.on("error", () => socket.destroy());
     const proxyReq = http.request({
-      host: target.host,
+      host: target.app.host,
       port: this.appPort,
       method: req.method,
       path: target.path,
-      headers: forwardHeaders(req, target, true),
+      headers: forwardHeaders(req, target.app, true).headers,
       agent: false,
     });
-    this.watchConnect(proxyReq, target);
+    this.watchConnect(proxyReq, target.app);
     proxyReq.on("upgrade", (proxyRes, proxySocket, proxyHead) => {
       const lines = [
         `HTTP/1.1 ${proxyRes.statusCode ?? 101} ${proxyRes.statusMessage ?? "Switching Protocols"}`,
@@ -186,7 +194,7 @@ export class AppProxy {
       proxyRes.pipe(socket);
     });
     proxyReq.on("error", (err) => {
-      if (socket.writable) writeRawError(socket, this.unreachable(target, err));
+      if (socket.writable) writeRawError(socket, this.unreachable(target.app, err));
       else socket.destroy();
     });
     socket.on("close", () => proxyReq.destroy());
@@ -204,17 +212,17 @@ export class AppProxy {
     let end = APP_PREFIX.length;
     while (end < url.length && !isUuidEnd(url.charCodeAt(end))) end++;
     const raw = url.slice(APP_PREFIX.length, end);
-    const uuid = parseAppUuid(raw);
+    let app = this.addresses.get(raw);
+    if (!app) {
+      const uuid = parseAppUuid(raw);
+      const host = appAddress(uuid, this.mesh);
+      app = { uuid, host, authority: hostPort(host, this.appPort), prefix: `/app/${raw}` };
+      if (this.addresses.size >= 4096) this.addresses.clear();
+      this.addresses.set(raw, app);
+    }
     const rest = url.slice(end);
     const path = rest === "" ? "/" : rest.charCodeAt(0) === 63 ? `/${rest}` : rest;
-    let addr = this.addresses.get(uuid);
-    if (!addr) {
-      const host = appAddress(uuid, this.mesh);
-      addr = [host, hostPort(host, this.appPort)];
-      if (this.addresses.size >= 4096) this.addresses.clear();
-      this.addresses.set(uuid, addr);
-    }
-    return { uuid, host: addr[0], authority: addr[1], path, prefix: `/app/${raw}`, known: this.hasApp(uuid) };
+    return { app, path };
   }
 
   private forward(
@@ -223,23 +231,22 @@ export class AppProxy {
     target: Target,
     isRetry: boolean,
   ): void {
+    const { headers, hasBody } = forwardHeaders(req, target.app, false);
     const proxyReq = http.request({
-      host: target.host,
+      host: target.app.host,
       port: this.appPort,
       method: req.method,
       path: target.path,
-      headers: forwardHeaders(req, target, false),
+      headers,
       agent: this.agent,
     });
-    this.watchConnect(proxyReq, target);
-    const hasBody =
-      req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
+    this.watchConnect(proxyReq, target.app);
 
     proxyReq.on("response", (proxyRes) => {
-      res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, responseHeaders(proxyRes));
+      const { headers: out, eventStream } = responseHeaders(proxyRes.rawHeaders);
+      res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, out);
       // Server-sent events must reach the client before the first event, not with it.
-      const type = proxyRes.headers["content-type"];
-      if (type?.startsWith("text/event-stream")) res.flushHeaders();
+      if (eventStream) res.flushHeaders();
       proxyRes.pipe(res);
       proxyRes.on("close", () => {
         // The app died mid-response: cut the client off rather than pretend the body is whole.
@@ -256,7 +263,7 @@ export class AppProxy {
         res.destroy();
         return;
       }
-      if (!res.destroyed) sendError(res, this.unreachable(target, err));
+      if (!res.destroyed) sendError(res, this.unreachable(target.app, err));
     });
     res.on("close", () => {
       // The client went away first: stop the app's work on its behalf.
@@ -266,12 +273,13 @@ export class AppProxy {
     else proxyReq.end();
   }
 
-  private watchConnect(proxyReq: http.ClientRequest, target: Target): void {
-    // An app nobody registered gets a short wait: an unroutable ULA would otherwise hold a
-    // request for an app that does not exist for the full connect timeout.
-    const timeoutMs = target.known ? this.connectTimeoutMs : Math.min(this.connectTimeoutMs, 1000);
+  private watchConnect(proxyReq: http.ClientRequest, app: AppAddress): void {
     proxyReq.on("socket", (socket) => {
+      // A pooled socket is connected already: the common case costs nothing more.
       if (!socket.connecting) return;
+      // An app nobody registered gets a short wait: an unroutable ULA would otherwise hold a
+      // request for an app that does not exist for the full connect timeout.
+      const timeoutMs = this.hasApp(app.uuid) ? this.connectTimeoutMs : Math.min(this.connectTimeoutMs, 1000);
       const timer = setTimeout(() => {
         const err = new Error(`connect timeout after ${timeoutMs} ms`) as NodeJS.ErrnoException;
         err.code = "ETIMEDOUT";
@@ -282,70 +290,136 @@ export class AppProxy {
     });
   }
 
-  private unreachable(target: Target, err: NodeJS.ErrnoException): TabbifyError {
+  /**
+   * Why an app did not answer. Whether a runner for it is on the roster is asked only here: the
+   * address is a pure function of the uuid, so an app not (yet) on the roster is still dialled (a
+   * runner that just started answers before its first heartbeat lands); only when nothing
+   * answers does the roster decide between 404 (no such app) and 502 (a known app that is down).
+   */
+  private unreachable(app: AppAddress, err: NodeJS.ErrnoException): TabbifyError {
     const reason = err.code ?? err.message;
-    if (!target.known) {
+    if (!this.hasApp(app.uuid)) {
       return new TabbifyError(
         "APP_NOT_FOUND",
-        `no runner for app ${target.uuid} is on the roster and nothing answers at its address`,
+        `no runner for app ${app.uuid} is on the roster and nothing answers at its address`,
       );
     }
     const now = Date.now();
-    if (now - (this.outageLoggedAt.get(target.uuid) ?? 0) > 60_000) {
+    if (now - (this.outageLoggedAt.get(app.uuid) ?? 0) > 60_000) {
       if (this.outageLoggedAt.size >= 4096) this.outageLoggedAt.clear();
-      this.outageLoggedAt.set(target.uuid, now);
-      this.logger.warn("app not answering", { app: target.uuid, address: target.authority, reason });
+      this.outageLoggedAt.set(app.uuid, now);
+      this.logger.warn("app not answering", { app: app.uuid, address: app.authority, reason });
     }
     return new TabbifyError(
       "APP_UNREACHABLE",
-      `app ${target.uuid} is not answering at http://${target.authority} (${reason})`,
+      `app ${app.uuid} is not answering at http://${app.authority} (${reason})`,
     );
   }
 }
 
-function forwardHeaders(req: http.IncomingMessage, target: Target, upgrade: boolean): string[] {
+/**
+ * The request headers for the app, from `rawHeaders` in one pass: `req.headers` is built lazily
+ * on first access, and building it costs more per request than everything else this does.
+ */
+function forwardHeaders(
+  req: http.IncomingMessage,
+  app: AppAddress,
+  upgrade: boolean,
+): { headers: string[]; hasBody: boolean } {
   const raw = req.rawHeaders;
-  const extraHop = connectionTokens(req.headers.connection);
-  const out: string[] = [];
+  let out: string[] = [];
+  let connection: string | undefined;
+  let host: string | undefined;
+  let priorFor: string | undefined;
+  let priorProto: string | undefined;
+  let priorHost: string | undefined;
+  let priorPrefix: string | undefined;
+  let upgradeTo: string | undefined;
+  let hasBody = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
+    const value = raw[i + 1]!;
     const lower = name.toLowerCase();
-    if (droppedRequestHeaders.has(lower) || extraHop?.has(lower)) continue;
-    out.push(name, raw[i + 1]!);
+    if (!droppedRequestHeaders.has(lower)) {
+      if (lower === "content-length") hasBody = true;
+      out.push(name, value);
+      continue;
+    }
+    switch (lower) {
+      case "connection":
+        connection = joinHeader(connection, value);
+        break;
+      case "transfer-encoding":
+        hasBody = true;
+        break;
+      case "host":
+        host ??= value;
+        break;
+      case "upgrade":
+        upgradeTo ??= value;
+        break;
+      case "x-forwarded-for":
+        priorFor = joinHeader(priorFor, value);
+        break;
+      case "x-forwarded-proto":
+        priorProto = joinHeader(priorProto, value);
+        break;
+      case "x-forwarded-host":
+        priorHost = joinHeader(priorHost, value);
+        break;
+      case "x-forwarded-prefix":
+        priorPrefix = joinHeader(priorPrefix, value);
+        break;
+    }
   }
+  const extraHop = connectionTokens(connection);
+  if (extraHop) out = withoutNamed(out, extraHop);
   const clientIp = req.socket.remoteAddress ?? "";
-  const priorFor = req.headers["x-forwarded-for"];
-  const priorProto = req.headers["x-forwarded-proto"];
-  const priorHost = req.headers["x-forwarded-host"];
-  const priorPrefix = req.headers["x-forwarded-prefix"];
   const proto = (req.socket as { encrypted?: boolean }).encrypted ? "https" : "http";
   out.push(
     "Host",
-    target.authority,
+    app.authority,
     "X-Forwarded-For",
     priorFor ? `${priorFor}, ${clientIp}` : clientIp,
     "X-Forwarded-Proto",
-    typeof priorProto === "string" ? priorProto : proto,
+    priorProto ?? proto,
     "X-Forwarded-Host",
-    typeof priorHost === "string" ? priorHost : (req.headers.host ?? ""),
+    priorHost ?? host ?? "",
     "X-Forwarded-Prefix",
-    typeof priorPrefix === "string" ? `${priorPrefix.replace(/\/+$/, "")}${target.prefix}` : target.prefix,
+    priorPrefix !== undefined ? `${priorPrefix.replace(/\/+$/, "")}${app.prefix}` : app.prefix,
   );
-  if (upgrade) out.push("Connection", "Upgrade", "Upgrade", String(req.headers.upgrade ?? "websocket"));
-  return out;
+  if (upgrade) out.push("Connection", "Upgrade", "Upgrade", upgradeTo ?? "websocket");
+  return { headers: out, hasBody };
 }
 
-function responseHeaders(proxyRes: http.IncomingMessage): string[] {
-  const raw = proxyRes.rawHeaders;
-  const extraHop = connectionTokens(proxyRes.headers.connection);
-  const out: string[] = [];
+/** The app's response headers for the client, in one pass over `rawHeaders`. */
+function responseHeaders(raw: string[]): { headers: string[]; eventStream: boolean } {
+  let out: string[] = [];
+  let connection: string | undefined;
+  let eventStream = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
+    const value = raw[i + 1]!;
     const lower = name.toLowerCase();
-    if (droppedResponseHeaders.has(lower) || extraHop?.has(lower)) continue;
-    out.push(name, raw[i + 1]!);
+    if (droppedResponseHeaders.has(lower)) {
+      if (lower === "connection") connection = joinHeader(connection, value);
+      continue;
+    }
+    if (lower === "content-type" && value.startsWith("text/event-stream")) eventStream = true;
+    out.push(name, value);
   }
-  return out;
+  const extraHop = connectionTokens(connection);
+  if (extraHop) out = withoutNamed(out, extraHop);
+  return { headers: out, eventStream };
+}
+
+/** A flat name/value list without the headers `names` (lowercase) lists. */
+function withoutNamed(headers: string[], names: Set<string>): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    if (!names.has(headers[i]!.toLowerCase())) kept.push(headers[i]!, headers[i + 1]!);
+  }
+  return kept;
 }
 
 function sendError(res: http.ServerResponse, err: unknown): void {

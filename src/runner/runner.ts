@@ -1,9 +1,11 @@
-import net from "node:net";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import type { Runtime, RuntimeKind, Upstream, Workload, WorkloadSpec } from "../runtimes/runtime.js";
 import type { ControlReply, ControlRequest, HealthReply, RunnerState } from "./control.js";
 import { AppProxy, type ProxyTarget } from "./proxy.js";
+import { startWorkload } from "./workload.js";
+
+export { pickPrivatePort } from "./workload.js";
 
 /**
  * One app: owns the app address, runs the workload through its runtime, restarts it after a
@@ -19,7 +21,13 @@ export interface RunnerOptions {
   bindHost: string;
   bindPort: number;
   spec: WorkloadSpec;
-  runtimeFor: (kind: RuntimeKind) => Runtime;
+  runtimeFor: (kind: RuntimeKind) => Runtime | Promise<Runtime>;
+  /**
+   * The first workload, already being started by the caller (see startWorkload): the runner's
+   * entry point starts it before loading the rest of the runner, so the two boot side by side.
+   * Without it, start() starts one.
+   */
+  firstWorkload?: Promise<Workload>;
   waitHealthy: (
     upstream: Upstream,
     opts: { timeoutMs: number; path?: string; exited?: Workload["exited"] },
@@ -48,19 +56,6 @@ interface Running {
   healthySince: number;
 }
 
-/** A free TCP port on 127.0.0.1 for a workload's private listener. */
-export function pickPrivatePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.unref();
-    probe.once("error", reject);
-    probe.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => {
-      const port = (probe.address() as net.AddressInfo).port;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 export class Runner {
   private readonly proxy: AppProxy;
   private running: Running | undefined;
@@ -86,9 +81,19 @@ export class Runner {
 
   /** Binds the app address, then starts the first workload. Throws if it never gets healthy. */
   async start(): Promise<void> {
-    await this.proxy.listen(this.opts.bindHost, this.opts.bindPort);
+    const first = this.opts.firstWorkload;
+    try {
+      await this.proxy.listen(this.opts.bindHost, this.opts.bindPort);
+    } catch (err) {
+      // Nothing may be left running by a runner that cannot serve.
+      await first?.then(
+        (w) => w.stop(2_000),
+        () => {},
+      );
+      throw err;
+    }
     await this.serialized(async () => {
-      const running = await this.launch(this.spec);
+      const running = await this.launch(this.spec, first);
       this.install(running);
       this.state = "running";
     });
@@ -179,11 +184,8 @@ export class Runner {
   }
 
   /** Starts a workload on a fresh private port and waits for it to answer, or stops it and throws. */
-  private async launch(spec: WorkloadSpec): Promise<Running> {
-    const runtime = this.opts.runtimeFor(spec.runtime);
-    await runtime.validate(spec);
-    const port = await pickPrivatePort();
-    const workload = await runtime.start(spec, port);
+  private async launch(spec: WorkloadSpec, started?: Promise<Workload>): Promise<Running> {
+    const workload = await (started ?? startWorkload(await this.opts.runtimeFor(spec.runtime), spec));
     const timeoutMs = this.opts.healthTimeoutMs ?? 25_000;
     let exitedEarly: { code: number | null; signal: string | null } | undefined;
     const exited = workload.exited.then((how) => {

@@ -3,7 +3,6 @@
  * its output passed through, and stopping that group gracefully.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import type { Writable } from "node:stream";
 import { TabbifyError } from "../core/errors.js";
@@ -76,6 +75,8 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 /** A workload that is one child process (and whatever it forks) in its own process group. */
 export class ChildWorkload implements Workload {
   readonly pid: number | undefined;
+  /** Set by the runtime once known: it is hashed while the workload boots, not before. */
+  version: string | undefined;
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
   private hasExited = false;
   private stopping: Promise<void> | undefined;
@@ -83,9 +84,10 @@ export class ChildWorkload implements Workload {
   constructor(
     child: ChildProcess,
     readonly upstream: Upstream,
-    readonly version: string | undefined,
+    version?: string,
   ) {
     this.pid = child.pid;
+    this.version = version;
     this.exited = new Promise((resolve) => {
       // `exit`, not `close`: a grandchild holding the pipes open must not delay the news.
       child.once("exit", (code, signal) => {
@@ -119,8 +121,13 @@ export class ChildWorkload implements Workload {
   }
 }
 
-/** `sha256:<hex>` of a file, read as a stream (artifacts can be large binaries). */
-export function sha256File(path: string): Promise<string> {
+/**
+ * `sha256:<hex>` of a file, read as a stream (artifacts can be large binaries). node:crypto loads
+ * here, not at startup: initialising it costs a runner tens of milliseconds before its workload
+ * could start.
+ */
+export async function sha256File(path: string): Promise<string> {
+  const { createHash } = await import("node:crypto");
   return new Promise((resolve, reject) => {
     const hash = createHash("sha256");
     createReadStream(path)

@@ -73,7 +73,8 @@ export async function waitHealthy(upstream: Upstream, opts: HealthOptions): Prom
     } else {
       last = `GET ${path} failed: ${result.error}`;
     }
-    const interval = performance.now() - started < 2_000 ? 10 : 100;
+    const waited = performance.now() - started;
+    const interval = waited < 1_000 ? 5 : waited < 2_000 ? 10 : 100;
     // Without `exited`, race only the sleep: Promise.race with undefined would resolve at once and spin.
     const pause = sleep(Math.min(interval, Math.max(0, deadline - performance.now())));
     await (opts.exited ? Promise.race([pause, opts.exited]) : pause);

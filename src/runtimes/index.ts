@@ -1,14 +1,15 @@
 /** Picking a runtime by kind, and the capability tags a host advertises. */
-import { TabbifyError } from "../core/errors.js";
 import type { RuntimeOptions } from "./child.js";
 import { DockerRuntime } from "./docker.js";
+import { unknownRuntime } from "./load.js";
 import { ProcessRuntime } from "./process.js";
-import { type Runtime, type RuntimeKind, runtimeKinds } from "./runtime.js";
+import type { Runtime, RuntimeKind } from "./runtime.js";
 import { WasmRuntime } from "./wasm.js";
 
 export type { RuntimeOptions, WorkloadOutput } from "./child.js";
 export { adoptContainer } from "./docker.js";
 export { type HealthOptions, type Healthy, waitHealthy } from "./health.js";
+export { loadRuntime } from "./load.js";
 export type { Runtime, RuntimeKind, Upstream, Workload, WorkloadSpec } from "./runtime.js";
 export { runtimeKinds } from "./runtime.js";
 
@@ -21,10 +22,7 @@ export function runtimeFor(kind: RuntimeKind, options: RuntimeOptions = {}): Run
     case "wasm":
       return new WasmRuntime(options);
     default:
-      throw new TabbifyError(
-        "RUNTIME_UNKNOWN",
-        `unknown runtime "${String(kind).slice(0, 40)}" (known: ${runtimeKinds.join(", ")})`,
-      );
+      throw unknownRuntime(kind);
   }
 }
 

@@ -124,12 +124,20 @@ export class ProcessRuntime implements Runtime {
   async start(spec: WorkloadSpec, port: number): Promise<Workload> {
     checkPort(port);
     const { artifactDir, command, file } = await this.check(spec);
-    const version = await entryFile(artifactDir, command, file).then((f) => (f ? sha256File(f) : undefined));
     const child = await spawnInGroup(file, command.slice(1), {
       cwd: artifactDir,
       env: workloadEnv(spec.env, port),
       output: this.options.output,
     });
-    return new ChildWorkload(child, { host: "127.0.0.1", port }, version);
+    const workload = new ChildWorkload(child, { host: "127.0.0.1", port });
+    // Hashed while the workload boots: reading the file first would only delay its start.
+    try {
+      const entry = await entryFile(artifactDir, command, file);
+      if (entry) workload.version = await sha256File(entry);
+    } catch (err) {
+      await workload.stop(2_000);
+      throw err;
+    }
+    return workload;
   }
 }

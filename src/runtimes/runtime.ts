@@ -56,6 +56,9 @@ export interface Runtime {
    * `RUNTIME_UNAVAILABLE`) and starts nothing.
    */
   validate(spec: WorkloadSpec): Promise<void>;
-  /** Starts the workload serving on 127.0.0.1:`port`. Resolves once spawned (not yet healthy). */
+  /**
+   * Starts the workload serving on 127.0.0.1:`port`, after the same checks as `validate` (so a
+   * caller need not validate first). Resolves once spawned (not yet healthy).
+   */
   start(spec: WorkloadSpec, port: number): Promise<Workload>;
 }

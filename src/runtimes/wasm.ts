@@ -5,7 +5,6 @@
 import { readFile, stat } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { digestOf } from "../core/digest.js";
 import { TabbifyError } from "../core/errors.js";
 import {
   ChildWorkload,
@@ -100,6 +99,9 @@ export class WasmRuntime implements Runtime {
       env,
       output: this.options.output,
     });
-    return new ChildWorkload(child, { host: "127.0.0.1", port }, digestOf(bytes));
+    const workload = new ChildWorkload(child, { host: "127.0.0.1", port });
+    // Hashed while the host boots; loading node:crypto before the spawn would delay it.
+    workload.version = (await import("../core/digest.js")).digestOf(bytes);
+    return workload;
   }
 }
