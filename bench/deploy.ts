@@ -27,6 +27,15 @@ import { createGitRepo } from "../test/support/git-repo.js";
 import { startGithubDouble } from "../test/support/github-double.js";
 import { ensureDockerd, requireCommand, tempDir } from "../test/support/tools.js";
 
+/** The fields of GitHub's sample push payload this bench rewrites; the rest passes through. */
+interface PushPayload {
+  ref: string;
+  before: string;
+  after: string;
+  installation?: Record<string, unknown>;
+  repository: Record<string, unknown>;
+  [field: string]: unknown;
+}
 const SECRET = "bench-webhook-secret";
 const NODE_KEY = "bench-node-key";
 const APP_ID = "9001";
@@ -142,7 +151,7 @@ async function main(): Promise<void> {
           : { "www/index.html": marker },
         `run ${run}`,
       );
-      const payload = structuredClone(pushExample) as Record<string, any>;
+      const payload = structuredClone(pushExample) as PushPayload;
       payload.ref = "refs/heads/main";
       payload.before = before;
       payload.after = sha;
