@@ -221,9 +221,10 @@ const readBlockBytes = 1024 * 1024;
 const maxSpareBuffers = 4;
 
 /**
- * A file's byte range as a stream of 1 MiB reads. A consumer that is done with a chunk (written
- * to a socket, say) may hand it back with `recycle`, and the next read fills that memory again:
- * each fresh 1 MiB buffer is external memory to V8, and allocating one per read makes it run a
+ * A file's byte range as a stream of 1 MiB reads (4 MiB blocks measured no faster). A consumer
+ * that is done with a chunk (written to a socket, say) may hand it back with `recycle`, and the
+ * next read fills that memory again:
+ * each fresh block buffer is external memory to V8, and allocating one per read makes it run a
  * full mark-compact every few dozen MiB served. Consumers that never recycle just get fresh
  * buffers, as from `fs.createReadStream`.
  */
@@ -252,7 +253,12 @@ export class FileRangeStream extends Readable {
       this.push(null);
       return;
     }
-    const buffer = this.spare.pop() ?? Buffer.allocUnsafeSlow(readBlockBytes);
+    // The tail of a file, or a small file (a config, a manifest), gets a buffer of its own size:
+    // only whole blocks are worth keeping for reuse.
+    const buffer =
+      want < readBlockBytes
+        ? Buffer.allocUnsafe(want)
+        : (this.spare.pop() ?? Buffer.allocUnsafeSlow(readBlockBytes));
     this.handle.read(buffer, 0, want, this.position).then(
       ({ bytesRead }) => {
         if (bytesRead === 0) {
