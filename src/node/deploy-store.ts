@@ -8,7 +8,7 @@ import type {
   DeployStore,
   EventListener,
 } from "../pipeline/executor.js";
-import { isTerminalEvent } from "../pipeline/executor.js";
+import { DeployEventFanout, isTerminalEvent } from "../pipeline/executor.js";
 import type { DeliveryStore } from "../pipeline/webhooks.js";
 
 /**
@@ -79,7 +79,7 @@ export class FileDeployStore implements DeployStore {
   readonly #dir: string;
   readonly #records = new Map<string, DeployRecord>();
   readonly #logs = new Map<string, AppendLog>();
-  readonly #listeners = new Map<string, Set<EventListener>>();
+  readonly #fanout = new DeployEventFanout();
 
   private constructor(dir: string) {
     this.#dir = dir;
@@ -169,7 +169,7 @@ export class FileDeployStore implements DeployStore {
     const record = this.#known(event.deploy_id);
     await this.#log(event.deploy_id).append(JSON.stringify({ kind: "event", event }));
     record.events.push(event);
-    for (const listener of this.#listeners.get(event.deploy_id) ?? []) listener(event);
+    this.#fanout.publish(event);
     if (isTerminalEvent(event)) {
       // The deploy is over: nothing more is written to its file.
       await this.#logs.get(event.deploy_id)?.close();
@@ -198,18 +198,7 @@ export class FileDeployStore implements DeployStore {
 
   async subscribe(id: string, afterSeq: number, listener: EventListener): Promise<() => void> {
     const record = this.#known(id);
-    // Replay and registration in one synchronous stretch, so no event falls between them.
-    for (const event of record.events) if (event.seq > afterSeq) listener(event);
-    let listeners = this.#listeners.get(id);
-    if (!listeners) {
-      listeners = new Set();
-      this.#listeners.set(id, listeners);
-    }
-    listeners.add(listener);
-    return () => {
-      listeners.delete(listener);
-      if (listeners.size === 0) this.#listeners.delete(id);
-    };
+    return this.#fanout.replayThenListen(record, afterSeq, listener);
   }
 
   async close(): Promise<void> {

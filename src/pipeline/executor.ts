@@ -92,10 +92,37 @@ export interface DeployStore {
 
 export const isTerminalEvent = (e: DeployEvent) => e.type === "deploy_finished" || e.type === "deploy_failed";
 
+/**
+ * Live listeners per deploy, shared by every DeployStore. `replayThenListen` sends the events
+ * after `afterSeq` and registers the listener in one synchronous stretch, so no event that is
+ * published meanwhile can fall between replay and registration.
+ */
+export class DeployEventFanout {
+  readonly #listeners = new Map<string, Set<EventListener>>();
+
+  publish(event: DeployEvent): void {
+    for (const listener of this.#listeners.get(event.deploy_id) ?? []) listener(event);
+  }
+
+  replayThenListen(record: DeployRecord, afterSeq: number, listener: EventListener): () => void {
+    for (const event of record.events) if (event.seq > afterSeq) listener(event);
+    let listeners = this.#listeners.get(record.id);
+    if (!listeners) {
+      listeners = new Set();
+      this.#listeners.set(record.id, listeners);
+    }
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0) this.#listeners.delete(record.id);
+    };
+  }
+}
+
 /** Deploy records in memory, the newest `capacity` kept (finished ones are evicted first-in). */
 export class MemoryDeployStore implements DeployStore {
   readonly #records = new Map<string, DeployRecord>();
-  readonly #listeners = new Map<string, Set<EventListener>>();
+  readonly #fanout = new DeployEventFanout();
   readonly #capacity: number;
 
   constructor(capacity = 1000) {
@@ -115,7 +142,7 @@ export class MemoryDeployStore implements DeployStore {
     const record = this.#records.get(event.deploy_id);
     if (!record) throw new Error(`deploy ${event.deploy_id} unknown`);
     record.events.push(event);
-    for (const listener of this.#listeners.get(event.deploy_id) ?? []) listener(event);
+    this.#fanout.publish(event);
   }
 
   async update(id: string, patch: DeployRecordPatch): Promise<void> {
@@ -132,18 +159,7 @@ export class MemoryDeployStore implements DeployStore {
   async subscribe(id: string, afterSeq: number, listener: EventListener): Promise<() => void> {
     const record = this.#records.get(id);
     if (!record) throw new TabbifyError("DEPLOY_NOT_FOUND", `deploy ${id} is unknown`);
-    // Replay and registration happen in one synchronous stretch, so no event falls between them.
-    for (const event of record.events) if (event.seq > afterSeq) listener(event);
-    let listeners = this.#listeners.get(id);
-    if (!listeners) {
-      listeners = new Set();
-      this.#listeners.set(id, listeners);
-    }
-    listeners.add(listener);
-    return () => {
-      listeners.delete(listener);
-      if (listeners.size === 0) this.#listeners.delete(id);
-    };
+    return this.#fanout.replayThenListen(record, afterSeq, listener);
   }
 }
 
