@@ -3,6 +3,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { APP_PORT, appAddress, hostPort, type MeshMode, parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
+import { connectionListed, HOP_BY_HOP, joinHeader, withoutNamed } from "../core/http-hop.js";
 import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import { toNodeError } from "./errors.js";
@@ -38,54 +39,17 @@ interface Target {
 }
 
 /**
- * Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones the proxy sets itself; `upgrade` and
- * `connection` are re-added for upgrade requests only.
+ * Hop-by-hop headers plus the ones the proxy sets itself; `upgrade` and `connection` are re-added
+ * for upgrade requests only.
  */
-const droppedRequestHeaders = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
+const droppedRequestHeaders: ReadonlySet<string> = new Set([
+  ...HOP_BY_HOP,
   "host",
   "x-forwarded-for",
   "x-forwarded-proto",
   "x-forwarded-host",
   "x-forwarded-prefix",
 ]);
-const droppedResponseHeaders = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-]);
-
-/** Header names a Connection header lists are hop-by-hop too (beyond the ones always dropped). */
-function connectionTokens(value: string | undefined): Set<string> | undefined {
-  if (!value) return undefined;
-  let tokens: Set<string> | undefined;
-  for (const raw of value.split(",")) {
-    const t = raw.trim().toLowerCase();
-    if (t === "" || t === "close" || t === "keep-alive" || t === "upgrade") continue;
-    tokens ??= new Set();
-    tokens.add(t);
-  }
-  return tokens;
-}
-
-/** Repeated headers are joined the way node:http joins them in `req.headers`. */
-function joinHeader(prior: string | undefined, value: string): string {
-  return prior === undefined ? value : `${prior}, ${value}`;
-}
 
 function isUuidEnd(code: number): boolean {
   return code === 47 /* / */ || code === 63 /* ? */;
@@ -372,7 +336,7 @@ function forwardHeaders(
         break;
     }
   }
-  const extraHop = connectionTokens(connection);
+  const extraHop = connectionListed(connection);
   if (extraHop) out = withoutNamed(out, extraHop);
   const clientIp = req.socket.remoteAddress ?? "";
   const proto = (req.socket as { encrypted?: boolean }).encrypted ? "https" : "http";
@@ -401,25 +365,16 @@ function responseHeaders(raw: string[]): { headers: string[]; eventStream: boole
     const name = raw[i]!;
     const value = raw[i + 1]!;
     const lower = name.toLowerCase();
-    if (droppedResponseHeaders.has(lower)) {
+    if (HOP_BY_HOP.has(lower)) {
       if (lower === "connection") connection = joinHeader(connection, value);
       continue;
     }
     if (lower === "content-type" && value.startsWith("text/event-stream")) eventStream = true;
     out.push(name, value);
   }
-  const extraHop = connectionTokens(connection);
+  const extraHop = connectionListed(connection);
   if (extraHop) out = withoutNamed(out, extraHop);
   return { headers: out, eventStream };
-}
-
-/** A flat name/value list without the headers `names` (lowercase) lists. */
-function withoutNamed(headers: string[], names: Set<string>): string[] {
-  const kept: string[] = [];
-  for (let i = 0; i < headers.length; i += 2) {
-    if (!names.has(headers[i]!.toLowerCase())) kept.push(headers[i]!, headers[i + 1]!);
-  }
-  return kept;
 }
 
 function sendError(res: http.ServerResponse, err: unknown): void {

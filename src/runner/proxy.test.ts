@@ -3,7 +3,7 @@ import http from "node:http";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { silentLogger } from "../core/log.js";
-import { AppProxy, endToEndHeaders } from "./proxy.js";
+import { AppProxy } from "./proxy.js";
 import { pickPrivatePort } from "./runner.js";
 
 /** An upstream that reports the headers it got, streams slowly on /stream, and echoes upgrades. */
@@ -179,16 +179,20 @@ describe("app proxy", { concurrency: false }, () => {
     assert.match(res.body, /did not answer/);
   });
 
-  test("endToEndHeaders drops the standard hop-by-hop set", () => {
-    assert.deepEqual(
-      endToEndHeaders({
-        "transfer-encoding": "chunked",
-        upgrade: "x",
-        "proxy-authorization": "p",
-        host: "h",
-        "x-a": "1",
-      }),
-      { host: "h", "x-a": "1" },
-    );
+  test("repeated response headers pass through as separate lines", async () => {
+    const server = http.createServer((_req, res) => {
+      res.setHeader("set-cookie", ["a=1", "b=2"]);
+      res.end("ok");
+    });
+    const port = await pickPrivatePort();
+    await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+    try {
+      proxy.switchTo({ host: "127.0.0.1", port });
+      const res = await request("/");
+      assert.deepEqual(res.headers["set-cookie"], ["a=1", "b=2"]);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });

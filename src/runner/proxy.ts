@@ -1,5 +1,6 @@
 import http from "node:http";
 import type { Duplex } from "node:stream";
+import { type EndToEnd, endToEnd } from "../core/http-hop.js";
 import type { Logger } from "../core/log.js";
 import type { Upstream } from "../runtimes/runtime.js";
 
@@ -8,33 +9,6 @@ import type { Upstream } from "../runtimes/runtime.js";
  * the current workload's private port. The target can be switched atomically; requests already
  * under way finish on the target they started on, which is what lets a swap drain the old one.
  */
-
-const hopByHop = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-]);
-
-/** Drops hop-by-hop headers, including any named by `Connection`. */
-export function endToEndHeaders(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
-  const named = new Set<string>();
-  const connection = headers.connection;
-  if (typeof connection === "string") {
-    for (const token of connection.split(",")) named.add(token.trim().toLowerCase());
-  }
-  const out: http.OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || hopByHop.has(name) || named.has(name)) continue;
-    out[name] = value;
-  }
-  return out;
-}
 
 export class ProxyTarget {
   /** Requests and upgraded connections currently using this target. */
@@ -127,40 +101,47 @@ export class AppProxy {
     }
     const release = target.acquire();
     res.on("close", release);
-    this.send(req, res, target, true);
+    this.send(req, res, target, endToEnd(req.rawHeaders), true);
   }
 
   private send(
     req: http.IncomingMessage,
     res: http.ServerResponse,
     target: ProxyTarget,
+    request: EndToEnd,
     mayRetry: boolean,
   ): void {
-    const upstreamReq = http.request(
-      {
-        host: target.upstream.host,
-        port: target.upstream.port,
-        method: req.method,
-        path: req.url,
-        headers: endToEndHeaders(req.headers),
-        agent: this.agent,
-      },
-      (upstreamRes) => {
-        res.writeHead(
-          upstreamRes.statusCode ?? 502,
-          upstreamRes.statusMessage,
-          endToEndHeaders(upstreamRes.headers),
-        );
-        upstreamRes.pipe(res);
-        upstreamRes.on("error", () => res.destroy());
-      },
-    );
+    const upstreamReq = http.request({
+      host: target.upstream.host,
+      port: target.upstream.port,
+      method: req.method,
+      path: req.url,
+      headers: request.headers,
+      agent: this.agent,
+    });
+    upstreamReq.on("response", (upstreamRes) => {
+      res.writeHead(
+        upstreamRes.statusCode ?? 502,
+        upstreamRes.statusMessage,
+        endToEnd(upstreamRes.rawHeaders).headers,
+      );
+      upstreamRes.pipe(res);
+      upstreamRes.on("error", () => res.destroy());
+    });
     upstreamReq.on("error", (err: NodeJS.ErrnoException) => {
       // A pooled connection the app closed just as we reused it (its keep-alive timeout) fails
-      // before any answer; a request without a body can safely go again on a fresh one.
-      const bodyless = req.method === "GET" || req.method === "HEAD" || req.method === "OPTIONS";
-      if (mayRetry && bodyless && upstreamReq.reusedSocket && err.code === "ECONNRESET" && !res.headersSent) {
-        this.send(req, res, target, false);
+      // before any answer; a request with no body and no side effects can safely go again on a
+      // fresh one.
+      const idempotent = req.method === "GET" || req.method === "HEAD" || req.method === "OPTIONS";
+      if (
+        mayRetry &&
+        idempotent &&
+        !request.hasBody &&
+        upstreamReq.reusedSocket &&
+        err.code === "ECONNRESET" &&
+        !res.headersSent
+      ) {
+        this.send(req, res, target, request, false);
         return;
       }
       if (!res.headersSent) {
@@ -174,8 +155,10 @@ export class AppProxy {
     res.on("close", () => {
       if (!res.writableFinished) upstreamReq.destroy();
     });
-    if (req.readableEnded) upstreamReq.end();
-    else req.pipe(upstreamReq);
+    // Without Content-Length or Transfer-Encoding a request has no body (RFC 9112 §6.3), so
+    // there is nothing to pipe and the request can end at once.
+    if (request.hasBody) req.pipe(upstreamReq);
+    else upstreamReq.end();
   }
 
   private forwardUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -187,9 +170,9 @@ export class AppProxy {
     const release = target.acquire();
     socket.on("close", release);
     socket.on("error", () => socket.destroy());
-    const headers = endToEndHeaders(req.headers);
-    headers.connection = "upgrade";
-    if (req.headers.upgrade) headers.upgrade = req.headers.upgrade;
+    const { headers, upgrade } = endToEnd(req.rawHeaders);
+    headers.push("Connection", "upgrade");
+    if (upgrade !== undefined) headers.push("Upgrade", upgrade);
     const upstreamReq = http.request({
       host: target.upstream.host,
       port: target.upstream.port,
@@ -217,10 +200,8 @@ export class AppProxy {
         `HTTP/1.1 ${upstreamRes.statusCode} ${upstreamRes.statusMessage ?? ""}`,
         "connection: close",
       ];
-      const passed = endToEndHeaders(upstreamRes.headers);
-      for (const [name, value] of Object.entries(passed)) {
-        for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
-      }
+      const passed = endToEnd(upstreamRes.rawHeaders).headers;
+      for (let i = 0; i < passed.length; i += 2) lines.push(`${passed[i]}: ${passed[i + 1]}`);
       socket.write(`${lines.join("\r\n")}\r\n\r\n`);
       upstreamRes.pipe(socket);
     });
