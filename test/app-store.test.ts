@@ -16,7 +16,13 @@ import { after, before, describe, test } from "node:test";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { deriveAppUla } from "../src/core/address.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
-import { httpGet, randomUuid, SupervisorUnderTest, until } from "./runtime-plane-support.js";
+import {
+  fastSupervisorArgs,
+  httpGet,
+  randomUuid,
+  SupervisorUnderTest,
+  until,
+} from "./runtime-plane-support.js";
 import {
   S3RVER_ACCESS_KEY_ID,
   S3RVER_SECRET_ACCESS_KEY,
@@ -29,18 +35,7 @@ const tcliEntry = join(repoRoot, "dist", "src", "main", "tcli.js");
 const NODE_KEY = "app-store-test-node-key";
 const BUCKET = "tabbify-apps";
 
-const fastArgs = [
-  "--reconcile-interval-ms",
-  "200",
-  "--restart-base-ms",
-  "300",
-  "--restart-cap-ms",
-  "1200",
-  "--runner-restart-base-ms",
-  "300",
-  "--runner-health-timeout-ms",
-  "20000",
-];
+const fastArgs = fastSupervisorArgs(2_0000);
 
 /** The environment without anything that would point tcli or the supervisor elsewhere. */
 const cleanEnv = Object.fromEntries(

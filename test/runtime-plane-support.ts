@@ -6,27 +6,33 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { freePort, repoRoot, sleep } from "./support/tools.js";
 
-export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export { freePort, repoRoot, sleep } from "./support/tools.js";
+
 export const tabbifyEntry = join(repoRoot, "dist", "src", "main", "tabbify.js");
 export const versionApp = join(repoRoot, "test", "fixtures", "version-app");
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
+/**
+ * Supervisor flags that shrink every lifecycle timer so the end-to-end tests see reconcile,
+ * respawn backoff and crash loops in seconds; `healthTimeoutMs` bounds a new workload's start.
+ */
+export function fastSupervisorArgs(healthTimeoutMs: number): string[] {
+  return [
+    "--reconcile-interval-ms",
+    "200",
+    "--restart-base-ms",
+    "300",
+    "--restart-cap-ms",
+    "1200",
+    "--runner-restart-base-ms",
+    "300",
+    "--runner-health-timeout-ms",
+    String(healthTimeoutMs),
+  ];
 }
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function until<T>(
   what: string,

@@ -15,6 +15,7 @@ import { after, describe, test } from "node:test";
 import { APP_PORT, deriveAppLoopback, deriveAppUla } from "../src/core/address.js";
 import {
   alive,
+  fastSupervisorArgs,
   httpGet,
   processSpec,
   randomUuid,
@@ -27,18 +28,7 @@ import {
 } from "./runtime-plane-support.js";
 import { buildScratchImage } from "./support/tools.js";
 
-const fastArgs = [
-  "--reconcile-interval-ms",
-  "200",
-  "--restart-base-ms",
-  "300",
-  "--restart-cap-ms",
-  "1200",
-  "--runner-restart-base-ms",
-  "300",
-  "--runner-health-timeout-ms",
-  "5000",
-];
+const fastArgs = fastSupervisorArgs(5_000);
 
 const supervisors: SupervisorUnderTest[] = [];
 function newSupervisor(
