@@ -10,7 +10,6 @@
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync, readFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
 import http from "node:http";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -23,6 +22,7 @@ import {
   spawnTabbify,
   tempDir,
   waitForHttp,
+  writeDockerRegistryConfig,
 } from "../test/support/tools.js";
 
 const { values } = parseArgs({
@@ -337,25 +337,7 @@ async function startOurs(dir: string): Promise<Target> {
 async function startDockerRegistry(dir: string): Promise<Target | null> {
   if (!existsSync("/usr/bin/docker-registry")) return null;
   const port = await freePort();
-  const config = join(dir, "docker-registry.yml");
-  await writeFile(
-    config,
-    [
-      "version: 0.1",
-      "log:",
-      "  level: error",
-      "  accesslog:",
-      "    disabled: true",
-      "storage:",
-      "  filesystem:",
-      `    rootdirectory: ${join(dir, "docker-registry")}`,
-      "  delete:",
-      "    enabled: true",
-      "http:",
-      `  addr: 127.0.0.1:${port}`,
-      "",
-    ].join("\n"),
-  );
+  const config = await writeDockerRegistryConfig(dir, join(dir, "docker-registry"), port);
   const proc = spawnProcess("/usr/bin/docker-registry", ["serve", config]);
   const base = `http://127.0.0.1:${port}`;
   await waitForHttp(`${base}/v2/`, 15_000);

@@ -2,11 +2,8 @@
 // child on loopback and streams /v2 to it, with auth and tenant namespaces still enforced in
 // front; the child is restarted when it dies and stopped with the registry.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, it } from "node:test";
@@ -24,57 +21,19 @@ import {
   streamDigest,
   streamRequest,
 } from "./registry-helpers.js";
+import { freePort, requireCommand, writeDockerRegistryConfig } from "./support/tools.js";
 
-const binary = "/usr/bin/docker-registry";
-
-function ensureDockerRegistry(): void {
-  if (existsSync(binary)) return;
-  try {
-    execFileSync("apt-get", ["install", "-y", "docker-registry"], { stdio: "inherit" });
-  } catch {
-    // fall through to the message below
-  }
-  if (!existsSync(binary)) {
-    throw new Error(
-      "Debian's docker-registry is needed: run `apt-get update && apt-get install -y docker-registry`",
-    );
-  }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
+let binary: string;
 let dir: string;
 let auth: FastifyInstance;
 let registry: RunningRegistry;
 let acme: Record<string, string>;
 
 before(async () => {
-  ensureDockerRegistry();
+  binary = requireCommand("docker-registry", "docker-registry");
   dir = await mkdtemp(join(tmpdir(), "tabbify-registry-upstream-"));
   const port = await freePort();
-  const config = join(dir, "config.yml");
-  await writeFile(
-    config,
-    [
-      "version: 0.1",
-      "log:",
-      "  level: error",
-      "storage:",
-      "  filesystem:",
-      `    rootdirectory: ${join(dir, "upstream-data")}`,
-      "  delete:",
-      "    enabled: true",
-      "http:",
-      `  addr: 127.0.0.1:${port}`,
-      "",
-    ].join("\n"),
-  );
+  const config = await writeDockerRegistryConfig(dir, join(dir, "upstream-data"), port);
   const key = await loadOrCreateSigningKey(join(dir, "auth"));
   auth = buildAuthApp({ key });
   await auth.listen({ host: "127.0.0.1", port: 0 });

@@ -321,3 +321,31 @@ export async function buildScratchImage(tag: string, opts: ScratchImageOptions =
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * Writes a config for Debian's `docker-registry` (the CNCF reference registry): filesystem
+ * storage under `rootDir`, deletes enabled, plain HTTP on 127.0.0.1:`port`, quiet logs.
+ * Returns the config's path for `docker-registry serve <path>`.
+ */
+export async function writeDockerRegistryConfig(dir: string, rootDir: string, port: number): Promise<string> {
+  const config = join(dir, `docker-registry-${port}.yml`);
+  await writeFile(
+    config,
+    [
+      "version: 0.1",
+      "log:",
+      "  level: error",
+      "  accesslog:",
+      "    disabled: true",
+      "storage:",
+      "  filesystem:",
+      `    rootdirectory: ${rootDir}`,
+      "  delete:",
+      "    enabled: true",
+      "http:",
+      `  addr: 127.0.0.1:${port}`,
+      "",
+    ].join("\n"),
+  );
+  return config;
+}
