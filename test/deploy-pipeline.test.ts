@@ -10,7 +10,6 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHmac, generateKeyPairSync } from "node:crypto";
 import { copyFileSync, readdirSync, readFileSync, realpathSync, symlinkSync } from "node:fs";
-import http from "node:http";
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -25,7 +24,7 @@ import type { DeployEvent, RegistryAccess } from "../src/pipeline/executor.js";
 import { appJwt } from "../src/pipeline/github.js";
 import { resolveAppUuid } from "../src/pipeline/plan.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
-import { SupervisorUnderTest } from "./runtime-plane-support.js";
+import { httpGet, SupervisorUnderTest } from "./runtime-plane-support.js";
 import {
   type ForgejoDouble,
   forgejoDeliveryHeaders,
@@ -139,8 +138,6 @@ let appUuid: string;
 const deliveries: string[] = [];
 let deliverySeq = 0;
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-
 function sign(body: Buffer | string): string {
   return `sha256=${createHmac("sha256", SECRET).update(body).digest("hex")}`;
 }
@@ -242,24 +239,9 @@ async function sseEvents(id: string | undefined, after = 0): Promise<DeployEvent
     .map((frame) => JSON.parse(frame.slice(frame.indexOf("data: ") + 6)) as DeployEvent);
 }
 
+/** GET through the node's /app/<uuid> door with a keep-alive client, as users reach the app. */
 function appGet(path = "/", uuid = appUuid): Promise<{ status: number; body: string }> {
-  const url = new URL(`${node.url}/app/${uuid}${path}`);
-  return new Promise((resolve, reject) => {
-    const req = http.get(
-      { host: url.hostname, port: url.port, path: url.pathname, agent, timeout: 10_000 },
-      (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (d) => {
-          body += d;
-        });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-        res.on("error", reject);
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-  });
+  return httpGet(new URL(node.url).host, `/app/${uuid}${path}`, 10_000);
 }
 
 /** The uuid a repository's app gets when nothing names one. */
@@ -359,7 +341,6 @@ before(async () => {
 });
 
 after(async () => {
-  agent.destroy();
   await supervisor?.cleanup();
   for (const uuid of supervisor?.dockerApps ?? []) removeImagesOf(uuid);
   await node?.close();
