@@ -52,18 +52,27 @@ function announce(served: Served): void {
   process.stdout.write(`${JSON.stringify(served)}\n`);
 }
 
-async function serveApp(uuid: string): Promise<void> {
+/**
+ * The app every proxy under test forwards to: `/1m` answers 1 MiB, `/port` the port it serves
+ * on (so a swap's target can be told apart), anything else `hello\n`.
+ */
+function benchApp(port: number): http.Server {
   const big = Buffer.alloc(MiB, 0x61);
-  const server = http.createServer((req, res) => {
+  return http.createServer((req, res) => {
     req.resume();
     if (req.url === "/1m") {
       res.writeHead(200, { "content-type": "application/octet-stream", "content-length": big.length });
       res.end(big);
     } else {
-      res.writeHead(200, { "content-type": "text/plain", "content-length": 6 });
-      res.end("hello\n");
+      const text = req.url === "/port" ? String(port) : "hello\n";
+      res.writeHead(200, { "content-type": "text/plain", "content-length": text.length });
+      res.end(text);
     }
   });
+}
+
+async function serveApp(uuid: string): Promise<void> {
+  const server = benchApp(APP_PORT);
   const host = deriveAppLoopback(uuid);
   await new Promise<void>((r) => server.listen(APP_PORT, host, r));
   announce({ url: `http://${host}:${APP_PORT}` });
@@ -94,19 +103,8 @@ async function serveNode(uuid: string): Promise<void> {
  * the runner's HOST/PORT, plus `/port` so the bench can reach the private port directly.
  */
 async function serveWorkload(): Promise<void> {
-  const big = Buffer.alloc(MiB, 0x61);
   const port = Number(process.env.PORT);
-  const server = http.createServer((req, res) => {
-    req.resume();
-    if (req.url === "/1m") {
-      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": big.length });
-      res.end(big);
-    } else {
-      const text = req.url === "/port" ? String(port) : "hello\n";
-      res.writeHead(200, { "content-type": "text/plain", "content-length": text.length });
-      res.end(text);
-    }
-  });
+  const server = benchApp(port);
   await new Promise<void>((r) => server.listen(port, process.env.HOST ?? "127.0.0.1", r));
   process.once("SIGTERM", () => {
     server.close(() => process.exit(0));
