@@ -16,6 +16,7 @@
  * measured in alternating rounds and the median kept, and each proxy's CPU time per request is read
  * from /proc: on a busy machine req/s swings with the neighbours, CPU per request much less.
  */
+
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -27,6 +28,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
+import { freeLoopbackPort } from "../src/core/net.js";
 import { streamingProcessFlags } from "../src/core/node-flags.js";
 import { startNode } from "../src/node/index.js";
 
@@ -166,7 +168,7 @@ async function startNginx(
   const bin = which.stdout.trim().split("\n")[0];
   if (!bin) return "nginx not installed (apt-get install -y nginx-light)";
   const dir = await mkdtemp(join(tmpdir(), "tabbify-bench-nginx-"));
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   // One worker: every node proxy here is one process on one core, so nginx gets the same.
   const conf = `
 worker_processes 1;
@@ -205,16 +207,6 @@ http {
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = http.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitForHttp(url: string): Promise<void> {
@@ -462,7 +454,7 @@ class BenchSupervisor {
 
   static async start(nodeUrl: string, nodeKey: string): Promise<BenchSupervisor> {
     const sup = new BenchSupervisor(await mkdtemp(join(tmpdir(), "tabbify-bench-sup-")));
-    sup.port = await freePort();
+    sup.port = await freeLoopbackPort();
     const child = spawn(
       process.execPath,
       [

@@ -3,8 +3,8 @@ import http from "node:http";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { silentLogger } from "../core/log.js";
+import { freeLoopbackPort } from "../core/net.js";
 import { AppProxy } from "./proxy.js";
-import { pickPrivatePort } from "./runner.js";
 
 /** An upstream that reports the headers it got, streams slowly on /stream, and echoes upgrades. */
 let upstream: http.Server;
@@ -37,9 +37,9 @@ before(async () => {
     socket.write("HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n");
     socket.pipe(socket);
   });
-  upstreamPort = await pickPrivatePort();
+  upstreamPort = await freeLoopbackPort();
   await new Promise<void>((r) => upstream.listen(upstreamPort, "127.0.0.1", r));
-  proxyPort = await pickPrivatePort();
+  proxyPort = await freeLoopbackPort();
   await proxy.listen("127.0.0.1", proxyPort);
 });
 after(async () => {
@@ -158,7 +158,7 @@ describe("app proxy", { concurrency: false }, () => {
         else conn.destroy();
       });
     });
-    const port = await pickPrivatePort();
+    const port = await freeLoopbackPort();
     await new Promise<void>((r) => flaky.listen(port, "127.0.0.1", r));
     try {
       proxy.switchTo({ host: "127.0.0.1", port });
@@ -173,7 +173,7 @@ describe("app proxy", { concurrency: false }, () => {
   });
 
   test("502 when the workload does not answer", async () => {
-    proxy.switchTo({ host: "127.0.0.1", port: await pickPrivatePort() });
+    proxy.switchTo({ host: "127.0.0.1", port: await freeLoopbackPort() });
     const res = await request("/");
     assert.equal(res.status, 502);
     assert.match(res.body, /did not answer/);
@@ -184,7 +184,7 @@ describe("app proxy", { concurrency: false }, () => {
       res.setHeader("set-cookie", ["a=1", "b=2"]);
       res.end("ok");
     });
-    const port = await pickPrivatePort();
+    const port = await freeLoopbackPort();
     await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
     try {
       proxy.switchTo({ host: "127.0.0.1", port });

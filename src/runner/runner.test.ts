@@ -3,9 +3,10 @@ import http from "node:http";
 import { describe, test } from "node:test";
 import { TabbifyError } from "../core/errors.js";
 import { silentLogger } from "../core/log.js";
+import { freeLoopbackPort } from "../core/net.js";
 import { waitHealthy } from "../runtimes/health.js";
 import type { Runtime, Workload, WorkloadSpec } from "../runtimes/runtime.js";
-import { pickPrivatePort, Runner } from "./runner.js";
+import { Runner } from "./runner.js";
 
 /**
  * A runtime whose workloads are in-process HTTP servers: the runner logic (swap, drain, restart)
@@ -79,7 +80,7 @@ function get(port: number, path = "/"): Promise<{ status: number; body: string }
 
 async function makeRunner(env: Record<string, string> = {}) {
   const runtime = new FakeRuntime();
-  const port = await pickPrivatePort();
+  const port = await freeLoopbackPort();
   const runner = new Runner({
     uuid: "0191e7c2-1111-7222-8333-444455556666",
     appUla: "fd5a:1f02:44a5:240b:121a::1",

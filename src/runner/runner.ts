@@ -5,8 +5,6 @@ import type { ControlReply, ControlRequest, HealthReply, RunnerState } from "./c
 import { AppProxy, type ProxyTarget } from "./proxy.js";
 import { startWorkload } from "./workload.js";
 
-export { pickPrivatePort } from "./workload.js";
-
 /**
  * One app: owns the app address, runs the workload through its runtime, restarts it after a
  * crash (with backoff), swaps versions without dropping requests, and stops it gracefully.

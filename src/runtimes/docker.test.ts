@@ -7,10 +7,11 @@ import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { buildScratchImage, ensureDockerd } from "../../test/support/tools.js";
 import { isTabbifyError } from "../core/errors.js";
+import { freeLoopbackPort } from "../core/net.js";
 import { adoptContainer, type ContainerWorkload, DockerRuntime } from "./docker.js";
 import { waitHealthy } from "./health.js";
 import type { WorkloadSpec } from "./runtime.js";
-import { freePort, httpGet, runtimeSuite } from "./runtime-suite.js";
+import { httpGet, runtimeSuite } from "./runtime-suite.js";
 
 const execFileAsync = promisify(execFile);
 const image = "tabbify-test/hello-docker:suite";
@@ -73,7 +74,7 @@ test("docker: an image that exists nowhere fails to start with IMAGE_PULL_FAILED
   await assert.rejects(
     new DockerRuntime({ output: "ignore" }).start(
       { runtime: "docker", image: "127.0.0.1:1/tabbify/none:latest" },
-      await freePort(),
+      await freeLoopbackPort(),
     ),
     (err) => isTabbifyError(err, "IMAGE_PULL_FAILED"),
   );
@@ -96,7 +97,7 @@ test("docker: runs an image loaded from a gzipped docker save archive", async ()
   await execFileAsync("docker", ["rmi", archivedTag]);
   const workload = await new DockerRuntime({ output: "ignore" }).start(
     { runtime: "docker", imageArchive: archive, env: { VERSION: "archived" } },
-    await freePort(),
+    await freeLoopbackPort(),
   );
   try {
     await waitHealthy(workload.upstream, { timeoutMs: 30_000, exited: workload.exited });
@@ -112,7 +113,7 @@ test("docker: a restarted runner re-finds its container by name and can stop it"
   const appUuid = "0191e7c2-1111-7222-8333-444455556666";
   const original = (await new DockerRuntime({ output: "ignore" }).start(
     { ...spec({ VERSION: "adopted" }), appUuid },
-    await freePort(),
+    await freeLoopbackPort(),
   )) as ContainerWorkload;
   try {
     assert.match(original.name, new RegExp(`^tbf-${appUuid}-[a-z0-9]+$`));

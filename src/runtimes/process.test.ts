@@ -6,10 +6,11 @@ import { dirname, join, resolve } from "node:path";
 import { PassThrough } from "node:stream";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { freeLoopbackPort } from "../core/net.js";
 import { waitHealthy } from "./health.js";
 import { ProcessRuntime } from "./process.js";
 import type { WorkloadSpec } from "./runtime.js";
-import { freePort, httpGet, runtimeSuite } from "./runtime-suite.js";
+import { httpGet, runtimeSuite } from "./runtime-suite.js";
 
 // dist/src/runtimes → repository root
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
@@ -61,7 +62,7 @@ runtimeSuite("process", spec, {
 });
 
 test("process: version is the sha256 of the entry file", async () => {
-  const workload = await new ProcessRuntime({ output: "ignore" }).start(spec({}), await freePort());
+  const workload = await new ProcessRuntime({ output: "ignore" }).start(spec({}), await freeLoopbackPort());
   try {
     const expected = createHash("sha256")
       .update(await readFile(join(helloNode, "server.js")))
@@ -112,7 +113,7 @@ test("process: an app ignoring SIGTERM is killed after the grace period, with wh
     ].join("\n");
     const workload = await new ProcessRuntime({ output: "ignore" }).start(
       { runtime: "process", artifactDir: dir, command: ["node", "-e", app], env: {} },
-      await freePort(),
+      await freeLoopbackPort(),
     );
     await waitHealthy(workload.upstream, { timeoutMs: 10_000, exited: workload.exited });
     assert.equal((await httpGet("127.0.0.1", workload.upstream.port)).body, "stubborn");

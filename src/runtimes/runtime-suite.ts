@@ -3,12 +3,13 @@
  * flavour of the same app: it answers `GET /` with a body containing `v<VERSION>` (env VERSION),
  * serves on HOST:PORT, and on SIGTERM prints a line containing "SIGTERM" and exits 0.
  */
+
 import assert from "node:assert/strict";
 import { request } from "node:http";
-import { createServer } from "node:net";
 import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { isTabbifyError } from "../core/errors.js";
+import { freeLoopbackPort } from "../core/net.js";
 import type { RuntimeOptions } from "./child.js";
 import { waitHealthy } from "./health.js";
 import type { Runtime, RuntimeKind, Workload, WorkloadSpec } from "./runtime.js";
@@ -23,17 +24,6 @@ export interface RuntimeSuiteOptions {
   exitsOnItsOwn?: () => WorkloadSpec;
   /** Generous for docker (container start), tight for the others. */
   healthTimeoutMs?: number;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
 }
 
 export function httpGet(host: string, port: number, path = "/"): Promise<{ status: number; body: string }> {
@@ -91,7 +81,7 @@ export function runtimeSuite(
     const healthTimeoutMs = options.healthTimeoutMs ?? 10_000;
 
     const startHealthy = async (version: string) => {
-      const port = await freePort();
+      const port = await freeLoopbackPort();
       const t0 = performance.now();
       const workload = await runtime.start(makeSpec({ VERSION: version }), port);
       started.push(workload);
@@ -122,7 +112,7 @@ export function runtimeSuite(
           (err) => isTabbifyError(err, code),
           `${name}: expected ${code}`,
         );
-        const port = await freePort();
+        const port = await freeLoopbackPort();
         await assert.rejects(runtime.start(spec, port), (err) => isTabbifyError(err, code), `${name}: start`);
         assert.equal(await listening("127.0.0.1", port), false, `${name}: something listens on ${port}`);
       }
@@ -157,7 +147,7 @@ export function runtimeSuite(
     if (options.exitsOnItsOwn) {
       const spec = options.exitsOnItsOwn;
       test("a workload that exits on its own settles exited with its code", async () => {
-        const workload = await runtime.start(spec(), await freePort());
+        const workload = await runtime.start(spec(), await freeLoopbackPort());
         started.push(workload);
         const exit = await withTimeout(workload.exited, 30_000, "exited");
         assert.deepEqual(exit, { code: 3, signal: null });

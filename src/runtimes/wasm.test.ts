@@ -5,9 +5,10 @@ import { dirname, join, resolve } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import wabtInit from "wabt";
+import { freeLoopbackPort } from "../core/net.js";
 import { parseCgiResponse } from "./cgi.js";
 import type { Workload, WorkloadSpec } from "./runtime.js";
-import { freePort, httpGet, listening, runtimeSuite } from "./runtime-suite.js";
+import { httpGet, listening, runtimeSuite } from "./runtime-suite.js";
 import { WasmRuntime } from "./wasm.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
@@ -106,7 +107,7 @@ runtimeSuite("wasm", spec, {
 });
 
 async function started(s: WorkloadSpec): Promise<Workload> {
-  const workload = await new WasmRuntime({ output: "ignore", workers: 1 }).start(s, await freePort());
+  const workload = await new WasmRuntime({ output: "ignore", workers: 1 }).start(s, await freeLoopbackPort());
   // Some fixtures never answer below 500, so wait for the listener rather than for health.
   const deadline = Date.now() + 10_000;
   while (!(await listening("127.0.0.1", workload.upstream.port))) {
@@ -172,7 +173,7 @@ test("wasm: a module that writes no CGI headers yields 502, the host keeps servi
 });
 
 test("wasm: version is the module's sha256", async () => {
-  const workload = await new WasmRuntime({ output: "ignore" }).start(spec({}), await freePort());
+  const workload = await new WasmRuntime({ output: "ignore" }).start(spec({}), await freeLoopbackPort());
   try {
     const { createHash } = await import("node:crypto");
     const hex = createHash("sha256")

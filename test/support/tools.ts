@@ -6,7 +6,6 @@
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, realpathSync, rmSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -99,19 +98,8 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
-}
+/** A TCP port on 127.0.0.1 that was free a moment ago (the tests' name for it). */
+export { freeLoopbackPort as freePort } from "../../src/core/net.js";
 
 /** A fresh directory under the system temp dir; `remove()` deletes it and everything inside. */
 export async function tempDir(label = "tabbify-test"): Promise<{ path: string; remove(): Promise<void> }> {
