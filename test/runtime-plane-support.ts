@@ -195,6 +195,7 @@ export class SupervisorUnderTest {
       const list = ids.stdout.split("\n").filter(Boolean);
       if (list.length > 0) spawnSync("docker", ["rm", "-f", ...list]);
     }
+    for (const spare of sparesOf(this.dataDir)) this.seenPids.add(spare.pid);
     for (const pid of this.seenPids) {
       if (pid === process.pid) continue;
       killQuietly(-pid);
@@ -202,6 +203,47 @@ export class SupervisorUnderTest {
     }
     rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
+
+function cmdlineOf(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  } catch {
+    return [];
+  }
+}
+
+function livePids(): number[] {
+  return readdirSync("/proc")
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number)
+    .filter(alive);
+}
+
+/** The unassigned warm spare runners of the supervisor using `dataDir`, with their sockets. */
+export function sparesOf(dataDir: string): { pid: number; sock: string }[] {
+  return livePids().flatMap((pid) => {
+    const args = cmdlineOf(pid);
+    const sock = args[args.indexOf("--control-sock") + 1];
+    return args.includes("--spare") && args[args.indexOf("--data-dir") + 1] === dataDir && sock
+      ? [{ pid, sock }]
+      : [];
+  });
+}
+
+/** Living processes whose parent is `pid`, with their command lines. */
+export function childrenOf(pid: number): { pid: number; args: string[] }[] {
+  return livePids().flatMap((child) => {
+    const stat = (() => {
+      try {
+        return readFileSync(`/proc/${child}/stat`, "utf8");
+      } catch {
+        return "";
+      }
+    })();
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    return ppid === pid ? [{ pid: child, args: cmdlineOf(child) }] : [];
+  });
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -15,6 +15,7 @@ import { after, describe, test } from "node:test";
 import { APP_PORT, deriveAppLoopback, deriveAppUla } from "../src/core/address.js";
 import {
   alive,
+  childrenOf,
   fastSupervisorArgs,
   httpGet,
   processSpec,
@@ -22,6 +23,7 @@ import {
   repoRoot,
   SupervisorUnderTest,
   sleep,
+  sparesOf,
   tabbifyEntry,
   until,
   versionApp,
@@ -163,6 +165,74 @@ describe("runtime plane", { concurrency: false }, () => {
     assert.equal(row.json.state, "stopped");
     await assert.rejects(httpGet(app.addr, "/", 1000));
     for (const a of apps) assert.equal((await sup.call("POST", `/v1/apps/${a.uuid}/purge`)).status, 200);
+  });
+
+  test("warm spares: a start is served by the runner booted ahead; spares end with their supervisor", async () => {
+    const sup = newSupervisor();
+    await sup.start();
+    const spareReady = (exclude: number[] = []) =>
+      until("a warm spare", async () => {
+        const spare = sparesOf(sup.dataDir).find((s) => !exclude.includes(s.pid));
+        return spare && existsSync(spare.sock) ? spare : undefined;
+      });
+
+    const first = await spareReady();
+    const processUuid = randomUuid();
+    const started = await sup.call("POST", `/v1/apps/${processUuid}/start`, processSpec({ VERSION: "1" }));
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const row = await sup.call("GET", `/v1/apps/${processUuid}`);
+    assert.equal(row.json.pid, first.pid, "the start did not take the spare booted ahead");
+    assert.equal((await httpGet(started.json.bound_addr as string)).status, 200);
+    // The spare now is this app's runner: ps and the supervisor's pid check see it as one.
+    const title = readFileSync(`/proc/${first.pid}/cmdline`, "utf8");
+    assert.match(title, new RegExp(`tabbify runner --uuid ${processUuid}`));
+    const log = readFileSync(join(sup.dataDir, "runners", `${processUuid}.log`), "utf8");
+    assert.match(log.split("\n")[0]!, /spare ready/, "the spare's log did not become the app's log");
+    assert.equal(existsSync(first.sock), false, "the spare's own socket outlived its assignment");
+
+    // A new spare boots once the start is done; a wasm start finds the wasm host it booted ahead.
+    const second = await spareReady([first.pid]);
+    const standby = await until("the spare's standby wasm host", async () =>
+      childrenOf(second.pid).find((c) => c.args.some((a) => a.endsWith("wasm-host.js"))),
+    );
+    const wasmUuid = randomUuid();
+    const wasmStarted = await sup.call("POST", `/v1/apps/${wasmUuid}/start`, wasmSpec);
+    assert.equal(wasmStarted.status, 200, JSON.stringify(wasmStarted.json));
+    const wasmRow = await sup.call("GET", `/v1/apps/${wasmUuid}`);
+    assert.equal(wasmRow.json.pid, second.pid);
+    assert.equal(wasmRow.json.workload_pid, standby.pid, "the wasm workload was booted cold");
+    assert.equal((await httpGet(wasmStarted.json.bound_addr as string)).status, 200);
+
+    // Unassigned spares go with their supervisor; assigned ones keep serving and are re-adopted.
+    const third = await spareReady([first.pid, second.pid]);
+    await sup.kill9();
+    await until("the orphaned spare to exit", async () => (alive(third.pid) ? undefined : true), 5_000);
+    assert.equal((await httpGet(started.json.bound_addr as string)).status, 200);
+    await sup.start();
+    for (const [uuid, pid] of [
+      [processUuid, first.pid],
+      [wasmUuid, second.pid],
+    ] as const) {
+      const adopted = await sup.call("GET", `/v1/apps/${uuid}`);
+      assert.equal(adopted.json.pid, pid, "an assigned spare was not re-adopted");
+    }
+    assert.equal(existsSync(third.sock), false, "the dead spare's socket was not swept");
+    await spareReady([first.pid, second.pid, third.pid]);
+    for (const uuid of [processUuid, wasmUuid])
+      assert.equal((await sup.call("POST", `/v1/apps/${uuid}/purge`)).status, 200);
+  });
+
+  test("--warm-spares 0 boots no spare and spawns each runner on demand", async () => {
+    const sup = newSupervisor(["--warm-spares", "0"]);
+    await sup.start();
+    const uuid = randomUuid();
+    const started = await sup.call("POST", `/v1/apps/${uuid}/start`, processSpec());
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const row = await sup.call("GET", `/v1/apps/${uuid}`);
+    const args = readFileSync(`/proc/${row.json.pid}/cmdline`, "utf8").split("\0");
+    assert.equal(args[args.indexOf("--uuid") + 1], uuid);
+    assert.deepEqual(sparesOf(sup.dataDir), []);
+    assert.equal((await sup.call("POST", `/v1/apps/${uuid}/purge`)).status, 200);
   });
 
   test("swap under load: no request fails and responses switch to the new version", async () => {

@@ -1,12 +1,17 @@
 /**
  * `tabbify runner`: one app's workload behind its app address. Spawned (detached) by the
- * supervisor, never by hand. The workload spec and secrets arrive in the environment, not argv,
- * so they do not show in `ps`.
+ * supervisor, never by hand, in one of two ways:
+ * - for one app (`--uuid`): the workload spec and secrets arrive in the environment, not argv,
+ *   so they do not show in `ps`;
+ * - as a warm spare (`--spare`): it boots everything ahead (modules, prewarmable runtimes) and
+ *   waits on its control socket until the supervisor assigns it an app, so a cold start pays for
+ *   the workload's boot only, not for the runner's.
  */
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { TabbifyError } from "../core/errors.js";
 import type { PeerRecord } from "../mesh/roster.js";
-import type { WorkloadSpec } from "../runtimes/runtime.js";
+import type { AssignRequest, ControlReply, ControlRequest } from "../runner/control.js";
+import type { Runtime, RuntimeKind, Workload, WorkloadSpec } from "../runtimes/runtime.js";
 import { type OptionSpec, optionsHelp, parseListen, parseOptions, required } from "./flags.js";
 
 const specs: OptionSpec[] = [
@@ -14,6 +19,12 @@ const specs: OptionSpec[] = [
   { flag: "control-sock", help: "unix socket path for the supervisor's control protocol" },
   { flag: "data-dir", help: "the supervisor's data directory" },
   { flag: "bind", help: "the app address to serve on, HOST:PORT" },
+  {
+    flag: "spare",
+    boolean: true,
+    help: "boot ahead and wait on --control-sock to be assigned an app (no --uuid, --bind or RUNNER_SPEC)",
+  },
+  { flag: "log", help: "this runner's log file (its stdout and stderr), rotated while it runs" },
   { flag: "node", env: "TABBIFY_NODE_URL", help: "node URL to register with as a roster peer" },
   { flag: "parent", help: "the supervisor's name, for the roster" },
   {
@@ -58,74 +69,71 @@ function packageVersion(): string {
   return (JSON.parse(readFileSync(url, "utf8")) as { version: string }).version;
 }
 
-export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const opts = parseOptions(argv, env, specs);
-  if (opts.help) {
-    process.stdout.write(
-      optionsHelp("tabbify runner --uuid U --control-sock PATH --data-dir DIR --bind HOST:PORT", specs),
-    );
-    return 0;
-  }
-  const uuidInput = required(opts.values.uuid, "--uuid");
-  const controlSock = required(opts.values["control-sock"], "--control-sock");
-  required(opts.values["data-dir"], "--data-dir");
-  const bind = parseListen(required(opts.values.bind, "--bind"));
-  const spec = parseJsonEnv<WorkloadSpec>(env, "RUNNER_SPEC");
-  if (!spec) throw new TabbifyError("USAGE", "RUNNER_SPEC (the workload spec as JSON) is required");
-  const extraEnv = parseJsonEnv<Record<string, string>>(env, "RUNNER_EXTRA_ENV");
-  if (extraEnv) spec.env = { ...spec.env, ...extraEnv };
-  const nodeKey = env.TABBIFY_NODE_KEY;
-  // Nothing below needs these in the environment, and a runtime must never pass them on.
-  for (const name of ["RUNNER_SPEC", "RUNNER_EXTRA_ENV", "TABBIFY_NODE_KEY"]) delete process.env[name];
+/** Everything a runner needs besides its first runtime, loaded in one go. */
+async function loadRunnerModules() {
+  const [address, log, control, runner, health, rotation] = await Promise.all([
+    import("../core/address.js"),
+    import("../core/log.js"),
+    import("../runner/control.js"),
+    import("../runner/runner.js"),
+    import("../runtimes/health.js"),
+    import("../runner/log-rotation.js"),
+  ]);
+  return { ...address, ...log, ...control, ...runner, ...health, ...rotation };
+}
+type RunnerModules = Awaited<ReturnType<typeof loadRunnerModules>>;
 
-  // Cold start is the runner's boot plus the workload's, so the workload starts first, with only
-  // its runtime's module loaded; the rest of the runner (the uuid and address libraries alone
-  // take tens of milliseconds) loads while the workload boots.
-  const { loadRuntime } = await import("../runtimes/load.js");
-  const { startWorkload } = await import("../runner/workload.js");
-  const firstWorkload = loadRuntime(spec.runtime).then((runtime) => startWorkload(runtime, spec));
-  // Settled here so a failed start is not an unhandled rejection; Runner.start reports it.
-  await firstWorkload.catch(() => {});
-  const abandon = (err: unknown) =>
-    firstWorkload.then(
-      (w) => w.stop(2_000).then(() => Promise.reject(err)),
-      () => Promise.reject(err),
-    );
+interface RunnerSettings {
+  healthTimeoutMs: number;
+  restartBaseMs: number;
+  restartCapMs: number;
+  nodeUrl: string | undefined;
+  nodeKey: string | undefined;
+  parent: string | undefined;
+}
 
-  const [{ deriveAppUla, parseAppUuid }, { createLogger }, controlModule, { Runner }, { waitHealthy }] =
-    await Promise.all([
-      import("../core/address.js"),
-      import("../core/log.js"),
-      import("../runner/control.js"),
-      import("../runner/runner.js"),
-      import("../runtimes/health.js"),
-    ]);
-  const { serveControlSocket, workloadPidPath } = controlModule;
-  let uuid: string;
-  try {
-    uuid = parseAppUuid(uuidInput);
-  } catch (err) {
-    return abandon(err);
-  }
+interface AppParams {
+  uuid: string;
+  bind: { host: string; port: number };
+  spec: WorkloadSpec;
+  controlSock: string;
+  logPath: string | undefined;
+  runtimeFor: (kind: RuntimeKind) => Promise<Runtime>;
+  /** Already starting: the caller starts it before anything else, since it is most of cold start. */
+  firstWorkload: Promise<Workload>;
+}
 
-  const logger = createLogger(`runner ${uuid}`);
-  const runner = new Runner({
-    uuid,
-    appUla: deriveAppUla(uuid),
-    bindHost: bind.host,
-    bindPort: bind.port,
-    spec,
-    runtimeFor: loadRuntime,
-    firstWorkload,
+/** How often a live runner checks its log's size (copy-truncate past m.logRotateBytes). */
+const LOG_CHECK_INTERVAL_MS = 10_000;
+
+/**
+ * Builds the app's Runner and serves the app's control socket. Throws (after stopping the first
+ * workload) when the socket cannot be served, e.g. another runner answers on it. `run()` then
+ * starts the app and serves until stopped; it ends the process.
+ */
+async function openApp(
+  app: AppParams,
+  settings: RunnerSettings,
+  m: RunnerModules,
+): Promise<{ run(): Promise<number> }> {
+  const logger = m.createLogger(`runner ${app.uuid}`);
+  const runner = new m.Runner({
+    uuid: app.uuid,
+    appUla: m.deriveAppUla(app.uuid),
+    bindHost: app.bind.host,
+    bindPort: app.bind.port,
+    spec: app.spec,
+    runtimeFor: app.runtimeFor,
+    firstWorkload: app.firstWorkload,
     waitHealthy: async (upstream, o) => {
-      await waitHealthy(upstream, o);
+      await m.waitHealthy(upstream, o);
     },
     logger,
-    healthTimeoutMs: positiveInt(opts.values["health-timeout-ms"], "health-timeout-ms"),
-    restartBaseMs: positiveInt(opts.values["restart-base-ms"], "restart-base-ms"),
-    restartCapMs: positiveInt(opts.values["restart-cap-ms"], "restart-cap-ms"),
+    healthTimeoutMs: settings.healthTimeoutMs,
+    restartBaseMs: settings.restartBaseMs,
+    restartCapMs: settings.restartCapMs,
     onWorkload: (pid) => {
-      const path = workloadPidPath(controlSock);
+      const path = m.workloadPidPath(app.controlSock);
       const temp = `${path}.${process.pid}.tmp`;
       try {
         writeFileSync(temp, pid === undefined ? "" : `${pid}\n`, { mode: 0o600 });
@@ -140,62 +148,290 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const done = new Promise<number>((resolve) => {
     finished = resolve;
   });
-  const control = await serveControlSocket(
-    controlSock,
-    async (req) => {
-      const reply = await runner.handle(req);
-      // The reply must leave before the process does; exit on the next turn.
-      if (req.cmd === "stop") setTimeout(() => finished(0), 50);
-      return reply;
+  let control: { close(): Promise<void> };
+  try {
+    control = await m.serveControlSocket(
+      app.controlSock,
+      async (req) => {
+        const reply = await runner.handle(req);
+        // The reply must leave before the process does; exit on the next turn.
+        if (req.cmd === "stop") setTimeout(() => finished(0), 50);
+        return reply;
+      },
+      logger.child("control"),
+    );
+  } catch (err) {
+    // Nothing may be left running by a runner that cannot be reached.
+    await app.firstWorkload.then(
+      (w) => w.stop(2_000),
+      () => {},
+    );
+    throw err;
+  }
+
+  const run = async (): Promise<number> => {
+    try {
+      await runner.start();
+    } catch (err) {
+      logger.error("the workload never got healthy; giving up", { error: (err as Error).message });
+      await runner.stop().catch(() => {});
+      await control.close();
+      return 1;
+    }
+    logger.info("serving", { bound_addr: runner.boundAddr, workload_pid: runner.health().workload_pid });
+    const rotation = app.logPath
+      ? m.watchLogSize({
+          path: app.logPath,
+          maxBytes: m.logRotateBytes,
+          intervalMs: LOG_CHECK_INTERVAL_MS,
+          logger: logger.child("log"),
+        })
+      : undefined;
+
+    let roster: { stop(): Promise<void> } | undefined;
+    if (settings.nodeUrl) {
+      const { RosterClient } = await import("../mesh/client.js");
+      const client = new RosterClient({
+        nodeUrl: settings.nodeUrl,
+        nodeKey: settings.nodeKey,
+        logger: logger.child("roster"),
+      });
+      const version = packageVersion();
+      const parent = settings.parent;
+      client.start(
+        (): PeerRecord => ({
+          kind: "runner",
+          name: app.uuid,
+          app_uuid: app.uuid,
+          ...(parent ? { parent } : {}),
+          address: `http://${runner.boundAddr}`,
+          ula: app.bind.host,
+          version,
+          tags: ["runner"],
+        }),
+      );
+      roster = client;
+    }
+
+    const onSignal = (signal: NodeJS.Signals) => {
+      logger.info("stopping", { signal });
+      runner.stop().then(
+        () => finished(0),
+        () => finished(1),
+      );
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+
+    const code = await done;
+    rotation?.stop();
+    await roster?.stop().catch(() => {});
+    await control.close();
+    // Keep-alive sockets and timers must not hold a stopped runner alive.
+    process.exit(code);
+  };
+  return { run };
+}
+
+/** Adopts what a killed predecessor left running for this spec, else starts a fresh workload. */
+async function firstWorkloadFor(runtime: Runtime, spec: WorkloadSpec): Promise<Workload> {
+  const { startWorkload } = await import("../runner/workload.js");
+  return (await runtime.adopt?.(spec)) ?? startWorkload(runtime, spec);
+}
+
+async function runForApp(
+  opts: ReturnType<typeof parseOptions>,
+  settings: RunnerSettings,
+  env: NodeJS.ProcessEnv,
+) {
+  const uuidInput = required(opts.values.uuid, "--uuid");
+  const controlSock = required(opts.values["control-sock"], "--control-sock");
+  const bind = parseListen(required(opts.values.bind, "--bind"));
+  const spec = parseJsonEnv<WorkloadSpec>(env, "RUNNER_SPEC");
+  if (!spec) throw new TabbifyError("USAGE", "RUNNER_SPEC (the workload spec as JSON) is required");
+  const extraEnv = parseJsonEnv<Record<string, string>>(env, "RUNNER_EXTRA_ENV");
+  if (extraEnv) spec.env = { ...spec.env, ...extraEnv };
+  for (const name of ["RUNNER_SPEC", "RUNNER_EXTRA_ENV"]) delete process.env[name];
+
+  // Cold start is the runner's boot plus the workload's, so the workload starts first, with only
+  // its runtime's module loaded; the rest of the runner (the uuid and address libraries alone
+  // take tens of milliseconds) loads while the workload boots.
+  const { loadRuntime } = await import("../runtimes/load.js");
+  const firstWorkload = loadRuntime(spec.runtime).then((runtime) => firstWorkloadFor(runtime, spec));
+  // Settled here so a failed start is not an unhandled rejection; Runner.start reports it.
+  await firstWorkload.catch(() => {});
+  const abandon = (err: unknown) =>
+    firstWorkload.then(
+      (w) => w.stop(2_000).then(() => Promise.reject(err)),
+      () => Promise.reject(err),
+    );
+
+  const modules = await loadRunnerModules();
+  let uuid: string;
+  try {
+    uuid = modules.parseAppUuid(uuidInput);
+  } catch (err) {
+    return abandon(err);
+  }
+  const app = await openApp(
+    {
+      uuid,
+      bind,
+      spec,
+      controlSock,
+      logPath: opts.values.log,
+      runtimeFor: (kind) => loadRuntime(kind),
+      firstWorkload,
+    },
+    settings,
+    modules,
+  );
+  return app.run();
+}
+
+/** How often an unassigned spare checks that the supervisor that spawned it still lives. */
+const PARENT_CHECK_MS = 500;
+
+async function runSpare(opts: ReturnType<typeof parseOptions>, settings: RunnerSettings): Promise<number> {
+  const spareSock = required(opts.values["control-sock"], "--control-sock");
+  const parentPid = process.ppid;
+  const modules = await loadRunnerModules();
+  const { loadRuntime } = await import("../runtimes/load.js");
+  const { runtimeKinds } = await import("../runtimes/runtime.js");
+  await import("../runner/workload.js");
+  if (settings.nodeUrl) await import("../mesh/client.js");
+  const logger = modules.createLogger(`runner spare ${process.pid}`);
+
+  // One instance per kind for the spare's whole life: the instance holds what prewarm booted.
+  const runtimes = new Map<RuntimeKind, Promise<Runtime>>();
+  const runtimeFor = (kind: RuntimeKind): Promise<Runtime> => {
+    let runtime = runtimes.get(kind);
+    if (!runtime) {
+      runtime = loadRuntime(kind);
+      runtimes.set(kind, runtime);
+      runtime.catch(() => runtimes.delete(kind));
+    }
+    return runtime;
+  };
+  for (const kind of runtimeKinds) {
+    runtimeFor(kind)
+      .then((runtime) => runtime.prewarm?.())
+      .catch((err: unknown) => {
+        logger.warn("prewarm failed; that runtime will start cold", {
+          runtime: kind,
+          error: (err as Error).message,
+        });
+      });
+  }
+  const discardPrewarmed = (keep?: RuntimeKind) =>
+    Promise.all(
+      [...runtimes].map(([kind, runtime]) =>
+        kind === keep ? undefined : runtime.then((r) => r.discardPrewarmed?.()).catch(() => {}),
+      ),
+    );
+
+  let assigning = false;
+  let spareDone: (code: number) => void = () => {};
+  const spareEnded = new Promise<number>((resolve) => {
+    spareDone = resolve;
+  });
+  let appReady: (app: { run(): Promise<number> }) => void = () => {};
+  const assigned = new Promise<{ run(): Promise<number> }>((resolve) => {
+    appReady = resolve;
+  });
+
+  const assign = async (req: AssignRequest): Promise<{ run(): Promise<number> }> => {
+    const uuid = modules.parseAppUuid(req.uuid);
+    const bind = parseListen(req.bind);
+    const spec = req.spec;
+    // What `ps` shows, and what the supervisor checks before it signals a recorded pid.
+    process.title = `tabbify runner --uuid ${uuid} --control-sock ${req.control_sock}`;
+    const firstWorkload = runtimeFor(spec.runtime).then((runtime) => firstWorkloadFor(runtime, spec));
+    firstWorkload.catch(() => {});
+    void discardPrewarmed(spec.runtime);
+    logger.info("assigned", { uuid, runtime: spec.runtime });
+    return openApp(
+      { uuid, bind, spec, controlSock: req.control_sock, logPath: req.log, runtimeFor, firstWorkload },
+      settings,
+      modules,
+    );
+  };
+
+  const spareControl = await modules.serveControlSocket(
+    spareSock,
+    async (req: ControlRequest): Promise<ControlReply> => {
+      switch (req.cmd) {
+        case "ping":
+          return { reply: "pong" };
+        case "stop":
+          if (assigning) return { reply: "err", message: "this spare is being assigned an app" };
+          setTimeout(() => spareDone(0), 50);
+          return { reply: "ok" };
+        case "assign": {
+          if (assigning) return { reply: "err", message: "this spare was already assigned an app" };
+          assigning = true;
+          try {
+            appReady(await assign(req));
+            return { reply: "ok" };
+          } catch (err) {
+            // A spare is used once: one that failed its assignment goes away.
+            setTimeout(() => spareDone(1), 50);
+            throw err;
+          }
+        }
+        default:
+          return { reply: "err", message: "this runner is a spare with no app yet" };
+      }
     },
     logger.child("control"),
-  ).catch(abandon);
-
-  try {
-    await runner.start();
-  } catch (err) {
-    logger.error("the workload never got healthy; giving up", { error: (err as Error).message });
-    await runner.stop().catch(() => {});
-    await control.close();
-    return 1;
-  }
-  logger.info("serving", { bound_addr: runner.boundAddr, workload_pid: runner.health().workload_pid });
-
-  let roster: { stop(): Promise<void> } | undefined;
-  const nodeUrl = opts.values.node;
-  if (nodeUrl) {
-    const { RosterClient } = await import("../mesh/client.js");
-    const client = new RosterClient({ nodeUrl, nodeKey, logger: logger.child("roster") });
-    const version = packageVersion();
-    const parent = opts.values.parent;
-    client.start(
-      (): PeerRecord => ({
-        kind: "runner",
-        name: uuid,
-        app_uuid: uuid,
-        ...(parent ? { parent } : {}),
-        address: `http://${runner.boundAddr}`,
-        ula: bind.host,
-        version,
-        tags: ["runner"],
-      }),
-    );
-    roster = client;
-  }
-
-  const onSignal = (signal: NodeJS.Signals) => {
-    logger.info("stopping", { signal });
-    runner.stop().then(
-      () => finished(0),
-      () => finished(1),
-    );
+  );
+  const parentWatch = setInterval(() => {
+    if (!assigning && process.ppid !== parentPid) {
+      logger.info("the supervisor that spawned this spare is gone; exiting");
+      spareDone(0);
+    }
+  }, PARENT_CHECK_MS);
+  const onSignal = () => {
+    if (!assigning) spareDone(0);
   };
   process.once("SIGTERM", onSignal);
   process.once("SIGINT", onSignal);
+  logger.info("spare ready", { control_sock: spareSock });
 
-  const code = await done;
-  await roster?.stop().catch(() => {});
-  await control.close();
-  // Keep-alive sockets and timers must not hold a stopped runner alive.
-  process.exit(code);
+  const outcome = await Promise.race([
+    spareEnded.then((code) => ({ code })),
+    assigned.then((app) => ({ app })),
+  ]);
+  clearInterval(parentWatch);
+  process.off("SIGTERM", onSignal);
+  process.off("SIGINT", onSignal);
+  await spareControl.close();
+  if ("app" in outcome) return outcome.app.run();
+  await discardPrewarmed();
+  process.exit(outcome.code);
+}
+
+export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const opts = parseOptions(argv, env, specs);
+  if (opts.help) {
+    process.stdout.write(
+      optionsHelp(
+        "tabbify runner --uuid U --control-sock PATH --data-dir DIR --bind HOST:PORT\n       tabbify runner --spare --control-sock PATH --data-dir DIR",
+        specs,
+      ),
+    );
+    return 0;
+  }
+  required(opts.values["data-dir"], "--data-dir");
+  const settings: RunnerSettings = {
+    healthTimeoutMs: positiveInt(opts.values["health-timeout-ms"], "health-timeout-ms"),
+    restartBaseMs: positiveInt(opts.values["restart-base-ms"], "restart-base-ms"),
+    restartCapMs: positiveInt(opts.values["restart-cap-ms"], "restart-cap-ms"),
+    nodeUrl: opts.values.node,
+    nodeKey: env.TABBIFY_NODE_KEY,
+    parent: opts.values.parent,
+  };
+  // Nothing below needs it in the environment, and a runtime must never pass it on.
+  delete process.env.TABBIFY_NODE_KEY;
+  return opts.flags.spare ? runSpare(opts, settings) : runForApp(opts, settings, env);
 }

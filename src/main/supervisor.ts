@@ -64,6 +64,12 @@ const specs: OptionSpec[] = [
     help: "first delay before a runner restarts its crashed workload",
   },
   {
+    flag: "warm-spares",
+    env: "SUPERVISOR_WARM_SPARES",
+    default: "1",
+    help: "runners kept booted ahead for the next start (0: spawn each runner on demand)",
+  },
+  {
     flag: "runner-health-timeout-ms",
     env: "SUPERVISOR_RUNNER_HEALTH_TIMEOUT_MS",
     default: "25000",
@@ -74,6 +80,12 @@ const specs: OptionSpec[] = [
 function positiveInt(value: string | undefined, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new TabbifyError("USAGE", `--${flag} wants a positive integer`);
+  return n;
+}
+
+function nonNegativeInt(value: string | undefined, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new TabbifyError("USAGE", `--${flag} wants an integer >= 0`);
   return n;
 }
 
@@ -169,6 +181,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     // The runner's own health wait, plus time to spawn it and bind.
     startTimeoutMs: runnerHealthTimeoutMs + 5_000,
     apps: new AppStore(artifacts.store, join(resolve(dataDir), "apps")),
+    warmSpares: nonNegativeInt(opts.values["warm-spares"], "warm-spares"),
   });
   await supervisor.init();
 

@@ -30,7 +30,7 @@ function rawExchange(path: string, payload: string): Promise<string> {
 }
 
 describe("parseControlRequest", () => {
-  test("accepts the four commands", () => {
+  test("accepts the five commands", () => {
     assert.deepEqual(parseControlRequest('{"cmd":"ping"}'), { cmd: "ping" });
     assert.deepEqual(parseControlRequest('{"cmd":"health"}'), { cmd: "health" });
     assert.deepEqual(parseControlRequest('{"cmd":"stop"}'), { cmd: "stop" });
@@ -38,6 +38,15 @@ describe("parseControlRequest", () => {
       cmd: "deploy",
       spec: { runtime: "process" },
     });
+    const assign = {
+      cmd: "assign",
+      uuid: "0191e7c2-1111-7222-8333-444455556666",
+      bind: "127.0.0.1:8730",
+      control_sock: "/tmp/a.sock",
+      log: "/tmp/a.log",
+      spec: { runtime: "wasm" },
+    };
+    assert.deepEqual(parseControlRequest(JSON.stringify(assign)), assign);
   });
 
   for (const [line, why] of [
@@ -47,6 +56,11 @@ describe("parseControlRequest", () => {
     ["{}", /unknown cmd null/],
     ['{"cmd":"deploy"}', /spec/],
     ['{"cmd":"deploy","spec":{}}', /runtime/],
+    [
+      '{"cmd":"assign","bind":"127.0.0.1:1","control_sock":"/s","log":"/l","spec":{"runtime":"process"}}',
+      /uuid/,
+    ],
+    ['{"cmd":"assign","uuid":"u","bind":"b","control_sock":"/s","log":"/l"}', /spec/],
   ] as const) {
     test(`rejects ${line}`, () => {
       assert.throws(

@@ -14,7 +14,22 @@ export type ControlRequest =
   | { cmd: "ping" }
   | { cmd: "health" }
   | { cmd: "stop" }
-  | { cmd: "deploy"; spec: WorkloadSpec };
+  | { cmd: "deploy"; spec: WorkloadSpec }
+  | AssignRequest;
+
+/**
+ * To a warm spare only: become the runner of this app. The spare binds `control_sock` (this
+ * app's socket) before it answers, so the supervisor proves it there like a freshly spawned
+ * runner. `log` is where the supervisor moved the spare's log (its stdout/stderr follow the file).
+ */
+export interface AssignRequest {
+  cmd: "assign";
+  uuid: string;
+  bind: string;
+  control_sock: string;
+  log: string;
+  spec: WorkloadSpec;
+}
 
 /** Lifecycle of the runner as a whole (not of one workload). */
 export type RunnerState = "starting" | "running" | "restarting" | "stopping";
@@ -50,7 +65,7 @@ export function workloadPidPath(controlSock: string): string {
 }
 
 const maxRequestBytes = 1024 * 1024;
-const commands = new Set(["ping", "health", "stop", "deploy"]);
+const commands = new Set(["ping", "health", "stop", "deploy", "assign"]);
 
 /** Parses one request line. Throws CONTROL_BAD_REQUEST with a message fit for the reply. */
 export function parseControlRequest(line: string): ControlRequest {
@@ -73,6 +88,18 @@ export function parseControlRequest(line: string): ControlRequest {
       throw new TabbifyError("CONTROL_BAD_REQUEST", "deploy needs a spec with a runtime");
     }
     return { cmd, spec: spec as WorkloadSpec };
+  }
+  if (cmd === "assign") {
+    const req = value as Partial<Record<keyof AssignRequest, unknown>>;
+    for (const field of ["uuid", "bind", "control_sock", "log"] as const) {
+      if (typeof req[field] !== "string" || req[field] === "")
+        throw new TabbifyError("CONTROL_BAD_REQUEST", `assign needs ${field}`);
+    }
+    const spec = req.spec;
+    if (typeof spec !== "object" || spec === null || typeof (spec as WorkloadSpec).runtime !== "string") {
+      throw new TabbifyError("CONTROL_BAD_REQUEST", "assign needs a spec with a runtime");
+    }
+    return req as AssignRequest;
   }
   return { cmd } as ControlRequest;
 }

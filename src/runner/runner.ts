@@ -132,6 +132,11 @@ export class Runner {
         const version = await this.deploy(req.spec);
         return { reply: "ok", version };
       }
+      case "assign":
+        return {
+          reply: "err",
+          message: `this runner already runs app ${this.opts.uuid}; only a spare takes assign`,
+        };
     }
   }
 

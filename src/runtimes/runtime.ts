@@ -61,4 +61,18 @@ export interface Runtime {
    * caller need not validate first). Resolves once spawned (not yet healthy).
    */
   start(spec: WorkloadSpec, port: number): Promise<Workload>;
+  /**
+   * Optional: boots whatever a start of this kind would boot that does not depend on the spec,
+   * so the next start() skips it. A warm spare runner calls it while it waits for an app.
+   * Best effort: a prewarm that fails only means the next start boots from cold.
+   */
+  prewarm?(): Promise<void>;
+  /** Optional: releases what prewarm() booted and no start() took (the spare got another kind). */
+  discardPrewarmed?(): Promise<void>;
+  /**
+   * Optional: finds a workload for `spec` still running from a previous runner of the same app
+   * (one that was killed) and takes it over instead of starting another; undefined when there is
+   * none that runs this spec. Leftovers it does not take are removed.
+   */
+  adopt?(spec: WorkloadSpec): Promise<Workload | undefined>;
 }

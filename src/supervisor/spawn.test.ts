@@ -4,22 +4,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { processAlive, rotateLog, stopGroup, tailLog } from "./spawn.js";
+import { processAlive, stopGroup, tailLog } from "./spawn.js";
 
 const dir = mkdtempSync(join(tmpdir(), "spawn-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-test("logs rotate to .log.1 past the size limit, and only then", async () => {
-  const log = join(dir, "a.log");
-  writeFileSync(log, "x".repeat(100));
-  await rotateLog(log, 1000);
-  assert.ok(existsSync(log) && !existsSync(`${log}.1`));
-  writeFileSync(log, "y".repeat(1001));
-  await rotateLog(log, 1000);
-  assert.ok(!existsSync(log));
-  assert.equal(readFileSync(`${log}.1`, "utf8").length, 1001);
-  await rotateLog(join(dir, "absent.log"), 1000);
-});
 
 test("tailLog returns the end of the log, or nothing when there is none", async () => {
   const log = join(dir, "b.log");

@@ -1,10 +1,11 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { open, readFile, rename, stat } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { isErrno } from "../core/errors.js";
 import { streamingProcessFlags } from "../core/node-flags.js";
+import { logRotateBytes, rotateByRename } from "../runner/log-rotation.js";
 import type { WorkloadSpec } from "../runtimes/runtime.js";
 
 /**
@@ -15,8 +16,6 @@ import type { WorkloadSpec } from "../runtimes/runtime.js";
 
 /** The compiled `tabbify` entry point beside this module in dist/. */
 export const defaultRunnerEntry = fileURLToPath(new URL("../main/tabbify.js", import.meta.url));
-
-export const logRotateBytes = 8 * 1024 * 1024;
 
 export interface RunnerLaunch {
   entry: string;
@@ -39,14 +38,6 @@ export interface RunnerLaunch {
  */
 const withheld = /^(SUPERVISOR_|TABBIFY_|RUNNER_|AWS_)/;
 
-export async function rotateLog(path: string, maxBytes = logRotateBytes): Promise<void> {
-  try {
-    if ((await stat(path)).size > maxBytes) await rename(path, `${path}.1`);
-  } catch (err) {
-    if (!isErrno(err, "ENOENT")) throw err;
-  }
-}
-
 /** The last `bytes` of a runner log (for error bodies). */
 export async function tailLog(path: string, bytes = 4096): Promise<string> {
   try {
@@ -66,37 +57,28 @@ export async function tailLog(path: string, bytes = 4096): Promise<string> {
   }
 }
 
-export async function spawnRunner(launch: RunnerLaunch): Promise<ChildProcess> {
-  await rotateLog(launch.logPath);
-  const { env: specEnv, ...specWithoutEnv } = launch.spec;
+/** The environment every runner starts with: the supervisor's, less what a runner must not hold. */
+function runnerEnv(nodeKey: string | undefined): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) if (!withheld.test(name)) env[name] = value;
-  env.RUNNER_SPEC = JSON.stringify(specWithoutEnv);
-  if (specEnv && Object.keys(specEnv).length > 0) env.RUNNER_EXTRA_ENV = JSON.stringify(specEnv);
-  if (launch.nodeKey) env.TABBIFY_NODE_KEY = launch.nodeKey;
-  const args = [
-    launch.entry,
-    "runner",
-    "--uuid",
-    launch.uuid,
-    "--control-sock",
-    launch.controlSock,
-    "--data-dir",
-    launch.dataDir,
-    "--bind",
-    launch.bindAddr,
-    "--parent",
-    launch.parent,
-    ...(launch.nodeUrl ? ["--node", launch.nodeUrl] : []),
-    ...(launch.extraArgs ?? []),
-  ];
-  const logFd = openSync(launch.logPath, "a", 0o600);
+  if (nodeKey) env.TABBIFY_NODE_KEY = nodeKey;
+  return env;
+}
+
+/** Spawns `node <entry> runner ...args` detached, stdout and stderr appended to `logPath`. */
+async function spawnDetachedRunner(
+  entry: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  logPath: string,
+): Promise<ChildProcess> {
+  const logFd = openSync(logPath, "a", 0o600);
   try {
-    const child = spawn(process.execPath, ["--enable-source-maps", ...streamingProcessFlags, ...args], {
-      detached: true,
-      stdio: ["ignore", logFd, logFd],
-      env,
-    });
+    const child = spawn(
+      process.execPath,
+      ["--enable-source-maps", ...streamingProcessFlags, entry, "runner", ...args],
+      { detached: true, stdio: ["ignore", logFd, logFd], env },
+    );
     await new Promise<void>((resolve, reject) => {
       child.once("error", reject);
       child.once("spawn", () => {
@@ -109,6 +91,43 @@ export async function spawnRunner(launch: RunnerLaunch): Promise<ChildProcess> {
   } finally {
     closeSync(logFd);
   }
+}
+
+/** Flags every runner of one supervisor shares, spare or not. */
+function commonRunnerArgs(launch: Omit<RunnerLaunch, "uuid" | "spec" | "bindAddr">): string[] {
+  return [
+    "--control-sock",
+    launch.controlSock,
+    "--data-dir",
+    launch.dataDir,
+    "--log",
+    launch.logPath,
+    "--parent",
+    launch.parent,
+    ...(launch.nodeUrl ? ["--node", launch.nodeUrl] : []),
+    ...(launch.extraArgs ?? []),
+  ];
+}
+
+export async function spawnRunner(launch: RunnerLaunch): Promise<ChildProcess> {
+  await rotateByRename(launch.logPath, logRotateBytes);
+  const { env: specEnv, ...specWithoutEnv } = launch.spec;
+  const env = runnerEnv(launch.nodeKey);
+  env.RUNNER_SPEC = JSON.stringify(specWithoutEnv);
+  if (specEnv && Object.keys(specEnv).length > 0) env.RUNNER_EXTRA_ENV = JSON.stringify(specEnv);
+  const args = ["--uuid", launch.uuid, "--bind", launch.bindAddr, ...commonRunnerArgs(launch)];
+  return spawnDetachedRunner(launch.entry, args, env, launch.logPath);
+}
+
+/**
+ * A warm spare: `tabbify runner --spare`, booted ahead with no app; it waits on its own control
+ * socket for an `assign` (see spares.ts). Its log is moved to the app's log when assigned.
+ */
+export function spawnSpareRunner(
+  launch: Omit<RunnerLaunch, "uuid" | "spec" | "bindAddr">,
+): Promise<ChildProcess> {
+  const args = ["--spare", ...commonRunnerArgs(launch)];
+  return spawnDetachedRunner(launch.entry, args, runnerEnv(launch.nodeKey), launch.logPath);
 }
 
 /** True while `pid` exists and is not a zombie. */

@@ -25,6 +25,7 @@ import {
 } from "./backoff.js";
 import type { AddressManager } from "./host.js";
 import { freshRestartState, RecordStore, type RunnerRecord } from "./records.js";
+import { SparePool } from "./spares.js";
 import {
   defaultRunnerEntry,
   killGroup,
@@ -64,6 +65,11 @@ export interface SupervisorOptions {
   runnerArgs?: string[];
   /** The artifact store (`tcli push`): apps started by uuid alone come from here. */
   apps?: AppStore;
+  /**
+   * Runners kept booted ahead, waiting for an app (see spares.ts): a start assigns one instead of
+   * spawning, which takes the runner's own boot out of cold start. 0 (the default) spawns each.
+   */
+  warmSpares?: number;
 }
 
 export interface AppRow {
@@ -131,10 +137,24 @@ export class Supervisor {
   private pass: Promise<void> | undefined;
   private closed = false;
   private readonly pauses = new Set<() => void>();
+  private readonly spares: SparePool | undefined;
 
   constructor(private readonly opts: SupervisorOptions) {
     this.records = new RecordStore(join(opts.dataDir, "runners"));
     this.backoff = opts.backoff ?? defaultBackoff;
+    if ((opts.warmSpares ?? 0) > 0) {
+      this.spares = new SparePool({
+        size: opts.warmSpares!,
+        runnersDir: this.records.dir,
+        entry: opts.runnerEntry ?? defaultRunnerEntry,
+        dataDir: opts.dataDir,
+        parent: opts.name,
+        ...(opts.nodeUrl ? { nodeUrl: opts.nodeUrl } : {}),
+        ...(opts.nodeKey ? { nodeKey: opts.nodeKey } : {}),
+        ...(opts.runnerArgs ? { extraArgs: opts.runnerArgs } : {}),
+        logger: opts.logger.child("spares"),
+      });
+    }
   }
 
   get runnersDir(): string {
@@ -144,7 +164,9 @@ export class Supervisor {
   /** One reconcile pass (re-adoption), then one every interval. */
   async init(): Promise<void> {
     await this.records.init();
+    await this.spares?.sweep();
     await this.reconcileAll();
+    this.spares?.fill();
     const every = this.opts.reconcileIntervalMs ?? 5_000;
     const tick = () => {
       if (this.closed) return;
@@ -161,6 +183,7 @@ export class Supervisor {
     if (this.timer) clearTimeout(this.timer);
     for (const wake of this.pauses) wake();
     await this.pass;
+    await this.spares?.close();
   }
 
   async list(): Promise<AppRow[]> {
@@ -500,6 +523,7 @@ export class Supervisor {
     if (this.adoptionErrors.has(uuid) && (await this.socketAnswers(record.control_sock))) return;
     await this.launch(record);
     this.opts.logger.info("respawned runner", { uuid, pid: record.pid });
+    this.spares?.fill();
   }
 
   private async socketAnswers(path: string): Promise<boolean> {
@@ -539,10 +563,13 @@ export class Supervisor {
     return proof.kind === "ours" ? proof.health : undefined;
   }
 
-  /** Whether `pid` runs `tabbify runner --uuid <uuid>` (guards against a reused pid). */
+  /**
+   * Whether `pid` runs `tabbify runner --uuid <uuid>` (guards against a reused pid). An assigned
+   * spare says so in its process title, which /proc shows as one space-separated string.
+   */
   private async isRunnerProcess(pid: number, uuid: string): Promise<boolean> {
     const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-    const args = cmdline.split("\0");
+    const args = cmdline.split(/[\0 ]+/);
     const i = args.indexOf("--uuid");
     return args.includes("runner") && i >= 0 && args[i + 1] === uuid;
   }
@@ -616,19 +643,28 @@ export class Supervisor {
 
   private async launch(record: RunnerRecord): Promise<ChildProcess> {
     if (record.mesh === "ula") await this.opts.addresses.add(record.app_ula);
-    const child = await spawnRunner({
-      entry: this.opts.runnerEntry ?? defaultRunnerEntry,
+    const spare = await this.spares?.assign({
       uuid: record.uuid,
-      controlSock: record.control_sock,
-      dataDir: this.opts.dataDir,
       bindAddr: record.bound_addr,
+      controlSock: record.control_sock,
       logPath: this.logPath(record.uuid),
       spec: record.spec,
-      parent: this.opts.name,
-      ...(this.opts.nodeUrl ? { nodeUrl: this.opts.nodeUrl } : {}),
-      ...(this.opts.nodeKey ? { nodeKey: this.opts.nodeKey } : {}),
-      ...(this.opts.runnerArgs ? { extraArgs: this.opts.runnerArgs } : {}),
     });
+    const child =
+      spare?.child ??
+      (await spawnRunner({
+        entry: this.opts.runnerEntry ?? defaultRunnerEntry,
+        uuid: record.uuid,
+        controlSock: record.control_sock,
+        dataDir: this.opts.dataDir,
+        bindAddr: record.bound_addr,
+        logPath: this.logPath(record.uuid),
+        spec: record.spec,
+        parent: this.opts.name,
+        ...(this.opts.nodeUrl ? { nodeUrl: this.opts.nodeUrl } : {}),
+        ...(this.opts.nodeKey ? { nodeKey: this.opts.nodeKey } : {}),
+        ...(this.opts.runnerArgs ? { extraArgs: this.opts.runnerArgs } : {}),
+      }));
     record.pid = child.pid!;
     record.spawned_at = new Date().toISOString();
     record.workload_pid = null;
@@ -682,6 +718,7 @@ export class Supervisor {
           record.workload_pid = proof.health.workload_pid;
           record.restart.last_healthy_at = new Date().toISOString();
           await this.records.write(record);
+          this.spares?.fill();
           return this.result(record, proof.health);
         }
         lastWhy = proof.health.app_health_reason ?? "the app is not serving yet";
@@ -689,8 +726,9 @@ export class Supervisor {
         lastWhy = proof.message;
         break;
       }
-      await sleep(25);
+      await sleep(10);
     }
+    this.spares?.fill();
     if (!exit && Date.now() >= deadline)
       lastWhy = `not healthy within ${this.opts.startTimeoutMs ?? 30_000} ms: ${lastWhy}`;
     await this.abandon(record, lastHealth);
