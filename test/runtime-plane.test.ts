@@ -222,7 +222,7 @@ describe("runtime plane", { concurrency: false }, () => {
       assert.equal((await sup.call("POST", `/v1/apps/${uuid}/purge`)).status, 200);
   });
 
-  test("--warm-spares 0 boots no spare and spawns each runner on demand", async () => {
+  test("--warm-spares 0 boots no spare and spawns each runner on demand; /v1/about without a node", async () => {
     const sup = newSupervisor(["--warm-spares", "0"]);
     await sup.start();
     const uuid = randomUuid();
@@ -232,6 +232,14 @@ describe("runtime plane", { concurrency: false }, () => {
     const args = readFileSync(`/proc/${row.json.pid}/cmdline`, "utf8").split("\0");
     assert.equal(args[args.indexOf("--uuid") + 1], uuid);
     assert.deepEqual(sparesOf(sup.dataDir), []);
+    // Without --node the supervisor is on no roster; /v1/about says so (SEED-FACTS §2).
+    const health = await sup.call("GET", "/health");
+    const about = await sup.call("GET", "/v1/about");
+    assert.deepEqual(Object.keys(about.json).sort(), ["mesh_status", "peer_id", "uptime_secs", "version"]);
+    assert.equal(about.json.mesh_status, "no_mesh");
+    assert.equal(about.json.peer_id, health.json.supervisor_id);
+    assert.equal(about.json.version, health.json.version);
+    assert.ok(Number.isInteger(about.json.uptime_secs) && (about.json.uptime_secs as number) >= 0);
     assert.equal((await sup.call("POST", `/v1/apps/${uuid}/purge`)).status, 200);
   });
 
@@ -313,7 +321,7 @@ describe("runtime plane", { concurrency: false }, () => {
     assert.deepEqual(record.spec.env, { VERSION: "2" });
   });
 
-  test("docker: deploy by ref swaps containers; a killed runner's orphan container is removed", async () => {
+  test("docker: deploy by ref swaps containers; a killed runner's container is adopted by its successor", async () => {
     const sup = newSupervisor();
     await sup.start();
     await buildScratchImage(dockerImage, {
@@ -346,17 +354,17 @@ describe("runtime plane", { concurrency: false }, () => {
 
     const row = await sup.call("GET", `/v1/apps/${uuid}`);
     process.kill(row.json.pid as number, "SIGKILL");
-    await until(
-      "the runner to be respawned with a fresh container",
+    const respawned = await until(
+      "the runner to be respawned",
       async () => {
         const now = await sup.call("GET", `/v1/apps/${uuid}`);
-        return now.json.app_health === "serving" && now.json.pid !== row.json.pid ? true : undefined;
+        return now.json.app_health === "serving" && now.json.pid !== row.json.pid ? now.json : undefined;
       },
       30_000,
     );
     const after = containers();
-    assert.equal(after.length, 1, `containers: ${after}`);
-    assert.notEqual(after[0], before[0], "the orphan container was removed, a new one runs");
+    assert.deepEqual(after, before, "the container was replaced instead of adopted");
+    assert.equal(respawned.workload_pid, row.json.workload_pid, "the app restarted on respawn");
     assert.match(
       (await httpGet(addr)).body,
       /hello from docker v2/,
@@ -551,7 +559,8 @@ describe("runtime plane", { concurrency: false }, () => {
       req.on("end", () => {
         beats.push({ path: req.url ?? "", auth: req.headers.authorization, body: JSON.parse(raw || "{}") });
         res.writeHead(200, { "content-type": "application/json" });
-        res.end(JSON.stringify({ peer_id: randomUuid(), heartbeat_interval_secs: 5 }));
+        const body = JSON.parse(raw || "{}") as { kind?: string; name?: string };
+        res.end(JSON.stringify({ peer_id: `peer-${body.kind}-${body.name}`, heartbeat_interval_secs: 5 }));
       });
     });
     await new Promise<void>((r) => node.listen(0, "127.0.0.1", r));
@@ -582,6 +591,9 @@ describe("runtime plane", { concurrency: false }, () => {
       assert.equal(supBeat.body.address, sup.base);
       assert.deepEqual((supBeat.body.tags as string[]).slice(0, 3), ["supervisor", "process", "wasm"]);
       for (const b of beats) assert.equal(b.auth, `Bearer ${nodeKey}`);
+      const about = await sup.call("GET", "/v1/about");
+      assert.equal(about.json.mesh_status, "joined");
+      assert.equal(about.json.peer_id, "peer-supervisor-test-sup");
 
       const row = await sup.call("GET", `/v1/apps/${uuid}`);
       const cmdline = readFileSync(`/proc/${row.json.pid}/cmdline`, "utf8");

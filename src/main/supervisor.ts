@@ -9,6 +9,7 @@ import { openArtifactStore } from "../artifacts/open.js";
 import { type MeshMode, parseAppUuid } from "../core/address.js";
 import { isErrno, TabbifyError } from "../core/errors.js";
 import { createLogger } from "../core/log.js";
+import type { RosterClient } from "../mesh/client.js";
 import type { PeerRecord } from "../mesh/roster.js";
 import type { RuntimeKind } from "../runtimes/runtime.js";
 import { buildApi } from "../supervisor/api.js";
@@ -108,6 +109,7 @@ async function supervisorId(dataDir: string): Promise<string> {
 }
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const startedAt = Date.now();
   const opts = parseOptions(argv, env, specs);
   if (opts.help) {
     process.stdout.write(
@@ -185,11 +187,14 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   });
   await supervisor.init();
 
+  let roster: RosterClient | undefined;
   const api = buildApi(supervisor, {
     supervisorId: await supervisorId(dataDir),
     ula: listen.host,
     version,
     tags: () => capabilityTags(kinds, builder),
+    rosterPeerId: () => roster?.joinedPeerId,
+    startedAt,
   });
   registerDeployPull(api, logger.child("deploy"));
   if (builder) {
@@ -213,7 +218,6 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     logger.error("--app start loop failed", { error: (err as Error).message });
   });
 
-  let roster: { stop(): Promise<void> } | undefined;
   if (opts.values.node) {
     const { RosterClient } = await import("../mesh/client.js");
     const client = new RosterClient({

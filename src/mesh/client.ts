@@ -52,6 +52,11 @@ export class RosterClient {
     return this.currentPeerId;
   }
 
+  /** The id while we are on the roster: registered, and the last beat got through. */
+  get joinedPeerId(): string | undefined {
+    return this.registered && !this.failing ? this.currentPeerId : undefined;
+  }
+
   /** Starts registering and heartbeating; `record` is read fresh on every beat. */
   start(record: () => PeerRecord): void {
     if (this.record) throw new Error("RosterClient.start called twice");

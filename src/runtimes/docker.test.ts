@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -130,3 +131,156 @@ test("docker: a restarted runner re-finds its container by name and can stop it"
     await original.stop(1_000);
   }
 });
+
+/** The containers labelled with an app, running or not. */
+async function appContainers(appUuid: string): Promise<string[]> {
+  const { stdout } = await execFileAsync("docker", [
+    "ps",
+    "-a",
+    "--filter",
+    `label=tabbify.app=${appUuid}`,
+    "--format",
+    "{{.Names}}",
+  ]);
+  return stdout.split("\n").filter((n) => n !== "");
+}
+
+/** Removes what a test left of its own app (each test has a fresh uuid: nothing of another's). */
+async function removeApp(appUuid: string): Promise<void> {
+  const names = await appContainers(appUuid);
+  if (names.length > 0) await execFileAsync("docker", ["rm", "-f", ...names]).catch(() => undefined);
+}
+
+/** A runner's runtime, then the one of the runner the supervisor respawns after a SIGKILL. */
+const runtimeOfARunner = () => new DockerRuntime({ output: "ignore" });
+
+async function startFor(s: WorkloadSpec): Promise<ContainerWorkload> {
+  return (await runtimeOfARunner().start(s, await freeLoopbackPort())) as ContainerWorkload;
+}
+
+test("docker: adopt takes over a killed runner's container (same name, pid, port) and stop removes it", async () => {
+  await dockerReady();
+  const appUuid = randomUUID();
+  // A value holding what a naive parse of docker's output would split on.
+  const appSpec: WorkloadSpec = { ...spec({ VERSION: "adopt|me = 1" }), appUuid };
+  try {
+    const original = await startFor(appSpec);
+    await waitHealthy(original.upstream, { timeoutMs: 30_000, exited: original.exited });
+    const adopted = (await runtimeOfARunner().adopt(appSpec)) as ContainerWorkload | undefined;
+    assert.ok(adopted, "the running container was not adopted");
+    assert.equal(adopted.name, original.name);
+    assert.equal(adopted.pid, original.pid);
+    assert.deepEqual(adopted.upstream, original.upstream);
+    assert.equal(adopted.version, original.version);
+    const res = await httpGet("127.0.0.1", adopted.upstream.port);
+    assert.equal(res.status, 200);
+    assert.match(res.body, /vadopt\|me = 1/);
+    await adopted.stop(5_000);
+    assert.deepEqual(await adopted.exited, { code: 0, signal: null });
+    assert.deepEqual(await appContainers(appUuid), [], "stop() left the container behind");
+  } finally {
+    await removeApp(appUuid);
+  }
+});
+
+test("docker: adopt refuses a container running another env, image or memory limit, and removes it", async () => {
+  await dockerReady();
+  const started = (appUuid: string): WorkloadSpec => ({ ...spec({ VERSION: "a", EXTRA: "x" }), appUuid });
+  const others: { what: string; spec: (appUuid: string) => WorkloadSpec }[] = [
+    { what: "another env value", spec: (appUuid) => ({ ...spec({ VERSION: "b", EXTRA: "x" }), appUuid }) },
+    { what: "one env variable fewer", spec: (appUuid) => ({ ...spec({ VERSION: "a" }), appUuid }) },
+    {
+      what: "another image",
+      spec: (appUuid) => ({
+        runtime: "docker",
+        image: exitingImage,
+        env: { VERSION: "a", EXTRA: "x" },
+        appUuid,
+      }),
+    },
+    { what: "a memory limit", spec: (appUuid) => ({ ...started(appUuid), limits: { memoryMb: 64 } }) },
+  ];
+  for (const other of others) {
+    const appUuid = randomUUID();
+    try {
+      const original = await startFor(started(appUuid));
+      assert.equal((await inspectState(original.name)).running, true, other.what);
+      assert.equal(await runtimeOfARunner().adopt(other.spec(appUuid)), undefined, other.what);
+      assert.deepEqual(await appContainers(appUuid), [], `${other.what}: the leftover was not removed`);
+    } finally {
+      await removeApp(appUuid);
+    }
+  }
+});
+
+test("docker: of two matching leftovers the newest is adopted and the other removed", async () => {
+  await dockerReady();
+  const appUuid = randomUUID();
+  const appSpec: WorkloadSpec = { ...spec({ VERSION: "twice" }), appUuid, limits: { memoryMb: 64 } };
+  try {
+    const older = await startFor(appSpec);
+    const newer = await startFor(appSpec);
+    await waitHealthy(newer.upstream, { timeoutMs: 30_000, exited: newer.exited });
+    const adopted = (await runtimeOfARunner().adopt(appSpec)) as ContainerWorkload | undefined;
+    assert.ok(adopted, "neither container was adopted");
+    assert.equal(adopted.name, newer.name);
+    assert.deepEqual(adopted.upstream, newer.upstream);
+    assert.deepEqual(await appContainers(appUuid), [newer.name]);
+    await older.exited;
+    assert.match((await httpGet("127.0.0.1", adopted.upstream.port)).body, /vtwice/);
+    await adopted.stop(5_000);
+  } finally {
+    await removeApp(appUuid);
+  }
+});
+
+test("docker: adopt without containers or without an app uuid finds nothing; a stopped leftover is removed", async () => {
+  await dockerReady();
+  const runtime = runtimeOfARunner();
+  assert.equal(await runtime.adopt({ ...spec({}), appUuid: randomUUID() }), undefined, "no containers");
+  const appUuid = randomUUID();
+  try {
+    const running = await startFor({ ...spec({}), appUuid });
+    // Without a (valid) app uuid there is no app to find containers of: nothing is touched.
+    assert.equal(await runtime.adopt(spec({})), undefined, "no app uuid");
+    assert.equal(await runtime.adopt({ ...spec({}), appUuid: "not-a-uuid" }), undefined, "a bad app uuid");
+    assert.deepEqual(await appContainers(appUuid), [running.name]);
+    await running.stop(5_000);
+
+    const exiting: WorkloadSpec = { runtime: "docker", image: exitingImage, appUuid };
+    const stopped = await startFor(exiting);
+    assert.deepEqual(await stopped.exited, { code: 3, signal: null });
+    assert.deepEqual(await appContainers(appUuid), [stopped.name]);
+    assert.equal(await runtime.adopt(exiting), undefined, "a stopped container was adopted");
+    assert.deepEqual(await appContainers(appUuid), [], "the stopped leftover was not removed");
+  } finally {
+    await removeApp(appUuid);
+  }
+});
+
+test("docker: adopt never takes a container for an archive-only spec (it names no image to compare)", async () => {
+  await dockerReady();
+  const dir = await mkdtemp(join(tmpdir(), "tabbify-docker-adopt-"));
+  const appUuid = randomUUID();
+  try {
+    const archive = join(dir, "hello.tar.gz");
+    await execFileAsync("sh", ["-c", 'docker save "$1" | gzip -1 > "$2"', "sh", image, archive]);
+    const archived: WorkloadSpec = {
+      runtime: "docker",
+      imageArchive: archive,
+      env: { VERSION: "a" },
+      appUuid,
+    };
+    await startFor(archived);
+    assert.equal(await runtimeOfARunner().adopt(archived), undefined);
+    assert.deepEqual(await appContainers(appUuid), [], "the leftover was not removed");
+  } finally {
+    await removeApp(appUuid);
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+async function inspectState(name: string): Promise<{ running: boolean }> {
+  const { stdout } = await execFileAsync("docker", ["inspect", "-f", "{{json .State.Running}}", name]);
+  return { running: JSON.parse(stdout) as boolean };
+}

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { validate as isUuid } from "uuid";
 import { TabbifyError } from "../core/errors.js";
 import {
   checkCommonSpec,
@@ -43,46 +44,63 @@ const imageReference =
 
 let sequence = 0;
 
+/** The spec's app uuid when it is one: only then do its containers carry a name and label to find. */
+function appUuidOf(spec: WorkloadSpec): string | undefined {
+  return typeof spec.appUuid === "string" && isUuid(spec.appUuid) ? spec.appUuid : undefined;
+}
+
 /** `tbf-<app uuid or random>-<seq>`: unique across runner restarts (the time part) and within one. */
 function containerName(appUuid: string | undefined): string {
-  const app =
-    appUuid && /^[0-9a-f-]{36}$/i.test(appUuid) ? appUuid.toLowerCase() : randomBytes(4).toString("hex");
+  const app = appUuid?.toLowerCase() ?? randomBytes(4).toString("hex");
   return `tbf-${app}-${Date.now().toString(36)}${(sequence++).toString(36)}`;
 }
 
-async function imageVersion(image: string): Promise<string | undefined> {
+interface LocalImage {
+  id: string;
+  repoDigests: string[];
+  /** The image's own ENV, which docker puts under whatever a run adds. */
+  env: string[];
+}
+
+/** An image as the daemon has it now, by reference or ID; undefined when it has none such. */
+async function localImage(reference: string): Promise<LocalImage | undefined> {
   try {
-    const { stdout } = await docker(
-      ["image", "inspect", "-f", "{{json .RepoDigests}} {{.Id}}", image],
-      15_000,
-    );
-    const [digests, id] = stdout.trim().split(" ");
-    const all = JSON.parse(digests ?? "[]") as string[];
-    // An image tagged into several repositories has one digest per repository: report the one of
-    // the repository it was asked for, which is what the registry stored for this deploy.
-    const repository = imageRepository(image);
-    const repoDigest = all.find((d) => d.startsWith(`${repository}@`)) ?? all[0];
-    return repoDigest ?? id;
+    const { stdout } = await docker(["image", "inspect", reference], 15_000);
+    const [image] = JSON.parse(stdout) as {
+      Id: string;
+      RepoDigests?: string[] | null;
+      Config?: { Env?: string[] | null } | null;
+    }[];
+    if (!image) return undefined;
+    return { id: image.Id, repoDigests: image.RepoDigests ?? [], env: image.Config?.Env ?? [] };
   } catch {
     return undefined;
   }
 }
 
-async function imagePresent(image: string): Promise<boolean> {
-  try {
-    await docker(["image", "inspect", "-f", "{{.Id}}", image], 15_000);
-    return true;
-  } catch {
-    return false;
-  }
+async function imageVersion(image: string): Promise<string | undefined> {
+  const local = await localImage(image);
+  if (!local) return undefined;
+  // An image tagged into several repositories has one digest per repository: report the one of
+  // the repository it was asked for, which is what the registry stored for this deploy.
+  const repository = imageRepository(image);
+  return local.repoDigests.find((d) => d.startsWith(`${repository}@`)) ?? local.repoDigests[0] ?? local.id;
 }
 
-/** Follows a container's log into the runtime's output; ends by itself when the container goes. */
-function followLogs(name: string, output: WorkloadOutput | undefined): ChildProcess | undefined {
+/**
+ * Follows a container's log into the runtime's output; ends by itself when the container goes.
+ * `tail` limits how much of what the container already printed is written again.
+ */
+function followLogs(
+  name: string,
+  output: WorkloadOutput | undefined,
+  tail?: number,
+): ChildProcess | undefined {
   const target = output ?? "inherit";
   if (target === "ignore") return undefined;
   const streamed = typeof target === "object";
-  const child = spawn("docker", ["logs", "-f", name], {
+  const args = ["logs", "-f", ...(tail === undefined ? [] : ["--tail", String(tail)]), name];
+  const child = spawn("docker", args, {
     stdio: ["ignore", streamed ? "pipe" : target, streamed ? "pipe" : target],
   });
   if (streamed) {
@@ -139,21 +157,84 @@ export class ContainerWorkload implements Workload {
   }
 }
 
-async function inspectContainer(
-  name: string,
-): Promise<{ pid: number | undefined; running: boolean; env: string[]; image: string } | undefined> {
+interface ContainerInfo {
+  pid: number | undefined;
+  running: boolean;
+  /** The whole environment the container runs with: its image's ENV overridden by the run's. */
+  env: string[];
+  /** The reference it was run with (as given to `docker run`). */
+  reference: string;
+  /** The ID of the image it runs, whatever its reference names today. */
+  imageId: string;
+  /** `--memory` in bytes; 0 without a limit. */
+  memoryBytes: number;
+  /** RFC 3339 with nanoseconds, UTC. */
+  created: string;
+}
+
+async function inspectContainer(name: string): Promise<ContainerInfo | undefined> {
   try {
-    const { stdout } = await docker(
-      ["container", "inspect", "-f", "{{json .State}}|{{json .Config}}", name],
-      15_000,
-    );
-    const [state, config] = stdout.trim().split("|") as [string, string];
-    const s = JSON.parse(state) as { Pid: number; Running: boolean };
-    const c = JSON.parse(config) as { Env: string[] | null; Image: string };
-    return { pid: s.Pid > 0 ? s.Pid : undefined, running: s.Running, env: c.Env ?? [], image: c.Image };
+    // The whole document, not a template joining fields with a separator an env value may hold.
+    const { stdout } = await docker(["container", "inspect", name], 15_000);
+    const [c] = JSON.parse(stdout) as {
+      State: { Pid: number; Running: boolean };
+      Config: { Env: string[] | null; Image: string };
+      HostConfig: { Memory?: number };
+      Image: string;
+      Created: string;
+    }[];
+    if (!c) return undefined;
+    return {
+      pid: c.State.Pid > 0 ? c.State.Pid : undefined,
+      running: c.State.Running,
+      env: c.Config.Env ?? [],
+      reference: c.Config.Image,
+      imageId: c.Image,
+      memoryBytes: c.HostConfig.Memory ?? 0,
+      created: c.Created,
+    };
   } catch {
     return undefined;
   }
+}
+
+/** `NAME=value` lines as a map; the last one of a name wins, as in the process's environment. */
+function envMap(lines: string[]): Map<string, string | undefined> {
+  const env = new Map<string, string | undefined>();
+  for (const line of lines) {
+    const eq = line.indexOf("=");
+    if (eq === -1) env.set(line, undefined);
+    else env.set(line.slice(0, eq), line.slice(eq + 1));
+  }
+  return env;
+}
+
+function containerPort(info: ContainerInfo): number | undefined {
+  const port = Number(envMap(info.env).get("PORT"));
+  return Number.isInteger(port) && port > 0 && port <= 65535 ? port : undefined;
+}
+
+const ADOPTED_LOG_TAIL_LINES = 200;
+
+/**
+ * Takes over a running container: `exited` from `docker wait`, its log followed into `output`.
+ * Its last lines are written again: they cover what it printed while no runner followed it (the
+ * earlier ones are in the previous runner's log), without replaying a long-lived app's history.
+ */
+async function workloadOf(
+  name: string,
+  info: ContainerInfo,
+  output: WorkloadOutput | undefined,
+): Promise<ContainerWorkload | undefined> {
+  const port = containerPort(info);
+  if (!info.running || port === undefined) return undefined;
+  return new ContainerWorkload(
+    name,
+    info.pid,
+    { host: "127.0.0.1", port },
+    await imageVersion(info.reference),
+    followLogs(name, output, ADOPTED_LOG_TAIL_LINES),
+  );
 }
 
 /**
@@ -165,16 +246,34 @@ export async function adoptContainer(
   options: RuntimeOptions = {},
 ): Promise<ContainerWorkload | undefined> {
   const info = await inspectContainer(name);
-  if (!info?.running) return undefined;
-  const port = Number(info.env.find((e) => e.startsWith("PORT="))?.slice(5));
-  if (!Number.isInteger(port) || port <= 0) return undefined;
-  return new ContainerWorkload(
-    name,
-    info.pid,
-    { host: "127.0.0.1", port },
-    await imageVersion(info.image),
-    followLogs(name, options.output),
-  );
+  return info ? workloadOf(name, info, options.output) : undefined;
+}
+
+/**
+ * Whether a container runs what `start(spec, <its port>)` would run: the same image, the same
+ * environment (the image's ENV, then spec.env, then HOST and its own PORT, exactly as start's
+ * env file gives it) and the same memory limit.
+ */
+function runsSpec(info: ContainerInfo, spec: WorkloadSpec, image: LocalImage): boolean {
+  const port = containerPort(info);
+  if (!info.running || port === undefined || info.imageId !== image.id) return false;
+  const memoryMb = spec.limits?.memoryMb ? Math.floor(spec.limits.memoryMb) : 0;
+  if (info.memoryBytes !== memoryMb * 1024 * 1024) return false;
+  const expected = envMap(image.env);
+  for (const [k, v] of Object.entries({ ...spec.env, HOST: "127.0.0.1", PORT: String(port) })) {
+    expected.set(k, v);
+  }
+  const actual = envMap(info.env);
+  if (actual.size !== expected.size) return false;
+  for (const [k, v] of expected) {
+    if (!actual.has(k) || actual.get(k) !== v) return false;
+  }
+  return true;
+}
+
+/** Docker's `Created` as a string that sorts by time (fractions padded to nanoseconds). */
+function sortableTime(created: string): string {
+  return created.replace(/(?:\.(\d{1,9}))?Z$/, (_, f: string | undefined) => `.${(f ?? "").padEnd(9, "0")}Z`);
 }
 
 export class DockerRuntime implements Runtime {
@@ -246,14 +345,14 @@ export class DockerRuntime implements Runtime {
     checkPort(port);
     await this.validate(spec);
     const image = spec.imageArchive ? await this.load(spec.imageArchive, spec.image) : spec.image!;
-    if (!(await imagePresent(image))) {
+    if (!(await localImage(image))) {
       try {
         await docker(["pull", "-q", image], 600_000);
       } catch (err) {
         throw new TabbifyError("IMAGE_PULL_FAILED", `cannot pull ${image}: ${(err as Error).message}`);
       }
     }
-    const name = containerName(spec.appUuid);
+    const name = containerName(appUuidOf(spec));
     // Values go through a 0600 env file, not argv, where any local user could read them in ps.
     const envDir = await mkdtemp(join(tmpdir(), "tabbify-docker-env-"));
     const envFile = join(envDir, "env");
@@ -286,5 +385,53 @@ export class DockerRuntime implements Runtime {
       await imageVersion(image),
       followLogs(name, this.options.output),
     );
+  }
+
+  /**
+   * Takes over the newest running container of `spec.appUuid` that runs this spec (see
+   * `runsSpec`) and removes every other container of the app, running or not: a killed runner's
+   * leftovers that no one else owns. The image is compared by ID with what start would run,
+   * resolved without pulling or loading anything: `spec.image` as docker resolves it locally
+   * (with an archive too: Tabbify's archive tags, `tbf-img-<uuid>-v<N>`, name one pushed version,
+   * which a previous load put here), else the image an archive-only spec's archive holds
+   * (`archivedImageId`). A spec start would refuse throws as start does, touching nothing.
+   */
+  async adopt(spec: WorkloadSpec): Promise<Workload | undefined> {
+    const appUuid = appUuidOf(spec);
+    if (appUuid === undefined) return undefined;
+    await this.validate(spec);
+    let names: string[];
+    try {
+      const { stdout } = await docker(
+        ["ps", "-a", "--filter", `label=tabbify.app=${appUuid}`, "--format", "{{.Names}}"],
+        15_000,
+      );
+      names = stdout.split("\n").filter((n) => n !== "");
+    } catch (err) {
+      throw new TabbifyError(
+        "RUNTIME_UNAVAILABLE",
+        `cannot list the containers of app ${appUuid}: ${(err as Error).message}`,
+      );
+    }
+    if (names.length === 0) return undefined;
+    // An archive-only spec names no image to compare with (what it holds is known only once
+    // loaded), so its leftovers are removed and it starts afresh: a restart, never a wrong adoption.
+    const image = spec.image === undefined ? undefined : await localImage(spec.image);
+    const infos = await Promise.all(
+      names.map(async (name) => ({ name, info: await inspectContainer(name) })),
+    );
+    const newest = infos
+      .filter(
+        (c): c is { name: string; info: ContainerInfo } =>
+          !!c.info && !!image && runsSpec(c.info, spec, image),
+      )
+      .sort((a, b) => (sortableTime(a.info.created) < sortableTime(b.info.created) ? 1 : -1))[0];
+    const adopted = newest && (await workloadOf(newest.name, newest.info, this.options.output));
+    await Promise.all(
+      names
+        .filter((name) => name !== adopted?.name)
+        .map((name) => docker(["rm", "-f", name], 30_000).catch(() => undefined)),
+    );
+    return adopted;
   }
 }

@@ -31,6 +31,9 @@ export interface HealthInfo {
   ula: string;
   version: string;
   tags: () => string[];
+  /** The id the node's roster gave this supervisor, while it is registered there. */
+  rosterPeerId: () => string | undefined;
+  startedAt: number;
 }
 
 export function buildApi(supervisor: Supervisor, info: HealthInfo): FastifyInstance {
@@ -62,6 +65,17 @@ export function buildApi(supervisor: Supervisor, info: HealthInfo): FastifyInsta
       firecracker: tags.includes("firecracker"),
       docker: tags.includes("docker"),
       tags,
+    };
+  });
+
+  // `peer_id` is the roster's id for this supervisor while joined, its own sticky id otherwise.
+  app.get("/v1/about", async () => {
+    const rosterPeerId = info.rosterPeerId();
+    return {
+      version: info.version,
+      peer_id: rosterPeerId ?? info.supervisorId,
+      mesh_status: rosterPeerId ? "joined" : "no_mesh",
+      uptime_secs: Math.floor((Date.now() - info.startedAt) / 1000),
     };
   });
 

@@ -501,10 +501,11 @@ export class Supervisor {
           uuid,
           why: proof.message,
         });
-      } else {
-        await this.killOrphanWorkload(record);
       }
       const { restart, parked } = afterFailure(record.restart, now, this.backoff);
+      // A container outlives its runner like a process does, but a respawned runner adopts it
+      // (zero restarts of the app) when it still runs the recorded spec; only a parked app's goes.
+      if (proof.kind !== "foreign") await this.killOrphanWorkload(record, { keepContainers: !parked });
       record.restart = restart;
       record.crash_looped = parked;
       record.pid = null;
@@ -579,7 +580,10 @@ export class Supervisor {
    * running, holding a port and memory. A process counts as that orphan only when it was
    * re-parented to init; containers carry the app's label.
    */
-  private async killOrphanWorkload(record: RunnerRecord): Promise<void> {
+  private async killOrphanWorkload(
+    record: RunnerRecord,
+    opts: { keepContainers?: boolean } = {},
+  ): Promise<void> {
     const fromFile = Number(
       (await readFile(workloadPidPath(record.control_sock), "utf8").catch(() => "")).trim(),
     );
@@ -596,7 +600,7 @@ export class Supervisor {
         killGroup(pid);
       }
     }
-    if (record.spec.runtime === "docker") await removeAppContainers(record.uuid);
+    if (record.spec.runtime === "docker" && !opts.keepContainers) await removeAppContainers(record.uuid);
   }
 
   /** Stops a runner that is ours: the graceful way through its socket, else its process group. */
