@@ -35,11 +35,19 @@ export function workloadEnv(extra: Record<string, string> | undefined, port: num
   return { ...env, ...extra, HOST: "127.0.0.1", PORT: String(port) };
 }
 
-/** Spawns `file` as the leader of a new process group; resolves once it runs, rejects if it cannot. */
+/**
+ * Spawns `file` as the leader of a new process group; resolves once it runs, rejects if it cannot.
+ * Its stdin is closed unless `stdin: "pipe"` asks for a pipe (`child.stdin`) to talk to it.
+ */
 export function spawnInGroup(
   file: string,
   args: string[],
-  opts: { cwd: string; env: NodeJS.ProcessEnv; output: WorkloadOutput | undefined },
+  opts: {
+    cwd: string;
+    env: NodeJS.ProcessEnv;
+    output: WorkloadOutput | undefined;
+    stdin?: "ignore" | "pipe";
+  },
 ): Promise<ChildProcess> {
   const output = opts.output ?? "inherit";
   const streamed = typeof output === "object";
@@ -49,7 +57,7 @@ export function spawnInGroup(
     // A group of its own, so stop() reaches every process the app forked, and a Ctrl-C aimed at
     // the caller's terminal group does not hit the workload before the caller decides to stop it.
     detached: true,
-    stdio: ["ignore", streamed ? "pipe" : output, streamed ? "pipe" : output],
+    stdio: [opts.stdin ?? "ignore", streamed ? "pipe" : output, streamed ? "pipe" : output],
   });
   if (streamed) {
     child.stdout?.pipe(output.stdout, { end: false });
@@ -89,6 +97,12 @@ export class ChildWorkload implements Workload {
     this.pid = child.pid;
     this.version = version;
     this.exited = new Promise((resolve) => {
+      // A child handed over from elsewhere (a standby host) may be gone already.
+      if (child.exitCode !== null || child.signalCode !== null) {
+        this.hasExited = true;
+        resolve({ code: child.exitCode, signal: child.signalCode });
+        return;
+      }
       // `exit`, not `close`: a grandchild holding the pipes open must not delay the news.
       child.once("exit", (code, signal) => {
         this.hasExited = true;

@@ -2,23 +2,67 @@
  * The wasm runtime's workload process: an HTTP server on HOST:PORT that runs each request through
  * a fresh WASI preview1 instance of one module, WAGI/CGI style (request as CGI env vars and
  * stdin, response as a CGI document on stdout). Started by WasmRuntime as
- * `node wasm-host.js --module <file> --timeout-ms <n> --memory-mb <n> [--workers <n>]`;
- * the module's own environment arrives as JSON in TABBIFY_WASM_ENV (not argv: it may hold secrets).
+ * `node wasm-host.js [--standby]`: it boots its first worker thread, then reads one JSON line
+ * from stdin, a HostStartConfig (module, limits, HOST/PORT, the app's env, cwd), and serves. The
+ * app's env travels only through that pipe, so it shows in neither /proc/<pid>/cmdline nor
+ * /proc/<pid>/environ. A cold start writes the line at once; a `--standby` host (prewarm) was
+ * booted before any app was known and gets it when one comes, or exits quietly if its stdin
+ * closes first (the runner that prewarmed it is gone or ran another kind).
  */
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES } from "node:http";
 import { availableParallelism } from "node:os";
 import { basename } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
 import { cgiEnv, parseCgiResponse } from "./cgi.js";
 import type { WasmModule } from "./wasm-api.js";
 import { checkWasiModule } from "./wasm-module.js";
-import type { WorkerData, WorkerJob, WorkerResult } from "./wasm-worker.cjs";
+import type { ModuleSource, WorkerData, WorkerJob, WorkerResult } from "./wasm-worker.cjs";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
 const MAX_QUEUED = 1024;
+/** The config line carries the app's env; anything longer is not a config. */
+const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+const workerScript = new URL("./wasm-worker.cjs", import.meta.url);
+
+/** What a host serves and how. */
+interface HostConfig {
+  /** Path of the module file (absolute, or relative to the cwd). */
+  module: string;
+  timeoutMs: number;
+  memoryMb: number;
+  /** Pool size; defaults to the available parallelism, at most 4. */
+  workers?: number;
+  host: string;
+  port: number;
+  /** The app's env, seen by the module beside the request's CGI variables. */
+  env: Record<string, string>;
+}
+
+/** The line a host reads from stdin: a HostConfig plus the directory to serve from. */
+export interface HostStartConfig extends HostConfig {
+  cwd: string;
+}
+
+/**
+ * The host's first worker, booted before the host knew its module. `take` hands it over (undefined if
+ * it died meanwhile); its first message must then be a ModuleSource.
+ */
+interface EarlyWorker {
+  take(): Worker | undefined;
+}
+
+/**
+ * `(module (memory (export "memory") 1 1) (func (export "_start")))`: a WASI module that does
+ * nothing, which a standby runs through the same steps as an app's module to initialise them.
+ */
+const WARM_UP_MODULE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 5, 4, 1, 1, 1, 1, 7, 19, 2, 6, 109, 101, 109,
+  111, 114, 121, 2, 0, 6, 95, 115, 116, 97, 114, 116, 0, 0, 10, 4, 1, 2, 0, 11,
+]);
 
 type JobOutcome =
   | WorkerResult
@@ -40,19 +84,35 @@ class WorkerPool {
   private closed = false;
   /** Set once the host has checked the module: later workers share this instead of compiling. */
   private compiled: WasmModule | undefined;
+  /** Spawns the workers after the first, when that waits for the first answer; then undefined. */
+  private growAfterFirstAnswer: (() => void) | undefined;
 
+  /** `earlyWorker`: the worker booted before the module was known becomes the first slot. */
   constructor(
     private readonly moduleBytes: Uint8Array,
     size: number,
     private readonly timeoutMs: number,
+    earlyWorker?: EarlyWorker,
   ) {
-    // One worker first, the rest once it is online: on a small host, booting them all at once
-    // slows the first one down, and the first one is what cold start waits for.
-    const first = this.spawnSlot();
-    this.slots.push(first);
-    first.worker.once("online", () => {
+    // One worker first, the rest later: on a small host, booting them all at once slows the first
+    // one down, and the first one is what cold start waits for.
+    const grow = () => {
       for (let i = 1; i < size && !this.closed; i++) this.slots.push(this.spawnSlot());
-    });
+    };
+    const early = earlyWorker?.take();
+    if (early) {
+      const source: ModuleSource = { moduleBytes };
+      // Posted before any job, and a port delivers in order: the worker compiles, then serves.
+      early.postMessage(source);
+      this.slots.push(this.slotFor(early));
+      // It is up already, so the others would boot while it answers the first request and slow
+      // that answer down (measured: a standby's first answer in ~60 ms instead of ~35).
+      this.growAfterFirstAnswer = grow;
+    } else {
+      const first = this.spawnSlot();
+      this.slots.push(first);
+      first.worker.once("online", grow);
+    }
   }
 
   /** Hands the host's compiled module to the workers spawned from now on. */
@@ -64,7 +124,10 @@ class WorkerPool {
     const workerData: WorkerData = this.compiled
       ? { compiled: this.compiled }
       : { moduleBytes: this.moduleBytes };
-    const worker = new Worker(new URL("./wasm-worker.cjs", import.meta.url), { workerData });
+    return this.slotFor(new Worker(workerScript, { workerData }));
+  }
+
+  private slotFor(worker: Worker): Slot {
     const slot: Slot = { worker };
     worker.on("message", (result: WorkerResult) => this.settle(slot, result));
     worker.on("error", (err) =>
@@ -92,7 +155,15 @@ class WorkerPool {
     clearTimeout(job.timer);
     slot.job = undefined;
     job.finish(outcome);
+    this.answered();
     this.pump();
+  }
+
+  private answered(): void {
+    const grow = this.growAfterFirstAnswer;
+    this.growAfterFirstAnswer = undefined;
+    // Once this turn's I/O, the answer, has gone out.
+    if (grow) setImmediate(grow);
   }
 
   run(job: WorkerJob): Promise<JobOutcome> | undefined {
@@ -116,6 +187,7 @@ class WorkerPool {
         this.replace(slot);
         void slot.worker.terminate();
         job?.finish({ id: next.job.id, ok: false, timedOut: true });
+        this.answered();
       }, this.timeoutMs);
       slot.job = { id: next.job.id, finish: next.finish, timer };
       slot.worker.postMessage(next.job);
@@ -155,34 +227,20 @@ function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
   });
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      module: { type: "string" },
-      "timeout-ms": { type: "string", default: "10000" },
-      "memory-mb": { type: "string", default: "64" },
-      workers: { type: "string" },
-    },
-  });
-  if (!values.module) throw new Error("--module is required");
-  const timeoutMs = Number(values["timeout-ms"]);
-  const memoryMb = Number(values["memory-mb"]);
-  const workers = Number(values.workers ?? Math.max(1, Math.min(4, availableParallelism())));
-  const port = Number(process.env.PORT);
-  const host = process.env.HOST ?? "127.0.0.1";
-  const moduleEnv = JSON.parse(process.env.TABBIFY_WASM_ENV ?? "{}") as Record<string, string>;
-  delete process.env.TABBIFY_WASM_ENV;
-
-  const bytes = await readFile(values.module);
+async function serve(config: HostConfig, earlyWorker?: EarlyWorker): Promise<void> {
+  const { timeoutMs, memoryMb, host, port } = config;
+  const workers = config.workers ?? Math.max(1, Math.min(4, availableParallelism()));
+  const moduleEnv = config.env;
+  const bytes = await readFile(config.module);
   // The first worker boots while this thread checks the module and starts listening: worker
   // boot is the largest part of cold start.
-  const pool = new WorkerPool(bytes, workers, timeoutMs);
+  const pool = new WorkerPool(bytes, workers, timeoutMs, earlyWorker);
   const checked = await checkWasiModule(bytes, memoryMb).catch(async (err: unknown) => {
     await pool.close();
     throw err;
   });
   pool.useCompiled(checked.module);
-  const programName = basename(values.module);
+  const programName = basename(config.module);
   let nextId = 1;
 
   const server = createServer(async (req, res) => {
@@ -238,6 +296,116 @@ async function main(): Promise<void> {
     });
     server.closeIdleConnections();
   });
+}
+
+/**
+ * Reads stdin up to its first newline; undefined when stdin ends (or fails) first. Stdin is
+ * closed either way: what the host serves must not depend on that pipe staying open.
+ */
+function readConfigLine(): Promise<string | undefined> {
+  const stdin = process.stdin;
+  return new Promise((resolve, reject) => {
+    let buffered = "";
+    const done = (outcome: () => void) => {
+      stdin.off("data", onData).off("end", onEnd).off("error", onEnd).off("close", onEnd);
+      stdin.destroy();
+      outcome();
+    };
+    const onData = (chunk: string) => {
+      buffered += chunk;
+      const newline = buffered.indexOf("\n");
+      if (newline >= 0) done(() => resolve(buffered.slice(0, newline)));
+      else if (buffered.length > MAX_CONFIG_BYTES)
+        done(() => reject(new Error(`config line longer than ${MAX_CONFIG_BYTES} bytes`)));
+    };
+    const onEnd = () => done(() => resolve(undefined));
+    stdin.setEncoding("utf8");
+    stdin.on("data", onData).once("end", onEnd).once("error", onEnd).once("close", onEnd);
+  });
+}
+
+function parseHostStartConfig(line: string): HostStartConfig {
+  const raw = JSON.parse(line) as Record<string, unknown>;
+  const fail = (what: string): never => {
+    throw new Error(`config line: ${what}`);
+  };
+  const text = (name: string) =>
+    typeof raw[name] === "string" ? raw[name] : fail(`${name} must be a string`);
+  const number = (name: string) =>
+    typeof raw[name] === "number" && Number.isFinite(raw[name])
+      ? raw[name]
+      : fail(`${name} must be a number`);
+  const env = raw.env;
+  if (typeof env !== "object" || env === null || Object.values(env).some((v) => typeof v !== "string"))
+    fail("env must be a map of strings");
+  const config: HostStartConfig = {
+    module: text("module"),
+    timeoutMs: number("timeoutMs"),
+    memoryMb: number("memoryMb"),
+    host: text("host"),
+    port: number("port"),
+    env: env as Record<string, string>,
+    cwd: text("cwd"),
+  };
+  if (raw.workers !== undefined) config.workers = number("workers");
+  return config;
+}
+
+/**
+ * The host's head start: its first worker thread boots now (the largest part of a cold start
+ * after node itself), and gets the module once there is one. A worker that dies before it is
+ * taken is not handed over, and the pool starts a fresh one as on a normal start.
+ */
+function bootEarlyWorker(): EarlyWorker {
+  const workerData: WorkerData = { moduleToFollow: true, warmUpModule: WARM_UP_MODULE };
+  const worker = new Worker(workerScript, { workerData });
+  let alive = true;
+  const drop = () => {
+    alive = false;
+  };
+  worker.once("error", drop).once("exit", drop);
+  return {
+    take: () => {
+      worker.off("error", drop).off("exit", drop);
+      return alive ? worker : undefined;
+    },
+  };
+}
+
+/**
+ * What a host does besides booting its worker while it waits for its config, so that serving finds the code
+ * it runs loaded and initialised: the module checks and the wasm compiler, file reads, and a
+ * loopback listener (a first listen alone measured ~20 ms). Nothing here depends on the app.
+ */
+async function warmUp(): Promise<void> {
+  await checkWasiModule(WARM_UP_MODULE, 1);
+  await readFile(fileURLToPath(import.meta.url));
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  await new Promise((resolve) => server.close(resolve));
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { standby: { type: "boolean", default: false } } });
+  const earlyWorker = bootEarlyWorker();
+  // Best effort: a warm-up that fails only leaves the work to the first request.
+  const warming = warmUp().catch(() => {});
+  const line = await readConfigLine();
+  if (line === undefined) {
+    // A standby may rightly never get an app (its runner was assigned another kind, or died).
+    if (values.standby) {
+      process.stderr.write("wasm-host: standby: stdin closed without a config, exiting\n");
+      process.exit(0);
+    }
+    throw new Error("stdin closed before the config line");
+  }
+  const { cwd, ...config } = parseHostStartConfig(line);
+  process.chdir(cwd);
+  await warming;
+  await serve(config, earlyWorker);
 }
 
 main().catch((err: unknown) => {

@@ -15,7 +15,14 @@ import type { wasmApi as WasmApi, WasmMemory, WasmModule } from "./wasm-api.js";
 const wasmApi = (globalThis as unknown as { WebAssembly: typeof WasmApi }).WebAssembly;
 
 /** The bytes (first worker: it compiles while the host checks them) or the host's compiled module. */
-export type WorkerData = { moduleBytes: Uint8Array } | { compiled: WasmModule };
+export type ModuleSource = { moduleBytes: Uint8Array } | { compiled: WasmModule };
+
+/**
+ * A standby host boots its first worker before it knows the module (`moduleToFollow`): that
+ * worker's first message is then its ModuleSource, and every later one a WorkerJob. Meanwhile it
+ * runs `warmUpModule`, a module that does nothing, once.
+ */
+export type WorkerData = ModuleSource | { moduleToFollow: true; warmUpModule: Uint8Array };
 
 export interface WorkerJob {
   id: number;
@@ -36,14 +43,16 @@ const ERRNO_FBIG = 22;
 // The first worker compiles here rather than waiting for the host's compile, so it boots while the
 // host is still checking the module (the host refuses to serve one that fails its checks); later
 // workers get the host's compiled module, shared, and skip compiling.
+const moduleOf = (source: ModuleSource): WasmModule =>
+  "compiled" in source ? source.compiled : new wasmApi.Module(source.moduleBytes);
 const data = workerData as WorkerData;
-const compiled = "compiled" in data ? data.compiled : new wasmApi.Module(data.moduleBytes);
+let compiled: WasmModule | undefined = "moduleToFollow" in data ? undefined : moduleOf(data);
 const port = parentPort;
 if (!port) throw new Error("wasm-worker must run as a worker thread");
 
 type WasiFunction = (...args: number[]) => number;
 
-function runJob(job: WorkerJob): WorkerResult {
+function runJob(module: WasmModule, job: WorkerJob): WorkerResult {
   const wasi = new WASI({ version: "preview1", args: job.args, env: job.env, returnOnExit: true });
   const native = wasi.wasiImport as Record<string, WasiFunction>;
   let memory: WasmMemory | undefined;
@@ -99,7 +108,7 @@ function runJob(job: WorkerJob): WorkerResult {
   };
 
   try {
-    const instance = new wasmApi.Instance(compiled, { wasi_snapshot_preview1: imports });
+    const instance = new wasmApi.Instance(module, { wasi_snapshot_preview1: imports });
     memory = instance.exports.memory as WasmMemory;
     const exitCode = wasi.start(instance);
     // A fresh ArrayBuffer of its own (not Buffer's shared pool), so it can be transferred.
@@ -115,7 +124,23 @@ function runJob(job: WorkerJob): WorkerResult {
   }
 }
 
-port.on("message", (job: WorkerJob) => {
-  const result = runJob(job);
+if ("moduleToFollow" in data) {
+  // Time a standby has to spare: what the first request would otherwise initialise (WASI,
+  // instantiating, the wrapped imports of runJob) is initialised now.
+  runJob(new wasmApi.Module(data.warmUpModule), {
+    id: 0,
+    args: ["warm-up"],
+    env: {},
+    body: new Uint8Array(0),
+    maxOutputBytes: 0,
+  });
+}
+
+port.on("message", (message: WorkerJob | ModuleSource) => {
+  if (compiled === undefined) {
+    compiled = moduleOf(message as ModuleSource);
+    return;
+  }
+  const result = runJob(compiled, message as WorkerJob);
   port.postMessage(result, result.ok ? [result.stdout.buffer as ArrayBuffer] : []);
 });

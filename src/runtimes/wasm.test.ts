@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -7,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import wabtInit from "wabt";
 import { freeLoopbackPort } from "../core/net.js";
 import { parseCgiResponse } from "./cgi.js";
+import { waitHealthy } from "./health.js";
 import type { Workload, WorkloadSpec } from "./runtime.js";
 import { httpGet, listening, runtimeSuite } from "./runtime-suite.js";
 import { WasmRuntime } from "./wasm.js";
@@ -196,4 +199,230 @@ test("parseCgiResponse: headers, Status, Location redirect, and refusals", () =>
   assert.equal(parseCgiResponse(Buffer.from("no blank line")), undefined);
   assert.equal(parseCgiResponse(Buffer.from("Status: 99\n\n")), undefined);
   assert.equal(parseCgiResponse(Buffer.from("Bad Header Name: x\n\n")), undefined);
+});
+
+/** The standby hosts this test process has running: children whose argv says `wasm-host.js --standby`. */
+function standbyPids(): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      // Fields after the command name, which is in parentheses and may hold anything: state, ppid.
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+      if (ppid === process.pid && argv.some((a) => a.endsWith("wasm-host.js")) && argv.includes("--standby"))
+        pids.push(Number(entry));
+    } catch {
+      // Gone between listing and reading.
+    }
+  }
+  return pids;
+}
+
+function oneStandbyPid(): number {
+  const pids = standbyPids();
+  assert.equal(pids.length, 1, `expected one standby host, found ${JSON.stringify(pids)}`);
+  return pids[0]!;
+}
+
+/** Whether the process exists at all (a zombie counts: it has not been reaped). */
+const processExists = (pid: number) => existsSync(`/proc/${pid}`);
+
+async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Starts `s`, waits for its first answer, and checks it is a 200 naming `version`. */
+async function startServing(runtime: WasmRuntime, s: WorkloadSpec, version: string): Promise<Workload> {
+  const workload = await runtime.start(s, await freeLoopbackPort());
+  try {
+    await waitHealthy(workload.upstream, { timeoutMs: 10_000, exited: workload.exited });
+    const res = await httpGet("127.0.0.1", workload.upstream.port);
+    assert.equal(res.status, 200);
+    assert.match(res.body, new RegExp(`hello from hello-wasm v${version}\n`));
+    return workload;
+  } catch (err) {
+    await workload.stop(2_000);
+    throw err;
+  }
+}
+
+test("wasm prewarm: start hands the app to the standby host, which serves it; the next start boots a fresh host", async () => {
+  const runtime = new WasmRuntime({ output: "ignore", workers: 1 });
+  await runtime.prewarm();
+  const standbyPid = oneStandbyPid();
+  try {
+    const prewarmed = await startServing(runtime, spec({ VERSION: "warm" }), "warm");
+    try {
+      assert.equal(prewarmed.pid, standbyPid);
+      // Used once only: the next start boots its own host and the standby is not prewarmed again.
+      const fresh = await startServing(runtime, spec({ VERSION: "fresh" }), "fresh");
+      assert.notEqual(fresh.pid, standbyPid);
+      assert.deepEqual(standbyPids(), [standbyPid]);
+      assert.ok(prewarmed.version?.startsWith("sha256:"));
+      assert.equal(prewarmed.version, fresh.version);
+      await fresh.stop(2_000);
+    } finally {
+      await prewarmed.stop(2_000);
+    }
+    // Serving a config from stdin, the standby stops like any host: SIGTERM, drain, exit 0.
+    assert.deepEqual(await prewarmed.exited, { code: 0, signal: null });
+    assert.equal(processExists(standbyPid), false);
+  } finally {
+    await runtime.discardPrewarmed();
+  }
+});
+
+test("wasm prewarm: a spec with another memory limit boots a fresh host, and the standby is stopped", async () => {
+  const runtime = new WasmRuntime({ output: "ignore", workers: 1 });
+  await runtime.prewarm();
+  const standbyPid = oneStandbyPid();
+  try {
+    const workload = await startServing(
+      runtime,
+      { ...spec({ VERSION: "small" }), limits: { memoryMb: 32 } },
+      "small",
+    );
+    try {
+      assert.notEqual(workload.pid, standbyPid);
+      assert.equal(processExists(standbyPid), false, "the incompatible standby is still running");
+      assert.deepEqual(standbyPids(), []);
+    } finally {
+      await workload.stop(2_000);
+    }
+  } finally {
+    await runtime.discardPrewarmed();
+  }
+});
+
+test("wasm prewarm: discardPrewarmed stops the standby, leaves no process, and is idempotent", async () => {
+  const runtime = new WasmRuntime({ output: "ignore", workers: 1 });
+  await runtime.discardPrewarmed();
+  await runtime.prewarm();
+  await runtime.prewarm();
+  const standbyPid = oneStandbyPid();
+  await Promise.all([runtime.discardPrewarmed(), runtime.discardPrewarmed()]);
+  assert.equal(processExists(standbyPid), false, `standby ${standbyPid} still exists`);
+  assert.deepEqual(standbyPids(), []);
+  await runtime.discardPrewarmed();
+  // Discarded means forgotten: the next start boots a fresh host.
+  const workload = await startServing(runtime, spec({ VERSION: "after" }), "after");
+  assert.notEqual(workload.pid, standbyPid);
+  await workload.stop(2_000);
+});
+
+test("wasm prewarm: a standby that dies before start is forgotten, and start boots a fresh host", async () => {
+  const runtime = new WasmRuntime({ output: "ignore", workers: 1 });
+  await runtime.prewarm();
+  const standbyPid = oneStandbyPid();
+  try {
+    process.kill(standbyPid, "SIGKILL");
+    // Gone from /proc means reaped, and the runtime hears of the exit as it is reaped.
+    await until(() => !processExists(standbyPid), "the standby's exit");
+    const workload = await startServing(runtime, spec({ VERSION: "after-crash" }), "after-crash");
+    assert.notEqual(workload.pid, standbyPid);
+    await workload.stop(2_000);
+  } finally {
+    await runtime.discardPrewarmed();
+  }
+});
+
+for (const prewarmed of [true, false]) {
+  test(`wasm${prewarmed ? " prewarm" : ""}: the app's env reaches the module through stdin, never the host's cmdline or environ`, async () => {
+    const runtime = new WasmRuntime({ output: "ignore", workers: 1 });
+    if (prewarmed) await runtime.prewarm();
+    const secret = `s3cret${Math.random().toString(36).slice(2, 10)}`;
+    const token = `tok${Math.random().toString(36).slice(2, 10)}`;
+    try {
+      const workload = await startServing(runtime, spec({ VERSION: secret, API_TOKEN: token }), secret);
+      try {
+        if (prewarmed) assert.equal(workload.pid, oneStandbyPid(), "the standby did not serve");
+        for (const file of ["cmdline", "environ"]) {
+          const text: string = readFileSync(`/proc/${workload.pid}/${file}`, "utf8");
+          assert.equal(text.includes(secret) || text.includes(token), false, `an env value is in ${file}`);
+          assert.equal(/VERSION|API_TOKEN/.test(text), false, `an env name is in ${file}`);
+        }
+      } finally {
+        await workload.stop(2_000);
+      }
+    } finally {
+      await runtime.discardPrewarmed();
+    }
+  });
+}
+
+test("wasm standby host: exits on its own when its stdin closes without a config", async () => {
+  const hostScript = fileURLToPath(new URL("./wasm-host.js", import.meta.url));
+  const standby = spawn(
+    process.execPath,
+    ["--disable-warning=ExperimentalWarning", hostScript, "--standby"],
+    {
+      stdio: ["pipe", "ignore", "pipe"],
+    },
+  );
+  let stderr = "";
+  standby.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    standby.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  try {
+    // As when the runner that prewarmed it dies while the standby waits, booted.
+    await new Promise((r) => setTimeout(r, 300));
+    standby.stdin.end();
+    let timer: NodeJS.Timeout | undefined;
+    const exit = await Promise.race([
+      exited,
+      new Promise<"still running">((resolve) => {
+        timer = setTimeout(() => resolve("still running"), 10_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    assert.deepEqual(exit, { code: 0, signal: null }, stderr);
+    assert.match(stderr, /stdin closed without a config/);
+  } finally {
+    standby.kill("SIGKILL");
+  }
+});
+
+test("wasm prewarm: start → first 200, cold vs prewarmed (measured, not asserted)", async (t) => {
+  // The runner's own settings: default pool size, health polled through waitHealthy.
+  const runtime = new WasmRuntime({ output: "ignore" });
+  const firstOk = async (prewarmed: boolean, run: number) => {
+    if (prewarmed) {
+      await runtime.prewarm();
+      // A spare waits for its app far longer than the standby takes to boot.
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+    const t0 = performance.now();
+    const workload = await runtime.start(spec({ VERSION: `run${run}` }), await freeLoopbackPort());
+    try {
+      const healthy = await waitHealthy(workload.upstream, { timeoutMs: 10_000, exited: workload.exited });
+      const ms = performance.now() - t0;
+      assert.equal(healthy.status, 200);
+      return ms;
+    } finally {
+      await workload.stop(2_000);
+    }
+  };
+  const cold: number[] = [];
+  const prewarmed: number[] = [];
+  try {
+    for (let run = 0; run < 5; run++) {
+      cold.push(await firstOk(false, run));
+      prewarmed.push(await firstOk(true, run));
+    }
+  } finally {
+    await runtime.discardPrewarmed();
+  }
+  const median = (ms: number[]) => [...ms].sort((a, b) => a - b)[ms.length >> 1]!.toFixed(0);
+  const all = (ms: number[]) => ms.map((m) => m.toFixed(0)).join(", ");
+  t.diagnostic(`wasm cold start → first 200: median ${median(cold)} ms (${all(cold)})`);
+  t.diagnostic(`wasm prewarmed start → first 200: median ${median(prewarmed)} ms (${all(prewarmed)})`);
 });

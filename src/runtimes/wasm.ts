@@ -1,7 +1,11 @@
 /**
  * The `wasm` runtime: a WAGI/CGI-style WASI preview1 module served per request by a child
  * process (wasm-host.js), so a wasm workload has a pid, an exit and a stop like any other.
+ *
+ * prewarm() boots a standby host (node plus its first worker thread, most of a cold start) before
+ * any app is known; the next start() whose memory limit matches hands it the app over its stdin.
  */
+import type { ChildProcess } from "node:child_process";
 import { readFile, stat } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,11 +19,64 @@ import {
   workloadEnv,
 } from "./child.js";
 import type { Runtime, Workload, WorkloadSpec } from "./runtime.js";
+import type { HostStartConfig } from "./wasm-host.js";
 import { checkWasiModule, WASM_PAGE_BYTES } from "./wasm-module.js";
 
 export const DEFAULT_WASM_TIMEOUT_MS = 10_000;
 export const DEFAULT_WASM_MEMORY_MB = 64;
 const hostScript = fileURLToPath(new URL("./wasm-host.js", import.meta.url));
+/** How long an unused standby gets to exit on SIGTERM before it is killed. */
+const STANDBY_GRACE_MS = 2_000;
+
+/** The `--wasm-max-mem-pages` a host runs with for a memory limit: fixed at boot, so a standby fits one limit. */
+const maxMemPagesFor = (memoryMb: number) => Math.ceil((memoryMb * 1024 * 1024) / WASM_PAGE_BYTES);
+
+/** Node's flags and the host script, then the host's own arguments. */
+const hostArgs = (maxMemPages: number, hostOptions: string[]) => [
+  // Belt and braces: V8 caps every wasm memory in the host, whatever the module declares.
+  `--wasm-max-mem-pages=${maxMemPages}`,
+  "--disable-warning=ExperimentalWarning",
+  hostScript,
+  ...hostOptions,
+];
+
+/** A host started by prewarm(), waiting on its stdin for the one app it will serve. */
+interface StandbyHost {
+  child: ChildProcess;
+  maxMemPages: number;
+  /** Set when the process has exited, as `exit` resolves. */
+  gone: boolean;
+  exit: Promise<void>;
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch (err) {
+    // ESRCH: the group is already gone, which is what we wanted.
+    if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+  }
+}
+
+/** SIGTERM the standby's group, SIGKILL after the grace; resolves once it has exited. Never rejects. */
+async function stopStandby(standby: StandbyHost): Promise<void> {
+  const pid = standby.child.pid;
+  if (pid === undefined || standby.gone) return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    signalGroup(pid, "SIGTERM");
+    const graceOver = new Promise<"grace-over">((resolve) => {
+      timer = setTimeout(() => resolve("grace-over"), STANDBY_GRACE_MS);
+    });
+    if ((await Promise.race([standby.exit, graceOver])) === "grace-over") signalGroup(pid, "SIGKILL");
+  } catch {
+    // Not ours to signal any more (EPERM): nothing else to try; waiting would never end.
+    return;
+  } finally {
+    clearTimeout(timer);
+  }
+  await standby.exit;
+}
 
 interface CheckedSpec {
   modulePath: string;
@@ -30,6 +87,11 @@ interface CheckedSpec {
 
 export class WasmRuntime implements Runtime {
   readonly kind = "wasm" as const;
+
+  /** Booted by prewarm() and not yet taken by start() or discardPrewarmed(). */
+  private standby: StandbyHost | undefined;
+  private prewarming: Promise<void> | undefined;
+  private discarding: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: RuntimeOptions & { workers?: number } = {}) {}
 
@@ -77,31 +139,120 @@ export class WasmRuntime implements Runtime {
 
   async start(spec: WorkloadSpec, port: number): Promise<Workload> {
     checkPort(port);
-    const { modulePath, bytes, timeoutMs, memoryMb } = await this.check(spec);
-    const env = workloadEnv(undefined, port);
-    env.TABBIFY_WASM_ENV = JSON.stringify(spec.env ?? {});
-    const pages = Math.ceil((memoryMb * 1024 * 1024) / WASM_PAGE_BYTES);
-    const args = [
-      // Belt and braces: V8 caps every wasm memory in the host, whatever the module declares.
-      `--wasm-max-mem-pages=${pages}`,
-      "--disable-warning=ExperimentalWarning",
-      hostScript,
-      "--module",
-      modulePath,
-      "--timeout-ms",
-      String(timeoutMs),
-      "--memory-mb",
-      String(memoryMb),
-    ];
-    if (this.options.workers !== undefined) args.push("--workers", String(this.options.workers));
-    const child = await spawnInGroup(process.execPath, args, {
-      cwd: resolve(spec.artifactDir!),
-      env,
-      output: this.options.output,
-    });
-    const workload = new ChildWorkload(child, { host: "127.0.0.1", port });
+    const checked = await this.check(spec);
+    const maxMemPages = maxMemPagesFor(checked.memoryMb);
+    let host = await this.takeStandby();
+    if (!host || host.gone || host.maxMemPages !== maxMemPages) {
+      // A standby that cannot serve this spec is stopped alongside the fresh host's boot.
+      const stopping = host && stopStandby(host);
+      try {
+        host = await this.spawnHost(maxMemPages, false);
+      } finally {
+        await stopping;
+      }
+      if (!host) throw new TabbifyError("WORKLOAD_START_FAILED", "cannot start the wasm host (node)");
+    }
+    const workload = this.handOver(host, spec, checked, port);
     // Hashed while the host boots; loading node:crypto before the spawn would delay it.
-    workload.version = (await import("../core/digest.js")).digestOf(bytes);
+    workload.version = (await import("../core/digest.js")).digestOf(checked.bytes);
     return workload;
+  }
+
+  /** Gives a waiting host its app: from here on it is that app's workload. */
+  private handOver(
+    standby: StandbyHost,
+    spec: WorkloadSpec,
+    checked: CheckedSpec,
+    port: number,
+  ): ChildWorkload {
+    const upstream = { host: "127.0.0.1", port };
+    const config: HostStartConfig = {
+      module: checked.modulePath,
+      timeoutMs: checked.timeoutMs,
+      memoryMb: checked.memoryMb,
+      ...upstream,
+      env: spec.env ?? {},
+      cwd: resolve(spec.artifactDir!),
+    };
+    if (this.options.workers !== undefined) config.workers = this.options.workers;
+    const workload = new ChildWorkload(standby.child, upstream);
+    // Should the standby die just now, the write fails quietly and `exited` reports the death.
+    standby.child.stdin!.end(`${JSON.stringify(config)}\n`);
+    return workload;
+  }
+
+  /**
+   * Boots a standby host: node, the host's modules and its first worker thread, everything of a
+   * start that does not depend on the app. Never rejects: without a standby, start() boots cold.
+   */
+  async prewarm(): Promise<void> {
+    if (this.standby && !this.standby.gone) return;
+    this.prewarming ??= this.bootStandby().finally(() => {
+      this.prewarming = undefined;
+    });
+    await this.prewarming;
+  }
+
+  private async bootStandby(): Promise<void> {
+    const standby = await this.spawnHost(maxMemPagesFor(DEFAULT_WASM_MEMORY_MB), true);
+    if (!standby) return;
+    this.standby = standby;
+    standby.exit.then(() => {
+      // A standby that dies unused is forgotten: the next start boots cold.
+      if (this.standby === standby) this.standby = undefined;
+    });
+    // Loaded now so that start() does not load node:crypto on the prewarmed path.
+    await import("../core/digest.js");
+  }
+
+  /**
+   * Spawns a host that waits for its app's config on stdin: at once (a cold start) or whenever an
+   * app comes (`standby`: booted ahead, and quietly gone if none ever does). The app's env, which
+   * may hold secrets, thus never shows in the host's argv or environment. Undefined if node
+   * cannot be spawned.
+   */
+  private async spawnHost(maxMemPages: number, standby: boolean): Promise<StandbyHost | undefined> {
+    // The basics every workload gets; HOST, PORT and the app's env arrive on stdin with the app.
+    const env = workloadEnv(undefined, 0);
+    delete env.HOST;
+    delete env.PORT;
+    let child: ChildProcess;
+    try {
+      child = await spawnInGroup(process.execPath, hostArgs(maxMemPages, standby ? ["--standby"] : []), {
+        cwd: "/",
+        env,
+        output: this.options.output,
+        stdin: "pipe",
+      });
+    } catch {
+      return undefined;
+    }
+    const host: StandbyHost = { child, maxMemPages, gone: false, exit: Promise.resolve() };
+    host.exit = new Promise<void>((resolveExit) => {
+      child.once("exit", () => {
+        host.gone = true;
+        resolveExit();
+      });
+    });
+    // A dead host's pipe fails on write (EPIPE); its exit is what reports the death.
+    child.stdin!.on("error", () => {});
+    return host;
+  }
+
+  /** Stops a standby no start() took, and resolves once it has exited. Idempotent. */
+  async discardPrewarmed(): Promise<void> {
+    await this.prewarming;
+    const standby = this.standby;
+    this.standby = undefined;
+    if (standby) this.discarding = stopStandby(standby);
+    await this.discarding;
+  }
+
+  /** The standby, at most once: whoever takes it either hands it an app or stops it. */
+  private async takeStandby(): Promise<StandbyHost | undefined> {
+    await this.prewarming;
+    const standby = this.standby;
+    this.standby = undefined;
+    return standby;
   }
 }
