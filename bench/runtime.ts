@@ -452,7 +452,7 @@ class BenchSupervisor {
 
   private constructor(readonly dataDir: string) {}
 
-  static async start(nodeUrl: string, nodeKey: string): Promise<BenchSupervisor> {
+  static async start(nodeUrl: string, nodeKey: string, extraArgs: string[] = []): Promise<BenchSupervisor> {
     const sup = new BenchSupervisor(await mkdtemp(join(tmpdir(), "tabbify-bench-sup-")));
     sup.port = await freeLoopbackPort();
     const child = spawn(
@@ -470,6 +470,7 @@ class BenchSupervisor {
         "local",
         "--node",
         nodeUrl,
+        ...extraArgs,
       ],
       { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TABBIFY_NODE_KEY: nodeKey } },
     );
@@ -494,6 +495,20 @@ class BenchSupervisor {
 
   get base(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Until the supervisor is at rest: its warm spare booted (with a settle for its prewarm) and none booting. */
+  async spareAtRest(): Promise<void> {
+    const end = Date.now() + 30_000;
+    for (;;) {
+      const { json } = await this.call("GET", "/health");
+      const spares = json.warm_spares as { ready: number; booting: number } | undefined;
+      if (spares && spares.ready > 0 && spares.booting === 0) break;
+      if (Date.now() > end) throw new Error(`no warm spare got ready: ${JSON.stringify(spares)}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    // A spare answers once its runner modules are loaded; its standby wasm host boots on beside it.
+    await new Promise((r) => setTimeout(r, 500));
   }
 
   get pid(): number | undefined {
@@ -628,7 +643,12 @@ async function dockerCase(sup: BenchSupervisor): Promise<ColdCase | string> {
   return { runtime: "docker", spec: { runtime: "docker", image: BENCH_IMAGE }, path: "/" };
 }
 
-async function coldPart(sup: BenchSupervisor, nodeBase: string, nodePid: number): Promise<void> {
+async function coldPart(
+  sup: BenchSupervisor,
+  spareless: BenchSupervisor,
+  nodeBase: string,
+  nodePid: number,
+): Promise<void> {
   const cases: ColdCase[] = [
     {
       runtime: "process",
@@ -651,33 +671,46 @@ async function coldPart(sup: BenchSupervisor, nodeBase: string, nodePid: number)
 
   process.stdout.write(
     `\n## 2. cold start: POST /v1/apps/<uuid>/start on a real supervisor → first 200, median of ${coldRuns} runs (min–max), purged in between; load average ${loadavg()[0]!.toFixed(1)}\n` +
-      "   API = the start call returned; app addr = first 200 on <app address>:8730; via node = first 200 through the node's /app/<uuid>\n",
+      "   API = the start call returned; app addr = first 200 on <app address>:8730; via node = first 200 through the node's /app/<uuid>\n" +
+      "   spare = a supervisor at rest (its warm spare runner booted: the default); none = --warm-spares 0, or starts faster than spares boot\n",
   );
+  const modes = [
+    { label: "spare", sup, atRest: () => sup.spareAtRest() },
+    { label: "none", sup: spareless, atRest: async () => {} },
+  ];
   const rows: string[][] = [];
   for (const c of cases) {
-    // One unmeasured start warms the page cache and the supervisor's code paths.
-    await coldStart(sup, nodeBase, c);
-    const samples: ColdSample[] = [];
-    for (let i = 0; i < coldRuns; i++) samples.push(await coldStart(sup, nodeBase, c));
-    const spread = (pick: (s: ColdSample) => number) => {
-      const v = samples.map(pick);
-      return `${median(v).toFixed(0)} (${Math.min(...v).toFixed(0)}–${Math.max(...v).toFixed(0)})`;
-    };
-    const direct = median(samples.map((s) => s.directMs));
-    rows.push([
-      c.runtime,
-      spread((s) => s.apiMs),
-      spread((s) => s.directMs),
-      spread((s) => s.nodeMs),
-      c.runtime === "docker" ? "-" : (direct / 300).toFixed(2),
-      mib(median(samples.map((s) => s.runnerRss ?? Number.NaN))),
-      mib(median(samples.map((s) => s.workloadRss ?? Number.NaN))),
-    ]);
+    for (const mode of modes) {
+      // One unmeasured start warms the page cache and the supervisor's code paths.
+      await mode.atRest();
+      await coldStart(mode.sup, nodeBase, c);
+      const samples: ColdSample[] = [];
+      for (let i = 0; i < coldRuns; i++) {
+        await mode.atRest();
+        samples.push(await coldStart(mode.sup, nodeBase, c));
+      }
+      const spread = (pick: (s: ColdSample) => number) => {
+        const v = samples.map(pick);
+        return `${median(v).toFixed(0)} (${Math.min(...v).toFixed(0)}–${Math.max(...v).toFixed(0)})`;
+      };
+      const direct = median(samples.map((s) => s.directMs));
+      rows.push([
+        c.runtime,
+        mode.label,
+        spread((s) => s.apiMs),
+        spread((s) => s.directMs),
+        spread((s) => s.nodeMs),
+        c.runtime === "docker" ? "-" : (direct / 300).toFixed(2),
+        mib(median(samples.map((s) => s.runnerRss ?? Number.NaN))),
+        mib(median(samples.map((s) => s.workloadRss ?? Number.NaN))),
+      ]);
+    }
   }
   process.stdout.write(
     table(
       [
         "runtime",
+        "runner",
         "API ms",
         "app addr ms",
         "via node ms",
@@ -775,6 +808,7 @@ async function main(): Promise<void> {
   const nodePid = ours.child.pid ?? 0;
   const nodeBase = new URL(ours.url).origin;
   let sup: BenchSupervisor | undefined;
+  let spareless: BenchSupervisor | undefined;
   try {
     process.stdout.write(
       `bench:runtime: loopback, ${cpus().length} cores, load average ${loadavg()
@@ -784,7 +818,10 @@ async function main(): Promise<void> {
     if (only.has("proxy")) await proxyPart(uuid, ours);
     if (only.has("cold") || only.has("hop")) {
       sup = await BenchSupervisor.start(nodeBase, nodeKey);
-      if (only.has("cold")) await coldPart(sup, nodeBase, nodePid);
+      if (only.has("cold")) {
+        spareless = await BenchSupervisor.start(nodeBase, nodeKey, ["--warm-spares", "0"]);
+        await coldPart(sup, spareless, nodeBase, nodePid);
+      }
       if (only.has("hop")) await hopPart(sup, nodeBase, nodePid);
     }
     process.stdout.write(
@@ -792,6 +829,7 @@ async function main(): Promise<void> {
     );
   } finally {
     await sup?.close();
+    await spareless?.close();
     await stopChild(ours.child);
   }
 }

@@ -177,6 +177,13 @@ describe("runtime plane", { concurrency: false }, () => {
       });
 
     const first = await spareReady();
+    await until("/health to count the spare ready", async () => {
+      const spares = (await sup.call("GET", "/health")).json.warm_spares as {
+        ready: number;
+        booting: number;
+      };
+      return spares.ready === 1 && spares.booting === 0 ? true : undefined;
+    });
     const processUuid = randomUuid();
     const started = await sup.call("POST", `/v1/apps/${processUuid}/start`, processSpec({ VERSION: "1" }));
     assert.equal(started.status, 200, JSON.stringify(started.json));

@@ -18,11 +18,11 @@ const wasmApi = (globalThis as unknown as { WebAssembly: typeof WasmApi }).WebAs
 export type ModuleSource = { moduleBytes: Uint8Array } | { compiled: WasmModule };
 
 /**
- * A standby host boots its first worker before it knows the module (`moduleToFollow`): that
- * worker's first message is then its ModuleSource, and every later one a WorkerJob. Meanwhile it
- * runs `warmUpModule`, a module that does nothing, once.
+ * A host boots its first worker before it knows the module (`moduleToFollow`): that worker's
+ * first message is then its ModuleSource, and every later one a WorkerJob. A standby's worker,
+ * which has time to spare, meanwhile runs `warmUpModule`, a module that does nothing, once.
  */
-export type WorkerData = ModuleSource | { moduleToFollow: true; warmUpModule: Uint8Array };
+export type WorkerData = ModuleSource | { moduleToFollow: true; warmUpModule?: Uint8Array };
 
 export interface WorkerJob {
   id: number;
@@ -124,7 +124,7 @@ function runJob(module: WasmModule, job: WorkerJob): WorkerResult {
   }
 }
 
-if ("moduleToFollow" in data) {
+if ("moduleToFollow" in data && data.warmUpModule) {
   // Time a standby has to spare: what the first request would otherwise initialise (WASI,
   // instantiating, the wrapped imports of runJob) is initialised now.
   runJob(new wasmApi.Module(data.warmUpModule), {

@@ -65,6 +65,8 @@ export function buildApi(supervisor: Supervisor, info: HealthInfo): FastifyInsta
       firecracker: tags.includes("firecracker"),
       docker: tags.includes("docker"),
       tags,
+      // Our extension: runners booted ahead (ready to take a start) and booting.
+      warm_spares: supervisor.spareCounts(),
     };
   });
 

@@ -71,6 +71,11 @@ export class SparePool {
     }
   }
 
+  /** Spares ready to take a start, and spares still booting. */
+  counts(): { ready: number; booting: number } {
+    return { ready: this.ready.length, booting: this.booting };
+  }
+
   /** Boots spares until `size` are ready or booting. Never throws: a failed boot is retried later. */
   fill(): void {
     if (this.closed || this.fillTimer) return;

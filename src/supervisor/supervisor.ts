@@ -157,6 +157,11 @@ export class Supervisor {
     }
   }
 
+  /** Warm spares (see spares.ts): ready to take a start, and booting. */
+  spareCounts(): { ready: number; booting: number } {
+    return this.spares?.counts() ?? { ready: 0, booting: 0 };
+  }
+
   get runnersDir(): string {
     return this.records.dir;
   }
