@@ -87,6 +87,14 @@ export function parseListen(value: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || "127.0.0.1"), port };
 }
 
+/** An integer flag value of at least `min` (1 unless said otherwise); USAGE error otherwise. */
+export function intOption(value: string | undefined, flag: string, min = 1): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min)
+    throw new TabbifyError("USAGE", `--${flag} wants an integer >= ${min}`);
+  return n;
+}
+
 /** Resolves once SIGINT or SIGTERM arrives. */
 export function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {

@@ -12,7 +12,7 @@ import { TabbifyError } from "../core/errors.js";
 import type { PeerRecord } from "../mesh/roster.js";
 import type { AssignRequest, ControlReply, ControlRequest } from "../runner/control.js";
 import type { Runtime, RuntimeKind, Workload, WorkloadSpec } from "../runtimes/runtime.js";
-import { type OptionSpec, optionsHelp, parseListen, parseOptions, required } from "./flags.js";
+import { intOption, type OptionSpec, optionsHelp, parseListen, parseOptions, required } from "./flags.js";
 
 const specs: OptionSpec[] = [
   { flag: "uuid", help: "the app's uuid" },
@@ -56,12 +56,6 @@ function parseJsonEnv<T>(env: NodeJS.ProcessEnv, name: string): T | undefined {
     // The value may hold secrets, so only its name is reported.
     throw new TabbifyError("USAGE", `${name} is not valid JSON`);
   }
-}
-
-function positiveInt(value: string | undefined, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new TabbifyError("USAGE", `--${flag} wants a positive integer`);
-  return n;
 }
 
 function packageVersion(): string {
@@ -424,9 +418,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
   required(opts.values["data-dir"], "--data-dir");
   const settings: RunnerSettings = {
-    healthTimeoutMs: positiveInt(opts.values["health-timeout-ms"], "health-timeout-ms"),
-    restartBaseMs: positiveInt(opts.values["restart-base-ms"], "restart-base-ms"),
-    restartCapMs: positiveInt(opts.values["restart-cap-ms"], "restart-cap-ms"),
+    healthTimeoutMs: intOption(opts.values["health-timeout-ms"], "health-timeout-ms"),
+    restartBaseMs: intOption(opts.values["restart-base-ms"], "restart-base-ms"),
+    restartCapMs: intOption(opts.values["restart-cap-ms"], "restart-cap-ms"),
     nodeUrl: opts.values.node,
     nodeKey: env.TABBIFY_NODE_KEY,
     parent: opts.values.parent,

@@ -19,7 +19,15 @@ import { capabilityTags, hasNetAdmin, InterfaceAddresses, noAddresses } from "..
 import { Supervisor } from "../supervisor/supervisor.js";
 import { artifactStoreConfig, artifactStoreOptions } from "./artifact-store-options.js";
 import { registerDeployPull } from "./deploy-pull.js";
-import { type OptionSpec, optionsHelp, parseListen, parseOptions, required, untilSignal } from "./flags.js";
+import {
+  intOption,
+  type OptionSpec,
+  optionsHelp,
+  parseListen,
+  parseOptions,
+  required,
+  untilSignal,
+} from "./flags.js";
 
 const specs: OptionSpec[] = [
   { flag: "name", env: "SUPERVISOR_NAME", default: "tabbify-supervisor", help: "display name on the roster" },
@@ -77,18 +85,6 @@ const specs: OptionSpec[] = [
     help: "how long a runner waits for a new workload to answer (start, restart, swap)",
   },
 ];
-
-function positiveInt(value: string | undefined, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new TabbifyError("USAGE", `--${flag} wants a positive integer`);
-  return n;
-}
-
-function nonNegativeInt(value: string | undefined, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new TabbifyError("USAGE", `--${flag} wants an integer >= 0`);
-  return n;
-}
 
 async function packageVersion(): Promise<string> {
   const url = new URL("../../../package.json", import.meta.url);
@@ -154,7 +150,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }, 30_000);
   refreshKinds.unref();
 
-  const runnerHealthTimeoutMs = positiveInt(
+  const runnerHealthTimeoutMs = intOption(
     opts.values["runner-health-timeout-ms"],
     "runner-health-timeout-ms",
   );
@@ -168,22 +164,22 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     logger,
     ...(opts.values.node ? { nodeUrl: opts.values.node } : {}),
     ...(env.TABBIFY_NODE_KEY ? { nodeKey: env.TABBIFY_NODE_KEY } : {}),
-    reconcileIntervalMs: positiveInt(opts.values["reconcile-interval-ms"], "reconcile-interval-ms"),
+    reconcileIntervalMs: intOption(opts.values["reconcile-interval-ms"], "reconcile-interval-ms"),
     backoff: {
       ...defaultBackoff,
-      baseMs: positiveInt(opts.values["restart-base-ms"], "restart-base-ms"),
-      capMs: positiveInt(opts.values["restart-cap-ms"], "restart-cap-ms"),
+      baseMs: intOption(opts.values["restart-base-ms"], "restart-base-ms"),
+      capMs: intOption(opts.values["restart-cap-ms"], "restart-cap-ms"),
     },
     runnerArgs: [
       "--restart-base-ms",
-      String(positiveInt(opts.values["runner-restart-base-ms"], "runner-restart-base-ms")),
+      String(intOption(opts.values["runner-restart-base-ms"], "runner-restart-base-ms")),
       "--health-timeout-ms",
       String(runnerHealthTimeoutMs),
     ],
     // The runner's own health wait, plus time to spawn it and bind.
     startTimeoutMs: runnerHealthTimeoutMs + 5_000,
     apps: new AppStore(artifacts.store, join(resolve(dataDir), "apps")),
-    warmSpares: nonNegativeInt(opts.values["warm-spares"], "warm-spares"),
+    warmSpares: intOption(opts.values["warm-spares"], "warm-spares", 0),
   });
   await supervisor.init();
 
