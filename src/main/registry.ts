@@ -1,9 +1,14 @@
-// `tabbify registry`: the OCI Distribution registry on /v2 (src/registry), wired from flags/env.
+// `tabbify registry`: the OCI Distribution registry on /v2 (src/registry), wired from flags/env;
+// `tabbify registry gc`: its blob garbage collection, over the same storage.
+import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
-import { TabbifyError } from "../core/errors.js";
+import { formatBytes } from "../cli/plan.js";
+import { isErrno, isTabbifyError, TabbifyError } from "../core/errors.js";
 import { createLogger } from "../core/log.js";
-import { defaultServiceName, startRegistry } from "../registry/index.js";
-import type { StorageDriver } from "../storage/driver.js";
+import { collectGarbage, type GcReport } from "../registry/gc.js";
+import { defaultServiceName, defaultStagingDir, RegistryService, startRegistry } from "../registry/index.js";
+import { LocalDriver } from "../storage/local.js";
+import type { S3Driver } from "../storage/s3.js";
 import { type OptionSpec, optionsHelp, parseListen, parseOptions, untilSignal } from "./flags.js";
 
 export const registryOptions: OptionSpec[] = [
@@ -37,30 +42,56 @@ export const registryOptions: OptionSpec[] = [
   },
 ];
 
+/** The storage options `gc` shares with the registry, so it runs against the same dir or bucket. */
+const storageFlags = new Set(["data", "storage", "s3-bucket", "s3-region", "s3-endpoint"]);
+
+export const gcOptions: OptionSpec[] = [
+  ...registryOptions.filter((o) => storageFlags.has(o.flag)),
+  {
+    flag: "dry-run",
+    env: "REGISTRY_GC_DRY_RUN",
+    boolean: true,
+    help: "report what would be removed; delete nothing",
+  },
+  {
+    flag: "delete-untagged",
+    env: "REGISTRY_GC_DELETE_UNTAGGED",
+    boolean: true,
+    help: "also remove manifests no tag reaches (index children, referrers and subjects of kept manifests stay)",
+  },
+  {
+    flag: "min-age",
+    env: "REGISTRY_GC_MIN_AGE",
+    default: "1h",
+    help: "grace period: unreferenced blobs and untagged manifests newer than this stay (90s, 30m, 1h, 7d, 0)",
+  },
+  { flag: "json", boolean: true, help: "print the report as one JSON object" },
+];
+
+const gcUsage = "tabbify registry gc [flags]";
+
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  if (argv[0] === "gc") {
+    try {
+      return await gc(argv.slice(1), env);
+    } catch (err) {
+      if (!isTabbifyError(err, "USAGE")) throw err;
+      process.stderr.write(`tabbify registry gc: ${err.message}\n\n${optionsHelp(gcUsage, gcOptions)}`);
+      return 2;
+    }
+  }
   const opts = parseOptions(argv, env, registryOptions);
   if (opts.help) {
-    process.stdout.write(optionsHelp("tabbify registry [flags]", registryOptions));
+    process.stdout.write(
+      `${optionsHelp("tabbify registry [flags]", registryOptions)}\n\`tabbify registry gc --help\` lists the garbage collector's flags.\n`,
+    );
     return 0;
   }
   const v = opts.values;
   const { host, port } = parseListen(v.listen!);
   const dataDir = resolve(v.data!);
   const log = createLogger("registry");
-
-  let driver: StorageDriver | undefined;
-  if (v.storage === "s3") {
-    if (!v["s3-bucket"])
-      throw new TabbifyError("USAGE", "REGISTRY_STORAGE=s3 needs --s3-bucket / REGISTRY_S3_BUCKET");
-    const { S3Driver } = await import("../storage/s3.js");
-    driver = new S3Driver({
-      bucket: v["s3-bucket"],
-      ...(v["s3-region"] ? { region: v["s3-region"] } : {}),
-      ...(v["s3-endpoint"] ? { endpoint: v["s3-endpoint"], forcePathStyle: true } : {}),
-    });
-  } else if (v.storage !== "local") {
-    throw new TabbifyError("USAGE", `--storage must be local or s3, got "${v.storage}"`);
-  }
+  const driver = await s3Driver(v);
 
   const registry = await startRegistry({
     host,
@@ -87,4 +118,156 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   log.info("shutting down", { signal });
   await registry.close();
   return 0;
+}
+
+/** The S3 driver the storage options ask for, or undefined for local storage. */
+async function s3Driver(v: Record<string, string | undefined>): Promise<S3Driver | undefined> {
+  if (v.storage === "local") return undefined;
+  if (v.storage !== "s3")
+    throw new TabbifyError("USAGE", `--storage must be local or s3, got "${v.storage}"`);
+  if (!v["s3-bucket"])
+    throw new TabbifyError("USAGE", "REGISTRY_STORAGE=s3 needs --s3-bucket / REGISTRY_S3_BUCKET");
+  const { S3Driver: Driver } = await import("../storage/s3.js");
+  return new Driver({
+    bucket: v["s3-bucket"],
+    ...(v["s3-region"] ? { region: v["s3-region"] } : {}),
+    ...(v["s3-endpoint"] ? { endpoint: v["s3-endpoint"], forcePathStyle: true } : {}),
+  });
+}
+
+async function gc(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const opts = parseOptions(argv, env, gcOptions);
+  if (opts.help) {
+    process.stdout.write(
+      `${optionsHelp(gcUsage, gcOptions)}\nMarks every blob a manifest of any repository references and removes the rest\n(older than --min-age), with the repository links to them. It may run while the registry\nserves: --min-age keeps the blobs of pushes in progress.\n`,
+    );
+    return 0;
+  }
+  const v = opts.values;
+  const minAgeMs = parseMinAge(v["min-age"]!);
+  const dataDir = resolve(v.data!);
+  const s3 = await s3Driver(v);
+  if (!s3) {
+    // An empty report for a mistyped --data would read as "nothing to collect".
+    const isDir = await stat(dataDir).then(
+      (s) => s.isDirectory(),
+      (err: unknown) => {
+        if (isErrno(err, "ENOENT")) return false;
+        throw err;
+      },
+    );
+    if (!isDir) {
+      throw new TabbifyError(
+        "REGISTRY_DATA_MISSING",
+        `no registry data at ${dataDir} (--data / REGISTRY_DATA_DIR)`,
+        { dataDir },
+      );
+    }
+  }
+  const driver = s3 ?? new LocalDriver(dataDir);
+  if (minAgeMs === 0 && !opts.flags["dry-run"]) {
+    process.stderr.write(
+      "tabbify registry gc: --min-age 0 can delete the blobs of a push in progress; run it only while nothing pushes\n",
+    );
+  }
+  try {
+    const service = new RegistryService({ driver, stagingDir: defaultStagingDir(driver, dataDir) });
+    const report = await collectGarbage(service, {
+      dryRun: opts.flags["dry-run"] === true,
+      deleteUntagged: opts.flags["delete-untagged"] === true,
+      minAgeMs,
+    });
+    if (opts.flags.json) {
+      process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    } else {
+      for (const w of report.warnings) process.stderr.write(`tabbify registry gc: warning: ${w}\n`);
+      const storage = s3 ? `s3 bucket ${v["s3-bucket"]}` : `local ${dataDir}`;
+      process.stdout.write(formatGcReport(report, storage));
+    }
+  } finally {
+    s3?.close();
+  }
+  return 0;
+}
+
+const durationUnits: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** `--min-age`: `90s`, `30m`, `1h`, `7d` or plain seconds, 0 allowed → milliseconds. */
+export function parseMinAge(value: string): number {
+  const m = /^(\d{1,9})([smhd]?)$/.exec(value.trim());
+  if (!m) {
+    throw new TabbifyError(
+      "USAGE",
+      `--min-age wants a duration like 90s, 30m, 1h, 7d or plain seconds (0: no grace), got "${value.slice(0, 40)}"`,
+    );
+  }
+  return Number(m[1]) * (durationUnits[m[2] || "s"] ?? 1) * 1000;
+}
+
+function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  for (const [unit, size] of [
+    ["d", 86400],
+    ["h", 3600],
+    ["m", 60],
+  ] as const) {
+    if (s >= size && s % size === 0) return `${s / size}${unit}`;
+  }
+  return `${s}s`;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** The report as a person reads it: what was marked, what was (or would be) swept, a summary. */
+export function formatGcReport(report: GcReport, storage: string): string {
+  const dry = report.dryRun;
+  const lines = [
+    `tabbify registry gc: ${storage}; --min-age ${formatDuration(report.minAgeMs)}; untagged manifests ${
+      report.deleteUntagged ? "removed" : "kept"
+    }${dry ? "; dry run: nothing is deleted" : ""}`,
+  ];
+  for (const repo of report.repositories) {
+    for (const m of repo.manifests) lines.push(`${repo.name}: marking manifest ${m.digest} (${m.reason})`);
+    for (const blob of repo.blobs) lines.push(`${repo.name}: marking blob ${blob}`);
+  }
+  for (const m of report.manifestsRemoved) {
+    lines.push(
+      dry
+        ? `${m.repository}: manifest eligible for deletion: ${m.digest}`
+        : `${m.repository}: deleted manifest ${m.digest}`,
+    );
+  }
+  for (const b of report.blobsRemoved) {
+    const size = formatBytes(b.size);
+    lines.push(
+      dry ? `blob eligible for deletion: ${b.digest} (${size})` : `deleted blob ${b.digest} (${size})`,
+    );
+  }
+  for (const l of report.linksRemoved) {
+    lines.push(
+      dry
+        ? `${l.repository}: layer link eligible for deletion: ${l.digest} (${l.reason})`
+        : `${l.repository}: deleted layer link ${l.digest} (${l.reason})`,
+    );
+  }
+  for (const b of report.blobsYoung) {
+    lines.push(
+      `kept, younger than --min-age: blob ${b.digest} (${formatBytes(b.size)}, last written ${b.modified})`,
+    );
+  }
+  const kept = report.repositories.reduce((n, r) => n + r.manifests.length, 0);
+  const would = dry ? "would be " : "";
+  lines.push(
+    [
+      `summary${dry ? " (dry run, nothing deleted)" : ""}: ${report.repositories.length} ${report.repositories.length === 1 ? "repository" : "repositories"}`,
+      `${plural(kept, "manifest")} kept, ${report.manifestsRemoved.length} ${would}removed`,
+      `${plural(report.blobsKept, "blob")} kept (${report.blobsYoung.length} younger than --min-age), ${report.blobsRemoved.length} ${would}removed`,
+      `${formatBytes(report.bytesFreed)} ${would}freed (${report.bytesFreed} bytes)`,
+      `${plural(report.linksRemoved.length, "link")} ${would}removed`,
+      `${plural(report.uploadsRemoved, "stale upload session")} ${would}removed`,
+    ].join("; "),
+  );
+  return `${lines.join("\n")}\n`;
 }

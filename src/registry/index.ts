@@ -49,6 +49,17 @@ export interface RunningRegistry {
 
 export const defaultServiceName = "tabbify-registry";
 
+/**
+ * Where upload sessions are staged when not told: inside the local driver's tmpDir (same device,
+ * so `ingest` is a rename), else `<dataDir>/staging`. `tabbify registry gc` finds the registry's
+ * sessions through this same rule.
+ */
+export function defaultStagingDir(driver: StorageDriver, dataDir: string | undefined): string {
+  if (driver instanceof LocalDriver) return join(driver.tmpDir, "uploads");
+  if (dataDir) return join(dataDir, "staging");
+  throw new TabbifyError("CONFIG_INVALID", "the registry needs a staging dir for this storage driver");
+}
+
 /** Starts a registry in this process: the composition roots, `tabbify up` and tests call it. */
 export async function startRegistry(opts: StartRegistryOptions): Promise<RunningRegistry> {
   const log = opts.log ?? silentLogger;
@@ -57,12 +68,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
     if (!opts.dataDir) throw new TabbifyError("CONFIG_INVALID", "the registry needs a data dir or a driver");
     driver = new LocalDriver(opts.dataDir);
   }
-  let stagingDir = opts.stagingDir;
-  if (!stagingDir) {
-    if (driver instanceof LocalDriver) stagingDir = join(driver.tmpDir, "uploads");
-    else if (opts.dataDir) stagingDir = join(opts.dataDir, "staging");
-    else throw new TabbifyError("CONFIG_INVALID", "the registry needs a staging dir for this storage driver");
-  }
+  const stagingDir = opts.stagingDir ?? defaultStagingDir(driver, opts.dataDir);
   await mkdir(stagingDir, { recursive: true });
   const service = new RegistryService({
     driver,

@@ -298,8 +298,11 @@ export class UploadStore {
     await this.remove(id);
   }
 
-  /** Removes sessions untouched for longer than the stale age (crashed or abandoned clients). */
-  async cleanupStale(now = Date.now()): Promise<number> {
+  /**
+   * Removes sessions untouched for longer than the stale age (crashed or abandoned clients) and
+   * returns how many; with `dryRun`, only counts them.
+   */
+  async cleanupStale(now = Date.now(), opts: { dryRun?: boolean } = {}): Promise<number> {
     let entries: string[];
     try {
       entries = await readdir(this.stagingDir);
@@ -319,7 +322,7 @@ export class UploadStore {
           ),
         );
       if (now - touched > this.staleAfterMs) {
-        await this.remove(id);
+        if (!opts.dryRun) await this.remove(id);
         removed++;
       }
     }
