@@ -40,8 +40,8 @@ const hostArgs = (maxMemPages: number, hostOptions: string[]) => [
   ...hostOptions,
 ];
 
-/** A host started by prewarm(), waiting on its stdin for the one app it will serve. */
-interface StandbyHost {
+/** A wasm host process waiting on its stdin for the one app it will serve (booted ahead or just now). */
+interface HostProcess {
   child: ChildProcess;
   maxMemPages: number;
   /** Set when the process has exited, as `exit` resolves. */
@@ -59,7 +59,7 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 /** SIGTERM the standby's group, SIGKILL after the grace; resolves once it has exited. Never rejects. */
-async function stopStandby(standby: StandbyHost): Promise<void> {
+async function stopStandby(standby: HostProcess): Promise<void> {
   const pid = standby.child.pid;
   if (pid === undefined || standby.gone) return;
   let timer: NodeJS.Timeout | undefined;
@@ -89,7 +89,7 @@ export class WasmRuntime implements Runtime {
   readonly kind = "wasm" as const;
 
   /** Booted by prewarm() and not yet taken by start() or discardPrewarmed(). */
-  private standby: StandbyHost | undefined;
+  private standby: HostProcess | undefined;
   private prewarming: Promise<void> | undefined;
   private discarding: Promise<void> = Promise.resolve();
 
@@ -159,12 +159,7 @@ export class WasmRuntime implements Runtime {
   }
 
   /** Gives a waiting host its app: from here on it is that app's workload. */
-  private handOver(
-    standby: StandbyHost,
-    spec: WorkloadSpec,
-    checked: CheckedSpec,
-    port: number,
-  ): ChildWorkload {
+  private handOver(host: HostProcess, spec: WorkloadSpec, checked: CheckedSpec, port: number): ChildWorkload {
     const upstream = { host: "127.0.0.1", port };
     const config: HostStartConfig = {
       module: checked.modulePath,
@@ -175,9 +170,9 @@ export class WasmRuntime implements Runtime {
       cwd: resolve(spec.artifactDir!),
     };
     if (this.options.workers !== undefined) config.workers = this.options.workers;
-    const workload = new ChildWorkload(standby.child, upstream);
-    // Should the standby die just now, the write fails quietly and `exited` reports the death.
-    standby.child.stdin!.end(`${JSON.stringify(config)}\n`);
+    const workload = new ChildWorkload(host.child, upstream);
+    // Should the host die just now, the write fails quietly and `exited` reports the death.
+    host.child.stdin!.end(`${JSON.stringify(config)}\n`);
     return workload;
   }
 
@@ -211,7 +206,7 @@ export class WasmRuntime implements Runtime {
    * may hold secrets, thus never shows in the host's argv or environment. Undefined if node
    * cannot be spawned.
    */
-  private async spawnHost(maxMemPages: number, standby: boolean): Promise<StandbyHost | undefined> {
+  private async spawnHost(maxMemPages: number, standby: boolean): Promise<HostProcess | undefined> {
     // The basics every workload gets; HOST, PORT and the app's env arrive on stdin with the app.
     const env = workloadEnv(undefined, 0);
     delete env.HOST;
@@ -227,7 +222,7 @@ export class WasmRuntime implements Runtime {
     } catch {
       return undefined;
     }
-    const host: StandbyHost = { child, maxMemPages, gone: false, exit: Promise.resolve() };
+    const host: HostProcess = { child, maxMemPages, gone: false, exit: Promise.resolve() };
     host.exit = new Promise<void>((resolveExit) => {
       child.once("exit", () => {
         host.gone = true;
@@ -249,7 +244,7 @@ export class WasmRuntime implements Runtime {
   }
 
   /** The standby, at most once: whoever takes it either hands it an app or stops it. */
-  private async takeStandby(): Promise<StandbyHost | undefined> {
+  private async takeStandby(): Promise<HostProcess | undefined> {
     await this.prewarming;
     const standby = this.standby;
     this.standby = undefined;
