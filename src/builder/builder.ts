@@ -6,6 +6,7 @@ import { isAbsolute, join, posix, relative, sep } from "node:path";
 import { isValidTenant } from "../auth/namespace.js";
 import { TabbifyError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/log.js";
+import { parseHttpRepoUrl } from "../core/repo-url.js";
 import type { BuildRequest, BuildResult } from "../pipeline/executor.js";
 import { redactUrl } from "../pipeline/github.js";
 
@@ -111,16 +112,8 @@ export function validateBuildRequest(body: unknown): ValidBuild {
     return v;
   };
   const repoUrl = str("repo_url", true)!;
-  let url: URL;
-  try {
-    url = new URL(repoUrl);
-  } catch {
-    throw invalid("repo_url is not a URL");
-  }
-  // Only network remotes: a file:// or ext:: remote would let a caller read or run things on this host.
-  if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw invalid(`repo_url must be an http(s) URL, not ${url.protocol}`);
-  }
+  const parsedUrl = parseHttpRepoUrl(repoUrl);
+  if ("problem" in parsedUrl) throw invalid(parsedUrl.problem);
   const ref = str("ref", true)!;
   if (ref.startsWith("-") || !/^[A-Za-z0-9._/-]+$/.test(ref) || ref.includes("..")) {
     throw invalid("ref must be a commit sha, branch or tag name");

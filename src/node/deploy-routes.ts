@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
+import { parseHttpRepoUrl } from "../core/repo-url.js";
 import { type DeployEvent, type DeployRecord, followDeploy } from "../pipeline/executor.js";
 import type { DeployRequest, RequestedTarget } from "../pipeline/plan.js";
 import { type DeployRuntime, deployRuntimes } from "../pipeline/tabbify-toml.js";
@@ -57,15 +58,9 @@ export function parseDeployBody(body: unknown): DeployRequest {
   if (!isObject(body)) throw invalid("the body must be a JSON object");
   const repoUrl = optionalString(body, "repo_url");
   if (repoUrl === undefined) throw invalid("repo_url is required");
-  let url: URL;
-  try {
-    url = new URL(repoUrl);
-  } catch {
-    throw invalid("repo_url is not a URL");
-  }
-  if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw invalid(`repo_url must be an http(s) URL, not ${url.protocol}`);
-  }
+  const parsedUrl = parseHttpRepoUrl(repoUrl);
+  if ("problem" in parsedUrl) throw invalid(parsedUrl.problem);
+  const url = parsedUrl.url;
   if (url.username !== "" || url.password !== "") {
     throw invalid("repo_url must not carry credentials (configure a GitHub App instead)");
   }
