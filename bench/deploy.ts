@@ -38,6 +38,7 @@ interface PushPayload {
 }
 const SECRET = "bench-webhook-secret";
 const NODE_KEY = "bench-node-key";
+const SUPERVISOR_KEY = "bench-supervisor-key";
 const APP_ID = "9001";
 const INSTALLATION = 42;
 const OWNER = "bench";
@@ -116,6 +117,7 @@ async function main(): Promise<void> {
           privateKeyPem: privateKey.export({ type: "pkcs1", format: "pem" }).toString(),
         },
         registry: await tenantRegistryAccess({ registryHost, authDataDir: authDir }),
+        supervisorKey: SUPERVISOR_KEY,
       },
     });
     cleanups.unshift(() => node.close());
@@ -124,6 +126,7 @@ async function main(): Promise<void> {
       "local",
       {
         TABBIFY_NODE_KEY: NODE_KEY,
+        SUPERVISOR_API_KEY: SUPERVISOR_KEY,
       },
     );
     cleanups.unshift(async () => {

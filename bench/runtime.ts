@@ -18,7 +18,7 @@
  */
 
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
@@ -449,11 +449,14 @@ class BenchSupervisor {
   private child: ChildProcess | undefined;
   private output = "";
   port = 0;
+  readonly apiKey = randomBytes(32).toString("base64url");
 
   private constructor(readonly dataDir: string) {}
 
   static async start(nodeUrl: string, nodeKey: string, extraArgs: string[] = []): Promise<BenchSupervisor> {
     const sup = new BenchSupervisor(await mkdtemp(join(tmpdir(), "tabbify-bench-sup-")));
+    // The supervisor reads its API key from <data>/api.key; the bench writes it first to know it.
+    await writeFile(join(sup.dataDir, "api.key"), `${sup.apiKey}\n`, { mode: 0o600 });
     sup.port = await freeLoopbackPort();
     const child = spawn(
       process.execPath,
@@ -520,11 +523,12 @@ class BenchSupervisor {
     path: string,
     body?: unknown,
   ): Promise<{ status: number; json: Record<string, unknown> }> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.apiKey}` };
+    if (body !== undefined) headers["content-type"] = "application/json";
     const res = await fetch(`${this.base}${path}`, {
       method,
-      ...(body === undefined
-        ? {}
-        : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+      headers,
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     return { status: res.status, json: (await res.json()) as Record<string, unknown> };
   }

@@ -37,6 +37,7 @@ import { ensureDockerd, freePort, requireCommand, tempDir } from "./support/tool
 
 const SECRET = "It's a Secret to Everybody";
 const NODE_KEY = "deploy-pipeline-node-key";
+const SUPERVISOR_KEY = "deploy-pipeline-supervisor-key";
 const APP_ID = "31337";
 const INSTALLATION = 4711;
 const OWNER = "Codertocat";
@@ -326,11 +327,13 @@ before(async () => {
       forgejoApiUrl: forgejo.apiUrl,
       forgejoToken: FORGEJO_TOKEN,
       registry: registryAccess,
+      supervisorKey: SUPERVISOR_KEY,
     },
   });
 
   supervisor = new SupervisorUnderTest(["--builder", "--node", node.url, "--name", SUPERVISOR], "local", {
     TABBIFY_NODE_KEY: NODE_KEY,
+    SUPERVISOR_API_KEY: SUPERVISOR_KEY,
   });
   await supervisor.start();
   const deadline = Date.now() + 15_000;

@@ -4,7 +4,8 @@
  * in the records and the ones seen through the API), even when the test fails.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -86,12 +87,20 @@ export class SupervisorUnderTest {
   /** Apps run as containers, removed at cleanup. */
   readonly dockerApps = new Set<string>();
 
+  /**
+   * The supervisor's API key: `SUPERVISOR_API_KEY` from `env`, else one written where it looks
+   * for a key (`<data>/api.key`, 0600) before it starts, so a node can be given it first.
+   */
+  readonly apiKey: string;
+
   constructor(
     readonly extraArgs: string[] = [],
     readonly mesh: "local" | "ula" = "local",
     readonly env: NodeJS.ProcessEnv = {},
   ) {
     this.dataDir = mkdtempSync(join(tmpdir(), "tbf-sup-"));
+    this.apiKey = env.SUPERVISOR_API_KEY ?? randomBytes(32).toString("base64url");
+    writeFileSync(join(this.dataDir, "api.key"), `${this.apiKey}\n`, { mode: 0o600 });
   }
 
   get base(): string {
@@ -153,11 +162,12 @@ export class SupervisorUnderTest {
     path: string,
     body?: unknown,
   ): Promise<{ status: number; json: Record<string, unknown> }> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.apiKey}` };
+    if (body !== undefined) headers["content-type"] = "application/json";
     const res = await fetch(`${this.base}${path}`, {
       method,
-      ...(body !== undefined
-        ? { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }
-        : {}),
+      headers,
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
     const json = (await res.json()) as Record<string, unknown>;
     for (const field of ["pid", "workload_pid"]) {

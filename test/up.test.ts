@@ -25,6 +25,12 @@ async function freePorts(): Promise<Ports> {
   };
 }
 
+/** The local supervisor's API key as the quick start reads it: `cat <data>/supervisor/api.key`. */
+async function supervisorAuth(dataDir: string): Promise<Record<string, string>> {
+  const key = (await readFile(join(dataDir, "supervisor", "api.key"), "utf8")).trim();
+  return { authorization: `Bearer ${key}` };
+}
+
 function startUp(dataDir: string, ports: Ports) {
   return spawnTabbify([
     "up",
@@ -59,7 +65,10 @@ describe("tabbify up", () => {
       const again = startUp(data.path, ports);
       try {
         await again.waitForLine(/Tabbify is up/, 60_000);
-        await fetch(`http://127.0.0.1:${ports.supervisor}/v1/apps/${appUuid}/purge`, { method: "POST" });
+        await fetch(`http://127.0.0.1:${ports.supervisor}/v1/apps/${appUuid}/purge`, {
+          method: "POST",
+          headers: await supervisorAuth(data.path),
+        });
       } finally {
         await again.stop(15_000);
       }
@@ -119,9 +128,12 @@ describe("tabbify up", () => {
         join(data.path, "artifacts"),
       ]);
       appUuid = /app_id = "([0-9a-f-]+)"/.exec(await readFile(join(app, "tabbify.lock"), "utf8"))![1]!;
-      const started = await fetch(`http://127.0.0.1:${ports.supervisor}/v1/apps/${appUuid}/start`, {
-        method: "POST",
-      });
+      // The supervisor runs nothing for a caller without its key; the printed command has it.
+      const startUrl = `http://127.0.0.1:${ports.supervisor}/v1/apps/${appUuid}/start`;
+      const keyless = await fetch(startUrl, { method: "POST" });
+      assert.equal(keyless.status, 401);
+      assert.match(printed, /curl -X POST -H "Authorization: Bearer \$\(cat [^)]*supervisor\/api\.key\)"/);
+      const started = await fetch(startUrl, { method: "POST", headers: await supervisorAuth(data.path) });
       assert.equal(started.status, 200, await started.clone().text());
       firstWorkloadPid = ((await started.json()) as { workload_pid: number }).workload_pid;
       const answer = await fetch(`http://127.0.0.1:${ports.node}/app/${appUuid}/`);
@@ -152,7 +164,9 @@ describe("tabbify up", () => {
     const again = startUp(data.path, ports);
     try {
       await again.waitForLine(/Tabbify is up/, 60_000);
-      const row = await fetch(`http://127.0.0.1:${ports.supervisor}/v1/apps/${appUuid}`);
+      const row = await fetch(`http://127.0.0.1:${ports.supervisor}/v1/apps/${appUuid}`, {
+        headers: await supervisorAuth(data.path),
+      });
       const body = (await row.json()) as { state: string; workload_pid: number };
       assert.equal(body.state, "running");
       assert.equal(body.workload_pid, firstWorkloadPid, "re-adopted, not restarted");

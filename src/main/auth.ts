@@ -17,7 +17,7 @@ const dataSpec: OptionSpec = {
   help: "directory holding the signing key (signing-key.pem, mode 0600)",
 };
 
-const serveSpecs: OptionSpec[] = [
+export const serveSpecs: OptionSpec[] = [
   {
     flag: "listen",
     env: "AUTH_LISTEN",

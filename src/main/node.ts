@@ -1,13 +1,14 @@
 import { readFile } from "node:fs/promises";
 import type { MeshMode } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
+import { readKeyFile } from "../core/key-file.js";
 import { createLogger } from "../core/log.js";
 import { type NodeDeployOptions, startNode } from "../node/index.js";
 import { tenantRegistryAccess } from "../node/registry-access.js";
 import { GITHUB_API_URL, loadAppPrivateKey } from "../pipeline/github.js";
 import { type OptionSpec, optionsHelp, parseListen, parseOptions, untilSignal } from "./flags.js";
 
-const specs: OptionSpec[] = [
+export const nodeOptions: OptionSpec[] = [
   {
     flag: "listen",
     env: "TABBIFY_NODE_LISTEN",
@@ -49,6 +50,11 @@ const specs: OptionSpec[] = [
     help: "registry HOST:PORT the pipeline pushes to and targets pull from",
   },
   {
+    flag: "supervisor-key-file",
+    env: "TABBIFY_SUPERVISOR_KEY_FILE",
+    help: "file holding the supervisors' API key (a supervisor's <data>/api.key; or the key itself in env TABBIFY_SUPERVISOR_KEY)",
+  },
+  {
     flag: "auth-data",
     env: "TABBIFY_AUTH_DATA_DIR",
     help: "the auth service's data dir: its signing key mints the tenant tokens traded for registry tokens",
@@ -56,8 +62,9 @@ const specs: OptionSpec[] = [
 ];
 
 /** Secrets come from the environment only (never flags: argv is visible in ps). */
-const secretEnv = [
+export const nodeSecretEnv = [
   "TABBIFY_NODE_KEY",
+  "TABBIFY_SUPERVISOR_KEY",
   "GITHUB_WEBHOOK_SECRET",
   "FORGEJO_WEBHOOK_SECRET",
   "GITHUB_APP_PRIVATE_KEY",
@@ -68,10 +75,10 @@ const usage =
   "tabbify node [--listen HOST:PORT] [--data DIR] [--mesh local|ula] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID]";
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const opts = parseOptions(argv, env, specs);
+  const opts = parseOptions(argv, env, nodeOptions);
   if (opts.help) {
     process.stdout.write(
-      `${optionsHelp(usage, specs)}\nSecrets come from the environment only (never flags, so they stay out of ps): ${secretEnv.join(", ")}.\n`,
+      `${optionsHelp(usage, nodeOptions)}\nSecrets come from the environment only (never flags, so they stay out of ps): ${nodeSecretEnv.join(", ")}.\n`,
     );
     return 0;
   }
@@ -94,6 +101,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   if (!deploy.githubWebhookSecret)
     logger.warn("GITHUB_WEBHOOK_SECRET is not set: /v1/webhooks/github answers 503");
   if (!deploy.registry) logger.warn("TABBIFY_REGISTRY is not set: deploys fail with REGISTRY_MISSING");
+  if (!deploy.supervisorKey)
+    logger.warn(
+      "no supervisor API key (TABBIFY_SUPERVISOR_KEY or --supervisor-key-file): supervisors refuse the node's deploys",
+    );
   const node = await startNode({
     host: listen.host,
     port: listen.port,
@@ -127,6 +138,13 @@ async function deployOptions(
       );
     }
     deploy.forgejoToken = env.FORGEJO_TOKEN;
+  }
+
+  if (env.TABBIFY_SUPERVISOR_KEY) deploy.supervisorKey = env.TABBIFY_SUPERVISOR_KEY;
+  else if (values["supervisor-key-file"])
+    deploy.supervisorKey = await readKeyFile(values["supervisor-key-file"]);
+  if (deploy.supervisorKey !== undefined && deploy.supervisorKey === env.TABBIFY_NODE_KEY) {
+    throw new TabbifyError("USAGE", "the supervisor API key must not be the node key");
   }
 
   const appId = values["github-app-id"];

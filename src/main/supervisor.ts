@@ -28,12 +28,18 @@ import {
   required,
   untilSignal,
 } from "./flags.js";
+import { supervisorApiKey } from "./supervisor-key.js";
 
-const specs: OptionSpec[] = [
+export const specs: OptionSpec[] = [
   { flag: "name", env: "SUPERVISOR_NAME", default: "tabbify-supervisor", help: "display name on the roster" },
   { flag: "data", env: "SUPERVISOR_DATA_DIR", help: "data directory (runner records, logs, sockets)" },
   { flag: "listen", env: "SUPERVISOR_LISTEN", default: "127.0.0.1:8730", help: "HTTP API address" },
   { flag: "node", env: "TABBIFY_NODE_URL", help: "node URL to register with (roster)" },
+  {
+    flag: "api-key-file",
+    env: "SUPERVISOR_API_KEY_FILE",
+    help: "file holding the API key callers send as Bearer (default <data>/api.key, created 0600; env SUPERVISOR_API_KEY wins)",
+  },
   {
     flag: "mesh",
     env: "SUPERVISOR_MESH",
@@ -131,6 +137,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const pinnedApps = [...new Set((opts.lists.app ?? []).map((a) => parseAppUuid(a.trim())))];
   const logger = createLogger(`supervisor ${opts.values.name}`);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const apiKey = await supervisorApiKey(dataDir, opts.values["api-key-file"], env, logger);
   const artifacts = await openArtifactStore(artifactStoreConfig(opts.values));
   const { runtimeFor, availableRuntimeKinds } = await import("../runtimes/index.js");
   const version = await packageVersion();
@@ -184,14 +191,18 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   await supervisor.init();
 
   let roster: RosterClient | undefined;
-  const api = buildApi(supervisor, {
-    supervisorId: await supervisorId(dataDir),
-    ula: listen.host,
-    version,
-    tags: () => capabilityTags(kinds, builder),
-    rosterPeerId: () => roster?.joinedPeerId,
-    startedAt,
-  });
+  const api = buildApi(
+    supervisor,
+    {
+      supervisorId: await supervisorId(dataDir),
+      ula: listen.host,
+      version,
+      tags: () => capabilityTags(kinds, builder),
+      rosterPeerId: () => roster?.joinedPeerId,
+      startedAt,
+    },
+    { apiKey },
+  );
   registerDeployPull(api, logger.child("deploy"));
   if (builder) {
     const { Builder } = await import("../builder/builder.js");

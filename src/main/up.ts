@@ -3,18 +3,17 @@
  * own child process started with the same flags a user would pass, so `up` proves the roles
  * compose over their HTTP APIs exactly as they do across hosts.
  *
- * Stopping `up` stops the control plane (auth, registry, node, supervisor). Runners are detached
- * by design and keep serving; the next `up` re-adopts them.
+ * A role that dies is restarted with backoff while the others keep serving (up-roles.ts). Stopping
+ * `up` stops the control plane (auth, registry, node, supervisor). Runners are detached by design
+ * and keep serving; the next `up` re-adopts them.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
-import { isErrno, TabbifyError } from "../core/errors.js";
-import { streamingProcessFlags } from "../core/node-flags.js";
-import { type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
+import { loadOrCreateKeyFile } from "../core/key-file.js";
+import { type OptionSpec, optionsHelp, parseOptions, untilSignal } from "./flags.js";
+import { roleEnv } from "./role-env.js";
+import { KeptRole, type RoleSpec } from "./up-roles.js";
 
 const upOptions: OptionSpec[] = [
   { flag: "data", env: "TABBIFY_DATA_DIR", default: ".tabbify", help: "where every role keeps its state" },
@@ -37,54 +36,6 @@ const upOptions: OptionSpec[] = [
   { flag: "quiet", boolean: true, help: "do not echo the roles' logs" },
 ];
 
-const tabbifyEntry = fileURLToPath(new URL("./tabbify.js", import.meta.url));
-
-interface Role {
-  name: string;
-  child: ChildProcess;
-  exited: Promise<number | null>;
-}
-
-function startRole(name: string, args: string[], env: NodeJS.ProcessEnv, echo: boolean): Role {
-  const child = spawn(
-    process.execPath,
-    ["--enable-source-maps", ...streamingProcessFlags, tabbifyEntry, ...args],
-    {
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  for (const stream of [child.stdout, child.stderr]) {
-    const lines = createInterface({ input: stream! });
-    lines.on("line", (line) => {
-      if (echo) process.stderr.write(`[${name}] ${line}\n`);
-    });
-  }
-  const exited = new Promise<number | null>((done) => child.once("exit", (code) => done(code)));
-  return { name, child, exited };
-}
-
-/** Resolves when `url` answers any HTTP status; rejects when the role exits or time runs out. */
-async function waitAnswering(role: Role, url: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let exitCode: number | null | undefined;
-  void role.exited.then((c) => {
-    exitCode = c;
-  });
-  while (Date.now() < deadline) {
-    if (exitCode !== undefined) {
-      throw new TabbifyError("ROLE_FAILED", `${role.name} exited with code ${exitCode} while starting`);
-    }
-    try {
-      await fetch(url, { signal: AbortSignal.timeout(1000) });
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 150));
-    }
-  }
-  throw new TabbifyError("ROLE_FAILED", `${role.name} did not answer on ${url} within ${timeoutMs / 1000} s`);
-}
-
 async function dockerAnswers(): Promise<boolean> {
   return new Promise((done) => {
     execFile("docker", ["info", "--format", "{{.ServerVersion}}"], { timeout: 5000 }, (err) => done(!err));
@@ -95,15 +46,21 @@ async function dockerAnswers(): Promise<boolean> {
 async function nodeKey(dataDir: string, env: NodeJS.ProcessEnv): Promise<{ key: string; source: string }> {
   if (env.TABBIFY_NODE_KEY) return { key: env.TABBIFY_NODE_KEY, source: "TABBIFY_NODE_KEY" };
   const path = join(dataDir, "node.key");
-  try {
-    return { key: (await readFile(path, "utf8")).trim(), source: path };
-  } catch (err) {
-    if (!isErrno(err, "ENOENT")) throw err;
-  }
-  const key = randomBytes(32).toString("base64url");
-  await writeFile(path, `${key}\n`, { mode: 0o600 });
-  await chmod(path, 0o600);
-  return { key, source: path };
+  return { key: (await loadOrCreateKeyFile(path)).key, source: path };
+}
+
+/**
+ * The local supervisor's API key: SUPERVISOR_API_KEY when set, else its own `api.key` in its data
+ * dir, created here (0600) so the node can be told where it is before the supervisor first starts.
+ */
+async function supervisorKey(
+  supervisorDir: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ key: string; source: string }> {
+  if (env.SUPERVISOR_API_KEY) return { key: env.SUPERVISOR_API_KEY, source: "SUPERVISOR_API_KEY" };
+  await mkdir(supervisorDir, { recursive: true, mode: 0o700 });
+  const path = join(supervisorDir, "api.key");
+  return { key: (await loadOrCreateKeyFile(path)).key, source: path };
 }
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -124,36 +81,32 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const nodeUrl = url(opts.values["node-port"]!);
   const supervisorUrl = url(opts.values["supervisor-port"]!);
   const storeDir = join(dataDir, "artifacts");
-  // Secrets reach the children through env only, never argv (argv is world-readable in /proc).
-  const childEnv: NodeJS.ProcessEnv = { ...env, TABBIFY_NODE_KEY: key };
+  const supervisorDir = join(dataDir, "supervisor");
+  const supKey = await supervisorKey(supervisorDir, env);
+  // Secrets reach the children through env or files only, never argv (argv is world-readable in
+  // /proc), and each role gets only the variables it reads (role-env.ts).
+  const supKeyFromEnv = supKey.source === "SUPERVISOR_API_KEY";
+  const nodeEnv = roleEnv("node", env, {
+    TABBIFY_NODE_KEY: key,
+    ...(supKeyFromEnv ? { TABBIFY_SUPERVISOR_KEY: supKey.key } : {}),
+  });
+  const supervisorEnv = roleEnv("supervisor", env, {
+    TABBIFY_NODE_KEY: key,
+    ...(supKeyFromEnv ? { SUPERVISOR_API_KEY: supKey.key } : {}),
+  });
 
   const builder = await dockerAnswers();
-  const roles: Role[] = [];
-  let stopping = false;
-  const stopAll = async () => {
-    stopping = true;
-    for (const r of [...roles].reverse()) r.child.kill("SIGTERM");
-    // A role that has not exited 10 s after SIGTERM is stuck: do not hang `up` on it.
-    const kill = setTimeout(() => {
-      for (const r of roles) if (r.child.exitCode === null) r.child.kill("SIGKILL");
-    }, 10_000);
-    await Promise.all(roles.map((r) => r.exited));
-    clearTimeout(kill);
-  };
-
-  try {
-    const auth = startRole(
-      "auth",
-      ["auth", "--listen", `${host}:${opts.values["auth-port"]}`, "--data", join(dataDir, "auth")],
-      childEnv,
-      echo,
-    );
-    roles.push(auth);
-    await waitAnswering(auth, `${authUrl}/health`);
-
-    const registry = startRole(
-      "registry",
-      [
+  const say = (line: string) => process.stderr.write(`tabbify up: ${line}\n`);
+  const specs: RoleSpec[] = [
+    {
+      name: "auth",
+      args: ["auth", "--listen", `${host}:${opts.values["auth-port"]}`, "--data", join(dataDir, "auth")],
+      env: roleEnv("auth", env),
+      readyUrl: `${authUrl}/health`,
+    },
+    {
+      name: "registry",
+      args: [
         "registry",
         "--listen",
         `${host}:${opts.values["registry-port"]}`,
@@ -162,15 +115,12 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         "--auth-url",
         authUrl,
       ],
-      childEnv,
-      echo,
-    );
-    roles.push(registry);
-    await waitAnswering(registry, `${registryUrl}/v2/`);
-
-    const node = startRole(
-      "node",
-      [
+      env: roleEnv("registry", env),
+      readyUrl: `${registryUrl}/v2/`,
+    },
+    {
+      name: "node",
+      args: [
         "node",
         "--listen",
         `${host}:${opts.values["node-port"]}`,
@@ -180,23 +130,21 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         new URL(registryUrl).host,
         "--auth-data",
         join(dataDir, "auth"),
+        ...(supKeyFromEnv ? [] : ["--supervisor-key-file", supKey.source]),
       ],
-      childEnv,
-      echo,
-    );
-    roles.push(node);
-    await waitAnswering(node, `${nodeUrl}/health`);
-
-    const supervisor = startRole(
-      "supervisor",
-      [
+      env: nodeEnv,
+      readyUrl: `${nodeUrl}/health`,
+    },
+    {
+      name: "supervisor",
+      args: [
         "supervisor",
         "--name",
         opts.values.name!,
         "--listen",
         `${host}:${opts.values["supervisor-port"]}`,
         "--data",
-        join(dataDir, "supervisor"),
+        supervisorDir,
         "--node",
         nodeUrl,
         "--mesh",
@@ -208,11 +156,22 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         // The local supervisor builds images (git push deploys) whenever a Docker daemon answers.
         ...(builder ? ["--builder"] : []),
       ],
-      childEnv,
-      echo,
-    );
-    roles.push(supervisor);
-    await waitAnswering(supervisor, `${supervisorUrl}/health`);
+      env: supervisorEnv,
+      readyUrl: `${supervisorUrl}/health`,
+    },
+  ];
+  const roles: KeptRole[] = [];
+  const stopAll = async () => {
+    // SIGTERM in the reverse of the start order; a role not gone 10 s later is killed.
+    await Promise.all([...roles].reverse().map((role) => role.stop()));
+  };
+
+  try {
+    for (const spec of specs) {
+      const role = new KeptRole(spec, { echo, say });
+      roles.push(role);
+      await role.start();
+    }
   } catch (err) {
     await stopAll();
     throw err;
@@ -220,6 +179,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
 
   const registryHost = new URL(registryUrl).host;
   const keyExpr = keySource === "TABBIFY_NODE_KEY" ? "$TABBIFY_NODE_KEY" : `$(cat ${keySource})`;
+  const supKeyExpr = supKeyFromEnv ? "$SUPERVISOR_API_KEY" : `$(cat ${supKey.source})`;
   process.stdout.write(
     [
       "",
@@ -232,6 +192,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       "",
       `Node key (Bearer for the node API): ${keyExpr}`,
       `  curl -H "Authorization: Bearer ${keyExpr}" ${nodeUrl}/v1/topology`,
+      `Supervisor key (Bearer for the supervisor API; not the node key): ${supKeyExpr}`,
       "",
       "Log in to the registry with a tenant token (tenant = the first path component you may push to):",
       `  TOKEN=$(npx tabbify auth token --tenant dev --subject $USER --data ${join(dataDir, "auth")} | tail -1)`,
@@ -240,30 +201,21 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       "",
       "Run an example app:",
       `  npx tcli push examples/hello-node --store local --store-dir ${storeDir}`,
-      `  curl -X POST ${supervisorUrl}/v1/apps/<uuid printed by tcli>/start`,
+      `  curl -X POST -H "Authorization: Bearer ${supKeyExpr}" ${supervisorUrl}/v1/apps/<uuid printed by tcli>/start`,
       `  curl ${nodeUrl}/app/<uuid>/`,
       "",
       "Deploy a GitHub repository with a Dockerfile and a tabbify.toml (needs a Docker daemon):",
       `  curl -X POST -H "Authorization: Bearer ${keyExpr}" ${nodeUrl}/v1/deploy \\`,
       `    -d '{"repo_url":"https://github.com/you/app","ref":"main","tenant":"dev"}'`,
       "",
+      "A role that dies is restarted with backoff; the others keep serving.",
       "Ctrl-C stops the control plane; running apps keep serving and are re-adopted by the next `up`.",
       "",
     ].join("\n"),
   );
 
-  const signal = new Promise<string>((done) => {
-    process.once("SIGINT", () => done("SIGINT"));
-    process.once("SIGTERM", () => done("SIGTERM"));
-  });
-  const firstExit = Promise.race(roles.map((r) => r.exited.then((code) => ({ role: r.name, code }))));
-  const outcome = await Promise.race([signal, firstExit]);
-  if (typeof outcome === "string") {
-    await stopAll();
-    return 0;
-  }
-  if (!stopping)
-    process.stderr.write(`tabbify up: ${outcome.role} exited (code ${outcome.code}); stopping the rest\n`);
+  const signal = await untilSignal();
+  say(`${signal}: stopping every role`);
   await stopAll();
-  return 1;
+  return 0;
 }

@@ -36,6 +36,8 @@ export interface NodePipelineOptions {
   forgejoToken?: string;
   /** Absent ⇒ every deploy fails REGISTRY_MISSING (fatal), as the pipeline defines. */
   registry?: RegistryAccess;
+  /** The supervisors' API key, sent on every call to a supervisor on the roster. */
+  supervisorKey?: string;
   /** Called with the app uuid once targets are deployed; throws when `/app/<uuid>` does not answer. */
   probeApp?: (appUuid: string) => Promise<void>;
   logger: Logger;
@@ -85,7 +87,11 @@ export class NodePipeline {
     const shared = {
       store,
       roster,
-      supervisorClient: (s: { address: string }) => new HttpSupervisorClient({ baseUrl: s.address }),
+      supervisorClient: (s: { address: string }) =>
+        new HttpSupervisorClient({
+          baseUrl: s.address,
+          ...(opts.supervisorKey ? { authToken: opts.supervisorKey } : {}),
+        }),
       ...(opts.registry ? { registry: opts.registry } : {}),
       ...(opts.probeApp ? { probeApp: opts.probeApp } : {}),
       logger: logger.child("deploy"),

@@ -59,6 +59,8 @@ export interface NodeDeployOptions {
   registry?: RegistryAccess;
   /** How long the verify step waits for `/app/<uuid>` to answer. Default 20 s. */
   probeTimeoutMs?: number;
+  /** The supervisors' API key (one per fleet), sent as Bearer on every call to a supervisor. */
+  supervisorKey?: string;
 }
 
 export interface RunningNode {
@@ -126,6 +128,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(deploy.forgejoApiUrl ? { forgejoApiUrl: deploy.forgejoApiUrl } : {}),
       ...(deploy.forgejoToken ? { forgejoToken: deploy.forgejoToken } : {}),
       ...(deploy.registry ? { registry: deploy.registry } : {}),
+      ...(deploy.supervisorKey ? { supervisorKey: deploy.supervisorKey } : {}),
       probeApp: (uuid) => probeApp(`${selfUrl}/app/${uuid}/`, deploy.probeTimeoutMs ?? 20_000),
       logger,
     });

@@ -119,6 +119,20 @@ async function readBuildStream(res: Response, onLog: (line: string) => void): Pr
   throw new TabbifyError("BUILD_FAILED", "the builder closed the build stream without a result");
 }
 
+/**
+ * The deploy body, field by field: a deploy on a tenant's behalf names an image from the registry
+ * and never carries a `command`, `artifact_dir` or anything else the supervisor would run as is,
+ * whatever an upstream object happens to hold.
+ */
+export function deployWireBody(request: SupervisorDeployRequest): SupervisorDeployRequest {
+  const body: SupervisorDeployRequest = { ref: request.ref, runtime: request.runtime };
+  if (request.digest !== undefined) body.digest = request.digest;
+  if (request.env !== undefined) body.env = request.env;
+  if (request.manifest_toml !== undefined) body.manifest_toml = request.manifest_toml;
+  if (request.registry_token !== undefined) body.registry_token = request.registry_token;
+  return body;
+}
+
 export class HttpSupervisorClient implements SupervisorClient {
   readonly #base: string;
   readonly #opts: HttpSupervisorClientOptions;
@@ -181,7 +195,7 @@ export class HttpSupervisorClient implements SupervisorClient {
     const res = await this.#request(
       "POST",
       `/v1/apps/${encodeURIComponent(appUuid)}/deploy`,
-      request,
+      deployWireBody(request),
       this.#opts.deployTimeoutMs ?? 8 * 60_000,
     );
     if (!res.ok) {

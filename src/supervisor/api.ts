@@ -1,12 +1,20 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
+import { requireApiKey } from "./api-auth.js";
 import { specFromBody } from "./spec.js";
 import type { Supervisor } from "./supervisor.js";
 
-/** The supervisor's HTTP API (SEED-FACTS §2). Errors are `{"error": msg}` plus safe detail fields. */
+/**
+ * The supervisor's HTTP API (SEED-FACTS §2). Errors are `{"error": msg}` plus safe detail fields.
+ * Every route but `/health` and the `/api/*` probes takes the supervisor API key (api-auth.ts).
+ * A start with a spec runs whatever `command` it names as this process's user: it is an admin
+ * operation, which is why the key is never handed to tenants.
+ */
 
 /** The one place a domain error code becomes an HTTP status. */
 export const statusOf: Record<string, number> = {
+  SUPERVISOR_AUTH_REQUIRED: 401,
+  SUPERVISOR_KEY_INVALID: 403,
   UUID_INVALID: 400,
   SPEC_INVALID: 400,
   RUNTIME_UNKNOWN: 400,
@@ -36,8 +44,13 @@ export interface HealthInfo {
   startedAt: number;
 }
 
-export function buildApi(supervisor: Supervisor, info: HealthInfo): FastifyInstance {
+export function buildApi(
+  supervisor: Supervisor,
+  info: HealthInfo,
+  auth: { apiKey: string },
+): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  requireApiKey(app, auth.apiKey);
 
   app.setErrorHandler((err, _req, reply) => {
     if (isTabbifyError(err)) {
