@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { chmod, open, readFile, stat } from "node:fs/promises";
+import { chmod, link, open, readFile, stat, unlink } from "node:fs/promises";
 import { isErrno, TabbifyError } from "./errors.js";
 
 /**
  * Secret keys kept in files (the node key under `tabbify up`, the supervisor API key): created
- * 0600 with O_EXCL so two starts never write different keys, and refused when another user could
- * read them, because such a key is only as secret as the file.
+ * 0600 and published whole, so two starts never end up with different keys, and refused when
+ * another user could read them, because such a key is only as secret as the file.
  */
 
 /** 32 random bytes, base64url: fits a header and an env var as is. */
@@ -35,21 +35,25 @@ export async function loadOrCreateKeyFile(path: string): Promise<{ key: string; 
     if (!isErrno(err, "ENOENT")) throw err;
   }
   const key = newKey();
-  let file: Awaited<ReturnType<typeof open>>;
-  try {
-    file = await open(path, "wx", 0o600);
-  } catch (err) {
-    // Another process created it between the read and the open: take what it wrote.
-    if (isErrno(err, "EEXIST")) return { key: await readKeyFile(path), created: false };
-    throw err;
-  }
+  // Written whole to a private temp file, then linked into place: link() fails if the name exists,
+  // so a start racing another never reads a half-written key, and exactly one key wins.
+  const temp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+  const file = await open(temp, "wx", 0o600);
   try {
     await file.writeFile(`${key}\n`);
     await file.sync();
   } finally {
     await file.close();
   }
-  // The umask may have narrowed the mode further; never wider than 0600.
-  await chmod(path, 0o600);
+  try {
+    // The umask may have narrowed the mode further; never wider than 0600.
+    await chmod(temp, 0o600);
+    await link(temp, path);
+  } catch (err) {
+    if (isErrno(err, "EEXIST")) return { key: await readKeyFile(path), created: false };
+    throw err;
+  } finally {
+    await unlink(temp).catch(() => {});
+  }
   return { key, created: true };
 }
