@@ -35,6 +35,8 @@ export class KeptRole {
   #failures = 0;
   #restartTimer: NodeJS.Timeout | undefined;
   #stopping = false;
+  /** Restarts begin once the role first served: one that cannot start at all fails `up` instead. */
+  #served = false;
 
   constructor(
     readonly spec: RoleSpec,
@@ -53,6 +55,7 @@ export class KeptRole {
   async start(timeoutMs = 30_000): Promise<void> {
     const child = this.#spawn();
     await waitAnswering(this.spec, child, timeoutMs);
+    this.#served = true;
   }
 
   #spawn(): ChildProcess {
@@ -78,7 +81,7 @@ export class KeptRole {
   }
 
   #onExit(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.#stopping) return;
+    if (this.#stopping || !this.#served) return;
     if (Date.now() - this.#startedAt >= roleBackoff.stableWindowMs) this.#failures = 0;
     this.#failures += 1;
     const delayMs = retryDelayMs(this.#failures, { ...roleBackoff, crashloopAt: 0, parkAt: 0 });

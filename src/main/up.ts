@@ -90,6 +90,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     TABBIFY_NODE_KEY: key,
     ...(supKeyFromEnv ? { TABBIFY_SUPERVISOR_KEY: supKey.key } : {}),
   });
+  // The node must use the key of the supervisor `up` runs, not one left in the shell.
+  if (!supKeyFromEnv) delete nodeEnv.TABBIFY_SUPERVISOR_KEY;
   const supervisorEnv = roleEnv("supervisor", env, {
     TABBIFY_NODE_KEY: key,
     ...(supKeyFromEnv ? { SUPERVISOR_API_KEY: supKey.key } : {}),
