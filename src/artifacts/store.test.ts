@@ -135,7 +135,12 @@ describe("ArtifactStore", () => {
     const big = join(root, "big.bin");
     await writeFile(big, Buffer.alloc(3 * 1024 * 1024, 7));
     await store.putFile(id, 1, "big.bin", big, 3 * 1024 * 1024);
-    assert.deepEqual(await store.listFiles(id, 1), [{ path: "big.bin", size: 3 * 1024 * 1024 }]);
+    await assert.rejects(store.listFiles(id, 1), (err) => isTabbifyError(err, "ARTIFACT_NOT_FOUND"));
+    await store.putContent(id, 1, "manifest.toml", manifest(id));
+    assert.deepEqual(await store.listFiles(id, 1), [
+      { path: "big.bin", size: 3 * 1024 * 1024 },
+      { path: "manifest.toml", size: Buffer.byteLength(manifest(id)) },
+    ]);
     assert.deepEqual(await readdir(staging), [], "staged copies are consumed");
     assert.equal((await readFile(big)).length, 3 * 1024 * 1024, "the source is left in place");
     await assert.rejects(store.putFile(id, 1, "big2.bin", big, 100), (err) =>

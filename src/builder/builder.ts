@@ -2,8 +2,9 @@ import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { chmod, mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
-import { isAbsolute, join, posix, relative, sep } from "node:path";
+import { join, posix, relative } from "node:path";
 import { isValidTenant } from "../auth/namespace.js";
+import { resolveWithin } from "../core/contained-path.js";
 import { TabbifyError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/log.js";
 import { parseHttpRepoUrl } from "../core/repo-url.js";
@@ -544,9 +545,9 @@ export class Builder {
   ): Promise<{ contextDir: string; dockerfilePath: string }> {
     const root = await realpath(cloneDir);
     const resolveInside = async (path: string, what: string): Promise<string> => {
-      let real: string;
+      let resolved: Awaited<ReturnType<typeof resolveWithin>>;
       try {
-        real = await realpath(join(root, path));
+        resolved = await resolveWithin(root, path);
       } catch {
         throw fail(
           "BUILD_FAILED",
@@ -558,15 +559,14 @@ export class Builder {
           },
         );
       }
-      const rel = relative(root, real);
-      if (rel === ".." || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
+      if ("outside" in resolved) {
         throw fail("BUILD_CONTEXT_INVALID", `the build ${what} ${path} resolves outside the repository`, {
           stage: "build",
           user_fault: true,
           log_tail: tail.lines(),
         });
       }
-      return real;
+      return resolved.real;
     };
     return {
       contextDir: await resolveInside(valid.context, "context"),
