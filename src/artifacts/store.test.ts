@@ -150,4 +150,32 @@ describe("ArtifactStore", () => {
       isTabbifyError(err, "FILE_CHANGED"),
     );
   });
+
+  it("discards a failed push's files but its claim, and sweeps only old abandoned versions", async () => {
+    const driver = new LocalDriver(root);
+    const store = new ArtifactStore(driver);
+    const id = freshId();
+    const v1 = await store.claimVersion(id, 1, record);
+    await store.putContent(id, v1, "server.js", "half");
+    await store.putContent(id, v1, "lib/util.js", "half");
+    await assert.rejects(store.fetchFile(id, v1, "server.js"), (err) =>
+      isTabbifyError(err, "ARTIFACT_NOT_FOUND"),
+    );
+    await store.discardVersion(id, v1);
+    assert.deepEqual(await driver.list(`apps/${id}/v${v1}`), [".claim"]);
+
+    // A push killed long ago (v2) and one still running (v3): only the old one is swept.
+    const old = { claimedAt: "2026-01-01T00:00:00.000Z", by: "killed" };
+    const v2 = await store.claimVersion(id, 2, old);
+    await store.putContent(id, v2, "server.js", "left behind");
+    const v3 = await store.claimVersion(id, 3, { claimedAt: new Date().toISOString(), by: "live" });
+    await store.putContent(id, v3, "server.js", "in flight");
+    const now = new Date("2026-01-03T00:00:00.000Z");
+    assert.deepEqual(await store.sweepAbandoned(id, { now }), [v2]);
+    assert.deepEqual(await driver.list(`apps/${id}/v${v2}`), [".claim"]);
+    assert.deepEqual(await driver.list(`apps/${id}/v${v3}`), [".claim", "server.js"]);
+
+    await store.putContent(id, v3, "manifest.toml", manifest(id));
+    await assert.rejects(store.discardVersion(id, v3), /it is complete/);
+  });
 });
