@@ -180,6 +180,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         new URL(registryUrl).host,
         "--auth-data",
         join(dataDir, "auth"),
+        // The all-in-one stack lives on loopback, and so do the git servers it is tried with.
+        "--allow-private-repos",
       ],
       childEnv,
       echo,
@@ -206,7 +208,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         "--store-dir",
         storeDir,
         // The local supervisor builds images (git push deploys) whenever a Docker daemon answers.
-        ...(builder ? ["--builder"] : []),
+        ...(builder ? ["--builder", "--allow-private-repos"] : []),
       ],
       childEnv,
       echo,
