@@ -116,11 +116,13 @@ async function main(): Promise<void> {
           privateKeyPem: privateKey.export({ type: "pkcs1", format: "pem" }).toString(),
         },
         registry: await tenantRegistryAccess({ registryHost, authDataDir: authDir }),
+        // The GitHub double listens on 127.0.0.1.
+        allowPrivateRepos: true,
       },
     });
     cleanups.unshift(() => node.close());
     const supervisor = new SupervisorUnderTest(
-      ["--builder", "--node", node.url, "--name", "bench-sup"],
+      ["--builder", "--allow-private-repos", "--node", node.url, "--name", "bench-sup"],
       "local",
       {
         TABBIFY_NODE_KEY: NODE_KEY,
