@@ -269,7 +269,9 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
         logger.info("webhook ignored", { delivery_id: event.deliveryId, reason });
         return reply.code(200).send({ status: "ignored", delivery_id: event.deliveryId, reason });
       }
-      const current = currentDeployOf(pipeline.store.list(CURRENT_DEPLOY_WINDOW), event.repoUrl, event.sha);
+      // Awaited so the lookup holds whether the deploy store lists synchronously or not.
+      const recent = await pipeline.store.list(CURRENT_DEPLOY_WINDOW);
+      const current = currentDeployOf(recent, event.repoUrl, event.sha);
       if (current !== undefined) {
         note.reason = `commit ${event.sha} is already deployed (deploy ${current.id})`;
         await pipeline.deliveries.note(note);
