@@ -364,7 +364,8 @@ describe("deploy pipeline", () => {
     const started = Date.now();
     const first = await deliver("push", pushPayload(shaA, "0".repeat(40)));
     assert.equal(first.status, 202, JSON.stringify(first.json));
-    assert.ok(Date.now() - started < 2_000, "acknowledged well inside GitHub's 10 s");
+    // Half of GitHub's 10 s: on a loaded 2-core machine the ack (one contents call, three fsyncs) took over 2 s.
+    assert.ok(Date.now() - started < 5_000, "acknowledged well inside GitHub's 10 s");
     assert.equal(first.json.status_url, `/v1/deploy/${first.json.id}/status`);
     deliveries.push(first.deliveryId);
 
