@@ -118,11 +118,13 @@ async function main(): Promise<void> {
         },
         registry: await tenantRegistryAccess({ registryHost, authDataDir: authDir }),
         supervisorKey: SUPERVISOR_KEY,
+        // The GitHub double listens on 127.0.0.1.
+        allowPrivateRepos: true,
       },
     });
     cleanups.unshift(() => node.close());
     const supervisor = new SupervisorUnderTest(
-      ["--builder", "--node", node.url, "--name", "bench-sup"],
+      ["--builder", "--allow-private-repos", "--node", node.url, "--name", "bench-sup"],
       "local",
       {
         TABBIFY_NODE_KEY: NODE_KEY,

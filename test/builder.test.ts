@@ -176,6 +176,8 @@ before(async () => {
   builderWorkDir = join(root.path, "builder");
   builder = new Builder({
     workDir: builderWorkDir,
+    // The GitHub double and the registries listen on 127.0.0.1.
+    repoPolicy: { allowPrivate: true },
     logger: createLogger("builder", "debug", (line) => builderLog.push(line)),
   });
 });
@@ -392,7 +394,11 @@ describe("Builder", () => {
   it("keeps only the newest local images of an app", async () => {
     const appUuid = randomUUID();
     const registry = hostOf(anonRegistry.url);
-    const pruning = new Builder({ workDir: join(root.path, "builder-prune"), keepImages: 1 });
+    const pruning = new Builder({
+      workDir: join(root.path, "builder-prune"),
+      keepImages: 1,
+      repoPolicy: { allowPrivate: true },
+    });
     const first = await pruning.build(request({ app_uuid: appUuid, registry }), () => {});
     remember(first.image_ref);
     const newerSha = await publicRepo.commit({ "hello.txt": `hello again ${appUuid}\n` }, "newer", "newer");

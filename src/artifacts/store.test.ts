@@ -135,7 +135,12 @@ describe("ArtifactStore", () => {
     const big = join(root, "big.bin");
     await writeFile(big, Buffer.alloc(3 * 1024 * 1024, 7));
     await store.putFile(id, 1, "big.bin", big, 3 * 1024 * 1024);
-    assert.deepEqual(await store.listFiles(id, 1), [{ path: "big.bin", size: 3 * 1024 * 1024 }]);
+    await assert.rejects(store.listFiles(id, 1), (err) => isTabbifyError(err, "ARTIFACT_NOT_FOUND"));
+    await store.putContent(id, 1, "manifest.toml", manifest(id));
+    assert.deepEqual(await store.listFiles(id, 1), [
+      { path: "big.bin", size: 3 * 1024 * 1024 },
+      { path: "manifest.toml", size: Buffer.byteLength(manifest(id)) },
+    ]);
     assert.deepEqual(await readdir(staging), [], "staged copies are consumed");
     assert.equal((await readFile(big)).length, 3 * 1024 * 1024, "the source is left in place");
     await assert.rejects(store.putFile(id, 1, "big2.bin", big, 100), (err) =>
@@ -144,5 +149,33 @@ describe("ArtifactStore", () => {
     await assert.rejects(store.putFile(id, 1, "big3.bin", big, 5 * 1024 * 1024), (err) =>
       isTabbifyError(err, "FILE_CHANGED"),
     );
+  });
+
+  it("discards a failed push's files but its claim, and sweeps only old abandoned versions", async () => {
+    const driver = new LocalDriver(root);
+    const store = new ArtifactStore(driver);
+    const id = freshId();
+    const v1 = await store.claimVersion(id, 1, record);
+    await store.putContent(id, v1, "server.js", "half");
+    await store.putContent(id, v1, "lib/util.js", "half");
+    await assert.rejects(store.fetchFile(id, v1, "server.js"), (err) =>
+      isTabbifyError(err, "ARTIFACT_NOT_FOUND"),
+    );
+    await store.discardVersion(id, v1);
+    assert.deepEqual(await driver.list(`apps/${id}/v${v1}`), [".claim"]);
+
+    // A push killed long ago (v2) and one still running (v3): only the old one is swept.
+    const old = { claimedAt: "2026-01-01T00:00:00.000Z", by: "killed" };
+    const v2 = await store.claimVersion(id, 2, old);
+    await store.putContent(id, v2, "server.js", "left behind");
+    const v3 = await store.claimVersion(id, 3, { claimedAt: new Date().toISOString(), by: "live" });
+    await store.putContent(id, v3, "server.js", "in flight");
+    const now = new Date("2026-01-03T00:00:00.000Z");
+    assert.deepEqual(await store.sweepAbandoned(id, { now }), [v2]);
+    assert.deepEqual(await driver.list(`apps/${id}/v${v2}`), [".claim"]);
+    assert.deepEqual(await driver.list(`apps/${id}/v${v3}`), [".claim", "server.js"]);
+
+    await store.putContent(id, v3, "manifest.toml", manifest(id));
+    await assert.rejects(store.discardVersion(id, v3), /it is complete/);
   });
 });

@@ -25,6 +25,10 @@ import { type AppManifest, parseManifest } from "./manifest.js";
  *   v<N> and v<N+1> finish in the opposite order (see `publishLatest`);
  * - a version number is claimed by exactly one push: `putContentIfAbsent` on `.claim` where the
  *   store makes that exclusive; a failed push leaves its claim behind and the number is skipped.
+ * - `v<N>/` is the push's staging area until its manifest lands: readers refuse a version
+ *   without one (`readManifest`, `listFiles`, `fetchFile`, `downloadVersion`), a failed push
+ *   removes what it uploaded (`discardVersion`), and files a killed push left behind are removed
+ *   by a later push once their claim is `ABANDONED_AFTER_MS` old (`sweepAbandoned`).
  */
 export const MANIFEST_FILE = "manifest.toml";
 export const IMAGE_FILE = "image.tar.gz";
@@ -70,6 +74,8 @@ export interface ArtifactStoreOptions {
   stagingDir?: string;
 }
 
+/** A version claimed this long ago and still without a manifest belongs to a push that died. */
+export const ABANDONED_AFTER_MS = 24 * 60 * 60 * 1000;
 /** Files up to this size are uploaded from memory with one `putContent`; larger ones are staged and ingested. */
 const SMALL_FILE_LIMIT = 1024 * 1024;
 /** A version number contended this many times in a row is given up on (a store misbehaving, not bad luck). */
@@ -127,10 +133,24 @@ export class ArtifactStore {
     return { manifest: parseManifest(source, key), source };
   }
 
-  /** Streams one file of a version. ARTIFACT_NOT_FOUND when absent. */
+  /** Streams one file of a complete version. ARTIFACT_NOT_FOUND when absent or not complete. */
   async fetchFile(uuid: string, version: number, path: string): Promise<Readable> {
     checkUuid(uuid);
     checkRelativePath(path);
+    await this.requireComplete(uuid, version);
+    return this.readFile(uuid, version, path);
+  }
+
+  private async requireComplete(uuid: string, version: number): Promise<void> {
+    if ((await this.driver.stat(versionKey(uuid, version, MANIFEST_FILE))) === null) {
+      throw new TabbifyError("ARTIFACT_NOT_FOUND", `app ${uuid} has no complete version ${version}`, {
+        uuid,
+        version,
+      });
+    }
+  }
+
+  private async readFile(uuid: string, version: number, path: string): Promise<Readable> {
     try {
       return await this.driver.read(versionKey(uuid, version, path));
     } catch (err) {
@@ -145,9 +165,18 @@ export class ArtifactStore {
     }
   }
 
-  /** Every file of a version (the claim marker excluded), sorted by path. */
+  /**
+   * Every file of a complete version (the claim marker excluded), sorted by path.
+   * ARTIFACT_NOT_FOUND when the version has no manifest: a push is still staging it, or failed.
+   */
   async listFiles(uuid: string, version: number): Promise<ArtifactFile[]> {
     checkUuid(uuid);
+    await this.requireComplete(uuid, version);
+    return this.stagedFiles(uuid, version);
+  }
+
+  /** Every file under `v<N>/`, complete or not (the claim marker excluded). */
+  private async stagedFiles(uuid: string, version: number): Promise<ArtifactFile[]> {
     const root = versionPrefix(uuid, version);
     const out: ArtifactFile[] = [];
     const walk = async (dir: string, rel: string): Promise<void> => {
@@ -179,12 +208,6 @@ export class ArtifactStore {
     opts: { include?: (path: string) => boolean } = {},
   ): Promise<{ files: ArtifactFile[]; bytes: number }> {
     const files = (await this.listFiles(uuid, version)).filter((f) => opts.include?.(f.path) ?? true);
-    if (!files.some((f) => f.path === MANIFEST_FILE)) {
-      throw new TabbifyError("ARTIFACT_NOT_FOUND", `app ${uuid} has no complete version ${version}`, {
-        uuid,
-        version,
-      });
-    }
     const target = resolve(destDir);
     const partial = `${target}.partial-${randomBytes(6).toString("hex")}`;
     await mkdir(partial, { recursive: true });
@@ -194,7 +217,7 @@ export class ArtifactStore {
         if (!local.startsWith(partial + sep))
           throw new Error(`artifact path escapes the directory: ${f.path}`);
         await mkdir(dirname(local), { recursive: true });
-        await pipeline(await this.fetchFile(uuid, version, f.path), createWriteStream(local));
+        await pipeline(await this.readFile(uuid, version, f.path), createWriteStream(local));
       }
       await rename(partial, target);
     } catch (err) {
@@ -309,6 +332,43 @@ export class ArtifactStore {
   }
 
   /**
+   * Removes what a failed push uploaded into `v<N>/`, keeping only its claim (so the number stays
+   * taken and is skipped). Refuses a version whose manifest is already stored: that one is
+   * complete and `latest` may name it.
+   */
+  async discardVersion(uuid: string, version: number): Promise<void> {
+    checkUuid(uuid);
+    if ((await this.driver.stat(versionKey(uuid, version, MANIFEST_FILE))) !== null) {
+      throw new Error(`refusing to discard v${version} of ${uuid}: it is complete`);
+    }
+    const names = await this.driver.list(versionPrefix(uuid, version));
+    for (const name of names) {
+      if (name !== CLAIM_FILE) await this.driver.delete(versionKey(uuid, version, name));
+    }
+  }
+
+  /**
+   * Discards the files of versions whose push died before cleaning up: no manifest, and claimed
+   * at least `olderThanMs` ago (a live push may take long; its claim is what dates it). Returns
+   * the versions swept.
+   */
+  async sweepAbandoned(uuid: string, opts: { olderThanMs?: number; now?: Date } = {}): Promise<number[]> {
+    checkUuid(uuid);
+    const cutoff = (opts.now ?? new Date()).getTime() - (opts.olderThanMs ?? ABANDONED_AFTER_MS);
+    const swept: number[] = [];
+    for (const n of await this.claimedVersions(uuid)) {
+      if ((await this.driver.stat(versionKey(uuid, n, MANIFEST_FILE))) !== null) continue;
+      const files = await this.stagedFiles(uuid, n);
+      if (files.length === 0) continue;
+      const claimedAt = claimTime(await this.driver.getContent(versionKey(uuid, n, CLAIM_FILE)));
+      if (claimedAt === null || claimedAt > cutoff) continue;
+      await this.discardVersion(uuid, n);
+      swept.push(n);
+    }
+    return swept;
+  }
+
+  /**
    * Points `latest` at the newest complete version, `version` or above, and returns what
    * `latest` holds afterwards. Never moves it backwards: when v<N+1> finished first, finishing
    * v<N> leaves `latest` at N+1. Two publishers can interleave read and write; each re-checks
@@ -347,6 +407,17 @@ export class ArtifactStore {
       .filter((m): m is RegExpExecArray => m !== null)
       .map((m) => Number(m[1]))
       .sort((a, b) => a - b);
+  }
+}
+
+/** When a claim was made, from its record; null when it cannot be read (then it is left alone). */
+function claimTime(body: Buffer | null): number | null {
+  if (body === null) return null;
+  try {
+    const at = Date.parse((JSON.parse(body.toString("utf8")) as Partial<ClaimRecord>).claimedAt ?? "");
+    return Number.isNaN(at) ? null : at;
+  } catch {
+    return null;
   }
 }
 

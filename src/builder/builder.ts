@@ -2,11 +2,12 @@ import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { chmod, mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
-import { isAbsolute, join, posix, relative, sep } from "node:path";
+import { join, posix, relative } from "node:path";
 import { isValidTenant } from "../auth/namespace.js";
+import { resolveWithin } from "../core/contained-path.js";
 import { TabbifyError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/log.js";
-import { parseHttpRepoUrl } from "../core/repo-url.js";
+import { checkRepoUrl, parseHttpRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
 import type { BuildRequest, BuildResult } from "../pipeline/executor.js";
 import { redactUrl } from "../pipeline/github.js";
 
@@ -61,6 +62,11 @@ export interface BuilderOptions {
   tailLines?: number;
   /** `docker build --network` for RUN steps; unset uses the daemon's default. */
   buildNetwork?: string;
+  /**
+   * Where a repo_url may point (SSRF guard); the request's registry counts as a platform host
+   * too. Default: loopback, link-local and the platform's addresses refused.
+   */
+  repoPolicy?: RepoUrlPolicy;
 }
 
 const SHA_RE = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/i;
@@ -221,6 +227,7 @@ export class Builder {
   readonly #queue: Job[] = [];
   readonly #runningApps = new Set<string>();
   #buildkit: Promise<boolean> | undefined;
+  readonly #repoPolicy: RepoUrlPolicy;
 
   constructor(opts: BuilderOptions) {
     this.#workDir = opts.workDir;
@@ -231,6 +238,22 @@ export class Builder {
     this.#keepImages = opts.keepImages ?? 3;
     this.#tailLines = opts.tailLines ?? 60;
     this.#buildNetwork = opts.buildNetwork;
+    this.#repoPolicy = opts.repoPolicy ?? { allowPrivate: false };
+  }
+
+  /**
+   * The repo_url's host checked against the policy (every resolved address): the addresses the
+   * clone is pinned to. Throws BUILD_REQUEST_INVALID, which the route answers with 400 before
+   * anything runs.
+   */
+  async checkRepo(request: Pick<BuildRequest, "repo_url" | "registry">): Promise<string[]> {
+    const base = this.#repoPolicy;
+    const checked = await checkRepoUrl(request.repo_url, {
+      ...base,
+      platformHosts: () => [...(base.platformHosts?.() ?? []), request.registry],
+    });
+    if ("problem" in checked) throw invalid(checked.problem);
+    return checked.addresses;
   }
 
   /** The app's running build, else its newest one (queued or finished); undefined when none is known. */
@@ -445,8 +468,12 @@ export class Builder {
     }
   }
 
-  /** git with no user or system config, no prompts, and the clone token (if any) as a header. */
-  #gitEnv(request: BuildRequest): NodeJS.ProcessEnv {
+  /**
+   * git with no user or system config, no prompts, the clone token (if any) as a header, no
+   * HTTP redirects (one could lead anywhere the check refused) and the repo host pinned to the
+   * addresses `checkRepo` approved (no second lookup for a rebinding DNS to answer).
+   */
+  #gitEnv(request: BuildRequest, pinned: string[]): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {
       PATH: process.env["PATH"],
       HOME: this.#workDir,
@@ -462,7 +489,15 @@ export class Builder {
       ["protocol.https.allow", "always"],
       ["protocol.http.allow", "always"],
       ["advice.detachedHead", "false"],
+      ["http.followRedirects", "false"],
     ];
+    const url = new URL(request.repo_url);
+    const port = url.port || (url.protocol === "https:" ? "443" : "80");
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    if (pinned.length > 0 && host !== pinned[0]) {
+      const addresses = pinned.map((a) => (a.includes(":") ? `[${a}]` : a)).join(",");
+      config.push(["http.curloptResolve", `${host}:${port}:${addresses}`]);
+    }
     if (request.clone_token !== undefined) {
       // The token rides in an environment variable, not in the URL: a URL would show in the
       // process list (git passes it to git-remote-http as an argument) and could end up in
@@ -485,10 +520,21 @@ export class Builder {
     tail: LineTail,
     signal: AbortSignal | undefined,
   ): Promise<string> {
-    const env = this.#gitEnv(request);
+    let pinned: string[];
+    try {
+      pinned = await this.checkRepo(request);
+    } catch (err) {
+      throw fail("BUILD_CLONE_FAILED", (err as Error).message, {
+        stage: "clone",
+        user_fault: true,
+        log_tail: tail.lines(),
+      });
+    }
+    const env = this.#gitEnv(request, pinned);
     const git = (args: string[], onLine = emit) =>
       this.#exec(this.#git, args, { cwd: cloneDir, env, signal, onLine });
-    const url = request.repo_url;
+    // The URL as our check parsed it, so git cannot read a host the check did not see.
+    const url = new URL(request.repo_url).href;
     const cloneFailed = (what: string) =>
       fail("BUILD_CLONE_FAILED", `${what} ${redactUrl(url)} at ${request.ref} failed`, {
         stage: "clone",
@@ -544,9 +590,9 @@ export class Builder {
   ): Promise<{ contextDir: string; dockerfilePath: string }> {
     const root = await realpath(cloneDir);
     const resolveInside = async (path: string, what: string): Promise<string> => {
-      let real: string;
+      let resolved: Awaited<ReturnType<typeof resolveWithin>>;
       try {
-        real = await realpath(join(root, path));
+        resolved = await resolveWithin(root, path);
       } catch {
         throw fail(
           "BUILD_FAILED",
@@ -558,15 +604,14 @@ export class Builder {
           },
         );
       }
-      const rel = relative(root, real);
-      if (rel === ".." || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
+      if ("outside" in resolved) {
         throw fail("BUILD_CONTEXT_INVALID", `the build ${what} ${path} resolves outside the repository`, {
           stage: "build",
           user_fault: true,
           log_tail: tail.lines(),
         });
       }
-      return real;
+      return resolved.real;
     };
     return {
       contextDir: await resolveInside(valid.context, "context"),

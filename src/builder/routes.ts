@@ -116,6 +116,7 @@ export function registerBuildRoutes(
     let request: BuildRequest;
     try {
       request = validateBuildRequest(req.body).request;
+      await builder.checkRepo(request);
     } catch (err) {
       const { status, ...body } = failureBody(err);
       return reply.code(status).send(body);

@@ -92,4 +92,54 @@ describe("collectFiles", () => {
       /\[runtime\] entry app\.wasm does not exist/,
     );
   });
+
+  it("stores a symlink inside the directory as what it points to", async () => {
+    const app = join(dir, "app5");
+    await tree(app, { "lib/real.js": "real", "a.js": "a" });
+    await symlink("lib/real.js", join(app, "alias.js"));
+    await symlink("lib", join(app, "lib-link"));
+    const files = await collectFiles(app);
+    assert.deepEqual(
+      files.map((f) => [f.path, f.size]),
+      [
+        ["a.js", 1],
+        ["alias.js", 4],
+        ["lib-link/real.js", 4],
+        ["lib/real.js", 4],
+      ],
+    );
+  });
+
+  it("refuses symlinks that leave the directory, naming the link, unless they are ignored", async () => {
+    const outside = join(dir, "outside");
+    await tree(outside, { "secret.txt": "s" });
+    const app = join(dir, "nested", "app6");
+    await tree(app, { "a.js": "a", "sub/b.js": "b" });
+    await symlink(outside, join(app, "sub", "dir-link"));
+    await assert.rejects(
+      collectFiles(app),
+      (err) =>
+        isTabbifyError(err, "SYMLINK_OUTSIDE_APP") &&
+        err.message.startsWith(`sub/dir-link is a symlink to ${outside}, outside the app directory`),
+    );
+    await writeFile(join(app, ".tabbifyignore"), "sub/dir-link\n");
+    assert.deepEqual(
+      (await collectFiles(app)).map((f) => f.path),
+      [".tabbifyignore", "a.js", "sub/b.js"],
+    );
+    await symlink("../../outside/secret.txt", join(app, "up.txt"));
+    await assert.rejects(collectFiles(app), (err) => isTabbifyError(err, "SYMLINK_OUTSIDE_APP"));
+  });
+
+  it("refuses an entry file that is a symlink out of the directory", async () => {
+    const app = join(dir, "app7");
+    await tree(app, { x: "x" });
+    await symlink(join(dir, "outside", "secret.txt"), join(app, "hello.wasm"));
+    await assert.rejects(
+      singleFile(app, "hello.wasm", "[runtime] entry"),
+      (err) =>
+        isTabbifyError(err, "SYMLINK_OUTSIDE_APP") &&
+        /\[runtime\] entry hello\.wasm is a symlink/.test(err.message),
+    );
+  });
 });

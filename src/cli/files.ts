@@ -1,7 +1,8 @@
 import { constants } from "node:fs";
-import { access, readdir, readFile, realpath, stat } from "node:fs/promises";
+import { access, lstat, readdir, readFile, realpath, stat } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import ignore, { type Ignore } from "ignore";
+import { isWithin, resolveWithin } from "../core/contained-path.js";
 import { isErrno, TabbifyError } from "../core/errors.js";
 
 /** One file of an app directory, as `tcli push` will upload it. */
@@ -29,28 +30,39 @@ interface IgnoreLevel {
   rules: Ignore;
 }
 
-/**
- * Lists every file of an app directory that `tcli push` uploads: `.git/` is always skipped,
- * `.gitignore` and `.tabbifyignore` are honoured wherever they sit (a deeper file may
- * re-include with `!`). Symlinks are followed (loops are cut). Every file must be readable:
- * FILE_UNREADABLE names the first that is not, before anything is uploaded.
- */
 const lockTempFile = /^\.tabbify\.lock\.[0-9a-f]+\.tmp$/;
 function isLockTempFile(name: string): boolean {
   return lockTempFile.test(name);
 }
 
+/**
+ * Lists every file of an app directory that `tcli push` uploads: `.git/` is always skipped,
+ * `.gitignore` and `.tabbifyignore` are honoured wherever they sit (a deeper file may
+ * re-include with `!`). A symlink whose target stays inside the directory is stored as what it
+ * points to (the target's bytes under the link's path; a linked directory is walked, loops cut).
+ * A symlink that leaves the directory is refused with SYMLINK_OUTSIDE_APP naming the link, so a
+ * push never reads `/etc` or `../../secrets` into the store. Every file must be readable:
+ * FILE_UNREADABLE names the first that is not. All of this is checked before anything uploads.
+ */
 export async function collectFiles(dir: string, opts: CollectOptions = {}): Promise<LocalFile[]> {
-  const root = resolve(dir);
+  const root = await realpath(resolve(dir));
   const skipTop = new Set(opts.skipTopLevel ?? []);
-  const skipDirs = new Set((opts.skipDirs ?? []).map((d) => resolve(d)));
+  // Compared by realpath: the root is one, so a skipped dir must be spelled the same way.
+  const skipDirs = new Set(
+    await Promise.all((opts.skipDirs ?? []).map((d) => realpath(resolve(d)).catch(() => resolve(d)))),
+  );
   const out: LocalFile[] = [];
-  const seenDirs = new Set<string>();
-
-  const walk = async (abs: string, rel: string, levels: IgnoreLevel[]): Promise<void> => {
+  const walk = async (
+    abs: string,
+    rel: string,
+    levels: IgnoreLevel[],
+    ancestors: ReadonlySet<string>,
+  ): Promise<void> => {
+    // A linked directory is walked under its link's path too; only a link back to a directory
+    // being walked (a loop) is cut.
     const real = await realpath(abs);
-    if (seenDirs.has(real)) return;
-    seenDirs.add(real);
+    if (ancestors.has(real)) return;
+    const inside = new Set(ancestors).add(real);
     let names: string[];
     try {
       names = (await readdir(abs)).sort();
@@ -69,14 +81,20 @@ export async function collectFiles(dir: string, opts: CollectOptions = {}): Prom
       if (rel === "" && isLockTempFile(name)) continue;
       let info: Awaited<ReturnType<typeof stat>>;
       try {
+        if ((await lstat(full)).isSymbolicLink()) {
+          // An ignored link is never read, wherever it points.
+          if (isIgnored(here, path, false) || isIgnored(here, path, true)) continue;
+          await refuseOutsideLink(root, full, path);
+        }
         info = await stat(full);
       } catch (err) {
+        if (err instanceof TabbifyError) throw err;
         if (isErrno(err, "ENOENT")) throw unreadable(path, err, "a broken symlink");
         throw unreadable(path, err);
       }
       if (info.isDirectory()) {
-        if (skipDirs.has(resolve(full)) || isIgnored(here, path, true)) continue;
-        await walk(full, path, here);
+        if (skipDirs.has(await realpath(full)) || isIgnored(here, path, true)) continue;
+        await walk(full, path, here, inside);
       } else if (info.isFile()) {
         if (isIgnored(here, path, false)) continue;
         try {
@@ -96,19 +114,27 @@ export async function collectFiles(dir: string, opts: CollectOptions = {}): Prom
     }
   };
 
-  await walk(root, "", []);
+  await walk(root, "", [], new Set());
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 /** Checks that one named file (a wasm entry) exists and is readable; returns it. */
 export async function singleFile(dir: string, path: string, role: string): Promise<LocalFile> {
-  const root = resolve(dir);
+  const root = await realpath(resolve(dir));
   const full = resolve(root, ...path.split("/"));
-  if (!full.startsWith(root + sep)) {
+  if (!isWithin(root, full)) {
     throw new TabbifyError("FILE_UNREADABLE", `${role} ${path} is outside the app directory`);
   }
   let size: number;
   try {
+    const resolved = await resolveWithin(root, relative(root, full));
+    if ("outside" in resolved) {
+      throw new TabbifyError(
+        "SYMLINK_OUTSIDE_APP",
+        `${role} ${path} is a symlink to ${resolved.outside}, outside the app directory: copy the file in instead`,
+        { path, target: resolved.outside },
+      );
+    }
     const info = await stat(full);
     if (!info.isFile()) throw new TabbifyError("FILE_UNREADABLE", `${role} ${path} is not a file`, { path });
     size = info.size;
@@ -121,6 +147,25 @@ export async function singleFile(dir: string, path: string, role: string): Promi
     throw unreadable(path, err);
   }
   return { path: relative(root, full).split(sep).join("/"), source: full, size };
+}
+
+/** SYMLINK_OUTSIDE_APP when the link at `full` (`path` in the app) resolves outside `root`. */
+async function refuseOutsideLink(root: string, full: string, path: string): Promise<void> {
+  let resolved: Awaited<ReturnType<typeof resolveWithin>>;
+  try {
+    resolved = await resolveWithin(root, relative(root, full));
+  } catch (err) {
+    // A dangling link: stat reports it as a broken symlink right after.
+    if (isErrno(err, "ENOENT")) return;
+    throw err;
+  }
+  if ("outside" in resolved) {
+    throw new TabbifyError(
+      "SYMLINK_OUTSIDE_APP",
+      `${path} is a symlink to ${resolved.outside}, outside the app directory: tcli push reads only the app's own files (copy what it needs in, or list the link in .tabbifyignore)`,
+      { path, target: resolved.outside },
+    );
+  }
 }
 
 async function loadIgnoreRules(abs: string, names: string[]): Promise<Ignore | null> {

@@ -146,8 +146,9 @@ async function appFiles(
 
 /**
  * Runs a plan. The claim may hand out a higher number than planned (another push got there
- * first); the plan is then rebuilt for that number. Until `publish-latest`, nothing a reader
- * follows points at this version, so any failure leaves `latest` where it was.
+ * first); the plan is then rebuilt for that number. `v<N>/` is staging until the manifest lands
+ * (readers refuse a version without one) and `latest` moves only after that, so a failure before
+ * the manifest publishes nothing: what was uploaded is removed, and only the claim stays.
  */
 async function executePush(input: PushInput, planned: PushPlan, opts: PushOptions): Promise<PushResult> {
   const { store } = opts;
@@ -155,7 +156,9 @@ async function executePush(input: PushInput, planned: PushPlan, opts: PushOption
   const record = { claimedAt: new Date().toISOString(), by: `tcli push on ${hostname()}` };
   const version = await store.claimVersion(input.appId, planned.version, record);
   const plan = version === planned.version ? planned : buildPushPlan(input, version);
-  const outcome: StepOutcome = { latest: null, imageBytes: 0 };
+  const outcome: StepOutcome = { latest: null, imageBytes: 0, manifestStored: false };
+  // Files a killed push of this app left behind; never worth failing this push over.
+  await store.sweepAbandoned(input.appId).catch(() => []);
   progress.expect(plan.bytes);
   try {
     const steps = plan.steps.slice(1);
@@ -174,6 +177,12 @@ async function executePush(input: PushInput, planned: PushPlan, opts: PushOption
       }
       await runStep(step, input, version, opts, progress, outcome);
     }
+  } catch (err) {
+    // Once the manifest is stored the version is complete and `latest` may already name it.
+    if (!outcome.manifestStored) {
+      await store.discardVersion(input.appId, version).catch(() => {});
+    }
+    throw err;
   } finally {
     progress.end();
   }
@@ -186,6 +195,8 @@ async function executePush(input: PushInput, planned: PushPlan, opts: PushOption
 interface StepOutcome {
   latest: number | null;
   imageBytes: number;
+  /** The version's manifest is in the store: from here on the version is complete. */
+  manifestStored: boolean;
 }
 
 async function runStep(
@@ -232,6 +243,7 @@ async function runStep(
     }
     case "upload-manifest":
       await store.putContent(input.appId, version, step.path, step.content);
+      outcome.manifestStored = true;
       progress.advance(step.size, step.path);
       return;
     case "publish-latest":
@@ -260,7 +272,11 @@ function result(plan: PushPlan, dryRun: boolean, latest: number | null): PushRes
   };
 }
 
-/** Runs `work` over `items` with at most `limit` at once; the first failure stops new work and is thrown. */
+/**
+ * Runs `work` over `items` with at most `limit` at once; the first failure stops new work and is
+ * thrown once the items already started have settled, so nothing is still writing when the
+ * caller cleans up.
+ */
 async function runPool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   let failed = false;
@@ -275,5 +291,7 @@ async function runPool<T>(items: T[], limit: number, work: (item: T) => Promise<
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker));
+  const rejected = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+  if (rejected) throw rejected.reason;
 }

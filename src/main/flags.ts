@@ -102,3 +102,15 @@ export function untilSignal(): Promise<NodeJS.Signals> {
     process.once("SIGTERM", () => resolve("SIGTERM"));
   });
 }
+
+/**
+ * `--allow-private-repos`, shared by the node (`POST /v1/deploy`) and a builder supervisor
+ * (`POST /v1/build`): repo_urls on loopback, link-local or the platform's own addresses are
+ * refused unless it is set. `tabbify up` sets it: its git servers and roles all live on loopback.
+ */
+export const allowPrivateReposOption: OptionSpec = {
+  flag: "allow-private-repos",
+  env: "TABBIFY_ALLOW_PRIVATE_REPOS",
+  boolean: true,
+  help: "clone repo_urls on loopback, link-local or the platform's own addresses (refused by default: SSRF)",
+};

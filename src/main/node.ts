@@ -6,7 +6,14 @@ import { createLogger } from "../core/log.js";
 import { type NodeDeployOptions, startNode } from "../node/index.js";
 import { tenantRegistryAccess } from "../node/registry-access.js";
 import { GITHUB_API_URL, loadAppPrivateKey } from "../pipeline/github.js";
-import { type OptionSpec, optionsHelp, parseListen, parseOptions, untilSignal } from "./flags.js";
+import {
+  allowPrivateReposOption,
+  type OptionSpec,
+  optionsHelp,
+  parseListen,
+  parseOptions,
+  untilSignal,
+} from "./flags.js";
 
 export const nodeOptions: OptionSpec[] = [
   {
@@ -59,6 +66,7 @@ export const nodeOptions: OptionSpec[] = [
     env: "TABBIFY_AUTH_DATA_DIR",
     help: "the auth service's data dir: its signing key mints the tenant tokens traded for registry tokens",
   },
+  allowPrivateReposOption,
 ];
 
 /** Secrets come from the environment only (never flags: argv is visible in ps). */
@@ -98,6 +106,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const nodeKey = env.TABBIFY_NODE_KEY || undefined;
   if (!nodeKey) logger.warn("TABBIFY_NODE_KEY is not set: authenticated routes answer 503");
   const deploy = await deployOptions(opts.values, env);
+  deploy.allowPrivateRepos = opts.flags["allow-private-repos"] === true;
   if (!deploy.githubWebhookSecret)
     logger.warn("GITHUB_WEBHOOK_SECRET is not set: /v1/webhooks/github answers 503");
   if (!deploy.registry) logger.warn("TABBIFY_REGISTRY is not set: deploys fail with REGISTRY_MISSING");

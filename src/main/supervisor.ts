@@ -20,6 +20,7 @@ import { Supervisor } from "../supervisor/supervisor.js";
 import { artifactStoreConfig, artifactStoreOptions } from "./artifact-store-options.js";
 import { registerDeployPull } from "./deploy-pull.js";
 import {
+  allowPrivateReposOption,
   intOption,
   type OptionSpec,
   optionsHelp,
@@ -47,6 +48,7 @@ export const specs: OptionSpec[] = [
     help: "local (loopback twins) or ula (real ULAs on lo)",
   },
   { flag: "builder", env: "SUPERVISOR_BUILDER", boolean: true, help: "advertise the builder tag" },
+  allowPrivateReposOption,
   {
     flag: "app",
     env: "SUPERVISOR_APPS",
@@ -209,7 +211,15 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     const { registerBuildRoutes } = await import("../builder/routes.js");
     registerBuildRoutes(
       api,
-      new Builder({ workDir: join(resolve(dataDir), "builds"), logger: logger.child("builder") }),
+      new Builder({
+        workDir: join(resolve(dataDir), "builds"),
+        logger: logger.child("builder"),
+        repoPolicy: {
+          allowPrivate: opts.flags["allow-private-repos"] === true,
+          // The platform as this builder knows it: itself and its node (the registry comes per build).
+          platformHosts: () => [listen.host, ...(opts.values.node ? [opts.values.node] : [])],
+        },
+      }),
     );
   }
   await api.listen({ host: listen.host, port: listen.port });

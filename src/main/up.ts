@@ -133,6 +133,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         "--auth-data",
         join(dataDir, "auth"),
         ...(supKeyFromEnv ? [] : ["--supervisor-key-file", supKey.source]),
+        // The all-in-one stack lives on loopback, and so do the git servers it is tried with.
+        "--allow-private-repos",
       ],
       env: nodeEnv,
       readyUrl: `${nodeUrl}/health`,
@@ -156,7 +158,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         "--store-dir",
         storeDir,
         // The local supervisor builds images (git push deploys) whenever a Docker daemon answers.
-        ...(builder ? ["--builder"] : []),
+        ...(builder ? ["--builder", "--allow-private-repos"] : []),
       ],
       env: supervisorEnv,
       readyUrl: `${supervisorUrl}/health`,

@@ -2,12 +2,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
-import { parseHttpRepoUrl } from "../core/repo-url.js";
+import { checkRepoUrl, parseHttpRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
 import { type DeployEvent, type DeployRecord, followDeploy } from "../pipeline/executor.js";
 import type { DeployRequest, RequestedTarget } from "../pipeline/plan.js";
 import { type DeployRuntime, deployRuntimes } from "../pipeline/tabbify-toml.js";
 import {
   branchIgnoreReason,
+  currentDeployOf,
   deliveryHeaders,
   forgejoSignatureHeader,
   parsePushEvent,
@@ -18,17 +19,22 @@ import {
 import type { NodeKeyCheck } from "./auth.js";
 import type { DeliveryNote } from "./deploy-store.js";
 import { NodePipeline } from "./pipeline.js";
+import { bodyDigest } from "./replay-guard.js";
 
 /**
  * The deploy API and the webhook intake:
  *
- *   POST /v1/webhooks/github|forgejo   no bearer: the HMAC over the raw body is the auth
+ *   POST /v1/webhooks/github|forgejo   no bearer: the HMAC over the raw body is the auth; a body
+ *                                      accepted before is a duplicate whatever its delivery id
  *   GET  /v1/webhooks/deliveries       bearer: what became of recent deliveries (ignore reasons)
  *   POST /v1/deploy                    bearer: {repo_url, ref, tenant, app_uuid?, builder?, targets?}
  *   GET  /v1/deploy/:id/status         bearer: 202 while running, 200 when done
  *   GET  /v1/deploy/:id/events         bearer: text/event-stream of the deploy's events
  *   GET  /v1/deploys                   bearer: recent deploys, newest first
  */
+
+/** How many recent deploys are searched for the one an app currently runs. */
+const CURRENT_DEPLOY_WINDOW = 1000;
 
 /** GitHub caps deliveries at 25 MB; anything larger is not one of theirs. */
 export const WEBHOOK_BODY_LIMIT = 25 * 1024 * 1024;
@@ -180,11 +186,13 @@ export interface DeployRoutesOptions {
   pipeline: NodePipeline;
   keyCheck: NodeKeyCheck;
   secrets: WebhookSecrets;
+  /** Where a `POST /v1/deploy` repo_url may point (SSRF guard). */
+  repoPolicy: RepoUrlPolicy;
   logger: Logger;
 }
 
 export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOptions): void {
-  const { pipeline, keyCheck, secrets, logger } = opts;
+  const { pipeline, keyCheck, secrets, repoPolicy, logger } = opts;
 
   app.register(async (hooks) => {
     // Signatures are over the exact bytes sent, so the body stays a Buffer until verified.
@@ -214,6 +222,19 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
         return reply.code(200).send({ status: "pong", delivery_id: event.deliveryId });
 
       const receivedAt = new Date().toISOString();
+      // The delivery id is not signed: a captured body replayed under a fresh id is caught by
+      // its digest. Remembered before anything else happens, so two racing copies deploy once.
+      if (!(await pipeline.replay.remember(bodyDigest(raw)))) {
+        logger.warn("webhook body replayed", { delivery_id: event.deliveryId });
+        const body: Record<string, unknown> = {
+          status: "duplicate",
+          delivery_id: event.deliveryId,
+          reason: "this signed body was accepted before",
+        };
+        const earlier = pipeline.deliveries.noteOf(event.deliveryId)?.deploy_id;
+        if (earlier) body.id = earlier;
+        return reply.code(200).send(body);
+      }
       if (!(await pipeline.ledger.claim(event.deliveryId))) {
         const earlier = pipeline.deliveries.noteOf(event.deliveryId);
         const body: Record<string, unknown> = { status: "duplicate", delivery_id: event.deliveryId };
@@ -248,6 +269,21 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
         logger.info("webhook ignored", { delivery_id: event.deliveryId, reason });
         return reply.code(200).send({ status: "ignored", delivery_id: event.deliveryId, reason });
       }
+      // Awaited so the lookup holds whether the deploy store lists synchronously or not.
+      const recent = await pipeline.store.list(CURRENT_DEPLOY_WINDOW);
+      const current = currentDeployOf(recent, event.repoUrl, event.sha);
+      if (current !== undefined) {
+        note.reason = `commit ${event.sha} is already deployed (deploy ${current.id})`;
+        await pipeline.deliveries.note(note);
+        logger.info("webhook ignored", { delivery_id: event.deliveryId, reason: note.reason });
+        return reply.code(200).send({
+          status: "already_deployed",
+          delivery_id: event.deliveryId,
+          id: current.id,
+          sha: event.sha,
+          reason: note.reason,
+        });
+      }
       const id = await pipeline.start(source, NodePipeline.pushRequest(event));
       note.outcome = "deployed";
       note.deploy_id = id;
@@ -266,6 +302,8 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
 
     authed.post("/v1/deploy", async (req, reply) => {
       const request = parseDeployBody(req.body);
+      const target = await checkRepoUrl(request.repoUrl, repoPolicy);
+      if ("problem" in target) throw new TabbifyError("REPO_URL_REFUSED", target.problem);
       const id = await pipeline.start(pipeline.forgeOf(request.repoUrl), request);
       return reply.code(202).send(acceptedBody(id));
     });

@@ -16,6 +16,7 @@ import { GITHUB_API_URL, redactUrl } from "../pipeline/github.js";
 import type { DeployRequest, RosterView } from "../pipeline/plan.js";
 import { DeliveryLedger, type PushEvent } from "../pipeline/webhooks.js";
 import { DeliveryLog, FileDeployStore } from "./deploy-store.js";
+import { FileReplayGuard, type ReplayGuard } from "./replay-guard.js";
 
 /**
  * The deploy pipeline as the node runs it: one persistent store of deploy records, the webhook
@@ -49,6 +50,8 @@ export class NodePipeline {
   readonly store: FileDeployStore;
   readonly deliveries: DeliveryLog;
   readonly ledger: DeliveryLedger;
+  /** Digests of every accepted signed webhook body: a replay under a fresh delivery id is a duplicate. */
+  readonly replay: ReplayGuard;
   readonly #executors: Record<ForgeKind, DeployExecutor>;
   readonly #forgejoHost: string | undefined;
   readonly #running = new Set<Promise<DeployRecord>>();
@@ -58,6 +61,7 @@ export class NodePipeline {
     store: FileDeployStore,
     deliveries: DeliveryLog,
     ledger: DeliveryLedger,
+    replay: ReplayGuard,
     executors: Record<ForgeKind, DeployExecutor>,
     forgejoHost: string | undefined,
     logger: Logger,
@@ -65,6 +69,7 @@ export class NodePipeline {
     this.store = store;
     this.deliveries = deliveries;
     this.ledger = ledger;
+    this.replay = replay;
     this.#executors = executors;
     this.#forgejoHost = forgejoHost;
     this.#logger = logger;
@@ -74,6 +79,7 @@ export class NodePipeline {
     const store = await FileDeployStore.open(opts.dataDir);
     const deliveries = await DeliveryLog.open(opts.dataDir);
     const ledger = await DeliveryLedger.open({ store: deliveries });
+    const replay = await FileReplayGuard.open(opts.dataDir);
     const roster: RosterView = {
       supervisors: async () =>
         opts.coordinator.supervisors().map((s) => ({
@@ -121,7 +127,7 @@ export class NodePipeline {
         ...(opts.forgejoToken ? { accessToken: opts.forgejoToken } : {}),
       });
     }
-    return new NodePipeline(store, deliveries, ledger, { github, forgejo }, forgejoHost, logger);
+    return new NodePipeline(store, deliveries, ledger, replay, { github, forgejo }, forgejoHost, logger);
   }
 
   /** The forge a repository lives on: Forgejo when its host is FORGEJO_API_URL's, else GitHub. */
@@ -202,5 +208,6 @@ export class NodePipeline {
     ]);
     await this.store.close();
     await this.deliveries.close();
+    await this.replay.close();
   }
 }

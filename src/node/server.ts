@@ -6,6 +6,7 @@ import { deriveAppUla, hostPort, type MeshMode } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger, LogLevel } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
+import type { RepoUrlPolicy } from "../core/repo-url.js";
 import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import { NodeKeyCheck } from "./auth.js";
@@ -61,6 +62,11 @@ export interface NodeDeployOptions {
   probeTimeoutMs?: number;
   /** The supervisors' API key (one per fleet), sent as Bearer on every call to a supervisor. */
   supervisorKey?: string;
+  /**
+   * `--allow-private-repos`: let `POST /v1/deploy` take repo_urls on loopback, link-local or the
+   * platform's own addresses (`tabbify up`, tests with local git servers). Default refused.
+   */
+  allowPrivateRepos?: boolean;
 }
 
 export interface RunningNode {
@@ -135,7 +141,17 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     const secrets: { github?: string; forgejo?: string } = {};
     if (deploy.githubWebhookSecret) secrets.github = deploy.githubWebhookSecret;
     if (deploy.forgejoWebhookSecret) secrets.forgejo = deploy.forgejoWebhookSecret;
-    registerDeployRoutes(app, { pipeline, keyCheck, secrets, logger: logger.child("deploy") });
+    const registryHost = deploy.registry?.host;
+    const repoPolicy: RepoUrlPolicy = {
+      allowPrivate: deploy.allowPrivateRepos === true,
+      // Whatever the node can reach of its own platform: itself, the registry, every supervisor.
+      platformHosts: () => [
+        host,
+        ...(registryHost ? [registryHost] : []),
+        ...coordinator.supervisors().flatMap((s) => [s.address, s.ula]),
+      ],
+    };
+    registerDeployRoutes(app, { pipeline, keyCheck, secrets, repoPolicy, logger: logger.child("deploy") });
   }
 
   await app.listen({ host, port: options.port ?? 8090 });

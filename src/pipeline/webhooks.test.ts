@@ -4,8 +4,10 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { describe, it } from "node:test";
 import { isTabbifyError } from "../core/errors.js";
+import type { DeployRecord } from "./executor.js";
 import {
   branchIgnoreReason,
+  currentDeployOf,
   DeliveryLedger,
   type DeliveryStore,
   deliveryHeaders,
@@ -349,5 +351,58 @@ describe("DeliveryLedger", () => {
     await assert.rejects(ledger.claim("z"), /disk full/);
     store.fail = false;
     assert.equal(await ledger.claim("z"), true);
+  });
+});
+
+describe("currentDeployOf", () => {
+  const A = "a".repeat(40);
+  const B = "b".repeat(40);
+  let n = 0;
+  const record = (
+    sha: string,
+    status: DeployRecord["status"],
+    repoUrl = "https://github.com/acme/app.git",
+    results: DeployRecord["results"] = [],
+  ): DeployRecord => ({
+    id: `d${++n}`,
+    status,
+    request: { trigger: "github", repoUrl, ref: sha, sha, tenant: "acme" },
+    created_at: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
+    results,
+    events: [],
+  });
+
+  it("finds the newest live deploy of the repository, in any URL spelling, when it is of the commit", () => {
+    const a = record(A, "succeeded");
+    const b = record(B, "succeeded", "https://GitHub.com/acme/app");
+    assert.equal(currentDeployOf([b, a], "https://github.com/acme/app.git", B)?.id, b.id);
+    assert.equal(
+      currentDeployOf([a, b], "https://github.com/acme/app.git", A),
+      undefined,
+      "A is no longer current",
+    );
+    assert.equal(currentDeployOf([a, b], "https://github.com/acme/other.git", B), undefined);
+  });
+
+  it("ignores failed deploys and ones where a target failed; a running one counts", () => {
+    const ok = record(A, "succeeded");
+    const failed = record(B, "failed");
+    assert.equal(currentDeployOf([ok, failed], "https://github.com/acme/app.git", A)?.id, ok.id);
+    assert.equal(currentDeployOf([ok, failed], "https://github.com/acme/app.git", B), undefined);
+    const partial = record(B, "succeeded", undefined, [
+      { supervisor: "s", runtime: "docker", success: false, app_ula: "fd5a:1f02::1", error: "pull failed" },
+    ]);
+    assert.equal(currentDeployOf([ok, partial], "https://github.com/acme/app.git", B), undefined);
+    const running = record(B, "running");
+    assert.equal(currentDeployOf([ok, running], "https://github.com/acme/app.git", B)?.id, running.id);
+  });
+
+  it("reads the commit from the built image when the request named a branch", () => {
+    const byBranch: DeployRecord = {
+      ...record(A, "succeeded"),
+      request: { trigger: "api", repoUrl: "https://github.com/acme/app", ref: "main", tenant: "acme" },
+      image_ref: `127.0.0.1:5000/acme/0191e7c2-1111-7222-8333-444455556666:${A}`,
+    };
+    assert.equal(currentDeployOf([byBranch], "https://github.com/acme/app.git", A)?.id, byBranch.id);
   });
 });

@@ -1,5 +1,7 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { TabbifyError } from "../core/errors.js";
+import type { DeployRecord } from "./executor.js";
+import { canonicalRepoUrl } from "./plan.js";
 
 /**
  * Webhook intake: signature checks over the raw body, push payload parsing for GitHub and
@@ -245,6 +247,39 @@ export function branchIgnoreReason(event: PushEvent, configuredBranch?: string):
   const wanted = configuredBranch ?? event.defaultBranch;
   if (event.branch === wanted) return undefined;
   return `push to branch ${event.branch ?? event.ref} ignored: the app deploys from ${wanted}`;
+}
+
+/**
+ * The deploy that decides what a repository's app runs: the newest one of that repository (any
+ * spelling of its URL) that is still running or succeeded on every target, when it is of commit
+ * `sha`. A push
+ * whose `after` is that commit redeploys nothing new, so the intake answers `already_deployed`
+ * instead. A newer deploy of another commit (a revert pushed back) makes the older one no longer
+ * current, so going back to it deploys again. `records` in any order.
+ */
+export function currentDeployOf(
+  records: Iterable<DeployRecord>,
+  repoUrl: string,
+  sha: string,
+): DeployRecord | undefined {
+  const repo = canonicalRepoUrl(repoUrl);
+  let current: DeployRecord | undefined;
+  for (const record of records) {
+    const live =
+      record.status === "running" ||
+      (record.status === "succeeded" && record.results.every((r) => r.success));
+    if (!live) continue;
+    if (canonicalRepoUrl(record.request.repoUrl) !== repo) continue;
+    if (!current || record.created_at > current.created_at) current = record;
+  }
+  return current && deployedSha(current) === sha.toLowerCase() ? current : undefined;
+}
+
+/** The commit a deploy is of: the requested sha, else the tag of the image it built. */
+function deployedSha(record: DeployRecord): string | undefined {
+  if (record.request.sha) return record.request.sha.toLowerCase();
+  const tag = record.image_ref?.split(":").at(-1);
+  return tag && /^[0-9a-f]{40}$/i.test(tag) ? tag.toLowerCase() : undefined;
 }
 
 /**
