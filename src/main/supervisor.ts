@@ -129,7 +129,9 @@ async function appUsersFor(
     });
     return undefined;
   }
-  const { user, why } = await ensureAppUser(name, name === DEFAULT_APP_USER);
+  const { user, why } = await ensureAppUser(name, name === DEFAULT_APP_USER).catch((err: Error) => {
+    throw new TabbifyError("USAGE", err.message);
+  });
   if (why && user.name !== name) logger.warn("app user", { why });
   else if (why) logger.info("app user", { why });
   // Everything the supervisor keeps beside the workloads' directories stays root's alone.

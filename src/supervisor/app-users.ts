@@ -160,7 +160,8 @@ export async function lookupUser(name: string): Promise<SystemUser | undefined> 
 /**
  * The `--app-user` account: looked up, and created as a system user with a group of its own
  * (no home, no login shell) when it is the default name and missing. Falls back to `nobody`
- * when it cannot be created; `why` says what happened, for the log.
+ * when it cannot be created; `why` says what happened, for the log. A name that was asked for
+ * explicitly and does not exist is an error.
  */
 export async function ensureAppUser(
   name: string,
@@ -168,28 +169,30 @@ export async function ensureAppUser(
 ): Promise<{ user: SystemUser; why?: string }> {
   const found = await lookupUser(name);
   if (found) return { user: found };
+  if (!createIfMissing) throw new Error(`--app-user ${name}: there is no such user`);
   let why = `no user ${name}`;
-  if (createIfMissing) {
-    try {
-      await run(
-        "useradd",
-        [
-          "--system",
-          "--user-group",
-          "--no-create-home",
-          "--home-dir",
-          "/nonexistent",
-          "--shell",
-          "/usr/sbin/nologin",
-          name,
-        ],
-        { timeout: 30_000 },
-      );
-      const created = await lookupUser(name);
-      if (created) return { user: created, why: `created system user ${name}` };
-    } catch (err) {
-      why = `cannot create user ${name}: ${((err as { stderr?: string }).stderr || (err as Error).message).trim()}`;
-    }
+  try {
+    await run(
+      "useradd",
+      [
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--home-dir",
+        "/nonexistent",
+        "--shell",
+        "/usr/sbin/nologin",
+        name,
+      ],
+      { timeout: 30_000 },
+    );
+    const created = await lookupUser(name);
+    if (created) return { user: created, why: `created system user ${name}` };
+  } catch (err) {
+    // Another supervisor may have created it just now.
+    const raced = await lookupUser(name);
+    if (raced) return { user: raced };
+    why = `cannot create user ${name}: ${((err as { stderr?: string }).stderr || (err as Error).message).trim()}`;
   }
   const nobody = await lookupUser("nobody");
   if (!nobody) throw new Error(`${why}, and there is no user nobody to fall back to`);

@@ -7,6 +7,7 @@
  * directory. A wasm workload must run as its app's uid too.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,6 +18,7 @@ import {
   randomUuid,
   repoRoot,
   SupervisorUnderTest,
+  tabbifyEntry,
 } from "../runtime-plane-support.js";
 
 const probeApp = `import fs from "node:fs";
@@ -225,4 +227,28 @@ describe("workload isolation (supervisor as root)", { concurrency: false }, () =
     for (const [name, value] of Object.entries(secrets))
       assert.ok(!env.includes(value), `${name} is in the wasm app's runner environment`);
   });
+});
+
+test("--app-user naming no user is refused before anything starts", () => {
+  const data = mkdtempSync(join(tmpdir(), "tbf-sup-appuser-"));
+  try {
+    const run = spawnSync(
+      process.execPath,
+      [
+        tabbifyEntry,
+        "supervisor",
+        "--data",
+        data,
+        "--listen",
+        "127.0.0.1:0",
+        "--app-user",
+        "no-such-user-tbf",
+      ],
+      { encoding: "utf8", timeout: 30_000 },
+    );
+    assert.notEqual(run.status, 0, run.stdout);
+    assert.match(run.stderr + run.stdout, /--app-user no-such-user-tbf: there is no such user/);
+  } finally {
+    rmSync(data, { recursive: true, force: true });
+  }
 });
