@@ -1,17 +1,17 @@
 /**
  * `tabbify runner`: one app's workload behind its app address. Spawned (detached) by the
  * supervisor, never by hand, in one of two ways:
- * - for one app (`--uuid`): the workload spec and secrets arrive in the environment, not argv,
- *   so they do not show in `ps`;
+ * - for one app (`--uuid`): the workload spec, the node key and the workload's user arrive as
+ *   one JSON line on stdin (see runner/launch.ts), never in argv or the environment, which the
+ *   workload could read in /proc;
  * - as a warm spare (`--spare`): it boots everything ahead (modules, prewarmable runtimes) and
  *   waits on its control socket until the supervisor assigns it an app, so a cold start pays for
  *   the workload's boot only, not for the runner's.
  */
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
-import { TabbifyError } from "../core/errors.js";
 import type { PeerRecord } from "../mesh/roster.js";
 import type { AssignRequest, ControlReply, ControlRequest } from "../runner/control.js";
-import type { Runtime, RuntimeKind, Workload, WorkloadSpec } from "../runtimes/runtime.js";
+import type { Runtime, RuntimeKind, Workload, WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
 import { intOption, type OptionSpec, optionsHelp, parseListen, parseOptions, required } from "./flags.js";
 
 const specs: OptionSpec[] = [
@@ -22,7 +22,7 @@ const specs: OptionSpec[] = [
   {
     flag: "spare",
     boolean: true,
-    help: "boot ahead and wait on --control-sock to be assigned an app (no --uuid, --bind or RUNNER_SPEC)",
+    help: "boot ahead and wait on --control-sock to be assigned an app (no --uuid, --bind or launch line)",
   },
   { flag: "log", help: "this runner's log file (its stdout and stderr), rotated while it runs" },
   { flag: "node", env: "TABBIFY_NODE_URL", help: "node URL to register with as a roster peer" },
@@ -46,17 +46,6 @@ const specs: OptionSpec[] = [
     help: "longest delay before restarting a crashed workload",
   },
 ];
-
-function parseJsonEnv<T>(env: NodeJS.ProcessEnv, name: string): T | undefined {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return undefined;
-  try {
-    return JSON.parse(raw) as T;
-  } catch {
-    // The value may hold secrets, so only its name is reported.
-    throw new TabbifyError("USAGE", `${name} is not valid JSON`);
-  }
-}
 
 function packageVersion(): string {
   const url = new URL("../../../package.json", import.meta.url);
@@ -82,7 +71,6 @@ interface RunnerSettings {
   restartBaseMs: number;
   restartCapMs: number;
   nodeUrl: string | undefined;
-  nodeKey: string | undefined;
   parent: string | undefined;
 }
 
@@ -90,6 +78,8 @@ interface AppParams {
   uuid: string;
   bind: { host: string; port: number };
   spec: WorkloadSpec;
+  user: WorkloadUser | undefined;
+  nodeKey: string | undefined;
   controlSock: string;
   logPath: string | undefined;
   runtimeFor: (kind: RuntimeKind) => Promise<Runtime>;
@@ -117,6 +107,7 @@ async function openApp(
     bindHost: app.bind.host,
     bindPort: app.bind.port,
     spec: app.spec,
+    ...(app.user ? { user: app.user } : {}),
     runtimeFor: app.runtimeFor,
     firstWorkload: app.firstWorkload,
     waitHealthy: async (upstream, o) => {
@@ -187,7 +178,7 @@ async function openApp(
       const { RosterClient } = await import("../mesh/client.js");
       const client = new RosterClient({
         nodeUrl: settings.nodeUrl,
-        nodeKey: settings.nodeKey,
+        nodeKey: app.nodeKey,
         logger: logger.child("roster"),
       });
       const version = packageVersion();
@@ -228,30 +219,27 @@ async function openApp(
 }
 
 /** Adopts what a killed predecessor left running for this spec, else starts a fresh workload. */
-async function firstWorkloadFor(runtime: Runtime, spec: WorkloadSpec): Promise<Workload> {
+async function firstWorkloadFor(
+  runtime: Runtime,
+  spec: WorkloadSpec,
+  user: WorkloadUser | undefined,
+): Promise<Workload> {
   const { startWorkload } = await import("../runner/workload.js");
-  return (await runtime.adopt?.(spec)) ?? startWorkload(runtime, spec);
+  return (await runtime.adopt?.(spec, user)) ?? startWorkload(runtime, spec, user);
 }
 
-async function runForApp(
-  opts: ReturnType<typeof parseOptions>,
-  settings: RunnerSettings,
-  env: NodeJS.ProcessEnv,
-) {
+async function runForApp(opts: ReturnType<typeof parseOptions>, settings: RunnerSettings) {
   const uuidInput = required(opts.values.uuid, "--uuid");
   const controlSock = required(opts.values["control-sock"], "--control-sock");
   const bind = parseListen(required(opts.values.bind, "--bind"));
-  const spec = parseJsonEnv<WorkloadSpec>(env, "RUNNER_SPEC");
-  if (!spec) throw new TabbifyError("USAGE", "RUNNER_SPEC (the workload spec as JSON) is required");
-  const extraEnv = parseJsonEnv<Record<string, string>>(env, "RUNNER_EXTRA_ENV");
-  if (extraEnv) spec.env = { ...spec.env, ...extraEnv };
-  for (const name of ["RUNNER_SPEC", "RUNNER_EXTRA_ENV"]) delete process.env[name];
+  const { readLaunchConfig } = await import("../runner/launch.js");
+  const { spec, node_key: nodeKey, user } = await readLaunchConfig(process.stdin);
 
   // Cold start is the runner's boot plus the workload's, so the workload starts first, with only
   // its runtime's module loaded; the rest of the runner (the uuid and address libraries alone
   // take tens of milliseconds) loads while the workload boots.
   const { loadRuntime } = await import("../runtimes/load.js");
-  const firstWorkload = loadRuntime(spec.runtime).then((runtime) => firstWorkloadFor(runtime, spec));
+  const firstWorkload = loadRuntime(spec.runtime).then((runtime) => firstWorkloadFor(runtime, spec, user));
   // Settled here so a failed start is not an unhandled rejection; Runner.start reports it.
   await firstWorkload.catch(() => {});
   const abandon = (err: unknown) =>
@@ -272,6 +260,8 @@ async function runForApp(
       uuid,
       bind,
       spec,
+      user,
+      nodeKey,
       controlSock,
       logPath: opts.values.log,
       runtimeFor: (kind) => loadRuntime(kind),
@@ -340,12 +330,24 @@ async function runSpare(opts: ReturnType<typeof parseOptions>, settings: RunnerS
     const spec = req.spec;
     // What `ps` shows, and what the supervisor checks before it signals a recorded pid.
     process.title = `tabbify runner --uuid ${uuid} --control-sock ${req.control_sock}`;
-    const firstWorkload = runtimeFor(spec.runtime).then((runtime) => firstWorkloadFor(runtime, spec));
+    const firstWorkload = runtimeFor(spec.runtime).then((runtime) =>
+      firstWorkloadFor(runtime, spec, req.user),
+    );
     firstWorkload.catch(() => {});
     void discardPrewarmed(spec.runtime);
     logger.info("assigned", { uuid, runtime: spec.runtime });
     return openApp(
-      { uuid, bind, spec, controlSock: req.control_sock, logPath: req.log, runtimeFor, firstWorkload },
+      {
+        uuid,
+        bind,
+        spec,
+        user: req.user,
+        nodeKey: req.node_key,
+        controlSock: req.control_sock,
+        logPath: req.log,
+        runtimeFor,
+        firstWorkload,
+      },
       settings,
       modules,
     );
@@ -422,10 +424,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     restartBaseMs: intOption(opts.values["restart-base-ms"], "restart-base-ms"),
     restartCapMs: intOption(opts.values["restart-cap-ms"], "restart-cap-ms"),
     nodeUrl: opts.values.node,
-    nodeKey: env.TABBIFY_NODE_KEY,
     parent: opts.values.parent,
   };
-  // Nothing below needs it in the environment, and a runtime must never pass it on.
-  delete process.env.TABBIFY_NODE_KEY;
-  return opts.flags.spare ? runSpare(opts, settings) : runForApp(opts, settings, env);
+  return opts.flags.spare ? runSpare(opts, settings) : runForApp(opts, settings);
 }

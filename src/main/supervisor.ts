@@ -2,7 +2,7 @@
  * `tabbify supervisor`: runner lifecycle on this host. Reads flags/env, checks what the host can
  * do, re-adopts living runners, serves the HTTP API and keeps this host on the node's roster.
  */
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { v7 as uuidV7 } from "uuid";
 import { openArtifactStore } from "../artifacts/open.js";
@@ -14,6 +14,7 @@ import type { PeerRecord } from "../mesh/roster.js";
 import type { RuntimeKind } from "../runtimes/runtime.js";
 import { buildApi } from "../supervisor/api.js";
 import { AppStore } from "../supervisor/app-store.js";
+import { AppUsers, ensureAppUser } from "../supervisor/app-users.js";
 import { defaultBackoff } from "../supervisor/backoff.js";
 import { capabilityTags, hasNetAdmin, InterfaceAddresses, noAddresses } from "../supervisor/host.js";
 import { Supervisor } from "../supervisor/supervisor.js";
@@ -30,6 +31,8 @@ import {
   untilSignal,
 } from "./flags.js";
 import { supervisorApiKey } from "./supervisor-key.js";
+
+const DEFAULT_APP_USER = "tabbify-app";
 
 export const specs: OptionSpec[] = [
   { flag: "name", env: "SUPERVISOR_NAME", default: "tabbify-supervisor", help: "display name on the roster" },
@@ -87,6 +90,12 @@ export const specs: OptionSpec[] = [
     help: "runners kept booted ahead for the next start (0: spawn each runner on demand)",
   },
   {
+    flag: "app-user",
+    env: "SUPERVISOR_APP_USER",
+    default: DEFAULT_APP_USER,
+    help: "as root: the account whose group every workload runs with; each app also gets a uid of its own (the default account is created if missing, else nobody is used)",
+  },
+  {
     flag: "runner-health-timeout-ms",
     env: "SUPERVISOR_RUNNER_HEALTH_TIMEOUT_MS",
     default: "25000",
@@ -110,6 +119,40 @@ async function supervisorId(dataDir: string): Promise<string> {
   const id = uuidV7();
   await writeFile(path, `${id}\n`, { mode: 0o600 });
   return id;
+}
+
+/**
+ * As root: every app's workloads run as a uid of their own with `--app-user`'s group, in their own
+ * directory under the data dir, which becomes traversable (0711) while everything else in it
+ * stays 0700/0600. Not root: nothing to switch to, and workloads run as the supervisor's user.
+ */
+async function appUsersFor(
+  dataDir: string,
+  name: string,
+  logger: ReturnType<typeof createLogger>,
+): Promise<AppUsers | undefined> {
+  if (process.getuid?.() !== 0) {
+    logger.warn("not running as root: process and wasm workloads run as the supervisor's own user", {
+      user: process.getuid?.(),
+    });
+    return undefined;
+  }
+  const { user, why } = await ensureAppUser(name, name === DEFAULT_APP_USER).catch((err: Error) => {
+    throw new TabbifyError("USAGE", err.message);
+  });
+  if (why && user.name !== name) logger.warn("app user", { why });
+  else if (why) logger.info("app user", { why });
+  // Everything the supervisor keeps beside the workloads' directories stays root's alone.
+  for (const dir of ["runners", "apps", "builds"]) {
+    await mkdir(join(dataDir, dir), { recursive: true, mode: 0o700 });
+    await chmod(join(dataDir, dir), 0o700);
+  }
+  const users = new AppUsers({ root: join(dataDir, "workloads"), gid: user.gid });
+  const opened = await users.init(dataDir);
+  if (opened.length > 0)
+    logger.warn("made directories above the data dir traversable (o+x) for the app users", { opened });
+  logger.info("workloads run as a uid of their own per app", { group: user.name, gid: user.gid });
+  return users;
 }
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -140,6 +183,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const logger = createLogger(`supervisor ${opts.values.name}`);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const apiKey = await supervisorApiKey(dataDir, opts.values["api-key-file"], env, logger);
+  const appUsers = await appUsersFor(resolve(dataDir), opts.values["app-user"]!, logger);
   const artifacts = await openArtifactStore(artifactStoreConfig(opts.values));
   const { runtimeFor, availableRuntimeKinds } = await import("../runtimes/index.js");
   const version = await packageVersion();
@@ -189,6 +233,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     startTimeoutMs: runnerHealthTimeoutMs + 5_000,
     apps: new AppStore(artifacts.store, join(resolve(dataDir), "apps")),
     warmSpares: intOption(opts.values["warm-spares"], "warm-spares", 0),
+    ...(appUsers ? { appUsers } : {}),
   });
   await supervisor.init();
 

@@ -2,7 +2,8 @@ import { chmod, lstat, unlink } from "node:fs/promises";
 import net from "node:net";
 import { isErrno, TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
-import type { RuntimeKind, WorkloadSpec } from "../runtimes/runtime.js";
+import type { RuntimeKind, WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
+import { launchExtras } from "./launch.js";
 
 /**
  * The runner's control socket: a unix socket speaking newline-delimited JSON. Each connection
@@ -29,6 +30,10 @@ export interface AssignRequest {
   control_sock: string;
   log: string;
   spec: WorkloadSpec;
+  /** For the roster; travels here rather than in the spare's environment (see launch.ts). */
+  node_key?: string;
+  /** Who the app's workloads run as. */
+  user?: WorkloadUser;
 }
 
 /** Lifecycle of the runner as a whole (not of one workload). */
@@ -98,6 +103,11 @@ export function parseControlRequest(line: string): ControlRequest {
     const spec = req.spec;
     if (typeof spec !== "object" || spec === null || typeof (spec as WorkloadSpec).runtime !== "string") {
       throw new TabbifyError("CONTROL_BAD_REQUEST", "assign needs a spec with a runtime");
+    }
+    try {
+      launchExtras(value as Record<string, unknown>);
+    } catch (err) {
+      throw new TabbifyError("CONTROL_BAD_REQUEST", (err as Error).message);
     }
     return req as AssignRequest;
   }

@@ -1,6 +1,13 @@
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
-import type { Runtime, RuntimeKind, Upstream, Workload, WorkloadSpec } from "../runtimes/runtime.js";
+import type {
+  Runtime,
+  RuntimeKind,
+  Upstream,
+  Workload,
+  WorkloadSpec,
+  WorkloadUser,
+} from "../runtimes/runtime.js";
 import type { ControlReply, ControlRequest, HealthReply, RunnerState } from "./control.js";
 import { AppProxy, type ProxyTarget } from "./proxy.js";
 import { startWorkload } from "./workload.js";
@@ -19,6 +26,8 @@ export interface RunnerOptions {
   bindHost: string;
   bindPort: number;
   spec: WorkloadSpec;
+  /** The app's own user, chosen by the supervisor; absent, workloads run as the runner does. */
+  user?: WorkloadUser;
   runtimeFor: (kind: RuntimeKind) => Runtime | Promise<Runtime>;
   /**
    * The first workload, already being started by the caller (see startWorkload): the runner's
@@ -188,7 +197,8 @@ export class Runner {
 
   /** Starts a workload on a fresh private port and waits for it to answer, or stops it and throws. */
   private async launch(spec: WorkloadSpec, started?: Promise<Workload>): Promise<Running> {
-    const workload = await (started ?? startWorkload(await this.opts.runtimeFor(spec.runtime), spec));
+    const workload = await (started ??
+      startWorkload(await this.opts.runtimeFor(spec.runtime), spec, this.opts.user));
     const timeoutMs = this.opts.healthTimeoutMs ?? 25_000;
     let exitedEarly: { code: number | null; signal: string | null } | undefined;
     const exited = workload.exited.then((how) => {

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createReadStream } from "node:fs";
 import type { Writable } from "node:stream";
 import { TabbifyError } from "../core/errors.js";
-import type { Upstream, Workload, WorkloadSpec } from "./runtime.js";
+import type { Upstream, Workload, WorkloadSpec, WorkloadUser } from "./runtime.js";
 
 /**
  * Where a workload's stdout and stderr go: this process's own streams (`inherit`), nowhere, one
@@ -25,13 +25,19 @@ export const DEFAULT_GRACE_MS = 10_000;
  * The environment a workload starts with. The caller's own environment is not passed down whole:
  * a runner holds join tokens and manifest secrets that the app must not see, so only the basics a
  * program needs to run are inherited, then the spec's env, then HOST and PORT (which always win).
+ * A workload run as a user of its own gets that user's working directory as HOME.
  */
-export function workloadEnv(extra: Record<string, string> | undefined, port: number): NodeJS.ProcessEnv {
+export function workloadEnv(
+  extra: Record<string, string> | undefined,
+  port: number,
+  user?: WorkloadUser,
+): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const name of ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"]) {
     const value = process.env[name];
     if (value !== undefined) env[name] = value;
   }
+  if (user) env.HOME = user.home;
   return { ...env, ...extra, HOST: "127.0.0.1", PORT: String(port) };
 }
 
@@ -47,6 +53,8 @@ export function spawnInGroup(
     env: NodeJS.ProcessEnv;
     output: WorkloadOutput | undefined;
     stdin?: "ignore" | "pipe";
+    /** Switch to this uid and gid (with no supplementary groups) before exec; needs root. */
+    user?: WorkloadUser | undefined;
   },
 ): Promise<ChildProcess> {
   const output = opts.output ?? "inherit";
@@ -54,6 +62,8 @@ export function spawnInGroup(
   const child = spawn(file, args, {
     cwd: opts.cwd,
     env: opts.env,
+    // libuv drops the supplementary groups, then sets the gid, then the uid, in the child.
+    ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
     // A group of its own, so stop() reaches every process the app forked, and a Ctrl-C aimed at
     // the caller's terminal group does not hit the workload before the caller decides to stop it.
     detached: true,

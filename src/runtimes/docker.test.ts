@@ -9,7 +9,13 @@ import { promisify } from "node:util";
 import { buildScratchImage, ensureDockerd } from "../../test/support/tools.js";
 import { isTabbifyError } from "../core/errors.js";
 import { freeLoopbackPort } from "../core/net.js";
-import { adoptContainer, type ContainerWorkload, DockerRuntime } from "./docker.js";
+import {
+  adoptContainer,
+  type ContainerWorkload,
+  containerHardening,
+  containerUser,
+  DockerRuntime,
+} from "./docker.js";
 import { waitHealthy } from "./health.js";
 import type { WorkloadSpec } from "./runtime.js";
 import { httpGet, runtimeSuite } from "./runtime-suite.js";
@@ -284,3 +290,14 @@ async function inspectState(name: string): Promise<{ running: boolean }> {
   const { stdout } = await execFileAsync("docker", ["inspect", "-f", "{{json .State.Running}}", name]);
   return { running: JSON.parse(stdout) as boolean };
 }
+
+test("docker: a container's user is the app's uid and group, else nobody; never the image's root", () => {
+  assert.equal(containerUser({ uid: 1879048200, gid: 995, home: "/x" }), "1879048200:995");
+  assert.equal(containerUser(undefined), "65534:65534");
+  assert.deepEqual(containerHardening.slice(0, 4), [
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+  ]);
+});

@@ -18,7 +18,29 @@ import {
   type WorkloadOutput,
 } from "./child.js";
 import { imageRepository } from "./registry-pull.js";
-import type { Runtime, Upstream, Workload, WorkloadSpec } from "./runtime.js";
+import type { Runtime, Upstream, Workload, WorkloadSpec, WorkloadUser } from "./runtime.js";
+
+/** Who a container runs as when the runner names no app user: nobody, never the image's root. */
+export const DEFAULT_CONTAINER_USER = "65534:65534";
+
+/** `--user` for a workload: the app's uid and group, else nobody. */
+export function containerUser(user: WorkloadUser | undefined): string {
+  return user ? `${user.uid}:${user.gid}` : DEFAULT_CONTAINER_USER;
+}
+
+/**
+ * What every container runs with besides its user: no capabilities at all, no way to gain any
+ * (setuid binaries included), and a private /tmp, since an image's root-owned filesystem is not
+ * writable by the unprivileged user.
+ */
+export const containerHardening = [
+  "--cap-drop",
+  "ALL",
+  "--security-opt",
+  "no-new-privileges",
+  "--tmpfs",
+  "/tmp:rw,nosuid,nodev,mode=1777",
+];
 
 interface DockerResult {
   stdout: string;
@@ -168,6 +190,8 @@ interface ContainerInfo {
   imageId: string;
   /** `--memory` in bytes; 0 without a limit. */
   memoryBytes: number;
+  /** `--user` as given to `docker run` (empty: the image's user). */
+  user: string;
   /** RFC 3339 with nanoseconds, UTC. */
   created: string;
 }
@@ -178,7 +202,7 @@ async function inspectContainer(name: string): Promise<ContainerInfo | undefined
     const { stdout } = await docker(["container", "inspect", name], 15_000);
     const [c] = JSON.parse(stdout) as {
       State: { Pid: number; Running: boolean };
-      Config: { Env: string[] | null; Image: string };
+      Config: { Env: string[] | null; Image: string; User?: string };
       HostConfig: { Memory?: number };
       Image: string;
       Created: string;
@@ -191,6 +215,7 @@ async function inspectContainer(name: string): Promise<ContainerInfo | undefined
       reference: c.Config.Image,
       imageId: c.Image,
       memoryBytes: c.HostConfig.Memory ?? 0,
+      user: c.Config.User ?? "",
       created: c.Created,
     };
   } catch {
@@ -252,11 +277,12 @@ export async function adoptContainer(
 /**
  * Whether a container runs what `start(spec, <its port>)` would run: the same image, the same
  * environment (the image's ENV, then spec.env, then HOST and its own PORT, exactly as start's
- * env file gives it) and the same memory limit.
+ * env file gives it), the same memory limit and the same user.
  */
-function runsSpec(info: ContainerInfo, spec: WorkloadSpec, image: LocalImage): boolean {
+function runsSpec(info: ContainerInfo, spec: WorkloadSpec, image: LocalImage, user: string): boolean {
   const port = containerPort(info);
   if (!info.running || port === undefined || info.imageId !== image.id) return false;
+  if (info.user !== user) return false;
   const memoryMb = spec.limits?.memoryMb ? Math.floor(spec.limits.memoryMb) : 0;
   if (info.memoryBytes !== memoryMb * 1024 * 1024) return false;
   const expected = envMap(image.env);
@@ -341,7 +367,7 @@ export class DockerRuntime implements Runtime {
     return last;
   }
 
-  async start(spec: WorkloadSpec, port: number): Promise<Workload> {
+  async start(spec: WorkloadSpec, port: number, user?: WorkloadUser): Promise<Workload> {
     checkPort(port);
     await this.validate(spec);
     const image = spec.imageArchive ? await this.load(spec.imageArchive, spec.image) : spec.image!;
@@ -365,6 +391,7 @@ export class DockerRuntime implements Runtime {
       { mode: 0o600 },
     );
     const args = ["run", "-d", "--network", "host", "--name", name, "--env-file", envFile];
+    args.push("--user", containerUser(user), ...containerHardening);
     args.push("--label", `tabbify.port=${port}`);
     if (spec.appUuid) args.push("--label", `tabbify.app=${spec.appUuid}`);
     if (spec.limits?.memoryMb) args.push("--memory", `${Math.floor(spec.limits.memoryMb)}m`);
@@ -396,7 +423,7 @@ export class DockerRuntime implements Runtime {
    * which a previous load put here), else the image an archive-only spec's archive holds
    * (`archivedImageId`). A spec start would refuse throws as start does, touching nothing.
    */
-  async adopt(spec: WorkloadSpec): Promise<Workload | undefined> {
+  async adopt(spec: WorkloadSpec, user?: WorkloadUser): Promise<Workload | undefined> {
     const appUuid = appUuidOf(spec);
     if (appUuid === undefined) return undefined;
     await this.validate(spec);
@@ -423,7 +450,7 @@ export class DockerRuntime implements Runtime {
     const newest = infos
       .filter(
         (c): c is { name: string; info: ContainerInfo } =>
-          !!c.info && !!image && runsSpec(c.info, spec, image),
+          !!c.info && !!image && runsSpec(c.info, spec, image, containerUser(user)),
       )
       .sort((a, b) => (sortableTime(a.info.created) < sortableTime(b.info.created) ? 1 : -1))[0];
     const adopted = newest && (await workloadOf(newest.name, newest.info, this.options.output));

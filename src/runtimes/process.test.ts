@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { cp, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -129,5 +130,45 @@ test("process: an app ignoring SIGTERM is killed after the grace period, with wh
     );
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** Real, effective, saved and filesystem ids of a process, and its supplementary groups. */
+function idsOf(pid: number): { uids: number[]; gids: number[]; groups: number[] } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8").split("\n");
+  const ids = (name: string) =>
+    (status.find((l) => l.startsWith(`${name}:`)) ?? "")
+      .slice(name.length + 1)
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  return { uids: ids("Uid"), gids: ids("Gid"), groups: ids("Groups") };
+}
+
+test("process: with a user, the workload runs as that uid and gid, no other group, HOME its directory", async () => {
+  assert.equal(process.getuid?.(), 0, "switching a workload's user needs root: run this suite as root");
+  const home = await mkdtemp(join(tmpdir(), "tabbify-app-home-"));
+  try {
+    const user = { uid: 65534, gid: 65534, home };
+    const workload = await new ProcessRuntime({ output: "ignore" }).start(
+      spec({}),
+      await freeLoopbackPort(),
+      user,
+    );
+    try {
+      await waitHealthy(workload.upstream, { timeoutMs: 10_000 });
+      assert.deepEqual(idsOf(workload.pid!), {
+        uids: [65534, 65534, 65534, 65534],
+        gids: [65534, 65534, 65534, 65534],
+        groups: [],
+      });
+      const env = readFileSync(`/proc/${workload.pid}/environ`, "utf8").split("\0");
+      assert.ok(env.includes(`HOME=${home}`), "HOME is not the app's directory");
+    } finally {
+      await workload.stop(2_000);
+    }
+  } finally {
+    await rm(home, { recursive: true, force: true });
   }
 });

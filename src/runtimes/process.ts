@@ -15,7 +15,7 @@ import {
   spawnInGroup,
   workloadEnv,
 } from "./child.js";
-import type { Runtime, Workload, WorkloadSpec } from "./runtime.js";
+import type { Runtime, Workload, WorkloadSpec, WorkloadUser } from "./runtime.js";
 
 async function isExecutableFile(path: string): Promise<boolean> {
   try {
@@ -121,13 +121,14 @@ export class ProcessRuntime implements Runtime {
     return { artifactDir: resolve(artifactDir), command, file };
   }
 
-  async start(spec: WorkloadSpec, port: number): Promise<Workload> {
+  async start(spec: WorkloadSpec, port: number, user?: WorkloadUser): Promise<Workload> {
     checkPort(port);
     const { artifactDir, command, file } = await this.check(spec);
     const child = await spawnInGroup(file, command.slice(1), {
       cwd: artifactDir,
-      env: workloadEnv(spec.env, port),
+      env: workloadEnv(spec.env, port, user),
       output: this.options.output,
+      user,
     });
     const workload = new ChildWorkload(child, { host: "127.0.0.1", port });
     // Hashed while the workload boots: reading the file first would only delay its start.

@@ -28,6 +28,18 @@ export interface WorkloadSpec {
   env?: Record<string, string>;
 }
 
+/**
+ * Who a workload runs as, chosen by the supervisor (never by a spec): a uid of the app's own, the
+ * app group, and the app's working directory (its HOME). Only a runner running as root can switch
+ * to it; without one a process or wasm workload runs as the runner's own user. Docker workloads
+ * always run as a user without privileges (see docker.ts).
+ */
+export interface WorkloadUser {
+  uid: number;
+  gid: number;
+  home: string;
+}
+
 export interface Upstream {
   host: string;
   port: number;
@@ -60,7 +72,7 @@ export interface Runtime {
    * Starts the workload serving on 127.0.0.1:`port`, after the same checks as `validate` (so a
    * caller need not validate first). Resolves once spawned (not yet healthy).
    */
-  start(spec: WorkloadSpec, port: number): Promise<Workload>;
+  start(spec: WorkloadSpec, port: number, user?: WorkloadUser): Promise<Workload>;
   /**
    * Optional: boots whatever a start of this kind would boot that does not depend on the spec,
    * so the next start() skips it. A warm spare runner calls it while it waits for an app.
@@ -74,5 +86,5 @@ export interface Runtime {
    * (one that was killed) and takes it over instead of starting another; undefined when there is
    * none that runs this spec. Leftovers it does not take are removed.
    */
-  adopt?(spec: WorkloadSpec): Promise<Workload | undefined>;
+  adopt?(spec: WorkloadSpec, user?: WorkloadUser): Promise<Workload | undefined>;
 }

@@ -45,6 +45,9 @@ interface HostConfig {
 /** The line a host reads from stdin: a HostConfig plus the directory to serve from. */
 export interface HostStartConfig extends HostConfig {
   cwd: string;
+  /** The app's user: the host switches to it (dropping every group) before it loads the module. */
+  uid?: number;
+  gid?: number;
 }
 
 /**
@@ -348,6 +351,11 @@ function parseHostStartConfig(line: string): HostStartConfig {
     cwd: text("cwd"),
   };
   if (raw.workers !== undefined) config.workers = number("workers");
+  if ((raw.uid === undefined) !== (raw.gid === undefined)) fail("uid and gid come together");
+  if (raw.uid !== undefined) {
+    config.uid = number("uid");
+    config.gid = number("gid");
+  }
   return config;
 }
 
@@ -406,8 +414,16 @@ async function main(): Promise<void> {
     }
     throw new Error("stdin closed before the config line");
   }
-  const { cwd, ...config } = parseHostStartConfig(line);
+  const { cwd, uid, gid, ...config } = parseHostStartConfig(line);
   process.chdir(cwd);
+  if (uid !== undefined && gid !== undefined) {
+    // setuid(2) applies to every thread of the process, the early worker's too.
+    if (!process.setgroups || !process.setgid || !process.setuid)
+      throw new Error("this platform cannot switch to the app's user");
+    process.setgroups([]);
+    process.setgid(gid);
+    process.setuid(uid);
+  }
   await warming;
   await serve(config, earlyWorker);
 }

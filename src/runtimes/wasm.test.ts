@@ -426,3 +426,29 @@ test("wasm prewarm: start → first 200, cold vs prewarmed (measured, not assert
   t.diagnostic(`wasm cold start → first 200: median ${median(cold)} ms (${all(cold)})`);
   t.diagnostic(`wasm prewarmed start → first 200: median ${median(prewarmed)} ms (${all(prewarmed)})`);
 });
+
+test("wasm: with a user, a cold host and a prewarmed standby both switch to it before serving", async () => {
+  assert.equal(process.getuid?.(), 0, "switching a workload's user needs root: run this suite as root");
+  const user = { uid: 65534, gid: 65534, home: "/nonexistent" };
+  const uidsOf = (pid: number) =>
+    (
+      readFileSync(`/proc/${pid}/status`, "utf8")
+        .split("\n")
+        .find((l) => l.startsWith("Uid:")) ?? ""
+    )
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
+  for (const prewarmed of [false, true]) {
+    const runtime = new WasmRuntime({ output: "ignore", workers: 1 });
+    if (prewarmed) await runtime.prewarm();
+    const workload = await runtime.start(spec({}), await freeLoopbackPort(), user);
+    try {
+      await waitHealthy(workload.upstream, { timeoutMs: 15_000 });
+      assert.equal((await httpGet(workload.upstream.host, workload.upstream.port, "/")).status, 200);
+      assert.deepEqual(uidsOf(workload.pid!), [65534, 65534, 65534, 65534], `prewarmed: ${prewarmed}`);
+    } finally {
+      await workload.stop(2_000);
+    }
+  }
+});

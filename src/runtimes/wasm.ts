@@ -18,7 +18,7 @@ import {
   spawnInGroup,
   workloadEnv,
 } from "./child.js";
-import type { Runtime, Workload, WorkloadSpec } from "./runtime.js";
+import type { Runtime, Workload, WorkloadSpec, WorkloadUser } from "./runtime.js";
 import type { HostStartConfig } from "./wasm-host.js";
 import { checkWasiModule, WASM_PAGE_BYTES } from "./wasm-module.js";
 
@@ -137,7 +137,7 @@ export class WasmRuntime implements Runtime {
     return { modulePath, bytes, timeoutMs, memoryMb };
   }
 
-  async start(spec: WorkloadSpec, port: number): Promise<Workload> {
+  async start(spec: WorkloadSpec, port: number, user?: WorkloadUser): Promise<Workload> {
     checkPort(port);
     const checked = await this.check(spec);
     const maxMemPages = maxMemPagesFor(checked.memoryMb);
@@ -152,14 +152,24 @@ export class WasmRuntime implements Runtime {
       }
       if (!host) throw new TabbifyError("WORKLOAD_START_FAILED", "cannot start the wasm host (node)");
     }
-    const workload = this.handOver(host, spec, checked, port);
+    const workload = this.handOver(host, spec, checked, port, user);
     // Hashed while the host boots; loading node:crypto before the spawn would delay it.
     workload.version = (await import("../core/digest.js")).digestOf(checked.bytes);
     return workload;
   }
 
-  /** Gives a waiting host its app: from here on it is that app's workload. */
-  private handOver(host: HostProcess, spec: WorkloadSpec, checked: CheckedSpec, port: number): ChildWorkload {
+  /**
+   * Gives a waiting host its app: from here on it is that app's workload. A host may have booted
+   * before its app was known (a standby), so it switches to the app's user itself once it has
+   * read the config, before it loads the module.
+   */
+  private handOver(
+    host: HostProcess,
+    spec: WorkloadSpec,
+    checked: CheckedSpec,
+    port: number,
+    user: WorkloadUser | undefined,
+  ): ChildWorkload {
     const upstream = { host: "127.0.0.1", port };
     const config: HostStartConfig = {
       module: checked.modulePath,
@@ -169,6 +179,10 @@ export class WasmRuntime implements Runtime {
       env: spec.env ?? {},
       cwd: resolve(spec.artifactDir!),
     };
+    if (user) {
+      config.uid = user.uid;
+      config.gid = user.gid;
+    }
     if (this.options.workers !== undefined) config.workers = this.options.workers;
     const workload = new ChildWorkload(host.child, upstream);
     // Should the host die just now, the write fails quietly and `exited` reports the death.

@@ -10,9 +10,9 @@ import {
 } from "./backoff.js";
 import { freshRestartState, type RestartState } from "./records.js";
 
-test("delays double from 10 s and cap at 300 s", () => {
-  const delays = [1, 2, 3, 4, 5, 6, 7, 20, 2000].map((f) => retryDelayMs(f, defaultBackoff));
-  assert.deepEqual(delays, [10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000, 300_000]);
+test("a first failure respawns at once; then delays double from 10 s and cap at 300 s", () => {
+  const delays = [1, 2, 3, 4, 5, 6, 7, 8, 20, 2000].map((f) => retryDelayMs(f, defaultBackoff));
+  assert.deepEqual(delays, [0, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000, 300_000]);
   assert.equal(retryDelayMs(0, defaultBackoff), 0);
 });
 
@@ -30,7 +30,7 @@ test("failures walk running → backoff → crashloop at 5 → parked at 10", ()
     assert.equal(state.last_exit_at, new Date(now).toISOString());
     if (!next.parked) {
       assert.equal(Date.parse(state.next_retry_at!) - now, retryDelayMs(i, defaultBackoff));
-      assert.equal(dueForRetry(state, now), false);
+      assert.equal(dueForRetry(state, now), i === 1, "only a first failure is due at once");
       assert.equal(dueForRetry(state, Date.parse(state.next_retry_at!)), true);
     }
   }

@@ -1,7 +1,8 @@
 import type { RestartState } from "./records.js";
 
 /**
- * Restart backoff for runners that die: the delay doubles per consecutive failure up to a cap;
+ * Restart backoff for runners that die: the first failure respawns at once, then the delay
+ * starts at the base and doubles per consecutive failure up to a cap;
  * at `crashloopAt` failures the app reports `crashloop`; at `parkAt` it is parked (no respawn
  * until a redeploy or reset). A runner that stays up for the stable window starts over.
  */
@@ -21,11 +22,16 @@ export const defaultBackoff: BackoffPolicy = {
   parkAt: 10,
 };
 
-/** Delay before the respawn that follows the `failures`-th consecutive failure (failures ≥ 1). */
+/**
+ * Delay before the respawn that follows the `failures`-th consecutive failure (failures ≥ 1).
+ * A first failure respawns at once: a runner killed outright (OOM, a stray kill -9) comes back
+ * in well under a second on a warm spare. From the second failure on the delay starts at the
+ * base and doubles, so a crash loop still backs off.
+ */
 export function retryDelayMs(failures: number, policy: BackoffPolicy): number {
-  if (failures < 1) return 0;
+  if (failures <= 1) return 0;
   // 2 ** large overflows to Infinity, which Math.min caps anyway.
-  return Math.min(policy.baseMs * 2 ** (failures - 1), policy.capMs);
+  return Math.min(policy.baseMs * 2 ** (failures - 2), policy.capMs);
 }
 
 /** The state after one more runner death observed at `now`. */

@@ -39,6 +39,10 @@ export interface RunnerRecord {
   image_ref?: string;
   /** `v<N>` when the workload came from the artifact store; absent for apps started from a spec. */
   artifact_version?: string;
+  /** The uid the app's workloads run as (see app-users.ts); absent when the supervisor is not root. */
+  app_uid?: number;
+  /** The copy of the artifact the app's runner runs from, in the app's own directory. */
+  staged_artifact_dir?: string;
   /** Parked after too many failures: no respawn until a redeploy or reset. */
   crash_looped: boolean;
   stopped: boolean;

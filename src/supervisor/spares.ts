@@ -6,7 +6,7 @@ import { isErrno } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { type AssignRequest, controlRequest } from "../runner/control.js";
 import { rotateByRename } from "../runner/log-rotation.js";
-import type { WorkloadSpec } from "../runtimes/runtime.js";
+import type { WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
 import { killGroup, processAlive, spawnSpareRunner, stopGroup, tailLog } from "./spawn.js";
 
 /**
@@ -124,7 +124,6 @@ export class SparePool {
       logPath,
       parent: this.opts.parent,
       ...(this.opts.nodeUrl ? { nodeUrl: this.opts.nodeUrl } : {}),
-      ...(this.opts.nodeKey ? { nodeKey: this.opts.nodeKey } : {}),
       ...(this.opts.extraArgs ? { extraArgs: this.opts.extraArgs } : {}),
     });
     const spare: Spare = { pid: child.pid!, child, controlSock, logPath };
@@ -143,7 +142,9 @@ export class SparePool {
   }
 
   /**
-   * Hands a ready spare the app: the spare's log becomes `logPath`, then the spare binds the app's control socket and starts the workload.
+   * Hands a ready spare the app: the spare's log becomes `logPath`, then the spare binds the app's
+   * control socket and starts the workload. The node key and the workload's user go with the
+   * assignment, over the spare's socket (0600, in the supervisor's 0700 runners directory).
    * Undefined when no spare is ready or the one taken fails its assignment (it is then killed):
    * the caller spawns a runner the cold way.
    */
@@ -153,6 +154,7 @@ export class SparePool {
     controlSock: string;
     logPath: string;
     spec: WorkloadSpec;
+    user?: WorkloadUser;
   }): Promise<Spare | undefined> {
     let spare = this.ready.shift();
     while (spare && (exited(spare.child) !== undefined || !(await processAlive(spare.pid)))) {
@@ -167,6 +169,8 @@ export class SparePool {
       control_sock: app.controlSock,
       log: app.logPath,
       spec: app.spec,
+      ...(this.opts.nodeKey ? { node_key: this.opts.nodeKey } : {}),
+      ...(app.user ? { user: app.user } : {}),
     };
     try {
       // An earlier log of the app moves aside to `.1` so the spare's log can take its name.

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { processAlive, stopGroup, tailLog } from "./spawn.js";
+import { processAlive, runnerEnv, runnerEnvNames, stopGroup, tailLog } from "./spawn.js";
 
 const dir = mkdtempSync(join(tmpdir(), "spawn-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,4 +39,22 @@ test("stopGroup ends a whole process group; processAlive sees it go", async () =
   const deadline = Date.now() + 3000;
   while (!groupGone() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   assert.ok(groupGone());
+});
+
+test("runnerEnv passes only the allowlisted names: no platform secret reaches a runner", () => {
+  const env = runnerEnv({
+    PATH: "/usr/bin",
+    HOME: "/root",
+    DOCKER_HOST: "unix:///run/docker.sock",
+    TABBIFY_NODE_KEY: "node-key",
+    GITHUB_WEBHOOK_SECRET: "hook",
+    GITHUB_APP_PRIVATE_KEY: "-----BEGIN",
+    FORGEJO_TOKEN: "forgejo",
+    AWS_SECRET_ACCESS_KEY: "aws",
+    SUPERVISOR_API_KEY: "sup",
+    NODE_OPTIONS: "--require /tmp/evil.js",
+    LD_PRELOAD: "/tmp/evil.so",
+  });
+  assert.deepEqual(env, { PATH: "/usr/bin", HOME: "/root", DOCKER_HOST: "unix:///run/docker.sock" });
+  for (const name of Object.keys(env)) assert.ok(runnerEnvNames.includes(name));
 });

@@ -5,13 +5,16 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { isErrno } from "../core/errors.js";
 import { streamingProcessFlags } from "../core/node-flags.js";
+import type { LaunchConfig } from "../runner/launch.js";
 import { logRotateBytes, rotateByRename } from "../runner/log-rotation.js";
-import type { WorkloadSpec } from "../runtimes/runtime.js";
+import type { WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
 
 /**
  * Starting runners as detached processes: a session and process group of their own (so a
- * supervisor's death or Ctrl-C never reaches them), stdin closed, stdout and stderr appended to
- * `<data>/runners/<uuid>.log`. The workload spec and secrets travel in the environment.
+ * supervisor's death or Ctrl-C never reaches them), stdout and stderr appended to
+ * `<data>/runners/<uuid>.log`. The workload spec, its env, the node key and the workload's user
+ * travel as one JSON line on the runner's stdin (see runner/launch.ts); its environment holds
+ * only what `runnerEnvNames` allows.
  */
 
 /** The compiled `tabbify` entry point beside this module in dist/. */
@@ -28,15 +31,32 @@ export interface RunnerLaunch {
   parent: string;
   nodeUrl?: string;
   nodeKey?: string;
+  /** Who the app's workloads run as (the supervisor runs as root). */
+  user?: WorkloadUser;
   /** Extra flags, e.g. restart delays for tests. */
   extraArgs?: string[];
 }
 
 /**
- * Variables a runner must not inherit from the supervisor: its own secrets and settings, and the
- * artifact store's AWS credentials, which a runner never needs.
+ * The only variables a runner inherits from the supervisor: what node, the docker CLI and a
+ * workload's basics need. Everything else (the node key, webhook secrets, GitHub App keys,
+ * Forgejo tokens, AWS credentials, the supervisor's own settings) stays with the supervisor,
+ * since a workload could read its runner's initial environment in /proc.
  */
-const withheld = /^(SUPERVISOR_|TABBIFY_|RUNNER_|AWS_)/;
+export const runnerEnvNames: readonly string[] = [
+  "PATH",
+  "HOME",
+  "LANG",
+  "LC_ALL",
+  "TZ",
+  "TMPDIR",
+  "DOCKER_HOST",
+  "DOCKER_CONFIG",
+  "DOCKER_CONTEXT",
+  "DOCKER_CERT_PATH",
+  "DOCKER_TLS_VERIFY",
+  "XDG_RUNTIME_DIR",
+];
 
 /** The last `bytes` of a runner log (for error bodies). */
 export async function tailLog(path: string, bytes = 4096): Promise<string> {
@@ -57,27 +77,29 @@ export async function tailLog(path: string, bytes = 4096): Promise<string> {
   }
 }
 
-/** The environment every runner starts with: the supervisor's, less what a runner must not hold. */
-function runnerEnv(nodeKey: string | undefined): NodeJS.ProcessEnv {
+/** The environment every runner starts with: `runnerEnvNames` of the supervisor's, nothing else. */
+export function runnerEnv(from: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) if (!withheld.test(name)) env[name] = value;
-  if (nodeKey) env.TABBIFY_NODE_KEY = nodeKey;
+  for (const name of runnerEnvNames) if (from[name] !== undefined) env[name] = from[name];
   return env;
 }
 
-/** Spawns `node <entry> runner ...args` detached, stdout and stderr appended to `logPath`. */
+/**
+ * Spawns `node <entry> runner ...args` detached, stdout and stderr appended to `logPath`; `launch`
+ * (if any) is written to its stdin, which is then closed.
+ */
 async function spawnDetachedRunner(
   entry: string,
   args: string[],
-  env: NodeJS.ProcessEnv,
   logPath: string,
+  launch?: LaunchConfig,
 ): Promise<ChildProcess> {
   const logFd = openSync(logPath, "a", 0o600);
   try {
     const child = spawn(
       process.execPath,
       ["--enable-source-maps", ...streamingProcessFlags, entry, "runner", ...args],
-      { detached: true, stdio: ["ignore", logFd, logFd], env },
+      { detached: true, stdio: [launch ? "pipe" : "ignore", logFd, logFd], env: runnerEnv() },
     );
     await new Promise<void>((resolve, reject) => {
       child.once("error", reject);
@@ -86,6 +108,11 @@ async function spawnDetachedRunner(
         resolve();
       });
     });
+    if (launch) {
+      // A runner that dies before reading fails the write (EPIPE); its exit reports the death.
+      child.stdin!.on("error", () => {});
+      child.stdin!.end(`${JSON.stringify(launch)}\n`);
+    }
     child.unref();
     return child;
   } finally {
@@ -94,7 +121,7 @@ async function spawnDetachedRunner(
 }
 
 /** Flags every runner of one supervisor shares, spare or not. */
-function commonRunnerArgs(launch: Omit<RunnerLaunch, "uuid" | "spec" | "bindAddr">): string[] {
+function commonRunnerArgs(launch: SpareLaunch): string[] {
   return [
     "--control-sock",
     launch.controlSock,
@@ -111,23 +138,24 @@ function commonRunnerArgs(launch: Omit<RunnerLaunch, "uuid" | "spec" | "bindAddr
 
 export async function spawnRunner(launch: RunnerLaunch): Promise<ChildProcess> {
   await rotateByRename(launch.logPath, logRotateBytes);
-  const { env: specEnv, ...specWithoutEnv } = launch.spec;
-  const env = runnerEnv(launch.nodeKey);
-  env.RUNNER_SPEC = JSON.stringify(specWithoutEnv);
-  if (specEnv && Object.keys(specEnv).length > 0) env.RUNNER_EXTRA_ENV = JSON.stringify(specEnv);
   const args = ["--uuid", launch.uuid, "--bind", launch.bindAddr, ...commonRunnerArgs(launch)];
-  return spawnDetachedRunner(launch.entry, args, env, launch.logPath);
+  return spawnDetachedRunner(launch.entry, args, launch.logPath, {
+    spec: launch.spec,
+    ...(launch.nodeKey ? { node_key: launch.nodeKey } : {}),
+    ...(launch.user ? { user: launch.user } : {}),
+  });
 }
+
+/** What a spare is spawned with: no app, no secrets (those come with `assign`). */
+export type SpareLaunch = Omit<RunnerLaunch, "uuid" | "spec" | "bindAddr" | "nodeKey" | "user">;
 
 /**
  * A warm spare: `tabbify runner --spare`, booted ahead with no app; it waits on its own control
  * socket for an `assign` (see spares.ts). Its log is moved to the app's log when assigned.
  */
-export function spawnSpareRunner(
-  launch: Omit<RunnerLaunch, "uuid" | "spec" | "bindAddr">,
-): Promise<ChildProcess> {
+export function spawnSpareRunner(launch: SpareLaunch): Promise<ChildProcess> {
   const args = ["--spare", ...commonRunnerArgs(launch)];
-  return spawnDetachedRunner(launch.entry, args, runnerEnv(launch.nodeKey), launch.logPath);
+  return spawnDetachedRunner(launch.entry, args, launch.logPath);
 }
 
 /** True while `pid` exists and is not a zombie. */

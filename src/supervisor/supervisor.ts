@@ -12,8 +12,9 @@ import {
 import { isErrno, TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { type ControlReply, controlRequest, type HealthReply, workloadPidPath } from "../runner/control.js";
-import type { Runtime, RuntimeKind, WorkloadSpec } from "../runtimes/runtime.js";
+import type { Runtime, RuntimeKind, WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
 import { type AppStore, versionLabel } from "./app-store.js";
+import type { AppUsers } from "./app-users.js";
 import {
   afterFailure,
   afterHealthy,
@@ -41,7 +42,8 @@ import {
  * Runner lifecycle on one host. The supervisor is control plane only: it spawns detached
  * runners, records them, and on every reconcile pass proves each living runner through its
  * control socket (adopting it untouched) or respawns a dead one with backoff. Killing the
- * supervisor never touches a workload.
+ * supervisor never touches a workload. A runner it spawned that dies is reconciled at once (the
+ * exit is seen as it happens), and a first failure respawns without delay, on a warm spare.
  */
 
 export interface SupervisorOptions {
@@ -70,6 +72,11 @@ export interface SupervisorOptions {
    * spawning, which takes the runner's own boot out of cold start. 0 (the default) spawns each.
    */
   warmSpares?: number;
+  /**
+   * Set when the supervisor runs as root: each app's workloads run as a uid of their own in
+   * their own directory (see app-users.ts). Unset, they run as the supervisor's user.
+   */
+  appUsers?: AppUsers;
 }
 
 export interface AppRow {
@@ -373,25 +380,33 @@ export class Supervisor {
     full: WorkloadSpec,
     artifactVersion: string | undefined,
   ): Promise<StartResult & { swapped: true }> {
+    // A fresh copy for the new version: the old one keeps serving from its own until the swap.
+    const { spec: runnable } = await this.forRunner(record, full, false);
+    const keepOnly = (dir: string | undefined) =>
+      this.opts.appUsers?.pruneReleases(record.uuid, new Set(dir ? [dir] : [])).catch(() => {});
     let reply: ControlReply;
     try {
       reply = await controlRequest(
         record.control_sock,
-        { cmd: "deploy", spec: full },
+        { cmd: "deploy", spec: runnable },
         { timeoutMs: 420_000 },
       );
     } catch (err) {
+      await keepOnly(record.staged_artifact_dir);
       throw new TabbifyError(
         "SWAP_FAILED",
         `the runner did not complete the swap: ${(err as Error).message}`,
       );
     }
     if (reply.reply !== "ok") {
+      await keepOnly(record.staged_artifact_dir);
       const why = reply.reply === "err" ? reply.message : `unexpected reply ${reply.reply}`;
       throw new TabbifyError("SWAP_FAILED", `new version rejected, the old one keeps serving: ${why}`, {
         restart_status: restartStatus(record.restart, this.backoff),
       });
     }
+    this.keepStaged(record, runnable);
+    await keepOnly(record.staged_artifact_dir);
     record.spec = full;
     record.crash_looped = false;
     record.restart = { ...freshRestartState(), last_healthy_at: new Date().toISOString() };
@@ -424,6 +439,7 @@ export class Supervisor {
       const record = await this.mustRead(uuid);
       if (record.pid !== null) await this.retireRunner(record);
       await this.records.remove(uuid);
+      await this.opts.appUsers?.purge(uuid);
       const files = [
         record.control_sock,
         workloadPidPath(record.control_sock),
@@ -650,14 +666,72 @@ export class Supervisor {
     return hostPort(appAddress(uuid, this.opts.mesh), APP_PORT);
   }
 
+  /**
+   * What a runner is handed for `spec`: with app users, the app's user and the spec pointing at a
+   * copy of its artifact in the app's directory (the recorded copy when `reuse` and it is still
+   * there, so a respawn copies nothing); without, the spec as it is.
+   */
+  private async forRunner(
+    record: RunnerRecord,
+    spec: WorkloadSpec,
+    reuse: boolean,
+  ): Promise<{ spec: WorkloadSpec; user?: WorkloadUser }> {
+    const users = this.opts.appUsers;
+    if (!users) return { spec };
+    record.app_uid ??= await this.allocateUid(record.uuid);
+    const user = await users.userFor(record.uuid, record.app_uid);
+    if (spec.artifactDir === undefined) return { spec, user };
+    if (reuse && (await users.isStaged(record.staged_artifact_dir, record.uuid)))
+      return { spec: { ...spec, artifactDir: record.staged_artifact_dir! }, user };
+    return { spec: await users.stage(spec, user), user };
+  }
+
+  private keepStaged(record: RunnerRecord, runnable: WorkloadSpec): void {
+    if (this.opts.appUsers && runnable.artifactDir !== undefined)
+      record.staged_artifact_dir = runnable.artifactDir;
+    else delete record.staged_artifact_dir;
+  }
+
+  /** A uid for the app: its hashed slot unless another app's record holds that uid. */
+  private async allocateUid(uuid: string): Promise<number> {
+    const taken = new Set<number>();
+    for (const other of await this.records.list()) {
+      if (other === uuid) continue;
+      const uid = (await this.records.read(other).catch(() => undefined))?.app_uid;
+      if (uid !== undefined) taken.add(uid);
+    }
+    return this.opts.appUsers!.allocate(uuid, taken);
+  }
+
+  /** A runner this supervisor spawned exited: its app is reconciled now, not at the next pass. */
+  private runnerExited(uuid: string, pid: number): void {
+    if (this.closed) return;
+    this.withLock(uuid, async () => {
+      const record = await this.records.read(uuid);
+      // A runner stopped or replaced on purpose has left its record (or the record moved on).
+      if (!this.closed && record && !record.stopped && record.pid === pid) await this.reconcileOne(uuid);
+    }).catch((err: unknown) => {
+      this.opts.logger.error("reconcile after a runner's exit failed", {
+        uuid,
+        error: (err as Error).message,
+      });
+    });
+  }
+
   private async launch(record: RunnerRecord): Promise<ChildProcess> {
     if (record.mesh === "ula") await this.opts.addresses.add(record.app_ula);
+    const { spec, user } = await this.forRunner(record, record.spec, true);
+    const staged = record.staged_artifact_dir;
+    this.keepStaged(record, spec);
+    if (record.staged_artifact_dir !== staged)
+      await this.opts.appUsers?.pruneReleases(record.uuid, new Set([record.staged_artifact_dir ?? ""]));
     const spare = await this.spares?.assign({
       uuid: record.uuid,
       bindAddr: record.bound_addr,
       controlSock: record.control_sock,
       logPath: this.logPath(record.uuid),
-      spec: record.spec,
+      spec,
+      ...(user ? { user } : {}),
     });
     const child =
       spare?.child ??
@@ -668,13 +742,16 @@ export class Supervisor {
         dataDir: this.opts.dataDir,
         bindAddr: record.bound_addr,
         logPath: this.logPath(record.uuid),
-        spec: record.spec,
+        spec,
+        ...(user ? { user } : {}),
         parent: this.opts.name,
         ...(this.opts.nodeUrl ? { nodeUrl: this.opts.nodeUrl } : {}),
         ...(this.opts.nodeKey ? { nodeKey: this.opts.nodeKey } : {}),
         ...(this.opts.runnerArgs ? { extraArgs: this.opts.runnerArgs } : {}),
       }));
-    record.pid = child.pid!;
+    const pid = child.pid!;
+    child.once("exit", () => this.runnerExited(record.uuid, pid));
+    record.pid = pid;
     record.spawned_at = new Date().toISOString();
     record.workload_pid = null;
     try {

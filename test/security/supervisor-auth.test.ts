@@ -77,7 +77,8 @@ describe("supervisor API authentication", () => {
     try {
       await fresh.start();
       assert.equal(statSync(keyFile).mode & 0o777, 0o600);
-      assert.equal(statSync(fresh.dataDir).mode & 0o777, 0o700);
+      // 0700, or 0711 as root (app uids pass through to their own directories): never listable.
+      assert.equal(statSync(fresh.dataDir).mode & 0o066, 0, "data dir readable by group or others");
       const created = readFileSync(keyFile, "utf8").trim();
       assert.match(created, /^[A-Za-z0-9_-]{43}$/);
       const res = await fetch(`${fresh.base}/v1/apps`, { headers: { authorization: `Bearer ${created}` } });
@@ -197,6 +198,7 @@ describe("supervisor API authentication", () => {
   it("keeps the key from an unprivileged local user, whose start is refused", async () => {
     const keyFile = join(sup.dataDir, "api.key");
     // Even with the data dir opened up, the file's own mode keeps the key.
+    const dataDirMode = statSync(sup.dataDir).mode & 0o777;
     chmodSync(sup.dataDir, 0o755);
     try {
       const read = spawnSync("setpriv", [...NOBODY, "cat", keyFile], { encoding: "utf8" });
@@ -204,7 +206,7 @@ describe("supervisor API authentication", () => {
       assert.match(read.stderr, /Permission denied/);
       assert.equal(read.stdout, "");
     } finally {
-      chmodSync(sup.dataDir, 0o700);
+      chmodSync(sup.dataDir, dataDirMode);
     }
     const touched = marker();
     const curl = spawnSync(
