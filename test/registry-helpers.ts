@@ -208,6 +208,7 @@ export function rawCall(
   method: string,
   path: string,
   body?: Buffer | string,
+  headers: Headers = {},
 ): Promise<{ status: number; body: Buffer; json: () => unknown }> {
   const target = new URL(base);
   return new Promise((resolve, reject) => {
@@ -217,7 +218,7 @@ export function rawCall(
         port: target.port,
         method,
         path,
-        headers: { "content-type": "application/octet-stream" },
+        headers: { "content-type": "application/octet-stream", ...headers },
       },
       (res) => {
         const chunks: Buffer[] = [];
