@@ -285,6 +285,13 @@ describe("the node's tokens for a deploy", () => {
     );
   });
 
+  it("an app uuid in upper case gets the token for the lowercase repository the builder pushes to", async () => {
+    const token = await access.pullToken!("ACME", app.toUpperCase());
+    assert.deepEqual(decodeJwt(token).access, [
+      { type: "repository", name: `acme/${app}`, actions: ["pull"] },
+    ]);
+  });
+
   it("the pull token is pull-only on that one repository", async () => {
     const token = await access.pullToken!("acme", app);
     assert.deepEqual(decodeJwt(token).access, [
