@@ -32,8 +32,7 @@ export const privateFileMode = 0o600;
  * should stage files they will `ingest`, so the final rename never crosses a device.
  *
  * Directories are created 0700 and files 0600 (whatever the umask allows of that): another
- * local user reads no tenant's blobs. Files staged elsewhere and ingested keep their mode, so
- * stage them 0600 too; a copy across devices is set to 0600.
+ * local user reads no tenant's blobs; an ingested file is set to 0600 whatever it was staged as.
  */
 export class LocalDriver implements StorageDriver {
   readonly name = "local";
@@ -179,6 +178,9 @@ export class LocalDriver implements StorageDriver {
         `ingest of ${path}: file has ${actual} bytes, expected ${size}`,
       );
     }
+    // The staged file may carry its origin's mode (a copy of a user's 0644 file): the store's
+    // files are 0600 whatever they were staged as.
+    await chmod(localFile, privateFileMode);
     try {
       await this.publish(localFile, dest, rename);
     } catch (err) {
