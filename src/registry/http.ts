@@ -89,20 +89,16 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
   });
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-    // Split by hand: WHATWG URL parsing would resolve `..` and `.` segments, and a name with
-    // them must be refused, not silently turned into another repository.
-    const queryAt = request.url.indexOf("?");
-    const pathname = queryAt === -1 ? request.url : request.url.slice(0, queryAt);
-    const query = new URLSearchParams(queryAt === -1 ? "" : request.url.slice(queryAt + 1));
+    const { pathname, query } = splitUrl(request.url);
     const route = parseV2Path(pathname);
     const mounting = route?.kind === "uploads" && query.has("mount");
-    if (mounting && query.getAll("from").length > 1) {
-      throw new TabbifyError("BLOB_UPLOAD_INVALID", "a mount names one source repository (one from=)");
-    }
     let mountAllowed = true;
     if (gate) {
       const mountFrom = mounting ? (query.get("from") ?? undefined) : undefined;
       ({ mountAllowed } = await gate.authorize(request.method, request.headers, route, mountFrom));
+    }
+    if (mounting && query.getAll("from").length > 1) {
+      throw new TabbifyError("BLOB_UPLOAD_INVALID", "a mount names one source repository (one from=)");
     }
     if (!route) throw new TabbifyError("NOT_FOUND", `no /v2 endpoint at ${pathname.slice(0, 300)}`);
     if (upstream) {
@@ -132,8 +128,7 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
           "this registry runs without auth (anonymous dev mode): no token needed",
         );
       }
-      const queryAt = request.url.indexOf("?");
-      const query = new URLSearchParams(queryAt === -1 ? "" : request.url.slice(queryAt + 1));
+      const { query } = splitUrl(request.url);
       const grant = await gate.issue(request.method, request.headers, query, request.raw);
       return reply.header("cache-control", "no-store").type("application/json").send(grant);
     },
@@ -489,6 +484,18 @@ async function readManifestBody(request: FastifyRequest): Promise<Buffer> {
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * A request target's path and query, split by hand: WHATWG URL parsing would resolve `..` and `.`
+ * segments, and a name with them must be refused, not silently turned into another repository.
+ */
+function splitUrl(url: string): { pathname: string; query: URLSearchParams } {
+  const queryAt = url.indexOf("?");
+  return {
+    pathname: queryAt === -1 ? url : url.slice(0, queryAt),
+    query: new URLSearchParams(queryAt === -1 ? "" : url.slice(queryAt + 1)),
+  };
 }
 
 /** The access a request needs, for its challenge; null when it needs none or names no endpoint. */
