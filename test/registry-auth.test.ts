@@ -3,64 +3,53 @@
 // and bad tokens (expired, forged, another tenant's).
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { FastifyInstance } from "fastify";
 import { loadOrCreateSigningKey } from "../src/auth/keys.js";
 import { RegistryTokens } from "../src/auth/registry-token.js";
-import { buildAuthApp } from "../src/auth/server.js";
 import { issueTenantToken } from "../src/auth/tenant-token.js";
 import {
+  basicAuth as basic,
+  bearerFor,
   call,
   errorCode,
   pushBlob,
   pushImage,
   rawCall,
+  registryToken as scopedToken,
   sha256,
+  startTestAuth,
   startTestRegistry,
+  type TestAuth,
   type TestRegistry,
 } from "./registry-helpers.js";
 
-let authDir: string;
-let auth: FastifyInstance;
+let auth: TestAuth;
 let authUrl: string;
+let authDir: string;
 let reg: TestRegistry;
 let acmeJwt: string;
 let globexJwt: string;
-let authCalls = 0;
 
 before(async () => {
-  authDir = await mkdtemp(join(tmpdir(), "tabbify-registry-auth-"));
-  const key = await loadOrCreateSigningKey(authDir);
-  auth = buildAuthApp({ key });
-  auth.addHook("onRequest", async () => {
-    authCalls++;
-  });
-  await auth.listen({ host: "127.0.0.1", port: 0 });
-  authUrl = `http://127.0.0.1:${(auth.server.address() as AddressInfo).port}`;
-  acmeJwt = await issueTenantToken(key, { tenant: "acme", subject: "alice", ttlSeconds: 3600 });
-  globexJwt = await issueTenantToken(key, { tenant: "globex", subject: "bob", ttlSeconds: 3600 });
+  auth = await startTestAuth();
+  authUrl = auth.url;
+  authDir = auth.dataDir;
+  acmeJwt = await auth.jwt("acme");
+  globexJwt = await auth.jwt("globex", { subject: "bob" });
   reg = await startTestRegistry({ authUrl });
 });
 
 after(async () => {
   await reg.close();
   await auth.close();
-  await rm(authDir, { recursive: true, force: true });
 });
 
-function basic(password: string): string {
-  return `Basic ${Buffer.from(`x:${password}`).toString("base64")}`;
-}
+const pushPull = (...repos: string[]) => repos.map((r) => `repository:${r}:pull,push`);
 
-async function registryToken(jwt: string): Promise<string> {
-  const r = await call(reg.url, "/auth/token?service=tabbify-registry&scope=repository:acme/app:pull,push", {
-    headers: { authorization: basic(jwt) },
-  });
-  assert.equal(r.status, 200, r.body.toString());
-  return (r.json() as { token: string }).token;
+function registryToken(jwt: string, scopes = pushPull("acme/app")): Promise<string> {
+  return scopedToken(reg.url, jwt, scopes);
 }
 
 describe("challenge and token exchange", () => {
@@ -77,7 +66,7 @@ describe("challenge and token exchange", () => {
     assert.equal(repo.status, 401);
     assert.equal(
       repo.headers.get("www-authenticate"),
-      `Bearer realm="http://${host}/auth/token",service="tabbify-registry",scope="repository:acme/app:pull,push"`,
+      `Bearer realm="http://${host}/auth/token",service="tabbify-registry",scope="repository:acme/app:pull"`,
     );
   });
 
@@ -115,19 +104,22 @@ describe("challenge and token exchange", () => {
 
   it("verifies registry tokens locally: no call to auth after the exchange", async () => {
     const token = await registryToken(acmeJwt);
-    const callsBefore = authCalls;
+    const callsBefore = auth.calls();
     for (let i = 0; i < 5; i++) {
       const r = await call(reg.url, "/v2/", { headers: { authorization: `Bearer ${token}` } });
       assert.equal(r.status, 200);
     }
     await pushBlob(reg.url, "acme/app", "hot path", { authorization: `Bearer ${token}` });
-    assert.equal(authCalls, callsBefore);
+    assert.equal(auth.calls(), callsBefore);
   });
 });
 
 describe("tenant namespaces", () => {
   it("acme pushes and pulls under acme/, is denied globex/ and _catalog (403 DENIED)", async () => {
-    const headers = { authorization: `Bearer ${await registryToken(acmeJwt)}` };
+    const headers = await bearerFor(reg.url, acmeJwt, [
+      ...pushPull("acme/app", "globex/app"),
+      "registry:catalog:*",
+    ]);
     const image = await pushImage(reg.url, "acme/app", "v1", { headers });
     const get = await call(reg.url, "/v2/acme/app/manifests/v1", { headers });
     assert.equal(get.status, 200);
@@ -154,8 +146,8 @@ describe("tenant namespaces", () => {
   });
 
   it("globex cannot read or write acme (403), and a cross-tenant mount is denied with nothing mounted", async () => {
-    const acme = { authorization: `Bearer ${await registryToken(acmeJwt)}` };
-    const globex = { authorization: `Bearer ${await registryToken(globexJwt)}` };
+    const acme = await bearerFor(reg.url, acmeJwt, pushPull("acme/secret", "acme/copy"));
+    const globex = await bearerFor(reg.url, globexJwt, pushPull("globex/stolen", "acme/secret"));
     const digest = await pushBlob(reg.url, "acme/secret", "acme only", acme);
     const read = await call(reg.url, `/v2/acme/secret/blobs/${digest}`, { headers: globex });
     assert.equal(read.status, 403);

@@ -394,7 +394,11 @@ describe("manifests", () => {
         JSON.stringify({
           schemaVersion: 2,
           mediaType: ociIndexType,
-          manifests: digests.map((d) => ({ mediaType: ociManifestType, digest: d, size: 10 })),
+          manifests: digests.map((d) => ({
+            mediaType: ociManifestType,
+            digest: d,
+            size: child.manifest.length,
+          })),
         }),
       );
     const good = await call(url, "/v2/index/app/manifests/multi", {

@@ -5,9 +5,13 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { loadOrCreateSigningKey, type SigningKey } from "../src/auth/keys.js";
+import { buildAuthApp } from "../src/auth/server.js";
+import { issueTenantToken } from "../src/auth/tenant-token.js";
 import { type StartRegistryOptions, startRegistry } from "../src/registry/index.js";
 
 export interface TestRegistry {
@@ -27,6 +31,63 @@ export async function startTestRegistry(opts: Partial<StartRegistryOptions> = {}
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+export interface TestAuth {
+  url: string;
+  dataDir: string;
+  key: SigningKey;
+  /** Requests the auth service has answered so far. */
+  calls(): number;
+  /** A tenant JWT signed by this auth service. */
+  jwt(tenant: string, opts?: { subject?: string; ttlSeconds?: number }): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** A real auth service (`buildAuthApp`) in-process, on a free port and a temp data dir. */
+export async function startTestAuth(): Promise<TestAuth> {
+  const dataDir = await mkdtemp(join(tmpdir(), "tabbify-test-auth-"));
+  const key = await loadOrCreateSigningKey(dataDir);
+  const app = buildAuthApp({ key });
+  let calls = 0;
+  app.addHook("onRequest", async () => {
+    calls++;
+  });
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  return {
+    url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
+    dataDir,
+    key,
+    calls: () => calls,
+    jwt: (tenant, opts = {}) =>
+      issueTenantToken(key, {
+        tenant,
+        subject: opts.subject ?? "alice",
+        ttlSeconds: opts.ttlSeconds ?? 3600,
+      }),
+    async close() {
+      await app.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function basicAuth(password: string): string {
+  return `Basic ${Buffer.from(`x:${password}`).toString("base64")}`;
+}
+
+/** A registry token for `scopes`, got from the registry's /auth/token as docker gets one. */
+export async function registryToken(base: string, jwt: string, scopes: string[] = []): Promise<string> {
+  const query = new URLSearchParams({ service: "tabbify-registry" });
+  for (const scope of scopes) query.append("scope", scope);
+  const r = await call(base, `/auth/token?${query}`, { headers: { authorization: basicAuth(jwt) } });
+  if (r.status !== 200) throw new Error(`/auth/token: ${r.status} ${r.body.toString()}`);
+  return (r.json() as { token: string }).token;
+}
+
+/** `{authorization: "Bearer …"}` for a registry token of `scopes`. */
+export async function bearerFor(base: string, jwt: string, scopes: string[]): Promise<Headers> {
+  return { authorization: `Bearer ${await registryToken(base, jwt, scopes)}` };
 }
 
 export function sha256(data: Buffer | string): string {
@@ -147,6 +208,7 @@ export function rawCall(
   method: string,
   path: string,
   body?: Buffer | string,
+  headers: Headers = {},
 ): Promise<{ status: number; body: Buffer; json: () => unknown }> {
   const target = new URL(base);
   return new Promise((resolve, reject) => {
@@ -156,7 +218,7 @@ export function rawCall(
         port: target.port,
         method,
         path,
-        headers: { "content-type": "application/octet-stream" },
+        headers: { "content-type": "application/octet-stream", ...headers },
       },
       (res) => {
         const chunks: Buffer[] = [];

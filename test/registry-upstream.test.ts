@@ -13,6 +13,7 @@ import { buildAuthApp } from "../src/auth/server.js";
 import { issueTenantToken } from "../src/auth/tenant-token.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
 import {
+  bearerFor,
   call,
   errorCode,
   patternChunks,
@@ -47,10 +48,12 @@ before(async () => {
     upstreamCmd: `${binary} serve ${config}`,
   });
   const jwt = await issueTenantToken(key, { tenant: "acme", subject: "alice", ttlSeconds: 3600 });
-  const grant = await call(registry.url, "/auth/token", {
-    headers: { authorization: `Basic ${Buffer.from(`x:${jwt}`).toString("base64")}` },
-  });
-  acme = { authorization: `Bearer ${(grant.json() as { token: string }).token}` };
+  acme = await bearerFor(registry.url, jwt, [
+    "repository:acme/app:pull,push",
+    "repository:acme/big:pull,push",
+    "repository:globex/app:pull",
+    "registry:catalog:*",
+  ]);
 });
 
 after(async () => {

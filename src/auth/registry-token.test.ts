@@ -32,7 +32,8 @@ function rejectsWith(code: string, promise: Promise<unknown>, token?: string) {
 test("mint → verify roundtrip, with the OCI token response shape", async () => {
   const clock = fakeClock(t0);
   const tokens = new RegistryTokens({ now: clock.read });
-  const grant = await tokens.mint(alice, { service: "registry.test" });
+  const access = [{ type: "repository", name: "acme/app", actions: ["pull"] }];
+  const grant = await tokens.mint(alice, { service: "registry.test", access });
   assert.equal(grant.access_token, grant.token);
   assert.equal(grant.expires_in, 300);
   assert.equal(grant.issued_at, new Date(t0 * 1000).toISOString());
@@ -40,10 +41,20 @@ test("mint → verify roundtrip, with the OCI token response shape", async () =>
     subject: "alice",
     tenant: "acme",
     expiresAt: t0 + 300,
+    access,
   });
   const claims = decodeJwt(grant.token);
   assert.equal(claims.aud, "registry.test");
   assert.equal(claims.iss, "tabbify-registry");
+  assert.deepEqual(claims.access, access, "the Docker token format's access claim");
+  assert.deepEqual((await tokens.verify((await tokens.mint(alice)).token)).access, [], "no scope, no access");
+});
+
+test("a token minted for another service (aud) is TOKEN_INVALID where the audience is checked", async () => {
+  const tokens = new RegistryTokens({ now: fakeClock(t0).read });
+  const { token } = await tokens.mint(alice, { service: "elsewhere" });
+  await rejectsWith("TOKEN_INVALID", tokens.verify(token, { audience: "registry.test" }), token);
+  assert.equal((await tokens.verify(token, { audience: "elsewhere" })).tenant, "acme");
 });
 
 test("a token expires after its ttl", async () => {

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { jwtVerify, SignJWT } from "jose";
 import { TabbifyError } from "../core/errors.js";
 import { isValidTenant } from "./namespace.js";
+import { accessClaim, type ResourceAccess } from "./registry-scope.js";
 import { joseFailure } from "./tenant-token.js";
 import type { TenantIdentity } from "./types.js";
 
@@ -18,11 +19,22 @@ export interface RegistryTokenGrant {
   issued_at: string;
 }
 
+/** Who a verified registry token speaks for, and what it may do. */
+export interface RegistryTokenClaims {
+  subject: string;
+  tenant: string;
+  /** Unix seconds. */
+  expiresAt: number;
+  /** The Docker token format's `access` list: every request is checked against it. */
+  access: ResourceAccess[];
+}
+
 /**
  * Short-lived registry tokens (the OCI bearer flow's `/auth/token` answer): HS256 signed with a
  * per-process random 32-byte secret unless one is given, so the registry's hot path verifies
  * them locally and every restart invalidates the outstanding ones. A token never outlives the
- * tenant token it was minted from.
+ * tenant token it was minted from, and carries the `access` list it was granted (Docker token
+ * format): a token minted without one grants nothing beyond `GET /v2/`.
  */
 export class RegistryTokens {
   readonly ttlSeconds: number;
@@ -59,14 +71,17 @@ export class RegistryTokens {
     this.#now = opts.now ?? (() => Date.now() / 1000);
   }
 
-  async mint(identity: TenantIdentity, opts: { service?: string } = {}): Promise<RegistryTokenGrant> {
+  async mint(
+    identity: TenantIdentity,
+    opts: { service?: string; access?: readonly ResourceAccess[] } = {},
+  ): Promise<RegistryTokenGrant> {
     if (!isValidTenant(identity.tenant)) {
       throw new TabbifyError("TOKEN_INVALID", "the token's tenant is not a valid registry path component");
     }
     const now = Math.floor(this.#now());
     if (identity.expiresAt <= now) throw new TabbifyError("TOKEN_EXPIRED", "tenant token has expired");
     const expiresAt = Math.min(now + this.ttlSeconds, identity.expiresAt);
-    let jwt = new SignJWT({ tenant: identity.tenant })
+    let jwt = new SignJWT({ tenant: identity.tenant, access: opts.access ?? [] })
       .setProtectedHeader({ alg: algorithm, typ: "JWT" })
       .setSubject(identity.subject)
       .setIssuer(this.issuer)
@@ -83,8 +98,11 @@ export class RegistryTokens {
     };
   }
 
-  /** Throws TabbifyError TOKEN_EXPIRED or TOKEN_INVALID; messages never include the token. */
-  async verify(token: string): Promise<{ subject: string; tenant: string; expiresAt: number }> {
+  /**
+   * Throws TabbifyError TOKEN_EXPIRED or TOKEN_INVALID; messages never include the token. With
+   * `audience`, a token minted for another service (`aud`) is invalid here.
+   */
+  async verify(token: string, opts: { audience?: string } = {}): Promise<RegistryTokenClaims> {
     if (typeof token !== "string" || token === "")
       throw new TabbifyError("TOKEN_INVALID", "no registry token given");
     let payload: Record<string, unknown>;
@@ -93,15 +111,17 @@ export class RegistryTokens {
         algorithms: [algorithm],
         issuer: this.issuer,
         requiredClaims: ["sub", "exp", "tenant"],
+        ...(opts.audience !== undefined ? { audience: opts.audience } : {}),
         currentDate: new Date(this.#now() * 1000),
       }));
     } catch (err) {
       throw joseFailure(err, "registry token");
     }
     const { sub, tenant, exp } = payload;
-    if (typeof sub !== "string" || typeof tenant !== "string" || typeof exp !== "number") {
+    const access = accessClaim(payload.access);
+    if (typeof sub !== "string" || typeof tenant !== "string" || typeof exp !== "number" || !access) {
       throw new TabbifyError("TOKEN_INVALID", "registry token has malformed claims");
     }
-    return { subject: sub, tenant, expiresAt: exp };
+    return { subject: sub, tenant, expiresAt: exp, access };
   }
 }

@@ -8,6 +8,7 @@ import { loadOrCreateSigningKey } from "../auth/keys.js";
 import { buildAuthApp } from "../auth/server.js";
 import { issueTenantToken, maxTenantTokenTtlSeconds, verifyTenantToken } from "../auth/tenant-token.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
+import { dataDirPermissionWarnings } from "../storage/permissions.js";
 import { type OptionSpec, optionsHelp, parseListen, parseOptions, required, untilSignal } from "./flags.js";
 
 const dataSpec: OptionSpec = {
@@ -61,6 +62,9 @@ async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   }
   const { host, port } = parseListen(required(opts.values.listen, "--listen"));
   const dataDir = required(opts.values.data, "--data");
+  for (const warning of await dataDirPermissionWarnings(dataDir)) {
+    process.stderr.write(`tabbify auth: warning: ${warning}\n`);
+  }
   const key = await loadOrCreateSigningKey(dataDir);
   const app = buildAuthApp({ key, logger: true });
   try {

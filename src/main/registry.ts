@@ -7,9 +7,10 @@ import { isErrno, isTabbifyError, TabbifyError } from "../core/errors.js";
 import { createLogger } from "../core/log.js";
 import { collectGarbage, type GcReport } from "../registry/gc.js";
 import { defaultServiceName, defaultStagingDir, RegistryService, startRegistry } from "../registry/index.js";
+import { defaultMaxUploadsPerTenant } from "../registry/repository.js";
 import { LocalDriver } from "../storage/local.js";
 import type { S3Driver } from "../storage/s3.js";
-import { type OptionSpec, optionsHelp, parseListen, parseOptions, untilSignal } from "./flags.js";
+import { intOption, type OptionSpec, optionsHelp, parseListen, parseOptions, untilSignal } from "./flags.js";
 
 export const registryOptions: OptionSpec[] = [
   { flag: "listen", env: "REGISTRY_LISTEN", default: "127.0.0.1:5000", help: "address to serve /v2 on" },
@@ -30,6 +31,12 @@ export const registryOptions: OptionSpec[] = [
   { flag: "s3-bucket", env: "REGISTRY_S3_BUCKET", help: "bucket for s3 storage" },
   { flag: "s3-region", env: "REGISTRY_S3_REGION", help: "region for s3 storage" },
   { flag: "s3-endpoint", env: "REGISTRY_S3_ENDPOINT", help: "S3-compatible endpoint URL (path-style)" },
+  {
+    flag: "max-uploads-per-tenant",
+    env: "REGISTRY_MAX_UPLOADS_PER_TENANT",
+    default: String(defaultMaxUploadsPerTenant),
+    help: "open upload sessions one tenant may hold; past it, 429 TOOMANYREQUESTS",
+  },
   {
     flag: "upstream-cmd",
     env: "REGISTRY_UPSTREAM_CMD",
@@ -91,12 +98,14 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const { host, port } = parseListen(v.listen!);
   const dataDir = resolve(v.data!);
   const log = createLogger("registry");
+  const maxUploadsPerTenant = intOption(v["max-uploads-per-tenant"], "max-uploads-per-tenant");
   const driver = await s3Driver(v);
 
   const registry = await startRegistry({
     host,
     port,
     dataDir,
+    maxUploadsPerTenant,
     service: v.service!,
     log,
     ...(driver ? { driver } : {}),

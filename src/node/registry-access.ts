@@ -1,6 +1,8 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
+import { decodeJwt } from "jose";
 import { loadOrCreateSigningKey, type SigningKey, signingKeyFileName } from "../auth/keys.js";
+import { accessClaim, allows } from "../auth/registry-scope.js";
 import { issueTenantToken } from "../auth/tenant-token.js";
 import { isErrno, TabbifyError } from "../core/errors.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
@@ -12,6 +14,11 @@ import type { RegistryAccess } from "../pipeline/executor.js";
  * `docker login` would. The registry asks the auth service to validate the JWT and answers with
  * its short-lived registry token (5 minutes by default), which goes to the builder (push) and the
  * targets (pull) and nowhere else. The node never keeps a long-lived registry credential.
+ *
+ * Each token is scoped to the one repository of the deploy: the builder's push token to
+ * `pull,push` on `<tenant>/<app uuid>`, a target's pull token to `pull` on it. A grant that comes
+ * back without what was asked (a registry that dropped the scope) fails here, by name, rather
+ * than as a 401 in the middle of a build or a pull.
  */
 
 const TENANT_JWT_TTL_SECONDS = 120;
@@ -47,12 +54,14 @@ export async function tenantRegistryAccess(opts: TenantRegistryAccessOptions): P
 
   const token = async (tenant: string, appUuid: string, actions: string): Promise<string> => {
     const namespace = tenant.toLowerCase();
+    // Registry names are lowercase, and the builder pushes to `<tenant>/<app uuid>` lowercased.
+    const repository = `${namespace}/${appUuid.toLowerCase()}`;
     const jwt = await issueTenantToken(key, {
       tenant: namespace,
       subject: "tabbify-node",
       ttlSeconds: TENANT_JWT_TTL_SECONDS,
     });
-    const scope = `repository:${namespace}/${appUuid}:${actions}`;
+    const scope = `repository:${repository}:${actions}`;
     const url = `${base}/auth/token?service=${encodeURIComponent(service)}&scope=${encodeURIComponent(scope)}`;
     let res: Response;
     try {
@@ -76,6 +85,12 @@ export async function tenantRegistryAccess(opts: TenantRegistryAccessOptions): P
     if (typeof value !== "string" || value === "") {
       throw new TabbifyError("REGISTRY_TOKEN_FAILED", `registry at ${base} answered without a token`);
     }
+    if (!grants(value, repository, actions.split(","))) {
+      throw new TabbifyError(
+        "REGISTRY_TOKEN_FAILED",
+        `registry at ${base} did not grant ${scope} (the token's access list lacks it)`,
+      );
+    }
     return value;
   };
 
@@ -84,4 +99,15 @@ export async function tenantRegistryAccess(opts: TenantRegistryAccessOptions): P
     pushToken: (tenant, appUuid) => token(tenant, appUuid, "pull,push"),
     pullToken: (tenant, appUuid) => token(tenant, appUuid, "pull"),
   };
+}
+
+/** Whether a registry token's `access` claim holds every action on the repository. */
+function grants(token: string, repository: string, actions: string[]): boolean {
+  let access: ReturnType<typeof accessClaim>;
+  try {
+    access = accessClaim(decodeJwt(token).access);
+  } catch {
+    return false;
+  }
+  return access !== undefined && actions.every((a) => allows(access, "repository", repository, a));
 }

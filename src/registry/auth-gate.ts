@@ -2,25 +2,43 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
 import type { AuthClient } from "../auth/client.js";
 import { repositoryAllowed } from "../auth/namespace.js";
+import { allows, formatScope, grantFor, parseScopes, type ResourceAccess } from "../auth/registry-scope.js";
 import type { RegistryTokenGrant, RegistryTokens } from "../auth/registry-token.js";
 import { TabbifyError } from "../core/errors.js";
+import { requiredAccess } from "./access.js";
 import type { V2Route } from "./names.js";
 
-/** Who a verified registry token speaks for. */
+/** Who a verified registry token speaks for, and what it may do. */
 export interface RegistryIdentity {
   subject: string;
   tenant: string;
+  access: ResourceAccess[];
+}
+
+export interface Authorization {
+  identity: RegistryIdentity;
+  /**
+   * Whether a cross-repository mount may go ahead: the token must hold `pull` on the source.
+   * When it does not (in the tenant's own namespace), the mount is not tried and the POST opens
+   * a plain upload session, the spec's answer for a mount the registry will not do.
+   */
+  mountAllowed: boolean;
 }
 
 /** A token request body is a short form; anything longer is not one. */
 const maxTokenRequestBytes = 64 * 1024;
 
 /**
- * The OCI bearer-token gate in front of /v2 (issue 2 §3, the seed's design):
+ * The OCI bearer-token gate in front of /v2 (the seed's design, issue 9 §5):
  * - `/auth/token` exchanges a tenant JWT (Basic password or bearer) for a short-lived registry
- *   token, calling the auth service once per exchange;
- * - every /v2 request carries that token, verified locally (no call to auth on the hot path);
- * - tenants are confined to `<tenant>/…` repositories; `_catalog` is denied (phase 1).
+ *   token, calling the auth service once per exchange. The token's `access` list is what the
+ *   request's `scope` parameters asked for, less what the tenant may not have (dropped, not
+ *   refused): pull, push and delete on repositories under `<tenant>/`, nothing else;
+ * - every /v2 request carries that token, verified locally (no call to auth on the hot path),
+ *   and needs the action its method implies on its repository (access.ts);
+ * - outside the tenant's namespace (another tenant, `_catalog`) the answer is 403 DENIED, since
+ *   no token the tenant can get would do; inside it, a token without the action gets 401 with
+ *   `error="insufficient_scope"` and the scope to ask for, so clients fetch a better token.
  */
 export class AuthGate {
   constructor(
@@ -29,60 +47,94 @@ export class AuthGate {
     readonly service: string,
   ) {}
 
-  /** The `WWW-Authenticate` challenge for a request: realm on the host the client used. */
-  challenge(protocol: string, host: string | undefined, route: V2Route | null): string {
+  /**
+   * The `WWW-Authenticate` challenge: realm on the host the client used, the scope the request
+   * needs (when it needs one), and `error="insufficient_scope"` when the token lacked it.
+   */
+  challenge(
+    protocol: string,
+    host: string | undefined,
+    needed: ResourceAccess | null,
+    insufficient = false,
+  ): string {
     const realm = `${protocol}://${host ?? "localhost"}/auth/token`;
     const parts = [`realm="${realm}"`, `service="${this.service}"`];
-    if (route && "name" in route) parts.push(`scope="repository:${route.name}:pull,push"`);
+    if (needed) parts.push(`scope="${formatScope(needed)}"`);
+    if (insufficient) parts.push('error="insufficient_scope"');
     return `Bearer ${parts.join(",")}`;
   }
 
   /**
-   * Verifies the bearer token and the tenant's right to the route. Throws UNAUTHORIZED (or
-   * TOKEN_INVALID / TOKEN_EXPIRED, also 401) without a valid token and DENIED outside the
-   * tenant's namespace. `mountFrom` is the source repository of a cross-repository mount.
+   * Verifies the bearer token and its access to the route. Throws UNAUTHORIZED (or TOKEN_INVALID
+   * / TOKEN_EXPIRED, also 401) without a valid token, DENIED outside the tenant's namespace,
+   * INSUFFICIENT_SCOPE (401) when the token lacks the action, UNSUPPORTED for a method the
+   * endpoint does not serve. `mountFrom` is the source repository of a cross-repository mount.
    */
   async authorize(
+    method: string,
     headers: IncomingHttpHeaders,
     route: V2Route | null,
     mountFrom?: string,
-  ): Promise<RegistryIdentity> {
+  ): Promise<Authorization> {
     const bearer = bearerToken(headers.authorization);
     if (!bearer)
       throw new TabbifyError("UNAUTHORIZED", "authentication required: get a token from /auth/token");
-    const identity = await this.tokens.verify(bearer);
-    if (route === null || route.kind === "base") return identity;
-    if (route.kind === "catalog") {
-      throw new TabbifyError("DENIED", "the catalog is not available to tenants");
+    const identity = await this.tokens.verify(bearer, { audience: this.service });
+    const granted: Authorization = { identity, mountAllowed: false };
+    if (route === null) return granted;
+    const needed = requiredAccess(method, route);
+    if (needed === null) return granted;
+    const action = needed.actions[0]!;
+    if (needed.type !== "repository") {
+      if (allows(identity.access, needed.type, needed.name, action)) return granted;
+      throw new TabbifyError("DENIED", `this token does not grant ${formatScope(needed)}`);
     }
-    if (!repositoryAllowed(identity.tenant, route.name)) {
-      throw new TabbifyError("DENIED", `repository ${route.name.slice(0, 300)} is outside your namespace`, {
-        name: route.name.slice(0, 300),
-      });
+    const shown = needed.name.slice(0, 300);
+    if (!repositoryAllowed(identity.tenant, needed.name)) {
+      throw new TabbifyError("DENIED", `repository ${shown} is outside your namespace`, { name: shown });
     }
-    if (mountFrom !== undefined && !repositoryAllowed(identity.tenant, mountFrom)) {
+    if (!allows(identity.access, "repository", needed.name, action)) {
       throw new TabbifyError(
-        "DENIED",
-        `cannot mount from ${mountFrom.slice(0, 300)}: outside your namespace`,
-        {
-          from: mountFrom.slice(0, 300),
-        },
+        "INSUFFICIENT_SCOPE",
+        `this token does not grant ${action} on ${shown}: ask /auth/token for scope repository:${shown}:${action}`,
+        [{ Type: "repository", Name: shown, Action: action }],
       );
     }
-    return identity;
+    if (mountFrom !== undefined) {
+      if (!repositoryAllowed(identity.tenant, mountFrom)) {
+        throw new TabbifyError(
+          "DENIED",
+          `cannot mount from ${mountFrom.slice(0, 300)}: outside your namespace`,
+          { from: mountFrom.slice(0, 300) },
+        );
+      }
+      granted.mountAllowed = allows(identity.access, "repository", mountFrom, "pull");
+    }
+    return granted;
   }
 
   /**
    * `GET|POST /auth/token`: the tenant JWT comes as the Basic-auth password (docker login), as a
    * bearer, or (POST, OAuth2 password grant as containerd sends it) as the form's `password`.
+   * `scope` comes in the query and, for a POST, in the form too; every one is parsed (a scope
+   * that does not parse is SCOPE_INVALID, 400) and the grant keeps what the tenant may have.
    */
-  async issue(method: string, headers: IncomingHttpHeaders, body: Readable): Promise<RegistryTokenGrant> {
+  async issue(
+    method: string,
+    headers: IncomingHttpHeaders,
+    query: URLSearchParams,
+    body: Readable,
+  ): Promise<RegistryTokenGrant> {
     let jwt = credentialFromHeader(headers.authorization);
-    if (!jwt && method === "POST") {
+    const scopes = query.getAll("scope");
+    if (method === "POST") {
       const form = new URLSearchParams(await readSmallBody(body));
-      const grant = form.get("grant_type");
-      if (grant === "password") jwt = form.get("password") ?? undefined;
-      else if (grant === "refresh_token") jwt = form.get("refresh_token") ?? undefined;
+      scopes.push(...form.getAll("scope"));
+      if (!jwt) {
+        const grant = form.get("grant_type");
+        if (grant === "password") jwt = form.get("password") ?? undefined;
+        else if (grant === "refresh_token") jwt = form.get("refresh_token") ?? undefined;
+      }
     }
     if (!jwt) {
       throw new TabbifyError(
@@ -90,8 +142,12 @@ export class AuthGate {
         "send your tenant token as the Basic-auth password (docker login -u x -p <token>) or as a bearer",
       );
     }
+    const requested = parseScopes(scopes);
     const identity = await this.client.validate(jwt);
-    return this.tokens.mint(identity, { service: this.service });
+    return this.tokens.mint(identity, {
+      service: this.service,
+      access: grantFor(identity.tenant, requested),
+    });
   }
 }
 

@@ -42,6 +42,10 @@ export const registryErrors: Record<string, ErrorRow> = {
   PATH_INVALID: { status: 400, oci: "NAME_INVALID", message: "invalid path" },
   TOKEN_INVALID: { status: 401, oci: "UNAUTHORIZED", message: "invalid token" },
   TOKEN_EXPIRED: { status: 401, oci: "UNAUTHORIZED", message: "token expired" },
+  /** A valid token without the action the request needs: the challenge names the scope to ask for. */
+  INSUFFICIENT_SCOPE: { status: 401, oci: "UNAUTHORIZED", message: "insufficient scope" },
+  /** A `scope` parameter at /auth/token that does not parse (not a /v2 error, so no OCI code). */
+  SCOPE_INVALID: { status: 400, message: "invalid scope" },
   AUTH_UNAVAILABLE: { status: 503, oci: "UNAVAILABLE", message: "the auth service is unavailable" },
   UPSTREAM_UNAVAILABLE: { status: 502, oci: "UNAVAILABLE", message: "the upstream registry is unavailable" },
 };

@@ -484,7 +484,7 @@ function manifestRefs(digest: string, content: Buffer): Refs {
       { digest },
     );
   }
-  const blobs = new Set(parsed.blobs.map(formatDigest));
+  const blobs = new Set(parsed.blobs.map((b) => formatDigest(b.digest)));
   // Foreign layers need not be in the registry, but one that was pushed anyway is kept too.
   const layers = (JSON.parse(content.toString("utf8")) as { layers?: unknown }).layers;
   if (Array.isArray(layers)) {

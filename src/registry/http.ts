@@ -1,9 +1,11 @@
 import type { OutgoingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { ResourceAccess } from "../auth/registry-scope.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/log.js";
 import type { ByteRange } from "../storage/driver.js";
+import { canonicalPath, requiredAccess } from "./access.js";
 import type { AuthGate } from "./auth-gate.js";
 import { toOciError } from "./errors.js";
 import { maxManifestBytes, mediaTypes } from "./manifests.js";
@@ -59,7 +61,12 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
     if (mapped.status === 401 && gate) {
       reply.header(
         "www-authenticate",
-        gate.challenge(request.protocol, request.headers.host, routeOf(request)),
+        gate.challenge(
+          request.protocol,
+          request.headers.host,
+          neededFor(request),
+          isTabbifyError(err, "INSUFFICIENT_SCOPE"),
+        ),
       );
     }
     const detail = isTabbifyError(err)
@@ -82,20 +89,30 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
   });
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-    // Split by hand: WHATWG URL parsing would resolve `..` and `.` segments, and a name with
-    // them must be refused, not silently turned into another repository.
-    const queryAt = request.url.indexOf("?");
-    const pathname = queryAt === -1 ? request.url : request.url.slice(0, queryAt);
-    const query = new URLSearchParams(queryAt === -1 ? "" : request.url.slice(queryAt + 1));
+    const { pathname, query } = splitUrl(request.url);
     const route = parseV2Path(pathname);
+    const mounting = route?.kind === "uploads" && query.has("mount");
+    let mountAllowed = true;
     if (gate) {
-      const mountFrom =
-        route?.kind === "uploads" && query.has("mount") ? (query.get("from") ?? undefined) : undefined;
-      await gate.authorize(request.headers, route, mountFrom);
+      const mountFrom = mounting ? (query.get("from") ?? undefined) : undefined;
+      ({ mountAllowed } = await gate.authorize(request.method, request.headers, route, mountFrom));
     }
-    if (upstream) return upstream.forward(request, reply);
+    if (mounting && query.getAll("from").length > 1) {
+      throw new TabbifyError("BLOB_UPLOAD_INVALID", "a mount names one source repository (one from=)");
+    }
     if (!route) throw new TabbifyError("NOT_FOUND", `no /v2 endpoint at ${pathname.slice(0, 300)}`);
-    return dispatch(route, query, request, reply);
+    if (upstream) {
+      // The upstream gets the path the gate judged, rebuilt from its parts, and never a mount
+      // the token may not read from.
+      requiredAccess(request.method, route);
+      if (!mountAllowed) {
+        query.delete("mount");
+        query.delete("from");
+      }
+      const search = query.toString();
+      return upstream.forward(request, reply, `${canonicalPath(route)}${search ? `?${search}` : ""}`);
+    }
+    return dispatch(route, query, request, reply, mountAllowed);
   };
 
   app.route({ method: [...methods], url: "/v2", handler });
@@ -111,7 +128,8 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
           "this registry runs without auth (anonymous dev mode): no token needed",
         );
       }
-      const grant = await gate.issue(request.method, request.headers, request.raw);
+      const { query } = splitUrl(request.url);
+      const grant = await gate.issue(request.method, request.headers, query, request.raw);
       return reply.header("cache-control", "no-store").type("application/json").send(grant);
     },
   });
@@ -121,6 +139,7 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
     query: URLSearchParams,
     request: FastifyRequest,
     reply: FastifyReply,
+    mountAllowed: boolean,
   ) {
     const method = request.method;
     switch (route.kind) {
@@ -147,7 +166,7 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
         return blob(route, request, reply);
       case "uploads":
         if (method !== "POST") break;
-        return startUpload(route.name, query, request, reply);
+        return startUpload(route.name, query, request, reply, mountAllowed);
       case "upload":
         return upload(route, query, request, reply);
       case "referrers": {
@@ -243,11 +262,12 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
     query: URLSearchParams,
     request: FastifyRequest,
     reply: FastifyReply,
+    mountAllowed: boolean,
   ) {
     checkName(name);
     const mount = query.get("mount");
     const from = query.get("from");
-    if (mount !== null && from !== null) {
+    if (mount !== null && from !== null && mountAllowed) {
       const mounted = await service.mountBlob(name, mount, from);
       if (mounted) return blobCreated(reply, name, mounted.digest);
       // Not readable in `from`: the spec's fallback is a regular upload session.
@@ -466,8 +486,27 @@ async function readManifestBody(request: FastifyRequest): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-function routeOf(request: FastifyRequest): V2Route | null {
-  return parseV2Path(request.url.split("?")[0] ?? "");
+/**
+ * A request target's path and query, split by hand: WHATWG URL parsing would resolve `..` and `.`
+ * segments, and a name with them must be refused, not silently turned into another repository.
+ */
+function splitUrl(url: string): { pathname: string; query: URLSearchParams } {
+  const queryAt = url.indexOf("?");
+  return {
+    pathname: queryAt === -1 ? url : url.slice(0, queryAt),
+    query: new URLSearchParams(queryAt === -1 ? "" : url.slice(queryAt + 1)),
+  };
+}
+
+/** The access a request needs, for its challenge; null when it needs none or names no endpoint. */
+function neededFor(request: FastifyRequest): ResourceAccess | null {
+  const route = parseV2Path(request.url.split("?")[0] ?? "");
+  if (!route) return null;
+  try {
+    return requiredAccess(request.method, route);
+  } catch {
+    return null;
+  }
 }
 
 /** Fastify's own 4xx errors (bad headers, …) keep their status; everything else goes through the table. */

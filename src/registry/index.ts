@@ -6,7 +6,8 @@ import { RegistryTokens } from "../auth/registry-token.js";
 import { TabbifyError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/log.js";
 import type { StorageDriver } from "../storage/driver.js";
-import { LocalDriver } from "../storage/local.js";
+import { LocalDriver, privateDirMode } from "../storage/local.js";
+import { dataDirPermissionWarnings } from "../storage/permissions.js";
 import { AuthGate } from "./auth-gate.js";
 import { buildRegistryApp } from "./http.js";
 import { RegistryService } from "./repository.js";
@@ -35,6 +36,8 @@ export interface StartRegistryOptions {
   upstreamUrl?: string;
   upstreamCmd?: string;
   staleUploadMs?: number;
+  /** Open upload sessions one tenant may hold (429 TOOMANYREQUESTS past it). Default 100. */
+  maxUploadsPerTenant?: number;
   /** How often stale uploads are swept. Default 10 minutes. */
   cleanupIntervalMs?: number;
   log?: Logger;
@@ -68,12 +71,18 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
     if (!opts.dataDir) throw new TabbifyError("CONFIG_INVALID", "the registry needs a data dir or a driver");
     driver = new LocalDriver(opts.dataDir);
   }
+  if (opts.dataDir) {
+    // Checked before anything is created: a dir made now is 0700, one found 0755 is reported.
+    for (const warning of await dataDirPermissionWarnings(opts.dataDir)) log.warn(warning);
+    await mkdir(opts.dataDir, { recursive: true, mode: privateDirMode });
+  }
   const stagingDir = opts.stagingDir ?? defaultStagingDir(driver, opts.dataDir);
-  await mkdir(stagingDir, { recursive: true });
+  await mkdir(stagingDir, { recursive: true, mode: privateDirMode });
   const service = new RegistryService({
     driver,
     stagingDir,
     ...(opts.staleUploadMs !== undefined ? { staleUploadMs: opts.staleUploadMs } : {}),
+    ...(opts.maxUploadsPerTenant !== undefined ? { maxUploadsPerTenant: opts.maxUploadsPerTenant } : {}),
   });
   const serviceName = opts.service ?? defaultServiceName;
   const gate = opts.authUrl

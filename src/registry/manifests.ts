@@ -36,12 +36,20 @@ export interface Descriptor {
   platform?: { os?: string; architecture?: string; variant?: string };
 }
 
+/** A blob a manifest needs: its digest, the size its descriptor declares, and which descriptor. */
+export interface BlobReference {
+  digest: Digest;
+  size: number;
+  /** `config` or `layers[<i>]`, for messages. */
+  where: string;
+}
+
 /** What the registry needs to know about a manifest, read from its JSON once at push time. */
 export interface ParsedManifest {
   mediaType: string;
   kind: "image" | "index";
-  /** Blobs that must be in the repository (config and non-foreign layers). */
-  blobs: Digest[];
+  /** Blobs that must be in the repository (config and non-foreign layers), with their sizes. */
+  blobs: BlobReference[];
   /** Manifests that must be in the repository (an index's children). */
   manifests: Descriptor[];
   subject?: Descriptor;
@@ -148,10 +156,10 @@ export function parseManifest(body: Buffer, contentType: string | undefined): Pa
     const config = descriptor(json.config, "config");
     if (!Array.isArray(json.layers)) throw invalid("manifest layers must be an array");
     const layers = json.layers.map((l, i) => descriptor(l, `layers[${i}]`));
-    parsed.blobs.push(parseDigest(config.digest));
-    for (const layer of layers) {
+    parsed.blobs.push({ digest: parseDigest(config.digest), size: config.size, where: "config" });
+    for (const [i, layer] of layers.entries()) {
       if (foreignLayerTypes.has(layer.mediaType) && layer.urls && layer.urls.length > 0) continue;
-      parsed.blobs.push(parseDigest(layer.digest));
+      parsed.blobs.push({ digest: parseDigest(layer.digest), size: layer.size, where: `layers[${i}]` });
     }
     if (!parsed.artifactType) parsed.artifactType = config.mediaType;
   } else {

@@ -22,7 +22,11 @@ export interface RegistryServiceOptions {
   stagingDir: string;
   /** Upload sessions untouched this long are deleted. Default 24 h. */
   staleUploadMs?: number;
+  /** Open upload sessions one tenant (a name's first component) may hold. Default 100. */
+  maxUploadsPerTenant?: number;
 }
+
+export const defaultMaxUploadsPerTenant = 100;
 
 export interface ManifestContent {
   digest: string;
@@ -58,7 +62,11 @@ export class RegistryService {
 
   constructor(opts: RegistryServiceOptions) {
     this.driver = opts.driver;
-    this.uploads = new UploadStore(opts.stagingDir, opts.staleUploadMs ?? 24 * 3600 * 1000);
+    this.uploads = new UploadStore(
+      opts.stagingDir,
+      opts.staleUploadMs ?? 24 * 3600 * 1000,
+      opts.maxUploadsPerTenant ?? defaultMaxUploadsPerTenant,
+    );
   }
 
   // ---- blobs ----------------------------------------------------------------------------------
@@ -258,8 +266,10 @@ export class RegistryService {
 
   /**
    * Stores a manifest under a tag or its digest. Every blob it references must be readable by the
-   * repository and every child manifest of an index must be in it (MANIFEST_BLOB_UNKNOWN); the
-   * subject need not exist yet (the spec lets referrers arrive first).
+   * repository and every child manifest of an index must be in it (MANIFEST_BLOB_UNKNOWN), each
+   * with the size its descriptor declares (MANIFEST_INVALID otherwise: a client trusting the
+   * descriptor would read past the blob or stop short); the subject need not exist yet (the spec
+   * lets referrers arrive first).
    */
   async putManifest(
     name: string,
@@ -285,22 +295,31 @@ export class RegistryService {
     }
     const parsed = parseManifest(body, contentType);
     for (const blob of parsed.blobs) {
-      if (!(await this.linked(name, blob)) || !(await this.driver.stat(layout.blobData(blob)))) {
+      const stored = (await this.linked(name, blob.digest))
+        ? await this.driver.stat(layout.blobData(blob.digest))
+        : null;
+      if (!stored) {
         throw new TabbifyError(
           "MANIFEST_BLOB_UNKNOWN",
-          `manifest references blob ${formatDigest(blob)}, which is not in ${name}`,
-          { digest: formatDigest(blob) },
+          `manifest references blob ${formatDigest(blob.digest)}, which is not in ${name}`,
+          { digest: formatDigest(blob.digest) },
         );
       }
+      checkDeclaredSize(blob.where, formatDigest(blob.digest), blob.size, stored.size);
     }
-    for (const child of parsed.manifests) {
-      if (!(await this.driver.stat(layout.revisionLink(name, parseDigest(child.digest))))) {
+    for (const [i, child] of parsed.manifests.entries()) {
+      const d = parseDigest(child.digest);
+      const stored = (await this.driver.stat(layout.revisionLink(name, d)))
+        ? await this.driver.stat(layout.blobData(d))
+        : null;
+      if (!stored) {
         throw new TabbifyError(
           "MANIFEST_BLOB_UNKNOWN",
           `index references manifest ${child.digest}, which is not in ${name}`,
           { digest: child.digest },
         );
       }
+      checkDeclaredSize(`manifests[${i}]`, child.digest, child.size, stored.size);
     }
     const digest = formatDigest(d);
     if (!(await this.driver.stat(layout.blobData(d)))) await this.driver.putContent(layout.blobData(d), body);
@@ -403,6 +422,15 @@ export class RegistryService {
   async cleanupStaleUploads(): Promise<number> {
     return this.uploads.cleanupStale();
   }
+}
+
+function checkDeclaredSize(where: string, digest: string, declared: number, actual: number): void {
+  if (declared === actual) return;
+  throw new TabbifyError(
+    "MANIFEST_INVALID",
+    `${where} declares size ${declared} but ${digest} has ${actual} bytes`,
+    { reason: `${where}.size does not match the stored content`, digest, declared, actual },
+  );
 }
 
 function paginate(sorted: string[], n?: number, last?: string): Page<string> {

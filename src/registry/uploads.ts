@@ -18,6 +18,12 @@ import { isErrno, TabbifyError } from "../core/errors.js";
  *
  * The running hash lives in memory keyed by upload id; when it is missing or does not match the
  * staged size (restart, failed chunk), it is rebuilt by re-reading the staged file.
+ *
+ * Open sessions are capped per namespace (a repository's first component: the tenant, under
+ * the namespace rule), so that one tenant cannot fill the disk or the staging dir with sessions
+ * it never finishes: past the cap, `create` is TOOMANYREQUESTS (429). Sessions left by an
+ * earlier process count too (they are found at the first `create`), until finished, cancelled
+ * or swept as stale. Directories are created 0700 and files 0600.
  */
 export interface UploadState {
   id: string;
@@ -37,6 +43,14 @@ interface RunningHash {
   algorithm: DigestAlgorithm;
   hash: ReturnType<typeof newHasher>;
   size: number;
+}
+
+function safeJson(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
 }
 
 const uploadIdGrammar = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -62,11 +76,61 @@ export class UploadStore {
   private readonly infos = new Map<string, Info>();
   /** Uploads with a request writing to them right now: one writer at a time. */
   private readonly busy = new Set<string>();
+  /** Open session ids by namespace, and each id's namespace. */
+  private readonly openByNamespace = new Map<string, Set<string>>();
+  private readonly namespaceOf = new Map<string, string>();
+  private counted: Promise<void> | undefined;
 
   constructor(
     readonly stagingDir: string,
     private readonly staleAfterMs: number,
+    /** Open sessions one namespace may hold at once. */
+    readonly maxOpenPerNamespace = Number.POSITIVE_INFINITY,
   ) {}
+
+  /** How many sessions `namespace` holds open (for tests and reports). */
+  async openCount(namespace: string): Promise<number> {
+    await this.countExisting();
+    return this.openByNamespace.get(namespace)?.size ?? 0;
+  }
+
+  /** Counts the sessions an earlier process left in the staging dir, once. */
+  private countExisting(): Promise<void> {
+    this.counted ??= (async () => {
+      let entries: string[];
+      try {
+        entries = await readdir(this.stagingDir);
+      } catch (err) {
+        if (isErrno(err, "ENOENT")) return;
+        throw err;
+      }
+      for (const id of entries) {
+        if (!uploadIdGrammar.test(id) || this.namespaceOf.has(id)) continue;
+        const raw = await readFile(join(this.dir(id), "info.json"), "utf8").catch(() => undefined);
+        const repository =
+          raw === undefined ? undefined : (safeJson(raw) as Partial<Info> | undefined)?.repository;
+        if (typeof repository === "string") this.track(id, repository);
+      }
+    })();
+    return this.counted;
+  }
+
+  private track(id: string, repository: string): void {
+    const namespace = repository.split("/", 1)[0] ?? repository;
+    const ids = this.openByNamespace.get(namespace) ?? new Set<string>();
+    this.openByNamespace.set(namespace, ids);
+    ids.add(id);
+    this.namespaceOf.set(id, namespace);
+  }
+
+  private untrack(id: string): void {
+    const namespace = this.namespaceOf.get(id);
+    if (namespace === undefined) return;
+    this.namespaceOf.delete(id);
+    const ids = this.openByNamespace.get(namespace);
+    ids?.delete(id);
+    if (ids?.size === 0) this.openByNamespace.delete(namespace);
+  }
 
   private dir(id: string): string {
     return join(this.stagingDir, id);
@@ -77,12 +141,30 @@ export class UploadStore {
   }
 
   async create(repository: string, algorithm: DigestAlgorithm = "sha256"): Promise<UploadState> {
+    await this.countExisting();
+    const namespace = repository.split("/", 1)[0] ?? repository;
+    const open = this.openByNamespace.get(namespace)?.size ?? 0;
+    if (open >= this.maxOpenPerNamespace) {
+      throw new TabbifyError(
+        "TOOMANYREQUESTS",
+        `${namespace} has ${open} open upload sessions, the most one tenant may hold: finish or cancel one (DELETE its Location) first`,
+        { limit: this.maxOpenPerNamespace },
+      );
+    }
     const id = crypto.randomUUID();
+    // Counted before the first await, so concurrent creates cannot all pass the check.
+    this.track(id, repository);
     const startedAt = Date.now();
-    await mkdir(this.dir(id), { recursive: true });
-    await writeFile(this.dataFile(id), "");
     const info: Info = { repository, algorithm, startedAt };
-    await writeFile(join(this.dir(id), "info.json"), JSON.stringify(info));
+    try {
+      await mkdir(this.dir(id), { recursive: true, mode: 0o700 });
+      await writeFile(this.dataFile(id), "", { mode: 0o600 });
+      await writeFile(join(this.dir(id), "info.json"), JSON.stringify(info), { mode: 0o600 });
+    } catch (err) {
+      this.untrack(id);
+      await rm(this.dir(id), { recursive: true, force: true });
+      throw err;
+    }
     this.infos.set(id, info);
     this.hashes.set(id, { algorithm, hash: newHasher(algorithm), size: 0 });
     return { id, repository, size: 0, startedAt };
@@ -290,6 +372,7 @@ export class UploadStore {
     this.hashes.delete(id);
     this.infos.delete(id);
     await rm(this.dir(id), { recursive: true, force: true });
+    this.untrack(id);
   }
 
   async cancel(repository: string, id: string): Promise<void> {

@@ -39,7 +39,9 @@ const dropResponseHeaders = new Set([
 /**
  * Streams /v2 requests to an upstream registry (the seed's wrapper design): bodies are piped
  * both ways without buffering; `Location` headers that point at the upstream are rewritten to the
- * host the client used. The auth gate runs before `forward`, so tenancy stays enforced here.
+ * host the client used. The auth gate runs before `forward`, so tenancy stays enforced here, and
+ * only paths the gate could route are forwarded, rebuilt from their validated parts: the
+ * upstream's own decoding, path cleaning and redirects are never relied on.
  */
 export class UpstreamProxy {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
@@ -56,7 +58,8 @@ export class UpstreamProxy {
     }
   }
 
-  async forward(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  /** `path` is what the upstream is asked for: the gate's canonical form of the request's path. */
+  async forward(request: FastifyRequest, reply: FastifyReply, path: string): Promise<void> {
     const headers: OutgoingHttpHeaders = {};
     for (const [key, value] of Object.entries(request.headers)) {
       if (value !== undefined && !dropRequestHeaders.has(key)) headers[key] = value;
@@ -68,7 +71,7 @@ export class UpstreamProxy {
       hostname: this.base.hostname,
       port: this.base.port,
       method: request.method,
-      path: request.raw.url,
+      path,
       headers,
       agent: this.agent,
     });

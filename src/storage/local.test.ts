@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { chmod, lstat, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -44,5 +44,31 @@ test("local driver: a reader slower than the disk gets whole blocks it can recyc
     assert.ok(memory.size <= 3, `${memory.size} distinct buffers for 9 chunks: blocks were not reused`);
   } finally {
     await rm(root, { recursive: true, force: true });
+  }
+});
+
+test("local driver: dirs 0700 and files 0600 under umask 000, an ingested 0644 file included", async () => {
+  const root = join(await mkdtemp(join(tmpdir(), "tabbify-local-modes-")), "store");
+  const previous = process.umask(0);
+  try {
+    const driver = new LocalDriver(root);
+    await driver.putContent("apps/a/v1/manifest.toml", "x");
+    await driver.putContentIfAbsent("apps/a/latest", "1");
+    const staged = join(root, "..", "user-file");
+    await writeFile(staged, "big", { mode: 0o644 });
+    await chmod(staged, 0o755);
+    await driver.ingest("apps/a/v1/bin/run", staged, 3);
+    const loose: string[] = [];
+    const walk = async (path: string) => {
+      const info = await lstat(path);
+      const want = info.isDirectory() ? 0o700 : 0o600;
+      if ((info.mode & 0o777) !== want) loose.push(`${path} ${(info.mode & 0o777).toString(8)}`);
+      if (info.isDirectory()) for (const e of await readdir(path)) await walk(join(path, e));
+    };
+    await walk(root);
+    assert.deepEqual(loose, []);
+  } finally {
+    process.umask(previous);
+    await rm(join(root, ".."), { recursive: true, force: true });
   }
 });

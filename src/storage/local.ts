@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import {
+  chmod,
   copyFile,
   link,
   mkdir,
@@ -21,10 +22,17 @@ import type { ByteRange, ExclusiveCreateScope, FileInfo, StorageDriver } from ".
 /** The staging directory under the root; never a valid first path component for data. */
 const STAGING = "_tmp";
 
+/** Modes of everything the driver creates: the store is readable by its owner alone. */
+export const privateDirMode = 0o700;
+export const privateFileMode = 0o600;
+
 /**
  * Files under one root directory. Atomicity comes from rename(2)/link(2) within one
  * filesystem: everything is first written under `<root>/_tmp/`, which is also where callers
  * should stage files they will `ingest`, so the final rename never crosses a device.
+ *
+ * Directories are created 0700 and files 0600 (whatever the umask allows of that): another
+ * local user reads no tenant's blobs; an ingested file is set to 0600 whatever it was staged as.
  */
 export class LocalDriver implements StorageDriver {
   readonly name = "local";
@@ -54,7 +62,7 @@ export class LocalDriver implements StorageDriver {
   }
 
   private async tmpFile(): Promise<string> {
-    await mkdir(this.tmpDir, { recursive: true });
+    await mkdir(this.tmpDir, { recursive: true, mode: privateDirMode });
     return join(this.tmpDir, `${Date.now()}-${randomBytes(8).toString("hex")}`);
   }
 
@@ -68,7 +76,7 @@ export class LocalDriver implements StorageDriver {
     op: (a: string, b: string) => Promise<void>,
   ): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      await mkdir(dirname(dest), { recursive: true });
+      await mkdir(dirname(dest), { recursive: true, mode: privateDirMode });
       try {
         await op(from, dest);
         return;
@@ -133,7 +141,7 @@ export class LocalDriver implements StorageDriver {
     const dest = this.full(path);
     const tmp = await this.tmpFile();
     try {
-      await writeFile(tmp, content);
+      await writeFile(tmp, content, { mode: privateFileMode });
       await this.publish(tmp, dest, rename);
     } catch (err) {
       await unlink(tmp).catch(() => {});
@@ -145,7 +153,7 @@ export class LocalDriver implements StorageDriver {
     const dest = this.full(path);
     const tmp = await this.tmpFile();
     try {
-      await writeFile(tmp, content);
+      await writeFile(tmp, content, { mode: privateFileMode });
       // link(2) fails with EEXIST when dest exists, and publishes the complete file otherwise.
       await this.publish(tmp, dest, link);
       return true;
@@ -170,6 +178,9 @@ export class LocalDriver implements StorageDriver {
         `ingest of ${path}: file has ${actual} bytes, expected ${size}`,
       );
     }
+    // The staged file may carry its origin's mode (a copy of a user's 0644 file): the store's
+    // files are 0600 whatever they were staged as.
+    await chmod(localFile, privateFileMode);
     try {
       await this.publish(localFile, dest, rename);
     } catch (err) {
@@ -179,6 +190,7 @@ export class LocalDriver implements StorageDriver {
       const tmp = await this.tmpFile();
       try {
         await copyFile(localFile, tmp);
+        await chmod(tmp, privateFileMode);
         await this.publish(tmp, dest, rename);
       } catch (copyErr) {
         await unlink(tmp).catch(() => {});
