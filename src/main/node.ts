@@ -1,7 +1,13 @@
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { loadOrCreateSigningKey, signingKeyFileName } from "../auth/keys.js";
+import { verifyTenantToken } from "../auth/tenant-token.js";
 import type { MeshMode } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import { createLogger } from "../core/log.js";
+import type { NodeRegistryOptions } from "../node/apps-node.js";
+import { parseSeedApps } from "../node/apps-seed.js";
 import { type NodeDeployOptions, startNode } from "../node/index.js";
 import { tenantRegistryAccess } from "../node/registry-access.js";
 import { GITHUB_API_URL, loadAppPrivateKey } from "../pipeline/github.js";
@@ -49,6 +55,17 @@ const specs: OptionSpec[] = [
     help: "registry HOST:PORT the pipeline pushes to and targets pull from",
   },
   {
+    flag: "seed-apps",
+    env: "TABBIFY_SEED_APPS",
+    help: 'JSON {"apps":[…]} or TOML [[apps]] file: seeds the app registry once, on first boot, when it is empty',
+  },
+  {
+    flag: "allowed-servers",
+    env: "TABBIFY_ALLOWED_SERVERS",
+    multiple: true,
+    help: "supervisor names apps may list besides those on the roster (repeat, or comma-separated in env)",
+  },
+  {
     flag: "auth-data",
     env: "TABBIFY_AUTH_DATA_DIR",
     help: "the auth service's data dir: its signing key mints the tenant tokens traded for registry tokens",
@@ -65,7 +82,7 @@ const secretEnv = [
 ] as const;
 
 const usage =
-  "tabbify node [--listen HOST:PORT] [--data DIR] [--mesh local|ula] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID]";
+  "tabbify node [--listen HOST:PORT] [--data DIR] [--mesh local|ula] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID] [--seed-apps FILE] [--allowed-servers NAME,…]";
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const opts = parseOptions(argv, env, specs);
@@ -103,11 +120,30 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     peerTimeoutMs: timeoutSecs * 1000,
     logger,
     deploy,
+    registry: await registryOptions(opts.values, opts.lists),
   });
   const signal = await untilSignal();
   logger.info("shutting down", { signal });
   await node.close();
   return 0;
+}
+
+async function registryOptions(
+  values: Record<string, string | undefined>,
+  lists: Record<string, string[]>,
+): Promise<NodeRegistryOptions> {
+  const registry: NodeRegistryOptions = {};
+  const seedFile = values["seed-apps"];
+  if (seedFile !== undefined) registry.seedApps = parseSeedApps(await readFile(seedFile, "utf8"), seedFile);
+  const allowed = (lists["allowed-servers"] ?? []).flatMap((s) => s.split(",")).map((s) => s.trim());
+  if (allowed.length > 0) registry.allowedServers = allowed.filter(Boolean);
+  const authData = values["auth-data"];
+  if (authData !== undefined && existsSync(join(authData, signingKeyFileName))) {
+    // Tenant tokens are checked with the auth service's key, so a tenant can manage its own apps.
+    const key = await loadOrCreateSigningKey(authData);
+    registry.verifyTenantToken = (token) => verifyTenantToken(key, token);
+  }
+  return registry;
 }
 
 async function deployOptions(

@@ -8,6 +8,8 @@ import type { Logger, LogLevel } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
+import { openStore, type Store } from "../store/index.js";
+import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { toNodeError } from "./errors.js";
@@ -40,6 +42,8 @@ export interface NodeOptions {
   appPort?: number;
   /** The deploy pipeline's wiring. Secrets arrive here from the environment only. */
   deploy?: NodeDeployOptions;
+  /** The app registry's seed, allowed servers and tenant-token check. */
+  registry?: NodeRegistryOptions;
 }
 
 export interface NodeDeployOptions {
@@ -68,6 +72,8 @@ export interface RunningNode {
   coordinator: RosterCoordinator;
   /** Present when the node has a data dir. */
   pipeline: NodePipeline | undefined;
+  /** The node's store; present when the node has a data dir. */
+  store: Store | undefined;
   close(): Promise<void>;
 }
 
@@ -116,8 +122,11 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   // The verify step asks the node's own /app/<uuid> door, the way users reach the app.
   let selfUrl = "";
   let pipeline: NodePipeline | undefined;
+  let store: Store | undefined;
+  let registry: AttachedRegistry | undefined;
   if (options.dataDir) {
     const deploy = options.deploy ?? {};
+    store = await openStore({ engine: "sqlite", file: `${options.dataDir}/node.db` });
     pipeline = await NodePipeline.open({
       dataDir: options.dataDir,
       coordinator,
@@ -133,6 +142,24 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     if (deploy.githubWebhookSecret) secrets.github = deploy.githubWebhookSecret;
     if (deploy.forgejoWebhookSecret) secrets.forgejo = deploy.forgejoWebhookSecret;
     registerDeployRoutes(app, { pipeline, keyCheck, secrets, logger: logger.child("deploy") });
+    const secretValues = [
+      options.nodeKey,
+      deploy.githubWebhookSecret,
+      deploy.forgejoWebhookSecret,
+      deploy.forgejoToken,
+    ];
+    registry = await attachRegistry(
+      app,
+      {
+        store,
+        dataDir: options.dataDir,
+        keyCheck,
+        coordinator,
+        secretValues: secretValues.filter((v): v is string => typeof v === "string"),
+        logger: logger.child("registry"),
+      },
+      options.registry,
+    );
   }
 
   await app.listen({ host, port: options.port ?? 8090 });
@@ -148,6 +175,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     port,
     coordinator,
     pipeline,
+    store,
     close: async () => {
       proxy.close();
       // Keep-alive clients and streaming responses would hold close() open; give in-flight
@@ -158,7 +186,9 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
         await app.close();
       } finally {
         clearTimeout(cut);
+        registry?.close();
         await pipeline?.close();
+        await store?.close();
       }
     },
   };

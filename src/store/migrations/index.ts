@@ -1,5 +1,6 @@
 import type { Migration, MigrationProvider } from "kysely";
 import * as m001 from "./001_deploys.js";
+import * as m002 from "./002_apps_audit.js";
 
 /**
  * Every migration, in the order they run. Names sort in that order too (Kysely checks). Adding a
@@ -7,6 +8,7 @@ import * as m001 from "./001_deploys.js";
  */
 export const migrations: Record<string, Migration> = {
   "001_deploys": m001,
+  "002_apps_audit": m002,
 };
 
 export const migrationProvider: MigrationProvider = {
