@@ -8,9 +8,11 @@ import type { Logger, LogLevel } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
+import type { Store } from "../store/index.js";
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { toNodeError } from "./errors.js";
+import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
 import { nodeVersion } from "./version.js";
@@ -21,11 +23,13 @@ export interface NodeOptions {
   /** Default 8090; 0 picks a free port. */
   port?: number;
   /**
-   * Created if missing; deploy records and webhook deliveries live here. Without it the deploy API
+   * Created if missing (0700); the embedded store (`node.db`) lives here. Without it the deploy API
    * and webhooks are not served. The roster itself is in memory: peers re-register on a 404
    * heartbeat.
    */
   dataDir?: string;
+  /** `postgres://…`: the store is this Postgres database instead of `<dataDir>/node.db`. */
+  databaseUrl?: string;
   /** How app addresses are derived for the proxy. Default `local`. */
   mesh?: MeshMode;
   /** `TABBIFY_NODE_KEY`; without it authenticated routes answer 503. */
@@ -68,6 +72,8 @@ export interface RunningNode {
   coordinator: RosterCoordinator;
   /** Present when the node has a data dir. */
   pipeline: NodePipeline | undefined;
+  /** The node's store; present when the node has a data dir. */
+  store: Store | undefined;
   close(): Promise<void>;
 }
 
@@ -76,7 +82,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   const host = options.host ?? "127.0.0.1";
   const mesh = options.mesh ?? "local";
   const logger = options.logger ?? silentLogger;
-  if (options.dataDir) await mkdir(options.dataDir, { recursive: true });
+  if (options.dataDir) await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
 
   const coordinator = new RosterCoordinator({ heartbeatTimeoutMs: options.peerTimeoutMs });
   const proxy = new AppProxy({
@@ -116,9 +122,16 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   // The verify step asks the node's own /app/<uuid> door, the way users reach the app.
   let selfUrl = "";
   let pipeline: NodePipeline | undefined;
+  let store: Store | undefined;
   if (options.dataDir) {
     const deploy = options.deploy ?? {};
+    store = await openNodeStore({
+      dataDir: options.dataDir,
+      ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
+      logger: logger.child("store"),
+    });
     pipeline = await NodePipeline.open({
+      store,
       dataDir: options.dataDir,
       coordinator,
       ...(deploy.githubApiUrl ? { githubApiUrl: deploy.githubApiUrl } : {}),
@@ -148,6 +161,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     port,
     coordinator,
     pipeline,
+    store,
     close: async () => {
       proxy.close();
       // Keep-alive clients and streaming responses would hold close() open; give in-flight
@@ -159,6 +173,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       } finally {
         clearTimeout(cut);
         await pipeline?.close();
+        await store?.close();
       }
     },
   };
