@@ -71,12 +71,16 @@ export function deployStoreSuite(engine: string, freshDatabaseUrl: () => Promise
         type: "log",
       });
       await deploys.update("d1", { app_uuid: "0191e7c2-1111-7222-8333-444455556666", image_ref: "r/x:1" });
-      await deploys.update("d1", {
-        status: "failed",
+      const closing = {
+        status: "failed" as const,
         finished_at: "2026-01-01T00:01:00.000Z",
         results: [],
-        error: { code: "X", message: "m", step: "build_and_push" },
-      });
+        error: { code: "X", message: "m", step: "build_and_push" as const },
+      };
+      // An event that cannot be written (its seq is taken) takes its patch down with it.
+      await assert.rejects(deploys.append(event("d1", 2, "deploy_failed"), closing));
+      assert.equal((await deploys.get("d1"))?.status, "running", "the patch rolled back with the event");
+      await deploys.append(event("d1", 3, "deploy_failed"), closing);
       const got = await deploys.get("d1");
       assert.deepEqual(got, {
         ...record("d1", "2026-01-01T00:00:00.000Z"),
@@ -88,6 +92,7 @@ export function deployStoreSuite(engine: string, freshDatabaseUrl: () => Promise
         events: [
           event("d1", 1),
           { seq: 2, ts: "2026-01-01T00:00:02.000Z", deploy_id: "d1", step: "build_and_push", type: "log" },
+          event("d1", 3, "deploy_failed"),
         ],
       });
       assert.equal(await deploys.get("nope"), undefined);

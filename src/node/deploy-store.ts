@@ -187,9 +187,23 @@ export class SqlDeployStore implements DeployStore {
     });
   }
 
-  async append(event: DeployEvent): Promise<void> {
+  /** One event, and with `patch` the record's change, in one transaction. */
+  async append(event: DeployEvent, patch?: DeployRecordPatch): Promise<void> {
+    const set = patch ? patchColumns(patch) : {};
     try {
-      await this.#store.db.insertInto("deploy_events").values(eventRow(event)).execute();
+      if (Object.keys(set).length === 0) {
+        await this.#store.db.insertInto("deploy_events").values(eventRow(event)).execute();
+      } else {
+        await this.#store.transaction(async (trx) => {
+          const updated = await trx
+            .updateTable("deploys")
+            .set(set)
+            .where("id", "=", event.deploy_id)
+            .executeTakeFirst();
+          if (Number(updated.numUpdatedRows) === 0) throw notFound(event.deploy_id);
+          await trx.insertInto("deploy_events").values(eventRow(event)).execute();
+        });
+      }
     } catch (err) {
       if (!(await this.#exists(event.deploy_id))) throw notFound(event.deploy_id);
       throw err;
