@@ -1,4 +1,5 @@
 import { after, before } from "node:test";
+import { deployStoreSuite } from "../src/node/deploy-store-suite.js";
 import { storeSuite } from "../src/store/store-suite.js";
 import { type PostgresServer, startPostgres } from "./support/postgres.js";
 
@@ -9,3 +10,4 @@ before(async () => {
 after(() => server?.stop());
 
 storeSuite("postgres", async () => ({ engine: "postgres", url: await server.createDatabase() }));
+deployStoreSuite("postgres", () => server.createDatabase());

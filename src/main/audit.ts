@@ -4,6 +4,7 @@ import { TabbifyError } from "../core/errors.js";
 import type { AuditEvent, ChainResult } from "../ledger/chain.js";
 import { verifyChainAsync } from "../ledger/chain.js";
 import { readAuditChain } from "../node/audit-log.js";
+import { NODE_DB_FILE } from "../node/node-store.js";
 import { openStore, type Store } from "../store/index.js";
 import { type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
 
@@ -70,7 +71,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
 
 async function openSource(dataDir: string | undefined, databaseUrl: string | undefined): Promise<Store> {
   if (databaseUrl !== undefined) return openStore({ engine: "postgres", url: databaseUrl });
-  const file = join(dataDir as string, "node.db");
+  const file = join(dataDir as string, NODE_DB_FILE);
   // Never create an empty store where a node's was expected: a typo must not verify "0 events".
   if (!existsSync(file)) throw new TabbifyError("USAGE", `no node store at ${file}`);
   return openStore({ engine: "sqlite", file });

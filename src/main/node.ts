@@ -21,6 +21,11 @@ const specs: OptionSpec[] = [
   },
   { flag: "data", env: "TABBIFY_NODE_DATA_DIR", default: ".tabbify/node", help: "data directory" },
   {
+    flag: "database",
+    env: "TABBIFY_DATABASE_URL",
+    help: "postgres://USER@HOST:PORT/DB: keep the node's state in Postgres (shared by several nodes) instead of DATA/node.db; a password goes in the env twin only",
+  },
+  {
     flag: "mesh",
     env: "TABBIFY_MESH",
     default: "local",
@@ -82,7 +87,7 @@ const secretEnv = [
 ] as const;
 
 const usage =
-  "tabbify node [--listen HOST:PORT] [--data DIR] [--mesh local|ula] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID] [--seed-apps FILE] [--allowed-servers NAME,…]";
+  "tabbify node [--listen HOST:PORT] [--data DIR] [--database postgres://…] [--mesh local|ula] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID] [--seed-apps FILE] [--allowed-servers NAME,…]";
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const opts = parseOptions(argv, env, specs);
@@ -107,6 +112,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const logger = createLogger("node");
   const nodeKey = env.TABBIFY_NODE_KEY || undefined;
   if (!nodeKey) logger.warn("TABBIFY_NODE_KEY is not set: authenticated routes answer 503");
+  const databaseUrl = databaseOption(argv, opts.values.database);
   const deploy = await deployOptions(opts.values, env);
   if (!deploy.githubWebhookSecret)
     logger.warn("GITHUB_WEBHOOK_SECRET is not set: /v1/webhooks/github answers 503");
@@ -115,6 +121,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     host: listen.host,
     port: listen.port,
     dataDir: opts.values.data,
+    ...(databaseUrl ? { databaseUrl } : {}),
     mesh: mesh as MeshMode,
     nodeKey,
     peerTimeoutMs: timeoutSecs * 1000,
@@ -144,6 +151,34 @@ async function registryOptions(
     registry.verifyTenantToken = (token) => verifyTenantToken(key, token);
   }
   return registry;
+}
+
+/**
+ * The Postgres URL, checked before anything starts. A password on the command line would be
+ * visible in ps, so it is only taken from TABBIFY_DATABASE_URL.
+ */
+function databaseOption(argv: string[], value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new TabbifyError("USAGE", "--database wants a postgres://USER@HOST:PORT/DB URL");
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new TabbifyError(
+      "USAGE",
+      "--database wants a postgres:// URL (SQLite is the default: leave it out)",
+    );
+  }
+  const fromFlag = argv.some((a) => a === "--database" || a.startsWith("--database="));
+  if (fromFlag && url.password !== "") {
+    throw new TabbifyError(
+      "USAGE",
+      "--database carries a password, which ps would show: put the URL in TABBIFY_DATABASE_URL instead",
+    );
+  }
+  return value;
 }
 
 async function deployOptions(

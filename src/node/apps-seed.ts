@@ -25,5 +25,6 @@ export function parseSeedApps(text: string, fileName: string): unknown[] {
   const extra = Object.keys(doc).filter((k) => k !== "apps");
   if (extra.length > 0)
     throw new TabbifyError("USAGE", `--seed-apps ${fileName}: unknown top-level key "${extra[0]}"`);
-  return apps;
+  // Plain JSON values, whichever syntax they came in (TOML tables have null prototypes).
+  return JSON.parse(JSON.stringify(apps)) as unknown[];
 }

@@ -215,7 +215,7 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
 
       const receivedAt = new Date().toISOString();
       if (!(await pipeline.ledger.claim(event.deliveryId))) {
-        const earlier = pipeline.deliveries.noteOf(event.deliveryId);
+        const earlier = await pipeline.deliveries.noteOf(event.deliveryId);
         const body: Record<string, unknown> = { status: "duplicate", delivery_id: event.deliveryId };
         if (earlier?.deploy_id) body.id = earlier.deploy_id;
         return reply.code(200).send(body);
@@ -282,10 +282,10 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
     );
 
     authed.get("/v1/deploys", async () => ({
-      deploys: pipeline.store.list().map((r) => statusBody(r)),
+      deploys: (await pipeline.store.list()).map((r) => statusBody(r)),
     }));
 
-    authed.get("/v1/webhooks/deliveries", async () => ({ deliveries: pipeline.deliveries.recent() }));
+    authed.get("/v1/webhooks/deliveries", async () => ({ deliveries: await pipeline.deliveries.recent() }));
   });
 }
 

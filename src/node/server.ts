@@ -8,11 +8,12 @@ import type { Logger, LogLevel } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
-import { openStore, type Store } from "../store/index.js";
+import type { Store } from "../store/index.js";
 import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { toNodeError } from "./errors.js";
+import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
 import { nodeVersion } from "./version.js";
@@ -23,11 +24,13 @@ export interface NodeOptions {
   /** Default 8090; 0 picks a free port. */
   port?: number;
   /**
-   * Created if missing; deploy records and webhook deliveries live here. Without it the deploy API
+   * Created if missing (0700); the embedded store (`node.db`) lives here. Without it the deploy API
    * and webhooks are not served. The roster itself is in memory: peers re-register on a 404
    * heartbeat.
    */
   dataDir?: string;
+  /** `postgres://…`: the store is this Postgres database instead of `<dataDir>/node.db`. */
+  databaseUrl?: string;
   /** How app addresses are derived for the proxy. Default `local`. */
   mesh?: MeshMode;
   /** `TABBIFY_NODE_KEY`; without it authenticated routes answer 503. */
@@ -82,7 +85,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   const host = options.host ?? "127.0.0.1";
   const mesh = options.mesh ?? "local";
   const logger = options.logger ?? silentLogger;
-  if (options.dataDir) await mkdir(options.dataDir, { recursive: true });
+  if (options.dataDir) await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
 
   const coordinator = new RosterCoordinator({ heartbeatTimeoutMs: options.peerTimeoutMs });
   const proxy = new AppProxy({
@@ -126,8 +129,13 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   let registry: AttachedRegistry | undefined;
   if (options.dataDir) {
     const deploy = options.deploy ?? {};
-    store = await openStore({ engine: "sqlite", file: `${options.dataDir}/node.db` });
+    store = await openNodeStore({
+      dataDir: options.dataDir,
+      ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
+      logger: logger.child("store"),
+    });
     pipeline = await NodePipeline.open({
+      store,
       dataDir: options.dataDir,
       coordinator,
       ...(deploy.githubApiUrl ? { githubApiUrl: deploy.githubApiUrl } : {}),

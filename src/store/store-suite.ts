@@ -32,6 +32,7 @@ export function storeSuite(engine: string, fresh: () => Promise<StoreOptions>): 
     request: JSON.stringify({ repoUrl: "https://example.com/o/r", ref: "main" }),
     results: "[]",
     error: null,
+    owner: "suite",
   });
 
   test(`${engine}: opening applies every migration once; reopening applies none`, async () => {

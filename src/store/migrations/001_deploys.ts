@@ -23,6 +23,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("request", "text", (c) => c.notNull())
     .addColumn("results", "text", (c) => c.notNull())
     .addColumn("error", "text")
+    .addColumn("owner", "text", (c) => c.notNull())
     .execute();
   await db.schema.createIndex("deploys_created_at").on("deploys").column("created_at").execute();
   await db.schema.createIndex("deploys_status").on("deploys").column("status").execute();

@@ -18,6 +18,11 @@ export interface DeploysTable {
   results: string;
   /** JSON: {code, message, step} when the deploy failed as a whole. */
   error: string | null;
+  /**
+   * The node running the deploy (its executor lives in that process). A node that restarts closes
+   * only its own running deploys, not those of other nodes sharing a Postgres store.
+   */
+  owner: string;
 }
 
 export interface DeployEventsTable {
