@@ -21,6 +21,12 @@ export interface RegistryEngine {
   nodeOptions(): Promise<Partial<NodeOptions> & { dataDir: string }>;
   /** Changes whenever anything in the store changes (file bytes, or every row). */
   fingerprint(node: RunningNode, opts: { dataDir: string }): Promise<string>;
+  /**
+   * Holds the store-level lock of app `name` from outside the node until the returned function is
+   * called (Postgres: the advisory lock a mutation takes), so a mutation stalls while it holds the
+   * node's per-app lock. Engines that cannot do this without stalling the node leave it out.
+   */
+  holdStoreLock?(opts: { databaseUrl?: string }, name: string): Promise<() => Promise<void>>;
 }
 
 const KEY = "apps-registry-node-key-0123456789";
@@ -193,6 +199,29 @@ export function registryApiSuite(engine: RegistryEngine): void {
       );
       assert.equal(updates.length, 20);
     });
+
+    // SQLite has one connection: holding its lock from outside would stall the whole node, so the
+    // 409 path is covered there by src/node/apps-lock.test.ts.
+    const holdStoreLock = engine.holdStoreLock;
+    if (holdStoreLock)
+      it("answers 409 naming the holder when an app's lock is not free within 5 s", async () => {
+        const release = await holdStoreLock(opts, "busy");
+        const patch = (labels: Record<string, string>, token: string) =>
+          call(node.url, "PATCH", "/api/v1/apps/busy", { token, body: { labels } });
+        const first = patch({ first: "1" }, KEY);
+        await new Promise((r) => setTimeout(r, 300));
+        const started = Date.now();
+        const second = await patch({ second: "2" }, acmeToken);
+        assert.equal(second.status, 409, second.text);
+        assert.equal(second.body.code, "APP_LOCKED");
+        assert.match(String(second.body.error), new RegExp(`locked by ${actor} \\(app\\.update since`));
+        assert.ok(Date.now() - started >= 4_500, "it waited the 5 s out");
+        await release();
+        assert.equal((await first).status, 200);
+        const app = await call(node.url, "GET", "/api/v1/apps/busy", admin);
+        assert.equal((app.body.labels as Record<string, string>).first, "1");
+        assert.equal((app.body.labels as Record<string, string>).second, undefined);
+      });
 
     it("tenant tokens reach only their tenant's apps, and are the actor", async () => {
       await call(node.url, "PUT", "/api/v1/apps/globex-site", { ...admin, body: { tenant: "globex" } });
