@@ -17,6 +17,11 @@ export function nodeKeyActor(nodeKey: string): string {
   return `node-key:${createHash("sha256").update(nodeKey, "utf8").digest("hex").slice(0, 8)}`;
 }
 
+/** The actor of a request the node key check already let through. */
+export function nodeKeyActorOf(authorization: string | undefined): string {
+  return nodeKeyActor(bearer(authorization) ?? "");
+}
+
 export function tenantActor(identity: TenantIdentity): string {
   return `tenant:${identity.tenant.toLowerCase()}/${identity.subject}`;
 }

@@ -1,10 +1,12 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "../core/log.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
+import type { DeployStore } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
 import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import { AppRegistry } from "./apps-registry.js";
 import { registerAppRoutes } from "./apps-routes.js";
+import { DeployAuditor } from "./audit-deploys.js";
 import { AuditLog } from "./audit-log.js";
 import type { NodeKeyCheck } from "./auth.js";
 
@@ -31,13 +33,17 @@ export interface NodeRegistryContext {
   coordinator: RosterCoordinator;
   /** Values no audit event may contain (node key, webhook secrets). */
   secretValues: string[];
+  /** The deploy records, so each deploy's end reaches the audit chain. */
+  deploys: Pick<DeployStore, "get" | "subscribe">;
   logger: Logger;
 }
 
 export interface AttachedRegistry {
   registry: AppRegistry;
   audit: AuditLog;
-  close(): void;
+  /** Hand to the deploy routes: every accepted deploy and its end go into the chain. */
+  deploys: DeployAuditor;
+  close(): Promise<void>;
 }
 
 /** Tenant of apps first seen as runners: nothing on the roster says whose they are. */
@@ -89,5 +95,14 @@ export async function attachRegistry(
   };
   const timer = setInterval(() => void sweep(), 2_000);
   timer.unref();
-  return { registry, audit, close: () => clearInterval(timer) };
+  const deploys = new DeployAuditor({ audit, registry, deploys: ctx.deploys, logger: ctx.logger });
+  return {
+    registry,
+    audit,
+    deploys,
+    close: async () => {
+      clearInterval(timer);
+      await deploys.close();
+    },
+  };
 }

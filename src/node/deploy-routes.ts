@@ -15,6 +15,8 @@ import {
   verifyGithubSignature,
   type WebhookSource,
 } from "../pipeline/webhooks.js";
+import { nodeKeyActorOf } from "./apps-identity.js";
+import type { DeployObserver } from "./audit-deploys.js";
 import type { NodeKeyCheck } from "./auth.js";
 import type { DeliveryNote } from "./deploy-store.js";
 import { NodePipeline } from "./pipeline.js";
@@ -178,13 +180,15 @@ async function streamEvents(
 
 export interface DeployRoutesOptions {
   pipeline: NodePipeline;
+  /** Told of every accepted deploy, with the actor it was accepted from (the audit chain). */
+  observer?: DeployObserver;
   keyCheck: NodeKeyCheck;
   secrets: WebhookSecrets;
   logger: Logger;
 }
 
 export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOptions): void {
-  const { pipeline, keyCheck, secrets, logger } = opts;
+  const { pipeline, keyCheck, secrets, logger, observer } = opts;
 
   app.register(async (hooks) => {
     // Signatures are over the exact bytes sent, so the body stays a Buffer until verified.
@@ -248,7 +252,9 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
         logger.info("webhook ignored", { delivery_id: event.deliveryId, reason });
         return reply.code(200).send({ status: "ignored", delivery_id: event.deliveryId, reason });
       }
-      const id = await pipeline.start(source, NodePipeline.pushRequest(event));
+      const request = NodePipeline.pushRequest(event);
+      const id = await pipeline.start(source, request);
+      await observer?.accepted(`${source}:${event.pusher}`, id, request);
       note.outcome = "deployed";
       note.deploy_id = id;
       await pipeline.deliveries.note(note);
@@ -267,6 +273,7 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
     authed.post("/v1/deploy", async (req, reply) => {
       const request = parseDeployBody(req.body);
       const id = await pipeline.start(pipeline.forgeOf(request.repoUrl), request);
+      await observer?.accepted(nodeKeyActorOf(req.headers.authorization), id, request);
       return reply.code(202).send(acceptedBody(id));
     });
 

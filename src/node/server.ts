@@ -149,7 +149,6 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     const secrets: { github?: string; forgejo?: string } = {};
     if (deploy.githubWebhookSecret) secrets.github = deploy.githubWebhookSecret;
     if (deploy.forgejoWebhookSecret) secrets.forgejo = deploy.forgejoWebhookSecret;
-    registerDeployRoutes(app, { pipeline, keyCheck, secrets, logger: logger.child("deploy") });
     const secretValues = [
       options.nodeKey,
       deploy.githubWebhookSecret,
@@ -164,10 +163,18 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
         keyCheck,
         coordinator,
         secretValues: secretValues.filter((v): v is string => typeof v === "string"),
+        deploys: pipeline.store,
         logger: logger.child("registry"),
       },
       options.registry,
     );
+    registerDeployRoutes(app, {
+      pipeline,
+      keyCheck,
+      secrets,
+      observer: registry.deploys,
+      logger: logger.child("deploy"),
+    });
   }
 
   await app.listen({ host, port: options.port ?? 8090 });
@@ -194,8 +201,9 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
         await app.close();
       } finally {
         clearTimeout(cut);
-        registry?.close();
         await pipeline?.close();
+        // After the pipeline: deploys it let finish still get their end into the audit chain.
+        await registry?.close();
         await store?.close();
       }
     },
