@@ -72,6 +72,12 @@ export class AppRegistry {
     return app;
   }
 
+  /** uuid → name of every registered app, for views that list runners by uuid. */
+  async names(): Promise<Map<string, string>> {
+    const rows = await this.#store.db.selectFrom("apps").select(["uuid", "name"]).execute();
+    return new Map(rows.map((r) => [r.uuid, r.name]));
+  }
+
   /** Looks an app up by uuid, for the node's own bookkeeping (no caller scoping). */
   async byUuid(uuid: string): Promise<App | undefined> {
     return this.#find(this.#store.db, uuid);

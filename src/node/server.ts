@@ -120,13 +120,15 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     },
   });
 
-  registerRoutes(app, coordinator, keyCheck);
+  // Registry names for the roster views; the registry exists only with a data dir.
+  let registry: AttachedRegistry | undefined;
+  const appNames = async () => (registry ? registry.registry.names() : new Map<string, string>());
+  registerRoutes(app, coordinator, keyCheck, appNames);
 
   // The verify step asks the node's own /app/<uuid> door, the way users reach the app.
   let selfUrl = "";
   let pipeline: NodePipeline | undefined;
   let store: Store | undefined;
-  let registry: AttachedRegistry | undefined;
   if (options.dataDir) {
     const deploy = options.deploy ?? {};
     store = await openNodeStore({
@@ -210,7 +212,12 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   };
 }
 
-function registerRoutes(app: FastifyInstance, coordinator: RosterCoordinator, keyCheck: NodeKeyCheck): void {
+function registerRoutes(
+  app: FastifyInstance,
+  coordinator: RosterCoordinator,
+  keyCheck: NodeKeyCheck,
+  appNames: () => Promise<Map<string, string>>,
+): void {
   app.setErrorHandler((err, _req, reply) => {
     const { status, body } = toNodeError(err);
     if (status >= 500) app.log.error({ err }, "request failed");
@@ -242,7 +249,15 @@ function registerRoutes(app: FastifyInstance, coordinator: RosterCoordinator, ke
     });
     authed.get("/v1/mesh/peers", async () => ({ peers: coordinator.peers() }));
 
-    authed.get("/v1/topology", async () => coordinator.topology());
+    authed.get("/v1/topology", async () => {
+      const topology = coordinator.topology();
+      const names = await appNames();
+      const named = <T extends { app_uuid: string }>(r: T) => ({ ...r, name: names.get(r.app_uuid) ?? null });
+      return {
+        supervisors: topology.supervisors.map((s) => ({ ...s, runners: s.runners.map(named) })),
+        orphaned: topology.orphaned.map(named),
+      };
+    });
 
     authed.get("/v1/supervisors", async () => ({
       supervisors: coordinator.supervisors().map((s) => ({
@@ -260,11 +275,13 @@ function registerRoutes(app: FastifyInstance, coordinator: RosterCoordinator, ke
 
     authed.get("/v1/apps", async () => {
       const orphaned = new Set(coordinator.orphanedRunners().map((r) => r.name));
+      const names = await appNames();
       return {
         apps: coordinator.runners().map((r) => {
           const uuid = r.app_uuid ?? r.name;
           return {
             uuid,
+            name: names.get(uuid) ?? null,
             app_ula: deriveAppUla(uuid),
             address: r.address,
             supervisor: r.parent ?? null,
