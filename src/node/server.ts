@@ -179,7 +179,12 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     });
   }
 
-  await app.listen({ host, port: options.port ?? 8090 });
+  try {
+    await app.listen({ host, port: options.port ?? 8090 });
+  } catch (err) {
+    await store?.close();
+    throw err;
+  }
   const server = rawServer as http.Server;
   const port = (server.address() as AddressInfo).port;
   const url = `http://${hostPort(host, port)}`;

@@ -1,9 +1,7 @@
 import { closeSync, openSync } from "node:fs";
 import { chmod, mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
-import BetterSqlite3 from "better-sqlite3";
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Transaction } from "kysely";
-import pg from "pg";
 import { TabbifyError } from "../core/errors.js";
 import { migrationProvider } from "./migrations/index.js";
 import type { Database } from "./schema.js";
@@ -59,7 +57,7 @@ export interface Store {
 
 /** Opens the store and brings its schema up to date (every migration not yet applied). */
 export async function openStore(opts: StoreOptions): Promise<Store> {
-  const store = opts.engine === "sqlite" ? await openSqlite(opts) : openPostgres(opts);
+  const store = opts.engine === "sqlite" ? await openSqlite(opts) : await openPostgres(opts);
   try {
     await migrate(store.db);
   } catch (err) {
@@ -89,6 +87,8 @@ async function openSqlite(opts: Extract<StoreOptions, { engine: "sqlite" }>): Pr
     closeSync(openSync(opts.file, "a", 0o600));
     await chmod(opts.file, 0o600);
   }
+  // Each engine's driver is loaded only when it is used: a node on SQLite never loads pg.
+  const { default: BetterSqlite3 } = await import("better-sqlite3");
   const sqlite = new BetterSqlite3(opts.file);
   sqlite.pragma("journal_mode = WAL");
   sqlite.pragma(`synchronous = ${opts.synchronous ?? "FULL"}`);
@@ -106,7 +106,7 @@ async function openSqlite(opts: Extract<StoreOptions, { engine: "sqlite" }>): Pr
   };
 }
 
-function openPostgres(opts: Extract<StoreOptions, { engine: "postgres" }>): Store {
+async function openPostgres(opts: Extract<StoreOptions, { engine: "postgres" }>): Promise<Store> {
   let where: string;
   try {
     const url = new URL(opts.url);
@@ -117,6 +117,7 @@ function openPostgres(opts: Extract<StoreOptions, { engine: "postgres" }>): Stor
   } catch {
     throw new TabbifyError("USAGE", "the database URL must look like postgres://user:password@host:port/db");
   }
+  const { default: pg } = await import("pg");
   const pool = new pg.Pool({ connectionString: opts.url, max: opts.maxConnections ?? 10 });
   // An idle client losing its server (restart, network) must not crash the node.
   pool.on("error", () => {});
