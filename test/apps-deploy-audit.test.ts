@@ -118,4 +118,44 @@ describe("deploys in the audit chain", () => {
     for (const secret of [KEY, SECRET, ENV_VALUE])
       assert.ok(!text.includes(secret), "no secret in the chain");
   });
+
+  it("kua's surface: POST /api/v1/apps/:app/deploy, progress with log tails, runtime-status", async () => {
+    const bad = await call(node.url, "POST", "/api/v1/apps/shop/deploy", {
+      token: KEY,
+      body: { ref: "a..b" },
+    });
+    assert.equal(bad.status, 400);
+    const res = await call(node.url, "POST", "/api/v1/apps/shop/deploy", { token: KEY, body: {} });
+    assert.equal(res.status, 202, res.text);
+    assert.equal(res.body.ref, "main", "the app's branch by default");
+    const id = String(res.body.id);
+    await waitForEvent((e) => e.action === "deploy.finished" && e.subject === `deploy:${id}`);
+    const progress = await call(node.url, "GET", "/api/v1/apps/shop/progress", { token: KEY });
+    assert.equal(progress.status, 200, progress.text);
+    assert.equal((progress.body.deploy as { id: string }).id, id);
+    const steps = progress.body.steps as Array<{ step: string; state: string; log_tail: string[] }>;
+    assert.equal(steps.find((s) => s.step === "fetch_manifest")?.state, "succeeded");
+    const failed = steps.find((s) => s.step === "pick_builder");
+    assert.equal(failed?.state, "failed");
+    assert.ok((failed?.log_tail.length ?? 0) > 0);
+    const runtime = await call(node.url, "GET", "/api/v1/apps/shop/runtime-status", { token: KEY });
+    assert.equal(runtime.status, 200, runtime.text);
+    assert.deepEqual(runtime.body.targets, []);
+    assert.equal((await call(node.url, "GET", "/api/v1/apps/nope/progress", { token: KEY })).status, 404);
+  });
+
+  it("POST /webhook/forgejo is the Forgejo intake under kua's path", async () => {
+    const res = await fetch(`${node.url}/webhook/forgejo`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    const body = (await res.json()) as { code: string };
+    assert.equal(
+      res.status,
+      503,
+      "no FORGEJO_WEBHOOK_SECRET here: the intake says so, like /v1/webhooks/forgejo",
+    );
+    assert.equal(body.code, "WEBHOOK_SECRET_UNSET");
+  });
 });

@@ -1,14 +1,15 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "../core/log.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
-import type { DeployStore } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
+import { registerAppDeployRoutes } from "./apps-deploy-routes.js";
 import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import { AppRegistry } from "./apps-registry.js";
 import { registerAppRoutes } from "./apps-routes.js";
 import { DeployAuditor } from "./audit-deploys.js";
 import { AuditLog } from "./audit-log.js";
 import type { NodeKeyCheck } from "./auth.js";
+import type { NodePipeline } from "./pipeline.js";
 
 /**
  * Wires the app registry and the audit chain into a running node: the routes, the seed, and the
@@ -33,8 +34,8 @@ export interface NodeRegistryContext {
   coordinator: RosterCoordinator;
   /** Values no audit event may contain (node key, webhook secrets). */
   secretValues: string[];
-  /** The deploy records, so each deploy's end reaches the audit chain. */
-  deploys: Pick<DeployStore, "get" | "subscribe">;
+  /** The deploy pipeline: `POST /api/v1/apps/:app/deploy` runs it; its records feed the audit. */
+  pipeline: NodePipeline;
   logger: Logger;
 }
 
@@ -95,7 +96,14 @@ export async function attachRegistry(
   };
   const timer = setInterval(() => void sweep(), 2_000);
   timer.unref();
-  const deploys = new DeployAuditor({ audit, registry, deploys: ctx.deploys, logger: ctx.logger });
+  const deploys = new DeployAuditor({ audit, registry, deploys: ctx.pipeline.store, logger: ctx.logger });
+  registerAppDeployRoutes(app, {
+    registry,
+    callers,
+    pipeline: ctx.pipeline,
+    observer: deploys,
+    coordinator: ctx.coordinator,
+  });
   return {
     registry,
     audit,

@@ -25,6 +25,7 @@ import { NodePipeline } from "./pipeline.js";
  * The deploy API and the webhook intake:
  *
  *   POST /v1/webhooks/github|forgejo   no bearer: the HMAC over the raw body is the auth
+ *   POST /webhook/forgejo              alias of /v1/webhooks/forgejo (kua-deploy's path)
  *   GET  /v1/webhooks/deliveries       bearer: what became of recent deliveries (ignore reasons)
  *   POST /v1/deploy                    bearer: {repo_url, ref, tenant, app_uuid?, builder?, targets?}
  *   GET  /v1/deploy/:id/status         bearer: 202 while running, 200 when done
@@ -263,6 +264,8 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
     };
     hooks.post("/v1/webhooks/github", { bodyLimit: WEBHOOK_BODY_LIMIT }, intake("github"));
     hooks.post("/v1/webhooks/forgejo", { bodyLimit: WEBHOOK_BODY_LIMIT }, intake("forgejo"));
+    // kua-deploy's path for the same hook, so existing Forgejo webhook settings keep working.
+    hooks.post("/webhook/forgejo", { bodyLimit: WEBHOOK_BODY_LIMIT }, intake("forgejo"));
   });
 
   app.register(async (authed) => {

@@ -165,7 +165,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
         keyCheck,
         coordinator,
         secretValues: secretValues.filter((v): v is string => typeof v === "string"),
-        deploys: pipeline.store,
+        pipeline,
         logger: logger.child("registry"),
       },
       options.registry,
