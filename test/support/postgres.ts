@@ -6,6 +6,8 @@
  *
  *   const pg = await startPostgres();       after(() => pg.stop());
  *   const url = await pg.createDatabase();  // a fresh, empty database per store under test
+ *
+ * or, with one server per test process stopped at exit: `const url = await freshDatabaseUrl();`
  */
 import { execFile, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -30,9 +32,13 @@ export interface PostgresServer {
   /** The `postgres` database, as the superuser `tabbify` (password included). */
   adminUrl: string;
   port: number;
+  /** The temp dir holding the cluster, its socket and its log; removed by stop(). */
+  dir: string;
   /** Creates an empty database and returns its URL. */
   createDatabase(): Promise<string>;
   stop(): Promise<void>;
+  /** For `process.on("exit")`: an immediate shutdown, then the temp dir removed. */
+  stopSync(): void;
 }
 
 /** The newest installed server's bin dir, or a failure naming the package to install. */
@@ -104,6 +110,11 @@ export async function startPostgres(): Promise<PostgresServer> {
     }
   };
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
+  const stopImmediately = () => {
+    const argv = [...(user?.prefix ?? []), join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"];
+    spawnSync(argv[0] as string, argv.slice(1), { stdio: "ignore" });
+    cleanup();
+  };
   try {
     await run("initdb", [
       "-D",
@@ -157,6 +168,7 @@ export async function startPostgres(): Promise<PostgresServer> {
     return {
       adminUrl,
       port,
+      dir,
       async createDatabase() {
         const name = `t_${randomBytes(6).toString("hex")}`;
         const client = new pg.Client({ connectionString: adminUrl });
@@ -167,6 +179,11 @@ export async function startPostgres(): Promise<PostgresServer> {
           await client.end();
         }
         return `postgres://tabbify:${password}@127.0.0.1:${port}/${name}`;
+      },
+      stopSync() {
+        if (stopped) return;
+        stopped = true;
+        stopImmediately();
       },
       async stop() {
         if (stopped) return;
@@ -180,15 +197,24 @@ export async function startPostgres(): Promise<PostgresServer> {
     };
   } catch (err) {
     // A half-started server must not outlive the test.
-    spawnSync(user?.prefix[0] ?? join(bin, "pg_ctl"), [
-      ...(user ? [...user.prefix.slice(1), join(bin, "pg_ctl")] : []),
-      "-D",
-      data,
-      "-m",
-      "immediate",
-      "stop",
-    ]);
-    cleanup();
+    stopImmediately();
     throw err;
   }
+}
+
+let shared: Promise<PostgresServer> | undefined;
+
+/**
+ * A fresh, empty database on one server shared by the whole test process: started on first use,
+ * stopped (synchronously) when the process exits. For test files that only need URLs.
+ */
+export async function freshDatabaseUrl(): Promise<string> {
+  if (!shared) {
+    shared = startPostgres();
+    shared.then(
+      (server) => process.once("exit", () => server.stopSync()),
+      () => {},
+    );
+  }
+  return (await shared).createDatabase();
 }
