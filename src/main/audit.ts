@@ -20,7 +20,10 @@ const specs: OptionSpec[] = [
     env: "TABBIFY_NODE_DATA_DIR",
     help: "a node's data dir: reads its embedded store (node.db)",
   },
-  { flag: "database", help: "postgres://… the nodes' shared store" },
+  {
+    flag: "database",
+    help: "postgres://USER@HOST:PORT/DB, the nodes' shared store (a URL with a password: env TABBIFY_DATABASE_URL)",
+  },
   {
     flag: "node",
     env: "TABBIFY_NODE_URL",
@@ -28,7 +31,7 @@ const specs: OptionSpec[] = [
   },
 ];
 
-const usage = "tabbify audit verify [--data DIR | --database URL | --node URL]";
+const usage = "tabbify audit verify [--data DIR | --database URL | --node URL] (or env TABBIFY_DATABASE_URL)";
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const [command, ...rest] = argv;
@@ -38,8 +41,19 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
   if (command !== "verify")
     throw new TabbifyError("USAGE", `unknown audit command "${command}"; usage: ${usage}`);
-  // Flags only: the source is named explicitly, never picked up from the environment by accident.
+  // The source is named by a flag; only the database URL may come from the environment instead,
+  // because a password on the command line would show in ps.
   const opts = parseOptions(rest, {}, specs);
+  const databaseFromFlag = opts.values.database !== undefined;
+  if (databaseFromFlag && hasPassword(opts.values.database as string)) {
+    throw new TabbifyError(
+      "USAGE",
+      "--database carries a password, which ps would show: put the URL in TABBIFY_DATABASE_URL instead",
+    );
+  }
+  if (opts.values.data === undefined && opts.values.node === undefined && !databaseFromFlag) {
+    opts.values.database = env.TABBIFY_DATABASE_URL || undefined;
+  }
   if (opts.help) {
     process.stdout.write(optionsHelp(usage, specs));
     return 0;
@@ -67,6 +81,14 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
   process.stdout.write(`audit chain broken at seq ${result.broken.seq}: ${result.broken.reason}\n`);
   return 1;
+}
+
+function hasPassword(url: string): boolean {
+  try {
+    return new URL(url).password !== "";
+  } catch {
+    return false;
+  }
 }
 
 async function openSource(dataDir: string | undefined, databaseUrl: string | undefined): Promise<Store> {
