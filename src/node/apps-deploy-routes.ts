@@ -3,6 +3,7 @@ import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { DeployRecord } from "../pipeline/executor.js";
 import type { DeployRequest } from "../pipeline/plan.js";
+import type { Store } from "../store/index.js";
 import type { CallerResolver } from "./apps-identity.js";
 import type { AppRegistry, Caller } from "./apps-registry.js";
 import { branchProblem } from "./apps-schema.js";
@@ -19,8 +20,6 @@ import type { NodePipeline } from "./pipeline.js";
  */
 
 const LOG_TAIL = 20;
-/** How many recent deploys are searched for an app's latest. */
-const RECENT = 200;
 
 export interface AppDeployRoutesOptions {
   registry: AppRegistry;
@@ -28,12 +27,29 @@ export interface AppDeployRoutesOptions {
   pipeline: NodePipeline;
   observer: DeployObserver;
   coordinator: RosterCoordinator;
+  store: Store;
 }
 
 export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRoutesOptions): void {
-  const { registry, callers, pipeline, observer, coordinator } = opts;
-  const latestDeploy = async (uuid: string): Promise<DeployRecord | undefined> =>
-    (await pipeline.store.list(RECENT)).find((r) => r.app_uuid === uuid || r.request.appUuid === uuid);
+  const { registry, callers, pipeline, observer, coordinator, store } = opts;
+  // Deploys started here are known at once; the store knows an app's deploys once their
+  // fetch_manifest step has resolved the uuid (any node's, any trigger's).
+  const startedHere = new Map<string, string>();
+  const latestDeploy = async (uuid: string): Promise<DeployRecord | undefined> => {
+    const row = await store.db
+      .selectFrom("deploys")
+      .select("id")
+      .where("app_uuid", "=", uuid)
+      .orderBy("created_at", "desc")
+      .limit(1)
+      .executeTakeFirst();
+    const fromStore = row ? await pipeline.store.get(row.id) : undefined;
+    const localId = startedHere.get(uuid);
+    const local = localId && localId !== row?.id ? await pipeline.store.get(localId) : undefined;
+    if (!local) return fromStore;
+    if (!fromStore) return local;
+    return local.created_at > fromStore.created_at ? local : fromStore;
+  };
 
   app.register(async (scope) => {
     const callerOf = new WeakMap<FastifyRequest, Caller>();
@@ -71,6 +87,7 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
         request.targets = target.servers.map((supervisor) => ({ supervisor, runtime: target.runtime }));
       }
       const id = await pipeline.start(pipeline.forgeOf(request.repoUrl), request);
+      startedHere.set(target.uuid, id);
       await observer.accepted(caller.actor, id, request);
       return reply.code(202).send({
         id,

@@ -103,6 +103,7 @@ export async function attachRegistry(
     pipeline: ctx.pipeline,
     observer: deploys,
     coordinator: ctx.coordinator,
+    store: ctx.store,
   });
   return {
     registry,
