@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import pg from "pg";
 import { type RunningNode, startNode } from "../src/node/index.js";
-import { call } from "./support/apps-api.js";
+import { call, fetchAudit, firstBrokenSeq } from "./support/apps-api.js";
 import { type PostgresServer, startPostgres } from "./support/postgres.js";
 import { spawnTabbify } from "./support/tools.js";
 
@@ -69,4 +69,47 @@ test("audit verify --database: intact chain exits 0; an edited row exits 1 namin
   assert.equal(await onArgv.exited, 1);
   assert.match(onArgv.output(), /password, which ps would show/);
   assert.ok(!onArgv.output().includes(new URL(url).password));
+});
+
+test("two nodes sharing one Postgres append to one unforked chain under concurrent writes", async () => {
+  const url = await server.createDatabase();
+  const a = await startNode({
+    port: 0,
+    httpLogLevel: "silent",
+    nodeKey: KEY,
+    dataDir: join(dir, "a"),
+    databaseUrl: url,
+  });
+  const b = await startNode({
+    port: 0,
+    httpLogLevel: "silent",
+    nodeKey: KEY,
+    dataDir: join(dir, "b"),
+    databaseUrl: url,
+  });
+  try {
+    const writes = Array.from({ length: 40 }, (_, i) =>
+      call(i % 2 === 0 ? a.url : b.url, "PUT", `/api/v1/apps/shared-${i}`, {
+        token: KEY,
+        body: { tenant: "acme" },
+      }),
+    );
+    for (const res of await Promise.all(writes)) assert.equal(res.status, 201, res.text);
+    // Both nodes patch one app at once: the advisory lock orders them, nothing is lost.
+    const patches = Array.from({ length: 10 }, (_, i) =>
+      call(i % 2 === 0 ? a.url : b.url, "PATCH", "/api/v1/apps/shared-0", {
+        token: KEY,
+        body: { labels: { [`k${i}`]: "v" } },
+      }),
+    );
+    for (const res of await Promise.all(patches)) assert.equal(res.status, 200, res.text);
+    const events = await fetchAudit(b.url, KEY, 100);
+    assert.equal(events.length, 50);
+    assert.equal(firstBrokenSeq(events), undefined);
+    const app = await call(a.url, "GET", "/api/v1/apps/shared-0", { token: KEY });
+    assert.equal(Object.keys(app.body.labels as object).length, 10);
+  } finally {
+    await a.close();
+    await b.close();
+  }
 });
