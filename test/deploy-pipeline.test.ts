@@ -17,13 +17,13 @@ import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { loadOrCreateSigningKey } from "../src/auth/keys.js";
 import { buildAuthApp } from "../src/auth/server.js";
-import { FileDeployStore } from "../src/node/deploy-store.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
 import { tenantRegistryAccess } from "../src/node/registry-access.js";
 import type { DeployEvent, RegistryAccess } from "../src/pipeline/executor.js";
 import { appJwt } from "../src/pipeline/github.js";
 import { resolveAppUuid } from "../src/pipeline/plan.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
+import { openStore } from "../src/store/index.js";
 import { httpGet, SupervisorUnderTest } from "./runtime-plane-support.js";
 import {
   type ForgejoDouble,
@@ -838,13 +838,24 @@ describe("deploy pipeline", () => {
 
   it("deploy records survive a node restart, and no token reaches a record, event or runner record", async () => {
     const { json } = await api<{ deploys: StatusBody[] }>("GET", "/v1/deploys");
-    const reopened = await FileDeployStore.open(nodeData);
+    // A second connection to the node's file sees what the node committed.
+    const reopened = await openStore({ engine: "sqlite", file: join(nodeData, "node.db") });
     try {
       for (const d of json.deploys) {
-        const record = await reopened.get(d.id);
+        const record = await reopened.db
+          .selectFrom("deploys")
+          .selectAll()
+          .where("id", "=", d.id)
+          .executeTakeFirst();
         assert.ok(record, `deploy ${d.id} is on disk`);
         assert.equal(record.status, d.state);
-        assert.equal(record.events.at(-1)?.type, d.state === "failed" ? "deploy_failed" : "deploy_finished");
+        const last = await reopened.db
+          .selectFrom("deploy_events")
+          .select("type")
+          .where("deploy_id", "=", d.id)
+          .orderBy("seq", "desc")
+          .executeTakeFirst();
+        assert.equal(last?.type, d.state === "failed" ? "deploy_failed" : "deploy_finished");
       }
     } finally {
       await reopened.close();
@@ -852,14 +863,17 @@ describe("deploy pipeline", () => {
     const tokens = [...github.issuedTokens(), FORGEJO_TOKEN];
     assert.ok(tokens.length >= 2, "installation tokens were minted");
     const files = [
-      ...readdirSync(join(nodeData, "deploys")).map((f) => join(nodeData, "deploys", f)),
-      join(nodeData, "deliveries.jsonl"),
+      ...readdirSync(nodeData)
+        .filter((f) => f.startsWith("node.db"))
+        .map((f) => join(nodeData, f)),
       ...readdirSync(join(supervisor.dataDir, "runners"))
         .filter((f) => f.endsWith(".json") || f.endsWith(".log"))
         .map((f) => join(supervisor.dataDir, "runners", f)),
     ];
+    assert.ok(files.length >= 1, "the node's store is on disk");
     for (const file of files) {
-      const text = readFileSync(file, "utf8");
+      // latin1 reads any bytes (the store is binary) and keeps ASCII tokens searchable.
+      const text = readFileSync(file, "latin1");
       for (const token of tokens) assert.ok(!text.includes(token), `${file} holds a forge token`);
       assert.ok(!/registry_?token/i.test(text), `${file} mentions a registry token`);
       assert.ok(!/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/.test(text), `${file} holds a JWT`);

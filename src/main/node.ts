@@ -1,8 +1,14 @@
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { loadOrCreateSigningKey, signingKeyFileName } from "../auth/keys.js";
+import { verifyTenantToken } from "../auth/tenant-token.js";
 import type { MeshMode } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import { readKeyFile } from "../core/key-file.js";
 import { createLogger } from "../core/log.js";
+import type { NodeRegistryOptions } from "../node/apps-node.js";
+import { parseSeedApps } from "../node/apps-seed.js";
 import { type NodeDeployOptions, startNode } from "../node/index.js";
 import { tenantRegistryAccess } from "../node/registry-access.js";
 import { GITHUB_API_URL, loadAppPrivateKey } from "../pipeline/github.js";
@@ -22,6 +28,11 @@ export const nodeOptions: OptionSpec[] = [
     help: "HOST:PORT to serve the API and the /app/<uuid> proxy on (TABBIFY_NODE_BIND is accepted too)",
   },
   { flag: "data", env: "TABBIFY_NODE_DATA_DIR", default: ".tabbify/node", help: "data directory" },
+  {
+    flag: "database",
+    env: "TABBIFY_DATABASE_URL",
+    help: "postgres://USER@HOST:PORT/DB: keep the node's state in Postgres (shared by several nodes) instead of DATA/node.db; a password goes in the env twin only",
+  },
   {
     flag: "mesh",
     env: "TABBIFY_MESH",
@@ -62,6 +73,17 @@ export const nodeOptions: OptionSpec[] = [
     help: "file holding the supervisors' API key (a supervisor's <data>/api.key; or the key itself in env TABBIFY_SUPERVISOR_KEY)",
   },
   {
+    flag: "seed-apps",
+    env: "TABBIFY_SEED_APPS",
+    help: 'JSON {"apps":[…]} or TOML [[apps]] file: seeds the app registry once, on first boot, when it is empty',
+  },
+  {
+    flag: "allowed-servers",
+    env: "TABBIFY_ALLOWED_SERVERS",
+    multiple: true,
+    help: "supervisor names apps may list besides those on the roster (repeat, or comma-separated in env)",
+  },
+  {
     flag: "auth-data",
     env: "TABBIFY_AUTH_DATA_DIR",
     help: "the auth service's data dir: its signing key mints the tenant tokens traded for registry tokens",
@@ -80,7 +102,7 @@ export const nodeSecretEnv = [
 ] as const;
 
 const usage =
-  "tabbify node [--listen HOST:PORT] [--data DIR] [--mesh local|ula] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID]";
+  "tabbify node [--listen HOST:PORT] [--data DIR] [--database postgres://…] [--mesh local|ula] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID] [--seed-apps FILE] [--allowed-servers NAME,…]";
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const opts = parseOptions(argv, env, nodeOptions);
@@ -105,6 +127,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const logger = createLogger("node");
   const nodeKey = env.TABBIFY_NODE_KEY || undefined;
   if (!nodeKey) logger.warn("TABBIFY_NODE_KEY is not set: authenticated routes answer 503");
+  const databaseUrl = databaseOption(argv, opts.values.database);
   const deploy = await deployOptions(opts.values, env);
   deploy.allowPrivateRepos = opts.flags["allow-private-repos"] === true;
   if (!deploy.githubWebhookSecret)
@@ -118,16 +141,64 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     host: listen.host,
     port: listen.port,
     dataDir: opts.values.data,
+    ...(databaseUrl ? { databaseUrl } : {}),
     mesh: mesh as MeshMode,
     nodeKey,
     peerTimeoutMs: timeoutSecs * 1000,
     logger,
     deploy,
+    registry: await registryOptions(opts.values, opts.lists),
   });
   const signal = await untilSignal();
   logger.info("shutting down", { signal });
   await node.close();
   return 0;
+}
+
+async function registryOptions(
+  values: Record<string, string | undefined>,
+  lists: Record<string, string[]>,
+): Promise<NodeRegistryOptions> {
+  const registry: NodeRegistryOptions = {};
+  const seedFile = values["seed-apps"];
+  if (seedFile !== undefined) registry.seedApps = parseSeedApps(await readFile(seedFile, "utf8"), seedFile);
+  const allowed = (lists["allowed-servers"] ?? []).flatMap((s) => s.split(",")).map((s) => s.trim());
+  if (allowed.length > 0) registry.allowedServers = allowed.filter(Boolean);
+  const authData = values["auth-data"];
+  if (authData !== undefined && existsSync(join(authData, signingKeyFileName))) {
+    // Tenant tokens are checked with the auth service's key, so a tenant can manage its own apps.
+    const key = await loadOrCreateSigningKey(authData);
+    registry.verifyTenantToken = (token) => verifyTenantToken(key, token);
+  }
+  return registry;
+}
+
+/**
+ * The Postgres URL, checked before anything starts. A password on the command line would be
+ * visible in ps, so it is only taken from TABBIFY_DATABASE_URL.
+ */
+function databaseOption(argv: string[], value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new TabbifyError("USAGE", "--database wants a postgres://USER@HOST:PORT/DB URL");
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new TabbifyError(
+      "USAGE",
+      "--database wants a postgres:// URL (SQLite is the default: leave it out)",
+    );
+  }
+  const fromFlag = argv.some((a) => a === "--database" || a.startsWith("--database="));
+  if (fromFlag && url.password !== "") {
+    throw new TabbifyError(
+      "USAGE",
+      "--database carries a password, which ps would show: put the URL in TABBIFY_DATABASE_URL instead",
+    );
+  }
+  return value;
 }
 
 async function deployOptions(

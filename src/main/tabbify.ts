@@ -27,6 +27,10 @@ const roles: Record<string, { summary: string; load: () => Promise<RoleModule> }
     summary: "one app's workload (spawned by the supervisor, never by hand)",
     load: () => import("./runner.js"),
   },
+  audit: {
+    summary: "`audit verify`: recompute the node's audit chain and name the first broken seq",
+    load: () => import("./audit.js"),
+  },
   address: {
     summary: "print the addresses an app uuid (or --repo URL) gets",
     load: () => import("./address.js"),

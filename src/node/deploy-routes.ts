@@ -16,6 +16,8 @@ import {
   verifyGithubSignature,
   type WebhookSource,
 } from "../pipeline/webhooks.js";
+import { nodeKeyActorOf } from "./apps-identity.js";
+import type { DeployObserver } from "./audit-deploys.js";
 import type { NodeKeyCheck } from "./auth.js";
 import type { DeliveryNote } from "./deploy-store.js";
 import { NodePipeline } from "./pipeline.js";
@@ -26,6 +28,7 @@ import { bodyDigest } from "./replay-guard.js";
  *
  *   POST /v1/webhooks/github|forgejo   no bearer: the HMAC over the raw body is the auth; a body
  *                                      accepted before is a duplicate whatever its delivery id
+ *   POST /webhook/forgejo              alias of /v1/webhooks/forgejo (kua-deploy's path)
  *   GET  /v1/webhooks/deliveries       bearer: what became of recent deliveries (ignore reasons)
  *   POST /v1/deploy                    bearer: {repo_url, ref, tenant, app_uuid?, builder?, targets?}
  *   GET  /v1/deploy/:id/status         bearer: 202 while running, 200 when done
@@ -184,6 +187,8 @@ async function streamEvents(
 
 export interface DeployRoutesOptions {
   pipeline: NodePipeline;
+  /** Told of every accepted deploy, with the actor it was accepted from (the audit chain). */
+  observer?: DeployObserver;
   keyCheck: NodeKeyCheck;
   secrets: WebhookSecrets;
   /** Where a `POST /v1/deploy` repo_url may point (SSRF guard). */
@@ -192,7 +197,7 @@ export interface DeployRoutesOptions {
 }
 
 export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOptions): void {
-  const { pipeline, keyCheck, secrets, repoPolicy, logger } = opts;
+  const { pipeline, keyCheck, secrets, repoPolicy, logger, observer } = opts;
 
   app.register(async (hooks) => {
     // Signatures are over the exact bytes sent, so the body stays a Buffer until verified.
@@ -231,12 +236,12 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
           delivery_id: event.deliveryId,
           reason: "this signed body was accepted before",
         };
-        const earlier = pipeline.deliveries.noteOf(event.deliveryId)?.deploy_id;
+        const earlier = (await pipeline.deliveries.noteOf(event.deliveryId))?.deploy_id;
         if (earlier) body.id = earlier;
         return reply.code(200).send(body);
       }
       if (!(await pipeline.ledger.claim(event.deliveryId))) {
-        const earlier = pipeline.deliveries.noteOf(event.deliveryId);
+        const earlier = await pipeline.deliveries.noteOf(event.deliveryId);
         const body: Record<string, unknown> = { status: "duplicate", delivery_id: event.deliveryId };
         if (earlier?.deploy_id) body.id = earlier.deploy_id;
         return reply.code(200).send(body);
@@ -284,7 +289,9 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
           reason: note.reason,
         });
       }
-      const id = await pipeline.start(source, NodePipeline.pushRequest(event));
+      const request = NodePipeline.pushRequest(event);
+      const id = await pipeline.start(source, request);
+      await observer?.accepted(`${source}:${event.pusher}`, id, request);
       note.outcome = "deployed";
       note.deploy_id = id;
       await pipeline.deliveries.note(note);
@@ -293,6 +300,8 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
     };
     hooks.post("/v1/webhooks/github", { bodyLimit: WEBHOOK_BODY_LIMIT }, intake("github"));
     hooks.post("/v1/webhooks/forgejo", { bodyLimit: WEBHOOK_BODY_LIMIT }, intake("forgejo"));
+    // kua-deploy's path for the same hook, so existing Forgejo webhook settings keep working.
+    hooks.post("/webhook/forgejo", { bodyLimit: WEBHOOK_BODY_LIMIT }, intake("forgejo"));
   });
 
   app.register(async (authed) => {
@@ -305,6 +314,7 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
       const target = await checkRepoUrl(request.repoUrl, repoPolicy);
       if ("problem" in target) throw new TabbifyError("REPO_URL_REFUSED", target.problem);
       const id = await pipeline.start(pipeline.forgeOf(request.repoUrl), request);
+      await observer?.accepted(nodeKeyActorOf(req.headers.authorization), id, request);
       return reply.code(202).send(acceptedBody(id));
     });
 
@@ -320,10 +330,10 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
     );
 
     authed.get("/v1/deploys", async () => ({
-      deploys: pipeline.store.list().map((r) => statusBody(r)),
+      deploys: (await pipeline.store.list()).map((r) => statusBody(r)),
     }));
 
-    authed.get("/v1/webhooks/deliveries", async () => ({ deliveries: pipeline.deliveries.recent() }));
+    authed.get("/v1/webhooks/deliveries", async () => ({ deliveries: await pipeline.deliveries.recent() }));
   });
 }
 

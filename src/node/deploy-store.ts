@@ -1,6 +1,5 @@
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
-import { isErrno, TabbifyError } from "../core/errors.js";
+import type { Selectable } from "kysely";
+import { TabbifyError } from "../core/errors.js";
 import type {
   DeployEvent,
   DeployRecord,
@@ -8,203 +7,313 @@ import type {
   DeployStore,
   EventListener,
 } from "../pipeline/executor.js";
-import { DeployEventFanout, isTerminalEvent } from "../pipeline/executor.js";
+import { DeployEventFanout } from "../pipeline/executor.js";
 import type { DeliveryStore } from "../pipeline/webhooks.js";
+import type { Store, StoreTransaction } from "../store/index.js";
+import type { DeployEventsTable, DeploysTable } from "../store/tables/deploys.js";
 
 /**
- * Deploy records and webhook deliveries in the node's data dir, as JSON lines with an fsync after
- * every append, so a killed node loses nothing it acknowledged and a restarted one keeps history.
+ * Deploy records, their events and webhook deliveries in the node's store (SQLite or Postgres).
+ * Each method is one statement or one transaction, committed before it resolves: a killed node
+ * loses nothing it acknowledged and leaves no half-written record.
  *
- * One file per deploy (`deploys/<id>.jsonl`): the record's first line, then one line per event or
- * patch, in the order they happened. Replaying the lines rebuilds the record. A line cut short by
- * a crash is the last one and is skipped. JSON lines instead of an embedded database because
- * every write here is an append to one deploy's own log: no cross-record transaction is needed,
- * and a native module (better-sqlite3 builds from source here, ~70 s) would be one more thing
- * every install must compile.
+ * Live events reach subscribers of this process through a fanout published after each commit;
+ * `subscribe` replays from the store, so a client that reconnects resumes where it left off.
  */
 
-type DeployLine =
-  | { kind: "record"; record: Omit<DeployRecord, "events"> }
-  | { kind: "event"; event: DeployEvent }
-  | { kind: "update"; patch: DeployRecordPatch };
-
-const DEPLOY_ID = /^[0-9a-zA-Z-]{1,64}$/;
-
-/** Appends lines to one file, one after another, each made durable before the next starts. */
-class AppendLog {
-  #chain: Promise<void> = Promise.resolve();
-  #handle: FileHandle | undefined;
-
-  constructor(readonly path: string) {}
-
-  append(line: string): Promise<void> {
-    const next = this.#chain.then(async () => {
-      this.#handle ??= await open(this.path, "a", 0o600);
-      await this.#handle.appendFile(`${line}\n`);
-      await this.#handle.datasync();
-    });
-    // A failed write must not wedge later ones; the caller sees this one's failure.
-    this.#chain = next.catch(() => {});
-    return next;
-  }
-
-  async close(): Promise<void> {
-    await this.#chain;
-    await this.#handle?.close();
-    this.#handle = undefined;
-  }
-}
-
-function parseLines(text: string): unknown[] {
-  const out: unknown[] = [];
-  for (const line of text.split("\n")) {
-    if (line.trim() === "") continue;
-    try {
-      out.push(JSON.parse(line));
-    } catch {
-      // Only the last line can be torn by a crash mid-write; nothing after it was acknowledged.
-      break;
-    }
-  }
-  return out;
-}
-
-export interface FileDeployStoreOptions {
+export interface SqlDeployStoreOptions {
   /** Deploys kept; the oldest finished ones beyond it are deleted at open. Default 1000. */
   capacity?: number;
+  /** Who runs deploys started here (see DeploysTable.owner). */
+  owner: string;
   now?: () => Date;
 }
 
-export class FileDeployStore implements DeployStore {
-  readonly #dir: string;
-  readonly #records = new Map<string, DeployRecord>();
-  readonly #logs = new Map<string, AppendLog>();
+const RESTARTED = {
+  code: "NODE_RESTARTED",
+  message: "the node stopped while this deploy ran; start it again",
+  step: "deploy" as const,
+};
+
+function notFound(id: string): TabbifyError {
+  return new TabbifyError("DEPLOY_NOT_FOUND", `deploy ${id.slice(0, 64)} is unknown`);
+}
+
+const json = (value: unknown): string => JSON.stringify(value);
+
+function eventRow(event: DeployEvent): DeployEventsTable {
+  return {
+    deploy_id: event.deploy_id,
+    seq: event.seq,
+    ts: event.ts,
+    step: event.step,
+    type: event.type,
+    message: event.message ?? null,
+    data: event.data === undefined ? null : json(event.data),
+  };
+}
+
+function eventOf(row: Selectable<DeployEventsTable>): DeployEvent {
+  const event = {
+    seq: Number(row.seq),
+    ts: row.ts,
+    deploy_id: row.deploy_id,
+    step: row.step,
+    type: row.type,
+  } as DeployEvent;
+  if (row.message !== null) event.message = row.message;
+  if (row.data !== null) event.data = JSON.parse(row.data) as Record<string, unknown>;
+  return event;
+}
+
+/** A deploy record as its table row (events live in their own table). */
+export function deployRow(record: Omit<DeployRecord, "events">, owner: string): DeploysTable {
+  return {
+    id: record.id,
+    status: record.status,
+    created_at: record.created_at,
+    finished_at: record.finished_at ?? null,
+    app_uuid: record.app_uuid ?? null,
+    image_ref: record.image_ref ?? null,
+    digest: record.digest ?? null,
+    request: json(record.request),
+    results: json(record.results),
+    error: record.error === undefined ? null : json(record.error),
+    owner,
+  };
+}
+
+function recordOf(row: Selectable<DeploysTable>, events: DeployEvent[]): DeployRecord {
+  const record: DeployRecord = {
+    id: row.id,
+    status: row.status as DeployRecord["status"],
+    request: JSON.parse(row.request) as DeployRecord["request"],
+    created_at: row.created_at,
+    results: JSON.parse(row.results) as DeployRecord["results"],
+    events,
+  };
+  if (row.finished_at !== null) record.finished_at = row.finished_at;
+  if (row.app_uuid !== null) record.app_uuid = row.app_uuid;
+  if (row.image_ref !== null) record.image_ref = row.image_ref;
+  if (row.digest !== null) record.digest = row.digest;
+  if (row.error !== null) record.error = JSON.parse(row.error) as DeployRecord["error"];
+  return record;
+}
+
+function patchColumns(patch: DeployRecordPatch): Partial<DeploysTable> {
+  const set: Partial<DeploysTable> = {};
+  if (patch.status !== undefined) set.status = patch.status;
+  if (patch.finished_at !== undefined) set.finished_at = patch.finished_at;
+  if (patch.app_uuid !== undefined) set.app_uuid = patch.app_uuid;
+  if (patch.image_ref !== undefined) set.image_ref = patch.image_ref;
+  if (patch.digest !== undefined) set.digest = patch.digest;
+  if (patch.results !== undefined) set.results = json(patch.results);
+  if (patch.error !== undefined) set.error = json(patch.error);
+  return set;
+}
+
+export class SqlDeployStore implements DeployStore {
+  readonly #store: Store;
+  readonly #owner: string;
   readonly #fanout = new DeployEventFanout();
 
-  private constructor(dir: string) {
-    this.#dir = dir;
+  private constructor(store: Store, owner: string) {
+    this.#store = store;
+    this.#owner = owner;
   }
 
   /**
-   * Loads every deploy under `<dataDir>/deploys`. A deploy that was running when the node died
-   * can never finish (its executor is gone): it is closed as failed with NODE_RESTARTED, so
-   * nobody polls it forever.
+   * A deploy this node was running when it died can never finish (its executor is gone): it is
+   * closed as failed with NODE_RESTARTED, record and closing event in one transaction, so nobody
+   * polls it forever. Then finished deploys beyond `capacity` are deleted, oldest first.
    */
-  static async open(dataDir: string, opts: FileDeployStoreOptions = {}): Promise<FileDeployStore> {
-    const dir = join(dataDir, "deploys");
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const store = new FileDeployStore(dir);
+  static async open(store: Store, opts: SqlDeployStoreOptions): Promise<SqlDeployStore> {
+    const deploys = new SqlDeployStore(store, opts.owner);
     const now = opts.now ?? (() => new Date());
-    const files = (await readdir(dir)).filter((f) => f.endsWith(".jsonl"));
-    for (const file of files) {
-      const record = FileDeployStore.#replay(parseLines(await readFile(join(dir, file), "utf8")));
-      if (record) store.#records.set(record.id, record);
-    }
-    const interrupted = [...store.#records.values()].filter((r) => r.status === "running");
-    for (const record of interrupted) {
-      const error = {
-        code: "NODE_RESTARTED",
-        message: "the node stopped while this deploy ran; start it again",
-        step: "deploy" as const,
-      };
-      await store.update(record.id, { status: "failed", finished_at: now().toISOString(), error });
-      const last = record.events.at(-1)?.seq ?? 0;
-      await store.append({
-        seq: last + 1,
-        ts: now().toISOString(),
-        deploy_id: record.id,
-        step: "deploy",
-        type: "deploy_failed",
-        message: error.message,
-        data: { code: error.code },
+    const interrupted = await store.db
+      .selectFrom("deploys")
+      .select("id")
+      .where("status", "=", "running")
+      .where("owner", "=", opts.owner)
+      .execute();
+    for (const { id } of interrupted) {
+      await store.transaction(async (trx) => {
+        const at = now().toISOString();
+        await trx
+          .updateTable("deploys")
+          .set({ status: "failed", finished_at: at, error: json(RESTARTED) })
+          .where("id", "=", id)
+          .execute();
+        await trx
+          .insertInto("deploy_events")
+          .values(
+            eventRow({
+              seq: (await lastSeq(trx, id)) + 1,
+              ts: at,
+              deploy_id: id,
+              step: "deploy",
+              type: "deploy_failed",
+              message: RESTARTED.message,
+              data: { code: RESTARTED.code },
+            }),
+          )
+          .execute();
       });
     }
-    const capacity = opts.capacity ?? 1000;
-    const finished = [...store.#records.values()]
-      .filter((r) => r.status !== "running")
-      .sort((a, b) => a.created_at.localeCompare(b.created_at));
-    for (const old of finished.slice(0, Math.max(0, store.#records.size - capacity))) {
-      store.#records.delete(old.id);
-      await rm(join(dir, `${old.id}.jsonl`), { force: true });
-    }
-    return store;
+    await deploys.#prune(opts.capacity ?? 1000);
+    return deploys;
   }
 
-  static #replay(lines: unknown[]): DeployRecord | undefined {
-    let record: DeployRecord | undefined;
-    for (const raw of lines) {
-      const line = raw as DeployLine;
-      if (line.kind === "record") record = { ...line.record, events: [] };
-      else if (!record) return undefined;
-      else if (line.kind === "event") record.events.push(line.event);
-      else if (line.kind === "update") Object.assign(record, line.patch);
-    }
-    return record;
-  }
-
-  #log(id: string): AppendLog {
-    let log = this.#logs.get(id);
-    if (!log) {
-      log = new AppendLog(join(this.#dir, `${id}.jsonl`));
-      this.#logs.set(id, log);
-    }
-    return log;
-  }
-
-  #known(id: string): DeployRecord {
-    const record = this.#records.get(id);
-    if (!record) throw new TabbifyError("DEPLOY_NOT_FOUND", `deploy ${id.slice(0, 64)} is unknown`);
-    return record;
+  async #prune(capacity: number): Promise<void> {
+    const keep = this.#store.db
+      .selectFrom("deploys")
+      .select("id")
+      .orderBy("created_at", "desc")
+      .orderBy("id", "desc")
+      .limit(capacity);
+    await this.#store.db
+      .deleteFrom("deploys")
+      .where("status", "!=", "running")
+      // Postgres and SQLite both take a LIMIT inside IN when it is wrapped in a derived table.
+      .where("id", "not in", (eb) => eb.selectFrom(keep.as("kept")).select("kept.id"))
+      .execute();
   }
 
   async create(record: DeployRecord): Promise<void> {
-    if (!DEPLOY_ID.test(record.id)) throw new Error(`deploy id ${record.id.slice(0, 64)} is not a file name`);
-    if (this.#records.has(record.id)) throw new Error(`deploy ${record.id} already exists`);
-    const { events: _events, ...head } = structuredClone(record);
-    this.#records.set(record.id, { ...head, events: [] });
-    await this.#log(record.id).append(JSON.stringify({ kind: "record", record: head }));
+    const { events, ...head } = record;
+    await this.#store.transaction(async (trx) => {
+      await trx.insertInto("deploys").values(deployRow(head, this.#owner)).execute();
+      if (events.length > 0) await trx.insertInto("deploy_events").values(events.map(eventRow)).execute();
+    });
   }
 
-  async append(event: DeployEvent): Promise<void> {
-    const record = this.#known(event.deploy_id);
-    await this.#log(event.deploy_id).append(JSON.stringify({ kind: "event", event }));
-    record.events.push(event);
-    this.#fanout.publish(event);
-    if (isTerminalEvent(event)) {
-      // The deploy is over: nothing more is written to its file.
-      await this.#logs.get(event.deploy_id)?.close();
-      this.#logs.delete(event.deploy_id);
+  /** One event, and with `patch` the record's change, in one transaction. */
+  async append(event: DeployEvent, patch?: DeployRecordPatch): Promise<void> {
+    const set = patch ? patchColumns(patch) : {};
+    try {
+      if (Object.keys(set).length === 0) {
+        await this.#store.db.insertInto("deploy_events").values(eventRow(event)).execute();
+      } else {
+        await this.#store.transaction(async (trx) => {
+          const updated = await trx
+            .updateTable("deploys")
+            .set(set)
+            .where("id", "=", event.deploy_id)
+            .executeTakeFirst();
+          if (Number(updated.numUpdatedRows) === 0) throw notFound(event.deploy_id);
+          await trx.insertInto("deploy_events").values(eventRow(event)).execute();
+        });
+      }
+    } catch (err) {
+      if (!(await this.#exists(event.deploy_id))) throw notFound(event.deploy_id);
+      throw err;
     }
+    this.#fanout.publish(event);
   }
 
   async update(id: string, patch: DeployRecordPatch): Promise<void> {
-    const record = this.#known(id);
-    await this.#log(id).append(JSON.stringify({ kind: "update", patch }));
-    Object.assign(record, structuredClone(patch));
+    const set = patchColumns(patch);
+    if (Object.keys(set).length === 0) {
+      if (!(await this.#exists(id))) throw notFound(id);
+      return;
+    }
+    const result = await this.#store.db
+      .updateTable("deploys")
+      .set(set)
+      .where("id", "=", id)
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) === 0) throw notFound(id);
   }
 
   async get(id: string): Promise<DeployRecord | undefined> {
-    const record = this.#records.get(id);
-    return record ? structuredClone(record) : undefined;
+    const row = await this.#store.db
+      .selectFrom("deploys")
+      .selectAll()
+      .where("id", "=", id)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return recordOf(row, await this.#events(id, 0));
   }
 
   /** Newest first. */
-  list(limit = 50): DeployRecord[] {
-    return [...this.#records.values()]
-      .sort((a, b) => b.created_at.localeCompare(a.created_at))
-      .slice(0, limit)
-      .map((r) => structuredClone(r));
+  async list(limit = 50): Promise<DeployRecord[]> {
+    const rows = await this.#store.db
+      .selectFrom("deploys")
+      .selectAll()
+      .orderBy("created_at", "desc")
+      .orderBy("id", "desc")
+      .limit(limit)
+      .execute();
+    const out: DeployRecord[] = [];
+    for (const row of rows) out.push(recordOf(row, await this.#events(row.id, 0)));
+    return out;
   }
 
+  /**
+   * Every event after `afterSeq` from the store, then live ones. The listener is registered
+   * before the store is read and buffers until the replay is done; seq numbers drop what both
+   * delivered, so there is neither a gap nor a repeat.
+   */
   async subscribe(id: string, afterSeq: number, listener: EventListener): Promise<() => void> {
-    const record = this.#known(id);
-    return this.#fanout.replayThenListen(record, afterSeq, listener);
+    if (!(await this.#exists(id))) throw notFound(id);
+    let last = afterSeq;
+    let replayed = false;
+    const pending: DeployEvent[] = [];
+    const deliver = (event: DeployEvent) => {
+      if (event.seq <= last) return;
+      last = event.seq;
+      listener(event);
+    };
+    const stop = this.#fanout.replayThenListen(
+      { id, events: [] } as unknown as DeployRecord,
+      afterSeq,
+      (e) => {
+        if (replayed) deliver(e);
+        else pending.push(e);
+      },
+    );
+    try {
+      for (const event of await this.#events(id, afterSeq)) deliver(event);
+    } catch (err) {
+      stop();
+      throw err;
+    }
+    replayed = true;
+    for (const event of pending.sort((a, b) => a.seq - b.seq)) deliver(event);
+    return stop;
   }
 
-  async close(): Promise<void> {
-    for (const log of this.#logs.values()) await log.close();
-    this.#logs.clear();
+  async #events(id: string, afterSeq: number): Promise<DeployEvent[]> {
+    const rows = await this.#store.db
+      .selectFrom("deploy_events")
+      .selectAll()
+      .where("deploy_id", "=", id)
+      .where("seq", ">", afterSeq)
+      .orderBy("seq")
+      .execute();
+    return rows.map(eventOf);
   }
+
+  async #exists(id: string): Promise<boolean> {
+    const row = await this.#store.db
+      .selectFrom("deploys")
+      .select("id")
+      .where("id", "=", id)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** The store is the caller's to close. */
+  async close(): Promise<void> {}
+}
+
+async function lastSeq(trx: StoreTransaction, id: string): Promise<number> {
+  const row = await trx
+    .selectFrom("deploy_events")
+    .select((eb) => eb.fn.max("seq").as("max"))
+    .where("deploy_id", "=", id)
+    .executeTakeFirst();
+  return Number(row?.max ?? 0);
 }
 
 /** What became of one webhook delivery, as `GET /v1/webhooks/deliveries` shows it. */
@@ -221,87 +330,88 @@ export interface DeliveryNote {
 }
 
 /**
- * The webhook delivery log (`deliveries.jsonl`): the ids the DeliveryLedger claims (so a restarted
- * node still recognises redeliveries) and what became of each delivery. Rewritten to the newest
- * `capacity` entries at open, so it does not grow without bound.
+ * Webhook deliveries in the store: the ids the DeliveryLedger claims (so a restarted node still
+ * recognises redeliveries) and what became of each. Trimmed to the newest `capacity` at open.
  */
-export class DeliveryLog implements DeliveryStore {
-  readonly #path: string;
-  readonly #log: AppendLog;
-  readonly #ids: string[] = [];
-  readonly #notes = new Map<string, DeliveryNote>();
+export class SqlDeliveryLog implements DeliveryStore {
+  readonly #store: Store;
+  readonly #capacity: number;
+  readonly #now: () => Date;
 
-  private constructor(path: string) {
-    this.#path = path;
-    this.#log = new AppendLog(path);
+  private constructor(store: Store, capacity: number, now: () => Date) {
+    this.#store = store;
+    this.#capacity = capacity;
+    this.#now = now;
   }
 
-  static async open(dataDir: string, capacity = 10_000): Promise<DeliveryLog> {
-    await mkdir(dataDir, { recursive: true, mode: 0o700 });
-    const path = join(dataDir, "deliveries.jsonl");
-    let text = "";
-    try {
-      text = await readFile(path, "utf8");
-    } catch (err) {
-      if (!isErrno(err, "ENOENT")) throw err;
-    }
-    const ids: string[] = [];
-    const notes = new Map<string, DeliveryNote>();
-    for (const raw of parseLines(text)) {
-      const line = raw as { claimed?: string; note?: DeliveryNote };
-      if (typeof line.claimed === "string") ids.push(line.claimed);
-      if (line.note) notes.set(line.note.delivery_id, line.note);
-    }
-    const keep = [...new Set(ids)].slice(-capacity);
-    const keepSet = new Set(keep);
-    const log = new DeliveryLog(path);
-    log.#ids.push(...keep);
-    for (const [id, note] of notes)
-      if (keepSet.has(id) || note.outcome === "rejected") log.#notes.set(id, note);
-    const compacted = [
-      ...keep.map((id) => JSON.stringify({ claimed: id })),
-      ...[...log.#notes.values()].slice(-capacity).map((note) => JSON.stringify({ note })),
-    ];
-    const temp = `${path}.tmp`;
-    const handle = await open(temp, "w", 0o600);
-    try {
-      await handle.writeFile(compacted.length > 0 ? `${compacted.join("\n")}\n` : "");
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
+  static async open(
+    store: Store,
+    opts: { capacity?: number; now?: () => Date } = {},
+  ): Promise<SqlDeliveryLog> {
+    const log = new SqlDeliveryLog(store, opts.capacity ?? 10_000, opts.now ?? (() => new Date()));
+    const keep = store.db
+      .selectFrom("webhook_deliveries")
+      .select("delivery_id")
+      .orderBy((eb) => eb.fn.coalesce("claimed_at", "noted_at"), "desc")
+      .orderBy("delivery_id", "desc")
+      .limit(log.#capacity);
+    await store.db
+      .deleteFrom("webhook_deliveries")
+      .where("delivery_id", "not in", (eb) => eb.selectFrom(keep.as("kept")).select("kept.delivery_id"))
+      .execute();
     return log;
   }
 
+  /** Claimed ids, oldest first. */
   async load(): Promise<string[]> {
-    return [...this.#ids];
+    const rows = await this.#store.db
+      .selectFrom("webhook_deliveries")
+      .select("delivery_id")
+      .where("claimed_at", "is not", null)
+      .orderBy("claimed_at", "desc")
+      .orderBy("delivery_id", "desc")
+      .limit(this.#capacity)
+      .execute();
+    return rows.map((r) => r.delivery_id).reverse();
   }
 
   async record(id: string, _evicted: readonly string[]): Promise<void> {
-    await this.#log.append(JSON.stringify({ claimed: id }));
-    this.#ids.push(id);
+    const at = this.#now().toISOString();
+    await this.#store.db
+      .insertInto("webhook_deliveries")
+      .values({ delivery_id: id, claimed_at: at, note: null, noted_at: null })
+      .onConflict((oc) => oc.column("delivery_id").doUpdateSet({ claimed_at: at }))
+      .execute();
   }
 
   async note(note: DeliveryNote): Promise<void> {
-    await this.#log.append(JSON.stringify({ note }));
-    this.#notes.set(note.delivery_id, note);
+    const at = this.#now().toISOString();
+    await this.#store.db
+      .insertInto("webhook_deliveries")
+      .values({ delivery_id: note.delivery_id, claimed_at: null, note: json(note), noted_at: at })
+      .onConflict((oc) => oc.column("delivery_id").doUpdateSet({ note: json(note), noted_at: at }))
+      .execute();
   }
 
-  noteOf(deliveryId: string): DeliveryNote | undefined {
-    return this.#notes.get(deliveryId);
+  async noteOf(deliveryId: string): Promise<DeliveryNote | undefined> {
+    const row = await this.#store.db
+      .selectFrom("webhook_deliveries")
+      .select("note")
+      .where("delivery_id", "=", deliveryId)
+      .executeTakeFirst();
+    return row?.note ? (JSON.parse(row.note) as DeliveryNote) : undefined;
   }
 
   /** Newest first. */
-  recent(limit = 100): DeliveryNote[] {
-    return [...this.#notes.values()].reverse().slice(0, limit);
-  }
-
-  get path(): string {
-    return this.#path;
-  }
-
-  close(): Promise<void> {
-    return this.#log.close();
+  async recent(limit = 100): Promise<DeliveryNote[]> {
+    const rows = await this.#store.db
+      .selectFrom("webhook_deliveries")
+      .select("note")
+      .where("note", "is not", null)
+      .orderBy("noted_at", "desc")
+      .orderBy("delivery_id", "desc")
+      .limit(limit)
+      .execute();
+    return rows.map((r) => JSON.parse(r.note as string) as DeliveryNote);
   }
 }

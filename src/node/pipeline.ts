@@ -15,7 +15,9 @@ import {
 import { GITHUB_API_URL, redactUrl } from "../pipeline/github.js";
 import type { DeployRequest, RosterView } from "../pipeline/plan.js";
 import { DeliveryLedger, type PushEvent } from "../pipeline/webhooks.js";
-import { DeliveryLog, FileDeployStore } from "./deploy-store.js";
+import type { Store } from "../store/index.js";
+import { SqlDeliveryLog, SqlDeployStore } from "./deploy-store.js";
+import { nodeOwner } from "./node-store.js";
 import { FileReplayGuard, type ReplayGuard } from "./replay-guard.js";
 
 /**
@@ -25,6 +27,9 @@ import { FileReplayGuard, type ReplayGuard } from "./replay-guard.js";
  */
 
 export interface NodePipelineOptions {
+  /** The node's store (opened and closed by the caller). */
+  store: Store;
+  /** The node's data dir: names the node as the owner of the deploys it runs. */
   dataDir: string;
   coordinator: RosterCoordinator;
   /** Default https://api.github.com. */
@@ -47,8 +52,8 @@ export interface NodePipelineOptions {
 export type ForgeKind = "github" | "forgejo";
 
 export class NodePipeline {
-  readonly store: FileDeployStore;
-  readonly deliveries: DeliveryLog;
+  readonly store: SqlDeployStore;
+  readonly deliveries: SqlDeliveryLog;
   readonly ledger: DeliveryLedger;
   /** Digests of every accepted signed webhook body: a replay under a fresh delivery id is a duplicate. */
   readonly replay: ReplayGuard;
@@ -58,8 +63,8 @@ export class NodePipeline {
   readonly #logger: Logger;
 
   private constructor(
-    store: FileDeployStore,
-    deliveries: DeliveryLog,
+    store: SqlDeployStore,
+    deliveries: SqlDeliveryLog,
     ledger: DeliveryLedger,
     replay: ReplayGuard,
     executors: Record<ForgeKind, DeployExecutor>,
@@ -76,8 +81,8 @@ export class NodePipeline {
   }
 
   static async open(opts: NodePipelineOptions): Promise<NodePipeline> {
-    const store = await FileDeployStore.open(opts.dataDir);
-    const deliveries = await DeliveryLog.open(opts.dataDir);
+    const store = await SqlDeployStore.open(opts.store, { owner: nodeOwner(opts.dataDir) });
+    const deliveries = await SqlDeliveryLog.open(opts.store);
     const ledger = await DeliveryLedger.open({ store: deliveries });
     const replay = await FileReplayGuard.open(opts.dataDir);
     const roster: RosterView = {
@@ -200,14 +205,13 @@ export class NodePipeline {
     return request;
   }
 
-  /** Waits for running deploys (bounded), then closes the files. */
+  /** Waits for running deploys (bounded); the store is the caller's to close after. */
   async close(waitMs = 2_000): Promise<void> {
     await Promise.race([
       Promise.allSettled([...this.#running]),
       new Promise((resolve) => setTimeout(resolve, waitMs).unref()),
     ]);
     await this.store.close();
-    await this.deliveries.close();
     await this.replay.close();
   }
 }

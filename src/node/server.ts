@@ -9,9 +9,12 @@ import { silentLogger } from "../core/log.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
 import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
+import type { Store } from "../store/index.js";
+import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { toNodeError } from "./errors.js";
+import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
 import { nodeVersion } from "./version.js";
@@ -22,11 +25,13 @@ export interface NodeOptions {
   /** Default 8090; 0 picks a free port. */
   port?: number;
   /**
-   * Created if missing; deploy records and webhook deliveries live here. Without it the deploy API
+   * Created if missing (0700); the embedded store (`node.db`) lives here. Without it the deploy API
    * and webhooks are not served. The roster itself is in memory: peers re-register on a 404
    * heartbeat.
    */
   dataDir?: string;
+  /** `postgres://…`: the store is this Postgres database instead of `<dataDir>/node.db`. */
+  databaseUrl?: string;
   /** How app addresses are derived for the proxy. Default `local`. */
   mesh?: MeshMode;
   /** `TABBIFY_NODE_KEY`; without it authenticated routes answer 503. */
@@ -41,6 +46,8 @@ export interface NodeOptions {
   appPort?: number;
   /** The deploy pipeline's wiring. Secrets arrive here from the environment only. */
   deploy?: NodeDeployOptions;
+  /** The app registry's seed, allowed servers and tenant-token check. */
+  registry?: NodeRegistryOptions;
 }
 
 export interface NodeDeployOptions {
@@ -76,6 +83,8 @@ export interface RunningNode {
   coordinator: RosterCoordinator;
   /** Present when the node has a data dir. */
   pipeline: NodePipeline | undefined;
+  /** The node's store; present when the node has a data dir. */
+  store: Store | undefined;
   close(): Promise<void>;
 }
 
@@ -84,7 +93,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   const host = options.host ?? "127.0.0.1";
   const mesh = options.mesh ?? "local";
   const logger = options.logger ?? silentLogger;
-  if (options.dataDir) await mkdir(options.dataDir, { recursive: true });
+  if (options.dataDir) await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
 
   const coordinator = new RosterCoordinator({ heartbeatTimeoutMs: options.peerTimeoutMs });
   const proxy = new AppProxy({
@@ -119,14 +128,24 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     },
   });
 
-  registerRoutes(app, coordinator, keyCheck);
+  // Registry names for the roster views; the registry exists only with a data dir.
+  let registry: AttachedRegistry | undefined;
+  const appNames = async () => (registry ? registry.registry.names() : new Map<string, string>());
+  registerRoutes(app, coordinator, keyCheck, appNames);
 
   // The verify step asks the node's own /app/<uuid> door, the way users reach the app.
   let selfUrl = "";
   let pipeline: NodePipeline | undefined;
+  let store: Store | undefined;
   if (options.dataDir) {
     const deploy = options.deploy ?? {};
+    store = await openNodeStore({
+      dataDir: options.dataDir,
+      ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
+      logger: logger.child("store"),
+    });
     pipeline = await NodePipeline.open({
+      store,
       dataDir: options.dataDir,
       coordinator,
       ...(deploy.githubApiUrl ? { githubApiUrl: deploy.githubApiUrl } : {}),
@@ -151,10 +170,42 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
         ...coordinator.supervisors().flatMap((s) => [s.address, s.ula]),
       ],
     };
-    registerDeployRoutes(app, { pipeline, keyCheck, secrets, repoPolicy, logger: logger.child("deploy") });
+    const secretValues = [
+      options.nodeKey,
+      deploy.githubWebhookSecret,
+      deploy.forgejoWebhookSecret,
+      deploy.forgejoToken,
+      deploy.supervisorKey,
+    ];
+    registry = await attachRegistry(
+      app,
+      {
+        store,
+        dataDir: options.dataDir,
+        keyCheck,
+        coordinator,
+        secretValues: secretValues.filter((v): v is string => typeof v === "string"),
+        pipeline,
+        logger: logger.child("registry"),
+      },
+      options.registry,
+    );
+    registerDeployRoutes(app, {
+      pipeline,
+      keyCheck,
+      secrets,
+      repoPolicy,
+      observer: registry.deploys,
+      logger: logger.child("deploy"),
+    });
   }
 
-  await app.listen({ host, port: options.port ?? 8090 });
+  try {
+    await app.listen({ host, port: options.port ?? 8090 });
+  } catch (err) {
+    await store?.close();
+    throw err;
+  }
   const server = rawServer as http.Server;
   const port = (server.address() as AddressInfo).port;
   const url = `http://${hostPort(host, port)}`;
@@ -167,6 +218,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     port,
     coordinator,
     pipeline,
+    store,
     close: async () => {
       proxy.close();
       // Keep-alive clients and streaming responses would hold close() open; give in-flight
@@ -178,12 +230,20 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       } finally {
         clearTimeout(cut);
         await pipeline?.close();
+        // After the pipeline: deploys it let finish still get their end into the audit chain.
+        await registry?.close();
+        await store?.close();
       }
     },
   };
 }
 
-function registerRoutes(app: FastifyInstance, coordinator: RosterCoordinator, keyCheck: NodeKeyCheck): void {
+function registerRoutes(
+  app: FastifyInstance,
+  coordinator: RosterCoordinator,
+  keyCheck: NodeKeyCheck,
+  appNames: () => Promise<Map<string, string>>,
+): void {
   app.setErrorHandler((err, _req, reply) => {
     const { status, body } = toNodeError(err);
     if (status >= 500) app.log.error({ err }, "request failed");
@@ -215,7 +275,15 @@ function registerRoutes(app: FastifyInstance, coordinator: RosterCoordinator, ke
     });
     authed.get("/v1/mesh/peers", async () => ({ peers: coordinator.peers() }));
 
-    authed.get("/v1/topology", async () => coordinator.topology());
+    authed.get("/v1/topology", async () => {
+      const topology = coordinator.topology();
+      const names = await appNames();
+      const named = <T extends { app_uuid: string }>(r: T) => ({ ...r, name: names.get(r.app_uuid) ?? null });
+      return {
+        supervisors: topology.supervisors.map((s) => ({ ...s, runners: s.runners.map(named) })),
+        orphaned: topology.orphaned.map(named),
+      };
+    });
 
     authed.get("/v1/supervisors", async () => ({
       supervisors: coordinator.supervisors().map((s) => ({
@@ -233,11 +301,13 @@ function registerRoutes(app: FastifyInstance, coordinator: RosterCoordinator, ke
 
     authed.get("/v1/apps", async () => {
       const orphaned = new Set(coordinator.orphanedRunners().map((r) => r.name));
+      const names = await appNames();
       return {
         apps: coordinator.runners().map((r) => {
           const uuid = r.app_uuid ?? r.name;
           return {
             uuid,
+            name: names.get(uuid) ?? null,
             app_ula: deriveAppUla(uuid),
             address: r.address,
             supervisor: r.parent ?? null,

@@ -80,11 +80,13 @@ export type EventListener = (event: DeployEvent) => void;
 /**
  * Where deploy records live. The node persists them; {@link MemoryDeployStore} keeps them in
  * memory. `subscribe` delivers every event with seq > `afterSeq` and then live ones, with no gap
- * and no repeat between the two, and returns the function that stops delivery.
+ * and no repeat between the two, and returns the function that stops delivery. `append` with a
+ * patch records the event and the patch as one write: a deploy's final status and its closing
+ * event are never found apart.
  */
 export interface DeployStore {
   create(record: DeployRecord): Promise<void>;
-  append(event: DeployEvent): Promise<void>;
+  append(event: DeployEvent, patch?: DeployRecordPatch): Promise<void>;
   update(id: string, patch: DeployRecordPatch): Promise<void>;
   get(id: string): Promise<DeployRecord | undefined>;
   subscribe(id: string, afterSeq: number, listener: EventListener): Promise<() => void>;
@@ -138,9 +140,10 @@ export class MemoryDeployStore implements DeployStore {
     }
   }
 
-  async append(event: DeployEvent): Promise<void> {
+  async append(event: DeployEvent, patch?: DeployRecordPatch): Promise<void> {
     const record = this.#records.get(event.deploy_id);
     if (!record) throw new Error(`deploy ${event.deploy_id} unknown`);
+    if (patch) Object.assign(record, structuredClone(patch));
     record.events.push(event);
     this.#fanout.publish(event);
   }
@@ -409,13 +412,20 @@ export class DeployExecutor {
             duration_ms: Math.round(performance.now() - started),
           });
           const error = { code: failure.code, message: this.#scrub(plan.id, failure.message), step };
-          await this.#deps.store.update(plan.id, {
-            status: "failed",
+          const closing = {
+            status: "failed" as const,
             finished_at: this.#now().toISOString(),
             results: state.results,
             error,
-          });
-          await this.#emit(plan.id, "deploy", "deploy_failed", error.message, { code: error.code, step });
+          };
+          await this.#emit(
+            plan.id,
+            "deploy",
+            "deploy_failed",
+            error.message,
+            { code: error.code, step },
+            closing,
+          );
           return (await this.#deps.store.get(plan.id))!;
         }
         await this.#flushDroppedLogs(state, step);
@@ -425,17 +435,13 @@ export class DeployExecutor {
         });
       }
       const failed = state.results.filter((r) => !r.success).length;
-      await this.#deps.store.update(plan.id, {
-        status: "succeeded",
-        finished_at: this.#now().toISOString(),
-        results: state.results,
-      });
       await this.#emit(
         plan.id,
         "deploy",
         "deploy_finished",
         `${state.results.length - failed} of ${state.results.length} targets deployed`,
         { results: state.results },
+        { status: "succeeded", finished_at: this.#now().toISOString(), results: state.results },
       );
       return (await this.#deps.store.get(plan.id))!;
     } finally {
@@ -512,13 +518,15 @@ export class DeployExecutor {
     type: DeployEventType,
     message?: string,
     data?: Record<string, unknown>,
+    /** The record's closing patch, written with the event. */
+    patch?: DeployRecordPatch,
   ): Promise<void> {
     const seq = (this.#seq.get(deployId) ?? 0) + 1;
     this.#seq.set(deployId, seq);
     const event: DeployEvent = { seq, ts: this.#now().toISOString(), deploy_id: deployId, step, type };
     if (message !== undefined) event.message = this.#scrub(deployId, message);
     if (data !== undefined) event.data = data;
-    await this.#deps.store.append(event);
+    await this.#deps.store.append(event, patch);
   }
 
   /** Log lines are emitted in order but not awaited one by one by their producers: chain them. */

@@ -1,0 +1,3 @@
+import { deployStoreSuite } from "./deploy-store-suite.js";
+
+deployStoreSuite("sqlite", async () => undefined);

@@ -1,0 +1,16 @@
+import type { Migration, MigrationProvider } from "kysely";
+import * as m001 from "./001_deploys.js";
+import * as m002 from "./002_apps_audit.js";
+
+/**
+ * Every migration, in the order they run. Names sort in that order too (Kysely checks). Adding a
+ * migration is one file `NNN_what.ts` and one line here; a migration that shipped never changes.
+ */
+export const migrations: Record<string, Migration> = {
+  "001_deploys": m001,
+  "002_apps_audit": m002,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => migrations,
+};
