@@ -42,7 +42,8 @@ describe("deploys in the audit chain", () => {
       httpLogLevel: "silent",
       nodeKey: KEY,
       dataDir: join(dir.path, "node"),
-      deploy: { githubWebhookSecret: SECRET, githubApiUrl: github.apiUrl },
+      // The GitHub double and its git server listen on 127.0.0.1.
+      deploy: { githubWebhookSecret: SECRET, githubApiUrl: github.apiUrl, allowPrivateRepos: true },
     });
   });
   after(async () => {

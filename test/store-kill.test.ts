@@ -25,7 +25,17 @@ async function startNodeProcess(dataDir: string, databaseUrl: string | undefined
   const port = await freePort();
   const proc = spawnTabbify(
     // GitHub's API on a closed port: each deploy fails fast at fetch_manifest, after a few events.
-    ["node", "--listen", `127.0.0.1:${port}`, "--data", dataDir, "--github-api-url", "http://127.0.0.1:9"],
+    // --allow-private-repos: there is no DNS here, and github.com must pass the repo_url check.
+    [
+      "node",
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--data",
+      dataDir,
+      "--github-api-url",
+      "http://127.0.0.1:9",
+      "--allow-private-repos",
+    ],
     {
       TABBIFY_NODE_KEY: NODE_KEY,
       GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
@@ -56,7 +66,7 @@ async function postDeploy(url: string, i: number): Promise<string | undefined> {
 
 async function postDelivery(url: string, id: string): Promise<boolean> {
   // An `issues` event: claimed and noted as ignored, two writes, acknowledged with 200.
-  const raw = JSON.stringify({ action: "opened", repository: { full_name: "kill/app" } });
+  const raw = JSON.stringify({ action: "opened", repository: { full_name: "kill/app" }, delivery: id });
   const res = await fetch(`${url}/v1/webhooks/github`, {
     method: "POST",
     headers: {

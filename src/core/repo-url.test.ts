@@ -100,5 +100,14 @@ describe("checkRepoUrl", () => {
     const open = { ...policy, allowPrivate: true };
     assert.ok("url" in (await checkRepoUrl("http://127.0.0.1:3000/r.git", open)));
     assert.ok("problem" in (await checkRepoUrl("file:///etc/passwd", open)));
+    // Nothing to look for in a name's addresses: no lookup, and no pinning for the clone.
+    const unresolvable = await checkRepoUrl("https://no-such-host.invalid/r.git", {
+      ...open,
+      resolve: async () => {
+        throw new Error("ENOTFOUND");
+      },
+    });
+    assert.ok("url" in unresolvable);
+    assert.deepEqual(unresolvable.addresses, []);
   });
 });

@@ -62,6 +62,9 @@ export async function checkRepoUrl(raw: string, policy: RepoUrlPolicy): Promise<
   const { url } = parsed;
   const host = bareHost(url.hostname);
   if (host === "") return { problem: "repo_url has no host" };
+  // With private addresses allowed there is nothing to look for in the answers: a name is left
+  // to git's own lookup (and a node without DNS can still take a deploy it will clone later).
+  if (policy.allowPrivate) return { url, addresses: isIP(host) !== 0 ? [host] : [] };
   let addresses: string[];
   if (isIP(host) !== 0) addresses = [host];
   else {
@@ -72,7 +75,6 @@ export async function checkRepoUrl(raw: string, policy: RepoUrlPolicy): Promise<
     }
     if (addresses.length === 0) return { problem: `repo_url host ${host} does not resolve` };
   }
-  if (policy.allowPrivate) return { url, addresses };
   const platform = await platformAddresses(policy);
   for (const address of addresses) {
     const why =

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { TabbifyError } from "../core/errors.js";
+import { checkRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { DeployRecord } from "../pipeline/executor.js";
 import type { DeployRequest } from "../pipeline/plan.js";
@@ -25,13 +26,14 @@ export interface AppDeployRoutesOptions {
   registry: AppRegistry;
   callers: CallerResolver;
   pipeline: NodePipeline;
+  repoPolicy: RepoUrlPolicy;
   observer: DeployObserver;
   coordinator: RosterCoordinator;
   store: Store;
 }
 
 export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRoutesOptions): void {
-  const { registry, callers, pipeline, observer, coordinator, store } = opts;
+  const { registry, callers, pipeline, repoPolicy, observer, coordinator, store } = opts;
   // Deploys started here are known at once; the store knows an app's deploys once their
   // fetch_manifest step has resolved the uuid (any node's, any trigger's).
   const startedHere = new Map<string, string>();
@@ -67,6 +69,9 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
           `repo_url: app ${target.name} has no repository to deploy from`,
         );
       }
+      // A tenant writes its app's repo_url: checked here as POST /v1/deploy checks its body.
+      const reach = await checkRepoUrl(target.repo_url, repoPolicy);
+      if ("problem" in reach) throw new TabbifyError("REPO_URL_REFUSED", reach.problem);
       const body = (req.body ?? {}) as { ref?: unknown };
       if (typeof body !== "object" || Array.isArray(body))
         throw new TabbifyError("BAD_REQUEST", "the body must be {ref?}");

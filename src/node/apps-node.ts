@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "../core/log.js";
+import type { RepoUrlPolicy } from "../core/repo-url.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { Store } from "../store/index.js";
 import { registerAppDeployRoutes } from "./apps-deploy-routes.js";
@@ -36,6 +37,8 @@ export interface NodeRegistryContext {
   secretValues: string[];
   /** The deploy pipeline: `POST /api/v1/apps/:app/deploy` runs it; its records feed the audit. */
   pipeline: NodePipeline;
+  /** Where an app's repo_url may point (the SSRF guard `POST /v1/deploy` uses too). */
+  repoPolicy: RepoUrlPolicy;
   logger: Logger;
 }
 
@@ -101,6 +104,7 @@ export async function attachRegistry(
     registry,
     callers,
     pipeline: ctx.pipeline,
+    repoPolicy: ctx.repoPolicy,
     observer: deploys,
     coordinator: ctx.coordinator,
     store: ctx.store,

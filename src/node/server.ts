@@ -186,6 +186,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
         coordinator,
         secretValues: secretValues.filter((v): v is string => typeof v === "string"),
         pipeline,
+        repoPolicy,
         logger: logger.child("registry"),
       },
       options.registry,

@@ -76,6 +76,28 @@ describe("app registry and audit under attack", () => {
     assert.ok(!JSON.stringify(last).includes(KEY));
   });
 
+  it("a tenant's own repo_url cannot point a deploy at the node's neighbours (SSRF)", async () => {
+    for (const repoUrl of [
+      "http://169.254.169.254/latest/meta-data.git",
+      "http://127.0.0.1:8730/v1/apps.git",
+      "http://[::1]/x/y.git",
+      "http://2130706433/x/y.git",
+    ]) {
+      const set = await call(node.url, "PATCH", "/api/v1/apps/acme-web", {
+        token: acme,
+        body: { repo_url: repoUrl },
+      });
+      if (set.status !== 200) {
+        // The registry may refuse the URL itself: equally safe, and nothing was deployed.
+        assert.equal(set.status, 400, JSON.stringify(set.body));
+        continue;
+      }
+      const deploy = await call(node.url, "POST", "/api/v1/apps/acme-web/deploy", { token: acme, body: {} });
+      assert.equal(deploy.status, 400, `${repoUrl}: ${JSON.stringify(deploy.body)}`);
+      assert.equal(deploy.body.code, "REPO_URL_REFUSED");
+    }
+  });
+
   it("a tenant token cannot read, change, dry-run or move another tenant's app", async () => {
     for (const ref of ["vault", globexUuid]) {
       assert.equal((await call(node.url, "GET", `/api/v1/apps/${ref}`, { token: acme })).status, 404);

@@ -37,7 +37,8 @@ describe("store: hostile input and the store's files", () => {
       nodeKey: NODE_KEY,
       httpLogLevel: "silent",
       logger: silentLogger,
-      deploy: { githubWebhookSecret: SECRET, githubApiUrl: "http://127.0.0.1:9" },
+      // allowPrivateRepos: there is no DNS here, and github.com must pass the repo_url check.
+      deploy: { githubWebhookSecret: SECRET, githubApiUrl: "http://127.0.0.1:9", allowPrivateRepos: true },
     });
   });
   after(async () => {
@@ -62,7 +63,8 @@ describe("store: hostile input and the store's files", () => {
     }
     // Hostile delivery ids are claimed and noted as themselves, nothing more.
     for (const id of hostile) {
-      const raw = JSON.stringify({ action: "opened" });
+      // A body of its own per delivery: a signed body seen before is a replay, whatever its id.
+      const raw = JSON.stringify({ action: "opened", delivery: id });
       const res = await fetch(`${node.url}/v1/webhooks/github`, {
         method: "POST",
         headers: {
@@ -108,7 +110,16 @@ describe("store: a Postgres password stays out of argv, logs and errors", () => 
     try {
       const url = await pg.createDatabase();
       const password = new URL(url).password;
-      const proc = spawnTabbify(["node", "--listen", "127.0.0.1:0", "--data", dir.path, "--database", url]);
+      const proc = spawnTabbify([
+        "node",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        dir.path,
+        "--database",
+        url,
+        "--allow-private-repos",
+      ]);
       const code = await proc.exited;
       assert.equal(code, 1, proc.output());
       assert.match(proc.output(), /TABBIFY_DATABASE_URL/);
@@ -123,10 +134,13 @@ describe("store: a Postgres password stays out of argv, logs and errors", () => 
     const url = await pg.createDatabase();
     const password = new URL(url).password;
     const port = await freePort();
-    const proc = spawnTabbify(["node", "--listen", `127.0.0.1:${port}`, "--data", dir.path], {
-      TABBIFY_DATABASE_URL: url,
-      TABBIFY_NODE_KEY: NODE_KEY,
-    });
+    const proc = spawnTabbify(
+      ["node", "--listen", `127.0.0.1:${port}`, "--data", dir.path, "--allow-private-repos"],
+      {
+        TABBIFY_DATABASE_URL: url,
+        TABBIFY_NODE_KEY: NODE_KEY,
+      },
+    );
     try {
       await proc.waitForLine(/node listening/, 30_000);
       const accepted = await fetch(`http://127.0.0.1:${port}/v1/deploy`, {
