@@ -115,3 +115,39 @@ export function nextStepFor(code: string, command: string, nodeUrl: string | und
       return undefined;
   }
 }
+
+/** `--tail N` as the node takes it: a whole number up to 10000. */
+export function parseTail(raw: string): number {
+  if (!/^\d{1,5}$/.test(raw) || Number(raw) > 10_000) {
+    throw new TabbifyError("USAGE", `--tail takes a whole number up to 10000, not "${raw.slice(0, 20)}"`);
+  }
+  return Number(raw);
+}
+
+/**
+ * `tcli logs <app>`: copies the node's merged log stream to `write`, as it arrives. With `json`,
+ * each line becomes `{"target", "line"}` (`!` lines, the node's notes on a target, get `note`).
+ */
+export async function streamLogs(
+  client: NodeClient,
+  ref: string,
+  opts: { tail: number; follow: boolean; json: boolean },
+  write: (text: string) => void,
+): Promise<void> {
+  const body = await client.logs(ref, { tail: opts.tail, follow: opts.follow });
+  const decoder = new TextDecoder();
+  let partial = "";
+  const emit = (line: string) => {
+    if (!opts.json) return write(`${line}\n`);
+    const m = /^(\S+) ([|!]) ?(.*)$/.exec(line);
+    const entry = m ? { target: m[1], [m[2] === "|" ? "line" : "note"]: m[3] } : { line };
+    write(`${JSON.stringify(entry)}\n`);
+  };
+  for await (const chunk of body) {
+    partial += decoder.decode(chunk, { stream: true });
+    const lines = partial.split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) emit(line);
+  }
+  if (partial !== "") emit(partial);
+}

@@ -9,7 +9,15 @@ import { openArtifactStore } from "../artifacts/open.js";
 import { savedToken } from "../cli/credentials.js";
 import { DockerCli } from "../cli/docker.js";
 import { readHiddenLine, readStdinToken } from "../cli/input.js";
-import { appStatus, listApps, login, logout, nextStepFor } from "../cli/node-commands.js";
+import {
+  appStatus,
+  listApps,
+  login,
+  logout,
+  nextStepFor,
+  parseTail,
+  streamLogs,
+} from "../cli/node-commands.js";
 import { formatApps, formatLogin, formatStatus } from "../cli/node-output.js";
 import { formatPushResult, pushResultJson } from "../cli/output.js";
 import { noProgress, TerminalProgress } from "../cli/progress.js";
@@ -216,6 +224,28 @@ withCommon(program.command("status").summary("an app's targets, state and last d
   .addHelpText("after", examples("tcli status hello-node", "tcli status 0190f3c2-…-… --json"))
   .action(async (ref: string, opts: CommonOpts) => {
     print(opts, await appStatus(await clientFor(opts), ref), formatStatus);
+  });
+
+withCommon(program.command("logs").summary("an app's runtime output, merged across its targets"))
+  .argument("<app>", "app name or uuid")
+  .option("-f, --follow", "keep streaming what the app writes (Ctrl-C stops)")
+  .option("--tail <n>", "lines from the end of each target's log (up to 10000)", "100")
+  .addHelpText(
+    "after",
+    "\nEach line is prefixed with its target (the supervisor's name). The supervisors read their\n" +
+      "runner log and its rotated .log.1 from the end; nothing is read whole." +
+      examples(
+        "tcli logs hello-node",
+        "tcli logs hello-node -f --tail 20",
+        "tcli logs hello-node --json | jq -r .line",
+      ),
+  )
+  .action(async (ref: string, opts: CommonOpts & { follow?: boolean; tail: string }) => {
+    const tail = parseTail(opts.tail);
+    const client = await clientFor(opts);
+    await streamLogs(client, ref, { tail, follow: opts.follow === true, json: opts.json === true }, (t) =>
+      process.stdout.write(t),
+    );
   });
 
 const commands = program.commands;

@@ -100,24 +100,39 @@ export class NodeClient {
     return this.#json("GET", `/api/v1/apps/${encodeURIComponent(ref)}/progress`);
   }
 
-  async #json<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** The app's merged runtime log as a text stream (`<target> | <line>`); ends unless `follow`. */
+  async logs(ref: string, opts: { tail: number; follow: boolean }): Promise<ReadableStream<Uint8Array>> {
+    const query = `tail=${opts.tail}&follow=${opts.follow ? 1 : 0}`;
+    const res = await this.#send(
+      "GET",
+      `/api/v1/apps/${encodeURIComponent(ref)}/logs?${query}`,
+      undefined,
+      !opts.follow,
+    );
+    if (!res.ok || !res.body) await this.#fail(res, "GET", "/logs");
+    return res.body as ReadableStream<Uint8Array>;
+  }
+
+  async #send(method: string, path: string, body: unknown, timeout = true): Promise<Response> {
     const headers: Record<string, string> = { accept: "application/json" };
     if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
     if (body !== undefined) headers["content-type"] = "application/json";
-    let res: Response;
     try {
-      res = await this.#fetch(`${this.url}${path}`, {
+      return await this.#fetch(`${this.url}${path}`, {
         method,
         headers,
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(this.#timeoutMs),
+        ...(timeout ? { signal: AbortSignal.timeout(this.#timeoutMs) } : {}),
       });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } })?.cause?.code ?? (err as Error).message;
       throw new TabbifyError("NODE_UNREACHABLE", `cannot reach the node at ${this.url} (${cause})`);
     }
+  }
+
+  async #fail(res: Response, method: string, path: string): Promise<never> {
     const text = await res.text();
-    let parsed: unknown;
+    let parsed: { error?: unknown; code?: unknown } = {};
     try {
       parsed = text === "" ? {} : JSON.parse(text);
     } catch {
@@ -126,13 +141,23 @@ export class NodeClient {
         `${method} ${path} answered HTTP ${res.status} with a body that is not JSON: is ${this.url} a Tabbify node?`,
       );
     }
-    if (!res.ok) {
-      const answer = parsed as { error?: unknown; code?: unknown };
-      const code = typeof answer.code === "string" ? answer.code : `HTTP_${res.status}`;
-      const message = typeof answer.error === "string" ? answer.error : `HTTP ${res.status}`;
-      throw new TabbifyError(code, message, { status: res.status });
+    const code = typeof parsed.code === "string" ? parsed.code : `HTTP_${res.status}`;
+    const message = typeof parsed.error === "string" ? parsed.error : `HTTP ${res.status}`;
+    throw new TabbifyError(code, message, { status: res.status });
+  }
+
+  async #json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.#send(method, path, body);
+    if (!res.ok) return this.#fail(res, method, path);
+    const text = await res.text();
+    try {
+      return (text === "" ? {} : JSON.parse(text)) as T;
+    } catch {
+      throw new TabbifyError(
+        "NODE_BAD_ANSWER",
+        `${method} ${path} answered HTTP ${res.status} with a body that is not JSON: is ${this.url} a Tabbify node?`,
+      );
     }
-    return parsed as T;
   }
 }
 

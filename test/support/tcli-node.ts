@@ -2,7 +2,7 @@
  * Helpers for tcli's node commands: the compiled tcli in its own process (stdin piped, HOME
  * pointed at a temp dir) and a real node with a tenant-token key and apps of two tenants.
  */
-import { spawn } from "node:child_process";
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -25,17 +25,25 @@ export interface CliRun {
   stderr: string;
 }
 
+/** The compiled tcli as a child process, HOME set to `opts.home`. */
+export function spawnTcli(
+  args: string[],
+  opts: { home: string; env?: NodeJS.ProcessEnv },
+): ChildProcessWithoutNullStreams {
+  if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npx tsc -p .\` first`);
+  return spawn(process.execPath, ["--enable-source-maps", entry, ...args], {
+    cwd: opts.home,
+    env: { ...cleanEnv, HOME: opts.home, ...opts.env },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+}
+
 export function runTcli(
   args: string[],
   opts: { home: string; env?: NodeJS.ProcessEnv; stdin?: string },
 ): Promise<CliRun> {
-  if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npx tsc -p .\` first`);
   return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, ["--enable-source-maps", entry, ...args], {
-      cwd: opts.home,
-      env: { ...cleanEnv, HOME: opts.home, ...opts.env },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
+    const child = spawnTcli(args, opts);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (c: Buffer) => {
@@ -60,7 +68,7 @@ export interface TcliStack {
 }
 
 /** A node with the registry holding `acme-web` (tenant acme) and `globex-api` (tenant globex). */
-export async function startTcliStack(): Promise<TcliStack> {
+export async function startTcliStack(opts: { supervisorKey?: string } = {}): Promise<TcliStack> {
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
   const key: SigningKey = {
     privateKey,
@@ -73,6 +81,7 @@ export async function startTcliStack(): Promise<TcliStack> {
     httpLogLevel: "silent",
     nodeKey: NODE_KEY,
     dataDir: data.path,
+    ...(opts.supervisorKey ? { deploy: { supervisorKey: opts.supervisorKey } } : {}),
     registry: {
       allowedServers: ["edge-1"],
       verifyTenantToken: (t) => verifyTenantToken(key, t),
