@@ -119,4 +119,59 @@ describe("tcli logs through the node", () => {
     const badTail = await runTcli(["logs", uuid, "--tail", "-3"], admin());
     assert.equal(badTail.code, 2);
   });
+
+  it("stops and starts the app through the node, audited, tenant-scoped", async () => {
+    const foreign = await runTcli(["stop", uuid], {
+      home: home.path,
+      env: { TABBIFY_TOKEN: stack.acmeToken, TABBIFY_NODE_URL: stack.node.url },
+    });
+    assert.equal(foreign.code, 1);
+    assert.match(foreign.stderr, /is not in the registry/);
+    assert.equal(
+      (await sup.call("GET", `/v1/apps/${uuid}`)).json.state,
+      "running",
+      "a foreign stop changed nothing",
+    );
+
+    const stop = await runTcli(["stop", uuid, "--json"], admin());
+    assert.equal(stop.code, 0, stop.stderr);
+    const stopped = JSON.parse(stop.stdout) as {
+      action: string;
+      targets: Array<{ supervisor: string; ok: boolean }>;
+    };
+    assert.deepEqual(
+      stopped.targets.map((t) => [t.supervisor, t.ok]),
+      [["test-sup", true]],
+    );
+    assert.equal((await sup.call("GET", `/v1/apps/${uuid}`)).json.state, "stopped");
+
+    const start = await runTcli(["start", uuid], admin());
+    assert.equal(start.code, 0, start.stderr);
+    assert.match(start.stdout, /^test-sup +ok +running/m);
+    assert.equal((await sup.call("GET", `/v1/apps/${uuid}`)).json.state, "running");
+
+    const res = await fetch(`${stack.node.url}/api/v1/audit?limit=1000`, {
+      headers: { authorization: `Bearer ${NODE_KEY}` },
+    });
+    const { events } = (await res.json()) as { events: Array<{ action: string; actor: string }> };
+    const ops = events
+      .filter((e) => e.action === "app.stop" || e.action === "app.start")
+      .map((e) => e.action);
+    assert.deepEqual(ops, ["app.stop", "app.start"]);
+    assert.ok(!JSON.stringify(events).includes(sup.apiKey), "the supervisor key is not in the audit");
+  });
+
+  it("rm asks for --yes off a terminal, then purges on the target and leaves the registry", async () => {
+    const refused = await runTcli(["rm", uuid], admin());
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /pass --yes/);
+    const rm = await runTcli(["rm", uuid, "--yes"], admin());
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.match(rm.stdout, /its versions stay in the artifact store/);
+    const gone = await sup.call("GET", `/v1/apps/${uuid}`);
+    assert.equal(gone.status, 404, JSON.stringify(gone.json));
+    const status = await runTcli(["status", uuid], admin());
+    assert.equal(status.code, 1);
+    assert.match(status.stderr, /is not in the registry/);
+  });
 });

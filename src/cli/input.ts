@@ -48,3 +48,18 @@ export function readHiddenLine(
     stdin.on("data", onData);
   });
 }
+
+/** One y/N answer from a TTY; anything but y or yes is no. */
+export async function askYes(
+  prompt: string,
+  stdin: NodeJS.ReadStream,
+  out: NodeJS.WritableStream,
+): Promise<boolean> {
+  const { createInterface } = await import("node:readline/promises");
+  const rl = createInterface({ input: stdin, output: out });
+  try {
+    return /^y(es)?$/i.test((await rl.question(prompt)).trim());
+  } finally {
+    rl.close();
+  }
+}

@@ -1,5 +1,12 @@
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
-import type { DeployProgress, NodeApp, NodeClient, NodeRunner, RuntimeStatus } from "../node/client.js";
+import type {
+  AppOperation,
+  DeployProgress,
+  NodeApp,
+  NodeClient,
+  NodeRunner,
+  RuntimeStatus,
+} from "../node/client.js";
 import { forgetToken, saveToken } from "./credentials.js";
 
 /**
@@ -150,4 +157,41 @@ export async function streamLogs(
     for (const line of lines) emit(line);
   }
   if (partial !== "") emit(partial);
+}
+
+/**
+ * `tcli stop|start <app>`: the node's per-target answers. A target that failed is an error
+ * (exit 1) naming it, after the answers are shown.
+ */
+export async function operate(client: NodeClient, ref: string, op: "stop" | "start"): Promise<AppOperation> {
+  return client.operate(ref, op);
+}
+
+export interface RemoveResult {
+  purge: AppOperation;
+  removed_from_registry: boolean;
+}
+
+/** `tcli rm <app>`: purge on every target, then out of the registry. Artifacts stay in the store. */
+export async function removeApp(client: NodeClient, ref: string): Promise<RemoveResult> {
+  const purge = await client.operate(ref, "purge");
+  const failed = purge.targets.filter((t) => !t.ok);
+  if (failed.length > 0) {
+    throw new TabbifyError(
+      "PURGE_FAILED",
+      `purge failed on ${failed.map((t) => `${t.supervisor} (${t.error ?? "?"})`).join(", ")}; ${purge.app} stays in the registry: fix the target and run tcli rm again`,
+    );
+  }
+  await client.removeApp(purge.uuid);
+  return { purge, removed_from_registry: true };
+}
+
+/** Throws OPERATION_FAILED when any target did not do it, naming them. */
+export function assertAllTargets(result: AppOperation): void {
+  const failed = result.targets.filter((t) => !t.ok);
+  if (failed.length === 0) return;
+  throw new TabbifyError(
+    "OPERATION_FAILED",
+    `${result.action} failed on ${failed.map((t) => `${t.supervisor} (${t.error ?? "?"})`).join(", ")}: check tcli status ${result.app}`,
+  );
 }

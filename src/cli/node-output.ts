@@ -1,4 +1,5 @@
-import type { AppRow, AppStatus, LoginResult } from "./node-commands.js";
+import type { AppOperation } from "../node/client.js";
+import type { AppRow, AppStatus, LoginResult, RemoveResult } from "./node-commands.js";
 
 /** Text for the node commands' results (handlers return data; these make it readable). */
 
@@ -65,4 +66,15 @@ export function formatStatus(s: AppStatus): string {
     ];
   });
   return `${lines.join("\n")}\n${table(["TARGET", "ON ROSTER", "RUNNER", "STATE", "RESTARTS", "VERSION", "SEEN", "LAST DEPLOY"], rows)}`;
+}
+
+export function formatOperation(r: AppOperation): string {
+  if (r.targets.length === 0)
+    return `${r.app}: no targets to ${r.action} (it runs nowhere this node knows of)\n`;
+  const rows = r.targets.map((t) => [t.supervisor, t.ok ? "ok" : "failed", t.state ?? "-", t.error ?? ""]);
+  return `${r.action} ${r.app}\n${table(["TARGET", "RESULT", "STATE", "ERROR"], rows)}`;
+}
+
+export function formatRemove(r: RemoveResult): string {
+  return `${formatOperation(r.purge)}removed ${r.purge.app} from the registry; its versions stay in the artifact store\n`;
 }

@@ -8,17 +8,20 @@ import { Command, CommanderError, Option } from "commander";
 import { openArtifactStore } from "../artifacts/open.js";
 import { savedToken } from "../cli/credentials.js";
 import { DockerCli } from "../cli/docker.js";
-import { readHiddenLine, readStdinToken } from "../cli/input.js";
+import { askYes, readHiddenLine, readStdinToken } from "../cli/input.js";
 import {
   appStatus,
+  assertAllTargets,
   listApps,
   login,
   logout,
   nextStepFor,
+  operate,
   parseTail,
+  removeApp,
   streamLogs,
 } from "../cli/node-commands.js";
-import { formatApps, formatLogin, formatStatus } from "../cli/node-output.js";
+import { formatApps, formatLogin, formatOperation, formatRemove, formatStatus } from "../cli/node-output.js";
 import { formatPushResult, pushResultJson } from "../cli/output.js";
 import { noProgress, TerminalProgress } from "../cli/progress.js";
 import { pushApp } from "../cli/push.js";
@@ -246,6 +249,50 @@ withCommon(program.command("logs").summary("an app's runtime output, merged acro
     await streamLogs(client, ref, { tail, follow: opts.follow === true, json: opts.json === true }, (t) =>
       process.stdout.write(t),
     );
+  });
+
+for (const op of ["stop", "start"] as const) {
+  withCommon(
+    program
+      .command(op)
+      .summary(
+        op === "stop"
+          ? "stop an app on every target (it stays registered)"
+          : "start a stopped app again on its targets",
+      ),
+  )
+    .argument("<app>", "app name or uuid")
+    .addHelpText("after", examples(`tcli ${op} hello-node`, `tcli ${op} hello-node --json`))
+    .action(async (ref: string, opts: CommonOpts) => {
+      const result = await operate(await clientFor(opts), ref, op);
+      print(opts, result, formatOperation);
+      assertAllTargets(result);
+    });
+}
+
+withCommon(program.command("rm").summary("purge an app on every target and remove it from the registry"))
+  .argument("<app>", "app name or uuid")
+  .option("-y, --yes", "do not ask (needed when stdin is not a terminal)")
+  .addHelpText(
+    "after",
+    "\nThe app's versions stay in the artifact store." +
+      examples("tcli rm hello-node", "tcli rm hello-node --yes"),
+  )
+  .action(async (ref: string, opts: CommonOpts & { yes?: boolean }) => {
+    if (!opts.yes) {
+      if (!process.stdin.isTTY)
+        throw new TabbifyError("USAGE", `not a terminal, so not asking: pass --yes to remove ${ref}`);
+      if (
+        !(await askYes(
+          `remove ${ref} from every target and the registry? [y/N] `,
+          process.stdin,
+          process.stderr,
+        ))
+      ) {
+        throw new TabbifyError("CANCELLED", "nothing was removed");
+      }
+    }
+    print(opts, await removeApp(await clientFor(opts), ref), formatRemove);
   });
 
 const commands = program.commands;

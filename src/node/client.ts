@@ -54,6 +54,14 @@ export interface DeployProgress {
   steps: Array<{ step: string; state: string; started_at: string; ended_at?: string; log_tail: string[] }>;
 }
 
+/** What the node answers for stop, start and purge. */
+export interface AppOperation {
+  app: string;
+  uuid: string;
+  action: string;
+  targets: Array<{ supervisor: string; ok: boolean; status: number | null; state?: string; error?: string }>;
+}
+
 export interface NodeClientOptions {
   url: string;
   token?: string;
@@ -98,6 +106,16 @@ export class NodeClient {
 
   progress(ref: string): Promise<DeployProgress> {
     return this.#json("GET", `/api/v1/apps/${encodeURIComponent(ref)}/progress`);
+  }
+
+  /** `POST /api/v1/apps/:app/stop|start|purge`: forwarded to every target, per-target answers. */
+  operate(ref: string, op: "stop" | "start" | "purge"): Promise<AppOperation> {
+    return this.#json("POST", `/api/v1/apps/${encodeURIComponent(ref)}/${op}`, {});
+  }
+
+  /** Removes the app from the registry (its targets are untouched: purge first). */
+  removeApp(ref: string): Promise<Record<string, unknown>> {
+    return this.#json("DELETE", `/api/v1/apps/${encodeURIComponent(ref)}`);
   }
 
   /** The app's merged runtime log as a text stream (`<target> | <line>`); ends unless `follow`. */

@@ -12,6 +12,7 @@ import type { RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
 import { registerAppLogsRoutes } from "./apps-logs-routes.js";
 import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
+import { registerAppOpsRoutes } from "./apps-ops-routes.js";
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { toNodeError } from "./errors.js";
@@ -201,6 +202,14 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     });
     registerAppLogsRoutes(app, {
       registry: registry.registry,
+      keyCheck,
+      verifyTenantToken: options.registry?.verifyTenantToken,
+      coordinator,
+      supervisorKey: deploy.supervisorKey,
+    });
+    registerAppOpsRoutes(app, {
+      registry: registry.registry,
+      audit: registry.audit,
       keyCheck,
       verifyTenantToken: options.registry?.verifyTenantToken,
       coordinator,
