@@ -148,16 +148,20 @@ export class NodeClient {
     }
   }
 
+  #notJson(method: string, path: string, status: number): TabbifyError {
+    return new TabbifyError(
+      "NODE_BAD_ANSWER",
+      `${method} ${path} answered HTTP ${status} with a body that is not JSON: is ${this.url} a Tabbify node?`,
+    );
+  }
+
   async #fail(res: Response, method: string, path: string): Promise<never> {
     const text = await res.text();
     let parsed: { error?: unknown; code?: unknown } = {};
     try {
       parsed = text === "" ? {} : JSON.parse(text);
     } catch {
-      throw new TabbifyError(
-        "NODE_BAD_ANSWER",
-        `${method} ${path} answered HTTP ${res.status} with a body that is not JSON: is ${this.url} a Tabbify node?`,
-      );
+      throw this.#notJson(method, path, res.status);
     }
     const code = typeof parsed.code === "string" ? parsed.code : `HTTP_${res.status}`;
     const message = typeof parsed.error === "string" ? parsed.error : `HTTP ${res.status}`;
@@ -171,10 +175,7 @@ export class NodeClient {
     try {
       return (text === "" ? {} : JSON.parse(text)) as T;
     } catch {
-      throw new TabbifyError(
-        "NODE_BAD_ANSWER",
-        `${method} ${path} answered HTTP ${res.status} with a body that is not JSON: is ${this.url} a Tabbify node?`,
-      );
+      throw this.#notJson(method, path, res.status);
     }
   }
 }
