@@ -1,24 +1,46 @@
 /**
- * `tcli`: the user's CLI. This composition root reads flags and env, builds the artifact store
- * and hands plain data to the handlers in src/cli, then prints what they return.
+ * `tcli`: the user's CLI. This composition root reads flags and env (commander), builds the
+ * artifact store or the node client, hands plain data to the handlers in src/cli and prints what
+ * they return. Exit codes: 0 ok, 1 failed, 2 usage.
  */
+import { homedir } from "node:os";
+import { Command, CommanderError, Option } from "commander";
 import { openArtifactStore } from "../artifacts/open.js";
+import { savedToken } from "../cli/credentials.js";
 import { DockerCli } from "../cli/docker.js";
+import { askYes, readHiddenLine, readStdinToken } from "../cli/input.js";
+import {
+  appStatus,
+  assertAllTargets,
+  listApps,
+  login,
+  logout,
+  nextStepFor,
+  operate,
+  parseTail,
+  removeApp,
+  streamLogs,
+} from "../cli/node-commands.js";
+import { formatApps, formatLogin, formatOperation, formatRemove, formatStatus } from "../cli/node-output.js";
 import { formatPushResult, pushResultJson } from "../cli/output.js";
 import { noProgress, TerminalProgress } from "../cli/progress.js";
 import { pushApp } from "../cli/push.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
+import { NodeClient, normalizeNodeUrl } from "../node/client.js";
 import { artifactStoreConfig, artifactStoreOptions } from "./artifact-store-options.js";
-import { type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
+import type { OptionSpec } from "./flags.js";
 
 export { DEFAULT_LOCAL_STORE } from "../artifacts/open.js";
 export const DEFAULT_NODE_URL = "http://127.0.0.1:8090";
+
+const env = process.env;
+const NODE_URL_ENVS = ["TABBIFY_CONTROL_PLANE_URL", "TABBIFY_NODE_URL"] as const;
 
 export const pushOptions: OptionSpec[] = [
   ...artifactStoreOptions,
   {
     flag: "node",
-    env: "TABBIFY_NODE_URL",
+    env: "TABBIFY_CONTROL_PLANE_URL, then TABBIFY_NODE_URL",
     default: DEFAULT_NODE_URL,
     help: "node URL, for the app URL in the summary",
   },
@@ -27,88 +49,317 @@ export const pushOptions: OptionSpec[] = [
     boolean: true,
     help: "print the plan (keys, sizes, docker commands); upload nothing, run nothing",
   },
-  { flag: "json", boolean: true, help: "print the result as JSON" },
 ];
 
-const commands: Record<
-  string,
-  { summary: string; run: (argv: string[], env: NodeJS.ProcessEnv) => Promise<number> }
-> = {
-  push: { summary: "publish a directory with a manifest.toml to the artifact store", run: runPush },
-};
-
-function usage(): string {
-  const width = Math.max(...Object.keys(commands).map((c) => c.length));
-  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
-  return `usage: tcli <command> [flags]\n\ncommands:\n${lines.join("\n")}\n\n\`tcli <command> --help\` lists a command's flags and env vars.\n`;
+/** Flag over env (non-empty) over default, as every Tabbify role resolves options. */
+function resolved(
+  flag: string | undefined,
+  envNames: readonly string[],
+  fallback?: string,
+): string | undefined {
+  if (flag !== undefined && flag !== "") return flag;
+  for (const name of envNames) {
+    const v = env[name];
+    if (v !== undefined && v !== "") return v;
+  }
+  return fallback;
 }
 
-function pushHelp(): string {
-  const about = [
-    "",
-    "Uploads <dir> as the next version of its app: apps/<uuid>/v<N>/manifest.toml (stamped with",
-    "[app].id), the directory's files (.gitignore/.tabbifyignore honoured; only the entry for wasm",
-    'apps), image.tar.gz for [build] kind = "docker", then apps/<uuid>/latest = N. The app id',
-    "comes from [app].id, else tabbify.lock, else a new UUID v7 recorded in tabbify.lock.",
-    "S3 credentials come from the AWS default chain (AWS_ACCESS_KEY_ID/…, AWS_PROFILE, roles).",
-    "",
-  ].join("\n");
-  return optionsHelp("tcli push <dir> [flags]", pushOptions) + about;
+function nodeUrlOf(opts: { node?: string }): string {
+  return normalizeNodeUrl(resolved(opts.node, NODE_URL_ENVS, DEFAULT_NODE_URL) as string);
 }
 
-async function runPush(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const opts = parseOptions(argv, env, pushOptions, { allowPositionals: true });
-  if (opts.help) {
-    process.stdout.write(pushHelp());
-    return 0;
-  }
-  if (opts.positionals.length !== 1) {
-    throw new TabbifyError("USAGE", "tcli push takes exactly one directory: tcli push <dir>");
-  }
-  const v = opts.values;
-  const opened = await openArtifactStore(artifactStoreConfig(v));
-  const dryRun = opts.flags["dry-run"] === true;
-  try {
-    const result = await pushApp({
-      dir: opts.positionals[0]!,
-      store: opened.store,
-      storeName: opened.name,
-      nodeUrl: v.node!,
-      dryRun,
-      skipDirs: opened.localRoot ? [opened.localRoot] : [],
-      docker: new DockerCli(env),
-      progress: process.stderr.isTTY && !dryRun ? new TerminalProgress(process.stderr) : noProgress,
-      ...(opened.stagingDir ? { stagingDir: opened.stagingDir } : {}),
+function home(): string {
+  return env.HOME && env.HOME !== "" ? env.HOME : homedir();
+}
+
+/** A client for the node with the saved token for its URL, else TABBIFY_TOKEN. */
+async function clientFor(opts: { node?: string }): Promise<NodeClient> {
+  const url = nodeUrlOf(opts);
+  const token = (await savedToken(home(), url)) ?? resolved(undefined, ["TABBIFY_TOKEN"]);
+  return new NodeClient({ url, ...(token ? { token } : {}) });
+}
+
+interface CommonOpts {
+  node?: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+function print<T>(opts: CommonOpts, data: T, text: (d: T) => string): void {
+  if (opts.json) process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+  else if (!opts.quiet) process.stdout.write(text(data));
+}
+
+/** --node, --json and --quiet, which every command takes. */
+function withCommon(cmd: Command): Command {
+  return cmd
+    .option("--node <url>", `node URL (env ${NODE_URL_ENVS.join(", then ")}; default ${DEFAULT_NODE_URL})`)
+    .option("--json", "print the result as JSON")
+    .option("-q, --quiet", "no progress and no summary on success (errors still print)");
+}
+
+function examples(...lines: string[]): string {
+  return `\n\nExamples:\n${lines.map((l) => `  $ ${l}`).join("\n")}\n`;
+}
+
+const program = new Command("tcli");
+program
+  .exitOverride()
+  .configureOutput({ outputError: () => {} })
+  .showSuggestionAfterError(false)
+  .helpCommand(false);
+
+const push = withCommon(
+  program.command("push").summary("publish a directory with a manifest.toml to the artifact store"),
+)
+  .usage("<dir> [flags]")
+  .argument("[dir...]", "the app directory (holds manifest.toml)");
+for (const spec of artifactStoreOptions) {
+  const extra = [spec.env ? `env ${spec.env}` : "", spec.default ? `default ${spec.default}` : ""]
+    .filter(Boolean)
+    .join("; ");
+  push.addOption(new Option(`--${spec.flag} <value>`, `${spec.help}${extra ? ` (${extra})` : ""}`));
+}
+push
+  .option("--dry-run", "print the plan (keys, sizes, docker commands); upload nothing, run nothing")
+  .addHelpText(
+    "after",
+    [
+      "",
+      "Uploads <dir> as the next version of its app: apps/<uuid>/v<N>/manifest.toml (stamped with",
+      "[app].id), the directory's files (.gitignore/.tabbifyignore honoured; only the entry for wasm",
+      'apps), image.tar.gz for [build] kind = "docker", then apps/<uuid>/latest = N. The app id',
+      "comes from [app].id, else tabbify.lock, else a new UUID v7 recorded in tabbify.lock.",
+      "S3 credentials come from the AWS default chain (AWS_ACCESS_KEY_ID/…, AWS_PROFILE, roles).",
+    ].join("\n") +
+      examples(
+        "tcli push examples/hello-node",
+        "tcli push . --dry-run",
+        "tcli push . --store s3 --bucket tabbify-artifacts --endpoint http://127.0.0.1:9000",
+      ),
+  )
+  .action(async (dirs: string[], opts: CommonOpts & Record<string, string | boolean | undefined>) => {
+    if (dirs.length !== 1) {
+      throw new TabbifyError("USAGE", "tcli push takes exactly one directory: tcli push <dir>");
+    }
+    const values: Record<string, string | undefined> = {};
+    for (const spec of artifactStoreOptions) {
+      const flag = opts[spec.flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase())];
+      values[spec.flag] = resolved(
+        typeof flag === "string" ? flag : undefined,
+        spec.env ? [spec.env] : [],
+        spec.default,
+      );
+    }
+    const opened = await openArtifactStore(artifactStoreConfig(values));
+    const dryRun = opts.dryRun === true;
+    try {
+      const result = await pushApp({
+        dir: dirs[0]!,
+        store: opened.store,
+        storeName: opened.name,
+        nodeUrl: resolved(opts.node as string | undefined, NODE_URL_ENVS, DEFAULT_NODE_URL) as string,
+        dryRun,
+        skipDirs: opened.localRoot ? [opened.localRoot] : [],
+        docker: new DockerCli(env),
+        progress:
+          process.stderr.isTTY && !dryRun && !opts.quiet ? new TerminalProgress(process.stderr) : noProgress,
+        ...(opened.stagingDir ? { stagingDir: opened.stagingDir } : {}),
+      });
+      process.stdout.write(opts.json ? pushResultJson(result) : formatPushResult(result));
+    } finally {
+      opened.close();
+    }
+  });
+
+withCommon(program.command("login").summary("check a token against the node and save it for that node"))
+  .option("--token-stdin", "read the token from stdin (for CI) instead of prompting")
+  .addHelpText(
+    "after",
+    "\nThe token is the node key (admin) or a tenant token from `tabbify auth token`. It is checked\n" +
+      "against the node first, then saved in ~/.tabbify/credentials (0600), one entry per node URL.\n" +
+      "It is never taken as an argument: argv is visible to every user of the machine." +
+      examples(
+        "tcli login --node http://127.0.0.1:8090",
+        "printf '%s\\n' \"$TABBIFY_NODE_KEY\" | tcli login --token-stdin",
+      ),
+  )
+  .action(async (opts: CommonOpts & { tokenStdin?: boolean }) => {
+    const url = nodeUrlOf(opts);
+    let token: string;
+    if (opts.tokenStdin) token = await readStdinToken(process.stdin);
+    else if (process.stdin.isTTY)
+      token = await readHiddenLine(`token for ${url}: `, process.stdin, process.stderr);
+    else {
+      throw new TabbifyError(
+        "USAGE",
+        "stdin is not a terminal, so there is nothing to prompt on: pipe the token with --token-stdin",
+      );
+    }
+    if (token === "") {
+      throw new TabbifyError(
+        "USAGE",
+        "the token is empty (device login is not available on this node yet): pass the node key or a tenant token",
+      );
+    }
+    print(opts, await login(new NodeClient({ url, token }), token, home()), formatLogin);
+  });
+
+withCommon(program.command("logout").summary("forget the saved token for a node"))
+  .addHelpText("after", examples("tcli logout", "tcli logout --node https://tabbify.example"))
+  .action(async (opts: CommonOpts) => {
+    print(opts, await logout(nodeUrlOf(opts), home()), (r) =>
+      r.forgotten ? `logged out of ${r.node}\n` : `no saved token for ${r.node}\n`,
+    );
+  });
+
+withCommon(
+  program.command("apps").summary("list the apps you may see: name, uuid, envs, state, version, URL"),
+)
+  .addHelpText("after", examples("tcli apps", "tcli apps --json | jq -r '.[].name'"))
+  .action(async (opts: CommonOpts) => {
+    print(opts, await listApps(await clientFor(opts)), formatApps);
+  });
+
+withCommon(program.command("status").summary("an app's targets, state and last deploy"))
+  .argument("<app>", "app name or uuid")
+  .addHelpText("after", examples("tcli status hello-node", "tcli status 0190f3c2-…-… --json"))
+  .action(async (ref: string, opts: CommonOpts) => {
+    print(opts, await appStatus(await clientFor(opts), ref), formatStatus);
+  });
+
+withCommon(program.command("logs").summary("an app's runtime output, merged across its targets"))
+  .argument("<app>", "app name or uuid")
+  .option("-f, --follow", "keep streaming what the app writes (Ctrl-C stops)")
+  .option("--tail <n>", "lines from the end of each target's log (up to 10000)", "100")
+  .addHelpText(
+    "after",
+    "\nEach line is prefixed with its target (the supervisor's name). The supervisors read their\n" +
+      "runner log and its rotated .log.1 from the end; nothing is read whole." +
+      examples(
+        "tcli logs hello-node",
+        "tcli logs hello-node -f --tail 20",
+        "tcli logs hello-node --json | jq -r .line",
+      ),
+  )
+  .action(async (ref: string, opts: CommonOpts & { follow?: boolean; tail: string }) => {
+    const tail = parseTail(opts.tail);
+    const client = await clientFor(opts);
+    await streamLogs(client, ref, { tail, follow: opts.follow === true, json: opts.json === true }, (t) =>
+      process.stdout.write(t),
+    );
+  });
+
+for (const op of ["stop", "start"] as const) {
+  withCommon(
+    program
+      .command(op)
+      .summary(
+        op === "stop"
+          ? "stop an app on every target (it stays registered)"
+          : "start a stopped app again on its targets",
+      ),
+  )
+    .argument("<app>", "app name or uuid")
+    .addHelpText("after", examples(`tcli ${op} hello-node`, `tcli ${op} hello-node --json`))
+    .action(async (ref: string, opts: CommonOpts) => {
+      const result = await operate(await clientFor(opts), ref, op);
+      print(opts, result, formatOperation);
+      assertAllTargets(result);
     });
-    process.stdout.write(opts.flags.json ? pushResultJson(result) : formatPushResult(result));
-    return 0;
-  } finally {
-    opened.close();
-  }
+}
+
+withCommon(program.command("rm").summary("purge an app on every target and remove it from the registry"))
+  .argument("<app>", "app name or uuid")
+  .option("-y, --yes", "do not ask (needed when stdin is not a terminal)")
+  .addHelpText(
+    "after",
+    "\nThe app's versions stay in the artifact store." +
+      examples("tcli rm hello-node", "tcli rm hello-node --yes"),
+  )
+  .action(async (ref: string, opts: CommonOpts & { yes?: boolean }) => {
+    if (!opts.yes) {
+      if (!process.stdin.isTTY)
+        throw new TabbifyError("USAGE", `not a terminal, so not asking: pass --yes to remove ${ref}`);
+      if (
+        !(await askYes(
+          `remove ${ref} from every target and the registry? [y/N] `,
+          process.stdin,
+          process.stderr,
+        ))
+      ) {
+        throw new TabbifyError("CANCELLED", "nothing was removed");
+      }
+    }
+    print(opts, await removeApp(await clientFor(opts), ref), formatRemove);
+  });
+
+const commands = program.commands;
+program.helpInformation = () => {
+  const width = Math.max(...commands.map((c) => c.name().length));
+  const lines = commands.map((c) => `  ${c.name().padEnd(width)}  ${c.summary()}`);
+  return `usage: tcli <command> [flags]\n\ncommands:\n${lines.join("\n")}\n\n\`tcli <command> --help\` lists a command's flags, env vars and examples.\n`;
+};
+for (const c of commands) c.helpOption("-h, --help", "show this help");
+
+function commandName(): string {
+  const name = process.argv[2];
+  return name && commands.some((c) => c.name() === name) ? name : "";
 }
 
 async function main(): Promise<number> {
-  const [command, ...rest] = process.argv.slice(2);
-  if (!command || command === "--help" || command === "-h" || command === "help") {
-    process.stdout.write(usage());
-    return command ? 0 : 2;
-  }
-  const entry = commands[command];
-  if (!entry) {
-    process.stderr.write(`tcli: unknown command "${command}"\n\n${usage()}`);
+  const argv = process.argv.slice(2);
+  if (argv.length === 0) {
+    process.stdout.write(program.helpInformation());
     return 2;
   }
   try {
-    return await entry.run(rest, process.env);
+    await program.parseAsync(process.argv);
+    return 0;
   } catch (err) {
+    const command = commandName();
+    const label = command ? `tcli ${command}` : "tcli";
+    if (err instanceof CommanderError) {
+      if (
+        err.code === "commander.helpDisplayed" ||
+        err.code === "commander.help" ||
+        err.code === "commander.version"
+      ) {
+        return 0;
+      }
+      if (err.code === "commander.unknownOption") {
+        const flag = /'([^']+)'/.exec(err.message)?.[1] ?? "?";
+        process.stderr.write(`${label}: unknown option ${flag} (see ${label} --help)\n`);
+        return 2;
+      }
+      if (err.code === "commander.unknownCommand") {
+        const name = /'([^']+)'/.exec(err.message)?.[1] ?? argv[0];
+        process.stderr.write(`tcli: unknown command "${name}"\n\n${program.helpInformation()}`);
+        return 2;
+      }
+      process.stderr.write(`${label}: ${err.message.replace(/^error: /, "")} (see ${label} --help)\n`);
+      return 2;
+    }
     if (isTabbifyError(err)) {
-      process.stderr.write(`tcli ${command}: ${err.message}\n`);
+      const next = nextStepFor(err.code, command, safeNodeUrl());
+      process.stderr.write(
+        `${label}: ${err.message}\n${next && err.code !== "USAGE" ? `  next: ${next}\n` : ""}`,
+      );
       return err.code === "USAGE" ? 2 : 1;
     }
-    process.stderr.write(
-      `tcli ${command}: unexpected error (a bug): ${(err as Error)?.stack ?? String(err)}\n`,
-    );
+    process.stderr.write(`${label}: unexpected error (a bug): ${(err as Error)?.stack ?? String(err)}\n`);
     return 1;
+  }
+}
+
+/** The node URL the failed command used, for the next-step hint; undefined if it was malformed. */
+function safeNodeUrl(): string | undefined {
+  const i = process.argv.indexOf("--node");
+  try {
+    return nodeUrlOf({ node: i > 0 ? process.argv[i + 1] : undefined });
+  } catch {
+    return undefined;
   }
 }
 

@@ -23,6 +23,7 @@ export const nodeErrorStatus: Record<string, number> = {
   DEPLOY_NOT_FOUND: 404,
   APP_LOCKED: 409,
   APP_CONFLICT: 409,
+  APP_NOT_RUNNING: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   APP_UNREACHABLE: 502,

@@ -10,7 +10,9 @@ import type { RepoUrlPolicy } from "../core/repo-url.js";
 import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
+import { registerAppLogsRoutes } from "./apps-logs-routes.js";
 import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
+import { registerAppOpsRoutes } from "./apps-ops-routes.js";
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { toNodeError } from "./errors.js";
@@ -198,6 +200,21 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       repoPolicy,
       observer: registry.deploys,
       logger: logger.child("deploy"),
+    });
+    registerAppLogsRoutes(app, {
+      registry: registry.registry,
+      keyCheck,
+      verifyTenantToken: options.registry?.verifyTenantToken,
+      coordinator,
+      supervisorKey: deploy.supervisorKey,
+    });
+    registerAppOpsRoutes(app, {
+      registry: registry.registry,
+      audit: registry.audit,
+      keyCheck,
+      verifyTenantToken: options.registry?.verifyTenantToken,
+      coordinator,
+      supervisorKey: deploy.supervisorKey,
     });
   }
 

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import { requireApiKey } from "./api-auth.js";
+import { registerLogsRoute } from "./logs-route.js";
 import { specFromBody } from "./spec.js";
 import type { Supervisor } from "./supervisor.js";
 
@@ -16,6 +17,7 @@ export const statusOf: Record<string, number> = {
   SUPERVISOR_AUTH_REQUIRED: 401,
   SUPERVISOR_KEY_INVALID: 403,
   UUID_INVALID: 400,
+  BAD_REQUEST: 400,
   SPEC_INVALID: 400,
   RUNTIME_UNKNOWN: 400,
   RUNTIME_UNAVAILABLE: 422,
@@ -119,6 +121,8 @@ export function buildApi(
   app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/reset", async (req) =>
     supervisor.reset(req.params.uuid),
   );
+
+  registerLogsRoute(app, (uuid) => supervisor.logPath(uuid));
 
   return app;
 }

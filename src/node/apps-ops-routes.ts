@@ -1,0 +1,106 @@
+import type { FastifyInstance } from "fastify";
+import type { RosterCoordinator } from "../mesh/coordinator.js";
+import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
+import { type AppRegistry, appSubject } from "./apps-registry.js";
+import type { AuditLog } from "./audit-log.js";
+import type { NodeKeyCheck } from "./auth.js";
+
+/**
+ * Operations on a registered app's runtime (node key, or a tenant token for its own apps):
+ *
+ *   POST /api/v1/apps/:app/stop    stop it on every target
+ *   POST /api/v1/apps/:app/start   start it again on every target
+ *   POST /api/v1/apps/:app/purge   stop it and remove its records on every target
+ *
+ * The node forwards each to the app's supervisors with the supervisors' key and audits what it
+ * asked and what each target answered (never a key). Targets: the app's `servers`, the
+ * supervisor whose runner has it on the roster, and those this node stopped it on (a stopped app
+ * leaves the roster; that memory does not outlive the node process).
+ */
+
+export interface AppOpsRoutesOptions {
+  registry: AppRegistry;
+  audit: AuditLog;
+  keyCheck: NodeKeyCheck;
+  verifyTenantToken: TenantTokenVerifier | undefined;
+  coordinator: RosterCoordinator;
+  supervisorKey: string | undefined;
+}
+
+export interface TargetAnswer {
+  supervisor: string;
+  ok: boolean;
+  status: number | null;
+  state?: string;
+  error?: string;
+}
+
+const OPS = ["stop", "start", "purge"] as const;
+type Op = (typeof OPS)[number];
+
+export function registerAppOpsRoutes(app: FastifyInstance, opts: AppOpsRoutesOptions): void {
+  const callers = new CallerResolver({
+    keyCheck: opts.keyCheck,
+    ...(opts.verifyTenantToken ? { verifyTenantToken: opts.verifyTenantToken } : {}),
+  });
+  const stoppedOn = new Map<string, Set<string>>();
+  for (const op of OPS) {
+    app.post<{ Params: { app: string } }>(`/api/v1/apps/:app/${op}`, async (req) => {
+      const caller = await callers.resolve(req.headers.authorization);
+      const target = await opts.registry.get(caller, req.params.app);
+      const names = new Set([...target.servers, ...(stoppedOn.get(target.uuid) ?? [])]);
+      const runner = opts.coordinator.runnerFor(target.uuid);
+      if (runner?.parent) names.add(runner.parent);
+      const addresses = new Map(opts.coordinator.supervisors().map((s) => [s.name, s.address]));
+      const targets = await Promise.all(
+        [...names]
+          .sort()
+          .map((name) => forward(name, addresses.get(name), op, target.uuid, opts.supervisorKey)),
+      );
+      const reached = targets.filter((t) => t.ok).map((t) => t.supervisor);
+      if (op === "stop")
+        stoppedOn.set(target.uuid, new Set([...(stoppedOn.get(target.uuid) ?? []), ...reached]));
+      if (op === "start" || op === "purge") stoppedOn.delete(target.uuid);
+      await opts.audit.record({
+        actor: caller.actor,
+        action: `app.${op}`,
+        subject: appSubject(target.name),
+        after: { uuid: target.uuid, targets },
+      });
+      return { app: target.name, uuid: target.uuid, action: op, targets };
+    });
+  }
+}
+
+async function forward(
+  name: string,
+  address: string | undefined,
+  op: Op,
+  uuid: string,
+  supervisorKey: string | undefined,
+): Promise<TargetAnswer> {
+  if (!address) return { supervisor: name, ok: false, status: null, error: "not on the roster" };
+  try {
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (supervisorKey) headers.authorization = `Bearer ${supervisorKey}`;
+    const res = await fetch(`${address.replace(/\/+$/, "")}/v1/apps/${uuid}/${op}`, {
+      method: "POST",
+      headers,
+      body: "{}",
+      signal: AbortSignal.timeout(60_000),
+    });
+    const body = (await res.json().catch(() => ({}))) as { state?: unknown; error?: unknown };
+    const answer: TargetAnswer = { supervisor: name, ok: res.ok, status: res.status };
+    if (typeof body.state === "string") answer.state = body.state;
+    if (!res.ok)
+      answer.error = typeof body.error === "string" ? body.error.slice(0, 500) : `HTTP ${res.status}`;
+    return answer;
+  } catch (err) {
+    return {
+      supervisor: name,
+      ok: false,
+      status: null,
+      error: err instanceof Error ? err.message : String(err),
+    };
+  }
+}

@@ -1,0 +1,201 @@
+import { TabbifyError } from "../core/errors.js";
+
+/**
+ * A typed HTTP client for the node's API, for `tcli` and any other caller outside the node.
+ * Every call sends the bearer token given at construction; the token never appears in an error.
+ * The node's `{error, code}` answers become TabbifyErrors with that code.
+ */
+
+/** One entry of the app registry, as `GET /api/v1/apps` answers it. */
+export interface NodeApp {
+  name: string;
+  uuid: string;
+  tenant: string;
+  repo_url: string | null;
+  branch: string;
+  environments: string[];
+  servers: string[];
+  runtime: string;
+  created_at: string;
+  updated_at: string;
+  [key: string]: unknown;
+}
+
+/** A runner on the node's roster (`GET /v1/apps`). */
+export interface NodeRunner {
+  uuid: string;
+  name: string | null;
+  address: string;
+  supervisor: string | null;
+  orphaned: boolean;
+  version: string | null;
+  last_seen: string;
+  proxy_path: string;
+}
+
+/** `GET /api/v1/apps/:app/runtime-status`. */
+export interface RuntimeStatus {
+  app: string;
+  uuid: string;
+  targets: Array<{
+    supervisor: string;
+    on_roster: boolean;
+    runner_on_roster: boolean;
+    runner_last_seen?: string;
+    last_deploy?: { id: string; success: boolean; digest: string | null; finished_at: string | null };
+    supervisor_says?: Record<string, unknown>;
+  }>;
+}
+
+/** `GET /api/v1/apps/:app/progress`. */
+export interface DeployProgress {
+  app: string;
+  deploy: Record<string, unknown> & { id: string; status: string };
+  steps: Array<{ step: string; state: string; started_at: string; ended_at?: string; log_tail: string[] }>;
+}
+
+/** What the node answers for stop, start and purge. */
+export interface AppOperation {
+  app: string;
+  uuid: string;
+  action: string;
+  targets: Array<{ supervisor: string; ok: boolean; status: number | null; state?: string; error?: string }>;
+}
+
+export interface NodeClientOptions {
+  url: string;
+  token?: string;
+  /** Per request. Default 15 s. */
+  timeoutMs?: number;
+  fetch?: typeof fetch;
+}
+
+export class NodeClient {
+  readonly url: string;
+  readonly #token: string | undefined;
+  readonly #timeoutMs: number;
+  readonly #fetch: typeof fetch;
+
+  constructor(opts: NodeClientOptions) {
+    this.url = normalizeNodeUrl(opts.url);
+    this.#token = opts.token;
+    this.#timeoutMs = opts.timeoutMs ?? 15_000;
+    this.#fetch = opts.fetch ?? fetch;
+  }
+
+  health(): Promise<{ status: string; version: string }> {
+    return this.#json("GET", "/health");
+  }
+
+  async apps(): Promise<NodeApp[]> {
+    return (await this.#json<{ apps: NodeApp[] }>("GET", "/api/v1/apps")).apps;
+  }
+
+  app(ref: string): Promise<NodeApp> {
+    return this.#json("GET", `/api/v1/apps/${encodeURIComponent(ref)}`);
+  }
+
+  /** The roster's runners; the node key only. */
+  async runners(): Promise<NodeRunner[]> {
+    return (await this.#json<{ apps: NodeRunner[] }>("GET", "/v1/apps")).apps;
+  }
+
+  runtimeStatus(ref: string): Promise<RuntimeStatus> {
+    return this.#json("GET", `/api/v1/apps/${encodeURIComponent(ref)}/runtime-status`);
+  }
+
+  progress(ref: string): Promise<DeployProgress> {
+    return this.#json("GET", `/api/v1/apps/${encodeURIComponent(ref)}/progress`);
+  }
+
+  /** `POST /api/v1/apps/:app/stop|start|purge`: forwarded to every target, per-target answers. */
+  operate(ref: string, op: "stop" | "start" | "purge"): Promise<AppOperation> {
+    return this.#json("POST", `/api/v1/apps/${encodeURIComponent(ref)}/${op}`, {});
+  }
+
+  /** Removes the app from the registry (its targets are untouched: purge first). */
+  removeApp(ref: string): Promise<Record<string, unknown>> {
+    return this.#json("DELETE", `/api/v1/apps/${encodeURIComponent(ref)}`);
+  }
+
+  /** The app's merged runtime log as a text stream (`<target> | <line>`); ends unless `follow`. */
+  async logs(ref: string, opts: { tail: number; follow: boolean }): Promise<ReadableStream<Uint8Array>> {
+    const query = `tail=${opts.tail}&follow=${opts.follow ? 1 : 0}`;
+    const res = await this.#send(
+      "GET",
+      `/api/v1/apps/${encodeURIComponent(ref)}/logs?${query}`,
+      undefined,
+      !opts.follow,
+    );
+    if (!res.ok || !res.body) await this.#fail(res, "GET", "/logs");
+    return res.body as ReadableStream<Uint8Array>;
+  }
+
+  async #send(method: string, path: string, body: unknown, timeout = true): Promise<Response> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    try {
+      return await this.#fetch(`${this.url}${path}`, {
+        method,
+        headers,
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        ...(timeout ? { signal: AbortSignal.timeout(this.#timeoutMs) } : {}),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } })?.cause?.code ?? (err as Error).message;
+      throw new TabbifyError("NODE_UNREACHABLE", `cannot reach the node at ${this.url} (${cause})`);
+    }
+  }
+
+  #notJson(method: string, path: string, status: number): TabbifyError {
+    return new TabbifyError(
+      "NODE_BAD_ANSWER",
+      `${method} ${path} answered HTTP ${status} with a body that is not JSON: is ${this.url} a Tabbify node?`,
+    );
+  }
+
+  async #fail(res: Response, method: string, path: string): Promise<never> {
+    const text = await res.text();
+    let parsed: { error?: unknown; code?: unknown } = {};
+    try {
+      parsed = text === "" ? {} : JSON.parse(text);
+    } catch {
+      throw this.#notJson(method, path, res.status);
+    }
+    const code = typeof parsed.code === "string" ? parsed.code : `HTTP_${res.status}`;
+    const message = typeof parsed.error === "string" ? parsed.error : `HTTP ${res.status}`;
+    throw new TabbifyError(code, message, { status: res.status });
+  }
+
+  async #json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.#send(method, path, body);
+    if (!res.ok) return this.#fail(res, method, path);
+    const text = await res.text();
+    try {
+      return (text === "" ? {} : JSON.parse(text)) as T;
+    } catch {
+      throw this.#notJson(method, path, res.status);
+    }
+  }
+}
+
+/** `http://host:port` without a trailing slash; anything but an http(s) URL is refused. */
+export function normalizeNodeUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new TabbifyError(
+      "USAGE",
+      `--node must be a URL like http://127.0.0.1:8090, not "${raw.slice(0, 80)}"`,
+    );
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new TabbifyError("USAGE", `--node must be an http(s) URL, not ${url.protocol}`);
+  }
+  if (url.username || url.password) {
+    throw new TabbifyError("USAGE", "--node must not carry credentials: use `tcli login`");
+  }
+  return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
+}
