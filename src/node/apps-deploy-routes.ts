@@ -27,6 +27,8 @@ export interface AppDeployRoutesOptions {
   callers: CallerResolver;
   pipeline: NodePipeline;
   repoPolicy: RepoUrlPolicy;
+  /** The supervisors' API key: `runtime-status` asks each target for its own view. */
+  supervisorKey?: string | undefined;
   observer: DeployObserver;
   coordinator: RosterCoordinator;
   store: Store;
@@ -156,7 +158,7 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
             };
           }
           const address = supervisors.get(name)?.address;
-          if (address) entry.supervisor_says = await askSupervisor(address, target.uuid);
+          if (address) entry.supervisor_says = await askSupervisor(address, target.uuid, opts.supervisorKey);
           return entry;
         }),
       );
@@ -166,10 +168,15 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
 }
 
 /** The supervisor's own view of the app (state, restart status, since when), or why it is unknown. */
-async function askSupervisor(address: string, uuid: string): Promise<Record<string, unknown>> {
+async function askSupervisor(
+  address: string,
+  uuid: string,
+  supervisorKey: string | undefined,
+): Promise<Record<string, unknown>> {
   try {
     const res = await fetch(`${address.replace(/\/+$/, "")}/v1/apps/${uuid}`, {
       signal: AbortSignal.timeout(3_000),
+      ...(supervisorKey ? { headers: { authorization: `Bearer ${supervisorKey}` } } : {}),
     });
     if (res.status !== 200) {
       await res.body?.cancel();

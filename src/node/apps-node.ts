@@ -39,6 +39,8 @@ export interface NodeRegistryContext {
   pipeline: NodePipeline;
   /** Where an app's repo_url may point (the SSRF guard `POST /v1/deploy` uses too). */
   repoPolicy: RepoUrlPolicy;
+  /** The supervisors' API key, for asking a target about an app. */
+  supervisorKey?: string | undefined;
   logger: Logger;
 }
 
@@ -105,6 +107,7 @@ export async function attachRegistry(
     callers,
     pipeline: ctx.pipeline,
     repoPolicy: ctx.repoPolicy,
+    supervisorKey: ctx.supervisorKey,
     observer: deploys,
     coordinator: ctx.coordinator,
     store: ctx.store,

@@ -189,6 +189,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
         secretValues: secretValues.filter((v): v is string => typeof v === "string"),
         pipeline,
         repoPolicy,
+        supervisorKey: deploy.supervisorKey,
         logger: logger.child("registry"),
       },
       options.registry,
