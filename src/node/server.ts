@@ -1,12 +1,24 @@
-import { mkdir } from "node:fs/promises";
+import { mkdir, mkdtemp } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import { deriveAppUla, hostPort, type MeshMode } from "../core/address.js";
+import {
+  APP_PORT,
+  appAddress,
+  deriveAppUla,
+  hostPort,
+  type MeshMode,
+  parseAppUuid,
+} from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger, LogLevel } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
+import { freeLoopbackPort } from "../core/net.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
+import type { EdgeRoute } from "../dataplane/nginx-config.js";
+import { type EdgeStatus, NginxEdge } from "../dataplane/nginx-edge.js";
 import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import { NodeKeyCheck } from "./auth.js";
@@ -41,7 +53,15 @@ export interface NodeOptions {
   appPort?: number;
   /** The deploy pipeline's wiring. Secrets arrive here from the environment only. */
   deploy?: NodeDeployOptions;
+  /**
+   * Who serves `/app/<uuid>`: the node itself (default), or nginx as a supervised child on the
+   * public listener, forwarding everything else to the node's API on a loopback port.
+   */
+  dataPlane?: DataPlane;
 }
+
+export type DataPlane = "node" | "nginx";
+export const dataPlanes: readonly DataPlane[] = ["node", "nginx"];
 
 export interface NodeDeployOptions {
   /** `GITHUB_WEBHOOK_SECRET`; unset ⇒ `/v1/webhooks/github` answers 503. */
@@ -76,6 +96,10 @@ export interface RunningNode {
   coordinator: RosterCoordinator;
   /** Present when the node has a data dir. */
   pipeline: NodePipeline | undefined;
+  /** The node's own API: `url` itself without an edge, its loopback port behind one. */
+  apiUrl: string;
+  /** Present with `dataPlane: "nginx"`. */
+  edge: NginxEdge | undefined;
   close(): Promise<void>;
 }
 
@@ -119,7 +143,8 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     },
   });
 
-  registerRoutes(app, coordinator, keyCheck);
+  let edge: NginxEdge | undefined;
+  registerRoutes(app, coordinator, keyCheck, () => edge?.status());
 
   // The verify step asks the node's own /app/<uuid> door, the way users reach the app.
   let selfUrl = "";
@@ -154,12 +179,43 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     registerDeployRoutes(app, { pipeline, keyCheck, secrets, repoPolicy, logger: logger.child("deploy") });
   }
 
-  await app.listen({ host, port: options.port ?? 8090 });
+  const dataPlane = options.dataPlane ?? "node";
+  // Behind an edge the node's API moves to a loopback port only the edge (and local tools) dial.
+  await app.listen(
+    dataPlane === "node" ? { host, port: options.port ?? 8090 } : { host: "127.0.0.1", port: 0 },
+  );
   const server = rawServer as http.Server;
-  const port = (server.address() as AddressInfo).port;
+  const apiPort = (server.address() as AddressInfo).port;
+  const apiUrl = `http://${hostPort(dataPlane === "node" ? host : "127.0.0.1", apiPort)}`;
+  let port = apiPort;
+  if (dataPlane === "nginx") {
+    port = options.port || (await freeLoopbackPort());
+    const edgeDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "tabbify-edge-")));
+    edge = new NginxEdge({
+      listenHost: host,
+      listenPort: port,
+      nodeApi: { host: "127.0.0.1", port: apiPort },
+      appPort: options.appPort ?? APP_PORT,
+      dataDir: edgeDir,
+      routes: () => rosterRoutes(coordinator, mesh),
+      logger: logger.child("edge"),
+    });
+    try {
+      await edge.start();
+    } catch (err) {
+      await app.close();
+      throw err;
+    }
+  }
   const url = `http://${hostPort(host, port)}`;
   selfUrl = url;
-  logger.info("node listening", { url, mesh, node_key: keyCheck.configured ? "set" : "not set" });
+  logger.info("node listening", {
+    url,
+    mesh,
+    data_plane: dataPlane,
+    ...(edge ? { api: apiUrl } : {}),
+    node_key: keyCheck.configured ? "set" : "not set",
+  });
 
   return {
     url,
@@ -167,7 +223,10 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     port,
     coordinator,
     pipeline,
+    apiUrl,
+    edge,
     close: async () => {
+      await edge?.close();
       proxy.close();
       // Keep-alive clients and streaming responses would hold close() open; give in-flight
       // requests a moment, then cut what is left.
@@ -183,7 +242,26 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   };
 }
 
-function registerRoutes(app: FastifyInstance, coordinator: RosterCoordinator, keyCheck: NodeKeyCheck): void {
+/** The roster's apps as edge routes; a runner record whose name is not a uuid is skipped. */
+function rosterRoutes(coordinator: RosterCoordinator, mesh: MeshMode): EdgeRoute[] {
+  const routes: EdgeRoute[] = [];
+  for (const runner of coordinator.runners()) {
+    try {
+      const uuid = parseAppUuid(runner.app_uuid ?? runner.name);
+      routes.push({ uuid, host: appAddress(uuid, mesh) });
+    } catch {
+      // Not an app runner: nothing to route.
+    }
+  }
+  return routes;
+}
+
+function registerRoutes(
+  app: FastifyInstance,
+  coordinator: RosterCoordinator,
+  keyCheck: NodeKeyCheck,
+  edgeStatus: () => EdgeStatus | undefined,
+): void {
   app.setErrorHandler((err, _req, reply) => {
     const { status, body } = toNodeError(err);
     if (status >= 500) app.log.error({ err }, "request failed");
@@ -196,7 +274,14 @@ function registerRoutes(app: FastifyInstance, coordinator: RosterCoordinator, ke
       .send({ error: `no route ${req.method} ${req.url.split("?")[0]}`, code: "NOT_FOUND" });
   });
 
-  app.get("/health", async () => ({ status: "ok", version: nodeVersion }));
+  app.get("/health", async (_req, reply) => {
+    const edge = edgeStatus();
+    if (!edge) return { status: "ok", version: nodeVersion, data_plane: "node" };
+    // Reached through the edge this is 200 unless nginx is mid-restart; asked on the API port
+    // directly it says 503 while the edge is down.
+    if (!edge.running) void reply.status(503);
+    return { status: edge.running ? "ok" : "degraded", version: nodeVersion, data_plane: edge };
+  });
 
   app.register(async (authed) => {
     authed.addHook("onRequest", async (req: FastifyRequest, _reply: FastifyReply) => {
