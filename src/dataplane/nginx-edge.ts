@@ -225,6 +225,8 @@ export class NginxEdge {
       {
         stdio: ["ignore", "ignore", "pipe"],
         env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" },
+        // Its own process group: workers of a master that was killed outright are reaped with it.
+        detached: true,
       },
     );
     this.child = child;
@@ -234,6 +236,7 @@ export class NginxEdge {
     });
     const startedAt = Date.now();
     child.on("exit", (code, signal) => {
+      killGroup(child.pid);
       if (this.closing) return;
       this.restarts++;
       this.consecutiveDeaths = Date.now() - startedAt > 30_000 ? 1 : this.consecutiveDeaths + 1;
@@ -259,7 +262,7 @@ export class NginxEdge {
     try {
       const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8");
       if (!cmdline.includes("nginx") || !cmdline.includes(this.dir)) return;
-      process.kill(pid, "SIGTERM");
+      killGroup(pid);
     } catch {
       return;
     }
@@ -293,6 +296,16 @@ export class NginxEdge {
       "EDGE_UNAVAILABLE",
       `nginx did not serve config generation ${generation} within ${timeoutMs} ms`,
     );
+  }
+}
+
+/** SIGKILL to a process group; gone already is fine. */
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // No such group: nothing left.
   }
 }
 
