@@ -3,7 +3,7 @@ import type { MeshMode } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import { readKeyFile } from "../core/key-file.js";
 import { createLogger } from "../core/log.js";
-import { type NodeDeployOptions, startNode } from "../node/index.js";
+import { type DataPlane, dataPlanes, type NodeDeployOptions, startNode } from "../node/index.js";
 import { tenantRegistryAccess } from "../node/registry-access.js";
 import { GITHUB_API_URL, loadAppPrivateKey } from "../pipeline/github.js";
 import {
@@ -66,6 +66,12 @@ export const nodeOptions: OptionSpec[] = [
     env: "TABBIFY_AUTH_DATA_DIR",
     help: "the auth service's data dir: its signing key mints the tenant tokens traded for registry tokens",
   },
+  {
+    flag: "data-plane",
+    env: "TABBIFY_DATA_PLANE",
+    default: "node",
+    help: "who serves /app/<uuid>: node (embedded proxy) or nginx (supervised child on --listen; the API moves to a loopback port behind it)",
+  },
   allowPrivateReposOption,
 ];
 
@@ -80,7 +86,7 @@ export const nodeSecretEnv = [
 ] as const;
 
 const usage =
-  "tabbify node [--listen HOST:PORT] [--data DIR] [--mesh local|ula] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID]";
+  "tabbify node [--listen HOST:PORT] [--data DIR] [--mesh local|ula] [--data-plane node|nginx] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID]";
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const opts = parseOptions(argv, env, nodeOptions);
@@ -95,6 +101,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   if (mesh !== "local" && mesh !== "ula") {
     throw new TabbifyError("USAGE", `--mesh wants local or ula, got "${mesh}"`);
   }
+  const dataPlane = parseDataPlane(opts.values["data-plane"]);
   const timeoutSecs = Number(opts.values["peer-timeout-secs"]);
   if (!Number.isFinite(timeoutSecs) || timeoutSecs <= 0) {
     throw new TabbifyError(
@@ -123,11 +130,24 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     peerTimeoutMs: timeoutSecs * 1000,
     logger,
     deploy,
+    dataPlane,
   });
   const signal = await untilSignal();
   logger.info("shutting down", { signal });
   await node.close();
   return 0;
+}
+
+/** caddy and haproxy were measured (docs/DECISIONS.md) but are not shipped. */
+function parseDataPlane(value: string | undefined): DataPlane {
+  const plane = dataPlanes.find((p) => p === value);
+  if (!plane) {
+    throw new TabbifyError(
+      "USAGE",
+      `--data-plane wants ${dataPlanes.join(" or ")}, got "${value}" (caddy and haproxy are not shipped; see docs/DECISIONS.md)`,
+    );
+  }
+  return plane;
 }
 
 async function deployOptions(
