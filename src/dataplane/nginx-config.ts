@@ -83,6 +83,10 @@ ${upstreams}
     listen ${hostPort(c.listenHost, c.listenPort)} reuseport;
     proxy_http_version 1.1;
     proxy_buffering off;
+    # Unbuffered, nginx reads and writes in proxy_buffer_size pieces: 64k keeps 1 MiB bodies cheap.
+    proxy_buffer_size 64k;
+    proxy_buffers 8 64k;
+    proxy_busy_buffers_size 128k;
     proxy_request_buffering off;
     proxy_read_timeout 1d;
     proxy_send_timeout 1d;

@@ -24,6 +24,8 @@ export interface NginxEdgeOptions {
   pollMs?: number;
   /** The nginx binary. Default `nginx` on PATH. */
   binary?: string;
+  /** nginx worker processes. Default one per core, at most 2. */
+  workers?: number;
 }
 
 /** What `/health` says about the edge. */
@@ -59,6 +61,8 @@ export class NginxEdge {
   private generation = 0;
   private liveGeneration = 0;
   private liveKey = "";
+  /** The roster key of the newest config queued (live, installing, or refused). */
+  private queuedKey = "";
   private liveRoutes = 0;
   private lastRefused: string | null = null;
   private timer: NodeJS.Timeout | undefined;
@@ -85,6 +89,7 @@ export class NginxEdge {
     await this.validate(text);
     await writeFile(this.confPath, text, { mode: 0o600 });
     this.liveKey = key;
+    this.queuedKey = key;
     this.liveRoutes = routes.length;
     this.spawnChild();
     await this.waitForGeneration(this.generation, 10_000);
@@ -149,7 +154,7 @@ export class NginxEdge {
       routes,
       appPort: this.opts.appPort,
       edgeDir: this.dir,
-      workers: Math.max(1, Math.min(2, availableParallelism())),
+      workers: this.opts.workers ?? Math.max(1, Math.min(2, availableParallelism())),
       ...(root ? { workerUser: "nobody nogroup" } : {}),
       generation,
     });
@@ -159,7 +164,9 @@ export class NginxEdge {
     if (this.closing) return;
     const routes = this.opts.routes();
     const key = routesKey(routes);
-    if (key === this.liveKey) return;
+    // One config per roster change: a refused one is not retried until the roster moves again.
+    if (key === this.queuedKey) return;
+    this.queuedKey = key;
     const text = this.render(routes, ++this.generation);
     this.applying = this.applying
       .then(() => this.install(text, key, routes.length))
@@ -230,6 +237,10 @@ export class NginxEdge {
       },
     );
     this.child = child;
+    // nginx runs in its own group and would outlive a node that exits without close().
+    const reap = () => killGroup(child.pid);
+    process.once("exit", reap);
+    child.once("exit", () => process.off("exit", reap));
     let stderr = "";
     child.stderr?.setEncoding("utf8").on("data", (c: string) => {
       if (stderr.length < 2000) stderr += c;

@@ -58,6 +58,8 @@ export interface NodeOptions {
    * public listener, forwarding everything else to the node's API on a loopback port.
    */
   dataPlane?: DataPlane;
+  /** nginx worker processes for `dataPlane: "nginx"`; benches pin 1. Default one per core, ≤ 2. */
+  edgeWorkers?: number;
 }
 
 export type DataPlane = "node" | "nginx";
@@ -199,6 +201,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       dataDir: edgeDir,
       routes: () => rosterRoutes(coordinator, mesh),
       logger: logger.child("edge"),
+      ...(options.edgeWorkers ? { workers: options.edgeWorkers } : {}),
     });
     try {
       await edge.start();
