@@ -47,6 +47,8 @@ const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" 
 
 interface Served {
   url: string;
+  /** The nginx master behind a node with the nginx data plane. */
+  edgePid?: number;
 }
 
 /** Prints the one line the parent waits for. */
@@ -83,7 +85,16 @@ async function serveApp(uuid: string): Promise<void> {
 async function serveNode(uuid: string): Promise<void> {
   // The key comes from the parent: the bench's supervisor and its runners register with it too.
   const nodeKey = process.env.TABBIFY_NODE_KEY ?? randomUUID();
-  const node = await startNode({ host: "127.0.0.1", port: 0, nodeKey, httpLogLevel: "silent" });
+  const dataPlane = process.env.BENCH_DATA_PLANE === "nginx" ? "nginx" : "node";
+  // One nginx worker, like the hand-configured anchor: every proxy here gets one core.
+  const node = await startNode({
+    host: "127.0.0.1",
+    port: 0,
+    nodeKey,
+    httpLogLevel: "silent",
+    dataPlane,
+    edgeWorkers: 1,
+  });
   // A roster entry that never expires during the bench: re-registered well inside the timeout.
   const register = () =>
     node.coordinator.register({
@@ -97,7 +108,10 @@ async function serveNode(uuid: string): Promise<void> {
     });
   register();
   setInterval(register, 10_000);
-  announce({ url: `${node.url}/app/${uuid}` });
+  await node.edge?.settle();
+  process.once("SIGTERM", () => void node.close().then(() => process.exit(0)));
+  const edgePid = node.edge?.pid();
+  announce({ url: `${node.url}/app/${uuid}`, ...(edgePid ? { edgePid } : {}) });
 }
 
 /**
@@ -142,7 +156,7 @@ function startChild(
   role: string,
   uuid: string,
   env: NodeJS.ProcessEnv = {},
-): Promise<{ child: ChildProcess; url: string }> {
+): Promise<{ child: ChildProcess; url: string; edgePid?: number }> {
   // Every proxy under test gets the same V8 flags our proxying processes run with, so the
   // comparison is of the proxy code, not of heap sizing.
   const child = spawn(
@@ -155,7 +169,7 @@ function startChild(
   );
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
-    lines.once("line", (line) => resolve({ child, url: (JSON.parse(line) as Served).url }));
+    lines.once("line", (line) => resolve({ child, ...(JSON.parse(line) as Served) }));
     child.once("exit", (code) => reject(new Error(`${role} exited early (code ${code})`)));
   });
 }
@@ -197,6 +211,46 @@ http {
   const child = spawn(bin, ["-p", dir, "-c", join(dir, "nginx.conf"), "-g", "daemon off;"], {
     stdio: "inherit",
   });
+  await waitForHttp(`http://127.0.0.1:${port}/app/${uuid}/small`);
+  return {
+    url: `http://127.0.0.1:${port}/app/${uuid}`,
+    pid: child.pid ?? 0,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A second engine measured by hand for the data-plane choice (docs/DECISIONS.md). */
+async function startHaproxy(
+  upstreamHost: string,
+  uuid: string,
+): Promise<{ stop: () => Promise<void>; url: string; pid: number } | string> {
+  const which = spawnSync("sh", ["-c", "command -v haproxy || ls /usr/sbin/haproxy"], { encoding: "utf8" });
+  const bin = which.stdout.trim().split("\n")[0];
+  if (!bin) return "haproxy not installed (apt-get install -y haproxy)";
+  const dir = await mkdtemp(join(tmpdir(), "tabbify-bench-haproxy-"));
+  const port = await freeLoopbackPort();
+  const conf = `
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend edge
+  bind 127.0.0.1:${port}
+  default_backend app
+backend app
+  http-request replace-path /app/${uuid}(/.*)? \\1
+  server app ${upstreamHost}:${APP_PORT}
+`;
+  await writeFile(join(dir, "haproxy.cfg"), conf);
+  const child = spawn(bin, ["-db", "-f", join(dir, "haproxy.cfg")], { stdio: "inherit" });
   await waitForHttp(`http://127.0.0.1:${port}/app/${uuid}/small`);
   return {
     url: `http://127.0.0.1:${port}/app/${uuid}`,
@@ -291,6 +345,8 @@ function wrk(url: string, secs: number): Promise<Result> {
 
 const OURS = "tabbify node /app/<uuid>";
 const NGINX = "nginx (1 worker)";
+const EDGE = "tabbify --data-plane nginx";
+const HAPROXY = "haproxy (1 thread)";
 const BODIES = [
   ["small (6 B)", "/small"],
   ["1 MiB", "/1m"],
@@ -338,6 +394,13 @@ function printReport(rows: Row[]): void {
       parts.push(
         `ours/nginx req/s ${(ours.rps / nginx.rps).toFixed(2)} cpu/req ${(ours.cpuUs / nginx.cpuUs).toFixed(2)}`,
       );
+      for (const name of [EDGE, HAPROXY]) {
+        const other = row(name);
+        if (other)
+          parts.push(
+            `${name}/nginx req/s ${(other.rps / nginx.rps).toFixed(2)} cpu/req ${(other.cpuUs / nginx.cpuUs).toFixed(2)}`,
+          );
+      }
     }
     process.stdout.write(`  ${body.padEnd(12)} ${parts.join("   ")}\n`);
   }
@@ -346,12 +409,16 @@ function printReport(rows: Row[]): void {
 async function proxyPart(uuid: string, ours: { child: ChildProcess; url: string }): Promise<void> {
   const children: ChildProcess[] = [];
   let nginx: Awaited<ReturnType<typeof startNginx>> | undefined;
+  let haproxy: Awaited<ReturnType<typeof startHaproxy>> | undefined;
   try {
     const app = await startChild("app", uuid);
     children.push(app.child);
     const plain = await startChild("plain", uuid);
     children.push(plain.child);
     nginx = await startNginx(deriveAppLoopback(uuid), uuid);
+    const edge = await startChild("node", uuid, { BENCH_DATA_PLANE: "nginx" });
+    children.push(edge.child);
+    haproxy = await startHaproxy(deriveAppLoopback(uuid), uuid);
 
     const targets: Target[] = [
       { name: "direct", url: app.url, pids: [app.child.pid ?? 0] },
@@ -359,6 +426,9 @@ async function proxyPart(uuid: string, ours: { child: ChildProcess; url: string 
       { name: OURS, url: ours.url, pids: [ours.child.pid ?? 0] },
     ];
     if (typeof nginx !== "string") targets.push({ name: NGINX, url: nginx.url, pids: [nginx.pid] });
+    // The node's CPU counts too: it stays in the process tree behind the edge.
+    targets.push({ name: EDGE, url: edge.url, pids: [edge.child.pid ?? 0, edge.edgePid ?? 0] });
+    if (typeof haproxy !== "string") targets.push({ name: HAPROXY, url: haproxy.url, pids: [haproxy.pid] });
 
     process.stdout.write(
       `\n## 1. proxy: wrk -t1 -c${connections}, ${rounds} alternating rounds of ${durationSecs} s per cell (median kept)\n` +
@@ -368,6 +438,7 @@ async function proxyPart(uuid: string, ours: { child: ChildProcess; url: string 
     printReport(await measure(targets, rounds, durationSecs));
   } finally {
     if (nginx && typeof nginx !== "string") await nginx.stop();
+    if (haproxy && typeof haproxy !== "string") await haproxy.stop();
     for (const c of children) await stopChild(c);
   }
 }

@@ -9,7 +9,7 @@ import { readKeyFile } from "../core/key-file.js";
 import { createLogger } from "../core/log.js";
 import type { NodeRegistryOptions } from "../node/apps-node.js";
 import { parseSeedApps } from "../node/apps-seed.js";
-import { type NodeDeployOptions, startNode } from "../node/index.js";
+import { type DataPlane, dataPlanes, type NodeDeployOptions, startNode } from "../node/index.js";
 import { tenantRegistryAccess } from "../node/registry-access.js";
 import { GITHUB_API_URL, loadAppPrivateKey } from "../pipeline/github.js";
 import {
@@ -88,6 +88,12 @@ export const nodeOptions: OptionSpec[] = [
     env: "TABBIFY_AUTH_DATA_DIR",
     help: "the auth service's data dir: its signing key mints the tenant tokens traded for registry tokens",
   },
+  {
+    flag: "data-plane",
+    env: "TABBIFY_DATA_PLANE",
+    default: "node",
+    help: "who serves /app/<uuid>: node (embedded proxy) or nginx (supervised child on --listen; the API moves to a loopback port behind it)",
+  },
   allowPrivateReposOption,
 ];
 
@@ -102,7 +108,7 @@ export const nodeSecretEnv = [
 ] as const;
 
 const usage =
-  "tabbify node [--listen HOST:PORT] [--data DIR] [--database postgres://…] [--mesh local|ula] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID] [--seed-apps FILE] [--allowed-servers NAME,…]";
+  "tabbify node [--listen HOST:PORT] [--data DIR] [--database postgres://…] [--mesh local|ula] [--data-plane node|nginx] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID] [--seed-apps FILE] [--allowed-servers NAME,…]";
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const opts = parseOptions(argv, env, nodeOptions);
@@ -117,6 +123,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   if (mesh !== "local" && mesh !== "ula") {
     throw new TabbifyError("USAGE", `--mesh wants local or ula, got "${mesh}"`);
   }
+  const dataPlane = parseDataPlane(opts.values["data-plane"]);
   const timeoutSecs = Number(opts.values["peer-timeout-secs"]);
   if (!Number.isFinite(timeoutSecs) || timeoutSecs <= 0) {
     throw new TabbifyError(
@@ -148,6 +155,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     logger,
     deploy,
     registry: await registryOptions(opts.values, opts.lists),
+    dataPlane,
   });
   const signal = await untilSignal();
   logger.info("shutting down", { signal });
@@ -199,6 +207,18 @@ function databaseOption(argv: string[], value: string | undefined): string | und
     );
   }
   return value;
+}
+
+/** caddy and haproxy were measured (docs/DECISIONS.md) but are not shipped. */
+function parseDataPlane(value: string | undefined): DataPlane {
+  const plane = dataPlanes.find((p) => p === value);
+  if (!plane) {
+    throw new TabbifyError(
+      "USAGE",
+      `--data-plane wants ${dataPlanes.join(" or ")}, got "${value}" (caddy and haproxy are not shipped; see docs/DECISIONS.md)`,
+    );
+  }
+  return plane;
 }
 
 async function deployOptions(

@@ -33,6 +33,12 @@ const upOptions: OptionSpec[] = [
     help: "the local supervisor's API",
   },
   { flag: "name", env: "SUPERVISOR_NAME", default: "local", help: "the local supervisor's display name" },
+  {
+    flag: "data-plane",
+    env: "TABBIFY_DATA_PLANE",
+    default: "node",
+    help: "who serves the node's /app/<uuid>: node or nginx (see tabbify node --help)",
+  },
   { flag: "quiet", boolean: true, help: "do not echo the roles' logs" },
 ];
 
@@ -135,6 +141,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         ...(supKeyFromEnv ? [] : ["--supervisor-key-file", supKey.source]),
         // The all-in-one stack lives on loopback, and so do the git servers it is tried with.
         "--allow-private-repos",
+        "--data-plane",
+        opts.values["data-plane"]!,
       ],
       env: nodeEnv,
       readyUrl: `${nodeUrl}/health`,

@@ -1,2 +1,9 @@
 export { APP_PREFIX, AppProxy } from "./proxy.js";
-export { type NodeDeployOptions, type NodeOptions, type RunningNode, startNode } from "./server.js";
+export {
+  type DataPlane,
+  dataPlanes,
+  type NodeDeployOptions,
+  type NodeOptions,
+  type RunningNode,
+  startNode,
+} from "./server.js";

@@ -1,12 +1,24 @@
-import { mkdir } from "node:fs/promises";
+import { mkdir, mkdtemp } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import { deriveAppUla, hostPort, type MeshMode } from "../core/address.js";
+import {
+  APP_PORT,
+  appAddress,
+  deriveAppUla,
+  hostPort,
+  type MeshMode,
+  parseAppUuid,
+} from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger, LogLevel } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
+import { freeLoopbackPort } from "../core/net.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
+import type { EdgeRoute } from "../dataplane/nginx-config.js";
+import { type EdgeStatus, NginxEdge } from "../dataplane/nginx-edge.js";
 import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
@@ -50,7 +62,17 @@ export interface NodeOptions {
   deploy?: NodeDeployOptions;
   /** The app registry's seed, allowed servers and tenant-token check. */
   registry?: NodeRegistryOptions;
+  /**
+   * Who serves `/app/<uuid>`: the node itself (default), or nginx as a supervised child on the
+   * public listener, forwarding everything else to the node's API on a loopback port.
+   */
+  dataPlane?: DataPlane;
+  /** nginx worker processes for `dataPlane: "nginx"`; benches pin 1. Default one per core, ≤ 2. */
+  edgeWorkers?: number;
 }
+
+export type DataPlane = "node" | "nginx";
+export const dataPlanes: readonly DataPlane[] = ["node", "nginx"];
 
 export interface NodeDeployOptions {
   /** `GITHUB_WEBHOOK_SECRET`; unset ⇒ `/v1/webhooks/github` answers 503. */
@@ -87,6 +109,10 @@ export interface RunningNode {
   pipeline: NodePipeline | undefined;
   /** The node's store; present when the node has a data dir. */
   store: Store | undefined;
+  /** The node's own API: `url` itself without an edge, its loopback port behind one. */
+  apiUrl: string;
+  /** Present with `dataPlane: "nginx"`. */
+  edge: NginxEdge | undefined;
   close(): Promise<void>;
 }
 
@@ -133,7 +159,8 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   // Registry names for the roster views; the registry exists only with a data dir.
   let registry: AttachedRegistry | undefined;
   const appNames = async () => (registry ? registry.registry.names() : new Map<string, string>());
-  registerRoutes(app, coordinator, keyCheck, appNames);
+  let edge: NginxEdge | undefined;
+  registerRoutes(app, coordinator, keyCheck, appNames, () => edge?.status());
 
   // The verify step asks the node's own /app/<uuid> door, the way users reach the app.
   let selfUrl = "";
@@ -225,11 +252,44 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     await store?.close();
     throw err;
   }
+  const dataPlane = options.dataPlane ?? "node";
+  // Behind an edge the node's API moves to a loopback port only the edge (and local tools) dial.
+  await app.listen(
+    dataPlane === "node" ? { host, port: options.port ?? 8090 } : { host: "127.0.0.1", port: 0 },
+  );
   const server = rawServer as http.Server;
-  const port = (server.address() as AddressInfo).port;
+  const apiPort = (server.address() as AddressInfo).port;
+  const apiUrl = `http://${hostPort(dataPlane === "node" ? host : "127.0.0.1", apiPort)}`;
+  let port = apiPort;
+  if (dataPlane === "nginx") {
+    port = options.port || (await freeLoopbackPort());
+    const edgeDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "tabbify-edge-")));
+    edge = new NginxEdge({
+      listenHost: host,
+      listenPort: port,
+      nodeApi: { host: "127.0.0.1", port: apiPort },
+      appPort: options.appPort ?? APP_PORT,
+      dataDir: edgeDir,
+      routes: () => rosterRoutes(coordinator, mesh),
+      logger: logger.child("edge"),
+      ...(options.edgeWorkers ? { workers: options.edgeWorkers } : {}),
+    });
+    try {
+      await edge.start();
+    } catch (err) {
+      await app.close();
+      throw err;
+    }
+  }
   const url = `http://${hostPort(host, port)}`;
   selfUrl = url;
-  logger.info("node listening", { url, mesh, node_key: keyCheck.configured ? "set" : "not set" });
+  logger.info("node listening", {
+    url,
+    mesh,
+    data_plane: dataPlane,
+    ...(edge ? { api: apiUrl } : {}),
+    node_key: keyCheck.configured ? "set" : "not set",
+  });
 
   return {
     url,
@@ -238,7 +298,10 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     coordinator,
     pipeline,
     store,
+    apiUrl,
+    edge,
     close: async () => {
+      await edge?.close();
       proxy.close();
       // Keep-alive clients and streaming responses would hold close() open; give in-flight
       // requests a moment, then cut what is left.
@@ -257,11 +320,26 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   };
 }
 
+/** The roster's apps as edge routes; a runner record whose name is not a uuid is skipped. */
+function rosterRoutes(coordinator: RosterCoordinator, mesh: MeshMode): EdgeRoute[] {
+  const routes: EdgeRoute[] = [];
+  for (const runner of coordinator.runners()) {
+    try {
+      const uuid = parseAppUuid(runner.app_uuid ?? runner.name);
+      routes.push({ uuid, host: appAddress(uuid, mesh) });
+    } catch {
+      // Not an app runner: nothing to route.
+    }
+  }
+  return routes;
+}
+
 function registerRoutes(
   app: FastifyInstance,
   coordinator: RosterCoordinator,
   keyCheck: NodeKeyCheck,
   appNames: () => Promise<Map<string, string>>,
+  edgeStatus: () => EdgeStatus | undefined,
 ): void {
   app.setErrorHandler((err, _req, reply) => {
     const { status, body } = toNodeError(err);
@@ -275,7 +353,14 @@ function registerRoutes(
       .send({ error: `no route ${req.method} ${req.url.split("?")[0]}`, code: "NOT_FOUND" });
   });
 
-  app.get("/health", async () => ({ status: "ok", version: nodeVersion }));
+  app.get("/health", async (_req, reply) => {
+    const edge = edgeStatus();
+    if (!edge) return { status: "ok", version: nodeVersion, data_plane: "node" };
+    // Reached through the edge this is 200 unless nginx is mid-restart; asked on the API port
+    // directly it says 503 while the edge is down.
+    if (!edge.running) void reply.status(503);
+    return { status: edge.running ? "ok" : "degraded", version: nodeVersion, data_plane: edge };
+  });
 
   app.register(async (authed) => {
     authed.addHook("onRequest", async (req: FastifyRequest, _reply: FastifyReply) => {

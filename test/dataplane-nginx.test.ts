@@ -1,0 +1,181 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import crypto from "node:crypto";
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import http from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
+import { type RunningNode, startNode } from "../src/node/index.js";
+
+/**
+ * The nginx edge's own duties: routes follow the roster within a second, a refused config never
+ * replaces the live one, a dead nginx is restarted and /health says so, reloads drop nothing.
+ */
+
+function requireNginx(): void {
+  try {
+    execFileSync("nginx", ["-v"], { stdio: "ignore" });
+  } catch {
+    throw new Error("these tests need nginx on PATH: apt-get install nginx");
+  }
+}
+
+function get(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false }, (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (body += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on("error", reject);
+  });
+}
+
+function runnerRecord(uuid: string) {
+  return {
+    kind: "runner" as const,
+    name: uuid,
+    app_uuid: uuid,
+    parent: "sup",
+    address: `${deriveAppLoopback(uuid)}:${APP_PORT}`,
+    ula: deriveAppLoopback(uuid),
+    version: "1",
+    tags: ["runner"],
+  };
+}
+
+/** Pids of processes in a process group that are not zombies (this container's init reaps none). */
+async function liveInGroup(pgid: number): Promise<number[]> {
+  const live: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
+    // Fields after the parenthesised command: state ppid pgrp ...
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(fields[2]) === pgid && fields[0] !== "Z") live.push(Number(entry));
+  }
+  return live;
+}
+
+async function until(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<number> {
+  const start = Date.now();
+  while (Date.now() - start < timeoutMs) {
+    if (await check().catch(() => false)) return Date.now() - start;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+describe("data plane nginx: the edge", () => {
+  const uuid = crypto.randomUUID();
+  let node: RunningNode;
+  let app: http.Server;
+  let dataDir: string;
+
+  before(async () => {
+    requireNginx();
+    dataDir = await mkdtemp(join(tmpdir(), "tabbify-edge-test-"));
+    app = http.createServer((req, res) => res.end(`app saw ${req.url}`));
+    await new Promise<void>((r) => app.listen(APP_PORT, deriveAppLoopback(uuid), r));
+    node = await startNode({
+      host: "127.0.0.1",
+      port: 0,
+      dataDir,
+      httpLogLevel: "silent",
+      dataPlane: "nginx",
+    });
+  });
+
+  after(async () => {
+    await node?.close();
+    await new Promise((r) => app?.close(r));
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it("keeps its files in <data>/edge, mode 0700, and moves the API to a loopback port", async () => {
+    const mode = (await stat(join(dataDir, "edge"))).mode & 0o777;
+    assert.equal(mode, 0o700);
+    assert.notEqual(node.apiUrl, node.url);
+    const health = JSON.parse((await get(`${node.url}/health`)).body) as { data_plane: { engine: string } };
+    assert.equal(health.data_plane.engine, "nginx");
+  });
+
+  it("adds a route within a second of the roster (5 s allowed on a loaded machine) and removes it when the runner leaves", async (t) => {
+    // Not on the roster: nginx hands it to the node, which dials the address (it answers).
+    const reg = node.coordinator.register(runnerRecord(uuid));
+    const took = await until("nginx to carry the route", 5000, async () => {
+      const conf = await readFile(join(dataDir, "edge", "nginx.conf"), "utf8");
+      return conf.includes(uuid) && node.edge?.status().routes === 1;
+    });
+    t.diagnostic(`route landed in ${took} ms`);
+    await node.edge?.settle();
+    assert.equal((await get(`${node.url}/app/${uuid}/x`)).body, "app saw /x");
+
+    node.coordinator.deregister(reg.peer_id);
+    await until("nginx to drop the route", 5000, async () => {
+      const conf = await readFile(join(dataDir, "edge", "nginx.conf"), "utf8");
+      return !conf.includes(uuid);
+    });
+    await node.edge?.settle();
+    // Off the roster, the app still answers at its address: the node's fallback dials it.
+    assert.equal((await get(`${node.url}/app/${uuid}/y`)).body, "app saw /y");
+  });
+
+  it("never replaces the live config with one nginx refuses", async () => {
+    const edge = node.edge!;
+    await edge.settle();
+    const before = await readFile(join(dataDir, "edge", "nginx.conf"), "utf8");
+    await assert.rejects(edge.applyText("events {}\nhttp { this is not nginx; }\n"), (err: Error) => {
+      assert.match(err.message, /nginx -t refused/);
+      return true;
+    });
+    assert.equal(await readFile(join(dataDir, "edge", "nginx.conf"), "utf8"), before);
+    assert.ok(edge.status().last_refused, "the refusal is reported");
+    assert.equal((await get(`${node.url}/health`)).status, 200);
+  });
+
+  it("reloads without dropping requests in flight or failing new ones", async () => {
+    node.coordinator.register(runnerRecord(uuid));
+    await node.edge!.settle();
+    let failures = 0;
+    let done = 0;
+    let stop = false;
+    const loop = async () => {
+      while (!stop) {
+        const r = await get(`${node.url}/app/${uuid}/loop`).catch(() => ({ status: 0, body: "" }));
+        if (r.status !== 200) failures++;
+        done++;
+      }
+    };
+    const loops = [loop(), loop(), loop(), loop()];
+    for (let i = 0; i < 5; i++) {
+      node.coordinator.register(runnerRecord(crypto.randomUUID()));
+      await node.edge!.settle();
+    }
+    stop = true;
+    await Promise.all(loops);
+    assert.ok(done > 10, `only ${done} requests ran`);
+    assert.equal(failures, 0, `${failures} of ${done} requests failed across 5 reloads`);
+  });
+
+  it("restarts nginx when it dies and says so in /health", async () => {
+    const edge = node.edge!;
+    const pid = edge.pid()!;
+    const restartsBefore = edge.status().restarts;
+    process.kill(pid, "SIGKILL");
+    await until("a new nginx", 10_000, async () => edge.pid() !== pid && edge.status().running);
+    assert.equal(edge.status().restarts, restartsBefore + 1);
+    // The killed master's workers went with it (they would keep serving the old config).
+    assert.deepEqual(await liveInGroup(pid), [], "no process of the killed nginx is left");
+    await until("nginx to serve again", 10_000, async () => (await get(`${node.url}/health`)).status === 200);
+    const health = JSON.parse((await get(`${node.apiUrl}/health`)).body) as {
+      data_plane: { restarts: number; running: boolean };
+    };
+    assert.equal(health.data_plane.restarts, restartsBefore + 1);
+    assert.equal(health.data_plane.running, true);
+  });
+});
