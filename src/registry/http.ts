@@ -110,7 +110,11 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
         query.delete("from");
       }
       const search = query.toString();
-      return upstream.forward(request, reply, `${canonicalPath(route)}${search ? `?${search}` : ""}`);
+      return upstream.forward(
+        request,
+        reply,
+        `${canonicalPath(route, request.method)}${search ? `?${search}` : ""}`,
+      );
     }
     return dispatch(route, query, request, reply, mountAllowed);
   };
@@ -172,8 +176,21 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
       case "referrers": {
         if (method !== "GET") break;
         const artifactType = query.get("artifactType") ?? undefined;
-        const index = await service.referrers(route.name, route.digest, artifactType);
+        const { n, last } = pagination(query);
+        const { index, next } = await service.referrers(route.name, route.digest, {
+          ...(artifactType !== undefined ? { artifactType } : {}),
+          ...(n !== undefined ? { n } : {}),
+          ...(last !== undefined ? { last } : {}),
+        });
         if (artifactType !== undefined) reply.header("oci-filters-applied", "artifactType");
+        if (next !== undefined) {
+          const filter =
+            artifactType !== undefined ? `&artifactType=${encodeURIComponent(artifactType)}` : "";
+          reply.header(
+            "link",
+            `</v2/${route.name}/referrers/${route.digest}?n=${index.manifests.length}&last=${encodeURIComponent(next)}${filter}>; rel="next"`,
+          );
+        }
         return reply.type(mediaTypes.ociIndex).send(Buffer.from(JSON.stringify(index)));
       }
     }

@@ -13,7 +13,7 @@ import {
   type ParsedManifest,
   parseManifest,
 } from "./manifests.js";
-import { checkName, parseReference, requestDigest } from "./names.js";
+import { checkName, lookupReference, parseReference, requestDigest } from "./names.js";
 import { type AppendOptions, type UploadState, UploadStore } from "./uploads.js";
 
 export interface RegistryServiceOptions {
@@ -27,6 +27,9 @@ export interface RegistryServiceOptions {
 }
 
 export const defaultMaxUploadsPerTenant = 100;
+
+/** Referrers listed per page when the client does not ask for fewer: keeps an index well under 4 MiB. */
+export const maxReferrersPage = 1000;
 
 export interface ManifestContent {
   digest: string;
@@ -187,7 +190,7 @@ export class RegistryService {
 
   private async resolve(name: string, reference: string): Promise<Digest> {
     checkName(name);
-    const ref = parseReference(reference);
+    const ref = lookupReference(reference);
     if (ref.kind === "digest") {
       if (!(await this.driver.stat(layout.revisionLink(name, ref.digest)))) {
         throw new TabbifyError("MANIFEST_UNKNOWN", `manifest ${formatDigest(ref.digest)} is not in ${name}`, {
@@ -395,28 +398,39 @@ export class RegistryService {
     return paginate(names, n, last);
   }
 
-  /** Manifests in `name` whose subject is `digest`, as an OCI image index. */
+  /**
+   * Manifests in `name` whose subject is `digest`, as an OCI image index, sorted by digest and
+   * paged like tag lists: at most `n` entries (default and ceiling `maxReferrersPage`) after
+   * `last`, with `next` set when more follow.
+   */
   async referrers(
     name: string,
     digest: string,
-    artifactType?: string,
-  ): Promise<{ mediaType: string; schemaVersion: 2; manifests: Descriptor[] }> {
+    opts: { artifactType?: string; n?: number; last?: string } = {},
+  ): Promise<{ index: { mediaType: string; schemaVersion: 2; manifests: Descriptor[] }; next?: string }> {
     checkName(name);
     const subject = requestDigest(digest);
     const root = layout.referrersOf(name, subject);
     const manifests: Descriptor[] = [];
     for (const alg of await this.driver.list(root)) {
       for (const hex of await this.driver.list(`${root}/${alg}`)) {
+        if (opts.last !== undefined && `${alg}:${hex}` <= opts.last) continue;
         const raw = await this.driver.getContent(`${root}/${alg}/${hex}/link`);
         if (!raw) continue;
         const entry = JSON.parse(raw.toString("utf8")) as Descriptor;
         // A referrer whose manifest was deleted behind our back is not listed.
         if (!(await this.driver.stat(layout.revisionLink(name, parseDigest(entry.digest))))) continue;
-        if (artifactType !== undefined && entry.artifactType !== artifactType) continue;
+        if (opts.artifactType !== undefined && entry.artifactType !== opts.artifactType) continue;
         manifests.push(entry);
       }
     }
-    return { schemaVersion: 2, mediaType: mediaTypes.ociIndex, manifests };
+    manifests.sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
+    const n = Math.min(opts.n ?? maxReferrersPage, maxReferrersPage);
+    const page = manifests.slice(0, n);
+    const index = { schemaVersion: 2 as const, mediaType: mediaTypes.ociIndex, manifests: page };
+    return manifests.length > n && page.length > 0
+      ? { index, next: page[page.length - 1]!.digest }
+      : { index };
   }
 
   async cleanupStaleUploads(): Promise<number> {
