@@ -38,6 +38,12 @@ export const registryOptions: OptionSpec[] = [
     help: "open upload sessions one tenant may hold; past it, 429 TOOMANYREQUESTS",
   },
   {
+    flag: "immutable-tags",
+    env: "REGISTRY_IMMUTABLE_TAGS",
+    multiple: true,
+    help: "repo:tag glob whose tags keep their first digest, e.g. 'acme/*:v*' (repeatable; env comma-separated)",
+  },
+  {
     flag: "upload-max-age",
     env: "REGISTRY_UPLOAD_MAX_AGE",
     default: "24h",
@@ -125,6 +131,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     maxUploadsPerTenant,
     staleUploadMs,
     cleanupIntervalMs,
+    immutableTags: opts.lists["immutable-tags"] ?? [],
     service: v.service!,
     log,
     ...(driver ? { driver } : {}),
