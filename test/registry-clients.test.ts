@@ -299,12 +299,18 @@ describe("registry with real clients behind tabbify auth", { timeout: 600_000 },
 
     // On the wire: a valid acme token on a globex path is 403 DENIED, and nothing was stored.
     const token = await registryToken(stack, "acme", "repository:globex/secret:pull");
-    for (const path of ["/v2/globex/secret/manifests/v1", "/v2/globex/secret/tags/list", "/v2/_catalog"]) {
+    for (const path of ["/v2/globex/secret/manifests/v1", "/v2/globex/secret/tags/list"]) {
       const res = await fetch(`${stack.base}${path}`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(res.status, 403, path);
       const body = (await res.json()) as { errors: { code: string }[] };
       assert.equal(body.errors[0]?.code, "DENIED", path);
     }
+    // acme's catalog answers with acme's repositories only.
+    const catalog = await fetch(`${stack.base}/v2/_catalog`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    assert.equal(catalog.status, 200);
+    assert.doesNotMatch(await catalog.text(), /globex/);
     const globexToken = await registryToken(stack, "globex", "repository:globex/planted:pull");
     const planted = await fetch(`${stack.base}/v2/globex/planted/tags/list`, {
       headers: { authorization: `Bearer ${globexToken}` },

@@ -651,6 +651,45 @@ describe("referrers and artifacts", () => {
     );
   });
 
+  it("pages referrers with n/last and a Link header that keeps the artifactType filter", async () => {
+    const subject = await pushImage(url, "refpage/app", "v1");
+    const subjectDescriptor = {
+      mediaType: ociManifestType,
+      digest: subject.digest,
+      size: subject.manifest.length,
+    };
+    const digests: string[] = [];
+    for (const i of [1, 2, 3, 4, 5]) {
+      const r = await pushImage(url, "refpage/app", `sig${i}`, {
+        layer: Buffer.from(`signature ${i}`),
+        extra: { artifactType: "application/vnd.example.sig", subject: subjectDescriptor },
+      });
+      digests.push(r.digest);
+    }
+    digests.sort();
+    const seen: string[] = [];
+    let next: string | null =
+      `/v2/refpage/app/referrers/${subject.digest}?n=2&artifactType=application/vnd.example.sig`;
+    let pages = 0;
+    while (next) {
+      const r = await call(url, next);
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get("oci-filters-applied"), "artifactType");
+      const got = (r.json() as { manifests: { digest: string }[] }).manifests.map((m) => m.digest);
+      assert.ok(got.length <= 2);
+      seen.push(...got);
+      pages++;
+      const link = r.headers.get("link");
+      if (link) assert.match(link, /artifactType=application%2Fvnd\.example\.sig>; rel="next"$/);
+      next = link ? /^<([^>]+)>; rel="next"$/.exec(link)![1]! : null;
+    }
+    assert.equal(pages, 3);
+    assert.deepEqual(seen, digests, "every referrer once, in digest order");
+    const whole = await call(url, `/v2/refpage/app/referrers/${subject.digest}`);
+    assert.equal(whole.headers.get("link"), null);
+    assert.equal((whole.json() as { manifests: unknown[] }).manifests.length, 5);
+  });
+
   it("stores, pulls and lists a WASM component artifact like any other manifest", async () => {
     const wasmType = "application/vnd.tabbify.wasm.component.v1";
     const emptyType = "application/vnd.oci.empty.v1+json";
@@ -766,6 +805,26 @@ describe("bad input: spec status and code, nothing stored, still serving", () =>
     }
     assert.deepEqual(await stagedUploads(), stagedBefore);
     assert.equal((await call(url, "/v2/algo/app/tags/list")).status, 404);
+  });
+
+  it("GET/HEAD of a reference that is neither tag nor digest is 404 MANIFEST_UNKNOWN; PUT is 400 TAG_INVALID", async () => {
+    const image = await pushImage(url, "badref/app", "v1");
+    for (const ref of ["-bad", "a%2Bb", ".hidden", "x".repeat(129), "sha256:zzz"]) {
+      const get = await call(url, `/v2/badref/app/manifests/${ref}`);
+      assert.equal(get.status, 404, ref);
+      assert.equal(errorCode(get), "MANIFEST_UNKNOWN", ref);
+      const head = await call(url, `/v2/badref/app/manifests/${ref}`, { method: "HEAD" });
+      assert.equal(head.status, 404, ref);
+    }
+    const put = await call(url, "/v2/badref/app/manifests/-bad", {
+      method: "PUT",
+      body: image.manifest,
+      headers: { "content-type": ociManifestType },
+    });
+    assert.equal(put.status, 400);
+    assert.equal(errorCode(put), "TAG_INVALID");
+    const tags = await call(url, "/v2/badref/app/tags/list");
+    assert.deepEqual((tags.json() as { tags: string[] }).tags, ["v1"], "nothing stored");
   });
 
   it("PUT to finish an upload without ?digest= is DIGEST_INVALID", async () => {

@@ -19,6 +19,7 @@ import {
   patternChunks,
   pushBlob,
   pushImage,
+  spawnRegistry,
   streamDigest,
   streamRequest,
 } from "./registry-helpers.js";
@@ -139,4 +140,42 @@ it("restarts the upstream when it dies", async () => {
   }
   assert.equal(status, 200, "the upstream answers again after a restart");
   await pushBlob(registry.url, "acme/app", "after restart", acme);
+});
+
+it("reads of a reference that is neither tag nor digest are 404 MANIFEST_UNKNOWN in front of the upstream too", async () => {
+  const r = await call(registry.url, "/v2/acme/app/manifests/-bad", { headers: acme });
+  assert.equal(r.status, 404);
+  assert.equal(errorCode(r), "MANIFEST_UNKNOWN");
+});
+
+/** Whether a process is still alive (a zombie counts as gone: it runs nothing and holds no port). */
+async function alive(pid: number): Promise<boolean> {
+  const { readFile } = await import("node:fs/promises");
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  return status !== "" && !/^State:\s+Z/m.test(status);
+}
+
+it("the upstream child exits when the registry is SIGKILLed", async () => {
+  const port = await freePort();
+  const config = await writeDockerRegistryConfig(dir, join(dir, "orphan-data"), port);
+  const spawned = await spawnRegistry(join(dir, "orphan-registry"), [
+    "--upstream-url",
+    `http://127.0.0.1:${port}`,
+    "--upstream-cmd",
+    `${binary} serve ${config}`,
+  ]);
+  const { readFile } = await import("node:fs/promises");
+  const children = (await readFile(`/proc/${spawned.pid}/task/${spawned.pid}/children`, "utf8"))
+    .trim()
+    .split(/\s+/)
+    .map(Number);
+  assert.equal(children.length, 1, "one upstream child");
+  const upstreamPid = children[0]!;
+  assert.ok(await alive(upstreamPid));
+  assert.equal((await fetch(`http://127.0.0.1:${port}/v2/`)).status, 200, "the upstream serves");
+  await spawned.stop("SIGKILL");
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline && (await alive(upstreamPid))) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(await alive(upstreamPid), false, "the upstream died with its parent");
+  await assert.rejects(fetch(`http://127.0.0.1:${port}/v2/`), "nothing listens on the upstream port");
 });

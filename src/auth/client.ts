@@ -1,4 +1,5 @@
 import { TabbifyError } from "../core/errors.js";
+import { accessClaim } from "./registry-scope.js";
 import type { TenantIdentity } from "./types.js";
 
 const defaultTimeoutMs = 5000;
@@ -67,11 +68,17 @@ export class AuthClient {
 
 function parseIdentity(body: unknown): TenantIdentity | undefined {
   if (typeof body !== "object" || body === null) return undefined;
-  const { subject, network, tenant, expires_at } = body as Record<string, unknown>;
+  const { subject, network, tenant, expires_at, scopes } = body as Record<string, unknown>;
   if (typeof subject !== "string" || typeof tenant !== "string" || typeof expires_at !== "number")
     return undefined;
   if (network !== null && network !== undefined && typeof network !== "string") return undefined;
   const identity: TenantIdentity = { subject, tenant, expiresAt: expires_at };
   if (typeof network === "string") identity.network = network;
+  if (scopes !== null && scopes !== undefined) {
+    // A limited token whose limits cannot be read must not pass as an unlimited one.
+    const parsed = accessClaim(scopes);
+    if (!parsed) return undefined;
+    identity.scopes = parsed;
+  }
   return identity;
 }

@@ -93,6 +93,41 @@ export function grantFor(tenant: string, requested: readonly ResourceAccess[]): 
   }));
 }
 
+/**
+ * The scopes a robot token is issued with (`tabbify auth token --scope …`): repository scopes in
+ * the tenant's own namespace with pull, push, delete or `*`. Anything else is SCOPE_INVALID: a
+ * robot limited to what it can never have would be a silent mistake.
+ */
+export function robotScopes(tenant: string, values: readonly string[]): ResourceAccess[] {
+  const parsed = parseScopes(values);
+  for (const scope of parsed) {
+    const shown = formatScope(scope).slice(0, 200);
+    if (scope.type !== "repository" || !repositoryAllowed(tenant, scope.name)) {
+      throw new TabbifyError(
+        "SCOPE_INVALID",
+        `scope ${shown} is not a repository under ${tenant}/ (want repository:${tenant}/<name>:<actions>)`,
+      );
+    }
+    if (!scope.actions.every((a) => a === "*" || (repositoryActions as readonly string[]).includes(a))) {
+      throw new TabbifyError("SCOPE_INVALID", `scope ${shown}: actions are pull, push, delete or *`);
+    }
+  }
+  return grantFor(tenant, parsed);
+}
+
+/** `grant` less whatever `limits` (a robot token's scopes) do not allow. */
+export function limitTo(
+  grant: readonly ResourceAccess[],
+  limits: readonly ResourceAccess[],
+): ResourceAccess[] {
+  const out: ResourceAccess[] = [];
+  for (const entry of grant) {
+    const actions = entry.actions.filter((a) => allows(limits, entry.type, entry.name, a));
+    if (actions.length > 0) out.push({ ...entry, actions });
+  }
+  return out;
+}
+
 /** Whether `access` holds `action` on the resource (`*` in a grant holds every action). */
 export function allows(
   access: readonly ResourceAccess[],

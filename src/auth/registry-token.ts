@@ -27,6 +27,8 @@ export interface RegistryTokenClaims {
   expiresAt: number;
   /** The Docker token format's `access` list: every request is checked against it. */
   access: ResourceAccess[];
+  /** A robot's limits, copied from its tenant token: what no new token would grant either. */
+  scopes?: ResourceAccess[];
 }
 
 /**
@@ -81,7 +83,9 @@ export class RegistryTokens {
     const now = Math.floor(this.#now());
     if (identity.expiresAt <= now) throw new TabbifyError("TOKEN_EXPIRED", "tenant token has expired");
     const expiresAt = Math.min(now + this.ttlSeconds, identity.expiresAt);
-    let jwt = new SignJWT({ tenant: identity.tenant, access: opts.access ?? [] })
+    const claims: Record<string, unknown> = { tenant: identity.tenant, access: opts.access ?? [] };
+    if (identity.scopes !== undefined) claims.scopes = identity.scopes;
+    let jwt = new SignJWT(claims)
       .setProtectedHeader({ alg: algorithm, typ: "JWT" })
       .setSubject(identity.subject)
       .setIssuer(this.issuer)
@@ -122,6 +126,12 @@ export class RegistryTokens {
     if (typeof sub !== "string" || typeof tenant !== "string" || typeof exp !== "number" || !access) {
       throw new TabbifyError("TOKEN_INVALID", "registry token has malformed claims");
     }
-    return { subject: sub, tenant, expiresAt: exp, access };
+    const claims: RegistryTokenClaims = { subject: sub, tenant, expiresAt: exp, access };
+    if (payload.scopes !== undefined) {
+      const scopes = accessClaim(payload.scopes);
+      if (!scopes) throw new TabbifyError("TOKEN_INVALID", "registry token has malformed claims");
+      claims.scopes = scopes;
+    }
+    return claims;
   }
 }

@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import { toAuthErrorReply } from "./errors.js";
 import type { SigningKey } from "./keys.js";
+import type { ResourceAccess } from "./registry-scope.js";
 import { verifyTenantToken } from "./tenant-token.js";
 
 /** A validate request is one token; anything much larger is not one of ours. */
@@ -16,6 +17,8 @@ export interface ValidateResponse {
   tenant: string;
   /** Unix seconds. */
   expires_at: number;
+  /** A robot token's scopes; null for a token that speaks for the whole tenant. */
+  scopes: ResourceAccess[] | null;
 }
 
 /**
@@ -63,6 +66,7 @@ export function buildAuthApp(opts: { key: SigningKey; logger?: boolean }): Fasti
       network: identity.network ?? null,
       tenant: identity.tenant,
       expires_at: identity.expiresAt,
+      scopes: identity.scopes ?? null,
     };
   });
 

@@ -3,6 +3,7 @@ import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import { TabbifyError } from "../core/errors.js";
 import type { SigningKey } from "./keys.js";
 import { isValidTenant } from "./namespace.js";
+import { accessClaim, type ResourceAccess } from "./registry-scope.js";
 import type { TenantIdentity } from "./types.js";
 
 export const tenantTokenIssuer = "tabbify-auth";
@@ -13,11 +14,12 @@ export const maxTenantTokenTtlSeconds = 3650 * 24 * 3600;
 
 /**
  * Issues a tenant JWT: EdDSA over Ed25519, claims `sub`, `network` (= tenant), `iat`, `exp`,
- * `iss` "tabbify-auth" and a random `jti`; the header names the key by `kid`.
+ * `iss` "tabbify-auth" and a random `jti`; the header names the key by `kid`. A robot token also
+ * carries `access` (its scopes, Docker token format): the registry grants no more than they allow.
  */
 export async function issueTenantToken(
   key: SigningKey,
-  opts: { tenant: string; subject: string; ttlSeconds: number },
+  opts: { tenant: string; subject: string; ttlSeconds: number; scopes?: readonly ResourceAccess[] },
 ): Promise<string> {
   if (!isValidTenant(opts.tenant)) {
     throw new TabbifyError(
@@ -39,7 +41,9 @@ export async function issueTenantToken(
     );
   }
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ network: opts.tenant })
+  const claims: Record<string, unknown> = { network: opts.tenant };
+  if (opts.scopes !== undefined) claims.access = opts.scopes;
+  return new SignJWT(claims)
     .setProtectedHeader({ alg: algorithm, kid: key.kid, typ: "JWT" })
     .setSubject(opts.subject)
     .setIssuer(tenantTokenIssuer)
@@ -77,6 +81,11 @@ export async function verifyTenantToken(
   if (typeof exp !== "number") throw invalid("tenant token has a malformed expiry");
   const identity: TenantIdentity = { subject: sub, tenant: network ?? sub, expiresAt: exp };
   if (network !== undefined) identity.network = network;
+  if (payload.access !== undefined) {
+    const scopes = accessClaim(payload.access);
+    if (!scopes) throw invalid("tenant token has a malformed access claim");
+    identity.scopes = scopes;
+  }
   return identity;
 }
 

@@ -1,3 +1,5 @@
+import type { ResourceAccess } from "./registry-scope.js";
+
 /** Who a validated tenant token speaks for. */
 export interface TenantIdentity {
   /** The token's `sub`: the person or machine the token was issued to. */
@@ -8,4 +10,9 @@ export interface TenantIdentity {
   network?: string;
   /** Unix seconds. */
   expiresAt: number;
+  /**
+   * A robot token's limits (the JWT's `access` claim, Docker token format): the registry grants
+   * no more than these. Absent: the whole tenant namespace.
+   */
+  scopes?: ResourceAccess[];
 }

@@ -1,10 +1,12 @@
 /**
  * `tabbify auth`: the auth service's composition root.
  *   tabbify auth [--listen HOST:PORT] [--data DIR]           serve POST /v1/validate
- *   tabbify auth token --tenant T --subject S [--ttl 24h]    issue a tenant JWT (last stdout line)
+ *   tabbify auth token --tenant T --subject S [--ttl 24h] [--scope S…]
+ *                                                            issue a tenant JWT (last stdout line)
  */
 
 import { loadOrCreateSigningKey } from "../auth/keys.js";
+import { formatScope, robotScopes } from "../auth/registry-scope.js";
 import { buildAuthApp } from "../auth/server.js";
 import { issueTenantToken, maxTenantTokenTtlSeconds, verifyTenantToken } from "../auth/tenant-token.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
@@ -32,6 +34,11 @@ const tokenSpecs: OptionSpec[] = [
   { flag: "tenant", help: "tenant the token grants (its registry namespace), required" },
   { flag: "subject", help: "who the token is for (the sub claim), required" },
   { flag: "ttl", default: "24h", help: "lifetime: 90s, 15m, 24h, 7d or plain seconds" },
+  {
+    flag: "scope",
+    multiple: true,
+    help: "robot token: limit it to repository:<tenant>/<name>:<pull,push,delete> (repeatable); none = whole tenant",
+  },
   dataSpec,
 ];
 
@@ -95,19 +102,25 @@ async function issueToken(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const ttlSeconds = parseTtl(required(opts.values.ttl, "--ttl"));
   const dataDir = required(opts.values.data, "--data");
   const key = await loadOrCreateSigningKey(dataDir);
+  const scopeFlags = opts.lists.scope ?? [];
   let token: string;
   try {
-    token = await issueTenantToken(key, { tenant, subject, ttlSeconds });
+    const scopes = scopeFlags.length > 0 ? robotScopes(tenant, scopeFlags) : undefined;
+    token = await issueTenantToken(key, { tenant, subject, ttlSeconds, ...(scopes ? { scopes } : {}) });
   } catch (err) {
-    // Bad --tenant / --subject values are the caller's to fix, so they read as usage errors.
-    if (isTabbifyError(err) && ["TENANT_INVALID", "SUBJECT_INVALID", "TTL_INVALID"].includes(err.code)) {
+    // Bad --tenant / --subject / --scope values are the caller's to fix, so they read as usage errors.
+    const usage = ["TENANT_INVALID", "SUBJECT_INVALID", "TTL_INVALID", "SCOPE_INVALID"];
+    if (isTabbifyError(err) && usage.includes(err.code)) {
       throw new TabbifyError("USAGE", err.message);
     }
     throw err;
   }
-  const { expiresAt } = await verifyTenantToken(key, token);
+  const { expiresAt, scopes } = await verifyTenantToken(key, token);
   const expires = new Date(expiresAt * 1000).toISOString();
-  process.stderr.write(`tabbify auth: token for tenant ${tenant}, subject ${subject}, expires ${expires}\n`);
+  const limits = scopes ? `, limited to ${scopes.map(formatScope).join(" ")}` : "";
+  process.stderr.write(
+    `tabbify auth: token for tenant ${tenant}, subject ${subject}${limits}, expires ${expires}\n`,
+  );
   process.stdout.write(`${token}\n`);
   return 0;
 }

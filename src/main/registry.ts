@@ -38,6 +38,24 @@ export const registryOptions: OptionSpec[] = [
     help: "open upload sessions one tenant may hold; past it, 429 TOOMANYREQUESTS",
   },
   {
+    flag: "immutable-tags",
+    env: "REGISTRY_IMMUTABLE_TAGS",
+    multiple: true,
+    help: "repo:tag glob whose tags keep their first digest, e.g. 'acme/*:v*' (repeatable; env comma-separated)",
+  },
+  {
+    flag: "upload-max-age",
+    env: "REGISTRY_UPLOAD_MAX_AGE",
+    default: "24h",
+    help: "upload sessions untouched this long are deleted by the sweep (90s, 30m, 1h, 7d)",
+  },
+  {
+    flag: "upload-sweep-interval",
+    env: "REGISTRY_UPLOAD_SWEEP_INTERVAL",
+    default: "10m",
+    help: "how often stale upload sessions are swept (90s, 30m, 1h)",
+  },
+  {
     flag: "upstream-cmd",
     env: "REGISTRY_UPSTREAM_CMD",
     help: "wrapper mode: command that runs an upstream registry as a supervised child",
@@ -99,6 +117,11 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const dataDir = resolve(v.data!);
   const log = createLogger("registry");
   const maxUploadsPerTenant = intOption(v["max-uploads-per-tenant"], "max-uploads-per-tenant");
+  const staleUploadMs = parseDuration(v["upload-max-age"]!, "upload-max-age");
+  const cleanupIntervalMs = parseDuration(v["upload-sweep-interval"]!, "upload-sweep-interval");
+  if (staleUploadMs === 0 || cleanupIntervalMs === 0) {
+    throw new TabbifyError("USAGE", "--upload-max-age and --upload-sweep-interval must be more than 0");
+  }
   const driver = await s3Driver(v);
 
   const registry = await startRegistry({
@@ -106,6 +129,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     port,
     dataDir,
     maxUploadsPerTenant,
+    staleUploadMs,
+    cleanupIntervalMs,
+    immutableTags: opts.lists["immutable-tags"] ?? [],
     service: v.service!,
     log,
     ...(driver ? { driver } : {}),
@@ -203,11 +229,16 @@ const durationUnits: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 }
 
 /** `--min-age`: `90s`, `30m`, `1h`, `7d` or plain seconds, 0 allowed → milliseconds. */
 export function parseMinAge(value: string): number {
+  return parseDuration(value, "min-age");
+}
+
+/** A duration flag: `90s`, `30m`, `1h`, `7d` or plain seconds, 0 allowed → milliseconds. */
+export function parseDuration(value: string, flag: string): number {
   const m = /^(\d{1,9})([smhd]?)$/.exec(value.trim());
   if (!m) {
     throw new TabbifyError(
       "USAGE",
-      `--min-age wants a duration like 90s, 30m, 1h, 7d or plain seconds (0: no grace), got "${value.slice(0, 40)}"`,
+      `--${flag} wants a duration like 90s, 30m, 1h, 7d or plain seconds (0: none), got "${value.slice(0, 40)}"`,
     );
   }
   return Number(m[1]) * (durationUnits[m[2] || "s"] ?? 1) * 1000;

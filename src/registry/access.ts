@@ -1,6 +1,6 @@
 import { catalogAccess, type RepositoryAction, type ResourceAccess } from "../auth/registry-scope.js";
 import { TabbifyError } from "../core/errors.js";
-import { checkName, parseReference, requestDigest, type V2Route } from "./names.js";
+import { checkName, lookupReference, parseReference, requestDigest, type V2Route } from "./names.js";
 
 /** The methods each kind of /v2 endpoint serves; anything else is UNSUPPORTED (405). */
 const routeMethods: Record<V2Route["kind"], readonly string[]> = {
@@ -38,9 +38,10 @@ export function requiredAccess(method: string, route: V2Route): ResourceAccess |
  * The path a route is forwarded upstream as, rebuilt from its validated parts: the upstream sees
  * exactly what the gate judged, never a raw path it might decode, clean or redirect differently
  * (`%2e%2e`, `//`, a trailing slash). Throws NAME_INVALID, TAG_INVALID, DIGEST_INVALID or
- * BLOB_UPLOAD_UNKNOWN for a part that is not what its endpoint takes.
+ * BLOB_UPLOAD_UNKNOWN for a part that is not what its endpoint takes (MANIFEST_UNKNOWN for a
+ * manifest read by a reference that is neither tag nor digest, as the service answers).
  */
-export function canonicalPath(route: V2Route): string {
+export function canonicalPath(route: V2Route, method: string): string {
   switch (route.kind) {
     case "base":
       return "/v2/";
@@ -49,7 +50,10 @@ export function canonicalPath(route: V2Route): string {
     case "tags":
       return `/v2/${checkName(route.name)}/tags/list`;
     case "manifest": {
-      const ref = parseReference(route.reference);
+      const ref =
+        method === "GET" || method === "HEAD"
+          ? lookupReference(route.reference)
+          : parseReference(route.reference);
       return `/v2/${checkName(route.name)}/manifests/${ref.kind === "tag" ? ref.tag : `${ref.digest.algorithm}:${ref.digest.hex}`}`;
     }
     case "blob":

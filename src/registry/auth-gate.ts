@@ -2,7 +2,15 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
 import type { AuthClient } from "../auth/client.js";
 import { repositoryAllowed } from "../auth/namespace.js";
-import { allows, formatScope, grantFor, parseScopes, type ResourceAccess } from "../auth/registry-scope.js";
+import {
+  allows,
+  catalogAccess,
+  formatScope,
+  grantFor,
+  limitTo,
+  parseScopes,
+  type ResourceAccess,
+} from "../auth/registry-scope.js";
 import type { RegistryTokenGrant, RegistryTokens } from "../auth/registry-token.js";
 import { TabbifyError } from "../core/errors.js";
 import { requiredAccess } from "./access.js";
@@ -13,6 +21,8 @@ export interface RegistryIdentity {
   subject: string;
   tenant: string;
   access: ResourceAccess[];
+  /** A robot token's limits; absent for a token that speaks for the whole tenant. */
+  scopes?: ResourceAccess[];
 }
 
 export interface Authorization {
@@ -33,11 +43,13 @@ const maxTokenRequestBytes = 64 * 1024;
  * - `/auth/token` exchanges a tenant JWT (Basic password or bearer) for a short-lived registry
  *   token, calling the auth service once per exchange. The token's `access` list is what the
  *   request's `scope` parameters asked for, less what the tenant may not have (dropped, not
- *   refused): pull, push and delete on repositories under `<tenant>/`, nothing else;
+ *   refused): pull, push and delete on repositories under `<tenant>/`, nothing else, and for a
+ *   robot token (a tenant JWT with scopes) nothing beyond its scopes;
  * - every /v2 request carries that token, verified locally (no call to auth on the hot path),
  *   and needs the action its method implies on its repository (access.ts);
- * - outside the tenant's namespace (another tenant, `_catalog`) the answer is 403 DENIED, since
- *   no token the tenant can get would do; inside it, a token without the action gets 401 with
+ * - `_catalog` takes any valid token and lists only what it may pull (the tenant's repositories);
+ * - outside the tenant's namespace, or beyond a robot's scopes, the answer is 403 DENIED, since
+ *   no token the caller can get would do; inside it, a token without the action gets 401 with
  *   `error="insufficient_scope"` and the scope to ask for, so clients fetch a better token.
  */
 export class AuthGate {
@@ -85,6 +97,8 @@ export class AuthGate {
     const needed = requiredAccess(method, route);
     if (needed === null) return granted;
     const action = needed.actions[0]!;
+    // Any valid token may list the catalog: the listing holds only what the token may pull.
+    if (needed.type === catalogAccess.type && needed.name === catalogAccess.name) return granted;
     if (needed.type !== "repository") {
       if (allows(identity.access, needed.type, needed.name, action)) return granted;
       throw new TabbifyError("DENIED", `this token does not grant ${formatScope(needed)}`);
@@ -92,6 +106,14 @@ export class AuthGate {
     const shown = needed.name.slice(0, 300);
     if (!repositoryAllowed(identity.tenant, needed.name)) {
       throw new TabbifyError("DENIED", `repository ${shown} is outside your namespace`, { name: shown });
+    }
+    if (identity.scopes && !allows(identity.scopes, "repository", needed.name, action)) {
+      // A robot limited below this: no token it can get would do, so it is refused, not challenged.
+      throw new TabbifyError(
+        "DENIED",
+        `this robot token does not allow ${action} on ${shown}: it needs scope repository:${shown}:${action}`,
+        { name: shown, scope: `repository:${shown}:${action}` },
+      );
     }
     if (!allows(identity.access, "repository", needed.name, action)) {
       throw new TabbifyError(
@@ -144,9 +166,10 @@ export class AuthGate {
     }
     const requested = parseScopes(scopes);
     const identity = await this.client.validate(jwt);
+    const grant = grantFor(identity.tenant, requested);
     return this.tokens.mint(identity, {
       service: this.service,
-      access: grantFor(identity.tenant, requested),
+      access: identity.scopes ? limitTo(grant, identity.scopes) : grant,
     });
   }
 }

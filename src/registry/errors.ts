@@ -28,6 +28,8 @@ export const registryErrors: Record<string, ErrorRow> = {
   /** A manifest over the size limit: the spec asks for 413 with SIZE_INVALID. */
   MANIFEST_TOO_LARGE: { status: 413, oci: "SIZE_INVALID", message: "manifest too large" },
   TAG_INVALID: { status: 400, message: "manifest tag did not match URI" },
+  /** A tag an immutability rule covers, pushed to another digest or deleted (Harbor/Zot's 409). */
+  TAG_IMMUTABLE: { status: 409, message: "tag is immutable" },
   UNAUTHORIZED: { status: 401, message: "authentication required" },
   DENIED: { status: 403, message: "requested access to the resource is denied" },
   UNSUPPORTED: { status: 405, message: "the operation is unsupported" },

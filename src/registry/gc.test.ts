@@ -309,7 +309,7 @@ function gcSuite(label: string, make: () => Promise<Store>): void {
         assert.deepEqual(await driver.list(layout.referrersOf(repo, parseDigest(untagged.digest))), []);
         assert.deepEqual((await service.listTags(repo)).items, ["multi", "sbom", "v1"]);
         assert.deepEqual(
-          (await service.referrers(repo, tagged.digest)).manifests.map((m) => m.digest),
+          (await service.referrers(repo, tagged.digest)).index.manifests.map((m) => m.digest),
           [signature.digest],
         );
         assert.equal(

@@ -1,16 +1,16 @@
 import type { OutgoingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import type { ResourceAccess } from "../auth/registry-scope.js";
+import { allows, type ResourceAccess } from "../auth/registry-scope.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/log.js";
 import type { ByteRange } from "../storage/driver.js";
 import { canonicalPath, requiredAccess } from "./access.js";
-import type { AuthGate } from "./auth-gate.js";
+import type { AuthGate, RegistryIdentity } from "./auth-gate.js";
 import { toOciError } from "./errors.js";
 import { maxManifestBytes, mediaTypes } from "./manifests.js";
 import { checkName, parseV2Path, type V2Route } from "./names.js";
-import type { Page, RegistryService } from "./repository.js";
+import type { CatalogScope, Page, RegistryService } from "./repository.js";
 import type { UploadState } from "./uploads.js";
 import type { UpstreamProxy } from "./upstream.js";
 
@@ -93,15 +93,20 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
     const route = parseV2Path(pathname);
     const mounting = route?.kind === "uploads" && query.has("mount");
     let mountAllowed = true;
+    let identity: RegistryIdentity | undefined;
     if (gate) {
       const mountFrom = mounting ? (query.get("from") ?? undefined) : undefined;
-      ({ mountAllowed } = await gate.authorize(request.method, request.headers, route, mountFrom));
+      ({ mountAllowed, identity } = await gate.authorize(request.method, request.headers, route, mountFrom));
     }
     if (mounting && query.getAll("from").length > 1) {
       throw new TabbifyError("BLOB_UPLOAD_INVALID", "a mount names one source repository (one from=)");
     }
     if (!route) throw new TabbifyError("NOT_FOUND", `no /v2 endpoint at ${pathname.slice(0, 300)}`);
     if (upstream) {
+      if (route.kind === "catalog" && identity) {
+        // The upstream's catalog holds every tenant; filtering its pages is not done here.
+        throw new TabbifyError("DENIED", "the catalog is not served in wrapper mode with auth");
+      }
       // The upstream gets the path the gate judged, rebuilt from its parts, and never a mount
       // the token may not read from.
       requiredAccess(request.method, route);
@@ -110,9 +115,13 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
         query.delete("from");
       }
       const search = query.toString();
-      return upstream.forward(request, reply, `${canonicalPath(route)}${search ? `?${search}` : ""}`);
+      return upstream.forward(
+        request,
+        reply,
+        `${canonicalPath(route, request.method)}${search ? `?${search}` : ""}`,
+      );
     }
-    return dispatch(route, query, request, reply, mountAllowed);
+    return dispatch(route, query, request, reply, mountAllowed, identity);
   };
 
   app.route({ method: [...methods], url: "/v2", handler });
@@ -140,6 +149,7 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
     request: FastifyRequest,
     reply: FastifyReply,
     mountAllowed: boolean,
+    identity: RegistryIdentity | undefined,
   ) {
     const method = request.method;
     switch (route.kind) {
@@ -149,7 +159,7 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
       case "catalog": {
         if (method !== "GET") break;
         const { n, last } = pagination(query);
-        const page = await service.listRepositories(n, last);
+        const page = await service.listRepositories(n, last, identity && catalogScope(identity));
         linkNext(reply, "/v2/_catalog", n, page);
         return reply.type("application/json").send({ repositories: page.items });
       }
@@ -172,8 +182,21 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
       case "referrers": {
         if (method !== "GET") break;
         const artifactType = query.get("artifactType") ?? undefined;
-        const index = await service.referrers(route.name, route.digest, artifactType);
+        const { n, last } = pagination(query);
+        const { index, next } = await service.referrers(route.name, route.digest, {
+          ...(artifactType !== undefined ? { artifactType } : {}),
+          ...(n !== undefined ? { n } : {}),
+          ...(last !== undefined ? { last } : {}),
+        });
         if (artifactType !== undefined) reply.header("oci-filters-applied", "artifactType");
+        if (next !== undefined) {
+          const filter =
+            artifactType !== undefined ? `&artifactType=${encodeURIComponent(artifactType)}` : "";
+          reply.header(
+            "link",
+            `</v2/${route.name}/referrers/${route.digest}?n=${index.manifests.length}&last=${encodeURIComponent(next)}${filter}>; rel="next"`,
+          );
+        }
         return reply.type(mediaTypes.ociIndex).send(Buffer.from(JSON.stringify(index)));
       }
     }
@@ -533,4 +556,16 @@ function isClientGone(err: unknown, request: FastifyRequest): boolean {
     code === "ERR_STREAM_PREMATURE_CLOSE" ||
     code === "ABORT_ERR"
   );
+}
+
+/**
+ * What a token's catalog holds: the repositories under its tenant, and for a robot token only
+ * those its scopes let it pull. Other tenants' names never reach the page, its Link or an error.
+ */
+function catalogScope(identity: RegistryIdentity): CatalogScope {
+  const { scopes } = identity;
+  return {
+    under: identity.tenant,
+    ...(scopes ? { keep: (name: string) => allows(scopes, "repository", name, "pull") } : {}),
+  };
 }

@@ -40,6 +40,8 @@ export interface StartRegistryOptions {
   maxUploadsPerTenant?: number;
   /** How often stale uploads are swept. Default 10 minutes. */
   cleanupIntervalMs?: number;
+  /** `repo:tag` globs whose tags keep their first digest (409 TAG_IMMUTABLE otherwise). */
+  immutableTags?: readonly string[];
   log?: Logger;
 }
 
@@ -83,6 +85,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
     stagingDir,
     ...(opts.staleUploadMs !== undefined ? { staleUploadMs: opts.staleUploadMs } : {}),
     ...(opts.maxUploadsPerTenant !== undefined ? { maxUploadsPerTenant: opts.maxUploadsPerTenant } : {}),
+    ...(opts.immutableTags ? { immutableTags: opts.immutableTags } : {}),
   });
   const serviceName = opts.service ?? defaultServiceName;
   const gate = opts.authUrl
@@ -91,6 +94,12 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
 
   let child: UpstreamChild | undefined;
   let upstream: UpstreamProxy | undefined;
+  if (opts.upstreamUrl && (opts.immutableTags?.length ?? 0) > 0) {
+    throw new TabbifyError(
+      "CONFIG_INVALID",
+      "--immutable-tags is enforced by our own storage, not in wrapper mode",
+    );
+  }
   if (opts.upstreamUrl) {
     upstream = new UpstreamProxy(opts.upstreamUrl);
     if (opts.upstreamCmd) {

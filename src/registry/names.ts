@@ -57,6 +57,25 @@ export function parseReference(value: string): Reference {
   return { kind: "tag", tag: value };
 }
 
+/**
+ * A reference a manifest is read (GET, HEAD) or looked up by. One that is neither a valid tag nor
+ * a digest names no manifest, so the answer is the spec's "not found" (MANIFEST_UNKNOWN, 404),
+ * as docker-registry gives; only a PUT, which would create it, is told TAG_INVALID.
+ */
+export function lookupReference(value: string): Reference {
+  try {
+    return parseReference(value);
+  } catch {
+    throw new TabbifyError(
+      "MANIFEST_UNKNOWN",
+      `no manifest "${value.slice(0, 200)}": not a tag or a digest`,
+      {
+        reference: value.slice(0, 200),
+      },
+    );
+  }
+}
+
 /** What a /v2 path addresses. `name` is validated by the caller (routes run the auth gate first). */
 export type V2Route =
   | { kind: "base" }

@@ -3,6 +3,7 @@ import type { Readable } from "node:stream";
 import { type Digest, formatDigest, parseDigest } from "../core/digest.js";
 import { TabbifyError } from "../core/errors.js";
 import type { ByteRange, StorageDriver } from "../storage/driver.js";
+import { ImmutableTags } from "./immutable-tags.js";
 import { layout } from "./layout.js";
 import {
   acceptedTypes,
@@ -13,7 +14,7 @@ import {
   type ParsedManifest,
   parseManifest,
 } from "./manifests.js";
-import { checkName, parseReference, requestDigest } from "./names.js";
+import { checkName, isValidName, lookupReference, parseReference, requestDigest } from "./names.js";
 import { type AppendOptions, type UploadState, UploadStore } from "./uploads.js";
 
 export interface RegistryServiceOptions {
@@ -24,15 +25,28 @@ export interface RegistryServiceOptions {
   staleUploadMs?: number;
   /** Open upload sessions one tenant (a name's first component) may hold. Default 100. */
   maxUploadsPerTenant?: number;
+  /** `repo:tag` globs whose tags, once pushed, keep their digest (TAG_IMMUTABLE otherwise). */
+  immutableTags?: readonly string[];
 }
 
 export const defaultMaxUploadsPerTenant = 100;
+
+/** Referrers listed per page when the client does not ask for fewer: keeps an index well under 4 MiB. */
+export const maxReferrersPage = 1000;
 
 export interface ManifestContent {
   digest: string;
   mediaType: string;
   size: number;
   content: Buffer;
+}
+
+/** Which repositories a catalog listing may show (a tenant's, maybe fewer). */
+export interface CatalogScope {
+  /** The tenant: only names under `<under>/`. */
+  under: string;
+  /** A further filter (a robot token's pull scopes). */
+  keep?: (name: string) => boolean;
 }
 
 export interface Page<T> {
@@ -59,9 +73,11 @@ export class RegistryService {
   readonly uploads: UploadStore;
   /** Parsed manifests by digest: content-addressed, so entries never go stale. */
   private readonly metaCache = new Map<string, ManifestMeta>();
+  private readonly immutable: ImmutableTags;
 
   constructor(opts: RegistryServiceOptions) {
     this.driver = opts.driver;
+    this.immutable = new ImmutableTags(opts.immutableTags ?? []);
     this.uploads = new UploadStore(
       opts.stagingDir,
       opts.staleUploadMs ?? 24 * 3600 * 1000,
@@ -187,7 +203,7 @@ export class RegistryService {
 
   private async resolve(name: string, reference: string): Promise<Digest> {
     checkName(name);
-    const ref = parseReference(reference);
+    const ref = lookupReference(reference);
     if (ref.kind === "digest") {
       if (!(await this.driver.stat(layout.revisionLink(name, ref.digest)))) {
         throw new TabbifyError("MANIFEST_UNKNOWN", `manifest ${formatDigest(ref.digest)} is not in ${name}`, {
@@ -293,6 +309,7 @@ export class RegistryService {
         { digest: formatDigest(ref.digest) },
       );
     }
+    if (ref.kind === "tag") await this.checkMutable(name, ref.tag, formatDigest(d));
     const parsed = parseManifest(body, contentType);
     for (const blob of parsed.blobs) {
       const stored = (await this.linked(name, blob.digest))
@@ -344,21 +361,43 @@ export class RegistryService {
       if (!(await this.driver.stat(layout.tagLink(name, ref.tag)))) {
         throw new TabbifyError("MANIFEST_UNKNOWN", `tag "${ref.tag}" is not in ${name}`, { tag: ref.tag });
       }
+      await this.checkMutable(name, ref.tag);
       await this.driver.delete(layout.tag(name, ref.tag));
       return;
     }
     const d = await this.resolve(name, reference);
     const digest = formatDigest(d);
     const { meta } = await this.loadManifest(d).catch(() => ({ meta: undefined }));
+    const tags: string[] = [];
     for (const tag of await this.driver.list(layout.tagsRoot(name))) {
       const link = await this.driver.getContent(layout.tagLink(name, tag));
-      if (link?.toString("utf8").trim() === digest) await this.driver.delete(layout.tag(name, tag));
+      if (link?.toString("utf8").trim() === digest) tags.push(tag);
     }
+    // Checked for every tag before any goes: a refused delete changes nothing.
+    for (const tag of tags) await this.checkMutable(name, tag);
+    for (const tag of tags) await this.driver.delete(layout.tag(name, tag));
     if (meta?.parsed.subject) {
       const subject = parseDigest(meta.parsed.subject.digest);
       await this.driver.delete(layout.referrerLink(name, subject, d).replace(/\/link$/, ""));
     }
     await this.driver.delete(layout.revisionLink(name, d).replace(/\/link$/, ""));
+  }
+
+  /**
+   * Throws TAG_IMMUTABLE when an immutability rule covers `name:tag` and the tag exists and would
+   * change: moved to another digest (`digest` given) or deleted (`digest` absent).
+   */
+  private async checkMutable(name: string, tag: string, digest?: string): Promise<void> {
+    if (this.immutable.size === 0) return;
+    const rule = this.immutable.match(name, tag);
+    if (rule === undefined) return;
+    const current = (await this.driver.getContent(layout.tagLink(name, tag)))?.toString("utf8").trim();
+    if (current === undefined || current === digest) return;
+    throw new TabbifyError(
+      "TAG_IMMUTABLE",
+      `tag ${name}:${tag} is immutable (rule ${rule}): it stays at ${current}`,
+      { name, tag, digest: current },
+    );
   }
 
   // ---- discovery ------------------------------------------------------------------------------
@@ -380,8 +419,12 @@ export class RegistryService {
     return paginate(tags, n, last);
   }
 
-  /** Every repository, sorted: directories under `repositories/` that hold `_manifests` or `_layers`. */
-  async listRepositories(n?: number, last?: string): Promise<Page<string>> {
+  /**
+   * Every repository, sorted: directories under `repositories/` that hold `_manifests` or
+   * `_layers`; with `scope`, only those under `<scope.under>/` that `scope.keep` accepts (the
+   * walk starts there, so other tenants' directories are not even read).
+   */
+  async listRepositories(n?: number, last?: string, scope?: CatalogScope): Promise<Page<string>> {
     const names: string[] = [];
     const walk = async (prefix: string, path: string): Promise<void> => {
       const children = await this.driver.list(path);
@@ -391,32 +434,52 @@ export class RegistryService {
         await walk(prefix ? `${prefix}/${child}` : child, `${path}/${child}`);
       }
     };
-    await walk("", layout.repositoriesRoot);
-    return paginate(names, n, last);
+    if (scope) {
+      if (!isValidName(scope.under) || scope.under.includes("/")) return { items: [] };
+      for (const child of await this.driver.list(`${layout.repositoriesRoot}/${scope.under}`)) {
+        if (child.startsWith("_")) continue;
+        await walk(`${scope.under}/${child}`, `${layout.repositoriesRoot}/${scope.under}/${child}`);
+      }
+    } else {
+      await walk("", layout.repositoriesRoot);
+    }
+    const kept = scope?.keep ? names.filter(scope.keep) : names;
+    return paginate(kept.sort(), n, last);
   }
 
-  /** Manifests in `name` whose subject is `digest`, as an OCI image index. */
+  /**
+   * Manifests in `name` whose subject is `digest`, as an OCI image index, sorted by digest and
+   * paged like tag lists: at most `n` entries (default and ceiling `maxReferrersPage`) after
+   * `last`, with `next` set when more follow.
+   */
   async referrers(
     name: string,
     digest: string,
-    artifactType?: string,
-  ): Promise<{ mediaType: string; schemaVersion: 2; manifests: Descriptor[] }> {
+    opts: { artifactType?: string; n?: number; last?: string } = {},
+  ): Promise<{ index: { mediaType: string; schemaVersion: 2; manifests: Descriptor[] }; next?: string }> {
     checkName(name);
     const subject = requestDigest(digest);
     const root = layout.referrersOf(name, subject);
     const manifests: Descriptor[] = [];
     for (const alg of await this.driver.list(root)) {
       for (const hex of await this.driver.list(`${root}/${alg}`)) {
+        if (opts.last !== undefined && `${alg}:${hex}` <= opts.last) continue;
         const raw = await this.driver.getContent(`${root}/${alg}/${hex}/link`);
         if (!raw) continue;
         const entry = JSON.parse(raw.toString("utf8")) as Descriptor;
         // A referrer whose manifest was deleted behind our back is not listed.
         if (!(await this.driver.stat(layout.revisionLink(name, parseDigest(entry.digest))))) continue;
-        if (artifactType !== undefined && entry.artifactType !== artifactType) continue;
+        if (opts.artifactType !== undefined && entry.artifactType !== opts.artifactType) continue;
         manifests.push(entry);
       }
     }
-    return { schemaVersion: 2, mediaType: mediaTypes.ociIndex, manifests };
+    manifests.sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
+    const n = Math.min(opts.n ?? maxReferrersPage, maxReferrersPage);
+    const page = manifests.slice(0, n);
+    const index = { schemaVersion: 2 as const, mediaType: mediaTypes.ociIndex, manifests: page };
+    return manifests.length > n && page.length > 0
+      ? { index, next: page[page.length - 1]!.digest }
+      : { index };
   }
 
   async cleanupStaleUploads(): Promise<number> {

@@ -144,7 +144,8 @@ export interface UpstreamChildOptions {
 /**
  * Supervises the upstream registry as a child: started once, restarted with exponential backoff
  * (1 s doubling to 30 s, back to 1 s after a minute of uptime) when it dies, stopped with SIGTERM
- * then SIGKILL on close.
+ * then SIGKILL on close. It dies with the registry even when the registry is SIGKILLed (the
+ * kernel's parent-death signal, set through util-linux's setpriv).
  */
 export class UpstreamChild {
   private child: ChildProcess | undefined;
@@ -168,9 +169,14 @@ export class UpstreamChild {
 
   private spawnChild(): void {
     const startedAt = Date.now();
-    const child = spawn("/bin/sh", ["-c", `exec ${this.opts.command}`], {
-      stdio: ["ignore", "inherit", "inherit"],
-    });
+    // setpriv asks the kernel to SIGKILL the child when this process dies, however it dies: a
+    // SIGKILLed registry runs no cleanup, and an orphaned upstream would keep its port and data.
+    const child = spawn(
+      "setpriv",
+      ["--pdeathsig", "KILL", "--", "/bin/sh", "-c", `exec ${this.opts.command}`],
+      { stdio: ["ignore", "inherit", "inherit"], env: upstreamEnv(process.env) },
+    );
+    child.once("error", (err) => this.log.error("upstream registry could not start", { error: String(err) }));
     this.child = child;
     this.log.info("upstream registry started", { pid: child.pid });
     child.once("exit", (code, signal) => {
@@ -216,4 +222,13 @@ export class UpstreamChild {
     await exited;
     clearTimeout(timer);
   }
+}
+
+/**
+ * The child's environment: ours without `REGISTRY_*`. Those are this registry's settings (auth
+ * URL, S3 bucket, …), and Distribution's registry reads every `REGISTRY_<SECTION>_<KEY>` as a
+ * config override, so `REGISTRY_AUTH_URL` alone would make it refuse to start.
+ */
+export function upstreamEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([key]) => !key.startsWith("REGISTRY_")));
 }

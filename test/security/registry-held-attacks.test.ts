@@ -71,12 +71,15 @@ describe("tenant isolation", () => {
         ["POST", `/v2/${other}/blobs/uploads/`],
         ["PUT", `/v2/${other}/manifests/v2`],
         ["DELETE", `/v2/${other}/manifests/v1`],
-        ["GET", "/v2/_catalog"],
       ] as const) {
         const r = await call(reg.url, path, { method, headers });
         assert.equal(r.status, 403, `${method} ${path}`);
         if (method !== "HEAD") assert.equal(errorCode(r), "DENIED");
       }
+      // The catalog answers, but with none of the other tenant's names.
+      const catalog = await call(reg.url, "/v2/_catalog", { headers });
+      assert.equal(catalog.status, 200);
+      assert.doesNotMatch(catalog.body.toString(), new RegExp(other.split("/")[0]!));
     }
     // Both images are intact.
     assert.equal((await call(reg.url, "/v2/acme/app/manifests/v1", { headers: acme })).status, 200);
