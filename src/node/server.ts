@@ -10,6 +10,7 @@ import type { RepoUrlPolicy } from "../core/repo-url.js";
 import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
+import { CallerResolver } from "./apps-identity.js";
 import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
@@ -17,6 +18,7 @@ import { toNodeError } from "./errors.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
+import { attachReleases } from "./releases-node.js";
 import { nodeVersion } from "./version.js";
 
 export interface NodeOptions {
@@ -190,6 +192,22 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       },
       options.registry,
     );
+    attachReleases(app, {
+      store,
+      audit: registry.audit,
+      registry: registry.registry,
+      callers: new CallerResolver({
+        keyCheck,
+        ...(options.registry?.verifyTenantToken
+          ? { verifyTenantToken: options.registry.verifyTenantToken }
+          : {}),
+      }),
+      pipeline,
+      coordinator,
+      ...(deploy.registry ? { registryAccess: deploy.registry } : {}),
+      ...(deploy.supervisorKey ? { supervisorKey: deploy.supervisorKey } : {}),
+      logger: logger.child("releases"),
+    });
     registerDeployRoutes(app, {
       pipeline,
       keyCheck,
