@@ -6,6 +6,7 @@ import { deriveAppUla, hostPort, type MeshMode } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger, LogLevel } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
+import { buildInfo, type ReadyChecks, registerProbes } from "../core/probes.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
 import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
@@ -217,6 +218,24 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       logger: logger.child("deploy"),
     });
   }
+
+  const ready: ReadyChecks = {};
+  const openStore = store;
+  if (openStore) {
+    ready.store = async () =>
+      void (await openStore.db.selectFrom("store_meta").select("key").limit(1).execute());
+  }
+  const imageRegistry = options.deploy?.registry;
+  if (imageRegistry) {
+    ready.registry = async () => {
+      const res = await fetch(`http://${imageRegistry.host}/api/healthz`, {
+        signal: AbortSignal.timeout(2_500),
+      });
+      await res.body?.cancel();
+      if (res.status !== 200) throw new Error(`the registry answered HTTP ${res.status}`);
+    };
+  }
+  registerProbes(app, { build: buildInfo(nodeVersion), ready });
 
   try {
     await app.listen({ host, port: options.port ?? 8090 });
