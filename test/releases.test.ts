@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
+import { v5 } from "uuid";
 import { loadOrCreateSigningKey } from "../src/auth/keys.js";
 import { buildAuthApp } from "../src/auth/server.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
@@ -282,6 +283,46 @@ describe("releases", () => {
     assert.deepEqual(after.find((r) => r.digest === doneA.digest)?.environments, ["prod"]);
     console.log(`rollback latency: ${Math.round(rollbackMs)} ms over ${answers.length} requests`);
 
+    // Promotion takes only what the source environment ran, and moves that digest, pinned.
+    const unverified = await api<{ code: string; error: string }>("POST", `/api/v1/apps/${app}/promote`, {
+      from: "canary",
+      to: "prod",
+    });
+    assert.equal(unverified.status, 409, JSON.stringify(unverified.json));
+    assert.equal(unverified.json.code, "NOT_VERIFIED_IN");
+    assert.match(unverified.json.error, /NOT_VERIFIED_IN canary/);
+    const canaryUuid = v5("canary", app);
+    supervisor.dockerApps.add(canaryUuid);
+    const promoteStarted = performance.now();
+    const promoted = await api<{ uuid: string; release: ReleaseBody }>(
+      "POST",
+      `/api/v1/apps/${app}/promote`,
+      {
+        from: "prod",
+        to: "canary",
+      },
+    );
+    assert.equal(promoted.status, 200, JSON.stringify(promoted.json));
+    assert.equal(promoted.json.uuid, canaryUuid);
+    assert.equal(promoted.json.release.digest, doneA.digest);
+    for (let i = 0; ; i++) {
+      const answer = await httpGet(new URL(node.url).host, `/app/${canaryUuid}/`, 10_000).catch(
+        () => undefined,
+      );
+      if (answer?.body === "A\n") break;
+      assert.ok(i < 100, "the promoted environment never answered");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    console.log(`promote latency: ${Math.round(performance.now() - promoteStarted)} ms`);
+    const canary = await supervisor.call("GET", `/v1/apps/${canaryUuid}`);
+    assert.equal(
+      String(canary.json.version).split("@").at(-1),
+      doneA.digest,
+      "the same digest in both environments",
+    );
+    const promotedList = await releasesOf(app);
+    assert.deepEqual(promotedList.find((r) => r.digest === doneA.digest)?.environments, ["canary", "prod"]);
+
     // Nothing to go back to under a name that never ran; an unknown release is a 404.
     const unknown = await api<{ code: string }>("POST", `/api/v1/apps/${app}/rollback`, {
       to: `sha256:${"0".repeat(64)}`,
@@ -295,7 +336,7 @@ describe("releases", () => {
       "/api/v1/audit?limit=500",
     );
     const actions = (audit.json.events ?? []).map((e) => e.action);
-    for (const a of ["release.create", "release.deploy", "release.rollback"])
+    for (const a of ["release.create", "release.deploy", "release.rollback", "release.promote"])
       assert.ok(actions.includes(a), a);
   });
 

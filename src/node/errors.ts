@@ -24,6 +24,7 @@ export const nodeErrorStatus: Record<string, number> = {
   APP_LOCKED: 409,
   APP_CONFLICT: 409,
   DEPLOY_LOCKED: 409,
+  NOT_VERIFIED_IN: 409,
   RELEASE_NOT_FOUND: 404,
   REF_NOT_PINNED: 400,
   ROLLOUT_FAILED: 502,

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { environmentUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
@@ -24,6 +25,7 @@ import { nodeVersion } from "./version.js";
  *   GET  /api/v1/apps/:app/releases    newest first, each with the environments running it
  *   POST /api/v1/apps/:app/releases    {version, manifest_toml, files: [{path, digest}]} → 201 | 200
  *   POST /api/v1/apps/:app/rollback    {env?, to?} → 200 {release, environment, targets}
+ *   POST /api/v1/apps/:app/promote     {from, to, release?} → 200 {release, environment, targets}
  */
 
 export interface ReleasesContext {
@@ -124,7 +126,7 @@ export function attachReleases(app: FastifyInstance, ctx: ReleasesContext): Atta
       const holder = `rollback by ${caller.actor} at ${new Date().toISOString()}`;
       return lock.with(target.uuid, env, holder, async () => {
         const started = performance.now();
-        const targets = await rollOut(ctx, target.uuid, target.tenant, to);
+        const targets = await rollOut(ctx, target.uuid, target.tenant, to, env);
         const failed = targets.filter((t) => !t.success);
         if (failed.length > 0 || targets.length === 0) {
           throw new TabbifyError(
@@ -140,6 +142,55 @@ export function attachReleases(app: FastifyInstance, ctx: ReleasesContext): Atta
           environment: env,
           release: to,
           from: history.current?.id ?? null,
+          targets,
+          duration_ms: Math.round(performance.now() - started),
+        };
+      });
+    });
+    scope.post("/api/v1/apps/:app/promote", async (req: AppReq) => {
+      const caller = callerOf.get(req) as Caller;
+      const target = await ctx.registry.get(caller, req.params.app);
+      const body = objectBody(req.body ?? {});
+      const { from, to } = body;
+      if (typeof from !== "string" || typeof to !== "string" || from === to) {
+        throw new TabbifyError(
+          "BAD_REQUEST",
+          "the body must be {from, to, release?} with two different environments",
+        );
+      }
+      environmentUuid(target.uuid, to);
+      if (body.release !== undefined && (typeof body.release !== "string" || body.release === "")) {
+        throw new TabbifyError("BAD_REQUEST", "release must be a release id or digest");
+      }
+      // Only what `from` ran (and its rollout verified) may reach `to`: the same digest, pinned.
+      const release =
+        typeof body.release === "string"
+          ? await releases.find(target.uuid, body.release)
+          : (await releases.history(target.uuid, from)).current;
+      if (!release || !(await releases.ranIn(release, from))) {
+        throw new TabbifyError(
+          "NOT_VERIFIED_IN",
+          `NOT_VERIFIED_IN ${from}: ${release ? `release ${release.id}` : "nothing"} never ran in ${from}`,
+        );
+      }
+      const holder = `promotion by ${caller.actor} at ${new Date().toISOString()}`;
+      return lock.with(target.uuid, to, holder, async () => {
+        const started = performance.now();
+        const targets = await rollOut(ctx, target.uuid, target.tenant, release, to);
+        const failed = targets.filter((t) => !t.success);
+        if (failed.length > 0 || targets.length === 0) {
+          throw new TabbifyError(
+            "ROLLOUT_FAILED",
+            `promotion of ${release.id} to ${to} failed on ${failed.map((t) => `${t.supervisor} (${t.error})`).join(", ") || "every target: none known"}`,
+          );
+        }
+        await releases.markRunning(release, to, caller.actor, "release.promote", { from });
+        return {
+          app: target.name,
+          environment: to,
+          uuid: environmentUuid(target.uuid, to),
+          from,
+          release,
           targets,
           duration_ms: Math.round(performance.now() - started),
         };
@@ -216,7 +267,9 @@ async function rollOut(
   appUuid: string,
   tenant: string,
   release: Release,
+  environment: string,
 ): Promise<TargetResult[]> {
+  const runAs = environmentUuid(appUuid, environment);
   const image = release.manifest.image;
   if (typeof image !== "string" || !image.includes("@sha256:")) {
     throw new TabbifyError("REF_NOT_PINNED", `release ${release.id} has no digest-pinned image to roll out`);
@@ -238,8 +291,8 @@ async function rollOut(
       const body: SupervisorDeployRequest = { ref: image, digest: release.digest, runtime: t.runtime };
       if (pullToken !== undefined) body.registry_token = pullToken;
       try {
-        await client.deploy(appUuid, body);
-        const status = await client.app(appUuid);
+        await client.deploy(runAs, body);
+        const status = await client.app(runAs);
         if (status?.digest !== release.digest) {
           return {
             ...result,

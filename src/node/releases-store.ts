@@ -171,6 +171,19 @@ export class ReleaseStore {
     return out;
   }
 
+  /** Whether `environment` ever ran `release`. */
+  async ranIn(release: Release, environment: string): Promise<boolean> {
+    const row = await this.#store.db
+      .selectFrom("release_runs")
+      .select("release_id")
+      .where("app_uuid", "=", release.app)
+      .where("environment", "=", environment)
+      .where("release_id", "=", release.id)
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
   /** Records that `environment` now runs `release`, with the audit event `action` by `actor`. */
   async markRunning(
     release: Release,
