@@ -221,8 +221,9 @@ async function recordImageRelease(
   const commitSha = String(built?.data?.commit_sha ?? record.request.sha ?? "");
   const repository = record.image_ref.slice(0, record.image_ref.lastIndexOf(":"));
   const source = { repo_url: record.request.repoUrl, commit_sha: commitSha };
-  const app = await ctx.registry.byUuid(record.app_uuid);
-  const environment = app?.environments[0] ?? DEFAULT_ENVIRONMENT;
+  // The pipeline deploys under the app's own UUID, which is prod's; builds do not target other
+  // environments yet.
+  const environment = DEFAULT_ENVIRONMENT;
   const { release } = await releases.record({
     app: record.app_uuid,
     digest: record.digest,
