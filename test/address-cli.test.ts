@@ -55,3 +55,22 @@ test("tabbify address refuses a bad uuid and bad usage with exit 1 and a clear m
   const both = await address([golden, "--repo", "https://example.com/x"]);
   assert.equal(both.code, 1);
 });
+
+test("tabbify address --env prints an environment's uuid: prod is the app's, others UUID v5 under it", async () => {
+  const test = await address([golden, "--env", "test", "--json"]);
+  assert.equal(test.code, 0, test.out);
+  const body = JSON.parse(test.out) as Record<string, unknown>;
+  assert.equal(body.app_uuid, golden);
+  assert.equal(body.env, "test");
+  // uuid v5(name "test", namespace = the app uuid), computed independently of src/core.
+  const { v5 } = await import("uuid");
+  assert.equal(body.uuid, v5("test", golden));
+  assert.notEqual(body.uuid, golden);
+  const prod = JSON.parse((await address([golden, "--env", "prod", "--json"])).out) as Record<
+    string,
+    unknown
+  >;
+  assert.equal(prod.uuid, golden, "prod keeps the app's uuid and address");
+  const bad = await address([golden, "--env", "Bad Name"]);
+  assert.equal(bad.code, 1);
+});

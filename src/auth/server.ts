@@ -1,5 +1,7 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
+import { buildInfo, registerProbes } from "../core/probes.js";
+import { tabbifyVersion } from "../core/version.js";
 import { toAuthErrorReply } from "./errors.js";
 import type { SigningKey } from "./keys.js";
 import type { ResourceAccess } from "./registry-scope.js";
@@ -47,6 +49,8 @@ export function buildAuthApp(opts: { key: SigningKey; logger?: boolean }): Fasti
   );
 
   app.get("/health", async () => ({ status: "ok" }));
+  // Its one dependency, the signing key, is loaded before the app exists: ready once listening.
+  registerProbes(app, { build: buildInfo(tabbifyVersion) });
 
   app.post("/v1/validate", async (request): Promise<ValidateResponse> => {
     const body: unknown = request.body;

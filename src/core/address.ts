@@ -64,3 +64,15 @@ export function appUuidFromRepo(repoUrl: string): string {
   }
   return uuidV5(repoUrl, NAMESPACE_URL);
 }
+
+/**
+ * The UUID of one environment of an app: prod is the app's own UUID (its address never changes);
+ * any other environment is UUID v5 with the app's UUID as namespace and the environment's name.
+ */
+export function environmentUuid(appUuid: string, environment: string): string {
+  if (environment === "prod") return appUuid;
+  if (!/^[a-z][a-z0-9-]{0,62}$/.test(environment)) {
+    throw new TabbifyError("BAD_REQUEST", "an environment name is lowercase letters, digits and dashes");
+  }
+  return uuidV5(environment, appUuid);
+}

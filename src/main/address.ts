@@ -3,15 +3,26 @@
  * computation (src/core/address.ts decides; this only prints), handy when wiring DNS, curl or a
  * firewall by hand.
  */
-import { APP_PORT, appUuidFromRepo, deriveAppLoopback, deriveAppUla, parseAppUuid } from "../core/address.js";
+import {
+  APP_PORT,
+  appUuidFromRepo,
+  deriveAppLoopback,
+  deriveAppUla,
+  environmentUuid,
+  parseAppUuid,
+} from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import { type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
 
 const options: OptionSpec[] = [
   { flag: "repo", help: "print the uuid a repository URL gets (UUID v5, URL namespace) and its addresses" },
+  {
+    flag: "env",
+    help: "print the uuid and addresses of that environment of the app (prod is the app's own)",
+  },
   { flag: "json", boolean: true, help: "print one JSON object instead of text" },
 ];
-const usage = "tabbify address <uuid> | tabbify address --repo <url> [--json]";
+const usage = "tabbify address <uuid> | tabbify address --repo <url> [--env <name>] [--json]";
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const parsed = parseOptions(argv, env, options, { allowPositionals: true });
@@ -24,9 +35,12 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   if (extra.length > 0 || (repo !== undefined) === (given !== undefined)) {
     throw new TabbifyError("USAGE", `give exactly one of <uuid> or --repo <url>; usage: ${usage}`);
   }
-  const uuid = repo !== undefined ? appUuidFromRepo(repo) : parseAppUuid(given!);
+  const appUuid = repo !== undefined ? appUuidFromRepo(repo) : parseAppUuid(given!);
+  const environment = parsed.values.env;
+  const uuid = environment !== undefined ? environmentUuid(appUuid, environment) : appUuid;
   const result = {
     ...(repo !== undefined ? { repo } : {}),
+    ...(environment !== undefined ? { app_uuid: appUuid, env: environment } : {}),
     uuid,
     ula: deriveAppUla(uuid),
     local: deriveAppLoopback(uuid),
@@ -38,6 +52,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
   const lines = [
     ...(repo !== undefined ? [`repo   ${repo}`] : []),
+    ...(environment !== undefined ? [`app    ${appUuid}`, `env    ${environment}`] : []),
     `uuid   ${uuid}`,
     `ula    ${result.ula}   (mesh mode ula:   http://[${result.ula}]:${APP_PORT}/)`,
     `local  ${result.local}   (mesh mode local: http://${result.local}:${APP_PORT}/)`,

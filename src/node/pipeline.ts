@@ -60,6 +60,7 @@ export class NodePipeline {
   readonly #executors: Record<ForgeKind, DeployExecutor>;
   readonly #forgejoHost: string | undefined;
   readonly #running = new Set<Promise<DeployRecord>>();
+  readonly #endListeners = new Set<(record: DeployRecord) => Promise<void>>();
   readonly #logger: Logger;
 
   private constructor(
@@ -151,15 +152,29 @@ export class NodePipeline {
     const tracked = done.finally(() => this.#running.delete(tracked));
     this.#running.add(tracked);
     done.then(
-      (record) =>
+      (record) => {
         this.#logger.info("deploy ended", {
           deploy_id: id,
           status: record.status,
           ...(record.error ? { code: record.error.code } : {}),
-        }),
+        });
+        for (const listener of this.#endListeners) {
+          listener(record).catch((err: unknown) =>
+            this.#logger.warn("a deploy-end listener failed", {
+              deploy_id: id,
+              error: err instanceof Error ? err.message : String(err),
+            }),
+          );
+        }
+      },
       () => {},
     );
     return id;
+  }
+
+  /** Calls `listener` with the final record of every deploy started here once it ends. */
+  onDeployEnded(listener: (record: DeployRecord) => Promise<void>): void {
+    this.#endListeners.add(listener);
   }
 
   /**

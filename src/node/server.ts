@@ -16,12 +16,14 @@ import { TabbifyError } from "../core/errors.js";
 import type { Logger, LogLevel } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import { freeLoopbackPort } from "../core/net.js";
+import { buildInfo, type ReadyChecks, registerProbes } from "../core/probes.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
 import type { EdgeRoute } from "../dataplane/nginx-config.js";
 import { type EdgeStatus, NginxEdge } from "../dataplane/nginx-edge.js";
 import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
+import { CallerResolver } from "./apps-identity.js";
 import { registerAppLogsRoutes } from "./apps-logs-routes.js";
 import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
 import { registerAppOpsRoutes } from "./apps-ops-routes.js";
@@ -31,6 +33,7 @@ import { toNodeError } from "./errors.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
+import { attachReleases } from "./releases-node.js";
 import { nodeVersion } from "./version.js";
 
 export interface NodeOptions {
@@ -221,6 +224,22 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       },
       options.registry,
     );
+    attachReleases(app, {
+      store,
+      audit: registry.audit,
+      registry: registry.registry,
+      callers: new CallerResolver({
+        keyCheck,
+        ...(options.registry?.verifyTenantToken
+          ? { verifyTenantToken: options.registry.verifyTenantToken }
+          : {}),
+      }),
+      pipeline,
+      coordinator,
+      ...(deploy.registry ? { registryAccess: deploy.registry } : {}),
+      ...(deploy.supervisorKey ? { supervisorKey: deploy.supervisorKey } : {}),
+      logger: logger.child("releases"),
+    });
     registerDeployRoutes(app, {
       pipeline,
       keyCheck,
@@ -245,6 +264,24 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       supervisorKey: deploy.supervisorKey,
     });
   }
+
+  const ready: ReadyChecks = {};
+  const openStore = store;
+  if (openStore) {
+    ready.store = async () =>
+      void (await openStore.db.selectFrom("store_meta").select("key").limit(1).execute());
+  }
+  const imageRegistry = options.deploy?.registry;
+  if (imageRegistry) {
+    ready.registry = async () => {
+      const res = await fetch(`http://${imageRegistry.host}/api/healthz`, {
+        signal: AbortSignal.timeout(2_500),
+      });
+      await res.body?.cancel();
+      if (res.status !== 200) throw new Error(`the registry answered HTTP ${res.status}`);
+    };
+  }
+  registerProbes(app, { build: buildInfo(nodeVersion), ready });
 
   try {
     await app.listen({ host, port: options.port ?? 8090 });

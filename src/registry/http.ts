@@ -4,10 +4,13 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { allows, type ResourceAccess } from "../auth/registry-scope.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/log.js";
+import { buildInfo, registerProbes } from "../core/probes.js";
+import { tabbifyVersion } from "../core/version.js";
 import type { ByteRange } from "../storage/driver.js";
 import { canonicalPath, requiredAccess } from "./access.js";
 import type { AuthGate, RegistryIdentity } from "./auth-gate.js";
 import { toOciError } from "./errors.js";
+import { layout } from "./layout.js";
 import { maxManifestBytes, mediaTypes } from "./manifests.js";
 import { checkName, parseV2Path, type V2Route } from "./names.js";
 import type { CatalogScope, Page, RegistryService } from "./repository.js";
@@ -124,6 +127,11 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
     return dispatch(route, query, request, reply, mountAllowed, identity);
   };
 
+  registerProbes(app, {
+    build: buildInfo(tabbifyVersion),
+    // A stat of the storage root reaches the disk or the S3 bucket; absence is fine, an error is not.
+    ready: { storage: async () => void (await service.driver.stat(layout.repositoriesRoot)) },
+  });
   app.route({ method: [...methods], url: "/v2", handler });
   app.route({ method: [...methods], url: "/v2/*", handler });
 

@@ -1,5 +1,7 @@
+import { execFile } from "node:child_process";
 import Fastify, { type FastifyInstance } from "fastify";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
+import { buildInfo, registerProbes } from "../core/probes.js";
 import { requireApiKey } from "./api-auth.js";
 import { registerLogsRoute } from "./logs-route.js";
 import { specFromBody } from "./spec.js";
@@ -85,6 +87,11 @@ export function buildApi(
     };
   });
 
+  registerProbes(app, {
+    build: buildInfo(info.version),
+    ready: info.tags().includes("docker") ? { docker: dockerDaemonAnswers } : {},
+  });
+
   // `peer_id` is the roster's id for this supervisor while joined, its own sticky id otherwise.
   app.get("/v1/about", async () => {
     const rosterPeerId = info.rosterPeerId();
@@ -140,4 +147,13 @@ function splitStartBody(body: unknown): { refresh: boolean; specBody: unknown } 
     throw new TabbifyError("SPEC_INVALID", "refresh must be true or false");
   }
   return { refresh: refresh === true, specBody: Object.keys(rest).length === 0 ? undefined : rest };
+}
+
+/** The docker daemon answers `docker version` (what the docker runtime needs to run workloads). */
+function dockerDaemonAnswers(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile("docker", ["version", "--format", "{{.Server.Version}}"], { timeout: 2_500 }, (err) =>
+      err ? reject(new Error("the docker daemon does not answer")) : resolve(),
+    );
+  });
 }

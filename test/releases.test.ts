@@ -1,0 +1,369 @@
+// Releases end to end (issue 11) with the real auth service, registry (auth on), node, a
+// `tabbify supervisor --builder` with its runners, dockerd and a git double: two builds record two
+// releases (each pushed as an OCI referrer of its image), rollback swaps prod back to the first by
+// digest under a request loop with zero failures, and a second rollout meanwhile is refused with
+// DEPLOY_LOCKED naming the holder.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { copyFileSync, realpathSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { FastifyInstance } from "fastify";
+import { v5 } from "uuid";
+import { loadOrCreateSigningKey } from "../src/auth/keys.js";
+import { buildAuthApp } from "../src/auth/server.js";
+import { type RunningNode, startNode } from "../src/node/index.js";
+import { tenantRegistryAccess } from "../src/node/registry-access.js";
+import type { RegistryAccess } from "../src/pipeline/executor.js";
+import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
+import { httpGet, SupervisorUnderTest } from "./runtime-plane-support.js";
+import { createGitRepo, type GitRepo } from "./support/git-repo.js";
+import { type GithubDouble, startGithubDouble } from "./support/github-double.js";
+import { ensureDockerd, requireCommand, tempDir } from "./support/tools.js";
+
+const NODE_KEY = "releases-e2e-node-key";
+const SUPERVISOR_KEY = "releases-e2e-supervisor-key";
+const OWNER = "relco";
+const REPO = "rel-app";
+const SUPERVISOR = "sup-rel";
+const DOCKERFILE = [
+  "FROM scratch",
+  "COPY busybox /bin/busybox",
+  "COPY www /www",
+  `ENTRYPOINT ["/bin/busybox", "sh", "-c", "/bin/busybox httpd -f -p \${HOST}:\${PORT} -h /www & trap 'kill $!; exit 0' TERM; wait"]`,
+  "",
+].join("\n");
+const TOML = '[app]\nname = "rel-app"\n';
+
+let root: { path: string; remove(): Promise<void> };
+let auth: FastifyInstance;
+let registry: RunningRegistry;
+let github: GithubDouble;
+let registryAccess: RegistryAccess;
+let repo: GitRepo;
+let node: RunningNode;
+let supervisor: SupervisorUnderTest;
+let registryHost: string;
+
+interface StatusBody {
+  state: string;
+  success: boolean;
+  app_uuid: string;
+  digest: string;
+  image_ref: string;
+}
+
+async function api<T = Record<string, unknown>>(
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: T }> {
+  const headers: Record<string, string> = { authorization: `Bearer ${NODE_KEY}` };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(`${node.url}${path}`, {
+    method,
+    headers,
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, json: (await res.json()) as T };
+}
+
+async function deployAndWait(sha: string): Promise<StatusBody> {
+  const started = await api<{ id: string }>("POST", "/v1/deploy", {
+    repo_url: github.cloneUrl(`${OWNER}/${REPO}`),
+    ref: sha,
+    tenant: OWNER,
+  });
+  assert.equal(started.status, 202, JSON.stringify(started.json));
+  const deadline = Date.now() + 150_000;
+  while (Date.now() < deadline) {
+    const { status, json } = await api<StatusBody>("GET", `/v1/deploy/${started.json.id}/status`);
+    if (status === 200) return json;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`deploy not done\n${supervisor.log.slice(-3000)}`);
+}
+
+interface ReleaseBody {
+  id: string;
+  digest: string;
+  environments: string[];
+  source: Record<string, unknown>;
+  manifest: Record<string, unknown>;
+}
+
+async function releasesOf(app: string): Promise<ReleaseBody[]> {
+  const { status, json } = await api<{ releases: ReleaseBody[] }>("GET", `/api/v1/apps/${app}/releases`);
+  assert.equal(status, 200, JSON.stringify(json));
+  return json.releases;
+}
+
+/** Polls until the node has recorded `n` releases of the app (recording follows the deploy's end). */
+async function untilReleases(app: string, n: number): Promise<ReleaseBody[]> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const status = (await api("GET", `/api/v1/apps/${app}/releases`)).status;
+    if (status === 200) {
+      const list = await releasesOf(app);
+      if (list.length >= n && list[0]?.environments.length) return list;
+    }
+    if (Date.now() > deadline) throw new Error(`fewer than ${n} releases of ${app} recorded`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+before(async () => {
+  await ensureDockerd();
+  requireCommand("git", "git");
+  requireCommand("busybox", "busybox-static");
+  root = await tempDir("tabbify-releases-e2e");
+  const authDir = join(root.path, "auth");
+  auth = buildAuthApp({ key: await loadOrCreateSigningKey(authDir) });
+  await auth.listen({ host: "127.0.0.1", port: 0 });
+  const authUrl = `http://127.0.0.1:${(auth.server.address() as AddressInfo).port}`;
+  registry = await startRegistry({ dataDir: join(root.path, "registry"), authUrl });
+  registryHost = new URL(registry.url).host;
+  const projectRoot = join(root.path, "git");
+  repo = await createGitRepo(projectRoot, OWNER, REPO);
+  copyFileSync(realpathSync("/bin/busybox"), join(repo.workDir, "busybox"));
+  const { publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  github = await startGithubDouble({ projectRoot, appId: "1", appPublicKey: publicKey, installations: {} });
+  registryAccess = await tenantRegistryAccess({ registryHost, authDataDir: authDir });
+  node = await startNode({
+    port: 0,
+    dataDir: join(root.path, "node"),
+    nodeKey: NODE_KEY,
+    httpLogLevel: "silent",
+    deploy: {
+      githubApiUrl: github.apiUrl,
+      registry: registryAccess,
+      supervisorKey: SUPERVISOR_KEY,
+      allowPrivateRepos: true,
+    },
+  });
+  supervisor = new SupervisorUnderTest(
+    ["--builder", "--allow-private-repos", "--node", node.url, "--name", SUPERVISOR],
+    "local",
+    { TABBIFY_NODE_KEY: NODE_KEY, SUPERVISOR_API_KEY: SUPERVISOR_KEY },
+  );
+  await supervisor.start();
+  const deadline = Date.now() + 15_000;
+  while (!node.coordinator.supervisors().some((s) => s.name === SUPERVISOR)) {
+    if (Date.now() > deadline) throw new Error(`supervisor never joined the roster\n${supervisor.log}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+});
+
+after(async () => {
+  await supervisor?.cleanup();
+  for (const uuid of supervisor?.dockerApps ?? []) {
+    const list = spawnSync("docker", ["images", "-q", `${registryHost}/${OWNER}/${uuid}`], {
+      encoding: "utf8",
+    });
+    const ids = [...new Set(list.stdout.split("\n").filter(Boolean))];
+    if (ids.length > 0) spawnSync("docker", ["rmi", "-f", ...ids]);
+  }
+  await node?.close();
+  await registry?.close();
+  await auth?.close();
+  await github?.close();
+  await root?.remove();
+});
+
+describe("releases", () => {
+  it("records a release per build, lists it as a referrer of the image, and rolls back by digest with no failed request", async () => {
+    const shaA = await repo.commit(
+      { Dockerfile: DOCKERFILE, "tabbify.toml": TOML, "www/index.html": "A\n" },
+      "A",
+    );
+    const doneA = await deployAndWait(shaA);
+    assert.equal(doneA.success, true, JSON.stringify(doneA));
+    const app = doneA.app_uuid;
+    supervisor.dockerApps.add(app);
+    const [releaseA] = await untilReleases(app, 1);
+    assert.equal(releaseA?.digest, doneA.digest);
+    assert.deepEqual(releaseA?.environments, ["prod"]);
+    assert.deepEqual(releaseA?.source, { repo_url: github.cloneUrl(`${OWNER}/${REPO}`), commit_sha: shaA });
+    const manifest = releaseA!.manifest;
+    assert.equal(manifest.release, releaseA!.id);
+    assert.equal(manifest.image, `${registryHost}/${OWNER}/${app}@${doneA.digest}`);
+    assert.equal((manifest.build as { builder: string }).builder, SUPERVISOR);
+    assert.equal(typeof manifest.tabbify_version, "string");
+
+    // The registry lists the release manifest among the image's referrers.
+    const pull = await registryAccess.pullToken!(OWNER, app);
+    // The push follows the release record; poll briefly.
+    let index: { manifests: { artifactType?: string; digest: string }[] } = { manifests: [] };
+    let artifact: { artifactType?: string; digest: string } | undefined;
+    for (let i = 0; i < 50 && !artifact; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 200));
+      const referrers = await fetch(`${registry.url}/v2/${OWNER}/${app}/referrers/${doneA.digest}`, {
+        headers: { authorization: `Bearer ${pull}` },
+      });
+      assert.equal(referrers.status, 200);
+      index = (await referrers.json()) as typeof index;
+      artifact = index.manifests.find(
+        (m) => m.artifactType === "application/vnd.tabbify.release.manifest.v1+json",
+      );
+    }
+    assert.ok(artifact, JSON.stringify(index));
+    const artifactManifest = (await (
+      await fetch(`${registry.url}/v2/${OWNER}/${app}/manifests/${artifact.digest}`, {
+        headers: { authorization: `Bearer ${pull}`, accept: "application/vnd.oci.image.manifest.v1+json" },
+      })
+    ).json()) as { layers: { digest: string }[]; subject: { digest: string } };
+    assert.equal(artifactManifest.subject.digest, doneA.digest);
+    const layer = await fetch(
+      `${registry.url}/v2/${OWNER}/${app}/blobs/${artifactManifest.layers[0]!.digest}`,
+      {
+        headers: { authorization: `Bearer ${pull}` },
+      },
+    );
+    assert.deepEqual(await layer.json(), manifest, "the referrer carries the stored manifest");
+
+    const shaB = await repo.commit({ "www/index.html": "B\n" }, "B");
+    const doneB = await deployAndWait(shaB);
+    assert.equal(doneB.success, true, JSON.stringify(doneB));
+    const listed = await untilReleases(app, 2);
+    assert.deepEqual(
+      listed.map((r) => [r.digest, r.environments]),
+      [
+        [doneB.digest, ["prod"]],
+        [doneA.digest, []],
+      ],
+      "newest first, prod on B",
+    );
+    const appGet = () => httpGet(new URL(node.url).host, `/app/${app}/`, 10_000);
+    assert.equal((await appGet()).body, "B\n");
+
+    // Roll back (no `to`: the release prod ran before) while a client polls without pause.
+    const answers: { status: number; body: string }[] = [];
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        try {
+          answers.push(await appGet());
+        } catch (err) {
+          answers.push({ status: 0, body: (err as Error).message });
+        }
+      }
+    })();
+    const started = performance.now();
+    const [rolled, contender] = await Promise.all([
+      api<{ release: ReleaseBody; from: string; targets: { success: boolean }[] }>(
+        "POST",
+        `/api/v1/apps/${app}/rollback`,
+        {},
+      ),
+      new Promise((r) => setTimeout(r, 300)).then(() =>
+        api<{ code: string; error: string }>("POST", `/api/v1/apps/${app}/rollback`, { to: doneA.digest }),
+      ),
+    ]);
+    const rollbackMs = performance.now() - started;
+    polling = false;
+    await poller;
+    assert.equal(rolled.status, 200, JSON.stringify(rolled.json));
+    assert.equal(rolled.json.release.digest, doneA.digest);
+    assert.equal(rolled.json.from, listed[0]!.id);
+    assert.equal(contender.status, 409, JSON.stringify(contender.json));
+    assert.equal(contender.json.code, "DEPLOY_LOCKED");
+    assert.match(contender.json.error, /rollback by /, "names the holder");
+    const failed = answers.filter((a) => a.status !== 200 || (a.body !== "A\n" && a.body !== "B\n"));
+    assert.deepEqual(failed, [], `${failed.length} of ${answers.length} requests failed during the rollback`);
+    assert.equal((await appGet()).body, "A\n");
+    const described = await supervisor.call("GET", `/v1/apps/${app}`);
+    assert.equal(
+      String(described.json.version).split("@").at(-1),
+      doneA.digest,
+      "the runner runs A's digest",
+    );
+    const after = await releasesOf(app);
+    assert.deepEqual(after.find((r) => r.digest === doneA.digest)?.environments, ["prod"]);
+    console.log(`rollback latency: ${Math.round(rollbackMs)} ms over ${answers.length} requests`);
+
+    // Promotion takes only what the source environment ran, and moves that digest, pinned.
+    const unverified = await api<{ code: string; error: string }>("POST", `/api/v1/apps/${app}/promote`, {
+      from: "canary",
+      to: "prod",
+    });
+    assert.equal(unverified.status, 409, JSON.stringify(unverified.json));
+    assert.equal(unverified.json.code, "NOT_VERIFIED_IN");
+    assert.match(unverified.json.error, /NOT_VERIFIED_IN canary/);
+    const canaryUuid = v5("canary", app);
+    supervisor.dockerApps.add(canaryUuid);
+    const promoteStarted = performance.now();
+    const promoted = await api<{ uuid: string; release: ReleaseBody }>(
+      "POST",
+      `/api/v1/apps/${app}/promote`,
+      {
+        from: "prod",
+        to: "canary",
+      },
+    );
+    assert.equal(promoted.status, 200, JSON.stringify(promoted.json));
+    assert.equal(promoted.json.uuid, canaryUuid);
+    assert.equal(promoted.json.release.digest, doneA.digest);
+    for (let i = 0; ; i++) {
+      const answer = await httpGet(new URL(node.url).host, `/app/${canaryUuid}/`, 10_000).catch(
+        () => undefined,
+      );
+      if (answer?.body === "A\n") break;
+      assert.ok(i < 100, "the promoted environment never answered");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    console.log(`promote latency: ${Math.round(performance.now() - promoteStarted)} ms`);
+    const canary = await supervisor.call("GET", `/v1/apps/${canaryUuid}`);
+    assert.equal(
+      String(canary.json.version).split("@").at(-1),
+      doneA.digest,
+      "the same digest in both environments",
+    );
+    const promotedList = await releasesOf(app);
+    assert.deepEqual(promotedList.find((r) => r.digest === doneA.digest)?.environments, ["canary", "prod"]);
+
+    // Nothing to go back to under a name that never ran; an unknown release is a 404.
+    const unknown = await api<{ code: string }>("POST", `/api/v1/apps/${app}/rollback`, {
+      to: `sha256:${"0".repeat(64)}`,
+    });
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.json.code, "RELEASE_NOT_FOUND");
+
+    // The audit chain holds the releases and the rollback with its actor.
+    const audit = await api<{ events: { action: string; actor: string }[] }>(
+      "GET",
+      "/api/v1/audit?limit=500",
+    );
+    const actions = (audit.json.events ?? []).map((e) => e.action);
+    for (const a of ["release.create", "release.deploy", "release.rollback", "release.promote"])
+      assert.ok(actions.includes(a), a);
+  });
+
+  it("registers tcli-push versions by content digest: the same tree twice is one release", async () => {
+    const created = await api<{ uuid: string }>("PUT", "/api/v1/apps/pushed-app", { tenant: OWNER });
+    assert.ok(created.status === 201 || created.status === 200, JSON.stringify(created.json));
+    const body = {
+      version: "v1",
+      manifest_toml: '[app]\nname = "pushed-app"\n',
+      files: [
+        { path: "server.js", digest: `sha256:${"1".repeat(64)}` },
+        { path: "a.txt", digest: `sha256:${"2".repeat(64)}` },
+      ],
+    };
+    const first = await api<ReleaseBody>("POST", "/api/v1/apps/pushed-app/releases", body);
+    assert.equal(first.status, 201, JSON.stringify(first.json));
+    assert.deepEqual(first.json.source, { artifact_version: "v1" });
+    const again = await api<ReleaseBody>("POST", "/api/v1/apps/pushed-app/releases", {
+      ...body,
+      version: "v2",
+      files: [...body.files].reverse(),
+    });
+    assert.equal(again.status, 200);
+    assert.equal(again.json.id, first.json.id);
+    const bad = await api<{ code: string }>("POST", "/api/v1/apps/pushed-app/releases", { version: "v3" });
+    assert.equal(bad.status, 400);
+    const anonymous = await fetch(`${node.url}/api/v1/apps/pushed-app/releases`);
+    assert.equal(anonymous.status, 401);
+  });
+});
