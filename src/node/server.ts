@@ -3,17 +3,19 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { deriveAppUla, hostPort, type MeshMode } from "../core/address.js";
-import { TabbifyError } from "../core/errors.js";
 import type { Logger, LogLevel } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
-import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
+import { MeshAddressBook } from "../mesh/address-book.js";
+import { RosterCoordinator } from "../mesh/coordinator.js";
+import { MeshCoordinator } from "../mesh/mesh-coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
 import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { toNodeError } from "./errors.js";
+import { registerMeshRoutes } from "./mesh-routes.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
@@ -36,8 +38,10 @@ export interface NodeOptions {
   mesh?: MeshMode;
   /** `TABBIFY_NODE_KEY`; without it authenticated routes answer 503. */
   nodeKey?: string;
-  /** Roster heartbeat timeout. Default 60 s. */
+  /** Roster and WireGuard mesh heartbeat timeout. Default 60 s. */
   peerTimeoutMs?: number;
+  /** What mesh register replies tell joiners to heartbeat at. Default 20 s. */
+  meshHeartbeatIntervalSecs?: number;
   /** Fastify's request log level; `silent` turns it off (tests). Default `info`. */
   httpLogLevel?: LogLevel | "silent";
   /** For proxy and lifecycle messages. */
@@ -81,6 +85,8 @@ export interface RunningNode {
   host: string;
   port: number;
   coordinator: RosterCoordinator;
+  /** The WireGuard mesh's coordinator; present when the node has a data dir. */
+  mesh: MeshCoordinator | undefined;
   /** Present when the node has a data dir. */
   pipeline: NodePipeline | undefined;
   /** The node's store; present when the node has a data dir. */
@@ -131,6 +137,8 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   // Registry names for the roster views; the registry exists only with a data dir.
   let registry: AttachedRegistry | undefined;
   const appNames = async () => (registry ? registry.registry.names() : new Map<string, string>());
+  let wgMesh: { coordinator: MeshCoordinator; joinKey: () => Promise<Buffer> } | undefined;
+  registerMeshRoutes(app, { roster: coordinator, mesh: () => wgMesh, keyCheck });
   registerRoutes(app, coordinator, keyCheck, appNames);
 
   // The verify step asks the node's own /app/<uuid> door, the way users reach the app.
@@ -144,6 +152,17 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
       logger: logger.child("store"),
     });
+    const book = new MeshAddressBook(store);
+    wgMesh = {
+      coordinator: new MeshCoordinator({
+        book,
+        ...(options.peerTimeoutMs ? { heartbeatTimeoutMs: options.peerTimeoutMs } : {}),
+        ...(options.meshHeartbeatIntervalSecs
+          ? { heartbeatIntervalSecs: options.meshHeartbeatIntervalSecs }
+          : {}),
+      }),
+      joinKey: () => book.joinKey(),
+    };
     pipeline = await NodePipeline.open({
       store,
       dataDir: options.dataDir,
@@ -217,10 +236,12 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     host,
     port,
     coordinator,
+    mesh: wgMesh?.coordinator,
     pipeline,
     store,
     close: async () => {
       proxy.close();
+      wgMesh?.coordinator.close();
       // Keep-alive clients and streaming responses would hold close() open; give in-flight
       // requests a moment, then cut what is left.
       const cut = setTimeout(() => server.closeAllConnections(), 2000);
@@ -262,18 +283,6 @@ function registerRoutes(
     authed.addHook("onRequest", async (req: FastifyRequest, _reply: FastifyReply) => {
       keyCheck.assert(req.headers.authorization);
     });
-
-    authed.post("/v1/mesh/register", async (req) => coordinator.register(parsePeerRecord(req.body)));
-    authed.post("/v1/mesh/heartbeat", async (req) => coordinator.heartbeat(parsePeerRecord(req.body)));
-    authed.post("/v1/mesh/deregister", async (req) => {
-      const peerId = (req.body as { peer_id?: unknown } | null)?.peer_id;
-      if (typeof peerId !== "string" || peerId === "") {
-        throw new TabbifyError("BAD_REQUEST", 'deregister needs {"peer_id": "<id>"}');
-      }
-      coordinator.deregister(peerId);
-      return {};
-    });
-    authed.get("/v1/mesh/peers", async () => ({ peers: coordinator.peers() }));
 
     authed.get("/v1/topology", async () => {
       const topology = coordinator.topology();
