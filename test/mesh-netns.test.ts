@@ -8,7 +8,7 @@ import { type RunningProcess, repoRoot, run, spawnProcess, tempDir } from "./sup
 
 /**
  * Two "hosts" as network namespaces joined by a veth pair with ULA underlay addresses. Host A runs
- * the node (coordinator, `--mesh ula` proxy) and a supervisor joined to the mesh; host B runs a
+ * the node (coordinator and `/app/<uuid>` proxy, joined to its own mesh); host B runs a
  * supervisor joined over wireguard-go and an app on its app ULA. The node on A reaches the app
  * through `/app/<uuid>` over the tunnel.
  */
@@ -95,8 +95,7 @@ test("an app on host B answers through the node on host A over wireguard-go", {
 
   const dataA = await tempDir("mesh-ns-a");
   const dataB = await tempDir("mesh-ns-b");
-  const dataSupA = await tempDir("mesh-ns-sa");
-  cleanups.push(dataA.remove, dataB.remove, dataSupA.remove);
+  cleanups.push(dataA.remove, dataB.remove);
   const mint = spawnProcess(process.execPath, [
     join(repoRoot, "dist", "src", "main", "tabbify.js"),
     "mesh",
@@ -112,10 +111,24 @@ test("an app on host B answers through the node on host A over wireguard-go", {
   const token = mint.output().trim().split("\n").at(-1) as string;
 
   const nodeUrl = `http://[${underlay}1]:8090`;
-  const node = inNs(nsA, ["node", "--listen", `[${underlay}1]:8090`, "--data", dataA.path, "--mesh", "ula"], {
-    TABBIFY_NODE_KEY: "netns-node-key",
-  });
-  await node.waitForLine(/node listening/, 60_000);
+  const node = inNs(
+    nsA,
+    [
+      "node",
+      "--listen",
+      `[${underlay}1]:8090`,
+      "--data",
+      dataA.path,
+      "--mesh",
+      "wireguard",
+      "--mesh-interface",
+      `wa${tag}`,
+    ],
+    {
+      TABBIFY_NODE_KEY: "netns-node-key",
+    },
+  );
+  await node.waitForLine(/wireguard interface up/, 60_000);
 
   // The app on host B: a plain HTTP server on its app ULA, which B's supervisor advertises.
   const uuid = "0191e7c2-1111-7222-8333-444455556666";
@@ -155,7 +168,6 @@ test("an app on host B answers through the node on host A over wireguard-go", {
     return p;
   };
   const supB = await joinSupervisor(nsB, "host-b", dataB.path, `wb${tag}`);
-  const supA = await joinSupervisor(nsA, "host-a", dataSupA.path, `wa${tag}`);
 
   // The node on A dials the app's ULA; the route goes through A's WireGuard interface to B.
   const deadline = Date.now() + 60_000;
@@ -172,7 +184,7 @@ test("an app on host B answers through the node on host A over wireguard-go", {
   assert.match(
     last,
     /hello from B \/ping/,
-    `${last}\n--- A wg:\n${await ns(nsA, "wg", "show").catch(String)}\n--- supB:\n${supB.output()}\n--- supA:\n${supA.output()}`,
+    `${last}\n--- A wg:\n${await ns(nsA, "wg", "show").catch(String)}\n--- supB:\n${supB.output()}\n--- node:\n${node.output()}`,
   );
   const wgA = await ns(nsA, "wg", "show", `wa${tag}`);
   assert.match(wgA, /latest handshake/);
@@ -183,7 +195,7 @@ test("an app on host B answers through the node on host A over wireguard-go", {
     await ns(nsA, "curl", "-sS", "-H", "authorization: Bearer netns-node-key", `${nodeUrl}/v1/mesh/topology`),
   ) as { machines: { display_name: string; network: string; ula: string; hosted_app_ulas: string[] }[] };
   const byName = new Map(topo.machines.map((m) => [m.display_name, m]));
-  assert.deepEqual([...byName.keys()].sort(), ["host-a", "host-b"]);
+  assert.deepEqual([...byName.keys()].sort(), ["host-b", "node"]);
   assert.deepEqual(byName.get("host-b")?.hosted_app_ulas, [appUla]);
   assert.match(byName.get("host-b")?.ula ?? "", /^fd5a:1f00:fe5e:[12]::1$/);
 
