@@ -20,6 +20,7 @@ import {
   parseOptions,
   untilSignal,
 } from "./flags.js";
+import { joinMesh, meshJoinOptions } from "./mesh-join.js";
 
 export const nodeOptions: OptionSpec[] = [
   {
@@ -37,8 +38,9 @@ export const nodeOptions: OptionSpec[] = [
     flag: "mesh",
     env: "TABBIFY_MESH",
     default: "local",
-    help: "app addresses: local (loopback twins) or ula",
+    help: "app addresses: local (loopback twins), ula, or wireguard (ula, and the node joins its own coordinator's WireGuard mesh)",
   },
+  ...meshJoinOptions,
   {
     flag: "peer-timeout-secs",
     env: "TABBIFY_PEER_TIMEOUT_SECS",
@@ -119,9 +121,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     return 0;
   }
   const listen = parseListen(opts.values.listen ?? env.TABBIFY_NODE_BIND ?? "127.0.0.1:8090");
-  const mesh = opts.values.mesh;
+  const wireguard = opts.values.mesh === "wireguard";
+  const mesh = wireguard ? "ula" : opts.values.mesh;
   if (mesh !== "local" && mesh !== "ula") {
-    throw new TabbifyError("USAGE", `--mesh wants local or ula, got "${mesh}"`);
+    throw new TabbifyError("USAGE", `--mesh wants local, ula or wireguard, got "${mesh}"`);
   }
   const dataPlane = parseDataPlane(opts.values["data-plane"]);
   const timeoutSecs = Number(opts.values["peer-timeout-secs"]);
@@ -157,8 +160,20 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     registry: await registryOptions(opts.values, opts.lists),
     dataPlane,
   });
+  // The node joins its own coordinator with its own key: no join token needed.
+  const meshJoiner = wireguard
+    ? await joinMesh({
+        values: { ...opts.values, coordinator: opts.values.coordinator ?? node.url },
+        env: { TABBIFY_MESH_JOIN_TOKEN: env.TABBIFY_MESH_JOIN_TOKEN || nodeKey },
+        dataDir: opts.values.data as string,
+        displayName: "node",
+        tags: ["node"],
+        logger,
+      })
+    : undefined;
   const signal = await untilSignal();
   logger.info("shutting down", { signal });
+  await meshJoiner?.stop().catch(() => {});
   await node.close();
   return 0;
 }

@@ -30,6 +30,7 @@ import {
   required,
   untilSignal,
 } from "./flags.js";
+import { joinMesh, meshJoinOptions } from "./mesh-join.js";
 import { supervisorApiKey } from "./supervisor-key.js";
 
 const DEFAULT_APP_USER = "tabbify-app";
@@ -48,8 +49,9 @@ export const specs: OptionSpec[] = [
     flag: "mesh",
     env: "SUPERVISOR_MESH",
     default: "local",
-    help: "local (loopback twins) or ula (real ULAs on lo)",
+    help: "local (loopback twins), ula (real ULAs on lo) or wireguard (join the mesh: ula, plus a WireGuard interface; the API binds on the peer ULA)",
   },
+  ...meshJoinOptions,
   { flag: "builder", env: "SUPERVISOR_BUILDER", boolean: true, help: "advertise the builder tag" },
   allowPrivateReposOption,
   {
@@ -168,10 +170,12 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     return 0;
   }
   const dataDir = required(opts.values.data, "--data");
-  const listen = parseListen(opts.values.listen!);
-  const mesh = opts.values.mesh as MeshMode;
+  let listen = parseListen(opts.values.listen!);
+  const wireguard = opts.values.mesh === "wireguard";
+  // In the mesh, apps bind their real ULAs; the tunnel carries them between hosts.
+  const mesh = (wireguard ? "ula" : opts.values.mesh) as MeshMode;
   if (mesh !== "local" && mesh !== "ula")
-    throw new TabbifyError("USAGE", `--mesh wants local or ula, got "${mesh}"`);
+    throw new TabbifyError("USAGE", `--mesh wants local, ula or wireguard, got "${mesh}"`);
   if (mesh === "ula" && !(await hasNetAdmin())) {
     throw new TabbifyError(
       "NET_ADMIN_REQUIRED",
@@ -207,6 +211,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     opts.values["runner-health-timeout-ms"],
     "runner-health-timeout-ms",
   );
+  // The roster takes the node key, or in the mesh the host's supervisor-tagged join token.
+  const rosterKey =
+    env.TABBIFY_NODE_KEY || (wireguard ? env.TABBIFY_MESH_JOIN_TOKEN : undefined) || undefined;
   const supervisor = new Supervisor({
     name: opts.values.name!,
     dataDir,
@@ -216,7 +223,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     addresses: mesh === "ula" ? new InterfaceAddresses("lo") : noAddresses,
     logger,
     ...(opts.values.node ? { nodeUrl: opts.values.node } : {}),
-    ...(env.TABBIFY_NODE_KEY ? { nodeKey: env.TABBIFY_NODE_KEY } : {}),
+    ...(rosterKey ? { nodeKey: rosterKey } : {}),
     reconcileIntervalMs: intOption(opts.values["reconcile-interval-ms"], "reconcile-interval-ms"),
     backoff: {
       ...defaultBackoff,
@@ -236,6 +243,17 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     ...(appUsers ? { appUsers } : {}),
   });
   await supervisor.init();
+  const meshJoiner = wireguard
+    ? await joinMesh({
+        values: opts.values,
+        env,
+        dataDir,
+        displayName: opts.values.name!,
+        tags: capabilityTags(kinds, builder),
+        logger,
+      })
+    : undefined;
+  if (meshJoiner?.ula) listen = { host: meshJoiner.ula, port: listen.port };
 
   let roster: RosterClient | undefined;
   const api = buildApi(
@@ -284,7 +302,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     const { RosterClient } = await import("../mesh/client.js");
     const client = new RosterClient({
       nodeUrl: opts.values.node,
-      ...(env.TABBIFY_NODE_KEY ? { nodeKey: env.TABBIFY_NODE_KEY } : {}),
+      ...(rosterKey ? { nodeKey: rosterKey } : {}),
       logger: logger.child("roster"),
     });
     client.start(
@@ -303,6 +321,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const signal = await untilSignal();
   logger.info("stopping; runners keep running", { signal });
   await roster?.stop().catch(() => {});
+  await meshJoiner?.stop().catch(() => {});
   await api.close();
   await supervisor.close();
   await pinned;

@@ -31,6 +31,10 @@ const roles: Record<string, { summary: string; load: () => Promise<RoleModule> }
     summary: "`audit verify`: recompute the node's audit chain and name the first broken seq",
     load: () => import("./audit.js"),
   },
+  mesh: {
+    summary: "`mesh token`: mint a join token for the WireGuard mesh from the node's store",
+    load: () => import("./mesh.js"),
+  },
   address: {
     summary: "print the addresses an app uuid (or --repo URL) gets",
     load: () => import("./address.js"),

@@ -20,7 +20,9 @@ import { buildInfo, type ReadyChecks, registerProbes } from "../core/probes.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
 import type { EdgeRoute } from "../dataplane/nginx-config.js";
 import { type EdgeStatus, NginxEdge } from "../dataplane/nginx-edge.js";
-import { parsePeerRecord, RosterCoordinator } from "../mesh/coordinator.js";
+import { MeshAddressBook } from "../mesh/address-book.js";
+import { RosterCoordinator } from "../mesh/coordinator.js";
+import { MeshCoordinator } from "../mesh/mesh-coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
 import { CallerResolver } from "./apps-identity.js";
@@ -30,6 +32,7 @@ import { registerAppOpsRoutes } from "./apps-ops-routes.js";
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { toNodeError } from "./errors.js";
+import { registerMeshRoutes } from "./mesh-routes.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
@@ -53,8 +56,10 @@ export interface NodeOptions {
   mesh?: MeshMode;
   /** `TABBIFY_NODE_KEY`; without it authenticated routes answer 503. */
   nodeKey?: string;
-  /** Roster heartbeat timeout. Default 60 s. */
+  /** Roster and WireGuard mesh heartbeat timeout. Default 60 s. */
   peerTimeoutMs?: number;
+  /** What mesh register replies tell joiners to heartbeat at. Default 20 s. */
+  meshHeartbeatIntervalSecs?: number;
   /** Fastify's request log level; `silent` turns it off (tests). Default `info`. */
   httpLogLevel?: LogLevel | "silent";
   /** For proxy and lifecycle messages. */
@@ -108,6 +113,8 @@ export interface RunningNode {
   host: string;
   port: number;
   coordinator: RosterCoordinator;
+  /** The WireGuard mesh's coordinator; present when the node has a data dir. */
+  mesh: MeshCoordinator | undefined;
   /** Present when the node has a data dir. */
   pipeline: NodePipeline | undefined;
   /** The node's store; present when the node has a data dir. */
@@ -163,6 +170,8 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   let registry: AttachedRegistry | undefined;
   const appNames = async () => (registry ? registry.registry.names() : new Map<string, string>());
   let edge: NginxEdge | undefined;
+  let wgMesh: { coordinator: MeshCoordinator; joinKey: () => Promise<Buffer> } | undefined;
+  registerMeshRoutes(app, { roster: coordinator, mesh: () => wgMesh, keyCheck });
   registerRoutes(app, coordinator, keyCheck, appNames, () => edge?.status());
 
   // The verify step asks the node's own /app/<uuid> door, the way users reach the app.
@@ -176,6 +185,17 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
       logger: logger.child("store"),
     });
+    const book = new MeshAddressBook(store);
+    wgMesh = {
+      coordinator: new MeshCoordinator({
+        book,
+        ...(options.peerTimeoutMs ? { heartbeatTimeoutMs: options.peerTimeoutMs } : {}),
+        ...(options.meshHeartbeatIntervalSecs
+          ? { heartbeatIntervalSecs: options.meshHeartbeatIntervalSecs }
+          : {}),
+      }),
+      joinKey: () => book.joinKey(),
+    };
     pipeline = await NodePipeline.open({
       store,
       dataDir: options.dataDir,
@@ -333,6 +353,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     host,
     port,
     coordinator,
+    mesh: wgMesh?.coordinator,
     pipeline,
     store,
     apiUrl,
@@ -340,6 +361,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     close: async () => {
       await edge?.close();
       proxy.close();
+      wgMesh?.coordinator.close();
       // Keep-alive clients and streaming responses would hold close() open; give in-flight
       // requests a moment, then cut what is left.
       const cut = setTimeout(() => server.closeAllConnections(), 2000);
@@ -403,18 +425,6 @@ function registerRoutes(
     authed.addHook("onRequest", async (req: FastifyRequest, _reply: FastifyReply) => {
       keyCheck.assert(req.headers.authorization);
     });
-
-    authed.post("/v1/mesh/register", async (req) => coordinator.register(parsePeerRecord(req.body)));
-    authed.post("/v1/mesh/heartbeat", async (req) => coordinator.heartbeat(parsePeerRecord(req.body)));
-    authed.post("/v1/mesh/deregister", async (req) => {
-      const peerId = (req.body as { peer_id?: unknown } | null)?.peer_id;
-      if (typeof peerId !== "string" || peerId === "") {
-        throw new TabbifyError("BAD_REQUEST", 'deregister needs {"peer_id": "<id>"}');
-      }
-      coordinator.deregister(peerId);
-      return {};
-    });
-    authed.get("/v1/mesh/peers", async () => ({ peers: coordinator.peers() }));
 
     authed.get("/v1/topology", async () => {
       const topology = coordinator.topology();

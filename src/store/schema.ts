@@ -1,5 +1,6 @@
 import type { AppTables } from "./tables/apps.js";
 import type { DeployTables } from "./tables/deploys.js";
+import type { MeshTables } from "./tables/mesh.js";
 import type { MetaTables } from "./tables/meta.js";
 import type { ReleaseTables } from "./tables/releases.js";
 
@@ -7,4 +8,4 @@ import type { ReleaseTables } from "./tables/releases.js";
  * Every table the node keeps, as Kysely sees them. One interface per area in tables/; a new area
  * adds its file there, its migration in migrations/, and one `extends` here.
  */
-export interface Database extends MetaTables, DeployTables, AppTables, ReleaseTables {}
+export interface Database extends MetaTables, DeployTables, AppTables, ReleaseTables, MeshTables {}

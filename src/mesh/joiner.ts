@@ -1,0 +1,251 @@
+import crypto from "node:crypto";
+import { chmod, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { isErrno } from "../core/errors.js";
+import type { Logger } from "../core/log.js";
+import type { MeshPeerInfo, MeshRegisterResponse } from "./wire.js";
+import type { WireGuardInterface } from "./wireguard.js";
+
+export const IDENTITY_FILE = "mesh-identity.json";
+
+export interface MeshIdentity {
+  /** base64 X25519 private key. */
+  private_key: string;
+  public_key: string;
+  /** The last address the coordinator gave us. */
+  ula?: string;
+}
+
+/** Loads `<dir>/mesh-identity.json`, or creates it (0600) with a fresh X25519 key. */
+export async function loadOrCreateIdentity(dir: string): Promise<MeshIdentity> {
+  const path = join(dir, IDENTITY_FILE);
+  try {
+    return JSON.parse(await readFile(path, "utf8")) as MeshIdentity;
+  } catch (err) {
+    if (!isErrno(err, "ENOENT")) throw err;
+  }
+  const { privateKey, publicKey } = crypto.generateKeyPairSync("x25519");
+  const priv = privateKey.export({ format: "jwk" }).d as string;
+  const pub = publicKey.export({ format: "jwk" }).x as string;
+  const identity: MeshIdentity = {
+    private_key: Buffer.from(priv, "base64url").toString("base64"),
+    public_key: Buffer.from(pub, "base64url").toString("base64"),
+  };
+  await writeFile(path, `${JSON.stringify(identity)}\n`, { mode: 0o600 });
+  await chmod(path, 0o600);
+  return identity;
+}
+
+export interface MeshJoinerOptions {
+  coordinatorUrl: string;
+  /** `TABBIFY_MESH_JOIN_TOKEN`: sent as Bearer, never logged. */
+  token: string;
+  dataDir: string;
+  displayName: string;
+  tags: string[];
+  listenPort: number;
+  /** A fixed address to claim, e.g. the registry's (needs a granting token). */
+  requestedUla?: string;
+  /** Where our WireGuard listens, when the coordinator cannot see it as our source address. */
+  listenEndpoint?: string;
+  wg: WireGuardInterface;
+  /** App addresses this host serves, read on every heartbeat. */
+  hostedAppUlas: () => Promise<string[]> | string[];
+  logger: Logger;
+  /** Default 20 s. */
+  heartbeatMs?: number;
+}
+
+/**
+ * Keeps this host in the WireGuard mesh: registers with the join token, brings the interface up
+ * with its ULA, heartbeats (registering again on 404), and follows the peers stream so every
+ * peer's host ULA and hosted app ULAs route through the tunnel. A lost coordinator leaves the
+ * tunnels as they are: the data plane does not depend on the control plane being up.
+ */
+export class MeshJoiner {
+  private identity: MeshIdentity | undefined;
+  private peerId: string | undefined;
+  private peers = new Map<string, MeshPeerInfo>();
+  private timer: NodeJS.Timeout | undefined;
+  private stream: AbortController | undefined;
+  private stopped = false;
+  private applying: Promise<void> = Promise.resolve();
+  private readonly url: string;
+  ula: string | undefined;
+
+  constructor(private readonly opts: MeshJoinerOptions) {
+    this.url = opts.coordinatorUrl.replace(/\/+$/, "");
+  }
+
+  /** Registers (retrying until the coordinator answers) and brings the interface up; returns our ULA. */
+  async start(): Promise<string> {
+    const identity = await loadOrCreateIdentity(this.opts.dataDir);
+    this.identity = identity;
+    let reply: MeshRegisterResponse | undefined;
+    for (let delay = 500; !reply; delay = Math.min(delay * 2, 10_000)) {
+      try {
+        reply = await this.register();
+      } catch (err) {
+        const status = (err as { status?: number }).status;
+        if (status && status < 500 && status !== 404) throw err;
+        this.opts.logger.warn("coordinator not reachable; retrying", { error: (err as Error).message });
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+    const keyFile = join(this.opts.dataDir, "mesh-wg.key");
+    await writeFile(keyFile, `${identity.private_key}\n`, { mode: 0o600 });
+    await this.opts.wg.up({ privateKeyFile: keyFile, listenPort: this.opts.listenPort, ula: reply.ula });
+    if (identity.ula !== reply.ula) {
+      identity.ula = reply.ula;
+      await writeFile(join(this.opts.dataDir, IDENTITY_FILE), `${JSON.stringify(identity)}\n`, {
+        mode: 0o600,
+      });
+    }
+    await this.replacePeers(reply.peers);
+    this.schedule();
+    this.follow();
+    return reply.ula;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.stream?.abort();
+    if (this.peerId) await this.post("/v1/mesh/deregister", { peer_id: this.peerId }).catch(() => {});
+    await this.applying;
+    await this.opts.wg.down();
+  }
+
+  private async register(): Promise<MeshRegisterResponse> {
+    const id = this.identity as MeshIdentity;
+    const reply = (await this.post("/v1/mesh/register", {
+      wg_public_key: id.public_key,
+      wg_listen_port: this.opts.listenPort,
+      display_name: this.opts.displayName,
+      tags: this.opts.tags,
+      hosted_app_ulas: await this.opts.hostedAppUlas(),
+      requested_ula: this.opts.requestedUla ?? id.ula,
+      ...(this.opts.listenEndpoint ? { listen_endpoint: this.opts.listenEndpoint } : {}),
+    })) as MeshRegisterResponse;
+    this.peerId = reply.peer_id;
+    this.ula = reply.ula;
+    return reply;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.beat()
+        .catch((err: Error) => this.opts.logger.warn("mesh heartbeat failed", { error: err.message }))
+        .finally(() => this.schedule());
+    }, this.opts.heartbeatMs ?? 20_000);
+    this.timer.unref();
+  }
+
+  private async beat(): Promise<void> {
+    const id = this.identity as MeshIdentity;
+    try {
+      const reply = (await this.post("/v1/mesh/heartbeat", {
+        peer_id: this.peerId,
+        wg_public_key: id.public_key,
+        hosted_app_ulas: await this.opts.hostedAppUlas(),
+      })) as MeshRegisterResponse;
+      await this.replacePeers(reply.peers);
+    } catch (err) {
+      if ((err as { status?: number }).status !== 404) throw err;
+      this.opts.logger.info("coordinator forgot this peer; registering again");
+      await this.replacePeers((await this.register()).peers);
+    }
+  }
+
+  /** Follows `GET /v1/mesh/peers/stream`, reconnecting after a drop. */
+  private follow(): void {
+    if (this.stopped) return;
+    const ac = new AbortController();
+    this.stream = ac;
+    const reconnect = () => {
+      if (!this.stopped) setTimeout(() => this.follow(), 2000).unref();
+    };
+    fetch(`${this.url}/v1/mesh/peers/stream`, {
+      headers: { authorization: `Bearer ${this.opts.token}` },
+      signal: ac.signal,
+    })
+      .then(async (res) => {
+        if (!res.ok || !res.body) throw new Error(`peers stream answered ${res.status}`);
+        let buffer = "";
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buffer += Buffer.from(chunk).toString("utf8");
+          let cut = buffer.indexOf("\n\n");
+          while (cut >= 0) {
+            this.onEvent(buffer.slice(0, cut));
+            buffer = buffer.slice(cut + 2);
+            cut = buffer.indexOf("\n\n");
+          }
+        }
+      })
+      .catch((err: Error) => {
+        if (!this.stopped)
+          this.opts.logger.warn("peers stream dropped; reconnecting", { error: err.message });
+      })
+      .finally(reconnect);
+  }
+
+  private onEvent(block: string): void {
+    const event = /^event: (\S+)$/m.exec(block)?.[1];
+    const data = /^data: (.*)$/m.exec(block)?.[1];
+    if (!event || !data) return;
+    const body = JSON.parse(data) as { peers?: MeshPeerInfo[]; peer?: MeshPeerInfo };
+    if (event === "snapshot" && body.peers) void this.replacePeers(body.peers);
+    else if (body.peer && event === "leave") {
+      this.peers.delete(body.peer.peer_id);
+      void this.apply();
+    } else if (body.peer) {
+      this.peers.set(body.peer.peer_id, body.peer);
+      void this.apply();
+    }
+  }
+
+  private replacePeers(peers: MeshPeerInfo[]): Promise<void> {
+    this.peers = new Map(peers.map((p) => [p.peer_id, p]));
+    return this.apply();
+  }
+
+  /** Serialized: one `wg`/`ip` reconciliation at a time, always to the latest peer set. */
+  private apply(): Promise<void> {
+    this.applying = this.applying.then(async () => {
+      const desired = [...this.peers.values()]
+        .filter((p) => p.peer_id !== this.peerId && p.wg_public_key !== this.identity?.public_key)
+        .map((p) => ({
+          publicKey: p.wg_public_key,
+          endpoint: p.listen_endpoint,
+          allowedUlas: [p.ula, ...p.hosted_app_ulas],
+        }));
+      try {
+        await this.opts.wg.setPeers(desired);
+      } catch (err) {
+        this.opts.logger.error("could not apply mesh peers", { error: (err as Error).message });
+      }
+    });
+    return this.applying;
+  }
+
+  private async post(path: string, body: unknown): Promise<unknown> {
+    const res = await fetch(`${this.url}${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${this.opts.token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const text = await res.text();
+    if (!res.ok) {
+      let message = text.slice(0, 200);
+      try {
+        message = (JSON.parse(text) as { error?: string }).error ?? message;
+      } catch {
+        // Not JSON: keep the raw text.
+      }
+      throw Object.assign(new Error(`${path}: ${res.status} ${message}`), { status: res.status });
+    }
+    return JSON.parse(text);
+  }
+}

@@ -1,0 +1,149 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { promisify } from "node:util";
+import { TabbifyError } from "../core/errors.js";
+import type { Logger } from "../core/log.js";
+
+const exec = promisify(execFile);
+
+export interface WireGuardPeer {
+  publicKey: string;
+  /** `[ip]:port`, or null when the peer's endpoint is unknown (it will reach us). */
+  endpoint: string | null;
+  /** Addresses routed to this peer: its host ULA and the app ULAs it hosts, each a /128. */
+  allowedUlas: string[];
+}
+
+async function run(cmd: string, args: string[]): Promise<string> {
+  try {
+    return (await exec(cmd, args, { timeout: 10_000 })).stdout;
+  } catch (err) {
+    const e = err as { code?: string; stderr?: string };
+    if (e.code === "ENOENT") {
+      throw new TabbifyError(
+        "MESH_ENGINE_MISSING",
+        `${cmd} is not installed: apt-get install -y wireguard-tools wireguard-go iproute2`,
+      );
+    }
+    throw new TabbifyError(
+      "MESH_INTERFACE_FAILED",
+      `${cmd} ${args.join(" ")}: ${String(e.stderr ?? err).trim()}`,
+    );
+  }
+}
+
+/**
+ * One WireGuard interface, driven with `ip` and `wg`: the kernel module when `ip link add … type
+ * wireguard` works, else Debian's userspace `wireguard-go` (a child of this process). WireGuard
+ * itself is never implemented here. Peers and their /128 routes are reconciled to a desired set.
+ */
+export class WireGuardInterface {
+  private goProcess: ChildProcess | undefined;
+  private readonly peers = new Map<string, WireGuardPeer>();
+  engine: "kernel" | "wireguard-go" | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly logger: Logger,
+  ) {}
+
+  async up(opts: { privateKeyFile: string; listenPort: number; ula: string }): Promise<void> {
+    await run("ip", ["link", "del", this.name]).catch(() => {});
+    try {
+      await run("ip", ["link", "add", this.name, "type", "wireguard"]);
+      this.engine = "kernel";
+    } catch {
+      await this.startWireguardGo();
+      this.engine = "wireguard-go";
+    }
+    await run("wg", [
+      "set",
+      this.name,
+      "private-key",
+      opts.privateKeyFile,
+      "listen-port",
+      String(opts.listenPort),
+    ]);
+    await run("ip", ["-6", "addr", "add", `${opts.ula}/128`, "dev", this.name, "nodad"]);
+    await run("ip", ["link", "set", this.name, "up"]);
+    this.logger.info("wireguard interface up", { interface: this.name, engine: this.engine, ula: opts.ula });
+  }
+
+  /** Makes the interface's peers (and /128 routes) exactly `desired`. */
+  async setPeers(desired: WireGuardPeer[]): Promise<void> {
+    const want = new Map(desired.map((p) => [p.publicKey, p]));
+    for (const [key, had] of this.peers) {
+      if (want.has(key)) continue;
+      await run("wg", ["set", this.name, "peer", key, "remove"]).catch(() => {});
+      for (const ula of had.allowedUlas) await this.routeDel(ula);
+      this.peers.delete(key);
+    }
+    for (const peer of desired) {
+      const had = this.peers.get(peer.publicKey);
+      if (had && had.endpoint === peer.endpoint && same(had.allowedUlas, peer.allowedUlas)) continue;
+      const args = ["set", this.name, "peer", peer.publicKey, "persistent-keepalive", "25"];
+      if (peer.endpoint) args.push("endpoint", peer.endpoint);
+      args.push("allowed-ips", peer.allowedUlas.map((u) => `${u}/128`).join(","));
+      await run("wg", args);
+      for (const ula of had?.allowedUlas ?? []) if (!peer.allowedUlas.includes(ula)) await this.routeDel(ula);
+      for (const ula of peer.allowedUlas)
+        await run("ip", ["-6", "route", "replace", `${ula}/128`, "dev", this.name]);
+      this.peers.set(peer.publicKey, { ...peer, allowedUlas: [...peer.allowedUlas] });
+    }
+  }
+
+  async down(): Promise<void> {
+    await run("ip", ["link", "del", this.name]).catch(() => {});
+    this.goProcess?.kill("SIGTERM");
+    this.goProcess = undefined;
+    this.peers.clear();
+  }
+
+  private async routeDel(ula: string): Promise<void> {
+    await run("ip", ["-6", "route", "del", `${ula}/128`, "dev", this.name]).catch(() => {});
+  }
+
+  private async startWireguardGo(): Promise<void> {
+    const child = spawn("wireguard-go", ["--foreground", this.name], {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", LOG_LEVEL: "error" },
+    });
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-2000);
+    });
+    const spawned = await new Promise<Error | undefined>((resolve) => {
+      child.once("error", resolve);
+      child.once("spawn", () => resolve(undefined));
+    });
+    if (spawned) {
+      throw new TabbifyError(
+        "MESH_ENGINE_MISSING",
+        "no kernel WireGuard and wireguard-go is not installed: apt-get install -y wireguard-go wireguard-tools",
+      );
+    }
+    this.goProcess = child;
+    child.once("exit", (code) => {
+      if (this.goProcess === child) this.logger.error("wireguard-go exited", { code, stderr: stderr.trim() });
+    });
+    // wireguard-go creates the TUN device and its UAPI socket shortly after starting.
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      if (
+        await run("wg", ["show", this.name])
+          .then(() => true)
+          .catch(() => false)
+      )
+        return;
+      if (child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new TabbifyError(
+      "MESH_INTERFACE_FAILED",
+      `wireguard-go ${this.name} did not come up: ${stderr.trim()}`,
+    );
+  }
+}
+
+function same(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((x) => b.includes(x));
+}

@@ -1,0 +1,127 @@
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { TabbifyError } from "../core/errors.js";
+import { parsePeerRecord, type RosterCoordinator } from "../mesh/coordinator.js";
+import { verifyJoinToken } from "../mesh/join-token.js";
+import type { MeshCaller, MeshCoordinator } from "../mesh/mesh-coordinator.js";
+import type { MeshEvent } from "../mesh/wire.js";
+import type { NodeKeyCheck } from "./auth.js";
+
+export interface MeshRoutesOptions {
+  roster: RosterCoordinator;
+  /** The WireGuard mesh; absent when the node has no store (no data dir). */
+  mesh: () => { coordinator: MeshCoordinator; joinKey: () => Promise<Buffer> } | undefined;
+  keyCheck: NodeKeyCheck;
+}
+
+const SSE_KEEPALIVE_MS = 15_000;
+
+/**
+ * `/v1/mesh/*`: the roster (supervisors and runners, node key or a `supervisor`-tagged join
+ * token) and the WireGuard mesh (a body carrying `wg_public_key`; node key or any join token) on
+ * the same paths. Every route authenticates; the join token's claims decide network and tags.
+ */
+export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions): void {
+  const { roster, keyCheck } = opts;
+
+  const mesh = () => {
+    const m = opts.mesh();
+    if (!m)
+      throw new TabbifyError(
+        "MESH_UNAVAILABLE",
+        "the WireGuard mesh needs the node's store (--data or --database)",
+      );
+    return m;
+  };
+
+  const caller = async (req: FastifyRequest): Promise<MeshCaller> => {
+    const header = req.headers.authorization;
+    try {
+      keyCheck.assert(header);
+      return { via: "node-key" };
+    } catch (keyErr) {
+      const token = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? "")?.[1];
+      const m = opts.mesh();
+      if (!token || !m) throw keyErr;
+      return { via: "token", claims: await verifyJoinToken(await m.joinKey(), token) };
+    }
+  };
+
+  /** The roster's own credential: the node key, or a join token minted for supervisors. */
+  const rosterCaller = async (req: FastifyRequest): Promise<void> => {
+    const who = await caller(req);
+    if (who.via === "token" && !who.claims.tags.includes("supervisor")) {
+      throw new TabbifyError(
+        "MESH_FORBIDDEN",
+        "only a join token tagged supervisor may put peers on the roster",
+      );
+    }
+  };
+
+  const isMeshBody = (body: unknown) =>
+    typeof body === "object" && body !== null && "wg_public_key" in (body as Record<string, unknown>);
+
+  app.post("/v1/mesh/register", async (req) => {
+    if (isMeshBody(req.body))
+      return mesh().coordinator.register(req.body, await caller(req), req.socket.remoteAddress);
+    await rosterCaller(req);
+    return roster.register(parsePeerRecord(req.body));
+  });
+
+  app.post("/v1/mesh/heartbeat", async (req) => {
+    if (isMeshBody(req.body)) return mesh().coordinator.heartbeat(req.body, await caller(req));
+    await rosterCaller(req);
+    return roster.heartbeat(parsePeerRecord(req.body));
+  });
+
+  app.post("/v1/mesh/deregister", async (req) => {
+    const who = await caller(req);
+    const peerId = (req.body as { peer_id?: unknown } | null)?.peer_id;
+    if (typeof peerId !== "string" || peerId === "") {
+      throw new TabbifyError("BAD_REQUEST", 'deregister needs {"peer_id": "<id>"}');
+    }
+    const m = opts.mesh();
+    if (m?.coordinator.knows(peerId)) {
+      m.coordinator.deregister(peerId, who);
+      return {};
+    }
+    await rosterCaller(req);
+    roster.deregister(peerId);
+    return {};
+  });
+
+  app.get("/v1/mesh/peers", async (req) => {
+    const who = await caller(req);
+    // The node key also sees the roster's supervisors and runners, as before.
+    const peers = opts.mesh()?.coordinator.peers() ?? [];
+    return who.via === "node-key" ? { peers: [...roster.peers(), ...peers] } : { peers };
+  });
+
+  app.get("/v1/mesh/topology", async (req) => {
+    await caller(req);
+    return mesh().coordinator.topology();
+  });
+
+  app.get("/v1/mesh/peers/stream", async (req, reply) => {
+    await caller(req);
+    const coordinator = mesh().coordinator;
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      "content-type": "text/event-stream",
+      "cache-control": "no-store",
+      connection: "keep-alive",
+      "x-accel-buffering": "no",
+    });
+    const send = (event: string, data: unknown) =>
+      res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    send("snapshot", { peers: coordinator.peers() });
+    const stop = coordinator.follow((e: MeshEvent) => send(e.type, { peer: e.peer }));
+    const keepalive = setInterval(() => res.write(": keepalive\n\n"), SSE_KEEPALIVE_MS);
+    const end = () => {
+      clearInterval(keepalive);
+      stop();
+    };
+    req.raw.on("close", end);
+    res.on("close", end);
+  });
+}

@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { after, test } from "node:test";
+import { startNode } from "../src/node/index.js";
+import { mintToken } from "./support/mesh.js";
+import { tempDir } from "./support/tools.js";
+
+const nodeKey = "mesh-http-test-node-key";
+const cleanups: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+async function post(
+  url: string,
+  token: string,
+  body: unknown,
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+const wgKey = () => crypto.randomBytes(32).toString("base64");
+
+test("a joiner with a minted token registers, streams, heartbeats, and keeps its address across a node restart", async () => {
+  const dir = await tempDir("mesh-http");
+  cleanups.push(dir.remove);
+  // The token is minted from the store before the node ever ran: the signing key is created there.
+  const token = await mintToken(dir.path, ["--network", "acme", "--tags", "supervisor"]);
+  let node = await startNode({ port: 0, dataDir: dir.path, nodeKey, httpLogLevel: "silent" });
+  const ac = new AbortController();
+  const closed = false;
+  cleanups.push(async () => {
+    ac.abort();
+    if (!closed) await node.close();
+  });
+
+  // Follow the peers stream first.
+  const stream = await fetch(`${node.url}/v1/mesh/peers/stream`, {
+    headers: { authorization: `Bearer ${token}` },
+    signal: ac.signal,
+  });
+  assert.equal(stream.status, 200);
+  assert.match(stream.headers.get("content-type") ?? "", /text\/event-stream/);
+  const reader = (stream.body as ReadableStream<Uint8Array>).getReader();
+  let streamed = "";
+  const readUntil = async (needle: string) => {
+    const deadline = Date.now() + 10_000;
+    while (!streamed.includes(needle) && Date.now() < deadline) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      streamed += Buffer.from(value).toString("utf8");
+    }
+    assert.ok(streamed.includes(needle), `stream never carried ${needle}: ${streamed}`);
+  };
+  await readUntil("event: snapshot");
+
+  const key = wgKey();
+  const reg = await post(`${node.url}/v1/mesh/register`, token, {
+    wg_public_key: key,
+    wg_listen_port: 51820,
+    display_name: "host-b",
+  });
+  assert.equal(reg.status, 200, JSON.stringify(reg.json));
+  assert.equal(reg.json.ula, "fd5a:1f00:fe5e:1::1");
+  assert.equal(reg.json.observed_endpoint, "127.0.0.1:51820");
+  await readUntil("event: join");
+
+  const appUla = "fd5a:1f02:44a5:240b:121a::1";
+  const beat = await post(`${node.url}/v1/mesh/heartbeat`, token, {
+    peer_id: reg.json.peer_id,
+    wg_public_key: key,
+    hosted_app_ulas: [appUla],
+    peer_paths: [],
+  });
+  assert.equal(beat.status, 200, JSON.stringify(beat.json));
+  await readUntil(appUla);
+
+  const peers = (await (
+    await fetch(`${node.url}/v1/mesh/peers`, { headers: { authorization: `Bearer ${token}` } })
+  ).json()) as { peers: { ula: string; network: string; tags: string[]; hosted_app_ulas: string[] }[] };
+  assert.deepEqual(
+    peers.peers.map((p) => [p.ula, p.network, p.tags, p.hosted_app_ulas]),
+    [["fd5a:1f00:fe5e:1::1", "acme", ["supervisor"], [appUla]]],
+  );
+  const topo = (await (
+    await fetch(`${node.url}/v1/mesh/topology`, { headers: { authorization: `Bearer ${nodeKey}` } })
+  ).json()) as { machines: { display_name: string }[]; edges: unknown[] };
+  assert.deepEqual(
+    topo.machines.map((m) => m.display_name),
+    ["host-b"],
+  );
+  assert.deepEqual(topo.edges, []);
+
+  const gone = await post(`${node.url}/v1/mesh/deregister`, token, { peer_id: reg.json.peer_id });
+  assert.equal(gone.status, 200);
+  await readUntil("event: leave");
+  ac.abort();
+  await node.close();
+
+  // After a restart the heartbeat is a 404 (register again) and the address is the same.
+  node = await startNode({ port: 0, dataDir: dir.path, nodeKey, httpLogLevel: "silent" });
+  const lost = await post(`${node.url}/v1/mesh/heartbeat`, token, {
+    peer_id: reg.json.peer_id,
+    wg_public_key: key,
+  });
+  assert.equal(lost.status, 404);
+  const again = await post(`${node.url}/v1/mesh/register`, token, {
+    wg_public_key: key,
+    wg_listen_port: 51820,
+    display_name: "host-b",
+  });
+  assert.deepEqual([again.json.peer_id, again.json.ula], [reg.json.peer_id, reg.json.ula]);
+});
