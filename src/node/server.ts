@@ -12,7 +12,6 @@ import {
   type MeshMode,
   parseAppUuid,
 } from "../core/address.js";
-import { TabbifyError } from "../core/errors.js";
 import type { Logger, LogLevel } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import { freeLoopbackPort } from "../core/net.js";
