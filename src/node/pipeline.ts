@@ -12,6 +12,7 @@ import {
   type RegistryAccess,
   type TokenSource,
 } from "../pipeline/executor.js";
+import { gitManifestSource } from "../pipeline/git-remote.js";
 import { GITHUB_API_URL, redactUrl } from "../pipeline/github.js";
 import type { DeployRequest, RosterView } from "../pipeline/plan.js";
 import { DeliveryLedger, type PushEvent } from "../pipeline/webhooks.js";
@@ -49,7 +50,8 @@ export interface NodePipelineOptions {
   logger: Logger;
 }
 
-export type ForgeKind = "github" | "forgejo";
+/** Where tabbify.toml is read and a clone token comes from: a forge's API, or git itself. */
+export type ForgeKind = "github" | "forgejo" | "git";
 
 export class NodePipeline {
   readonly store: SqlDeployStore;
@@ -59,6 +61,7 @@ export class NodePipeline {
   readonly replay: ReplayGuard;
   readonly #executors: Record<ForgeKind, DeployExecutor>;
   readonly #forgejoHost: string | undefined;
+  readonly #githubHosts: Set<string>;
   readonly #running = new Set<Promise<DeployRecord>>();
   readonly #logger: Logger;
 
@@ -69,8 +72,10 @@ export class NodePipeline {
     replay: ReplayGuard,
     executors: Record<ForgeKind, DeployExecutor>,
     forgejoHost: string | undefined,
+    githubHosts: Set<string>,
     logger: Logger,
   ) {
+    this.#githubHosts = githubHosts;
     this.store = store;
     this.deliveries = deliveries;
     this.ledger = ledger;
@@ -132,17 +137,37 @@ export class NodePipeline {
         ...(opts.forgejoToken ? { accessToken: opts.forgejoToken } : {}),
       });
     }
-    return new NodePipeline(store, deliveries, ledger, replay, { github, forgejo }, forgejoHost, logger);
+    // Any other host is read with git itself and cloned anonymously.
+    const git = new DeployExecutor({ ...shared, manifests: gitManifestSource() });
+    const githubHosts = new Set([
+      "github.com",
+      new URL(opts.githubApiUrl ?? GITHUB_API_URL).host.toLowerCase(),
+    ]);
+    return new NodePipeline(
+      store,
+      deliveries,
+      ledger,
+      replay,
+      { github, forgejo, git },
+      forgejoHost,
+      githubHosts,
+      logger,
+    );
   }
 
-  /** The forge a repository lives on: Forgejo when its host is FORGEJO_API_URL's, else GitHub. */
+  /**
+   * The forge a repository lives on: Forgejo when its host is FORGEJO_API_URL's, GitHub when it is
+   * github.com or GITHUB_API_URL's, else plain git (ls-remote and a filtered fetch).
+   */
   forgeOf(repoUrl: string): ForgeKind {
-    if (this.#forgejoHost === undefined) return "github";
+    let host: string;
     try {
-      return new URL(repoUrl).host.toLowerCase() === this.#forgejoHost ? "forgejo" : "github";
+      host = new URL(repoUrl).host.toLowerCase();
     } catch {
-      return "github";
+      return "git";
     }
+    if (this.#forgejoHost !== undefined && host === this.#forgejoHost) return "forgejo";
+    return this.#githubHosts.has(host) ? "github" : "git";
   }
 
   /** Records the deploy and runs it detached; resolves with its id as soon as the record exists. */
