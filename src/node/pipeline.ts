@@ -41,6 +41,11 @@ export interface NodePipelineOptions {
   forgejoApiUrl?: string;
   /** `FORGEJO_TOKEN`: an access token for Forgejo's contents API and clones (private repos). */
   forgejoToken?: string;
+  /**
+   * The password the builder clones the node's own push repositories (`/git/<app>.git`) with:
+   * the node key, which only deploys of pushes (forge "node") ever hand out.
+   */
+  ownRepoToken?: string;
   /** Absent ⇒ every deploy fails REGISTRY_MISSING (fatal), as the pipeline defines. */
   registry?: RegistryAccess;
   /** The supervisors' API key, sent on every call to a supervisor on the roster. */
@@ -51,7 +56,7 @@ export interface NodePipelineOptions {
 }
 
 /** Where tabbify.toml is read and a clone token comes from: a forge's API, or git itself. */
-export type ForgeKind = "github" | "forgejo" | "git";
+export type ForgeKind = "github" | "forgejo" | "git" | "node";
 
 export class NodePipeline {
   readonly store: SqlDeployStore;
@@ -139,6 +144,11 @@ export class NodePipeline {
     }
     // Any other host is read with git itself and cloned anonymously.
     const git = new DeployExecutor({ ...shared, manifests: gitManifestSource() });
+    const node = new DeployExecutor({
+      ...shared,
+      manifests: gitManifestSource(),
+      ...(opts.ownRepoToken ? { accessToken: opts.ownRepoToken } : {}),
+    });
     const githubHosts = new Set([
       "github.com",
       new URL(opts.githubApiUrl ?? GITHUB_API_URL).host.toLowerCase(),
@@ -148,7 +158,7 @@ export class NodePipeline {
       deliveries,
       ledger,
       replay,
-      { github, forgejo, git },
+      { github, forgejo, git, node },
       forgejoHost,
       githubHosts,
       logger,

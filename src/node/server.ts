@@ -14,6 +14,7 @@ import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from 
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { toNodeError } from "./errors.js";
+import { registerGitRoutes } from "./git-push.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
@@ -154,6 +155,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(deploy.forgejoToken ? { forgejoToken: deploy.forgejoToken } : {}),
       ...(deploy.registry ? { registry: deploy.registry } : {}),
       ...(deploy.supervisorKey ? { supervisorKey: deploy.supervisorKey } : {}),
+      ...(options.nodeKey ? { ownRepoToken: options.nodeKey } : {}),
       probeApp: (uuid) => probeApp(`${selfUrl}/app/${uuid}/`, deploy.probeTimeoutMs ?? 20_000),
       logger,
     });
@@ -190,6 +192,15 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       },
       options.registry,
     );
+    registerGitRoutes(app, {
+      dataDir: options.dataDir,
+      callers: registry.callers,
+      registry: registry.registry,
+      pipeline,
+      observer: registry.deploys,
+      selfUrl: () => selfUrl,
+      logger: logger.child("git"),
+    });
     registerDeployRoutes(app, {
       pipeline,
       keyCheck,
