@@ -19,7 +19,7 @@ import { DeliveryLedger, type PushEvent } from "../pipeline/webhooks.js";
 import type { Store } from "../store/index.js";
 import { SqlDeliveryLog, SqlDeployStore } from "./deploy-store.js";
 import { nodeOwner } from "./node-store.js";
-import { FileReplayGuard, type ReplayGuard } from "./replay-guard.js";
+import { type ReplayGuard, SqlReplayGuard } from "./replay-guard.js";
 
 /**
  * The deploy pipeline as the node runs it: one persistent store of deploy records, the webhook
@@ -94,7 +94,7 @@ export class NodePipeline {
     const store = await SqlDeployStore.open(opts.store, { owner: nodeOwner(opts.dataDir) });
     const deliveries = await SqlDeliveryLog.open(opts.store);
     const ledger = await DeliveryLedger.open({ store: deliveries });
-    const replay = await FileReplayGuard.open(opts.dataDir);
+    const replay = await SqlReplayGuard.open(opts.store, opts.dataDir);
     const roster: RosterView = {
       supervisors: async () =>
         opts.coordinator.supervisors().map((s) => ({

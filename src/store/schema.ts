@@ -1,9 +1,10 @@
 import type { AppTables } from "./tables/apps.js";
 import type { DeployTables } from "./tables/deploys.js";
 import type { MetaTables } from "./tables/meta.js";
+import type { WebhookTables } from "./tables/webhooks.js";
 
 /**
  * Every table the node keeps, as Kysely sees them. One interface per area in tables/; a new area
  * adds its file there, its migration in migrations/, and one `extends` here.
  */
-export interface Database extends MetaTables, DeployTables, AppTables {}
+export interface Database extends MetaTables, DeployTables, AppTables, WebhookTables {}

@@ -1,6 +1,7 @@
 import type { Migration, MigrationProvider } from "kysely";
 import * as m001 from "./001_deploys.js";
 import * as m002 from "./002_apps_audit.js";
+import * as m300 from "./300_webhook_bodies.js";
 
 /**
  * Every migration, in the order they run. Names sort in that order too (Kysely checks). Adding a
@@ -9,6 +10,7 @@ import * as m002 from "./002_apps_audit.js";
 export const migrations: Record<string, Migration> = {
   "001_deploys": m001,
   "002_apps_audit": m002,
+  "300_webhook_bodies": m300,
 };
 
 export const migrationProvider: MigrationProvider = {
