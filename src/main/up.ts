@@ -135,6 +135,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         ...(supKeyFromEnv ? [] : ["--supervisor-key-file", supKey.source]),
         // The all-in-one stack lives on loopback, and so do the git servers it is tried with.
         "--allow-private-repos",
+        // Loopback-only and single-user: the user's own repositories on disk may be deployed.
+        "--allow-local-repos",
       ],
       env: nodeEnv,
       readyUrl: `${nodeUrl}/health`,

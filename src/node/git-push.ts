@@ -78,6 +78,74 @@ function progressLine(event: DeployEvent): string {
   return `[${event.step}] ${message}\n`;
 }
 
+/** The bare repository of an app, created on first use with the deploy hook installed. */
+async function ensurePushRepo(dir: string): Promise<void> {
+  try {
+    await access(join(dir, "HEAD"));
+    return;
+  } catch {
+    // first push: created below
+  }
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await git(dir, ["init", "--quiet", "--bare", "--initial-branch=main", "."]);
+  for (const [key, value] of [
+    ["http.receivepack", "true"],
+    ["receive.advertisePushOptions", "true"],
+    ["uploadpack.allowFilter", "true"],
+    ["uploadpack.allowReachableSHA1InWant", "true"],
+    ["gc.auto", "6700"],
+  ]) {
+    await git(dir, ["config", key!, value!]);
+  }
+  const hook = `#!/bin/sh\nexec '${process.execPath}' '${HOOK_SCRIPT}'\n`;
+  await writeFile(join(dir, "hooks", "pre-receive"), hook, { mode: 0o755 });
+}
+
+const git = (cwd: string, args: string[]) =>
+  new Promise<string>((resolve, reject) => {
+    const child = spawn("git", args, { cwd, stdio: ["ignore", "pipe", "ignore"] });
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => {
+      if (out.length < 4096) out += c.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`git ${args[0]} exited ${code}`)),
+    );
+  });
+
+/**
+ * A repository on the node's own disk (`--allow-local-repos`, `tabbify up`): fetched into the app's
+ * push repository, so the builder clones it from `/git/<app>.git` as it does a push. Returns that
+ * URL and the commit `ref` named.
+ */
+export async function importLocalRepo(
+  dataDir: string,
+  selfUrl: string,
+  source: string,
+  ref: string,
+): Promise<{ repoUrl: string; sha: string }> {
+  const path = source.startsWith("file://") ? fileURLToPath(source) : source;
+  const base = (path.replace(/\/+$/, "").split("/").pop() ?? "").replace(/\.git$/, "").toLowerCase();
+  const name =
+    base
+      .replace(/[^a-z0-9-]/g, "-")
+      .replace(/^-+/, "")
+      .slice(0, 63) || "local";
+  const dir = join(dataDir, "git", `${name}.git`);
+  await ensurePushRepo(dir);
+  try {
+    await git(dir, ["fetch", "--quiet", "--no-tags", "--", path, `+${ref}:refs/tabbify/local`]);
+  } catch {
+    throw new TabbifyError(
+      "GIT_REF_NOT_FOUND",
+      `the local repository ${path} has no branch, tag or commit ${ref}`,
+    );
+  }
+  const sha = (await git(dir, ["rev-parse", "--verify", "refs/tabbify/local^{commit}"])).trim();
+  return { repoUrl: `${selfUrl}/git/${name}.git`, sha };
+}
+
 export function registerGitRoutes(app: FastifyInstance, opts: GitPushOptions): void {
   const root = join(opts.dataDir, "git");
   const pending = new Map<string, PendingPush>();
@@ -89,36 +157,6 @@ export function registerGitRoutes(app: FastifyInstance, opts: GitPushOptions): v
       if (err instanceof TabbifyError && err.code === "APP_NOT_FOUND") return undefined;
       throw err;
     }
-  };
-
-  const ensureRepo = async (dir: string): Promise<void> => {
-    try {
-      await access(join(dir, "HEAD"));
-      return;
-    } catch {
-      // first push: created below
-    }
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const git = (args: string[]) =>
-      new Promise<void>((resolve, reject) => {
-        const child = spawn("git", args, { cwd: dir, stdio: "ignore" });
-        child.on("error", reject);
-        child.on("close", (code) =>
-          code === 0 ? resolve() : reject(new Error(`git ${args[0]} exited ${code}`)),
-        );
-      });
-    await git(["init", "--quiet", "--bare", "--initial-branch=main", "."]);
-    for (const [key, value] of [
-      ["http.receivepack", "true"],
-      ["receive.advertisePushOptions", "true"],
-      ["uploadpack.allowFilter", "true"],
-      ["uploadpack.allowReachableSHA1InWant", "true"],
-      ["gc.auto", "6700"],
-    ]) {
-      await git(["config", key!, value!]);
-    }
-    const hook = `#!/bin/sh\nexec '${process.execPath}' '${HOOK_SCRIPT}'\n`;
-    await writeFile(join(dir, "hooks", "pre-receive"), hook, { mode: 0o755 });
   };
 
   app.register(async (scope) => {
@@ -151,7 +189,7 @@ export function registerGitRoutes(app: FastifyInstance, opts: GitPushOptions): v
           return reply.code(403).type("text/plain").send(`app ${name} belongs to another tenant\n`);
         }
         const dir = join(root, `${name}.git`);
-        if (push) await ensureRepo(dir);
+        if (push) await ensurePushRepo(dir);
         else {
           try {
             await access(join(dir, "HEAD"));

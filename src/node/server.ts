@@ -14,7 +14,7 @@ import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from 
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { toNodeError } from "./errors.js";
-import { registerGitRoutes } from "./git-push.js";
+import { importLocalRepo, registerGitRoutes } from "./git-push.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
@@ -75,6 +75,11 @@ export interface NodeDeployOptions {
    * platform's own addresses (`tabbify up`, tests with local git servers). Default refused.
    */
   allowPrivateRepos?: boolean;
+  /**
+   * `--allow-local-repos`: let `POST /v1/deploy` take `file://` URLs and absolute paths on the
+   * node's disk (`tabbify up`: loopback-only, single-user). Default refused.
+   */
+  allowLocalRepos?: boolean;
 }
 
 export interface RunningNode {
@@ -201,11 +206,15 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       selfUrl: () => selfUrl,
       logger: logger.child("git"),
     });
+    const dataDir = options.dataDir;
     registerDeployRoutes(app, {
       pipeline,
       keyCheck,
       secrets,
       repoPolicy,
+      ...(deploy.allowLocalRepos
+        ? { localRepos: (source: string, ref: string) => importLocalRepo(dataDir, selfUrl, source, ref) }
+        : {}),
       observer: registry.deploys,
       logger: logger.child("deploy"),
     });

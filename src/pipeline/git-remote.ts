@@ -32,6 +32,11 @@ export function checkGitRef(ref: string): string | undefined {
   return undefined;
 }
 
+/** A repository on this machine's disk: `file://…` or an absolute path. */
+export function isLocalRepoUrl(raw: string): boolean {
+  return raw.startsWith("/") || raw.startsWith("file://");
+}
+
 export interface GitUrlPolicy {
   /** `--allow-local-repos`: file:// URLs and plain paths on the node's own disk. */
   allowLocal: boolean;
@@ -44,7 +49,7 @@ export interface GitUrlPolicy {
 export function checkGitUrl(raw: string, policy: GitUrlPolicy): string | undefined {
   if (raw.startsWith("-")) return "repo_url must not begin with '-'";
   if (/[\s\0]/.test(raw)) return "repo_url must not contain whitespace or control characters";
-  if (raw.startsWith("/") || raw.startsWith("file://")) {
+  if (isLocalRepoUrl(raw)) {
     if (!policy.allowLocal) {
       return "repo_url names a local repository: refused unless the node runs with --allow-local-repos (TABBIFY_ALLOW_LOCAL_REPOS=1; `tabbify up` sets it)";
     }
