@@ -97,6 +97,12 @@ export const nodeOptions: OptionSpec[] = [
     help: "who serves /app/<uuid>: node (embedded proxy) or nginx (supervised child on --listen; the API moves to a loopback port behind it)",
   },
   allowPrivateReposOption,
+  {
+    flag: "allow-local-repos",
+    env: "TABBIFY_ALLOW_LOCAL_REPOS",
+    boolean: true,
+    help: "deploy file:// URLs and absolute paths on this machine (refused by default; `tabbify up` sets it)",
+  },
 ];
 
 /** Secrets come from the environment only (never flags: argv is visible in ps). */
@@ -140,6 +146,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const databaseUrl = databaseOption(argv, opts.values.database);
   const deploy = await deployOptions(opts.values, env);
   deploy.allowPrivateRepos = opts.flags["allow-private-repos"] === true;
+  deploy.allowLocalRepos = opts.flags["allow-local-repos"] === true;
   if (!deploy.githubWebhookSecret)
     logger.warn("GITHUB_WEBHOOK_SECRET is not set: /v1/webhooks/github answers 503");
   if (!deploy.registry) logger.warn("TABBIFY_REGISTRY is not set: deploys fail with REGISTRY_MISSING");

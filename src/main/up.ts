@@ -143,6 +143,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         "--allow-private-repos",
         "--data-plane",
         opts.values["data-plane"]!,
+        // Loopback-only and single-user: the user's own repositories on disk may be deployed.
+        "--allow-local-repos",
       ],
       env: nodeEnv,
       readyUrl: `${nodeUrl}/health`,

@@ -49,6 +49,8 @@ export interface AttachedRegistry {
   audit: AuditLog;
   /** Hand to the deploy routes: every accepted deploy and its end go into the chain. */
   deploys: DeployAuditor;
+  /** Who a bearer speaks for (node key or tenant token); the git routes take it as Basic password. */
+  callers: CallerResolver;
   close(): Promise<void>;
 }
 
@@ -116,6 +118,7 @@ export async function attachRegistry(
     registry,
     audit,
     deploys,
+    callers,
     close: async () => {
       clearInterval(timer);
       await deploys.close();

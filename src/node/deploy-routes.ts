@@ -4,6 +4,7 @@ import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { checkRepoUrl, parseHttpRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
 import { type DeployEvent, type DeployRecord, followDeploy } from "../pipeline/executor.js";
+import { checkGitRef, checkGitUrl, isLocalRepoUrl } from "../pipeline/git-remote.js";
 import type { DeployRequest, RequestedTarget } from "../pipeline/plan.js";
 import { type DeployRuntime, deployRuntimes } from "../pipeline/tabbify-toml.js";
 import {
@@ -193,6 +194,11 @@ export interface DeployRoutesOptions {
   secrets: WebhookSecrets;
   /** Where a `POST /v1/deploy` repo_url may point (SSRF guard). */
   repoPolicy: RepoUrlPolicy;
+  /**
+   * `--allow-local-repos`: how a `file://` or absolute-path repo_url becomes a clonable one (the
+   * node's own push repository) and a sha. Absent ⇒ local repositories are refused.
+   */
+  localRepos?: (source: string, ref: string) => Promise<{ repoUrl: string; sha: string }>;
   logger: Logger;
 }
 
@@ -310,6 +316,19 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
     });
 
     authed.post("/v1/deploy", async (req, reply) => {
+      const raw = isObject(req.body) ? req.body : {};
+      if (typeof raw.repo_url === "string" && isLocalRepoUrl(raw.repo_url)) {
+        const problem = checkGitUrl(raw.repo_url, { allowLocal: opts.localRepos !== undefined });
+        if (problem !== undefined) throw new TabbifyError("REPO_URL_REFUSED", problem);
+        const ref = typeof raw.ref === "string" ? raw.ref : "";
+        const refProblem = checkGitRef(ref);
+        if (refProblem !== undefined) throw invalid(refProblem);
+        const local = await opts.localRepos!(raw.repo_url, ref);
+        const request = parseDeployBody({ ...raw, repo_url: local.repoUrl, ref: local.sha });
+        const id = await pipeline.start("node", request);
+        await observer?.accepted(nodeKeyActorOf(req.headers.authorization), id, request);
+        return reply.code(202).send(acceptedBody(id));
+      }
       const request = parseDeployBody(req.body);
       const target = await checkRepoUrl(request.repoUrl, repoPolicy);
       if ("problem" in target) throw new TabbifyError("REPO_URL_REFUSED", target.problem);

@@ -12,13 +12,14 @@ import {
   type RegistryAccess,
   type TokenSource,
 } from "../pipeline/executor.js";
+import { gitManifestSource } from "../pipeline/git-remote.js";
 import { GITHUB_API_URL, redactUrl } from "../pipeline/github.js";
 import type { DeployRequest, RosterView } from "../pipeline/plan.js";
 import { DeliveryLedger, type PushEvent } from "../pipeline/webhooks.js";
 import type { Store } from "../store/index.js";
 import { SqlDeliveryLog, SqlDeployStore } from "./deploy-store.js";
 import { nodeOwner } from "./node-store.js";
-import { FileReplayGuard, type ReplayGuard } from "./replay-guard.js";
+import { type ReplayGuard, SqlReplayGuard } from "./replay-guard.js";
 
 /**
  * The deploy pipeline as the node runs it: one persistent store of deploy records, the webhook
@@ -40,6 +41,11 @@ export interface NodePipelineOptions {
   forgejoApiUrl?: string;
   /** `FORGEJO_TOKEN`: an access token for Forgejo's contents API and clones (private repos). */
   forgejoToken?: string;
+  /**
+   * The password the builder clones the node's own push repositories (`/git/<app>.git`) with:
+   * the node key, which only deploys of pushes (forge "node") ever hand out.
+   */
+  ownRepoToken?: string;
   /** Absent ⇒ every deploy fails REGISTRY_MISSING (fatal), as the pipeline defines. */
   registry?: RegistryAccess;
   /** The supervisors' API key, sent on every call to a supervisor on the roster. */
@@ -49,7 +55,8 @@ export interface NodePipelineOptions {
   logger: Logger;
 }
 
-export type ForgeKind = "github" | "forgejo";
+/** Where tabbify.toml is read and a clone token comes from: a forge's API, or git itself. */
+export type ForgeKind = "github" | "forgejo" | "git" | "node";
 
 export class NodePipeline {
   readonly store: SqlDeployStore;
@@ -59,6 +66,7 @@ export class NodePipeline {
   readonly replay: ReplayGuard;
   readonly #executors: Record<ForgeKind, DeployExecutor>;
   readonly #forgejoHost: string | undefined;
+  readonly #githubHosts: Set<string>;
   readonly #running = new Set<Promise<DeployRecord>>();
   readonly #endListeners = new Set<(record: DeployRecord) => Promise<void>>();
   readonly #logger: Logger;
@@ -70,8 +78,10 @@ export class NodePipeline {
     replay: ReplayGuard,
     executors: Record<ForgeKind, DeployExecutor>,
     forgejoHost: string | undefined,
+    githubHosts: Set<string>,
     logger: Logger,
   ) {
+    this.#githubHosts = githubHosts;
     this.store = store;
     this.deliveries = deliveries;
     this.ledger = ledger;
@@ -85,7 +95,7 @@ export class NodePipeline {
     const store = await SqlDeployStore.open(opts.store, { owner: nodeOwner(opts.dataDir) });
     const deliveries = await SqlDeliveryLog.open(opts.store);
     const ledger = await DeliveryLedger.open({ store: deliveries });
-    const replay = await FileReplayGuard.open(opts.dataDir);
+    const replay = await SqlReplayGuard.open(opts.store, opts.dataDir);
     const roster: RosterView = {
       supervisors: async () =>
         opts.coordinator.supervisors().map((s) => ({
@@ -133,17 +143,42 @@ export class NodePipeline {
         ...(opts.forgejoToken ? { accessToken: opts.forgejoToken } : {}),
       });
     }
-    return new NodePipeline(store, deliveries, ledger, replay, { github, forgejo }, forgejoHost, logger);
+    // Any other host is read with git itself and cloned anonymously.
+    const git = new DeployExecutor({ ...shared, manifests: gitManifestSource() });
+    const node = new DeployExecutor({
+      ...shared,
+      manifests: gitManifestSource(),
+      ...(opts.ownRepoToken ? { accessToken: opts.ownRepoToken } : {}),
+    });
+    const githubHosts = new Set([
+      "github.com",
+      new URL(opts.githubApiUrl ?? GITHUB_API_URL).host.toLowerCase(),
+    ]);
+    return new NodePipeline(
+      store,
+      deliveries,
+      ledger,
+      replay,
+      { github, forgejo, git, node },
+      forgejoHost,
+      githubHosts,
+      logger,
+    );
   }
 
-  /** The forge a repository lives on: Forgejo when its host is FORGEJO_API_URL's, else GitHub. */
+  /**
+   * The forge a repository lives on: Forgejo when its host is FORGEJO_API_URL's, GitHub when it is
+   * github.com or GITHUB_API_URL's, else plain git (ls-remote and a filtered fetch).
+   */
   forgeOf(repoUrl: string): ForgeKind {
-    if (this.#forgejoHost === undefined) return "github";
+    let host: string;
     try {
-      return new URL(repoUrl).host.toLowerCase() === this.#forgejoHost ? "forgejo" : "github";
+      host = new URL(repoUrl).host.toLowerCase();
     } catch {
-      return "github";
+      return "git";
     }
+    if (this.#forgejoHost !== undefined && host === this.#forgejoHost) return "forgejo";
+    return this.#githubHosts.has(host) ? "github" : "git";
   }
 
   /** Records the deploy and runs it detached; resolves with its id as soon as the record exists. */

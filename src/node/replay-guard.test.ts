@@ -3,7 +3,8 @@ import { appendFile, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { bodyDigest, FileReplayGuard } from "./replay-guard.js";
+import { openStore } from "../store/index.js";
+import { bodyDigest, FileReplayGuard, SqlReplayGuard } from "./replay-guard.js";
 
 describe("FileReplayGuard", () => {
   const dirs: string[] = [];
@@ -45,5 +46,35 @@ describe("FileReplayGuard", () => {
     const guard = await FileReplayGuard.open(await fresh());
     await assert.rejects(guard.remember("not-a-digest"), /64 lowercase hex/);
     await guard.close();
+  });
+});
+
+describe("SqlReplayGuard", () => {
+  it("remembers each digest once (racing callers too), and imports a file guard's digests once", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tabbify-sql-replay-"));
+    try {
+      const old = await FileReplayGuard.open(dir);
+      const imported = bodyDigest(Buffer.from("from the file"));
+      await old.remember(imported);
+      await old.close();
+      const store = await openStore({ engine: "sqlite", file: join(dir, "node.db") });
+      try {
+        const guard = await SqlReplayGuard.open(store, dir);
+        assert.equal(await guard.seen(imported), true, "the file's digest was imported");
+        await assert.rejects(stat(join(dir, "webhook-bodies.log")), /ENOENT/);
+        const d = bodyDigest(Buffer.from('{"after":"y"}'));
+        assert.equal(await guard.seen(d), false);
+        const racing = await Promise.all(Array.from({ length: 5 }, () => guard.remember(d)));
+        assert.equal(racing.filter(Boolean).length, 1);
+        assert.equal(await guard.remember(imported), false);
+        await assert.rejects(guard.remember("nope"), /64 lowercase hex/);
+        const reopened = await SqlReplayGuard.open(store, dir);
+        assert.equal(await reopened.seen(d), true);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

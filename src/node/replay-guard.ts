@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
-import { type FileHandle, mkdir, open, readFile } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { isErrno } from "../core/errors.js";
+import type { Store } from "../store/index.js";
 
 /**
  * The memory of every signed webhook body the node accepted, by SHA-256 digest. A forge's
@@ -94,5 +96,63 @@ export class FileReplayGuard implements ReplayGuard {
     await this.#chain;
     await this.#handle?.close();
     this.#handle = undefined;
+  }
+}
+
+/**
+ * The guard in the node's store (`webhook_bodies`, digest as primary key), next to the delivery
+ * ledger: `INSERT … ON CONFLICT DO NOTHING` and its row count make `remember` atomic across
+ * concurrent callers and across nodes sharing one Postgres. A `webhook-bodies.log` left by a node
+ * that kept the digests in a file is imported once at open and renamed `.imported`.
+ */
+export class SqlReplayGuard implements ReplayGuard {
+  readonly #store: Store;
+
+  private constructor(store: Store) {
+    this.#store = store;
+  }
+
+  static async open(store: Store, dataDir?: string): Promise<SqlReplayGuard> {
+    const guard = new SqlReplayGuard(store);
+    if (dataDir !== undefined) await guard.#importFile(join(dataDir, "webhook-bodies.log"));
+    return guard;
+  }
+
+  async #importFile(path: string): Promise<void> {
+    let lines: AsyncIterable<string>;
+    try {
+      const handle = await open(path, "r");
+      lines = createInterface({ input: handle.createReadStream({ encoding: "utf8" }), crlfDelay: Infinity });
+    } catch (err) {
+      if (isErrno(err, "ENOENT")) return;
+      throw err;
+    }
+    for await (const line of lines) {
+      if (DIGEST.test(line)) await this.remember(line);
+    }
+    await rename(path, `${path}.imported`);
+  }
+
+  async seen(digest: string): Promise<boolean> {
+    const row = await this.#store.db
+      .selectFrom("webhook_bodies")
+      .select("digest")
+      .where("digest", "=", digest)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  async remember(digest: string): Promise<boolean> {
+    if (!DIGEST.test(digest)) throw new Error("a replay digest is 64 lowercase hex characters");
+    const result = await this.#store.db
+      .insertInto("webhook_bodies")
+      .values({ digest, accepted_at: new Date().toISOString() })
+      .onConflict((oc) => oc.column("digest").doNothing())
+      .executeTakeFirst();
+    return Number(result.numInsertedOrUpdatedRows ?? 0n) === 1;
+  }
+
+  async close(): Promise<void> {
+    // The store is the node's to close.
   }
 }

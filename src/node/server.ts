@@ -31,6 +31,7 @@ import { registerAppOpsRoutes } from "./apps-ops-routes.js";
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { toNodeError } from "./errors.js";
+import { importLocalRepo, registerGitRoutes } from "./git-push.js";
 import { registerMeshRoutes } from "./mesh-routes.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
@@ -105,6 +106,11 @@ export interface NodeDeployOptions {
    * platform's own addresses (`tabbify up`, tests with local git servers). Default refused.
    */
   allowPrivateRepos?: boolean;
+  /**
+   * `--allow-local-repos`: let `POST /v1/deploy` take `file://` URLs and absolute paths on the
+   * node's disk (`tabbify up`: loopback-only, single-user). Default refused.
+   */
+  allowLocalRepos?: boolean;
 }
 
 export interface RunningNode {
@@ -205,6 +211,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(deploy.forgejoToken ? { forgejoToken: deploy.forgejoToken } : {}),
       ...(deploy.registry ? { registry: deploy.registry } : {}),
       ...(deploy.supervisorKey ? { supervisorKey: deploy.supervisorKey } : {}),
+      ...(options.nodeKey ? { ownRepoToken: options.nodeKey } : {}),
       probeApp: (uuid) => probeApp(`${selfUrl}/app/${uuid}/`, deploy.probeTimeoutMs ?? 20_000),
       logger,
     });
@@ -259,11 +266,24 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(deploy.supervisorKey ? { supervisorKey: deploy.supervisorKey } : {}),
       logger: logger.child("releases"),
     });
+    registerGitRoutes(app, {
+      dataDir: options.dataDir,
+      callers: registry.callers,
+      registry: registry.registry,
+      pipeline,
+      observer: registry.deploys,
+      selfUrl: () => selfUrl,
+      logger: logger.child("git"),
+    });
+    const dataDir = options.dataDir;
     registerDeployRoutes(app, {
       pipeline,
       keyCheck,
       secrets,
       repoPolicy,
+      ...(deploy.allowLocalRepos
+        ? { localRepos: (source: string, ref: string) => importLocalRepo(dataDir, selfUrl, source, ref) }
+        : {}),
       observer: registry.deploys,
       logger: logger.child("deploy"),
     });

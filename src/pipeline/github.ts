@@ -1,6 +1,7 @@
 import { createPrivateKey, type KeyObject } from "node:crypto";
 import { SignJWT } from "jose";
 import { TabbifyError } from "../core/errors.js";
+import { parseRepoCoordinates } from "./git-remote.js";
 
 /**
  * The GitHub App calls the pipeline makes, and nothing more: the app JWT, the installation token,
@@ -216,20 +217,13 @@ export async function fetchFile(
   return Buffer.from(await raw.arrayBuffer());
 }
 
-/** `owner` and `repo` of an `https://host/owner/repo(.git)` URL. */
+/** `owner` and `repo` of a repository URL, in any form {@link parseRepoCoordinates} reads. */
 export function repoCoordinates(repoUrl: string): { owner: string; repo: string } {
-  let url: URL;
-  try {
-    url = new URL(repoUrl);
-  } catch {
-    throw new TabbifyError("REPO_URL_INVALID", "repository URL is not a URL");
-  }
-  const parts = url.pathname.split("/").filter((p) => p !== "");
-  if (parts.length < 2)
+  const parsed = parseRepoCoordinates(repoUrl);
+  if (parsed === undefined) {
     throw new TabbifyError("REPO_URL_INVALID", `repository URL ${redactUrl(repoUrl)} has no owner/repo`);
-  const owner = parts[parts.length - 2]!;
-  const repo = parts[parts.length - 1]!.replace(/\.git$/, "");
-  return { owner, repo };
+  }
+  return { owner: parsed.owner, repo: parsed.repo };
 }
 
 /** The clone URL with `x-access-token:<token>@`, the form GitHub documents for App tokens. */

@@ -27,7 +27,7 @@ export interface RosterView {
   supervisors(): Promise<RosterSupervisor[]>;
 }
 
-export type DeployTrigger = "github" | "forgejo" | "api";
+export type DeployTrigger = "github" | "forgejo" | "api" | "git-push";
 
 export interface RequestedTarget {
   supervisor: string;

@@ -3,9 +3,16 @@ import type { DeployTables } from "./tables/deploys.js";
 import type { MeshTables } from "./tables/mesh.js";
 import type { MetaTables } from "./tables/meta.js";
 import type { ReleaseTables } from "./tables/releases.js";
+import type { WebhookTables } from "./tables/webhooks.js";
 
 /**
  * Every table the node keeps, as Kysely sees them. One interface per area in tables/; a new area
  * adds its file there, its migration in migrations/, and one `extends` here.
  */
-export interface Database extends MetaTables, DeployTables, AppTables, ReleaseTables, MeshTables {}
+export interface Database
+  extends MetaTables,
+    DeployTables,
+    AppTables,
+    ReleaseTables,
+    WebhookTables,
+    MeshTables {}
