@@ -322,17 +322,16 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   }
   registerProbes(app, { build: buildInfo(nodeVersion), ready });
 
+  const dataPlane = options.dataPlane ?? "node";
   try {
-    await app.listen({ host, port: options.port ?? 8090 });
+    // Behind an edge the node's API moves to a loopback port only the edge (and local tools) dial.
+    await app.listen(
+      dataPlane === "node" ? { host, port: options.port ?? 8090 } : { host: "127.0.0.1", port: 0 },
+    );
   } catch (err) {
     await store?.close();
     throw err;
   }
-  const dataPlane = options.dataPlane ?? "node";
-  // Behind an edge the node's API moves to a loopback port only the edge (and local tools) dial.
-  await app.listen(
-    dataPlane === "node" ? { host, port: options.port ?? 8090 } : { host: "127.0.0.1", port: 0 },
-  );
   const server = rawServer as http.Server;
   const apiPort = (server.address() as AddressInfo).port;
   const apiUrl = `http://${hostPort(dataPlane === "node" ? host : "127.0.0.1", apiPort)}`;
