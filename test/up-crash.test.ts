@@ -5,19 +5,10 @@
  * kill. Stopping `up` still stops every role.
  */
 import assert from "node:assert/strict";
-import { cp, readFile } from "node:fs/promises";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { alive, childrenOf, until } from "./runtime-plane-support.js";
-import {
-  freePort,
-  type RunningProcess,
-  repoRoot,
-  run,
-  sleep,
-  spawnTabbify,
-  tempDir,
-} from "./support/tools.js";
+import { type RunningProcess, sleep, tempDir } from "./support/tools.js";
+import { freeUpPorts, pushHelloNode, spawnUp, supervisorAuth } from "./support/up-stack.js";
 
 /** Concurrent request loops: at most this many requests are in flight at any moment. */
 const LOOPS = 4;
@@ -54,44 +45,13 @@ describe("tabbify up keeps serving through a supervisor crash", () => {
   });
 
   it("restarts a killed supervisor with backoff; a request loop through the node loses at most what is in flight", async (t) => {
-    const ports = {
-      node: await freePort(),
-      registry: await freePort(),
-      auth: await freePort(),
-      supervisor: await freePort(),
-    };
+    const ports = await freeUpPorts();
     supervisorUrl = `http://127.0.0.1:${ports.supervisor}`;
-    up = spawnTabbify([
-      "up",
-      "--data",
-      data.path,
-      "--quiet",
-      "--node-port",
-      String(ports.node),
-      "--registry-port",
-      String(ports.registry),
-      "--auth-port",
-      String(ports.auth),
-      "--supervisor-port",
-      String(ports.supervisor),
-    ]);
+    up = spawnUp(data.path, ports);
     await up.waitForLine(/Tabbify is up/, 90_000);
-    auth = {
-      authorization: `Bearer ${(await readFile(join(data.path, "supervisor", "api.key"), "utf8")).trim()}`,
-    };
+    auth = await supervisorAuth(data.path);
 
-    const app = join(data.path, "hello-node");
-    await cp(join(repoRoot, "examples", "hello-node"), app, { recursive: true });
-    await run(process.execPath, [
-      join(repoRoot, "dist", "src", "main", "tcli.js"),
-      "push",
-      app,
-      "--store",
-      "local",
-      "--store-dir",
-      join(data.path, "artifacts"),
-    ]);
-    appUuid = /app_id = "([0-9a-f-]+)"/.exec(await readFile(join(app, "tabbify.lock"), "utf8"))![1]!;
+    appUuid = await pushHelloNode(data.path);
     const started = await fetch(`${supervisorUrl}/v1/apps/${appUuid}/start`, {
       method: "POST",
       headers: auth,

@@ -7,62 +7,24 @@ import assert from "node:assert/strict";
 import { cp, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { freePort, repoRoot, run, spawnTabbify, tempDir } from "./support/tools.js";
-
-interface Ports {
-  node: number;
-  registry: number;
-  auth: number;
-  supervisor: number;
-}
-
-async function freePorts(): Promise<Ports> {
-  return {
-    node: await freePort(),
-    registry: await freePort(),
-    auth: await freePort(),
-    supervisor: await freePort(),
-  };
-}
-
-/** The local supervisor's API key as the quick start reads it: `cat <data>/supervisor/api.key`. */
-async function supervisorAuth(dataDir: string): Promise<Record<string, string>> {
-  const key = (await readFile(join(dataDir, "supervisor", "api.key"), "utf8")).trim();
-  return { authorization: `Bearer ${key}` };
-}
-
-function startUp(dataDir: string, ports: Ports) {
-  return spawnTabbify([
-    "up",
-    "--data",
-    dataDir,
-    "--quiet",
-    "--node-port",
-    String(ports.node),
-    "--registry-port",
-    String(ports.registry),
-    "--auth-port",
-    String(ports.auth),
-    "--supervisor-port",
-    String(ports.supervisor),
-  ]);
-}
+import { repoRoot, run, tempDir } from "./support/tools.js";
+import { freeUpPorts, spawnUp, supervisorAuth, type UpPorts } from "./support/up-stack.js";
 
 describe("tabbify up", () => {
   let data: { path: string; remove(): Promise<void> };
-  let ports: Ports;
+  let ports: UpPorts;
   let appUuid = "";
   const tcli = join(repoRoot, "dist", "src", "main", "tcli.js");
 
   before(async () => {
     data = await tempDir("tabbify-up");
-    ports = await freePorts();
+    ports = await freeUpPorts();
   });
 
   after(async () => {
     if (appUuid) {
       // Runners are detached by design; purge the app so the test leaves nothing running.
-      const again = startUp(data.path, ports);
+      const again = spawnUp(data.path, ports);
       try {
         await again.waitForLine(/Tabbify is up/, 60_000);
         await fetch(`http://127.0.0.1:${ports.supervisor}/v1/apps/${appUuid}/purge`, {
@@ -77,7 +39,7 @@ describe("tabbify up", () => {
   });
 
   it("starts every role, runs a pushed app, and keeps it across a restart of up", async () => {
-    const up = startUp(data.path, ports);
+    const up = spawnUp(data.path, ports);
     let firstWorkloadPid: number | undefined;
     try {
       await up.waitForLine(/Tabbify is up/, 60_000);
@@ -161,7 +123,7 @@ describe("tabbify up", () => {
     const direct = await fetch(`http://${loopback}:8730/`);
     assert.equal(direct.status, 200);
 
-    const again = startUp(data.path, ports);
+    const again = spawnUp(data.path, ports);
     try {
       await again.waitForLine(/Tabbify is up/, 60_000);
       const row = await fetch(`http://127.0.0.1:${ports.supervisor}/v1/apps/${appUuid}`, {

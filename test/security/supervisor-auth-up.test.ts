@@ -8,11 +8,12 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import * as fs from "node:fs";
-import { cp, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { childrenOf } from "../runtime-plane-support.js";
-import { freePort, type RunningProcess, repoRoot, run, spawnTabbify, tempDir } from "../support/tools.js";
+import { type RunningProcess, tempDir } from "../support/tools.js";
+import { freeUpPorts, pushHelloNode, spawnUp } from "../support/up-stack.js";
 
 const roleNames = ["auth", "registry", "node", "supervisor"] as const;
 const UNRELATED = "supervisor-auth-up-unrelated-secret-value";
@@ -54,29 +55,17 @@ describe("tabbify up: the supervisor key and each role's environment", () => {
 
   before(async () => {
     data = await tempDir("tbf-supauth-up");
-    const ports = { node: await freePort(), registry: await freePort(), auth: await freePort() };
-    supervisorPort = await freePort();
+    const ports = await freeUpPorts();
+    supervisorPort = ports.supervisor;
     nodePort = ports.node;
     pem = generateKeyPairSync("rsa", { modulusLength: 2048 })
       .privateKey.export({ type: "pkcs1", format: "pem" })
       .toString();
-    up = spawnTabbify(
-      [
-        "up",
-        "--data",
-        data.path,
-        "--quiet",
-        "--node-port",
-        String(ports.node),
-        "--registry-port",
-        String(ports.registry),
-        "--auth-port",
-        String(ports.auth),
-        "--supervisor-port",
-        String(supervisorPort),
-      ],
-      { GITHUB_APP_ID: "4242", GITHUB_APP_PRIVATE_KEY: pem, TBF_UNRELATED_TOKEN: UNRELATED },
-    );
+    up = spawnUp(data.path, ports, {
+      GITHUB_APP_ID: "4242",
+      GITHUB_APP_PRIVATE_KEY: pem,
+      TBF_UNRELATED_TOKEN: UNRELATED,
+    });
     await up.waitForLine(/Tabbify is up/, 90_000);
     for (const child of childrenOf(up.child.pid!)) {
       const entry = child.args.findIndex((a) => a.endsWith("tabbify.js"));
@@ -139,18 +128,7 @@ describe("tabbify up: the supervisor key and each role's environment", () => {
     assert.notEqual(supervisorKey, nodeKey);
 
     // Start an app, so a runner and its workload are there to be looked at too.
-    const app = join(data.path, "hello-node");
-    await cp(join(repoRoot, "examples", "hello-node"), app, { recursive: true });
-    await run(process.execPath, [
-      join(repoRoot, "dist", "src", "main", "tcli.js"),
-      "push",
-      app,
-      "--store",
-      "local",
-      "--store-dir",
-      join(data.path, "artifacts"),
-    ]);
-    appUuid = /app_id = "([0-9a-f-]+)"/.exec(await readFile(join(app, "tabbify.lock"), "utf8"))![1]!;
+    appUuid = await pushHelloNode(data.path);
     const started = await fetch(`http://127.0.0.1:${supervisorPort}/v1/apps/${appUuid}/start`, {
       method: "POST",
       headers: { authorization: `Bearer ${supervisorKey}` },
