@@ -174,17 +174,51 @@ function startChild(
   });
 }
 
-async function startNginx(
-  upstreamHost: string,
+interface HandProxy {
+  stop: () => Promise<void>;
+  url: string;
+  pid: number;
+}
+
+/**
+ * A proxy engine configured by hand in a temp dir, in front of the app at `/app/<uuid>/`: found on
+ * PATH (or in /usr/sbin), started in the foreground, ready once `/app/<uuid>/small` answers. The
+ * reason it cannot run, when it is not installed.
+ */
+async function startHandProxy(
+  engine: { bin: string; install: string; configFile: string },
   uuid: string,
-): Promise<{ stop: () => Promise<void>; url: string; pid: number } | string> {
-  const which = spawnSync("sh", ["-c", "command -v nginx || ls /usr/sbin/nginx"], { encoding: "utf8" });
+  config: (dir: string, port: number) => string,
+  args: (dir: string, configPath: string) => string[],
+): Promise<HandProxy | string> {
+  const which = spawnSync("sh", ["-c", `command -v ${engine.bin} || ls /usr/sbin/${engine.bin}`], {
+    encoding: "utf8",
+  });
   const bin = which.stdout.trim().split("\n")[0];
-  if (!bin) return "nginx not installed (apt-get install -y nginx-light)";
-  const dir = await mkdtemp(join(tmpdir(), "tabbify-bench-nginx-"));
+  if (!bin) return `${engine.bin} not installed (apt-get install -y ${engine.install})`;
+  const dir = await mkdtemp(join(tmpdir(), `tabbify-bench-${engine.bin}-`));
   const port = await freeLoopbackPort();
+  const configPath = join(dir, engine.configFile);
+  await writeFile(configPath, config(dir, port));
+  const child = spawn(bin, args(dir, configPath), { stdio: "inherit" });
+  await waitForHttp(`http://127.0.0.1:${port}/app/${uuid}/small`);
+  return {
+    url: `http://127.0.0.1:${port}/app/${uuid}`,
+    pid: child.pid ?? 0,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function startNginx(upstreamHost: string, uuid: string): Promise<HandProxy | string> {
   // One worker: every node proxy here is one process on one core, so nginx gets the same.
-  const conf = `
+  return startHandProxy(
+    { bin: "nginx", install: "nginx-light", configFile: "nginx.conf" },
+    uuid,
+    (dir, port) => `
 worker_processes 1;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
@@ -206,34 +240,17 @@ http {
     }
   }
 }
-`;
-  await writeFile(join(dir, "nginx.conf"), conf);
-  const child = spawn(bin, ["-p", dir, "-c", join(dir, "nginx.conf"), "-g", "daemon off;"], {
-    stdio: "inherit",
-  });
-  await waitForHttp(`http://127.0.0.1:${port}/app/${uuid}/small`);
-  return {
-    url: `http://127.0.0.1:${port}/app/${uuid}`,
-    pid: child.pid ?? 0,
-    stop: async () => {
-      child.kill("SIGTERM");
-      await new Promise((r) => child.once("exit", r));
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+`,
+    (dir, configPath) => ["-p", dir, "-c", configPath, "-g", "daemon off;"],
+  );
 }
 
 /** A second engine measured by hand for the data-plane choice (docs/DECISIONS.md). */
-async function startHaproxy(
-  upstreamHost: string,
-  uuid: string,
-): Promise<{ stop: () => Promise<void>; url: string; pid: number } | string> {
-  const which = spawnSync("sh", ["-c", "command -v haproxy || ls /usr/sbin/haproxy"], { encoding: "utf8" });
-  const bin = which.stdout.trim().split("\n")[0];
-  if (!bin) return "haproxy not installed (apt-get install -y haproxy)";
-  const dir = await mkdtemp(join(tmpdir(), "tabbify-bench-haproxy-"));
-  const port = await freeLoopbackPort();
-  const conf = `
+function startHaproxy(upstreamHost: string, uuid: string): Promise<HandProxy | string> {
+  return startHandProxy(
+    { bin: "haproxy", install: "haproxy", configFile: "haproxy.cfg" },
+    uuid,
+    (_dir, port) => `
 global
   nbthread 1
 defaults
@@ -248,19 +265,9 @@ frontend edge
 backend app
   http-request replace-path /app/${uuid}(/.*)? \\1
   server app ${upstreamHost}:${APP_PORT}
-`;
-  await writeFile(join(dir, "haproxy.cfg"), conf);
-  const child = spawn(bin, ["-db", "-f", join(dir, "haproxy.cfg")], { stdio: "inherit" });
-  await waitForHttp(`http://127.0.0.1:${port}/app/${uuid}/small`);
-  return {
-    url: `http://127.0.0.1:${port}/app/${uuid}`,
-    pid: child.pid ?? 0,
-    stop: async () => {
-      child.kill("SIGTERM");
-      await new Promise((r) => child.once("exit", r));
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+`,
+    (_dir, configPath) => ["-db", "-f", configPath],
+  );
 }
 
 async function waitForHttp(url: string): Promise<void> {
