@@ -7,7 +7,6 @@
 // the real dockerd. One stack serves every case, so the file stays within a few minutes on two
 // cores.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { createHmac, generateKeyPairSync } from "node:crypto";
 import { copyFileSync, readdirSync, readFileSync, realpathSync, symlinkSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -24,7 +23,12 @@ import { appJwt } from "../src/pipeline/github.js";
 import { resolveAppUuid } from "../src/pipeline/plan.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
 import { openStore } from "../src/store/index.js";
-import { httpGet, SupervisorUnderTest } from "./runtime-plane-support.js";
+import {
+  httpGet,
+  removeImagesOf,
+  type SupervisorUnderTest,
+  startBuilderOnRoster,
+} from "./runtime-plane-support.js";
 import {
   type ForgejoDouble,
   forgejoDeliveryHeaders,
@@ -270,14 +274,6 @@ async function deliverForgejo(
   return { status: res.status, json: (await res.json()) as ReplyBody };
 }
 
-function removeImagesOf(uuid: string): void {
-  const list = spawnSync("docker", ["images", "-q", `${registryHost}/${OWNER.toLowerCase()}/${uuid}`], {
-    encoding: "utf8",
-  });
-  const ids = [...new Set(list.stdout.split("\n").filter(Boolean))];
-  if (ids.length > 0) spawnSync("docker", ["rmi", "-f", ...ids]);
-}
-
 before(async () => {
   await ensureDockerd();
   requireCommand("git", "git");
@@ -333,22 +329,16 @@ before(async () => {
     },
   });
 
-  supervisor = new SupervisorUnderTest(
-    ["--builder", "--allow-private-repos", "--node", node.url, "--name", SUPERVISOR],
-    "local",
-    { TABBIFY_NODE_KEY: NODE_KEY, SUPERVISOR_API_KEY: SUPERVISOR_KEY },
-  );
-  await supervisor.start();
-  const deadline = Date.now() + 15_000;
-  while (!node.coordinator.supervisors().some((s) => s.name === SUPERVISOR)) {
-    if (Date.now() > deadline) throw new Error(`supervisor never joined the roster\n${supervisor.log}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  supervisor = await startBuilderOnRoster(node, SUPERVISOR, {
+    nodeKey: NODE_KEY,
+    supervisorKey: SUPERVISOR_KEY,
+  });
 });
 
 after(async () => {
   await supervisor?.cleanup();
-  for (const uuid of supervisor?.dockerApps ?? []) removeImagesOf(uuid);
+  for (const uuid of supervisor?.dockerApps ?? [])
+    removeImagesOf(`${registryHost}/${OWNER.toLowerCase()}/${uuid}`);
   await node?.close();
   await registry?.close();
   await auth?.close();

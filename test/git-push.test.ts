@@ -13,7 +13,7 @@ import { runGitHttpBackend } from "../src/node/git-http.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
 import { tenantRegistryAccess } from "../src/node/registry-access.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
-import { httpGet, SupervisorUnderTest } from "./runtime-plane-support.js";
+import { httpGet, type SupervisorUnderTest, startBuilderOnRoster } from "./runtime-plane-support.js";
 import { createGitRepo, type GitRepo, gitEnv } from "./support/git-repo.js";
 import { ensureDockerd, requireCommand, tempDir } from "./support/tools.js";
 
@@ -162,17 +162,10 @@ before(async () => {
     },
     registry: { verifyTenantToken: (t) => verifyTenantToken(signing, t) },
   });
-  supervisor = new SupervisorUnderTest(
-    ["--builder", "--allow-private-repos", "--node", node.url, "--name", SUPERVISOR],
-    "local",
-    { TABBIFY_NODE_KEY: NODE_KEY, SUPERVISOR_API_KEY: SUPERVISOR_KEY },
-  );
-  await supervisor.start();
-  const deadline = Date.now() + 15_000;
-  while (!node.coordinator.supervisors().some((s) => s.name === SUPERVISOR)) {
-    if (Date.now() > deadline) throw new Error(`supervisor never joined the roster\n${supervisor.log}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  supervisor = await startBuilderOnRoster(node, SUPERVISOR, {
+    nodeKey: NODE_KEY,
+    supervisorKey: SUPERVISOR_KEY,
+  });
 });
 
 after(async () => {

@@ -4,7 +4,6 @@
 // digest under a request loop with zero failures, and a second rollout meanwhile is refused with
 // DEPLOY_LOCKED naming the holder.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { copyFileSync, realpathSync } from "node:fs";
 import type { AddressInfo } from "node:net";
@@ -18,7 +17,12 @@ import { type RunningNode, startNode } from "../src/node/index.js";
 import { tenantRegistryAccess } from "../src/node/registry-access.js";
 import type { RegistryAccess } from "../src/pipeline/executor.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
-import { httpGet, SupervisorUnderTest } from "./runtime-plane-support.js";
+import {
+  httpGet,
+  removeImagesOf,
+  type SupervisorUnderTest,
+  startBuilderOnRoster,
+} from "./runtime-plane-support.js";
 import { createGitRepo, type GitRepo } from "./support/git-repo.js";
 import { type GithubDouble, startGithubDouble } from "./support/github-double.js";
 import { ensureDockerd, requireCommand, tempDir } from "./support/tools.js";
@@ -143,28 +147,15 @@ before(async () => {
       allowPrivateRepos: true,
     },
   });
-  supervisor = new SupervisorUnderTest(
-    ["--builder", "--allow-private-repos", "--node", node.url, "--name", SUPERVISOR],
-    "local",
-    { TABBIFY_NODE_KEY: NODE_KEY, SUPERVISOR_API_KEY: SUPERVISOR_KEY },
-  );
-  await supervisor.start();
-  const deadline = Date.now() + 15_000;
-  while (!node.coordinator.supervisors().some((s) => s.name === SUPERVISOR)) {
-    if (Date.now() > deadline) throw new Error(`supervisor never joined the roster\n${supervisor.log}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  supervisor = await startBuilderOnRoster(node, SUPERVISOR, {
+    nodeKey: NODE_KEY,
+    supervisorKey: SUPERVISOR_KEY,
+  });
 });
 
 after(async () => {
   await supervisor?.cleanup();
-  for (const uuid of supervisor?.dockerApps ?? []) {
-    const list = spawnSync("docker", ["images", "-q", `${registryHost}/${OWNER}/${uuid}`], {
-      encoding: "utf8",
-    });
-    const ids = [...new Set(list.stdout.split("\n").filter(Boolean))];
-    if (ids.length > 0) spawnSync("docker", ["rmi", "-f", ...ids]);
-  }
+  for (const uuid of supervisor?.dockerApps ?? []) removeImagesOf(`${registryHost}/${OWNER}/${uuid}`);
   await node?.close();
   await registry?.close();
   await auth?.close();

@@ -230,6 +230,36 @@ function livePids(): number[] {
     .filter(alive);
 }
 
+/**
+ * A builder supervisor (docker builds, repos on loopback allowed) started against `node`, once it
+ * has joined that node's roster: the shape every pipeline end-to-end test needs.
+ */
+export async function startBuilderOnRoster(
+  node: { url: string; coordinator: { supervisors(): { name: string }[] } },
+  name: string,
+  keys: { nodeKey: string; supervisorKey: string },
+): Promise<SupervisorUnderTest> {
+  const supervisor = new SupervisorUnderTest(
+    ["--builder", "--allow-private-repos", "--node", node.url, "--name", name],
+    "local",
+    { TABBIFY_NODE_KEY: keys.nodeKey, SUPERVISOR_API_KEY: keys.supervisorKey },
+  );
+  await supervisor.start();
+  const deadline = Date.now() + 15_000;
+  while (!node.coordinator.supervisors().some((s) => s.name === name)) {
+    if (Date.now() > deadline) throw new Error(`supervisor never joined the roster\n${supervisor.log}`);
+    await sleep(100);
+  }
+  return supervisor;
+}
+
+/** Removes the local images a deploy pulled for `repository` (`<registry host>/<tenant>/<uuid>`). */
+export function removeImagesOf(repository: string): void {
+  const list = spawnSync("docker", ["images", "-q", repository], { encoding: "utf8" });
+  const ids = [...new Set(list.stdout.split("\n").filter(Boolean))];
+  if (ids.length > 0) spawnSync("docker", ["rmi", "-f", ...ids]);
+}
+
 /** The unassigned warm spare runners of the supervisor using `dataDir`, with their sockets. */
 export function sparesOf(dataDir: string): { pid: number; sock: string }[] {
   return livePids().flatMap((pid) => {
