@@ -1,32 +1,35 @@
 import { v7 as uuidV7 } from "uuid";
-import { deriveAppUla } from "../core/address.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/log.js";
+import type { PipelineDeps } from "./deps.js";
 import { redactUrl } from "./github.js";
-import {
-  checkCapabilities,
-  type DeployPlan,
-  type DeployRequest,
-  type DeployTarget,
-  imageRef,
-  pickBuilder,
-  planDeploy,
-  type RosterSupervisor,
-  type RosterView,
-  resolveAppUuid,
-  resolveTargets,
-  type StepName,
-  type TargetResult,
-} from "./plan.js";
-import { parseTabbifyToml, TABBIFY_TOML, type TabbifyManifest } from "./tabbify-toml.js";
+import { type DeployPlan, type DeployRequest, planDeploy, type StepName, type TargetResult } from "./plan.js";
+import { type DeployState, errorMessage, type StepContext, type StepOutcome } from "./steps/context.js";
+import { steps } from "./steps/index.js";
+import { acquireToken } from "./steps/mint-token.js";
+import { parseTabbifyToml, TABBIFY_TOML } from "./tabbify-toml.js";
+
+export type {
+  BuildRequest,
+  BuildResult,
+  ManifestSource,
+  PipelineDeps,
+  RegistryAccess,
+  SupervisorAppStatus,
+  SupervisorClient,
+  SupervisorDeployReply,
+  SupervisorDeployRequest,
+  TokenSource,
+} from "./deps.js";
 
 /**
  * Runs a deploy plan step by step and records everything as events: each step's start, end or
  * failure, and the log lines steps produce (build output included). The record and its events
  * are what `GET /v1/deploy/<id>/status` and `/events` serve.
  *
- * The supervisor, registry, roster and GitHub are reached through the interfaces below, so the
- * node wires real HTTP clients (see clients.ts) and tests wire stand-ins.
+ * Each step lives in its own file under steps/; what they talk to (supervisor, registry, roster,
+ * forge) is declared in deps.ts, so the node wires real HTTP clients (see clients.ts) and tests
+ * wire stand-ins.
  */
 
 // ---------------------------------------------------------------------------------------------
@@ -204,135 +207,7 @@ export async function* followDeploy(
 }
 
 // ---------------------------------------------------------------------------------------------
-// What the steps talk to
-
-/** GitHub App (or another forge's) installation tokens; absent when no App is configured. */
-export interface TokenSource {
-  installationToken(installationId: number): Promise<{ token: string; expires_at: string }>;
-  /**
-   * The installation covering a repository, for deploys that name none (`POST /v1/deploy`);
-   * undefined when the App is not installed there.
-   */
-  installationFor?(repoUrl: string): Promise<number | undefined>;
-}
-
-/** Reads tabbify.toml of a repository at a ref; null when the file does not exist. */
-export interface ManifestSource {
-  fetchManifest(repoUrl: string, ref: string, token: string | undefined): Promise<string | null>;
-}
-
-/** Our registry as the pipeline needs it: where images go, and tokens scoped to one repository. */
-export interface RegistryAccess {
-  /** `host[:port]` the builder pushes to and targets pull from. */
-  host: string;
-  /** A token allowed to push (and pull) `<tenant>/<appUuid>`. */
-  pushToken(tenant: string, appUuid: string): Promise<string>;
-  /** A token allowed to pull `<tenant>/<appUuid>`; absent when targets pull anonymously. */
-  pullToken?(tenant: string, appUuid: string): Promise<string>;
-}
-
-/** `POST /v1/build` on a builder supervisor. */
-export interface BuildRequest {
-  repo_url: string;
-  ref: string;
-  tenant: string;
-  app_uuid: string;
-  /** Registry `host[:port]`. */
-  registry: string;
-  /** Where the image goes, without tag: `<registry>/<tenant lowercased>/<app_uuid>`; the tag is the commit sha. */
-  image_repository: string;
-  clone_token?: string;
-  push_token?: string;
-  build_kind: "docker";
-  context: string;
-  dockerfile: string;
-  stable_tag?: string;
-  manifest_toml?: string;
-}
-
-export interface BuildResult {
-  /** `<registry>/<tenant>/<uuid>:<commit sha>` as pushed. */
-  image_ref: string;
-  /** Manifest digest the registry stored, `sha256:…`. */
-  digest: string;
-  /** The commit actually built (HEAD after checkout), 40 hex. */
-  commit_sha: string;
-}
-
-/** `POST /v1/apps/<uuid>/deploy` on a target supervisor. */
-export interface SupervisorDeployRequest {
-  ref: string;
-  digest?: string;
-  runtime: string;
-  env?: Record<string, string>;
-  manifest_toml?: string;
-  registry_token?: string;
-}
-
-export interface SupervisorDeployReply {
-  state: string;
-  app_ula: string;
-  bound_addr?: string | null;
-}
-
-/** `GET /v1/apps/<uuid>`: what the runner reports it runs. */
-export interface SupervisorAppStatus {
-  state: string;
-  app_ula: string;
-  image_ref?: string;
-  /** Digest of the image the runner's workload runs. */
-  digest?: string;
-}
-
-export interface SupervisorClient {
-  /** Builds and pushes; `onLog` receives build output lines as they are known. Throws on failure. */
-  build(request: BuildRequest, onLog: (line: string) => void): Promise<BuildResult>;
-  deploy(appUuid: string, request: SupervisorDeployRequest): Promise<SupervisorDeployReply>;
-  /** null when the supervisor has no such app. */
-  app(appUuid: string): Promise<SupervisorAppStatus | null>;
-}
-
-export interface PipelineDeps {
-  store: DeployStore;
-  roster: RosterView;
-  supervisorClient(supervisor: RosterSupervisor): SupervisorClient;
-  manifests: ManifestSource;
-  tokens?: TokenSource;
-  /**
-   * A standing access token for forges without App installations (Forgejo's `FORGEJO_TOKEN`):
-   * used as is for the contents API and as the clone password. Wins over `tokens`.
-   */
-  accessToken?: string;
-  registry?: RegistryAccess;
-  /** Checks that `/app/<uuid>` answers through the node; throws with a reason when it does not. */
-  probeApp?(appUuid: string): Promise<void>;
-  logger?: Logger;
-  newId?: () => string;
-  now?: () => Date;
-  /** Log events kept per deploy before the rest are summarised in one line. Default 5000. */
-  maxLogEvents?: number;
-}
-
-// ---------------------------------------------------------------------------------------------
 // The executor
-
-interface DeployState {
-  plan: DeployPlan;
-  cloneToken?: string;
-  manifestToml?: string;
-  manifest?: TabbifyManifest;
-  appUuid?: string;
-  supervisors?: RosterSupervisor[];
-  builder?: RosterSupervisor;
-  targets?: DeployTarget[];
-  imageRef?: string;
-  digest?: string;
-  results: TargetResult[];
-  logEvents: number;
-  logDropped: number;
-}
-
-type StepOutcome = { message?: string; data?: Record<string, unknown> } | undefined;
 
 export class DeployExecutor {
   readonly #deps: PipelineDeps;
@@ -396,6 +271,7 @@ export class DeployExecutor {
 
   async #run(plan: DeployPlan): Promise<DeployRecord> {
     const state: DeployState = { plan, results: [], logEvents: 0, logDropped: 0 };
+    const context = this.#context(state);
     this.#secrets.set(plan.id, new Set());
     try {
       for (const step of plan.steps) {
@@ -403,7 +279,7 @@ export class DeployExecutor {
         const started = performance.now();
         let outcome: StepOutcome;
         try {
-          outcome = await this.#steps[step](state);
+          outcome = await steps[step](state, context);
         } catch (err) {
           const failure = describeFailure(err, step);
           await this.#flushDroppedLogs(state, step);
@@ -451,49 +327,12 @@ export class DeployExecutor {
   }
 
   /**
-   * The token a deploy reads and clones with: the forge's standing access token, else an
-   * installation token for the push's installation or (for requests naming none) the one the App
-   * has on the repository; none means anonymous, which works for public repositories.
-   */
-  async #acquireToken(
-    request: DeployRequest,
-  ): Promise<{ token?: string; message: string; data?: Record<string, unknown> }> {
-    if (this.#deps.accessToken !== undefined && this.#deps.accessToken !== "") {
-      return { token: this.#deps.accessToken, message: "using the configured access token" };
-    }
-    const tokens = this.#deps.tokens;
-    if (!tokens) {
-      return {
-        message:
-          request.installationId === undefined
-            ? "no installation: cloning anonymously"
-            : "no GitHub App configured: cloning anonymously",
-      };
-    }
-    let installationId = request.installationId;
-    let how = "the push's";
-    if (installationId === undefined) {
-      installationId = await tokens.installationFor?.(request.repoUrl);
-      if (installationId === undefined) {
-        return { message: "the GitHub App is not installed on the repository: cloning anonymously" };
-      }
-      how = "the repository's";
-    }
-    const minted = await tokens.installationToken(installationId);
-    return {
-      token: minted.token,
-      message: `installation token minted for ${how} installation ${installationId}`,
-      data: { installation_id: installationId, expires_at: minted.expires_at },
-    };
-  }
-
-  /**
    * The branch the repository's tabbify.toml at the request's commit deploys from (`[app].branch`),
    * undefined when it names none. Throws when the file is missing, unreadable or invalid: the
    * caller decides what that means for the push.
    */
   async manifestBranch(request: DeployRequest): Promise<string | undefined> {
-    const { token } = await this.#acquireToken(request);
+    const { token } = await acquireToken(this.#deps, request);
     const ref = request.sha ?? request.ref;
     const source = await this.#deps.manifests.fetchManifest(request.repoUrl, ref, token);
     if (source === null) {
@@ -549,219 +388,16 @@ export class DeployExecutor {
     state.logDropped = 0;
   }
 
-  async #supervisors(state: DeployState): Promise<RosterSupervisor[]> {
-    state.supervisors ??= await this.#deps.roster.supervisors();
-    return state.supervisors;
+  /** The executor's services bound to one running deploy, as its steps see them. */
+  #context(state: DeployState): StepContext {
+    const deployId = state.plan.id;
+    return {
+      deps: this.#deps,
+      rememberSecret: (secret) => this.#rememberSecret(deployId, secret),
+      scrub: (text) => this.#scrub(deployId, text),
+      stepLog: (step) => this.#stepLog(state, step),
+    };
   }
-
-  readonly #steps: Record<StepName, (state: DeployState) => Promise<StepOutcome>> = {
-    mint_token: async (state) => {
-      const acquired = await this.#acquireToken(state.plan.request);
-      if (acquired.token !== undefined) {
-        this.#rememberSecret(state.plan.id, acquired.token);
-        state.cloneToken = acquired.token;
-      }
-      return { message: acquired.message, ...(acquired.data ? { data: acquired.data } : {}) };
-    },
-
-    fetch_manifest: async (state) => {
-      const { request } = state.plan;
-      const ref = request.sha ?? request.ref;
-      const source = await this.#deps.manifests.fetchManifest(request.repoUrl, ref, state.cloneToken);
-      if (source === null) {
-        throw new TabbifyError(
-          "TABBIFY_TOML_MISSING",
-          `${TABBIFY_TOML}: not found in ${redactUrl(request.repoUrl)} at ${ref}`,
-        );
-      }
-      state.manifestToml = source;
-      state.manifest = parseTabbifyToml(source);
-      state.appUuid = resolveAppUuid(request.appUuid, state.manifest.app.id, request.repoUrl);
-      await this.#deps.store.update(state.plan.id, { app_uuid: state.appUuid });
-      return {
-        message: `${TABBIFY_TOML} read: app ${state.manifest.app.name} (${state.appUuid})`,
-        data: {
-          app_uuid: state.appUuid,
-          app_name: state.manifest.app.name,
-          deploy_targets: state.manifest.deploy.length,
-        },
-      };
-    },
-
-    pick_builder: async (state) => {
-      const hint = state.plan.request.builder ?? state.manifest!.build.builder;
-      state.builder = pickBuilder(hint, await this.#supervisors(state));
-      return { message: `builder: ${state.builder.name}`, data: { builder: state.builder.name } };
-    },
-
-    capability_check: async (state) => {
-      const supervisors = await this.#supervisors(state);
-      const manifest = state.manifest!;
-      state.targets = resolveTargets(state.plan.request.targets, manifest.deploy, supervisors, manifest.env);
-      checkCapabilities(state.targets, supervisors);
-      const summary = state.targets.map((t) => ({ supervisor: t.supervisor, runtime: t.runtime }));
-      return {
-        message: `targets: ${summary.map((t) => `${t.supervisor}/${t.runtime}`).join(", ")}`,
-        data: { targets: summary },
-      };
-    },
-
-    build_and_push: async (state) => {
-      const registry = this.#deps.registry;
-      if (!registry)
-        throw new TabbifyError("REGISTRY_MISSING", "no registry configured: nowhere to push the image");
-      const { request } = state.plan;
-      const appUuid = state.appUuid!;
-      const manifest = state.manifest!;
-      const pushToken = await registry.pushToken(request.tenant, appUuid);
-      this.#rememberSecret(state.plan.id, pushToken);
-      const client = this.#deps.supervisorClient(state.builder!);
-      const { log, flush } = this.#stepLog(state, "build_and_push");
-      const buildRequest: BuildRequest = {
-        repo_url: request.repoUrl,
-        ref: request.sha ?? request.ref,
-        tenant: request.tenant,
-        app_uuid: appUuid,
-        registry: registry.host,
-        image_repository: `${registry.host}/${request.tenant.toLowerCase()}/${appUuid}`,
-        push_token: pushToken,
-        build_kind: "docker",
-        context: manifest.build.context,
-        dockerfile: manifest.build.dockerfile,
-        manifest_toml: state.manifestToml!,
-      };
-      if (state.cloneToken !== undefined) buildRequest.clone_token = state.cloneToken;
-      if (manifest.build.stableTag !== undefined) buildRequest.stable_tag = manifest.build.stableTag;
-      let built: BuildResult;
-      try {
-        built = await client.build(buildRequest, log);
-      } catch (err) {
-        await flush();
-        if (isTabbifyError(err, "BUILD_FAILED")) throw err;
-        throw new TabbifyError(
-          "BUILD_FAILED",
-          `build on ${state.builder!.name} failed: ${errorMessage(err)}`,
-        );
-      }
-      await flush();
-      if (request.sha !== undefined && built.commit_sha.toLowerCase() !== request.sha.toLowerCase()) {
-        throw new TabbifyError(
-          "BUILD_FAILED",
-          `builder built commit ${built.commit_sha}, but the deploy is for ${request.sha}`,
-        );
-      }
-      const expected = imageRef(registry.host, request.tenant, appUuid, built.commit_sha);
-      if (built.image_ref !== expected) {
-        throw new TabbifyError("BUILD_FAILED", `builder pushed ${built.image_ref}, expected ${expected}`);
-      }
-      if (!/^sha256:[0-9a-f]{64}$/.test(built.digest)) {
-        throw new TabbifyError("BUILD_FAILED", `builder reported no valid image digest for ${expected}`);
-      }
-      state.imageRef = built.image_ref;
-      state.digest = built.digest;
-      await this.#deps.store.update(state.plan.id, { image_ref: built.image_ref, digest: built.digest });
-      return {
-        message: `pushed ${built.image_ref}`,
-        data: { image_ref: built.image_ref, digest: built.digest, commit_sha: built.commit_sha },
-      };
-    },
-
-    fan_out: async (state) => {
-      const supervisors = await this.#supervisors(state);
-      const { request } = state.plan;
-      const appUuid = state.appUuid!;
-      const registry = this.#deps.registry!;
-      const { log, flush } = this.#stepLog(state, "fan_out");
-      let pullToken: string | undefined;
-      if (registry.pullToken) {
-        pullToken = await registry.pullToken(request.tenant, appUuid);
-        this.#rememberSecret(state.plan.id, pullToken);
-      }
-      const results = await Promise.all(
-        state.targets!.map(async (target): Promise<TargetResult> => {
-          const result: TargetResult = {
-            supervisor: target.supervisor,
-            runtime: target.runtime,
-            success: false,
-            app_ula: deriveAppUla(appUuid),
-            digest: state.digest!,
-          };
-          const supervisor = supervisors.find((s) => s.name === target.supervisor)!;
-          const body: SupervisorDeployRequest = {
-            ref: state.imageRef!,
-            digest: state.digest!,
-            runtime: target.runtime,
-            env: target.env,
-            manifest_toml: state.manifestToml!,
-          };
-          if (pullToken !== undefined) body.registry_token = pullToken;
-          try {
-            const reply = await this.#deps.supervisorClient(supervisor).deploy(appUuid, body);
-            if (reply.app_ula) result.app_ula = reply.app_ula;
-            result.success = true;
-            log(`${target.supervisor}: deployed (${reply.state})`);
-          } catch (err) {
-            result.error = this.#scrub(state.plan.id, errorMessage(err));
-            log(`${target.supervisor}: deploy failed: ${result.error}`);
-          }
-          return result;
-        }),
-      );
-      await flush();
-      state.results = results;
-      await this.#deps.store.update(state.plan.id, { results });
-      const ok = results.filter((r) => r.success).length;
-      return { message: `${ok} of ${results.length} targets accepted the image` };
-    },
-
-    verify: async (state) => {
-      const supervisors = await this.#supervisors(state);
-      const appUuid = state.appUuid!;
-      const { log, flush } = this.#stepLog(state, "verify");
-      await Promise.all(
-        state.results.map(async (result) => {
-          if (!result.success) return;
-          const supervisor = supervisors.find((s) => s.name === result.supervisor)!;
-          try {
-            const status = await this.#deps.supervisorClient(supervisor).app(appUuid);
-            if (status === null) throw new Error("the supervisor no longer knows the app");
-            if (status.digest !== state.digest) {
-              throw new Error(
-                `runner runs ${status.digest ?? "an unknown digest"}, expected ${state.digest}`,
-              );
-            }
-            log(`${result.supervisor}: runs ${state.digest}`);
-          } catch (err) {
-            result.success = false;
-            result.error = `verify: ${this.#scrub(state.plan.id, errorMessage(err))}`;
-            log(`${result.supervisor}: ${result.error}`);
-          }
-        }),
-      );
-      if (this.#deps.probeApp && state.results.some((r) => r.success)) {
-        try {
-          await this.#deps.probeApp(appUuid);
-          log(`/app/${appUuid} answers`);
-        } catch (err) {
-          const reason = `verify: /app/${appUuid} does not answer: ${this.#scrub(state.plan.id, errorMessage(err))}`;
-          log(reason);
-          for (const result of state.results) {
-            if (!result.success) continue;
-            result.success = false;
-            result.error = reason;
-          }
-        }
-      }
-      await flush();
-      await this.#deps.store.update(state.plan.id, { results: state.results });
-      const ok = state.results.filter((r) => r.success).length;
-      return { message: `${ok} of ${state.results.length} targets verified` };
-    },
-  };
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function describeFailure(err: unknown, step: StepName): { code: string; message: string } {

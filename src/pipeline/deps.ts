@@ -1,0 +1,116 @@
+import type { Logger } from "../core/log.js";
+import type { DeployStore } from "./executor.js";
+import type { RosterSupervisor, RosterView } from "./plan.js";
+
+/**
+ * What the executor's steps talk to: the supervisor, registry, roster and forge are reached
+ * through these interfaces, so the node wires real HTTP clients (see clients.ts) and tests wire
+ * stand-ins.
+ */
+
+/** GitHub App (or another forge's) installation tokens; absent when no App is configured. */
+export interface TokenSource {
+  installationToken(installationId: number): Promise<{ token: string; expires_at: string }>;
+  /**
+   * The installation covering a repository, for deploys that name none (`POST /v1/deploy`);
+   * undefined when the App is not installed there.
+   */
+  installationFor?(repoUrl: string): Promise<number | undefined>;
+}
+
+/** Reads tabbify.toml of a repository at a ref; null when the file does not exist. */
+export interface ManifestSource {
+  fetchManifest(repoUrl: string, ref: string, token: string | undefined): Promise<string | null>;
+}
+
+/** Our registry as the pipeline needs it: where images go, and tokens scoped to one repository. */
+export interface RegistryAccess {
+  /** `host[:port]` the builder pushes to and targets pull from. */
+  host: string;
+  /** A token allowed to push (and pull) `<tenant>/<appUuid>`. */
+  pushToken(tenant: string, appUuid: string): Promise<string>;
+  /** A token allowed to pull `<tenant>/<appUuid>`; absent when targets pull anonymously. */
+  pullToken?(tenant: string, appUuid: string): Promise<string>;
+}
+
+/** `POST /v1/build` on a builder supervisor. */
+export interface BuildRequest {
+  repo_url: string;
+  ref: string;
+  tenant: string;
+  app_uuid: string;
+  /** Registry `host[:port]`. */
+  registry: string;
+  /** Where the image goes, without tag: `<registry>/<tenant lowercased>/<app_uuid>`; the tag is the commit sha. */
+  image_repository: string;
+  clone_token?: string;
+  push_token?: string;
+  build_kind: "docker";
+  context: string;
+  dockerfile: string;
+  stable_tag?: string;
+  manifest_toml?: string;
+}
+
+export interface BuildResult {
+  /** `<registry>/<tenant>/<uuid>:<commit sha>` as pushed. */
+  image_ref: string;
+  /** Manifest digest the registry stored, `sha256:…`. */
+  digest: string;
+  /** The commit actually built (HEAD after checkout), 40 hex. */
+  commit_sha: string;
+}
+
+/** `POST /v1/apps/<uuid>/deploy` on a target supervisor. */
+export interface SupervisorDeployRequest {
+  ref: string;
+  digest?: string;
+  runtime: string;
+  env?: Record<string, string>;
+  manifest_toml?: string;
+  registry_token?: string;
+}
+
+export interface SupervisorDeployReply {
+  state: string;
+  app_ula: string;
+  bound_addr?: string | null;
+}
+
+/** `GET /v1/apps/<uuid>`: what the runner reports it runs. */
+export interface SupervisorAppStatus {
+  state: string;
+  app_ula: string;
+  image_ref?: string;
+  /** Digest of the image the runner's workload runs. */
+  digest?: string;
+}
+
+export interface SupervisorClient {
+  /** Builds and pushes; `onLog` receives build output lines as they are known. Throws on failure. */
+  build(request: BuildRequest, onLog: (line: string) => void): Promise<BuildResult>;
+  deploy(appUuid: string, request: SupervisorDeployRequest): Promise<SupervisorDeployReply>;
+  /** null when the supervisor has no such app. */
+  app(appUuid: string): Promise<SupervisorAppStatus | null>;
+}
+
+export interface PipelineDeps {
+  store: DeployStore;
+  roster: RosterView;
+  supervisorClient(supervisor: RosterSupervisor): SupervisorClient;
+  manifests: ManifestSource;
+  tokens?: TokenSource;
+  /**
+   * A standing access token for forges without App installations (Forgejo's `FORGEJO_TOKEN`):
+   * used as is for the contents API and as the clone password. Wins over `tokens`.
+   */
+  accessToken?: string;
+  registry?: RegistryAccess;
+  /** Checks that `/app/<uuid>` answers through the node; throws with a reason when it does not. */
+  probeApp?(appUuid: string): Promise<void>;
+  logger?: Logger;
+  newId?: () => string;
+  now?: () => Date;
+  /** Log events kept per deploy before the rest are summarised in one line. Default 5000. */
+  maxLogEvents?: number;
+}

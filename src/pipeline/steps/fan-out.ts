@@ -1,0 +1,53 @@
+import { deriveAppUla } from "../../core/address.js";
+import type { SupervisorDeployRequest } from "../deps.js";
+import type { TargetResult } from "../plan.js";
+import { errorMessage, readRoster, type Step } from "./context.js";
+
+/** Hands the pushed image to every target at once; a target's failure fails only its result. */
+export const fanOut: Step = async (state, ctx) => {
+  const supervisors = await readRoster(state, ctx);
+  const { request } = state.plan;
+  const appUuid = state.appUuid!;
+  const registry = ctx.deps.registry!;
+  const { log, flush } = ctx.stepLog("fan_out");
+  let pullToken: string | undefined;
+  if (registry.pullToken) {
+    pullToken = await registry.pullToken(request.tenant, appUuid);
+    ctx.rememberSecret(pullToken);
+  }
+  const results = await Promise.all(
+    state.targets!.map(async (target): Promise<TargetResult> => {
+      const result: TargetResult = {
+        supervisor: target.supervisor,
+        runtime: target.runtime,
+        success: false,
+        app_ula: deriveAppUla(appUuid),
+        digest: state.digest!,
+      };
+      const supervisor = supervisors.find((s) => s.name === target.supervisor)!;
+      const body: SupervisorDeployRequest = {
+        ref: state.imageRef!,
+        digest: state.digest!,
+        runtime: target.runtime,
+        env: target.env,
+        manifest_toml: state.manifestToml!,
+      };
+      if (pullToken !== undefined) body.registry_token = pullToken;
+      try {
+        const reply = await ctx.deps.supervisorClient(supervisor).deploy(appUuid, body);
+        if (reply.app_ula) result.app_ula = reply.app_ula;
+        result.success = true;
+        log(`${target.supervisor}: deployed (${reply.state})`);
+      } catch (err) {
+        result.error = ctx.scrub(errorMessage(err));
+        log(`${target.supervisor}: deploy failed: ${result.error}`);
+      }
+      return result;
+    }),
+  );
+  await flush();
+  state.results = results;
+  await ctx.deps.store.update(state.plan.id, { results });
+  const ok = results.filter((r) => r.success).length;
+  return { message: `${ok} of ${results.length} targets accepted the image` };
+};
