@@ -6,7 +6,7 @@ import { verifyChainAsync } from "../ledger/chain.js";
 import { readAuditChain } from "../node/audit-log.js";
 import { NODE_DB_FILE } from "../node/node-store.js";
 import { openStore, type Store } from "../store/index.js";
-import { type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
+import { databaseOption, type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
 
 /**
  * `tabbify audit verify [--data DIR | --database URL | --node URL]`: recomputes every hash of the
@@ -45,14 +45,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   // because a password on the command line would show in ps.
   const opts = parseOptions(rest, {}, specs);
   const databaseFromFlag = opts.values.database !== undefined;
-  if (databaseFromFlag && hasPassword(opts.values.database as string)) {
-    throw new TabbifyError(
-      "USAGE",
-      "--database carries a password, which ps would show: put the URL in TABBIFY_DATABASE_URL instead",
-    );
-  }
+  databaseOption(opts.values.database, true);
   if (opts.values.data === undefined && opts.values.node === undefined && !databaseFromFlag) {
-    opts.values.database = env.TABBIFY_DATABASE_URL || undefined;
+    opts.values.database = databaseOption(env.TABBIFY_DATABASE_URL || undefined, false);
   }
   if (opts.help) {
     process.stdout.write(optionsHelp(usage, specs));
@@ -81,14 +76,6 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
   process.stdout.write(`audit chain broken at seq ${result.broken.seq}: ${result.broken.reason}\n`);
   return 1;
-}
-
-function hasPassword(url: string): boolean {
-  try {
-    return new URL(url).password !== "";
-  } catch {
-    return false;
-  }
 }
 
 async function openSource(dataDir: string | undefined, databaseUrl: string | undefined): Promise<Store> {

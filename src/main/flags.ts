@@ -114,3 +114,35 @@ export const allowPrivateReposOption: OptionSpec = {
   boolean: true,
   help: "clone repo_urls on loopback, link-local or the platform's own addresses (refused by default: SSRF)",
 };
+
+/** True when `--flag` (or `--flag=…`) is on the command line, not only its env twin. */
+export function passedAsFlag(argv: string[], flag: string): boolean {
+  return argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`));
+}
+
+/**
+ * A Postgres URL for the node's store, checked before anything starts. One given on the command
+ * line may not carry a password, which ps would show: that only comes from TABBIFY_DATABASE_URL.
+ */
+export function databaseOption(value: string | undefined, fromFlag: boolean): string | undefined {
+  if (value === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new TabbifyError("USAGE", "--database wants a postgres://USER@HOST:PORT/DB URL");
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new TabbifyError(
+      "USAGE",
+      "--database wants a postgres:// URL (SQLite is the default: leave it out)",
+    );
+  }
+  if (fromFlag && url.password !== "") {
+    throw new TabbifyError(
+      "USAGE",
+      "--database carries a password, which ps would show: put the URL in TABBIFY_DATABASE_URL instead",
+    );
+  }
+  return value;
+}

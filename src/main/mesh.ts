@@ -9,7 +9,7 @@ import { MeshAddressBook } from "../mesh/address-book.js";
 import { mintJoinToken } from "../mesh/join-token.js";
 import { NODE_DB_FILE } from "../node/node-store.js";
 import { openStore } from "../store/index.js";
-import { type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
+import { databaseOption, type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
 
 const specs: OptionSpec[] = [
   { flag: "network", help: "the network the joiner belongs to (its tenant's); empty: the default network" },
@@ -53,15 +53,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
   const network = opts.values.network;
   if (network === undefined) throw new TabbifyError("USAGE", `--network is required; usage: ${usage}`);
-  let database = opts.values.database;
-  if (database !== undefined && new URL(database).password !== "") {
-    throw new TabbifyError(
-      "USAGE",
-      "--database carries a password, which ps would show: put the URL in TABBIFY_DATABASE_URL instead",
-    );
-  }
+  let database = databaseOption(opts.values.database, true);
   if (database === undefined && opts.values.data === undefined)
-    database = env.TABBIFY_DATABASE_URL || undefined;
+    database = databaseOption(env.TABBIFY_DATABASE_URL || undefined, false);
   if (database === undefined && opts.values.data === undefined) {
     throw new TabbifyError(
       "USAGE",

@@ -14,10 +14,12 @@ import { tenantRegistryAccess } from "../node/registry-access.js";
 import { GITHUB_API_URL, loadAppPrivateKey } from "../pipeline/github.js";
 import {
   allowPrivateReposOption,
+  databaseOption,
   type OptionSpec,
   optionsHelp,
   parseListen,
   parseOptions,
+  passedAsFlag,
   untilSignal,
 } from "./flags.js";
 import { joinMesh, meshJoinOptions } from "./mesh-join.js";
@@ -143,7 +145,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const logger = createLogger("node");
   const nodeKey = env.TABBIFY_NODE_KEY || undefined;
   if (!nodeKey) logger.warn("TABBIFY_NODE_KEY is not set: authenticated routes answer 503");
-  const databaseUrl = databaseOption(argv, opts.values.database);
+  const databaseUrl = databaseOption(opts.values.database, passedAsFlag(argv, "database"));
   const deploy = await deployOptions(opts.values, env);
   deploy.allowPrivateRepos = opts.flags["allow-private-repos"] === true;
   deploy.allowLocalRepos = opts.flags["allow-local-repos"] === true;
@@ -201,34 +203,6 @@ async function registryOptions(
     registry.verifyTenantToken = (token) => verifyTenantToken(key, token);
   }
   return registry;
-}
-
-/**
- * The Postgres URL, checked before anything starts. A password on the command line would be
- * visible in ps, so it is only taken from TABBIFY_DATABASE_URL.
- */
-function databaseOption(argv: string[], value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new TabbifyError("USAGE", "--database wants a postgres://USER@HOST:PORT/DB URL");
-  }
-  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
-    throw new TabbifyError(
-      "USAGE",
-      "--database wants a postgres:// URL (SQLite is the default: leave it out)",
-    );
-  }
-  const fromFlag = argv.some((a) => a === "--database" || a.startsWith("--database="));
-  if (fromFlag && url.password !== "") {
-    throw new TabbifyError(
-      "USAGE",
-      "--database carries a password, which ps would show: put the URL in TABBIFY_DATABASE_URL instead",
-    );
-  }
-  return value;
 }
 
 /** caddy and haproxy were measured (docs/DECISIONS.md) but are not shipped. */
