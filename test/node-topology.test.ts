@@ -35,6 +35,15 @@ async function call(
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls until `done` holds: a loaded 2-core CI machine may run timers late, so waits are event-driven. */
+async function eventually(what: string, done: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(100);
+  }
+}
+
 function supervisor(name: string): PeerRecord {
   return {
     kind: "supervisor",
@@ -155,6 +164,7 @@ describe("node roster and topology", () => {
     const again = await call(node, "/v1/mesh/register", { body: supervisor("sup-expiring") });
     assert.equal(again.body.peer_id, reg.body.peer_id, "peer id is stable per (kind, name)");
 
+    const beatAt = Date.now();
     const beat = await call(node, "/v1/mesh/heartbeat", {
       body: { ...supervisor("sup-expiring"), version: "0.2.0" },
     });
@@ -174,9 +184,11 @@ describe("node roster and topology", () => {
     peers = (await call(node, "/v1/mesh/peers")).body.peers as PeerInfo[];
     assert.ok(!peers.some((p) => p.name === "sup-leaving"));
 
-    await sleep(1700);
-    peers = (await call(node, "/v1/mesh/peers")).body.peers as PeerInfo[];
-    assert.ok(!peers.some((p) => p.name === "sup-expiring"), "silent peer expired");
+    await eventually("the silent peer expires", async () => {
+      const now = (await call(node, "/v1/mesh/peers")).body.peers as PeerInfo[];
+      return !now.some((p) => p.name === "sup-expiring");
+    });
+    assert.ok(Date.now() - beatAt >= 1_450, "expired before its 1.5 s timeout");
     const late = await call(node, "/v1/mesh/heartbeat", { body: supervisor("sup-expiring") });
     assert.equal(late.status, 404, "an expired peer must register again");
   });
@@ -193,7 +205,14 @@ describe("node roster and topology", () => {
     const supervisorClient = new RosterClient({ nodeUrl: node.url, nodeKey: KEY, intervalMs: 200 });
     supervisorClient.start(() => supervisor("laptop"));
     try {
-      await sleep(400);
+      await eventually("every beat reached the roster", async () => {
+        const t = (await call(node, "/v1/topology")).body as {
+          supervisors: { display_name: string; runners: unknown[] }[];
+          orphaned: { app_uuid: string }[];
+        };
+        const l = t.supervisors.find((s) => s.display_name === "laptop");
+        return l?.runners.length === 2 && t.orphaned.some((o) => o.app_uuid === appC);
+      });
       const topo = (await call(node, "/v1/topology")).body as {
         supervisors: {
           display_name: string;
@@ -245,7 +264,10 @@ describe("node roster and topology", () => {
 
       // The supervisor dies without deregistering: stop its beats but keep it on the roster.
       await stopWithoutDeregister(supervisorClient);
-      await sleep(1800);
+      await eventually("the silent supervisor leaves the topology", async () => {
+        const t = (await call(node, "/v1/topology")).body as { supervisors: { display_name: string }[] };
+        return !t.supervisors.some((s) => s.display_name === "laptop");
+      });
       const after = (await call(node, "/v1/topology")).body as typeof topo;
       assert.ok(!after.supervisors.some((s) => s.display_name === "laptop"));
       assert.deepEqual(
