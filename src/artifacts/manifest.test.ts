@@ -18,7 +18,7 @@ command = ["node", "server.js"]
 port = 8080
 
 [routes]
-dynamic_prefixes = ["/api"]
+dynamic_prefixes = []
 
 [env]
 GREETING = "hi"
@@ -36,6 +36,31 @@ function failure(source: string): string {
 }
 
 describe("parseManifest", () => {
+  it("refuses keys it would otherwise accept and ignore: dynamic_prefixes, kernel", () => {
+    const base = `[app]\nname = "x"\n[lifecycle]\nmode = "on_request"\n`;
+    assert.match(
+      failure(`${base}[routes]\ndynamic_prefixes = ["/api"]\n`),
+      /m\.toml:6:1: \[routes\] dynamic_prefixes is not supported/,
+    );
+    assert.match(failure(`${base}[runtime]\nkernel = "vmlinux"\n`), /\[runtime\] kernel is not supported/);
+  });
+
+  it("checks data_mount: absolute, no .. parts, only with stateful = true", () => {
+    const base = `[app]\nname = "x"\n[lifecycle]\nmode = "on_request"\n[runtime]\n`;
+    assert.match(
+      failure(`${base}stateful = true\ndata_mount = "data"\n`),
+      /data_mount must be an absolute path/,
+    );
+    assert.match(
+      failure(`${base}stateful = true\ndata_mount = "/data/../etc"\n`),
+      /data_mount must be an absolute path/,
+    );
+    assert.match(failure(`${base}data_mount = "/data"\n`), /data_mount needs stateful = true/);
+    const ok = parseManifest(`${base}stateful = true\ndata_mount = "/var/app"\n`);
+    assert.equal(ok.runtime.dataMount, "/var/app");
+    assert.equal(ok.runtime.memoryMb, 64, "a wasm app's default stays 64 MB");
+  });
+
   it("parses a process app with defaults filled in", () => {
     const m = parseManifest(processApp);
     assert.deepEqual(m, {
@@ -46,10 +71,10 @@ describe("parseManifest", () => {
         command: ["node", "server.js"],
         port: 8080,
         fuelPerRequest: 1_000_000_000,
-        memoryMb: 64,
+        memoryMb: 512,
         stateful: false,
       },
-      routes: { dynamicPrefixes: ["/api"] },
+      routes: { dynamicPrefixes: [] },
       env: { GREETING: "hi" },
     });
   });

@@ -1,10 +1,13 @@
 import { parse, stringify, TomlError } from "smol-toml";
 import { TabbifyError } from "../core/errors.js";
+import { isCleanAbsolutePath } from "../runtimes/child.js";
 
 /**
  * `manifest.toml`: what `tcli push` uploads beside an app's files and what a supervisor reads to
  * run it. Schema per SEED-FACTS §3, widened to this platform's runtimes (process, wasm, docker).
- * Unknown keys are accepted and ignored, as the seed's parser does (no deny-unknown-fields).
+ * Unknown keys are accepted and ignored, as the seed's parser does (no deny-unknown-fields); a key
+ * the schema knows is either honoured or refused with MANIFEST_INVALID (`kernel`, non-empty
+ * `dynamic_prefixes`), never accepted and ignored.
  */
 export interface AppManifest {
   app: {
@@ -64,6 +67,8 @@ export const DEFAULT_IDLE_TIMEOUT_SEC = 300;
 export const DEFAULT_WASM_ENTRY = "app.wasm";
 export const DEFAULT_FUEL_PER_REQUEST = 1_000_000_000;
 export const DEFAULT_MEMORY_MB = 64;
+/** A process app's default: Node alone takes ~50 MB, so 64 would leave a Node app nothing. */
+export const DEFAULT_PROCESS_MEMORY_MB = 512;
 
 type Table = Record<string, unknown>;
 
@@ -132,7 +137,7 @@ class Validator {
           this.optInt("lifecycle", lifecycle, "idle_timeout_sec", 0) ?? DEFAULT_IDLE_TIMEOUT_SEC,
       },
       runtime: this.runtime(runtime ?? {}),
-      routes: { dynamicPrefixes: this.optStringList("routes", routes ?? {}, "dynamic_prefixes") ?? [] },
+      routes: { dynamicPrefixes: this.dynamicPrefixes(routes ?? {}) },
       env: this.env(),
     };
     if (manifest.app.id === undefined) delete manifest.app.id;
@@ -159,7 +164,9 @@ class Validator {
     const section: RuntimeSection = {
       type,
       fuelPerRequest: this.optInt("runtime", t, "fuel_per_request", 1) ?? DEFAULT_FUEL_PER_REQUEST,
-      memoryMb: this.optInt("runtime", t, "memory_mb", 1) ?? DEFAULT_MEMORY_MB,
+      memoryMb:
+        this.optInt("runtime", t, "memory_mb", 1) ??
+        (type === "process" ? DEFAULT_PROCESS_MEMORY_MB : DEFAULT_MEMORY_MB),
       stateful: this.optBool("runtime", t, "stateful") ?? false,
     };
     const vcpus = this.optInt("runtime", t, "vcpus", 1);
@@ -169,12 +176,27 @@ class Validator {
       if (port > 65535) this.fail("runtime", "port", `[runtime] port must be 1..65535, got ${port}`);
       section.port = port;
     }
-    const kernel = this.optString("runtime", t, "kernel");
-    if (kernel !== undefined) section.kernel = kernel;
+    if (t["kernel"] !== undefined) {
+      // Firecracker's guest kernel: no runtime here boots a VM.
+      this.fail(
+        "runtime",
+        "kernel",
+        "[runtime] kernel is not supported: no runtime here boots a VM; remove the key",
+      );
+    }
     const registryRef = this.optString("runtime", t, "registry_ref");
     if (registryRef !== undefined) section.registryRef = registryRef;
     const dataMount = this.optString("runtime", t, "data_mount");
-    if (dataMount !== undefined) section.dataMount = dataMount;
+    if (dataMount !== undefined) {
+      if (!isCleanAbsolutePath(dataMount))
+        this.fail(
+          "runtime",
+          "data_mount",
+          `[runtime] data_mount must be an absolute path without . or .. parts, got "${dataMount}"`,
+        );
+      if (!section.stateful) this.fail("runtime", "data_mount", "[runtime] data_mount needs stateful = true");
+      section.dataMount = dataMount;
+    }
 
     const entry = this.relativePath("runtime", t, "entry");
     if (type === "wasm") {
@@ -204,6 +226,22 @@ class Validator {
     }
     if (command !== undefined) section.command = command;
     return section;
+  }
+
+  /**
+   * Every path of an app goes to its workload: there is no static-file layer in front of it for
+   * dynamic prefixes to carve out of, so a non-empty list is refused rather than ignored.
+   */
+  private dynamicPrefixes(t: Table): string[] {
+    const prefixes = this.optStringList("routes", t, "dynamic_prefixes") ?? [];
+    if (prefixes.length > 0) {
+      this.fail(
+        "routes",
+        "dynamic_prefixes",
+        "[routes] dynamic_prefixes is not supported: every path is served by the app itself; remove the key",
+      );
+    }
+    return prefixes;
   }
 
   private env(): Record<string, string> {

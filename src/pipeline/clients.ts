@@ -130,6 +130,9 @@ export function deployWireBody(request: SupervisorDeployRequest): SupervisorDepl
   if (request.env !== undefined) body.env = request.env;
   if (request.manifest_toml !== undefined) body.manifest_toml = request.manifest_toml;
   if (request.registry_token !== undefined) body.registry_token = request.registry_token;
+  for (const key of ["limits", "lifecycle", "stateful", "data_mount"] as const) {
+    if (request[key] !== undefined) Object.assign(body, { [key]: request[key] });
+  }
   return body;
 }
 

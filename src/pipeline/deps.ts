@@ -69,6 +69,11 @@ export interface SupervisorDeployRequest {
   env?: Record<string, string>;
   manifest_toml?: string;
   registry_token?: string;
+  /** tabbify.toml's [runtime] keys, as the supervisor's spec fields. */
+  limits?: { memory_mb: number; vcpus?: number };
+  lifecycle?: { mode: "always_on" | "on_request"; idle_timeout_sec: number };
+  stateful?: boolean;
+  data_mount?: string;
 }
 
 export interface SupervisorDeployReply {

@@ -44,13 +44,12 @@ lifecycle = "always_on"
 idle_timeout_sec = 60
 memory_mb = 256
 vcpus = 2
-port = 8080
 stateful = true
 data_mount = "/data"
 type = "legacy-ignored"
 
 [routes]
-dynamic_prefixes = ["/api"]
+dynamic_prefixes = []
 
 [env]
 GREETING = "hi"
@@ -80,11 +79,10 @@ supervisor = "cloud-1"
         idleTimeoutSec: 60,
         memoryMb: 256,
         vcpus: 2,
-        port: 8080,
         stateful: true,
         dataMount: "/data",
       },
-      routes: { dynamicPrefixes: ["/api"] },
+      routes: { dynamicPrefixes: [] },
       deploy: [
         { supervisor: "thinkpad", runtime: "firecracker", env: { MODE: "edge" } },
         { supervisor: "cloud-1", env: {} },
@@ -105,6 +103,25 @@ supervisor = "cloud-1"
     assert.match(
       errorOf('[app]\nname = "a"\nbranch = 1\n').message,
       /^tabbify\.toml:3:10: app\.branch must be a string/,
+    );
+  });
+
+  it("refuses keys nothing would honour: a fixed port, dynamic_prefixes; checks data_mount", () => {
+    assert.match(
+      errorOf('[app]\nname = "a"\n[runtime]\nport = 8080\n').message,
+      /^tabbify\.toml:4:8: runtime\.port is not supported/,
+    );
+    assert.match(
+      errorOf('[app]\nname = "a"\n[routes]\ndynamic_prefixes = ["/api"]\n').message,
+      /routes\.dynamic_prefixes is not supported/,
+    );
+    assert.match(
+      errorOf('[app]\nname = "a"\n[runtime]\ndata_mount = "/data"\n').message,
+      /runtime\.data_mount needs stateful = true/,
+    );
+    assert.match(
+      errorOf('[app]\nname = "a"\n[runtime]\nstateful = true\ndata_mount = "/a/../b"\n').message,
+      /without \. or \.\. parts/,
     );
   });
 
@@ -170,7 +187,7 @@ supervisor = "cloud-1"
       ],
       [
         '[app]\nname = "a"\n[runtime]\ndata_mount = "data"\n',
-        "tabbify.toml:4:14: runtime.data_mount must be an absolute path",
+        "tabbify.toml:4:14: runtime.data_mount must be an absolute path without . or .. parts",
       ],
       ['[app]\nname = "a"\n[env]\nPORT = 8080\n', "tabbify.toml:4:8: env.PORT must be a string"],
       [

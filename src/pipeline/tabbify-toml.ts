@@ -1,6 +1,7 @@
 import { parse, TomlError } from "smol-toml";
 import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
+import { isCleanAbsolutePath } from "../runtimes/child.js";
 
 /**
  * `tabbify.toml`, the manifest a repository carries for git-push deploys. Unknown keys are
@@ -243,13 +244,17 @@ export function parseTabbifyToml(source: string, path = TABBIFY_TOML): TabbifyMa
   const vcpus = optInt(runtime, "vcpus", ["runtime", "vcpus"], 1, 256);
   if (vcpus !== undefined) manifest.runtime.vcpus = vcpus;
   const port = optInt(runtime, "port", ["runtime", "port"], 1, 65535);
-  if (port !== undefined) manifest.runtime.port = port;
+  // Every runtime hands the app its PORT; a fixed one would be accepted and ignored, so refuse it.
+  if (port !== undefined)
+    fail(["runtime", "port"], "runtime.port is not supported: the app must listen on the PORT it is given");
   const stateful = optBool(runtime, "stateful", ["runtime", "stateful"]);
   if (stateful !== undefined) manifest.runtime.stateful = stateful;
   const dataMount = optString(runtime, "data_mount", ["runtime", "data_mount"]);
   if (dataMount !== undefined) {
-    if (!dataMount.startsWith("/"))
-      fail(["runtime", "data_mount"], "runtime.data_mount must be an absolute path");
+    if (!isCleanAbsolutePath(dataMount))
+      fail(["runtime", "data_mount"], "runtime.data_mount must be an absolute path without . or .. parts");
+    if (!manifest.runtime.stateful)
+      fail(["runtime", "data_mount"], "runtime.data_mount needs stateful = true");
     manifest.runtime.dataMount = dataMount;
   }
 
@@ -259,6 +264,12 @@ export function parseTabbifyToml(source: string, path = TABBIFY_TOML): TabbifyMa
     if (!Array.isArray(prefixes) || !prefixes.every((p) => typeof p === "string")) {
       fail(["routes", "dynamic_prefixes"], "routes.dynamic_prefixes must be a list of strings");
     }
+    // Every path goes to the app: there is no static-file layer for prefixes to carve out of.
+    if ((prefixes as string[]).length > 0)
+      fail(
+        ["routes", "dynamic_prefixes"],
+        "routes.dynamic_prefixes is not supported: every path is served by the app itself; remove the key",
+      );
     manifest.routes.dynamicPrefixes = prefixes as string[];
   }
 

@@ -37,7 +37,8 @@ export interface AssignRequest {
 }
 
 /** Lifecycle of the runner as a whole (not of one workload). */
-export type RunnerState = "starting" | "running" | "restarting" | "stopping";
+/** `idle`: an on_request app scaled to zero; its next request starts the workload again. */
+export type RunnerState = "starting" | "running" | "idle" | "restarting" | "stopping";
 
 export interface HealthReply {
   reply: "health";
@@ -56,6 +57,8 @@ export interface HealthReply {
   app_health_reason?: string;
   /** Workload restarts after crashes since the runner started (swaps are not restarts). */
   restarts: number;
+  /** Set once a limit ended a workload: `oom` (memory), `cpu`, `fuel` (a wasm request's budget). */
+  last_exit_reason?: "oom" | "cpu" | "fuel";
 }
 
 export type ControlReply =

@@ -43,6 +43,10 @@ export class ProxyTarget {
 export class AppProxy {
   private target: ProxyTarget | undefined;
   private unavailableReason = "the app is starting";
+  /** Set while an on_request app sleeps: the first request calls it and waits for a target. */
+  private waker: (() => Promise<void>) | undefined;
+  /** When the last request or upgrade arrived or ended (for the idle timeout). */
+  lastActivity = Date.now();
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64 });
   private readonly server: http.Server;
 
@@ -69,6 +73,7 @@ export class AppProxy {
   switchTo(upstream: Upstream): ProxyTarget | undefined {
     const previous = this.target;
     this.target = new ProxyTarget(upstream);
+    this.waker = undefined;
     return previous;
   }
 
@@ -77,7 +82,23 @@ export class AppProxy {
     const previous = this.target;
     this.target = undefined;
     this.unavailableReason = reason;
+    this.waker = undefined;
     return previous;
+  }
+
+  /**
+   * The app sleeps (scaled to zero): a request that arrives is held while `wake` starts a
+   * workload, then forwarded to it. Only if the wake fails does it get a 503 saying why.
+   */
+  sleep(wake: () => Promise<void>): ProxyTarget | undefined {
+    const previous = this.unavailable("the app is idle");
+    this.waker = wake;
+    return previous;
+  }
+
+  /** True while no request is under way on the current target. */
+  get quiet(): boolean {
+    return (this.target?.inflight ?? 0) === 0;
   }
 
   get current(): ProxyTarget | undefined {
@@ -92,7 +113,28 @@ export class AppProxy {
     });
   }
 
+  /** Wakes a sleeping app, then calls `go`; false when there is nothing to wake or the wake failed. */
+  private woken(go: () => void, fail: (why: string) => void): boolean {
+    const wake = this.waker;
+    if (this.target || !wake) return false;
+    wake().then(
+      () => (this.target ? go() : fail(this.unavailableReason)),
+      (err: unknown) => fail(`waking the app failed: ${(err as Error).message}`),
+    );
+    return true;
+  }
+
   private forward(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.lastActivity = Date.now();
+    res.on("close", () => {
+      this.lastActivity = Date.now();
+    });
+    const refuse = (why: string) => {
+      if (res.headersSent) return;
+      res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
+      res.end(JSON.stringify({ error: `app unavailable: ${why}` }));
+    };
+    if (this.woken(() => this.forward(req, res), refuse)) return;
     const target = this.target;
     if (!target) {
       res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
@@ -162,6 +204,10 @@ export class AppProxy {
   }
 
   private forwardUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.lastActivity = Date.now();
+    const refuse = () =>
+      socket.end("HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+    if (this.woken(() => this.forwardUpgrade(req, socket, head), refuse)) return;
     const target = this.target;
     if (!target) {
       socket.end("HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");

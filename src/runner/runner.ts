@@ -5,11 +5,13 @@ import type {
   RuntimeKind,
   Upstream,
   Workload,
+  WorkloadExit,
   WorkloadSpec,
   WorkloadUser,
 } from "../runtimes/runtime.js";
 import type { ControlReply, ControlRequest, HealthReply, RunnerState } from "./control.js";
 import { AppProxy, type ProxyTarget } from "./proxy.js";
+import { IdleTimer } from "./scale-to-zero.js";
 import { startWorkload } from "./workload.js";
 
 /**
@@ -73,12 +75,20 @@ export class Runner {
   private consecutiveCrashes = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private stopping = false;
+  /** Why the last workload was ended by a limit (oom, cpu, fuel), for health and status. */
+  private lastExitReason: WorkloadExit["reason"];
+  private readonly idle: IdleTimer;
   /** Serializes start, restart, deploy and stop: one workload transition at a time. */
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: RunnerOptions) {
     this.spec = opts.spec;
     this.proxy = new AppProxy(opts.logger.child("proxy"));
+    this.idle = new IdleTimer(
+      this.proxy,
+      () => this.spec.lifecycle,
+      () => this.sleepIfIdle(),
+    );
   }
 
   get boundAddr(): string {
@@ -104,6 +114,7 @@ export class Runner {
       this.install(running);
       this.state = "running";
     });
+    this.idle.start();
   }
 
   health(): HealthReply {
@@ -121,9 +132,12 @@ export class Runner {
       app_health: this.proxy.current ? "serving" : "unavailable",
       restarts: this.restarts,
     };
+    if (this.lastExitReason) reply.last_exit_reason = this.lastExitReason;
     const image = (current?.spec ?? this.spec).image;
     if (image) reply.image_ref = image;
-    if (!this.proxy.current && this.unavailableReason) reply.app_health_reason = this.unavailableReason;
+    // A sleeping on_request app serves: its first request wakes it (scale-to-zero.ts).
+    if (this.state === "idle") reply.app_health = "serving";
+    else if (!this.proxy.current && this.unavailableReason) reply.app_health_reason = this.unavailableReason;
     return reply;
   }
 
@@ -157,6 +171,7 @@ export class Runner {
   deploy(spec: WorkloadSpec): Promise<string | null> {
     return this.serialized(async () => {
       if (this.stopping) throw new TabbifyError("RUNNER_STOPPING", "the runner is stopping");
+      if (spec.stateful || this.spec.stateful) return this.swapStateful(spec);
       const next = await this.launch(spec);
       const previous = this.running;
       const oldTarget = this.install(next);
@@ -172,10 +187,76 @@ export class Runner {
     });
   }
 
+  /**
+   * A stateful app's swap: two workloads never write its data at once, so the old one drains and
+   * stops before the new one starts (requests meanwhile get 503 with Retry-After). If the new one
+   * fails, the old spec is started again and this throws why.
+   */
+  private async swapStateful(spec: WorkloadSpec): Promise<string | null> {
+    const previous = this.running;
+    this.running = undefined;
+    const oldTarget = this.proxy.unavailable("the app is restarting onto a new version");
+    this.unavailableReason = "the app is restarting onto a new version";
+    if (previous) await this.retire(previous, oldTarget);
+    try {
+      const next = await this.launch(spec);
+      this.install(next);
+      this.spec = spec;
+      this.consecutiveCrashes = 0;
+      this.state = "running";
+      this.opts.logger.info("swapped stateful app (stop, then start)", { workload_pid: next.workload.pid });
+      return next.workload.version ?? null;
+    } catch (err) {
+      if (previous) {
+        const back = await this.launch(this.spec).catch(() => undefined);
+        if (back) this.install(back);
+        else this.scheduleRestart(this.opts.restartBaseMs ?? 1_000);
+      }
+      throw err;
+    }
+  }
+
+  /** Scale to zero: stops the workload of an idle on_request app; the next request wakes it. */
+  private sleepIfIdle(): Promise<void> {
+    return this.serialized(async () => {
+      const running = this.running;
+      if (this.stopping || !running || !this.idle.expired()) return;
+      this.running = undefined;
+      this.proxy.sleep(() => this.wake());
+      this.state = "idle";
+      this.opts.logger.info("idle: stopping the workload until the next request", {
+        idle_timeout_sec: this.spec.lifecycle?.idleTimeoutSec,
+      });
+      await running.workload.stop(this.opts.stopGraceMs ?? 10_000);
+      this.opts.onWorkload?.(undefined);
+    });
+  }
+
+  private waking: Promise<void> | undefined;
+
+  /** Starts a workload for a sleeping app; concurrent first requests share one start. */
+  private wake(): Promise<void> {
+    this.waking ??= this.serialized(async () => {
+      if (this.stopping || this.running) return;
+      const started = Date.now();
+      const running = await this.launch(this.spec);
+      this.install(running);
+      this.state = "running";
+      this.opts.logger.info("woken by a request", {
+        workload_pid: running.workload.pid,
+        wake_ms: Date.now() - started,
+      });
+    }).finally(() => {
+      this.waking = undefined;
+    });
+    return this.waking;
+  }
+
   /** Stops the workload gracefully and releases the app address. Idempotent. */
   stop(): Promise<void> {
     this.stopping = true;
     this.state = "stopping";
+    this.idle.stop();
     if (this.restartTimer) clearTimeout(this.restartTimer);
     return this.serialized(async () => {
       const previous = this.running;
@@ -230,6 +311,8 @@ export class Runner {
   private install(running: Running): ProxyTarget | undefined {
     this.running = running;
     const previous = this.proxy.switchTo(running.workload.upstream);
+    // The idle clock starts with each workload, whenever the last request was.
+    this.proxy.lastActivity = Date.now();
     this.unavailableReason = undefined;
     running.workload.exited.then((how) => this.onExit(running, how));
     this.opts.onWorkload?.(running.workload.pid);
@@ -244,8 +327,9 @@ export class Runner {
     await previous.workload.stop(this.opts.stopGraceMs ?? 10_000);
   }
 
-  private onExit(running: Running, how: { code: number | null; signal: string | null }): void {
+  private onExit(running: Running, how: WorkloadExit): void {
     if (this.running !== running || this.stopping) return;
+    if (how.reason) this.lastExitReason = how.reason;
     this.running = undefined;
     this.restarts += 1;
     const stableWindowMs = this.opts.stableWindowMs ?? 30_000;
@@ -255,11 +339,17 @@ export class Runner {
       (this.opts.restartBaseMs ?? 1_000) * 2 ** (this.consecutiveCrashes - 1),
       this.opts.restartCapMs ?? 30_000,
     );
-    const reason = `the workload exited (code ${how.code ?? "none"}, signal ${how.signal ?? "none"}); restarting in ${delay} ms`;
+    const limit = how.reason ? `, over its limit (reason ${how.reason})` : "";
+    const reason = `the workload exited (code ${how.code ?? "none"}, signal ${how.signal ?? "none"}${limit}); restarting in ${delay} ms`;
     this.proxy.unavailable(reason);
     this.unavailableReason = reason;
     this.state = "restarting";
-    this.opts.logger.warn("workload exited", { code: how.code, signal: how.signal, restart_in_ms: delay });
+    this.opts.logger.warn("workload exited", {
+      code: how.code,
+      signal: how.signal,
+      ...(how.reason ? { reason: how.reason } : {}),
+      restart_in_ms: delay,
+    });
     this.scheduleRestart(delay);
   }
 

@@ -6,7 +6,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createReadStream } from "node:fs";
 import type { Writable } from "node:stream";
 import { TabbifyError } from "../core/errors.js";
-import type { Upstream, Workload, WorkloadSpec, WorkloadUser } from "./runtime.js";
+import type { LimitReason } from "./cgroup.js";
+import type { Upstream, Workload, WorkloadExit, WorkloadSpec, WorkloadUser } from "./runtime.js";
 
 /**
  * Where a workload's stdout and stderr go: this process's own streams (`inherit`), nowhere, one
@@ -31,6 +32,7 @@ export function workloadEnv(
   extra: Record<string, string> | undefined,
   port: number,
   user?: WorkloadUser,
+  dataDir?: string,
 ): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const name of ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"]) {
@@ -38,7 +40,8 @@ export function workloadEnv(
     if (value !== undefined) env[name] = value;
   }
   if (user) env.HOME = user.home;
-  return { ...env, ...extra, HOST: "127.0.0.1", PORT: String(port) };
+  const data = dataDir === undefined ? {} : { TABBIFY_DATA_DIR: dataDir };
+  return { ...env, ...extra, ...data, HOST: "127.0.0.1", PORT: String(port) };
 }
 
 /**
@@ -95,7 +98,7 @@ export class ChildWorkload implements Workload {
   readonly pid: number | undefined;
   /** Set by the runtime once known: it is hashed while the workload boots, not before. */
   version: string | undefined;
-  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  readonly exited: Promise<WorkloadExit>;
   private hasExited = false;
   private stopping: Promise<void> | undefined;
 
@@ -103,10 +106,15 @@ export class ChildWorkload implements Workload {
     child: ChildProcess,
     readonly upstream: Upstream,
     version?: string,
+    /** Asked once the child is gone: did a limit end it? (e.g. the cgroup's OOM counter) */
+    private readonly limits?: {
+      reason: () => Promise<LimitReason | undefined>;
+      release: () => Promise<void>;
+    },
   ) {
     this.pid = child.pid;
     this.version = version;
-    this.exited = new Promise((resolve) => {
+    const ended = new Promise<WorkloadExit>((resolve) => {
       // A child handed over from elsewhere (a standby host) may be gone already.
       if (child.exitCode !== null || child.signalCode !== null) {
         this.hasExited = true;
@@ -118,6 +126,12 @@ export class ChildWorkload implements Workload {
         this.hasExited = true;
         resolve({ code, signal });
       });
+    });
+    this.exited = ended.then(async (how) => {
+      if (!this.limits) return how;
+      const reason = await this.limits.reason().catch(() => undefined);
+      await this.limits.release().catch(() => {});
+      return reason ? { ...how, reason } : how;
     });
   }
 
@@ -177,6 +191,10 @@ const specKeys = new Set([
   "entry",
   "limits",
   "env",
+  "stateful",
+  "dataMount",
+  "dataDir",
+  "lifecycle",
 ]);
 
 /** Rejects fields a WorkloadSpec does not have (a typo must not be silently ignored) and bad env. */
@@ -190,6 +208,7 @@ export function checkCommonSpec(spec: unknown, kind: string): asserts spec is Wo
   if (record.runtime !== kind) {
     throw new TabbifyError("SPEC_INVALID", `spec is for runtime "${String(record.runtime)}", not "${kind}"`);
   }
+  checkStateAndLifecycle(record);
   const env = record.env;
   if (env !== undefined) {
     if (typeof env !== "object" || env === null) throw new TabbifyError("SPEC_INVALID", "env must be a map");
@@ -203,5 +222,43 @@ export function checkCommonSpec(spec: unknown, kind: string): asserts spec is Wo
       // Values are never echoed: they may be secrets.
       if (typeof value !== "string") throw new TabbifyError("SPEC_INVALID", `env ${name} must be a string`);
     }
+  }
+}
+
+/** An absolute container/guest path without `.` or `..` parts: where a stateful app's data shows. */
+export function isCleanAbsolutePath(value: unknown): value is string {
+  return (
+    typeof value === "string" &&
+    value.startsWith("/") &&
+    value.length <= 1024 &&
+    !value.includes("\0") &&
+    !value.split("/").some((part) => part === "." || part === "..") &&
+    !/[:,\\]/.test(value)
+  );
+}
+
+function checkStateAndLifecycle(record: Record<string, unknown>): void {
+  if (record.stateful !== undefined && typeof record.stateful !== "boolean")
+    throw new TabbifyError("SPEC_INVALID", "stateful must be true or false");
+  if (record.dataMount !== undefined && !isCleanAbsolutePath(record.dataMount))
+    throw new TabbifyError("SPEC_INVALID", "dataMount must be an absolute path without . or .. parts");
+  if (record.dataDir !== undefined && !isCleanAbsolutePath(record.dataDir))
+    throw new TabbifyError("SPEC_INVALID", "dataDir must be an absolute path");
+  if ((record.dataMount !== undefined || record.dataDir !== undefined) && record.stateful !== true)
+    throw new TabbifyError("SPEC_INVALID", "dataMount and dataDir need stateful = true");
+  const lifecycle = record.lifecycle as Record<string, unknown> | undefined;
+  if (lifecycle !== undefined) {
+    if (
+      typeof lifecycle !== "object" ||
+      lifecycle === null ||
+      (lifecycle.mode !== "always_on" && lifecycle.mode !== "on_request") ||
+      typeof lifecycle.idleTimeoutSec !== "number" ||
+      !Number.isInteger(lifecycle.idleTimeoutSec) ||
+      lifecycle.idleTimeoutSec < 1
+    )
+      throw new TabbifyError(
+        "SPEC_INVALID",
+        'lifecycle must be {mode: "always_on" | "on_request", idleTimeoutSec: a positive integer}',
+      );
   }
 }

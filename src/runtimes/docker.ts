@@ -18,7 +18,15 @@ import {
   type WorkloadOutput,
 } from "./child.js";
 import { imageRepository } from "./registry-pull.js";
-import type { Runtime, Upstream, Workload, WorkloadSpec, WorkloadUser } from "./runtime.js";
+import {
+  DEFAULT_DATA_MOUNT,
+  type Runtime,
+  type Upstream,
+  type Workload,
+  type WorkloadExit,
+  type WorkloadSpec,
+  type WorkloadUser,
+} from "./runtime.js";
 
 /** Who a container runs as when the runner names no app user: nobody, never the image's root. */
 export const DEFAULT_CONTAINER_USER = "65534:65534";
@@ -135,7 +143,7 @@ function followLogs(
 
 /** One container, run or adopted; `exited` comes from `docker wait`. */
 export class ContainerWorkload implements Workload {
-  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  readonly exited: Promise<WorkloadExit>;
   private hasExited = false;
   private stopping: Promise<void> | undefined;
 
@@ -152,10 +160,12 @@ export class ContainerWorkload implements Workload {
       waiter.stdout?.on("data", (c: Buffer) => {
         out += c.toString();
       });
-      const done = () => {
+      const done = async () => {
         this.hasExited = true;
         const code = Number.parseInt(out.trim(), 10);
-        resolve({ code: Number.isNaN(code) ? null : code, signal: null });
+        const how: WorkloadExit = { code: Number.isNaN(code) ? null : code, signal: null };
+        if ((await inspectContainer(name))?.oomKilled) how.reason = "oom";
+        resolve(how);
       };
       waiter.on("error", done);
       waiter.on("exit", done);
@@ -194,6 +204,8 @@ interface ContainerInfo {
   user: string;
   /** RFC 3339 with nanoseconds, UTC. */
   created: string;
+  /** The kernel killed it for going over its memory limit. */
+  oomKilled: boolean;
 }
 
 async function inspectContainer(name: string): Promise<ContainerInfo | undefined> {
@@ -201,7 +213,7 @@ async function inspectContainer(name: string): Promise<ContainerInfo | undefined
     // The whole document, not a template joining fields with a separator an env value may hold.
     const { stdout } = await docker(["container", "inspect", name], 15_000);
     const [c] = JSON.parse(stdout) as {
-      State: { Pid: number; Running: boolean };
+      State: { Pid: number; Running: boolean; OOMKilled?: boolean };
       Config: { Env: string[] | null; Image: string; User?: string };
       HostConfig: { Memory?: number };
       Image: string;
@@ -217,6 +229,7 @@ async function inspectContainer(name: string): Promise<ContainerInfo | undefined
       memoryBytes: c.HostConfig.Memory ?? 0,
       user: c.Config.User ?? "",
       created: c.Created,
+      oomKilled: c.State.OOMKilled === true,
     };
   } catch {
     return undefined;
@@ -274,6 +287,16 @@ export async function adoptContainer(
   return info ? workloadOf(name, info, options.output) : undefined;
 }
 
+function dataMountOf(spec: WorkloadSpec): string {
+  return spec.dataMount ?? DEFAULT_DATA_MOUNT;
+}
+
+/** The env file's contents: spec.env, where a stateful app's data is, then HOST and PORT. */
+function containerEnv(spec: WorkloadSpec, port: number): Record<string, string> {
+  const data: Record<string, string> = spec.dataDir ? { TABBIFY_DATA_DIR: dataMountOf(spec) } : {};
+  return { ...spec.env, ...data, HOST: "127.0.0.1", PORT: String(port) };
+}
+
 /**
  * Whether a container runs what `start(spec, <its port>)` would run: the same image, the same
  * environment (the image's ENV, then spec.env, then HOST and its own PORT, exactly as start's
@@ -286,7 +309,7 @@ function runsSpec(info: ContainerInfo, spec: WorkloadSpec, image: LocalImage, us
   const memoryMb = spec.limits?.memoryMb ? Math.floor(spec.limits.memoryMb) : 0;
   if (info.memoryBytes !== memoryMb * 1024 * 1024) return false;
   const expected = envMap(image.env);
-  for (const [k, v] of Object.entries({ ...spec.env, HOST: "127.0.0.1", PORT: String(port) })) {
+  for (const [k, v] of Object.entries(containerEnv(spec, port))) {
     expected.set(k, v);
   }
   const actual = envMap(info.env);
@@ -382,7 +405,7 @@ export class DockerRuntime implements Runtime {
     // Values go through a 0600 env file, not argv, where any local user could read them in ps.
     const envDir = await mkdtemp(join(tmpdir(), "tabbify-docker-env-"));
     const envFile = join(envDir, "env");
-    const env = { ...spec.env, HOST: "127.0.0.1", PORT: String(port) };
+    const env = containerEnv(spec, port);
     await writeFile(
       envFile,
       Object.entries(env)
@@ -395,6 +418,8 @@ export class DockerRuntime implements Runtime {
     args.push("--label", `tabbify.port=${port}`);
     if (spec.appUuid) args.push("--label", `tabbify.app=${spec.appUuid}`);
     if (spec.limits?.memoryMb) args.push("--memory", `${Math.floor(spec.limits.memoryMb)}m`);
+    if (spec.limits?.vcpus) args.push("--cpus", String(spec.limits.vcpus));
+    if (spec.dataDir) args.push("--mount", `type=bind,source=${spec.dataDir},target=${dataMountOf(spec)}`);
     args.push(image);
     try {
       await docker(args, 120_000);

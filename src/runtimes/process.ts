@@ -6,6 +6,7 @@ import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { TabbifyError } from "../core/errors.js";
+import { cgroupLimitsAvailable, fallbackLimits, limitInCgroup } from "./cgroup.js";
 import {
   ChildWorkload,
   checkCommonSpec,
@@ -98,9 +99,18 @@ export class ProcessRuntime implements Runtime {
       throw new TabbifyError("SPEC_INVALID", "process runtime needs command: a non-empty list of strings");
     }
     if (command[0] === "") throw new TabbifyError("SPEC_INVALID", "command[0] is empty");
-    for (const field of ["image", "imageArchive", "entry", "limits"] as const) {
+    for (const field of ["image", "imageArchive", "entry"] as const) {
       if (spec[field] !== undefined)
         throw new TabbifyError("SPEC_INVALID", `process runtime does not take ${field}`);
+    }
+    if (spec.limits?.timeoutMs !== undefined)
+      throw new TabbifyError("SPEC_INVALID", "limits.timeoutMs is a per-request limit of the wasm runtime");
+    for (const [name, value] of Object.entries({
+      memoryMb: spec.limits?.memoryMb,
+      vcpus: spec.limits?.vcpus,
+    })) {
+      if (value !== undefined && (!Number.isFinite(value) || value <= 0))
+        throw new TabbifyError("SPEC_INVALID", `limits.${name} must be a positive number`);
     }
     let dirInfo: Awaited<ReturnType<typeof stat>> | undefined;
     try {
@@ -124,13 +134,38 @@ export class ProcessRuntime implements Runtime {
   async start(spec: WorkloadSpec, port: number, user?: WorkloadUser): Promise<Workload> {
     checkPort(port);
     const { artifactDir, command, file } = await this.check(spec);
-    const child = await spawnInGroup(file, command.slice(1), {
+    const limits = { memoryMb: spec.limits?.memoryMb, vcpus: spec.limits?.vcpus };
+    const limited = limits.memoryMb !== undefined || limits.vcpus !== undefined;
+    const useCgroup = limited && (await cgroupLimitsAvailable());
+    const env = workloadEnv(spec.env, port, user, spec.dataDir);
+    const run =
+      useCgroup || !limited
+        ? { file, args: command.slice(1), env }
+        : fallbackLimits(file, command.slice(1), env, limits);
+    const child = await spawnInGroup(run.file, run.args, {
       cwd: artifactDir,
-      env: workloadEnv(spec.env, port, user),
+      env: run.env,
       output: this.options.output,
       user,
     });
-    const workload = new ChildWorkload(child, { host: "127.0.0.1", port });
+    const cgroup =
+      useCgroup && child.pid !== undefined
+        ? await limitInCgroup(child.pid, `${spec.appUuid ?? "app"}-${port}`, limits)
+        : undefined;
+    if (useCgroup && !cgroup) {
+      // A limit the manifest asked for and the host could not set: refuse rather than run unlimited.
+      await new ChildWorkload(child, { host: "127.0.0.1", port }).stop(2_000);
+      throw new TabbifyError("WORKLOAD_START_FAILED", "cannot put the workload in a cgroup for its limits");
+    }
+    const workload = new ChildWorkload(
+      child,
+      { host: "127.0.0.1", port },
+      undefined,
+      cgroup && {
+        reason: async () => ((await cgroup.oomKilled()) ? "oom" : undefined),
+        release: () => cgroup.remove(),
+      },
+    );
     // Hashed while the workload boots: reading the file first would only delay its start.
     try {
       const entry = await entryFile(artifactDir, command, file);

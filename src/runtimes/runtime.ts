@@ -22,10 +22,34 @@ export interface WorkloadSpec {
   imageArchive?: string;
   /** wasm: the module file, relative to artifactDir. */
   entry?: string;
-  /** wasm: per-request limits. */
-  limits?: { timeoutMs?: number; memoryMb?: number };
+  /**
+   * wasm: per-request limits (timeoutMs is the CPU-time budget `fuel_per_request` maps to).
+   * process and docker: memoryMb and vcpus cap the whole workload.
+   */
+  limits?: { timeoutMs?: number; memoryMb?: number; vcpus?: number };
   /** Extra environment for the workload; HOST and PORT are always set by the runtime. */
   env?: Record<string, string>;
+  /** The app keeps data across swaps and restarts (see src/supervisor/app-data.ts). */
+  stateful?: boolean;
+  /** Where a stateful app sees its data: docker mounts it there, wasm preopens it there (default /data). */
+  dataMount?: string;
+  /**
+   * The host directory holding a stateful app's data. Set by the supervisor only (the API does not
+   * take it); given to the workload as TABBIFY_DATA_DIR (process), a mount (docker), a preopen (wasm).
+   */
+  dataDir?: string;
+  /** `on_request`: the runner starts the workload on the first request and stops it when idle. */
+  lifecycle?: { mode: "always_on" | "on_request"; idleTimeoutSec: number };
+}
+
+/** Where a stateful app's data shows inside docker and wasm workloads unless it says otherwise. */
+export const DEFAULT_DATA_MOUNT = "/data";
+
+/** How a workload ended; `reason` is set when a limit ended it (see cgroup.ts). */
+export interface WorkloadExit {
+  code: number | null;
+  signal: string | null;
+  reason?: "oom" | "cpu" | "fuel";
 }
 
 /**
@@ -53,7 +77,7 @@ export interface Workload {
   /** What it runs, for reports: the image digest for docker, the file's sha256 for wasm/process. */
   readonly version: string | undefined;
   /** Settles when the workload ends on its own or after stop(). */
-  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  readonly exited: Promise<WorkloadExit>;
   /** Graceful stop: SIGTERM (or equivalent), wait `graceMs`, then kill. Idempotent. */
   stop(graceMs?: number): Promise<void>;
 }

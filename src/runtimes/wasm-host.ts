@@ -40,6 +40,8 @@ interface HostConfig {
   port: number;
   /** The app's env, seen by the module beside the request's CGI variables. */
   env: Record<string, string>;
+  /** Stateful apps: guest path → host directory, preopened for every request's WASI instance. */
+  preopens?: Record<string, string>;
 }
 
 /** The line a host reads from stdin: a HostConfig plus the directory to serve from. */
@@ -259,12 +261,22 @@ async function serve(config: HostConfig, earlyWorker?: EarlyWorker): Promise<voi
         env,
         body,
         maxOutputBytes: MAX_OUTPUT_BYTES,
+        ...(config.preopens ? { preopens: config.preopens } : {}),
       });
       if (!running) return answer(res, 503, "too many requests queued");
       const outcome = await running;
       if (!outcome.ok) {
-        if ("timedOut" in outcome)
-          return answer(res, 504, `request exceeded the time limit of ${timeoutMs} ms`);
+        if ("timedOut" in outcome) {
+          // The reason the runner's log and status carry: fuel_per_request maps to this budget.
+          process.stderr.write(
+            `${JSON.stringify({ level: "warn", msg: "request over its fuel budget", reason: "fuel", budget_ms: timeoutMs })}\n`,
+          );
+          return answer(
+            res,
+            504,
+            `request exceeded its fuel budget (reason fuel): ${timeoutMs} ms of CPU time`,
+          );
+        }
         if ("crashed" in outcome) return answer(res, 502, `wasm worker failed: ${outcome.crashed}`);
         return answer(res, 500, `module trapped: ${outcome.error}`);
       }
@@ -351,6 +363,16 @@ function parseHostStartConfig(line: string): HostStartConfig {
     cwd: text("cwd"),
   };
   if (raw.workers !== undefined) config.workers = number("workers");
+  if (raw.preopens !== undefined) {
+    const preopens = raw.preopens;
+    if (
+      typeof preopens !== "object" ||
+      preopens === null ||
+      Object.values(preopens).some((v) => typeof v !== "string")
+    )
+      fail("preopens must be a map of strings");
+    config.preopens = preopens as Record<string, string>;
+  }
   if ((raw.uid === undefined) !== (raw.gid === undefined)) fail("uid and gid come together");
   if (raw.uid !== undefined) {
     config.uid = number("uid");

@@ -30,6 +30,8 @@ export interface WorkerJob {
   env: Record<string, string>;
   body: Uint8Array;
   maxOutputBytes: number;
+  /** guest path → host directory (a stateful app's data). */
+  preopens?: Record<string, string>;
 }
 
 export type WorkerResult =
@@ -53,7 +55,13 @@ if (!port) throw new Error("wasm-worker must run as a worker thread");
 type WasiFunction = (...args: number[]) => number;
 
 function runJob(module: WasmModule, job: WorkerJob): WorkerResult {
-  const wasi = new WASI({ version: "preview1", args: job.args, env: job.env, returnOnExit: true });
+  const wasi = new WASI({
+    version: "preview1",
+    args: job.args,
+    env: job.env,
+    returnOnExit: true,
+    ...(job.preopens ? { preopens: job.preopens } : {}),
+  });
   const native = wasi.wasiImport as Record<string, WasiFunction>;
   let memory: WasmMemory | undefined;
   const stdout: Uint8Array[] = [];

@@ -154,7 +154,7 @@ test("wasm: a request past the time limit gets 504, its worker is replaced, the 
       const res = await httpGet("127.0.0.1", workload.upstream.port, "/spin");
       const took = performance.now() - t0;
       assert.equal(res.status, 504);
-      assert.match(res.body, /time limit of 300 ms/);
+      assert.match(res.body, /fuel budget \(reason fuel\): 300 ms/);
       assert.ok(took >= 290 && took < 3_000, `request ${i} took ${took.toFixed(0)} ms`);
     }
   } finally {

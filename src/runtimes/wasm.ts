@@ -18,7 +18,13 @@ import {
   spawnInGroup,
   workloadEnv,
 } from "./child.js";
-import type { Runtime, Workload, WorkloadSpec, WorkloadUser } from "./runtime.js";
+import {
+  DEFAULT_DATA_MOUNT,
+  type Runtime,
+  type Workload,
+  type WorkloadSpec,
+  type WorkloadUser,
+} from "./runtime.js";
 import type { HostStartConfig } from "./wasm-host.js";
 import { checkWasiModule, WASM_PAGE_BYTES } from "./wasm-module.js";
 
@@ -179,11 +185,18 @@ export class WasmRuntime implements Runtime {
       env: spec.env ?? {},
       cwd: resolve(spec.artifactDir!),
     };
+    if (spec.dataDir) {
+      const guest = spec.dataMount ?? DEFAULT_DATA_MOUNT;
+      config.preopens = { [guest]: spec.dataDir };
+      config.env = { ...config.env, TABBIFY_DATA_DIR: guest };
+    }
     if (user) {
       config.uid = user.uid;
       config.gid = user.gid;
     }
     if (this.options.workers !== undefined) config.workers = this.options.workers;
+    // vcpus caps how many requests run at once, each on a worker thread of its own: at most that many CPUs.
+    if (spec.limits?.vcpus) config.workers = Math.max(1, Math.floor(spec.limits.vcpus));
     const workload = new ChildWorkload(host.child, upstream);
     // Should the host die just now, the write fails quietly and `exited` reports the death.
     host.child.stdin!.end(`${JSON.stringify(config)}\n`);

@@ -36,6 +36,9 @@ export const statusOf: Record<string, number> = {
   IMAGE_PULL_FAILED: 502,
   IMAGE_NOT_FOUND: 404,
   DIGEST_MISMATCH: 409,
+  // A deploy that would drop a stateful app's data ({user_fault, previous_data_mount}).
+  DATA_MOUNT_CONFLICT: 409,
+  APP_DATA_INVALID: 409,
 };
 
 export interface HealthInfo {

@@ -10,6 +10,7 @@ import { LocalDriver } from "../storage/local.js";
 import { AppStore, specFromManifest } from "./app-store.js";
 
 const head = (id: string) => `[app]\nid = "${id}"\nname = "t"\n[lifecycle]\nmode = "always_on"\n`;
+const LIFECYCLE = { mode: "always_on", idleTimeoutSec: 300 } as const;
 
 describe("AppStore (the supervisor's view of the artifact store)", () => {
   let root: string;
@@ -50,6 +51,18 @@ describe("AppStore (the supervisor's view of the artifact store)", () => {
     await assert.rejects(apps.latest(id), (err) => isTabbifyError(err, "ARTIFACT_STORE_FAILED"));
   });
 
+  it("maps vcpus, fuel_per_request, stateful and data_mount onto the spec", async () => {
+    const id = freshId();
+    const manifest = `${head(id).replace('"always_on"', '"on_request"\nidle_timeout_sec = 7')}[runtime]\ntype = "wasm"\nentry = "m.wasm"\nfuel_per_request = 250000000\nvcpus = 2\nstateful = true\ndata_mount = "/state"\n`;
+    await publish(id, 1, manifest, { "m.wasm": "\0asm" });
+    const { spec } = await apps.fetch(id, 1);
+    assert.deepEqual(spec.limits, { memoryMb: 64, timeoutMs: 250, vcpus: 2 });
+    assert.deepEqual(spec.lifecycle, { mode: "on_request", idleTimeoutSec: 7 });
+    assert.equal(spec.stateful, true);
+    assert.equal(spec.dataMount, "/state");
+    assert.equal(spec.dataDir, undefined, "the data directory is the supervisor's to choose");
+  });
+
   it("a process app: every file fetched, the shipped program made executable, cache reused", async () => {
     const id = freshId();
     const manifest = `${head(id)}[runtime]\ntype = "process"\ncommand = ["./bin/app", "--serve"]\n[env]\nVERSION = "3"\n`;
@@ -61,7 +74,9 @@ describe("AppStore (the supervisor's view of the artifact store)", () => {
       runtime: "process",
       artifactDir: fetched.cacheDir,
       command: ["./bin/app", "--serve"],
+      limits: { memoryMb: 512 },
       env: { VERSION: "3" },
+      lifecycle: LIFECYCLE,
     });
     assert.ok(((await stat(join(fetched.cacheDir, "bin", "app"))).mode & 0o111) !== 0);
     assert.deepEqual((await readdir(join(fetched.cacheDir, "data"))).sort(), ["x.txt"]);
@@ -80,7 +95,8 @@ describe("AppStore (the supervisor's view of the artifact store)", () => {
       runtime: "wasm",
       artifactDir: fetched.cacheDir,
       entry: "m.wasm",
-      limits: { memoryMb: 32 },
+      limits: { memoryMb: 32, timeoutMs: 1_000 },
+      lifecycle: LIFECYCLE,
     });
     assert.deepEqual((await readdir(fetched.cacheDir)).sort(), ["m.wasm", "manifest.toml"]);
   });
@@ -95,6 +111,7 @@ describe("AppStore (the supervisor's view of the artifact store)", () => {
       image: `tbf-img-${id}-v2`,
       imageArchive: join(fetched.cacheDir, "image.tar.gz"),
       limits: { memoryMb: 64 },
+      lifecycle: LIFECYCLE,
     });
     assert.deepEqual((await readdir(fetched.cacheDir)).sort(), ["image.tar.gz", "manifest.toml"]);
   });

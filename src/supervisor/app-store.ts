@@ -178,23 +178,32 @@ export async function specFromManifest(
     );
   }
   const env = { ...manifest.env };
-  const withEnv = (spec: WorkloadSpec): WorkloadSpec =>
-    Object.keys(env).length > 0 ? { ...spec, env } : spec;
+  const withEnv = (spec: WorkloadSpec): WorkloadSpec => ({
+    ...spec,
+    ...(Object.keys(env).length > 0 ? { env } : {}),
+    ...manifestBehaviour(manifest),
+  });
+  const vcpus = runtime.vcpus === undefined ? {} : { vcpus: runtime.vcpus };
   switch (runtime.type) {
     case "process": {
       const command = runtime.command!;
       await makeProgramExecutable(cacheDir, command[0]!);
-      return withEnv({ runtime: "process", artifactDir: cacheDir, command });
+      return withEnv({
+        runtime: "process",
+        artifactDir: cacheDir,
+        command,
+        limits: { memoryMb: runtime.memoryMb, ...vcpus },
+      });
     }
     case "wasm":
       return withEnv({
         runtime: "wasm",
         artifactDir: cacheDir,
         entry: runtime.entry!,
-        limits: { memoryMb: runtime.memoryMb },
+        limits: { memoryMb: runtime.memoryMb, timeoutMs: fuelToCpuMs(runtime.fuelPerRequest), ...vcpus },
       });
     case "docker": {
-      const limits = { memoryMb: runtime.memoryMb };
+      const limits = { memoryMb: runtime.memoryMb, ...vcpus };
       if (manifest.build?.kind === "docker") {
         return withEnv({
           runtime: "docker",
@@ -223,4 +232,26 @@ async function makeProgramExecutable(cacheDir: string, program: string): Promise
   if (!path.startsWith(resolve(cacheDir) + sep)) return;
   const info = await stat(path).catch(() => undefined);
   if (info?.isFile()) await chmod(path, info.mode | 0o755);
+}
+
+/**
+ * `fuel_per_request` as a CPU-time budget: node:wasi has no instruction metering, so one unit of
+ * fuel (about one wasm instruction in wasmtime) counts as a nanosecond; the seed's default of
+ * 10^9 is one second. A request over it is stopped with 504 and logged with reason `fuel`.
+ */
+export function fuelToCpuMs(fuel: number): number {
+  return Math.max(1, Math.round(fuel / 1_000_000));
+}
+
+/** What the manifest says about the app's life besides its runtime: lifecycle and data. */
+function manifestBehaviour(manifest: AppManifest): Partial<WorkloadSpec> {
+  const { runtime, lifecycle } = manifest;
+  const out: Partial<WorkloadSpec> = {
+    lifecycle: { mode: lifecycle.mode, idleTimeoutSec: lifecycle.idleTimeoutSec },
+  };
+  if (runtime.stateful) {
+    out.stateful = true;
+    if (runtime.dataMount !== undefined) out.dataMount = runtime.dataMount;
+  }
+  return out;
 }

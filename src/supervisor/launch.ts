@@ -5,6 +5,7 @@ import { APP_PORT, appAddress, deriveAppUla, hostPort } from "../core/address.js
 import { TabbifyError } from "../core/errors.js";
 import { controlRequest, type HealthReply, workloadPidPath } from "../runner/control.js";
 import type { WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
+import { ensureAppData } from "./app-data.js";
 import { logPath, type SupervisorContext, sleep } from "./context.js";
 import { isRunnerProcess, prove } from "./proof.js";
 import { freshRestartState, type RunnerRecord } from "./records.js";
@@ -99,6 +100,18 @@ export async function retireRunner(ctx: SupervisorContext, record: RunnerRecord)
  * there, so a respawn copies nothing); without, the spec as it is.
  */
 export async function forRunner(
+  ctx: SupervisorContext,
+  record: RunnerRecord,
+  spec: WorkloadSpec,
+  reuse: boolean,
+): Promise<{ spec: WorkloadSpec; user?: WorkloadUser }> {
+  const prepared = await forAppUser(ctx, record, spec, reuse);
+  if (!spec.stateful) return prepared;
+  const dataDir = await ensureAppData(ctx.opts.dataDir, record.uuid, spec, prepared.user);
+  return { ...prepared, spec: { ...prepared.spec, dataDir } };
+}
+
+async function forAppUser(
   ctx: SupervisorContext,
   record: RunnerRecord,
   spec: WorkloadSpec,

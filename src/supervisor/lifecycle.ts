@@ -2,6 +2,7 @@ import { unlink } from "node:fs/promises";
 import { isErrno, TabbifyError } from "../core/errors.js";
 import { type ControlReply, controlRequest, type HealthReply, workloadPidPath } from "../runner/control.js";
 import type { WorkloadSpec } from "../runtimes/runtime.js";
+import { checkDataKept, purgeAppData } from "./app-data.js";
 import { versionLabel } from "./app-store.js";
 import { restartStatus } from "./backoff.js";
 import { logPath, type SupervisorContext } from "./context.js";
@@ -38,6 +39,7 @@ export async function startApp(
     if (proof.kind === "ours") live = proof.health;
   }
   if (record && live && !opts.refresh) return startResult(record, live);
+  if (spec) checkDataKept(record?.spec, spec);
   const fromRecord = !opts.refresh && record !== undefined && record.artifact_version === undefined;
   if (spec || fromRecord || !ctx.opts.apps) {
     const chosen = spec ?? record?.spec;
@@ -57,12 +59,14 @@ export async function startApp(
     if (record.artifact_version === versionLabel(version))
       return { ...startResult(record, live), swapped: false };
     const fetched = await apps.fetch(uuid, version);
+    checkDataKept(record.spec, fetched.spec);
     await preflight(ctx, fetched.spec);
     const swapped = await swap(ctx, record, { ...fetched.spec, appUuid: uuid }, fetched.label);
     await pruneCache(ctx, uuid, version);
     return swapped;
   }
   const fetched = await apps.fetch(uuid, version);
+  checkDataKept(record?.spec, fetched.spec);
   await preflight(ctx, fetched.spec);
   if (record?.pid) await retireRunner(ctx, record);
   const started = await coldSpawn(ctx, uuid, fetched.spec, fetched.label);
@@ -79,6 +83,7 @@ export async function deployApp(
   await preflight(ctx, spec);
   const full = { ...spec, appUuid: uuid };
   const record = await ctx.records.read(uuid);
+  checkDataKept(record?.spec, full);
   if (record && !record.stopped && record.pid !== null) {
     const proof = await prove(record);
     if (proof.kind === "ours") return swap(ctx, record, full, undefined);
@@ -114,6 +119,7 @@ export async function purgeApp(
   }
   if (record.mesh === "ula") await ctx.opts.addresses.remove(record.app_ula);
   await ctx.opts.apps?.purge(uuid);
+  await purgeAppData(ctx.opts.dataDir, uuid);
   if (record.spec.runtime === "docker") await removeShippedImages(uuid);
   ctx.adoptionErrors.delete(uuid);
   return { state: "purged" as const, uuid };

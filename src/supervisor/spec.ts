@@ -1,5 +1,6 @@
 import { isAbsolute } from "node:path";
 import { TabbifyError } from "../core/errors.js";
+import { isCleanAbsolutePath } from "../runtimes/child.js";
 import { type RuntimeKind, runtimeKinds, type WorkloadSpec } from "../runtimes/runtime.js";
 
 /**
@@ -17,6 +18,9 @@ const startFields = new Set([
   "entry",
   "env",
   "limits",
+  "stateful",
+  "data_mount",
+  "lifecycle",
 ]);
 const deployFields = new Set([...startFields, "ref"]);
 
@@ -82,6 +86,7 @@ export function specFromBody(raw: unknown, opts: { deploy: boolean }): WorkloadS
     for (const [k, target] of [
       ["timeout_ms", "timeoutMs"],
       ["memory_mb", "memoryMb"],
+      ["vcpus", "vcpus"],
     ] as const) {
       const v = limits[k];
       if (v === undefined) continue;
@@ -91,6 +96,7 @@ export function specFromBody(raw: unknown, opts: { deploy: boolean }): WorkloadS
       spec.limits[target] = v;
     }
   }
+  Object.assign(spec, stateFromBody(body));
   if (body.env !== undefined) {
     const env = body.env;
     if (typeof env !== "object" || env === null || Array.isArray(env)) {
@@ -104,4 +110,41 @@ export function specFromBody(raw: unknown, opts: { deploy: boolean }): WorkloadS
     spec.env = env as Record<string, string>;
   }
   return spec;
+}
+
+/**
+ * `stateful`, `data_mount` and `lifecycle {mode, idle_timeout_sec}`. The data directory itself is
+ * the supervisor's to choose (app-data.ts): no body names a host path for it.
+ */
+function stateFromBody(body: Record<string, unknown>): Partial<WorkloadSpec> {
+  const out: Partial<WorkloadSpec> = {};
+  if (body.stateful !== undefined) {
+    if (typeof body.stateful !== "boolean")
+      throw new TabbifyError("SPEC_INVALID", "stateful must be true or false");
+    if (body.stateful) out.stateful = true;
+  }
+  if (body.data_mount !== undefined) {
+    if (!isCleanAbsolutePath(body.data_mount))
+      throw new TabbifyError("SPEC_INVALID", "data_mount must be an absolute path without . or .. parts");
+    if (!out.stateful) throw new TabbifyError("SPEC_INVALID", "data_mount needs stateful: true");
+    out.dataMount = body.data_mount;
+  }
+  if (body.lifecycle !== undefined) {
+    const l = body.lifecycle as Record<string, unknown> | null;
+    const idle = l?.idle_timeout_sec ?? 300;
+    if (
+      typeof l !== "object" ||
+      l === null ||
+      (l.mode !== "always_on" && l.mode !== "on_request") ||
+      typeof idle !== "number" ||
+      !Number.isInteger(idle) ||
+      idle < 1
+    )
+      throw new TabbifyError(
+        "SPEC_INVALID",
+        'lifecycle must be {mode: "always_on" | "on_request", idle_timeout_sec?: a positive integer}',
+      );
+    out.lifecycle = { mode: l.mode, idleTimeoutSec: idle };
+  }
+  return out;
 }

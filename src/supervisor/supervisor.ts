@@ -59,7 +59,8 @@ export interface SupervisorOptions {
 export interface AppRow {
   uuid: string;
   app_ula: string;
-  state: "running" | "stopped";
+  /** `idle`: an on_request app scaled to zero (its runner holds the address; a request wakes it). */
+  state: "running" | "idle" | "stopped";
   bound_addr: string | null;
   restart_status: RestartStatus;
   restart_count: number;
@@ -76,6 +77,8 @@ export interface AppRow {
   artifact_version: string | null;
   /** Workload restarts the runner did on its own after crashes. */
   restarts: number | null;
+  /** Set once a limit ended a workload: `oom`, `cpu` or `fuel`. */
+  last_exit_reason?: "oom" | "cpu" | "fuel";
   adoption_error?: string;
 }
 
@@ -282,7 +285,7 @@ export class Supervisor {
     const row: AppRow = {
       uuid,
       app_ula: record.app_ula,
-      state: running ? "running" : "stopped",
+      state: !running ? "stopped" : health.state === "idle" ? "idle" : "running",
       bound_addr: running ? record.bound_addr : null,
       restart_status: restartStatus(record.restart, this.ctx.backoff),
       restart_count: record.restart.consecutive_failures,
@@ -298,6 +301,7 @@ export class Supervisor {
       restarts: health?.restarts ?? null,
     };
     if (health?.app_health_reason) row.app_health_reason = health.app_health_reason;
+    if (health?.last_exit_reason) row.last_exit_reason = health.last_exit_reason;
     const adoptionError = this.ctx.adoptionErrors.get(uuid);
     if (adoptionError) row.adoption_error = adoptionError;
     return row;

@@ -1,6 +1,7 @@
 import { deriveAppUla } from "../../core/address.js";
 import type { SupervisorDeployRequest } from "../deps.js";
 import type { TargetResult } from "../plan.js";
+import type { TabbifyManifest } from "../tabbify-toml.js";
 import { errorMessage, readRoster, type Step } from "./context.js";
 
 /** Hands the pushed image to every target at once; a target's failure fails only its result. */
@@ -33,6 +34,7 @@ export const fanOut: Step = async (state, ctx) => {
         manifest_toml: state.manifestToml!,
       };
       if (pullToken !== undefined) body.registry_token = pullToken;
+      Object.assign(body, runtimeFields(state.manifest));
       try {
         const reply = await ctx.deps.supervisorClient(supervisor).deploy(appUuid, body);
         if (reply.app_ula) result.app_ula = reply.app_ula;
@@ -51,3 +53,18 @@ export const fanOut: Step = async (state, ctx) => {
   const ok = results.filter((r) => r.success).length;
   return { message: `${ok} of ${results.length} targets accepted the image` };
 };
+
+/** tabbify.toml's [runtime] keys as the supervisor's deploy fields (its spec.ts reads them). */
+function runtimeFields(manifest: TabbifyManifest | undefined): Partial<SupervisorDeployRequest> {
+  if (!manifest) return {};
+  const { runtime } = manifest;
+  const fields: Partial<SupervisorDeployRequest> = {
+    limits: { memory_mb: runtime.memoryMb, ...(runtime.vcpus ? { vcpus: runtime.vcpus } : {}) },
+    lifecycle: { mode: runtime.lifecycle, idle_timeout_sec: runtime.idleTimeoutSec },
+  };
+  if (runtime.stateful) {
+    fields.stateful = true;
+    if (runtime.dataMount !== undefined) fields.data_mount = runtime.dataMount;
+  }
+  return fields;
+}
