@@ -1,0 +1,170 @@
+/**
+ * What the manifests promise, end to end with a real supervisor and runners: `on_request` apps
+ * scale to zero and wake on the first request, stateful apps keep their data across swaps,
+ * restarts and a supervisor kill -9 (only purge removes it, a deploy that would drop it is
+ * refused with 409), and memory_mb / vcpus hold a process app with the reason reported.
+ */
+import assert from "node:assert/strict";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import {
+  alive,
+  fastSupervisorArgs,
+  httpGet,
+  randomUuid,
+  repoRoot,
+  SupervisorUnderTest,
+  until,
+} from "./runtime-plane-support.js";
+
+const promisesApp = join(repoRoot, "test", "fixtures", "promises-app");
+const supervisors: SupervisorUnderTest[] = [];
+async function startSupervisor(): Promise<SupervisorUnderTest> {
+  const s = new SupervisorUnderTest(fastSupervisorArgs(10_000));
+  supervisors.push(s);
+  await s.start();
+  return s;
+}
+after(async () => {
+  for (const s of supervisors) await s.cleanup();
+});
+
+function appSpec(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { runtime: "process", artifact_dir: promisesApp, command: ["node", "server.mjs"], ...extra };
+}
+
+async function row(sup: SupervisorUnderTest, uuid: string): Promise<Record<string, unknown>> {
+  return (await sup.call("GET", `/v1/apps/${uuid}`)).json;
+}
+
+describe("manifest promises", () => {
+  test("on_request: idle after idle_timeout_sec, woken by a request that gets its 200, again and again", async () => {
+    const sup = await startSupervisor();
+    const uuid = randomUuid();
+    const started = await sup.call(
+      "POST",
+      `/v1/apps/${uuid}/start`,
+      appSpec({ lifecycle: { mode: "on_request", idle_timeout_sec: 1 } }),
+    );
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const addr = started.json.bound_addr as string;
+    for (let round = 0; round < 2; round++) {
+      const before = await httpGet(addr, "/");
+      assert.equal(before.status, 200, before.body);
+      const pid = JSON.parse(before.body).pid as number;
+      const idle = await until("the app goes idle", async () => {
+        const r = await row(sup, uuid);
+        return r.state === "idle" ? r : undefined;
+      });
+      assert.equal(idle.workload_pid, null, "no workload while idle");
+      assert.equal(idle.app_health, "serving", "an idle app still takes requests");
+      await until("the idle workload has exited", async () => (alive(pid) ? undefined : true));
+      const wokeAt = Date.now();
+      const woken = await httpGet(addr, "/", 30_000);
+      assert.equal(woken.status, 200, `the waking request must not fail: ${woken.body}`);
+      console.log(`wake ${round + 1}: first request after idle answered in ${Date.now() - wokeAt} ms`);
+      assert.notEqual(JSON.parse(woken.body).pid, pid, "a fresh workload served it");
+      assert.equal((await row(sup, uuid)).state, "running");
+    }
+  });
+
+  test("always_on apps never go idle", async () => {
+    const sup = await startSupervisor();
+    const uuid = randomUuid();
+    const started = await sup.call(
+      "POST",
+      `/v1/apps/${uuid}/start`,
+      appSpec({ lifecycle: { mode: "always_on", idle_timeout_sec: 1 } }),
+    );
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const pid = started.json.workload_pid as number;
+    // Three idle timeouts and more: an always_on app keeps its workload.
+    await new Promise((r) => setTimeout(r, 3_500));
+    const r = await row(sup, uuid);
+    assert.equal(r.state, "running");
+    assert.equal(r.workload_pid, pid);
+  });
+
+  test("stateful: data survives a swap, a restart and a supervisor kill -9; dropping it is 409; purge removes it", async () => {
+    const sup = await startSupervisor();
+    const uuid = randomUuid();
+    const dataDir = join(sup.dataDir, "app-data", uuid);
+    const started = await sup.call("POST", `/v1/apps/${uuid}/start`, appSpec({ stateful: true }));
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const addr = started.json.bound_addr as string;
+    const info = JSON.parse((await httpGet(addr, "/")).body);
+    assert.equal(info.data_dir, dataDir, "TABBIFY_DATA_DIR names the app's directory");
+    assert.equal(statSync(dataDir).mode & 0o777, 0o700);
+    assert.equal((await httpGet(addr, "/write?v=kept")).status, 200);
+
+    const swapped = await sup.call(
+      "POST",
+      `/v1/apps/${uuid}/deploy`,
+      appSpec({ stateful: true, env: { VERSION: "2" } }),
+    );
+    assert.equal(swapped.status, 200, JSON.stringify(swapped.json));
+    let read = JSON.parse((await httpGet(addr, "/read")).body);
+    assert.deepEqual([read.version, read.note], ["2", "kept"], "the note survived the swap");
+
+    await sup.call("POST", `/v1/apps/${uuid}/stop`);
+    const restarted = await sup.call("POST", `/v1/apps/${uuid}/start`);
+    assert.equal(restarted.status, 200, JSON.stringify(restarted.json));
+    read = JSON.parse((await httpGet(addr, "/read")).body);
+    assert.equal(read.note, "kept", "the note survived a stop and start");
+
+    await sup.kill9();
+    await sup.start();
+    await sup.call("POST", `/v1/apps/${uuid}/reset`);
+    read = JSON.parse((await httpGet(addr, "/read")).body);
+    assert.equal(read.note, "kept", "the note survived the supervisor's kill -9 and re-adoption");
+
+    const off = await sup.call("POST", `/v1/apps/${uuid}/deploy`, appSpec({ env: { VERSION: "3" } }));
+    assert.equal(off.status, 409, JSON.stringify(off.json));
+    assert.equal(off.json.user_fault, true);
+    assert.equal(off.json.previous_data_mount, "/data");
+    assert.equal(off.json.code, "DATA_MOUNT_CONFLICT");
+    const moved = await sup.call(
+      "POST",
+      `/v1/apps/${uuid}/deploy`,
+      appSpec({ stateful: true, data_mount: "/elsewhere" }),
+    );
+    assert.equal(moved.status, 409, JSON.stringify(moved.json));
+    read = JSON.parse((await httpGet(addr, "/read")).body);
+    assert.deepEqual([read.version, read.note], ["2", "kept"], "a refused deploy changed nothing");
+
+    const purged = await sup.call("POST", `/v1/apps/${uuid}/purge`);
+    assert.equal(purged.status, 200);
+    assert.ok(!existsSync(dataDir), "purge removes the data");
+  });
+
+  test("memory_mb: a process app over its limit is killed (reason oom) and restarted", async () => {
+    const sup = await startSupervisor();
+    const uuid = randomUuid();
+    const started = await sup.call(
+      "POST",
+      `/v1/apps/${uuid}/start`,
+      appSpec({ limits: { memory_mb: 96, vcpus: 1 } }),
+    );
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const addr = started.json.bound_addr as string;
+    const pid = started.json.workload_pid as number;
+    const cgroups = readFileSync(`/proc/${pid}/cgroup`, "utf8");
+    assert.match(cgroups, new RegExp(`tabbify-${uuid}-\\d+`), "the workload sits in a cgroup of its own");
+    await httpGet(addr, "/hog?mb=400", 30_000).catch(() => undefined);
+    const after = await until(
+      "the app is serving again after its OOM kill",
+      async () => {
+        const r = await row(sup, uuid);
+        return r.last_exit_reason === "oom" && r.app_health === "serving" && r.workload_pid !== pid
+          ? r
+          : undefined;
+      },
+      30_000,
+    );
+    assert.ok((after.restarts as number) >= 1);
+    assert.equal((await httpGet(addr, "/")).status, 200);
+    const log = readFileSync(join(sup.dataDir, "runners", `${uuid}.log`), "utf8");
+    assert.match(log, /"reason":"oom"/, "the runner's log says why");
+  });
+});
