@@ -31,6 +31,7 @@ import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { freeLoopbackPort } from "../src/core/net.js";
 import { streamingProcessFlags } from "../src/core/node-flags.js";
 import { startNode } from "../src/node/index.js";
+import { wakePart } from "./wake.js";
 
 const MiB = 1024 * 1024;
 // Two-second cells keep the whole bench near two minutes; rounds and medians absorb the noise.
@@ -38,7 +39,7 @@ const durationSecs = Number(process.env.BENCH_DURATION_SECS ?? 2);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const coldRuns = Number(process.env.BENCH_COLD_RUNS ?? 5);
-const only = new Set((process.env.BENCH_ONLY ?? "proxy,cold,hop").split(",").map((p) => p.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? "proxy,cold,hop,wake").split(",").map((p) => p.trim()));
 /** dist/bench/runtime.js → the repository root. */
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const tabbifyEntry = join(repoRoot, "dist", "src", "main", "tabbify.js");
@@ -905,6 +906,14 @@ async function main(): Promise<void> {
         await coldPart(sup, spareless, nodeBase, nodePid);
       }
       if (only.has("hop")) await hopPart(sup, nodeBase, nodePid);
+    }
+    if (only.has("wake")) {
+      sup ??= await BenchSupervisor.start(nodeBase, nodeKey);
+      process.stdout.write(
+        `\n## 4. on_request: first request after idle (wake included), median of ${coldRuns} wakes (min–max); runner RSS while idle\n`,
+      );
+      const rows = await wakePart(sup, repoRoot, coldRuns, rssMiB);
+      process.stdout.write(table(["runtime", "first request ms", "aim ms", "idle runner RSS MiB"], rows));
     }
     process.stdout.write(
       `\nbench:runtime took ${((performance.now() - started) / 1000).toFixed(0)} s; load average now ${loadavg()[0]!.toFixed(1)}\n`,

@@ -229,6 +229,10 @@ export class Runner {
       });
       await running.workload.stop(this.opts.stopGraceMs ?? 10_000);
       this.opts.onWorkload?.(undefined);
+      // A runtime that can boot ahead (wasm: a standby host that holds no app yet) does so now,
+      // so the wake skips that boot.
+      const runtime = await this.opts.runtimeFor(this.spec.runtime);
+      runtime.prewarm?.().catch(() => {});
     });
   }
 
@@ -266,6 +270,10 @@ export class Runner {
         if (target) await target.drained(Math.min(this.opts.drainTimeoutMs ?? 30_000, 5_000));
         await previous.workload.stop(this.opts.stopGraceMs ?? 10_000);
       }
+      // What a sleeping app booted ahead for its wake (see sleepIfIdle) goes with it.
+      await Promise.resolve(this.opts.runtimeFor(this.spec.runtime))
+        .then((r) => r.discardPrewarmed?.())
+        .catch(() => {});
       await this.proxy.close();
     });
   }

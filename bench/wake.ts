@@ -1,0 +1,101 @@
+/**
+ * bench:runtime part 4: `on_request` apps. Each app is started with idle_timeout_sec = 1, left
+ * to go idle (its workload stopped, the runner holding the address), then sent one request: the
+ * figure is that request's latency, wake included. Also the runner's RSS while the app sleeps,
+ * which is what an idle app costs.
+ */
+import { randomUUID } from "node:crypto";
+import http from "node:http";
+import { join } from "node:path";
+import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
+
+interface Supervisor {
+  call(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: Record<string, unknown> }>;
+}
+
+function get(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: 30_000 }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}
+
+async function untilIdle(sup: Supervisor, uuid: string): Promise<Record<string, unknown>> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const { json } = await sup.call("GET", `/v1/apps/${uuid}`);
+    if (json.state === "idle") return json;
+    if (Date.now() > end) throw new Error(`app ${uuid} never went idle: ${JSON.stringify(json)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+
+export async function wakePart(
+  sup: Supervisor,
+  repoRoot: string,
+  runs: number,
+  rssMiB: (pid: number | null | undefined) => number | undefined,
+): Promise<string[][]> {
+  const lifecycle = { mode: "on_request", idle_timeout_sec: 1 };
+  const cases = [
+    {
+      runtime: "process",
+      spec: {
+        runtime: "process",
+        artifact_dir: join(repoRoot, "examples", "hello-node"),
+        command: ["node", "server.js"],
+        lifecycle,
+      },
+      aim: 200,
+    },
+    {
+      runtime: "wasm",
+      spec: {
+        runtime: "wasm",
+        artifact_dir: join(repoRoot, "examples", "hello-wasm"),
+        entry: "hello.wasm",
+        lifecycle,
+      },
+      aim: 100,
+    },
+  ];
+  const rows: string[][] = [];
+  for (const c of cases) {
+    const uuid = randomUUID();
+    const started = await sup.call("POST", `/v1/apps/${uuid}/start`, c.spec);
+    if (started.status !== 200) throw new Error(`start ${c.runtime}: ${JSON.stringify(started.json)}`);
+    const url = `http://${deriveAppLoopback(uuid)}:${APP_PORT}/`;
+    const wakes: number[] = [];
+    const idleRss: number[] = [];
+    try {
+      for (let i = 0; i < runs; i++) {
+        const idle = await untilIdle(sup, uuid);
+        const rss = rssMiB(idle.pid as number | null);
+        if (rss !== undefined) idleRss.push(rss);
+        const t0 = performance.now();
+        const status = await get(url);
+        if (status !== 200) throw new Error(`${c.runtime}: the waking request got ${status}`);
+        wakes.push(performance.now() - t0);
+      }
+    } finally {
+      await sup.call("POST", `/v1/apps/${uuid}/purge`).catch(() => {});
+    }
+    rows.push([
+      c.runtime,
+      `${median(wakes).toFixed(0)} (${Math.min(...wakes).toFixed(0)}–${Math.max(...wakes).toFixed(0)})`,
+      `${c.aim}`,
+      idleRss.length ? median(idleRss).toFixed(1) : "-",
+    ]);
+  }
+  return rows;
+}
