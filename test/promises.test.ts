@@ -17,6 +17,7 @@ import {
   SupervisorUnderTest,
   until,
 } from "./runtime-plane-support.js";
+import { buildScratchImage } from "./support/tools.js";
 
 const promisesApp = join(repoRoot, "test", "fixtures", "promises-app");
 const supervisors: SupervisorUnderTest[] = [];
@@ -138,6 +139,42 @@ describe("manifest promises", () => {
     assert.ok(!existsSync(dataDir), "purge removes the data");
   });
 
+  test("docker stateful: the data dir is mounted at data_mount, writable by the container's user, kept across a swap", async () => {
+    const sup = await startSupervisor();
+    const image = "tabbify-test/promises-stateful:v1";
+    await buildScratchImage(image, {
+      command: ["sh", "/start.sh"],
+      files: {
+        "/start.sh": `/bin/busybox mkdir -p /tmp/www
+echo "boot v\${VERSION:-1} at $TABBIFY_DATA_DIR" >> "$TABBIFY_DATA_DIR/boots"
+/bin/busybox cat "$TABBIFY_DATA_DIR/boots" > /tmp/www/index.html
+/bin/busybox httpd -f -p "$HOST:$PORT" -h /tmp/www &
+pid=$!
+trap 'kill $pid; wait $pid; exit 0' TERM
+wait $pid
+`,
+      },
+    });
+    const uuid = randomUuid();
+    sup.dockerApps.add(uuid);
+    const body = (version: string) => ({
+      runtime: "docker",
+      image,
+      stateful: true,
+      data_mount: "/state",
+      limits: { memory_mb: 64, vcpus: 1 },
+      env: { VERSION: version },
+    });
+    const started = await sup.call("POST", `/v1/apps/${uuid}/start`, body("1"));
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const addr = started.json.bound_addr as string;
+    assert.equal((await httpGet(addr, "/")).body, "boot v1 at /state\n");
+    const swapped = await sup.call("POST", `/v1/apps/${uuid}/deploy`, body("2"));
+    assert.equal(swapped.status, 200, JSON.stringify(swapped.json));
+    assert.equal((await httpGet(addr, "/")).body, "boot v1 at /state\nboot v2 at /state\n");
+    assert.equal(statSync(join(sup.dataDir, "app-data", uuid)).mode & 0o777, 0o700);
+  });
+
   test("memory_mb: a process app over its limit is killed (reason oom) and restarted", async () => {
     const sup = await startSupervisor();
     const uuid = randomUuid();
@@ -156,7 +193,7 @@ describe("manifest promises", () => {
       "the app is serving again after its OOM kill",
       async () => {
         const r = await row(sup, uuid);
-        return r.last_exit_reason === "oom" && r.app_health === "serving" && r.workload_pid !== pid
+        return r.last_limit_reason === "oom" && r.app_health === "serving" && r.workload_pid !== pid
           ? r
           : undefined;
       },

@@ -192,7 +192,8 @@ async function openApp(
           address: `http://${runner.boundAddr}`,
           ula: app.bind.host,
           version,
-          tags: ["runner"],
+          // `idle`: an on_request app scaled to zero (the roster shows it; a request wakes it).
+          tags: runner.health().state === "idle" ? ["runner", "idle"] : ["runner"],
         }),
       );
       roster = client;

@@ -57,8 +57,8 @@ export interface HealthReply {
   app_health_reason?: string;
   /** Workload restarts after crashes since the runner started (swaps are not restarts). */
   restarts: number;
-  /** Set once a limit ended a workload: `oom` (memory), `cpu`, `fuel` (a wasm request's budget). */
-  last_exit_reason?: "oom" | "cpu" | "fuel";
+  /** Set once a limit stopped a workload or a request: `oom` (memory), `fuel` (a wasm request's budget). */
+  last_limit_reason?: "oom" | "fuel";
 }
 
 export type ControlReply =

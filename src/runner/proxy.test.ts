@@ -21,6 +21,11 @@ before(async () => {
       releaseStream = () => res.end("second\n");
       return;
     }
+    if (req.url === "/over-budget") {
+      res.writeHead(504, { "x-tabbify-limit": "fuel" });
+      res.end("over\n");
+      return;
+    }
     if (req.url === "/echo") {
       res.writeHead(200, {
         "x-upstream": "yes",
@@ -194,5 +199,36 @@ describe("app proxy", { concurrency: false }, () => {
       server.closeAllConnections();
       server.close();
     }
+  });
+});
+
+describe("scale to zero and limits", () => {
+  test("a sleeping app's request waits for the wake and gets the app's answer, never a 502", async () => {
+    const target = { host: "127.0.0.1", port: upstreamPort };
+    let wakes = 0;
+    proxy.sleep(async () => {
+      wakes += 1;
+      await new Promise((r) => setTimeout(r, 200));
+      proxy.switchTo(target);
+    });
+    const [a, b] = await Promise.all([request("/"), request("/")]);
+    assert.deepEqual([a.status, b.status], [200, 200]);
+    assert.ok(wakes >= 1 && wakes <= 2, `woken ${wakes} times`);
+    proxy.sleep(async () => {
+      throw new Error("no workload");
+    });
+    const failed = await request("/");
+    assert.equal(failed.status, 503);
+    assert.match(failed.body, /waking the app failed: no workload/);
+    proxy.switchTo(target);
+  });
+
+  test("a workload's x-tabbify-limit answer is reported", async () => {
+    const seen: string[] = [];
+    proxy.onLimit = (reason) => seen.push(reason);
+    const res = await request("/over-budget");
+    assert.equal(res.status, 504);
+    assert.deepEqual(seen, ["fuel"]);
+    proxy.onLimit = undefined;
   });
 });

@@ -47,6 +47,8 @@ export class AppProxy {
   private waker: (() => Promise<void>) | undefined;
   /** When the last request or upgrade arrived or ended (for the idle timeout). */
   lastActivity = Date.now();
+  /** Told when the workload answers that a request hit a limit (the wasm host's `x-tabbify-limit: fuel`). */
+  onLimit: ((reason: "fuel") => void) | undefined;
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64 });
   private readonly server: http.Server;
 
@@ -162,6 +164,7 @@ export class AppProxy {
       agent: this.agent,
     });
     upstreamReq.on("response", (upstreamRes) => {
+      if (upstreamRes.headers["x-tabbify-limit"] === "fuel") this.onLimit?.("fuel");
       res.writeHead(
         upstreamRes.statusCode ?? 502,
         upstreamRes.statusMessage,

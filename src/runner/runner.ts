@@ -75,8 +75,8 @@ export class Runner {
   private consecutiveCrashes = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private stopping = false;
-  /** Why the last workload was ended by a limit (oom, cpu, fuel), for health and status. */
-  private lastExitReason: WorkloadExit["reason"];
+  /** Why the last workload was ended by a limit (oom, fuel), for health and status. */
+  private lastLimitReason: WorkloadExit["reason"];
   private readonly idle: IdleTimer;
   /** Serializes start, restart, deploy and stop: one workload transition at a time. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -84,6 +84,9 @@ export class Runner {
   constructor(private readonly opts: RunnerOptions) {
     this.spec = opts.spec;
     this.proxy = new AppProxy(opts.logger.child("proxy"));
+    this.proxy.onLimit = (reason) => {
+      this.lastLimitReason = reason;
+    };
     this.idle = new IdleTimer(
       this.proxy,
       () => this.spec.lifecycle,
@@ -132,7 +135,7 @@ export class Runner {
       app_health: this.proxy.current ? "serving" : "unavailable",
       restarts: this.restarts,
     };
-    if (this.lastExitReason) reply.last_exit_reason = this.lastExitReason;
+    if (this.lastLimitReason) reply.last_limit_reason = this.lastLimitReason;
     const image = (current?.spec ?? this.spec).image;
     if (image) reply.image_ref = image;
     // A sleeping on_request app serves: its first request wakes it (scale-to-zero.ts).
@@ -337,7 +340,7 @@ export class Runner {
 
   private onExit(running: Running, how: WorkloadExit): void {
     if (this.running !== running || this.stopping) return;
-    if (how.reason) this.lastExitReason = how.reason;
+    if (how.reason) this.lastLimitReason = how.reason;
     this.running = undefined;
     this.restarts += 1;
     const stableWindowMs = this.opts.stableWindowMs ?? 30_000;

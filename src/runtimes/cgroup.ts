@@ -17,7 +17,7 @@ export interface ProcessLimits {
 }
 
 /** Why a workload ended when the host, not the app, decided it: over memory, CPU or fuel. */
-export type LimitReason = "oom" | "cpu" | "fuel";
+export type LimitReason = "oom" | "fuel";
 
 export interface WorkloadCgroup {
   readonly dirs: string[];

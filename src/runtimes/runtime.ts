@@ -49,7 +49,7 @@ export const DEFAULT_DATA_MOUNT = "/data";
 export interface WorkloadExit {
   code: number | null;
   signal: string | null;
-  reason?: "oom" | "cpu" | "fuel";
+  reason?: "oom" | "fuel";
 }
 
 /**

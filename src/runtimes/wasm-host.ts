@@ -205,6 +205,9 @@ class WorkerPool {
   }
 }
 
+/** Tells the runner in front which limit a request hit (it reports the last one in its health). */
+export const LIMIT_HEADER = "x-tabbify-limit";
+
 function answer(res: ServerResponse, status: number, message: string): void {
   if (res.headersSent) {
     res.destroy();
@@ -271,6 +274,7 @@ async function serve(config: HostConfig, earlyWorker?: EarlyWorker): Promise<voi
           process.stderr.write(
             `${JSON.stringify({ level: "warn", msg: "request over its fuel budget", reason: "fuel", budget_ms: timeoutMs })}\n`,
           );
+          res.setHeader(LIMIT_HEADER, "fuel");
           return answer(
             res,
             504,

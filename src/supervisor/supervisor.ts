@@ -77,8 +77,8 @@ export interface AppRow {
   artifact_version: string | null;
   /** Workload restarts the runner did on its own after crashes. */
   restarts: number | null;
-  /** Set once a limit ended a workload: `oom`, `cpu` or `fuel`. */
-  last_exit_reason?: "oom" | "cpu" | "fuel";
+  /** Set once a limit stopped a workload or a request: `oom` or `fuel`. */
+  last_limit_reason?: "oom" | "fuel";
   adoption_error?: string;
 }
 
@@ -301,7 +301,7 @@ export class Supervisor {
       restarts: health?.restarts ?? null,
     };
     if (health?.app_health_reason) row.app_health_reason = health.app_health_reason;
-    if (health?.last_exit_reason) row.last_exit_reason = health.last_exit_reason;
+    if (health?.last_limit_reason) row.last_limit_reason = health.last_limit_reason;
     const adoptionError = this.ctx.adoptionErrors.get(uuid);
     if (adoptionError) row.adoption_error = adoptionError;
     return row;
