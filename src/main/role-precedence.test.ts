@@ -7,16 +7,17 @@ import { meshJoinOptions } from "./mesh-join.js";
 import { nodeOptions } from "./node.js";
 import { gcOptions, registryOptions } from "./registry.js";
 import { specs as supervisorSpecs } from "./supervisor.js";
-import { pushOptions } from "./tcli.js";
 
-/** The README's "a flag wins over env, env over the default", checked for each option of each role. */
+/**
+ * The README's "a flag wins over env, env over the default", checked for each option of each role
+ * whose options are importable (tcli.ts runs its CLI when imported, so tcli push is not here).
+ */
 const roles: Record<string, OptionSpec[]> = {
   node: nodeOptions,
   registry: registryOptions,
   "registry gc": gcOptions,
   supervisor: supervisorSpecs,
   "auth serve": serveSpecs,
-  "tcli push": pushOptions,
   "artifact store": artifactStoreOptions,
   "mesh join": meshJoinOptions,
 };
