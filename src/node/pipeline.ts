@@ -19,6 +19,7 @@ import { DeliveryLedger, type PushEvent } from "../pipeline/webhooks.js";
 import type { Store } from "../store/index.js";
 import { SqlDeliveryLog, SqlDeployStore } from "./deploy-store.js";
 import { nodeOwner } from "./node-store.js";
+import { DeployLock } from "./releases-lock.js";
 import { type ReplayGuard, SqlReplayGuard } from "./replay-guard.js";
 
 /**
@@ -64,6 +65,8 @@ export class NodePipeline {
   readonly ledger: DeliveryLedger;
   /** Digests of every accepted signed webhook body: a replay under a fresh delivery id is a duplicate. */
   readonly replay: ReplayGuard;
+  /** The store-held deploy lock every rollout of an (app, environment) takes, builds included. */
+  readonly lock: DeployLock;
   readonly #executors: Record<ForgeKind, DeployExecutor>;
   readonly #forgejoHost: string | undefined;
   readonly #githubHosts: Set<string>;
@@ -76,6 +79,7 @@ export class NodePipeline {
     deliveries: SqlDeliveryLog,
     ledger: DeliveryLedger,
     replay: ReplayGuard,
+    lock: DeployLock,
     executors: Record<ForgeKind, DeployExecutor>,
     forgejoHost: string | undefined,
     githubHosts: Set<string>,
@@ -86,6 +90,7 @@ export class NodePipeline {
     this.deliveries = deliveries;
     this.ledger = ledger;
     this.replay = replay;
+    this.lock = lock;
     this.#executors = executors;
     this.#forgejoHost = forgejoHost;
     this.#logger = logger;
@@ -96,6 +101,7 @@ export class NodePipeline {
     const deliveries = await SqlDeliveryLog.open(opts.store);
     const ledger = await DeliveryLedger.open({ store: deliveries });
     const replay = await SqlReplayGuard.open(opts.store, opts.dataDir);
+    const lock = new DeployLock(opts.store);
     const roster: RosterView = {
       supervisors: async () =>
         opts.coordinator.supervisors().map((s) => ({
@@ -108,6 +114,7 @@ export class NodePipeline {
     const logger = opts.logger;
     const shared = {
       store,
+      lock,
       roster,
       supervisorClient: (s: { address: string }) =>
         new HttpSupervisorClient({
@@ -159,6 +166,7 @@ export class NodePipeline {
       deliveries,
       ledger,
       replay,
+      lock,
       { github, forgejo, git, node },
       forgejoHost,
       githubHosts,

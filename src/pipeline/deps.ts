@@ -113,4 +113,25 @@ export interface PipelineDeps {
   now?: () => Date;
   /** Log events kept per deploy before the rest are summarised in one line. Default 5000. */
   maxLogEvents?: number;
+  /** Serializes rollouts per (app, environment); absent ⇒ deploys of one app may overlap. */
+  lock?: RolloutLock;
+}
+
+/** Who holds an (app, environment)'s deploy lock, or is next in its queue. */
+export interface RolloutLockHolder {
+  holder: string;
+  deploy_id: string | null;
+  since: string;
+}
+
+/** The store-held deploy lock (the node's DeployLock), as the pipeline's acquire_lock step takes it. */
+export interface RolloutLock {
+  acquire(
+    app: string,
+    environment: string,
+    deployId: string,
+    holder: string,
+    opts: { wait: boolean; onQueued?: (held: RolloutLockHolder) => Promise<void> },
+  ): Promise<{ queued_ms: number }>;
+  release(app: string, environment: string, deployId: string): Promise<void>;
 }

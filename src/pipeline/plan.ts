@@ -27,7 +27,8 @@ export interface RosterView {
   supervisors(): Promise<RosterSupervisor[]>;
 }
 
-export type DeployTrigger = "github" | "forgejo" | "api" | "git-push";
+/** What started a deploy record: a build (the first four), or a rollout of an existing release. */
+export type DeployTrigger = "github" | "forgejo" | "api" | "git-push" | "rollback" | "promote";
 
 export interface RequestedTarget {
   supervisor: string;
@@ -51,7 +52,12 @@ export interface DeployRequest {
   installationId?: number;
   /** The webhook delivery that caused this deploy, for the record. */
   deliveryId?: string;
+  /** `?wait=false`: fail DEPLOY_LOCKED rather than queue behind another rollout of the app. */
+  noQueue?: boolean;
 }
+
+/** The environment builds land in and an app without declared environments has. */
+export const DEFAULT_ENVIRONMENT = "prod";
 
 export const stepNames = [
   "mint_token",
@@ -59,6 +65,7 @@ export const stepNames = [
   "pick_builder",
   "capability_check",
   "build_and_push",
+  "acquire_lock",
   "fan_out",
   "verify",
 ] as const;

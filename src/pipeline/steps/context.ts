@@ -15,6 +15,8 @@ export interface DeployState {
   imageRef?: string;
   digest?: string;
   results: TargetResult[];
+  /** Set by acquire_lock: lets go of the deploy lock when the deploy ends. */
+  releaseLock?: () => Promise<void>;
   logEvents: number;
   logDropped: number;
 }
