@@ -12,6 +12,7 @@ const bin = (name) => join(root, "node_modules", ".bin", name);
 
 console.log("== typecheck + build (tsc)");
 execFileSync(bin("tsc"), ["-p", "."], { cwd: root, stdio: "inherit" });
+execFileSync(process.execPath, [join(root, "scripts", "stamp-build.mjs")], { cwd: root, stdio: "inherit" });
 console.log("== lint + format check (biome)");
 execFileSync(bin("biome"), ["check", "."], { cwd: root, stdio: "inherit" });
 

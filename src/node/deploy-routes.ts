@@ -22,6 +22,7 @@ import type { DeployObserver } from "./audit-deploys.js";
 import type { NodeKeyCheck } from "./auth.js";
 import type { DeliveryNote } from "./deploy-store.js";
 import { NodePipeline } from "./pipeline.js";
+import { applyWaitQuery } from "./releases-lock.js";
 import { bodyDigest } from "./replay-guard.js";
 
 /**
@@ -330,6 +331,7 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
         return reply.code(202).send(acceptedBody(id));
       }
       const request = parseDeployBody(req.body);
+      await applyWaitQuery(request, req.query, pipeline.lock);
       const target = await checkRepoUrl(request.repoUrl, repoPolicy);
       if ("problem" in target) throw new TabbifyError("REPO_URL_REFUSED", target.problem);
       const id = await pipeline.start(pipeline.forgeOf(request.repoUrl), request);

@@ -6,6 +6,7 @@ import {
   githubAppTokenSource,
   HttpSupervisorClient,
 } from "../pipeline/clients.js";
+import type { BuiltImage, ReleaseRegistrar } from "../pipeline/deps.js";
 import {
   DeployExecutor,
   type DeployRecord,
@@ -67,6 +68,7 @@ export class NodePipeline {
   readonly replay: ReplayGuard;
   /** The store-held deploy lock every rollout of an (app, environment) takes, builds included. */
   readonly lock: DeployLock;
+  readonly #registrar: { current?: ReleaseRegistrar };
   readonly #executors: Record<ForgeKind, DeployExecutor>;
   readonly #forgejoHost: string | undefined;
   readonly #githubHosts: Set<string>;
@@ -80,6 +82,7 @@ export class NodePipeline {
     ledger: DeliveryLedger,
     replay: ReplayGuard,
     lock: DeployLock,
+    registrar: { current?: ReleaseRegistrar },
     executors: Record<ForgeKind, DeployExecutor>,
     forgejoHost: string | undefined,
     githubHosts: Set<string>,
@@ -91,6 +94,7 @@ export class NodePipeline {
     this.ledger = ledger;
     this.replay = replay;
     this.lock = lock;
+    this.#registrar = registrar;
     this.#executors = executors;
     this.#forgejoHost = forgejoHost;
     this.#logger = logger;
@@ -102,6 +106,7 @@ export class NodePipeline {
     const ledger = await DeliveryLedger.open({ store: deliveries });
     const replay = await SqlReplayGuard.open(opts.store, opts.dataDir);
     const lock = new DeployLock(opts.store);
+    const registrar: { current?: ReleaseRegistrar } = {};
     const roster: RosterView = {
       supervisors: async () =>
         opts.coordinator.supervisors().map((s) => ({
@@ -115,6 +120,7 @@ export class NodePipeline {
     const shared = {
       store,
       lock,
+      releases: { register: async (built: BuiltImage) => registrar.current?.register(built) },
       roster,
       supervisorClient: (s: { address: string }) =>
         new HttpSupervisorClient({
@@ -167,6 +173,7 @@ export class NodePipeline {
       ledger,
       replay,
       lock,
+      registrar,
       { github, forgejo, git, node },
       forgejoHost,
       githubHosts,
@@ -213,6 +220,11 @@ export class NodePipeline {
       () => {},
     );
     return id;
+  }
+
+  /** Where builds are recorded as releases before any target gets them (the node's releases). */
+  useReleases(registrar: ReleaseRegistrar): void {
+    this.#registrar.current = registrar;
   }
 
   /** Calls `listener` with the final record of every deploy started here once it ends. */

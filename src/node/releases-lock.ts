@@ -1,5 +1,6 @@
 import { TabbifyError } from "../core/errors.js";
 import type { RolloutLock, RolloutLockHolder } from "../pipeline/deps.js";
+import { DEFAULT_ENVIRONMENT, type DeployRequest } from "../pipeline/plan.js";
 import type { Store } from "../store/index.js";
 
 /**
@@ -137,6 +138,19 @@ export class DeployLock implements RolloutLock {
       .execute();
   }
 
+  /** Throws DEPLOY_LOCKED naming the holder (or the next in the queue) when a rollout would wait. */
+  async assertFree(app: string, environment: string): Promise<void> {
+    const held = await this.#store.db
+      .selectFrom("deploy_locks")
+      .selectAll()
+      .where("app_uuid", "=", app)
+      .where("environment", "=", environment)
+      .where("expires_at", ">", this.#now().toISOString())
+      .executeTakeFirst();
+    if (held)
+      throw locked(environment, { holder: held.holder, deploy_id: held.deploy_id, since: held.acquired_at });
+  }
+
   /** Lets go of the lock if `deployId` still has it. */
   async release(app: string, environment: string, deployId: string): Promise<void> {
     await this.#store.db
@@ -173,4 +187,18 @@ function locked(environment: string, held: RolloutLockHolder): TabbifyError {
     `${environment} of this app is being rolled out by ${held.holder} (since ${held.since})`,
     { holder: held.holder, deploy_id: held.deploy_id, since: held.since },
   );
+}
+
+/**
+ * `?wait=false` on a build's deploy route: the deploy fails DEPLOY_LOCKED instead of queueing and,
+ * when the app is known up front, the route answers 409 naming the holder at once.
+ */
+export async function applyWaitQuery(
+  request: DeployRequest,
+  query: unknown,
+  lock: DeployLock,
+): Promise<void> {
+  if ((query as { wait?: unknown } | undefined)?.wait !== "false") return;
+  request.noQueue = true;
+  if (request.appUuid !== undefined) await lock.assertFree(request.appUuid, DEFAULT_ENVIRONMENT);
 }

@@ -3,6 +3,7 @@ import { environmentUuid } from "../core/address.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
+import type { BuiltImage } from "../pipeline/deps.js";
 import type { DeployRecord, RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
 import type { CallerResolver } from "./apps-identity.js";
@@ -14,7 +15,7 @@ import type { NodePipeline } from "./pipeline.js";
 import type { DeployLock } from "./releases-lock.js";
 import { pushReleaseArtifact } from "./releases-oci.js";
 import { runRollout } from "./releases-rollout.js";
-import { artifactContentDigest, DEFAULT_ENVIRONMENT, ReleaseStore } from "./releases-store.js";
+import { artifactContentDigest, DEFAULT_ENVIRONMENT, type Release, ReleaseStore } from "./releases-store.js";
 import { nodeVersion } from "./version.js";
 
 /**
@@ -60,6 +61,12 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
     });
     ctx.logger.warn("deploy lock of an interrupted deploy released", freed);
   }
+  ctx.pipeline.useReleases({
+    register: async (built) => {
+      const release = await registerBuilt(releases, built);
+      return { id: release.id, manifest: release.manifest };
+    },
+  });
   ctx.pipeline.onDeployEnded((record) => recordImageRelease(ctx, releases, record));
 
   app.register(async (scope) => {
@@ -252,6 +259,26 @@ function objectBody(body: unknown): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
+/** The release of a built image, with the manifest the builder's facts make; existing if known. */
+async function registerBuilt(releases: ReleaseStore, built: BuiltImage): Promise<Release> {
+  const source = { repo_url: built.repo_url, commit_sha: built.commit_sha };
+  const { release } = await releases.record({
+    app: built.app_uuid,
+    digest: built.digest,
+    source,
+    manifest: {
+      app: built.app_uuid,
+      digest: built.digest,
+      image: built.image,
+      source,
+      build: { builder: built.builder, started_at: built.started_at, finished_at: built.finished_at },
+      tabbify_version: nodeVersion,
+    },
+    created_by: `deploy:${built.deploy_id}`,
+  });
+  return release;
+}
+
 /** After a successful image deploy: the release, its run in the first environment, its referrer. */
 async function recordImageRelease(
   ctx: ReleasesContext,
@@ -265,27 +292,22 @@ async function recordImageRelease(
   const built = stepData("build_and_push", "step_finished");
   const commitSha = String(built?.data?.commit_sha ?? record.request.sha ?? "");
   const repository = record.image_ref.slice(0, record.image_ref.lastIndexOf(":"));
-  const source = { repo_url: record.request.repoUrl, commit_sha: commitSha };
   // The pipeline deploys under the app's own UUID, which is prod's; builds do not target other
   // environments yet.
   const environment = DEFAULT_ENVIRONMENT;
-  const { release } = await releases.record({
-    app: record.app_uuid,
+  // Recorded already by the fan-out (registerBuilt); this finds it, or records it for a pipeline
+  // that ran without a registrar.
+  const release = await registerBuilt(releases, {
+    app_uuid: record.app_uuid,
+    tenant: record.request.tenant,
+    image: `${repository}@${record.digest}`,
     digest: record.digest,
-    source,
-    manifest: {
-      app: record.app_uuid,
-      digest: record.digest,
-      image: `${repository}@${record.digest}`,
-      source,
-      build: {
-        builder: String(stepData("pick_builder", "step_finished")?.data?.builder ?? "unknown"),
-        started_at: stepData("build_and_push", "step_started")?.ts ?? record.created_at,
-        finished_at: built?.ts ?? record.finished_at ?? record.created_at,
-      },
-      tabbify_version: nodeVersion,
-    },
-    created_by: `deploy:${record.id}`,
+    repo_url: record.request.repoUrl,
+    commit_sha: commitSha,
+    builder: String(stepData("pick_builder", "step_finished")?.data?.builder ?? "unknown"),
+    started_at: stepData("build_and_push", "step_started")?.ts ?? record.created_at,
+    finished_at: built?.ts ?? record.finished_at ?? record.created_at,
+    deploy_id: record.id,
   });
   await releases.markRunning(release, environment, "system", "release.deploy", { deploy_id: record.id });
   const access = ctx.registryAccess;

@@ -81,6 +81,9 @@ export async function runRollout(deps: RolloutDeps, input: RolloutInput): Promis
   if (typeof image !== "string" || !/@sha256:[0-9a-f]{64}$/.test(image)) {
     throw new TabbifyError("REF_NOT_PINNED", `release ${release.id} has no digest-pinned image to roll out`);
   }
+  // Refused without waiting: answered before any record, so a busy environment's history only
+  // holds rollouts that ran.
+  if (!input.wait) await deps.pipeline.lock.assertFree(app.uuid, environment);
   const id = uuidV7();
   const store = deps.pipeline.store;
   const record: DeployRecord = {
@@ -228,6 +231,7 @@ async function fanOut(
       if (!client) return { ...result, error: "not on the roster" };
       const body: SupervisorDeployRequest = { ref: image, digest: release.digest, runtime: t.runtime };
       if (pullToken !== undefined) body.registry_token = pullToken;
+      body.release = { id: release.id, manifest: release.manifest };
       try {
         await client.deploy(runAs, body);
         return { ...result, success: true };

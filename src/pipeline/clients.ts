@@ -130,6 +130,7 @@ export function deployWireBody(request: SupervisorDeployRequest): SupervisorDepl
   if (request.env !== undefined) body.env = request.env;
   if (request.manifest_toml !== undefined) body.manifest_toml = request.manifest_toml;
   if (request.registry_token !== undefined) body.registry_token = request.registry_token;
+  if (request.release !== undefined) body.release = request.release;
   return body;
 }
 

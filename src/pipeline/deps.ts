@@ -69,6 +69,8 @@ export interface SupervisorDeployRequest {
   env?: Record<string, string>;
   manifest_toml?: string;
   registry_token?: string;
+  /** The release being rolled: the workload gets TABBIFY_RELEASE and a read-only manifest copy. */
+  release?: { id: string; manifest: Record<string, unknown> };
 }
 
 export interface SupervisorDeployReply {
@@ -115,6 +117,31 @@ export interface PipelineDeps {
   maxLogEvents?: number;
   /** Serializes rollouts per (app, environment); absent ⇒ deploys of one app may overlap. */
   lock?: RolloutLock;
+  /** Records the built image as a release before any target gets it (the node's ReleaseStore). */
+  releases?: ReleaseRegistrar;
+}
+
+/** What the pipeline knows of a build when it records it as a release. */
+export interface BuiltImage {
+  app_uuid: string;
+  tenant: string;
+  /** `<registry>/<tenant>/<uuid>@sha256:…`. */
+  image: string;
+  digest: string;
+  repo_url: string;
+  commit_sha: string;
+  builder: string;
+  started_at: string;
+  finished_at: string;
+  deploy_id: string;
+}
+
+export interface ReleaseRegistrar {
+  /**
+   * The release for this image (the existing one when the digest is known): its id and manifest;
+   * undefined when releases are not kept.
+   */
+  register(built: BuiltImage): Promise<{ id: string; manifest: Record<string, unknown> } | undefined>;
 }
 
 /** Who holds an (app, environment)'s deploy lock, or is next in its queue. */

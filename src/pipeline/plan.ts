@@ -283,3 +283,22 @@ export function imageRef(registryHost: string, tenant: string, appUuid: string, 
   }
   return `${registryHost}/${namespace}/${parseAppUuid(appUuid)}:${sha.toLowerCase()}`;
 }
+
+const PINNED = /^[^@\s]+@sha256:[0-9a-f]{64}$/;
+
+/**
+ * `repository@digest` for a pushed `repository:tag` and its digest. Throws REF_NOT_PINNED when no
+ * well-formed digest is known: a target is never handed a tag (or `latest`) alone.
+ */
+export function pinnedRef(imageRef: string, digest: string): string {
+  const at = imageRef.indexOf("@");
+  const named = at >= 0 ? imageRef.slice(0, at) : imageRef;
+  const slash = named.lastIndexOf("/");
+  const colon = named.lastIndexOf(":");
+  const repository = colon > slash ? named.slice(0, colon) : named;
+  const ref = `${repository}@${digest}`;
+  if (!PINNED.test(ref) || (at >= 0 && imageRef.slice(at + 1) !== digest)) {
+    throw new TabbifyError("REF_NOT_PINNED", `${imageRef.slice(0, 200)} is not pinned to a digest`);
+  }
+  return ref;
+}

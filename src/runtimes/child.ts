@@ -177,6 +177,7 @@ const specKeys = new Set([
   "entry",
   "limits",
   "env",
+  "releaseManifest",
 ]);
 
 /** Rejects fields a WorkloadSpec does not have (a typo must not be silently ignored) and bad env. */
@@ -189,6 +190,10 @@ export function checkCommonSpec(spec: unknown, kind: string): asserts spec is Wo
   }
   if (record.runtime !== kind) {
     throw new TabbifyError("SPEC_INVALID", `spec is for runtime "${String(record.runtime)}", not "${kind}"`);
+  }
+  const manifest = record.releaseManifest;
+  if (manifest !== undefined && (typeof manifest !== "string" || !manifest.startsWith("/"))) {
+    throw new TabbifyError("SPEC_INVALID", "releaseManifest must be an absolute path");
   }
   const env = record.env;
   if (env !== undefined) {

@@ -18,7 +18,14 @@ import {
   type WorkloadOutput,
 } from "./child.js";
 import { imageRepository } from "./registry-pull.js";
-import type { Runtime, Upstream, Workload, WorkloadSpec, WorkloadUser } from "./runtime.js";
+import {
+  CONTAINER_RELEASE_MANIFEST,
+  type Runtime,
+  type Upstream,
+  type Workload,
+  type WorkloadSpec,
+  type WorkloadUser,
+} from "./runtime.js";
 
 /** Who a container runs as when the runner names no app user: nobody, never the image's root. */
 export const DEFAULT_CONTAINER_USER = "65534:65534";
@@ -274,6 +281,16 @@ export async function adoptContainer(
   return info ? workloadOf(name, info, options.output) : undefined;
 }
 
+/** The workload's environment: spec.env, the release manifest's path, then HOST and PORT. */
+function containerEnv(spec: WorkloadSpec, port: number): Record<string, string> {
+  return {
+    ...spec.env,
+    ...(spec.releaseManifest ? { TABBIFY_RELEASE_MANIFEST: CONTAINER_RELEASE_MANIFEST } : {}),
+    HOST: "127.0.0.1",
+    PORT: String(port),
+  };
+}
+
 /**
  * Whether a container runs what `start(spec, <its port>)` would run: the same image, the same
  * environment (the image's ENV, then spec.env, then HOST and its own PORT, exactly as start's
@@ -286,7 +303,7 @@ function runsSpec(info: ContainerInfo, spec: WorkloadSpec, image: LocalImage, us
   const memoryMb = spec.limits?.memoryMb ? Math.floor(spec.limits.memoryMb) : 0;
   if (info.memoryBytes !== memoryMb * 1024 * 1024) return false;
   const expected = envMap(image.env);
-  for (const [k, v] of Object.entries({ ...spec.env, HOST: "127.0.0.1", PORT: String(port) })) {
+  for (const [k, v] of Object.entries(containerEnv(spec, port))) {
     expected.set(k, v);
   }
   const actual = envMap(info.env);
@@ -382,7 +399,7 @@ export class DockerRuntime implements Runtime {
     // Values go through a 0600 env file, not argv, where any local user could read them in ps.
     const envDir = await mkdtemp(join(tmpdir(), "tabbify-docker-env-"));
     const envFile = join(envDir, "env");
-    const env = { ...spec.env, HOST: "127.0.0.1", PORT: String(port) };
+    const env = containerEnv(spec, port);
     await writeFile(
       envFile,
       Object.entries(env)
@@ -393,6 +410,12 @@ export class DockerRuntime implements Runtime {
     const args = ["run", "-d", "--network", "host", "--name", name, "--env-file", envFile];
     args.push("--user", containerUser(user), ...containerHardening);
     args.push("--label", `tabbify.port=${port}`);
+    if (spec.releaseManifest) {
+      args.push(
+        "--mount",
+        `type=bind,source=${spec.releaseManifest},target=${CONTAINER_RELEASE_MANIFEST},readonly`,
+      );
+    }
     if (spec.appUuid) args.push("--label", `tabbify.app=${spec.appUuid}`);
     if (spec.limits?.memoryMb) args.push("--memory", `${Math.floor(spec.limits.memoryMb)}m`);
     args.push(image);

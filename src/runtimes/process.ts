@@ -126,7 +126,11 @@ export class ProcessRuntime implements Runtime {
     const { artifactDir, command, file } = await this.check(spec);
     const child = await spawnInGroup(file, command.slice(1), {
       cwd: artifactDir,
-      env: workloadEnv(spec.env, port, user),
+      env: workloadEnv(
+        spec.releaseManifest ? { ...spec.env, TABBIFY_RELEASE_MANIFEST: spec.releaseManifest } : spec.env,
+        port,
+        user,
+      ),
       output: this.options.output,
       user,
     });

@@ -26,7 +26,15 @@ export interface WorkloadSpec {
   limits?: { timeoutMs?: number; memoryMb?: number };
   /** Extra environment for the workload; HOST and PORT are always set by the runtime. */
   env?: Record<string, string>;
+  /**
+   * A read-only copy of the release manifest on the supervisor's host; the workload finds it at
+   * the path TABBIFY_RELEASE_MANIFEST names (for docker, a read-only mount of it).
+   */
+  releaseManifest?: string;
 }
+
+/** Where a docker workload finds its release manifest. */
+export const CONTAINER_RELEASE_MANIFEST = "/run/tabbify/release.json";
 
 /**
  * Who a workload runs as, chosen by the supervisor (never by a spec): a uid of the app's own, the
