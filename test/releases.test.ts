@@ -303,9 +303,9 @@ describe("releases", () => {
     assert.deepEqual(
       progress.json.steps.map((st) => [st.step, st.state]),
       [
-        ["acquire_lock", "finished"],
-        ["fan_out", "finished"],
-        ["verify", "finished"],
+        ["acquire_lock", "succeeded"],
+        ["fan_out", "succeeded"],
+        ["verify", "succeeded"],
       ],
     );
 
