@@ -155,7 +155,8 @@ push
     }
     const dryRun = opts.dryRun === true;
     // With a token for the node (logged in, or TABBIFY_TOKEN), the node records the version as a release.
-    const client = dryRun ? undefined : await clientFor(opts as CommonOpts);
+    // No readable token (or a --node given only for the summary's URL) means upload only, as before.
+    const client = dryRun ? undefined : await clientFor(opts as CommonOpts).catch(() => undefined);
     const opened = await openArtifactStore(artifactStoreConfig(values));
     try {
       const result = await pushApp({
