@@ -2,6 +2,7 @@
 // /api/version on its own listener without a credential, and the node's ready names the
 // dependency that stops answering.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -12,7 +13,7 @@ import { type RunningNode, startNode } from "../src/node/index.js";
 import { tenantRegistryAccess } from "../src/node/registry-access.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
 import { SupervisorUnderTest } from "./runtime-plane-support.js";
-import { tempDir } from "./support/tools.js";
+import { repoRoot, tempDir } from "./support/tools.js";
 
 let root: { path: string; remove(): Promise<void> };
 let auth: FastifyInstance;
@@ -58,6 +59,8 @@ async function get(url: string): Promise<{ status: number; json: Record<string, 
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
+const headCommit = execFileSync("git", ["rev-parse", "HEAD"], { cwd: repoRoot }).toString().trim();
+
 describe("role probes", () => {
   it("every role answers healthz, ready and version without a credential", async () => {
     const roles = { node: node.url, registry: registry.url, auth: authUrl, supervisor: supervisor.base };
@@ -70,10 +73,9 @@ describe("role probes", () => {
       const version = await get(`${base}/api/version`);
       assert.equal(version.status, 200);
       assert.match(String(version.json.version), /^\d+\.\d+\.\d+/, `${role} version`);
-      assert.ok(
-        "commit" in version.json && "built_at" in version.json,
-        `${role}: ${JSON.stringify(version.json)}`,
-      );
+      // The build stamp (scripts/stamp-build.mjs, run after tsc): this checkout's commit and a time.
+      assert.equal(version.json.commit, headCommit, `${role}: ${JSON.stringify(version.json)}`);
+      assert.ok(!Number.isNaN(Date.parse(String(version.json.built_at))), `${role} built_at`);
     }
     const nodeReady = await get(`${node.url}/api/ready`);
     assert.deepEqual(Object.keys(nodeReady.json.checks as object).sort(), ["registry", "store"]);

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { copyFileSync, realpathSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -25,6 +26,7 @@ import {
 } from "./runtime-plane-support.js";
 import { createGitRepo, type GitRepo } from "./support/git-repo.js";
 import { type GithubDouble, startGithubDouble } from "./support/github-double.js";
+import { runTcli } from "./support/tcli-node.js";
 import { ensureDockerd, requireCommand, tempDir } from "./support/tools.js";
 
 const NODE_KEY = "releases-e2e-node-key";
@@ -36,7 +38,9 @@ const DOCKERFILE = [
   "FROM scratch",
   "COPY busybox /bin/busybox",
   "COPY www /www",
-  `ENTRYPOINT ["/bin/busybox", "sh", "-c", "/bin/busybox httpd -f -p \${HOST}:\${PORT} -h /www & trap 'kill $!; exit 0' TERM; wait"]`,
+  // The served tree is copied to /tmp (the only writable place) with the release the workload was
+  // handed: TABBIFY_RELEASE and a copy of the file TABBIFY_RELEASE_MANIFEST names.
+  `ENTRYPOINT ["/bin/busybox", "sh", "-c", "B=/bin/busybox; $B mkdir -p /tmp/www && $B cp /www/index.html /tmp/www/ && echo \\"$TABBIFY_RELEASE\\" > /tmp/www/release.txt && $B cp \\"$TABBIFY_RELEASE_MANIFEST\\" /tmp/www/manifest.json; $B httpd -f -p \${HOST}:\${PORT} -h /tmp/www & trap 'kill $!; exit 0' TERM; wait"]`,
   "",
 ].join("\n");
 const TOML = '[app]\nname = "rel-app"\n';
@@ -50,6 +54,7 @@ let repo: GitRepo;
 let node: RunningNode;
 let supervisor: SupervisorUnderTest;
 let registryHost: string;
+let cliHome: { path: string; remove(): Promise<void> };
 
 interface StatusBody {
   state: string;
@@ -123,6 +128,7 @@ before(async () => {
   requireCommand("git", "git");
   requireCommand("busybox", "busybox-static");
   root = await tempDir("tabbify-releases-e2e");
+  cliHome = await tempDir("tabbify-releases-cli");
   const authDir = join(root.path, "auth");
   auth = buildAuthApp({ key: await loadOrCreateSigningKey(authDir) });
   await auth.listen({ host: "127.0.0.1", port: 0 });
@@ -161,6 +167,7 @@ after(async () => {
   await auth?.close();
   await github?.close();
   await root?.remove();
+  await cliHome?.remove();
 });
 
 describe("releases", () => {
@@ -182,6 +189,10 @@ describe("releases", () => {
     assert.equal(manifest.image, `${registryHost}/${OWNER}/${app}@${doneA.digest}`);
     assert.equal((manifest.build as { builder: string }).builder, SUPERVISOR);
     assert.equal(typeof manifest.tabbify_version, "string");
+    // The workload was handed its release: the id, and a read-only copy of the manifest.
+    const hostOf = new URL(node.url).host;
+    assert.equal((await httpGet(hostOf, `/app/${app}/release.txt`, 10_000)).body, `${releaseA!.id}\n`);
+    assert.deepEqual(JSON.parse((await httpGet(hostOf, `/app/${app}/manifest.json`, 10_000)).body), manifest);
 
     // The registry lists the release manifest among the image's referrers.
     const pull = await registryAccess.pullToken!(OWNER, app);
@@ -243,13 +254,15 @@ describe("releases", () => {
     })();
     const started = performance.now();
     const [rolled, contender] = await Promise.all([
-      api<{ release: ReleaseBody; from: string; targets: { success: boolean }[] }>(
+      api<{ release: ReleaseBody; from: string; deploy_id: string; targets: { success: boolean }[] }>(
         "POST",
         `/api/v1/apps/${app}/rollback`,
         {},
       ),
       new Promise((r) => setTimeout(r, 300)).then(() =>
-        api<{ code: string; error: string }>("POST", `/api/v1/apps/${app}/rollback`, { to: doneA.digest }),
+        api<{ code: string; error: string }>("POST", `/api/v1/apps/${app}/rollback?wait=false`, {
+          to: doneA.digest,
+        }),
       ),
     ]);
     const rollbackMs = performance.now() - started;
@@ -272,30 +285,99 @@ describe("releases", () => {
     );
     const after = await releasesOf(app);
     assert.deepEqual(after.find((r) => r.digest === doneA.digest)?.environments, ["prod"]);
-    console.log(`rollback latency: ${Math.round(rollbackMs)} ms over ${answers.length} requests`);
+    console.log(`rollback latency: ${Math.round(rollbackMs)} ms over ${answers.length} requests, 0 failed`);
+
+    // The rollback is a deploy record with its steps, like a build.
+    const record = await api<{ state: string; trigger: string; digest: string }>(
+      "GET",
+      `/v1/deploy/${rolled.json.deploy_id}/status`,
+    );
+    assert.equal(record.status, 200, JSON.stringify(record.json));
+    assert.equal(record.json.state, "succeeded");
+    assert.equal(record.json.trigger, "rollback");
+    const progress = await api<{ deploy: { id: string }; steps: { step: string; state: string }[] }>(
+      "GET",
+      `/api/v1/apps/${app}/progress`,
+    );
+    assert.equal(progress.json.deploy.id, rolled.json.deploy_id);
+    assert.deepEqual(
+      progress.json.steps.map((st) => [st.step, st.state]),
+      [
+        ["acquire_lock", "succeeded"],
+        ["fan_out", "succeeded"],
+        ["verify", "succeeded"],
+      ],
+    );
+
+    // tcli lists what the API lists.
+    const tcliEnv = { env: { TABBIFY_TOKEN: NODE_KEY }, home: cliHome.path };
+    const listedByCli = await runTcli(["releases", app, "--json", "--node", node.url], tcliEnv);
+    assert.equal(listedByCli.code, 0, listedByCli.stderr);
+    assert.deepEqual(
+      (JSON.parse(listedByCli.stdout) as { releases: ReleaseBody[] }).releases.map((r) => r.id),
+      (await releasesOf(app)).map((r) => r.id),
+    );
+    const table = await runTcli(["releases", app, "--node", node.url], tcliEnv);
+    assert.match(table.stdout, /^RELEASE +DIGEST +RUNS IN +CREATED +SOURCE$/m);
+    assert.match(table.stdout, new RegExp(`^${releaseA!.id} +${doneA.digest.slice(7, 19)} +prod `, "m"));
+
+    // Two rollouts of prod at once: the second queues (its record says so), then runs; the final
+    // state is the last one's.
+    const toB = api<{ deploy_id: string; queued_ms: number }>("POST", `/api/v1/apps/${app}/rollback`, {
+      to: doneB.digest,
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const queueStarted = performance.now();
+    const backToA = runTcli(["rollback", app, "--to", releaseA!.id, "--json", "--node", node.url], tcliEnv);
+    let sawQueued = false;
+    for (let i = 0; i < 100 && !sawQueued; i++) {
+      const p = await api<{ deploy: { state: string; trigger: string } }>(
+        "GET",
+        `/api/v1/apps/${app}/progress`,
+      );
+      sawQueued = p.json.deploy.state === "queued";
+      if (!sawQueued) await new Promise((r) => setTimeout(r, 50));
+    }
+    const [first, second] = await Promise.all([toB, backToA]);
+    assert.equal(first.status, 200, JSON.stringify(first.json));
+    assert.equal(second.code, 0, second.stderr);
+    const secondJson = JSON.parse(second.stdout) as { queued_ms: number; release: ReleaseBody };
+    assert.ok(sawQueued, "the second rollback was seen queued");
+    assert.ok(secondJson.queued_ms > 0, "it waited for the first");
+    assert.equal(secondJson.release.digest, doneA.digest);
+    assert.equal((await appGet()).body, "A\n", "the last rollout wins");
+    console.log(
+      `two queued rollbacks: ${Math.round(performance.now() - queueStarted)} ms, the second queued ${secondJson.queued_ms} ms`,
+    );
 
     // Promotion takes only what the source environment ran, and moves that digest, pinned.
-    const unverified = await api<{ code: string; error: string }>("POST", `/api/v1/apps/${app}/promote`, {
-      from: "canary",
-      to: "prod",
-    });
-    assert.equal(unverified.status, 409, JSON.stringify(unverified.json));
-    assert.equal(unverified.json.code, "NOT_VERIFIED_IN");
-    assert.match(unverified.json.error, /NOT_VERIFIED_IN canary/);
+    const unverified = await runTcli(
+      ["promote", app, "--from", "canary", "--to", "prod", "--node", node.url],
+      tcliEnv,
+    );
+    assert.equal(unverified.code, 1, unverified.stderr);
+    assert.match(unverified.stderr, /NOT_VERIFIED_IN canary/);
     const canaryUuid = v5("canary", app);
     supervisor.dockerApps.add(canaryUuid);
     const promoteStarted = performance.now();
-    const promoted = await api<{ uuid: string; release: ReleaseBody }>(
-      "POST",
-      `/api/v1/apps/${app}/promote`,
-      {
-        from: "prod",
-        to: "canary",
-      },
+    const promotedByCli = await runTcli(
+      ["promote", app, "--from", "prod", "--to", "canary", "--json", "--node", node.url],
+      tcliEnv,
     );
-    assert.equal(promoted.status, 200, JSON.stringify(promoted.json));
-    assert.equal(promoted.json.uuid, canaryUuid);
-    assert.equal(promoted.json.release.digest, doneA.digest);
+    assert.equal(promotedByCli.code, 0, promotedByCli.stderr);
+    const promoted = JSON.parse(promotedByCli.stdout) as {
+      uuid: string;
+      release: ReleaseBody;
+      deploy_id: string;
+    };
+    assert.equal(promoted.uuid, canaryUuid);
+    assert.equal(promoted.release.digest, doneA.digest);
+    const promoteRecord = await api<{ state: string; trigger: string }>(
+      "GET",
+      `/v1/deploy/${promoted.deploy_id}/status`,
+    );
+    assert.equal(promoteRecord.json.trigger, "promote");
+    assert.equal(promoteRecord.json.state, "succeeded");
     for (let i = 0; ; i++) {
       const answer = await httpGet(new URL(node.url).host, `/app/${canaryUuid}/`, 10_000).catch(
         () => undefined,
@@ -305,6 +387,11 @@ describe("releases", () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     console.log(`promote latency: ${Math.round(performance.now() - promoteStarted)} ms`);
+    assert.equal(
+      (await httpGet(new URL(node.url).host, `/app/${canaryUuid}/release.txt`, 10_000)).body,
+      `${promoted.release.id}\n`,
+      "the promoted environment runs the same release",
+    );
     const canary = await supervisor.call("GET", `/v1/apps/${canaryUuid}`);
     assert.equal(
       String(canary.json.version).split("@").at(-1),
@@ -356,5 +443,44 @@ describe("releases", () => {
     assert.equal(bad.status, 400);
     const anonymous = await fetch(`${node.url}/api/v1/apps/pushed-app/releases`);
     assert.equal(anonymous.status, 401);
+  });
+
+  it("tcli push registers each version with the node it has a token for, creating the app on first sight", async () => {
+    const dir = join(root.path, "pushed-cli");
+    await mkdir(dir, { recursive: true });
+    await writeFile(
+      join(dir, "manifest.toml"),
+      '[app]\nname = "cli-pushed"\n\n[lifecycle]\nmode = "always_on"\n\n[runtime]\ntype = "process"\ncommand = ["node", "server.js"]\n',
+    );
+    await writeFile(join(dir, "server.js"), "console.log('hi');\n");
+    const storeArgs = ["--store", "local", "--store-dir", join(root.path, "cli-store")];
+    const home = { home: cliHome.path };
+    const pushOnce = () =>
+      runTcli(["push", dir, ...storeArgs, "--json", "--node", node.url], {
+        ...home,
+        env: { TABBIFY_TOKEN: NODE_KEY },
+      });
+    const first = await pushOnce();
+    assert.equal(first.code, 0, first.stderr);
+    const pushed = JSON.parse(first.stdout) as { appId: string; release: ReleaseBody };
+    assert.match(pushed.release.digest, /^sha256:[0-9a-f]{64}$/);
+    assert.deepEqual(pushed.release.source, { artifact_version: "v1" });
+    const registered = await api<{ name: string; tenant: string }>("GET", `/api/v1/apps/${pushed.appId}`);
+    assert.equal(registered.status, 200, "the node created the app on first sight");
+    assert.equal(registered.json.name, "cli-pushed");
+    // The same tree again is a new version but the same release.
+    const second = await pushOnce();
+    assert.equal(second.code, 0, second.stderr);
+    const again = JSON.parse(second.stdout) as { release: ReleaseBody };
+    assert.equal(again.release.id, pushed.release.id);
+    const text = await runTcli(["releases", "cli-pushed", "--node", node.url], {
+      ...home,
+      env: { TABBIFY_TOKEN: NODE_KEY },
+    });
+    assert.match(text.stdout, new RegExp(`^${pushed.release.id} .* push v1$`, "m"));
+    // Without a token for the node, push only uploads, as before.
+    const offline = await runTcli(["push", dir, ...storeArgs, "--json", "--node", node.url], home);
+    assert.equal(offline.code, 0, offline.stderr);
+    assert.equal((JSON.parse(offline.stdout) as { release?: unknown }).release, undefined);
   });
 });

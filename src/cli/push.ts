@@ -7,6 +7,7 @@ import { type AppLock, LOCK_FILE, readLock, writeLock } from "../artifacts/lock.
 import { parseManifest, stampAppId } from "../artifacts/manifest.js";
 import { type ArtifactStore, CLAIM_FILE, IMAGE_FILE, MANIFEST_FILE } from "../artifacts/store.js";
 import { isErrno, TabbifyError } from "../core/errors.js";
+import type { NodeRelease } from "../node/releases-client.js";
 import type { DockerClient } from "./docker.js";
 import { collectFiles, type LocalFile, singleFile } from "./files.js";
 import {
@@ -48,6 +49,8 @@ export interface PushResult {
   url: string;
   store: string;
   plan: PushPlan;
+  /** The release the node recorded for this version, when tcli knows a node to tell. */
+  release?: NodeRelease;
 }
 
 /** Parallel uploads: enough to hide per-request latency on S3 without flooding a small link. */

@@ -11,6 +11,7 @@ import { buildAuthApp } from "../auth/server.js";
 import { issueTenantToken, maxTenantTokenTtlSeconds, verifyTenantToken } from "../auth/tenant-token.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import { dataDirPermissionWarnings } from "../storage/permissions.js";
+import { warnIfPublic } from "./bind-warning.js";
 import { type OptionSpec, optionsHelp, parseListen, parseOptions, required, untilSignal } from "./flags.js";
 
 const dataSpec: OptionSpec = {
@@ -68,6 +69,7 @@ async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     return 0;
   }
   const { host, port } = parseListen(required(opts.values.listen, "--listen"));
+  warnIfPublic("auth", host);
   const dataDir = required(opts.values.data, "--data");
   for (const warning of await dataDirPermissionWarnings(dataDir)) {
     process.stderr.write(`tabbify auth: warning: ${warning}\n`);

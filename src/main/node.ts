@@ -12,6 +12,7 @@ import { parseSeedApps } from "../node/apps-seed.js";
 import { type DataPlane, dataPlanes, type NodeDeployOptions, startNode } from "../node/index.js";
 import { tenantRegistryAccess } from "../node/registry-access.js";
 import { GITHUB_API_URL, loadAppPrivateKey } from "../pipeline/github.js";
+import { warnIfPublic } from "./bind-warning.js";
 import {
   allowPrivateReposOption,
   databaseOption,
@@ -156,6 +157,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     logger.warn(
       "no supervisor API key (TABBIFY_SUPERVISOR_KEY or --supervisor-key-file): supervisors refuse the node's deploys",
     );
+  warnIfPublic("node", listen.host);
   const node = await startNode({
     host: listen.host,
     port: listen.port,

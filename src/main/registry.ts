@@ -1,5 +1,6 @@
 // `tabbify registry`: the OCI Distribution registry on /v2 (src/registry), wired from flags/env;
 // `tabbify registry gc`: its blob garbage collection, over the same storage.
+
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { formatBytes } from "../cli/plan.js";
@@ -10,6 +11,7 @@ import { defaultServiceName, defaultStagingDir, RegistryService, startRegistry }
 import { defaultMaxUploadsPerTenant } from "../registry/repository.js";
 import { LocalDriver } from "../storage/local.js";
 import type { S3Driver } from "../storage/s3.js";
+import { warnIfPublic } from "./bind-warning.js";
 import { intOption, type OptionSpec, optionsHelp, parseListen, parseOptions, untilSignal } from "./flags.js";
 
 export const registryOptions: OptionSpec[] = [
@@ -114,6 +116,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
   const v = opts.values;
   const { host, port } = parseListen(v.listen!);
+  warnIfPublic("registry", host);
   const dataDir = resolve(v.data!);
   const log = createLogger("registry");
   const maxUploadsPerTenant = intOption(v["max-uploads-per-tenant"], "max-uploads-per-tenant");

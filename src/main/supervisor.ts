@@ -2,6 +2,7 @@
  * `tabbify supervisor`: runner lifecycle on this host. Reads flags/env, checks what the host can
  * do, re-adopts living runners, serves the HTTP API and keeps this host on the node's roster.
  */
+
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { v7 as uuidV7 } from "uuid";
@@ -19,7 +20,9 @@ import { defaultBackoff } from "../supervisor/backoff.js";
 import { capabilityTags, hasNetAdmin, InterfaceAddresses, noAddresses } from "../supervisor/host.js";
 import { Supervisor } from "../supervisor/supervisor.js";
 import { artifactStoreConfig, artifactStoreOptions } from "./artifact-store-options.js";
+import { warnIfPublic } from "./bind-warning.js";
 import { registerDeployPull } from "./deploy-pull.js";
+import { registerDeployRelease } from "./deploy-release.js";
 import {
   allowPrivateReposOption,
   intOption,
@@ -269,6 +272,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     { apiKey },
   );
   registerDeployPull(api, logger.child("deploy"));
+  registerDeployRelease(api, dataDir);
   if (builder) {
     const { Builder } = await import("../builder/builder.js");
     const { registerBuildRoutes } = await import("../builder/routes.js");
@@ -285,6 +289,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       }),
     );
   }
+  warnIfPublic("supervisor", listen.host);
   await api.listen({ host: listen.host, port: listen.port });
   const address = `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${listen.port}`;
   logger.info("listening", {

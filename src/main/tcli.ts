@@ -6,6 +6,7 @@
 import { homedir } from "node:os";
 import { Command, CommanderError, Option } from "commander";
 import { openArtifactStore } from "../artifacts/open.js";
+import { formatRegistered, registerPush, registerReleaseCommands } from "../cli/commands-releases.js";
 import { savedToken } from "../cli/credentials.js";
 import { DockerCli } from "../cli/docker.js";
 import { askYes, readHiddenLine, readStdinToken } from "../cli/input.js";
@@ -152,8 +153,11 @@ push
         spec.default,
       );
     }
-    const opened = await openArtifactStore(artifactStoreConfig(values));
     const dryRun = opts.dryRun === true;
+    // With a token for the node (logged in, or TABBIFY_TOKEN), the node records the version as a release.
+    // No readable token (or a --node given only for the summary's URL) means upload only, as before.
+    const client = dryRun ? undefined : await clientFor(opts as CommonOpts).catch(() => undefined);
+    const opened = await openArtifactStore(artifactStoreConfig(values));
     try {
       const result = await pushApp({
         dir: dirs[0]!,
@@ -167,7 +171,12 @@ push
           process.stderr.isTTY && !dryRun && !opts.quiet ? new TerminalProgress(process.stderr) : noProgress,
         ...(opened.stagingDir ? { stagingDir: opened.stagingDir } : {}),
       });
-      process.stdout.write(opts.json ? pushResultJson(result) : formatPushResult(result));
+      if (client?.hasToken()) result.release = await registerPush(client, result);
+      process.stdout.write(
+        opts.json
+          ? pushResultJson(result)
+          : `${formatPushResult(result)}${result.release && client ? formatRegistered(result.release, client.url) : ""}`,
+      );
     } finally {
       opened.close();
     }
@@ -294,6 +303,8 @@ withCommon(program.command("rm").summary("purge an app on every target and remov
     }
     print(opts, await removeApp(await clientFor(opts), ref), formatRemove);
   });
+
+registerReleaseCommands(program, { withCommon, clientFor, print, examples });
 
 const commands = program.commands;
 program.helpInformation = () => {

@@ -11,6 +11,7 @@ import { branchProblem } from "./apps-schema.js";
 import type { DeployObserver } from "./audit-deploys.js";
 import { statusBody } from "./deploy-routes.js";
 import type { NodePipeline } from "./pipeline.js";
+import { applyWaitQuery } from "./releases-lock.js";
 
 /**
  * The deploy surface of a registered app (kua-deploy's), same bearer rules as the registry:
@@ -93,6 +94,7 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
       if (target.servers.length > 0) {
         request.targets = target.servers.map((supervisor) => ({ supervisor, runtime: target.runtime }));
       }
+      await applyWaitQuery(request, req.query, pipeline.lock);
       const id = await pipeline.start(pipeline.forgeOf(request.repoUrl), request);
       startedHere.set(target.uuid, id);
       await observer.accepted(caller.actor, id, request);

@@ -83,6 +83,11 @@ export class NodeClient {
     this.#fetch = opts.fetch ?? fetch;
   }
 
+  /** Whether calls carry a token (a saved login or TABBIFY_TOKEN). */
+  hasToken(): boolean {
+    return this.#token !== undefined;
+  }
+
   health(): Promise<{ status: string; version: string }> {
     return this.#json("GET", "/health");
   }
@@ -131,6 +136,14 @@ export class NodeClient {
     return res.body as ReadableStream<Uint8Array>;
   }
 
+  /**
+   * Any JSON call on the node's API, for typed wrappers kept next to their routes (see
+   * releases-client.ts). `timeout: false` for calls that last as long as a rollout.
+   */
+  request<T>(method: string, path: string, body?: unknown, opts: { timeout?: boolean } = {}): Promise<T> {
+    return this.#json(method, path, body, opts.timeout ?? true);
+  }
+
   async #send(method: string, path: string, body: unknown, timeout = true): Promise<Response> {
     const headers: Record<string, string> = { accept: "application/json" };
     if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
@@ -168,8 +181,8 @@ export class NodeClient {
     throw new TabbifyError(code, message, { status: res.status });
   }
 
-  async #json<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await this.#send(method, path, body);
+  async #json<T>(method: string, path: string, body?: unknown, timeout = true): Promise<T> {
+    const res = await this.#send(method, path, body, timeout);
     if (!res.ok) return this.#fail(res, method, path);
     const text = await res.text();
     try {

@@ -3,7 +3,7 @@ import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { checkRepoUrl, parseHttpRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
-import { type DeployEvent, type DeployRecord, followDeploy } from "../pipeline/executor.js";
+import { type DeployEvent, type DeployRecord, followDeploy, isActive } from "../pipeline/executor.js";
 import { checkGitRef, checkGitUrl, isLocalRepoUrl } from "../pipeline/git-remote.js";
 import type { DeployRequest, RequestedTarget } from "../pipeline/plan.js";
 import { type DeployRuntime, deployRuntimes } from "../pipeline/tabbify-toml.js";
@@ -22,6 +22,7 @@ import type { DeployObserver } from "./audit-deploys.js";
 import type { NodeKeyCheck } from "./auth.js";
 import type { DeliveryNote } from "./deploy-store.js";
 import { NodePipeline } from "./pipeline.js";
+import { applyWaitQuery } from "./releases-lock.js";
 import { bodyDigest } from "./replay-guard.js";
 
 /**
@@ -116,7 +117,7 @@ export function parseDeployBody(body: unknown): DeployRequest {
 
 /** The status body: what `GET /v1/deploy/<id>/status` answers. */
 export function statusBody(record: DeployRecord): Record<string, unknown> {
-  const done = record.status !== "running";
+  const done = !isActive(record.status);
   const lastStep = [...record.events].reverse().find((e) => e.step !== "deploy");
   const body: Record<string, unknown> = {
     id: record.id,
@@ -330,6 +331,7 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
         return reply.code(202).send(acceptedBody(id));
       }
       const request = parseDeployBody(req.body);
+      await applyWaitQuery(request, req.query, pipeline.lock);
       const target = await checkRepoUrl(request.repoUrl, repoPolicy);
       if ("problem" in target) throw new TabbifyError("REPO_URL_REFUSED", target.problem);
       const id = await pipeline.start(pipeline.forgeOf(request.repoUrl), request);
@@ -341,7 +343,7 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
       const record = await pipeline.store.get(req.params.id);
       if (!record)
         throw new TabbifyError("DEPLOY_NOT_FOUND", `deploy ${req.params.id.slice(0, 64)} is unknown`);
-      return reply.code(record.status === "running" ? 202 : 200).send(statusBody(record));
+      return reply.code(isActive(record.status) ? 202 : 200).send(statusBody(record));
     });
 
     authed.get<{ Params: { id: string } }>("/v1/deploy/:id/events", async (req, reply) =>

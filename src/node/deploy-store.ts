@@ -133,7 +133,7 @@ export class SqlDeployStore implements DeployStore {
     const interrupted = await store.db
       .selectFrom("deploys")
       .select("id")
-      .where("status", "=", "running")
+      .where("status", "in", ["running", "queued"])
       .where("owner", "=", opts.owner)
       .execute();
     for (const { id } of interrupted) {
@@ -173,7 +173,7 @@ export class SqlDeployStore implements DeployStore {
       .limit(capacity);
     await this.#store.db
       .deleteFrom("deploys")
-      .where("status", "!=", "running")
+      .where("status", "not in", ["running", "queued"])
       // Postgres and SQLite both take a LIMIT inside IN when it is wrapped in a derived table.
       .where("id", "not in", (eb) => eb.selectFrom(keep.as("kept")).select("kept.id"))
       .execute();

@@ -6,6 +6,7 @@ import {
   githubAppTokenSource,
   HttpSupervisorClient,
 } from "../pipeline/clients.js";
+import type { BuiltImage, ReleaseRegistrar } from "../pipeline/deps.js";
 import {
   DeployExecutor,
   type DeployRecord,
@@ -19,6 +20,7 @@ import { DeliveryLedger, type PushEvent } from "../pipeline/webhooks.js";
 import type { Store } from "../store/index.js";
 import { SqlDeliveryLog, SqlDeployStore } from "./deploy-store.js";
 import { nodeOwner } from "./node-store.js";
+import { DeployLock } from "./releases-lock.js";
 import { type ReplayGuard, SqlReplayGuard } from "./replay-guard.js";
 
 /**
@@ -64,6 +66,9 @@ export class NodePipeline {
   readonly ledger: DeliveryLedger;
   /** Digests of every accepted signed webhook body: a replay under a fresh delivery id is a duplicate. */
   readonly replay: ReplayGuard;
+  /** The store-held deploy lock every rollout of an (app, environment) takes, builds included. */
+  readonly lock: DeployLock;
+  readonly #registrar: { current?: ReleaseRegistrar };
   readonly #executors: Record<ForgeKind, DeployExecutor>;
   readonly #forgejoHost: string | undefined;
   readonly #githubHosts: Set<string>;
@@ -76,6 +81,8 @@ export class NodePipeline {
     deliveries: SqlDeliveryLog,
     ledger: DeliveryLedger,
     replay: ReplayGuard,
+    lock: DeployLock,
+    registrar: { current?: ReleaseRegistrar },
     executors: Record<ForgeKind, DeployExecutor>,
     forgejoHost: string | undefined,
     githubHosts: Set<string>,
@@ -86,6 +93,8 @@ export class NodePipeline {
     this.deliveries = deliveries;
     this.ledger = ledger;
     this.replay = replay;
+    this.lock = lock;
+    this.#registrar = registrar;
     this.#executors = executors;
     this.#forgejoHost = forgejoHost;
     this.#logger = logger;
@@ -96,6 +105,8 @@ export class NodePipeline {
     const deliveries = await SqlDeliveryLog.open(opts.store);
     const ledger = await DeliveryLedger.open({ store: deliveries });
     const replay = await SqlReplayGuard.open(opts.store, opts.dataDir);
+    const lock = new DeployLock(opts.store);
+    const registrar: { current?: ReleaseRegistrar } = {};
     const roster: RosterView = {
       supervisors: async () =>
         opts.coordinator.supervisors().map((s) => ({
@@ -108,6 +119,8 @@ export class NodePipeline {
     const logger = opts.logger;
     const shared = {
       store,
+      lock,
+      releases: { register: async (built: BuiltImage) => registrar.current?.register(built) },
       roster,
       supervisorClient: (s: { address: string }) =>
         new HttpSupervisorClient({
@@ -159,6 +172,8 @@ export class NodePipeline {
       deliveries,
       ledger,
       replay,
+      lock,
+      registrar,
       { github, forgejo, git, node },
       forgejoHost,
       githubHosts,
@@ -205,6 +220,11 @@ export class NodePipeline {
       () => {},
     );
     return id;
+  }
+
+  /** Where builds are recorded as releases before any target gets them (the node's releases). */
+  useReleases(registrar: ReleaseRegistrar): void {
+    this.#registrar.current = registrar;
   }
 
   /** Calls `listener` with the final record of every deploy started here once it ends. */

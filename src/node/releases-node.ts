@@ -1,18 +1,20 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { environmentUuid } from "../core/address.js";
-import { TabbifyError } from "../core/errors.js";
+import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
-import { HttpSupervisorClient } from "../pipeline/clients.js";
-import type { DeployRecord, RegistryAccess, SupervisorDeployRequest } from "../pipeline/executor.js";
-import type { TargetResult } from "../pipeline/plan.js";
+import type { BuiltImage } from "../pipeline/deps.js";
+import type { DeployRecord, RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
 import type { CallerResolver } from "./apps-identity.js";
+import { ROSTER_TENANT } from "./apps-node.js";
 import type { AppRegistry, Caller } from "./apps-registry.js";
+import type { App } from "./apps-schema.js";
 import type { AuditLog } from "./audit-log.js";
 import type { NodePipeline } from "./pipeline.js";
-import { DeployLock } from "./releases-lock.js";
+import type { DeployLock } from "./releases-lock.js";
 import { pushReleaseArtifact } from "./releases-oci.js";
+import { runRollout } from "./releases-rollout.js";
 import { artifactContentDigest, DEFAULT_ENVIRONMENT, type Release, ReleaseStore } from "./releases-store.js";
 import { nodeVersion } from "./version.js";
 
@@ -45,9 +47,26 @@ export interface AttachedReleases {
   lock: DeployLock;
 }
 
-export function attachReleases(app: FastifyInstance, ctx: ReleasesContext): AttachedReleases {
+export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext): Promise<AttachedReleases> {
   const releases = new ReleaseStore(ctx.store, ctx.audit);
-  const lock = new DeployLock(ctx.store);
+  const lock = ctx.pipeline.lock;
+  // Deploys this node lost when it died were closed as failed when the pipeline opened; their
+  // locks go now, and nothing they half-rolled is rolled back behind anyone's back.
+  for (const freed of await lock.sweep()) {
+    await ctx.audit.record({
+      actor: "system",
+      action: "deploy.interrupted",
+      subject: `app:${freed.app_uuid}`,
+      after: { environment: freed.environment, deploy_id: freed.deploy_id, holder: freed.holder },
+    });
+    ctx.logger.warn("deploy lock of an interrupted deploy released", freed);
+  }
+  ctx.pipeline.useReleases({
+    register: async (built) => {
+      const release = await registerBuilt(releases, built);
+      return { id: release.id, manifest: release.manifest };
+    },
+  });
   ctx.pipeline.onDeployEnded((record) => recordImageRelease(ctx, releases, record));
 
   app.register(async (scope) => {
@@ -64,8 +83,8 @@ export function attachReleases(app: FastifyInstance, ctx: ReleasesContext): Atta
 
     scope.post("/api/v1/apps/:app/releases", async (req: AppReq, reply) => {
       const caller = callerOf.get(req) as Caller;
-      const target = await ctx.registry.get(caller, req.params.app);
       const body = objectBody(req.body);
+      const target = await appOnFirstSight(ctx, caller, req.params.app, body);
       const version = body.version;
       const manifestToml = body.manifest_toml;
       const files = body.files;
@@ -112,6 +131,7 @@ export function attachReleases(app: FastifyInstance, ctx: ReleasesContext): Atta
       const body = objectBody(req.body ?? {});
       const env = body.env ?? DEFAULT_ENVIRONMENT;
       if (typeof env !== "string" || env === "") throw new TabbifyError("BAD_REQUEST", "env must be a name");
+      environmentUuid(target.uuid, env);
       if (body.to !== undefined && (typeof body.to !== "string" || body.to === "")) {
         throw new TabbifyError("BAD_REQUEST", "to must be a release id or digest");
       }
@@ -123,30 +143,27 @@ export function attachReleases(app: FastifyInstance, ctx: ReleasesContext): Atta
           `${env} of ${target.name} ran no earlier release to go back to`,
         );
       }
-      const holder = `rollback by ${caller.actor} at ${new Date().toISOString()}`;
-      return lock.with(target.uuid, env, holder, async () => {
-        const started = performance.now();
-        const targets = await rollOut(ctx, target.uuid, target.tenant, to, env);
-        const failed = targets.filter((t) => !t.success);
-        if (failed.length > 0 || targets.length === 0) {
-          throw new TabbifyError(
-            "ROLLOUT_FAILED",
-            `rollback to ${to.id} failed on ${failed.map((t) => `${t.supervisor} (${t.error})`).join(", ") || "every target: none known"}`,
-          );
-        }
-        await releases.markRunning(to, env, caller.actor, "release.rollback", {
-          from: history.current?.id ?? null,
-        });
-        return {
-          app: target.name,
-          environment: env,
-          release: to,
-          from: history.current?.id ?? null,
-          targets,
-          duration_ms: Math.round(performance.now() - started),
-        };
+      const outcome = await runRollout(ctx, {
+        kind: "rollback",
+        app: target,
+        release: to,
+        environment: env,
+        actor: caller.actor,
+        wait: waits(req),
       });
+      await releases.markRunning(to, env, caller.actor, "release.rollback", {
+        from: history.current?.id ?? null,
+        deploy_id: outcome.deploy_id,
+      });
+      return {
+        app: target.name,
+        environment: env,
+        release: to,
+        from: history.current?.id ?? null,
+        ...outcome,
+      };
     });
+
     scope.post("/api/v1/apps/:app/promote", async (req: AppReq) => {
       const caller = callerOf.get(req) as Caller;
       const target = await ctx.registry.get(caller, req.params.app);
@@ -173,31 +190,66 @@ export function attachReleases(app: FastifyInstance, ctx: ReleasesContext): Atta
           `NOT_VERIFIED_IN ${from}: ${release ? `release ${release.id}` : "nothing"} never ran in ${from}`,
         );
       }
-      const holder = `promotion by ${caller.actor} at ${new Date().toISOString()}`;
-      return lock.with(target.uuid, to, holder, async () => {
-        const started = performance.now();
-        const targets = await rollOut(ctx, target.uuid, target.tenant, release, to);
-        const failed = targets.filter((t) => !t.success);
-        if (failed.length > 0 || targets.length === 0) {
-          throw new TabbifyError(
-            "ROLLOUT_FAILED",
-            `promotion of ${release.id} to ${to} failed on ${failed.map((t) => `${t.supervisor} (${t.error})`).join(", ") || "every target: none known"}`,
-          );
-        }
-        await releases.markRunning(release, to, caller.actor, "release.promote", { from });
-        return {
-          app: target.name,
-          environment: to,
-          uuid: environmentUuid(target.uuid, to),
-          from,
-          release,
-          targets,
-          duration_ms: Math.round(performance.now() - started),
-        };
+      const outcome = await runRollout(ctx, {
+        kind: "promote",
+        app: target,
+        release,
+        environment: to,
+        actor: caller.actor,
+        wait: waits(req),
       });
+      await releases.markRunning(release, to, caller.actor, "release.promote", {
+        from,
+        deploy_id: outcome.deploy_id,
+      });
+      return {
+        app: target.name,
+        environment: to,
+        uuid: environmentUuid(target.uuid, to),
+        from,
+        release,
+        ...outcome,
+      };
     });
   });
   return { releases, lock };
+}
+
+/**
+ * The app a pushed version belongs to. A push names it by the uuid tcli gave it; an app the node
+ * has not seen yet is created under the caller's tenant (the node key's: `tenant` in the body,
+ * else the default one), named after the manifest.
+ */
+async function appOnFirstSight(
+  ctx: ReleasesContext,
+  caller: Caller,
+  ref: string,
+  body: Record<string, unknown>,
+): Promise<App> {
+  try {
+    return await ctx.registry.get(caller, ref);
+  } catch (err) {
+    if (!isTabbifyError(err, "APP_NOT_FOUND") || !UUID.test(ref)) throw err;
+  }
+  if (body.name !== undefined && (typeof body.name !== "string" || body.name === "")) {
+    throw new TabbifyError("BAD_REQUEST", "name must be the app's name");
+  }
+  if (caller.tenant === undefined && body.tenant !== undefined && typeof body.tenant !== "string") {
+    throw new TabbifyError("BAD_REQUEST", "tenant must be a tenant name");
+  }
+  const tenant = caller.tenant ?? (body.tenant as string | undefined) ?? ROSTER_TENANT;
+  const seen: { uuid: string; tenant: string; name?: string } = { uuid: ref.toLowerCase(), tenant };
+  if (typeof body.name === "string") seen.name = body.name;
+  await ctx.registry.ensure(caller.actor, seen);
+  // Read back as the caller sees it: an app of another tenant under that uuid stays invisible.
+  return ctx.registry.get(caller, ref);
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** `?wait=false`: refuse DEPLOY_LOCKED rather than queue behind the environment's rollout. */
+function waits(req: FastifyRequest): boolean {
+  return (req.query as { wait?: unknown } | undefined)?.wait !== "false";
 }
 
 function objectBody(body: unknown): Record<string, unknown> {
@@ -205,6 +257,26 @@ function objectBody(body: unknown): Record<string, unknown> {
     throw new TabbifyError("BAD_REQUEST", "the body must be a JSON object");
   }
   return body as Record<string, unknown>;
+}
+
+/** The release of a built image, with the manifest the builder's facts make; existing if known. */
+async function registerBuilt(releases: ReleaseStore, built: BuiltImage): Promise<Release> {
+  const source = { repo_url: built.repo_url, commit_sha: built.commit_sha };
+  const { release } = await releases.record({
+    app: built.app_uuid,
+    digest: built.digest,
+    source,
+    manifest: {
+      app: built.app_uuid,
+      digest: built.digest,
+      image: built.image,
+      source,
+      build: { builder: built.builder, started_at: built.started_at, finished_at: built.finished_at },
+      tabbify_version: nodeVersion,
+    },
+    created_by: `deploy:${built.deploy_id}`,
+  });
+  return release;
 }
 
 /** After a successful image deploy: the release, its run in the first environment, its referrer. */
@@ -220,27 +292,22 @@ async function recordImageRelease(
   const built = stepData("build_and_push", "step_finished");
   const commitSha = String(built?.data?.commit_sha ?? record.request.sha ?? "");
   const repository = record.image_ref.slice(0, record.image_ref.lastIndexOf(":"));
-  const source = { repo_url: record.request.repoUrl, commit_sha: commitSha };
   // The pipeline deploys under the app's own UUID, which is prod's; builds do not target other
   // environments yet.
   const environment = DEFAULT_ENVIRONMENT;
-  const { release } = await releases.record({
-    app: record.app_uuid,
+  // Recorded already by the fan-out (registerBuilt); this finds it, or records it for a pipeline
+  // that ran without a registrar.
+  const release = await registerBuilt(releases, {
+    app_uuid: record.app_uuid,
+    tenant: record.request.tenant,
+    image: `${repository}@${record.digest}`,
     digest: record.digest,
-    source,
-    manifest: {
-      app: record.app_uuid,
-      digest: record.digest,
-      image: `${repository}@${record.digest}`,
-      source,
-      build: {
-        builder: String(stepData("pick_builder", "step_finished")?.data?.builder ?? "unknown"),
-        started_at: stepData("build_and_push", "step_started")?.ts ?? record.created_at,
-        finished_at: built?.ts ?? record.finished_at ?? record.created_at,
-      },
-      tabbify_version: nodeVersion,
-    },
-    created_by: `deploy:${record.id}`,
+    repo_url: record.request.repoUrl,
+    commit_sha: commitSha,
+    builder: String(stepData("pick_builder", "step_finished")?.data?.builder ?? "unknown"),
+    started_at: stepData("build_and_push", "step_started")?.ts ?? record.created_at,
+    finished_at: built?.ts ?? record.finished_at ?? record.created_at,
+    deploy_id: record.id,
   });
   await releases.markRunning(release, environment, "system", "release.deploy", { deploy_id: record.id });
   const access = ctx.registryAccess;
@@ -256,73 +323,4 @@ async function recordImageRelease(
     release.manifest,
   );
   ctx.logger.info("release recorded", { release: release.id, digest: release.digest, artifact });
-}
-
-/**
- * Swaps every target the app last deployed to over to `release`'s image, pinned by digest, and
- * checks each runner reports that digest. The supervisor's deploy is the same zero-downtime swap a
- * build's fan-out uses.
- */
-async function rollOut(
-  ctx: ReleasesContext,
-  appUuid: string,
-  tenant: string,
-  release: Release,
-  environment: string,
-): Promise<TargetResult[]> {
-  const runAs = environmentUuid(appUuid, environment);
-  const image = release.manifest.image;
-  if (typeof image !== "string" || !image.includes("@sha256:")) {
-    throw new TabbifyError("REF_NOT_PINNED", `release ${release.id} has no digest-pinned image to roll out`);
-  }
-  const last = await lastSuccessfulDeploy(ctx, appUuid);
-  const targets = last?.results.filter((r) => r.success) ?? [];
-  const supervisors = new Map(ctx.coordinator.supervisors().map((s) => [s.name, s]));
-  const pullToken = await ctx.registryAccess?.pullToken?.(tenant, appUuid);
-  return Promise.all(
-    targets.map(async (t): Promise<TargetResult> => {
-      const result: TargetResult = { ...t, success: false, digest: release.digest };
-      delete result.error;
-      const supervisor = supervisors.get(t.supervisor);
-      if (!supervisor) return { ...result, error: "not on the roster" };
-      const client = new HttpSupervisorClient({
-        baseUrl: supervisor.address,
-        ...(ctx.supervisorKey ? { authToken: ctx.supervisorKey } : {}),
-      });
-      const body: SupervisorDeployRequest = { ref: image, digest: release.digest, runtime: t.runtime };
-      if (pullToken !== undefined) body.registry_token = pullToken;
-      try {
-        await client.deploy(runAs, body);
-        const status = await client.app(runAs);
-        if (status?.digest !== release.digest) {
-          return {
-            ...result,
-            error: `runner runs ${status?.digest ?? "nothing"}, expected ${release.digest}`,
-          };
-        }
-        return { ...result, success: true };
-      } catch (err) {
-        return { ...result, error: err instanceof Error ? err.message : String(err) };
-      }
-    }),
-  );
-}
-
-async function lastSuccessfulDeploy(
-  ctx: ReleasesContext,
-  appUuid: string,
-): Promise<DeployRecord | undefined> {
-  const rows = await ctx.store.db
-    .selectFrom("deploys")
-    .select("id")
-    .where("app_uuid", "=", appUuid)
-    .where("status", "=", "succeeded")
-    .orderBy("created_at", "desc")
-    .limit(5)
-    .execute();
-  for (const row of rows) {
-    const record = await ctx.pipeline.store.get(row.id);
-    if (record?.results.some((r) => r.success)) return record;
-  }
-  return undefined;
 }

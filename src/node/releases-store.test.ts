@@ -101,23 +101,88 @@ describe("artifact content digest", () => {
 });
 
 describe("deploy lock", () => {
-  it("refuses a second holder naming the first, frees on release, and expires", async () => {
+  const noWait = { wait: false };
+
+  it("refuses a second holder naming the first without waiting, frees on release, and expires", async () => {
     let t = Date.parse("2026-02-01T00:00:00Z");
     const lock = new DeployLock(store, { ttlMs: 60_000, now: () => new Date(t) });
-    await lock.acquire(APP, "prod", "deploy-1");
-    await assert.rejects(lock.acquire(APP, "prod", "deploy-2"), (e: unknown) => {
+    await lock.acquire(APP, "prod", "d-1", "rollback by alice", noWait);
+    await assert.rejects(lock.acquire(APP, "prod", "d-2", "deploy d-2", noWait), (e: unknown) => {
       assert.ok(isTabbifyError(e, "DEPLOY_LOCKED"));
-      assert.match(e.message, /deploy-1/);
+      assert.match(e.message, /rollback by alice/);
+      assert.equal((e.detail as { deploy_id: string }).deploy_id, "d-1");
       return true;
     });
-    await lock.acquire(APP, "test", "deploy-2");
-    await lock.release(APP, "prod", "deploy-1");
-    await lock.acquire(APP, "prod", "deploy-3");
+    await lock.acquire(APP, "test", "d-2", "deploy d-2", noWait);
+    await lock.release(APP, "prod", "d-1");
+    await lock.acquire(APP, "prod", "d-3", "deploy d-3", noWait);
     t += 61_000;
-    await lock.acquire(APP, "prod", "deploy-4");
-    await assert.rejects(
-      lock.with(APP, "prod", "deploy-5", async () => {}),
-      /deploy-4/,
+    await lock.acquire(APP, "prod", "d-4", "deploy d-4", noWait);
+    await assert.rejects(lock.acquire(APP, "prod", "d-5", "deploy d-5", noWait), /deploy d-4/);
+    await lock.release(APP, "prod", "d-4");
+    await lock.release(APP, "test", "d-2");
+  });
+
+  it("queues waiters and serves them oldest first, each told whom it waits for", async () => {
+    const lock = new DeployLock(store, { pollMs: 5 });
+    await lock.acquire(APP, "queue", "q-0", "deploy q-0", noWait);
+    const order: string[] = [];
+    const told: string[] = [];
+    const waiters = [];
+    for (const id of ["q-1", "q-2", "q-3"]) {
+      waiters.push(
+        lock
+          .acquire(APP, "queue", id, `deploy ${id}`, {
+            wait: true,
+            onQueued: async (held) => void told.push(`${id}<${held.holder}`),
+          })
+          .then(async ({ queued_ms }) => {
+            order.push(id);
+            assert.ok(queued_ms > 0);
+            await new Promise((r) => setTimeout(r, 20));
+            await lock.release(APP, "queue", id);
+          }),
+      );
+      // Each joins the queue before the next arrives.
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    await assert.rejects(lock.acquire(APP, "queue", "q-x", "deploy q-x", noWait), /deploy q-0/);
+    await lock.release(APP, "queue", "q-0");
+    await Promise.all(waiters);
+    assert.deepEqual(order, ["q-1", "q-2", "q-3"]);
+    assert.equal(told[0], "q-1<deploy q-0");
+    assert.equal(told.length, 3);
+  });
+
+  it("frees the locks and queue places of deploys that ended without letting go", async () => {
+    const lock = new DeployLock(store);
+    const deploy = (id: string, status: string) =>
+      store.db
+        .insertInto("deploys")
+        .values({
+          id,
+          status,
+          created_at: new Date().toISOString(),
+          finished_at: null,
+          app_uuid: APP,
+          image_ref: null,
+          digest: null,
+          request: "{}",
+          results: "[]",
+          error: null,
+          owner: "test",
+        })
+        .execute();
+    await deploy("dead-1", "failed");
+    await deploy("live-1", "running");
+    await lock.acquire(APP, "sweep-a", "dead-1", "deploy dead-1", noWait);
+    await lock.acquire(APP, "sweep-b", "live-1", "deploy live-1", noWait);
+    const freed = await lock.sweep();
+    assert.deepEqual(
+      freed.map((f) => [f.environment, f.deploy_id]),
+      [["sweep-a", "dead-1"]],
     );
+    await lock.acquire(APP, "sweep-a", "next", "deploy next", noWait);
+    await assert.rejects(lock.acquire(APP, "sweep-b", "next", "deploy next", noWait), /live-1/);
   });
 });

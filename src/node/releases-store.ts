@@ -11,7 +11,7 @@ import type { AuditLog } from "./audit-log.js";
  * rollback knows what ran before. Every new release and every run is an audit event.
  */
 
-export const DEFAULT_ENVIRONMENT = "prod";
+export { DEFAULT_ENVIRONMENT } from "../pipeline/plan.js";
 export const RELEASE_MANIFEST_MEDIA_TYPE = "application/vnd.tabbify.release.manifest.v1+json";
 
 export type ReleaseSource = { repo_url: string; commit_sha: string } | { artifact_version: string };

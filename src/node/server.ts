@@ -250,7 +250,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       },
       options.registry,
     );
-    attachReleases(app, {
+    await attachReleases(app, {
       store,
       audit: registry.audit,
       registry: registry.registry,

@@ -133,6 +133,7 @@ export function deployWireBody(request: SupervisorDeployRequest): SupervisorDepl
   for (const key of ["limits", "lifecycle", "stateful", "data_mount"] as const) {
     if (request[key] !== undefined) Object.assign(body, { [key]: request[key] });
   }
+  if (request.release !== undefined) body.release = request.release;
   return body;
 }
 

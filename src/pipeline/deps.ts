@@ -74,6 +74,8 @@ export interface SupervisorDeployRequest {
   lifecycle?: { mode: "always_on" | "on_request"; idle_timeout_sec: number };
   stateful?: boolean;
   data_mount?: string;
+  /** The release being rolled: the workload gets TABBIFY_RELEASE and a read-only manifest copy. */
+  release?: { id: string; manifest: Record<string, unknown> };
 }
 
 export interface SupervisorDeployReply {
@@ -118,4 +120,50 @@ export interface PipelineDeps {
   now?: () => Date;
   /** Log events kept per deploy before the rest are summarised in one line. Default 5000. */
   maxLogEvents?: number;
+  /** Serializes rollouts per (app, environment); absent ⇒ deploys of one app may overlap. */
+  lock?: RolloutLock;
+  /** Records the built image as a release before any target gets it (the node's ReleaseStore). */
+  releases?: ReleaseRegistrar;
+}
+
+/** What the pipeline knows of a build when it records it as a release. */
+export interface BuiltImage {
+  app_uuid: string;
+  tenant: string;
+  /** `<registry>/<tenant>/<uuid>@sha256:…`. */
+  image: string;
+  digest: string;
+  repo_url: string;
+  commit_sha: string;
+  builder: string;
+  started_at: string;
+  finished_at: string;
+  deploy_id: string;
+}
+
+export interface ReleaseRegistrar {
+  /**
+   * The release for this image (the existing one when the digest is known): its id and manifest;
+   * undefined when releases are not kept.
+   */
+  register(built: BuiltImage): Promise<{ id: string; manifest: Record<string, unknown> } | undefined>;
+}
+
+/** Who holds an (app, environment)'s deploy lock, or is next in its queue. */
+export interface RolloutLockHolder {
+  holder: string;
+  deploy_id: string | null;
+  since: string;
+}
+
+/** The store-held deploy lock (the node's DeployLock), as the pipeline's acquire_lock step takes it. */
+export interface RolloutLock {
+  acquire(
+    app: string,
+    environment: string,
+    deployId: string,
+    holder: string,
+    opts: { wait: boolean; onQueued?: (held: RolloutLockHolder) => Promise<void> },
+  ): Promise<{ queued_ms: number }>;
+  release(app: string, environment: string, deployId: string): Promise<void>;
 }

@@ -148,6 +148,7 @@ describe("DeployExecutor", () => {
         "pick_builder",
         "capability_check",
         "build_and_push",
+        "acquire_lock",
         "fan_out",
         "verify",
       ].flatMap((s) => [`${s}:step_started`, `${s}:step_finished`]),
@@ -174,7 +175,11 @@ describe("DeployExecutor", () => {
     assert.equal(build.ref, SHA);
     assert.equal(build.clone_token, CLONE_TOKEN);
     assert.equal(build.image_repository, `${REGISTRY}/tabbify-io/${APP_UUID}`);
-    assert.deepEqual(h.supervisors.get("alpha")!.deploys[0]!.ref, ref);
+    // Targets get the image by digest, never by its tag.
+    assert.deepEqual(
+      h.supervisors.get("alpha")!.deploys[0]!.ref,
+      `${ref.slice(0, ref.lastIndexOf(":"))}@${DIGEST}`,
+    );
     assert.deepEqual(h.probes, [APP_UUID]);
     const buildLogs = record.events
       .filter((e) => e.type === "log" && e.step === "build_and_push")

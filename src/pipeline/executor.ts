@@ -56,7 +56,11 @@ export interface DeployEvent {
   data?: Record<string, unknown>;
 }
 
-export type DeployStatus = "running" | "succeeded" | "failed";
+/** `queued`: waiting for another rollout of the same app and environment to end. */
+export type DeployStatus = "queued" | "running" | "succeeded" | "failed";
+
+/** Whether a deploy has yet to end. */
+export const isActive = (status: DeployStatus): boolean => status === "running" || status === "queued";
 
 export interface DeployRecord {
   id: string;
@@ -139,7 +143,7 @@ export class MemoryDeployStore implements DeployStore {
     this.#records.set(record.id, structuredClone(record));
     for (const [id, r] of this.#records) {
       if (this.#records.size <= this.#capacity) break;
-      if (r.status !== "running") this.#records.delete(id);
+      if (!isActive(r.status)) this.#records.delete(id);
     }
   }
 
@@ -321,6 +325,12 @@ export class DeployExecutor {
       );
       return (await this.#deps.store.get(plan.id))!;
     } finally {
+      await state.releaseLock?.().catch((err: unknown) =>
+        this.#logger.warn("deploy lock not released (it expires)", {
+          deploy_id: plan.id,
+          error: errorMessage(err),
+        }),
+      );
       this.#secrets.delete(plan.id);
       this.#seq.delete(plan.id);
     }

@@ -7,6 +7,7 @@ import {
   checkCapabilities,
   imageRef,
   pickBuilder,
+  pinnedRef,
   type RosterSupervisor,
   resolveAppUuid,
   resolveTargets,
@@ -174,5 +175,21 @@ describe("imageRef", () => {
     assert.throws(() => imageRef("127.0.0.1:5000", "t", uuid, "main"), code("IMAGE_REF_INVALID"));
     assert.throws(() => imageRef("127.0.0.1:5000", "bad/tenant", uuid, sha), code("IMAGE_REF_INVALID"));
     assert.throws(() => imageRef("http://127.0.0.1:5000", "t", uuid, sha), code("IMAGE_REF_INVALID"));
+  });
+});
+
+describe("pinnedRef", () => {
+  const digest = `sha256:${"ab".repeat(32)}`;
+  it("turns a tag into repository@digest, a registry port kept", () => {
+    assert.equal(pinnedRef("127.0.0.1:5000/t/app:abc", digest), `127.0.0.1:5000/t/app@${digest}`);
+    assert.equal(pinnedRef("127.0.0.1:5000/t/app", digest), `127.0.0.1:5000/t/app@${digest}`);
+    assert.equal(pinnedRef(`127.0.0.1:5000/t/app@${digest}`, digest), `127.0.0.1:5000/t/app@${digest}`);
+  });
+  it("refuses REF_NOT_PINNED without a well-formed digest, or when it contradicts the ref's", () => {
+    const notPinned = (e: unknown) => isTabbifyError(e, "REF_NOT_PINNED");
+    assert.throws(() => pinnedRef("registry/t/app:latest", ""), notPinned);
+    assert.throws(() => pinnedRef("registry/t/app:latest", "latest"), notPinned);
+    assert.throws(() => pinnedRef("registry/t/app:latest", "sha256:abc"), notPinned);
+    assert.throws(() => pinnedRef(`registry/t/app@sha256:${"cd".repeat(32)}`, digest), notPinned);
   });
 });

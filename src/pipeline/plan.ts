@@ -27,7 +27,8 @@ export interface RosterView {
   supervisors(): Promise<RosterSupervisor[]>;
 }
 
-export type DeployTrigger = "github" | "forgejo" | "api" | "git-push";
+/** What started a deploy record: a build (the first four), or a rollout of an existing release. */
+export type DeployTrigger = "github" | "forgejo" | "api" | "git-push" | "rollback" | "promote";
 
 export interface RequestedTarget {
   supervisor: string;
@@ -51,7 +52,12 @@ export interface DeployRequest {
   installationId?: number;
   /** The webhook delivery that caused this deploy, for the record. */
   deliveryId?: string;
+  /** `?wait=false`: fail DEPLOY_LOCKED rather than queue behind another rollout of the app. */
+  noQueue?: boolean;
 }
+
+/** The environment builds land in and an app without declared environments has. */
+export const DEFAULT_ENVIRONMENT = "prod";
 
 export const stepNames = [
   "mint_token",
@@ -59,6 +65,7 @@ export const stepNames = [
   "pick_builder",
   "capability_check",
   "build_and_push",
+  "acquire_lock",
   "fan_out",
   "verify",
 ] as const;
@@ -275,4 +282,23 @@ export function imageRef(registryHost: string, tenant: string, appUuid: string, 
     throw new TabbifyError("IMAGE_REF_INVALID", `"${sha.slice(0, 64)}" is not a 40-hex commit sha`);
   }
   return `${registryHost}/${namespace}/${parseAppUuid(appUuid)}:${sha.toLowerCase()}`;
+}
+
+const PINNED = /^[^@\s]+@sha256:[0-9a-f]{64}$/;
+
+/**
+ * `repository@digest` for a pushed `repository:tag` and its digest. Throws REF_NOT_PINNED when no
+ * well-formed digest is known: a target is never handed a tag (or `latest`) alone.
+ */
+export function pinnedRef(imageRef: string, digest: string): string {
+  const at = imageRef.indexOf("@");
+  const named = at >= 0 ? imageRef.slice(0, at) : imageRef;
+  const slash = named.lastIndexOf("/");
+  const colon = named.lastIndexOf(":");
+  const repository = colon > slash ? named.slice(0, colon) : named;
+  const ref = `${repository}@${digest}`;
+  if (!PINNED.test(ref) || (at >= 0 && imageRef.slice(at + 1) !== digest)) {
+    throw new TabbifyError("REF_NOT_PINNED", `${imageRef.slice(0, 200)} is not pinned to a digest`);
+  }
+  return ref;
 }

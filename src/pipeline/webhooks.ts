@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { TabbifyError } from "../core/errors.js";
-import type { DeployRecord } from "./executor.js";
+import { type DeployRecord, isActive } from "./executor.js";
 import { canonicalRepoUrl } from "./plan.js";
 
 /**
@@ -266,8 +266,7 @@ export function currentDeployOf(
   let current: DeployRecord | undefined;
   for (const record of records) {
     const live =
-      record.status === "running" ||
-      (record.status === "succeeded" && record.results.every((r) => r.success));
+      isActive(record.status) || (record.status === "succeeded" && record.results.every((r) => r.success));
     if (!live) continue;
     if (canonicalRepoUrl(record.request.repoUrl) !== repo) continue;
     if (!current || record.created_at > current.created_at) current = record;

@@ -195,6 +195,7 @@ const specKeys = new Set([
   "dataMount",
   "dataDir",
   "lifecycle",
+  "releaseManifest",
 ]);
 
 /** Rejects fields a WorkloadSpec does not have (a typo must not be silently ignored) and bad env. */
@@ -209,6 +210,10 @@ export function checkCommonSpec(spec: unknown, kind: string): asserts spec is Wo
     throw new TabbifyError("SPEC_INVALID", `spec is for runtime "${String(record.runtime)}", not "${kind}"`);
   }
   checkStateAndLifecycle(record);
+  const manifest = record.releaseManifest;
+  if (manifest !== undefined && (typeof manifest !== "string" || !manifest.startsWith("/"))) {
+    throw new TabbifyError("SPEC_INVALID", "releaseManifest must be an absolute path");
+  }
   const env = record.env;
   if (env !== undefined) {
     if (typeof env !== "object" || env === null) throw new TabbifyError("SPEC_INVALID", "env must be a map");

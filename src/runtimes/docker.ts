@@ -19,6 +19,7 @@ import {
 } from "./child.js";
 import { imageRepository } from "./registry-pull.js";
 import {
+  CONTAINER_RELEASE_MANIFEST,
   DEFAULT_DATA_MOUNT,
   type Runtime,
   type Upstream,
@@ -291,10 +292,18 @@ function dataMountOf(spec: WorkloadSpec): string {
   return spec.dataMount ?? DEFAULT_DATA_MOUNT;
 }
 
-/** The env file's contents: spec.env, where a stateful app's data is, then HOST and PORT. */
+/**
+ * The env file's contents: spec.env, where a stateful app's data is, the release manifest's path,
+ * then HOST and PORT.
+ */
 function containerEnv(spec: WorkloadSpec, port: number): Record<string, string> {
-  const data: Record<string, string> = spec.dataDir ? { TABBIFY_DATA_DIR: dataMountOf(spec) } : {};
-  return { ...spec.env, ...data, HOST: "127.0.0.1", PORT: String(port) };
+  return {
+    ...spec.env,
+    ...(spec.dataDir ? { TABBIFY_DATA_DIR: dataMountOf(spec) } : {}),
+    ...(spec.releaseManifest ? { TABBIFY_RELEASE_MANIFEST: CONTAINER_RELEASE_MANIFEST } : {}),
+    HOST: "127.0.0.1",
+    PORT: String(port),
+  };
 }
 
 /**
@@ -416,6 +425,12 @@ export class DockerRuntime implements Runtime {
     const args = ["run", "-d", "--network", "host", "--name", name, "--env-file", envFile];
     args.push("--user", containerUser(user), ...containerHardening);
     args.push("--label", `tabbify.port=${port}`);
+    if (spec.releaseManifest) {
+      args.push(
+        "--mount",
+        `type=bind,source=${spec.releaseManifest},target=${CONTAINER_RELEASE_MANIFEST},readonly`,
+      );
+    }
     if (spec.appUuid) args.push("--label", `tabbify.app=${spec.appUuid}`);
     if (spec.limits?.memoryMb) args.push("--memory", `${Math.floor(spec.limits.memoryMb)}m`);
     if (spec.limits?.vcpus) args.push("--cpus", String(spec.limits.vcpus));

@@ -137,7 +137,12 @@ export class ProcessRuntime implements Runtime {
     const limits = { memoryMb: spec.limits?.memoryMb, vcpus: spec.limits?.vcpus };
     const limited = limits.memoryMb !== undefined || limits.vcpus !== undefined;
     const useCgroup = limited && (await cgroupLimitsAvailable());
-    const env = workloadEnv(spec.env, port, user, spec.dataDir);
+    const env = workloadEnv(
+      spec.releaseManifest ? { ...spec.env, TABBIFY_RELEASE_MANIFEST: spec.releaseManifest } : spec.env,
+      port,
+      user,
+      spec.dataDir,
+    );
     const run =
       useCgroup || !limited
         ? { file, args: command.slice(1), env }

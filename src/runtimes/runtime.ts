@@ -29,6 +29,11 @@ export interface WorkloadSpec {
   limits?: { timeoutMs?: number; memoryMb?: number; vcpus?: number };
   /** Extra environment for the workload; HOST and PORT are always set by the runtime. */
   env?: Record<string, string>;
+  /**
+   * A read-only copy of the release manifest on the supervisor's host; the workload finds it at
+   * the path TABBIFY_RELEASE_MANIFEST names (for docker, a read-only mount of it).
+   */
+  releaseManifest?: string;
   /** The app keeps data across swaps and restarts (see src/supervisor/app-data.ts). */
   stateful?: boolean;
   /** Where a stateful app sees its data: docker mounts it there, wasm preopens it there (default /data). */
@@ -51,6 +56,9 @@ export interface WorkloadExit {
   signal: string | null;
   reason?: "oom" | "fuel";
 }
+
+/** Where a docker workload finds its release manifest. */
+export const CONTAINER_RELEASE_MANIFEST = "/run/tabbify/release.json";
 
 /**
  * Who a workload runs as, chosen by the supervisor (never by a spec): a uid of the app's own, the

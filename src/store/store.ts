@@ -68,7 +68,9 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
 }
 
 async function migrate(db: Kysely<Database>): Promise<void> {
-  const migrator = new Migrator({ db, provider: migrationProvider });
+  // Components own number ranges (releases 100–149, mesh 400…), so a store that already ran a
+  // later range still takes a new migration numbered below it.
+  const migrator = new Migrator({ db, provider: migrationProvider, allowUnorderedMigrations: true });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === "Error")?.migrationName ?? "unknown";

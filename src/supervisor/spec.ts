@@ -22,7 +22,8 @@ const startFields = new Set([
   "data_mount",
   "lifecycle",
 ]);
-const deployFields = new Set([...startFields, "ref"]);
+/** `release_manifest` is set by the supervisor itself (see src/main/deploy-release.ts), never sent. */
+const deployFields = new Set([...startFields, "ref", "release_manifest"]);
 
 function optionalString(body: Record<string, unknown>, field: string): string | undefined {
   const value = body[field];
@@ -76,6 +77,8 @@ export function specFromBody(raw: unknown, opts: { deploy: boolean }): WorkloadS
   if (image ?? ref) spec.image = (image ?? ref)!;
   const archive = absolutePath(body, "image_archive");
   if (archive) spec.imageArchive = archive;
+  const releaseManifest = absolutePath(body, "release_manifest");
+  if (releaseManifest) spec.releaseManifest = releaseManifest;
   const entry = optionalString(body, "entry");
   if (entry) spec.entry = entry;
   if (body.limits !== undefined) {

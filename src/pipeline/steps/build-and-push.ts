@@ -34,6 +34,7 @@ export const buildAndPush: Step = async (state, ctx) => {
   if (state.cloneToken !== undefined) buildRequest.clone_token = state.cloneToken;
   if (manifest.build.stableTag !== undefined) buildRequest.stable_tag = manifest.build.stableTag;
   let built: BuildResult;
+  state.buildStartedAt = new Date().toISOString();
   try {
     built = await client.build(buildRequest, log);
   } catch (err) {
@@ -57,6 +58,8 @@ export const buildAndPush: Step = async (state, ctx) => {
   }
   state.imageRef = built.image_ref;
   state.digest = built.digest;
+  state.commitSha = built.commit_sha;
+  state.buildFinishedAt = new Date().toISOString();
   await ctx.deps.store.update(state.plan.id, { image_ref: built.image_ref, digest: built.digest });
   return {
     message: `pushed ${built.image_ref}`,

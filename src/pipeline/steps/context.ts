@@ -14,7 +14,12 @@ export interface DeployState {
   targets?: DeployTarget[];
   imageRef?: string;
   digest?: string;
+  commitSha?: string;
+  buildStartedAt?: string;
+  buildFinishedAt?: string;
   results: TargetResult[];
+  /** Set by acquire_lock: lets go of the deploy lock when the deploy ends. */
+  releaseLock?: () => Promise<void>;
   logEvents: number;
   logDropped: number;
 }

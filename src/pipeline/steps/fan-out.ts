@@ -1,6 +1,6 @@
 import { deriveAppUla } from "../../core/address.js";
 import type { SupervisorDeployRequest } from "../deps.js";
-import type { TargetResult } from "../plan.js";
+import { pinnedRef, type TargetResult } from "../plan.js";
 import type { TabbifyManifest } from "../tabbify-toml.js";
 import { errorMessage, readRoster, type Step } from "./context.js";
 
@@ -11,6 +11,21 @@ export const fanOut: Step = async (state, ctx) => {
   const appUuid = state.appUuid!;
   const registry = ctx.deps.registry!;
   const { log, flush } = ctx.stepLog("fan_out");
+  // Targets get the image by digest, never by a tag that could move: what was built is what runs.
+  const pinned = pinnedRef(state.imageRef!, state.digest!);
+  const release = await ctx.deps.releases?.register({
+    app_uuid: appUuid,
+    tenant: request.tenant,
+    image: pinned,
+    digest: state.digest!,
+    repo_url: request.repoUrl,
+    commit_sha: state.commitSha ?? request.sha ?? "",
+    builder: state.builder?.name ?? "unknown",
+    started_at: state.buildStartedAt ?? new Date().toISOString(),
+    finished_at: state.buildFinishedAt ?? new Date().toISOString(),
+    deploy_id: state.plan.id,
+  });
+  if (release) log(`release ${release.id}`);
   let pullToken: string | undefined;
   if (registry.pullToken) {
     pullToken = await registry.pullToken(request.tenant, appUuid);
@@ -27,7 +42,7 @@ export const fanOut: Step = async (state, ctx) => {
       };
       const supervisor = supervisors.find((s) => s.name === target.supervisor)!;
       const body: SupervisorDeployRequest = {
-        ref: state.imageRef!,
+        ref: pinned,
         digest: state.digest!,
         runtime: target.runtime,
         env: target.env,
@@ -35,6 +50,7 @@ export const fanOut: Step = async (state, ctx) => {
       };
       if (pullToken !== undefined) body.registry_token = pullToken;
       Object.assign(body, runtimeFields(state.manifest));
+      if (release) body.release = release;
       try {
         const reply = await ctx.deps.supervisorClient(supervisor).deploy(appUuid, body);
         if (reply.app_ula) result.app_ula = reply.app_ula;

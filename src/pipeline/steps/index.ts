@@ -1,4 +1,5 @@
 import type { StepName } from "../plan.js";
+import { acquireLock } from "./acquire-lock.js";
 import { buildAndPush } from "./build-and-push.js";
 import { capabilityCheck } from "./capability-check.js";
 import type { Step } from "./context.js";
@@ -15,6 +16,7 @@ export const steps: Record<StepName, Step> = {
   pick_builder: pickBuilderStep,
   capability_check: capabilityCheck,
   build_and_push: buildAndPush,
+  acquire_lock: acquireLock,
   fan_out: fanOut,
   verify,
 };

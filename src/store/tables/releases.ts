@@ -31,10 +31,21 @@ export interface DeployLocksTable {
   acquired_at: string;
   /** A holder that died leaves the lock to whoever asks after this. */
   expires_at: string;
+  /** The deploy record of the rollout holding it. */
+  deploy_id: string | null;
+}
+
+/** Rollouts waiting for a lock; the oldest `queued_at` (then `deploy_id`) goes next. */
+export interface DeployQueueTable {
+  app_uuid: string;
+  environment: string;
+  deploy_id: string;
+  queued_at: string;
 }
 
 export interface ReleaseTables {
   releases: ReleasesTable;
   release_runs: ReleaseRunsTable;
   deploy_locks: DeployLocksTable;
+  deploy_queue: DeployQueueTable;
 }
