@@ -131,6 +131,26 @@ export class NodeClient {
     return res.body as ReadableStream<Uint8Array>;
   }
 
+  /** Any JSON route of the node, for typed wrappers kept next to their commands. */
+  request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return this.#json(method, path, body);
+  }
+
+  /** The status and JSON body whatever the status, for protocols whose errors are answers (OAuth). */
+  async exchange(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: Record<string, unknown> }> {
+    const res = await this.#send(method, path, body);
+    const text = await res.text();
+    try {
+      return { status: res.status, body: (text === "" ? {} : JSON.parse(text)) as Record<string, unknown> };
+    } catch {
+      throw this.#notJson(method, path, res.status);
+    }
+  }
+
   async #send(method: string, path: string, body: unknown, timeout = true): Promise<Response> {
     const headers: Record<string, string> = { accept: "application/json" };
     if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;

@@ -30,6 +30,7 @@ import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from 
 import { registerAppOpsRoutes } from "./apps-ops-routes.js";
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
+import { type DeviceLoginOptions, registerDeviceLoginRoutes } from "./device-login-routes.js";
 import { toNodeError } from "./errors.js";
 import { importLocalRepo, registerGitRoutes } from "./git-push.js";
 import { registerMeshRoutes } from "./mesh-routes.js";
@@ -77,6 +78,8 @@ export interface NodeOptions {
   dataPlane?: DataPlane;
   /** nginx worker processes for `dataPlane: "nginx"`; benches pin 1. Default one per core, ≤ 2. */
   edgeWorkers?: number;
+  /** Device login (RFC 8628): how approved devices get a tenant token. */
+  deviceLogin?: DeviceLoginOptions;
 }
 
 export type DataPlane = "node" | "nginx";
@@ -293,6 +296,12 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       verifyTenantToken: options.registry?.verifyTenantToken,
       coordinator,
       supervisorKey: deploy.supervisorKey,
+    });
+    registerDeviceLoginRoutes(app, {
+      keyCheck,
+      verifyTenantToken: options.registry?.verifyTenantToken,
+      audit: registry.audit,
+      login: options.deviceLogin ?? {},
     });
     registerAppOpsRoutes(app, {
       registry: registry.registry,

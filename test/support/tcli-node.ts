@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { calculateJwkThumbprint, exportJWK } from "jose";
 import type { SigningKey } from "../../src/auth/keys.js";
 import { issueTenantToken, verifyTenantToken } from "../../src/auth/tenant-token.js";
+import type { DeviceLoginOptions } from "../../src/node/device-login-routes.js";
 import { type RunningNode, startNode } from "../../src/node/server.js";
 import { repoRoot, tempDir } from "./tools.js";
 
@@ -68,7 +69,9 @@ export interface TcliStack {
 }
 
 /** A node with the registry holding `acme-web` (tenant acme) and `globex-api` (tenant globex). */
-export async function startTcliStack(opts: { supervisorKey?: string } = {}): Promise<TcliStack> {
+export async function startTcliStack(
+  opts: { supervisorKey?: string; deviceLogin?: DeviceLoginOptions } = {},
+): Promise<TcliStack> {
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
   const key: SigningKey = {
     privateKey,
@@ -82,6 +85,7 @@ export async function startTcliStack(opts: { supervisorKey?: string } = {}): Pro
     nodeKey: NODE_KEY,
     dataDir: data.path,
     ...(opts.supervisorKey ? { deploy: { supervisorKey: opts.supervisorKey } } : {}),
+    deviceLogin: { issueTenantToken: (o) => issueTenantToken(key, o), intervalSecs: 1, ...opts.deviceLogin },
     registry: {
       allowedServers: ["edge-1"],
       verifyTenantToken: (t) => verifyTenantToken(key, t),
