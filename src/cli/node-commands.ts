@@ -160,16 +160,22 @@ export async function streamLogs(
 }
 
 /**
- * `tcli stop|start <app>`: the node's per-target answers. A target that failed is an error
+ * `tcli stop|start|restart <app>`: the node's per-target answers. A target that failed is an error
  * (exit 1) naming it, after the answers are shown.
  */
-export async function operate(client: NodeClient, ref: string, op: "stop" | "start"): Promise<AppOperation> {
+export async function operate(
+  client: NodeClient,
+  ref: string,
+  op: "stop" | "start" | "restart",
+): Promise<AppOperation> {
   return client.operate(ref, op);
 }
 
 export interface RemoveResult {
   purge: AppOperation;
   removed_from_registry: boolean;
+  /** With `--artifacts`: the store and the versions deleted from it. */
+  artifacts?: { store: string; versions: number[] };
 }
 
 /** `tcli rm <app>`: purge on every target, then out of the registry. Artifacts stay in the store. */

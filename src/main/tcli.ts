@@ -6,6 +6,7 @@
 import { homedir } from "node:os";
 import { Command, CommanderError, Option } from "commander";
 import { openArtifactStore } from "../artifacts/open.js";
+import { formatDeploys, listDeploys, streamDeployLog } from "../cli/app-history.js";
 import { savedToken } from "../cli/credentials.js";
 import {
   approveDevice,
@@ -110,6 +111,32 @@ function examples(...lines: string[]): string {
   return `\n\nExamples:\n${lines.map((l) => `  $ ${l}`).join("\n")}\n`;
 }
 
+type StoreFlags = Record<string, string | boolean | undefined>;
+
+/** The artifact store's flags (push writes the store, rm --artifacts deletes from it). */
+function addStoreOptions(cmd: Command): Command {
+  for (const spec of artifactStoreOptions) {
+    const extra = [spec.env ? `env ${spec.env}` : "", spec.default ? `default ${spec.default}` : ""]
+      .filter(Boolean)
+      .join("; ");
+    cmd.addOption(new Option(`--${spec.flag} <value>`, `${spec.help}${extra ? ` (${extra})` : ""}`));
+  }
+  return cmd;
+}
+
+function storeValuesOf(opts: StoreFlags): Record<string, string | undefined> {
+  const values: Record<string, string | undefined> = {};
+  for (const spec of artifactStoreOptions) {
+    const flag = opts[spec.flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase())];
+    values[spec.flag] = resolved(
+      typeof flag === "string" ? flag : undefined,
+      spec.env ? [spec.env] : [],
+      spec.default,
+    );
+  }
+  return values;
+}
+
 const program = new Command("tcli");
 program
   .exitOverride()
@@ -122,13 +149,7 @@ const push = withCommon(
 )
   .usage("<dir> [flags]")
   .argument("[dir...]", "the app directory (holds manifest.toml)");
-for (const spec of artifactStoreOptions) {
-  const extra = [spec.env ? `env ${spec.env}` : "", spec.default ? `default ${spec.default}` : ""]
-    .filter(Boolean)
-    .join("; ");
-  push.addOption(new Option(`--${spec.flag} <value>`, `${spec.help}${extra ? ` (${extra})` : ""}`));
-}
-push
+addStoreOptions(push)
   .option("--dry-run", "print the plan (keys, sizes, docker commands); upload nothing, run nothing")
   .addHelpText(
     "after",
@@ -150,16 +171,7 @@ push
     if (dirs.length !== 1) {
       throw new TabbifyError("USAGE", "tcli push takes exactly one directory: tcli push <dir>");
     }
-    const values: Record<string, string | undefined> = {};
-    for (const spec of artifactStoreOptions) {
-      const flag = opts[spec.flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase())];
-      values[spec.flag] = resolved(
-        typeof flag === "string" ? flag : undefined,
-        spec.env ? [spec.env] : [],
-        spec.default,
-      );
-    }
-    const opened = await openArtifactStore(artifactStoreConfig(values));
+    const opened = await openArtifactStore(artifactStoreConfig(storeValuesOf(opts)));
     const dryRun = opts.dryRun === true;
     try {
       const result = await pushApp({
@@ -292,6 +304,7 @@ withCommon(program.command("logs").summary("an app's runtime output, merged acro
   .argument("<app>", "app name or uuid")
   .option("-f, --follow", "keep streaming what the app writes (Ctrl-C stops)")
   .option("--tail <n>", "lines from the end of each target's log (up to 10000)", "100")
+  .option("--deploy [id]", "a deploy's build and rollout log instead (default: the newest deploy)")
   .addHelpText(
     "after",
     "\nEach line is prefixed with its target (the supervisor's name). The supervisors read their\n" +
@@ -300,26 +313,31 @@ withCommon(program.command("logs").summary("an app's runtime output, merged acro
         "tcli logs hello-node",
         "tcli logs hello-node -f --tail 20",
         "tcli logs hello-node --json | jq -r .line",
+        "tcli logs hello-node --deploy",
+        "tcli logs hello-node --deploy 0193a1b2-…",
       ),
   )
-  .action(async (ref: string, opts: CommonOpts & { follow?: boolean; tail: string }) => {
-    const tail = parseTail(opts.tail);
-    const client = await clientFor(opts);
-    await streamLogs(client, ref, { tail, follow: opts.follow === true, json: opts.json === true }, (t) =>
-      process.stdout.write(t),
-    );
-  });
+  .action(
+    async (ref: string, opts: CommonOpts & { follow?: boolean; tail: string; deploy?: string | true }) => {
+      const tail = parseTail(opts.tail);
+      const client = await clientFor(opts);
+      if (opts.deploy !== undefined) {
+        const id = opts.deploy === true ? "latest" : opts.deploy;
+        return streamDeployLog(client, ref, id, (t) => process.stdout.write(t));
+      }
+      await streamLogs(client, ref, { tail, follow: opts.follow === true, json: opts.json === true }, (t) =>
+        process.stdout.write(t),
+      );
+    },
+  );
 
-for (const op of ["stop", "start"] as const) {
-  withCommon(
-    program
-      .command(op)
-      .summary(
-        op === "stop"
-          ? "stop an app on every target (it stays registered)"
-          : "start a stopped app again on its targets",
-      ),
-  )
+const opSummaries = {
+  stop: "stop an app on every target (it stays registered)",
+  start: "start a stopped app again on its targets",
+  restart: "zero-downtime restart on every target: a swap to the release it runs",
+} as const;
+for (const op of ["stop", "start", "restart"] as const) {
+  withCommon(program.command(op).summary(opSummaries[op]))
     .argument("<app>", "app name or uuid")
     .addHelpText("after", examples(`tcli ${op} hello-node`, `tcli ${op} hello-node --json`))
     .action(async (ref: string, opts: CommonOpts) => {
@@ -329,15 +347,19 @@ for (const op of ["stop", "start"] as const) {
     });
 }
 
-withCommon(program.command("rm").summary("purge an app on every target and remove it from the registry"))
-  .argument("<app>", "app name or uuid")
-  .option("-y, --yes", "do not ask (needed when stdin is not a terminal)")
+addStoreOptions(
+  withCommon(program.command("rm").summary("purge an app on every target and remove it from the registry"))
+    .argument("<app>", "app name or uuid")
+    .option("-y, --yes", "do not ask (needed when stdin is not a terminal)")
+    .option("--artifacts", "also delete the app's versions from the artifact store (--store… as for push)"),
+)
   .addHelpText(
     "after",
-    "\nThe app's versions stay in the artifact store." +
-      examples("tcli rm hello-node", "tcli rm hello-node --yes"),
+    "\nThe app's versions stay in the artifact store unless --artifacts is given; that deletes\n" +
+      "apps/<uuid>/ from the store push wrote to (same --store/--store-dir/--bucket flags and env)." +
+      examples("tcli rm hello-node", "tcli rm hello-node --yes", "tcli rm hello-node --yes --artifacts"),
   )
-  .action(async (ref: string, opts: CommonOpts & { yes?: boolean }) => {
+  .action(async (ref: string, opts: CommonOpts & { yes?: boolean; artifacts?: boolean } & StoreFlags) => {
     if (!opts.yes) {
       if (!process.stdin.isTTY)
         throw new TabbifyError("USAGE", `not a terminal, so not asking: pass --yes to remove ${ref}`);
@@ -351,7 +373,32 @@ withCommon(program.command("rm").summary("purge an app on every target and remov
         throw new TabbifyError("CANCELLED", "nothing was removed");
       }
     }
-    print(opts, await removeApp(await clientFor(opts), ref), formatRemove);
+    const removed = await removeApp(await clientFor(opts), ref);
+    if (opts.artifacts) {
+      const opened = await openArtifactStore(artifactStoreConfig(storeValuesOf(opts)));
+      try {
+        removed.artifacts = {
+          store: opened.name,
+          versions: await opened.store.deleteApp(removed.purge.uuid),
+        };
+      } finally {
+        opened.close();
+      }
+    }
+    print(opts, removed, formatRemove);
+  });
+
+withCommon(program.command("deploys").summary("recent deploys of an app, or of every app you may see"))
+  .argument("[app]", "app name or uuid (default: every app)")
+  .option("--limit <n>", "how many (1-200)", "20")
+  .addHelpText("after", examples("tcli deploys", "tcli deploys hello-node --limit 5", "tcli deploys --json"))
+  .action(async (ref: string | undefined, opts: CommonOpts & { limit: string }) => {
+    if (!/^\d{1,3}$/.test(opts.limit) || Number(opts.limit) < 1 || Number(opts.limit) > 200)
+      throw new TabbifyError(
+        "USAGE",
+        `--limit takes a whole number from 1 to 200, not "${opts.limit.slice(0, 20)}"`,
+      );
+    print(opts, await listDeploys(await clientFor(opts), ref, Number(opts.limit)), formatDeploys);
   });
 
 const commands = program.commands;

@@ -59,7 +59,14 @@ export interface AppOperation {
   app: string;
   uuid: string;
   action: string;
-  targets: Array<{ supervisor: string; ok: boolean; status: number | null; state?: string; error?: string }>;
+  targets: Array<{
+    supervisor: string;
+    ok: boolean;
+    status: number | null;
+    state?: string;
+    error?: string;
+    log_tail?: string[];
+  }>;
 }
 
 export interface NodeClientOptions {
@@ -109,7 +116,7 @@ export class NodeClient {
   }
 
   /** `POST /api/v1/apps/:app/stop|start|purge`: forwarded to every target, per-target answers. */
-  operate(ref: string, op: "stop" | "start" | "purge"): Promise<AppOperation> {
+  operate(ref: string, op: "stop" | "start" | "purge" | "restart"): Promise<AppOperation> {
     return this.#json("POST", `/api/v1/apps/${encodeURIComponent(ref)}/${op}`, {});
   }
 
@@ -128,6 +135,13 @@ export class NodeClient {
       !opts.follow,
     );
     if (!res.ok || !res.body) await this.#fail(res, "GET", "/logs");
+    return res.body as ReadableStream<Uint8Array>;
+  }
+
+  /** A text route's body as a stream (deploy logs). */
+  async text(path: string): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.#send("GET", path, undefined, false);
+    if (!res.ok || !res.body) await this.#fail(res, "GET", path);
     return res.body as ReadableStream<Uint8Array>;
   }
 

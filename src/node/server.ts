@@ -24,6 +24,7 @@ import { RosterCoordinator } from "../mesh/coordinator.js";
 import { MeshCoordinator } from "../mesh/mesh-coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
+import { registerAppHistoryRoutes } from "./apps-history-routes.js";
 import { CallerResolver } from "./apps-identity.js";
 import { registerAppLogsRoutes } from "./apps-logs-routes.js";
 import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
@@ -297,6 +298,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       coordinator,
       supervisorKey: deploy.supervisorKey,
     });
+    registerAppHistoryRoutes(app, { registry: registry.registry, callers: registry.callers, store });
     registerDeviceLoginRoutes(app, {
       keyCheck,
       verifyTenantToken: options.registry?.verifyTenantToken,

@@ -25,6 +25,7 @@ export const statusOf: Record<string, number> = {
   RUNTIME_UNAVAILABLE: 422,
   ARTIFACT_NOT_FOUND: 404,
   APP_NOT_FOUND: 404,
+  APP_NOT_RUNNING: 409,
   RUNNER_UNHEALTHY: 503,
   SWAP_FAILED: 503,
   WORKLOAD_UNHEALTHY: 503,
@@ -121,6 +122,9 @@ export function buildApi(
 
   app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/stop", async (req) =>
     supervisor.stop(req.params.uuid),
+  );
+  app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/restart", async (req) =>
+    supervisor.restart(req.params.uuid),
   );
   app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/purge", async (req) =>
     supervisor.purge(req.params.uuid),

@@ -63,6 +63,8 @@ export const NODE_KEY = "tcli-node-key-0123456789abcdef";
 
 export interface TcliStack {
   node: RunningNode;
+  /** Closes the node and starts it again on the same port and data dir (roster and memory lost). */
+  restartNode(): Promise<void>;
   acmeToken: string;
   globexToken: string;
   close(): Promise<void>;
@@ -79,29 +81,40 @@ export async function startTcliStack(
     kid: await calculateJwkThumbprint(await exportJWK(publicKey)),
   };
   const data = await tempDir("tcli-node");
-  const node = await startNode({
-    port: 0,
-    httpLogLevel: "silent",
-    nodeKey: NODE_KEY,
-    dataDir: data.path,
-    ...(opts.supervisorKey ? { deploy: { supervisorKey: opts.supervisorKey } } : {}),
-    deviceLogin: { issueTenantToken: (o) => issueTenantToken(key, o), intervalSecs: 1, ...opts.deviceLogin },
-    registry: {
-      allowedServers: ["edge-1"],
-      verifyTenantToken: (t) => verifyTenantToken(key, t),
-      seedApps: [
-        { name: "acme-web", tenant: "acme" },
-        { name: "globex-api", tenant: "globex" },
-      ],
+  const start = (port: number) =>
+    startNode({
+      port,
+      httpLogLevel: "silent",
+      nodeKey: NODE_KEY,
+      dataDir: data.path,
+      ...(opts.supervisorKey ? { deploy: { supervisorKey: opts.supervisorKey } } : {}),
+      deviceLogin: {
+        issueTenantToken: (o) => issueTenantToken(key, o),
+        intervalSecs: 1,
+        ...opts.deviceLogin,
+      },
+      registry: {
+        allowedServers: ["edge-1"],
+        verifyTenantToken: (t) => verifyTenantToken(key, t),
+        seedApps: [
+          { name: "acme-web", tenant: "acme" },
+          { name: "globex-api", tenant: "globex" },
+        ],
+      },
+    });
+  const stack: TcliStack = {
+    node: await start(0),
+    restartNode: async () => {
+      const port = stack.node.port;
+      await stack.node.close();
+      stack.node = await start(port);
     },
-  });
-  return {
-    node,
     acmeToken: await issueTenantToken(key, { tenant: "acme", subject: "dev", ttlSeconds: 600 }),
     globexToken: await issueTenantToken(key, { tenant: "globex", subject: "dev", ttlSeconds: 600 }),
     close: async () => {
-      await node.close();
+      await stack.node.close();
       await data.remove();
     },
   };
+  return stack;
 }
