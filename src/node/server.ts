@@ -24,6 +24,7 @@ import { RosterCoordinator } from "../mesh/coordinator.js";
 import { MeshCoordinator } from "../mesh/mesh-coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
+import { registerAppEnvRoutes } from "./app-env-routes.js";
 import { registerAppHistoryRoutes } from "./apps-history-routes.js";
 import { CallerResolver } from "./apps-identity.js";
 import { registerAppLogsRoutes } from "./apps-logs-routes.js";
@@ -296,6 +297,15 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       keyCheck,
       verifyTenantToken: options.registry?.verifyTenantToken,
       coordinator,
+      supervisorKey: deploy.supervisorKey,
+    });
+    await registerAppEnvRoutes(app, {
+      store,
+      dataDir: options.dataDir,
+      registry: registry.registry,
+      audit: registry.audit,
+      keyCheck,
+      verifyTenantToken: options.registry?.verifyTenantToken,
       supervisorKey: deploy.supervisorKey,
     });
     registerAppHistoryRoutes(app, { registry: registry.registry, callers: registry.callers, store });

@@ -104,6 +104,9 @@ export async function forRunner(
   spec: WorkloadSpec,
   reuse: boolean,
 ): Promise<{ spec: WorkloadSpec; user?: WorkloadUser }> {
+  // The node's env joins only the runnable copy: record.spec (written to disk) never holds it.
+  const extra = ctx.opts.secretEnv ? await ctx.opts.secretEnv(record.uuid) : {};
+  if (Object.keys(extra).length > 0) spec = { ...spec, env: { ...spec.env, ...extra } };
   const users = ctx.opts.appUsers;
   if (!users) return { spec };
   record.app_uid ??= await allocateUid(ctx, record.uuid);

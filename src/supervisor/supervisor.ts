@@ -54,6 +54,8 @@ export interface SupervisorOptions {
    * their own directory (see app-users.ts). Unset, they run as the supervisor's user.
    */
   appUsers?: AppUsers;
+  /** The node's env for an app (`tcli env`), merged over the spec's at every spawn and swap. */
+  secretEnv?: (uuid: string) => Promise<Record<string, string>>;
 }
 
 export interface AppRow {

@@ -63,6 +63,8 @@ export const NODE_KEY = "tcli-node-key-0123456789abcdef";
 
 export interface TcliStack {
   node: RunningNode;
+  /** The node's data dir (its store, env key). */
+  dataDir: string;
   /** Closes the node and starts it again on the same port and data dir (roster and memory lost). */
   restartNode(): Promise<void>;
   acmeToken: string;
@@ -104,6 +106,7 @@ export async function startTcliStack(
     });
   const stack: TcliStack = {
     node: await start(0),
+    dataDir: data.path,
     restartNode: async () => {
       const port = stack.node.port;
       await stack.node.close();
