@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { repoRoot, run, spawnTabbify, tempDir } from "./support/tools.js";
+import { repoRoot, run, tempDir } from "./support/tools.js";
 import { freeUpPorts, pushHelloNode, spawnUp, supervisorAuth, type UpPorts } from "./support/up-stack.js";
 
 const tabbify = join(repoRoot, "dist", "src", "main", "tabbify.js");
