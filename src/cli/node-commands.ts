@@ -118,6 +118,14 @@ export function nextStepFor(code: string, command: string, nodeUrl: string | und
       return "this needs the node key: tcli login --node URL with TABBIFY_NODE_KEY";
     case "USAGE":
       return `see tcli ${command} --help`;
+    case "DEVICE_LOGIN_UNAVAILABLE":
+      return "log in with a token instead: tcli login --token-stdin";
+    case "LOGIN_EXPIRED":
+      return "run tcli login --device again and have the code approved within its lifetime";
+    case "USER_CODE_NOT_FOUND":
+      return "check the code the waiting terminal shows (XXXX-XXXX); it expires after 10 minutes";
+    case "APP_NOT_RUNNING":
+      return "start it first: tcli start <app>";
     default:
       return undefined;
   }

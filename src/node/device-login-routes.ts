@@ -62,7 +62,7 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
 
     scope.post("/v1/auth/device", { bodyLimit: BODY_LIMIT }, async (req, reply) => {
       available();
-      const grant = grants.issue();
+      const grant = grants.issue(req.ip);
       const base = `${req.protocol}://${req.host}`;
       const verify = `${base}/v1/auth/device/approve`;
       void reply.header("cache-control", "no-store");

@@ -23,6 +23,8 @@ export interface DeviceGrantOptions {
   expiresInSecs?: number;
   /** Pending grants held at once; more answer 503. Default 1000. */
   maxPending?: number;
+  /** Pending grants one requester (remote address) may hold. Default 10. */
+  maxPendingPerRequester?: number;
   /** Wrong user codes one approver may send per window. Default 5. */
   maxFailedApprovals?: number;
   failureWindowMs?: number;
@@ -39,6 +41,7 @@ export interface DeviceApproval {
 
 interface Grant {
   userKey: string;
+  requester: string;
   expiresAt: number;
   intervalMs: number;
   lastPollAt: number | undefined;
@@ -85,6 +88,7 @@ export class DeviceGrants {
   readonly #intervalSecs: number;
   readonly #expiresInSecs: number;
   readonly #maxPending: number;
+  readonly #maxPerRequester: number;
   readonly #maxFailed: number;
   readonly #windowMs: number;
   readonly #now: () => number;
@@ -93,6 +97,7 @@ export class DeviceGrants {
     this.#intervalSecs = opts.intervalSecs ?? 5;
     this.#expiresInSecs = opts.expiresInSecs ?? 600;
     this.#maxPending = opts.maxPending ?? 1000;
+    this.#maxPerRequester = opts.maxPendingPerRequester ?? 10;
     this.#maxFailed = opts.maxFailedApprovals ?? 5;
     this.#windowMs = opts.failureWindowMs ?? 60_000;
     this.#now = opts.now ?? Date.now;
@@ -104,8 +109,16 @@ export class DeviceGrants {
   }
 
   /** §3.1–3.2: a new grant. The device code is 256 random bits; the user code is unused. */
-  issue(): IssuedGrant {
+  issue(requester = ""): IssuedGrant {
     this.#sweep();
+    let mine = 0;
+    for (const g of this.#byDevice.values()) if (g.requester === requester) mine += 1;
+    if (mine >= this.#maxPerRequester) {
+      throw new TabbifyError(
+        "TOO_MANY_ATTEMPTS",
+        `this address holds ${mine} pending device logins: finish or let them expire first`,
+      );
+    }
     if (this.#byDevice.size >= this.#maxPending) {
       throw new TabbifyError(
         "DEVICE_LOGIN_BUSY",
@@ -121,6 +134,7 @@ export class DeviceGrants {
     const userKey = sha256(userCode);
     this.#byDevice.set(deviceKey, {
       userKey,
+      requester,
       expiresAt: this.#now() + this.#expiresInSecs * 1000,
       intervalMs: this.#intervalSecs * 1000,
       lastPollAt: undefined,
