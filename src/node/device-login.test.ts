@@ -10,7 +10,7 @@ describe("device grants (RFC 8628)", () => {
     const grants = new DeviceGrants();
     const seen = new Set<string>();
     for (let i = 0; i < 200; i += 1) {
-      const g = grants.issue();
+      const g = grants.issue(`requester-${i}`);
       assert.match(g.user_code, /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/);
       assert.equal(Buffer.from(g.device_code, "base64url").length, 32);
       seen.add(g.user_code);
@@ -73,12 +73,17 @@ describe("device grants (RFC 8628)", () => {
     );
   });
 
-  it("holds a bounded number of pending grants", () => {
-    const grants = new DeviceGrants({ maxPending: 2 });
-    grants.issue();
-    grants.issue();
+  it("holds a bounded number of pending grants, and fewer per requester", () => {
+    const grants = new DeviceGrants({ maxPending: 3, maxPendingPerRequester: 2 });
+    grants.issue("10.0.0.1");
+    grants.issue("10.0.0.1");
     assert.throws(
-      () => grants.issue(),
+      () => grants.issue("10.0.0.1"),
+      (e) => isTabbifyError(e, "TOO_MANY_ATTEMPTS"),
+    );
+    grants.issue("10.0.0.2");
+    assert.throws(
+      () => grants.issue("10.0.0.3"),
       (e) => isTabbifyError(e, "DEVICE_LOGIN_BUSY"),
     );
   });
