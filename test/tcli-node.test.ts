@@ -128,7 +128,20 @@ describe("tcli against a node", () => {
     const missing = await runTcli(["status"], { home: admin.path });
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /missing required argument 'app' \(see tcli status --help\)/);
-    for (const command of ["push", "login", "logout", "apps", "status", "logs", "stop", "start", "rm"]) {
+    for (const command of [
+      "push",
+      "login",
+      "logout",
+      "apps",
+      "status",
+      "logs",
+      "stop",
+      "start",
+      "restart",
+      "rm",
+      "deploys",
+      "env",
+    ]) {
       const help = await runTcli([command, "--help"], { home: admin.path });
       assert.equal(help.code, 0, `${command} --help`);
       assert.match(help.stdout, /Examples:\n {2}\$ tcli /, `${command} --help has examples`);

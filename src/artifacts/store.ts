@@ -332,6 +332,18 @@ export class ArtifactStore {
   }
 
   /**
+   * Deletes every version of the app and its `latest` (`tcli rm --artifacts`); returns the
+   * version numbers that were there. Supervisors that cached a version keep their copy until
+   * purged.
+   */
+  async deleteApp(uuid: string): Promise<number[]> {
+    checkUuid(uuid);
+    const versions = await this.claimedVersions(uuid);
+    await this.driver.delete(appPrefix(uuid));
+    return versions;
+  }
+
+  /**
    * Removes what a failed push uploaded into `v<N>/`, keeping only its claim (so the number stays
    * taken and is skipped). Refuses a version whose manifest is already stored: that one is
    * complete and `latest` may name it.

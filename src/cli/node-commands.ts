@@ -118,6 +118,14 @@ export function nextStepFor(code: string, command: string, nodeUrl: string | und
       return "this needs the node key: tcli login --node URL with TABBIFY_NODE_KEY";
     case "USAGE":
       return `see tcli ${command} --help`;
+    case "DEVICE_LOGIN_UNAVAILABLE":
+      return "log in with a token instead: tcli login --token-stdin";
+    case "LOGIN_EXPIRED":
+      return "run tcli login --device again and have the code approved within its lifetime";
+    case "USER_CODE_NOT_FOUND":
+      return "check the code the waiting terminal shows (XXXX-XXXX); it expires after 10 minutes";
+    case "APP_NOT_RUNNING":
+      return "start it first: tcli start <app>";
     default:
       return undefined;
   }
@@ -160,16 +168,22 @@ export async function streamLogs(
 }
 
 /**
- * `tcli stop|start <app>`: the node's per-target answers. A target that failed is an error
+ * `tcli stop|start|restart <app>`: the node's per-target answers. A target that failed is an error
  * (exit 1) naming it, after the answers are shown.
  */
-export async function operate(client: NodeClient, ref: string, op: "stop" | "start"): Promise<AppOperation> {
+export async function operate(
+  client: NodeClient,
+  ref: string,
+  op: "stop" | "start" | "restart",
+): Promise<AppOperation> {
   return client.operate(ref, op);
 }
 
 export interface RemoveResult {
   purge: AppOperation;
   removed_from_registry: boolean;
+  /** With `--artifacts`: the store and the versions deleted from it. */
+  artifacts?: { store: string; versions: number[] };
 }
 
 /** `tcli rm <app>`: purge on every target, then out of the registry. Artifacts stay in the store. */

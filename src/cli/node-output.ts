@@ -72,9 +72,18 @@ export function formatOperation(r: AppOperation): string {
   if (r.targets.length === 0)
     return `${r.app}: no targets to ${r.action} (it runs nowhere this node knows of)\n`;
   const rows = r.targets.map((t) => [t.supervisor, t.ok ? "ok" : "failed", t.state ?? "-", t.error ?? ""]);
-  return `${r.action} ${r.app}\n${table(["TARGET", "RESULT", "STATE", "ERROR"], rows)}`;
+  const tails = r.targets
+    .filter((t) => t.log_tail && t.log_tail.length > 0)
+    .map(
+      (t) =>
+        `\nlast lines of the app's log on ${t.supervisor}:\n${(t.log_tail ?? []).map((l) => `  ${l}`).join("\n")}\n`,
+    );
+  return `${r.action} ${r.app}\n${table(["TARGET", "RESULT", "STATE", "ERROR"], rows)}${tails.join("")}`;
 }
 
 export function formatRemove(r: RemoveResult): string {
-  return `${formatOperation(r.purge)}removed ${r.purge.app} from the registry; its versions stay in the artifact store\n`;
+  const artifacts = r.artifacts
+    ? `deleted ${r.artifacts.versions.length} version${r.artifacts.versions.length === 1 ? "" : "s"} of it from ${r.artifacts.store}`
+    : "its versions stay in the artifact store (tcli rm --artifacts deletes them)";
+  return `${formatOperation(r.purge)}removed ${r.purge.app} from the registry; ${artifacts}\n`;
 }

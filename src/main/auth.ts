@@ -1,10 +1,11 @@
 /**
  * `tabbify auth`: the auth service's composition root.
  *   tabbify auth [--listen HOST:PORT] [--data DIR]           serve POST /v1/validate
- *   tabbify auth token --tenant T --subject S [--ttl 24h] [--scope S…]
+ *   tabbify auth token --tenant T [--subject S] [--ttl 24h] [--scope S…]
  *                                                            issue a tenant JWT (last stdout line)
  */
 
+import { userInfo } from "node:os";
 import { loadOrCreateSigningKey } from "../auth/keys.js";
 import { formatScope, robotScopes } from "../auth/registry-scope.js";
 import { buildAuthApp } from "../auth/server.js";
@@ -33,7 +34,7 @@ export const serveSpecs: OptionSpec[] = [
 
 const tokenSpecs: OptionSpec[] = [
   { flag: "tenant", help: "tenant the token grants (its registry namespace), required" },
-  { flag: "subject", help: "who the token is for (the sub claim), required" },
+  { flag: "subject", help: 'who the token is for (the sub claim); default: your login name, else "dev"' },
   { flag: "ttl", default: "24h", help: "lifetime: 90s, 15m, 24h, 7d or plain seconds" },
   {
     flag: "scope",
@@ -43,8 +44,8 @@ const tokenSpecs: OptionSpec[] = [
   dataSpec,
 ];
 
-const serveUsage = "tabbify auth [flags]\n       tabbify auth token --tenant T --subject S [flags]";
-const tokenUsage = "tabbify auth token --tenant T --subject S [flags]";
+const serveUsage = "tabbify auth [flags]\n       tabbify auth token --tenant T [--subject S] [flags]";
+const tokenUsage = "tabbify auth token --tenant T [--subject S] [flags]";
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const isToken = argv[0] === "token";
@@ -100,7 +101,7 @@ async function issueToken(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     return 0;
   }
   const tenant = required(opts.values.tenant, "--tenant");
-  const subject = required(opts.values.subject, "--subject");
+  const subject = opts.values.subject || defaultSubject(env);
   const ttlSeconds = parseTtl(required(opts.values.ttl, "--ttl"));
   const dataDir = required(opts.values.data, "--data");
   const key = await loadOrCreateSigningKey(dataDir);
@@ -140,4 +141,16 @@ export function parseTtl(value: string): number {
     );
   }
   return seconds;
+}
+
+/** `$USER` is unset in some shells (containers, cron): fall back to the OS's name, then "dev". */
+function defaultSubject(env: NodeJS.ProcessEnv): string {
+  if (env.USER) return env.USER;
+  try {
+    const name = userInfo().username;
+    if (name) return name;
+  } catch {
+    // No passwd entry for this uid.
+  }
+  return "dev";
 }

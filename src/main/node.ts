@@ -2,13 +2,14 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { loadOrCreateSigningKey, signingKeyFileName } from "../auth/keys.js";
-import { verifyTenantToken } from "../auth/tenant-token.js";
+import { issueTenantToken, verifyTenantToken } from "../auth/tenant-token.js";
 import type { MeshMode } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import { readKeyFile } from "../core/key-file.js";
 import { createLogger } from "../core/log.js";
 import type { NodeRegistryOptions } from "../node/apps-node.js";
 import { parseSeedApps } from "../node/apps-seed.js";
+import type { DeviceLoginOptions } from "../node/device-login-routes.js";
 import { type DataPlane, dataPlanes, type NodeDeployOptions, startNode } from "../node/index.js";
 import { tenantRegistryAccess } from "../node/registry-access.js";
 import { GITHUB_API_URL, loadAppPrivateKey } from "../pipeline/github.js";
@@ -170,6 +171,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     deploy,
     registry: await registryOptions(opts.values, opts.lists),
     dataPlane,
+    deviceLogin: await deviceLoginOptions(opts.values["auth-data"]),
   });
   // The node joins its own coordinator with its own key: no join token needed.
   const meshJoiner = wireguard
@@ -205,6 +207,13 @@ async function registryOptions(
     registry.verifyTenantToken = (token) => verifyTenantToken(key, token);
   }
   return registry;
+}
+
+/** Device login mints tenant tokens with the auth service's key, when the node holds it. */
+async function deviceLoginOptions(authData: string | undefined): Promise<DeviceLoginOptions> {
+  if (authData === undefined || !existsSync(join(authData, signingKeyFileName))) return {};
+  const key = await loadOrCreateSigningKey(authData);
+  return { issueTenantToken: (o) => issueTenantToken(key, o) };
 }
 
 /** caddy and haproxy were measured (docs/DECISIONS.md) but are not shipped. */

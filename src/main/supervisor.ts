@@ -9,7 +9,7 @@ import { v7 as uuidV7 } from "uuid";
 import { openArtifactStore } from "../artifacts/open.js";
 import { type MeshMode, parseAppUuid } from "../core/address.js";
 import { isErrno, TabbifyError } from "../core/errors.js";
-import { createLogger } from "../core/log.js";
+import { createLogger, type Logger } from "../core/log.js";
 import type { RosterClient } from "../mesh/client.js";
 import type { PeerRecord } from "../mesh/roster.js";
 import type { RuntimeKind } from "../runtimes/runtime.js";
@@ -18,6 +18,7 @@ import { AppStore } from "../supervisor/app-store.js";
 import { AppUsers, ensureAppUser } from "../supervisor/app-users.js";
 import { defaultBackoff } from "../supervisor/backoff.js";
 import { capabilityTags, hasNetAdmin, InterfaceAddresses, noAddresses } from "../supervisor/host.js";
+import { SecretEnvSource } from "../supervisor/secret-env.js";
 import { Supervisor } from "../supervisor/supervisor.js";
 import { artifactStoreConfig, artifactStoreOptions } from "./artifact-store-options.js";
 import { warnIfPublic } from "./bind-warning.js";
@@ -227,6 +228,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     logger,
     ...(opts.values.node ? { nodeUrl: opts.values.node } : {}),
     ...(rosterKey ? { nodeKey: rosterKey } : {}),
+    ...(opts.values.node ? { secretEnv: secretEnvFrom(opts.values.node, apiKey, logger) } : {}),
     reconcileIntervalMs: intOption(opts.values["reconcile-interval-ms"], "reconcile-interval-ms"),
     backoff: {
       ...defaultBackoff,
@@ -332,4 +334,14 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   await pinned;
   artifacts.close();
   return 0;
+}
+
+/** `tcli env` values, asked of the node with this supervisor's API key (the fleet's). */
+function secretEnvFrom(
+  nodeUrl: string,
+  apiKey: string,
+  logger: Logger,
+): (uuid: string) => Promise<Record<string, string>> {
+  const source = new SecretEnvSource({ nodeUrl, apiKey, logger: logger.child("env") });
+  return (uuid) => source.envFor(uuid);
 }

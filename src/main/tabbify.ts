@@ -13,6 +13,10 @@ const roles: Record<string, { summary: string; load: () => Promise<RoleModule> }
     summary: "start the whole platform on loopback with embedded defaults",
     load: () => import("./up.js"),
   },
+  down: {
+    summary: "stop everything `tabbify up` of a data dir started, apps included",
+    load: () => import("./down.js"),
+  },
   registry: { summary: "OCI Distribution registry on /v2", load: () => import("./registry.js") },
   auth: {
     summary: "tenant JWTs: serve POST /v1/validate, or `auth token` to issue one",

@@ -14,6 +14,7 @@ import { loadOrCreateKeyFile } from "../core/key-file.js";
 import { type OptionSpec, optionsHelp, parseOptions, untilSignal } from "./flags.js";
 import { roleEnv } from "./role-env.js";
 import { KeptRole, type RoleSpec } from "./up-roles.js";
+import { assertPortsFree, clearUpState, writeUpState } from "./up-state.js";
 
 const upOptions: OptionSpec[] = [
   { flag: "data", env: "TABBIFY_DATA_DIR", default: ".tabbify", help: "where every role keeps its state" },
@@ -79,6 +80,13 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const host = opts.values.host!;
   const echo = !opts.flags.quiet;
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await assertPortsFree(
+    host,
+    Object.fromEntries(
+      ["node-port", "registry-port", "auth-port", "supervisor-port"].map((f) => [f, opts.values[f]!]),
+    ),
+    dataDir,
+  );
   const { key, source: keySource } = await nodeKey(dataDir, env);
 
   const url = (port: string) => `http://${host}:${port}`;
@@ -191,6 +199,13 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     throw err;
   }
 
+  await writeUpState({
+    pid: process.pid,
+    data_dir: dataDir,
+    node_url: nodeUrl,
+    supervisor_url: supervisorUrl,
+    started_at: new Date().toISOString(),
+  });
   const registryHost = new URL(registryUrl).host;
   const keyExpr = keySource === "TABBIFY_NODE_KEY" ? "$TABBIFY_NODE_KEY" : `$(cat ${keySource})`;
   const supKeyExpr = supKeyFromEnv ? "$SUPERVISOR_API_KEY" : `$(cat ${supKey.source})`;
@@ -209,7 +224,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       `Supervisor key (Bearer for the supervisor API; not the node key): ${supKeyExpr}`,
       "",
       "Log in to the registry with a tenant token (tenant = the first path component you may push to):",
-      `  TOKEN=$(npx tabbify auth token --tenant dev --subject $USER --data ${join(dataDir, "auth")} | tail -1)`,
+      `  TOKEN=$(npx tabbify auth token --tenant dev --data ${join(dataDir, "auth")} | tail -1)`,
       `  docker login ${registryHost} -u x -p "$TOKEN"`,
       `  docker push ${registryHost}/dev/<image>:<tag>`,
       "",
@@ -224,6 +239,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       "",
       "A role that dies is restarted with backoff; the others keep serving.",
       "Ctrl-C stops the control plane; running apps keep serving and are re-adopted by the next `up`.",
+      `To stop everything, apps included: tabbify down --data ${dataDir}`,
       "",
     ].join("\n"),
   );
@@ -231,5 +247,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const signal = await untilSignal();
   say(`${signal}: stopping every role`);
   await stopAll();
+  await clearUpState(dataDir, process.pid);
+  say(`apps keep serving; \`tabbify down --data ${dataDir}\` stops them too`);
   return 0;
 }

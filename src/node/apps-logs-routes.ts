@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import { logQuery } from "../supervisor/logs-route.js";
+import { appTargets } from "./app-targets.js";
 import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import type { AppRegistry } from "./apps-registry.js";
 import type { NodeKeyCheck } from "./auth.js";
@@ -32,10 +33,13 @@ export function registerAppLogsRoutes(app: FastifyInstance, opts: AppLogsRoutesO
     const caller = await callers.resolve(req.headers.authorization);
     const target = await opts.registry.get(caller, req.params.app);
     const { tail, follow } = logQuery(req.query);
-    const names = new Set(target.servers);
-    const runner = opts.coordinator.runnerFor(target.uuid);
-    if (runner?.parent) names.add(runner.parent);
-    if (names.size === 0) {
+    const names = await appTargets({
+      uuid: target.uuid,
+      servers: target.servers,
+      coordinator: opts.coordinator,
+      supervisorKey: opts.supervisorKey,
+    });
+    if (names.length === 0) {
       throw new TabbifyError(
         "APP_NOT_RUNNING",
         `app ${target.name} has no targets yet: deploy or start it first`,
@@ -46,18 +50,16 @@ export function registerAppLogsRoutes(app: FastifyInstance, opts: AppLogsRoutesO
     reply.raw.on("close", () => hangUp.abort());
     const out = new PassThrough();
     const query = `tail=${tail}&follow=${follow ? 1 : 0}`;
-    const streams = [...names]
-      .sort()
-      .map((name) =>
-        pipeTarget(
-          name,
-          addresses.get(name),
-          `/v1/apps/${target.uuid}/logs?${query}`,
-          opts.supervisorKey,
-          out,
-          hangUp.signal,
-        ),
-      );
+    const streams = names.map((name) =>
+      pipeTarget(
+        name,
+        addresses.get(name),
+        `/v1/apps/${target.uuid}/logs?${query}`,
+        opts.supervisorKey,
+        out,
+        hangUp.signal,
+      ),
+    );
     void Promise.allSettled(streams).then(() => out.end());
     return reply.type("text/plain; charset=utf-8").header("cache-control", "no-store").send(out);
   });

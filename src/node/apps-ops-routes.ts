@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
+import { appTargets } from "./app-targets.js";
 import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import { type AppRegistry, appSubject } from "./apps-registry.js";
 import type { AuditLog } from "./audit-log.js";
@@ -11,11 +12,11 @@ import type { NodeKeyCheck } from "./auth.js";
  *   POST /api/v1/apps/:app/stop    stop it on every target
  *   POST /api/v1/apps/:app/start   start it again on every target
  *   POST /api/v1/apps/:app/purge   stop it and remove its records on every target
+ *   POST /api/v1/apps/:app/restart zero-downtime swap to the same release on every target
  *
  * The node forwards each to the app's supervisors with the supervisors' key and audits what it
- * asked and what each target answered (never a key). Targets: the app's `servers`, the
- * supervisor whose runner has it on the roster, and those this node stopped it on (a stopped app
- * leaves the roster; that memory does not outlive the node process).
+ * asked and what each target answered (never a key). Targets: see app-targets.ts. A target that
+ * failed to start or swap answers with the last lines of the app's log (`log_tail`).
  */
 
 export interface AppOpsRoutesOptions {
@@ -33,9 +34,12 @@ export interface TargetAnswer {
   status: number | null;
   state?: string;
   error?: string;
+  /** The last lines the app (runner and workload) wrote, when the target failed to run it. */
+  log_tail?: string[];
 }
 
-const OPS = ["stop", "start", "purge"] as const;
+const OPS = ["stop", "start", "purge", "restart"] as const;
+const LOG_TAIL_LINES = 20;
 type Op = (typeof OPS)[number];
 
 export function registerAppOpsRoutes(app: FastifyInstance, opts: AppOpsRoutesOptions): void {
@@ -48,14 +52,16 @@ export function registerAppOpsRoutes(app: FastifyInstance, opts: AppOpsRoutesOpt
     app.post<{ Params: { app: string } }>(`/api/v1/apps/:app/${op}`, async (req) => {
       const caller = await callers.resolve(req.headers.authorization);
       const target = await opts.registry.get(caller, req.params.app);
-      const names = new Set([...target.servers, ...(stoppedOn.get(target.uuid) ?? [])]);
-      const runner = opts.coordinator.runnerFor(target.uuid);
-      if (runner?.parent) names.add(runner.parent);
+      const names = await appTargets({
+        uuid: target.uuid,
+        servers: target.servers,
+        coordinator: opts.coordinator,
+        supervisorKey: opts.supervisorKey,
+        remembered: stoppedOn.get(target.uuid) ?? [],
+      });
       const addresses = new Map(opts.coordinator.supervisors().map((s) => [s.name, s.address]));
       const targets = await Promise.all(
-        [...names]
-          .sort()
-          .map((name) => forward(name, addresses.get(name), op, target.uuid, opts.supervisorKey)),
+        names.map((name) => forward(name, addresses.get(name), op, target.uuid, opts.supervisorKey)),
       );
       const reached = targets.filter((t) => t.ok).map((t) => t.supervisor);
       if (op === "stop")
@@ -65,7 +71,8 @@ export function registerAppOpsRoutes(app: FastifyInstance, opts: AppOpsRoutesOpt
         actor: caller.actor,
         action: `app.${op}`,
         subject: appSubject(target.name),
-        after: { uuid: target.uuid, targets },
+        // Never the log tail: it is the app's own output, which may carry anything.
+        after: { uuid: target.uuid, targets: targets.map(({ log_tail: _tail, ...t }) => t) },
       });
       return { app: target.name, uuid: target.uuid, action: op, targets };
     });
@@ -89,11 +96,17 @@ async function forward(
       body: "{}",
       signal: AbortSignal.timeout(60_000),
     });
-    const body = (await res.json().catch(() => ({}))) as { state?: unknown; error?: unknown };
+    const body = (await res.json().catch(() => ({}))) as {
+      state?: unknown;
+      error?: unknown;
+      runner_log_tail?: unknown;
+    };
     const answer: TargetAnswer = { supervisor: name, ok: res.ok, status: res.status };
     if (typeof body.state === "string") answer.state = body.state;
     if (!res.ok)
       answer.error = typeof body.error === "string" ? body.error.slice(0, 500) : `HTTP ${res.status}`;
+    if (!res.ok && typeof body.runner_log_tail === "string" && body.runner_log_tail.trim() !== "")
+      answer.log_tail = body.runner_log_tail.trimEnd().split("\n").slice(-LOG_TAIL_LINES);
     return answer;
   } catch (err) {
     return {

@@ -59,7 +59,14 @@ export interface AppOperation {
   app: string;
   uuid: string;
   action: string;
-  targets: Array<{ supervisor: string; ok: boolean; status: number | null; state?: string; error?: string }>;
+  targets: Array<{
+    supervisor: string;
+    ok: boolean;
+    status: number | null;
+    state?: string;
+    error?: string;
+    log_tail?: string[];
+  }>;
 }
 
 export interface NodeClientOptions {
@@ -114,7 +121,7 @@ export class NodeClient {
   }
 
   /** `POST /api/v1/apps/:app/stop|start|purge`: forwarded to every target, per-target answers. */
-  operate(ref: string, op: "stop" | "start" | "purge"): Promise<AppOperation> {
+  operate(ref: string, op: "stop" | "start" | "purge" | "restart"): Promise<AppOperation> {
     return this.#json("POST", `/api/v1/apps/${encodeURIComponent(ref)}/${op}`, {});
   }
 
@@ -137,11 +144,33 @@ export class NodeClient {
   }
 
   /**
-   * Any JSON call on the node's API, for typed wrappers kept next to their routes (see
+   * Any JSON call on the node's API, for typed wrappers kept next to their routes or commands (see
    * releases-client.ts). `timeout: false` for calls that last as long as a rollout.
    */
   request<T>(method: string, path: string, body?: unknown, opts: { timeout?: boolean } = {}): Promise<T> {
     return this.#json(method, path, body, opts.timeout ?? true);
+  }
+
+  /** A text route's body as a stream (deploy logs). */
+  async text(path: string): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.#send("GET", path, undefined, false);
+    if (!res.ok || !res.body) await this.#fail(res, "GET", path);
+    return res.body as ReadableStream<Uint8Array>;
+  }
+
+  /** The status and JSON body whatever the status, for protocols whose errors are answers (OAuth). */
+  async exchange(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: Record<string, unknown> }> {
+    const res = await this.#send(method, path, body);
+    const text = await res.text();
+    try {
+      return { status: res.status, body: (text === "" ? {} : JSON.parse(text)) as Record<string, unknown> };
+    } catch {
+      throw this.#notJson(method, path, res.status);
+    }
   }
 
   async #send(method: string, path: string, body: unknown, timeout = true): Promise<Response> {

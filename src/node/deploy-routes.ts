@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
+import { acceptJsonWhateverContentType } from "../core/json-body.js";
 import type { Logger } from "../core/log.js";
 import { checkRepoUrl, parseHttpRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
 import { type DeployEvent, type DeployRecord, followDeploy, isActive } from "../pipeline/executor.js";
@@ -315,6 +316,8 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
     authed.addHook("onRequest", async (req) => {
       keyCheck.assert(req.headers.authorization);
     });
+    // `curl -d '{…}'` sends a form content type: the body is JSON whatever the header says.
+    acceptJsonWhateverContentType(authed);
 
     authed.post("/v1/deploy", async (req, reply) => {
       const raw = isObject(req.body) ? req.body : {};

@@ -24,12 +24,15 @@ import { RosterCoordinator } from "../mesh/coordinator.js";
 import { MeshCoordinator } from "../mesh/mesh-coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
+import { registerAppEnvRoutes } from "./app-env-routes.js";
+import { registerAppHistoryRoutes } from "./apps-history-routes.js";
 import { CallerResolver } from "./apps-identity.js";
 import { registerAppLogsRoutes } from "./apps-logs-routes.js";
 import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
 import { registerAppOpsRoutes } from "./apps-ops-routes.js";
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
+import { type DeviceLoginOptions, registerDeviceLoginRoutes } from "./device-login-routes.js";
 import { toNodeError } from "./errors.js";
 import { importLocalRepo, registerGitRoutes } from "./git-push.js";
 import { registerMeshRoutes } from "./mesh-routes.js";
@@ -77,6 +80,8 @@ export interface NodeOptions {
   dataPlane?: DataPlane;
   /** nginx worker processes for `dataPlane: "nginx"`; benches pin 1. Default one per core, ≤ 2. */
   edgeWorkers?: number;
+  /** Device login (RFC 8628): how approved devices get a tenant token. */
+  deviceLogin?: DeviceLoginOptions;
 }
 
 export type DataPlane = "node" | "nginx";
@@ -293,6 +298,22 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       verifyTenantToken: options.registry?.verifyTenantToken,
       coordinator,
       supervisorKey: deploy.supervisorKey,
+    });
+    await registerAppEnvRoutes(app, {
+      store,
+      dataDir: options.dataDir,
+      registry: registry.registry,
+      audit: registry.audit,
+      keyCheck,
+      verifyTenantToken: options.registry?.verifyTenantToken,
+      supervisorKey: deploy.supervisorKey,
+    });
+    registerAppHistoryRoutes(app, { registry: registry.registry, callers: registry.callers, store });
+    registerDeviceLoginRoutes(app, {
+      keyCheck,
+      verifyTenantToken: options.registry?.verifyTenantToken,
+      audit: registry.audit,
+      login: options.deviceLogin ?? {},
     });
     registerAppOpsRoutes(app, {
       registry: registry.registry,

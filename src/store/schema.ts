@@ -1,5 +1,6 @@
 import type { AppTables } from "./tables/apps.js";
 import type { DeployTables } from "./tables/deploys.js";
+import type { EnvTables } from "./tables/env.js";
 import type { MeshTables } from "./tables/mesh.js";
 import type { MetaTables } from "./tables/meta.js";
 import type { ReleaseTables } from "./tables/releases.js";
@@ -15,4 +16,5 @@ export interface Database
     AppTables,
     ReleaseTables,
     WebhookTables,
-    MeshTables {}
+    MeshTables,
+    EnvTables {}

@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import Fastify, { type FastifyInstance } from "fastify";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
+import { acceptJsonWhateverContentType } from "../core/json-body.js";
 import { buildInfo, registerProbes } from "../core/probes.js";
 import { requireApiKey } from "./api-auth.js";
 import { registerLogsRoute } from "./logs-route.js";
@@ -25,6 +26,7 @@ export const statusOf: Record<string, number> = {
   RUNTIME_UNAVAILABLE: 422,
   ARTIFACT_NOT_FOUND: 404,
   APP_NOT_FOUND: 404,
+  APP_NOT_RUNNING: 409,
   RUNNER_UNHEALTHY: 503,
   SWAP_FAILED: 503,
   WORKLOAD_UNHEALTHY: 503,
@@ -58,6 +60,8 @@ export function buildApi(
 ): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
   requireApiKey(app, auth.apiKey);
+  // `curl -d '{"refresh": true}'` sends a form content type: bodies are JSON whatever the header.
+  acceptJsonWhateverContentType(app);
 
   app.setErrorHandler((err, _req, reply) => {
     if (isTabbifyError(err)) {
@@ -67,7 +71,13 @@ export function buildApi(
     }
     const fastifyStatus = (err as { statusCode?: number }).statusCode;
     if (fastifyStatus && fastifyStatus >= 400 && fastifyStatus < 500) {
-      return reply.code(fastifyStatus).send({ error: (err as Error).message });
+      const code =
+        fastifyStatus === 415
+          ? "UNSUPPORTED_MEDIA_TYPE"
+          : fastifyStatus === 413
+            ? "PAYLOAD_TOO_LARGE"
+            : "BAD_REQUEST";
+      return reply.code(fastifyStatus).send({ error: (err as Error).message, code });
     }
     return reply.code(500).send({ error: `internal error: ${(err as Error).message}` });
   });
@@ -124,6 +134,9 @@ export function buildApi(
 
   app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/stop", async (req) =>
     supervisor.stop(req.params.uuid),
+  );
+  app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/restart", async (req) =>
+    supervisor.restart(req.params.uuid),
   );
   app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/purge", async (req) =>
     supervisor.purge(req.params.uuid),

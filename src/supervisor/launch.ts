@@ -105,7 +105,10 @@ export async function forRunner(
   spec: WorkloadSpec,
   reuse: boolean,
 ): Promise<{ spec: WorkloadSpec; user?: WorkloadUser }> {
-  const prepared = await forAppUser(ctx, record, spec, reuse);
+  // The node's env joins only the runnable copy: record.spec (written to disk) never holds it.
+  const extra = ctx.opts.secretEnv ? await ctx.opts.secretEnv(record.uuid) : {};
+  const runnable = Object.keys(extra).length > 0 ? { ...spec, env: { ...spec.env, ...extra } } : spec;
+  const prepared = await forAppUser(ctx, record, runnable, reuse);
   if (!spec.stateful) return prepared;
   const dataDir = await ensureAppData(ctx.opts.dataDir, record.uuid, spec, prepared.user);
   return { ...prepared, spec: { ...prepared.spec, dataDir } };

@@ -9,7 +9,7 @@ import { logPath, type SupervisorContext } from "./context.js";
 import { coldSpawn, forRunner, keepStaged, retireRunner, startResult } from "./launch.js";
 import { healthOf, prove } from "./proof.js";
 import { freshRestartState, type RunnerRecord } from "./records.js";
-import { removeShippedImages } from "./spawn.js";
+import { removeShippedImages, tailLog } from "./spawn.js";
 import type { StartOptions, StartResult } from "./supervisor.js";
 
 /**
@@ -92,6 +92,24 @@ export async function deployApp(
   return { ...(await coldSpawn(ctx, uuid, full)), swapped: false };
 }
 
+/**
+ * `POST /v1/apps/:uuid/restart`: the runner's zero-downtime swap onto the release it already
+ * runs (a fresh workload; the old one serves until the new one is healthy). A stopped app or one
+ * without a live runner is APP_NOT_RUNNING: `start` is what brings it back.
+ */
+export async function restartApp(
+  ctx: SupervisorContext,
+  uuid: string,
+): Promise<StartResult & { swapped: true }> {
+  const record = await mustRead(ctx, uuid);
+  const proof = !record.stopped && record.pid !== null ? await prove(record) : undefined;
+  if (proof?.kind !== "ours") {
+    throw new TabbifyError("APP_NOT_RUNNING", `app ${uuid} is not running here: start it instead`);
+  }
+  await preflight(ctx, record.spec);
+  return swap(ctx, record, { ...record.spec, appUuid: uuid }, record.artifact_version);
+}
+
 export async function stopApp(ctx: SupervisorContext, uuid: string): Promise<{ state: "stopped" }> {
   const record = await mustRead(ctx, uuid);
   if (record.pid !== null) await retireRunner(ctx, record);
@@ -152,6 +170,7 @@ async function swap(
     const why = reply.reply === "err" ? reply.message : `unexpected reply ${reply.reply}`;
     throw new TabbifyError("SWAP_FAILED", `new version rejected, the old one keeps serving: ${why}`, {
       restart_status: restartStatus(record.restart, ctx.backoff),
+      runner_log_tail: await tailLog(logPath(ctx, record.uuid)),
     });
   }
   keepStaged(ctx, record, runnable);

@@ -8,7 +8,7 @@ import type { AppUsers } from "./app-users.js";
 import { type BackoffPolicy, defaultBackoff, type RestartStatus, restartStatus } from "./backoff.js";
 import { AppLocks, logPath, type SupervisorContext } from "./context.js";
 import type { AddressManager } from "./host.js";
-import { deployApp, mustRead, purgeApp, startApp, stopApp } from "./lifecycle.js";
+import { deployApp, mustRead, purgeApp, restartApp, startApp, stopApp } from "./lifecycle.js";
 import { healthOf } from "./proof.js";
 import { Reconciler } from "./reconcile.js";
 import { freshRestartState, RecordStore } from "./records.js";
@@ -54,6 +54,8 @@ export interface SupervisorOptions {
    * their own directory (see app-users.ts). Unset, they run as the supervisor's user.
    */
   appUsers?: AppUsers;
+  /** The node's env for an app (`tcli env`), merged over the spec's at every spawn and swap. */
+  secretEnv?: (uuid: string) => Promise<Record<string, string>>;
 }
 
 export interface AppRow {
@@ -243,6 +245,12 @@ export class Supervisor {
   deploy(uuidInput: string, spec: WorkloadSpec): Promise<StartResult & { swapped: boolean }> {
     const uuid = parseAppUuid(uuidInput);
     return this.ctx.locks.run(uuid, () => deployApp(this.ctx, uuid, spec));
+  }
+
+  /** Zero-downtime swap onto the same release (lifecycle.ts restartApp). */
+  restart(uuidInput: string): Promise<StartResult & { swapped: true }> {
+    const uuid = parseAppUuid(uuidInput);
+    return this.ctx.locks.run(uuid, () => restartApp(this.ctx, uuid));
   }
 
   stop(uuidInput: string): Promise<{ state: "stopped" }> {

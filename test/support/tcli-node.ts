@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { calculateJwkThumbprint, exportJWK } from "jose";
 import type { SigningKey } from "../../src/auth/keys.js";
 import { issueTenantToken, verifyTenantToken } from "../../src/auth/tenant-token.js";
+import type { DeviceLoginOptions } from "../../src/node/device-login-routes.js";
 import { type RunningNode, startNode } from "../../src/node/server.js";
 import { repoRoot, tempDir } from "./tools.js";
 
@@ -62,13 +63,19 @@ export const NODE_KEY = "tcli-node-key-0123456789abcdef";
 
 export interface TcliStack {
   node: RunningNode;
+  /** The node's data dir (its store, env key). */
+  dataDir: string;
+  /** Closes the node and starts it again on the same port and data dir (roster and memory lost). */
+  restartNode(): Promise<void>;
   acmeToken: string;
   globexToken: string;
   close(): Promise<void>;
 }
 
 /** A node with the registry holding `acme-web` (tenant acme) and `globex-api` (tenant globex). */
-export async function startTcliStack(opts: { supervisorKey?: string } = {}): Promise<TcliStack> {
+export async function startTcliStack(
+  opts: { supervisorKey?: string; deviceLogin?: DeviceLoginOptions } = {},
+): Promise<TcliStack> {
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
   const key: SigningKey = {
     privateKey,
@@ -76,28 +83,41 @@ export async function startTcliStack(opts: { supervisorKey?: string } = {}): Pro
     kid: await calculateJwkThumbprint(await exportJWK(publicKey)),
   };
   const data = await tempDir("tcli-node");
-  const node = await startNode({
-    port: 0,
-    httpLogLevel: "silent",
-    nodeKey: NODE_KEY,
+  const start = (port: number) =>
+    startNode({
+      port,
+      httpLogLevel: "silent",
+      nodeKey: NODE_KEY,
+      dataDir: data.path,
+      ...(opts.supervisorKey ? { deploy: { supervisorKey: opts.supervisorKey } } : {}),
+      deviceLogin: {
+        issueTenantToken: (o) => issueTenantToken(key, o),
+        intervalSecs: 1,
+        ...opts.deviceLogin,
+      },
+      registry: {
+        allowedServers: ["edge-1"],
+        verifyTenantToken: (t) => verifyTenantToken(key, t),
+        seedApps: [
+          { name: "acme-web", tenant: "acme" },
+          { name: "globex-api", tenant: "globex" },
+        ],
+      },
+    });
+  const stack: TcliStack = {
+    node: await start(0),
     dataDir: data.path,
-    ...(opts.supervisorKey ? { deploy: { supervisorKey: opts.supervisorKey } } : {}),
-    registry: {
-      allowedServers: ["edge-1"],
-      verifyTenantToken: (t) => verifyTenantToken(key, t),
-      seedApps: [
-        { name: "acme-web", tenant: "acme" },
-        { name: "globex-api", tenant: "globex" },
-      ],
+    restartNode: async () => {
+      const port = stack.node.port;
+      await stack.node.close();
+      stack.node = await start(port);
     },
-  });
-  return {
-    node,
     acmeToken: await issueTenantToken(key, { tenant: "acme", subject: "dev", ttlSeconds: 600 }),
     globexToken: await issueTenantToken(key, { tenant: "globex", subject: "dev", ttlSeconds: 600 }),
     close: async () => {
-      await node.close();
+      await stack.node.close();
       await data.remove();
     },
   };
+  return stack;
 }

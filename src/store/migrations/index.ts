@@ -5,6 +5,7 @@ import * as m100 from "./100_releases.js";
 import * as m110 from "./110_deploy_queue.js";
 import * as m300 from "./300_webhook_bodies.js";
 import * as m400 from "./400_mesh.js";
+import * as m500 from "./500_app_env.js";
 
 /**
  * Every migration, in the order they run. Names sort in that order too (Kysely checks). Adding a
@@ -17,6 +18,7 @@ export const migrations: Record<string, Migration> = {
   "110_deploy_queue": m110,
   "300_webhook_bodies": m300,
   "400_mesh": m400,
+  "500_app_env": m500,
 };
 
 export const migrationProvider: MigrationProvider = {

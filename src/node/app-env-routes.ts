@@ -1,0 +1,128 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { FastifyInstance } from "fastify";
+import { parseAppUuid } from "../core/address.js";
+import { TabbifyError } from "../core/errors.js";
+import type { Store } from "../store/index.js";
+import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
+import { type AppRegistry, appSubject } from "./apps-registry.js";
+import type { AuditLog } from "./audit-log.js";
+import type { NodeKeyCheck } from "./auth.js";
+import { EnvVault, loadOrCreateEnvKey } from "./env-vault.js";
+
+/**
+ * `tcli env`: an app's env vars and secrets, per environment (default: the app's first).
+ *
+ *   GET  /api/v1/apps/:app/env?env=E[&reveal=1]   names; values only with reveal and the node key
+ *   POST /api/v1/apps/:app/env                    {env?, set?: {K: V}, unset?: [K]} → names changed
+ *   GET  /v1/supervisor/apps/:uuid/env            the supervisors' key only: the values a
+ *                                                 workload of the app gets (its first environment)
+ *
+ * Values are sealed at rest (env-vault.ts). Names go into the audit chain; values never go
+ * anywhere but the sealed rows, `--reveal`, and the supervisor that starts the app's workload.
+ */
+
+export interface AppEnvRoutesOptions {
+  store: Store;
+  dataDir: string;
+  registry: AppRegistry;
+  audit: AuditLog;
+  keyCheck: NodeKeyCheck;
+  verifyTenantToken: TenantTokenVerifier | undefined;
+  supervisorKey: string | undefined;
+}
+
+interface AppReq {
+  Params: { app: string };
+  Querystring: { env?: string; reveal?: string };
+  Body: unknown;
+}
+
+export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRoutesOptions): Promise<void> {
+  const vault = new EnvVault(opts.store, await loadOrCreateEnvKey(opts.dataDir));
+  const callers = new CallerResolver({
+    keyCheck: opts.keyCheck,
+    ...(opts.verifyTenantToken ? { verifyTenantToken: opts.verifyTenantToken } : {}),
+  });
+  const supervisorDigest = opts.supervisorKey ? sha256(opts.supervisorKey) : undefined;
+
+  const environmentOf = (target: { name: string; environments: string[] }, asked: unknown): string => {
+    if (asked === undefined || asked === "") return target.environments[0] ?? "prod";
+    if (typeof asked !== "string" || !target.environments.includes(asked)) {
+      throw new TabbifyError(
+        "ENV_INVALID",
+        `app ${target.name} has no environment "${String(asked).slice(0, 40)}" (it has ${target.environments.join(", ")})`,
+      );
+    }
+    return asked;
+  };
+
+  app.get<AppReq>("/api/v1/apps/:app/env", async (req, reply) => {
+    const caller = await callers.resolve(req.headers.authorization);
+    const target = await opts.registry.get(caller, req.params.app);
+    const environment = environmentOf(target, req.query.env);
+    const reveal = req.query.reveal === "1" || req.query.reveal === "true";
+    if (reveal && caller.tenant !== undefined) {
+      throw new TabbifyError("FORBIDDEN", "values are shown only to the node key (--reveal)");
+    }
+    void reply.header("cache-control", "no-store");
+    const vars = await vault.names(target.uuid, environment);
+    return {
+      app: target.name,
+      uuid: target.uuid,
+      environment,
+      vars,
+      ...(reveal ? { values: await vault.values(target.uuid, environment) } : {}),
+    };
+  });
+
+  app.post<AppReq>("/api/v1/apps/:app/env", async (req) => {
+    const caller = await callers.resolve(req.headers.authorization);
+    const target = await opts.registry.get(caller, req.params.app);
+    const body = (req.body ?? {}) as { env?: unknown; set?: unknown; unset?: unknown };
+    if (typeof body !== "object" || Array.isArray(body)) {
+      throw new TabbifyError("ENV_INVALID", "the body must be {env?, set?: {NAME: value}, unset?: [NAME]}");
+    }
+    const environment = environmentOf(target, body.env);
+    const set = body.set ?? {};
+    const unset = body.unset ?? [];
+    if (typeof set !== "object" || set === null || Array.isArray(set))
+      throw new TabbifyError("ENV_INVALID", "set must be an object of NAME: value");
+    if (!Array.isArray(unset) || unset.some((n) => typeof n !== "string"))
+      throw new TabbifyError("ENV_INVALID", "unset must be a list of names");
+    const changed = await vault.change(
+      target.uuid,
+      environment,
+      set as Record<string, string>,
+      unset as string[],
+    );
+    await opts.audit.record({
+      actor: caller.actor,
+      action: "app.env.change",
+      subject: appSubject(target.name),
+      after: { uuid: target.uuid, environment, ...changed },
+    });
+    return { app: target.name, uuid: target.uuid, environment, ...changed };
+  });
+
+  app.get<{ Params: { uuid: string } }>("/v1/supervisor/apps/:uuid/env", async (req, reply) => {
+    if (!supervisorDigest) {
+      throw new TabbifyError(
+        "SUPERVISOR_KEY_NOT_SET",
+        "this node has no supervisor key, so it hands out no env",
+      );
+    }
+    const presented = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? "")?.[1];
+    if (presented === undefined || !timingSafeEqual(sha256(presented), supervisorDigest)) {
+      throw new TabbifyError("UNAUTHORIZED", "this route takes the supervisors' key");
+    }
+    const uuid = parseAppUuid(req.params.uuid);
+    void reply.header("cache-control", "no-store");
+    const target = await opts.registry.byUuid(uuid);
+    if (!target) return { env: {} };
+    return { env: await vault.values(uuid, target.environments[0] ?? "prod") };
+  });
+}
+
+function sha256(value: string): Buffer {
+  return createHash("sha256").update(value, "utf8").digest();
+}
