@@ -390,6 +390,7 @@ describe("deploy pipeline", () => {
       "pick_builder",
       "capability_check",
       "build_and_push",
+      "verify_signature",
       "fan_out",
       "verify",
     ]);

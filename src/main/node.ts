@@ -9,6 +9,7 @@ import { readKeyFile } from "../core/key-file.js";
 import { createLogger } from "../core/log.js";
 import type { NodeRegistryOptions } from "../node/apps-node.js";
 import { parseSeedApps } from "../node/apps-seed.js";
+import { parseSignaturePolicy } from "../node/image-signatures.js";
 import { type DataPlane, dataPlanes, type NodeDeployOptions, startNode } from "../node/index.js";
 import { tenantRegistryAccess } from "../node/registry-access.js";
 import { GITHUB_API_URL, loadAppPrivateKey } from "../pipeline/github.js";
@@ -105,6 +106,11 @@ export const nodeOptions: OptionSpec[] = [
     boolean: true,
     help: "deploy file:// URLs and absolute paths on this machine (refused by default; `tabbify up` sets it)",
   },
+  {
+    flag: "signature-policy",
+    env: "TABBIFY_SIGNATURE_POLICY",
+    help: "ENV=require|warn,… what verify_signature does with an unsigned image per environment (default prod=require, others warn)",
+  },
 ];
 
 /** Secrets come from the environment only (never flags: argv is visible in ps). */
@@ -149,6 +155,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const deploy = await deployOptions(opts.values, env);
   deploy.allowPrivateRepos = opts.flags["allow-private-repos"] === true;
   deploy.allowLocalRepos = opts.flags["allow-local-repos"] === true;
+  deploy.signaturePolicies = parseSignaturePolicy(opts.values["signature-policy"]);
   if (!deploy.githubWebhookSecret)
     logger.warn("GITHUB_WEBHOOK_SECRET is not set: /v1/webhooks/github answers 503");
   if (!deploy.registry) logger.warn("TABBIFY_REGISTRY is not set: deploys fail with REGISTRY_MISSING");

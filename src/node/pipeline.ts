@@ -6,6 +6,7 @@ import {
   githubAppTokenSource,
   HttpSupervisorClient,
 } from "../pipeline/clients.js";
+import type { SignaturePolicy } from "../pipeline/deps.js";
 import {
   DeployExecutor,
   type DeployRecord,
@@ -18,6 +19,7 @@ import type { DeployRequest, RosterView } from "../pipeline/plan.js";
 import { DeliveryLedger, type PushEvent } from "../pipeline/webhooks.js";
 import type { Store } from "../store/index.js";
 import { SqlDeliveryLog, SqlDeployStore } from "./deploy-store.js";
+import { nodeImageSignatures } from "./image-signatures.js";
 import { nodeOwner } from "./node-store.js";
 import { type ReplayGuard, SqlReplayGuard } from "./replay-guard.js";
 
@@ -48,6 +50,8 @@ export interface NodePipelineOptions {
   ownRepoToken?: string;
   /** Absent ⇒ every deploy fails REGISTRY_MISSING (fatal), as the pipeline defines. */
   registry?: RegistryAccess;
+  /** verify_signature's policy per environment; images are signed and checked whenever `registry` is set. */
+  signaturePolicies?: ReadonlyMap<string, SignaturePolicy>;
   /** The supervisors' API key, sent on every call to a supervisor on the roster. */
   supervisorKey?: string;
   /** Called with the app uuid once targets are deployed; throws when `/app/<uuid>` does not answer. */
@@ -114,7 +118,16 @@ export class NodePipeline {
           baseUrl: s.address,
           ...(opts.supervisorKey ? { authToken: opts.supervisorKey } : {}),
         }),
-      ...(opts.registry ? { registry: opts.registry } : {}),
+      ...(opts.registry
+        ? {
+            registry: opts.registry,
+            signatures: nodeImageSignatures({
+              registry: opts.registry,
+              dataDir: opts.dataDir,
+              ...(opts.signaturePolicies ? { policies: opts.signaturePolicies } : {}),
+            }),
+          }
+        : {}),
       ...(opts.probeApp ? { probeApp: opts.probeApp } : {}),
       logger: logger.child("deploy"),
     };

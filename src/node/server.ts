@@ -22,6 +22,7 @@ import { type EdgeStatus, NginxEdge } from "../dataplane/nginx-edge.js";
 import { MeshAddressBook } from "../mesh/address-book.js";
 import { RosterCoordinator } from "../mesh/coordinator.js";
 import { MeshCoordinator } from "../mesh/mesh-coordinator.js";
+import type { SignaturePolicy } from "../pipeline/deps.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
 import { CallerResolver } from "./apps-identity.js";
@@ -111,6 +112,8 @@ export interface NodeDeployOptions {
    * node's disk (`tabbify up`: loopback-only, single-user). Default refused.
    */
   allowLocalRepos?: boolean;
+  /** `--signature-policy`: verify_signature's policy per environment (default prod=require, others warn). */
+  signaturePolicies?: ReadonlyMap<string, SignaturePolicy>;
 }
 
 export interface RunningNode {
@@ -210,6 +213,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(deploy.forgejoApiUrl ? { forgejoApiUrl: deploy.forgejoApiUrl } : {}),
       ...(deploy.forgejoToken ? { forgejoToken: deploy.forgejoToken } : {}),
       ...(deploy.registry ? { registry: deploy.registry } : {}),
+      ...(deploy.signaturePolicies ? { signaturePolicies: deploy.signaturePolicies } : {}),
       ...(deploy.supervisorKey ? { supervisorKey: deploy.supervisorKey } : {}),
       ...(options.nodeKey ? { ownRepoToken: options.nodeKey } : {}),
       probeApp: (uuid) => probeApp(`${selfUrl}/app/${uuid}/`, deploy.probeTimeoutMs ?? 20_000),

@@ -33,6 +33,22 @@ export interface RegistryAccess {
   pullToken?(tenant: string, appUuid: string): Promise<string>;
 }
 
+/** What `verify_signature` does with an image that carries no trusted signature. */
+export type SignaturePolicy = "require" | "warn";
+
+/**
+ * The tenant build keys: signing what a builder pushed, and verifying an image against the
+ * tenant's trusted keys before a target switches to it. Keys never leave the node.
+ */
+export interface ImageSignatures {
+  /** Signs `<tenant>/<appUuid>@digest` with the tenant's build key; returns the signature's digest. */
+  sign(tenant: string, appUuid: string, digest: string): Promise<string>;
+  /** Throws SIGNATURE_INVALID unless a trusted key of the tenant signed the digest. */
+  verify(tenant: string, appUuid: string, digest: string): Promise<string>;
+  /** The environment's policy: `require` or `warn`. */
+  policy(environment: string): SignaturePolicy;
+}
+
 /** `POST /v1/build` on a builder supervisor. */
 export interface BuildRequest {
   repo_url: string;
@@ -106,6 +122,8 @@ export interface PipelineDeps {
    */
   accessToken?: string;
   registry?: RegistryAccess;
+  /** Signing and verification; absent ⇒ images are neither signed nor checked (stand-in registries). */
+  signatures?: ImageSignatures;
   /** Checks that `/app/<uuid>` answers through the node; throws with a reason when it does not. */
   probeApp?(appUuid: string): Promise<void>;
   logger?: Logger;

@@ -148,6 +148,7 @@ describe("DeployExecutor", () => {
         "pick_builder",
         "capability_check",
         "build_and_push",
+        "verify_signature",
         "fan_out",
         "verify",
       ].flatMap((s) => [`${s}:step_started`, `${s}:step_finished`]),

@@ -27,6 +27,9 @@ export interface RosterView {
   supervisors(): Promise<RosterSupervisor[]>;
 }
 
+/** The environment a pipeline deploy runs in: the app's own UUID is prod's. */
+export const PIPELINE_ENVIRONMENT = "prod";
+
 export type DeployTrigger = "github" | "forgejo" | "api" | "git-push";
 
 export interface RequestedTarget {
@@ -59,6 +62,7 @@ export const stepNames = [
   "pick_builder",
   "capability_check",
   "build_and_push",
+  "verify_signature",
   "fan_out",
   "verify",
 ] as const;

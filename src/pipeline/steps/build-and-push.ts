@@ -58,8 +58,16 @@ export const buildAndPush: Step = async (state, ctx) => {
   state.imageRef = built.image_ref;
   state.digest = built.digest;
   await ctx.deps.store.update(state.plan.id, { image_ref: built.image_ref, digest: built.digest });
+  // The node is the build authority: what its builder pushed is signed here, with the tenant's
+  // build key, which never leaves the node.
+  const signature = await ctx.deps.signatures?.sign(request.tenant, appUuid, built.digest);
   return {
-    message: `pushed ${built.image_ref}`,
-    data: { image_ref: built.image_ref, digest: built.digest, commit_sha: built.commit_sha },
+    message: `pushed ${built.image_ref}${signature ? ", signed" : ""}`,
+    data: {
+      image_ref: built.image_ref,
+      digest: built.digest,
+      commit_sha: built.commit_sha,
+      ...(signature ? { signature } : {}),
+    },
   };
 };
