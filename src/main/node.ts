@@ -121,6 +121,7 @@ export const nodeSecretEnv = [
   "FORGEJO_WEBHOOK_SECRET",
   "GITHUB_APP_PRIVATE_KEY",
   "FORGEJO_TOKEN",
+  "TABBIFY_REGISTRY_EVENTS_TOKEN",
 ] as const;
 
 const usage =
@@ -170,6 +171,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     ...(databaseUrl ? { databaseUrl } : {}),
     mesh: mesh as MeshMode,
     nodeKey,
+    ...(env.TABBIFY_REGISTRY_EVENTS_TOKEN ? { registryEventsToken: env.TABBIFY_REGISTRY_EVENTS_TOKEN } : {}),
     peerTimeoutMs: timeoutSecs * 1000,
     logger,
     deploy,

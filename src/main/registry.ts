@@ -56,6 +56,12 @@ export const registryOptions: OptionSpec[] = [
     help: "how often stale upload sessions are swept (90s, 30m, 1h)",
   },
   {
+    flag: "notify",
+    env: "REGISTRY_NOTIFY",
+    multiple: true,
+    help: "URL that gets push/delete events (Distribution's envelope) from a durable on-disk queue, e.g. http://127.0.0.1:8090/api/v1/registry/events (repeatable; bearer from env REGISTRY_NOTIFY_TOKEN)",
+  },
+  {
     flag: "upstream-cmd",
     env: "REGISTRY_UPSTREAM_CMD",
     help: "wrapper mode: command that runs an upstream registry as a supervised child",
@@ -138,6 +144,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     ...(v["auth-url"] ? { authUrl: v["auth-url"] } : {}),
     ...(v["upstream-url"] ? { upstreamUrl: v["upstream-url"] } : {}),
     ...(v["upstream-cmd"] ? { upstreamCmd: v["upstream-cmd"] } : {}),
+    notify: notifyEndpoints(opts.lists.notify ?? [], env.REGISTRY_NOTIFY_TOKEN || undefined),
   });
   const storage = driver ? `s3 bucket ${v["s3-bucket"]}` : `local ${dataDir}`;
   const mode =
@@ -153,6 +160,23 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   log.info("shutting down", { signal });
   await registry.close();
   return 0;
+}
+
+/** `--notify` URLs, each with the one bearer token the environment holds. */
+function notifyEndpoints(urls: readonly string[], token: string | undefined) {
+  return urls.map((url) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new TabbifyError("USAGE", `--notify: "${url.slice(0, 200)}" is not a URL`);
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:")
+      throw new TabbifyError("USAGE", `--notify: ${parsed.protocol} is not http or https`);
+    if (parsed.username || parsed.password)
+      throw new TabbifyError("USAGE", "--notify: put the token in REGISTRY_NOTIFY_TOKEN, not in the URL");
+    return { url, ...(token ? { token } : {}) };
+  });
 }
 
 /** The S3 driver the storage options ask for, or undefined for local storage. */

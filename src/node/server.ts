@@ -37,6 +37,7 @@ import { registerMeshRoutes } from "./mesh-routes.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
+import { registerRegistryEventsRoutes } from "./registry-events-routes.js";
 import { attachReleases } from "./releases-node.js";
 import { nodeVersion } from "./version.js";
 
@@ -57,6 +58,8 @@ export interface NodeOptions {
   mesh?: MeshMode;
   /** `TABBIFY_NODE_KEY`; without it authenticated routes answer 503. */
   nodeKey?: string;
+  /** `TABBIFY_REGISTRY_EVENTS_TOKEN`: what the registry's `--notify` sends; default the node key. */
+  registryEventsToken?: string;
   /** Roster and WireGuard mesh heartbeat timeout. Default 60 s. */
   peerTimeoutMs?: number;
   /** What mesh register replies tell joiners to heartbeat at. Default 20 s. */
@@ -297,6 +300,12 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       verifyTenantToken: options.registry?.verifyTenantToken,
       coordinator,
       supervisorKey: deploy.supervisorKey,
+    });
+    registerRegistryEventsRoutes(app, {
+      store,
+      audit: registry.audit,
+      keyCheck: new NodeKeyCheck(options.registryEventsToken ?? options.nodeKey),
+      logger: logger.child("registry-events"),
     });
     registerAppOpsRoutes(app, {
       registry: registry.registry,

@@ -2,6 +2,7 @@ import type { Migration, MigrationProvider } from "kysely";
 import * as m001 from "./001_deploys.js";
 import * as m002 from "./002_apps_audit.js";
 import * as m100 from "./100_releases.js";
+import * as m200 from "./200_registry_events.js";
 import * as m300 from "./300_webhook_bodies.js";
 import * as m400 from "./400_mesh.js";
 
@@ -13,6 +14,7 @@ export const migrations: Record<string, Migration> = {
   "001_deploys": m001,
   "002_apps_audit": m002,
   "100_releases": m100,
+  "200_registry_events": m200,
   "300_webhook_bodies": m300,
   "400_mesh": m400,
 };
