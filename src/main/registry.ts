@@ -7,6 +7,12 @@ import { isErrno, isTabbifyError, TabbifyError } from "../core/errors.js";
 import { createLogger } from "../core/log.js";
 import { collectGarbage, type GcReport } from "../registry/gc.js";
 import { defaultServiceName, defaultStagingDir, RegistryService, startRegistry } from "../registry/index.js";
+import {
+  fetchReleaseRoots,
+  loadReleaseCandidates,
+  type ReleaseRoots,
+  saveReleaseCandidates,
+} from "../registry/release-roots.js";
 import { defaultMaxUploadsPerTenant } from "../registry/repository.js";
 import { LocalDriver } from "../storage/local.js";
 import type { S3Driver } from "../storage/s3.js";
@@ -95,6 +101,17 @@ export const gcOptions: OptionSpec[] = [
     env: "REGISTRY_GC_MIN_AGE",
     default: "1h",
     help: "grace period: unreferenced blobs and untagged manifests newer than this stay (90s, 30m, 1h, 7d, 0)",
+  },
+  {
+    flag: "keep-releases-from",
+    env: "REGISTRY_GC_KEEP_RELEASES_FROM",
+    help: "node URL: its apps' release manifests are collected unless running, promotable or among the last --keep-releases (bearer from env REGISTRY_GC_NODE_TOKEN); a release goes only after two runs found it unreferenced",
+  },
+  {
+    flag: "keep-releases",
+    env: "REGISTRY_GC_KEEP_RELEASES",
+    default: "10",
+    help: "with --keep-releases-from: releases kept per app and per environment",
   },
   { flag: "json", boolean: true, help: "print the report as one JSON object" },
 ];
@@ -231,11 +248,15 @@ async function gc(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   }
   try {
     const service = new RegistryService({ driver, stagingDir: defaultStagingDir(driver, dataDir) });
+    const dryRun = opts.flags["dry-run"] === true;
+    const releases = await releaseRootsOption(v, env, dataDir);
     const report = await collectGarbage(service, {
-      dryRun: opts.flags["dry-run"] === true,
+      dryRun,
       deleteUntagged: opts.flags["delete-untagged"] === true,
       minAgeMs,
+      ...(releases ? { releases } : {}),
     });
+    if (releases && !dryRun) await saveReleaseCandidates(dataDir, report.releaseCandidates ?? []);
     if (opts.flags.json) {
       process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     } else {
@@ -247,6 +268,24 @@ async function gc(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     s3?.close();
   }
   return 0;
+}
+
+/** `--keep-releases-from`: the node's release roots and the previous run's candidates. */
+async function releaseRootsOption(
+  v: Record<string, string | undefined>,
+  env: NodeJS.ProcessEnv,
+  dataDir: string,
+): Promise<ReleaseRoots | undefined> {
+  const from = v["keep-releases-from"];
+  if (from === undefined) return undefined;
+  const keep = intOption(v["keep-releases"], "keep-releases");
+  if (keep === undefined || keep < 1) throw new TabbifyError("USAGE", "--keep-releases must be at least 1");
+  if (!/^https?:\/\//.test(from))
+    throw new TabbifyError("USAGE", "--keep-releases-from wants the node's http(s) URL");
+  return {
+    repositories: await fetchReleaseRoots(from, env.REGISTRY_GC_NODE_TOKEN || undefined, keep),
+    previous: await loadReleaseCandidates(dataDir),
+  };
 }
 
 const durationUnits: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
@@ -302,6 +341,16 @@ export function formatGcReport(report: GcReport, storage: string): string {
         ? `${m.repository}: manifest eligible for deletion: ${m.digest}`
         : `${m.repository}: deleted manifest ${m.digest}`,
     );
+  }
+  for (const t of report.tagsRemoved ?? []) {
+    lines.push(
+      dry
+        ? `${t.repository}: tag eligible for deletion: ${t.tag} (release ${t.digest})`
+        : `${t.repository}: deleted tag ${t.tag} (release ${t.digest})`,
+    );
+  }
+  for (const c of report.releaseCandidates ?? []) {
+    lines.push(`${c}: unreferenced release manifest, removed if the next run finds it so again`);
   }
   for (const b of report.blobsRemoved) {
     const size = formatBytes(b.size);

@@ -38,6 +38,7 @@ import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
 import { registerRegistryEventsRoutes } from "./registry-events-routes.js";
+import { registerReleaseRootsRoute } from "./release-roots.js";
 import { attachReleases } from "./releases-node.js";
 import { nodeVersion } from "./version.js";
 
@@ -301,12 +302,14 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       coordinator,
       supervisorKey: deploy.supervisorKey,
     });
+    const registryEventsKey = new NodeKeyCheck(options.registryEventsToken ?? options.nodeKey);
     registerRegistryEventsRoutes(app, {
       store,
       audit: registry.audit,
-      keyCheck: new NodeKeyCheck(options.registryEventsToken ?? options.nodeKey),
+      keyCheck: registryEventsKey,
       logger: logger.child("registry-events"),
     });
+    registerReleaseRootsRoute(app, { store, keyCheck: registryEventsKey });
     registerAppOpsRoutes(app, {
       registry: registry.registry,
       audit: registry.audit,
