@@ -12,6 +12,7 @@ import { parseSeedApps } from "../node/apps-seed.js";
 import { parseSignaturePolicy } from "../node/image-signatures.js";
 import { type DataPlane, dataPlanes, type NodeDeployOptions, startNode } from "../node/index.js";
 import { tenantRegistryAccess } from "../node/registry-access.js";
+import { loadGitCredentials } from "../pipeline/git-credentials.js";
 import { GITHUB_API_URL, loadAppPrivateKey } from "../pipeline/github.js";
 import {
   allowPrivateReposOption,
@@ -107,6 +108,11 @@ export const nodeOptions: OptionSpec[] = [
     help: "deploy file:// URLs and absolute paths on this machine (refused by default; `tabbify up` sets it)",
   },
   {
+    flag: "git-credentials",
+    env: "TABBIFY_GIT_CREDENTIALS_FILE",
+    help: "0600 file of https://USER:PASSWORD@HOST lines (git-credential-store format): the node's credential for each git host that is no forge",
+  },
+  {
     flag: "signature-policy",
     env: "TABBIFY_SIGNATURE_POLICY",
     help: "ENV=require|warn,… what verify_signature does with an unsigned image per environment (default prod=require, others warn)",
@@ -157,6 +163,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   deploy.allowPrivateRepos = opts.flags["allow-private-repos"] === true;
   deploy.allowLocalRepos = opts.flags["allow-local-repos"] === true;
   deploy.signaturePolicies = parseSignaturePolicy(opts.values["signature-policy"]);
+  const credentialsFile = opts.values["git-credentials"];
+  if (credentialsFile !== undefined) deploy.gitCredentials = await loadGitCredentials(credentialsFile);
   if (!deploy.githubWebhookSecret)
     logger.warn("GITHUB_WEBHOOK_SECRET is not set: /v1/webhooks/github answers 503");
   if (!deploy.registry) logger.warn("TABBIFY_REGISTRY is not set: deploys fail with REGISTRY_MISSING");

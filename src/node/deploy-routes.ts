@@ -4,6 +4,7 @@ import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { checkRepoUrl, parseHttpRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
 import { type DeployEvent, type DeployRecord, followDeploy } from "../pipeline/executor.js";
+import { refuseSshRemote } from "../pipeline/git-credentials.js";
 import { checkGitRef, checkGitUrl, isLocalRepoUrl } from "../pipeline/git-remote.js";
 import type { DeployRequest, RequestedTarget } from "../pipeline/plan.js";
 import { type DeployRuntime, deployRuntimes } from "../pipeline/tabbify-toml.js";
@@ -329,6 +330,7 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
         await observer?.accepted(nodeKeyActorOf(req.headers.authorization), id, request);
         return reply.code(202).send(acceptedBody(id));
       }
+      if (typeof raw.repo_url === "string") refuseSshRemote(raw.repo_url);
       const request = parseDeployBody(req.body);
       const target = await checkRepoUrl(request.repoUrl, repoPolicy);
       if ("problem" in target) throw new TabbifyError("REPO_URL_REFUSED", target.problem);

@@ -13,6 +13,7 @@ import {
   type RegistryAccess,
   type TokenSource,
 } from "../pipeline/executor.js";
+import type { HostCredentials } from "../pipeline/git-credentials.js";
 import { gitManifestSource } from "../pipeline/git-remote.js";
 import { GITHUB_API_URL, redactUrl } from "../pipeline/github.js";
 import type { DeployRequest, RosterView } from "../pipeline/plan.js";
@@ -50,6 +51,8 @@ export interface NodePipelineOptions {
   ownRepoToken?: string;
   /** Absent ⇒ every deploy fails REGISTRY_MISSING (fatal), as the pipeline defines. */
   registry?: RegistryAccess;
+  /** `--git-credentials`: the node's user and password per git host that is no forge. */
+  gitCredentials?: HostCredentials;
   /** verify_signature's policy per environment; images are signed and checked whenever `registry` is set. */
   signaturePolicies?: ReadonlyMap<string, SignaturePolicy>;
   /** The supervisors' API key, sent on every call to a supervisor on the roster. */
@@ -157,7 +160,11 @@ export class NodePipeline {
       });
     }
     // Any other host is read with git itself and cloned anonymously.
-    const git = new DeployExecutor({ ...shared, manifests: gitManifestSource() });
+    const git = new DeployExecutor({
+      ...shared,
+      manifests: gitManifestSource(),
+      ...(opts.gitCredentials ? { hostCredentials: opts.gitCredentials } : {}),
+    });
     const node = new DeployExecutor({
       ...shared,
       manifests: gitManifestSource(),

@@ -24,6 +24,7 @@ import { RosterCoordinator } from "../mesh/coordinator.js";
 import { MeshCoordinator } from "../mesh/mesh-coordinator.js";
 import type { SignaturePolicy } from "../pipeline/deps.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
+import type { HostCredentials } from "../pipeline/git-credentials.js";
 import type { Store } from "../store/index.js";
 import { CallerResolver } from "./apps-identity.js";
 import { registerAppLogsRoutes } from "./apps-logs-routes.js";
@@ -116,6 +117,8 @@ export interface NodeDeployOptions {
    * node's disk (`tabbify up`: loopback-only, single-user). Default refused.
    */
   allowLocalRepos?: boolean;
+  /** `--git-credentials`: the node's credential per git host that is no forge. */
+  gitCredentials?: HostCredentials;
   /** `--signature-policy`: verify_signature's policy per environment (default prod=require, others warn). */
   signaturePolicies?: ReadonlyMap<string, SignaturePolicy>;
 }
@@ -218,6 +221,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(deploy.forgejoToken ? { forgejoToken: deploy.forgejoToken } : {}),
       ...(deploy.registry ? { registry: deploy.registry } : {}),
       ...(deploy.signaturePolicies ? { signaturePolicies: deploy.signaturePolicies } : {}),
+      ...(deploy.gitCredentials ? { gitCredentials: deploy.gitCredentials } : {}),
       ...(deploy.supervisorKey ? { supervisorKey: deploy.supervisorKey } : {}),
       ...(options.nodeKey ? { ownRepoToken: options.nodeKey } : {}),
       probeApp: (uuid) => probeApp(`${selfUrl}/app/${uuid}/`, deploy.probeTimeoutMs ?? 20_000),

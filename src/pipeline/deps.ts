@@ -1,5 +1,6 @@
 import type { Logger } from "../core/log.js";
 import type { DeployStore } from "./executor.js";
+import type { HostCredentials } from "./git-credentials.js";
 import type { RosterSupervisor, RosterView } from "./plan.js";
 
 /**
@@ -20,7 +21,12 @@ export interface TokenSource {
 
 /** Reads tabbify.toml of a repository at a ref; null when the file does not exist. */
 export interface ManifestSource {
-  fetchManifest(repoUrl: string, ref: string, token: string | undefined): Promise<string | null>;
+  fetchManifest(
+    repoUrl: string,
+    ref: string,
+    token: string | undefined,
+    username?: string,
+  ): Promise<string | null>;
 }
 
 /** Our registry as the pipeline needs it: where images go, and tokens scoped to one repository. */
@@ -60,6 +66,8 @@ export interface BuildRequest {
   /** Where the image goes, without tag: `<registry>/<tenant lowercased>/<app_uuid>`; the tag is the commit sha. */
   image_repository: string;
   clone_token?: string;
+  /** The user `clone_token` goes with; default `x-access-token` (forge tokens). */
+  clone_username?: string;
   push_token?: string;
   build_kind: "docker";
   context: string;
@@ -121,6 +129,8 @@ export interface PipelineDeps {
    * used as is for the contents API and as the clone password. Wins over `tokens`.
    */
   accessToken?: string;
+  /** The node's credentials for git hosts that are no forge (`--git-credentials`). */
+  hostCredentials?: HostCredentials;
   registry?: RegistryAccess;
   /** Signing and verification; absent ⇒ images are neither signed nor checked (stand-in registries). */
   signatures?: ImageSignatures;

@@ -32,6 +32,7 @@ export const buildAndPush: Step = async (state, ctx) => {
     manifest_toml: state.manifestToml!,
   };
   if (state.cloneToken !== undefined) buildRequest.clone_token = state.cloneToken;
+  if (state.cloneUsername !== undefined) buildRequest.clone_username = state.cloneUsername;
   if (manifest.build.stableTag !== undefined) buildRequest.stable_tag = manifest.build.stableTag;
   let built: BuildResult;
   try {
