@@ -106,9 +106,9 @@ function gitPush(
   });
 }
 
-async function finished(id: string): Promise<any> {
+async function finished(id: string): Promise<{ success?: boolean; app_uuid: string }> {
   const deadline = Date.now() + 150_000;
-  let body: any;
+  let body = { app_uuid: "" } as { success?: boolean; app_uuid: string };
   while (Date.now() < deadline) {
     const res = await api("GET", `/v1/deploy/${id}/status`);
     body = res.json;

@@ -12,6 +12,7 @@ import { freeUpPorts, spawnUp, type UpPorts } from "./support/up-stack.js";
 
 const dockerfile = (greeting: string) =>
   [
+    `# ${greeting}`,
     "FROM scratch",
     "COPY busybox /bin/busybox",
     "COPY www /www",
