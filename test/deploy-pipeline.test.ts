@@ -377,6 +377,26 @@ describe("deploy pipeline", () => {
     // The target pulled the image from our registry (auth on) with the deploy's registry token.
     assert.match(supervisor.log, /pulled with a registry token/);
 
+    // The referrers API lists the deployed digest's signature (by the tenant's build key, which
+    // verify_signature checked) and its release manifest.
+    const pullToken = await registryAccess.pullToken!("codertocat", appUuid);
+    const artifactTypes = async () => {
+      const res = await fetch(`${registry.url}/v2/codertocat/${appUuid}/referrers/${doneA.digest}`, {
+        headers: { authorization: `Bearer ${pullToken}` },
+      });
+      const index = (await res.json()) as { manifests?: { artifactType?: string }[] };
+      return (index.manifests ?? []).map((m) => m.artifactType).sort();
+    };
+    let types = await artifactTypes();
+    for (let i = 0; i < 40 && types.length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      types = await artifactTypes();
+    }
+    assert.deepEqual(types, [
+      "application/vnd.dev.cosign.artifact.sig.v1+json",
+      "application/vnd.tabbify.release.manifest.v1+json",
+    ]);
+
     // The runner reports the pushed digest (the verify step checked the same).
     const described = await supervisor.call("GET", `/v1/apps/${appUuid}`);
     assert.equal(String(described.json.version).split("@").at(-1), doneA.digest);
@@ -390,6 +410,7 @@ describe("deploy pipeline", () => {
       "pick_builder",
       "capability_check",
       "build_and_push",
+      "verify_signature",
       "acquire_lock",
       "fan_out",
       "verify",

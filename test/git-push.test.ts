@@ -12,6 +12,7 @@ import { issueTenantToken, verifyTenantToken } from "../src/auth/tenant-token.js
 import { runGitHttpBackend } from "../src/node/git-http.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
 import { tenantRegistryAccess } from "../src/node/registry-access.js";
+import { loadGitCredentials } from "../src/pipeline/git-credentials.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
 import { httpGet, type SupervisorUnderTest, startBuilderOnRoster } from "./runtime-plane-support.js";
 import { createGitRepo, type GitRepo, gitEnv } from "./support/git-repo.js";
@@ -52,6 +53,11 @@ let gitServer: Server;
 let gitServerUrl: string;
 let served: GitRepo;
 let acmeToken: string;
+let privateServer: Server;
+let privateServerUrl: string;
+let privateRepo: GitRepo;
+const PRIVATE_USER = "deployer";
+const PRIVATE_PASSWORD = "git-host-password-9f3c1a";
 
 async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
   const res = await fetch(`${node.url}${path}`, {
@@ -98,6 +104,32 @@ function gitPush(
     });
     child.on("close", (code) => resolve({ code: code ?? 1, out, ms: Date.now() - started }));
   });
+}
+
+async function finished(id: string): Promise<{ success?: boolean; app_uuid: string }> {
+  const deadline = Date.now() + 150_000;
+  let body = { app_uuid: "" } as { success?: boolean; app_uuid: string };
+  while (Date.now() < deadline) {
+    const res = await api("GET", `/v1/deploy/${id}/status`);
+    body = res.json;
+    if (res.status === 200) return body;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return body;
+}
+
+/** The push repository's `refs/tabbify/staged/*`, once deploy-end listeners had a moment. */
+async function stagedRefs(name: string): Promise<string[]> {
+  await new Promise((r) => setTimeout(r, 500));
+  const out = spawnSync(
+    "git",
+    ["--git-dir", join(root.path, "node", "git", `${name}.git`), "for-each-ref", "refs/tabbify/staged"],
+    {
+      encoding: "utf8",
+    },
+  );
+  assert.equal(out.status, 0, out.stderr);
+  return out.stdout.split("\n").filter(Boolean);
 }
 
 function pushUrl(name: string, password: string): string {
@@ -147,6 +179,28 @@ before(async () => {
   await new Promise<void>((r) => gitServer.listen(0, "127.0.0.1", r));
   gitServerUrl = `http://127.0.0.1:${(gitServer.address() as AddressInfo).port}/scm`;
 
+  // A private git host (Basic auth, as a plain nginx/Apache in front of http-backend would ask).
+  const privateRoot = join(root.path, "private-srv");
+  privateRepo = await createGitRepo(privateRoot, "team", "secret");
+  copyFileSync(realpathSync("/bin/busybox"), join(privateRepo.workDir, "busybox"));
+  const expected = `Basic ${Buffer.from(`${PRIVATE_USER}:${PRIVATE_PASSWORD}`).toString("base64")}`;
+  privateServer = createServer((req, res) => {
+    const [path = "", query = ""] = (req.url ?? "").split("?", 2) as [string, string?];
+    if (req.headers.authorization !== expected) {
+      res.writeHead(401, { "www-authenticate": 'Basic realm="git"' }).end();
+      return;
+    }
+    void runGitHttpBackend({ req, res, projectRoot: privateRoot, pathInfo: path, query });
+  });
+  await new Promise<void>((r) => privateServer.listen(0, "127.0.0.1", r));
+  privateServerUrl = `http://127.0.0.1:${(privateServer.address() as AddressInfo).port}`;
+  const credentialsFile = join(root.path, "git-credentials");
+  writeFileSync(
+    credentialsFile,
+    `# the node's credential for the private host\n${privateServerUrl.replace("http://", `http://${PRIVATE_USER}:${PRIVATE_PASSWORD}@`)}\n`,
+    { mode: 0o600 },
+  );
+
   node = await startNode({
     port: 0,
     dataDir: join(root.path, "node"),
@@ -159,6 +213,7 @@ before(async () => {
       }),
       supervisorKey: SUPERVISOR_KEY,
       allowPrivateRepos: true,
+      gitCredentials: await loadGitCredentials(credentialsFile),
     },
     registry: { verifyTenantToken: (t) => verifyTenantToken(signing, t) },
   });
@@ -174,6 +229,7 @@ after(async () => {
   await registry?.close();
   await auth?.close();
   await new Promise((r) => (gitServer ? gitServer.close(r) : r(undefined)));
+  await new Promise((r) => (privateServer ? privateServer.close(r) : r(undefined)));
   await root?.remove();
 });
 
@@ -222,6 +278,7 @@ describe("git deploys without a forge", () => {
     assert.equal(second.code, 0, second.out);
     await answers(uuid, "pushed-v2");
     console.log(`# git push -> new version answering: ${second.ms} ms`);
+    assert.deepEqual(await stagedRefs("myapp"), [], "refs/tabbify/staged/* outlived their deploys");
   });
 
   it("-o no-wait returns before the deploy ends", async () => {
@@ -238,6 +295,45 @@ describe("git deploys without a forge", () => {
     assert.notEqual(push.code, 0, push.out);
     assert.match(push.out, /remote: deploy failed: /);
     assert.match(push.out, /pre-receive hook declined/);
+    // The refused commit's staging ref goes too: nothing references it any more.
+    assert.deepEqual(await stagedRefs("broken"), []);
+  });
+
+  it("a private non-forge host is read and cloned with the node's credential, which is never recorded", async () => {
+    await privateRepo.commit({
+      Dockerfile: dockerfile("private-v1"),
+      "www/index.html": "private-v1\n",
+      "tabbify.toml": '[app]\nname = "secret"\n',
+    });
+    const { status, json } = await api("POST", "/v1/deploy", {
+      repo_url: `${privateServerUrl}/team/secret.git`,
+      ref: "main",
+      tenant: "team",
+    });
+    assert.equal(status, 202, JSON.stringify(json));
+    const body = await finished(json.id);
+    assert.equal(body.success, true, JSON.stringify(body));
+    await answers(body.app_uuid, "private-v1");
+    const events = await fetch(`${node.url}/v1/deploy/${json.id}/events`, {
+      headers: { authorization: `Bearer ${NODE_KEY}` },
+    }).then((r) => r.text());
+    assert.match(events, /using the node's credential for 127\.0\.0\.1:/);
+    for (const text of [events, JSON.stringify(body), supervisor.log]) {
+      assert.ok(!text.includes(PRIVATE_PASSWORD), "the host password was recorded");
+      assert.ok(!text.includes(Buffer.from(`${PRIVATE_USER}:${PRIVATE_PASSWORD}`).toString("base64")));
+    }
+  });
+
+  it("ssh remotes are refused with their own code; a local path without --allow-local-repos says how to enable it", async () => {
+    for (const repo_url of ["ssh://git@example.com/team/app.git", "git@example.com:team/app.git"]) {
+      const r = await api("POST", "/v1/deploy", { repo_url, ref: "main", tenant: "team" });
+      assert.equal(r.status, 400, repo_url);
+      assert.equal(r.json.code, "SSH_REMOTE_UNSUPPORTED");
+    }
+    const local = await api("POST", "/v1/deploy", { repo_url: served.workDir, ref: "main", tenant: "team" });
+    assert.equal(local.status, 400, JSON.stringify(local.json));
+    assert.equal(local.json.code, "REPO_URL_REFUSED");
+    assert.match(local.json.error, /allow-local-repos/);
   });
 
   it("a tenant pushes only to its own apps, and the wrong password is refused", async () => {

@@ -66,7 +66,9 @@ function gitEnv(request: BuildRequest, pinned: string[], home: string): NodeJS.P
     // The token rides in an environment variable, not in the URL: a URL would show in the
     // process list (git passes it to git-remote-http as an argument) and could end up in
     // .git/config; the environment is readable only by this user.
-    const basic = Buffer.from(`x-access-token:${request.clone_token}`).toString("base64");
+    const basic = Buffer.from(
+      `${request.clone_username ?? "x-access-token"}:${request.clone_token}`,
+    ).toString("base64");
     config.push(["http.extraHeader", `Authorization: Basic ${basic}`]);
   }
   env["GIT_CONFIG_COUNT"] = String(config.length);

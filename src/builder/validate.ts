@@ -3,6 +3,7 @@ import { isValidTenant } from "../auth/namespace.js";
 import type { TabbifyError } from "../core/errors.js";
 import { parseHttpRepoUrl } from "../core/repo-url.js";
 import type { BuildRequest } from "../pipeline/executor.js";
+import { isSafeGitUsername } from "../pipeline/git-credentials.js";
 import { fail } from "./failure.js";
 
 export const SHA_RE = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/i;
@@ -91,6 +92,9 @@ export function validateBuildRequest(body: unknown): ValidBuild {
   }
   if (dockerfile === ".") throw invalid("dockerfile must name a file");
   const cloneToken = str("clone_token", false);
+  const cloneUsername = str("clone_username", false);
+  if (cloneUsername !== undefined && !isSafeGitUsername(cloneUsername))
+    throw invalid("clone_username must be 1-200 characters without spaces or colons");
   const pushToken = str("push_token", false);
   const manifestToml = str("manifest_toml", false);
   const request: BuildRequest = {
@@ -105,6 +109,7 @@ export function validateBuildRequest(body: unknown): ValidBuild {
     dockerfile: dockerfile!,
   };
   if (cloneToken !== undefined) request.clone_token = cloneToken;
+  if (cloneUsername !== undefined) request.clone_username = cloneUsername;
   if (pushToken !== undefined) request.push_token = pushToken;
   if (stableTag !== undefined) request.stable_tag = stableTag;
   if (manifestToml !== undefined) request.manifest_toml = manifestToml;

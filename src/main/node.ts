@@ -10,8 +10,10 @@ import { createLogger } from "../core/log.js";
 import type { NodeRegistryOptions } from "../node/apps-node.js";
 import { parseSeedApps } from "../node/apps-seed.js";
 import type { DeviceLoginOptions } from "../node/device-login-routes.js";
+import { parseSignaturePolicy } from "../node/image-signatures.js";
 import { type DataPlane, dataPlanes, type NodeDeployOptions, startNode } from "../node/index.js";
 import { tenantRegistryAccess } from "../node/registry-access.js";
+import { loadGitCredentials } from "../pipeline/git-credentials.js";
 import { GITHUB_API_URL, loadAppPrivateKey } from "../pipeline/github.js";
 import { warnIfPublic } from "./bind-warning.js";
 import {
@@ -107,6 +109,16 @@ export const nodeOptions: OptionSpec[] = [
     boolean: true,
     help: "deploy file:// URLs and absolute paths on this machine (refused by default; `tabbify up` sets it)",
   },
+  {
+    flag: "git-credentials",
+    env: "TABBIFY_GIT_CREDENTIALS_FILE",
+    help: "0600 file of https://USER:PASSWORD@HOST lines (git-credential-store format): the node's credential for each git host that is no forge",
+  },
+  {
+    flag: "signature-policy",
+    env: "TABBIFY_SIGNATURE_POLICY",
+    help: "ENV=require|warn,… what verify_signature does with an unsigned image per environment (default prod=require, others warn)",
+  },
 ];
 
 /** Secrets come from the environment only (never flags: argv is visible in ps). */
@@ -117,6 +129,7 @@ export const nodeSecretEnv = [
   "FORGEJO_WEBHOOK_SECRET",
   "GITHUB_APP_PRIVATE_KEY",
   "FORGEJO_TOKEN",
+  "TABBIFY_REGISTRY_EVENTS_TOKEN",
 ] as const;
 
 const usage =
@@ -151,6 +164,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const deploy = await deployOptions(opts.values, env);
   deploy.allowPrivateRepos = opts.flags["allow-private-repos"] === true;
   deploy.allowLocalRepos = opts.flags["allow-local-repos"] === true;
+  deploy.signaturePolicies = parseSignaturePolicy(opts.values["signature-policy"]);
+  const credentialsFile = opts.values["git-credentials"];
+  if (credentialsFile !== undefined) deploy.gitCredentials = await loadGitCredentials(credentialsFile);
   if (!deploy.githubWebhookSecret)
     logger.warn("GITHUB_WEBHOOK_SECRET is not set: /v1/webhooks/github answers 503");
   if (!deploy.registry) logger.warn("TABBIFY_REGISTRY is not set: deploys fail with REGISTRY_MISSING");
@@ -166,6 +182,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     ...(databaseUrl ? { databaseUrl } : {}),
     mesh: mesh as MeshMode,
     nodeKey,
+    ...(env.TABBIFY_REGISTRY_EVENTS_TOKEN ? { registryEventsToken: env.TABBIFY_REGISTRY_EVENTS_TOKEN } : {}),
     peerTimeoutMs: timeoutSecs * 1000,
     logger,
     deploy,

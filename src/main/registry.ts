@@ -8,6 +8,12 @@ import { isErrno, isTabbifyError, TabbifyError } from "../core/errors.js";
 import { createLogger } from "../core/log.js";
 import { collectGarbage, type GcReport } from "../registry/gc.js";
 import { defaultServiceName, defaultStagingDir, RegistryService, startRegistry } from "../registry/index.js";
+import {
+  fetchReleaseRoots,
+  loadReleaseCandidates,
+  type ReleaseRoots,
+  saveReleaseCandidates,
+} from "../registry/release-roots.js";
 import { defaultMaxUploadsPerTenant } from "../registry/repository.js";
 import { LocalDriver } from "../storage/local.js";
 import type { S3Driver } from "../storage/s3.js";
@@ -58,6 +64,12 @@ export const registryOptions: OptionSpec[] = [
     help: "how often stale upload sessions are swept (90s, 30m, 1h)",
   },
   {
+    flag: "notify",
+    env: "REGISTRY_NOTIFY",
+    multiple: true,
+    help: "URL that gets push/delete events (Distribution's envelope) from a durable on-disk queue, e.g. http://127.0.0.1:8090/api/v1/registry/events (repeatable; bearer from env REGISTRY_NOTIFY_TOKEN)",
+  },
+  {
     flag: "upstream-cmd",
     env: "REGISTRY_UPSTREAM_CMD",
     help: "wrapper mode: command that runs an upstream registry as a supervised child",
@@ -91,6 +103,17 @@ export const gcOptions: OptionSpec[] = [
     env: "REGISTRY_GC_MIN_AGE",
     default: "1h",
     help: "grace period: unreferenced blobs and untagged manifests newer than this stay (90s, 30m, 1h, 7d, 0)",
+  },
+  {
+    flag: "keep-releases-from",
+    env: "REGISTRY_GC_KEEP_RELEASES_FROM",
+    help: "node URL: its apps' release manifests are collected unless running, promotable or among the last --keep-releases (bearer from env REGISTRY_GC_NODE_TOKEN); a release goes only after two runs found it unreferenced",
+  },
+  {
+    flag: "keep-releases",
+    env: "REGISTRY_GC_KEEP_RELEASES",
+    default: "10",
+    help: "with --keep-releases-from: releases kept per app and per environment",
   },
   { flag: "json", boolean: true, help: "print the report as one JSON object" },
 ];
@@ -141,6 +164,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     ...(v["auth-url"] ? { authUrl: v["auth-url"] } : {}),
     ...(v["upstream-url"] ? { upstreamUrl: v["upstream-url"] } : {}),
     ...(v["upstream-cmd"] ? { upstreamCmd: v["upstream-cmd"] } : {}),
+    notify: notifyEndpoints(opts.lists.notify ?? [], env.REGISTRY_NOTIFY_TOKEN || undefined),
   });
   const storage = driver ? `s3 bucket ${v["s3-bucket"]}` : `local ${dataDir}`;
   const mode =
@@ -156,6 +180,23 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   log.info("shutting down", { signal });
   await registry.close();
   return 0;
+}
+
+/** `--notify` URLs, each with the one bearer token the environment holds. */
+function notifyEndpoints(urls: readonly string[], token: string | undefined) {
+  return urls.map((url) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new TabbifyError("USAGE", `--notify: "${url.slice(0, 200)}" is not a URL`);
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:")
+      throw new TabbifyError("USAGE", `--notify: ${parsed.protocol} is not http or https`);
+    if (parsed.username || parsed.password)
+      throw new TabbifyError("USAGE", "--notify: put the token in REGISTRY_NOTIFY_TOKEN, not in the URL");
+    return { url, ...(token ? { token } : {}) };
+  });
 }
 
 /** The S3 driver the storage options ask for, or undefined for local storage. */
@@ -210,11 +251,15 @@ async function gc(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   }
   try {
     const service = new RegistryService({ driver, stagingDir: defaultStagingDir(driver, dataDir) });
+    const dryRun = opts.flags["dry-run"] === true;
+    const releases = await releaseRootsOption(v, env, dataDir);
     const report = await collectGarbage(service, {
-      dryRun: opts.flags["dry-run"] === true,
+      dryRun,
       deleteUntagged: opts.flags["delete-untagged"] === true,
       minAgeMs,
+      ...(releases ? { releases } : {}),
     });
+    if (releases && !dryRun) await saveReleaseCandidates(dataDir, report.releaseCandidates ?? []);
     if (opts.flags.json) {
       process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     } else {
@@ -226,6 +271,24 @@ async function gc(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     s3?.close();
   }
   return 0;
+}
+
+/** `--keep-releases-from`: the node's release roots and the previous run's candidates. */
+async function releaseRootsOption(
+  v: Record<string, string | undefined>,
+  env: NodeJS.ProcessEnv,
+  dataDir: string,
+): Promise<ReleaseRoots | undefined> {
+  const from = v["keep-releases-from"];
+  if (from === undefined) return undefined;
+  const keep = intOption(v["keep-releases"], "keep-releases");
+  if (keep === undefined || keep < 1) throw new TabbifyError("USAGE", "--keep-releases must be at least 1");
+  if (!/^https?:\/\//.test(from))
+    throw new TabbifyError("USAGE", "--keep-releases-from wants the node's http(s) URL");
+  return {
+    repositories: await fetchReleaseRoots(from, env.REGISTRY_GC_NODE_TOKEN || undefined, keep),
+    previous: await loadReleaseCandidates(dataDir),
+  };
 }
 
 const durationUnits: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
@@ -281,6 +344,16 @@ export function formatGcReport(report: GcReport, storage: string): string {
         ? `${m.repository}: manifest eligible for deletion: ${m.digest}`
         : `${m.repository}: deleted manifest ${m.digest}`,
     );
+  }
+  for (const t of report.tagsRemoved ?? []) {
+    lines.push(
+      dry
+        ? `${t.repository}: tag eligible for deletion: ${t.tag} (release ${t.digest})`
+        : `${t.repository}: deleted tag ${t.tag} (release ${t.digest})`,
+    );
+  }
+  for (const c of report.releaseCandidates ?? []) {
+    lines.push(`${c}: unreferenced release manifest, removed if the next run finds it so again`);
   }
   for (const b of report.blobsRemoved) {
     const size = formatBytes(b.size);

@@ -67,7 +67,13 @@ const envOf = (options: OptionSpec[]): string[] => options.flatMap((o) => (o.env
 
 export const roleEnvNames: Record<RoleName, readonly string[]> = {
   auth: [...basics, ...envOf(authOptions)],
-  registry: [...basics, ...envOf(registryOptions), ...awsChain],
+  registry: [
+    ...basics,
+    ...envOf(registryOptions),
+    ...awsChain,
+    "REGISTRY_NOTIFY_TOKEN",
+    "REGISTRY_GC_NODE_TOKEN",
+  ],
   node: [...basics, ...envOf(nodeOptions), ...nodeSecretEnv, "TABBIFY_NODE_BIND"],
   // The node key registers the supervisor and its runners on the node's roster.
   supervisor: [

@@ -5,6 +5,7 @@ import { acceptJsonWhateverContentType } from "../core/json-body.js";
 import type { Logger } from "../core/log.js";
 import { checkRepoUrl, parseHttpRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
 import { type DeployEvent, type DeployRecord, followDeploy, isActive } from "../pipeline/executor.js";
+import { refuseSshRemote } from "../pipeline/git-credentials.js";
 import { checkGitRef, checkGitUrl, isLocalRepoUrl } from "../pipeline/git-remote.js";
 import type { DeployRequest, RequestedTarget } from "../pipeline/plan.js";
 import { type DeployRuntime, deployRuntimes } from "../pipeline/tabbify-toml.js";
@@ -333,6 +334,7 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
         await observer?.accepted(nodeKeyActorOf(req.headers.authorization), id, request);
         return reply.code(202).send(acceptedBody(id));
       }
+      if (typeof raw.repo_url === "string") refuseSshRemote(raw.repo_url);
       const request = parseDeployBody(req.body);
       await applyWaitQuery(request, req.query, pipeline.lock);
       const target = await checkRepoUrl(request.repoUrl, repoPolicy);

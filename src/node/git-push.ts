@@ -146,6 +146,11 @@ export async function importLocalRepo(
   return { repoUrl: `${selfUrl}/git/${name}.git`, sha };
 }
 
+/** Deletes `refs/tabbify/staged/<sha>` of a push repository, if it is there. */
+export async function pruneStagedRef(dir: string, sha: string): Promise<void> {
+  await git(dir, ["update-ref", "-d", `refs/tabbify/staged/${sha}`]);
+}
+
 export function registerGitRoutes(app: FastifyInstance, opts: GitPushOptions): void {
   const root = join(opts.dataDir, "git");
   const pending = new Map<string, PendingPush>();
@@ -158,6 +163,22 @@ export function registerGitRoutes(app: FastifyInstance, opts: GitPushOptions): v
       throw err;
     }
   };
+
+  // A push's commit is staged under refs/tabbify/staged/<sha> only so the build can fetch it
+  // before the push is accepted; once its deploy has ended, the ref goes (the branch holds the
+  // commit if the push was accepted; otherwise `git gc --auto` may collect it).
+  opts.pipeline.onDeployEnded(async (record) => {
+    if (record.request.trigger !== "git-push") return;
+    const m = /\/git\/([a-z0-9-]{1,63})\.git$/.exec(record.request.repoUrl);
+    const sha = record.request.sha;
+    if (!m || sha === undefined || !/^[0-9a-f]{40}$/.test(sha)) return;
+    await pruneStagedRef(join(root, `${m[1]}.git`), sha).catch((err: unknown) =>
+      opts.logger.warn("could not prune a staged ref", {
+        sha,
+        error: err instanceof Error ? err.message : String(err),
+      }),
+    );
+  });
 
   app.register(async (scope) => {
     // The bodies are git's packs and negotiations: they stream into http-backend untouched.

@@ -6,19 +6,21 @@ import {
   githubAppTokenSource,
   HttpSupervisorClient,
 } from "../pipeline/clients.js";
-import type { BuiltImage, ReleaseRegistrar } from "../pipeline/deps.js";
+import type { BuiltImage, ReleaseRegistrar, SignaturePolicy } from "../pipeline/deps.js";
 import {
   DeployExecutor,
   type DeployRecord,
   type RegistryAccess,
   type TokenSource,
 } from "../pipeline/executor.js";
+import type { HostCredentials } from "../pipeline/git-credentials.js";
 import { gitManifestSource } from "../pipeline/git-remote.js";
 import { GITHUB_API_URL, redactUrl } from "../pipeline/github.js";
 import type { DeployRequest, RosterView } from "../pipeline/plan.js";
 import { DeliveryLedger, type PushEvent } from "../pipeline/webhooks.js";
 import type { Store } from "../store/index.js";
 import { SqlDeliveryLog, SqlDeployStore } from "./deploy-store.js";
+import { nodeImageSignatures } from "./image-signatures.js";
 import { nodeOwner } from "./node-store.js";
 import { DeployLock } from "./releases-lock.js";
 import { type ReplayGuard, SqlReplayGuard } from "./replay-guard.js";
@@ -50,6 +52,10 @@ export interface NodePipelineOptions {
   ownRepoToken?: string;
   /** Absent ⇒ every deploy fails REGISTRY_MISSING (fatal), as the pipeline defines. */
   registry?: RegistryAccess;
+  /** `--git-credentials`: the node's user and password per git host that is no forge. */
+  gitCredentials?: HostCredentials;
+  /** verify_signature's policy per environment; images are signed and checked whenever `registry` is set. */
+  signaturePolicies?: ReadonlyMap<string, SignaturePolicy>;
   /** The supervisors' API key, sent on every call to a supervisor on the roster. */
   supervisorKey?: string;
   /** Called with the app uuid once targets are deployed; throws when `/app/<uuid>` does not answer. */
@@ -127,7 +133,16 @@ export class NodePipeline {
           baseUrl: s.address,
           ...(opts.supervisorKey ? { authToken: opts.supervisorKey } : {}),
         }),
-      ...(opts.registry ? { registry: opts.registry } : {}),
+      ...(opts.registry
+        ? {
+            registry: opts.registry,
+            signatures: nodeImageSignatures({
+              registry: opts.registry,
+              dataDir: opts.dataDir,
+              ...(opts.signaturePolicies ? { policies: opts.signaturePolicies } : {}),
+            }),
+          }
+        : {}),
       ...(opts.probeApp ? { probeApp: opts.probeApp } : {}),
       logger: logger.child("deploy"),
     };
@@ -157,7 +172,11 @@ export class NodePipeline {
       });
     }
     // Any other host is read with git itself and cloned anonymously.
-    const git = new DeployExecutor({ ...shared, manifests: gitManifestSource() });
+    const git = new DeployExecutor({
+      ...shared,
+      manifests: gitManifestSource(),
+      ...(opts.gitCredentials ? { hostCredentials: opts.gitCredentials } : {}),
+    });
     const node = new DeployExecutor({
       ...shared,
       manifests: gitManifestSource(),

@@ -22,7 +22,9 @@ import { type EdgeStatus, NginxEdge } from "../dataplane/nginx-edge.js";
 import { MeshAddressBook } from "../mesh/address-book.js";
 import { RosterCoordinator } from "../mesh/coordinator.js";
 import { MeshCoordinator } from "../mesh/mesh-coordinator.js";
+import type { SignaturePolicy } from "../pipeline/deps.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
+import type { HostCredentials } from "../pipeline/git-credentials.js";
 import type { Store } from "../store/index.js";
 import { registerAppEnvRoutes } from "./app-env-routes.js";
 import { registerAppHistoryRoutes } from "./apps-history-routes.js";
@@ -39,6 +41,8 @@ import { registerMeshRoutes } from "./mesh-routes.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
+import { registerRegistryEventsRoutes } from "./registry-events-routes.js";
+import { registerReleaseRootsRoute } from "./release-roots.js";
 import { attachReleases } from "./releases-node.js";
 import { nodeVersion } from "./version.js";
 
@@ -59,6 +63,8 @@ export interface NodeOptions {
   mesh?: MeshMode;
   /** `TABBIFY_NODE_KEY`; without it authenticated routes answer 503. */
   nodeKey?: string;
+  /** `TABBIFY_REGISTRY_EVENTS_TOKEN`: what the registry's `--notify` sends; default the node key. */
+  registryEventsToken?: string;
   /** Roster and WireGuard mesh heartbeat timeout. Default 60 s. */
   peerTimeoutMs?: number;
   /** What mesh register replies tell joiners to heartbeat at. Default 20 s. */
@@ -116,6 +122,10 @@ export interface NodeDeployOptions {
    * node's disk (`tabbify up`: loopback-only, single-user). Default refused.
    */
   allowLocalRepos?: boolean;
+  /** `--git-credentials`: the node's credential per git host that is no forge. */
+  gitCredentials?: HostCredentials;
+  /** `--signature-policy`: verify_signature's policy per environment (default prod=require, others warn). */
+  signaturePolicies?: ReadonlyMap<string, SignaturePolicy>;
 }
 
 export interface RunningNode {
@@ -215,6 +225,8 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(deploy.forgejoApiUrl ? { forgejoApiUrl: deploy.forgejoApiUrl } : {}),
       ...(deploy.forgejoToken ? { forgejoToken: deploy.forgejoToken } : {}),
       ...(deploy.registry ? { registry: deploy.registry } : {}),
+      ...(deploy.signaturePolicies ? { signaturePolicies: deploy.signaturePolicies } : {}),
+      ...(deploy.gitCredentials ? { gitCredentials: deploy.gitCredentials } : {}),
       ...(deploy.supervisorKey ? { supervisorKey: deploy.supervisorKey } : {}),
       ...(options.nodeKey ? { ownRepoToken: options.nodeKey } : {}),
       probeApp: (uuid) => probeApp(`${selfUrl}/app/${uuid}/`, deploy.probeTimeoutMs ?? 20_000),
@@ -315,6 +327,14 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       audit: registry.audit,
       login: options.deviceLogin ?? {},
     });
+    const registryEventsKey = new NodeKeyCheck(options.registryEventsToken ?? options.nodeKey);
+    registerRegistryEventsRoutes(app, {
+      store,
+      audit: registry.audit,
+      keyCheck: registryEventsKey,
+      logger: logger.child("registry-events"),
+    });
+    registerReleaseRootsRoute(app, { store, keyCheck: registryEventsKey });
     registerAppOpsRoutes(app, {
       registry: registry.registry,
       audit: registry.audit,

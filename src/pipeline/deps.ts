@@ -1,5 +1,6 @@
 import type { Logger } from "../core/log.js";
 import type { DeployStore } from "./executor.js";
+import type { HostCredentials } from "./git-credentials.js";
 import type { RosterSupervisor, RosterView } from "./plan.js";
 
 /**
@@ -20,7 +21,12 @@ export interface TokenSource {
 
 /** Reads tabbify.toml of a repository at a ref; null when the file does not exist. */
 export interface ManifestSource {
-  fetchManifest(repoUrl: string, ref: string, token: string | undefined): Promise<string | null>;
+  fetchManifest(
+    repoUrl: string,
+    ref: string,
+    token: string | undefined,
+    username?: string,
+  ): Promise<string | null>;
 }
 
 /** Our registry as the pipeline needs it: where images go, and tokens scoped to one repository. */
@@ -31,6 +37,22 @@ export interface RegistryAccess {
   pushToken(tenant: string, appUuid: string): Promise<string>;
   /** A token allowed to pull `<tenant>/<appUuid>`; absent when targets pull anonymously. */
   pullToken?(tenant: string, appUuid: string): Promise<string>;
+}
+
+/** What `verify_signature` does with an image that carries no trusted signature. */
+export type SignaturePolicy = "require" | "warn";
+
+/**
+ * The tenant build keys: signing what a builder pushed, and verifying an image against the
+ * tenant's trusted keys before a target switches to it. Keys never leave the node.
+ */
+export interface ImageSignatures {
+  /** Signs `<tenant>/<appUuid>@digest` with the tenant's build key; returns the signature's digest. */
+  sign(tenant: string, appUuid: string, digest: string): Promise<string>;
+  /** Throws SIGNATURE_INVALID unless a trusted key of the tenant signed the digest. */
+  verify(tenant: string, appUuid: string, digest: string): Promise<string>;
+  /** The environment's policy: `require` or `warn`. */
+  policy(environment: string): SignaturePolicy;
 }
 
 /** `POST /v1/build` on a builder supervisor. */
@@ -44,6 +66,8 @@ export interface BuildRequest {
   /** Where the image goes, without tag: `<registry>/<tenant lowercased>/<app_uuid>`; the tag is the commit sha. */
   image_repository: string;
   clone_token?: string;
+  /** The user `clone_token` goes with; default `x-access-token` (forge tokens). */
+  clone_username?: string;
   push_token?: string;
   build_kind: "docker";
   context: string;
@@ -112,7 +136,11 @@ export interface PipelineDeps {
    * used as is for the contents API and as the clone password. Wins over `tokens`.
    */
   accessToken?: string;
+  /** The node's credentials for git hosts that are no forge (`--git-credentials`). */
+  hostCredentials?: HostCredentials;
   registry?: RegistryAccess;
+  /** Signing and verification; absent ⇒ images are neither signed nor checked (stand-in registries). */
+  signatures?: ImageSignatures;
   /** Checks that `/app/<uuid>` answers through the node; throws with a reason when it does not. */
   probeApp?(appUuid: string): Promise<void>;
   logger?: Logger;

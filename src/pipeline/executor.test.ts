@@ -148,6 +148,7 @@ describe("DeployExecutor", () => {
         "pick_builder",
         "capability_check",
         "build_and_push",
+        "verify_signature",
         "acquire_lock",
         "fan_out",
         "verify",

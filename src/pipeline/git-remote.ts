@@ -102,7 +102,7 @@ export function parseRepoCoordinates(raw: string): { host: string; owner: string
 }
 
 /** How git runs here: no user or system config, no prompts, no redirects, the token in env. */
-export function gitRemoteEnv(home: string, token?: string): NodeJS.ProcessEnv {
+export function gitRemoteEnv(home: string, token?: string, username = "x-access-token"): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     PATH: process.env["PATH"],
     HOME: home,
@@ -123,7 +123,7 @@ export function gitRemoteEnv(home: string, token?: string): NodeJS.ProcessEnv {
     ["http.followRedirects", "false"],
   ];
   if (token !== undefined && token !== "") {
-    const basic = Buffer.from(`x-access-token:${token}`).toString("base64");
+    const basic = Buffer.from(`${username}:${token}`).toString("base64");
     config.push(["http.extraHeader", `Authorization: Basic ${basic}`]);
   }
   env["GIT_CONFIG_COUNT"] = String(config.length);
@@ -232,11 +232,12 @@ export async function readRemoteFile(
   sha: string,
   path: string,
   token?: string,
+  username?: string,
 ): Promise<string | null> {
   assertSafe(url, sha);
   const scratch = await mkdtemp(join(tmpdir(), "tabbify-git-remote-"));
   try {
-    const env = gitRemoteEnv(scratch, token);
+    const env = gitRemoteEnv(scratch, token, username);
     const git = (args: string[], limit?: number) =>
       runGit(args, { cwd: scratch, env, ...(limit !== undefined ? { limit } : {}) });
     const init = await git(["init", "--quiet", "--bare", "."]);
@@ -271,11 +272,11 @@ export async function readRemoteFile(
 /** tabbify.toml read with git itself, for any remote that is no configured forge. */
 export function gitManifestSource(): ManifestSource {
   return {
-    async fetchManifest(repoUrl, ref, token) {
+    async fetchManifest(repoUrl, ref, token, username) {
       const scratch = await mkdtemp(join(tmpdir(), "tabbify-git-ref-"));
       try {
-        const sha = await resolveRemoteRef(repoUrl, ref, gitRemoteEnv(scratch, token), scratch);
-        return await readRemoteFile(repoUrl, sha, TABBIFY_TOML, token);
+        const sha = await resolveRemoteRef(repoUrl, ref, gitRemoteEnv(scratch, token, username), scratch);
+        return await readRemoteFile(repoUrl, sha, TABBIFY_TOML, token, username);
       } finally {
         await rm(scratch, { recursive: true, force: true });
       }

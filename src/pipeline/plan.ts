@@ -65,6 +65,7 @@ export const stepNames = [
   "pick_builder",
   "capability_check",
   "build_and_push",
+  "verify_signature",
   "acquire_lock",
   "fan_out",
   "verify",

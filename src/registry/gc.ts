@@ -3,6 +3,7 @@ import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { StorageDriver } from "../storage/driver.js";
 import { layout } from "./layout.js";
 import { parseManifest } from "./manifests.js";
+import type { ReleaseRoots } from "./release-roots.js";
 import type { RegistryService } from "./repository.js";
 
 /**
@@ -30,6 +31,8 @@ export interface GcOptions {
   now?: number;
   /** Storage requests in flight at once. Default 8. */
   concurrency?: number;
+  /** The node's releases (release-roots.ts): which release manifests of its apps may go. */
+  releases?: ReleaseRoots;
 }
 
 export interface GcKeptManifest {
@@ -78,6 +81,10 @@ export interface GcReport {
   uploadsRemoved: number;
   /** Oddities that did not stop the run (a manifest without content, a tag with a bad link). */
   warnings: string[];
+  /** With release roots: `repository@digest` found unreferenced this run (removed next time). */
+  releaseCandidates?: string[];
+  /** With release roots: tags removed with the release manifests they named. */
+  tagsRemoved?: { repository: string; tag: string; digest: string }[];
 }
 
 export const defaultGcMinAgeMs = 3600 * 1000;
@@ -91,6 +98,8 @@ interface Refs {
 
 interface RepoMarks {
   name: string;
+  /** Tags that were not roots (release rules): digest → tags, removed with the manifest. */
+  prunedTags: Map<string, string[]>;
   revisions: Set<string>;
   layers: Set<string>;
   kept: Map<string, string>;
@@ -126,6 +135,7 @@ class Collector {
   private readonly minAgeMs: number;
   private readonly now: number;
   private readonly concurrency: number;
+  private readonly releases: ReleaseRoots | undefined;
   private readonly refsCache = new Map<string, Refs>();
   private readonly warnings = new Set<string>();
 
@@ -140,6 +150,7 @@ class Collector {
     if (!Number.isFinite(this.minAgeMs) || this.minAgeMs < 0) throw new Error("minAgeMs must be >= 0");
     this.now = opts.now ?? Date.now();
     this.concurrency = opts.concurrency ?? 8;
+    this.releases = opts.releases;
   }
 
   /** Written (or linked) within the grace period, or after the run started. */
@@ -180,7 +191,20 @@ class Collector {
     for (const c of [...candidates.values()].sort((a, b) => cmp(a.digest, b.digest))) {
       (this.young(c.newest) ? young : eligible).push(c);
     }
-    const untagged = this.untagged(first, second);
+    let untagged = this.untagged(first, second);
+    let firstStrike: string[] | undefined;
+    let waiting: { repository: string; digest: string }[] = [];
+    const releases = this.releases;
+    if (releases) {
+      // Two strikes: a manifest of a managed repository goes only if the last run also found it
+      // unreferenced; the rest are remembered for the next run.
+      const key = (m: { repository: string; digest: string }) => `${m.repository}@${m.digest}`;
+      const struck = (m: { repository: string; digest: string }) =>
+        !releases.repositories.has(m.repository) || releases.previous.has(key(m));
+      waiting = untagged.filter((m) => !struck(m));
+      firstStrike = waiting.map(key);
+      untagged = untagged.filter(struck);
+    }
     const dangling = await this.danglingLinks(second, found);
 
     const report: GcReport = {
@@ -202,9 +226,15 @@ class Collector {
       linksRemoved: [],
       uploadsRemoved: 0,
       warnings: [],
+      ...(firstStrike ? { releaseCandidates: firstStrike, tagsRemoved: [] } : {}),
     };
 
-    const spared = await this.sweepManifests(untagged, report);
+    const spared = await this.sweepManifests(untagged, report, second);
+    // A manifest waiting for its second strike keeps its content and blobs until then.
+    for (const m of waiting) {
+      spared.add(m.digest);
+      for (const blob of this.refsCache.get(m.digest)?.blobs ?? []) spared.add(blob);
+    }
     for (const c of eligible) {
       if (spared.has(c.digest)) continue;
       await this.sweepBlob(c, second, report);
@@ -278,9 +308,43 @@ class Collector {
         for (const referrer of referrers.get(digest) ?? []) queue.push([referrer, `referrer of ${digest}`]);
       }
     };
-    await visit(tags.map(([tag, digest]) => [digest, `tag ${tag}`]));
-    const rest = [...revisions].filter((d) => !kept.has(d)).sort(cmp);
-    if (!this.deleteUntagged) {
+    const managed = this.releases?.repositories.get(name);
+    const prunedTags = new Map<string, string[]>();
+    // A release outside the keep set, or a manifest whose subject is one (its signature, its
+    // release manifest): removable in a repository the node manages.
+    const dropped = (digest: string): boolean => {
+      if (!managed) return false;
+      const outside = (d: string) => managed.releases.has(d) && !managed.keep.has(d);
+      const subject = refs.get(digest)?.subject;
+      return outside(digest) || (subject !== undefined && outside(subject));
+    };
+    const rootTags: [string, string][] = [];
+    for (const [tag, digest] of tags) {
+      if (!refs.has(digest)) refs.set(digest, await this.refs(name, digest));
+      if (!dropped(digest)) {
+        rootTags.push([tag, digest]);
+        continue;
+      }
+      prunedTags.set(digest, [...(prunedTags.get(digest) ?? []), tag]);
+    }
+    await visit(rootTags.map(([tag, digest]) => [digest, `tag ${tag}`]));
+    if (managed) {
+      await visit(
+        [...managed.keep]
+          .filter(([digest]) => revisions.has(digest))
+          .sort(([a], [b]) => cmp(a, b))
+          .map(([digest, reason]) => [digest, `release: ${reason}`]),
+      );
+    }
+    let rest = [...revisions].filter((d) => !kept.has(d)).sort(cmp);
+    if (managed && !this.deleteUntagged) {
+      // Only release manifests (and what hangs off them) are removable here without the flag.
+      await visit(
+        rest.filter((d) => !dropped(d)).map((d) => [d, "untagged, kept without --delete-untagged"]),
+      );
+      rest = rest.filter((d) => !kept.has(d));
+    }
+    if (!this.deleteUntagged && !managed) {
       await visit(rest.map((d) => [d, "untagged, kept without --delete-untagged"]));
     } else {
       const recent: [string, string][] = [];
@@ -298,7 +362,7 @@ class Collector {
       blobs.add(digest);
       for (const blob of r.blobs) blobs.add(blob);
     }
-    return { name, revisions, layers, kept, blobs };
+    return { name, prunedTags, revisions, layers, kept, blobs };
   }
 
   /** What a manifest references; null (and a warning) when its content is gone. */
@@ -373,9 +437,10 @@ class Collector {
 
   /** Revisions neither pass kept (only with --delete-untagged: otherwise every revision is kept). */
   private untagged(first: Marks, second: Marks): { repository: string; digest: string }[] {
-    if (!this.deleteUntagged) return [];
+    if (!this.deleteUntagged && !this.releases) return [];
     const out: { repository: string; digest: string }[] = [];
     for (const repo of second.repos.values()) {
+      if (!this.deleteUntagged && !this.releases?.repositories.has(repo.name)) continue;
       const before = first.repos.get(repo.name);
       for (const digest of [...repo.revisions].sort(cmp)) {
         if (!repo.kept.has(digest) && !before?.kept.has(digest)) out.push({ repository: repo.name, digest });
@@ -411,6 +476,7 @@ class Collector {
   private async sweepManifests(
     untagged: { repository: string; digest: string }[],
     report: GcReport,
+    marks: Marks,
   ): Promise<Set<string>> {
     const spared = new Set<string>();
     for (const m of untagged) {
@@ -424,15 +490,33 @@ class Collector {
           for (const blob of refs?.blobs ?? []) spared.add(blob);
           continue;
         }
+        await this.removeTagsOf(m, marks, report);
         if (refs?.subject !== undefined) {
           const subject = parseDigest(refs.subject);
           await this.driver.delete(dirOf(layout.referrerLink(m.repository, subject, d)));
         }
         await this.driver.delete(dirOf(layout.revisionLink(m.repository, d)));
+      } else {
+        for (const tag of marks.repos.get(m.repository)?.prunedTags.get(m.digest) ?? [])
+          report.tagsRemoved?.push({ repository: m.repository, tag, digest: m.digest });
       }
       report.manifestsRemoved.push(m);
     }
     return spared;
+  }
+
+  /** Tags the release rules did not count as roots, if they still name the manifest going now. */
+  private async removeTagsOf(
+    m: { repository: string; digest: string },
+    marks: Marks,
+    report: GcReport,
+  ): Promise<void> {
+    for (const tag of marks.repos.get(m.repository)?.prunedTags.get(m.digest) ?? []) {
+      const link = await this.driver.getContent(layout.tagLink(m.repository, tag));
+      if (link?.toString("utf8").trim() !== m.digest) continue;
+      await this.driver.delete(layout.tag(m.repository, tag));
+      report.tagsRemoved?.push({ repository: m.repository, tag, digest: m.digest });
+    }
   }
 
   private async sweepBlob(c: Candidate, marks: Marks, report: GcReport): Promise<void> {

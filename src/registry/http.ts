@@ -13,6 +13,7 @@ import { toOciError } from "./errors.js";
 import { layout } from "./layout.js";
 import { maxManifestBytes, mediaTypes } from "./manifests.js";
 import { checkName, parseV2Path, type V2Route } from "./names.js";
+import { isDigestReference, manifestEvent, type Notifier } from "./notifications.js";
 import type { CatalogScope, Page, RegistryService } from "./repository.js";
 import type { UploadState } from "./uploads.js";
 import type { UpstreamProxy } from "./upstream.js";
@@ -23,6 +24,8 @@ export interface RegistryAppOptions {
   gate?: AuthGate;
   /** Upstream wrapper mode: /v2 goes to this registry (after the gate) instead of `service`. */
   upstream?: UpstreamProxy;
+  /** Manifest pushes and deletes are queued here for the `--notify` endpoints. */
+  notifier?: Notifier;
   log?: Logger;
 }
 
@@ -179,7 +182,7 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
         return reply.type("application/json").send({ name: route.name, tags: page.items });
       }
       case "manifest":
-        return manifest(route, request, reply);
+        return manifest(route, request, reply, identity);
       case "blob":
         return blob(route, request, reply);
       case "uploads":
@@ -215,6 +218,7 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
     route: Extract<V2Route, { kind: "manifest" }>,
     request: FastifyRequest,
     reply: FastifyReply,
+    identity: RegistryIdentity | undefined,
   ) {
     const { name, reference } = route;
     switch (request.method) {
@@ -232,6 +236,14 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
         checkName(name);
         const body = await readManifestBody(request);
         const stored = await service.putManifest(name, reference, body, request.headers["content-type"]);
+        await opts.notifier?.publish(
+          manifestEvent(request, identity, "push", name, stored.digest, {
+            mediaType: request.headers["content-type"] ?? "",
+            size: body.length,
+            ...(isDigestReference(reference) ? {} : { tag: reference }),
+          }),
+          request.headers.host ?? "",
+        );
         reply
           .code(201)
           .header("location", `/v2/${name}/manifests/${stored.digest}`)
@@ -239,9 +251,21 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
         if (stored.subject) reply.header("oci-subject", stored.subject);
         return reply.header("content-length", "0").send();
       }
-      case "DELETE":
-        await service.deleteManifest(name, reference);
+      case "DELETE": {
+        const deleted = await service.deleteManifest(name, reference);
+        await opts.notifier?.publish(
+          manifestEvent(
+            request,
+            identity,
+            "delete",
+            name,
+            deleted.digest,
+            deleted.tag ? { tag: deleted.tag } : {},
+          ),
+          request.headers.host ?? "",
+        );
         return reply.code(202).header("content-length", "0").send();
+      }
     }
     throw new TabbifyError("UNSUPPORTED", `${request.method} is not supported on manifests`);
   }

@@ -10,6 +10,7 @@ import { LocalDriver, privateDirMode } from "../storage/local.js";
 import { dataDirPermissionWarnings } from "../storage/permissions.js";
 import { AuthGate } from "./auth-gate.js";
 import { buildRegistryApp } from "./http.js";
+import { Notifier, type NotifyEndpoint } from "./notifications.js";
 import { RegistryService } from "./repository.js";
 import { UpstreamChild, UpstreamProxy } from "./upstream.js";
 
@@ -42,11 +43,17 @@ export interface StartRegistryOptions {
   cleanupIntervalMs?: number;
   /** `repo:tag` globs whose tags keep their first digest (409 TAG_IMMUTABLE otherwise). */
   immutableTags?: readonly string[];
+  /** `--notify`: endpoints that get Distribution-format push/delete events from a durable queue. */
+  notify?: readonly NotifyEndpoint[];
+  /** Retry backoff bounds for notifications. Default 500 ms .. 30 s. */
+  notifyBackoffMs?: { min: number; max: number };
   log?: Logger;
 }
 
 export interface RunningRegistry {
   url: string;
+  /** Present with `--notify`: the undelivered backlog per endpoint. */
+  notifier?: Notifier;
   mode: "auth" | "anonymous";
   service: RegistryService;
   close(): Promise<void>;
@@ -92,6 +99,22 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
     ? new AuthGate(new AuthClient(opts.authUrl), opts.tokens ?? new RegistryTokens(), serviceName)
     : undefined;
 
+  if (opts.upstreamUrl && (opts.notify?.length ?? 0) > 0) {
+    throw new TabbifyError("CONFIG_INVALID", "--notify is sent by our own storage, not in wrapper mode");
+  }
+  let notifier: Notifier | undefined;
+  if ((opts.notify?.length ?? 0) > 0) {
+    if (!opts.dataDir) throw new TabbifyError("CONFIG_INVALID", "--notify keeps its queue in the data dir");
+    notifier = await Notifier.open({
+      dir: join(opts.dataDir, "notifications"),
+      endpoints: opts.notify!,
+      log,
+      ...(opts.notifyBackoffMs
+        ? { minBackoffMs: opts.notifyBackoffMs.min, maxBackoffMs: opts.notifyBackoffMs.max }
+        : {}),
+    });
+  }
+
   let child: UpstreamChild | undefined;
   let upstream: UpstreamProxy | undefined;
   if (opts.upstreamUrl && (opts.immutableTags?.length ?? 0) > 0) {
@@ -128,12 +151,14 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
     log,
     ...(gate ? { gate } : {}),
     ...(upstream ? { upstream } : {}),
+    ...(notifier ? { notifier } : {}),
   });
   try {
     await app.listen({ host: opts.host ?? "127.0.0.1", port: opts.port ?? 0 });
   } catch (err) {
     clearInterval(sweep);
     await child?.stop();
+    await notifier?.close();
     throw err;
   }
   const address = app.server.address() as AddressInfo;
@@ -142,6 +167,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
     url: `http://${host}:${address.port}`,
     mode: gate ? "auth" : "anonymous",
     service,
+    ...(notifier ? { notifier } : {}),
     async close() {
       clearInterval(sweep);
       // A client mid-transfer (or holding a keep-alive socket) must not keep a stopping
@@ -152,6 +178,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
       clearTimeout(cut);
       upstream?.close();
       await child?.stop();
+      await notifier?.close();
     },
   };
 }

@@ -353,17 +353,21 @@ export class RegistryService {
     return parsed.subject ? { digest, subject: parsed.subject.digest } : { digest };
   }
 
-  /** Deletes a tag, or (by digest) a manifest with every tag pointing at it and its referrer entry. */
-  async deleteManifest(name: string, reference: string): Promise<void> {
+  /**
+   * Deletes a tag, or (by digest) a manifest with every tag pointing at it and its referrer entry.
+   * Returns the digest the reference named (what a delete notification carries).
+   */
+  async deleteManifest(name: string, reference: string): Promise<{ digest: string; tag?: string }> {
     checkName(name);
     const ref = parseReference(reference);
     if (ref.kind === "tag") {
-      if (!(await this.driver.stat(layout.tagLink(name, ref.tag)))) {
+      const link = await this.driver.getContent(layout.tagLink(name, ref.tag));
+      if (!link) {
         throw new TabbifyError("MANIFEST_UNKNOWN", `tag "${ref.tag}" is not in ${name}`, { tag: ref.tag });
       }
       await this.checkMutable(name, ref.tag);
       await this.driver.delete(layout.tag(name, ref.tag));
-      return;
+      return { digest: link.toString("utf8").trim(), tag: ref.tag };
     }
     const d = await this.resolve(name, reference);
     const digest = formatDigest(d);
@@ -381,6 +385,7 @@ export class RegistryService {
       await this.driver.delete(layout.referrerLink(name, subject, d).replace(/\/link$/, ""));
     }
     await this.driver.delete(layout.revisionLink(name, d).replace(/\/link$/, ""));
+    return { digest };
   }
 
   /**

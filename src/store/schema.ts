@@ -3,6 +3,7 @@ import type { DeployTables } from "./tables/deploys.js";
 import type { EnvTables } from "./tables/env.js";
 import type { MeshTables } from "./tables/mesh.js";
 import type { MetaTables } from "./tables/meta.js";
+import type { RegistryEventTables } from "./tables/registry-events.js";
 import type { ReleaseTables } from "./tables/releases.js";
 import type { WebhookTables } from "./tables/webhooks.js";
 
@@ -17,4 +18,5 @@ export interface Database
     ReleaseTables,
     WebhookTables,
     MeshTables,
-    EnvTables {}
+    EnvTables,
+    RegistryEventTables {}

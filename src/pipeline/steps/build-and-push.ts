@@ -32,6 +32,7 @@ export const buildAndPush: Step = async (state, ctx) => {
     manifest_toml: state.manifestToml!,
   };
   if (state.cloneToken !== undefined) buildRequest.clone_token = state.cloneToken;
+  if (state.cloneUsername !== undefined) buildRequest.clone_username = state.cloneUsername;
   if (manifest.build.stableTag !== undefined) buildRequest.stable_tag = manifest.build.stableTag;
   let built: BuildResult;
   state.buildStartedAt = new Date().toISOString();
@@ -61,8 +62,16 @@ export const buildAndPush: Step = async (state, ctx) => {
   state.commitSha = built.commit_sha;
   state.buildFinishedAt = new Date().toISOString();
   await ctx.deps.store.update(state.plan.id, { image_ref: built.image_ref, digest: built.digest });
+  // The node is the build authority: what its builder pushed is signed here, with the tenant's
+  // build key, which never leaves the node.
+  const signature = await ctx.deps.signatures?.sign(request.tenant, appUuid, built.digest);
   return {
-    message: `pushed ${built.image_ref}`,
-    data: { image_ref: built.image_ref, digest: built.digest, commit_sha: built.commit_sha },
+    message: `pushed ${built.image_ref}${signature ? ", signed" : ""}`,
+    data: {
+      image_ref: built.image_ref,
+      digest: built.digest,
+      commit_sha: built.commit_sha,
+      ...(signature ? { signature } : {}),
+    },
   };
 };

@@ -6,6 +6,8 @@ import type { TabbifyManifest } from "../tabbify-toml.js";
 export interface DeployState {
   plan: DeployPlan;
   cloneToken?: string;
+  /** The user the clone token goes with, for a host credential (`--git-credentials`). */
+  cloneUsername?: string;
   manifestToml?: string;
   manifest?: TabbifyManifest;
   appUuid?: string;

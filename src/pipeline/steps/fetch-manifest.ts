@@ -8,7 +8,12 @@ import type { Step } from "./context.js";
 export const fetchManifest: Step = async (state, ctx) => {
   const { request } = state.plan;
   const ref = request.sha ?? request.ref;
-  const source = await ctx.deps.manifests.fetchManifest(request.repoUrl, ref, state.cloneToken);
+  const source = await ctx.deps.manifests.fetchManifest(
+    request.repoUrl,
+    ref,
+    state.cloneToken,
+    state.cloneUsername,
+  );
   if (source === null) {
     throw new TabbifyError(
       "TABBIFY_TOML_MISSING",

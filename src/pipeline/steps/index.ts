@@ -8,6 +8,7 @@ import { fetchManifest } from "./fetch-manifest.js";
 import { mintToken } from "./mint-token.js";
 import { pickBuilderStep } from "./pick-builder.js";
 import { verify } from "./verify.js";
+import { verifySignature } from "./verify-signature.js";
 
 /** Each step name of a plan (plan.ts orders them) and the function the executor runs for it. */
 export const steps: Record<StepName, Step> = {
@@ -16,6 +17,7 @@ export const steps: Record<StepName, Step> = {
   pick_builder: pickBuilderStep,
   capability_check: capabilityCheck,
   build_and_push: buildAndPush,
+  verify_signature: verifySignature,
   acquire_lock: acquireLock,
   fan_out: fanOut,
   verify,

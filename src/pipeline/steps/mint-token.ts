@@ -8,6 +8,7 @@ export const mintToken: Step = async (state, ctx) => {
     ctx.rememberSecret(acquired.token);
     state.cloneToken = acquired.token;
   }
+  if (acquired.username !== undefined) state.cloneUsername = acquired.username;
   return { message: acquired.message, ...(acquired.data ? { data: acquired.data } : {}) };
 };
 
@@ -19,9 +20,17 @@ export const mintToken: Step = async (state, ctx) => {
 export async function acquireToken(
   deps: PipelineDeps,
   request: DeployRequest,
-): Promise<{ token?: string; message: string; data?: Record<string, unknown> }> {
+): Promise<{ token?: string; username?: string; message: string; data?: Record<string, unknown> }> {
   if (deps.accessToken !== undefined && deps.accessToken !== "") {
     return { token: deps.accessToken, message: "using the configured access token" };
+  }
+  const credential = deps.hostCredentials?.(request.repoUrl);
+  if (credential) {
+    return {
+      token: credential.password,
+      username: credential.username,
+      message: `using the node's credential for ${new URL(request.repoUrl).host}`,
+    };
   }
   const tokens = deps.tokens;
   if (!tokens) {

@@ -3,6 +3,7 @@ import * as m001 from "./001_deploys.js";
 import * as m002 from "./002_apps_audit.js";
 import * as m100 from "./100_releases.js";
 import * as m110 from "./110_deploy_queue.js";
+import * as m200 from "./200_registry_events.js";
 import * as m300 from "./300_webhook_bodies.js";
 import * as m400 from "./400_mesh.js";
 import * as m500 from "./500_app_env.js";
@@ -16,6 +17,7 @@ export const migrations: Record<string, Migration> = {
   "002_apps_audit": m002,
   "100_releases": m100,
   "110_deploy_queue": m110,
+  "200_registry_events": m200,
   "300_webhook_bodies": m300,
   "400_mesh": m400,
   "500_app_env": m500,
