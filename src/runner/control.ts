@@ -56,6 +56,12 @@ export interface HealthReply {
   app_health_reason?: string;
   /** Workload restarts after crashes since the runner started (swaps are not restarts). */
   restarts: number;
+  /** Who carries the app's bytes to the workload: the kernel's DNAT or the runner's proxy. */
+  hop?: "kernel" | "userspace";
+  hop_reason?: string;
+  /** The current workload's private address (the supervisor's kernel-hop reconcile reads it). */
+  workload_host?: string;
+  workload_port?: number;
 }
 
 export type ControlReply =

@@ -5,6 +5,7 @@ import type { WorkloadSpec } from "../runtimes/runtime.js";
 import { versionLabel } from "./app-store.js";
 import { restartStatus } from "./backoff.js";
 import { logPath, type SupervisorContext } from "./context.js";
+import { dropKernelHop } from "./kernel-hop-records.js";
 import { coldSpawn, forRunner, keepStaged, retireRunner, startResult } from "./launch.js";
 import { healthOf, prove } from "./proof.js";
 import { freshRestartState, type RunnerRecord } from "./records.js";
@@ -90,6 +91,7 @@ export async function deployApp(
 export async function stopApp(ctx: SupervisorContext, uuid: string): Promise<{ state: "stopped" }> {
   const record = await mustRead(ctx, uuid);
   if (record.pid !== null) await retireRunner(ctx, record);
+  await dropKernelHop(ctx, record);
   record.pid = null;
   record.workload_pid = null;
   record.stopped = true;
@@ -103,6 +105,7 @@ export async function purgeApp(
 ): Promise<{ state: "purged"; uuid: string }> {
   const record = await mustRead(ctx, uuid);
   if (record.pid !== null) await retireRunner(ctx, record);
+  await dropKernelHop(ctx, record);
   await ctx.records.remove(uuid);
   await ctx.opts.appUsers?.purge(uuid);
   const log = logPath(ctx, uuid);
