@@ -32,6 +32,8 @@ interface Result {
   p99Ms: number;
   requests: number;
   failed: number;
+  /** Of `failed`: wrk's own 2 s timeouts (a slow answer on a loaded machine, not a dropped one). */
+  timeouts: number;
 }
 
 function toMs(value: string): number {
@@ -57,6 +59,7 @@ function wrk(url: string, secs: number, during?: () => Promise<void>): Promise<R
           p99Ms: toMs(/^\s*99%\s+(\S+)/m.exec(stdout)?.[1] ?? ""),
           requests: Number(/(\d+) requests in/.exec(stdout)?.[1] ?? 0),
           failed: non2xx + (sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0),
+          timeouts: Number(sockErr?.[4] ?? 0),
         });
       },
     );
@@ -253,13 +256,13 @@ async function main(): Promise<void> {
     }
   }
   console.log(
-    "\n| data plane | runner hop | failed during swaps | req/s at rest | req/s swapping (× rest) | p99 at rest | p99 swapping (× rest) | swap ms (median) |",
+    "\n| data plane | runner hop | failed during swaps (of which wrk timeouts) | req/s at rest | req/s swapping (× rest) | p99 at rest | p99 swapping (× rest) | swap ms (median) |",
   );
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const r of rows) {
     const median = [...r.swapMs].sort((a, b) => a - b)[Math.floor(r.swapMs.length / 2)] ?? Number.NaN;
     console.log(
-      `| ${r.plane} | ${r.hop} | ${r.swapping.failed} of ${r.swapping.requests} | ${r.rest.rps.toFixed(0)} | ${r.swapping.rps.toFixed(0)} (${(r.swapping.rps / r.rest.rps).toFixed(2)}×) | ${r.rest.p99Ms.toFixed(1)} ms | ${r.swapping.p99Ms.toFixed(1)} ms (${(r.swapping.p99Ms / r.rest.p99Ms).toFixed(2)}×) | ${median.toFixed(0)} |`,
+      `| ${r.plane} | ${r.hop} | ${r.swapping.failed} of ${r.swapping.requests} (${r.swapping.timeouts}) | ${r.rest.rps.toFixed(0)} | ${r.swapping.rps.toFixed(0)} (${(r.swapping.rps / r.rest.rps).toFixed(2)}×) | ${r.rest.p99Ms.toFixed(1)} ms | ${r.swapping.p99Ms.toFixed(1)} ms (${(r.swapping.p99Ms / r.rest.p99Ms).toFixed(2)}×) | ${median.toFixed(0)} |`,
     );
   }
   console.log(
