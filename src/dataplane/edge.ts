@@ -223,7 +223,7 @@ export class ProxyEdge {
       }
       throw new TabbifyError(
         "EDGE_CONFIG_REFUSED",
-        `${this.engine.name} refused the generated config (${this.engine.validateArgs(candidate, this.dir).slice(0, 1).join(" ")}): ${this.lastRefused}`,
+        `${this.engine.name} ${this.engine.validateArgs(candidate, this.dir)[0]} refused the generated config: ${this.lastRefused}`,
       );
     } finally {
       await rm(candidate, { force: true });
