@@ -78,10 +78,17 @@ function decodeFrame(frame: Buffer): string {
 }
 
 /**
- * nginx cannot drop the extra headers a request or response lists in its own Connection header
- * (its config is static); every other assertion holds for both data planes.
+ * nginx and haproxy cannot drop the extra headers a request or response lists in its own
+ * Connection header (their configs are static); the node's proxy and Caddy (Go's reverse proxy)
+ * do. Every other assertion holds for every data plane.
  */
-const dropsConnectionListed = (plane: string) => plane === "node";
+const dropsConnectionListed = (plane: string) => plane === "node" || plane === "caddy";
+
+/**
+ * Caddy 2.6 keeps reading an app's open-ended response after its client went away (measured:
+ * the app still held the request 5 s later); the other planes close the app's side.
+ */
+const propagatesClientAbort = (plane: string) => plane !== "caddy";
 
 for (const dataPlane of dataPlanes)
   describe(`/app/<uuid> proxy, data plane ${dataPlane}`, () => {
@@ -277,7 +284,7 @@ for (const dataPlane of dataPlanes)
       const before = appConnections;
       for (let i = 0; i < 10; i++)
         assert.equal((await request(`${node.url}/app/${appUuid}/echo/${i}`)).status, 200);
-      // nginx pools per worker process; each worker may open one.
+      // Engines pool per worker process or thread; each may open one.
       const workers = dataPlane === "node" ? 0 : 2;
       assert.ok(appConnections - before <= workers, "sequential requests reuse pooled connections");
     });
@@ -418,7 +425,9 @@ for (const dataPlane of dataPlanes)
       socket.destroy();
     });
 
-    it("propagates a client abort to the app", async () => {
+    it("propagates a client abort to the app", {
+      skip: !propagatesClientAbort(dataPlane) && "Caddy 2.6 does not (see propagatesClientAbort)",
+    }, async () => {
       slowClosed = deferred();
       await new Promise<void>((resolve, reject) => {
         const req = http.get(`${node.url}/app/${appUuid}/slow`, { agent: false }, (res) => {
@@ -477,7 +486,13 @@ for (const dataPlane of dataPlanes)
       ] as const) {
         const got = await new Promise<number>((resolve, reject) => {
           const req = http.request(`${node.url}${path}`, {
-            headers: { Connection: "Upgrade", Upgrade: "websocket" },
+            // A well-formed handshake: haproxy answers 400 itself to one without a key.
+            headers: {
+              Connection: "Upgrade",
+              Upgrade: "websocket",
+              "Sec-WebSocket-Key": crypto.randomBytes(16).toString("base64"),
+              "Sec-WebSocket-Version": "13",
+            },
             agent: false,
           });
           req.on("response", (res) => {

@@ -100,7 +100,7 @@ export const nodeOptions: OptionSpec[] = [
     flag: "data-plane",
     env: "TABBIFY_DATA_PLANE",
     default: "node",
-    help: "who serves /app/<uuid>: node (embedded proxy) or nginx (supervised child on --listen; the API moves to a loopback port behind it)",
+    help: "who serves /app/<uuid>: node (embedded proxy), or nginx, caddy or haproxy (a supervised child on --listen; the API moves to a loopback port behind it)",
   },
   allowPrivateReposOption,
   {
@@ -133,7 +133,7 @@ export const nodeSecretEnv = [
 ] as const;
 
 const usage =
-  "tabbify node [--listen HOST:PORT] [--data DIR] [--database postgres://…] [--mesh local|ula] [--data-plane node|nginx] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID] [--seed-apps FILE] [--allowed-servers NAME,…]";
+  "tabbify node [--listen HOST:PORT] [--data DIR] [--database postgres://…] [--mesh local|ula] [--data-plane node|nginx|caddy|haproxy] [--registry HOST:PORT --auth-data DIR] [--github-app-id ID] [--seed-apps FILE] [--allowed-servers NAME,…]";
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const opts = parseOptions(argv, env, nodeOptions);
@@ -233,14 +233,10 @@ async function deviceLoginOptions(authData: string | undefined): Promise<DeviceL
   return { issueTenantToken: (o) => issueTenantToken(key, o) };
 }
 
-/** caddy and haproxy were measured (docs/DECISIONS.md) but are not shipped. */
 function parseDataPlane(value: string | undefined): DataPlane {
   const plane = dataPlanes.find((p) => p === value);
   if (!plane) {
-    throw new TabbifyError(
-      "USAGE",
-      `--data-plane wants ${dataPlanes.join(" or ")}, got "${value}" (caddy and haproxy are not shipped; see docs/DECISIONS.md)`,
-    );
+    throw new TabbifyError("USAGE", `--data-plane wants ${dataPlanes.join(", ")}, got "${value}"`);
   }
   return plane;
 }

@@ -28,6 +28,10 @@ const specs: OptionSpec[] = [
   { flag: "node", env: "TABBIFY_NODE_URL", help: "node URL to register with as a roster peer" },
   { flag: "parent", help: "the supervisor's name, for the roster" },
   {
+    flag: "kernel-hop",
+    help: "the supervisor's nftables table: the runner maps its app address to each new workload there (DNAT) instead of carrying every byte itself",
+  },
+  {
     flag: "health-timeout-ms",
     env: "RUNNER_HEALTH_TIMEOUT_MS",
     default: "25000",
@@ -54,15 +58,16 @@ function packageVersion(): string {
 
 /** Everything a runner needs besides its first runtime, loaded in one go. */
 async function loadRunnerModules() {
-  const [address, log, control, runner, health, rotation] = await Promise.all([
+  const [address, log, control, runner, health, rotation, kernelHop] = await Promise.all([
     import("../core/address.js"),
     import("../core/log.js"),
     import("../runner/control.js"),
     import("../runner/runner.js"),
     import("../runtimes/health.js"),
     import("../runner/log-rotation.js"),
+    import("../runner/kernel-hop.js"),
   ]);
-  return { ...address, ...log, ...control, ...runner, ...health, ...rotation };
+  return { ...address, ...log, ...control, ...runner, ...health, ...rotation, ...kernelHop };
 }
 type RunnerModules = Awaited<ReturnType<typeof loadRunnerModules>>;
 
@@ -72,6 +77,7 @@ interface RunnerSettings {
   restartCapMs: number;
   nodeUrl: string | undefined;
   parent: string | undefined;
+  kernelHopTable: string | undefined;
 }
 
 interface AppParams {
@@ -117,6 +123,9 @@ async function openApp(
     healthTimeoutMs: settings.healthTimeoutMs,
     restartBaseMs: settings.restartBaseMs,
     restartCapMs: settings.restartCapMs,
+    ...(settings.kernelHopTable
+      ? { kernelHop: new m.KernelHop(settings.kernelHopTable, { host: app.bind.host, port: app.bind.port }) }
+      : {}),
     onWorkload: (pid) => {
       const path = m.workloadPidPath(app.controlSock);
       const temp = `${path}.${process.pid}.tmp`;
@@ -426,6 +435,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     restartCapMs: intOption(opts.values["restart-cap-ms"], "restart-cap-ms"),
     nodeUrl: opts.values.node,
     parent: opts.values.parent,
+    kernelHopTable: opts.values["kernel-hop"],
   };
   return opts.flags.spare ? runSpare(opts, settings) : runForApp(opts, settings);
 }

@@ -34,6 +34,7 @@ import {
   required,
   untilSignal,
 } from "./flags.js";
+import { kernelHopFor, kernelHopOption } from "./kernel-hop-option.js";
 import { joinMesh, meshJoinOptions } from "./mesh-join.js";
 import { supervisorApiKey } from "./supervisor-key.js";
 
@@ -107,6 +108,7 @@ export const specs: OptionSpec[] = [
     default: "25000",
     help: "how long a runner waits for a new workload to answer (start, restart, swap)",
   },
+  kernelHopOption,
 ];
 
 async function packageVersion(): Promise<string> {
@@ -216,6 +218,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     "runner-health-timeout-ms",
   );
   // The roster takes the node key, or in the mesh the host's supervisor-tagged join token.
+  const kernelHop = await kernelHopFor(opts.values["kernel-hop"], dataDir, logger);
   const rosterKey =
     env.TABBIFY_NODE_KEY || (wireguard ? env.TABBIFY_MESH_JOIN_TOKEN : undefined) || undefined;
   const supervisor = new Supervisor({
@@ -240,12 +243,14 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       String(intOption(opts.values["runner-restart-base-ms"], "runner-restart-base-ms")),
       "--health-timeout-ms",
       String(runnerHealthTimeoutMs),
+      ...(kernelHop ? ["--kernel-hop", kernelHop.table] : []),
     ],
     // The runner's own health wait, plus time to spawn it and bind.
     startTimeoutMs: runnerHealthTimeoutMs + 5_000,
     apps: new AppStore(artifacts.store, join(resolve(dataDir), "apps")),
     warmSpares: intOption(opts.values["warm-spares"], "warm-spares", 0),
     ...(appUsers ? { appUsers } : {}),
+    ...(kernelHop ? { kernelHop } : {}),
   });
   await supervisor.init();
   const meshJoiner = wireguard

@@ -38,7 +38,7 @@ const upOptions: OptionSpec[] = [
     flag: "data-plane",
     env: "TABBIFY_DATA_PLANE",
     default: "node",
-    help: "who serves the node's /app/<uuid>: node or nginx (see tabbify node --help)",
+    help: "who serves the node's /app/<uuid>: node, nginx, caddy or haproxy (see tabbify node --help)",
   },
   { flag: "quiet", boolean: true, help: "do not echo the roles' logs" },
 ];

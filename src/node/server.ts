@@ -17,8 +17,8 @@ import { silentLogger } from "../core/log.js";
 import { freeLoopbackPort } from "../core/net.js";
 import { buildInfo, type ReadyChecks, registerProbes } from "../core/probes.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
-import type { EdgeRoute } from "../dataplane/nginx-config.js";
-import { type EdgeStatus, NginxEdge } from "../dataplane/nginx-edge.js";
+import { type EdgeStatus, ProxyEdge } from "../dataplane/edge.js";
+import { type EdgeRoute, engineFor } from "../dataplane/engines.js";
 import { MeshAddressBook } from "../mesh/address-book.js";
 import { RosterCoordinator } from "../mesh/coordinator.js";
 import { MeshCoordinator } from "../mesh/mesh-coordinator.js";
@@ -80,18 +80,18 @@ export interface NodeOptions {
   /** The app registry's seed, allowed servers and tenant-token check. */
   registry?: NodeRegistryOptions;
   /**
-   * Who serves `/app/<uuid>`: the node itself (default), or nginx as a supervised child on the
+   * Who serves `/app/<uuid>`: the node itself (default), or nginx, caddy or haproxy as a supervised child on the
    * public listener, forwarding everything else to the node's API on a loopback port.
    */
   dataPlane?: DataPlane;
-  /** nginx worker processes for `dataPlane: "nginx"`; benches pin 1. Default one per core, ≤ 2. */
+  /** The edge engine's worker processes or threads; benches pin 1. Default one per core, ≤ 2. */
   edgeWorkers?: number;
   /** Device login (RFC 8628): how approved devices get a tenant token. */
   deviceLogin?: DeviceLoginOptions;
 }
 
-export type DataPlane = "node" | "nginx";
-export const dataPlanes: readonly DataPlane[] = ["node", "nginx"];
+export type DataPlane = "node" | "nginx" | "caddy" | "haproxy";
+export const dataPlanes: readonly DataPlane[] = ["node", "nginx", "caddy", "haproxy"];
 
 export interface NodeDeployOptions {
   /** `GITHUB_WEBHOOK_SECRET`; unset ⇒ `/v1/webhooks/github` answers 503. */
@@ -141,8 +141,8 @@ export interface RunningNode {
   store: Store | undefined;
   /** The node's own API: `url` itself without an edge, its loopback port behind one. */
   apiUrl: string;
-  /** Present with `dataPlane: "nginx"`. */
-  edge: NginxEdge | undefined;
+  /** Present with an engine as the data plane (not `node`). */
+  edge: ProxyEdge | undefined;
   close(): Promise<void>;
 }
 
@@ -189,7 +189,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   // Registry names for the roster views; the registry exists only with a data dir.
   let registry: AttachedRegistry | undefined;
   const appNames = async () => (registry ? registry.registry.names() : new Map<string, string>());
-  let edge: NginxEdge | undefined;
+  let edge: ProxyEdge | undefined;
   let wgMesh: { coordinator: MeshCoordinator; joinKey: () => Promise<Buffer> } | undefined;
   registerMeshRoutes(app, { roster: coordinator, mesh: () => wgMesh, keyCheck });
   registerRoutes(app, coordinator, keyCheck, appNames, () => edge?.status());
@@ -377,10 +377,11 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   const apiPort = (server.address() as AddressInfo).port;
   const apiUrl = `http://${hostPort(dataPlane === "node" ? host : "127.0.0.1", apiPort)}`;
   let port = apiPort;
-  if (dataPlane === "nginx") {
+  if (dataPlane !== "node") {
     port = options.port || (await freeLoopbackPort());
     const edgeDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "tabbify-edge-")));
-    edge = new NginxEdge({
+    edge = new ProxyEdge({
+      engine: engineFor(dataPlane),
       listenHost: host,
       listenPort: port,
       nodeApi: { host: "127.0.0.1", port: apiPort },
@@ -474,7 +475,7 @@ function registerRoutes(
   app.get("/health", async (_req, reply) => {
     const edge = edgeStatus();
     if (!edge) return { status: "ok", version: nodeVersion, data_plane: "node" };
-    // Reached through the edge this is 200 unless nginx is mid-restart; asked on the API port
+    // Reached through the edge this is 200 unless the engine is mid-restart; asked on the API port
     // directly it says 503 while the edge is down.
     if (!edge.running) void reply.status(503);
     return { status: edge.running ? "ok" : "degraded", version: nodeVersion, data_plane: edge };

@@ -59,6 +59,12 @@ export interface HealthReply {
   restarts: number;
   /** Set once a limit stopped a workload or a request: `oom` (memory), `fuel` (a wasm request's budget). */
   last_limit_reason?: "oom" | "fuel";
+  /** Who carries the app's bytes to the workload: the kernel's DNAT or the runner's proxy. */
+  hop?: "kernel" | "userspace";
+  hop_reason?: string;
+  /** The current workload's private address (the supervisor's kernel-hop reconcile reads it). */
+  workload_host?: string;
+  workload_port?: number;
 }
 
 export type ControlReply =

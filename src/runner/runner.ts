@@ -10,6 +10,7 @@ import type {
   WorkloadUser,
 } from "../runtimes/runtime.js";
 import type { ControlReply, ControlRequest, HealthReply, RunnerState } from "./control.js";
+import { HopSwitch, type KernelHop } from "./kernel-hop.js";
 import { AppProxy, type ProxyTarget } from "./proxy.js";
 import { IdleTimer } from "./scale-to-zero.js";
 import { startWorkload } from "./workload.js";
@@ -57,6 +58,14 @@ export interface RunnerOptions {
    * if the runner is killed outright, its workload (a process group of its own) lives on.
    */
   onWorkload?: (pid: number | undefined) => void;
+  /**
+   * The app's element in the supervisor's nftables table (kernel-hop.ts): when set, the kernel
+   * carries new connections straight to the workload and the userspace proxy only answers while
+   * no workload serves.
+   */
+  kernelHop?: KernelHop;
+  /** How long a swap waits for kernel-carried connections to the old workload to close. */
+  kernelDrainMs?: number;
 }
 
 interface Running {
@@ -67,6 +76,7 @@ interface Running {
 
 export class Runner {
   private readonly proxy: AppProxy;
+  private readonly hop: HopSwitch;
   private running: Running | undefined;
   private spec: WorkloadSpec;
   private state: RunnerState = "starting";
@@ -92,6 +102,7 @@ export class Runner {
       () => this.spec.lifecycle,
       () => this.sleepIfIdle(),
     );
+    this.hop = new HopSwitch(opts.kernelHop, (message, fields) => opts.logger.warn(message, fields));
   }
 
   get boundAddr(): string {
@@ -114,7 +125,7 @@ export class Runner {
     }
     await this.serialized(async () => {
       const running = await this.launch(this.spec, first);
-      this.install(running);
+      await this.install(running);
       this.state = "running";
     });
     this.idle.start();
@@ -134,8 +145,13 @@ export class Runner {
       bound_addr: this.boundAddr,
       app_health: this.proxy.current ? "serving" : "unavailable",
       restarts: this.restarts,
+      ...this.hop.current,
     };
     if (this.lastLimitReason) reply.last_limit_reason = this.lastLimitReason;
+    if (current) {
+      reply.workload_host = current.workload.upstream.host;
+      reply.workload_port = current.workload.upstream.port;
+    }
     const image = (current?.spec ?? this.spec).image;
     if (image) reply.image_ref = image;
     // A sleeping on_request app serves: its first request wakes it (scale-to-zero.ts).
@@ -177,7 +193,7 @@ export class Runner {
       if (spec.stateful || this.spec.stateful) return this.swapStateful(spec);
       const next = await this.launch(spec);
       const previous = this.running;
-      const oldTarget = this.install(next);
+      const oldTarget = await this.install(next);
       this.spec = spec;
       this.consecutiveCrashes = 0;
       this.state = "running";
@@ -268,6 +284,7 @@ export class Runner {
     return this.serialized(async () => {
       const previous = this.running;
       this.running = undefined;
+      await this.hop.off();
       const target = this.proxy.unavailable("the runner is stopping");
       if (previous) {
         if (target) await target.drained(Math.min(this.opts.drainTimeoutMs ?? 30_000, 5_000));
@@ -318,8 +335,11 @@ export class Runner {
     return { workload, spec, healthySince: Date.now() };
   }
 
-  /** Makes `running` the workload new requests go to; returns the target it replaced. */
-  private install(running: Running): ProxyTarget | undefined {
+  /**
+   * Makes `running` the workload new connections go to (the userspace proxy first, then the
+   * kernel's mapping); returns the proxy target it replaced.
+   */
+  private async install(running: Running): Promise<ProxyTarget | undefined> {
     this.running = running;
     const previous = this.proxy.switchTo(running.workload.upstream);
     // The idle clock starts with each workload, whenever the last request was.
@@ -327,12 +347,17 @@ export class Runner {
     this.unavailableReason = undefined;
     running.workload.exited.then((how) => this.onExit(running, how));
     this.opts.onWorkload?.(running.workload.pid);
+    await this.hop.to(running.workload.upstream, this.opts.bindHost);
     return previous;
   }
 
   /** Waits (bounded) for requests still under way on the old workload, then stops it. */
   private async retire(previous: Running, oldTarget: ProxyTarget | undefined): Promise<void> {
-    const drained = oldTarget ? await oldTarget.drained(this.opts.drainTimeoutMs ?? 30_000) : true;
+    const drainMs = this.opts.drainTimeoutMs ?? 30_000;
+    const [drained] = await Promise.all([
+      oldTarget ? oldTarget.drained(drainMs) : true,
+      this.hop.drained(previous.workload.upstream, Math.min(drainMs, this.opts.kernelDrainMs ?? 2_000)),
+    ]);
     if (!drained)
       this.opts.logger.warn("old workload still busy after the drain timeout; stopping it anyway");
     await previous.workload.stop(this.opts.stopGraceMs ?? 10_000);
@@ -353,6 +378,8 @@ export class Runner {
     const limit = how.reason ? `, over its limit (reason ${how.reason})` : "";
     const reason = `the workload exited (code ${how.code ?? "none"}, signal ${how.signal ?? "none"}${limit}); restarting in ${delay} ms`;
     this.proxy.unavailable(reason);
+    // Back to the userspace listener, which answers 503 with the reason instead of a refused connect.
+    void this.serialized(() => (this.running ? Promise.resolve() : this.hop.off()));
     this.unavailableReason = reason;
     this.state = "restarting";
     this.opts.logger.warn("workload exited", {
@@ -371,7 +398,7 @@ export class Runner {
         if (this.stopping || this.running) return;
         try {
           const running = await this.launch(this.spec);
-          this.install(running);
+          await this.install(running);
           this.state = "running";
           this.opts.logger.info("workload restarted", { workload_pid: running.workload.pid });
         } catch (err) {

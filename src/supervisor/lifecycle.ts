@@ -6,6 +6,7 @@ import { checkDataKept, purgeAppData } from "./app-data.js";
 import { versionLabel } from "./app-store.js";
 import { restartStatus } from "./backoff.js";
 import { logPath, type SupervisorContext } from "./context.js";
+import { dropKernelHop } from "./kernel-hop-records.js";
 import { coldSpawn, forRunner, keepStaged, retireRunner, startResult } from "./launch.js";
 import { healthOf, prove } from "./proof.js";
 import { freshRestartState, type RunnerRecord } from "./records.js";
@@ -113,6 +114,7 @@ export async function restartApp(
 export async function stopApp(ctx: SupervisorContext, uuid: string): Promise<{ state: "stopped" }> {
   const record = await mustRead(ctx, uuid);
   if (record.pid !== null) await retireRunner(ctx, record);
+  await dropKernelHop(ctx, record);
   record.pid = null;
   record.workload_pid = null;
   record.stopped = true;
@@ -126,6 +128,7 @@ export async function purgeApp(
 ): Promise<{ state: "purged"; uuid: string }> {
   const record = await mustRead(ctx, uuid);
   if (record.pid !== null) await retireRunner(ctx, record);
+  await dropKernelHop(ctx, record);
   await ctx.records.remove(uuid);
   await ctx.opts.appUsers?.purge(uuid);
   const log = logPath(ctx, uuid);

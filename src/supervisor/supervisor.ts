@@ -8,7 +8,9 @@ import type { AppUsers } from "./app-users.js";
 import { type BackoffPolicy, defaultBackoff, type RestartStatus, restartStatus } from "./backoff.js";
 import { AppLocks, logPath, type SupervisorContext } from "./context.js";
 import type { AddressManager } from "./host.js";
+import { reconcileKernelHop } from "./kernel-hop-records.js";
 import { deployApp, mustRead, purgeApp, restartApp, startApp, stopApp } from "./lifecycle.js";
+import type { NftHop } from "./nft-hop.js";
 import { healthOf } from "./proof.js";
 import { Reconciler } from "./reconcile.js";
 import { freshRestartState, RecordStore } from "./records.js";
@@ -56,6 +58,11 @@ export interface SupervisorOptions {
   appUsers?: AppUsers;
   /** The node's env for an app (`tcli env`), merged over the spec's at every spawn and swap. */
   secretEnv?: (uuid: string) => Promise<Record<string, string>>;
+  /**
+   * The kernel hop's table (nft-hop.ts), created already; runners get its name in `runnerArgs`.
+   * Reconciled with the records at init, and an app's element is dropped when it stops.
+   */
+  kernelHop?: NftHop;
 }
 
 export interface AppRow {
@@ -161,6 +168,9 @@ export class Supervisor {
     await this.records.init();
     await this.ctx.spares?.sweep();
     await this.reconcileAll();
+    const mapped = await reconcileKernelHop(this.ctx);
+    if (this.opts.kernelHop)
+      this.opts.logger.info("kernel hop reconciled", { table: this.opts.kernelHop.table, apps: mapped });
     this.ctx.spares?.fill();
     this.reconciler.schedule(this.opts.reconcileIntervalMs ?? 5_000);
   }

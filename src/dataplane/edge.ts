@@ -1,16 +1,19 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { isIP } from "node:net";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
-import { type EdgeRoute, renderNginxConfig } from "./nginx-config.js";
+import type { EdgeEngine, EdgeRoute, EngineName } from "./engine.js";
 
 const execFileAsync = promisify(execFile);
 
-export interface NginxEdgeOptions {
+export interface ProxyEdgeOptions {
+  /** Which proxy runs the edge (nginx-config.ts, haproxy-config.ts, caddy-config.ts). */
+  engine: EdgeEngine;
   listenHost: string;
   listenPort: number;
   nodeApi: { host: string; port: number };
@@ -22,15 +25,15 @@ export interface NginxEdgeOptions {
   logger?: Logger;
   /** How often the roster is compared with the live config. Default 200 ms (a change lands < 1 s). */
   pollMs?: number;
-  /** The nginx binary. Default `nginx` on PATH. */
+  /** The engine's binary. Default the engine's name on PATH. */
   binary?: string;
-  /** nginx worker processes. Default one per core, at most 2. */
+  /** Worker processes or threads. Default one per core, at most 2. */
   workers?: number;
 }
 
 /** What `/health` says about the edge. */
 export interface EdgeStatus {
-  engine: "nginx";
+  engine: EngineName;
   running: boolean;
   /** Times the child died and was started again. */
   restarts: number;
@@ -43,14 +46,16 @@ export interface EdgeStatus {
 }
 
 /**
- * nginx as the node's public listener: a supervised child, programmed from the roster. Changes
- * are batched (one poll interval), validated with `nginx -t` against a candidate file and only
- * then moved over the live config and signalled with SIGHUP, nginx's graceful reload: old workers
- * finish their connections, new ones take new connections. A refused config leaves the good one
- * in place. A child that dies is started again with the last good config.
+ * A proxy engine as the node's public listener: a supervised child, programmed from the roster.
+ * Changes are batched (one poll interval), checked by the engine's validator (`nginx -t`,
+ * `haproxy -c`, `caddy validate`) against a candidate file and only then moved over the live
+ * config and applied gracefully (nginx SIGHUP, haproxy master-worker SIGUSR2, Caddy's admin API):
+ * connections under way finish, new ones meet the new config. A refused config leaves the good
+ * one in place. A child that dies is started again with the last good config.
  */
-export class NginxEdge {
-  private readonly opts: NginxEdgeOptions;
+export class ProxyEdge {
+  private readonly opts: ProxyEdgeOptions;
+  private readonly engine: EdgeEngine;
   private readonly logger: Logger;
   private readonly dir: string;
   private readonly confPath: string;
@@ -70,12 +75,13 @@ export class NginxEdge {
   private restartTimer: NodeJS.Timeout | undefined;
   private consecutiveDeaths = 0;
 
-  constructor(opts: NginxEdgeOptions) {
+  constructor(opts: ProxyEdgeOptions) {
     this.opts = opts;
+    this.engine = opts.engine;
     this.logger = opts.logger ?? silentLogger;
     this.dir = resolve(opts.dataDir, "edge");
-    this.confPath = join(this.dir, "nginx.conf");
-    this.binary = opts.binary ?? "nginx";
+    this.confPath = join(this.dir, opts.engine.configFile);
+    this.binary = opts.binary ?? opts.engine.binary;
   }
 
   /** Writes and validates the first config, starts nginx and waits until it serves that config. */
@@ -83,7 +89,7 @@ export class NginxEdge {
     await mkdir(join(this.dir, "tmp"), { recursive: true, mode: 0o700 });
     await chmod(this.dir, 0o700);
     await this.stopOrphan();
-    const routes = this.opts.routes();
+    const routes = checkedRoutes(this.opts.routes());
     const key = routesKey(routes);
     const text = this.render(routes, ++this.generation);
     await this.validate(text);
@@ -99,7 +105,7 @@ export class NginxEdge {
 
   status(): EdgeStatus {
     return {
-      engine: "nginx",
+      engine: this.engine.name,
       running: this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null,
       restarts: this.restarts,
       live_generation: this.liveGeneration,
@@ -121,8 +127,8 @@ export class NginxEdge {
   }
 
   /**
-   * Applies a config rendered by `render` instead of the roster's: tests use it to prove a config
-   * nginx refuses never replaces the live one. Throws EDGE_CONFIG_REFUSED.
+   * Applies this config text instead of the roster's: tests use it to prove a config the engine
+   * refuses never replaces the live one. Throws EDGE_CONFIG_REFUSED.
    */
   async applyText(text: string): Promise<void> {
     const run = this.applying.then(() => this.install(text, this.liveKey, this.liveRoutes));
@@ -138,8 +144,8 @@ export class NginxEdge {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((r) => child.once("exit", () => r()));
-    // SIGQUIT: graceful shutdown, in-flight requests finish; cut after 2 s.
-    child.kill("SIGQUIT");
+    // The graceful stop: in-flight requests finish; cut after 2 s.
+    child.kill(this.engine.stopSignal);
     const cut = setTimeout(() => child.kill("SIGKILL"), 2000);
     await exited;
     clearTimeout(cut);
@@ -147,22 +153,22 @@ export class NginxEdge {
 
   private render(routes: readonly EdgeRoute[], generation: number): string {
     const root = process.getuid?.() === 0;
-    return renderNginxConfig({
+    return this.engine.render({
       listenHost: this.opts.listenHost,
       listenPort: this.opts.listenPort,
       nodeApi: this.opts.nodeApi,
       routes,
       appPort: this.opts.appPort,
       edgeDir: this.dir,
-      workers: this.opts.workers ?? Math.max(1, Math.min(2, availableParallelism())),
-      ...(root ? { workerUser: "nobody nogroup" } : {}),
+      workers: this.workers(),
+      ...(root ? { workerUser: { user: "nobody", group: "nogroup" } } : {}),
       generation,
     });
   }
 
   private schedule(): void {
     if (this.closing) return;
-    const routes = this.opts.routes();
+    const routes = checkedRoutes(this.opts.routes());
     const key = routesKey(routes);
     // One config per roster change: a refused one is not retried until the roster moves again.
     if (key === this.queuedKey) return;
@@ -176,27 +182,35 @@ export class NginxEdge {
   private async install(text: string, key: string, routeCount: number): Promise<void> {
     if (this.closing) return;
     await this.validate(text);
-    await writeFile(`${this.confPath}.next`, text, { mode: 0o600 });
-    await rename(`${this.confPath}.next`, this.confPath);
+    const previous = await readFile(this.confPath, "utf8").catch(() => undefined);
+    await this.replaceLive(text);
+    const child = this.child;
+    try {
+      if (child && child.exitCode === null && child.signalCode === null)
+        await this.engine.reload(child, this.dir);
+    } catch (err) {
+      // The engine kept its running config: the file goes back to it, so a restart serves it too.
+      if (previous !== undefined) await this.replaceLive(previous);
+      this.lastRefused = (err as Error).message.slice(0, 500);
+      throw err;
+    }
     this.liveKey = key;
     this.liveRoutes = routeCount;
-    this.child?.kill("SIGHUP");
+  }
+
+  private async replaceLive(text: string): Promise<void> {
+    await writeFile(`${this.confPath}.next`, text, { mode: 0o600 });
+    await rename(`${this.confPath}.next`, this.confPath);
   }
 
   private async validate(text: string): Promise<void> {
-    const candidate = join(this.dir, "nginx.conf.candidate");
+    const candidate = join(this.dir, `candidate.${this.engine.configFile}`);
     await writeFile(candidate, text, { mode: 0o600 });
     try {
-      await execFileAsync(this.binary, [
-        "-t",
-        "-q",
-        "-p",
-        `${this.dir}/`,
-        "-e",
-        join(this.dir, "test.log"),
-        "-c",
-        candidate,
-      ]);
+      await execFileAsync(this.binary, this.engine.validateArgs(candidate, this.dir), {
+        env: this.childEnv(),
+        timeout: 30_000,
+      });
       this.lastRefused = null;
     } catch (err) {
       const stderr = String((err as { stderr?: unknown }).stderr ?? (err as Error).message).trim();
@@ -204,12 +218,12 @@ export class NginxEdge {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") {
         throw new TabbifyError(
           "EDGE_UNAVAILABLE",
-          `the nginx data plane needs nginx on PATH (apt-get install nginx)`,
+          `the ${this.engine.name} data plane needs ${this.engine.binary} on PATH (apt-get install ${this.engine.aptPackage})`,
         );
       }
       throw new TabbifyError(
         "EDGE_CONFIG_REFUSED",
-        `nginx -t refused the generated config: ${this.lastRefused}`,
+        `${this.engine.name} ${this.engine.validateArgs(candidate, this.dir)[0]} refused the generated config: ${this.lastRefused}`,
       );
     } finally {
       await rm(candidate, { force: true });
@@ -217,27 +231,14 @@ export class NginxEdge {
   }
 
   private spawnChild(): void {
-    const child = spawn(
-      this.binary,
-      [
-        "-p",
-        `${this.dir}/`,
-        "-e",
-        join(this.dir, "error.log"),
-        "-c",
-        this.confPath,
-        "-g",
-        "daemon off; master_process on;",
-      ],
-      {
-        stdio: ["ignore", "ignore", "pipe"],
-        env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" },
-        // Its own process group: workers of a master that was killed outright are reaped with it.
-        detached: true,
-      },
-    );
+    const child = spawn(this.binary, this.engine.runArgs(this.confPath, this.dir), {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: this.childEnv(),
+      // Its own process group: workers of a master that was killed outright are reaped with it.
+      detached: true,
+    });
     this.child = child;
-    // nginx runs in its own group and would outlive a node that exits without close().
+    // The engine runs in its own group and would outlive a node that exits without close().
     const reap = () => killGroup(child.pid);
     process.once("exit", reap);
     child.once("exit", () => process.off("exit", reap));
@@ -252,27 +253,45 @@ export class NginxEdge {
       this.restarts++;
       this.consecutiveDeaths = Date.now() - startedAt > 30_000 ? 1 : this.consecutiveDeaths + 1;
       const delay = Math.min(100 * 2 ** (this.consecutiveDeaths - 1), 5000);
-      this.logger.error("nginx exited; restarting", { code, signal, delay_ms: delay, stderr: stderr.trim() });
+      this.logger.error(`${this.engine.name} exited; restarting`, {
+        code,
+        signal,
+        delay_ms: delay,
+        stderr: stderr.trim(),
+      });
       this.liveGeneration = 0;
       this.restartTimer = setTimeout(() => {
         if (!this.closing) this.spawnChild();
       }, delay);
     });
-    child.on("error", (err) => this.logger.error("nginx failed to start", { reason: err.message }));
+    child.on("error", (err) =>
+      this.logger.error(`${this.engine.name} failed to start`, { reason: err.message }),
+    );
   }
 
-  /** A node killed with -9 leaves its nginx running on the port: stop it before starting ours. */
+  private childEnv(): Record<string, string> {
+    return {
+      PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
+      ...this.engine.env(this.dir, this.workers()),
+    };
+  }
+
+  private workers(): number {
+    return this.opts.workers ?? Math.max(1, Math.min(2, availableParallelism()));
+  }
+
+  /** A node killed with -9 leaves its engine running on the port: stop it before starting ours. */
   private async stopOrphan(): Promise<void> {
     let pid: number;
     try {
-      pid = Number((await readFile(join(this.dir, "nginx.pid"), "utf8")).trim());
+      pid = Number((await readFile(join(this.dir, this.engine.pidFile), "utf8")).trim());
     } catch {
       return;
     }
     if (!Number.isInteger(pid) || pid <= 1) return;
     try {
       const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8");
-      if (!cmdline.includes("nginx") || !cmdline.includes(this.dir)) return;
+      if (!cmdline.includes(this.engine.binary) || !cmdline.includes(this.dir)) return;
       killGroup(pid);
     } catch {
       return;
@@ -305,7 +324,7 @@ export class NginxEdge {
     }
     throw new TabbifyError(
       "EDGE_UNAVAILABLE",
-      `nginx did not serve config generation ${generation} within ${timeoutMs} ms`,
+      `${this.engine.name} did not serve config generation ${generation} within ${timeoutMs} ms`,
     );
   }
 }
@@ -318,6 +337,16 @@ function killGroup(pid: number | undefined): void {
   } catch {
     // No such group: nothing left.
   }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Only lowercase uuids and IP literals ever reach a generated config: the renderers splice them
+ * into nginx, haproxy and Caddy syntax unescaped, so anything else is dropped here.
+ */
+export function checkedRoutes(routes: readonly EdgeRoute[]): EdgeRoute[] {
+  return routes.filter((r) => UUID.test(r.uuid) && isIP(r.host) !== 0);
 }
 
 function routesKey(routes: readonly EdgeRoute[]): string {
