@@ -183,8 +183,8 @@ export function moduleFacts(sf: ts.SourceFile, opts: { isHandler: boolean }): Mo
 
   const constInit = (name: string): ts.Expression | undefined => {
     const list = decls.get(name);
-    if (!list || list.length !== 1) return undefined;
-    const d = list[0]!;
+    const d = list?.length === 1 ? list[0] : undefined;
+    if (!d) return undefined;
     const flags = (d.parent as ts.VariableDeclarationList).flags;
     if ((flags & ts.NodeFlags.Const) === 0) return undefined;
     return d.initializer;
