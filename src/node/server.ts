@@ -29,6 +29,7 @@ import { registerAppLogsRoutes } from "./apps-logs-routes.js";
 import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
 import { registerAppOpsRoutes } from "./apps-ops-routes.js";
 import { NodeKeyCheck } from "./auth.js";
+import { attachContractDeploys } from "./contract-deploys.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { toNodeError } from "./errors.js";
 import { importLocalRepo, registerGitRoutes } from "./git-push.js";
@@ -77,6 +78,8 @@ export interface NodeOptions {
   dataPlane?: DataPlane;
   /** nginx worker processes for `dataPlane: "nginx"`; benches pin 1. Default one per core, ≤ 2. */
   edgeWorkers?: number;
+  /** Handler deploys' plan and session lifetimes (tests shorten them). */
+  contractDeploys?: { planTtlMs?: number; sessionTtlMs?: number };
 }
 
 export type DataPlane = "node" | "nginx";
@@ -301,6 +304,16 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       verifyTenantToken: options.registry?.verifyTenantToken,
       coordinator,
       supervisorKey: deploy.supervisorKey,
+    });
+    attachContractDeploys(app, {
+      store,
+      audit: registry.audit,
+      callers: registry.callers,
+      coordinator,
+      dataDir,
+      supervisorKey: deploy.supervisorKey,
+      selfUrl: () => selfUrl,
+      ...options.contractDeploys,
     });
   }
 

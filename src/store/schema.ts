@@ -1,4 +1,5 @@
 import type { AppTables } from "./tables/apps.js";
+import type { DeployReviewTables } from "./tables/deploy-review.js";
 import type { DeployTables } from "./tables/deploys.js";
 import type { MeshTables } from "./tables/mesh.js";
 import type { MetaTables } from "./tables/meta.js";
@@ -15,4 +16,5 @@ export interface Database
     AppTables,
     ReleaseTables,
     WebhookTables,
-    MeshTables {}
+    MeshTables,
+    DeployReviewTables {}
