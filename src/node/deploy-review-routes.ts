@@ -187,8 +187,8 @@ export function registerDeployReviewRoutes(app: FastifyInstance, opts: DeployRev
       throw new TabbifyError("BAD_REQUEST", `risky must be a list of ${REASON_KINDS.join(", ")}`);
     }
     const kinds = [...new Set(risky as ReasonKind[])].sort();
+    const before = await reviews.policy(scope);
     await reviews.store.transaction(async (trx) => {
-      const before = await reviews.policy(scope);
       await reviews.setPolicy(trx, scope, kinds, now());
       await audit.append(trx, {
         actor: caller.actor,

@@ -134,8 +134,13 @@ export class DeployReviewStore {
       .executeTakeFirst();
   }
 
-  async grants(scope: string, project: string | undefined): Promise<DeployGrantsTable[]> {
-    let q = this.store.db.selectFrom("deploy_grants").selectAll().where("scope", "=", scope);
+  /** Inside a transaction pass it: on SQLite a query outside it would wait for it forever. */
+  async grants(
+    scope: string,
+    project: string | undefined,
+    trx?: StoreTransaction,
+  ): Promise<DeployGrantsTable[]> {
+    let q = (trx ?? this.store.db).selectFrom("deploy_grants").selectAll().where("scope", "=", scope);
     if (project !== undefined) q = q.where("project", "=", project);
     return q.orderBy("created_at", "asc").execute();
   }

@@ -141,7 +141,7 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
         await trx.updateTable("deploy_plans").set({ status: "used" }).where("id", "=", planId).execute();
         usedPlan = planId;
       } else if (reasons.length > 0) {
-        const live = (await reviews.grants(scope, project)).filter(
+        const live = (await reviews.grants(scope, project, trx)).filter(
           (g) => !g.revoked_at && (g.expires_at === null || Date.parse(g.expires_at) > at.getTime()),
         );
         const covered = new Set<string>();
