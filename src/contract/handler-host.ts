@@ -55,8 +55,10 @@ function allowedBy(allow: string[], host: string, port: number): boolean {
 function targetOf(args: unknown[]): { host: string; port: number } | undefined {
   const [a, b] = args;
   if (typeof a === "object" && a !== null) {
-    const o = a as { host?: string; port?: number | string; path?: string };
-    if (o.path !== undefined) return undefined;
+    const o = a as { host?: string; port?: number | string; path?: string; socketPath?: string };
+    // A unix socket has a path and no port (http's options carry the request path too).
+    if ((o.port === undefined || o.port === null || o.port === "") && (o.path || o.socketPath))
+      return undefined;
     return { host: o.host ?? "localhost", port: Number(o.port) };
   }
   if (typeof a === "number" || (typeof a === "string" && /^\d+$/.test(a))) {
@@ -86,6 +88,10 @@ export function installEgressGuard(allow: string[] | "*", log: (line: string) =>
       return (original as unknown as (...a: unknown[]) => net.Socket).apply(this, args);
     } as unknown as F;
   net.connect = wrap(net.connect);
+  // http's agents captured net.createConnection when they loaded.
+  http.Agent.prototype.createConnection = wrap(
+    http.Agent.prototype.createConnection as unknown as (...args: never[]) => net.Socket,
+  ) as unknown as typeof http.Agent.prototype.createConnection;
   net.createConnection = wrap(net.createConnection);
   tls.connect = wrap(
     tls.connect as unknown as (...args: never[]) => net.Socket,
