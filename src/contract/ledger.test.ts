@@ -231,3 +231,21 @@ describe("renderings", () => {
     );
   });
 });
+
+describe("contract labels", () => {
+  test("dev.tabbify.contract.* carry the sha, lists and proven properties", async () => {
+    const { contractLabels } = await import("./labels.js");
+    const { unprovenContract } = await import("./analyse.js");
+    const c = unprovenContract();
+    c.env = { literal: ["A", "B"], dynamic: false };
+    c.routes = [{ pattern: "/api/", isPrefix: true }];
+    c.routesDynamic = false;
+    c.properties.readOnly = true;
+    const labels = contractLabels(c, "f".repeat(64));
+    assert.equal(labels["dev.tabbify.contract.sha"], "f".repeat(64));
+    assert.equal(labels["dev.tabbify.contract.env"], "A,B");
+    assert.equal(labels["dev.tabbify.contract.egress"], "*");
+    assert.equal(labels["dev.tabbify.contract.routes"], "/api/*");
+    assert.equal(labels["dev.tabbify.contract.properties"], "hasEgress,readOnly");
+  });
+});

@@ -1,7 +1,5 @@
 import { join } from "node:path";
 import type { Command } from "commander";
-import { deployHandler } from "../cli/deploy.js";
-import { deployLocal } from "../cli/deploy-local.js";
 import {
   formatGrants,
   formatPlan,
@@ -81,7 +79,9 @@ export function registerContractCommands(program: Command, deps: ContractCommand
           local?: boolean;
         },
       ) => {
+        // The analyser (typescript) and esbuild load only for deploy: every other command stays fast.
         if (opts.local) {
+          const { deployLocal } = await import("../cli/deploy-local.js");
           const r = await deployLocal(dir);
           write(
             opts,
@@ -95,6 +95,7 @@ export function registerContractCommands(program: Command, deps: ContractCommand
           throw new TabbifyError("USAGE", "--wait-timeout takes a number of seconds > 0");
         const { url, token } = await deps.connect(opts);
         const text: string[] = [];
+        const { deployHandler } = await import("../cli/deploy.js");
         const outcome = await deployHandler({
           dir,
           nodeUrl: url,

@@ -5,6 +5,7 @@ import { dirname, join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
+import { contractLabels } from "../contract/labels.js";
 import type { Contract } from "../contract/types.js";
 import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
@@ -118,6 +119,11 @@ export class HandlerReleaser {
       mode: 0o600,
     });
     const contract = JSON.parse(session.contract) as Contract;
+    await writeFile(
+      join(dir, "contract-labels.json"),
+      `${JSON.stringify(contractLabels(contract, session.contract_sha), null, 2)}\n`,
+      { mode: 0o600 },
+    );
     const supervisor = this.supervisorFor(session.region);
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (this.opts.supervisorKey) headers.authorization = `Bearer ${this.opts.supervisorKey}`;

@@ -3,8 +3,10 @@ import type { FastifyInstance } from "fastify";
 import { v5 as uuidv5 } from "uuid";
 import { contractSha } from "../contract/canonical.js";
 import { parseContract } from "../contract/contract-wire.js";
+import { contractLabels } from "../contract/labels.js";
 import { parseProofRow } from "../contract/ledger.js";
 import { riskyReasons } from "../contract/reasons.js";
+import type { Contract } from "../contract/types.js";
 import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { CallerResolver } from "./apps-identity.js";
@@ -329,6 +331,7 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
       detail: session.detail,
       digest: session.digest,
       contractSha: session.contract_sha,
+      labels: contractLabels(JSON.parse(session.contract) as Contract, session.contract_sha),
     };
   });
 
