@@ -46,6 +46,7 @@ import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import { NodeClient, normalizeNodeUrl } from "../node/client.js";
 import { artifactStoreConfig, artifactStoreOptions } from "./artifact-store-options.js";
 import type { OptionSpec } from "./flags.js";
+import { registerContractCommands } from "./tcli-contract.js";
 
 export { DEFAULT_LOCAL_STORE } from "../artifacts/open.js";
 export const DEFAULT_NODE_URL = "http://127.0.0.1:8090";
@@ -91,9 +92,13 @@ function home(): string {
 }
 
 /** A client for the node with the saved token for its URL, else TABBIFY_TOKEN. */
+async function clientToken(opts: { node?: string }): Promise<string | undefined> {
+  return (await savedToken(home(), nodeUrlOf(opts))) ?? resolved(undefined, ["TABBIFY_TOKEN"]);
+}
+
 async function clientFor(opts: { node?: string }): Promise<NodeClient> {
   const url = nodeUrlOf(opts);
-  const token = (await savedToken(home(), url)) ?? resolved(undefined, ["TABBIFY_TOKEN"]);
+  const token = await clientToken(opts);
   return new NodeClient({ url, ...(token ? { token } : {}) });
 }
 
@@ -485,6 +490,10 @@ withCommon(program.command("deploys").summary("recent deploys of an app, or of e
   });
 
 registerReleaseCommands(program, { withCommon, clientFor, print, examples });
+registerContractCommands(program, {
+  withCommon,
+  connect: async (o) => ({ url: nodeUrlOf(o), token: await clientToken(o) }),
+});
 
 const commands = program.commands;
 program.helpInformation = () => {

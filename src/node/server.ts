@@ -33,6 +33,7 @@ import { registerAppLogsRoutes } from "./apps-logs-routes.js";
 import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
 import { registerAppOpsRoutes } from "./apps-ops-routes.js";
 import { NodeKeyCheck } from "./auth.js";
+import { attachContractDeploys } from "./contract-deploys.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { type DeviceLoginOptions, registerDeviceLoginRoutes } from "./device-login-routes.js";
 import { toNodeError } from "./errors.js";
@@ -88,6 +89,8 @@ export interface NodeOptions {
   edgeWorkers?: number;
   /** Device login (RFC 8628): how approved devices get a tenant token. */
   deviceLogin?: DeviceLoginOptions;
+  /** Handler deploys' plan and session lifetimes (tests shorten them). */
+  contractDeploys?: { planTtlMs?: number; sessionTtlMs?: number };
 }
 
 export type DataPlane = "node" | "nginx" | "caddy" | "haproxy";
@@ -342,6 +345,16 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       verifyTenantToken: options.registry?.verifyTenantToken,
       coordinator,
       supervisorKey: deploy.supervisorKey,
+    });
+    attachContractDeploys(app, {
+      store,
+      audit: registry.audit,
+      callers: registry.callers,
+      coordinator,
+      dataDir,
+      supervisorKey: deploy.supervisorKey,
+      selfUrl: () => selfUrl,
+      ...options.contractDeploys,
     });
   }
 

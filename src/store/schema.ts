@@ -1,4 +1,5 @@
 import type { AppTables } from "./tables/apps.js";
+import type { DeployReviewTables } from "./tables/deploy-review.js";
 import type { DeployTables } from "./tables/deploys.js";
 import type { EnvTables } from "./tables/env.js";
 import type { MeshTables } from "./tables/mesh.js";
@@ -19,4 +20,5 @@ export interface Database
     WebhookTables,
     MeshTables,
     EnvTables,
-    RegistryEventTables {}
+    RegistryEventTables,
+    DeployReviewTables {}

@@ -7,6 +7,7 @@ import * as m200 from "./200_registry_events.js";
 import * as m300 from "./300_webhook_bodies.js";
 import * as m400 from "./400_mesh.js";
 import * as m500 from "./500_app_env.js";
+import * as m700 from "./700_deploy_review.js";
 
 /**
  * Every migration, in the order they run. Names sort in that order too (Kysely checks). Adding a
@@ -21,6 +22,7 @@ export const migrations: Record<string, Migration> = {
   "300_webhook_bodies": m300,
   "400_mesh": m400,
   "500_app_env": m500,
+  "700_deploy_review": m700,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,0 +1,28 @@
+import type { FastifyInstance } from "fastify";
+import type { RosterCoordinator } from "../mesh/coordinator.js";
+import type { Store } from "../store/index.js";
+import type { CallerResolver } from "./apps-identity.js";
+import type { AuditLog } from "./audit-log.js";
+import { registerDeployReviewRoutes } from "./deploy-review-routes.js";
+import { DeployReviewStore } from "./deploy-review-store.js";
+import { registerDeploySessionRoutes } from "./deploy-session-routes.js";
+
+/** Handler deploys with a contract: sessions, review plans, grants and proof rows, on one node. */
+export interface ContractDeploysOptions {
+  store: Store;
+  audit: AuditLog;
+  callers: CallerResolver;
+  coordinator: RosterCoordinator;
+  dataDir: string;
+  supervisorKey: string | undefined;
+  selfUrl: () => string;
+  /** Tests shorten these. */
+  planTtlMs?: number;
+  sessionTtlMs?: number;
+}
+
+export function attachContractDeploys(app: FastifyInstance, opts: ContractDeploysOptions): void {
+  const reviews = new DeployReviewStore(opts.store);
+  registerDeployReviewRoutes(app, { reviews, callers: opts.callers, audit: opts.audit });
+  registerDeploySessionRoutes(app, { ...opts, reviews });
+}
