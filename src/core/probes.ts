@@ -1,4 +1,5 @@
 import type { FastifyInstance } from "fastify";
+import { releaseStamp } from "./release-info.js";
 
 /**
  * The three probes every Tabbify role serves on its listener, unauthenticated, so a load
@@ -81,7 +82,11 @@ export async function runReadyChecks(
 
 /** The running build as `/api/version` reports it. */
 export function buildInfo(version: string, extra: Partial<Omit<BuildInfo, "version">> = {}): BuildInfo {
-  const info: BuildInfo = { version, commit: extra.commit ?? null, built_at: extra.built_at ?? null };
+  const info: BuildInfo = {
+    version,
+    commit: extra.commit ?? releaseStamp.commit,
+    built_at: extra.built_at ?? releaseStamp.built_at,
+  };
   if (extra.release !== undefined) info.release = extra.release;
   return info;
 }

@@ -2,6 +2,7 @@
  * `tabbify supervisor`: runner lifecycle on this host. Reads flags/env, checks what the host can
  * do, re-adopts living runners, serves the HTTP API and keeps this host on the node's roster.
  */
+
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { v7 as uuidV7 } from "uuid";
@@ -18,6 +19,7 @@ import { AppUsers, ensureAppUser } from "../supervisor/app-users.js";
 import { defaultBackoff } from "../supervisor/backoff.js";
 import { capabilityTags, hasNetAdmin, InterfaceAddresses, noAddresses } from "../supervisor/host.js";
 import { Supervisor } from "../supervisor/supervisor.js";
+import { listenOptions } from "../upgrade/listener-handoff.js";
 import { artifactStoreConfig, artifactStoreOptions } from "./artifact-store-options.js";
 import { registerDeployPull } from "./deploy-pull.js";
 import {
@@ -285,7 +287,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       }),
     );
   }
-  await api.listen({ host: listen.host, port: listen.port });
+  await api.listen(listenOptions({ host: listen.host, port: listen.port }));
   const address = `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${listen.port}`;
   logger.info("listening", {
     address,

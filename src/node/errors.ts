@@ -41,6 +41,9 @@ export const nodeErrorStatus: Record<string, number> = {
   NODE_KEY_NOT_SET: 503,
   MESH_UNAVAILABLE: 503,
   WEBHOOK_SECRET_UNSET: 503,
+  UPGRADE_UNAVAILABLE: 409,
+  UPGRADE_IN_PROGRESS: 409,
+  UPGRADE_NOT_FOUND: 404,
 };
 
 export interface NodeErrorBody {

@@ -24,6 +24,7 @@ import { RosterCoordinator } from "../mesh/coordinator.js";
 import { MeshCoordinator } from "../mesh/mesh-coordinator.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import type { Store } from "../store/index.js";
+import { listenOptions } from "../upgrade/listener-handoff.js";
 import { CallerResolver } from "./apps-identity.js";
 import { registerAppLogsRoutes } from "./apps-logs-routes.js";
 import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
@@ -35,6 +36,10 @@ import { importLocalRepo, registerGitRoutes } from "./git-push.js";
 import { registerMeshRoutes } from "./mesh-routes.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
+import {
+  type PlatformUpgradeRouteOptions,
+  registerPlatformUpgradeRoutes,
+} from "./platform-upgrade-routes.js";
 import { AppProxy } from "./proxy.js";
 import { attachReleases } from "./releases-node.js";
 import { nodeVersion } from "./version.js";
@@ -66,6 +71,8 @@ export interface NodeOptions {
   logger?: Logger;
   /** Port apps listen on; only tests and benches pick another. */
   appPort?: number;
+  /** Sends a platform upgrade request to `tabbify up` (src/node/platform-upgrade-routes.ts). */
+  platformUpgradeChannel?: PlatformUpgradeRouteOptions["channel"];
   /** The deploy pipeline's wiring. Secrets arrive here from the environment only. */
   deploy?: NodeDeployOptions;
   /** The app registry's seed, allowed servers and tenant-token check. */
@@ -266,6 +273,12 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(deploy.supervisorKey ? { supervisorKey: deploy.supervisorKey } : {}),
       logger: logger.child("releases"),
     });
+    registerPlatformUpgradeRoutes(app, {
+      store,
+      keyCheck,
+      dataDir: options.dataDir,
+      channel: options.platformUpgradeChannel,
+    });
     registerGitRoutes(app, {
       dataDir: options.dataDir,
       callers: registry.callers,
@@ -326,7 +339,9 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   try {
     // Behind an edge the node's API moves to a loopback port only the edge (and local tools) dial.
     await app.listen(
-      dataPlane === "node" ? { host, port: options.port ?? 8090 } : { host: "127.0.0.1", port: 0 },
+      dataPlane === "node"
+        ? listenOptions({ host, port: options.port ?? 8090 })
+        : { host: "127.0.0.1", port: 0 },
     );
   } catch (err) {
     await store?.close();

@@ -2,6 +2,7 @@ import type { AppTables } from "./tables/apps.js";
 import type { DeployTables } from "./tables/deploys.js";
 import type { MeshTables } from "./tables/mesh.js";
 import type { MetaTables } from "./tables/meta.js";
+import type { PlatformUpgradeTables } from "./tables/platform-upgrades.js";
 import type { ReleaseTables } from "./tables/releases.js";
 import type { WebhookTables } from "./tables/webhooks.js";
 
@@ -15,4 +16,5 @@ export interface Database
     AppTables,
     ReleaseTables,
     WebhookTables,
-    MeshTables {}
+    MeshTables,
+    PlatformUpgradeTables {}

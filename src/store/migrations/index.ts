@@ -4,6 +4,7 @@ import * as m002 from "./002_apps_audit.js";
 import * as m100 from "./100_releases.js";
 import * as m300 from "./300_webhook_bodies.js";
 import * as m400 from "./400_mesh.js";
+import * as m900 from "./900_platform_upgrades.js";
 
 /**
  * Every migration, in the order they run. Names sort in that order too (Kysely checks). Adding a
@@ -15,6 +16,7 @@ export const migrations: Record<string, Migration> = {
   "100_releases": m100,
   "300_webhook_bodies": m300,
   "400_mesh": m400,
+  "900_platform_upgrades": m900,
 };
 
 export const migrationProvider: MigrationProvider = {
