@@ -259,6 +259,12 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     }
     // up finishes the handoff under way, then hands every moved role back.
     await up.waitForLine(new RegExp(`upgrade ${id}: upgrader exited`), 120_000);
+    for (const line of up
+      .output()
+      .split("\n")
+      .filter((l) => /^tabbify up: .*(upgrade|now runs|back on)/.test(l))) {
+      console.log(`# ${line}`);
+    }
     await up.stop(20_000);
     up = spawnUp(data, ports);
     await up.waitForLine(/Tabbify is up/, 90_000);
@@ -266,7 +272,8 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
       headers: auth,
     });
     const row = (await res.json()) as { status: string; error: string | null };
-    assert.ok(row.status === "failed" || row.status === "completed", JSON.stringify(row));
+    // Killed before its commit, the upgrade cannot have stuck: `up` handed every role back.
+    assert.equal(row.status, "failed", JSON.stringify(row));
     console.log(`# upgrader killed mid-node-handoff: ${row.status} (${row.error})`);
     assert.equal(rolePids("node", data).length, 1, "exactly one node");
     const versionNow = await versions();

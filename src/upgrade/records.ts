@@ -1,8 +1,8 @@
 /**
  * The store's record of platform upgrades. The upgrader writes every step; the node only reads,
  * except for one case: an upgrade left "in_progress" by an upgrader that no longer runs is closed
- * by whoever reads it, as completed when the reading node already runs the target version and as
- * failed otherwise, so no status stays "in progress" forever.
+ * by whoever reads it, so no status stays "in progress" forever: as completed when the upgrader
+ * had reached the commit and the reading node runs the target version, as failed otherwise.
  */
 import { readFile } from "node:fs/promises";
 import type { Store } from "../store/index.js";
@@ -131,7 +131,9 @@ export async function readUpgrade(
       ? Date.now() - Date.parse(upgrade.created_at) > QUEUED_GRACE_MS
       : !(await upgraderAlive(upgrade.upgrader_pid, id));
   if (!lost) return upgrade;
-  const landed = upgrade.to_version !== null && upgrade.to_version === runningVersion;
+  // Only a commit makes an upgrade stick: before it, `up` hands every moved role back once the
+  // upgrader is gone, so a reader that runs the new version mid-handoff proves nothing.
+  const landed = upgrade.phase === "commit" && upgrade.to_version === runningVersion;
   const why =
     upgrade.upgrader_pid === null
       ? "the upgrader never started"
