@@ -23,7 +23,8 @@ import { freeUpPorts, spawnUp, supervisorAuth, type UpPorts } from "./support/up
 import { breakRole, RequestLoop, releaseTarball, rolePids } from "./support/upgrade-stack.js";
 
 const roles = ["node", "registry", "auth", "supervisor"] as const;
-const dockerImage = "tabbify-test/upgrade:v1";
+// Unique per run: another run's cleanup must not remove this run's image.
+const dockerImage = `tabbify-test/upgrade-${process.pid}:v1`;
 const dockerStartScript = `/bin/busybox mkdir -p /tmp/www
 echo "hello from docker" > /tmp/www/index.html
 /bin/busybox httpd -f -p "$HOST:$PORT" -h /tmp/www &
@@ -75,15 +76,19 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     }).trim() || undefined;
 
   const upgrade = (args: string[]) =>
-    run(process.execPath, [
-      join(repoRoot, "dist", "src", "main", "tabbify.js"),
-      "upgrade",
-      ...args,
-      "--node",
-      `http://127.0.0.1:${ports.node}`,
-      "--key-file",
-      join(data, "node.key"),
-    ]).then(
+    run(
+      process.execPath,
+      [
+        join(repoRoot, "dist", "src", "main", "tabbify.js"),
+        "upgrade",
+        ...args,
+        "--node",
+        `http://127.0.0.1:${ports.node}`,
+        "--key-file",
+        join(data, "node.key"),
+      ],
+      { timeoutMs: 900_000 },
+    ).then(
       (out) => ({ code: 0, output: out.stdout + out.stderr }),
       (err: { exitCode: number; stdout: string; stderr: string }) => ({
         code: err.exitCode,

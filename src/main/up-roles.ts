@@ -12,6 +12,7 @@ import { streamingProcessFlags } from "../core/node-flags.js";
 import { type BackoffPolicy, retryDelayMs } from "../supervisor/backoff.js";
 import { probeVersionReady } from "../upgrade/handoff-probe.js";
 import { offerListener, type SharedListener } from "../upgrade/listener-handoff.js";
+import type { HandoffTimes } from "../upgrade/up-control.js";
 
 /** This tree's entry; a role runs another release's entry after an upgrade. */
 export const tabbifyEntry = fileURLToPath(new URL("./tabbify.js", import.meta.url));
@@ -122,9 +123,9 @@ export class KeptRole {
    * listens on the same socket, the old one is stopped only once the new one answers
    * `/api/version` with `version` and `/api/ready` with 200 (over one connection, see
    * handoff-probe.ts). When that does not happen within `timeoutMs` the new one is stopped and
-   * the old one keeps serving; throws ROLE_NOT_READY with the reason. Resolves with the time taken.
+   * the old one keeps serving; throws ROLE_NOT_READY with the reason.
    */
-  async handoff(entry: string, version: string, timeoutMs: number): Promise<number> {
+  async handoff(entry: string, version: string, timeoutMs: number): Promise<HandoffTimes> {
     const listener = this.spec.listener;
     const old = this.#child;
     if (!listener || !old || this.#stopping) {
@@ -142,12 +143,13 @@ export class KeptRole {
         }
         const probe = await probeVersionReady(listener.host, listener.port, version);
         if (probe.ready) {
+          const readyMs = Date.now() - begun;
           this.#adopt(candidate);
           this.#entry = entry;
           this.#failures = 0;
           await stopProcess(old, this.#exits.get(old), 10_000);
           this.#exits.delete(old);
-          return Date.now() - begun;
+          return { readyMs, totalMs: Date.now() - begun };
         }
         last = probe.reason;
         if (Date.now() >= deadline) {

@@ -53,7 +53,7 @@ const runOptions: OptionSpec[] = [
   { flag: "from-dir", help: "the package root of the release running now" },
   { flag: "tarball", help: "the uploaded release" },
   { flag: "rollback", boolean: true, help: "roll back instead" },
-  { flag: "role-timeout", default: "60", help: "seconds each role has to become ready" },
+  { flag: "role-timeout", default: "120", help: "seconds each role has to become ready" },
 ];
 
 const usage = "tabbify upgrade (--to <tarball> | --rollback) [--node URL] | pack --out DIR | run ...";
@@ -122,7 +122,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     if (upgrade) {
       for (const role of upgrade.roles.slice(shown)) {
         process.stderr.write(
-          `tabbify upgrade: ${role.role} ${role.ok ? `handed over in ${role.ms} ms` : `FAILED: ${role.error}`}\n`,
+          `tabbify upgrade: ${role.role} ${role.ok ? `handed over in ${role.ms} ms (new one ready in ${role.ready_ms} ms)` : `FAILED: ${role.error}`}\n`,
         );
       }
       shown = upgrade.roles.length;

@@ -12,7 +12,10 @@ export type UpgradeStatus = "in_progress" | "completed" | "failed";
 export interface RoleOutcome {
   role: string;
   ok: boolean;
+  /** From the new process's start until the old one had exited. */
   ms: number;
+  /** From the new process's start until it answered with the new version and ready. */
+  ready_ms?: number;
   error?: string;
 }
 

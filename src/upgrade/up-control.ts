@@ -15,7 +15,13 @@ import { commitRelease, type PlatformRelease, releaseEntry } from "./releases.js
 export interface HandoffRole {
   readonly name: string;
   readonly entry: string;
-  handoff(entry: string, version: string, timeoutMs: number): Promise<number>;
+  handoff(entry: string, version: string, timeoutMs: number): Promise<HandoffTimes>;
+}
+
+/** From the new process's start: until it answered ready, and until the old one had exited. */
+export interface HandoffTimes {
+  readyMs: number;
+  totalMs: number;
 }
 
 export interface UpgradeRequest {
@@ -37,6 +43,9 @@ export interface UpgradeControlOptions {
   say: (line: string) => void;
   echo: boolean;
 }
+
+/** A role going back to the release it ran gets longer than a new one: there is nowhere else to go. */
+const revertTimeoutMs = 180_000;
 
 type UpgraderMessage =
   | { type: "swap"; role: string; version: string; dir: string; timeoutMs: number }
@@ -128,10 +137,12 @@ export class UpgradeControl {
         return reply({ type: "swap-result", role: message.role, ok: false, ms: 0, error: "no such role" });
       const before = role.entry;
       try {
-        const ms = await role.handoff(releaseEntry(message), message.version, message.timeoutMs);
+        const times = await role.handoff(releaseEntry(message), message.version, message.timeoutMs);
         this.#moved.push({ role, entry: before });
-        this.opts.say(`${role.name} now runs ${message.version} (handoff in ${ms} ms)`);
-        reply({ type: "swap-result", role: role.name, ok: true, ms });
+        this.opts.say(
+          `${role.name} now runs ${message.version} (new one ready in ${times.readyMs} ms, old one gone at ${times.totalMs} ms)`,
+        );
+        reply({ type: "swap-result", role: role.name, ok: true, ms: times.totalMs, ready_ms: times.readyMs });
       } catch (err) {
         reply({ type: "swap-result", role: role.name, ok: false, ms: 0, error: (err as Error).message });
       }
@@ -153,8 +164,8 @@ export class UpgradeControl {
     const errors: string[] = [];
     for (const { role, entry } of this.#moved.reverse()) {
       try {
-        const ms = await role.handoff(entry, this.#running.version, 60_000);
-        this.opts.say(`${role.name} back on ${this.#running.version} (handoff in ${ms} ms)`);
+        const times = await role.handoff(entry, this.#running.version, revertTimeoutMs);
+        this.opts.say(`${role.name} back on ${this.#running.version} (handoff in ${times.totalMs} ms)`);
       } catch (err) {
         errors.push((err as Error).message);
       }

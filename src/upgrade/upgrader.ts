@@ -49,6 +49,7 @@ interface SwapResult {
   type: "swap-result";
   ok: boolean;
   ms: number;
+  ready_ms?: number;
   error?: string;
 }
 
@@ -100,7 +101,13 @@ export async function runUpgrader(opts: UpgraderOptions): Promise<number> {
       const probe = await probeVersionReady(opts.nodeHost, opts.nodePort, target.version);
       if (!probe.ready) error = `the new node does not answer as ${target.version}: ${probe.reason}`;
     }
-    const outcome: RoleOutcome = { role, ok: !error, ms: swapped.ms, ...(error ? { error } : {}) };
+    const outcome: RoleOutcome = {
+      role,
+      ok: !error,
+      ms: swapped.ms,
+      ...(swapped.ready_ms !== undefined ? { ready_ms: swapped.ready_ms } : {}),
+      ...(error ? { error } : {}),
+    };
     roles.push(outcome);
     await addRoleOutcome(store, id, outcome);
     if (error) {
