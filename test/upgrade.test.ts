@@ -7,8 +7,8 @@
  *   2. a release whose supervisor exits at start: the command exits non-zero naming the
  *      supervisor, the running version keeps serving, no request fails;
  *   3. --rollback returns every role to the release before;
- *   4. the upgrader killed while the node is handed over: after `up` restarts, the store says
- *      failed or completed (never in progress) and exactly one node serves.
+ *   4. the upgrader killed while the node is handed over: `up` hands every role back; after `up`
+ *      restarts the store says failed (never in progress) and exactly one node serves.
  *
  * Prints the handoff time per role and the loops' p99 at rest and during the upgrade.
  */
@@ -238,7 +238,7 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     for (const loop of loops) assert.deepEqual(loop.failures, [], loop.url);
   });
 
-  it("an upgrader killed mid-node-handoff leaves the store failed or completed and one node serving", async () => {
+  it("an upgrader killed mid-node-handoff: every role handed back, the store says failed, one node serves", async () => {
     const auth = { authorization: `Bearer ${key}` };
     const body = await readFile(goodTarball);
     const started = await fetch(`http://127.0.0.1:${ports.node}/api/v1/platform/upgrade`, {
