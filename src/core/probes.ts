@@ -1,4 +1,5 @@
 import type { FastifyInstance } from "fastify";
+import { releaseStamp } from "./release-info.js";
 import { buildStamp } from "./version.js";
 
 /**
@@ -84,8 +85,9 @@ export async function runReadyChecks(
 export function buildInfo(version: string, extra: Partial<Omit<BuildInfo, "version">> = {}): BuildInfo {
   const info: BuildInfo = {
     version,
-    commit: extra.commit ?? buildStamp.commit,
-    built_at: extra.built_at ?? buildStamp.built_at,
+    // A packed platform release's own stamp wins over the build's (they agree when both exist).
+    commit: extra.commit ?? releaseStamp.commit ?? buildStamp.commit,
+    built_at: extra.built_at ?? releaseStamp.built_at ?? buildStamp.built_at,
   };
   if (extra.release !== undefined) info.release = extra.release;
   return info;

@@ -12,6 +12,7 @@ import { buildAuthApp } from "../auth/server.js";
 import { issueTenantToken, maxTenantTokenTtlSeconds, verifyTenantToken } from "../auth/tenant-token.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import { dataDirPermissionWarnings } from "../storage/permissions.js";
+import { listenOptions } from "../upgrade/listener-handoff.js";
 import { warnIfPublic } from "./bind-warning.js";
 import { type OptionSpec, optionsHelp, parseListen, parseOptions, required, untilSignal } from "./flags.js";
 
@@ -78,7 +79,7 @@ async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const key = await loadOrCreateSigningKey(dataDir);
   const app = buildAuthApp({ key, logger: true });
   try {
-    await app.listen({ host, port });
+    await app.listen(listenOptions({ host, port }));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? "unknown error";
     throw new TabbifyError("LISTEN_FAILED", `cannot listen on ${host}:${port}: ${code}`);

@@ -189,6 +189,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     registry: await registryOptions(opts.values, opts.lists),
     dataPlane,
     deviceLogin: await deviceLoginOptions(opts.values["auth-data"]),
+    // Under `tabbify up` the node's IPC channel leads to `up`, which performs platform upgrades.
+    ...(process.send ? { platformUpgradeChannel: (request: object) => process.send!(request) } : {}),
   });
   // The node joins its own coordinator with its own key: no join token needed.
   const meshJoiner = wireguard

@@ -20,6 +20,7 @@ import { defaultBackoff } from "../supervisor/backoff.js";
 import { capabilityTags, hasNetAdmin, InterfaceAddresses, noAddresses } from "../supervisor/host.js";
 import { SecretEnvSource } from "../supervisor/secret-env.js";
 import { Supervisor } from "../supervisor/supervisor.js";
+import { listenOptions } from "../upgrade/listener-handoff.js";
 import { artifactStoreConfig, artifactStoreOptions } from "./artifact-store-options.js";
 import { warnIfPublic } from "./bind-warning.js";
 import { registerDeployPull } from "./deploy-pull.js";
@@ -297,7 +298,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     );
   }
   warnIfPublic("supervisor", listen.host);
-  await api.listen({ host: listen.host, port: listen.port });
+  await api.listen(listenOptions({ host: listen.host, port: listen.port }));
   const address = `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${listen.port}`;
   logger.info("listening", {
     address,

@@ -3,6 +3,7 @@
  * loaded only when chosen, so `tabbify runner` does not pay for the registry's imports.
  */
 import { isTabbifyError } from "../core/errors.js";
+import { tabbifyVersion } from "../core/version.js";
 
 export interface RoleModule {
   run(argv: string[], env: NodeJS.ProcessEnv): Promise<number | undefined>;
@@ -43,12 +44,37 @@ const roles: Record<string, { summary: string; load: () => Promise<RoleModule> }
     summary: "print the addresses an app uuid (or --repo URL) gets",
     load: () => import("./address.js"),
   },
+  upgrade: {
+    summary: "upgrade (or --rollback) the running platform to a release tarball; `upgrade pack` builds one",
+    load: () => import("./upgrade.js"),
+  },
 };
+
+/**
+ * `--self-check`: what a release must pass before it may replace the running one. Every role's
+ * module loads (its imports resolve against the release's node_modules) and the store's
+ * migrations run on a throwaway database.
+ */
+async function selfCheck(): Promise<number> {
+  for (const [name, entry] of Object.entries(roles)) {
+    try {
+      await entry.load();
+    } catch (err) {
+      process.stderr.write(`tabbify: self-check: role ${name} does not load: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
+  const { openStore } = await import("../store/index.js");
+  const store = await openStore({ engine: "sqlite", file: ":memory:" });
+  await store.close();
+  process.stdout.write(`self-check ok: tabbify ${tabbifyVersion}\n`);
+  return 0;
+}
 
 function usage(): string {
   const width = Math.max(...Object.keys(roles).map((r) => r.length));
   const lines = Object.entries(roles).map(([name, r]) => `  ${name.padEnd(width)}  ${r.summary}`);
-  return `usage: tabbify <role> [flags]\n\nroles:\n${lines.join("\n")}\n\n\`tabbify <role> --help\` lists a role's flags and env vars.\n`;
+  return `usage: tabbify <role> [flags] | tabbify --version | tabbify --self-check\n\nroles:\n${lines.join("\n")}\n\n\`tabbify <role> --help\` lists a role's flags and env vars.\n`;
 }
 
 async function main(): Promise<number> {
@@ -57,10 +83,22 @@ async function main(): Promise<number> {
     process.stdout.write(usage());
     return role ? 0 : 2;
   }
+  if (role === "--version") {
+    process.stdout.write(`${tabbifyVersion}\n`);
+    return 0;
+  }
+  if (role === "--self-check") return selfCheck();
   const entry = roles[role];
   if (!entry) {
     process.stderr.write(`tabbify: unknown role "${role}"\n\n${usage()}`);
     return 2;
+  }
+  // A role started by `tabbify up` listens on the socket `up` holds for its port (see
+  // src/upgrade/listener-handoff.ts), so replacing the process never refuses a connection.
+  if (process.env.TABBIFY_LISTENER_HANDOFF === "1") {
+    delete process.env.TABBIFY_LISTENER_HANDOFF;
+    const { receiveListener } = await import("../upgrade/listener-handoff.js");
+    await receiveListener();
   }
   const mod = await entry.load();
   return (await mod.run(rest, process.env)) ?? 0;

@@ -9,11 +9,16 @@
  */
 import { execFile } from "node:child_process";
 import { mkdir } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadOrCreateKeyFile } from "../core/key-file.js";
+import { tabbifyVersion } from "../core/version.js";
+import { bindSharedListener } from "../upgrade/listener-handoff.js";
+import { currentRelease, type PlatformRelease, releaseEntry } from "../upgrade/releases.js";
+import { UpgradeControl } from "../upgrade/up-control.js";
 import { type OptionSpec, optionsHelp, parseOptions, untilSignal } from "./flags.js";
 import { roleEnv } from "./role-env.js";
-import { KeptRole, type RoleSpec } from "./up-roles.js";
+import { KeptRole, type RoleSpec, tabbifyEntry } from "./up-roles.js";
 import { assertPortsFree, clearUpState, writeUpState } from "./up-state.js";
 
 const upOptions: OptionSpec[] = [
@@ -111,6 +116,15 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     ...(supKeyFromEnv ? { SUPERVISOR_API_KEY: supKey.key } : {}),
   });
 
+  // The platform runs the current release when an upgrade installed one, else this tree.
+  const running: PlatformRelease = (await currentRelease(dataDir)) ?? {
+    version: tabbifyVersion,
+    dir: resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", ".."),
+  };
+  const entry = releaseEntry(running);
+  // up holds each role's listening socket, so replacing a role's process never refuses a connection.
+  const listener = (port: string) => bindSharedListener(host, Number(port));
+
   const builder = await dockerAnswers();
   const say = (line: string) => process.stderr.write(`tabbify up: ${line}\n`);
   const specs: RoleSpec[] = [
@@ -119,6 +133,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       args: ["auth", "--listen", `${host}:${opts.values["auth-port"]}`, "--data", join(dataDir, "auth")],
       env: roleEnv("auth", env),
       readyUrl: `${authUrl}/health`,
+      listener: listener(opts.values["auth-port"]!),
+      entry,
     },
     {
       name: "registry",
@@ -133,6 +149,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       ],
       env: roleEnv("registry", env),
       readyUrl: `${registryUrl}/v2/`,
+      listener: listener(opts.values["registry-port"]!),
+      entry,
     },
     {
       name: "node",
@@ -156,6 +174,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       ],
       env: nodeEnv,
       readyUrl: `${nodeUrl}/health`,
+      listener: listener(opts.values["node-port"]!),
+      entry,
     },
     {
       name: "supervisor",
@@ -180,6 +200,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       ],
       env: supervisorEnv,
       readyUrl: `${supervisorUrl}/health`,
+      listener: listener(opts.values["supervisor-port"]!),
+      entry,
     },
   ];
   const roles: KeptRole[] = [];
@@ -206,6 +228,22 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     supervisor_url: supervisorUrl,
     started_at: new Date().toISOString(),
   });
+  const upgrades = new UpgradeControl({
+    dataDir,
+    roles: new Map(roles.map((role) => [role.name, role])),
+    running,
+    upgraderEntry: tabbifyEntry,
+    upgraderArgs: [
+      "--node-data",
+      join(dataDir, "node"),
+      "--node-listen",
+      `${host}:${opts.values["node-port"]}`,
+    ],
+    say,
+    echo,
+  });
+  roles.find((role) => role.name === "node")?.onMessage((message) => upgrades.fromNode(message));
+
   const registryHost = new URL(registryUrl).host;
   const keyExpr = keySource === "TABBIFY_NODE_KEY" ? "$TABBIFY_NODE_KEY" : `$(cat ${keySource})`;
   const supKeyExpr = supKeyFromEnv ? "$SUPERVISOR_API_KEY" : `$(cat ${supKey.source})`;
@@ -213,6 +251,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     [
       "",
       `Tabbify is up. State lives in ${dataDir}.`,
+      `Release ${running.version} runs from ${running.dir}.`,
       "",
       `  node        ${nodeUrl}        deploy API, topology, /app/<uuid> proxy`,
       `  registry    ${registryUrl}        OCI Distribution /v2 (tenant auth on)`,
@@ -238,6 +277,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       `    -d '{"repo_url":"https://github.com/you/app","ref":"main","tenant":"dev"}'`,
       "",
       "A role that dies is restarted with backoff; the others keep serving.",
+      `Upgrade in place: npx tabbify upgrade --to <tarball> --node ${nodeUrl} --key-file ${keySource === "TABBIFY_NODE_KEY" ? "<file>" : keySource}`,
       "Ctrl-C stops the control plane; running apps keep serving and are re-adopted by the next `up`.",
       `To stop everything, apps included: tabbify down --data ${dataDir}`,
       "",

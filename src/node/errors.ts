@@ -62,6 +62,9 @@ export const nodeErrorStatus: Record<string, number> = {
   SESSION_CONFLICT: 409,
   PLAN_EXPIRED: 410,
   SESSION_EXPIRED: 410,
+  UPGRADE_UNAVAILABLE: 409,
+  UPGRADE_IN_PROGRESS: 409,
+  UPGRADE_NOT_FOUND: 404,
 };
 
 export interface NodeErrorBody {

@@ -26,6 +26,7 @@ import type { SignaturePolicy } from "../pipeline/deps.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import type { HostCredentials } from "../pipeline/git-credentials.js";
 import type { Store } from "../store/index.js";
+import { listenOptions } from "../upgrade/listener-handoff.js";
 import { registerAppEnvRoutes } from "./app-env-routes.js";
 import { registerAppHistoryRoutes } from "./apps-history-routes.js";
 import { CallerResolver } from "./apps-identity.js";
@@ -41,6 +42,10 @@ import { importLocalRepo, registerGitRoutes } from "./git-push.js";
 import { registerMeshRoutes } from "./mesh-routes.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
+import {
+  type PlatformUpgradeRouteOptions,
+  registerPlatformUpgradeRoutes,
+} from "./platform-upgrade-routes.js";
 import { AppProxy } from "./proxy.js";
 import { registerRegistryEventsRoutes } from "./registry-events-routes.js";
 import { registerReleaseRootsRoute } from "./release-roots.js";
@@ -76,6 +81,8 @@ export interface NodeOptions {
   logger?: Logger;
   /** Port apps listen on; only tests and benches pick another. */
   appPort?: number;
+  /** Sends a platform upgrade request to `tabbify up` (src/node/platform-upgrade-routes.ts). */
+  platformUpgradeChannel?: PlatformUpgradeRouteOptions["channel"];
   /** The deploy pipeline's wiring. Secrets arrive here from the environment only. */
   deploy?: NodeDeployOptions;
   /** The app registry's seed, allowed servers and tenant-token check. */
@@ -286,6 +293,12 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(deploy.supervisorKey ? { supervisorKey: deploy.supervisorKey } : {}),
       logger: logger.child("releases"),
     });
+    registerPlatformUpgradeRoutes(app, {
+      store,
+      keyCheck,
+      dataDir: options.dataDir,
+      channel: options.platformUpgradeChannel,
+    });
     registerGitRoutes(app, {
       dataDir: options.dataDir,
       callers: registry.callers,
@@ -380,7 +393,9 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   try {
     // Behind an edge the node's API moves to a loopback port only the edge (and local tools) dial.
     await app.listen(
-      dataPlane === "node" ? { host, port: options.port ?? 8090 } : { host: "127.0.0.1", port: 0 },
+      dataPlane === "node"
+        ? listenOptions({ host, port: options.port ?? 8090 })
+        : { host: "127.0.0.1", port: 0 },
     );
   } catch (err) {
     await store?.close();

@@ -8,6 +8,7 @@ import { type Logger, silentLogger } from "../core/log.js";
 import type { StorageDriver } from "../storage/driver.js";
 import { LocalDriver, privateDirMode } from "../storage/local.js";
 import { dataDirPermissionWarnings } from "../storage/permissions.js";
+import { listenOptions } from "../upgrade/listener-handoff.js";
 import { AuthGate } from "./auth-gate.js";
 import { buildRegistryApp } from "./http.js";
 import { Notifier, type NotifyEndpoint } from "./notifications.js";
@@ -154,7 +155,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
     ...(notifier ? { notifier } : {}),
   });
   try {
-    await app.listen({ host: opts.host ?? "127.0.0.1", port: opts.port ?? 0 });
+    await app.listen(listenOptions({ host: opts.host ?? "127.0.0.1", port: opts.port ?? 0 }));
   } catch (err) {
     clearInterval(sweep);
     await child?.stop();

@@ -4,6 +4,7 @@ import type { DeployTables } from "./tables/deploys.js";
 import type { EnvTables } from "./tables/env.js";
 import type { MeshTables } from "./tables/mesh.js";
 import type { MetaTables } from "./tables/meta.js";
+import type { PlatformUpgradeTables } from "./tables/platform-upgrades.js";
 import type { RegistryEventTables } from "./tables/registry-events.js";
 import type { ReleaseTables } from "./tables/releases.js";
 import type { WebhookTables } from "./tables/webhooks.js";
@@ -21,4 +22,5 @@ export interface Database
     MeshTables,
     EnvTables,
     RegistryEventTables,
-    DeployReviewTables {}
+    DeployReviewTables,
+    PlatformUpgradeTables {}

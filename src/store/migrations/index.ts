@@ -8,6 +8,7 @@ import * as m300 from "./300_webhook_bodies.js";
 import * as m400 from "./400_mesh.js";
 import * as m500 from "./500_app_env.js";
 import * as m700 from "./700_deploy_review.js";
+import * as m900 from "./900_platform_upgrades.js";
 
 /**
  * Every migration, in the order they run. Names sort in that order too (Kysely checks). Adding a
@@ -23,6 +24,7 @@ export const migrations: Record<string, Migration> = {
   "400_mesh": m400,
   "500_app_env": m500,
   "700_deploy_review": m700,
+  "900_platform_upgrades": m900,
 };
 
 export const migrationProvider: MigrationProvider = {

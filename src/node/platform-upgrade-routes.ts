@@ -1,0 +1,109 @@
+/**
+ * The platform upgrade API, node key only:
+ *
+ *   POST /api/v1/platform/upgrade        body: the release tarball (application/octet-stream),
+ *                                        or {"rollback": true} (application/json)
+ *                                        → 202 {id, status: "in_progress"}
+ *   GET  /api/v1/platform/upgrades/:id   → the upgrade as the store has it
+ *
+ * The node only files the request: it stores the tarball and a row, and asks `tabbify up` (over
+ * the IPC channel `up` gave it) to start a transient upgrader, which does and records the rest.
+ * A node not started by `up` has no one to ask and answers 409.
+ */
+import { randomUUID } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { FastifyInstance } from "fastify";
+import { TabbifyError } from "../core/errors.js";
+import type { Store } from "../store/index.js";
+import { createUpgrade, finishUpgrade, openUpgrades, readUpgrade } from "../upgrade/records.js";
+import type { UpgradeRequest } from "../upgrade/up-control.js";
+import type { NodeKeyCheck } from "./auth.js";
+import { nodeVersion } from "./version.js";
+
+/** A Tabbify release is a few MB; this leaves room and bounds the disk an upload can take. */
+export const RELEASE_TARBALL_LIMIT = 512 * 1024 * 1024;
+
+export interface PlatformUpgradeRouteOptions {
+  store: Store;
+  keyCheck: NodeKeyCheck;
+  dataDir: string;
+  /** Sends a request to `tabbify up`; undefined when the node does not run under `up`. */
+  channel: ((request: UpgradeRequest) => boolean) | undefined;
+}
+
+export function registerPlatformUpgradeRoutes(app: FastifyInstance, opts: PlatformUpgradeRouteOptions): void {
+  const incoming = join(resolve(opts.dataDir), "platform-upgrades");
+  app.register(async (scope) => {
+    scope.addHook("onRequest", async (req) => {
+      opts.keyCheck.assert(req.headers.authorization);
+    });
+    // The tarball streams to disk; it is never held in memory.
+    scope.addContentTypeParser(
+      ["application/octet-stream", "application/gzip"],
+      { bodyLimit: RELEASE_TARBALL_LIMIT },
+      (_req, payload, done) => done(null, payload),
+    );
+
+    scope.post("/api/v1/platform/upgrade", async (req, reply) => {
+      const channel = opts.channel;
+      if (!channel) {
+        throw new TabbifyError(
+          "UPGRADE_UNAVAILABLE",
+          "this node does not run under `tabbify up`, which performs platform upgrades",
+        );
+      }
+      const open = await openUpgrades(opts.store, nodeVersion);
+      if (open.length > 0)
+        throw new TabbifyError("UPGRADE_IN_PROGRESS", `upgrade ${open[0]!.id} is still in progress`);
+      const id = randomUUID();
+      const isJson = (req.headers["content-type"] ?? "").startsWith("application/json");
+      let request: UpgradeRequest;
+      if (isJson) {
+        if ((req.body as { rollback?: unknown } | undefined)?.rollback !== true) {
+          throw new TabbifyError(
+            "BAD_REQUEST",
+            'send the release tarball as application/octet-stream, or {"rollback": true}',
+          );
+        }
+        request = { type: "platform-upgrade", id, rollback: true };
+      } else if (req.body && typeof (req.body as Readable).pipe === "function") {
+        await mkdir(incoming, { recursive: true, mode: 0o700 });
+        const tarball = join(incoming, `${id}.tgz`);
+        try {
+          await pipeline(req.body as Readable, createWriteStream(tarball, { mode: 0o600, flags: "wx" }));
+        } catch (err) {
+          await rm(tarball, { force: true });
+          throw err;
+        }
+        request = { type: "platform-upgrade", id, tarball };
+      } else {
+        throw new TabbifyError("BAD_REQUEST", "send the release tarball as application/octet-stream");
+      }
+      await createUpgrade(opts.store, {
+        id,
+        kind: request.rollback ? "rollback" : "upgrade",
+        from_version: nodeVersion,
+      });
+      if (!channel(request)) {
+        await finishUpgrade(opts.store, id, "failed", "tabbify up did not take the request");
+        if (request.tarball) await rm(request.tarball, { force: true });
+        throw new TabbifyError("UPGRADE_UNAVAILABLE", "tabbify up did not take the request");
+      }
+      return reply.code(202).send({ id, status: "in_progress" });
+    });
+
+    scope.get<{ Params: { id: string } }>("/api/v1/platform/upgrades/:id", async (req) => {
+      if (!/^[0-9a-f-]{36}$/.test(req.params.id))
+        throw new TabbifyError("UPGRADE_NOT_FOUND", "no such upgrade");
+      const upgrade = await readUpgrade(opts.store, req.params.id, nodeVersion);
+      if (!upgrade) throw new TabbifyError("UPGRADE_NOT_FOUND", "no such upgrade");
+      return upgrade;
+    });
+  });
+  // Closes upgrades a gone upgrader left open, so the store never says "in progress" forever.
+  void openUpgrades(opts.store, nodeVersion).catch(() => {});
+}

@@ -1,0 +1,114 @@
+/**
+ * For platform upgrade tests: release tarballs of this built tree (`tabbify upgrade pack`'s code,
+ * with a bumped version and optionally a role broken on purpose), request loops that measure
+ * every answer, and the processes of a `tabbify up` found by their command lines.
+ */
+
+import { readdirSync, readFileSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import http from "node:http";
+import { join } from "node:path";
+import { packStaged, stageRelease } from "../../src/upgrade/pack.js";
+import { repoRoot } from "./tools.js";
+
+/** A release tarball of this tree at `version`; `patch` may alter the staged tree first. */
+export async function releaseTarball(
+  outDir: string,
+  version: string,
+  patch?: (stage: string) => Promise<void>,
+): Promise<string> {
+  const stage = await stageRelease(repoRoot, { version });
+  await patch?.(stage);
+  return packStaged(stage, outDir);
+}
+
+/** Makes the staged release's `tabbify <role>` exit 3 as soon as it runs. */
+export function breakRole(role: string): (stage: string) => Promise<void> {
+  return async (stage) => {
+    const file = join(stage, "dist", "src", "main", `${role}.js`);
+    const text = await readFile(file, "utf8");
+    const marker = "export async function run(argv, env) {";
+    if (!text.includes(marker)) throw new Error(`${file} has no run(argv, env) to break`);
+    await writeFile(file, text.replace(marker, `${marker}\n    process.exit(3);`));
+  };
+}
+
+function getOnce(url: URL): Promise<number> {
+  return new Promise((done, fail) => {
+    // A connection per request: each one is accepted by whichever process serves the port then.
+    const req = http.get(
+      { host: url.hostname, port: url.port, path: url.pathname, agent: false, timeout: 10_000 },
+      (res) => {
+        res.resume();
+        res.on("end", () => done(res.statusCode ?? 0));
+        res.on("error", fail);
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("no answer within 10 s")));
+    req.on("error", fail);
+  });
+}
+
+/** GETs `url` back to back, each answer timed and filed under the current phase. */
+export class RequestLoop {
+  readonly failures: string[] = [];
+  readonly latencies = new Map<string, number[]>();
+  #phase = "rest";
+  #stopped = false;
+  #done: Promise<void> | undefined;
+
+  constructor(readonly url: string) {}
+
+  set phase(name: string) {
+    this.#phase = name;
+  }
+
+  start(): void {
+    this.#done = (async () => {
+      while (!this.#stopped) {
+        const phase = this.#phase;
+        const t0 = performance.now();
+        try {
+          const status = await getOnce(new URL(this.url));
+          if (status !== 200) this.failures.push(`${phase}: HTTP ${status}`);
+        } catch (err) {
+          this.failures.push(`${phase}: ${(err as Error).message}`);
+        }
+        const list = this.latencies.get(phase) ?? [];
+        list.push(performance.now() - t0);
+        this.latencies.set(phase, list);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#done;
+  }
+
+  /** [count, p50, p99] in ms for a phase. */
+  stats(phase: string): { n: number; p50: number; p99: number } {
+    const sorted = [...(this.latencies.get(phase) ?? [])].sort((a, b) => a - b);
+    const at = (q: number) =>
+      sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+    return { n: sorted.length, p50: at(0.5), p99: at(0.99) };
+  }
+}
+
+/** Pids of living `tabbify <role>` processes whose arguments include `needle` (e.g. a data dir). */
+export function rolePids(role: string, needle: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let args: string[];
+    try {
+      args = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+    } catch {
+      continue;
+    }
+    const at = args.findIndex((a) => a.endsWith("tabbify.js"));
+    if (at !== -1 && args[at + 1] === role && args.some((a) => a.includes(needle))) pids.push(Number(entry));
+  }
+  return pids;
+}
