@@ -2,7 +2,7 @@ import { isIPv6 } from "node:net";
 import { TabbifyError } from "../core/errors.js";
 import type { MeshAddressBook } from "./address-book.js";
 import { type JoinClaims, SELF_ADVERTISED_TAGS, validateNetwork, validateTags } from "./join-token.js";
-import { normalizeUla, ulaWords } from "./ula.js";
+import { isInfraUla, normalizeUla, ulaWords } from "./ula.js";
 import type {
   MeshEvent,
   MeshHeartbeatRequest,
@@ -109,7 +109,7 @@ export class MeshCoordinator {
     return {
       peer_id: info.peer_id,
       ula: info.ula,
-      peers: this.peers(),
+      peers: this.peersVisibleTo(caller),
       ...(ip ? { observed_ip: ip } : {}),
       ...(endpoint ? { observed_endpoint: endpoint } : {}),
       heartbeat_interval_secs: this.heartbeatIntervalSecs,
@@ -134,7 +134,7 @@ export class MeshCoordinator {
     return {
       peer_id: entry.info.peer_id,
       ula: entry.info.ula,
-      peers: this.peers(),
+      peers: this.peersVisibleTo(caller),
       heartbeat_interval_secs: this.heartbeatIntervalSecs,
     };
   }
@@ -162,17 +162,26 @@ export class MeshCoordinator {
     return [...this.live.values()].map((e) => e.info).sort((a, b) => a.ula.localeCompare(b.ula));
   }
 
+  /**
+   * What a caller may see: the node key sees every peer; a join token sees its own network's
+   * peers and the platform's own (network "", where the node joins, and the fixed infra
+   * addresses such as the registry's), which every host must route to. Another tenant's hosts, names and app addresses stay hidden.
+   */
+  peersVisibleTo(caller: MeshCaller): MeshPeerInfo[] {
+    return this.peers().filter((p) => visibleTo(caller, p));
+  }
+
   /** The live peer hosting an app address, if any. */
   hostOf(appUla: string): MeshPeerInfo | undefined {
     const ula = normalizeUla(appUla);
     return this.peers().find((p) => p.hosted_app_ulas.includes(ula));
   }
 
-  topology(): MeshTopology {
+  topology(caller: MeshCaller = { via: "node-key" }): MeshTopology {
     const now = this.now();
-    const peers = this.peers();
+    const peers = this.peersVisibleTo(caller);
     const ids = new Set(peers.map((p) => p.peer_id));
-    const entries = [...this.live.values()];
+    const entries = [...this.live.values()].filter((e) => ids.has(e.info.peer_id));
     return {
       machines: entries.map((e) => ({
         peer_id: e.info.peer_id,
@@ -225,6 +234,15 @@ export class MeshCoordinator {
   private emit(event: MeshEvent): void {
     for (const f of this.followers) f(event);
   }
+}
+
+export function visibleTo(caller: MeshCaller, peer: MeshPeerInfo): boolean {
+  return (
+    caller.via === "node-key" ||
+    peer.network === caller.claims.network ||
+    peer.network === "" ||
+    isInfraUla(peer.ula)
+  );
 }
 
 function grants(caller: MeshCaller): string[] {
