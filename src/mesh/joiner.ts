@@ -3,10 +3,31 @@ import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isErrno } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
-import type { MeshPeerInfo, MeshRegisterResponse } from "./wire.js";
+import type { MeshPeerInfo, MeshPeerPath, MeshRegisterResponse } from "./wire.js";
 import type { WireGuardInterface } from "./wireguard.js";
 
 export const IDENTITY_FILE = "mesh-identity.json";
+
+/**
+ * WireGuard re-handshakes at least every 2 minutes on a live session with keepalives (REKEY_AFTER_TIME
+ * is 120 s, and persistent-keepalive is 25 s), so a peer silent for longer than this is down.
+ */
+export const HANDSHAKE_STALE_SECS = 180;
+
+/**
+ * The paths this host sees to its peers, from WireGuard's own handshake times: `direct` when the
+ * last handshake is fresh, `down` when it is stale or never happened.
+ */
+export function peerPaths(
+  peers: Iterable<MeshPeerInfo>,
+  handshakes: Map<string, number>,
+  nowSecs: number,
+): MeshPeerPath[] {
+  return [...peers].map((p) => {
+    const at = handshakes.get(p.wg_public_key) ?? 0;
+    return { peer_id: p.peer_id, path: at > 0 && nowSecs - at <= HANDSHAKE_STALE_SECS ? "direct" : "down" };
+  });
+}
 
 export interface MeshIdentity {
   /** base64 X25519 private key. */
@@ -149,12 +170,30 @@ export class MeshJoiner {
         peer_id: this.peerId,
         wg_public_key: id.public_key,
         hosted_app_ulas: await this.opts.hostedAppUlas(),
+        ...(await this.dataplaneReport()),
       })) as MeshRegisterResponse;
       await this.replacePeers(reply.peers);
     } catch (err) {
       if ((err as { status?: number }).status !== 404) throw err;
       this.opts.logger.info("coordinator forgot this peer; registering again");
       await this.replacePeers((await this.register()).peers);
+    }
+  }
+
+  /** `peer_paths` and `dataplane_healthy` for a heartbeat; empty when `wg` cannot tell. */
+  private async dataplaneReport(): Promise<{ peer_paths?: MeshPeerPath[]; dataplane_healthy?: boolean }> {
+    try {
+      const others = [...this.peers.values()].filter(
+        (p) => p.peer_id !== this.peerId && p.wg_public_key !== this.identity?.public_key,
+      );
+      const handshakes = await this.opts.wg.latestHandshakes();
+      return {
+        peer_paths: peerPaths(others, handshakes, Math.floor(Date.now() / 1000)),
+        dataplane_healthy: await this.opts.wg.isUp(),
+      };
+    } catch (err) {
+      this.opts.logger.warn("could not read wireguard state", { error: (err as Error).message });
+      return {};
     }
   }
 

@@ -91,6 +91,22 @@ export class WireGuardInterface {
     }
   }
 
+  /**
+   * When each peer last completed a handshake (`wg show <if> latest-handshakes`), in epoch
+   * seconds; 0 for a peer that never has. Keyed by public key.
+   */
+  async latestHandshakes(): Promise<Map<string, number>> {
+    return parseLatestHandshakes(await run("wg", ["show", this.name, "latest-handshakes"]));
+  }
+
+  /** True while the interface exists and is up (the data plane this host offers). */
+  async isUp(): Promise<boolean> {
+    return run("ip", ["-j", "link", "show", "dev", this.name]).then(
+      (out) => /"UP"/.test(out),
+      () => false,
+    );
+  }
+
   async down(): Promise<void> {
     await run("ip", ["link", "del", this.name]).catch(() => {});
     this.goProcess?.kill("SIGTERM");
@@ -142,6 +158,15 @@ export class WireGuardInterface {
       `wireguard-go ${this.name} did not come up: ${stderr.trim()}`,
     );
   }
+}
+
+export function parseLatestHandshakes(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const [key, secs] = line.trim().split(/\s+/);
+    if (key && secs !== undefined && /^\d+$/.test(secs)) out.set(key, Number(secs));
+  }
+  return out;
 }
 
 function same(a: string[], b: string[]): boolean {
