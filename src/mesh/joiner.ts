@@ -73,7 +73,7 @@ export interface MeshJoinerOptions {
   /** App addresses this host serves, read on every heartbeat. */
   hostedAppUlas: () => Promise<string[]> | string[];
   logger: Logger;
-  /** Default 20 s. */
+  /** Overrides the interval the coordinator asks for (`heartbeat_interval_secs`, 20 s by default). */
   heartbeatMs?: number;
 }
 
@@ -92,6 +92,7 @@ export class MeshJoiner {
   private stopped = false;
   private applying: Promise<void> = Promise.resolve();
   private readonly url: string;
+  private intervalMs = 20_000;
   ula: string | undefined;
 
   constructor(private readonly opts: MeshJoinerOptions) {
@@ -150,6 +151,8 @@ export class MeshJoiner {
     })) as MeshRegisterResponse;
     this.peerId = reply.peer_id;
     this.ula = reply.ula;
+    if (Number.isFinite(reply.heartbeat_interval_secs) && reply.heartbeat_interval_secs > 0)
+      this.intervalMs = reply.heartbeat_interval_secs * 1000;
     return reply;
   }
 
@@ -159,7 +162,7 @@ export class MeshJoiner {
       this.beat()
         .catch((err: Error) => this.opts.logger.warn("mesh heartbeat failed", { error: err.message }))
         .finally(() => this.schedule());
-    }, this.opts.heartbeatMs ?? 20_000);
+    }, this.opts.heartbeatMs ?? this.intervalMs);
     this.timer.unref();
   }
 

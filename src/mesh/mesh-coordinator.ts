@@ -20,7 +20,7 @@ export interface MeshCoordinatorOptions {
   book: MeshAddressBook;
   /** A peer silent this long leaves, and its app routes with it. Default 60 s. */
   heartbeatTimeoutMs?: number;
-  /** What replies tell joiners to beat at. Default 20 s. */
+  /** What replies tell joiners to beat at. Default 20 s, or a third of a shorter timeout. */
   heartbeatIntervalSecs?: number;
   now?: () => number;
 }
@@ -53,7 +53,9 @@ export class MeshCoordinator {
   constructor(opts: MeshCoordinatorOptions) {
     this.book = opts.book;
     this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 60_000;
-    this.heartbeatIntervalSecs = opts.heartbeatIntervalSecs ?? 20;
+    // Three beats fit in one timeout, so one lost heartbeat never drops a peer.
+    this.heartbeatIntervalSecs =
+      opts.heartbeatIntervalSecs ?? Math.min(20, Math.max(1, Math.floor(this.heartbeatTimeoutMs / 3000)));
     this.now = opts.now ?? Date.now;
     this.sweeper = setInterval(
       () => this.sweep(),

@@ -79,7 +79,9 @@ export class AppProxy {
     this.mesh = opts.mesh;
     this.hasApp = opts.hasApp;
     this.logger = opts.logger ?? silentLogger;
-    this.connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
+    // A lost mesh host must turn into a 502 quickly (no hang past 2 s); a live app on this host
+    // or across a healthy tunnel connects in well under a millisecond to a few RTTs.
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 1500;
     this.appPort = opts.appPort ?? APP_PORT;
     // LIFO keeps the hottest sockets warm; free sockets idle-time out before a typical app's
     // 5 s keep-alive timeout would close them under us.

@@ -451,6 +451,7 @@ function registerRoutes(
       return {
         supervisors: topology.supervisors.map((s) => ({ ...s, runners: s.runners.map(named) })),
         orphaned: topology.orphaned.map(named),
+        down: topology.down.map((s) => ({ ...s, runners: s.runners.map(named) })),
       };
     });
 
