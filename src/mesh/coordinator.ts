@@ -6,7 +6,7 @@ import type { PeerInfo, PeerKind, PeerRecord, RegisterReply } from "./roster.js"
 export interface RosterCoordinatorOptions {
   /** A peer silent for longer than this is dropped. Default 60 s. */
   heartbeatTimeoutMs?: number;
-  /** What register replies tell peers to beat at. Default 5 s. */
+  /** What register replies tell peers to beat at. Default 5 s, or a third of a shorter timeout. */
   heartbeatIntervalSecs?: number;
   /** Clock, injectable for tests. */
   now?: () => number;
@@ -122,10 +122,14 @@ export class RosterCoordinator {
   private readonly keysById = new Map<string, string>();
   /** Peers that expired without deregistering, by key, with when they were lost. */
   private readonly lost = new Map<string, { info: PeerInfo; sinceMs: number }>();
+  private readonly lostListeners = new Set<(peer: PeerInfo) => void>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(opts: RosterCoordinatorOptions = {}) {
     this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 60_000;
-    this.heartbeatIntervalSecs = opts.heartbeatIntervalSecs ?? 5;
+    // Three beats fit in one timeout, so one lost heartbeat never drops a peer.
+    this.heartbeatIntervalSecs =
+      opts.heartbeatIntervalSecs ?? Math.min(5, Math.max(1, Math.floor(this.heartbeatTimeoutMs / 3000)));
     this.now = opts.now ?? Date.now;
   }
 
@@ -213,6 +217,28 @@ export class RosterCoordinator {
     return lost !== undefined && this.now() - lost.sinceMs <= LOST_RETENTION_MS;
   }
 
+  /**
+   * Calls `listener` with every peer that goes silent without deregistering, found by a sweep
+   * timer (the roster is otherwise swept lazily on read), until the returned function is called.
+   */
+  onLost(listener: (peer: PeerInfo) => void): () => void {
+    this.lostListeners.add(listener);
+    if (!this.sweeper) {
+      this.sweeper = setInterval(
+        () => this.sweep(),
+        Math.min(5000, Math.max(100, this.heartbeatTimeoutMs / 4)),
+      );
+      this.sweeper.unref();
+    }
+    return () => {
+      this.lostListeners.delete(listener);
+      if (this.lostListeners.size === 0 && this.sweeper) {
+        clearInterval(this.sweeper);
+        this.sweeper = undefined;
+      }
+    };
+  }
+
   /** Lost runners: apps whose runner went silent without deregistering. */
   downRunners(): PeerInfo[] {
     this.sweep();
@@ -286,5 +312,6 @@ export class RosterCoordinator {
       if (oldest !== undefined) this.lost.delete(oldest);
     }
     this.lost.set(key, { info: entry.info, sinceMs: entry.lastSeenMs + this.heartbeatTimeoutMs });
+    for (const listener of this.lostListeners) listener(entry.info);
   }
 }

@@ -167,7 +167,8 @@ export class MeshCoordinator {
   /**
    * What a caller may see: the node key sees every peer; a join token sees its own network's
    * peers and the platform's own (network "", where the node joins, and the fixed infra
-   * addresses such as the registry's), which every host must route to. Another tenant's hosts, names and app addresses stay hidden.
+   * addresses such as the registry's), which every host must route to. A token granting an infra
+   * address sees every peer, as the node key does. Another tenant's hosts, names and app addresses stay hidden.
    */
   peersVisibleTo(caller: MeshCaller): MeshPeerInfo[] {
     return this.peers().filter((p) => visibleTo(caller, p));
@@ -241,6 +242,9 @@ export class MeshCoordinator {
 export function visibleTo(caller: MeshCaller, peer: MeshPeerInfo): boolean {
   return (
     caller.via === "node-key" ||
+    // A token granting a fixed infra address (the registry's) is platform infrastructure that
+    // every host reaches, so it must know every host.
+    caller.claims.requested_ulas.length > 0 ||
     peer.network === caller.claims.network ||
     peer.network === "" ||
     isInfraUla(peer.ula)

@@ -168,6 +168,27 @@ export class AppProxy {
   }
 
   /** Drops pooled connections and open tunnels (WebSockets) so a closing node does not hang. */
+  /**
+   * Ends every connection to an app (pooled, or carrying a request) once its host is known lost:
+   * a request on a kept-alive socket to a dead peer would otherwise wait for TCP to give up, and
+   * now answers 502 at once.
+   */
+  dropApp(uuid: string): void {
+    this.dropAddress(appAddress(parseAppUuid(uuid), this.mesh));
+  }
+
+  /** {@link dropApp} by address: the app ULAs a lost mesh host served. */
+  dropAddress(host: string): void {
+    const prefix = `${host}:${this.appPort}:`;
+    for (const pool of [this.agent.freeSockets, this.agent.sockets]) {
+      for (const [name, sockets] of Object.entries(pool)) {
+        if (!name.startsWith(prefix)) continue;
+        for (const socket of [...(sockets ?? [])])
+          socket.destroy(new Error(`the host serving ${host} is lost`));
+      }
+    }
+  }
+
   close(): void {
     for (const t of this.tunnels) t.destroy();
     this.tunnels.clear();
