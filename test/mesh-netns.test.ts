@@ -125,7 +125,7 @@ async function eventually<T>(
 }
 
 test("four hosts over wireguard-go: registry on its mesh address, apps on B and C, a move, kill -9, a cut link", {
-  timeout: 420_000,
+  timeout: 600_000,
 }, async (t) => {
   requireMeshHost();
   await lab.create({ "registry.mesh": REGISTRY_ULA });
@@ -281,13 +281,13 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
 
   // 3. Move an app from B to C under a request loop: same address, answered from C.
   const loop = requestLoop(lab, A, `${nodeUrl}/app/${moving}/`);
-  await eventually("the loop's first answers", 20_000, async () =>
+  await eventually("the loop's first answers", 60_000, async () =>
     loop.samples().some((s) => s.status === 200) ? true : undefined,
   );
   const moveStart = Date.now();
   assert.equal((await supCall(B, ulaB, "POST", `/v1/apps/${moving}/stop`)).status, 200);
   assert.equal((await supCall(C, ulaC, "POST", `/v1/apps/${moving}/start`, spec("m-on-c"))).status, 200);
-  await eventually("the moved app answering from C", 30_000, async () =>
+  await eventually("the moved app answering from C", 90_000, async () =>
     loop.samples(moveStart).some((s) => s.body.includes('"version":"m-on-c"')) ? true : undefined,
   );
   const moved = loop.samples(moveStart);
@@ -331,7 +331,7 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
     curl(A, `${nodeUrl}/v1/topology`, ["-H", `authorization: Bearer ${nodeKey}`]).then(
       (r) => JSON.parse(r.body) as { down: { display_name: string; runners: { app_uuid: string }[] }[] },
     );
-  const down = await eventually("B listed down", 30_000, async () => {
+  const down = await eventually("B listed down", 60_000, async () => {
     const topo = await topology();
     return topo.down.find((s) => s.display_name === "host-b");
   });
@@ -345,11 +345,11 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
   assert.equal((await through(appC)).status, 200, "C is unaffected");
 
   await lab.restore(B);
-  await eventually("the app on B back after the link returns", 60_000, async () => {
+  await eventually("the app on B back after the link returns", 90_000, async () => {
     const r = await through(appB);
     return r.status === 200 ? r : undefined;
   });
-  await eventually("B no longer down", 30_000, async () =>
+  await eventually("B no longer down", 60_000, async () =>
     (await topology()).down.some((s) => s.display_name === "host-b") ? undefined : true,
   );
 
@@ -363,7 +363,7 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
     "node",
     "registry",
   ]);
-  await eventually("edges from the joiners' heartbeats", 20_000, async () => {
+  await eventually("edges from the joiners' heartbeats", 60_000, async () => {
     const topo = JSON.parse(
       (await curl(A, `${nodeUrl}/v1/mesh/topology`, ["-H", `authorization: Bearer ${nodeKey}`])).body,
     ) as typeof meshTopo;
