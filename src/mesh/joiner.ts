@@ -93,6 +93,8 @@ export class MeshJoiner {
   private applying: Promise<void> = Promise.resolve();
   private readonly url: string;
   private intervalMs = 20_000;
+  /** The coordinator's `peers_version` our peer set reflects; heartbeats skip the list when current. */
+  private peersVersion: number | undefined;
   ula: string | undefined;
 
   constructor(private readonly opts: MeshJoinerOptions) {
@@ -123,7 +125,7 @@ export class MeshJoiner {
         mode: 0o600,
       });
     }
-    await this.replacePeers(reply.peers);
+    await this.replacePeers(reply.peers ?? [], reply.peers_version);
     this.schedule();
     this.follow();
     return reply.ula;
@@ -174,12 +176,14 @@ export class MeshJoiner {
         wg_public_key: id.public_key,
         hosted_app_ulas: await this.opts.hostedAppUlas(),
         ...(await this.dataplaneReport()),
+        ...(this.peersVersion !== undefined ? { peers_version: this.peersVersion } : {}),
       })) as MeshRegisterResponse;
-      await this.replacePeers(reply.peers);
+      if (reply.peers) await this.replacePeers(reply.peers, reply.peers_version);
     } catch (err) {
       if ((err as { status?: number }).status !== 404) throw err;
       this.opts.logger.info("coordinator forgot this peer; registering again");
-      await this.replacePeers((await this.register()).peers);
+      const again = await this.register();
+      await this.replacePeers(again.peers ?? [], again.peers_version);
     }
   }
 
@@ -236,9 +240,16 @@ export class MeshJoiner {
     const event = /^event: (\S+)$/m.exec(block)?.[1];
     const data = /^data: (.*)$/m.exec(block)?.[1];
     if (!event || !data) return;
-    const body = JSON.parse(data) as { peers?: MeshPeerInfo[]; peer?: MeshPeerInfo };
-    if (event === "snapshot" && body.peers) void this.replacePeers(body.peers);
-    else if (body.peer && event === "leave") {
+    const body = JSON.parse(data) as { peers?: MeshPeerInfo[]; peer?: MeshPeerInfo; peers_version?: number };
+    if (event === "snapshot" && body.peers) {
+      void this.replacePeers(body.peers, body.peers_version);
+      return;
+    }
+    // An event we skipped (another network's) leaves a gap: the next heartbeat resends the list.
+    if (this.peersVersion !== undefined && body.peers_version === this.peersVersion + 1)
+      this.peersVersion = body.peers_version;
+    else this.peersVersion = undefined;
+    if (body.peer && event === "leave") {
       this.peers.delete(body.peer.peer_id);
       void this.apply();
     } else if (body.peer) {
@@ -247,8 +258,9 @@ export class MeshJoiner {
     }
   }
 
-  private replacePeers(peers: MeshPeerInfo[]): Promise<void> {
+  private replacePeers(peers: MeshPeerInfo[], version?: number): Promise<void> {
     this.peers = new Map(peers.map((p) => [p.peer_id, p]));
+    this.peersVersion = version;
     return this.apply();
   }
 

@@ -48,6 +48,7 @@ export class MeshCoordinator {
   private readonly now: () => number;
   private readonly live = new Map<string, Live>();
   private readonly followers = new Set<(event: MeshEvent) => void>();
+  private version = 0;
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(opts: MeshCoordinatorOptions) {
@@ -112,6 +113,7 @@ export class MeshCoordinator {
       peer_id: info.peer_id,
       ula: info.ula,
       peers: this.peersVisibleTo(caller),
+      peers_version: this.version,
       ...(ip ? { observed_ip: ip } : {}),
       ...(endpoint ? { observed_endpoint: endpoint } : {}),
       heartbeat_interval_secs: this.heartbeatIntervalSecs,
@@ -136,7 +138,9 @@ export class MeshCoordinator {
     return {
       peer_id: entry.info.peer_id,
       ula: entry.info.ula,
-      peers: this.peersVisibleTo(caller),
+      // Resending every peer on every beat costs O(peers) per beat, O(peers²) per interval.
+      ...(req.peers_version === this.version ? {} : { peers: this.peersVisibleTo(caller) }),
+      peers_version: this.version,
       heartbeat_interval_secs: this.heartbeatIntervalSecs,
     };
   }
@@ -216,6 +220,11 @@ export class MeshCoordinator {
     return () => this.followers.delete(listener);
   }
 
+  /** Bumped on every join, update and leave; sent with replies and stream events. */
+  get peersVersion(): number {
+    return this.version;
+  }
+
   get followerCount(): number {
     return this.followers.size;
   }
@@ -235,6 +244,7 @@ export class MeshCoordinator {
   }
 
   private emit(event: MeshEvent): void {
+    this.version++;
     for (const f of this.followers) f(event);
   }
 }
@@ -395,5 +405,7 @@ function parseHeartbeat(body: unknown): MeshHeartbeatRequest {
     });
   }
   if (typeof b.dataplane_healthy === "boolean") req.dataplane_healthy = b.dataplane_healthy;
+  if (typeof b.peers_version === "number" && Number.isSafeInteger(b.peers_version))
+    req.peers_version = b.peers_version;
   return req;
 }

@@ -113,9 +113,9 @@ export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions
     });
     const send = (event: string, data: unknown) =>
       res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    send("snapshot", { peers: coordinator.peersVisibleTo(who) });
+    send("snapshot", { peers: coordinator.peersVisibleTo(who), peers_version: coordinator.peersVersion });
     const stop = coordinator.follow((e: MeshEvent) => {
-      if (visibleTo(who, e.peer)) send(e.type, { peer: e.peer });
+      if (visibleTo(who, e.peer)) send(e.type, { peer: e.peer, peers_version: coordinator.peersVersion });
     });
     const keepalive = setInterval(() => res.write(": keepalive\n\n"), SSE_KEEPALIVE_MS);
     const end = () => {
