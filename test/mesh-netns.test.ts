@@ -1,212 +1,396 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
-import { existsSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { deriveAppUla } from "../src/core/address.js";
-import { type RunningProcess, repoRoot, run, spawnProcess, tempDir } from "./support/tools.js";
+import { REGISTRY_ULA } from "../src/mesh/ula.js";
+import { mintToken } from "./support/mesh.js";
+import { NetnsLab, nsRun, requestLoop, requireMeshHost } from "./support/netns.js";
+import { type RunningProcess, repoRoot, run, tempDir } from "./support/tools.js";
 
 /**
- * Two "hosts" as network namespaces joined by a veth pair with ULA underlay addresses. Host A runs
- * the node (coordinator and `/app/<uuid>` proxy, joined to its own mesh); host B runs a
- * supervisor joined over wireguard-go and an app on its app ULA. The node on A reaches the app
- * through `/app/<uuid>` over the tunnel.
+ * Hosts as network namespaces on one bridge with ULA underlay addresses. Host A runs the node
+ * (coordinator and `/app/<uuid>` proxy, joined to its own mesh), host R the registry on its fixed
+ * mesh address; hosts B and C each run a supervisor joined over wireguard-go. Apps run on B and C
+ * and answer through the node on A; an app moves from B to C keeping its address; B's supervisor
+ * is killed with -9 while its app keeps answering; B's link is cut (its app answers 502 fast and
+ * B shows down) and restored (the app is back with no action).
  */
 const tag = crypto.randomBytes(3).toString("hex");
-const nsA = `tmA${tag}`;
-const nsB = `tmB${tag}`;
-const underlay = `fd7e:${tag.slice(0, 4)}:${tag.slice(4)}::`;
-const procs: RunningProcess[] = [];
+const lab = new NetnsLab(tag, ["A", "B", "C", "R"], `fd7e:${tag.slice(0, 4)}:${tag.slice(4)}::`);
+const A = 0;
+const B = 1;
+const C = 2;
+/**
+ * The registry's host. Two joiners in one network namespace would share one routing table, and
+ * each would route the other's peers through its own interface, so it gets a host of its own.
+ */
+const R = 3;
+const nodeKey = "netns-node-key";
+const versionApp = join(repoRoot, "test", "fixtures", "version-app");
 const cleanups: (() => Promise<void>)[] = [];
 
-function requireMeshHost(): void {
-  const missing: string[] = [];
-  if (process.getuid?.() !== 0) missing.push("root (network namespaces and WireGuard need CAP_NET_ADMIN)");
-  if (!existsSync("/dev/net/tun")) missing.push("/dev/net/tun");
-  for (const [bin, pkg] of [
-    ["/usr/bin/wireguard-go", "wireguard-go"],
-    ["/usr/bin/wg", "wireguard-tools"],
-  ] as const) {
-    if (!existsSync(bin)) missing.push(`${bin} (apt-get install -y ${pkg})`);
-  }
-  if (missing.length > 0) throw new Error(`the mesh test needs: ${missing.join("; ")}`);
-}
-
-async function ns(name: string, ...args: string[]): Promise<string> {
-  return (await run("ip", ["netns", "exec", name, ...args])).stdout;
-}
-
-function inNs(name: string, args: string[], env: NodeJS.ProcessEnv): RunningProcess {
-  const entry = join(repoRoot, "dist", "src", "main", "tabbify.js");
-  const p = spawnProcess("ip", ["netns", "exec", name, process.execPath, entry, ...args], {
-    env: { ...process.env, ...env },
-  });
-  procs.push(p);
-  return p;
-}
-
 after(async () => {
-  for (const p of procs.reverse()) await p.stop(3000).catch(() => {});
-  for (const name of [nsA, nsB]) {
-    const pids = await run("ip", ["netns", "pids", name]).then(
-      (r) => r.stdout.split(/\s+/).filter(Boolean),
-      () => [],
-    );
-    for (const pid of pids) {
-      try {
-        process.kill(Number(pid), "SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }
-    await run("ip", ["netns", "del", name]).catch(() => {});
-  }
+  await lab.destroy();
   for (const c of cleanups) await c();
 });
 
-test("an app on host B answers through the node on host A over wireguard-go", {
-  timeout: 180_000,
-}, async () => {
-  requireMeshHost();
-  await run("ip", ["netns", "add", nsA]);
-  await run("ip", ["netns", "add", nsB]);
-  await run("ip", [
-    "link",
-    "add",
-    `va${tag}`,
-    "netns",
-    nsA,
-    "type",
-    "veth",
-    "peer",
-    "name",
-    `vb${tag}`,
-    "netns",
-    nsB,
-  ]);
-  for (const [name, dev, addr] of [
-    [nsA, `va${tag}`, `${underlay}1`],
-    [nsB, `vb${tag}`, `${underlay}2`],
-  ] as const) {
-    await ns(name, "ip", "link", "set", "lo", "up");
-    await ns(name, "ip", "-6", "addr", "add", `${addr}/64`, "dev", dev, "nodad");
-    await ns(name, "ip", "link", "set", dev, "up");
+/** A minimal OCI image layout (one layer, one file) that skopeo can copy. */
+async function ociLayout(dir: string): Promise<void> {
+  const blobs = join(dir, "blobs", "sha256");
+  await mkdir(blobs, { recursive: true });
+  const put = async (bytes: Buffer) => {
+    const hex = crypto.createHash("sha256").update(bytes).digest("hex");
+    await writeFile(join(blobs, hex), bytes);
+    return { digest: `sha256:${hex}`, size: bytes.length };
+  };
+  const src = join(dir, "rootfs");
+  await mkdir(src);
+  await writeFile(join(src, "hello.txt"), `built on host B ${tag}\n`);
+  const tarPath = join(dir, "layer.tar");
+  await run("tar", ["-C", src, "-cf", tarPath, "hello.txt"]);
+  const { readFile } = await import("node:fs/promises");
+  const layer = await put(await readFile(tarPath));
+  const config = await put(
+    Buffer.from(
+      JSON.stringify({
+        architecture: "amd64",
+        os: "linux",
+        rootfs: { type: "layers", diff_ids: [layer.digest] },
+      }),
+    ),
+  );
+  const manifest = await put(
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
+        layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...layer }],
+      }),
+    ),
+  );
+  await writeFile(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  await writeFile(
+    join(dir, "index.json"),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          ...manifest,
+          annotations: { "org.opencontainers.image.ref.name": "1" },
+        },
+      ],
+    }),
+  );
+}
+
+/** `curl` inside a host: `<status> <seconds>\n<body>`. */
+async function curl(host: number, url: string, extra: string[] = [], maxSecs = 10) {
+  const out = await nsRun(
+    lab.names[host] as string,
+    "curl",
+    "-sS",
+    "--max-time",
+    String(maxSecs),
+    "-w",
+    "\n%{http_code} %{time_total}",
+    ...extra,
+    url,
+  ).catch((err: { stdout?: string }) => `${err.stdout ?? ""}\n0 0`);
+  const cut = out.lastIndexOf("\n");
+  const [status, secs] = out.slice(cut + 1).split(" ");
+  return { status: Number(status), secs: Number(secs), body: out.slice(0, cut) };
+}
+
+async function eventually<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | undefined>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 250));
   }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+}
 
-  const dataA = await tempDir("mesh-ns-a");
-  const dataB = await tempDir("mesh-ns-b");
-  cleanups.push(dataA.remove, dataB.remove);
-  const mint = spawnProcess(process.execPath, [
-    join(repoRoot, "dist", "src", "main", "tabbify.js"),
-    "mesh",
-    "token",
-    "--data",
-    dataA.path,
+test("four hosts over wireguard-go: registry on its mesh address, apps on B and C, a move, kill -9, a cut link", {
+  timeout: 600_000,
+}, async (t) => {
+  requireMeshHost();
+  await lab.create({ "registry.mesh": REGISTRY_ULA });
+  const nodeUrl = `http://[${lab.address(A)}]:8090`;
+  const dirs = await Promise.all(["a", "reg", "b", "c"].map((d) => tempDir(`mesh3-${d}`)));
+  cleanups.push(...dirs.map((d) => d.remove));
+  const [dataA, dataReg, dataB, dataC] = dirs.map((d) => d.path) as [string, string, string, string];
+
+  const supToken = await mintToken(dataA, ["--network", "acme", "--tags", "supervisor"]);
+  const regToken = await mintToken(dataA, [
     "--network",
-    "acme",
+    "platform",
     "--tags",
-    "supervisor",
+    "registry",
+    "--grant-ula",
+    REGISTRY_ULA,
   ]);
-  assert.equal(await mint.exited, 0, mint.output());
-  const token = mint.output().trim().split("\n").at(-1) as string;
 
-  const nodeUrl = `http://[${underlay}1]:8090`;
-  const node = inNs(
-    nsA,
+  // Host A: the node (coordinator, proxy); host R: the registry.
+  const node = lab.tabbify(
+    A,
     [
       "node",
       "--listen",
-      `[${underlay}1]:8090`,
+      `[${lab.address(A)}]:8090`,
       "--data",
-      dataA.path,
+      dataA,
       "--mesh",
       "wireguard",
       "--mesh-interface",
       `wa${tag}`,
+      "--peer-timeout-secs",
+      "6",
     ],
-    {
-      TABBIFY_NODE_KEY: "netns-node-key",
-    },
+    { TABBIFY_NODE_KEY: nodeKey },
   );
   await node.waitForLine(/wireguard interface up/, 60_000);
+  const registry = lab.tabbify(
+    R,
+    [
+      "registry",
+      "--mesh",
+      "wireguard",
+      "--listen",
+      "[::]:5000",
+      "--data",
+      dataReg,
+      "--mesh-interface",
+      `wr${tag}`,
+    ],
+    { TABBIFY_MESH_JOIN_TOKEN: regToken, TABBIFY_MESH_COORDINATOR: nodeUrl },
+  );
+  await registry.waitForLine(/listening on http:\/\/\[fd5a:1f00:0:3::1\]:5000/, 60_000);
 
-  // The app on host B: a plain HTTP server on its app ULA, which B's supervisor advertises.
-  const uuid = "0191e7c2-1111-7222-8333-444455556666";
-  const appUla = deriveAppUla(uuid);
-  await ns(nsB, "ip", "-6", "addr", "add", `${appUla}/128`, "dev", "lo", "nodad");
-  const app = spawnProcess("ip", [
-    "netns",
-    "exec",
-    nsB,
-    process.execPath,
-    "-e",
-    `require("node:http").createServer((q, s) => s.end("hello from B " + q.url)).listen(8730, "${appUla}", () => console.log("app up"))`,
-  ]);
-  procs.push(app);
-  await app.waitForLine(/app up/);
-
-  const joinEnv = { TABBIFY_MESH_JOIN_TOKEN: token, TABBIFY_MESH_COORDINATOR: nodeUrl };
-  const joinSupervisor = async (name: string, hostName: string, data: string, ifname: string) => {
-    const p = inNs(
-      name,
+  // Hosts B and C: supervisors joined with the supervisor-tagged token (also their roster credential).
+  const supervisorKeys = new Map<number, string>();
+  const supervisors = new Map<number, RunningProcess>();
+  const startSupervisor = async (host: number, data: string) => {
+    const key = crypto.randomBytes(24).toString("base64url");
+    supervisorKeys.set(host, key);
+    const p = lab.tabbify(
+      host,
       [
         "supervisor",
         "--data",
         data,
         "--name",
-        hostName,
+        host === B ? "host-b" : "host-c",
+        "--node",
+        nodeUrl,
         "--mesh",
         "wireguard",
         "--mesh-interface",
-        ifname,
+        `w${host}${tag}`,
         "--warm-spares",
         "0",
       ],
-      joinEnv,
+      {
+        TABBIFY_MESH_JOIN_TOKEN: supToken,
+        TABBIFY_MESH_COORDINATOR: nodeUrl,
+        SUPERVISOR_API_KEY: key,
+      },
     );
-    await p.waitForLine(/listening/, 60_000);
-    return p;
+    supervisors.set(host, p);
+    const m = await p.waitForLine(/listening.*"address":"http:\/\/\[([0-9a-f:]+)\]:8730"/, 90_000);
+    return m[1] as string;
   };
-  const supB = await joinSupervisor(nsB, "host-b", dataB.path, `wb${tag}`);
+  const ulaB = await startSupervisor(B, dataB);
+  const ulaC = await startSupervisor(C, dataC);
+  const supCall = (host: number, ula: string, method: string, path: string, body?: unknown) =>
+    curl(
+      host,
+      `http://[${ula}]:8730${path}`,
+      [
+        "-X",
+        method,
+        "-H",
+        `authorization: Bearer ${supervisorKeys.get(host)}`,
+        ...(body === undefined ? [] : ["-H", "content-type: application/json", "-d", JSON.stringify(body)]),
+      ],
+      90,
+    );
+  const spec = (version: string) => ({
+    runtime: "process",
+    artifact_dir: versionApp,
+    command: ["node", "server.mjs"],
+    env: { VERSION: version },
+  });
 
-  // The node on A dials the app's ULA; the route goes through A's WireGuard interface to B.
-  const deadline = Date.now() + 60_000;
-  let last = "";
-  while (Date.now() < deadline) {
-    try {
-      last = await ns(nsA, "curl", "-sS", "--max-time", "3", `${nodeUrl}/app/${uuid}/ping`);
-      if (last.includes("hello from B")) break;
-    } catch (err) {
-      last = String(err);
-    }
-    await new Promise((r) => setTimeout(r, 500));
+  // 1. The registry answers only on its mesh address: B pushes an image to it over the tunnel.
+  const layout = await tempDir("mesh3-oci");
+  cleanups.push(layout.remove);
+  await ociLayout(layout.path);
+  await nsRun(
+    lab.names[B] as string,
+    "skopeo",
+    "copy",
+    "--dest-tls-verify=false",
+    `oci:${layout.path}:1`,
+    "docker://registry.mesh:5000/acme/meshapp:1",
+  );
+  const pulled = await curl(C, "http://registry.mesh:5000/v2/acme/meshapp/manifests/1", [
+    "-H",
+    "accept: application/vnd.oci.image.manifest.v1+json",
+  ]);
+  assert.equal(pulled.status, 200, pulled.body);
+  const offMesh = await curl(R, `http://[${lab.address(R)}]:5000/v2/`);
+  assert.equal(offMesh.status, 0, "the registry must not answer on the underlay");
+
+  // 2. An app on B and one on C, both answering through the node on A.
+  const appB = crypto.randomUUID();
+  const appC = crypto.randomUUID();
+  const moving = crypto.randomUUID();
+  for (const [host, ula, uuid, version] of [
+    [B, ulaB, appB, "b1"],
+    [C, ulaC, appC, "c1"],
+    [B, ulaB, moving, "m-on-b"],
+  ] as const) {
+    const started = await supCall(host, ula, "POST", `/v1/apps/${uuid}/start`, spec(version));
+    assert.equal(started.status, 200, started.body);
   }
-  assert.match(
-    last,
-    /hello from B \/ping/,
-    `${last}\n--- A wg:\n${await ns(nsA, "wg", "show").catch(String)}\n--- supB:\n${supB.output()}\n--- node:\n${node.output()}`,
-  );
-  const wgA = await ns(nsA, "wg", "show", `wa${tag}`);
-  assert.match(wgA, /latest handshake/);
-  assert.match(wgA, new RegExp(`${appUla}/128`));
+  const through = (uuid: string) => curl(A, `${nodeUrl}/app/${uuid}/`);
+  for (const [uuid, version] of [
+    [appB, "b1"],
+    [appC, "c1"],
+    [moving, "m-on-b"],
+  ] as const) {
+    await eventually(`app ${version} through the node`, 60_000, async () => {
+      const r = await through(uuid);
+      return r.status === 200 && r.body.includes(`"version":"${version}"`) ? r : undefined;
+    });
+  }
 
-  // The coordinator's view: both hosts in network acme, B hosting the app.
-  const topo = JSON.parse(
-    await ns(nsA, "curl", "-sS", "-H", "authorization: Bearer netns-node-key", `${nodeUrl}/v1/mesh/topology`),
-  ) as { machines: { display_name: string; network: string; ula: string; hosted_app_ulas: string[] }[] };
-  const byName = new Map(topo.machines.map((m) => [m.display_name, m]));
-  assert.deepEqual([...byName.keys()].sort(), ["host-b", "node"]);
-  assert.deepEqual(byName.get("host-b")?.hosted_app_ulas, [appUla]);
-  assert.match(byName.get("host-b")?.ula ?? "", /^fd5a:1f00:fe5e:[12]::1$/);
-
-  // B's supervisor API answers on its peer ULA, across the tunnel.
-  const health = await ns(
-    nsA,
-    "curl",
-    "-sS",
-    "--max-time",
-    "5",
-    `http://[${byName.get("host-b")?.ula}]:8730/health`,
+  // 3. Move an app from B to C under a request loop: same address, answered from C.
+  const loop = requestLoop(lab, A, `${nodeUrl}/app/${moving}/`);
+  await eventually("the loop's first answers", 60_000, async () =>
+    loop.samples().some((s) => s.status === 200) ? true : undefined,
   );
-  assert.match(health, /ok/);
+  const moveStart = Date.now();
+  assert.equal((await supCall(B, ulaB, "POST", `/v1/apps/${moving}/stop`)).status, 200);
+  assert.equal((await supCall(C, ulaC, "POST", `/v1/apps/${moving}/start`, spec("m-on-c"))).status, 200);
+  await eventually("the moved app answering from C", 90_000, async () =>
+    loop.samples(moveStart).some((s) => s.body.includes('"version":"m-on-c"')) ? true : undefined,
+  );
+  const moved = loop.samples(moveStart);
+  const firstOnC = moved.find((s) => s.body.includes("m-on-c"))?.at ?? Date.now();
+  const failed = moved.filter((s) => s.status !== 200).length;
+  t.diagnostic(
+    `move B→C: answered from C ${firstOnC - moveStart} ms after the stop; ${failed} of ${moved.length} requests failed in between`,
+  );
+  await loop.stop();
+  const settled = await through(moving);
+  assert.ok(settled.body.includes('"version":"m-on-c"'), settled.body);
+  assert.ok(
+    !(await nsRun(lab.names[B] as string, "ip", "-6", "addr", "show", "dev", "lo")).includes(
+      deriveAppUla(moving),
+    ),
+    "B no longer holds the moved app's address",
+  );
+
+  // 4. kill -9 B's supervisor: its detached runner keeps the app answering; a restart re-adopts it.
+  const supB = supervisors.get(B) as RunningProcess;
+  supB.child.kill("SIGKILL");
+  await supB.exited;
+  for (let i = 0; i < 5; i++) {
+    const r = await through(appB);
+    assert.equal(r.status, 200, `app on B after kill -9 of its supervisor: ${r.body}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  const ulaB2 = await startSupervisor(B, dataB);
+  assert.equal(ulaB2, ulaB, "B keeps its mesh address across a restart");
+  assert.equal((await through(appB)).status, 200);
+
+  // 5. Cut B's link: its app answers 502 (a request on a kept-alive connection within the
+  // heartbeat timeout, 6 s here; a new connection within 2 s), and once B shows down, every
+  // request answers 502 in under 2 s. Restore it: the app is back with no action.
+  await lab.cut(B);
+  const cut = await through(appB);
+  assert.equal(cut.status, 502, cut.body);
+  assert.ok(cut.secs < 9, `a lost host's app must answer 502 by the heartbeat timeout, took ${cut.secs} s`);
+  t.diagnostic(`first request after the cut: 502 in ${cut.secs} s`);
+  const topology = () =>
+    curl(A, `${nodeUrl}/v1/topology`, ["-H", `authorization: Bearer ${nodeKey}`]).then(
+      (r) => JSON.parse(r.body) as { down: { display_name: string; runners: { app_uuid: string }[] }[] },
+    );
+  const down = await eventually("B listed down", 60_000, async () => {
+    const topo = await topology();
+    return topo.down.find((s) => s.display_name === "host-b");
+  });
+  assert.ok(
+    down.runners.some((r) => r.app_uuid === appB),
+    JSON.stringify(down),
+  );
+  const downAgain = await through(appB);
+  assert.equal(downAgain.status, 502, downAgain.body);
+  assert.ok(downAgain.secs < 2, `took ${downAgain.secs} s`);
+  assert.equal((await through(appC)).status, 200, "C is unaffected");
+
+  await lab.restore(B);
+  await eventually("the app on B back after the link returns", 90_000, async () => {
+    const r = await through(appB);
+    return r.status === 200 ? r : undefined;
+  });
+  await eventually("B no longer down", 60_000, async () =>
+    (await topology()).down.some((s) => s.display_name === "host-b") ? undefined : true,
+  );
+
+  // 6. The mesh view: every host, edges reported by the joiners, and a forged network refused.
+  const meshTopo = JSON.parse(
+    (await curl(A, `${nodeUrl}/v1/mesh/topology`, ["-H", `authorization: Bearer ${nodeKey}`])).body,
+  ) as { machines: { display_name: string }[]; edges: { from: string; to: string; path: string }[] };
+  assert.deepEqual(meshTopo.machines.map((m) => m.display_name).sort(), [
+    "host-b",
+    "host-c",
+    "node",
+    "registry",
+  ]);
+  await eventually("edges from the joiners' heartbeats", 60_000, async () => {
+    const topo = JSON.parse(
+      (await curl(A, `${nodeUrl}/v1/mesh/topology`, ["-H", `authorization: Bearer ${nodeKey}`])).body,
+    ) as typeof meshTopo;
+    return topo.edges.some((e) => e.path === "direct") ? true : undefined;
+  });
+  const forged = await curl(A, `${nodeUrl}/v1/mesh/register`, [
+    "-X",
+    "POST",
+    "-H",
+    `authorization: Bearer ${supToken}`,
+    "-H",
+    "content-type: application/json",
+    "-d",
+    JSON.stringify({
+      wg_public_key: crypto.randomBytes(32).toString("base64"),
+      wg_listen_port: 51820,
+      display_name: "forger",
+      network: "globex",
+    }),
+  ]);
+  assert.equal(forged.status, 403, forged.body);
+
+  for (const [host, ula, uuid] of [
+    [B, ulaB, appB],
+    [C, ulaC, appC],
+    [C, ulaC, moving],
+  ] as const) {
+    await supCall(host, ula, "POST", `/v1/apps/${uuid}/purge`);
+  }
 });

@@ -1,11 +1,12 @@
 // `tabbify registry`: the OCI Distribution registry on /v2 (src/registry), wired from flags/env;
 // `tabbify registry gc`: its blob garbage collection, over the same storage.
 
-import { stat } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { formatBytes } from "../cli/plan.js";
 import { isErrno, isTabbifyError, TabbifyError } from "../core/errors.js";
 import { createLogger } from "../core/log.js";
+import { REGISTRY_ULA } from "../mesh/ula.js";
 import { collectGarbage, type GcReport } from "../registry/gc.js";
 import { defaultServiceName, defaultStagingDir, RegistryService, startRegistry } from "../registry/index.js";
 import {
@@ -19,9 +20,17 @@ import { LocalDriver } from "../storage/local.js";
 import type { S3Driver } from "../storage/s3.js";
 import { warnIfPublic } from "./bind-warning.js";
 import { intOption, type OptionSpec, optionsHelp, parseListen, parseOptions, untilSignal } from "./flags.js";
+import { joinMesh, meshJoinOptions } from "./mesh-join.js";
 
 export const registryOptions: OptionSpec[] = [
   { flag: "listen", env: "REGISTRY_LISTEN", default: "127.0.0.1:5000", help: "address to serve /v2 on" },
+  {
+    flag: "mesh",
+    env: "REGISTRY_MESH",
+    default: "none",
+    help: `none, or wireguard: join the mesh as ${REGISTRY_ULA} (a join token granting it) and answer only there, on --listen's port`,
+  },
+  ...meshJoinOptions,
   {
     flag: "data",
     env: "REGISTRY_DATA_DIR",
@@ -138,10 +147,29 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     return 0;
   }
   const v = opts.values;
-  const { host, port } = parseListen(v.listen!);
-  warnIfPublic("registry", host);
+  const { host: listenHost, port } = parseListen(v.listen!);
   const dataDir = resolve(v.data!);
   const log = createLogger("registry");
+  if (v.mesh !== "none" && v.mesh !== "wireguard") {
+    throw new TabbifyError("USAGE", `--mesh wants none or wireguard, got "${v.mesh}"`);
+  }
+  // Seed 001: in mesh mode the registry is reachable only on its fixed mesh address, so it joins
+  // before it listens. Its data dir keeps the WireGuard identity, hence the address, sticky.
+  if (v.mesh === "wireguard") await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const meshJoiner =
+    v.mesh === "wireguard"
+      ? await joinMesh({
+          values: v,
+          env,
+          dataDir,
+          displayName: "registry",
+          tags: ["registry"],
+          requestedUla: REGISTRY_ULA,
+          logger: log,
+        })
+      : undefined;
+  const host = meshJoiner ? REGISTRY_ULA : listenHost;
+  warnIfPublic("registry", host);
   const maxUploadsPerTenant = intOption(v["max-uploads-per-tenant"], "max-uploads-per-tenant");
   const staleUploadMs = parseDuration(v["upload-max-age"]!, "upload-max-age");
   const cleanupIntervalMs = parseDuration(v["upload-sweep-interval"]!, "upload-sweep-interval");
@@ -179,6 +207,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const signal = await untilSignal();
   log.info("shutting down", { signal });
   await registry.close();
+  await meshJoiner?.stop().catch(() => {});
   return 0;
 }
 

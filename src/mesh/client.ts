@@ -29,7 +29,7 @@ export class RosterClient {
   private readonly nodeUrl: string;
   private readonly nodeKey: string | undefined;
   private readonly logger: Logger;
-  private readonly intervalMs: number;
+  private intervalMs: number;
   private readonly requestTimeoutMs: number;
   private record: (() => PeerRecord) | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -38,12 +38,15 @@ export class RosterClient {
   private registered = false;
   private failing = false;
   private currentPeerId: string | undefined;
+  /** Set by `intervalMs`; else we beat at the interval the coordinator's replies ask for. */
+  private readonly intervalFixed: boolean;
 
   constructor(opts: RosterClientOptions) {
     this.nodeUrl = opts.nodeUrl.replace(/\/+$/, "");
     this.nodeKey = opts.nodeKey;
     this.logger = opts.logger ?? silentLogger;
     this.intervalMs = opts.intervalMs ?? 5000;
+    this.intervalFixed = opts.intervalMs !== undefined;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
   }
 
@@ -117,6 +120,8 @@ export class RosterClient {
       }
       this.registered = true;
       this.currentPeerId = outcome.reply.peer_id;
+      const asked = outcome.reply.heartbeat_interval_secs;
+      if (!this.intervalFixed && Number.isFinite(asked) && asked > 0) this.intervalMs = asked * 1000;
       if (this.failing) this.logger.info("node reachable again", { node: this.nodeUrl });
       this.failing = false;
       return;

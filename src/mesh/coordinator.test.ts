@@ -72,6 +72,29 @@ describe("RosterCoordinator", () => {
     );
   });
 
+  it("remembers a host lost without deregistering as down, with its apps, until it returns", () => {
+    const c = clock();
+    const roster = new RosterCoordinator({ heartbeatTimeoutMs: 2000, now: c.now });
+    roster.register(supervisor("s1"));
+    roster.register(runner(appA, "s1"));
+    const clean = roster.register(runner(appB, "s1"));
+    roster.deregister(clean.peer_id);
+    c.advance(2500);
+    assert.deepEqual(roster.peers(), []);
+    assert.equal(roster.hasApp(appA), true, "a lost app is known (502), not unknown (404)");
+    assert.equal(roster.hasApp(appB), false, "a deregistered app is gone");
+    const { supervisors, down } = roster.topology();
+    assert.deepEqual(supervisors, []);
+    assert.deepEqual(
+      down.map((s) => [s.display_name, s.down_since, s.runners.map((r) => r.app_uuid)]),
+      [["s1", new Date(1_002_000).toISOString(), [appA]]],
+    );
+    roster.register(supervisor("s1"));
+    roster.register(runner(appA, "s1"));
+    assert.deepEqual(roster.topology().down, [], "back on the roster, no longer down");
+    assert.equal(roster.runnerFor(appA)?.parent, "s1");
+  });
+
   it("deregisters by peer id", () => {
     const roster = new RosterCoordinator();
     const { peer_id } = roster.register(supervisor("s1"));
@@ -128,7 +151,7 @@ describe("RosterCoordinator", () => {
     );
   });
 
-  it("answers hasApp only for live runners", () => {
+  it("answers hasApp for live runners and lost ones, runnerFor for live ones only", () => {
     const c = clock();
     const roster = new RosterCoordinator({ heartbeatTimeoutMs: 2000, now: c.now });
     assert.equal(roster.hasApp(appA), false);
@@ -136,7 +159,10 @@ describe("RosterCoordinator", () => {
     assert.equal(roster.hasApp(appA), true);
     assert.equal(roster.hasApp(appB), false);
     c.advance(2001);
-    assert.equal(roster.hasApp(appA), false);
+    assert.equal(roster.runnerFor(appA), undefined);
+    assert.equal(roster.hasApp(appA), true);
+    c.advance(24 * 3600_000);
+    assert.equal(roster.hasApp(appA), false, "forgotten after a day");
   });
 });
 

@@ -6,7 +6,7 @@ import type { PeerInfo, PeerKind, PeerRecord, RegisterReply } from "./roster.js"
 export interface RosterCoordinatorOptions {
   /** A peer silent for longer than this is dropped. Default 60 s. */
   heartbeatTimeoutMs?: number;
-  /** What register replies tell peers to beat at. Default 5 s. */
+  /** What register replies tell peers to beat at. Default 5 s, or a third of a shorter timeout. */
   heartbeatIntervalSecs?: number;
   /** Clock, injectable for tests. */
   now?: () => number;
@@ -33,7 +33,16 @@ export interface TopologySupervisor {
 export interface Topology {
   supervisors: TopologySupervisor[];
   orphaned: (TopologyRunner & { parent: string | null })[];
+  /**
+   * Supervisors that went silent without deregistering (a lost host), with the runners lost
+   * with them: their apps are down (the proxy answers 502, not 404) until they come back.
+   */
+  down: (TopologySupervisor & { down_since: string })[];
 }
+
+/** How long a lost peer is remembered as down, and how many are. */
+const LOST_RETENTION_MS = 24 * 3600_000;
+const MAX_LOST = 4096;
 
 interface Entry {
   info: PeerInfo;
@@ -111,10 +120,16 @@ export class RosterCoordinator {
   /** Survives expiry, so a peer that comes back keeps its id. */
   private readonly idsByKey = new Map<string, string>();
   private readonly keysById = new Map<string, string>();
+  /** Peers that expired without deregistering, by key, with when they were lost. */
+  private readonly lost = new Map<string, { info: PeerInfo; sinceMs: number }>();
+  private readonly lostListeners = new Set<(peer: PeerInfo) => void>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(opts: RosterCoordinatorOptions = {}) {
     this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 60_000;
-    this.heartbeatIntervalSecs = opts.heartbeatIntervalSecs ?? 5;
+    // Three beats fit in one timeout, so one lost heartbeat never drops a peer.
+    this.heartbeatIntervalSecs =
+      opts.heartbeatIntervalSecs ?? Math.min(5, Math.max(1, Math.floor(this.heartbeatTimeoutMs / 3000)));
     this.now = opts.now ?? Date.now;
   }
 
@@ -129,6 +144,7 @@ export class RosterCoordinator {
     const now = this.now();
     const live = this.live(key);
     const stamp = new Date(now).toISOString();
+    this.lost.delete(key);
     this.entries.set(key, {
       info: { ...record, peer_id: peerId, joined_at: live?.info.joined_at ?? stamp, last_seen: stamp },
       lastSeenMs: now,
@@ -160,6 +176,7 @@ export class RosterCoordinator {
   /** Removes a peer; false when the id is unknown or already gone. */
   deregister(peerId: string): boolean {
     const key = this.keysById.get(peerId);
+    if (key !== undefined) this.lost.delete(key);
     return key !== undefined && this.entries.delete(key);
   }
 
@@ -189,9 +206,43 @@ export class RosterCoordinator {
     return this.runners().filter((p) => !p.parent || !this.live(peerKey("supervisor", p.parent)));
   }
 
-  /** O(1): the proxy asks this on every request. */
+  /**
+   * O(1): the proxy asks this on every request. A runner lost with its host still counts: its
+   * app is known and down (502), not unknown (404).
+   */
   hasApp(uuid: string): boolean {
-    return this.live(peerKey("runner", uuid)) !== undefined;
+    const key = peerKey("runner", uuid);
+    if (this.live(key) !== undefined) return true;
+    const lost = this.lost.get(key);
+    return lost !== undefined && this.now() - lost.sinceMs <= LOST_RETENTION_MS;
+  }
+
+  /**
+   * Calls `listener` with every peer that goes silent without deregistering, found by a sweep
+   * timer (the roster is otherwise swept lazily on read), until the returned function is called.
+   */
+  onLost(listener: (peer: PeerInfo) => void): () => void {
+    this.lostListeners.add(listener);
+    if (!this.sweeper) {
+      this.sweeper = setInterval(
+        () => this.sweep(),
+        Math.min(5000, Math.max(100, this.heartbeatTimeoutMs / 4)),
+      );
+      this.sweeper.unref();
+    }
+    return () => {
+      this.lostListeners.delete(listener);
+      if (this.lostListeners.size === 0 && this.sweeper) {
+        clearInterval(this.sweeper);
+        this.sweeper = undefined;
+      }
+    };
+  }
+
+  /** Lost runners: apps whose runner went silent without deregistering. */
+  downRunners(): PeerInfo[] {
+    this.sweep();
+    return [...this.lost.values()].map((l) => l.info).filter((p) => p.kind === "runner");
   }
 
   /** The live runner for an app, if any. */
@@ -220,21 +271,47 @@ export class RosterCoordinator {
     const orphaned = peers
       .filter((r) => r.kind === "runner" && !(r.parent && supervisorNames.has(r.parent)))
       .map((r) => ({ ...runnerView(r), parent: r.parent ?? null }));
-    return { supervisors, orphaned };
+    const lostRunners = this.downRunners();
+    const down = [...this.lost.values()]
+      .filter((l) => l.info.kind === "supervisor")
+      .map(({ info: s, sinceMs }) => ({
+        ula: s.ula,
+        display_name: s.name,
+        address: s.address,
+        tags: s.tags,
+        version: s.version,
+        last_seen: s.last_seen,
+        down_since: new Date(sinceMs).toISOString(),
+        runners: lostRunners.filter((r) => r.parent === s.name).map(runnerView),
+      }));
+    return { supervisors, orphaned, down };
   }
 
   private live(key: string): Entry | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
     if (this.now() - entry.lastSeenMs > this.heartbeatTimeoutMs) {
-      this.entries.delete(key);
+      this.expire(key, entry);
       return undefined;
     }
     return entry;
   }
 
   private sweep(): void {
-    const cutoff = this.now() - this.heartbeatTimeoutMs;
-    for (const [key, entry] of this.entries) if (entry.lastSeenMs < cutoff) this.entries.delete(key);
+    const now = this.now();
+    const cutoff = now - this.heartbeatTimeoutMs;
+    for (const [key, entry] of this.entries) if (entry.lastSeenMs < cutoff) this.expire(key, entry);
+    for (const [key, l] of this.lost) if (now - l.sinceMs > LOST_RETENTION_MS) this.lost.delete(key);
+  }
+
+  /** A silent peer leaves the roster and is remembered as down. */
+  private expire(key: string, entry: Entry): void {
+    this.entries.delete(key);
+    if (this.lost.size >= MAX_LOST) {
+      const oldest = this.lost.keys().next().value;
+      if (oldest !== undefined) this.lost.delete(oldest);
+    }
+    this.lost.set(key, { info: entry.info, sinceMs: entry.lastSeenMs + this.heartbeatTimeoutMs });
+    for (const listener of this.lostListeners) listener(entry.info);
   }
 }

@@ -3,10 +3,31 @@ import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isErrno } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
-import type { MeshPeerInfo, MeshRegisterResponse } from "./wire.js";
+import type { MeshPeerInfo, MeshPeerPath, MeshRegisterResponse } from "./wire.js";
 import type { WireGuardInterface } from "./wireguard.js";
 
 export const IDENTITY_FILE = "mesh-identity.json";
+
+/**
+ * WireGuard re-handshakes at least every 2 minutes on a live session with keepalives (REKEY_AFTER_TIME
+ * is 120 s, and persistent-keepalive is 25 s), so a peer silent for longer than this is down.
+ */
+export const HANDSHAKE_STALE_SECS = 180;
+
+/**
+ * The paths this host sees to its peers, from WireGuard's own handshake times: `direct` when the
+ * last handshake is fresh, `down` when it is stale or never happened.
+ */
+export function peerPaths(
+  peers: Iterable<MeshPeerInfo>,
+  handshakes: Map<string, number>,
+  nowSecs: number,
+): MeshPeerPath[] {
+  return [...peers].map((p) => {
+    const at = handshakes.get(p.wg_public_key) ?? 0;
+    return { peer_id: p.peer_id, path: at > 0 && nowSecs - at <= HANDSHAKE_STALE_SECS ? "direct" : "down" };
+  });
+}
 
 export interface MeshIdentity {
   /** base64 X25519 private key. */
@@ -52,7 +73,7 @@ export interface MeshJoinerOptions {
   /** App addresses this host serves, read on every heartbeat. */
   hostedAppUlas: () => Promise<string[]> | string[];
   logger: Logger;
-  /** Default 20 s. */
+  /** Overrides the interval the coordinator asks for (`heartbeat_interval_secs`, 20 s by default). */
   heartbeatMs?: number;
 }
 
@@ -71,6 +92,9 @@ export class MeshJoiner {
   private stopped = false;
   private applying: Promise<void> = Promise.resolve();
   private readonly url: string;
+  private intervalMs = 20_000;
+  /** The coordinator's `peers_version` our peer set reflects; heartbeats skip the list when current. */
+  private peersVersion: number | undefined;
   ula: string | undefined;
 
   constructor(private readonly opts: MeshJoinerOptions) {
@@ -101,7 +125,7 @@ export class MeshJoiner {
         mode: 0o600,
       });
     }
-    await this.replacePeers(reply.peers);
+    await this.replacePeers(reply.peers ?? [], reply.peers_version);
     this.schedule();
     this.follow();
     return reply.ula;
@@ -129,6 +153,8 @@ export class MeshJoiner {
     })) as MeshRegisterResponse;
     this.peerId = reply.peer_id;
     this.ula = reply.ula;
+    if (Number.isFinite(reply.heartbeat_interval_secs) && reply.heartbeat_interval_secs > 0)
+      this.intervalMs = reply.heartbeat_interval_secs * 1000;
     return reply;
   }
 
@@ -138,7 +164,7 @@ export class MeshJoiner {
       this.beat()
         .catch((err: Error) => this.opts.logger.warn("mesh heartbeat failed", { error: err.message }))
         .finally(() => this.schedule());
-    }, this.opts.heartbeatMs ?? 20_000);
+    }, this.opts.heartbeatMs ?? this.intervalMs);
     this.timer.unref();
   }
 
@@ -149,12 +175,32 @@ export class MeshJoiner {
         peer_id: this.peerId,
         wg_public_key: id.public_key,
         hosted_app_ulas: await this.opts.hostedAppUlas(),
+        ...(await this.dataplaneReport()),
+        ...(this.peersVersion !== undefined ? { peers_version: this.peersVersion } : {}),
       })) as MeshRegisterResponse;
-      await this.replacePeers(reply.peers);
+      if (reply.peers) await this.replacePeers(reply.peers, reply.peers_version);
     } catch (err) {
       if ((err as { status?: number }).status !== 404) throw err;
       this.opts.logger.info("coordinator forgot this peer; registering again");
-      await this.replacePeers((await this.register()).peers);
+      const again = await this.register();
+      await this.replacePeers(again.peers ?? [], again.peers_version);
+    }
+  }
+
+  /** `peer_paths` and `dataplane_healthy` for a heartbeat; empty when `wg` cannot tell. */
+  private async dataplaneReport(): Promise<{ peer_paths?: MeshPeerPath[]; dataplane_healthy?: boolean }> {
+    try {
+      const others = [...this.peers.values()].filter(
+        (p) => p.peer_id !== this.peerId && p.wg_public_key !== this.identity?.public_key,
+      );
+      const handshakes = await this.opts.wg.latestHandshakes();
+      return {
+        peer_paths: peerPaths(others, handshakes, Math.floor(Date.now() / 1000)),
+        dataplane_healthy: await this.opts.wg.isUp(),
+      };
+    } catch (err) {
+      this.opts.logger.warn("could not read wireguard state", { error: (err as Error).message });
+      return {};
     }
   }
 
@@ -194,9 +240,16 @@ export class MeshJoiner {
     const event = /^event: (\S+)$/m.exec(block)?.[1];
     const data = /^data: (.*)$/m.exec(block)?.[1];
     if (!event || !data) return;
-    const body = JSON.parse(data) as { peers?: MeshPeerInfo[]; peer?: MeshPeerInfo };
-    if (event === "snapshot" && body.peers) void this.replacePeers(body.peers);
-    else if (body.peer && event === "leave") {
+    const body = JSON.parse(data) as { peers?: MeshPeerInfo[]; peer?: MeshPeerInfo; peers_version?: number };
+    if (event === "snapshot" && body.peers) {
+      void this.replacePeers(body.peers, body.peers_version);
+      return;
+    }
+    // An event we skipped (another network's) leaves a gap: the next heartbeat resends the list.
+    if (this.peersVersion !== undefined && body.peers_version === this.peersVersion + 1)
+      this.peersVersion = body.peers_version;
+    else this.peersVersion = undefined;
+    if (body.peer && event === "leave") {
       this.peers.delete(body.peer.peer_id);
       void this.apply();
     } else if (body.peer) {
@@ -205,8 +258,9 @@ export class MeshJoiner {
     }
   }
 
-  private replacePeers(peers: MeshPeerInfo[]): Promise<void> {
+  private replacePeers(peers: MeshPeerInfo[], version?: number): Promise<void> {
     this.peers = new Map(peers.map((p) => [p.peer_id, p]));
+    this.peersVersion = version;
     return this.apply();
   }
 

@@ -2,7 +2,7 @@ import { isIPv6 } from "node:net";
 import { TabbifyError } from "../core/errors.js";
 import type { MeshAddressBook } from "./address-book.js";
 import { type JoinClaims, SELF_ADVERTISED_TAGS, validateNetwork, validateTags } from "./join-token.js";
-import { normalizeUla, ulaWords } from "./ula.js";
+import { isInfraUla, normalizeUla, ulaWords } from "./ula.js";
 import type {
   MeshEvent,
   MeshHeartbeatRequest,
@@ -20,7 +20,7 @@ export interface MeshCoordinatorOptions {
   book: MeshAddressBook;
   /** A peer silent this long leaves, and its app routes with it. Default 60 s. */
   heartbeatTimeoutMs?: number;
-  /** What replies tell joiners to beat at. Default 20 s. */
+  /** What replies tell joiners to beat at. Default 20 s, or a third of a shorter timeout. */
   heartbeatIntervalSecs?: number;
   now?: () => number;
 }
@@ -48,12 +48,15 @@ export class MeshCoordinator {
   private readonly now: () => number;
   private readonly live = new Map<string, Live>();
   private readonly followers = new Set<(event: MeshEvent) => void>();
+  private version = 0;
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(opts: MeshCoordinatorOptions) {
     this.book = opts.book;
     this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 60_000;
-    this.heartbeatIntervalSecs = opts.heartbeatIntervalSecs ?? 20;
+    // Three beats fit in one timeout, so one lost heartbeat never drops a peer.
+    this.heartbeatIntervalSecs =
+      opts.heartbeatIntervalSecs ?? Math.min(20, Math.max(1, Math.floor(this.heartbeatTimeoutMs / 3000)));
     this.now = opts.now ?? Date.now;
     this.sweeper = setInterval(
       () => this.sweep(),
@@ -109,7 +112,8 @@ export class MeshCoordinator {
     return {
       peer_id: info.peer_id,
       ula: info.ula,
-      peers: this.peers(),
+      peers: this.peersVisibleTo(caller),
+      peers_version: this.version,
       ...(ip ? { observed_ip: ip } : {}),
       ...(endpoint ? { observed_endpoint: endpoint } : {}),
       heartbeat_interval_secs: this.heartbeatIntervalSecs,
@@ -134,7 +138,9 @@ export class MeshCoordinator {
     return {
       peer_id: entry.info.peer_id,
       ula: entry.info.ula,
-      peers: this.peers(),
+      // Resending every peer on every beat costs O(peers) per beat, O(peers²) per interval.
+      ...(req.peers_version === this.version ? {} : { peers: this.peersVisibleTo(caller) }),
+      peers_version: this.version,
       heartbeat_interval_secs: this.heartbeatIntervalSecs,
     };
   }
@@ -162,17 +168,27 @@ export class MeshCoordinator {
     return [...this.live.values()].map((e) => e.info).sort((a, b) => a.ula.localeCompare(b.ula));
   }
 
+  /**
+   * What a caller may see: the node key sees every peer; a join token sees its own network's
+   * peers and the platform's own (network "", where the node joins, and the fixed infra
+   * addresses such as the registry's), which every host must route to. A token granting an infra
+   * address sees every peer, as the node key does. Another tenant's hosts, names and app addresses stay hidden.
+   */
+  peersVisibleTo(caller: MeshCaller): MeshPeerInfo[] {
+    return this.peers().filter((p) => visibleTo(caller, p));
+  }
+
   /** The live peer hosting an app address, if any. */
   hostOf(appUla: string): MeshPeerInfo | undefined {
     const ula = normalizeUla(appUla);
     return this.peers().find((p) => p.hosted_app_ulas.includes(ula));
   }
 
-  topology(): MeshTopology {
+  topology(caller: MeshCaller = { via: "node-key" }): MeshTopology {
     const now = this.now();
-    const peers = this.peers();
+    const peers = this.peersVisibleTo(caller);
     const ids = new Set(peers.map((p) => p.peer_id));
-    const entries = [...this.live.values()];
+    const entries = [...this.live.values()].filter((e) => ids.has(e.info.peer_id));
     return {
       machines: entries.map((e) => ({
         peer_id: e.info.peer_id,
@@ -204,6 +220,11 @@ export class MeshCoordinator {
     return () => this.followers.delete(listener);
   }
 
+  /** Bumped on every join, update and leave; sent with replies and stream events. */
+  get peersVersion(): number {
+    return this.version;
+  }
+
   get followerCount(): number {
     return this.followers.size;
   }
@@ -223,8 +244,21 @@ export class MeshCoordinator {
   }
 
   private emit(event: MeshEvent): void {
+    this.version++;
     for (const f of this.followers) f(event);
   }
+}
+
+export function visibleTo(caller: MeshCaller, peer: MeshPeerInfo): boolean {
+  return (
+    caller.via === "node-key" ||
+    // A token granting a fixed infra address (the registry's) is platform infrastructure that
+    // every host reaches, so it must know every host.
+    caller.claims.requested_ulas.length > 0 ||
+    peer.network === caller.claims.network ||
+    peer.network === "" ||
+    isInfraUla(peer.ula)
+  );
 }
 
 function grants(caller: MeshCaller): string[] {
@@ -371,5 +405,7 @@ function parseHeartbeat(body: unknown): MeshHeartbeatRequest {
     });
   }
   if (typeof b.dataplane_healthy === "boolean") req.dataplane_healthy = b.dataplane_healthy;
+  if (typeof b.peers_version === "number" && Number.isSafeInteger(b.peers_version))
+    req.peers_version = b.peers_version;
   return req;
 }

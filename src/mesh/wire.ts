@@ -50,7 +50,13 @@ export interface MeshRegisterRequest {
 export interface MeshRegisterResponse {
   peer_id: string;
   ula: string;
-  peers: MeshPeerInfo[];
+  /**
+   * The peers this caller may see. A heartbeat that sent the current `peers_version` gets none
+   * (the field is absent): it already has them, and the peers stream carries every change.
+   */
+  peers?: MeshPeerInfo[];
+  /** Bumped on every join, update and leave. */
+  peers_version: number;
   observed_ip?: string;
   observed_endpoint?: string;
   heartbeat_interval_secs: number;
@@ -69,6 +75,8 @@ export interface MeshHeartbeatRequest {
   hosted_app_ulas?: string[];
   peer_paths?: MeshPeerPath[];
   dataplane_healthy?: boolean;
+  /** The `peers_version` of the last peer list this peer applied. */
+  peers_version?: number;
 }
 
 export interface MeshTopology {

@@ -39,7 +39,9 @@ async function run(cmd: string, args: string[]): Promise<string> {
 export class WireGuardInterface {
   private goProcess: ChildProcess | undefined;
   private readonly peers = new Map<string, WireGuardPeer>();
-  engine: "kernel" | "wireguard-go" | undefined;
+  engine: "kernel" | "wireguard-go" | "adopted" | undefined;
+  /** Peers found on an adopted interface, removed unless the first reconcile wants them. */
+  private stalePeers: string[] = [];
 
   constructor(
     readonly name: string,
@@ -47,13 +49,24 @@ export class WireGuardInterface {
   ) {}
 
   async up(opts: { privateKeyFile: string; listenPort: number; ula: string }): Promise<void> {
-    await run("ip", ["link", "del", this.name]).catch(() => {});
-    try {
-      await run("ip", ["link", "add", this.name, "type", "wireguard"]);
-      this.engine = "kernel";
-    } catch {
-      await this.startWireguardGo();
-      this.engine = "wireguard-go";
+    // An interface left by our previous process (killed, or restarting) still carries traffic:
+    // adopt it rather than cut every tunnel, and drop its stale peers at the first reconcile.
+    const leftPeers = await run("wg", ["show", this.name, "peers"]).then(
+      (out) => out.split("\n").filter(Boolean),
+      () => undefined,
+    );
+    if (leftPeers) {
+      this.engine = "adopted";
+      this.stalePeers = leftPeers;
+    } else {
+      await run("ip", ["link", "del", this.name]).catch(() => {});
+      try {
+        await run("ip", ["link", "add", this.name, "type", "wireguard"]);
+        this.engine = "kernel";
+      } catch {
+        await this.startWireguardGo();
+        this.engine = "wireguard-go";
+      }
     }
     await run("wg", [
       "set",
@@ -63,7 +76,7 @@ export class WireGuardInterface {
       "listen-port",
       String(opts.listenPort),
     ]);
-    await run("ip", ["-6", "addr", "add", `${opts.ula}/128`, "dev", this.name, "nodad"]);
+    await run("ip", ["-6", "addr", "replace", `${opts.ula}/128`, "dev", this.name, "nodad"]);
     await run("ip", ["link", "set", this.name, "up"]);
     this.logger.info("wireguard interface up", { interface: this.name, engine: this.engine, ula: opts.ula });
   }
@@ -71,10 +84,16 @@ export class WireGuardInterface {
   /** Makes the interface's peers (and /128 routes) exactly `desired`. */
   async setPeers(desired: WireGuardPeer[]): Promise<void> {
     const want = new Map(desired.map((p) => [p.publicKey, p]));
+    // An address that moved to another peer keeps its route (the interface is the same): only
+    // addresses no peer claims any more lose theirs.
+    const claimed = new Set(desired.flatMap((p) => p.allowedUlas));
+    for (const key of this.stalePeers.splice(0)) {
+      if (!want.has(key)) await run("wg", ["set", this.name, "peer", key, "remove"]).catch(() => {});
+    }
     for (const [key, had] of this.peers) {
       if (want.has(key)) continue;
       await run("wg", ["set", this.name, "peer", key, "remove"]).catch(() => {});
-      for (const ula of had.allowedUlas) await this.routeDel(ula);
+      for (const ula of had.allowedUlas) if (!claimed.has(ula)) await this.routeDel(ula);
       this.peers.delete(key);
     }
     for (const peer of desired) {
@@ -84,11 +103,28 @@ export class WireGuardInterface {
       if (peer.endpoint) args.push("endpoint", peer.endpoint);
       args.push("allowed-ips", peer.allowedUlas.map((u) => `${u}/128`).join(","));
       await run("wg", args);
-      for (const ula of had?.allowedUlas ?? []) if (!peer.allowedUlas.includes(ula)) await this.routeDel(ula);
+      for (const ula of had?.allowedUlas ?? [])
+        if (!peer.allowedUlas.includes(ula) && !claimed.has(ula)) await this.routeDel(ula);
       for (const ula of peer.allowedUlas)
         await run("ip", ["-6", "route", "replace", `${ula}/128`, "dev", this.name]);
       this.peers.set(peer.publicKey, { ...peer, allowedUlas: [...peer.allowedUlas] });
     }
+  }
+
+  /**
+   * When each peer last completed a handshake (`wg show <if> latest-handshakes`), in epoch
+   * seconds; 0 for a peer that never has. Keyed by public key.
+   */
+  async latestHandshakes(): Promise<Map<string, number>> {
+    return parseLatestHandshakes(await run("wg", ["show", this.name, "latest-handshakes"]));
+  }
+
+  /** True while the interface exists and is up (the data plane this host offers). */
+  async isUp(): Promise<boolean> {
+    return run("ip", ["-j", "link", "show", "dev", this.name]).then(
+      (out) => /"UP"/.test(out),
+      () => false,
+    );
   }
 
   async down(): Promise<void> {
@@ -142,6 +178,15 @@ export class WireGuardInterface {
       `wireguard-go ${this.name} did not come up: ${stderr.trim()}`,
     );
   }
+}
+
+export function parseLatestHandshakes(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const [key, secs] = line.trim().split(/\s+/);
+    if (key && secs !== undefined && /^\d+$/.test(secs)) out.set(key, Number(secs));
+  }
+  return out;
 }
 
 function same(a: string[], b: string[]): boolean {

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import { parsePeerRecord, type RosterCoordinator } from "../mesh/coordinator.js";
 import { verifyJoinToken } from "../mesh/join-token.js";
-import type { MeshCaller, MeshCoordinator } from "../mesh/mesh-coordinator.js";
+import { type MeshCaller, type MeshCoordinator, visibleTo } from "../mesh/mesh-coordinator.js";
 import type { MeshEvent } from "../mesh/wire.js";
 import type { NodeKeyCheck } from "./auth.js";
 
@@ -92,17 +92,16 @@ export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions
   app.get("/v1/mesh/peers", async (req) => {
     const who = await caller(req);
     // The node key also sees the roster's supervisors and runners, as before.
-    const peers = opts.mesh()?.coordinator.peers() ?? [];
+    const peers = opts.mesh()?.coordinator.peersVisibleTo(who) ?? [];
     return who.via === "node-key" ? { peers: [...roster.peers(), ...peers] } : { peers };
   });
 
   app.get("/v1/mesh/topology", async (req) => {
-    await caller(req);
-    return mesh().coordinator.topology();
+    return mesh().coordinator.topology(await caller(req));
   });
 
   app.get("/v1/mesh/peers/stream", async (req, reply) => {
-    await caller(req);
+    const who = await caller(req);
     const coordinator = mesh().coordinator;
     reply.hijack();
     const res = reply.raw;
@@ -114,8 +113,10 @@ export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions
     });
     const send = (event: string, data: unknown) =>
       res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    send("snapshot", { peers: coordinator.peers() });
-    const stop = coordinator.follow((e: MeshEvent) => send(e.type, { peer: e.peer }));
+    send("snapshot", { peers: coordinator.peersVisibleTo(who), peers_version: coordinator.peersVersion });
+    const stop = coordinator.follow((e: MeshEvent) => {
+      if (visibleTo(who, e.peer)) send(e.type, { peer: e.peer, peers_version: coordinator.peersVersion });
+    });
     const keepalive = setInterval(() => res.write(": keepalive\n\n"), SSE_KEEPALIVE_MS);
     const end = () => {
       clearInterval(keepalive);

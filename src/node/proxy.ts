@@ -79,7 +79,9 @@ export class AppProxy {
     this.mesh = opts.mesh;
     this.hasApp = opts.hasApp;
     this.logger = opts.logger ?? silentLogger;
-    this.connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
+    // A lost mesh host must turn into a 502 quickly (no hang past 2 s); a live app on this host
+    // or across a healthy tunnel connects in well under a millisecond to a few RTTs.
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 1500;
     this.appPort = opts.appPort ?? APP_PORT;
     // LIFO keeps the hottest sockets warm; free sockets idle-time out before a typical app's
     // 5 s keep-alive timeout would close them under us.
@@ -166,6 +168,27 @@ export class AppProxy {
   }
 
   /** Drops pooled connections and open tunnels (WebSockets) so a closing node does not hang. */
+  /**
+   * Ends every connection to an app (pooled, or carrying a request) once its host is known lost:
+   * a request on a kept-alive socket to a dead peer would otherwise wait for TCP to give up, and
+   * now answers 502 at once.
+   */
+  dropApp(uuid: string): void {
+    this.dropAddress(appAddress(parseAppUuid(uuid), this.mesh));
+  }
+
+  /** {@link dropApp} by address: the app ULAs a lost mesh host served. */
+  dropAddress(host: string): void {
+    const prefix = `${host}:${this.appPort}:`;
+    for (const pool of [this.agent.freeSockets, this.agent.sockets]) {
+      for (const [name, sockets] of Object.entries(pool)) {
+        if (!name.startsWith(prefix)) continue;
+        for (const socket of [...(sockets ?? [])])
+          socket.destroy(new Error(`the host serving ${host} is lost`));
+      }
+    }
+  }
+
   close(): void {
     for (const t of this.tunnels) t.destroy();
     this.tunnels.clear();

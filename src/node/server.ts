@@ -170,6 +170,9 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     logger: logger.child("proxy"),
     appPort: options.appPort,
   });
+  const stopFollowingLosses = coordinator.onLost((peer) => {
+    if (peer.kind === "runner") proxy.dropApp(peer.app_uuid ?? peer.name);
+  });
   const keyCheck = new NodeKeyCheck(options.nodeKey);
   const level = options.httpLogLevel ?? "info";
 
@@ -226,6 +229,10 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       }),
       joinKey: () => book.joinKey(),
     };
+    // A mesh host that leaves takes its app addresses with it: end the connections to them.
+    wgMesh.coordinator.follow((event) => {
+      if (event.type === "leave") for (const ula of event.peer.hosted_app_ulas) proxy.dropAddress(ula);
+    });
     pipeline = await NodePipeline.open({
       store,
       dataDir: options.dataDir,
@@ -448,6 +455,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     edge,
     close: async () => {
       await edge?.close();
+      stopFollowingLosses();
       proxy.close();
       wgMesh?.coordinator.close();
       // Keep-alive clients and streaming responses would hold close() open; give in-flight
@@ -521,6 +529,7 @@ function registerRoutes(
       return {
         supervisors: topology.supervisors.map((s) => ({ ...s, runners: s.runners.map(named) })),
         orphaned: topology.orphaned.map(named),
+        down: topology.down.map((s) => ({ ...s, runners: s.runners.map(named) })),
       };
     });
 

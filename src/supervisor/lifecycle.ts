@@ -119,6 +119,8 @@ export async function stopApp(ctx: SupervisorContext, uuid: string): Promise<{ s
   record.workload_pid = null;
   record.stopped = true;
   await ctx.records.write(record);
+  // A stopped app no longer claims its address, so another host may start it and take it over.
+  if (record.mesh === "ula") await ctx.opts.addresses.remove(record.app_ula).catch(() => {});
   return { state: "stopped" as const };
 }
 

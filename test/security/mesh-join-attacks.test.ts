@@ -100,3 +100,37 @@ test("a join token not tagged supervisor cannot put an address on the roster", a
   const none = await fetch(`${node.url}/v1/mesh/peers`);
   assert.equal(none.status, 401);
 });
+
+test("a token holder sees its own network and the platform's peers, never another tenant's", async () => {
+  const acme = await mintToken(dataDir.path, ["--network", "acme"]);
+  const globex = await mintToken(dataDir.path, ["--network", "globex"]);
+  const stream = await fetch(`${node.url}/v1/mesh/peers/stream`, {
+    headers: { authorization: `Bearer ${acme}` },
+  });
+  assert.equal(stream.status, 200);
+  const theirs = await register(globex, { display_name: "globex-secret-host" });
+  assert.equal(theirs.status, 200);
+  const ours = await register(acme, { display_name: "acme-host" });
+  assert.equal(ours.status, 200);
+  const shown = (ours.body as unknown as { peers: { display_name: string; network: string }[] }).peers;
+  assert.ok(shown.some((p) => p.display_name === "acme-host"));
+  for (const path of ["/v1/mesh/peers", "/v1/mesh/topology"]) {
+    const text = await (
+      await fetch(`${node.url}${path}`, { headers: { authorization: `Bearer ${acme}` } })
+    ).text();
+    assert.ok(text.includes("acme-host"), `${path} shows acme's own peer`);
+    assert.ok(!text.includes("globex-secret-host"), `${path} hides globex's peer from acme`);
+  }
+  assert.ok(!JSON.stringify(shown).includes("globex-secret-host"), "the register reply hides globex");
+  // The stream: everything acme heard until its own join contains no globex peer.
+  const reader = (stream.body as ReadableStream<Uint8Array>).getReader();
+  let heard = "";
+  while (!heard.includes("acme-host")) heard += Buffer.from((await reader.read()).value ?? []).toString();
+  await reader.cancel();
+  assert.ok(!heard.includes("globex-secret-host"), "the peers stream hides globex's join");
+  // The node key still sees both.
+  const all = await (
+    await fetch(`${node.url}/v1/mesh/peers`, { headers: { authorization: `Bearer ${nodeKey}` } })
+  ).text();
+  assert.ok(all.includes("globex-secret-host") && all.includes("acme-host"));
+});
