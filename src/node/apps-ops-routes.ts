@@ -4,6 +4,7 @@ import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import { type AppRegistry, appSubject } from "./apps-registry.js";
 import type { AuditLog } from "./audit-log.js";
 import type { NodeKeyCheck } from "./auth.js";
+import { appOpSchema } from "./schemas/apps.js";
 
 /**
  * Operations on a registered app's runtime (node key, or a tenant token for its own apps):
@@ -45,30 +46,34 @@ export function registerAppOpsRoutes(app: FastifyInstance, opts: AppOpsRoutesOpt
   });
   const stoppedOn = new Map<string, Set<string>>();
   for (const op of OPS) {
-    app.post<{ Params: { app: string } }>(`/api/v1/apps/:app/${op}`, async (req) => {
-      const caller = await callers.resolve(req.headers.authorization);
-      const target = await opts.registry.get(caller, req.params.app);
-      const names = new Set([...target.servers, ...(stoppedOn.get(target.uuid) ?? [])]);
-      const runner = opts.coordinator.runnerFor(target.uuid);
-      if (runner?.parent) names.add(runner.parent);
-      const addresses = new Map(opts.coordinator.supervisors().map((s) => [s.name, s.address]));
-      const targets = await Promise.all(
-        [...names]
-          .sort()
-          .map((name) => forward(name, addresses.get(name), op, target.uuid, opts.supervisorKey)),
-      );
-      const reached = targets.filter((t) => t.ok).map((t) => t.supervisor);
-      if (op === "stop")
-        stoppedOn.set(target.uuid, new Set([...(stoppedOn.get(target.uuid) ?? []), ...reached]));
-      if (op === "start" || op === "purge") stoppedOn.delete(target.uuid);
-      await opts.audit.record({
-        actor: caller.actor,
-        action: `app.${op}`,
-        subject: appSubject(target.name),
-        after: { uuid: target.uuid, targets },
-      });
-      return { app: target.name, uuid: target.uuid, action: op, targets };
-    });
+    app.post<{ Params: { app: string } }>(
+      `/api/v1/apps/:app/${op}`,
+      { schema: appOpSchema(op) },
+      async (req) => {
+        const caller = await callers.resolve(req.headers.authorization);
+        const target = await opts.registry.get(caller, req.params.app);
+        const names = new Set([...target.servers, ...(stoppedOn.get(target.uuid) ?? [])]);
+        const runner = opts.coordinator.runnerFor(target.uuid);
+        if (runner?.parent) names.add(runner.parent);
+        const addresses = new Map(opts.coordinator.supervisors().map((s) => [s.name, s.address]));
+        const targets = await Promise.all(
+          [...names]
+            .sort()
+            .map((name) => forward(name, addresses.get(name), op, target.uuid, opts.supervisorKey)),
+        );
+        const reached = targets.filter((t) => t.ok).map((t) => t.supervisor);
+        if (op === "stop")
+          stoppedOn.set(target.uuid, new Set([...(stoppedOn.get(target.uuid) ?? []), ...reached]));
+        if (op === "start" || op === "purge") stoppedOn.delete(target.uuid);
+        await opts.audit.record({
+          actor: caller.actor,
+          action: `app.${op}`,
+          subject: appSubject(target.name),
+          after: { uuid: target.uuid, targets },
+        });
+        return { app: target.name, uuid: target.uuid, action: op, targets };
+      },
+    );
   }
 }
 

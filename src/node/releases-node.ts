@@ -14,6 +14,12 @@ import type { NodePipeline } from "./pipeline.js";
 import { DeployLock } from "./releases-lock.js";
 import { pushReleaseArtifact } from "./releases-oci.js";
 import { artifactContentDigest, DEFAULT_ENVIRONMENT, type Release, ReleaseStore } from "./releases-store.js";
+import {
+  listReleasesSchema,
+  promoteSchema,
+  recordReleaseSchema,
+  rollbackSchema,
+} from "./schemas/releases.js";
 import { nodeVersion } from "./version.js";
 
 /**
@@ -57,12 +63,12 @@ export function attachReleases(app: FastifyInstance, ctx: ReleasesContext): Atta
     });
     type AppReq = FastifyRequest<{ Params: { app: string } }>;
 
-    scope.get("/api/v1/apps/:app/releases", async (req: AppReq) => {
+    scope.get("/api/v1/apps/:app/releases", { schema: listReleasesSchema }, async (req: AppReq) => {
       const target = await ctx.registry.get(callerOf.get(req) as Caller, req.params.app);
       return { app: target.name, uuid: target.uuid, releases: await releases.list(target.uuid) };
     });
 
-    scope.post("/api/v1/apps/:app/releases", async (req: AppReq, reply) => {
+    scope.post("/api/v1/apps/:app/releases", { schema: recordReleaseSchema }, async (req: AppReq, reply) => {
       const caller = callerOf.get(req) as Caller;
       const target = await ctx.registry.get(caller, req.params.app);
       const body = objectBody(req.body);
@@ -106,7 +112,7 @@ export function attachReleases(app: FastifyInstance, ctx: ReleasesContext): Atta
       return reply.code(created ? 201 : 200).send(release);
     });
 
-    scope.post("/api/v1/apps/:app/rollback", async (req: AppReq) => {
+    scope.post("/api/v1/apps/:app/rollback", { schema: rollbackSchema }, async (req: AppReq) => {
       const caller = callerOf.get(req) as Caller;
       const target = await ctx.registry.get(caller, req.params.app);
       const body = objectBody(req.body ?? {});
@@ -147,7 +153,7 @@ export function attachReleases(app: FastifyInstance, ctx: ReleasesContext): Atta
         };
       });
     });
-    scope.post("/api/v1/apps/:app/promote", async (req: AppReq) => {
+    scope.post("/api/v1/apps/:app/promote", { schema: promoteSchema }, async (req: AppReq) => {
       const caller = callerOf.get(req) as Caller;
       const target = await ctx.registry.get(caller, req.params.app);
       const body = objectBody(req.body ?? {});

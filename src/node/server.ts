@@ -12,6 +12,7 @@ import {
   type MeshMode,
   parseAppUuid,
 } from "../core/address.js";
+import { describeApi, schemaAjv, schemaFailure } from "../core/api-docs.js";
 import type { Logger, LogLevel } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import { freeLoopbackPort } from "../core/net.js";
@@ -30,13 +31,15 @@ import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from 
 import { registerAppOpsRoutes } from "./apps-ops-routes.js";
 import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
-import { toNodeError } from "./errors.js";
+import { nodeErrorStatus, toNodeError } from "./errors.js";
 import { importLocalRepo, registerGitRoutes } from "./git-push.js";
 import { registerMeshRoutes } from "./mesh-routes.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { AppProxy } from "./proxy.js";
 import { attachReleases } from "./releases-node.js";
+import { nodeApiDocument } from "./schemas/document.js";
+import { healthSchema, rosterAppsSchema, supervisorsSchema, topologySchema } from "./schemas/roster.js";
 import { nodeVersion } from "./version.js";
 
 export interface NodeOptions {
@@ -151,6 +154,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   let rawServer: http.Server | undefined;
   const app = Fastify({
     logger: level === "silent" ? false : { level },
+    ajv: schemaAjv,
     // The app door runs on the raw request, before fastify: it is the hot path and must stream.
     serverFactory: (handler) => {
       rawServer = http.createServer({ noDelay: true, requestTimeout: 0 }, (req, res) => {
@@ -170,6 +174,8 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       return rawServer;
     },
   });
+
+  await describeApi(app, nodeApiDocument);
 
   // Registry names for the roster views; the registry exists only with a data dir.
   let registry: AttachedRegistry | undefined;
@@ -418,7 +424,12 @@ function registerRoutes(
   appNames: () => Promise<Map<string, string>>,
   edgeStatus: () => EdgeStatus | undefined,
 ): void {
-  app.setErrorHandler((err, _req, reply) => {
+  app.setErrorHandler((err, req, reply) => {
+    const invalid = schemaFailure(err, req, "BAD_REQUEST");
+    if (invalid) {
+      const body = { error: invalid.message, code: invalid.code };
+      return reply.status(nodeErrorStatus[invalid.code] ?? 400).send(body);
+    }
     const { status, body } = toNodeError(err);
     if (status >= 500) app.log.error({ err }, "request failed");
     if (body.code === "UNAUTHORIZED") void reply.header("www-authenticate", 'Bearer realm="tabbify-node"');
@@ -430,7 +441,7 @@ function registerRoutes(
       .send({ error: `no route ${req.method} ${req.url.split("?")[0]}`, code: "NOT_FOUND" });
   });
 
-  app.get("/health", async (_req, reply) => {
+  app.get("/health", { schema: healthSchema }, async (_req, reply) => {
     const edge = edgeStatus();
     if (!edge) return { status: "ok", version: nodeVersion, data_plane: "node" };
     // Reached through the edge this is 200 unless nginx is mid-restart; asked on the API port
@@ -444,7 +455,7 @@ function registerRoutes(
       keyCheck.assert(req.headers.authorization);
     });
 
-    authed.get("/v1/topology", async () => {
+    authed.get("/v1/topology", { schema: topologySchema }, async () => {
       const topology = coordinator.topology();
       const names = await appNames();
       const named = <T extends { app_uuid: string }>(r: T) => ({ ...r, name: names.get(r.app_uuid) ?? null });
@@ -454,7 +465,7 @@ function registerRoutes(
       };
     });
 
-    authed.get("/v1/supervisors", async () => ({
+    authed.get("/v1/supervisors", { schema: supervisorsSchema }, async () => ({
       supervisors: coordinator.supervisors().map((s) => ({
         peer_id: s.peer_id,
         display_name: s.name,
@@ -468,7 +479,7 @@ function registerRoutes(
       })),
     }));
 
-    authed.get("/v1/apps", async () => {
+    authed.get("/v1/apps", { schema: rosterAppsSchema }, async () => {
       const orphaned = new Set(coordinator.orphanedRunners().map((r) => r.name));
       const names = await appNames();
       return {
