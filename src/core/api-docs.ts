@@ -9,8 +9,10 @@ import type { FastifyInstance, FastifyRequest, FastifyServerOptions, RouteOption
  *
  * A route schema may carry `x-error-code`: the API's stable code a schema failure on that route
  * answers with (e.g. DEPLOY_REQUEST_INVALID); a property schema may carry `x-message`, the
- * sentence the caller reads when that property fails (so today's messages survive validation
- * moving into schemas).
+ * sentence the caller reads when that property fails (or an object of sentences keyed by the
+ * failing keyword, with `default`; `{field}` becomes the property's path, e.g.
+ * `targets[0].runtime`), and `x-required` the one for its absence. So today's messages survive
+ * validation moving into schemas.
  */
 
 /** Tag of routes registered without any schema: the completeness test names them. */
@@ -116,6 +118,18 @@ const WHOLE: Record<string, string> = {
   headers: "the headers",
 };
 
+/** A schema's own sentence for a failure: `x-message` whole, or keyed by the failing keyword. */
+function sentenceOf(error: AjvError): string | undefined {
+  const custom = error.parentSchema?.["x-message"];
+  if (typeof custom === "string") return custom;
+  if (typeof custom === "object" && custom !== null) {
+    const byKeyword = custom as Record<string, unknown>;
+    const sentence = byKeyword[error.keyword] ?? byKeyword.default;
+    if (typeof sentence === "string") return sentence;
+  }
+  return undefined;
+}
+
 /** The sentence a caller reads for one schema failure. */
 export function schemaMessage(error: AjvError, context: string): string {
   const field = fieldName(error.instancePath);
@@ -126,8 +140,8 @@ export function schemaMessage(error: AjvError, context: string): string {
     if (typeof custom === "string") return custom;
     return `${field ? `${field}.` : ""}${missing} is required`;
   }
-  const custom = error.parentSchema?.["x-message"];
-  if (typeof custom === "string") return custom.replaceAll("{field}", field);
+  const custom = sentenceOf(error);
+  if (custom !== undefined) return custom.replaceAll("{field}", field);
   if (error.keyword === "additionalProperties") {
     return `${field || WHOLE[context] || context}: unknown field ${String(error.params.additionalProperty)}`;
   }
@@ -155,7 +169,7 @@ export function schemaFailure(
     // A union's branches each fail before the union does: the first failure with a sentence of its
     // own says it best, else the first failure.
     message: schemaMessage(
-      e.validation.find((v) => typeof v.parentSchema?.["x-message"] === "string") ?? e.validation[0]!,
+      e.validation.find((v) => sentenceOf(v) !== undefined) ?? e.validation[0]!,
       e.validationContext ?? "body",
     ),
   };
