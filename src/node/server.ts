@@ -33,6 +33,7 @@ import { NodeKeyCheck } from "./auth.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { nodeErrorStatus, toNodeError } from "./errors.js";
 import { importLocalRepo, registerGitRoutes } from "./git-push.js";
+import { registerMcpRoute } from "./mcp.js";
 import { registerMeshRoutes } from "./mesh-routes.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
@@ -187,6 +188,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
 
   // The verify step asks the node's own /app/<uuid> door, the way users reach the app.
   let selfUrl = "";
+  let ownApiUrl = "";
   let pipeline: NodePipeline | undefined;
   let store: Store | undefined;
   if (options.dataDir) {
@@ -300,6 +302,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       coordinator,
       supervisorKey: deploy.supervisorKey,
     });
+    registerMcpRoute(app, { callers: registry.callers, audit: registry.audit, apiUrl: () => ownApiUrl });
     registerAppOpsRoutes(app, {
       registry: registry.registry,
       audit: registry.audit,
@@ -341,6 +344,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   const server = rawServer as http.Server;
   const apiPort = (server.address() as AddressInfo).port;
   const apiUrl = `http://${hostPort(dataPlane === "node" ? host : "127.0.0.1", apiPort)}`;
+  ownApiUrl = apiUrl;
   let port = apiPort;
   if (dataPlane === "nginx") {
     port = options.port || (await freeLoopbackPort());
