@@ -15,7 +15,7 @@ const REQUESTS = Number(process.env.BENCH_API_REQUESTS ?? "4000");
 const IN_FLIGHT = 8;
 const KEY = "bench-node-key-0123456789abcdef";
 
-const node = await startNode({ port: 0, nodeKey: KEY, httpLogLevel: "silent" });
+const node = await startNode({ port: 0, nodeKey: KEY, httpLogLevel: "silent", peerTimeoutMs: 3_600_000 });
 const agent = new Agent({ keepAlive: true, maxSockets: IN_FLIGHT });
 
 function call(method: string, path: string, body?: unknown): Promise<{ status: number; bytes: number }> {

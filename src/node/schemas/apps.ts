@@ -213,34 +213,54 @@ export const appDeploySchema = {
   },
 };
 
+export const DeployProgressAnswer = Type.Object({
+  app: Type.String(),
+  deploy: DeployStatus,
+  steps: Type.Array(
+    Type.Object({
+      step: Type.String(),
+      state: Type.String(),
+      started_at: Type.String(),
+      ended_at: Type.Optional(Type.String()),
+      log_tail: Type.Array(Type.String()),
+    }),
+  ),
+});
+
 export const appProgressSchema = {
   summary: "The app's latest deploy, step by step with each step's last log lines",
   tags: tag,
   security: nodeKeyOrTenant,
   params: AppParams,
-  response: {
-    200: Type.Object({
-      app: Type.String(),
-      deploy: DeployStatus,
-      steps: Type.Array(
-        open({ step: Type.String(), state: Type.String(), log_tail: Type.Array(Type.String()) }),
-      ),
-    }),
-    ...errorResponses,
-  },
+  response: { 200: DeployProgressAnswer, ...errorResponses },
 };
+
+export const RuntimeStatusAnswer = Type.Object({
+  app: Type.String(),
+  uuid: Type.String(),
+  targets: Type.Array(
+    Type.Object({
+      supervisor: Type.String(),
+      on_roster: Type.Boolean(),
+      runner_on_roster: Type.Boolean(),
+      runner_last_seen: Type.Optional(Type.String()),
+      last_deploy: Type.Optional(
+        Type.Object({
+          id: Type.String(),
+          success: Type.Boolean(),
+          digest: NullableString,
+          finished_at: NullableString,
+        }),
+      ),
+      supervisor_says: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    }),
+  ),
+});
 
 export const runtimeStatusSchema = {
   summary: "Where the app runs: each target's roster entry, last deploy and the supervisor's own view",
   tags: tag,
   security: nodeKeyOrTenant,
   params: AppParams,
-  response: {
-    200: Type.Object({
-      app: Type.String(),
-      uuid: Type.String(),
-      targets: Type.Array(open({ supervisor: Type.String(), on_roster: Type.Boolean() })),
-    }),
-    ...errorResponses,
-  },
+  response: { 200: RuntimeStatusAnswer, ...errorResponses },
 };
