@@ -113,8 +113,11 @@ describe("the node's MCP endpoint, driven by the SDK's own client", () => {
       "the other tenant's app was not stopped",
     );
     const refused = events.find((e) => e.action === "mcp.stop_app" && e.subject === "app:other-web");
-    assert.equal((refused?.after as { ok?: boolean; via?: string }).ok, false);
-    assert.equal((refused?.after as { via?: string }).via, "mcp");
+    assert.ok(refused, "the refused call is audited");
+    assert.deepEqual(
+      [(refused.after as { ok?: boolean }).ok, (refused.after as { via?: string }).via],
+      [false, "mcp"],
+    );
   });
 
   it("refuses input that breaks the tool's schema before calling anything", async () => {

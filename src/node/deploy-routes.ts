@@ -8,7 +8,6 @@ import { checkRepoUrl, parseHttpRepoUrl, type RepoUrlPolicy } from "../core/repo
 import { type DeployEvent, type DeployRecord, followDeploy } from "../pipeline/executor.js";
 import { checkGitRef, checkGitUrl, isLocalRepoUrl } from "../pipeline/git-remote.js";
 import type { DeployRequest, RequestedTarget } from "../pipeline/plan.js";
-import { type DeployRuntime, deployRuntimes } from "../pipeline/tabbify-toml.js";
 import {
   branchIgnoreReason,
   currentDeployOf,
