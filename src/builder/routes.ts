@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { isTabbifyError } from "../core/errors.js";
 import type { BuildRequest, BuildResult } from "../pipeline/executor.js";
 import { type Builder, type BuildFailureDetail, type BuildStage, validateBuildRequest } from "./builder.js";
+import { buildSchemas } from "./schemas.js";
 
 /**
  * The supervisor's build endpoint (SEED-FACTS §2):
@@ -112,7 +113,7 @@ export function registerBuildRoutes(
 ): void {
   const keepAliveMs = opts.keepAliveMs ?? 15_000;
 
-  app.post("/v1/build", async (req, reply) => {
+  app.post("/v1/build", { schema: buildSchemas.build }, async (req, reply) => {
     let request: BuildRequest;
     try {
       request = validateBuildRequest(req.body).request;
@@ -181,10 +182,14 @@ export function registerBuildRoutes(
     return reply.code(200).header("content-type", NDJSON).header("cache-control", "no-store").send(stream);
   });
 
-  app.get<{ Params: { uuid: string } }>("/v1/build/:uuid/progress", async (req, reply) => {
-    const progress = builder.progress(req.params.uuid);
-    if (!progress)
-      return reply.code(404).send({ error: `no build of ${req.params.uuid.slice(0, 64)} is known` });
-    return progress;
-  });
+  app.get<{ Params: { uuid: string } }>(
+    "/v1/build/:uuid/progress",
+    { schema: buildSchemas.progress },
+    async (req, reply) => {
+      const progress = builder.progress(req.params.uuid);
+      if (!progress)
+        return reply.code(404).send({ error: `no build of ${req.params.uuid.slice(0, 64)} is known` });
+      return progress;
+    },
+  );
 }

@@ -36,7 +36,7 @@ export function formatStatus(s: AppStatus): string {
   const d = s.last_deploy;
   lines.push(
     d
-      ? `  last deploy   ${d.id} ${d.status}${typeof d.created_at === "string" ? ` (${d.created_at})` : ""}`
+      ? `  last deploy   ${d.id} ${d.state}${typeof d.created_at === "string" ? ` (${d.created_at})` : ""}`
       : "  last deploy   none",
   );
   lines.push("");

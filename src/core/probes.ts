@@ -1,3 +1,4 @@
+import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { releaseStamp } from "./release-info.js";
 import { buildStamp } from "./version.js";
@@ -35,11 +36,50 @@ export interface ProbeOptions {
 
 export const PROBE_PATHS = ["/api/healthz", "/api/ready", "/api/version"] as const;
 
+const Checks = Type.Record(
+  Type.String(),
+  Type.Object({ ok: Type.Boolean(), error: Type.Optional(Type.String()) }),
+);
+
+export const probeSchemas = {
+  healthz: {
+    summary: "The process answers (unauthenticated)",
+    tags: ["probes"],
+    response: { 200: Type.Object({ status: Type.Literal("ok") }) },
+  },
+  version: {
+    summary: "Version, source commit and build time (unauthenticated)",
+    tags: ["probes"],
+    response: {
+      200: Type.Object({
+        version: Type.String(),
+        commit: Type.Union([Type.String(), Type.Null()]),
+        built_at: Type.Union([Type.String(), Type.Null()]),
+        release: Type.Optional(Type.String()),
+      }),
+    },
+  },
+  ready: {
+    summary: "Every dependency of this role answers (unauthenticated)",
+    tags: ["probes"],
+    response: {
+      200: Type.Object({ status: Type.Literal("ready"), checks: Checks }),
+      503: Type.Object({
+        status: Type.Literal("not_ready"),
+        error: Type.String(),
+        code: Type.String(),
+        failing: Type.Array(Type.String()),
+        checks: Checks,
+      }),
+    },
+  },
+};
+
 export function registerProbes(app: FastifyInstance, opts: ProbeOptions): void {
   const timeoutMs = opts.checkTimeoutMs ?? 3_000;
-  app.get("/api/healthz", async () => ({ status: "ok" }));
-  app.get("/api/version", async () => opts.build);
-  app.get("/api/ready", async (_req, reply) => {
+  app.get("/api/healthz", { schema: probeSchemas.healthz }, async () => ({ status: "ok" }));
+  app.get("/api/version", { schema: probeSchemas.version }, async () => opts.build);
+  app.get("/api/ready", { schema: probeSchemas.ready }, async (_req, reply) => {
     const results = await runReadyChecks(opts.ready ?? {}, timeoutMs);
     const failing = Object.entries(results)
       .filter(([, r]) => !r.ok)

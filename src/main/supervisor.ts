@@ -267,7 +267,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   if (meshJoiner?.ula) listen = { host: meshJoiner.ula, port: listen.port };
 
   let roster: RosterClient | undefined;
-  const api = buildApi(
+  const api = await buildApi(
     supervisor,
     {
       supervisorId: await supervisorId(dataDir),

@@ -12,6 +12,7 @@ import type { DeployObserver } from "./audit-deploys.js";
 import { statusBody } from "./deploy-routes.js";
 import type { NodePipeline } from "./pipeline.js";
 import { applyWaitQuery } from "./releases-lock.js";
+import { appDeploySchema, appProgressSchema, runtimeStatusSchema } from "./schemas/apps.js";
 
 /**
  * The deploy surface of a registered app (kua-deploy's), same bearer rules as the registry:
@@ -63,7 +64,7 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
     });
     type AppReq = FastifyRequest<{ Params: { app: string } }>;
 
-    scope.post("/api/v1/apps/:app/deploy", async (req: AppReq, reply) => {
+    scope.post("/api/v1/apps/:app/deploy", { schema: appDeploySchema }, async (req: AppReq, reply) => {
       const caller = callerOf.get(req) as Caller;
       const target = await registry.get(caller, req.params.app);
       if (target.repo_url === null) {
@@ -108,7 +109,7 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
       });
     });
 
-    scope.get("/api/v1/apps/:app/progress", async (req: AppReq) => {
+    scope.get("/api/v1/apps/:app/progress", { schema: appProgressSchema }, async (req: AppReq) => {
       const target = await registry.get(callerOf.get(req) as Caller, req.params.app);
       const record = await latestDeploy(target.uuid);
       if (!record) throw new TabbifyError("DEPLOY_NOT_FOUND", `app ${target.name} has not been deployed yet`);
@@ -135,7 +136,7 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
       return { app: target.name, deploy: statusBody(record), steps: [...steps.values()] };
     });
 
-    scope.get("/api/v1/apps/:app/runtime-status", async (req: AppReq) => {
+    scope.get("/api/v1/apps/:app/runtime-status", { schema: runtimeStatusSchema }, async (req: AppReq) => {
       const target = await registry.get(callerOf.get(req) as Caller, req.params.app);
       const record = await latestDeploy(target.uuid);
       const runner = coordinator.runnerFor(target.uuid);

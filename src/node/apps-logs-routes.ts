@@ -7,6 +7,7 @@ import { appTargets } from "./app-targets.js";
 import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import type { AppRegistry } from "./apps-registry.js";
 import type { NodeKeyCheck } from "./auth.js";
+import { appLogsSchema } from "./schemas/apps.js";
 
 /**
  * `GET /api/v1/apps/:app/logs?tail=N&follow=1` (node key, or a tenant token for its own apps):
@@ -29,40 +30,44 @@ export function registerAppLogsRoutes(app: FastifyInstance, opts: AppLogsRoutesO
     keyCheck: opts.keyCheck,
     ...(opts.verifyTenantToken ? { verifyTenantToken: opts.verifyTenantToken } : {}),
   });
-  app.get<{ Params: { app: string } }>("/api/v1/apps/:app/logs", async (req, reply) => {
-    const caller = await callers.resolve(req.headers.authorization);
-    const target = await opts.registry.get(caller, req.params.app);
-    const { tail, follow } = logQuery(req.query);
-    const names = await appTargets({
-      uuid: target.uuid,
-      servers: target.servers,
-      coordinator: opts.coordinator,
-      supervisorKey: opts.supervisorKey,
-    });
-    if (names.length === 0) {
-      throw new TabbifyError(
-        "APP_NOT_RUNNING",
-        `app ${target.name} has no targets yet: deploy or start it first`,
+  app.get<{ Params: { app: string } }>(
+    "/api/v1/apps/:app/logs",
+    { schema: appLogsSchema },
+    async (req, reply) => {
+      const caller = await callers.resolve(req.headers.authorization);
+      const target = await opts.registry.get(caller, req.params.app);
+      const { tail, follow } = logQuery(req.query);
+      const names = await appTargets({
+        uuid: target.uuid,
+        servers: target.servers,
+        coordinator: opts.coordinator,
+        supervisorKey: opts.supervisorKey,
+      });
+      if (names.length === 0) {
+        throw new TabbifyError(
+          "APP_NOT_RUNNING",
+          `app ${target.name} has no targets yet: deploy or start it first`,
+        );
+      }
+      const addresses = new Map(opts.coordinator.supervisors().map((s) => [s.name, s.address]));
+      const hangUp = new AbortController();
+      reply.raw.on("close", () => hangUp.abort());
+      const out = new PassThrough();
+      const query = `tail=${tail}&follow=${follow ? 1 : 0}`;
+      const streams = names.map((name) =>
+        pipeTarget(
+          name,
+          addresses.get(name),
+          `/v1/apps/${target.uuid}/logs?${query}`,
+          opts.supervisorKey,
+          out,
+          hangUp.signal,
+        ),
       );
-    }
-    const addresses = new Map(opts.coordinator.supervisors().map((s) => [s.name, s.address]));
-    const hangUp = new AbortController();
-    reply.raw.on("close", () => hangUp.abort());
-    const out = new PassThrough();
-    const query = `tail=${tail}&follow=${follow ? 1 : 0}`;
-    const streams = names.map((name) =>
-      pipeTarget(
-        name,
-        addresses.get(name),
-        `/v1/apps/${target.uuid}/logs?${query}`,
-        opts.supervisorKey,
-        out,
-        hangUp.signal,
-      ),
-    );
-    void Promise.allSettled(streams).then(() => out.end());
-    return reply.type("text/plain; charset=utf-8").header("cache-control", "no-store").send(out);
-  });
+      void Promise.allSettled(streams).then(() => out.end());
+      return reply.type("text/plain; charset=utf-8").header("cache-control", "no-store").send(out);
+    },
+  );
 }
 
 /** Copies one supervisor's log stream into `out`, a whole line at a time, prefixed. */

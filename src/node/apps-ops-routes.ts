@@ -5,6 +5,7 @@ import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import { type AppRegistry, appSubject } from "./apps-registry.js";
 import type { AuditLog } from "./audit-log.js";
 import type { NodeKeyCheck } from "./auth.js";
+import { appOpSchema } from "./schemas/apps.js";
 
 /**
  * Operations on a registered app's runtime (node key, or a tenant token for its own apps):
@@ -49,33 +50,37 @@ export function registerAppOpsRoutes(app: FastifyInstance, opts: AppOpsRoutesOpt
   });
   const stoppedOn = new Map<string, Set<string>>();
   for (const op of OPS) {
-    app.post<{ Params: { app: string } }>(`/api/v1/apps/:app/${op}`, async (req) => {
-      const caller = await callers.resolve(req.headers.authorization);
-      const target = await opts.registry.get(caller, req.params.app);
-      const names = await appTargets({
-        uuid: target.uuid,
-        servers: target.servers,
-        coordinator: opts.coordinator,
-        supervisorKey: opts.supervisorKey,
-        remembered: stoppedOn.get(target.uuid) ?? [],
-      });
-      const addresses = new Map(opts.coordinator.supervisors().map((s) => [s.name, s.address]));
-      const targets = await Promise.all(
-        names.map((name) => forward(name, addresses.get(name), op, target.uuid, opts.supervisorKey)),
-      );
-      const reached = targets.filter((t) => t.ok).map((t) => t.supervisor);
-      if (op === "stop")
-        stoppedOn.set(target.uuid, new Set([...(stoppedOn.get(target.uuid) ?? []), ...reached]));
-      if (op === "start" || op === "purge") stoppedOn.delete(target.uuid);
-      await opts.audit.record({
-        actor: caller.actor,
-        action: `app.${op}`,
-        subject: appSubject(target.name),
-        // Never the log tail: it is the app's own output, which may carry anything.
-        after: { uuid: target.uuid, targets: targets.map(({ log_tail: _tail, ...t }) => t) },
-      });
-      return { app: target.name, uuid: target.uuid, action: op, targets };
-    });
+    app.post<{ Params: { app: string } }>(
+      `/api/v1/apps/:app/${op}`,
+      { schema: appOpSchema(op) },
+      async (req) => {
+        const caller = await callers.resolve(req.headers.authorization);
+        const target = await opts.registry.get(caller, req.params.app);
+        const names = await appTargets({
+          uuid: target.uuid,
+          servers: target.servers,
+          coordinator: opts.coordinator,
+          supervisorKey: opts.supervisorKey,
+          remembered: stoppedOn.get(target.uuid) ?? [],
+        });
+        const addresses = new Map(opts.coordinator.supervisors().map((s) => [s.name, s.address]));
+        const targets = await Promise.all(
+          names.map((name) => forward(name, addresses.get(name), op, target.uuid, opts.supervisorKey)),
+        );
+        const reached = targets.filter((t) => t.ok).map((t) => t.supervisor);
+        if (op === "stop")
+          stoppedOn.set(target.uuid, new Set([...(stoppedOn.get(target.uuid) ?? []), ...reached]));
+        if (op === "start" || op === "purge") stoppedOn.delete(target.uuid);
+        await opts.audit.record({
+          actor: caller.actor,
+          action: `app.${op}`,
+          subject: appSubject(target.name),
+          // Never the log tail: it is the app's own output, which may carry anything.
+          after: { uuid: target.uuid, targets: targets.map(({ log_tail: _tail, ...t }) => t) },
+        });
+        return { app: target.name, uuid: target.uuid, action: op, targets };
+      },
+    );
   }
 }
 

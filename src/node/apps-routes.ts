@@ -5,6 +5,15 @@ import { TabbifyError } from "../core/errors.js";
 import type { CallerResolver } from "./apps-identity.js";
 import type { AppRegistry, Caller, MutationResult } from "./apps-registry.js";
 import type { AuditLog } from "./audit-log.js";
+import {
+  auditSchema,
+  deleteAppSchema,
+  getAppSchema,
+  listAppsSchema,
+  patchAppSchema,
+  putAppSchema,
+  registryExportSchema,
+} from "./schemas/apps.js";
 
 /**
  * The app registry and audit API (bearer: node key, or a tenant token for that tenant's apps):
@@ -69,20 +78,24 @@ export function registerAppRoutes(app: FastifyInstance, opts: AppRoutesOptions):
     const caller = (req: FastifyRequest): Caller => callerOf.get(req) as Caller;
     type AppReq = FastifyRequest<{ Params: { app: string } }>;
 
-    scope.get("/api/v1/apps", async (req) => ({ apps: await registry.list(caller(req)) }));
-    scope.get("/api/v1/apps/:app", async (req: AppReq) => registry.get(caller(req), req.params.app));
-    scope.put("/api/v1/apps/:app", async (req: AppReq, reply) => {
+    scope.get("/api/v1/apps", { schema: listAppsSchema }, async (req) => ({
+      apps: await registry.list(caller(req)),
+    }));
+    scope.get("/api/v1/apps/:app", { schema: getAppSchema }, async (req: AppReq) =>
+      registry.get(caller(req), req.params.app),
+    );
+    scope.put("/api/v1/apps/:app", { schema: putAppSchema }, async (req: AppReq, reply) => {
       const result = await registry.put(caller(req), req.params.app, req.body, dryRunOf(req));
       return reply.code(result.dry_run ? 200 : result.status).send(answer(result));
     });
-    scope.patch("/api/v1/apps/:app", async (req: AppReq) =>
+    scope.patch("/api/v1/apps/:app", { schema: patchAppSchema }, async (req: AppReq) =>
       answer(await registry.patch(caller(req), req.params.app, req.body, dryRunOf(req))),
     );
-    scope.delete("/api/v1/apps/:app", async (req: AppReq) =>
+    scope.delete("/api/v1/apps/:app", { schema: deleteAppSchema }, async (req: AppReq) =>
       answer(await registry.remove(caller(req), req.params.app, dryRunOf(req))),
     );
 
-    scope.get("/api/v1/registry/export", async (req) => {
+    scope.get("/api/v1/registry/export", { schema: registryExportSchema }, async (req) => {
       await callers.admin(req.headers.authorization);
       const exportedAt = now();
       const body = { exported_at: exportedAt.toISOString(), apps: await registry.list({ actor: "system" }) };
@@ -90,7 +103,7 @@ export function registerAppRoutes(app: FastifyInstance, opts: AppRoutesOptions):
       return { ...body, snapshot };
     });
 
-    scope.get("/api/v1/audit", async (req) => {
+    scope.get("/api/v1/audit", { schema: auditSchema }, async (req) => {
       await callers.admin(req.headers.authorization);
       const after = intParam(req, "after", 0, Number.MAX_SAFE_INTEGER);
       const limit = Math.max(1, intParam(req, "limit", 100, AUDIT_PAGE_MAX));

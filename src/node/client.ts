@@ -1,4 +1,7 @@
+import type { Static } from "@sinclair/typebox";
 import { TabbifyError } from "../core/errors.js";
+import type { App, AppOpResult, DeployProgressAnswer, RuntimeStatusAnswer } from "./schemas/apps.js";
+import type { RosterApp } from "./schemas/roster.js";
 
 /**
  * A typed HTTP client for the node's API, for `tcli` and any other caller outside the node.
@@ -6,68 +9,25 @@ import { TabbifyError } from "../core/errors.js";
  * The node's `{error, code}` answers become TabbifyErrors with that code.
  */
 
+/**
+ * Request and answer types come from the route schemas (src/node/schemas/): a schema change that
+ * breaks a caller of this client fails the typecheck.
+ */
+
 /** One entry of the app registry, as `GET /api/v1/apps` answers it. */
-export interface NodeApp {
-  name: string;
-  uuid: string;
-  tenant: string;
-  repo_url: string | null;
-  branch: string;
-  environments: string[];
-  servers: string[];
-  runtime: string;
-  created_at: string;
-  updated_at: string;
-  [key: string]: unknown;
-}
+export type NodeApp = Static<typeof App>;
 
 /** A runner on the node's roster (`GET /v1/apps`). */
-export interface NodeRunner {
-  uuid: string;
-  name: string | null;
-  address: string;
-  supervisor: string | null;
-  orphaned: boolean;
-  version: string | null;
-  last_seen: string;
-  proxy_path: string;
-}
+export type NodeRunner = Static<typeof RosterApp>;
 
 /** `GET /api/v1/apps/:app/runtime-status`. */
-export interface RuntimeStatus {
-  app: string;
-  uuid: string;
-  targets: Array<{
-    supervisor: string;
-    on_roster: boolean;
-    runner_on_roster: boolean;
-    runner_last_seen?: string;
-    last_deploy?: { id: string; success: boolean; digest: string | null; finished_at: string | null };
-    supervisor_says?: Record<string, unknown>;
-  }>;
-}
+export type RuntimeStatus = Static<typeof RuntimeStatusAnswer>;
 
 /** `GET /api/v1/apps/:app/progress`. */
-export interface DeployProgress {
-  app: string;
-  deploy: Record<string, unknown> & { id: string; status: string };
-  steps: Array<{ step: string; state: string; started_at: string; ended_at?: string; log_tail: string[] }>;
-}
+export type DeployProgress = Static<typeof DeployProgressAnswer>;
 
 /** What the node answers for stop, start and purge. */
-export interface AppOperation {
-  app: string;
-  uuid: string;
-  action: string;
-  targets: Array<{
-    supervisor: string;
-    ok: boolean;
-    status: number | null;
-    state?: string;
-    error?: string;
-    log_tail?: string[];
-  }>;
-}
+export type AppOperation = Static<typeof AppOpResult>;
 
 export interface NodeClientOptions {
   url: string;

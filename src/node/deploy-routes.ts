@@ -1,3 +1,5 @@
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { Static } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
@@ -8,7 +10,6 @@ import { type DeployEvent, type DeployRecord, followDeploy, isActive } from "../
 import { refuseSshRemote } from "../pipeline/git-credentials.js";
 import { checkGitRef, checkGitUrl, isLocalRepoUrl } from "../pipeline/git-remote.js";
 import type { DeployRequest, RequestedTarget } from "../pipeline/plan.js";
-import { type DeployRuntime, deployRuntimes } from "../pipeline/tabbify-toml.js";
 import {
   branchIgnoreReason,
   currentDeployOf,
@@ -26,6 +27,17 @@ import type { DeliveryNote } from "./deploy-store.js";
 import { NodePipeline } from "./pipeline.js";
 import { applyWaitQuery } from "./releases-lock.js";
 import { bodyDigest } from "./replay-guard.js";
+import {
+  type DeployAccepted,
+  type DeployBody,
+  type DeployStatus,
+  deliveriesSchema,
+  deployEventsSchema,
+  deploySchema,
+  deployStatusSchema,
+  deploysSchema,
+  webhookSchema,
+} from "./schemas/deploy.js";
 
 /**
  * The deploy API and the webhook intake:
@@ -55,73 +67,35 @@ function invalid(message: string): TabbifyError {
   return new TabbifyError("DEPLOY_REQUEST_INVALID", message);
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function optionalString(body: Record<string, unknown>, key: string): string | undefined {
-  const value = body[key];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== "string" || value === "") throw invalid(`${key} must be a non-empty string`);
-  return value;
-}
-
-/** A `POST /v1/deploy` body, checked field by field so the caller learns what to fix. */
-export function parseDeployBody(body: unknown): DeployRequest {
-  if (!isObject(body)) throw invalid("the body must be a JSON object");
-  const repoUrl = optionalString(body, "repo_url");
-  if (repoUrl === undefined) throw invalid("repo_url is required");
+/**
+ * A `POST /v1/deploy` body (its shape already checked by DeployBody) as a deploy request: what a
+ * schema cannot say (the URL parses, carries no credentials) is checked here.
+ */
+export function toDeployRequest(body: Static<typeof DeployBody>): DeployRequest {
+  const { repo_url: repoUrl, ref, tenant } = body;
   const parsedUrl = parseHttpRepoUrl(repoUrl);
   if ("problem" in parsedUrl) throw invalid(parsedUrl.problem);
-  const url = parsedUrl.url;
-  if (url.username !== "" || url.password !== "") {
+  if (parsedUrl.url.username !== "" || parsedUrl.url.password !== "") {
     throw invalid("repo_url must not carry credentials (configure a GitHub App instead)");
   }
-  const ref = optionalString(body, "ref");
-  if (ref === undefined) throw invalid("ref is required (a branch, tag or commit sha)");
-  if (ref.startsWith("-") || !/^[A-Za-z0-9._/-]+$/.test(ref) || ref.includes("..")) {
-    throw invalid("ref must be a branch, tag or commit sha");
-  }
-  const tenant = optionalString(body, "tenant");
-  if (tenant === undefined) throw invalid("tenant is required");
   const request: DeployRequest = { trigger: "api", repoUrl, ref, tenant };
   if (/^[0-9a-f]{40}$/i.test(ref)) request.sha = ref.toLowerCase();
-  const appUuid = optionalString(body, "app_uuid");
-  if (appUuid !== undefined) {
-    try {
-      request.appUuid = parseAppUuid(appUuid);
-    } catch {
-      throw invalid("app_uuid must be a UUID");
-    }
-  }
-  const builder = optionalString(body, "builder");
-  if (builder !== undefined) request.builder = builder;
-  if (body.targets !== undefined && body.targets !== null) {
-    if (!Array.isArray(body.targets)) throw invalid("targets must be a list of {supervisor, runtime}");
-    request.targets = body.targets.map((raw, i): RequestedTarget => {
-      if (!isObject(raw)) throw invalid(`targets[${i}] must be an object {supervisor, runtime}`);
-      const supervisor = raw.supervisor;
-      if (typeof supervisor !== "string" || supervisor === "") {
-        throw invalid(`targets[${i}].supervisor must be a supervisor name`);
-      }
-      const target: RequestedTarget = { supervisor };
-      if (raw.runtime !== undefined && raw.runtime !== null) {
-        if (typeof raw.runtime !== "string" || !(deployRuntimes as readonly string[]).includes(raw.runtime)) {
-          throw invalid(`targets[${i}].runtime must be one of ${deployRuntimes.join(", ")}`);
-        }
-        target.runtime = raw.runtime as DeployRuntime;
-      }
-      return target;
-    });
+  if (body.app_uuid) request.appUuid = parseAppUuid(body.app_uuid);
+  if (body.builder) request.builder = body.builder;
+  if (body.targets) {
+    request.targets = body.targets.map(
+      (t): RequestedTarget =>
+        t.runtime ? { supervisor: t.supervisor, runtime: t.runtime } : { supervisor: t.supervisor },
+    );
   }
   return request;
 }
 
 /** The status body: what `GET /v1/deploy/<id>/status` answers. */
-export function statusBody(record: DeployRecord): Record<string, unknown> {
+export function statusBody(record: DeployRecord): Static<typeof DeployStatus> {
   const done = !isActive(record.status);
   const lastStep = [...record.events].reverse().find((e) => e.step !== "deploy");
-  const body: Record<string, unknown> = {
+  const body: Static<typeof DeployStatus> = {
     id: record.id,
     state: record.status,
     done,
@@ -307,35 +281,47 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
       logger.info("webhook accepted", { delivery_id: event.deliveryId, deploy_id: id, repo: event.fullName });
       return reply.code(202).send(acceptedBody(id, event.deliveryId));
     };
-    hooks.post("/v1/webhooks/github", { bodyLimit: WEBHOOK_BODY_LIMIT }, intake("github"));
-    hooks.post("/v1/webhooks/forgejo", { bodyLimit: WEBHOOK_BODY_LIMIT }, intake("forgejo"));
+    hooks.post(
+      "/v1/webhooks/github",
+      { bodyLimit: WEBHOOK_BODY_LIMIT, schema: webhookSchema },
+      intake("github"),
+    );
+    hooks.post(
+      "/v1/webhooks/forgejo",
+      { bodyLimit: WEBHOOK_BODY_LIMIT, schema: webhookSchema },
+      intake("forgejo"),
+    );
     // kua-deploy's path for the same hook, so existing Forgejo webhook settings keep working.
-    hooks.post("/webhook/forgejo", { bodyLimit: WEBHOOK_BODY_LIMIT }, intake("forgejo"));
+    hooks.post(
+      "/webhook/forgejo",
+      { bodyLimit: WEBHOOK_BODY_LIMIT, schema: webhookSchema },
+      intake("forgejo"),
+    );
   });
 
-  app.register(async (authed) => {
+  app.register(async (scope) => {
+    const authed = scope.withTypeProvider<TypeBoxTypeProvider>();
     authed.addHook("onRequest", async (req) => {
       keyCheck.assert(req.headers.authorization);
     });
     // `curl -d '{…}'` sends a form content type: the body is JSON whatever the header says.
     acceptJsonWhateverContentType(authed);
 
-    authed.post("/v1/deploy", async (req, reply) => {
-      const raw = isObject(req.body) ? req.body : {};
-      if (typeof raw.repo_url === "string" && isLocalRepoUrl(raw.repo_url)) {
+    authed.post("/v1/deploy", { schema: deploySchema }, async (req, reply) => {
+      const raw = req.body;
+      if (isLocalRepoUrl(raw.repo_url)) {
         const problem = checkGitUrl(raw.repo_url, { allowLocal: opts.localRepos !== undefined });
         if (problem !== undefined) throw new TabbifyError("REPO_URL_REFUSED", problem);
-        const ref = typeof raw.ref === "string" ? raw.ref : "";
-        const refProblem = checkGitRef(ref);
+        const refProblem = checkGitRef(raw.ref);
         if (refProblem !== undefined) throw invalid(refProblem);
-        const local = await opts.localRepos!(raw.repo_url, ref);
-        const request = parseDeployBody({ ...raw, repo_url: local.repoUrl, ref: local.sha });
+        const local = await opts.localRepos!(raw.repo_url, raw.ref);
+        const request = toDeployRequest({ ...raw, repo_url: local.repoUrl, ref: local.sha });
         const id = await pipeline.start("node", request);
         await observer?.accepted(nodeKeyActorOf(req.headers.authorization), id, request);
         return reply.code(202).send(acceptedBody(id));
       }
       if (typeof raw.repo_url === "string") refuseSshRemote(raw.repo_url);
-      const request = parseDeployBody(req.body);
+      const request = toDeployRequest(raw);
       await applyWaitQuery(request, req.query, pipeline.lock);
       const target = await checkRepoUrl(request.repoUrl, repoPolicy);
       if ("problem" in target) throw new TabbifyError("REPO_URL_REFUSED", target.problem);
@@ -344,27 +330,29 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
       return reply.code(202).send(acceptedBody(id));
     });
 
-    authed.get<{ Params: { id: string } }>("/v1/deploy/:id/status", async (req, reply) => {
+    authed.get("/v1/deploy/:id/status", { schema: deployStatusSchema }, async (req, reply) => {
       const record = await pipeline.store.get(req.params.id);
       if (!record)
         throw new TabbifyError("DEPLOY_NOT_FOUND", `deploy ${req.params.id.slice(0, 64)} is unknown`);
       return reply.code(isActive(record.status) ? 202 : 200).send(statusBody(record));
     });
 
-    authed.get<{ Params: { id: string } }>("/v1/deploy/:id/events", async (req, reply) =>
+    authed.get("/v1/deploy/:id/events", { schema: deployEventsSchema }, async (req, reply) =>
       streamEvents(pipeline, req.params.id, req, reply),
     );
 
-    authed.get("/v1/deploys", async () => ({
+    authed.get("/v1/deploys", { schema: deploysSchema }, async () => ({
       deploys: (await pipeline.store.list()).map((r) => statusBody(r)),
     }));
 
-    authed.get("/v1/webhooks/deliveries", async () => ({ deliveries: await pipeline.deliveries.recent() }));
+    authed.get("/v1/webhooks/deliveries", { schema: deliveriesSchema }, async () => ({
+      deliveries: await pipeline.deliveries.recent(),
+    }));
   });
 }
 
-function acceptedBody(id: string, deliveryId?: string): Record<string, unknown> {
-  const body: Record<string, unknown> = {
+function acceptedBody(id: string, deliveryId?: string): Static<typeof DeployAccepted> {
+  const body: Static<typeof DeployAccepted> = {
     id,
     status: "accepted",
     status_url: `/v1/deploy/${id}/status`,

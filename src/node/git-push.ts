@@ -15,6 +15,7 @@ import type { App } from "./apps-schema.js";
 import type { DeployObserver } from "./audit-deploys.js";
 import { runGitHttpBackend } from "./git-http.js";
 import type { NodePipeline } from "./pipeline.js";
+import { gitHookSchema, gitSchema } from "./schemas/git.js";
 
 /**
  * `git push` straight to the node: smart HTTP at `/git/<app>.git` through `git http-backend`.
@@ -188,6 +189,7 @@ export function registerGitRoutes(app: FastifyInstance, opts: GitPushOptions): v
     scope.route({
       method: ["GET", "POST"],
       url: "/git/*",
+      schema: gitSchema,
       handler: async (req: FastifyRequest, reply: FastifyReply) => {
         const [path = "", query = ""] = req.url.split("?", 2) as [string, string?];
         const m = /^\/git\/([^/]+)\.git\/(info\/refs|git-upload-pack|git-receive-pack)$/.exec(path);
@@ -255,48 +257,52 @@ export function registerGitRoutes(app: FastifyInstance, opts: GitPushOptions): v
     });
   });
 
-  app.post<{ Body: { sha?: unknown; no_wait?: unknown } }>("/git-hook", async (req, reply) => {
-    const token = req.headers["x-tabbify-hook-token"];
-    const entry = typeof token === "string" ? pending.get(tokenKey(token)) : undefined;
-    if (entry === undefined) throw new TabbifyError("UNAUTHORIZED", "not a push in progress");
-    const sha = req.body?.sha;
-    if (typeof sha !== "string" || !/^[0-9a-f]{40}$/.test(sha)) {
-      throw new TabbifyError("DEPLOY_REQUEST_INVALID", "sha must be a 40-hex commit");
-    }
-    const request: DeployRequest = {
-      trigger: "git-push",
-      repoUrl: `${opts.selfUrl()}/git/${entry.name}.git`,
-      ref: sha,
-      sha,
-      tenant: entry.tenant,
-    };
-    if (entry.appUuid !== undefined) request.appUuid = entry.appUuid;
-    const id = await opts.pipeline.start("node", request);
-    await opts.observer?.accepted(entry.actor, id, request);
-    opts.logger.info("git push accepted", { app: entry.name, deploy_id: id, sha });
-    reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
-    res.write(`deploying ${sha.slice(0, 12)} as deploy ${id}\n`);
-    if (req.body?.no_wait === true) {
-      res.end(`not waiting (-o no-wait): follow ${opts.selfUrl()}/v1/deploy/${id}/events\nTABBIFY-OK\n`);
-      return;
-    }
-    const abort = new AbortController();
-    res.on("close", () => abort.abort());
-    for await (const event of followDeploy(opts.pipeline.store, id, 0, abort.signal))
-      res.write(progressLine(event));
-    const record = await opts.pipeline.store.get(id);
-    for (const result of record?.results ?? []) {
-      res.write(
-        `target ${result.supervisor} (${result.runtime}): ${result.success ? "ok" : `failed: ${result.error ?? ""}`}\n`,
-      );
-    }
-    if (record?.status === "succeeded") {
-      res.end(`app: ${opts.selfUrl()}/app/${record.app_uuid}/\nTABBIFY-OK\n`);
-    } else {
-      const error = record?.error ? `${record.error.code}: ${record.error.message}` : "the deploy failed";
-      res.end(`deploy failed: ${error}\nTABBIFY-FAILED\n`);
-    }
-  });
+  app.post<{ Body: { sha?: unknown; no_wait?: unknown } }>(
+    "/git-hook",
+    { schema: gitHookSchema },
+    async (req, reply) => {
+      const token = req.headers["x-tabbify-hook-token"];
+      const entry = typeof token === "string" ? pending.get(tokenKey(token)) : undefined;
+      if (entry === undefined) throw new TabbifyError("UNAUTHORIZED", "not a push in progress");
+      const sha = req.body?.sha;
+      if (typeof sha !== "string" || !/^[0-9a-f]{40}$/.test(sha)) {
+        throw new TabbifyError("DEPLOY_REQUEST_INVALID", "sha must be a 40-hex commit");
+      }
+      const request: DeployRequest = {
+        trigger: "git-push",
+        repoUrl: `${opts.selfUrl()}/git/${entry.name}.git`,
+        ref: sha,
+        sha,
+        tenant: entry.tenant,
+      };
+      if (entry.appUuid !== undefined) request.appUuid = entry.appUuid;
+      const id = await opts.pipeline.start("node", request);
+      await opts.observer?.accepted(entry.actor, id, request);
+      opts.logger.info("git push accepted", { app: entry.name, deploy_id: id, sha });
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
+      res.write(`deploying ${sha.slice(0, 12)} as deploy ${id}\n`);
+      if (req.body?.no_wait === true) {
+        res.end(`not waiting (-o no-wait): follow ${opts.selfUrl()}/v1/deploy/${id}/events\nTABBIFY-OK\n`);
+        return;
+      }
+      const abort = new AbortController();
+      res.on("close", () => abort.abort());
+      for await (const event of followDeploy(opts.pipeline.store, id, 0, abort.signal))
+        res.write(progressLine(event));
+      const record = await opts.pipeline.store.get(id);
+      for (const result of record?.results ?? []) {
+        res.write(
+          `target ${result.supervisor} (${result.runtime}): ${result.success ? "ok" : `failed: ${result.error ?? ""}`}\n`,
+        );
+      }
+      if (record?.status === "succeeded") {
+        res.end(`app: ${opts.selfUrl()}/app/${record.app_uuid}/\nTABBIFY-OK\n`);
+      } else {
+        const error = record?.error ? `${record.error.code}: ${record.error.message}` : "the deploy failed";
+        res.end(`deploy failed: ${error}\nTABBIFY-FAILED\n`);
+      }
+    },
+  );
 }

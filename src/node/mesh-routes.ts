@@ -5,6 +5,14 @@ import { verifyJoinToken } from "../mesh/join-token.js";
 import { type MeshCaller, type MeshCoordinator, visibleTo } from "../mesh/mesh-coordinator.js";
 import type { MeshEvent } from "../mesh/wire.js";
 import type { NodeKeyCheck } from "./auth.js";
+import {
+  deregisterSchema,
+  heartbeatSchema,
+  meshTopologySchema,
+  peersSchema,
+  peersStreamSchema,
+  registerSchema,
+} from "./schemas/mesh.js";
 
 export interface MeshRoutesOptions {
   roster: RosterCoordinator;
@@ -60,20 +68,20 @@ export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions
   const isMeshBody = (body: unknown) =>
     typeof body === "object" && body !== null && "wg_public_key" in (body as Record<string, unknown>);
 
-  app.post("/v1/mesh/register", async (req) => {
+  app.post("/v1/mesh/register", { schema: registerSchema }, async (req) => {
     if (isMeshBody(req.body))
       return mesh().coordinator.register(req.body, await caller(req), req.socket.remoteAddress);
     await rosterCaller(req);
     return roster.register(parsePeerRecord(req.body));
   });
 
-  app.post("/v1/mesh/heartbeat", async (req) => {
+  app.post("/v1/mesh/heartbeat", { schema: heartbeatSchema }, async (req) => {
     if (isMeshBody(req.body)) return mesh().coordinator.heartbeat(req.body, await caller(req));
     await rosterCaller(req);
     return roster.heartbeat(parsePeerRecord(req.body));
   });
 
-  app.post("/v1/mesh/deregister", async (req) => {
+  app.post("/v1/mesh/deregister", { schema: deregisterSchema }, async (req) => {
     const who = await caller(req);
     const peerId = (req.body as { peer_id?: unknown } | null)?.peer_id;
     if (typeof peerId !== "string" || peerId === "") {
@@ -89,18 +97,18 @@ export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions
     return {};
   });
 
-  app.get("/v1/mesh/peers", async (req) => {
+  app.get("/v1/mesh/peers", { schema: peersSchema }, async (req) => {
     const who = await caller(req);
     // The node key also sees the roster's supervisors and runners, as before.
     const peers = opts.mesh()?.coordinator.peersVisibleTo(who) ?? [];
     return who.via === "node-key" ? { peers: [...roster.peers(), ...peers] } : { peers };
   });
 
-  app.get("/v1/mesh/topology", async (req) => {
+  app.get("/v1/mesh/topology", { schema: meshTopologySchema }, async (req) => {
     return mesh().coordinator.topology(await caller(req));
   });
 
-  app.get("/v1/mesh/peers/stream", async (req, reply) => {
+  app.get("/v1/mesh/peers/stream", { schema: peersStreamSchema }, async (req, reply) => {
     const who = await caller(req);
     const coordinator = mesh().coordinator;
     reply.hijack();

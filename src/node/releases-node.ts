@@ -16,6 +16,12 @@ import type { DeployLock } from "./releases-lock.js";
 import { pushReleaseArtifact } from "./releases-oci.js";
 import { runRollout } from "./releases-rollout.js";
 import { artifactContentDigest, DEFAULT_ENVIRONMENT, type Release, ReleaseStore } from "./releases-store.js";
+import {
+  listReleasesSchema,
+  promoteSchema,
+  recordReleaseSchema,
+  rollbackSchema,
+} from "./schemas/releases.js";
 import { nodeVersion } from "./version.js";
 
 /**
@@ -76,12 +82,12 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
     });
     type AppReq = FastifyRequest<{ Params: { app: string } }>;
 
-    scope.get("/api/v1/apps/:app/releases", async (req: AppReq) => {
+    scope.get("/api/v1/apps/:app/releases", { schema: listReleasesSchema }, async (req: AppReq) => {
       const target = await ctx.registry.get(callerOf.get(req) as Caller, req.params.app);
       return { app: target.name, uuid: target.uuid, releases: await releases.list(target.uuid) };
     });
 
-    scope.post("/api/v1/apps/:app/releases", async (req: AppReq, reply) => {
+    scope.post("/api/v1/apps/:app/releases", { schema: recordReleaseSchema }, async (req: AppReq, reply) => {
       const caller = callerOf.get(req) as Caller;
       const body = objectBody(req.body);
       const target = await appOnFirstSight(ctx, caller, req.params.app, body);
@@ -125,7 +131,7 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
       return reply.code(created ? 201 : 200).send(release);
     });
 
-    scope.post("/api/v1/apps/:app/rollback", async (req: AppReq) => {
+    scope.post("/api/v1/apps/:app/rollback", { schema: rollbackSchema }, async (req: AppReq) => {
       const caller = callerOf.get(req) as Caller;
       const target = await ctx.registry.get(caller, req.params.app);
       const body = objectBody(req.body ?? {});
@@ -164,7 +170,7 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
       };
     });
 
-    scope.post("/api/v1/apps/:app/promote", async (req: AppReq) => {
+    scope.post("/api/v1/apps/:app/promote", { schema: promoteSchema }, async (req: AppReq) => {
       const caller = callerOf.get(req) as Caller;
       const target = await ctx.registry.get(caller, req.params.app);
       const body = objectBody(req.body ?? {});

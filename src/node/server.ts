@@ -12,6 +12,7 @@ import {
   type MeshMode,
   parseAppUuid,
 } from "../core/address.js";
+import { describeApi, schemaAjv, schemaFailure } from "../core/api-docs.js";
 import type { Logger, LogLevel } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import { freeLoopbackPort } from "../core/net.js";
@@ -37,8 +38,9 @@ import { NodeKeyCheck } from "./auth.js";
 import { attachContractDeploys } from "./contract-deploys.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
 import { type DeviceLoginOptions, registerDeviceLoginRoutes } from "./device-login-routes.js";
-import { toNodeError } from "./errors.js";
+import { nodeErrorStatus, toNodeError } from "./errors.js";
 import { importLocalRepo, registerGitRoutes } from "./git-push.js";
+import { registerMcpRoute } from "./mcp.js";
 import { registerMeshRoutes } from "./mesh-routes.js";
 import { openNodeStore } from "./node-store.js";
 import { NodePipeline } from "./pipeline.js";
@@ -50,6 +52,8 @@ import { AppProxy } from "./proxy.js";
 import { registerRegistryEventsRoutes } from "./registry-events-routes.js";
 import { registerReleaseRootsRoute } from "./release-roots.js";
 import { attachReleases } from "./releases-node.js";
+import { nodeApiDocument } from "./schemas/document.js";
+import { healthSchema, rosterAppsSchema, supervisorsSchema, topologySchema } from "./schemas/roster.js";
 import { nodeVersion } from "./version.js";
 
 export interface NodeOptions {
@@ -179,6 +183,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   let rawServer: http.Server | undefined;
   const app = Fastify({
     logger: level === "silent" ? false : { level },
+    ajv: schemaAjv,
     // The app door runs on the raw request, before fastify: it is the hot path and must stream.
     serverFactory: (handler) => {
       rawServer = http.createServer({ noDelay: true, requestTimeout: 0 }, (req, res) => {
@@ -199,6 +204,8 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     },
   });
 
+  await describeApi(app, nodeApiDocument);
+
   // Registry names for the roster views; the registry exists only with a data dir.
   let registry: AttachedRegistry | undefined;
   const appNames = async () => (registry ? registry.registry.names() : new Map<string, string>());
@@ -209,6 +216,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
 
   // The verify step asks the node's own /app/<uuid> door, the way users reach the app.
   let selfUrl = "";
+  let ownApiUrl = "";
   let pipeline: NodePipeline | undefined;
   let store: Store | undefined;
   if (options.dataDir) {
@@ -358,6 +366,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       logger: logger.child("registry-events"),
     });
     registerReleaseRootsRoute(app, { store, keyCheck: registryEventsKey });
+    registerMcpRoute(app, { callers: registry.callers, audit: registry.audit, apiUrl: () => ownApiUrl });
     registerAppOpsRoutes(app, {
       registry: registry.registry,
       audit: registry.audit,
@@ -411,6 +420,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   const server = rawServer as http.Server;
   const apiPort = (server.address() as AddressInfo).port;
   const apiUrl = `http://${hostPort(dataPlane === "node" ? host : "127.0.0.1", apiPort)}`;
+  ownApiUrl = apiUrl;
   let port = apiPort;
   if (dataPlane !== "node") {
     port = options.port || (await freeLoopbackPort());
@@ -496,7 +506,12 @@ function registerRoutes(
   appNames: () => Promise<Map<string, string>>,
   edgeStatus: () => EdgeStatus | undefined,
 ): void {
-  app.setErrorHandler((err, _req, reply) => {
+  app.setErrorHandler((err, req, reply) => {
+    const invalid = schemaFailure(err, req, "BAD_REQUEST");
+    if (invalid) {
+      const body = { error: invalid.message, code: invalid.code };
+      return reply.status(nodeErrorStatus[invalid.code] ?? 400).send(body);
+    }
     const { status, body } = toNodeError(err);
     if (status >= 500) app.log.error({ err }, "request failed");
     if (body.code === "UNAUTHORIZED") void reply.header("www-authenticate", 'Bearer realm="tabbify-node"');
@@ -508,7 +523,7 @@ function registerRoutes(
       .send({ error: `no route ${req.method} ${req.url.split("?")[0]}`, code: "NOT_FOUND" });
   });
 
-  app.get("/health", async (_req, reply) => {
+  app.get("/health", { schema: healthSchema }, async (_req, reply) => {
     const edge = edgeStatus();
     if (!edge) return { status: "ok", version: nodeVersion, data_plane: "node" };
     // Reached through the edge this is 200 unless the engine is mid-restart; asked on the API port
@@ -522,7 +537,7 @@ function registerRoutes(
       keyCheck.assert(req.headers.authorization);
     });
 
-    authed.get("/v1/topology", async () => {
+    authed.get("/v1/topology", { schema: topologySchema }, async () => {
       const topology = coordinator.topology();
       const names = await appNames();
       const named = <T extends { app_uuid: string }>(r: T) => ({ ...r, name: names.get(r.app_uuid) ?? null });
@@ -533,7 +548,7 @@ function registerRoutes(
       };
     });
 
-    authed.get("/v1/supervisors", async () => ({
+    authed.get("/v1/supervisors", { schema: supervisorsSchema }, async () => ({
       supervisors: coordinator.supervisors().map((s) => ({
         peer_id: s.peer_id,
         display_name: s.name,
@@ -547,7 +562,7 @@ function registerRoutes(
       })),
     }));
 
-    authed.get("/v1/apps", async () => {
+    authed.get("/v1/apps", { schema: rosterAppsSchema }, async () => {
       const orphaned = new Set(coordinator.orphanedRunners().map((r) => r.name));
       const names = await appNames();
       return {

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance } from "fastify";
+import { isDocsRoute } from "../core/api-docs.js";
 import { TabbifyError } from "../core/errors.js";
 
 /**
@@ -13,7 +14,7 @@ import { TabbifyError } from "../core/errors.js";
 
 /** Routes anyone may call, as the router matched them (so `/health/..` tricks match nothing open). */
 function isOpenRoute(route: string | undefined): boolean {
-  return route === "/health" || (route?.startsWith("/api/") ?? false);
+  return route === "/health" || (route?.startsWith("/api/") ?? false) || isDocsRoute(route);
 }
 
 function digest(value: string): Buffer {

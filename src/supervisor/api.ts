@@ -1,10 +1,14 @@
 import { execFile } from "node:child_process";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { Static } from "@sinclair/typebox";
 import Fastify, { type FastifyInstance } from "fastify";
+import { describeApi, schemaAjv, schemaFailure } from "../core/api-docs.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import { acceptJsonWhateverContentType } from "../core/json-body.js";
 import { buildInfo, registerProbes } from "../core/probes.js";
 import { requireApiKey } from "./api-auth.js";
 import { registerLogsRoute } from "./logs-route.js";
+import { type StartBody, supervisorSchemas as schemas, supervisorApiDocument } from "./schemas.js";
 import { specFromBody } from "./spec.js";
 import type { Supervisor } from "./supervisor.js";
 
@@ -53,17 +57,25 @@ export interface HealthInfo {
   startedAt: number;
 }
 
-export function buildApi(
+export async function buildApi(
   supervisor: Supervisor,
   info: HealthInfo,
   auth: { apiKey: string },
-): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 1024 * 1024,
+    ajv: schemaAjv,
+  }).withTypeProvider<TypeBoxTypeProvider>();
   requireApiKey(app, auth.apiKey);
   // `curl -d '{"refresh": true}'` sends a form content type: bodies are JSON whatever the header.
   acceptJsonWhateverContentType(app);
+  await describeApi(app, supervisorApiDocument(info.version));
 
-  app.setErrorHandler((err, _req, reply) => {
+  app.setErrorHandler((err, req, reply) => {
+    const invalid = schemaFailure(err, req, "BAD_REQUEST");
+    if (invalid)
+      return reply.code(statusOf[invalid.code] ?? 400).send({ error: invalid.message, code: invalid.code });
     if (isTabbifyError(err)) {
       const status = statusOf[err.code] ?? 500;
       const detail = typeof err.detail === "object" && err.detail !== null ? err.detail : {};
@@ -85,7 +97,7 @@ export function buildApi(
     reply.code(404).send({ error: `no route ${req.method} ${req.url}` }),
   );
 
-  app.get("/health", async () => {
+  app.get("/health", { schema: schemas.health }, async () => {
     const tags = info.tags();
     return {
       status: "ok",
@@ -106,7 +118,7 @@ export function buildApi(
   });
 
   // `peer_id` is the roster's id for this supervisor while joined, its own sticky id otherwise.
-  app.get("/v1/about", async () => {
+  app.get("/v1/about", { schema: schemas.about }, async () => {
     const rosterPeerId = info.rosterPeerId();
     return {
       version: info.version,
@@ -116,32 +128,30 @@ export function buildApi(
     };
   });
 
-  app.get("/v1/apps", async () => ({ apps: await supervisor.list() }));
+  app.get("/v1/apps", { schema: schemas.list }, async () => ({ apps: await supervisor.list() }));
 
-  app.get<{ Params: { uuid: string } }>("/v1/apps/:uuid", async (req) =>
+  app.get("/v1/apps/:uuid", { schema: schemas.describe }, async (req) =>
     supervisor.describe(req.params.uuid),
   );
 
-  app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/start", async (req) => {
-    const { refresh, specBody } = splitStartBody(req.body as unknown);
+  app.post("/v1/apps/:uuid/start", { schema: schemas.start }, async (req) => {
+    const { refresh, specBody } = splitStartBody(req.body);
     const spec = specBody === undefined ? undefined : specFromBody(specBody, { deploy: false });
     return supervisor.start(req.params.uuid, spec, { refresh });
   });
 
-  app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/deploy", async (req) =>
+  app.post("/v1/apps/:uuid/deploy", { schema: schemas.deploy }, async (req) =>
     supervisor.deploy(req.params.uuid, specFromBody(req.body ?? {}, { deploy: true })),
   );
 
-  app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/stop", async (req) =>
-    supervisor.stop(req.params.uuid),
-  );
-  app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/restart", async (req) =>
+  app.post("/v1/apps/:uuid/stop", { schema: schemas.stop }, async (req) => supervisor.stop(req.params.uuid));
+  app.post("/v1/apps/:uuid/restart", { schema: schemas.restart }, async (req) =>
     supervisor.restart(req.params.uuid),
   );
-  app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/purge", async (req) =>
+  app.post("/v1/apps/:uuid/purge", { schema: schemas.purge }, async (req) =>
     supervisor.purge(req.params.uuid),
   );
-  app.post<{ Params: { uuid: string } }>("/v1/apps/:uuid/reset", async (req) =>
+  app.post("/v1/apps/:uuid/reset", { schema: schemas.reset }, async (req) =>
     supervisor.reset(req.params.uuid),
   );
 
@@ -151,17 +161,13 @@ export function buildApi(
 }
 
 /**
- * Takes `refresh` (a boolean: run the artifact store's newest version) off a start body; what is
- * left is a spec body, or undefined when nothing is. Non-object bodies are left for specFromBody
- * to refuse.
+ * Takes `refresh` (run the artifact store's newest version) off a start body (StartBody); what is
+ * left is a spec body, or undefined when nothing is.
  */
-function splitStartBody(body: unknown): { refresh: boolean; specBody: unknown } {
-  if (body === undefined || body === null) return { refresh: false, specBody: undefined };
-  if (typeof body !== "object" || Array.isArray(body)) return { refresh: false, specBody: body };
-  const { refresh, ...rest } = body as Record<string, unknown>;
-  if (refresh !== undefined && typeof refresh !== "boolean") {
-    throw new TabbifyError("SPEC_INVALID", "refresh must be true or false");
-  }
+function splitStartBody(body: Static<typeof StartBody>): { refresh: boolean; specBody: unknown } {
+  // A POST without a body validates as null but arrives undefined.
+  if (!body) return { refresh: false, specBody: undefined };
+  const { refresh, ...rest } = body;
   return { refresh: refresh === true, specBody: Object.keys(rest).length === 0 ? undefined : rest };
 }
 

@@ -4,6 +4,7 @@ import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import { rotatedPath } from "../runner/log-rotation.js";
 import { logStream } from "./log-stream.js";
+import { supervisorSchemas } from "./schemas.js";
 
 /**
  * `GET /v1/apps/:uuid/logs?tail=N&follow=1`: the app's runner log (its workload's stdout and
@@ -42,16 +43,20 @@ async function exists(path: string): Promise<boolean> {
 }
 
 export function registerLogsRoute(app: FastifyInstance, logPath: (uuid: string) => string): void {
-  app.get<{ Params: { uuid: string } }>("/v1/apps/:uuid/logs", async (req, reply) => {
-    const uuid = parseAppUuid(req.params.uuid);
-    const { tail, follow } = logQuery(req.query);
-    const path = logPath(uuid);
-    if (!(await exists(path)) && !(await exists(rotatedPath(path)))) {
-      throw new TabbifyError("APP_NOT_FOUND", `no log for app ${uuid} on this supervisor`, { uuid });
-    }
-    const hangUp = new AbortController();
-    reply.raw.on("close", () => hangUp.abort());
-    const stream = await logStream(path, { tail, follow, signal: hangUp.signal });
-    return reply.type("text/plain; charset=utf-8").header("cache-control", "no-store").send(stream);
-  });
+  app.get<{ Params: { uuid: string } }>(
+    "/v1/apps/:uuid/logs",
+    { schema: supervisorSchemas.logs },
+    async (req, reply) => {
+      const uuid = parseAppUuid(req.params.uuid);
+      const { tail, follow } = logQuery(req.query);
+      const path = logPath(uuid);
+      if (!(await exists(path)) && !(await exists(rotatedPath(path)))) {
+        throw new TabbifyError("APP_NOT_FOUND", `no log for app ${uuid} on this supervisor`, { uuid });
+      }
+      const hangUp = new AbortController();
+      reply.raw.on("close", () => hangUp.abort());
+      const stream = await logStream(path, { tail, follow, signal: hangUp.signal });
+      return reply.type("text/plain; charset=utf-8").header("cache-control", "no-store").send(stream);
+    },
+  );
 }

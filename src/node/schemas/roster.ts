@@ -1,0 +1,101 @@
+import { Type } from "@sinclair/typebox";
+import { errorResponses, NullableString, nodeKey, open } from "./common.js";
+
+/** Schemas of the node's roster views: `/health`, `/v1/topology`, `/v1/supervisors`, `/v1/apps`. */
+
+const EdgeStatus = open({ running: Type.Boolean() });
+
+export const healthSchema = {
+  summary: "Liveness and version (unauthenticated)",
+  tags: ["roster"],
+  response: {
+    "2xx": Type.Object({
+      status: Type.String({ description: "ok, or degraded while the nginx edge is down" }),
+      version: Type.String(),
+      data_plane: Type.Union([Type.Literal("node"), EdgeStatus]),
+    }),
+  },
+};
+
+const TopologyRunner = Type.Object({
+  app_uuid: Type.String(),
+  app_ula: Type.String(),
+  address: Type.String(),
+  last_seen: Type.String(),
+  name: NullableString,
+});
+
+export const Topology = Type.Object({
+  supervisors: Type.Array(
+    Type.Object({
+      ula: Type.String(),
+      display_name: Type.String(),
+      address: Type.String(),
+      tags: Type.Array(Type.String()),
+      version: Type.String(),
+      last_seen: Type.String(),
+      runners: Type.Array(TopologyRunner),
+    }),
+  ),
+  orphaned: Type.Array(
+    Type.Object({
+      app_uuid: Type.String(),
+      app_ula: Type.String(),
+      address: Type.String(),
+      last_seen: Type.String(),
+      name: NullableString,
+      parent: NullableString,
+    }),
+  ),
+});
+
+export const topologySchema = {
+  summary: "Supervisors and the runners under each; runners whose parent is gone are orphaned",
+  tags: ["roster"],
+  security: nodeKey,
+  response: { 200: Topology, ...errorResponses },
+};
+
+export const SupervisorList = Type.Object({
+  supervisors: Type.Array(
+    Type.Object({
+      peer_id: Type.String(),
+      display_name: Type.String(),
+      ula: Type.String(),
+      address: Type.String(),
+      tags: Type.Array(Type.String()),
+      version: Type.String(),
+      joined_at: Type.String(),
+      last_seen: Type.String(),
+      runner_count: Type.Integer(),
+    }),
+  ),
+});
+
+export const supervisorsSchema = {
+  summary: "The supervisors on the roster",
+  tags: ["roster"],
+  security: nodeKey,
+  response: { 200: SupervisorList, ...errorResponses },
+};
+
+export const RosterApp = Type.Object({
+  uuid: Type.String(),
+  name: NullableString,
+  app_ula: Type.String(),
+  address: Type.String(),
+  supervisor: NullableString,
+  orphaned: Type.Boolean(),
+  version: Type.String(),
+  last_seen: Type.String(),
+  proxy_path: Type.String(),
+});
+
+export const RosterAppList = Type.Object({ apps: Type.Array(RosterApp) });
+
+export const rosterAppsSchema = {
+  summary: "Every app runner on the roster, with its registry name and proxy path",
+  tags: ["roster"],
+  security: nodeKey,
+  response: { 200: RosterAppList, ...errorResponses },
+};

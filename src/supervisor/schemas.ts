@@ -1,0 +1,234 @@
+import { Type } from "@sinclair/typebox";
+import type { DescribeOptions } from "../core/api-docs.js";
+import { runtimeKinds } from "../runtimes/runtime.js";
+
+/**
+ * The supervisor API's schemas (src/supervisor/api.ts). Errors are `{error, code}` plus safe
+ * detail fields. Start and deploy bodies are workload specs: their types are checked here, and
+ * what a schema cannot say (absolute paths, runtime-specific fields, unknown runtimes answering
+ * RUNTIME_UNKNOWN) by specFromBody (spec.ts) after.
+ */
+
+const supervisorKey = [{ supervisorKey: [] as string[] }];
+
+export const supervisorApiDocument = (version: string): DescribeOptions => ({
+  title: "Tabbify supervisor API",
+  version,
+  description:
+    "One host's runtime plane: starts, stops and deploys app workloads and serves their logs. " +
+    "Only the node (and an operator) hold the supervisor API key; `/health`, `/api/*`, " +
+    "`/openapi.json` and `/docs` are open.",
+  security: [
+    { name: "supervisorKey", description: "The fleet's supervisor API key (TABBIFY_SUPERVISOR_KEY)" },
+  ],
+});
+
+export const SupervisorError = Type.Object(
+  { error: Type.String(), code: Type.Optional(Type.String()) },
+  { additionalProperties: true },
+);
+const errors = { "4xx": SupervisorError, "5xx": SupervisorError } as const;
+
+const UuidParams = Type.Object({ uuid: Type.String({ description: "The app's uuid" }) });
+
+export const AppRow = Type.Object(
+  {
+    uuid: Type.String(),
+    app_ula: Type.String(),
+    state: Type.String({ description: "running or stopped" }),
+    bound_addr: Type.Union([Type.String(), Type.Null()]),
+    restart_status: Type.Optional(Type.String({ description: "running, backoff or crashloop" })),
+    restart_count: Type.Optional(Type.Integer()),
+    next_retry_at: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    last_exit_at: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    crash_looped: Type.Optional(Type.Boolean()),
+    runtime: Type.Optional(Type.String()),
+    pid: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+    workload_pid: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+    app_health: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    app_health_reason: Type.Optional(Type.String()),
+    version: Type.Union([Type.String(), Type.Null()]),
+    artifact_version: Type.Union([Type.String(), Type.Null()]),
+    restarts: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+    adoption_error: Type.Optional(Type.String()),
+    present: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: true },
+);
+
+export const StartResult = Type.Object(
+  {
+    state: Type.Literal("running"),
+    app_ula: Type.String(),
+    bound_addr: Type.String(),
+    version: Type.Union([Type.String(), Type.Null()]),
+    artifact_version: Type.Union([Type.String(), Type.Null()]),
+    workload_pid: Type.Union([Type.Integer(), Type.Null()]),
+    swapped: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: true },
+);
+
+const specFields = {
+  runtime: Type.String({
+    minLength: 1,
+    description: `One of ${runtimeKinds.join(", ")}`,
+    "x-message": `runtime is required (one of ${runtimeKinds.join(", ")})`,
+    "x-required": `runtime is required (one of ${runtimeKinds.join(", ")})`,
+  }),
+  artifact_dir: Type.Optional(Type.String({ description: "Absolute path on the supervisor's host" })),
+  command: Type.Optional(
+    Type.Array(Type.String(), { minItems: 1, "x-message": "command must be a non-empty list of strings" }),
+  ),
+  image: Type.Optional(Type.String()),
+  image_archive: Type.Optional(Type.String({ description: "Absolute path of a docker-archive tarball" })),
+  entry: Type.Optional(Type.String()),
+  env: Type.Optional(
+    Type.Record(Type.String(), Type.String({ "x-message": "env {field} must be a string" }), {
+      "x-message": "env must be a map of strings",
+    }),
+  ),
+  limits: Type.Optional(
+    Type.Object(
+      {
+        timeout_ms: Type.Optional(
+          Type.Number({ exclusiveMinimum: 0, "x-message": "limits.timeout_ms must be a positive number" }),
+        ),
+        memory_mb: Type.Optional(
+          Type.Number({ exclusiveMinimum: 0, "x-message": "limits.memory_mb must be a positive number" }),
+        ),
+      },
+      { additionalProperties: true, "x-message": "limits must be an object" },
+    ),
+  ),
+};
+
+/** `POST /v1/apps/:uuid/start`: nothing (run what is stored), `{refresh}`, or a spec. */
+export const StartBody = Type.Union(
+  [
+    Type.Object(
+      {
+        refresh: Type.Optional(Type.Boolean({ "x-message": "refresh must be true or false" })),
+        ...Object.fromEntries(Object.entries(specFields).map(([k, v]) => [k, Type.Optional(v)])),
+      },
+      { additionalProperties: true, "x-message": "the body must be a JSON object" },
+    ),
+    Type.Null(),
+  ],
+  { "x-message": "the body must be a JSON object" },
+);
+
+export const DeployBody = Type.Object(
+  { ...specFields, ref: Type.Optional(Type.String({ description: "The image reference to pull" })) },
+  { additionalProperties: true, "x-message": "the body must be a JSON object" },
+);
+
+export const supervisorSchemas = {
+  health: {
+    summary: "Liveness, identity and capabilities (unauthenticated)",
+    tags: ["supervisor"],
+    response: {
+      200: Type.Object(
+        {
+          status: Type.String(),
+          supervisor_id: Type.String(),
+          ula: Type.String(),
+          version: Type.String(),
+          firecracker: Type.Boolean(),
+          docker: Type.Boolean(),
+          tags: Type.Array(Type.String()),
+          warm_spares: Type.Unknown(),
+        },
+        { additionalProperties: true },
+      ),
+    },
+  },
+  about: {
+    summary: "Version, roster id and mesh status",
+    tags: ["supervisor"],
+    security: supervisorKey,
+    response: {
+      200: Type.Object({
+        version: Type.String(),
+        peer_id: Type.String(),
+        mesh_status: Type.String({ description: "joined or no_mesh" }),
+        uptime_secs: Type.Integer(),
+      }),
+      ...errors,
+    },
+  },
+  list: {
+    summary: "Every app with a runner on this host",
+    tags: ["apps"],
+    security: supervisorKey,
+    response: { 200: Type.Object({ apps: Type.Array(AppRow) }), ...errors },
+  },
+  describe: {
+    summary: "One app: its runner's state, or what the artifact store would start",
+    tags: ["apps"],
+    security: supervisorKey,
+    params: UuidParams,
+    response: { 200: AppRow, ...errors },
+  },
+  start: {
+    summary: "Start the app: the artifact store's version, or the spec in the body",
+    tags: ["apps"],
+    security: supervisorKey,
+    "x-error-code": "SPEC_INVALID",
+    params: UuidParams,
+    body: StartBody,
+    response: { 200: StartResult, ...errors },
+  },
+  deploy: {
+    summary: "Run a new version of the app, swapping it in once healthy",
+    tags: ["apps"],
+    security: supervisorKey,
+    "x-error-code": "SPEC_INVALID",
+    params: UuidParams,
+    body: Type.Union([DeployBody, Type.Null()], { "x-message": "the body must be a JSON object" }),
+    response: { 200: StartResult, ...errors },
+  },
+  stop: {
+    summary: "Stop the app's runner",
+    tags: ["apps"],
+    security: supervisorKey,
+    params: UuidParams,
+    response: { 200: Type.Object({ state: Type.Literal("stopped") }), ...errors },
+  },
+  restart: {
+    summary: "Swap the running app onto a fresh workload of the release it runs (409 when stopped)",
+    tags: ["apps"],
+    security: supervisorKey,
+    params: UuidParams,
+    response: { 200: StartResult, ...errors },
+  },
+  purge: {
+    summary: "Stop the app and remove its records and artifacts here",
+    tags: ["apps"],
+    security: supervisorKey,
+    params: UuidParams,
+    response: { 200: Type.Object({ state: Type.Literal("purged"), uuid: Type.String() }), ...errors },
+  },
+  reset: {
+    summary: "Clear the app's crash-loop state so it is retried now",
+    tags: ["apps"],
+    security: supervisorKey,
+    params: UuidParams,
+    response: { 200: AppRow, ...errors },
+  },
+  logs: {
+    summary: "The app's runner log (text/plain): the last `tail` lines, then more with `follow`",
+    tags: ["apps"],
+    security: supervisorKey,
+    params: UuidParams,
+    querystring: Type.Object(
+      {
+        tail: Type.Optional(Type.String({ description: "Lines from the end, up to 10000 (default 100)" })),
+        follow: Type.Optional(Type.String({ description: "1 to keep streaming" })),
+      },
+      { additionalProperties: true },
+    ),
+    produces: ["text/plain"],
+    response: { 200: Type.String({ description: "log lines" }), ...errors },
+  },
+};
