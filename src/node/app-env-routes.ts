@@ -8,6 +8,7 @@ import { type AppRegistry, appSubject } from "./apps-registry.js";
 import type { AuditLog } from "./audit-log.js";
 import type { NodeKeyCheck } from "./auth.js";
 import { EnvVault, loadOrCreateEnvKey } from "./env-vault.js";
+import { envSchemas } from "./schemas/operations.js";
 
 /**
  * `tcli env`: an app's env vars and secrets, per environment (default: the app's first).
@@ -56,7 +57,7 @@ export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRou
     return asked;
   };
 
-  app.get<AppReq>("/api/v1/apps/:app/env", async (req, reply) => {
+  app.get<AppReq>("/api/v1/apps/:app/env", { schema: envSchemas.list }, async (req, reply) => {
     const caller = await callers.resolve(req.headers.authorization);
     const target = await opts.registry.get(caller, req.params.app);
     const environment = environmentOf(target, req.query.env);
@@ -75,7 +76,7 @@ export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRou
     };
   });
 
-  app.post<AppReq>("/api/v1/apps/:app/env", async (req) => {
+  app.post<AppReq>("/api/v1/apps/:app/env", { schema: envSchemas.change }, async (req) => {
     const caller = await callers.resolve(req.headers.authorization);
     const target = await opts.registry.get(caller, req.params.app);
     const body = (req.body ?? {}) as { env?: unknown; set?: unknown; unset?: unknown };
@@ -104,23 +105,27 @@ export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRou
     return { app: target.name, uuid: target.uuid, environment, ...changed };
   });
 
-  app.get<{ Params: { uuid: string } }>("/v1/supervisor/apps/:uuid/env", async (req, reply) => {
-    if (!supervisorDigest) {
-      throw new TabbifyError(
-        "SUPERVISOR_KEY_NOT_SET",
-        "this node has no supervisor key, so it hands out no env",
-      );
-    }
-    const presented = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? "")?.[1];
-    if (presented === undefined || !timingSafeEqual(sha256(presented), supervisorDigest)) {
-      throw new TabbifyError("UNAUTHORIZED", "this route takes the supervisors' key");
-    }
-    const uuid = parseAppUuid(req.params.uuid);
-    void reply.header("cache-control", "no-store");
-    const target = await opts.registry.byUuid(uuid);
-    if (!target) return { env: {} };
-    return { env: await vault.values(uuid, target.environments[0] ?? "prod") };
-  });
+  app.get<{ Params: { uuid: string } }>(
+    "/v1/supervisor/apps/:uuid/env",
+    { schema: envSchemas.forSupervisor },
+    async (req, reply) => {
+      if (!supervisorDigest) {
+        throw new TabbifyError(
+          "SUPERVISOR_KEY_NOT_SET",
+          "this node has no supervisor key, so it hands out no env",
+        );
+      }
+      const presented = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? "")?.[1];
+      if (presented === undefined || !timingSafeEqual(sha256(presented), supervisorDigest)) {
+        throw new TabbifyError("UNAUTHORIZED", "this route takes the supervisors' key");
+      }
+      const uuid = parseAppUuid(req.params.uuid);
+      void reply.header("cache-control", "no-store");
+      const target = await opts.registry.byUuid(uuid);
+      if (!target) return { env: {} };
+      return { env: await vault.values(uuid, target.environments[0] ?? "prod") };
+    },
+  );
 }
 
 function sha256(value: string): Buffer {

@@ -5,6 +5,7 @@ import type { TargetResult } from "../pipeline/plan.js";
 import type { Store } from "../store/index.js";
 import type { CallerResolver } from "./apps-identity.js";
 import type { AppRegistry } from "./apps-registry.js";
+import { historySchemas } from "./schemas/operations.js";
 
 /**
  * An app's deploy history, for `tcli deploys` and `tcli logs --deploy` (node key, or a tenant
@@ -54,7 +55,7 @@ export function registerAppHistoryRoutes(app: FastifyInstance, opts: AppHistoryR
         .executeTakeFirst()
     )?.id;
 
-  app.get("/api/v1/apps/:app/deploys", async (req: AppReq) => {
+  app.get("/api/v1/apps/:app/deploys", { schema: historySchemas.deploys }, async (req: AppReq) => {
     const caller = await callers.resolve(req.headers.authorization);
     const target = await registry.get(caller, req.params.app);
     const raw = req.query.limit ?? "20";
@@ -91,7 +92,7 @@ export function registerAppHistoryRoutes(app: FastifyInstance, opts: AppHistoryR
     return { app: target.name, uuid: target.uuid, deploys };
   });
 
-  app.get("/api/v1/apps/:app/deploys/:id/log", async (req: AppReq, reply) => {
+  app.get("/api/v1/apps/:app/deploys/:id/log", { schema: historySchemas.log }, async (req: AppReq, reply) => {
     const caller = await callers.resolve(req.headers.authorization);
     const target = await registry.get(caller, req.params.app);
     const asked = req.params.id as string;

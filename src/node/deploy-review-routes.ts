@@ -6,6 +6,7 @@ import type { CallerResolver } from "./apps-identity.js";
 import type { Caller } from "./apps-registry.js";
 import type { AuditLog } from "./audit-log.js";
 import { type DeployReviewStore, grantView, planView } from "./deploy-review-store.js";
+import { reviewSchemas } from "./schemas/operations.js";
 
 /**
  * Review of risky contract expansions (node key, or a tenant token for its own plans and grants;
@@ -44,162 +45,189 @@ export function registerDeployReviewRoutes(app: FastifyInstance, opts: DeployRev
   const now = opts.now ?? (() => new Date());
   const { reviews, callers, audit } = opts;
 
-  app.get<{ Params: { id: string } }>("/v1/deploy/plans/:id", async (req) => {
+  app.get<{ Params: { id: string } }>("/v1/deploy/plans/:id", { schema: reviewSchemas.plan }, async (req) => {
     const caller = await callers.resolve(req.headers.authorization);
     return planView(await reviews.plan(undefined, scopeOf(caller), req.params.id), now());
   });
 
-  app.post<{ Params: { id: string } }>("/v1/deploy/plans/:id/approve", async (req) => {
-    const caller = await callers.resolve(req.headers.authorization);
-    const b = body(req.body);
-    const mode = b.mode ?? "once";
-    if (mode !== "once" && mode !== "grant")
-      throw new TabbifyError("BAD_REQUEST", 'mode must be "once" or "grant"');
-    let expiresAt: string | null = null;
-    if (b.expiresAt !== undefined) {
-      const t = typeof b.expiresAt === "string" ? Date.parse(b.expiresAt) : Number.NaN;
-      if (!Number.isFinite(t) || t <= now().getTime())
-        throw new TabbifyError("BAD_REQUEST", "expiresAt must be an ISO 8601 time in the future");
-      expiresAt = new Date(t).toISOString();
-    }
-    const scope = scopeOf(caller);
-    return reviews.store.transaction(async (trx) => {
-      await reviews.store.serialize(trx, `deploy-plan:${req.params.id}`);
-      const plan = await reviews.plan(trx, scope, req.params.id);
-      const at = now();
-      assertPending(planView(plan, at));
-      let grantId: string | null = null;
-      if (mode === "grant") {
-        grantId = randomUUID();
-        await trx
-          .insertInto("deploy_grants")
-          .values({
-            id: grantId,
-            scope,
-            project: plan.project,
-            source_plan_id: plan.id,
-            reasons: plan.reasons,
-            created_at: at.toISOString(),
-            expires_at: expiresAt,
-            revoked_at: null,
-          })
-          .execute();
+  app.post<{ Params: { id: string } }>(
+    "/v1/deploy/plans/:id/approve",
+    { schema: reviewSchemas.approve },
+    async (req) => {
+      const caller = await callers.resolve(req.headers.authorization);
+      const b = body(req.body);
+      const mode = b.mode ?? "once";
+      if (mode !== "once" && mode !== "grant")
+        throw new TabbifyError("BAD_REQUEST", 'mode must be "once" or "grant"');
+      let expiresAt: string | null = null;
+      if (b.expiresAt !== undefined) {
+        const t = typeof b.expiresAt === "string" ? Date.parse(b.expiresAt) : Number.NaN;
+        if (!Number.isFinite(t) || t <= now().getTime())
+          throw new TabbifyError("BAD_REQUEST", "expiresAt must be an ISO 8601 time in the future");
+        expiresAt = new Date(t).toISOString();
       }
-      await trx
-        .updateTable("deploy_plans")
-        .set({
-          status: "approved",
-          mode,
-          grant_id: grantId,
-          decided_at: at.toISOString(),
-          decided_by: caller.actor,
-        })
-        .where("id", "=", plan.id)
-        .execute();
-      const subject = `project:${scope}/${plan.project}`;
-      await audit.append(trx, {
-        actor: caller.actor,
-        action: "deploy.plan.approve",
-        subject,
-        after: { planId: plan.id, mode, proposedSha: plan.proposed_sha, reasons: JSON.parse(plan.reasons) },
-      });
-      if (grantId) {
+      const scope = scopeOf(caller);
+      return reviews.store.transaction(async (trx) => {
+        await reviews.store.serialize(trx, `deploy-plan:${req.params.id}`);
+        const plan = await reviews.plan(trx, scope, req.params.id);
+        const at = now();
+        assertPending(planView(plan, at));
+        let grantId: string | null = null;
+        if (mode === "grant") {
+          grantId = randomUUID();
+          await trx
+            .insertInto("deploy_grants")
+            .values({
+              id: grantId,
+              scope,
+              project: plan.project,
+              source_plan_id: plan.id,
+              reasons: plan.reasons,
+              created_at: at.toISOString(),
+              expires_at: expiresAt,
+              revoked_at: null,
+            })
+            .execute();
+        }
+        await trx
+          .updateTable("deploy_plans")
+          .set({
+            status: "approved",
+            mode,
+            grant_id: grantId,
+            decided_at: at.toISOString(),
+            decided_by: caller.actor,
+          })
+          .where("id", "=", plan.id)
+          .execute();
+        const subject = `project:${scope}/${plan.project}`;
         await audit.append(trx, {
           actor: caller.actor,
-          action: "deploy.grant.create",
+          action: "deploy.plan.approve",
           subject,
-          after: { grantId, sourcePlanId: plan.id, reasons: JSON.parse(plan.reasons), expiresAt },
+          after: { planId: plan.id, mode, proposedSha: plan.proposed_sha, reasons: JSON.parse(plan.reasons) },
         });
-      }
-      return planView(await reviews.plan(trx, scope, plan.id), at);
-    });
-  });
-
-  app.post<{ Params: { id: string } }>("/v1/deploy/plans/:id/reject", async (req) => {
-    const caller = await callers.resolve(req.headers.authorization);
-    body(req.body);
-    const scope = scopeOf(caller);
-    return reviews.store.transaction(async (trx) => {
-      await reviews.store.serialize(trx, `deploy-plan:${req.params.id}`);
-      const plan = await reviews.plan(trx, scope, req.params.id);
-      const at = now();
-      assertPending(planView(plan, at));
-      await trx
-        .updateTable("deploy_plans")
-        .set({ status: "rejected", decided_at: at.toISOString(), decided_by: caller.actor })
-        .where("id", "=", plan.id)
-        .execute();
-      await audit.append(trx, {
-        actor: caller.actor,
-        action: "deploy.plan.reject",
-        subject: `project:${scope}/${plan.project}`,
-        after: { planId: plan.id, proposedSha: plan.proposed_sha },
+        if (grantId) {
+          await audit.append(trx, {
+            actor: caller.actor,
+            action: "deploy.grant.create",
+            subject,
+            after: { grantId, sourcePlanId: plan.id, reasons: JSON.parse(plan.reasons), expiresAt },
+          });
+        }
+        return planView(await reviews.plan(trx, scope, plan.id), at);
       });
-      return planView(await reviews.plan(trx, scope, plan.id), at);
-    });
-  });
+    },
+  );
 
-  app.get("/v1/grants", async (req) => {
+  app.post<{ Params: { id: string } }>(
+    "/v1/deploy/plans/:id/reject",
+    { schema: reviewSchemas.reject },
+    async (req) => {
+      const caller = await callers.resolve(req.headers.authorization);
+      body(req.body);
+      const scope = scopeOf(caller);
+      return reviews.store.transaction(async (trx) => {
+        await reviews.store.serialize(trx, `deploy-plan:${req.params.id}`);
+        const plan = await reviews.plan(trx, scope, req.params.id);
+        const at = now();
+        assertPending(planView(plan, at));
+        await trx
+          .updateTable("deploy_plans")
+          .set({ status: "rejected", decided_at: at.toISOString(), decided_by: caller.actor })
+          .where("id", "=", plan.id)
+          .execute();
+        await audit.append(trx, {
+          actor: caller.actor,
+          action: "deploy.plan.reject",
+          subject: `project:${scope}/${plan.project}`,
+          after: { planId: plan.id, proposedSha: plan.proposed_sha },
+        });
+        return planView(await reviews.plan(trx, scope, plan.id), at);
+      });
+    },
+  );
+
+  app.get("/v1/grants", { schema: reviewSchemas.grants }, async (req) => {
     const caller = await callers.resolve(req.headers.authorization);
     const at = now();
     return { grants: (await reviews.grants(scopeOf(caller), undefined)).map((g) => grantView(g, at)) };
   });
 
-  app.get<{ Params: { name: string } }>("/v1/projects/:name/grants", async (req) => {
-    const caller = await callers.resolve(req.headers.authorization);
-    const at = now();
-    return { grants: (await reviews.grants(scopeOf(caller), req.params.name)).map((g) => grantView(g, at)) };
-  });
+  app.get<{ Params: { name: string } }>(
+    "/v1/projects/:name/grants",
+    { schema: reviewSchemas.projectGrants },
+    async (req) => {
+      const caller = await callers.resolve(req.headers.authorization);
+      const at = now();
+      return {
+        grants: (await reviews.grants(scopeOf(caller), req.params.name)).map((g) => grantView(g, at)),
+      };
+    },
+  );
 
-  app.post<{ Params: { id: string } }>("/v1/grants/:id/revoke", async (req) => {
-    const caller = await callers.resolve(req.headers.authorization);
-    const scope = scopeOf(caller);
-    return reviews.store.transaction(async (trx) => {
-      await reviews.store.serialize(trx, `deploy-grant:${req.params.id}`);
-      const grant = await reviews.grant(trx, scope, req.params.id);
-      if (grant.revoked_at) throw new TabbifyError("GRANT_CONFLICT", `grant ${grant.id} is already revoked`);
-      const at = now().toISOString();
-      await trx.updateTable("deploy_grants").set({ revoked_at: at }).where("id", "=", grant.id).execute();
-      await audit.append(trx, {
-        actor: caller.actor,
-        action: "deploy.grant.revoke",
-        subject: `project:${scope}/${grant.project}`,
-        after: { grantId: grant.id },
+  app.post<{ Params: { id: string } }>(
+    "/v1/grants/:id/revoke",
+    { schema: reviewSchemas.revoke },
+    async (req) => {
+      const caller = await callers.resolve(req.headers.authorization);
+      const scope = scopeOf(caller);
+      return reviews.store.transaction(async (trx) => {
+        await reviews.store.serialize(trx, `deploy-grant:${req.params.id}`);
+        const grant = await reviews.grant(trx, scope, req.params.id);
+        if (grant.revoked_at)
+          throw new TabbifyError("GRANT_CONFLICT", `grant ${grant.id} is already revoked`);
+        const at = now().toISOString();
+        await trx.updateTable("deploy_grants").set({ revoked_at: at }).where("id", "=", grant.id).execute();
+        await audit.append(trx, {
+          actor: caller.actor,
+          action: "deploy.grant.revoke",
+          subject: `project:${scope}/${grant.project}`,
+          after: { grantId: grant.id },
+        });
+        return { grant: grantView({ ...grant, revoked_at: at }, now()) };
       });
-      return { grant: grantView({ ...grant, revoked_at: at }, now()) };
-    });
-  });
+    },
+  );
 
-  app.get<{ Querystring: { tenant?: string } }>("/v1/deploy/review-policy", async (req) => {
-    const caller = await callers.resolve(req.headers.authorization);
-    const scope = policyScope(caller, req.query.tenant);
-    return { scope, risky: await reviews.policy(scope) };
-  });
+  app.get<{ Querystring: { tenant?: string } }>(
+    "/v1/deploy/review-policy",
+    { schema: reviewSchemas.policy },
+    async (req) => {
+      const caller = await callers.resolve(req.headers.authorization);
+      const scope = policyScope(caller, req.query.tenant);
+      return { scope, risky: await reviews.policy(scope) };
+    },
+  );
 
-  app.put<{ Querystring: { tenant?: string } }>("/v1/deploy/review-policy", async (req) => {
-    const caller = await callers.resolve(req.headers.authorization);
-    const scope = policyScope(caller, req.query.tenant);
-    const risky = body(req.body).risky;
-    if (
-      !Array.isArray(risky) ||
-      risky.some((k) => typeof k !== "string" || !(REASON_KINDS as readonly string[]).includes(k))
-    ) {
-      throw new TabbifyError("BAD_REQUEST", `risky must be a list of ${REASON_KINDS.join(", ")}`);
-    }
-    const kinds = [...new Set(risky as ReasonKind[])].sort();
-    const before = await reviews.policy(scope);
-    await reviews.store.transaction(async (trx) => {
-      await reviews.setPolicy(trx, scope, kinds, now());
-      await audit.append(trx, {
-        actor: caller.actor,
-        action: "deploy.review_policy.set",
-        subject: `tenant:${scope}`,
-        before: { risky: before },
-        after: { risky: kinds },
+  app.put<{ Querystring: { tenant?: string } }>(
+    "/v1/deploy/review-policy",
+    { schema: reviewSchemas.setPolicy },
+    async (req) => {
+      const caller = await callers.resolve(req.headers.authorization);
+      const scope = policyScope(caller, req.query.tenant);
+      const risky = body(req.body).risky;
+      if (
+        !Array.isArray(risky) ||
+        risky.some((k) => typeof k !== "string" || !(REASON_KINDS as readonly string[]).includes(k))
+      ) {
+        throw new TabbifyError("BAD_REQUEST", `risky must be a list of ${REASON_KINDS.join(", ")}`);
+      }
+      const kinds = [...new Set(risky as ReasonKind[])].sort();
+      const before = await reviews.policy(scope);
+      await reviews.store.transaction(async (trx) => {
+        await reviews.setPolicy(trx, scope, kinds, now());
+        await audit.append(trx, {
+          actor: caller.actor,
+          action: "deploy.review_policy.set",
+          subject: `tenant:${scope}`,
+          before: { risky: before },
+          after: { risky: kinds },
+        });
       });
-    });
-    return { scope, risky: kinds };
-  });
+      return { scope, risky: kinds };
+    },
+  );
 }
 
 /** A tenant sets its own policy; the node key may name any tenant (`?tenant=`). */

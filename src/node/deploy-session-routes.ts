@@ -14,6 +14,7 @@ import type { AuditLog } from "./audit-log.js";
 import { HandlerReleaser } from "./deploy-handler-release.js";
 import { scopeOf } from "./deploy-review-routes.js";
 import { type DeployReviewStore, planView } from "./deploy-review-store.js";
+import { sessionSchemas } from "./schemas/operations.js";
 
 /**
  * Handler deploys with a contract (the contract arrives before any upload):
@@ -88,7 +89,7 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
     return row;
   };
 
-  app.post("/v1/deploy/session", async (req, reply) => {
+  app.post("/v1/deploy/session", { schema: sessionSchemas.open }, async (req, reply) => {
     const caller = await callers.resolve(req.headers.authorization);
     const scope = scopeOf(caller);
     const b = req.body as Record<string, unknown> | null;
@@ -256,7 +257,7 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
     scoped.addContentTypeParser("application/octet-stream", (_req, payload, done) => done(null, payload));
     scoped.put<{ Params: { id: string } }>(
       "/v1/deploy/sessions/:id/bundle",
-      { bodyLimit: MAX_BUNDLE },
+      { bodyLimit: MAX_BUNDLE, schema: sessionSchemas.bundle },
       async (req) => {
         const session = await sessionFor(req.params.id, req.headers.authorization);
         if (session.state !== "open") {
@@ -273,94 +274,110 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
     );
   });
 
-  app.post<{ Params: { id: string } }>("/v1/deploy/sessions/:id/release", async (req, reply) => {
-    const session = await sessionFor(req.params.id, req.headers.authorization);
-    if (session.state !== "uploaded") {
-      throw new TabbifyError(
-        "SESSION_CONFLICT",
-        session.state === "open"
-          ? `deploy session ${session.id} has no bundle yet`
-          : `deploy session ${session.id} was already released`,
-      );
-    }
-    const b = (req.body ?? {}) as Record<string, unknown>;
-    const env = b.env ?? {};
-    if (typeof env !== "object" || env === null || Array.isArray(env))
-      throw new TabbifyError("BAD_REQUEST", "env must be a map of strings");
-    for (const [k, v] of Object.entries(env)) {
-      if (typeof v !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+  app.post<{ Params: { id: string } }>(
+    "/v1/deploy/sessions/:id/release",
+    { schema: sessionSchemas.release },
+    async (req, reply) => {
+      const session = await sessionFor(req.params.id, req.headers.authorization);
+      if (session.state !== "uploaded") {
         throw new TabbifyError(
-          "BAD_REQUEST",
-          `env ${k.slice(0, 64)}: names are [A-Za-z_][A-Za-z0-9_]*, values strings`,
+          "SESSION_CONFLICT",
+          session.state === "open"
+            ? `deploy session ${session.id} has no bundle yet`
+            : `deploy session ${session.id} was already released`,
         );
-    }
-    await reviews.setSessionState(session.id, "starting", null);
-    await audit.record({
-      actor: `deploy-session:${session.id.slice(0, 8)}`,
-      action: "deploy.session.release",
-      subject: `project:${session.scope}/${session.project}`,
-      // Names only: the values may be secrets.
-      after: { sessionId: session.id, envNames: Object.keys(env).sort(), digest: session.digest },
-    });
-    releaser.release(session, env as Record<string, string>);
-    return reply
-      .status(202)
-      .send({ state: "starting", statusUrl: `${opts.selfUrl()}/v1/deploy/sessions/${session.id}` });
-  });
+      }
+      const b = (req.body ?? {}) as Record<string, unknown>;
+      const env = b.env ?? {};
+      if (typeof env !== "object" || env === null || Array.isArray(env))
+        throw new TabbifyError("BAD_REQUEST", "env must be a map of strings");
+      for (const [k, v] of Object.entries(env)) {
+        if (typeof v !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+          throw new TabbifyError(
+            "BAD_REQUEST",
+            `env ${k.slice(0, 64)}: names are [A-Za-z_][A-Za-z0-9_]*, values strings`,
+          );
+      }
+      await reviews.setSessionState(session.id, "starting", null);
+      await audit.record({
+        actor: `deploy-session:${session.id.slice(0, 8)}`,
+        action: "deploy.session.release",
+        subject: `project:${session.scope}/${session.project}`,
+        // Names only: the values may be secrets.
+        after: { sessionId: session.id, envNames: Object.keys(env).sort(), digest: session.digest },
+      });
+      releaser.release(session, env as Record<string, string>);
+      return reply
+        .status(202)
+        .send({ state: "starting", statusUrl: `${opts.selfUrl()}/v1/deploy/sessions/${session.id}` });
+    },
+  );
 
-  app.get<{ Params: { id: string } }>("/v1/deploy/sessions/:id", async (req) => {
-    // The CLI polls with the session credential; a person may ask with their own token.
-    let session = await reviews.session(req.params.id);
-    let caller: Awaited<ReturnType<CallerResolver["resolve"]>> | undefined;
-    try {
-      caller = await callers.resolve(req.headers.authorization);
-    } catch {
-      session = await sessionFor(req.params.id, req.headers.authorization);
-    }
-    if (caller && (!session || session.scope !== scopeOf(caller)))
-      throw new TabbifyError("SESSION_NOT_FOUND", `no deploy session ${req.params.id.slice(0, 64)}`);
-    if (!session)
-      throw new TabbifyError("SESSION_NOT_FOUND", `no deploy session ${req.params.id.slice(0, 64)}`);
-    return {
-      sessionId: session.id,
-      projectName: session.project,
-      region: session.region,
-      appUuid: session.app_uuid,
-      appUrl: `${opts.selfUrl()}/app/${session.app_uuid}/`,
-      state: session.state,
-      detail: session.detail,
-      digest: session.digest,
-      contractSha: session.contract_sha,
-      labels: contractLabels(JSON.parse(session.contract) as Contract, session.contract_sha),
-    };
-  });
+  app.get<{ Params: { id: string } }>(
+    "/v1/deploy/sessions/:id",
+    { schema: sessionSchemas.status },
+    async (req) => {
+      // The CLI polls with the session credential; a person may ask with their own token.
+      let session = await reviews.session(req.params.id);
+      let caller: Awaited<ReturnType<CallerResolver["resolve"]>> | undefined;
+      try {
+        caller = await callers.resolve(req.headers.authorization);
+      } catch {
+        session = await sessionFor(req.params.id, req.headers.authorization);
+      }
+      if (caller && (!session || session.scope !== scopeOf(caller)))
+        throw new TabbifyError("SESSION_NOT_FOUND", `no deploy session ${req.params.id.slice(0, 64)}`);
+      if (!session)
+        throw new TabbifyError("SESSION_NOT_FOUND", `no deploy session ${req.params.id.slice(0, 64)}`);
+      return {
+        sessionId: session.id,
+        projectName: session.project,
+        region: session.region,
+        appUuid: session.app_uuid,
+        appUrl: `${opts.selfUrl()}/app/${session.app_uuid}/`,
+        state: session.state,
+        detail: session.detail,
+        digest: session.digest,
+        contractSha: session.contract_sha,
+        labels: contractLabels(JSON.parse(session.contract) as Contract, session.contract_sha),
+      };
+    },
+  );
 
-  app.post<{ Params: { id: string } }>("/v1/deploy/sessions/:id/proof", async (req) => {
-    const session = await sessionFor(req.params.id, req.headers.authorization);
-    const raw = (req.body as Record<string, unknown> | null)?.row;
-    const row = parseProofRow(JSON.stringify(raw ?? null), "row");
-    if (row.facts.contractSha !== session.contract_sha) {
-      throw new TabbifyError(
-        "CONTRACT_SHA_MISMATCH",
-        "the proof row's contractSha is not this session's contract",
-      );
-    }
-    await reviews.store.db
-      .insertInto("proof_rows")
-      .values({
-        session_id: session.id,
-        scope: session.scope,
-        project: session.project,
-        ts: row.ts,
-        row: JSON.stringify(row),
-      })
-      .onConflict((oc) => oc.column("session_id").doNothing())
-      .execute();
-    return { stored: true };
-  });
+  app.post<{ Params: { id: string } }>(
+    "/v1/deploy/sessions/:id/proof",
+    { schema: sessionSchemas.proof },
+    async (req) => {
+      const session = await sessionFor(req.params.id, req.headers.authorization);
+      const raw = (req.body as Record<string, unknown> | null)?.row;
+      const row = parseProofRow(JSON.stringify(raw ?? null), "row");
+      if (row.facts.contractSha !== session.contract_sha) {
+        throw new TabbifyError(
+          "CONTRACT_SHA_MISMATCH",
+          "the proof row's contractSha is not this session's contract",
+        );
+      }
+      await reviews.store.db
+        .insertInto("proof_rows")
+        .values({
+          session_id: session.id,
+          scope: session.scope,
+          project: session.project,
+          ts: row.ts,
+          row: JSON.stringify(row),
+        })
+        .onConflict((oc) => oc.column("session_id").doNothing())
+        .execute();
+      return { stored: true };
+    },
+  );
 
-  app.get<{ Params: { name: string } }>("/v1/projects/:name/proofs", async (req) => {
-    const caller = await callers.resolve(req.headers.authorization);
-    return { rows: await reviews.proofs(scopeOf(caller), req.params.name) };
-  });
+  app.get<{ Params: { name: string } }>(
+    "/v1/projects/:name/proofs",
+    { schema: sessionSchemas.proofs },
+    async (req) => {
+      const caller = await callers.resolve(req.headers.authorization);
+      return { rows: await reviews.proofs(scopeOf(caller), req.params.name) };
+    },
+  );
 }

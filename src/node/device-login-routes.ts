@@ -5,6 +5,7 @@ import { nodeKeyActor, tenantActor } from "./apps-identity.js";
 import type { AuditLog } from "./audit-log.js";
 import type { NodeKeyCheck } from "./auth.js";
 import { DEVICE_GRANT_TYPE, type DeviceGrantOptions, DeviceGrants } from "./device-login.js";
+import { deviceLoginSchemas } from "./schemas/operations.js";
 
 /**
  * Device login (RFC 8628) for `tcli login` without a token:
@@ -60,22 +61,26 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
       (_req, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
     );
 
-    scope.post("/v1/auth/device", { bodyLimit: BODY_LIMIT }, async (req, reply) => {
-      available();
-      const grant = grants.issue(req.ip);
-      const base = `${req.protocol}://${req.host}`;
-      const verify = `${base}/v1/auth/device/approve`;
-      void reply.header("cache-control", "no-store");
-      return {
-        ...grant,
-        verification_uri: verify,
-        verification_uri_complete: `${verify}?user_code=${grant.user_code}`,
-      };
-    });
+    scope.post(
+      "/v1/auth/device",
+      { bodyLimit: BODY_LIMIT, schema: deviceLoginSchemas.start },
+      async (req, reply) => {
+        available();
+        const grant = grants.issue(req.ip);
+        const base = `${req.protocol}://${req.host}`;
+        const verify = `${base}/v1/auth/device/approve`;
+        void reply.header("cache-control", "no-store");
+        return {
+          ...grant,
+          verification_uri: verify,
+          verification_uri_complete: `${verify}?user_code=${grant.user_code}`,
+        };
+      },
+    );
 
     scope.post<{ Body: Record<string, unknown> | undefined }>(
       "/v1/auth/device/token",
-      { bodyLimit: BODY_LIMIT },
+      { bodyLimit: BODY_LIMIT, schema: deviceLoginSchemas.token },
       async (req, reply) => {
         void reply.header("cache-control", "no-store");
         const body = req.body ?? {};
@@ -101,7 +106,7 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
       },
     );
 
-    scope.get("/v1/auth/device/approve", async (req, reply) => {
+    scope.get("/v1/auth/device/approve", { schema: deviceLoginSchemas.approvePage }, async (req, reply) => {
       const query = req.query as { user_code?: unknown };
       const code = typeof query.user_code === "string" ? query.user_code.replace(/[^A-Za-z-]/g, "") : "CODE";
       return reply
@@ -113,7 +118,7 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
 
     scope.post<{ Body: Record<string, unknown> | undefined }>(
       "/v1/auth/device/approve",
-      { bodyLimit: BODY_LIMIT },
+      { bodyLimit: BODY_LIMIT, schema: deviceLoginSchemas.approve },
       async (req) => {
         const mint = available();
         const approver = await approverOf(req.headers.authorization, opts);
@@ -159,7 +164,7 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
 
     scope.post<{ Body: Record<string, unknown> | undefined }>(
       "/v1/auth/device/deny",
-      { bodyLimit: BODY_LIMIT },
+      { bodyLimit: BODY_LIMIT, schema: deviceLoginSchemas.deny },
       async (req) => {
         available();
         const approver = await approverOf(req.headers.authorization, opts);

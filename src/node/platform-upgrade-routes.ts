@@ -22,6 +22,7 @@ import type { Store } from "../store/index.js";
 import { createUpgrade, finishUpgrade, openUpgrades, readUpgrade } from "../upgrade/records.js";
 import type { UpgradeRequest } from "../upgrade/up-control.js";
 import type { NodeKeyCheck } from "./auth.js";
+import { upgradeSchemas } from "./schemas/operations.js";
 import { nodeVersion } from "./version.js";
 
 /** A Tabbify release is a few MB; this leaves room and bounds the disk an upload can take. */
@@ -48,7 +49,7 @@ export function registerPlatformUpgradeRoutes(app: FastifyInstance, opts: Platfo
       (_req, payload, done) => done(null, payload),
     );
 
-    scope.post("/api/v1/platform/upgrade", async (req, reply) => {
+    scope.post("/api/v1/platform/upgrade", { schema: upgradeSchemas.start }, async (req, reply) => {
       const channel = opts.channel;
       if (!channel) {
         throw new TabbifyError(
@@ -96,13 +97,17 @@ export function registerPlatformUpgradeRoutes(app: FastifyInstance, opts: Platfo
       return reply.code(202).send({ id, status: "in_progress" });
     });
 
-    scope.get<{ Params: { id: string } }>("/api/v1/platform/upgrades/:id", async (req) => {
-      if (!/^[0-9a-f-]{36}$/.test(req.params.id))
-        throw new TabbifyError("UPGRADE_NOT_FOUND", "no such upgrade");
-      const upgrade = await readUpgrade(opts.store, req.params.id, nodeVersion);
-      if (!upgrade) throw new TabbifyError("UPGRADE_NOT_FOUND", "no such upgrade");
-      return upgrade;
-    });
+    scope.get<{ Params: { id: string } }>(
+      "/api/v1/platform/upgrades/:id",
+      { schema: upgradeSchemas.status },
+      async (req) => {
+        if (!/^[0-9a-f-]{36}$/.test(req.params.id))
+          throw new TabbifyError("UPGRADE_NOT_FOUND", "no such upgrade");
+        const upgrade = await readUpgrade(opts.store, req.params.id, nodeVersion);
+        if (!upgrade) throw new TabbifyError("UPGRADE_NOT_FOUND", "no such upgrade");
+        return upgrade;
+      },
+    );
   });
   // Closes upgrades a gone upgrader left open, so the store never says "in progress" forever.
   void openUpgrades(opts.store, nodeVersion).catch(() => {});

@@ -5,6 +5,7 @@ import { eventsMediaType } from "../registry/notifications.js";
 import type { Store } from "../store/index.js";
 import type { AuditLog } from "./audit-log.js";
 import type { NodeKeyCheck } from "./auth.js";
+import { registryEventsSchema } from "./schemas/operations.js";
 
 /**
  * `POST /api/v1/registry/events`: the registry's notifications (`--notify`), in Distribution's
@@ -88,47 +89,51 @@ export function registerRegistryEventsRoutes(app: FastifyInstance, opts: Registr
         }
       },
     );
-    scope.post("/api/v1/registry/events", { bodyLimit: maxEnvelopeBytes }, async (req) => {
-      opts.keyCheck.assert(req.headers.authorization);
-      const body = req.body as { events?: unknown } | undefined;
-      if (!body || !Array.isArray(body.events)) {
-        throw new TabbifyError(
-          "BAD_REQUEST",
-          `the body must be a ${eventsMediaType} envelope {"events": [...]}`,
-        );
-      }
-      // Every event is checked before any is recorded: a bad batch changes nothing.
-      const events = body.events.map(auditableEvent);
-      let recorded = 0;
-      let duplicates = 0;
-      for (const event of events) {
-        if (!event) continue;
-        const added = await opts.store.transaction(async (trx) => {
-          await opts.store.serialize(trx, "registry-events");
-          const seen = await trx
-            .selectFrom("registry_events")
-            .select("id")
-            .where("id", "=", event.id)
-            .executeTakeFirst();
-          if (seen) return false;
-          const { id, action, actor, repository, digest, ...detail } = event;
-          const audited = await opts.audit.append(trx, {
-            actor,
-            action: `registry.${action}`,
-            subject: `image:${repository}@${digest}`,
-            after: { event_id: id, repository, digest, ...detail },
+    scope.post(
+      "/api/v1/registry/events",
+      { bodyLimit: maxEnvelopeBytes, schema: registryEventsSchema },
+      async (req) => {
+        opts.keyCheck.assert(req.headers.authorization);
+        const body = req.body as { events?: unknown } | undefined;
+        if (!body || !Array.isArray(body.events)) {
+          throw new TabbifyError(
+            "BAD_REQUEST",
+            `the body must be a ${eventsMediaType} envelope {"events": [...]}`,
+          );
+        }
+        // Every event is checked before any is recorded: a bad batch changes nothing.
+        const events = body.events.map(auditableEvent);
+        let recorded = 0;
+        let duplicates = 0;
+        for (const event of events) {
+          if (!event) continue;
+          const added = await opts.store.transaction(async (trx) => {
+            await opts.store.serialize(trx, "registry-events");
+            const seen = await trx
+              .selectFrom("registry_events")
+              .select("id")
+              .where("id", "=", event.id)
+              .executeTakeFirst();
+            if (seen) return false;
+            const { id, action, actor, repository, digest, ...detail } = event;
+            const audited = await opts.audit.append(trx, {
+              actor,
+              action: `registry.${action}`,
+              subject: `image:${repository}@${digest}`,
+              after: { event_id: id, repository, digest, ...detail },
+            });
+            await trx
+              .insertInto("registry_events")
+              .values({ id, received_at: new Date().toISOString(), audit_seq: audited.seq })
+              .execute();
+            return true;
           });
-          await trx
-            .insertInto("registry_events")
-            .values({ id, received_at: new Date().toISOString(), audit_seq: audited.seq })
-            .execute();
-          return true;
-        });
-        if (added) recorded += 1;
-        else duplicates += 1;
-      }
-      if (recorded > 0) opts.logger.info("registry events audited", { recorded, duplicates });
-      return { recorded, duplicates, ignored: events.filter((e) => e === undefined).length };
-    });
+          if (added) recorded += 1;
+          else duplicates += 1;
+        }
+        if (recorded > 0) opts.logger.info("registry events audited", { recorded, duplicates });
+        return { recorded, duplicates, ignored: events.filter((e) => e === undefined).length };
+      },
+    );
   });
 }

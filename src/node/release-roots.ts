@@ -3,6 +3,7 @@ import { TabbifyError } from "../core/errors.js";
 import type { GcRootsReply } from "../registry/release-roots.js";
 import type { Store } from "../store/index.js";
 import type { NodeKeyCheck } from "./auth.js";
+import { gcRootsSchema } from "./schemas/operations.js";
 
 /**
  * `GET /api/v1/registry/gc-roots?keep=N`: what the registry's release-aware GC must keep, per
@@ -97,20 +98,24 @@ export function registerReleaseRootsRoute(
   app: FastifyInstance,
   opts: { store: Store; keyCheck: NodeKeyCheck },
 ): void {
-  app.get<{ Querystring: { keep?: string } }>("/api/v1/registry/gc-roots", async (req) => {
-    opts.keyCheck.assert(req.headers.authorization);
-    const keep = Number(req.query.keep ?? "10");
-    if (!Number.isSafeInteger(keep) || keep < 1 || keep > 10_000) {
-      throw new TabbifyError("BAD_REQUEST", "keep must be a whole number from 1 to 10000");
-    }
-    const releases = await opts.store.db
-      .selectFrom("releases")
-      .select(["id", "app_uuid", "digest", "manifest"])
-      .execute();
-    const runs = await opts.store.db
-      .selectFrom("release_runs")
-      .select(["app_uuid", "environment", "release_id", "started_at"])
-      .execute();
-    return releaseRoots(releases, runs, keep);
-  });
+  app.get<{ Querystring: { keep?: string } }>(
+    "/api/v1/registry/gc-roots",
+    { schema: gcRootsSchema },
+    async (req) => {
+      opts.keyCheck.assert(req.headers.authorization);
+      const keep = Number(req.query.keep ?? "10");
+      if (!Number.isSafeInteger(keep) || keep < 1 || keep > 10_000) {
+        throw new TabbifyError("BAD_REQUEST", "keep must be a whole number from 1 to 10000");
+      }
+      const releases = await opts.store.db
+        .selectFrom("releases")
+        .select(["id", "app_uuid", "digest", "manifest"])
+        .execute();
+      const runs = await opts.store.db
+        .selectFrom("release_runs")
+        .select(["app_uuid", "environment", "release_id", "started_at"])
+        .execute();
+      return releaseRoots(releases, runs, keep);
+    },
+  );
 }

@@ -14,6 +14,16 @@ export const nodeApiDocument: DescribeOptions = {
     { name: "nodeKey", description: "TABBIFY_NODE_KEY: the operator's key, every tenant" },
     { name: "tenantToken", description: "A tenant token from the auth service: its own tenant's apps only" },
     { name: "joinToken", description: "A mesh join token (`tabbify mesh token`): mesh routes only" },
+    { name: "supervisorKey", description: "The supervisors' API key, which the node also holds" },
+    {
+      name: "sessionToken",
+      description: "A handler deploy session's credential: that session only, 15 minutes",
+    },
+    {
+      name: "registryEventsToken",
+      description:
+        "TABBIFY_REGISTRY_EVENTS_TOKEN (default: the node key): registry notifications and GC roots",
+    },
     {
       name: "gitBasic",
       scheme: "basic",
