@@ -597,7 +597,13 @@ describe("runtime plane", { concurrency: false }, () => {
       assert.equal(supBeat.body.name, "test-sup");
       assert.equal(supBeat.body.address, sup.base);
       assert.deepEqual((supBeat.body.tags as string[]).slice(0, 3), ["supervisor", "process", "wasm"]);
-      for (const b of beats) assert.equal(b.auth, `Bearer ${nodeKey}`);
+      // Roster beats carry the node key; the supervisor's env lookups (`tcli env`) carry its own key.
+      for (const b of beats)
+        assert.equal(
+          b.auth,
+          b.path.startsWith("/v1/mesh/") ? `Bearer ${nodeKey}` : `Bearer ${sup.apiKey}`,
+          b.path,
+        );
       const about = await sup.call("GET", "/v1/about");
       assert.equal(about.json.mesh_status, "joined");
       assert.equal(about.json.peer_id, "peer-supervisor-test-sup");

@@ -106,6 +106,9 @@ export class AppProxy {
   }
 
   handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    // First: a peer that resets the connection while we answer (even a refusal) must not become
+    // an uncaught exception in the node.
+    socket.on("error", () => socket.destroy());
     let target: Target;
     try {
       target = this.resolve(req.url ?? "/");
@@ -113,7 +116,6 @@ export class AppProxy {
       writeRawError(socket, err);
       return;
     }
-    socket.on("error", () => socket.destroy());
     const proxyReq = http.request({
       host: target.app.host,
       port: this.appPort,

@@ -196,6 +196,8 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
           return;
         }
         const text = JSON.stringify({ error: `no upgrade on ${req.url}`, code: "NOT_FOUND" });
+        // A peer resetting while we refuse must not become an uncaught exception.
+        socket.on("error", () => socket.destroy());
         socket.end(
           `HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
         );

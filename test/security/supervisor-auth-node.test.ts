@@ -103,9 +103,12 @@ describe("the node's calls to a supervisor", () => {
     } as SupervisorDeployRequest;
     await client.deploy(crypto.randomUUID(), smuggled);
     const body = JSON.parse(seen[0]!.body) as Record<string, unknown>;
+    // `limits` is a deploy field since the manifest promises (memory_mb, vcpus): the supervisor
+    // checks it; what must never pass is a command, a host path or an archive.
     assert.deepEqual(Object.keys(body).sort(), [
       "digest",
       "env",
+      "limits",
       "manifest_toml",
       "ref",
       "registry_token",

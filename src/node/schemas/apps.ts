@@ -215,11 +215,11 @@ export const appDeploySchema = {
   },
 };
 
-export const DeployProgressAnswer = Type.Object({
+export const DeployProgressAnswer = open({
   app: Type.String(),
   deploy: DeployStatus,
   steps: Type.Array(
-    Type.Object({
+    open({
       step: Type.String(),
       state: Type.String(),
       started_at: Type.String(),
@@ -237,17 +237,17 @@ export const appProgressSchema = {
   response: { 200: DeployProgressAnswer, ...errorResponses },
 };
 
-export const RuntimeStatusAnswer = Type.Object({
+export const RuntimeStatusAnswer = open({
   app: Type.String(),
   uuid: Type.String(),
   targets: Type.Array(
-    Type.Object({
+    open({
       supervisor: Type.String(),
       on_roster: Type.Boolean(),
       runner_on_roster: Type.Boolean(),
       runner_last_seen: Type.Optional(Type.String()),
       last_deploy: Type.Optional(
-        Type.Object({
+        open({
           id: Type.String(),
           success: Type.Boolean(),
           digest: NullableString,

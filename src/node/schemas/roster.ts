@@ -25,9 +25,9 @@ const TopologyRunner = Type.Object({
   name: NullableString,
 });
 
-export const Topology = Type.Object({
+export const Topology = open({
   supervisors: Type.Array(
-    Type.Object({
+    open({
       ula: Type.String(),
       display_name: Type.String(),
       address: Type.String(),
@@ -38,7 +38,7 @@ export const Topology = Type.Object({
     }),
   ),
   orphaned: Type.Array(
-    Type.Object({
+    open({
       app_uuid: Type.String(),
       app_ula: Type.String(),
       address: Type.String(),
@@ -47,18 +47,32 @@ export const Topology = Type.Object({
       parent: NullableString,
     }),
   ),
+  down: Type.Array(
+    open({
+      ula: Type.String(),
+      display_name: Type.String(),
+      address: Type.String(),
+      tags: Type.Array(Type.String()),
+      version: Type.String(),
+      last_seen: Type.String(),
+      down_since: Type.String(),
+      runners: Type.Array(TopologyRunner),
+    }),
+    { description: "Supervisors lost without deregistering, with their runners: their apps answer 502" },
+  ),
 });
 
 export const topologySchema = {
-  summary: "Supervisors and the runners under each; runners whose parent is gone are orphaned",
+  summary:
+    "Supervisors and the runners under each; runners whose parent is gone are orphaned; lost hosts are down",
   tags: ["roster"],
   security: nodeKey,
   response: { 200: Topology, ...errorResponses },
 };
 
-export const SupervisorList = Type.Object({
+export const SupervisorList = open({
   supervisors: Type.Array(
-    Type.Object({
+    open({
       peer_id: Type.String(),
       display_name: Type.String(),
       ula: Type.String(),
@@ -79,7 +93,7 @@ export const supervisorsSchema = {
   response: { 200: SupervisorList, ...errorResponses },
 };
 
-export const RosterApp = Type.Object({
+export const RosterApp = open({
   uuid: Type.String(),
   name: NullableString,
   app_ula: Type.String(),
@@ -91,7 +105,7 @@ export const RosterApp = Type.Object({
   proxy_path: Type.String(),
 });
 
-export const RosterAppList = Type.Object({ apps: Type.Array(RosterApp) });
+export const RosterAppList = open({ apps: Type.Array(RosterApp) });
 
 export const rosterAppsSchema = {
   summary: "Every app runner on the roster, with its registry name and proxy path",
