@@ -38,6 +38,7 @@ import {
   deploysSchema,
   webhookSchema,
 } from "./schemas/deploy.js";
+import { isSshRepoUrl } from "./ssh-fetch.js";
 
 /**
  * The deploy API and the webhook intake:
@@ -176,6 +177,11 @@ export interface DeployRoutesOptions {
    * node's own push repository) and a sha. Absent ⇒ local repositories are refused.
    */
   localRepos?: (source: string, ref: string) => Promise<{ repoUrl: string; sha: string }>;
+  /**
+   * How an ssh repo_url becomes a clonable one: the node fetches it with its own key into a push
+   * repository. Absent ⇒ ssh remotes are refused with SSH_REMOTE_UNSUPPORTED.
+   */
+  sshRepos?: (source: string, ref: string) => Promise<{ repoUrl: string; sha: string }>;
   logger: Logger;
 }
 
@@ -309,12 +315,13 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
 
     authed.post("/v1/deploy", { schema: deploySchema }, async (req, reply) => {
       const raw = req.body;
-      if (isLocalRepoUrl(raw.repo_url)) {
+      const ssh = typeof raw.repo_url === "string" && isSshRepoUrl(raw.repo_url) ? opts.sshRepos : undefined;
+      if (isLocalRepoUrl(raw.repo_url) || ssh !== undefined) {
         const problem = checkGitUrl(raw.repo_url, { allowLocal: opts.localRepos !== undefined });
-        if (problem !== undefined) throw new TabbifyError("REPO_URL_REFUSED", problem);
+        if (problem !== undefined && ssh === undefined) throw new TabbifyError("REPO_URL_REFUSED", problem);
         const refProblem = checkGitRef(raw.ref);
         if (refProblem !== undefined) throw invalid(refProblem);
-        const local = await opts.localRepos!(raw.repo_url, raw.ref);
+        const local = await (ssh ?? opts.localRepos!)(raw.repo_url, raw.ref);
         const request = toDeployRequest({ ...raw, repo_url: local.repoUrl, ref: local.sha });
         const id = await pipeline.start("node", request);
         await observer?.accepted(nodeKeyActorOf(req.headers.authorization), id, request);
