@@ -67,6 +67,19 @@ async function finished(id: string): Promise<{ success?: boolean; app_uuid: stri
   return body;
 }
 
+/** What `/app/<uuid>/` answers once it includes `want` (or last, after 20 s). */
+async function answered(uuid: string, want: string): Promise<string> {
+  const deadline = Date.now() + 20_000;
+  let got = "";
+  while (Date.now() < deadline && !got.includes(want)) {
+    got = await httpGet(new URL(node.url).host, `/app/${uuid}/`)
+      .then((x) => x.body)
+      .catch(() => "");
+    if (!got.includes(want)) await new Promise((res) => setTimeout(res, 250));
+  }
+  return got;
+}
+
 const sshUrl = () => `ssh://${sshd.user}@127.0.0.1:${sshd.port}${repo.bareDir}`;
 
 before(async () => {
@@ -141,25 +154,36 @@ describe("ssh git remotes", () => {
     assert.equal(body.success, true, JSON.stringify(body));
     const status = await api("GET", `/v1/deploy/${r.json.id}/status`);
     assert.equal(status.json.ref, sha, JSON.stringify(status.json));
-    assert.match(status.json.repo_url, /\/git\/ssh-over-ssh\.git$/);
-    const deadline = Date.now() + 20_000;
-    let got = "";
-    while (Date.now() < deadline && !got.includes("ssh-v2")) {
-      got = await httpGet(new URL(node.url).host, `/app/${body.app_uuid}/`)
-        .then((x) => x.body)
-        .catch(() => "");
-      if (!got.includes("ssh-v2")) await new Promise((res) => setTimeout(res, 250));
-    }
-    assert.match(got, /ssh-v2/);
+    const mirror = /\/git\/(ssh-over-ssh-[0-9a-f]{8})\.git$/.exec(status.json.repo_url);
+    assert.ok(mirror, status.json.repo_url);
+    assert.match(await answered(body.app_uuid, "ssh-v2"), /ssh-v2/);
     console.log(`# ssh deploy: POST until the app answered ${Date.now() - started} ms`);
     // The staged ref goes once the deploy has ended.
     await new Promise((res) => setTimeout(res, 500));
     const refs = spawnSync(
       "git",
-      ["--git-dir", join(root.path, "node", "git", "ssh-over-ssh.git"), "for-each-ref", "refs/tabbify"],
+      ["--git-dir", join(root.path, "node", "git", `${mirror[1]}.git`), "for-each-ref", "refs/tabbify"],
       { encoding: "utf8" },
     );
     assert.equal(refs.stdout.trim(), "", "a staged or scratch ref was left behind");
+  });
+
+  it("a registered app whose repo_url is ssh deploys through the node the same way", async () => {
+    const refused = await api("PUT", "/api/v1/apps/over-ssh", {
+      tenant: "team",
+      repo_url: "ssh://-oProxyCommand=x/a.git",
+    });
+    assert.equal(refused.status, 400, JSON.stringify(refused.json));
+    const created = await api("PUT", "/api/v1/apps/over-ssh", { tenant: "team", repo_url: sshUrl() });
+    assert.ok(created.status === 200 || created.status === 201, JSON.stringify(created.json));
+    const sha = await repo.commit({ "www/index.html": "ssh-v3\n" });
+    const r = await api("POST", "/api/v1/apps/over-ssh/deploy", {});
+    assert.equal(r.status, 202, JSON.stringify(r.json));
+    const body = await finished(r.json.id);
+    assert.equal(body.success, true, JSON.stringify(body));
+    const status = await api("GET", `/v1/deploy/${r.json.id}/status`);
+    assert.equal(status.json.ref, sha);
+    assert.match(await answered(body.app_uuid, "ssh-v3"), /ssh-v3/);
   });
 
   it("a ref the ssh remote lacks is a 404 that names it", async () => {

@@ -6,6 +6,7 @@ import { TabbifyError } from "../core/errors.js";
 import { acceptJsonWhateverContentType } from "../core/json-body.js";
 import type { Logger } from "../core/log.js";
 import { checkRepoUrl, parseHttpRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
+import { isSshRepoUrl } from "../core/ssh-remote.js";
 import { type DeployEvent, type DeployRecord, followDeploy, isActive } from "../pipeline/executor.js";
 import { refuseSshRemote } from "../pipeline/git-credentials.js";
 import { checkGitRef, checkGitUrl, isLocalRepoUrl } from "../pipeline/git-remote.js";
@@ -38,7 +39,6 @@ import {
   deploysSchema,
   webhookSchema,
 } from "./schemas/deploy.js";
-import { isSshRepoUrl } from "./ssh-fetch.js";
 
 /**
  * The deploy API and the webhook intake:

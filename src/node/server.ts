@@ -280,6 +280,12 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       deploy.forgejoToken,
       deploy.supervisorKey,
     ];
+    const sshRepos = sshRepoImporter(pipeline, {
+      dataDir: options.dataDir,
+      sshDir: deploy.sshDir ?? join(options.dataDir, "ssh"),
+      selfUrl: () => selfUrl,
+      repoPolicy,
+    });
     registry = await attachRegistry(
       app,
       {
@@ -291,6 +297,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
         pipeline,
         repoPolicy,
         supervisorKey: deploy.supervisorKey,
+        sshRepos,
         logger: logger.child("registry"),
       },
       options.registry,
@@ -335,12 +342,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(deploy.allowLocalRepos
         ? { localRepos: (source: string, ref: string) => importLocalRepo(dataDir, selfUrl, source, ref) }
         : {}),
-      sshRepos: sshRepoImporter(pipeline, {
-        dataDir,
-        sshDir: deploy.sshDir ?? join(dataDir, "ssh"),
-        selfUrl: () => selfUrl,
-        repoPolicy,
-      }),
+      sshRepos,
       observer: registry.deploys,
       logger: logger.child("deploy"),
     });

@@ -1,9 +1,10 @@
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { TabbifyError } from "../core/errors.js";
 import { checkRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
+import { parseSshRemote, type SshRemote } from "../core/ssh-remote.js";
 import { checkGitRef } from "../pipeline/git-remote.js";
 import { ensurePushRepo, pruneStagedRef } from "./git-push.js";
 
@@ -19,73 +20,6 @@ import { ensurePushRepo, pruneStagedRef } from "./git-push.js";
  * fill. Nothing from the request reaches ssh as an option: user, host and port are checked against
  * narrow patterns, and git itself also refuses a host or path beginning with `-`.
  */
-
-export interface SshRemote {
-  user?: string;
-  host: string;
-  port?: number;
-  path: string;
-  /** The remote as git is given it (always the `ssh://` form). */
-  url: string;
-}
-
-const USER_RE = /^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$/;
-const HOST_RE = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})$/;
-const PATH_RE = /^[A-Za-z0-9._~/-]{1,1024}$/;
-
-export function isSshRepoUrl(raw: string): boolean {
-  return (
-    /^(git\+)?ssh:\/\//i.test(raw) || /^ssh\+git:\/\//i.test(raw) || /^[^/:@\s]+@[^/:\s]+:(?!\/\/)/.test(raw)
-  );
-}
-
-/** The parts of an ssh remote, or why it is refused (every refusal happens before ssh runs). */
-export function parseSshRemote(raw: string): SshRemote | { problem: string } {
-  let user: string | undefined;
-  let host: string;
-  let port: number | undefined;
-  let path: string;
-  if (/[\s\0]/.test(raw)) return { problem: "repo_url must not contain whitespace or control characters" };
-  const scp = /^([^/:@]+)@([^/:]+):(?!\/\/)(.+)$/.exec(raw);
-  if (scp && !raw.includes("://")) {
-    user = scp[1]!;
-    host = scp[2]!;
-    path = scp[3]!.startsWith("/") ? scp[3]! : `/${scp[3]!}`;
-  } else {
-    let url: URL;
-    try {
-      url = new URL(raw.replace(/^(git\+ssh|ssh\+git):/i, "ssh:"));
-    } catch {
-      return { problem: "repo_url is not an ssh URL" };
-    }
-    if (url.protocol !== "ssh:") return { problem: "repo_url is not an ssh URL" };
-    if (url.password !== "")
-      return { problem: "repo_url must not carry a password: the node uses its own ssh key" };
-    if (url.search !== "" || url.hash !== "")
-      return { problem: "repo_url must not have a query or fragment" };
-    user = url.username === "" ? undefined : decodeURIComponent(url.username);
-    host = url.hostname;
-    port = url.port === "" ? undefined : Number(url.port);
-    path = decodeURIComponent(url.pathname);
-  }
-  if (user !== undefined && !USER_RE.test(user))
-    return { problem: "repo_url's ssh user must be letters, digits, '.', '_' or '-' (not first)" };
-  if (!HOST_RE.test(host) || host.includes(".."))
-    return { problem: "repo_url's ssh host must be a host name or IPv4 address" };
-  if (!PATH_RE.test(path) || path.split("/").includes("..") || path === "/") {
-    return {
-      problem: "repo_url's ssh path must be a repository path (letters, digits, '.', '_', '~', '-', '/')",
-    };
-  }
-  const url = `ssh://${user !== undefined ? `${user}@` : ""}${host}${port !== undefined ? `:${port}` : ""}${path}`;
-  return {
-    ...(user !== undefined ? { user } : {}),
-    host,
-    ...(port !== undefined ? { port } : {}),
-    path,
-    url,
-  };
-}
 
 export interface SshFetchOptions {
   dataDir: string;
@@ -150,15 +84,18 @@ function run(
   });
 }
 
-/** The push repository an ssh remote is fetched into: `ssh-<last path segment>`. */
+/**
+ * The push repository an ssh remote is fetched into: `ssh-<last path segment>-<8 hex of the URL>`,
+ * so two hosts' `app.git` never share a repository (nor, through its URL, an app uuid).
+ */
 export function sshRepoName(remote: SshRemote): string {
   const base = (remote.path.replace(/\/+$/, "").split("/").pop() ?? "").replace(/\.git$/, "").toLowerCase();
-  return `ssh-${
+  const slug =
     base
       .replace(/[^a-z0-9-]/g, "-")
       .replace(/^-+/, "")
-      .slice(0, 59) || "repo"
-  }`;
+      .slice(0, 50) || "repo";
+  return `ssh-${slug}-${createHash("sha256").update(remote.url).digest("hex").slice(0, 8)}`;
 }
 
 /**
