@@ -317,8 +317,12 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
       const raw = req.body;
       const ssh = typeof raw.repo_url === "string" && isSshRepoUrl(raw.repo_url) ? opts.sshRepos : undefined;
       if (isLocalRepoUrl(raw.repo_url) || ssh !== undefined) {
-        const problem = checkGitUrl(raw.repo_url, { allowLocal: opts.localRepos !== undefined });
-        if (problem !== undefined && ssh === undefined) throw new TabbifyError("REPO_URL_REFUSED", problem);
+        // An ssh remote is checked by its importer (parseSshRemote, then the address policy).
+        const problem =
+          ssh === undefined
+            ? checkGitUrl(raw.repo_url, { allowLocal: opts.localRepos !== undefined })
+            : undefined;
+        if (problem !== undefined) throw new TabbifyError("REPO_URL_REFUSED", problem);
         const refProblem = checkGitRef(raw.ref);
         if (refProblem !== undefined) throw invalid(refProblem);
         const local = await (ssh ?? opts.localRepos!)(raw.repo_url, raw.ref);
