@@ -324,11 +324,12 @@ describe("git deploys without a forge", () => {
     }
   });
 
-  it("ssh remotes are refused with their own code; a local path without --allow-local-repos says how to enable it", async () => {
+  it("ssh remotes without the node's ssh key say where to put it; a local path without --allow-local-repos says how to enable it", async () => {
     for (const repo_url of ["ssh://git@example.com/team/app.git", "git@example.com:team/app.git"]) {
       const r = await api("POST", "/v1/deploy", { repo_url, ref: "main", tenant: "team" });
-      assert.equal(r.status, 400, repo_url);
-      assert.equal(r.json.code, "SSH_REMOTE_UNSUPPORTED");
+      assert.equal(r.status, 503, repo_url);
+      assert.equal(r.json.code, "SSH_KEY_MISSING");
+      assert.match(r.json.error, /ssh\/id_ed25519/);
     }
     const local = await api("POST", "/v1/deploy", { repo_url: served.workDir, ref: "main", tenant: "team" });
     assert.equal(local.status, 400, JSON.stringify(local.json));

@@ -110,6 +110,11 @@ export const nodeOptions: OptionSpec[] = [
     help: "deploy file:// URLs and absolute paths on this machine (refused by default; `tabbify up` sets it)",
   },
   {
+    flag: "ssh-dir",
+    env: "TABBIFY_SSH_DIR",
+    help: "the node's key (id_ed25519) and known_hosts for ssh:// git remotes; default <data>/ssh (host keys are never accepted on first use)",
+  },
+  {
     flag: "git-credentials",
     env: "TABBIFY_GIT_CREDENTIALS_FILE",
     help: "0600 file of https://USER:PASSWORD@HOST lines (git-credential-store format): the node's credential for each git host that is no forge",
@@ -164,6 +169,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const deploy = await deployOptions(opts.values, env);
   deploy.allowPrivateRepos = opts.flags["allow-private-repos"] === true;
   deploy.allowLocalRepos = opts.flags["allow-local-repos"] === true;
+  if (opts.values["ssh-dir"] !== undefined) deploy.sshDir = opts.values["ssh-dir"];
   deploy.signaturePolicies = parseSignaturePolicy(opts.values["signature-policy"]);
   const credentialsFile = opts.values["git-credentials"];
   if (credentialsFile !== undefined) deploy.gitCredentials = await loadGitCredentials(credentialsFile);

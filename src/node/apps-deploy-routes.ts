@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import { checkRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
+import { isSshRepoUrl } from "../core/ssh-remote.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { DeployRecord } from "../pipeline/executor.js";
 import type { DeployRequest } from "../pipeline/plan.js";
@@ -34,6 +35,8 @@ export interface AppDeployRoutesOptions {
   observer: DeployObserver;
   coordinator: RosterCoordinator;
   store: Store;
+  /** How an ssh repo_url becomes one the builder clones (the node fetches it); absent ⇒ refused. */
+  sshRepos?: ((source: string, ref: string) => Promise<{ repoUrl: string; sha: string }>) | undefined;
 }
 
 export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRoutesOptions): void {
@@ -73,9 +76,15 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
           `repo_url: app ${target.name} has no repository to deploy from`,
         );
       }
-      // A tenant writes its app's repo_url: checked here as POST /v1/deploy checks its body.
-      const reach = await checkRepoUrl(target.repo_url, repoPolicy);
-      if ("problem" in reach) throw new TabbifyError("REPO_URL_REFUSED", reach.problem);
+      const ssh = isSshRepoUrl(target.repo_url);
+      if (ssh && opts.sshRepos === undefined) {
+        throw new TabbifyError("SSH_REMOTE_UNSUPPORTED", "this node fetches no ssh remotes");
+      }
+      // A tenant writes its app's repo_url: checked here as POST /v1/deploy checks its body (an
+      // ssh host is checked by the ssh importer, under the same policy).
+      const reach = ssh ? undefined : await checkRepoUrl(target.repo_url, repoPolicy);
+      if (reach !== undefined && "problem" in reach)
+        throw new TabbifyError("REPO_URL_REFUSED", reach.problem);
       const body = (req.body ?? {}) as { ref?: unknown };
       if (typeof body !== "object" || Array.isArray(body))
         throw new TabbifyError("BAD_REQUEST", "the body must be {ref?}");
@@ -91,12 +100,19 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
         appUuid: target.uuid,
       };
       if (/^[0-9a-f]{40}$/i.test(ref as string)) request.sha = (ref as string).toLowerCase();
+      if (ssh) {
+        const fetched = await opts.sshRepos!(target.repo_url, ref as string);
+        request.repoUrl = fetched.repoUrl;
+        request.ref = fetched.sha;
+        request.sha = fetched.sha;
+      }
       if (target.build.builder) request.builder = target.build.builder;
       if (target.servers.length > 0) {
         request.targets = target.servers.map((supervisor) => ({ supervisor, runtime: target.runtime }));
       }
       await applyWaitQuery(request, req.query, pipeline.lock);
-      const id = await pipeline.start(pipeline.forgeOf(request.repoUrl), request);
+      // An ssh remote is now the node's own push repository: cloned with the node's token.
+      const id = await pipeline.start(ssh ? "node" : pipeline.forgeOf(request.repoUrl), request);
       startedHere.set(target.uuid, id);
       await observer.accepted(caller.actor, id, request);
       return reply.code(202).send({

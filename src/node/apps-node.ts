@@ -41,6 +41,8 @@ export interface NodeRegistryContext {
   repoPolicy: RepoUrlPolicy;
   /** The supervisors' API key, for asking a target about an app. */
   supervisorKey?: string | undefined;
+  /** The ssh importer: an app whose repo_url is ssh is fetched by the node. */
+  sshRepos?: (source: string, ref: string) => Promise<{ repoUrl: string; sha: string }>;
   logger: Logger;
 }
 
@@ -113,6 +115,7 @@ export async function attachRegistry(
     observer: deploys,
     coordinator: ctx.coordinator,
     store: ctx.store,
+    sshRepos: ctx.sshRepos,
   });
   return {
     registry,

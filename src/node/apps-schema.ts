@@ -3,6 +3,7 @@ import { isValidTenant } from "../auth/namespace.js";
 import { appUuidFromRepo } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import { parseHttpRepoUrl } from "../core/repo-url.js";
+import { isSshRepoUrl, parseSshRemote } from "../core/ssh-remote.js";
 import { canonicalRepoUrl } from "../pipeline/plan.js";
 import { type DeployRuntime, deployRuntimes } from "../pipeline/tabbify-toml.js";
 
@@ -229,10 +230,16 @@ export function normalizeApp(input: unknown, ctx: NormalizeContext): App {
   let repoUrl: string | null = null;
   if (input.repo_url !== undefined && input.repo_url !== null) {
     if (typeof input.repo_url !== "string") throw appInvalid("repo_url", "must be a string or null");
-    const parsed = parseHttpRepoUrl(input.repo_url);
-    if ("problem" in parsed) throw appInvalid("repo_url", parsed.problem.replace(/^repo_url /, ""));
-    if (parsed.url.username !== "" || parsed.url.password !== "") {
-      throw appInvalid("repo_url", "must not carry credentials");
+    if (isSshRepoUrl(input.repo_url)) {
+      // ssh remotes are fetched by the node with its own key; the user is part of the address.
+      const ssh = parseSshRemote(input.repo_url);
+      if ("problem" in ssh) throw appInvalid("repo_url", ssh.problem.replace(/^repo_url('s)? /, ""));
+    } else {
+      const parsed = parseHttpRepoUrl(input.repo_url);
+      if ("problem" in parsed) throw appInvalid("repo_url", parsed.problem.replace(/^repo_url /, ""));
+      if (parsed.url.username !== "" || parsed.url.password !== "") {
+        throw appInvalid("repo_url", "must not carry credentials");
+      }
     }
     repoUrl = input.repo_url;
   }

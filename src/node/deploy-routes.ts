@@ -6,6 +6,7 @@ import { TabbifyError } from "../core/errors.js";
 import { acceptJsonWhateverContentType } from "../core/json-body.js";
 import type { Logger } from "../core/log.js";
 import { checkRepoUrl, parseHttpRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
+import { isSshRepoUrl } from "../core/ssh-remote.js";
 import { type DeployEvent, type DeployRecord, followDeploy, isActive } from "../pipeline/executor.js";
 import { refuseSshRemote } from "../pipeline/git-credentials.js";
 import { checkGitRef, checkGitUrl, isLocalRepoUrl } from "../pipeline/git-remote.js";
@@ -176,6 +177,11 @@ export interface DeployRoutesOptions {
    * node's own push repository) and a sha. Absent ⇒ local repositories are refused.
    */
   localRepos?: (source: string, ref: string) => Promise<{ repoUrl: string; sha: string }>;
+  /**
+   * How an ssh repo_url becomes a clonable one: the node fetches it with its own key into a push
+   * repository. Absent ⇒ ssh remotes are refused with SSH_REMOTE_UNSUPPORTED.
+   */
+  sshRepos?: (source: string, ref: string) => Promise<{ repoUrl: string; sha: string }>;
   logger: Logger;
 }
 
@@ -309,12 +315,17 @@ export function registerDeployRoutes(app: FastifyInstance, opts: DeployRoutesOpt
 
     authed.post("/v1/deploy", { schema: deploySchema }, async (req, reply) => {
       const raw = req.body;
-      if (isLocalRepoUrl(raw.repo_url)) {
-        const problem = checkGitUrl(raw.repo_url, { allowLocal: opts.localRepos !== undefined });
+      const ssh = typeof raw.repo_url === "string" && isSshRepoUrl(raw.repo_url) ? opts.sshRepos : undefined;
+      if (isLocalRepoUrl(raw.repo_url) || ssh !== undefined) {
+        // An ssh remote is checked by its importer (parseSshRemote, then the address policy).
+        const problem =
+          ssh === undefined
+            ? checkGitUrl(raw.repo_url, { allowLocal: opts.localRepos !== undefined })
+            : undefined;
         if (problem !== undefined) throw new TabbifyError("REPO_URL_REFUSED", problem);
         const refProblem = checkGitRef(raw.ref);
         if (refProblem !== undefined) throw invalid(refProblem);
-        const local = await opts.localRepos!(raw.repo_url, raw.ref);
+        const local = await (ssh ?? opts.localRepos!)(raw.repo_url, raw.ref);
         const request = toDeployRequest({ ...raw, repo_url: local.repoUrl, ref: local.sha });
         const id = await pipeline.start("node", request);
         await observer?.accepted(nodeKeyActorOf(req.headers.authorization), id, request);

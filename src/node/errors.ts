@@ -65,6 +65,10 @@ export const nodeErrorStatus: Record<string, number> = {
   UPGRADE_UNAVAILABLE: 409,
   UPGRADE_IN_PROGRESS: 409,
   UPGRADE_NOT_FOUND: 404,
+  GIT_REF_NOT_FOUND: 404,
+  SSH_KEY_MISSING: 503,
+  SSH_HOST_KEY_UNKNOWN: 502,
+  SSH_FETCH_FAILED: 502,
 };
 
 export interface NodeErrorBody {

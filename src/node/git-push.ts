@@ -80,7 +80,7 @@ function progressLine(event: DeployEvent): string {
 }
 
 /** The bare repository of an app, created on first use with the deploy hook installed. */
-async function ensurePushRepo(dir: string): Promise<void> {
+export async function ensurePushRepo(dir: string): Promise<void> {
   try {
     await access(join(dir, "HEAD"));
     return;

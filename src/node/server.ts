@@ -54,6 +54,7 @@ import { registerReleaseRootsRoute } from "./release-roots.js";
 import { attachReleases } from "./releases-node.js";
 import { nodeApiDocument } from "./schemas/document.js";
 import { healthSchema, rosterAppsSchema, supervisorsSchema, topologySchema } from "./schemas/roster.js";
+import { sshRepoImporter } from "./ssh-fetch.js";
 import { nodeVersion } from "./version.js";
 
 export interface NodeOptions {
@@ -136,6 +137,8 @@ export interface NodeDeployOptions {
    * node's disk (`tabbify up`: loopback-only, single-user). Default refused.
    */
   allowLocalRepos?: boolean;
+  /** `--ssh-dir`: the node's key (`id_ed25519`) and `known_hosts` for ssh git remotes (default `<data>/ssh`). */
+  sshDir?: string;
   /** `--git-credentials`: the node's credential per git host that is no forge. */
   gitCredentials?: HostCredentials;
   /** `--signature-policy`: verify_signature's policy per environment (default prod=require, others warn). */
@@ -279,6 +282,12 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       deploy.forgejoToken,
       deploy.supervisorKey,
     ];
+    const sshRepos = sshRepoImporter(pipeline, {
+      dataDir: options.dataDir,
+      sshDir: deploy.sshDir ?? join(options.dataDir, "ssh"),
+      selfUrl: () => selfUrl,
+      repoPolicy,
+    });
     registry = await attachRegistry(
       app,
       {
@@ -290,6 +299,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
         pipeline,
         repoPolicy,
         supervisorKey: deploy.supervisorKey,
+        sshRepos,
         logger: logger.child("registry"),
       },
       options.registry,
@@ -334,6 +344,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       ...(deploy.allowLocalRepos
         ? { localRepos: (source: string, ref: string) => importLocalRepo(dataDir, selfUrl, source, ref) }
         : {}),
+      sshRepos,
       observer: registry.deploys,
       logger: logger.child("deploy"),
     });

@@ -71,8 +71,8 @@ export async function loadGitCredentials(path: string): Promise<HostCredentials>
 
 /**
  * ssh remotes (`ssh://…`, `git+ssh://…`, scp-like `user@host:path`) are refused with their own
- * code: the builder, which clones on another machine, holds no ssh key or known_hosts of the
- * node's, and handing it one is not done (see docs/DECISIONS.md).
+ * code where no ssh importer is wired (src/node/ssh-fetch.ts): the builder, which clones on
+ * another machine, holds no ssh key, so only the node can fetch them (see docs/DECISIONS.md).
  */
 export function refuseSshRemote(repoUrl: string): void {
   const scpLike = /^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!\/\/)/.test(repoUrl);
