@@ -9,21 +9,13 @@ import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, realpathSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
-import { gitEnv } from "../test/support/git-repo.js";
+import { busyboxPageDockerfile, gitEnv } from "../test/support/git-repo.js";
 import { ensureDockerd, requireCommand, tempDir } from "../test/support/tools.js";
 import { freeUpPorts, spawnUp } from "../test/support/up-stack.js";
 
 const runs = Number(process.env.BENCH_GIT_PUSH_RUNS ?? "5");
 
-const dockerfile = (greeting: string) =>
-  [
-    `# ${greeting}`,
-    "FROM scratch",
-    "COPY busybox /bin/busybox",
-    "COPY www /www",
-    `ENTRYPOINT ["/bin/busybox", "sh", "-c", "/bin/busybox httpd -f -p \${HOST}:\${PORT} -h /www & trap 'kill $!; exit 0' TERM; wait"]`,
-    "",
-  ].join("\n");
+const dockerfile = busyboxPageDockerfile;
 
 function git(dir: string, ...args: string[]): void {
   const r = spawnSync("git", args, { cwd: dir, env: gitEnv, encoding: "utf8" });

@@ -15,7 +15,7 @@ import { tenantRegistryAccess } from "../src/node/registry-access.js";
 import { loadGitCredentials } from "../src/pipeline/git-credentials.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
 import { httpGet, type SupervisorUnderTest, startBuilderOnRoster } from "./runtime-plane-support.js";
-import { createGitRepo, type GitRepo, gitEnv } from "./support/git-repo.js";
+import { busyboxPageDockerfile, createGitRepo, type GitRepo, gitEnv } from "./support/git-repo.js";
 import { ensureDockerd, requireCommand, tempDir } from "./support/tools.js";
 
 /**
@@ -28,15 +28,7 @@ const NODE_KEY = "git-push-node-key";
 const SUPERVISOR_KEY = "git-push-supervisor-key";
 const SUPERVISOR = "sup-git";
 
-const dockerfile = (greeting: string) =>
-  [
-    "FROM scratch",
-    "COPY busybox /bin/busybox",
-    "COPY www /www",
-    `ENTRYPOINT ["/bin/busybox", "sh", "-c", "/bin/busybox httpd -f -p \${HOST}:\${PORT} -h /www & trap 'kill $!; exit 0' TERM; wait"]`,
-    `LABEL greeting="${greeting}"`,
-    "",
-  ].join("\n");
+const dockerfile = busyboxPageDockerfile;
 const FAILING_DOCKERFILE = [
   "FROM scratch",
   "COPY busybox /bin/busybox",

@@ -11,7 +11,7 @@ import { type RunningNode, startNode } from "../src/node/index.js";
 import { tenantRegistryAccess } from "../src/node/registry-access.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
 import { httpGet, type SupervisorUnderTest, startBuilderOnRoster } from "./runtime-plane-support.js";
-import { createGitRepo, type GitRepo } from "./support/git-repo.js";
+import { busyboxPageDockerfile, createGitRepo, type GitRepo } from "./support/git-repo.js";
 import { makeClientKey, startSshd, type TestSshd } from "./support/sshd.js";
 import { ensureDockerd, requireCommand, tempDir } from "./support/tools.js";
 
@@ -24,15 +24,7 @@ import { ensureDockerd, requireCommand, tempDir } from "./support/tools.js";
 const NODE_KEY = "git-ssh-node-key";
 const SUPERVISOR_KEY = "git-ssh-supervisor-key";
 
-const dockerfile = (greeting: string) =>
-  [
-    "FROM scratch",
-    "COPY busybox /bin/busybox",
-    "COPY www /www",
-    `ENTRYPOINT ["/bin/busybox", "sh", "-c", "/bin/busybox httpd -f -p \${HOST}:\${PORT} -h /www & trap 'kill $!; exit 0' TERM; wait"]`,
-    `LABEL greeting="${greeting}"`,
-    "",
-  ].join("\n");
+const dockerfile = busyboxPageDockerfile;
 
 let root: { path: string; remove(): Promise<void> };
 let auth: FastifyInstance;

@@ -6,19 +6,11 @@ import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, it } from "node:test";
-import { gitEnv } from "./support/git-repo.js";
+import { busyboxPageDockerfile, gitEnv } from "./support/git-repo.js";
 import { ensureDockerd, repoRoot, requireCommand, tempDir } from "./support/tools.js";
 import { freeUpPorts, spawnUp, type UpPorts } from "./support/up-stack.js";
 
-const dockerfile = (greeting: string) =>
-  [
-    `# ${greeting}`,
-    "FROM scratch",
-    "COPY busybox /bin/busybox",
-    "COPY www /www",
-    `ENTRYPOINT ["/bin/busybox", "sh", "-c", "/bin/busybox httpd -f -p \${HOST}:\${PORT} -h /www & trap 'kill $!; exit 0' TERM; wait"]`,
-    "",
-  ].join("\n");
+const dockerfile = busyboxPageDockerfile;
 
 let data: { path: string; remove(): Promise<void> };
 let ports: UpPorts;

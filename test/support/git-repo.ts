@@ -75,3 +75,17 @@ export async function createGitRepo(projectRoot: string, owner: string, name: st
     },
   };
 }
+
+/**
+ * The Dockerfile of the git tests' small app: static busybox serving `www/` on HOST:PORT, with the
+ * greeting as a label so every version's image differs.
+ */
+export const busyboxPageDockerfile = (greeting: string): string =>
+  [
+    "FROM scratch",
+    "COPY busybox /bin/busybox",
+    "COPY www /www",
+    `ENTRYPOINT ["/bin/busybox", "sh", "-c", "/bin/busybox httpd -f -p \${HOST}:\${PORT} -h /www & trap 'kill $!; exit 0' TERM; wait"]`,
+    `LABEL greeting="${greeting}"`,
+    "",
+  ].join("\n");
