@@ -49,6 +49,9 @@ export function workloadEnvFor(contract: Contract, env: Record<string, string>):
 }
 
 export class HandlerReleaser {
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #closing = new AbortController();
+
   constructor(private readonly opts: HandlerReleaserOptions) {}
 
   /** A supervisor running process apps: `default` is the first by name; else by name or tag. */
@@ -103,10 +106,19 @@ export class HandlerReleaser {
 
   /** Starts the session's app in the background; the session's state says how it went. */
   release(session: DeploySessionsTable, env: Record<string, string>): void {
-    void this.#run(session, env).catch(async (err: unknown) => {
-      const detail = err instanceof Error ? err.message : String(err);
-      await this.opts.reviews.setSessionState(session.id, "failed", detail.slice(0, 2000)).catch(() => {});
-    });
+    const run = this.#run(session, env)
+      .catch(async (err: unknown) => {
+        const detail = err instanceof Error ? err.message : String(err);
+        await this.opts.reviews.setSessionState(session.id, "failed", detail.slice(0, 2000)).catch(() => {});
+      })
+      .finally(() => this.#inFlight.delete(run));
+    this.#inFlight.add(run);
+  }
+
+  /** Waits for releases still writing into the data dir, so closing the node leaves it quiet. */
+  async drain(): Promise<void> {
+    this.#closing.abort(new Error("the node is closing"));
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }
 
   async #run(session: DeploySessionsTable, env: Record<string, string>): Promise<void> {
@@ -136,7 +148,7 @@ export class HandlerReleaser {
         command: [process.execPath, join("host", "main", "handler-host.js"), "handler.mjs"],
         env: workloadEnvFor(contract, env),
       }),
-      signal: AbortSignal.timeout(8 * 60_000),
+      signal: AbortSignal.any([AbortSignal.timeout(8 * 60_000), this.#closing.signal]),
     });
     const answer = (await res.json().catch(() => ({}))) as { error?: unknown; runner_log_tail?: unknown };
     if (!res.ok) {

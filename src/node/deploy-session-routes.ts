@@ -73,6 +73,7 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
     dataDir: opts.dataDir,
     supervisorKey: opts.supervisorKey,
   });
+  app.addHook("onClose", () => releaser.drain());
 
   /** The session a credential opens; any mismatch is the same 401, so ids reveal nothing. */
   const sessionFor = async (id: string, authorization: string | undefined) => {

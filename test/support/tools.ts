@@ -104,7 +104,7 @@ export { freeLoopbackPort as freePort } from "../../src/core/net.js";
 /** A fresh directory under the system temp dir; `remove()` deletes it and everything inside. */
 export async function tempDir(label = "tabbify-test"): Promise<{ path: string; remove(): Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), `${label}-`));
-  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+  return { path, remove: () => rm(path, { recursive: true, force: true, maxRetries: 3 }) };
 }
 
 /** Polls a URL until it answers with any HTTP status; throws after timeoutMs. */
