@@ -278,7 +278,8 @@ export function parseTabbifyToml(source: string, path = TABBIFY_TOML): TabbifyMa
 
   manifest.env = envMap(doc, "env", ["env"]);
 
-  manifest.declarations = readDeclarations(doc, fail);
+  const declarations = readDeclarations(doc, fail);
+  if (Object.keys(declarations).length > 0) manifest.declarations = declarations;
   const deploy = doc["deploy"];
   // `[deploy]` (a table) holds `migrate`; `[[deploy]]` (an array of tables) lists targets.
   const deployTable = typeof deploy === "object" && deploy !== null && !Array.isArray(deploy);
