@@ -14,6 +14,7 @@ import type { FastifyInstance } from "fastify";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { pullWithRegistryToken } from "../runtimes/registry-pull.js";
+import { assertPinnedForProd } from "../supervisor/release-deploy.js";
 
 const DEPLOY_ROUTE = "/v1/apps/:uuid/deploy";
 
@@ -35,6 +36,8 @@ export function registerDeployPull(app: FastifyInstance, logger: Logger): void {
     const body = req.body;
     if (typeof body !== "object" || body === null || Array.isArray(body)) return;
     const fields = body as Record<string, unknown>;
+    // Nothing is pulled for a prod target handed an unpinned ref: refused before any side effect.
+    assertPinnedForProd(fields);
     const token = fields.registry_token;
     const digest = fields.digest;
     delete fields.registry_token;

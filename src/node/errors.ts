@@ -33,6 +33,11 @@ export const nodeErrorStatus: Record<string, number> = {
   RELEASE_NOT_FOUND: 404,
   REF_NOT_PINNED: 400,
   ROLLOUT_FAILED: 502,
+  // A release's manifest declares something the node cannot roll ([probes], [[environments]]).
+  MANIFEST_INVALID: 400,
+  ENVIRONMENT_UNKNOWN: 400,
+  // A release names no supervisor to run it on (none declared, none before, none able).
+  TARGETS_UNRESOLVABLE: 409,
   MESH_ULA_TAKEN: 409,
   MESH_FULL: 409,
   PAYLOAD_TOO_LARGE: 413,

@@ -63,7 +63,8 @@ export function listReleases(client: NodeClient, ref: string): Promise<ReleaseLi
 }
 
 export function registerRelease(client: NodeClient, ref: string, body: PushedVersion): Promise<NodeRelease> {
-  return client.request("POST", `${appPath(ref)}/releases`, body);
+  // The node rolls the version to the app's first environment before answering.
+  return client.request("POST", `${appPath(ref)}/releases`, body, { timeout: false });
 }
 
 export function promote(

@@ -1,10 +1,12 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { parse } from "smol-toml";
 import { environmentUuid } from "../core/address.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { BuiltImage } from "../pipeline/deps.js";
 import type { DeployRecord, RegistryAccess } from "../pipeline/executor.js";
+import { declarationsOfRelease, declarationsOfToml } from "../pipeline/release-declarations.js";
 import type { Store } from "../store/index.js";
 import type { CallerResolver } from "./apps-identity.js";
 import { ROSTER_TENANT } from "./apps-node.js";
@@ -14,7 +16,7 @@ import type { AuditLog } from "./audit-log.js";
 import type { NodePipeline } from "./pipeline.js";
 import type { DeployLock } from "./releases-lock.js";
 import { pushReleaseArtifact } from "./releases-oci.js";
-import { runRollout } from "./releases-rollout.js";
+import { environmentTargets, runRollout } from "./releases-rollout.js";
 import { artifactContentDigest, DEFAULT_ENVIRONMENT, type Release, ReleaseStore } from "./releases-store.js";
 import {
   listReleasesSchema,
@@ -113,6 +115,7 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
         return { path: file.path, digest: file.digest };
       });
       const digest = artifactContentDigest(manifestToml, listed);
+      const declarations = declarationsOfToml(manifestToml);
       const now = new Date().toISOString();
       const { release, created } = await releases.record({
         app: target.uuid,
@@ -125,10 +128,13 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
           source: { artifact_version: version },
           build: { builder: "tcli push", started_at: now, finished_at: now },
           tabbify_version: nodeVersion,
+          runtime: pushedRuntime(manifestToml),
+          ...(Object.keys(declarations).length > 0 ? { deploy: declarations } : {}),
         },
         created_by: caller.actor,
       });
-      return reply.code(created ? 201 : 200).send(release);
+      const rollout = await rollPushed(ctx, releases, target, release, caller.actor, waits(req));
+      return reply.code(created ? 201 : 200).send({ ...release, rollout });
     });
 
     scope.post("/api/v1/apps/:app/rollback", { schema: rollbackSchema }, async (req: AppReq) => {
@@ -251,6 +257,47 @@ async function appOnFirstSight(
   return ctx.registry.get(caller, ref);
 }
 
+/**
+ * Rolls a newly pushed release to the app's first environment (its declared first, else prod),
+ * waiting its turn in the deploy lock. Nothing to roll it to (no supervisor declared, none ran
+ * the app, none able) leaves it recorded only, as before. A failed rollout is reported, not
+ * thrown: the release exists either way, and the old one keeps serving.
+ */
+async function rollPushed(
+  ctx: ReleasesContext,
+  releases: ReleaseStore,
+  app: App,
+  release: Release,
+  actor: string,
+  wait: boolean,
+): Promise<Record<string, unknown>> {
+  const environment = declarationsOfRelease(release.manifest).environments?.[0]?.name ?? DEFAULT_ENVIRONMENT;
+  const targets = await environmentTargets(ctx, app, release, environment);
+  if (targets.length === 0) return { environment, state: "skipped", reason: "no supervisor to run it on" };
+  try {
+    const outcome = await runRollout(ctx, { kind: "deploy", app, release, environment, actor, wait });
+    await releases.markRunning(release, environment, actor, "release.deploy", {
+      deploy_id: outcome.deploy_id,
+    });
+    return { environment, state: "succeeded", ...outcome };
+  } catch (err) {
+    if (isTabbifyError(err, "DEPLOY_LOCKED")) throw err;
+    return {
+      environment,
+      state: "failed",
+      code: isTabbifyError(err) ? err.code : "INTERNAL",
+      error: err instanceof Error ? err.message : String(err),
+    };
+  }
+}
+
+/** `[runtime] type` of a pushed manifest.toml (the supervisor tag it needs), default process. */
+function pushedRuntime(manifestToml: string): string {
+  const runtime = (parse(manifestToml) as { runtime?: { type?: unknown } }).runtime;
+  const type = typeof runtime?.type === "string" ? runtime.type : "process";
+  return type === "wasm-http" ? "wasm" : type;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** `?wait=false`: refuse DEPLOY_LOCKED rather than queue behind the environment's rollout. */
@@ -279,6 +326,9 @@ async function registerBuilt(releases: ReleaseStore, built: BuiltImage): Promise
       source,
       build: { builder: built.builder, started_at: built.started_at, finished_at: built.finished_at },
       tabbify_version: nodeVersion,
+      ...(built.declarations && Object.keys(built.declarations).length > 0
+        ? { deploy: built.declarations }
+        : {}),
     },
     created_by: `deploy:${built.deploy_id}`,
   });
@@ -298,9 +348,9 @@ async function recordImageRelease(
   const built = stepData("build_and_push", "step_finished");
   const commitSha = String(built?.data?.commit_sha ?? record.request.sha ?? "");
   const repository = record.image_ref.slice(0, record.image_ref.lastIndexOf(":"));
-  // The pipeline deploys under the app's own UUID, which is prod's; builds do not target other
-  // environments yet.
-  const environment = DEFAULT_ENVIRONMENT;
+  // The environment the build landed in (its first declared one, else prod).
+  const landed = stepData("capability_check", "step_finished")?.data?.environment;
+  const environment = typeof landed === "string" ? landed : DEFAULT_ENVIRONMENT;
   // Recorded already by the fan-out (registerBuilt); this finds it, or records it for a pipeline
   // that ran without a registrar.
   const release = await registerBuilt(releases, {

@@ -1,5 +1,5 @@
 import { v7 as uuidV7 } from "uuid";
-import { environmentUuid } from "../core/address.js";
+import { deriveAppUla, environmentUuid } from "../core/address.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import { HttpSupervisorClient } from "../pipeline/clients.js";
@@ -12,6 +12,7 @@ import type {
   SupervisorDeployRequest,
 } from "../pipeline/executor.js";
 import type { StepName, TargetResult } from "../pipeline/plan.js";
+import { declarationsOfRelease, declaredProbes } from "../pipeline/release-declarations.js";
 import type { Store } from "../store/index.js";
 import type { App } from "./apps-schema.js";
 import type { NodePipeline } from "./pipeline.js";
@@ -34,7 +35,8 @@ export interface RolloutDeps {
 }
 
 export interface RolloutInput {
-  kind: "rollback" | "promote";
+  /** `deploy`: a pushed release rolled to its first environment. */
+  kind: "rollback" | "promote" | "deploy";
   app: App;
   release: Release;
   environment: string;
@@ -77,10 +79,7 @@ class RecordWriter {
 /** Runs the rollout to its end; throws (after recording it) when it failed or was refused. */
 export async function runRollout(deps: RolloutDeps, input: RolloutInput): Promise<RolloutOutcome> {
   const { app, release, environment } = input;
-  const image = release.manifest.image;
-  if (typeof image !== "string" || !/@sha256:[0-9a-f]{64}$/.test(image)) {
-    throw new TabbifyError("REF_NOT_PINNED", `release ${release.id} has no digest-pinned image to roll out`);
-  }
+  const image = rolledRef(release);
   // Refused without waiting: answered before any record, so a busy environment's history only
   // holds rollouts that ran.
   if (!input.wait) await deps.pipeline.lock.assertFree(app.uuid, environment);
@@ -90,7 +89,7 @@ export async function runRollout(deps: RolloutDeps, input: RolloutInput): Promis
     id,
     status: "running",
     request: {
-      trigger: input.kind,
+      trigger: input.kind === "deploy" ? "push" : input.kind,
       repoUrl: app.repo_url ?? "",
       ref: release.digest,
       tenant: app.tenant,
@@ -127,7 +126,7 @@ export async function runRollout(deps: RolloutDeps, input: RolloutInput): Promis
       app.uuid,
       environment,
       id,
-      `${input.kind === "rollback" ? "rollback" : "promotion"} by ${input.actor} (deploy ${id})`,
+      `${input.kind === "rollback" ? "rollback" : input.kind === "promote" ? "promotion" : "push"} by ${input.actor} (deploy ${id})`,
       {
         wait: input.wait,
         onQueued: async (held) => {
@@ -142,7 +141,7 @@ export async function runRollout(deps: RolloutDeps, input: RolloutInput): Promis
     await finish(`holds the deploy lock of ${environment}`, { environment, queued_ms });
 
     await begin("fan_out");
-    const results = await fanOut(deps, app, release, image, environment);
+    const results = await fanOut(deps, app, release, environment);
     await store.update(id, { results });
     await finish(
       `${results.filter((r) => r.success).length} of ${results.length} targets took ${release.digest}`,
@@ -185,6 +184,60 @@ export async function runRollout(deps: RolloutDeps, input: RolloutInput): Promis
 }
 
 /**
+ * What a release rolls as: its digest-pinned image, or `v<N>` of the artifact store for a pushed
+ * release. Anything else is REF_NOT_PINNED: no environment is ever handed a tag.
+ */
+export function rolledRef(release: Release): string {
+  const image = release.manifest.image;
+  if (typeof image === "string" && /@sha256:[0-9a-f]{64}$/.test(image)) return image;
+  const version = (release.source as { artifact_version?: unknown }).artifact_version;
+  if (image == null && typeof version === "string" && /^v[1-9][0-9]{0,8}$/.test(version)) return version;
+  throw new TabbifyError(
+    "REF_NOT_PINNED",
+    `release ${release.id} has no pinned image or version to roll out`,
+  );
+}
+
+const isArtifact = (ref: string) => !ref.includes("@");
+
+/**
+ * The supervisors an environment runs on: those the release declares for it (`[[environments]]`),
+ * else those the app's last successful rollout reached, else the first roster supervisor able to
+ * run it (docker for an image, the pushed manifest's runtime for an artifact).
+ */
+export async function environmentTargets(
+  deps: RolloutDeps,
+  app: App,
+  release: Release,
+  environment: string,
+): Promise<TargetResult[]> {
+  const ref = rolledRef(release);
+  const runtime = isArtifact(ref) ? String(release.manifest.runtime ?? "process") : "docker";
+  const blank = (supervisor: string): TargetResult => ({
+    supervisor,
+    runtime: runtime as TargetResult["runtime"],
+    success: false,
+    app_ula: deriveAppUla(environmentUuid(app.uuid, environment)),
+  });
+  const declared = declarationsOfRelease(release.manifest).environments;
+  const named = declared?.find((e) => e.name === environment);
+  if (named) return named.targets.map(blank);
+  if (declared && declared.length > 0) {
+    throw new TabbifyError(
+      "ENVIRONMENT_UNKNOWN",
+      `release ${release.id} declares no environment ${environment} (it has ${declared.map((e) => e.name).join(", ")})`,
+    );
+  }
+  const previous = await targetsOf(deps, app.uuid);
+  if (previous.length > 0) return previous;
+  const able = deps.coordinator
+    .supervisors()
+    .filter((s) => s.tags.includes(runtime))
+    .sort((a, b) => a.name.localeCompare(b.name))[0];
+  return able ? [blank(able.name)] : [];
+}
+
+/**
  * The supervisors the environment runs on: those the app's last successful rollout reached (its
  * build, or a rollback or promotion since).
  */
@@ -217,20 +270,28 @@ async function fanOut(
   deps: RolloutDeps,
   app: App,
   release: Release,
-  image: string,
   environment: string,
 ): Promise<TargetResult[]> {
   const runAs = environmentUuid(app.uuid, environment);
-  const pullToken = await deps.registryAccess?.pullToken?.(app.tenant, app.uuid);
-  const targets = await targetsOf(deps, app.uuid);
+  const ref = rolledRef(release);
+  const artifact = isArtifact(ref);
+  const pullToken = artifact ? undefined : await deps.registryAccess?.pullToken?.(app.tenant, app.uuid);
+  const targets = await environmentTargets(deps, app, release, environment);
+  if (targets.length === 0) {
+    throw new TabbifyError("TARGETS_UNRESOLVABLE", `no supervisor to run ${environment} of this app on`);
+  }
+  const probes = declaredProbes(declarationsOfRelease(release.manifest), release, release.digest);
   return Promise.all(
     targets.map(async (t): Promise<TargetResult> => {
       const result: TargetResult = { ...t, success: false, digest: release.digest };
       delete result.error;
       const client = supervisorClient(deps, t.supervisor);
       if (!client) return { ...result, error: "not on the roster" };
-      const body: SupervisorDeployRequest = { ref: image, digest: release.digest, runtime: t.runtime };
+      const body: SupervisorDeployRequest = artifact
+        ? { artifact_version: ref, artifact_app: app.uuid, environment }
+        : { ref, digest: release.digest, runtime: t.runtime, environment };
       if (pullToken !== undefined) body.registry_token = pullToken;
+      if (probes) body.probes = probes;
       body.release = { id: release.id, manifest: release.manifest };
       try {
         await client.deploy(runAs, body);
@@ -255,12 +316,11 @@ async function verify(
       if (!r.success) return r;
       try {
         const status = await supervisorClient(deps, r.supervisor)?.app(runAs);
-        if (status?.digest !== release.digest) {
-          return {
-            ...r,
-            success: false,
-            error: `runner runs ${status?.digest ?? "nothing"}, expected ${release.digest}`,
-          };
+        const ref = rolledRef(release);
+        const runs = isArtifact(ref) ? status?.artifact_version : status?.digest;
+        const expected = isArtifact(ref) ? ref : release.digest;
+        if (runs !== expected) {
+          return { ...r, success: false, error: `runner runs ${runs ?? "nothing"}, expected ${expected}` };
         }
         return r;
       } catch (err) {

@@ -125,7 +125,17 @@ async function readBuildStream(res: Response, onLog: (line: string) => void): Pr
  * whatever an upstream object happens to hold.
  */
 export function deployWireBody(request: SupervisorDeployRequest): SupervisorDeployRequest {
-  const body: SupervisorDeployRequest = { ref: request.ref, runtime: request.runtime };
+  const body: SupervisorDeployRequest = {};
+  for (const key of [
+    "ref",
+    "runtime",
+    "artifact_version",
+    "artifact_app",
+    "environment",
+    "probes",
+  ] as const) {
+    if (request[key] !== undefined) Object.assign(body, { [key]: request[key] });
+  }
   if (request.digest !== undefined) body.digest = request.digest;
   if (request.env !== undefined) body.env = request.env;
   if (request.manifest_toml !== undefined) body.manifest_toml = request.manifest_toml;
@@ -241,6 +251,7 @@ export class HttpSupervisorClient implements SupervisorClient {
     // `<repository>@sha256:…` (or the bare digest), of which the digest is what the registry stored.
     const digest = body["digest"] ?? body["version"];
     if (typeof digest === "string") status.digest = digest.slice(digest.lastIndexOf("@") + 1);
+    if (typeof body["artifact_version"] === "string") status.artifact_version = body["artifact_version"];
     return status;
   }
 }

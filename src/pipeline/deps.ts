@@ -2,6 +2,7 @@ import type { Logger } from "../core/log.js";
 import type { DeployStore } from "./executor.js";
 import type { HostCredentials } from "./git-credentials.js";
 import type { RosterSupervisor, RosterView } from "./plan.js";
+import type { ReleaseDeclarations } from "./release-declarations.js";
 
 /**
  * What the executor's steps talk to: the supervisor, registry, roster and forge are reached
@@ -87,9 +88,19 @@ export interface BuildResult {
 
 /** `POST /v1/apps/<uuid>/deploy` on a target supervisor. */
 export interface SupervisorDeployRequest {
-  ref: string;
+  /** The pinned image; absent for an artifact release (`artifact_version`). */
+  ref?: string;
   digest?: string;
-  runtime: string;
+  /** Absent for an artifact release: its stored manifest names the runtime. */
+  runtime?: string;
+  /** `v<N>` of the artifact store: a `tcli push` release. */
+  artifact_version?: string;
+  /** The app uuid the store holds `artifact_version` under (the target may run it as an environment's). */
+  artifact_app?: string;
+  /** The environment the target runs; a prod target refuses anything but a pinned ref. */
+  environment?: string;
+  /** The app's declared probes, checked on the new workload before it takes requests. */
+  probes?: { healthz?: string; ready?: string; version?: string; expect?: string[] };
   env?: Record<string, string>;
   manifest_toml?: string;
   registry_token?: string;
@@ -115,6 +126,8 @@ export interface SupervisorAppStatus {
   image_ref?: string;
   /** Digest of the image the runner's workload runs. */
   digest?: string;
+  /** `v<N>` when it runs an artifact store version (a pushed release). */
+  artifact_version?: string;
 }
 
 export interface SupervisorClient {
@@ -167,6 +180,8 @@ export interface BuiltImage {
   started_at: string;
   finished_at: string;
   deploy_id: string;
+  /** What tabbify.toml declares for rollouts (probes, environments, migrate), kept with the release. */
+  declarations?: ReleaseDeclarations;
 }
 
 export interface ReleaseRegistrar {

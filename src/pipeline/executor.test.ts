@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { deriveAppUla } from "../core/address.js";
+import { deriveAppUla, environmentUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import {
   type BuildRequest,
@@ -430,5 +430,38 @@ describe("deploy events", () => {
     assert.ok(await store.get("a"));
     assert.equal(await store.get("b"), undefined);
     assert.ok(await store.get("c"));
+  });
+
+  it("lands a build in the first [[environments]] entry, on its targets, under its uuid, with its probes", async () => {
+    const h = harness(
+      { builder: ["docker", "builder"], alpha: ["docker"], beta: ["docker"] },
+      `${TOML}
+[probes]
+healthz = "/healthz"
+version = "/version"
+
+[[environments]]
+name = "test"
+targets = ["beta"]
+
+[[environments]]
+name = "prod"
+targets = ["alpha"]
+`,
+    );
+    const record = await new DeployExecutor(h.deps).run(pushRequest());
+    assert.equal(record.status, "succeeded", JSON.stringify(record.error));
+    assert.deepEqual(
+      record.results.map((r) => r.supervisor),
+      ["beta"],
+      "only the first environment's targets",
+    );
+    assert.equal(h.supervisors.get("alpha")!.deploys.length, 0, "prod is untouched");
+    const sent = h.supervisors.get("beta")!.deploys[0]!;
+    assert.equal(sent.environment, "test");
+    assert.deepEqual(sent.probes, { healthz: "/healthz", version: "/version", expect: [DIGEST] });
+    assert.deepEqual(h.probes, [environmentUuid(APP_UUID, "test")], "verified under the test uuid");
+    const checked = record.events.find((e) => e.step === "capability_check" && e.type === "step_finished");
+    assert.equal(checked?.data?.environment, "test");
   });
 });

@@ -28,7 +28,15 @@ export interface RosterView {
 }
 
 /** What started a deploy record: a build (the first four), or a rollout of an existing release. */
-export type DeployTrigger = "github" | "forgejo" | "api" | "git-push" | "rollback" | "promote";
+export type DeployTrigger =
+  | "github"
+  | "forgejo"
+  | "api"
+  | "git-push"
+  | "rollback"
+  | "promote"
+  /** A `tcli push` release rolled to its first environment. */
+  | "push";
 
 export interface RequestedTarget {
   supervisor: string;

@@ -2,6 +2,7 @@ import { parse, TomlError } from "smol-toml";
 import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import { isCleanAbsolutePath } from "../runtimes/child.js";
+import { type ReleaseDeclarations, readDeclarations } from "./release-declarations.js";
 
 /**
  * `tabbify.toml`, the manifest a repository carries for git-push deploys. Unknown keys are
@@ -37,6 +38,8 @@ export interface TabbifyManifest {
   routes: { dynamicPrefixes: string[] };
   deploy: TomlDeployTarget[];
   env: Record<string, string>;
+  /** `[probes]`, `[[environments]]` and `[deploy] migrate` (release-declarations.ts). */
+  declarations?: ReleaseDeclarations;
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -275,9 +278,14 @@ export function parseTabbifyToml(source: string, path = TABBIFY_TOML): TabbifyMa
 
   manifest.env = envMap(doc, "env", ["env"]);
 
+  const declarations = readDeclarations(doc, fail);
+  if (Object.keys(declarations).length > 0) manifest.declarations = declarations;
   const deploy = doc["deploy"];
-  if (deploy !== undefined) {
-    if (!Array.isArray(deploy)) fail(["deploy"], "deploy must be an array of tables ([[deploy]])");
+  // `[deploy]` (a table) holds `migrate`; `[[deploy]]` (an array of tables) lists targets.
+  const deployTable = typeof deploy === "object" && deploy !== null && !Array.isArray(deploy);
+  if (deploy !== undefined && !deployTable) {
+    if (!Array.isArray(deploy))
+      fail(["deploy"], "deploy must be [[deploy]] targets or a [deploy] table with migrate");
     (deploy as unknown[]).forEach((entry, i) => {
       if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
         fail(["deploy", i], `deploy[${i}] must be a table`);

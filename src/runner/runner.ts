@@ -1,5 +1,6 @@
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
+import { checkAppProbes } from "../runtimes/app-probes.js";
 import type {
   Runtime,
   RuntimeKind,
@@ -316,7 +317,17 @@ export class Runner {
     try {
       await Promise.race([
         // `exited` also ends the health poll itself, so nothing keeps probing a dead workload.
-        this.opts.waitHealthy(workload.upstream, { timeoutMs, exited: workload.exited }),
+        (async () => {
+          const deadline = performance.now() + timeoutMs;
+          const probes = spec.probes;
+          await this.opts.waitHealthy(workload.upstream, {
+            timeoutMs,
+            exited: workload.exited,
+            ...(probes?.healthz ? { path: probes.healthz } : {}),
+          });
+          // Declared probes gate the swap: the new workload takes no request until they pass.
+          if (probes) await checkAppProbes(workload.upstream, probes, deadline);
+        })(),
         exited.then(() => {
           throw new TabbifyError(
             "WORKLOAD_EXITED",

@@ -2,10 +2,12 @@
  * What the process and wasm runtimes share: spawning a workload in its own process group with
  * its output passed through, and stopping that group gracefully.
  */
+
 import { type ChildProcess, spawn } from "node:child_process";
 import { createReadStream } from "node:fs";
 import type { Writable } from "node:stream";
 import { TabbifyError } from "../core/errors.js";
+import { parseAppProbes } from "./app-probes.js";
 import type { LimitReason } from "./cgroup.js";
 import type { Upstream, Workload, WorkloadExit, WorkloadSpec, WorkloadUser } from "./runtime.js";
 
@@ -196,6 +198,7 @@ const specKeys = new Set([
   "dataDir",
   "lifecycle",
   "releaseManifest",
+  "probes",
 ]);
 
 /** Rejects fields a WorkloadSpec does not have (a typo must not be silently ignored) and bad env. */
@@ -210,6 +213,7 @@ export function checkCommonSpec(spec: unknown, kind: string): asserts spec is Wo
     throw new TabbifyError("SPEC_INVALID", `spec is for runtime "${String(record.runtime)}", not "${kind}"`);
   }
   checkStateAndLifecycle(record);
+  parseAppProbes(record.probes);
   const manifest = record.releaseManifest;
   if (manifest !== undefined && (typeof manifest !== "string" || !manifest.startsWith("/"))) {
     throw new TabbifyError("SPEC_INVALID", "releaseManifest must be an absolute path");

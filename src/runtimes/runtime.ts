@@ -5,6 +5,8 @@
  *
  * Capability tags the supervisor advertises are exactly the `kind`s whose `available()` is true.
  */
+import type { AppProbes } from "./app-probes.js";
+
 export type RuntimeKind = "process" | "docker" | "wasm";
 export const runtimeKinds: readonly RuntimeKind[] = ["process", "docker", "wasm"];
 
@@ -43,6 +45,11 @@ export interface WorkloadSpec {
    * take it); given to the workload as TABBIFY_DATA_DIR (process), a mount (docker), a preopen (wasm).
    */
   dataDir?: string;
+  /**
+   * The app's declared probes (healthz, ready, version and what version must report): a new
+   * workload takes requests only once they pass (see app-probes.ts).
+   */
+  probes?: AppProbes;
   /** `on_request`: the runner starts the workload on the first request and stops it when idle. */
   lifecycle?: { mode: "always_on" | "on_request"; idleTimeoutSec: number };
 }

@@ -8,6 +8,7 @@ import { acceptJsonWhateverContentType } from "../core/json-body.js";
 import { buildInfo, registerProbes } from "../core/probes.js";
 import { requireApiKey } from "./api-auth.js";
 import { registerLogsRoute } from "./logs-route.js";
+import { artifactDeployFromBody } from "./release-deploy.js";
 import { type StartBody, supervisorSchemas as schemas, supervisorApiDocument } from "./schemas.js";
 import { specFromBody } from "./spec.js";
 import type { Supervisor } from "./supervisor.js";
@@ -44,6 +45,8 @@ export const statusOf: Record<string, number> = {
   DIGEST_MISMATCH: 409,
   // A deploy that would drop a stateful app's data ({user_fault, previous_data_mount}).
   DATA_MOUNT_CONFLICT: 409,
+  // A prod target handed a tag, `latest` or anything else that is not a pinned release.
+  REF_NOT_PINNED: 400,
   APP_DATA_INVALID: 409,
 };
 
@@ -140,9 +143,13 @@ export async function buildApi(
     return supervisor.start(req.params.uuid, spec, { refresh });
   });
 
-  app.post("/v1/apps/:uuid/deploy", { schema: schemas.deploy }, async (req) =>
-    supervisor.deploy(req.params.uuid, specFromBody(req.body ?? {}, { deploy: true })),
-  );
+  app.post("/v1/apps/:uuid/deploy", { schema: schemas.deploy }, async (req) => {
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    if (body.artifact_version !== undefined) {
+      return supervisor.deployArtifact(req.params.uuid, artifactDeployFromBody(body));
+    }
+    return supervisor.deploy(req.params.uuid, specFromBody(body, { deploy: true }));
+  });
 
   app.post("/v1/apps/:uuid/stop", { schema: schemas.stop }, async (req) => supervisor.stop(req.params.uuid));
   app.post("/v1/apps/:uuid/restart", { schema: schemas.restart }, async (req) =>

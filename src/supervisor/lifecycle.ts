@@ -80,6 +80,8 @@ export async function deployApp(
   ctx: SupervisorContext,
   uuid: string,
   spec: WorkloadSpec,
+  /** `v<N>` when the spec is an artifact store version's (a pushed release rolled by the node). */
+  artifactVersion?: string,
 ): Promise<StartResult & { swapped: boolean }> {
   await preflight(ctx, spec);
   const full = { ...spec, appUuid: uuid };
@@ -87,10 +89,10 @@ export async function deployApp(
   checkDataKept(record?.spec, full);
   if (record && !record.stopped && record.pid !== null) {
     const proof = await prove(record);
-    if (proof.kind === "ours") return swap(ctx, record, full, undefined);
+    if (proof.kind === "ours") return swap(ctx, record, full, artifactVersion);
   }
   if (record?.pid) await retireRunner(ctx, record);
-  return { ...(await coldSpawn(ctx, uuid, full)), swapped: false };
+  return { ...(await coldSpawn(ctx, uuid, full, artifactVersion)), swapped: false };
 }
 
 /**

@@ -119,7 +119,36 @@ export const StartBody = Type.Union(
 );
 
 export const DeployBody = Type.Object(
-  { ...specFields, ref: Type.Optional(Type.String({ description: "The image reference to pull" })) },
+  {
+    ...specFields,
+    // An artifact_version deploy names no runtime (the stored manifest does); specFromBody
+    // requires it of every other deploy.
+    runtime: Type.Optional(specFields.runtime),
+    ref: Type.Optional(Type.String({ description: "The image reference to pull" })),
+    artifact_version: Type.Optional(
+      Type.String({ description: "v<N>: roll the artifact store's version N (a pushed release)" }),
+    ),
+    artifact_app: Type.Optional(
+      Type.String({ description: "The app uuid the artifact store holds artifact_version under" }),
+    ),
+    environment: Type.Optional(
+      Type.String({ description: "The environment this target runs; prod takes only pinned refs" }),
+    ),
+    probes: Type.Optional(
+      Type.Object(
+        {
+          healthz: Type.Optional(Type.String()),
+          ready: Type.Optional(Type.String()),
+          version: Type.Optional(Type.String()),
+          expect: Type.Optional(Type.Array(Type.String())),
+        },
+        {
+          additionalProperties: true,
+          description: "The app's probes, checked on the new workload before it takes requests",
+        },
+      ),
+    ),
+  },
   { additionalProperties: true, "x-message": "the body must be a JSON object" },
 );
 

@@ -1,7 +1,9 @@
 import { isAbsolute } from "node:path";
 import { TabbifyError } from "../core/errors.js";
+import { parseAppProbes } from "../runtimes/app-probes.js";
 import { isCleanAbsolutePath } from "../runtimes/child.js";
 import { type RuntimeKind, runtimeKinds, type WorkloadSpec } from "../runtimes/runtime.js";
+import { assertPinnedForProd } from "./release-deploy.js";
 
 /**
  * The start/deploy request body (snake_case on the wire) turned into a WorkloadSpec. Shape
@@ -23,7 +25,7 @@ const startFields = new Set([
   "lifecycle",
 ]);
 /** `release_manifest` is set by the supervisor itself (see src/main/deploy-release.ts), never sent. */
-const deployFields = new Set([...startFields, "ref", "release_manifest"]);
+const deployFields = new Set([...startFields, "ref", "release_manifest", "environment", "probes"]);
 
 function optionalString(body: Record<string, unknown>, field: string): string | undefined {
   const value = body[field];
@@ -50,6 +52,7 @@ export function specFromBody(raw: unknown, opts: { deploy: boolean }): WorkloadS
   const allowed = opts.deploy ? deployFields : startFields;
   const unknown = Object.keys(body).filter((k) => !allowed.has(k));
   if (unknown.length > 0) throw new TabbifyError("SPEC_INVALID", `unknown field(s): ${unknown.join(", ")}`);
+  if (opts.deploy) assertPinnedForProd(body);
   const runtime = body.runtime;
   if (typeof runtime !== "string" || runtime === "") {
     throw new TabbifyError("SPEC_INVALID", `runtime is required (one of ${runtimeKinds.join(", ")})`);
@@ -100,6 +103,8 @@ export function specFromBody(raw: unknown, opts: { deploy: boolean }): WorkloadS
     }
   }
   Object.assign(spec, stateFromBody(body));
+  const probes = opts.deploy ? parseAppProbes(body.probes) : undefined;
+  if (probes) spec.probes = probes;
   if (body.env !== undefined) {
     const env = body.env;
     if (typeof env !== "object" || env === null || Array.isArray(env)) {

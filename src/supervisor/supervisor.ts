@@ -14,6 +14,7 @@ import type { NftHop } from "./nft-hop.js";
 import { healthOf } from "./proof.js";
 import { Reconciler } from "./reconcile.js";
 import { freshRestartState, RecordStore } from "./records.js";
+import { type ArtifactDeploy, deployArtifactVersion } from "./release-deploy.js";
 import { SparePool } from "./spares.js";
 import { defaultRunnerEntry } from "./spawn.js";
 
@@ -255,6 +256,12 @@ export class Supervisor {
   deploy(uuidInput: string, spec: WorkloadSpec): Promise<StartResult & { swapped: boolean }> {
     const uuid = parseAppUuid(uuidInput);
     return this.ctx.locks.run(uuid, () => deployApp(this.ctx, uuid, spec));
+  }
+
+  /** Rolls version N of the artifact store (a pushed release), swapped in like `deploy`. */
+  deployArtifact(uuidInput: string, deploy: ArtifactDeploy): Promise<StartResult & { swapped: boolean }> {
+    const uuid = parseAppUuid(uuidInput);
+    return this.ctx.locks.run(uuid, () => deployArtifactVersion(this.ctx, uuid, deploy));
   }
 
   /** Zero-downtime swap onto the same release (lifecycle.ts restartApp). */

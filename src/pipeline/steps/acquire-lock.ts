@@ -11,7 +11,7 @@ export const acquireLock: Step = async (state, ctx) => {
   const lock = ctx.deps.lock;
   if (!lock) return { message: "no deploy lock: rollouts of this app may overlap" };
   const appUuid = state.appUuid!;
-  const environment = DEFAULT_ENVIRONMENT;
+  const environment = state.environment ?? DEFAULT_ENVIRONMENT;
   const deployId = state.plan.id;
   const { log, flush } = ctx.stepLog("acquire_lock");
   const { queued_ms } = await lock.acquire(

@@ -11,6 +11,10 @@ export interface DeployState {
   manifestToml?: string;
   manifest?: TabbifyManifest;
   appUuid?: string;
+  /** The environment this build rolls to: the first declared, else prod (capability_check). */
+  environment?: string;
+  /** The uuid the targets run it under: the app's for prod, the environment's otherwise. */
+  runAs?: string;
   supervisors?: RosterSupervisor[];
   builder?: RosterSupervisor;
   targets?: DeployTarget[];

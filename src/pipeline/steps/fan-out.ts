@@ -1,6 +1,7 @@
 import { deriveAppUla } from "../../core/address.js";
 import type { SupervisorDeployRequest } from "../deps.js";
-import { pinnedRef, type TargetResult } from "../plan.js";
+import { DEFAULT_ENVIRONMENT, pinnedRef, type TargetResult } from "../plan.js";
+import { declaredProbes } from "../release-declarations.js";
 import type { TabbifyManifest } from "../tabbify-toml.js";
 import { errorMessage, readRoster, type Step } from "./context.js";
 
@@ -9,6 +10,8 @@ export const fanOut: Step = async (state, ctx) => {
   const supervisors = await readRoster(state, ctx);
   const { request } = state.plan;
   const appUuid = state.appUuid!;
+  const runAs = state.runAs ?? appUuid;
+  const declarations = state.manifest?.declarations;
   const registry = ctx.deps.registry!;
   const { log, flush } = ctx.stepLog("fan_out");
   // Targets get the image by digest, never by a tag that could move: what was built is what runs.
@@ -24,6 +27,7 @@ export const fanOut: Step = async (state, ctx) => {
     started_at: state.buildStartedAt ?? new Date().toISOString(),
     finished_at: state.buildFinishedAt ?? new Date().toISOString(),
     deploy_id: state.plan.id,
+    ...(declarations ? { declarations } : {}),
   });
   if (release) log(`release ${release.id}`);
   let pullToken: string | undefined;
@@ -37,7 +41,7 @@ export const fanOut: Step = async (state, ctx) => {
         supervisor: target.supervisor,
         runtime: target.runtime,
         success: false,
-        app_ula: deriveAppUla(appUuid),
+        app_ula: deriveAppUla(runAs),
         digest: state.digest!,
       };
       const supervisor = supervisors.find((s) => s.name === target.supervisor)!;
@@ -47,12 +51,15 @@ export const fanOut: Step = async (state, ctx) => {
         runtime: target.runtime,
         env: target.env,
         manifest_toml: state.manifestToml!,
+        environment: state.environment ?? DEFAULT_ENVIRONMENT,
       };
+      const probes = declaredProbes(declarations, release, state.digest!);
+      if (probes) body.probes = probes;
       if (pullToken !== undefined) body.registry_token = pullToken;
       Object.assign(body, runtimeFields(state.manifest));
       if (release) body.release = release;
       try {
-        const reply = await ctx.deps.supervisorClient(supervisor).deploy(appUuid, body);
+        const reply = await ctx.deps.supervisorClient(supervisor).deploy(runAs, body);
         if (reply.app_ula) result.app_ula = reply.app_ula;
         result.success = true;
         log(`${target.supervisor}: deployed (${reply.state})`);

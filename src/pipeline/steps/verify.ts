@@ -6,7 +6,7 @@ import { errorMessage, readRoster, type Step } from "./context.js";
  */
 export const verify: Step = async (state, ctx) => {
   const supervisors = await readRoster(state, ctx);
-  const appUuid = state.appUuid!;
+  const appUuid = state.runAs ?? state.appUuid!;
   const { log, flush } = ctx.stepLog("verify");
   await Promise.all(
     state.results.map(async (result) => {
