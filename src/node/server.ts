@@ -174,6 +174,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   const proxy = new AppProxy({
     mesh,
     hasApp: (uuid) => coordinator.hasApp(uuid),
+    knownApp: async (uuid) => (registry ? (await registry.registry.byUuid(uuid)) !== undefined : false),
     logger: logger.child("proxy"),
     appPort: options.appPort,
   });
