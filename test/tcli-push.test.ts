@@ -581,6 +581,23 @@ describe("tcli push, docker build (real dockerd)", () => {
     await run("docker", ["rmi", "-f", tag]);
   });
 
+  it("a failed build uses up no version and leaves latest alone", { timeout: 300_000 }, async () => {
+    await ensureDockerd();
+    const store = join(tmp.path, "store-failed");
+    const dir = await dockerApp(tmp.path, "docker-fails");
+    const good = await push([dir, "--store-dir", store]);
+    assert.equal(good.version, 1);
+    await writeFile(join(dir, "Dockerfile"), "FROM scratch\nCOPY not-there.txt /x\n");
+    const failed = await tcli(["push", dir, "--store-dir", store]);
+    assert.equal(failed.code, 1, failed.stdout);
+    assert.equal(await readFile(join(store, "apps", good.appId, "latest"), "utf8"), "1");
+    assert.equal(existsSync(join(store, "apps", good.appId, "v2")), false, "v2 is not held by the failure");
+    await writeFile(join(dir, "Dockerfile"), "FROM scratch\nCOPY hello.txt /hello.txt\n");
+    const next = await push([dir, "--store-dir", store]);
+    assert.equal(next.version, 2, "the next push gets the number the failed one gave back");
+    for (const v of [1, 2]) await run("docker", ["rmi", "-f", `tbf-img-${good.appId}-v${v}`]);
+  });
+
   it("pushes examples/hello-docker as the README shows", { timeout: 300_000 }, async () => {
     await ensureDockerd();
     const busybox = requireCommand("busybox", "busybox-static");

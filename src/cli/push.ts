@@ -151,7 +151,7 @@ async function appFiles(
  * Runs a plan. The claim may hand out a higher number than planned (another push got there
  * first); the plan is then rebuilt for that number. `v<N>/` is staging until the manifest lands
  * (readers refuse a version without one) and `latest` moves only after that, so a failure before
- * the manifest publishes nothing: what was uploaded is removed, and only the claim stays.
+ * the manifest publishes nothing: what was uploaded is removed, and the claim is given back.
  */
 async function executePush(input: PushInput, planned: PushPlan, opts: PushOptions): Promise<PushResult> {
   const { store } = opts;
@@ -182,8 +182,11 @@ async function executePush(input: PushInput, planned: PushPlan, opts: PushOption
     }
   } catch (err) {
     // Once the manifest is stored the version is complete and `latest` may already name it.
+    // Before that, nothing was published: the files go, and so does the claim, so the failed push
+    // does not use up the number.
     if (!outcome.manifestStored) {
       await store.discardVersion(input.appId, version).catch(() => {});
+      await store.releaseClaim(input.appId, version).catch(() => false);
     }
     throw err;
   } finally {
