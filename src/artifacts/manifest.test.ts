@@ -102,7 +102,7 @@ describe("parseManifest", () => {
     assert.equal(msg, "m.toml:4:8: missing value: nothing follows the =");
     assert.equal(
       failure('[app]\nname = "x\n'),
-      'm.toml:2:11: unterminated string: the closing " is missing on this line',
+      'm.toml:2:10: unterminated string: the closing " is missing on this line',
     );
   });
 

@@ -35,6 +35,6 @@ test("TOML syntax errors name the user's mistake and where it is", () => {
 });
 
 test("a valid document parses, and a non-syntax error is not dressed up", () => {
-  assert.deepEqual(parseTomlDocument('[app]\nname = "x"\n'), { app: { name: "x" } });
+  assert.equal(JSON.stringify(parseTomlDocument('[app]\nname = "x"\n')), '{"app":{"name":"x"}}');
   assert.equal(isTomlSyntaxError(new Error("x")), false);
 });
