@@ -9,6 +9,7 @@ import { type ArtifactStore, CLAIM_FILE, IMAGE_FILE, MANIFEST_FILE } from "../ar
 import { isErrno, TabbifyError } from "../core/errors.js";
 import type { NodeRelease } from "../node/releases-client.js";
 import type { DockerClient } from "./docker.js";
+import { checkCopySources } from "./dockerfile-sources.js";
 import { collectFiles, type LocalFile, singleFile } from "./files.js";
 import {
   type AppIdSource,
@@ -130,6 +131,7 @@ async function appFiles(
   }
   if (manifest.build?.kind === "docker") {
     await singleFile(dir, manifest.build.dockerfile, "[build] dockerfile");
+    await checkCopySources(dir, manifest.build);
   }
   const files = await collectFiles(dir, {
     // The manifest ships stamped; the lock is local bookkeeping; .tabbify/ holds the default local store.
