@@ -138,11 +138,16 @@ export class SupervisorUnderTest {
     child.stderr?.on("data", (d) => {
       this.output += d;
     });
-    await until("the supervisor's /health", async () => {
-      if (child.exitCode !== null) throw new Error(`supervisor exited: ${this.output}`);
-      const res = await fetch(`${this.base}/health`);
-      return res.ok ? true : undefined;
-    });
+    // Generous: on a loaded 2-core machine a supervisor takes well over 15 s to listen.
+    await until(
+      "the supervisor's /health",
+      async () => {
+        if (child.exitCode !== null) throw new Error(`supervisor exited: ${this.output}`);
+        const res = await fetch(`${this.base}/health`);
+        return res.ok ? true : undefined;
+      },
+      90_000,
+    );
   }
 
   get pid(): number | undefined {

@@ -1,6 +1,6 @@
 /**
  * tcli's everyday operations end to end against a real node and a real supervisor: restart (a
- * zero-downtime swap to the same release), a failed start showing the app's own last stderr
+ * zero-downtime swap to the same release), a stopped app's door answering 503 APP_STOPPED, a failed start showing the app's own last stderr
  * lines, `start` after a node restart for an app without `servers`, `deploys` and
  * `logs --deploy`, and `rm --artifacts` emptying the artifact store of the app.
  */
@@ -121,6 +121,21 @@ describe("tcli operations through the node", () => {
     const start = await runTcli(["start", uuid], admin());
     assert.equal(start.code, 0, start.stderr + start.stdout);
     assert.match(start.stdout, /^test-sup +ok +running/m);
+  });
+
+  it("a stopped app's door answers 503 APP_STOPPED; an unknown app's 404", async () => {
+    assert.equal((await runTcli(["stop", uuid], admin())).code, 0);
+    const door = await fetch(`${stack.node.url}/app/${uuid}/`);
+    assert.equal(door.status, 503, "known and stopped: not 502, not 404");
+    const body = (await door.json()) as { code: string; error: string };
+    assert.equal(body.code, "APP_STOPPED");
+    assert.match(body.error, /is stopped: it runs nowhere \(tcli start /);
+    const unknown = await fetch(`${stack.node.url}/app/${randomUuid()}/`);
+    assert.equal(unknown.status, 404);
+    assert.equal(((await unknown.json()) as { code: string }).code, "APP_NOT_FOUND");
+    const start = await runTcli(["start", uuid], admin());
+    assert.equal(start.code, 0, start.stderr + start.stdout);
+    assert.equal((await fetch(`${stack.node.url}/app/${uuid}/`)).status, 200);
   });
 
   it("a failed start answers with the app's last stderr lines, in the reply and in tcli", async () => {

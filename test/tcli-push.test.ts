@@ -317,6 +317,18 @@ describe("tcli push, local store", () => {
     }
   });
 
+  it("examples/hello-docker without its busybox: the line and the cp to run, before any claim", async () => {
+    const dir = join(tmp.path, "hello-docker-bare");
+    await cp(join(repoRoot, "examples", "hello-docker"), dir, { recursive: true });
+    const r = await tcli(["push", dir, ...local()], { env: { PATH: `/usr/bin:/bin` } });
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(
+      r.stderr,
+      /Dockerfile:4: COPY busybox: busybox is not in the build context \S+hello-docker-bare, the only directory docker build sees: cp "\$\(command -v busybox\)" \S+hello-docker-bare\/busybox\n/,
+    );
+    assert.equal(existsSync(join(dir, "tabbify.lock")), false, "nothing was claimed or recorded");
+  });
+
   it("a missing manifest: a clear message, exit 1", async () => {
     const dir = join(tmp.path, "empty");
     await mkdir(dir, { recursive: true });
@@ -579,6 +591,24 @@ describe("tcli push, docker build (real dockerd)", () => {
     const inspect = await run("docker", ["image", "inspect", "--format", "{{.Id}}", tag]);
     assert.match(inspect.stdout, /^sha256:/);
     await run("docker", ["rmi", "-f", tag]);
+  });
+
+  it("a failed build uses up no version and leaves latest alone", { timeout: 300_000 }, async () => {
+    await ensureDockerd();
+    const store = join(tmp.path, "store-failed");
+    const dir = await dockerApp(tmp.path, "docker-fails");
+    const good = await push([dir, "--store-dir", store]);
+    assert.equal(good.version, 1);
+    // A scratch image has no shell: the RUN fails inside docker build, after the claim.
+    await writeFile(join(dir, "Dockerfile"), "FROM scratch\nRUN true\n");
+    const failed = await tcli(["push", dir, "--store-dir", store]);
+    assert.equal(failed.code, 1, failed.stdout);
+    assert.equal(await readFile(join(store, "apps", good.appId, "latest"), "utf8"), "1");
+    assert.equal(existsSync(join(store, "apps", good.appId, "v2")), false, "v2 is not held by the failure");
+    await writeFile(join(dir, "Dockerfile"), "FROM scratch\nCOPY hello.txt /hello.txt\n");
+    const next = await push([dir, "--store-dir", store]);
+    assert.equal(next.version, 2, "the next push gets the number the failed one gave back");
+    for (const v of [1, 2]) await run("docker", ["rmi", "-f", `tbf-img-${good.appId}-v${v}`]);
   });
 
   it("pushes examples/hello-docker as the README shows", { timeout: 300_000 }, async () => {

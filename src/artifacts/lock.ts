@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parse, TomlError } from "smol-toml";
 import { isErrno, TabbifyError } from "../core/errors.js";
+import { formatTomlSyntaxError, isTomlSyntaxError, parseTomlDocument } from "../core/toml-errors.js";
 
 /**
  * `tabbify.lock`, kept in the app directory: which UUID `tcli push` minted for this app and
@@ -35,11 +35,10 @@ export async function readLock(dir: string): Promise<AppLock | null> {
 export function parseLock(text: string, file = LOCK_FILE): AppLock {
   let doc: Record<string, unknown>;
   try {
-    doc = parse(text) as Record<string, unknown>;
+    doc = parseTomlDocument(text);
   } catch (err) {
-    if (err instanceof TomlError) {
-      throw new TabbifyError("LOCK_INVALID", `${file}:${err.line}:${err.column}: not valid TOML`);
-    }
+    if (isTomlSyntaxError(err))
+      throw new TabbifyError("LOCK_INVALID", `${file}:${formatTomlSyntaxError(err)}`);
     throw err;
   }
   const appId = doc["app_id"];

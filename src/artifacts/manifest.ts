@@ -1,5 +1,6 @@
-import { parse, stringify, TomlError } from "smol-toml";
+import { parse, stringify } from "smol-toml";
 import { TabbifyError } from "../core/errors.js";
+import { isTomlSyntaxError, parseTomlDocument } from "../core/toml-errors.js";
 import { isCleanAbsolutePath } from "../runtimes/child.js";
 
 /**
@@ -85,12 +86,9 @@ interface Location {
 export function parseManifest(source: string, file = "manifest.toml"): AppManifest {
   let doc: Table;
   try {
-    doc = parse(source) as Table;
+    doc = parseTomlDocument(source) as Table;
   } catch (err) {
-    if (err instanceof TomlError) {
-      const what = err.message.split("\n")[0]!.replace(/^Invalid TOML document:\s*/, "");
-      throw invalid(file, { line: err.line, column: err.column }, `TOML syntax error: ${what}`);
-    }
+    if (isTomlSyntaxError(err)) throw invalid(file, err, err.what);
     throw err;
   }
   const v = new Validator(source, file, doc);

@@ -178,4 +178,25 @@ describe("ArtifactStore", () => {
     await store.putContent(id, v3, "manifest.toml", manifest(id));
     await assert.rejects(store.discardVersion(id, v3), /it is complete/);
   });
+
+  it("gives a failed push's number back, unless a higher one is claimed or it is complete", async () => {
+    for (const driver of [new LocalDriver(root), new InstanceScopedDriver(root)]) {
+      const store = new ArtifactStore(driver);
+      const id = freshId();
+      await publish(store, id, await store.claimVersion(id, 1, record), { "a.js": "1" });
+      const failed = await store.claimVersion(id, 2, record);
+      assert.equal(failed, 2);
+      await store.putContent(id, failed, "a.js", "half");
+      assert.equal(await store.releaseClaim(id, failed), false, "not while files are staged");
+      await store.discardVersion(id, failed);
+      assert.equal(await store.releaseClaim(id, failed), true);
+      assert.equal(await store.claimVersion(id, 2, record), 2, "the next push takes the same number");
+      await store.discardVersion(id, 2);
+      const later = await store.claimVersion(id, 3, record);
+      assert.equal(await store.releaseClaim(id, 2), false, "a higher claim exists: 2 stays skipped");
+      assert.equal(await store.claimVersion(id, 2, record), later + 1);
+      assert.equal(await store.releaseClaim(id, 1), false, "a complete version is never released");
+      assert.equal(await store.latestVersion(id), 1);
+    }
+  });
 });

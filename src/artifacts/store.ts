@@ -24,7 +24,8 @@ import { type AppManifest, parseManifest } from "./manifest.js";
  * - `latest` only ever names a complete version and never moves backwards, even when pushes of
  *   v<N> and v<N+1> finish in the opposite order (see `publishLatest`);
  * - a version number is claimed by exactly one push: `putContentIfAbsent` on `.claim` where the
- *   store makes that exclusive; a failed push leaves its claim behind and the number is skipped.
+ *   store makes that exclusive; a failed push gives its number back (`releaseClaim`) unless a
+ *   higher one is claimed already, and then the number is skipped.
  * - `v<N>/` is the push's staging area until its manifest lands: readers refuse a version
  *   without one (`readManifest`, `listFiles`, `fetchFile`, `downloadVersion`), a failed push
  *   removes what it uploaded (`discardVersion`), and files a killed push left behind are removed
@@ -357,6 +358,22 @@ export class ArtifactStore {
     for (const name of names) {
       if (name !== CLAIM_FILE) await this.driver.delete(versionKey(uuid, version, name));
     }
+  }
+
+  /**
+   * Gives a failed push's number back: once `discardVersion` has emptied `v<N>/`, its claim is
+   * removed too, so the next push takes N again instead of skipping it. Only while N is the
+   * highest claimed version (a higher claim means a later push already counted past it; freeing
+   * N then would let a lower number be published after a higher one). Returns whether it did.
+   */
+  async releaseClaim(uuid: string, version: number): Promise<boolean> {
+    checkUuid(uuid);
+    if ((await this.driver.stat(versionKey(uuid, version, MANIFEST_FILE))) !== null) return false;
+    if ((await this.stagedFiles(uuid, version)).length > 0) return false;
+    if (Math.max(0, ...(await this.claimedVersions(uuid))) > version) return false;
+    await this.driver.delete(contenderPrefix(uuid, version));
+    await this.driver.delete(versionPrefix(uuid, version));
+    return true;
   }
 
   /**

@@ -80,7 +80,8 @@ export async function changeEnv(
       unset: change.unset ?? [],
     },
   );
-  const restart = change.restart ? await client.operate(ref, "restart") : null;
+  // The restart reaches the workloads of the environment whose values changed, and only those.
+  const restart = change.restart ? await client.operate(ref, "restart", change.env) : null;
   return { ...answer, restart };
 }
 

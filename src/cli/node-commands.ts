@@ -146,10 +146,14 @@ export function parseTail(raw: string): number {
 export async function streamLogs(
   client: NodeClient,
   ref: string,
-  opts: { tail: number; follow: boolean; json: boolean },
+  opts: { tail: number; follow: boolean; json: boolean; env?: string },
   write: (text: string) => void,
 ): Promise<void> {
-  const body = await client.logs(ref, { tail: opts.tail, follow: opts.follow });
+  const body = await client.logs(ref, {
+    tail: opts.tail,
+    follow: opts.follow,
+    ...(opts.env ? { env: opts.env } : {}),
+  });
   const decoder = new TextDecoder();
   let partial = "";
   const emit = (line: string) => {
@@ -175,8 +179,9 @@ export async function operate(
   client: NodeClient,
   ref: string,
   op: "stop" | "start" | "restart",
+  env?: string,
 ): Promise<AppOperation> {
-  return client.operate(ref, op);
+  return client.operate(ref, op, env);
 }
 
 export interface RemoveResult {

@@ -78,7 +78,7 @@ export function formatOperation(r: AppOperation): string {
       (t) =>
         `\nlast lines of the app's log on ${t.supervisor}:\n${(t.log_tail ?? []).map((l) => `  ${l}`).join("\n")}\n`,
     );
-  return `${r.action} ${r.app}\n${table(["TARGET", "RESULT", "STATE", "ERROR"], rows)}${tails.join("")}`;
+  return `${r.action} ${r.app} (${r.environment})\n${table(["TARGET", "RESULT", "STATE", "ERROR"], rows)}${tails.join("")}`;
 }
 
 export function formatRemove(r: RemoveResult): string {

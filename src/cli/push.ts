@@ -9,6 +9,7 @@ import { type ArtifactStore, CLAIM_FILE, IMAGE_FILE, MANIFEST_FILE } from "../ar
 import { isErrno, TabbifyError } from "../core/errors.js";
 import type { NodeRelease } from "../node/releases-client.js";
 import type { DockerClient } from "./docker.js";
+import { checkCopySources } from "./dockerfile-sources.js";
 import { collectFiles, type LocalFile, singleFile } from "./files.js";
 import {
   type AppIdSource,
@@ -130,6 +131,7 @@ async function appFiles(
   }
   if (manifest.build?.kind === "docker") {
     await singleFile(dir, manifest.build.dockerfile, "[build] dockerfile");
+    await checkCopySources(dir, manifest.build);
   }
   const files = await collectFiles(dir, {
     // The manifest ships stamped; the lock is local bookkeeping; .tabbify/ holds the default local store.
@@ -151,7 +153,7 @@ async function appFiles(
  * Runs a plan. The claim may hand out a higher number than planned (another push got there
  * first); the plan is then rebuilt for that number. `v<N>/` is staging until the manifest lands
  * (readers refuse a version without one) and `latest` moves only after that, so a failure before
- * the manifest publishes nothing: what was uploaded is removed, and only the claim stays.
+ * the manifest publishes nothing: what was uploaded is removed, and the claim is given back.
  */
 async function executePush(input: PushInput, planned: PushPlan, opts: PushOptions): Promise<PushResult> {
   const { store } = opts;
@@ -182,8 +184,11 @@ async function executePush(input: PushInput, planned: PushPlan, opts: PushOption
     }
   } catch (err) {
     // Once the manifest is stored the version is complete and `latest` may already name it.
+    // Before that, nothing was published: the files go, and so does the claim, so the failed push
+    // does not use up the number.
     if (!outcome.manifestStored) {
       await store.discardVersion(input.appId, version).catch(() => {});
+      await store.releaseClaim(input.appId, version).catch(() => false);
     }
     throw err;
   } finally {

@@ -58,7 +58,18 @@ export const specs: OptionSpec[] = [
     help: "local (loopback twins), ula (real ULAs on lo) or wireguard (join the mesh: ula, plus a WireGuard interface; the API binds on the peer ULA)",
   },
   ...meshJoinOptions,
-  { flag: "builder", env: "SUPERVISOR_BUILDER", boolean: true, help: "advertise the builder tag" },
+  {
+    flag: "builder",
+    env: "SUPERVISOR_BUILDER",
+    boolean: true,
+    help: "build images: advertise the builder tag while the docker daemon answers",
+  },
+  {
+    flag: "capability-refresh-ms",
+    env: "SUPERVISOR_CAPABILITY_REFRESH_MS",
+    default: "30000",
+    help: "how often the runtimes this host can run (docker's daemon answering) are asked again; the roster tags follow",
+  },
   allowPrivateReposOption,
   {
     flag: "app",
@@ -201,17 +212,19 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   // Asking docker costs ~100 ms, so what the host can run is cached briefly; tags follow it.
   let kinds = await availableRuntimeKinds();
   let kindsAt = Date.now();
+  const refreshMs = intOption(opts.values["capability-refresh-ms"], "capability-refresh-ms");
   const availableKinds = async (): Promise<RuntimeKind[]> => {
-    if (Date.now() - kindsAt > 10_000) {
+    if (Date.now() - kindsAt > Math.min(10_000, refreshMs)) {
       kinds = await availableRuntimeKinds();
       kindsAt = Date.now();
     }
     return kinds;
   };
   const builder = opts.flags.builder === true;
+  // A docker daemon that starts (or stops) after the supervisor shows in its tags within this.
   const refreshKinds = setInterval(() => {
     availableKinds().catch(() => {});
-  }, 30_000);
+  }, refreshMs);
   refreshKinds.unref();
 
   const runnerHealthTimeoutMs = intOption(

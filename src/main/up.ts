@@ -195,8 +195,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         "local",
         "--store-dir",
         storeDir,
-        // The local supervisor builds images (git push deploys) whenever a Docker daemon answers.
-        ...(builder ? ["--builder", "--allow-private-repos"] : []),
+        // The local supervisor builds images (git push deploys) whenever a Docker daemon answers,
+        // also one started after up: it advertises `builder` once the daemon answers.
+        "--builder",
+        "--allow-private-repos",
       ],
       env: supervisorEnv,
       readyUrl: `${supervisorUrl}/health`,
@@ -256,7 +258,14 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       `  node        ${nodeUrl}        deploy API, topology, /app/<uuid> proxy`,
       `  registry    ${registryUrl}        OCI Distribution /v2 (tenant auth on)`,
       `  auth        ${authUrl}        tenant tokens, POST /v1/validate`,
-      `  supervisor  ${supervisorUrl}        runs apps on this host (mesh: local${builder ? "; builds images" : "; no docker daemon, so no builds"})`,
+      `  supervisor  ${supervisorUrl}        runs apps on this host (mesh: local${builder ? "; builds images" : ""})`,
+      ...(builder
+        ? []
+        : [
+            "  no docker daemon answers, so no image builds (git push deploys) yet: start one",
+            "  (`sudo systemctl start docker`, or `sudo dockerd &`) and the supervisor offers builds",
+            "  within 30 s, no restart needed.",
+          ]),
       "",
       `Node key (Bearer for the node API): ${keyExpr}`,
       `  curl -H "Authorization: Bearer ${keyExpr}" ${nodeUrl}/v1/topology`,

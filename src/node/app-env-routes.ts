@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import type { Store } from "../store/index.js";
+import { appRunningAs, environmentOf } from "./app-targets.js";
 import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import { type AppRegistry, appSubject } from "./apps-registry.js";
 import type { AuditLog } from "./audit-log.js";
@@ -16,7 +17,9 @@ import { envSchemas } from "./schemas/operations.js";
  *   GET  /api/v1/apps/:app/env?env=E[&reveal=1]   names; values only with reveal and the node key
  *   POST /api/v1/apps/:app/env                    {env?, set?: {K: V}, unset?: [K]} → names changed
  *   GET  /v1/supervisor/apps/:uuid/env            the supervisors' key only: the values a
- *                                                 workload of the app gets (its first environment)
+ *                                                 workload running as :uuid gets: the app's own
+ *                                                 uuid gets its first environment's, an
+ *                                                 environment's uuid (core/address.ts) that one's
  *
  * Values are sealed at rest (env-vault.ts). Names go into the audit chain; values never go
  * anywhere but the sealed rows, `--reveal`, and the supervisor that starts the app's workload.
@@ -46,21 +49,10 @@ export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRou
   });
   const supervisorDigest = opts.supervisorKey ? sha256(opts.supervisorKey) : undefined;
 
-  const environmentOf = (target: { name: string; environments: string[] }, asked: unknown): string => {
-    if (asked === undefined || asked === "") return target.environments[0] ?? "prod";
-    if (typeof asked !== "string" || !target.environments.includes(asked)) {
-      throw new TabbifyError(
-        "ENV_INVALID",
-        `app ${target.name} has no environment "${String(asked).slice(0, 40)}" (it has ${target.environments.join(", ")})`,
-      );
-    }
-    return asked;
-  };
-
   app.get<AppReq>("/api/v1/apps/:app/env", { schema: envSchemas.list }, async (req, reply) => {
     const caller = await callers.resolve(req.headers.authorization);
     const target = await opts.registry.get(caller, req.params.app);
-    const environment = environmentOf(target, req.query.env);
+    const { environment } = environmentOf(target, req.query.env);
     const reveal = req.query.reveal === "1" || req.query.reveal === "true";
     if (reveal && caller.tenant !== undefined) {
       throw new TabbifyError("FORBIDDEN", "values are shown only to the node key (--reveal)");
@@ -83,7 +75,7 @@ export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRou
     if (typeof body !== "object" || Array.isArray(body)) {
       throw new TabbifyError("ENV_INVALID", "the body must be {env?, set?: {NAME: value}, unset?: [NAME]}");
     }
-    const environment = environmentOf(target, body.env);
+    const { environment } = environmentOf(target, body.env);
     const set = body.set ?? {};
     const unset = body.unset ?? [];
     if (typeof set !== "object" || set === null || Array.isArray(set))
@@ -121,9 +113,9 @@ export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRou
       }
       const uuid = parseAppUuid(req.params.uuid);
       void reply.header("cache-control", "no-store");
-      const target = await opts.registry.byUuid(uuid);
-      if (!target) return { env: {} };
-      return { env: await vault.values(uuid, target.environments[0] ?? "prod") };
+      const runs = await appRunningAs(opts.registry, uuid);
+      if (!runs) return { env: {} };
+      return { env: await vault.values(runs.app.uuid, runs.environment) };
     },
   );
 }

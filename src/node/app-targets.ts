@@ -1,4 +1,8 @@
+import { environmentUuid } from "../core/address.js";
+import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
+import type { AppRegistry } from "./apps-registry.js";
+import type { App } from "./apps-schema.js";
 
 /**
  * Which supervisors an operation on an app must reach: its `servers`, the supervisor whose runner
@@ -46,4 +50,41 @@ async function holdsRecord(
   } catch {
     return false;
   }
+}
+
+/**
+ * The environment a request names (`?env=`), checked against the app's list, and the uuid its
+ * workloads run as. Unnamed means the app's own uuid (what a push or a direct deploy runs), which
+ * is prod's (core/address.ts), or the app's first environment when it has no prod.
+ */
+export function environmentOf(
+  target: { name: string; uuid: string; environments: readonly string[] },
+  asked: unknown,
+): { environment: string; runAs: string } {
+  if (asked === undefined || asked === "") {
+    const environment = target.environments.includes("prod") ? "prod" : (target.environments[0] ?? "prod");
+    return { environment, runAs: target.uuid };
+  }
+  if (typeof asked !== "string" || !target.environments.includes(asked)) {
+    throw new TabbifyError(
+      "ENV_INVALID",
+      `app ${target.name} has no environment "${String(asked).slice(0, 40)}" (it has ${target.environments.join(", ")})`,
+    );
+  }
+  return { environment: asked, runAs: environmentUuid(target.uuid, asked) };
+}
+
+/** The app and environment whose workloads run as `uuid` (the app's own uuid: see environmentOf). */
+export async function appRunningAs(
+  registry: AppRegistry,
+  uuid: string,
+): Promise<{ app: App; environment: string } | undefined> {
+  const own = await registry.byUuid(uuid);
+  if (own) return { app: own, environment: environmentOf(own, undefined).environment };
+  for (const app of await registry.list({ actor: "supervisor" })) {
+    for (const environment of app.environments) {
+      if (environmentOf(app, environment).runAs === uuid) return { app, environment };
+    }
+  }
+  return undefined;
 }

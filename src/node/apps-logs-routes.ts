@@ -3,15 +3,16 @@ import type { FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import { logQuery } from "../supervisor/logs-route.js";
-import { appTargets } from "./app-targets.js";
+import { appTargets, environmentOf } from "./app-targets.js";
 import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import type { AppRegistry } from "./apps-registry.js";
 import type { NodeKeyCheck } from "./auth.js";
 import { appLogsSchema } from "./schemas/apps.js";
 
 /**
- * `GET /api/v1/apps/:app/logs?tail=N&follow=1` (node key, or a tenant token for its own apps):
- * the app's runtime output from every target, merged line by line as it arrives, each line
+ * `GET /api/v1/apps/:app/logs?tail=N&follow=1&env=E` (node key, or a tenant token for its own
+ * apps): the runtime output of the app's workloads in environment E (default: the app's own
+ * uuid) from every target, merged line by line as it arrives, each line
  * prefixed `<supervisor> | `. The node asks each supervisor's `GET /v1/apps/:uuid/logs` with the
  * supervisors' key and streams; nothing is buffered whole. A target that cannot answer gets one
  * `<supervisor> ! …` line saying why.
@@ -30,15 +31,16 @@ export function registerAppLogsRoutes(app: FastifyInstance, opts: AppLogsRoutesO
     keyCheck: opts.keyCheck,
     ...(opts.verifyTenantToken ? { verifyTenantToken: opts.verifyTenantToken } : {}),
   });
-  app.get<{ Params: { app: string } }>(
+  app.get<{ Params: { app: string }; Querystring: { env?: string } }>(
     "/api/v1/apps/:app/logs",
     { schema: appLogsSchema },
     async (req, reply) => {
       const caller = await callers.resolve(req.headers.authorization);
       const target = await opts.registry.get(caller, req.params.app);
       const { tail, follow } = logQuery(req.query);
+      const { runAs } = environmentOf(target, req.query.env);
       const names = await appTargets({
-        uuid: target.uuid,
+        uuid: runAs,
         servers: target.servers,
         coordinator: opts.coordinator,
         supervisorKey: opts.supervisorKey,
@@ -58,7 +60,7 @@ export function registerAppLogsRoutes(app: FastifyInstance, opts: AppLogsRoutesO
         pipeTarget(
           name,
           addresses.get(name),
-          `/v1/apps/${target.uuid}/logs?${query}`,
+          `/v1/apps/${runAs}/logs?${query}`,
           opts.supervisorKey,
           out,
           hangUp.signal,

@@ -3,6 +3,7 @@ import type { Logger } from "../core/log.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { Store } from "../store/index.js";
+import { appRunningAs } from "./app-targets.js";
 import { registerAppDeployRoutes } from "./apps-deploy-routes.js";
 import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import { AppRegistry } from "./apps-registry.js";
@@ -92,7 +93,9 @@ export async function attachRegistry(
       for (const runner of ctx.coordinator.runners()) {
         const uuid = runner.app_uuid;
         if (!uuid || known.has(uuid)) continue;
-        await registry.ensure("system", { uuid, tenant: ROSTER_TENANT });
+        // A runner of another environment of a known app (core/address.ts) is that app's.
+        if (!(await appRunningAs(registry, uuid)))
+          await registry.ensure("system", { uuid, tenant: ROSTER_TENANT });
         known.add(uuid);
       }
     } catch (err) {

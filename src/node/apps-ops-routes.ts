@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
-import { appTargets } from "./app-targets.js";
+import { appTargets, environmentOf } from "./app-targets.js";
 import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import { type AppRegistry, appSubject } from "./apps-registry.js";
 import type { AuditLog } from "./audit-log.js";
@@ -50,35 +50,39 @@ export function registerAppOpsRoutes(app: FastifyInstance, opts: AppOpsRoutesOpt
   });
   const stoppedOn = new Map<string, Set<string>>();
   for (const op of OPS) {
-    app.post<{ Params: { app: string } }>(
+    app.post<{ Params: { app: string }; Querystring: { env?: string } }>(
       `/api/v1/apps/:app/${op}`,
       { schema: appOpSchema(op) },
       async (req) => {
         const caller = await callers.resolve(req.headers.authorization);
         const target = await opts.registry.get(caller, req.params.app);
+        const { environment, runAs } = environmentOf(target, req.query.env);
         const names = await appTargets({
-          uuid: target.uuid,
+          uuid: runAs,
           servers: target.servers,
           coordinator: opts.coordinator,
           supervisorKey: opts.supervisorKey,
-          remembered: stoppedOn.get(target.uuid) ?? [],
+          remembered: stoppedOn.get(runAs) ?? [],
         });
         const addresses = new Map(opts.coordinator.supervisors().map((s) => [s.name, s.address]));
         const targets = await Promise.all(
-          names.map((name) => forward(name, addresses.get(name), op, target.uuid, opts.supervisorKey)),
+          names.map((name) => forward(name, addresses.get(name), op, runAs, opts.supervisorKey)),
         );
         const reached = targets.filter((t) => t.ok).map((t) => t.supervisor);
-        if (op === "stop")
-          stoppedOn.set(target.uuid, new Set([...(stoppedOn.get(target.uuid) ?? []), ...reached]));
-        if (op === "start" || op === "purge") stoppedOn.delete(target.uuid);
+        if (op === "stop") stoppedOn.set(runAs, new Set([...(stoppedOn.get(runAs) ?? []), ...reached]));
+        if (op === "start" || op === "purge") stoppedOn.delete(runAs);
         await opts.audit.record({
           actor: caller.actor,
           action: `app.${op}`,
           subject: appSubject(target.name),
           // Never the log tail: it is the app's own output, which may carry anything.
-          after: { uuid: target.uuid, targets: targets.map(({ log_tail: _tail, ...t }) => t) },
+          after: {
+            uuid: target.uuid,
+            environment,
+            targets: targets.map(({ log_tail: _tail, ...t }) => t),
+          },
         });
-        return { app: target.name, uuid: target.uuid, action: op, targets };
+        return { app: target.name, uuid: target.uuid, environment, run_as: runAs, action: op, targets };
       },
     );
   }

@@ -1,5 +1,5 @@
-import { parse as parseToml } from "smol-toml";
 import { TabbifyError } from "../core/errors.js";
+import { formatTomlSyntaxError, isTomlSyntaxError, parseTomlDocument } from "../core/toml-errors.js";
 
 /**
  * A `--seed-apps` file: JSON `{"apps": [app, …]}` or TOML with `[[apps]]` tables (by the file's
@@ -10,9 +10,13 @@ export function parseSeedApps(text: string, fileName: string): unknown[] {
   let doc: unknown;
   const toml = fileName.toLowerCase().endsWith(".toml");
   try {
-    doc = toml ? parseToml(text) : JSON.parse(text);
+    doc = toml ? parseTomlDocument(text) : JSON.parse(text);
   } catch (err) {
-    const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    const why = isTomlSyntaxError(err)
+      ? formatTomlSyntaxError(err)
+      : err instanceof Error
+        ? err.message.split("\n")[0]
+        : String(err);
     throw new TabbifyError("USAGE", `--seed-apps ${fileName} is not valid ${toml ? "TOML" : "JSON"}: ${why}`);
   }
   const apps = (doc as { apps?: unknown } | null)?.apps;

@@ -81,8 +81,10 @@ export class NodeClient {
   }
 
   /** `POST /api/v1/apps/:app/stop|start|purge`: forwarded to every target, per-target answers. */
-  operate(ref: string, op: "stop" | "start" | "purge" | "restart"): Promise<AppOperation> {
-    return this.#json("POST", `/api/v1/apps/${encodeURIComponent(ref)}/${op}`, {});
+  /** `env`: one of the app's environments (default: the app's own uuid, its first environment). */
+  operate(ref: string, op: "stop" | "start" | "purge" | "restart", env?: string): Promise<AppOperation> {
+    const query = env ? `?${new URLSearchParams({ env })}` : "";
+    return this.#json("POST", `/api/v1/apps/${encodeURIComponent(ref)}/${op}${query}`, {});
   }
 
   /** Removes the app from the registry (its targets are untouched: purge first). */
@@ -91,8 +93,12 @@ export class NodeClient {
   }
 
   /** The app's merged runtime log as a text stream (`<target> | <line>`); ends unless `follow`. */
-  async logs(ref: string, opts: { tail: number; follow: boolean }): Promise<ReadableStream<Uint8Array>> {
-    const query = `tail=${opts.tail}&follow=${opts.follow ? 1 : 0}`;
+  async logs(
+    ref: string,
+    opts: { tail: number; follow: boolean; env?: string },
+  ): Promise<ReadableStream<Uint8Array>> {
+    const query = new URLSearchParams({ tail: String(opts.tail), follow: opts.follow ? "1" : "0" });
+    if (opts.env) query.set("env", opts.env);
     const res = await this.#send(
       "GET",
       `/api/v1/apps/${encodeURIComponent(ref)}/logs?${query}`,

@@ -43,6 +43,7 @@ export const nodeErrorStatus: Record<string, number> = {
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   APP_UNREACHABLE: 502,
+  APP_STOPPED: 503,
   APP_TIMEOUT: 504,
   NODE_KEY_NOT_SET: 503,
   USER_CODE_NOT_FOUND: 404,

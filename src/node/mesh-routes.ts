@@ -68,14 +68,15 @@ export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions
   const isMeshBody = (body: unknown) =>
     typeof body === "object" && body !== null && "wg_public_key" in (body as Record<string, unknown>);
 
-  app.post("/v1/mesh/register", { schema: registerSchema }, async (req) => {
+  // Every peer registers and beats every few seconds: at info they would be all an idle node logs.
+  app.post("/v1/mesh/register", { schema: registerSchema, logLevel: "warn" }, async (req) => {
     if (isMeshBody(req.body))
       return mesh().coordinator.register(req.body, await caller(req), req.socket.remoteAddress);
     await rosterCaller(req);
     return roster.register(parsePeerRecord(req.body));
   });
 
-  app.post("/v1/mesh/heartbeat", { schema: heartbeatSchema }, async (req) => {
+  app.post("/v1/mesh/heartbeat", { schema: heartbeatSchema, logLevel: "warn" }, async (req) => {
     if (isMeshBody(req.body)) return mesh().coordinator.heartbeat(req.body, await caller(req));
     await rosterCaller(req);
     return roster.heartbeat(parsePeerRecord(req.body));

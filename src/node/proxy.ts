@@ -15,6 +15,11 @@ export interface AppProxyOptions {
   mesh: MeshMode;
   /** Whether the roster has a live runner for this (lowercased) app uuid. */
   hasApp: (uuid: string) => boolean;
+  /**
+   * Asked only once an app off the roster did not answer: whether the registry knows it (so it is
+   * stopped, 503 `APP_STOPPED`, rather than unknown, 404).
+   */
+  knownApp?: (uuid: string) => Promise<boolean>;
   logger?: Logger;
   /** Give up dialling an app after this long (a ULA with no route can hang for minutes). */
   connectTimeoutMs?: number;
@@ -62,6 +67,7 @@ function isUuidEnd(code: number): boolean {
 export class AppProxy {
   private readonly mesh: MeshMode;
   private readonly hasApp: (uuid: string) => boolean;
+  private readonly knownApp: (uuid: string) => Promise<boolean>;
   private readonly logger: Logger;
   private readonly connectTimeoutMs: number;
   private readonly appPort: number;
@@ -78,6 +84,7 @@ export class AppProxy {
   constructor(opts: AppProxyOptions) {
     this.mesh = opts.mesh;
     this.hasApp = opts.hasApp;
+    this.knownApp = opts.knownApp ?? (async () => false);
     this.logger = opts.logger ?? silentLogger;
     // A lost mesh host must turn into a 502 quickly (no hang past 2 s); a live app on this host
     // or across a healthy tunnel connects in well under a millisecond to a few RTTs.
@@ -162,8 +169,10 @@ export class AppProxy {
       proxyRes.pipe(socket);
     });
     proxyReq.on("error", (err) => {
-      if (socket.writable) writeRawError(socket, this.unreachable(target.app, err));
-      else socket.destroy();
+      if (!socket.writable) return socket.destroy();
+      void this.unreachable(target.app, err).then((answer) => {
+        if (socket.writable) writeRawError(socket, answer);
+      });
     });
     socket.on("close", () => proxyReq.destroy());
     proxyReq.end();
@@ -252,7 +261,10 @@ export class AppProxy {
         res.destroy();
         return;
       }
-      if (!res.destroyed) sendError(res, this.unreachable(target.app, err));
+      if (res.destroyed) return;
+      void this.unreachable(target.app, err).then((answer) => {
+        if (!res.destroyed && !res.headersSent) sendError(res, answer);
+      });
     });
     res.on("close", () => {
       // The client went away first: stop the app's work on its behalf.
@@ -283,11 +295,19 @@ export class AppProxy {
    * Why an app did not answer. Whether a runner for it is on the roster is asked only here: the
    * address is a pure function of the uuid, so an app not (yet) on the roster is still dialled (a
    * runner that just started answers before its first heartbeat lands); only when nothing
-   * answers does the roster decide between 404 (no such app) and 502 (a known app that is down).
+   * answers does the roster decide: a runner on it (or lost lately) means a known app that is
+   * down (502); none means an app the registry knows that runs nowhere, stopped (503), or no such
+   * app (404). Never rejects.
    */
-  private unreachable(app: AppAddress, err: NodeJS.ErrnoException): TabbifyError {
+  private async unreachable(app: AppAddress, err: NodeJS.ErrnoException): Promise<TabbifyError> {
     const reason = err.code ?? err.message;
     if (!this.hasApp(app.uuid)) {
+      if (await this.knownApp(app.uuid).catch(() => false)) {
+        return new TabbifyError(
+          "APP_STOPPED",
+          `app ${app.uuid} is stopped: it runs nowhere (tcli start ${app.uuid} starts it)`,
+        );
+      }
       return new TabbifyError(
         "APP_NOT_FOUND",
         `no runner for app ${app.uuid} is on the roster and nothing answers at its address`,

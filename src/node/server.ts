@@ -174,6 +174,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   const proxy = new AppProxy({
     mesh,
     hasApp: (uuid) => coordinator.hasApp(uuid),
+    knownApp: async (uuid) => (registry ? (await registry.registry.byUuid(uuid)) !== undefined : false),
     logger: logger.child("proxy"),
     appPort: options.appPort,
   });
@@ -538,11 +539,17 @@ function registerRoutes(
 
   app.get("/health", { schema: healthSchema }, async (_req, reply) => {
     const edge = edgeStatus();
-    if (!edge) return { status: "ok", version: nodeVersion, data_plane: "node" };
+    if (!edge)
+      return { status: "ok", tabbify_version: nodeVersion, version: nodeVersion, data_plane: "node" };
     // Reached through the edge this is 200 unless the engine is mid-restart; asked on the API port
     // directly it says 503 while the edge is down.
     if (!edge.running) void reply.status(503);
-    return { status: edge.running ? "ok" : "degraded", version: nodeVersion, data_plane: edge };
+    return {
+      status: edge.running ? "ok" : "degraded",
+      tabbify_version: nodeVersion,
+      version: nodeVersion,
+      data_plane: edge,
+    };
   });
 
   app.register(async (authed) => {
@@ -568,6 +575,7 @@ function registerRoutes(
         ula: s.ula,
         address: s.address,
         tags: s.tags,
+        tabbify_version: s.version,
         version: s.version,
         joined_at: s.joined_at,
         last_seen: s.last_seen,
@@ -588,6 +596,7 @@ function registerRoutes(
             address: r.address,
             supervisor: r.parent ?? null,
             orphaned: orphaned.has(r.name),
+            tabbify_version: r.version,
             version: r.version,
             last_seen: r.last_seen,
             proxy_path: `/app/${uuid}/`,

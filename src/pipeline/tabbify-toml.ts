@@ -1,6 +1,6 @@
-import { parse, TomlError } from "smol-toml";
 import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
+import { isTomlSyntaxError, parseTomlDocument } from "../core/toml-errors.js";
 import { isCleanAbsolutePath } from "../runtimes/child.js";
 import { type ReleaseDeclarations, readDeclarations } from "./release-declarations.js";
 
@@ -106,13 +106,9 @@ function invalid(path: string, line: number, column: number, what: string): Tabb
 export function parseTabbifyToml(source: string, path = TABBIFY_TOML): TabbifyManifest {
   let doc: Record<string, unknown>;
   try {
-    doc = parse(source) as Record<string, unknown>;
+    doc = parseTomlDocument(source);
   } catch (err) {
-    if (err instanceof TomlError) {
-      // smol-toml's message is "Invalid TOML document: <what>\n\n<excerpt>"; keep only <what>.
-      const what = err.message.replace(/^Invalid TOML document:\s*/, "").split("\n")[0] ?? "syntax error";
-      throw invalid(path, err.line, err.column, `syntax error: ${what}`);
-    }
+    if (isTomlSyntaxError(err)) throw invalid(path, err.line, err.column, err.what);
     throw err;
   }
 

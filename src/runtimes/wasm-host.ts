@@ -441,6 +441,8 @@ async function main(): Promise<void> {
     throw new Error("stdin closed before the config line");
   }
   const { cwd, uid, gid, ...config } = parseHostStartConfig(line);
+  // A standby's argv says `--standby` for good; once it has its app, `ps` must not call it that.
+  if (values.standby) process.title = "tabbify wasm-host (serving; booted as a standby)";
   process.chdir(cwd);
   if (uid !== undefined && gid !== undefined) {
     // setuid(2) applies to every thread of the process, the early worker's too.

@@ -263,7 +263,10 @@ test("wasm prewarm: start hands the app to the standby host, which serves it; th
       // Used once only: the next start boots its own host and the standby is not prewarmed again.
       const fresh = await startServing(runtime, spec({ VERSION: "fresh" }), "fresh");
       assert.notEqual(fresh.pid, standbyPid);
-      assert.deepEqual(standbyPids(), [standbyPid]);
+      // Serving, the former standby is titled so: `ps` no longer shows it as `--standby`.
+      assert.deepEqual(standbyPids(), []);
+      const title = readFileSync(`/proc/${standbyPid}/cmdline`, "utf8").replace(/\0+/g, " ").trim();
+      assert.equal(title, "tabbify wasm-host (serving; booted as a standby)");
       assert.ok(prewarmed.version?.startsWith("sha256:"));
       assert.equal(prewarmed.version, fresh.version);
       await fresh.stop(2_000);
@@ -338,10 +341,11 @@ for (const prewarmed of [true, false]) {
     if (prewarmed) await runtime.prewarm();
     const secret = `s3cret${Math.random().toString(36).slice(2, 10)}`;
     const token = `tok${Math.random().toString(36).slice(2, 10)}`;
+    const standbyPid = prewarmed ? oneStandbyPid() : undefined;
     try {
       const workload = await startServing(runtime, spec({ VERSION: secret, API_TOKEN: token }), secret);
       try {
-        if (prewarmed) assert.equal(workload.pid, oneStandbyPid(), "the standby did not serve");
+        if (prewarmed) assert.equal(workload.pid, standbyPid, "the standby did not serve");
         for (const file of ["cmdline", "environ"]) {
           const text: string = readFileSync(`/proc/${workload.pid}/${file}`, "utf8");
           assert.equal(text.includes(secret) || text.includes(token), false, `an env value is in ${file}`);

@@ -106,6 +106,7 @@ export async function buildApi(
       status: "ok",
       supervisor_id: info.supervisorId,
       ula: info.ula,
+      tabbify_version: info.version,
       version: info.version,
       firecracker: tags.includes("firecracker"),
       docker: tags.includes("docker"),
@@ -124,6 +125,7 @@ export async function buildApi(
   app.get("/v1/about", { schema: schemas.about }, async () => {
     const rosterPeerId = info.rosterPeerId();
     return {
+      tabbify_version: info.version,
       version: info.version,
       peer_id: rosterPeerId ?? info.supervisorId,
       mesh_status: rosterPeerId ? "joined" : "no_mesh",

@@ -17,11 +17,15 @@ export async function hasNetAdmin(): Promise<boolean> {
   return ((BigInt(`0x${hex}`) >> CAP_NET_ADMIN) & 1n) === 1n;
 }
 
-/** Capability tags in the frozen order: supervisor, process, wasm, docker, builder, firecracker. */
+/**
+ * Capability tags in the frozen order: supervisor, process, wasm, docker, builder, firecracker.
+ * `builder` (started with --builder) is advertised only while the docker daemon answers, so a
+ * daemon that starts later turns it on without a restart, and one that stops turns it off.
+ */
 export function capabilityTags(available: readonly RuntimeKind[], builder: boolean): string[] {
   const tags = ["supervisor"];
   for (const kind of ["process", "wasm", "docker"] as const) if (available.includes(kind)) tags.push(kind);
-  if (builder) tags.push("builder");
+  if (builder && available.includes("docker")) tags.push("builder");
   // firecracker needs /dev/kvm and a firecracker binary; no runtime here drives it, so never.
   return tags;
 }

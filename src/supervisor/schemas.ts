@@ -47,8 +47,12 @@ export const AppRow = Type.Object(
     workload_pid: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
     app_health: Type.Optional(Type.Union([Type.String(), Type.Null()])),
     app_health_reason: Type.Optional(Type.String()),
-    version: Type.Union([Type.String(), Type.Null()]),
-    artifact_version: Type.Union([Type.String(), Type.Null()]),
+    version: Type.Union([Type.String(), Type.Null()], {
+      description: "the app's: the running workload's code digest (sha256:…), never Tabbify's release",
+    }),
+    artifact_version: Type.Union([Type.String(), Type.Null()], {
+      description: "the app's: the artifact-store version (v<N>) it runs",
+    }),
     restarts: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
     adoption_error: Type.Optional(Type.String()),
     present: Type.Optional(Type.Boolean()),
@@ -61,8 +65,12 @@ export const StartResult = Type.Object(
     state: Type.Literal("running"),
     app_ula: Type.String(),
     bound_addr: Type.String(),
-    version: Type.Union([Type.String(), Type.Null()]),
-    artifact_version: Type.Union([Type.String(), Type.Null()]),
+    version: Type.Union([Type.String(), Type.Null()], {
+      description: "the app's: the running workload's code digest (sha256:…), never Tabbify's release",
+    }),
+    artifact_version: Type.Union([Type.String(), Type.Null()], {
+      description: "the app's: the artifact-store version (v<N>) it runs",
+    }),
     workload_pid: Type.Union([Type.Integer(), Type.Null()]),
     swapped: Type.Optional(Type.Boolean()),
   },
@@ -162,7 +170,8 @@ export const supervisorSchemas = {
           status: Type.String(),
           supervisor_id: Type.String(),
           ula: Type.String(),
-          version: Type.String(),
+          tabbify_version: Type.String({ description: "the Tabbify release this supervisor runs" }),
+          version: Type.String({ description: "the same as tabbify_version (older name)" }),
           firecracker: Type.Boolean(),
           docker: Type.Boolean(),
           tags: Type.Array(Type.String()),
@@ -178,7 +187,8 @@ export const supervisorSchemas = {
     security: supervisorKey,
     response: {
       200: Type.Object({
-        version: Type.String(),
+        tabbify_version: Type.String({ description: "the Tabbify release this supervisor runs" }),
+        version: Type.String({ description: "the same as tabbify_version (older name)" }),
         peer_id: Type.String(),
         mesh_status: Type.String({ description: "joined or no_mesh" }),
         uptime_secs: Type.Integer(),

@@ -148,9 +148,16 @@ const TargetAnswer = open({
 export const AppOpResult = Type.Object({
   app: Type.String(),
   uuid: Type.String(),
+  environment: Type.String({ description: "the environment operated on" }),
+  run_as: Type.String({ description: "the uuid its workloads run as (the app's own, or the environment's)" }),
   action: Type.String(),
   targets: Type.Array(TargetAnswer),
 });
+
+/** `?env=`: one of the app's environments (default: prod, whose workloads run as the app's own uuid, or the first environment when there is no prod). */
+const EnvironmentQuery = Type.Optional(
+  Type.String({ description: "one of the app's environments; default: prod, else its first", maxLength: 63 }),
+);
 
 export function appOpSchema(op: string) {
   return {
@@ -158,6 +165,7 @@ export function appOpSchema(op: string) {
     tags: tag,
     security: nodeKeyOrTenant,
     params: AppParams,
+    querystring: Type.Object({ env: EnvironmentQuery }, { additionalProperties: true }),
     response: { 200: AppOpResult, ...errorResponses },
   };
 }
@@ -171,6 +179,7 @@ export const LogsQuery = Type.Object(
         { "x-message": "follow must be 1 or 0" },
       ),
     ),
+    env: EnvironmentQuery,
   },
   { additionalProperties: true },
 );

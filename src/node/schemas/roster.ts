@@ -11,7 +11,8 @@ export const healthSchema = {
   response: {
     "2xx": Type.Object({
       status: Type.String({ description: "ok, or degraded while the nginx edge is down" }),
-      version: Type.String(),
+      tabbify_version: Type.String({ description: "the Tabbify release this node runs" }),
+      version: Type.String({ description: "the same as tabbify_version (older name)" }),
       data_plane: Type.Union([Type.Literal("node"), EdgeStatus]),
     }),
   },
@@ -82,6 +83,7 @@ export const SupervisorList = open({
       joined_at: Type.String(),
       last_seen: Type.String(),
       runner_count: Type.Integer(),
+      tabbify_version: Type.String({ description: "the Tabbify release the supervisor runs" }),
     }),
   ),
 });
@@ -100,7 +102,8 @@ export const RosterApp = open({
   address: Type.String(),
   supervisor: NullableString,
   orphaned: Type.Boolean(),
-  version: Type.String(),
+  tabbify_version: Type.String({ description: "the Tabbify release the runner runs (not the app's)" }),
+  version: Type.String({ description: "the same as tabbify_version (older name)" }),
   last_seen: Type.String(),
   proxy_path: Type.String(),
 });
