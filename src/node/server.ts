@@ -366,7 +366,12 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       verifyTenantToken: options.registry?.verifyTenantToken,
       supervisorKey: deploy.supervisorKey,
     });
-    registerAppHistoryRoutes(app, { registry: registry.registry, callers: registry.callers, store });
+    registerAppHistoryRoutes(app, {
+      registry: registry.registry,
+      callers: registry.callers,
+      store,
+      pipeline,
+    });
     registerDeviceLoginRoutes(app, {
       keyCheck,
       verifyTenantToken: options.registry?.verifyTenantToken,

@@ -22,6 +22,6 @@ export const routes: PageRoute[] = [
   { path: "/login", component: LoginPage, public: true },
   { path: "/apps", component: AppsPage, nav: "Apps" },
   { path: "/apps/:app", component: AppPage },
-  { path: "/deploys/:id", component: DeployPage },
+  { path: "/apps/:app/deploys/:id", component: DeployPage },
   { path: "/device", component: DevicePage },
 ];
