@@ -59,11 +59,38 @@ describe("the dashboard's login, in chromium", () => {
       assert.equal(cookie?.sameSite, "Strict");
       assert.notEqual(cookie?.value, up.acmeToken);
       await assertAccessible(page, "apps");
-      await screenshots(page, "apps");
+      await screenshots(page, "apps-tenant");
       await page.getByRole("button", { name: "Log out" }).click();
       await page.waitForURL(/\/login/);
       const res = await page.request.get("/api/v1/apps");
       assert.equal(res.status(), 401, "the cookie no longer opens the API");
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("another tenant's app, its deploys and its logs are not reachable by URL", async () => {
+    const { context, page } = await newPage(browser, up.node.url);
+    try {
+      await logIn(page, up.acmeToken);
+      for (const path of [
+        "/apps/other-web",
+        "/apps/other-web/deploys/00000000-0000-0000-0000-000000000000",
+      ]) {
+        await page.goto(path);
+        await page.getByRole("alert").waitFor();
+        assert.match(
+          await page.getByRole("alert").innerText(),
+          /not in the registry|not found|no deploy|unknown/i,
+          path,
+        );
+        assert.equal(await page.getByRole("button", { name: "Restart" }).count(), 0, path);
+      }
+      const logs = await page.request.get("/api/v1/apps/other-web/logs?tail=10");
+      assert.equal(logs.status(), 404);
+      await page.goto("/apps/acme-web");
+      await page.getByRole("heading", { name: "acme-web" }).waitFor();
+      await assertAccessible(page, "app (never deployed)");
     } finally {
       await context.close();
     }

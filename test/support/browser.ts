@@ -84,10 +84,21 @@ export async function screenshots(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
   await page.setViewportSize(PHONE);
   await page.screenshot({ path: join(PHONE_SCREENSHOT_DIR, `${name}.png`), fullPage: true });
-  // A string: this file compiles without the DOM's types.
+  // Strings: this file compiles without the DOM's types.
   const overflow = (await page.evaluate(
     "document.documentElement.scrollWidth - window.innerWidth",
   )) as number;
-  assert.ok(overflow <= 1, `${name}: the page scrolls ${overflow}px sideways at phone width`);
+  const culprits = overflow > 1 ? ((await page.evaluate(WIDER_THAN_VIEWPORT)) as string[]) : [];
+  assert.ok(
+    overflow <= 1,
+    `${name}: the page scrolls ${overflow}px sideways at phone width: ${culprits.join(", ")}`,
+  );
   await page.setViewportSize(before);
 }
+
+/** The innermost elements reaching past the viewport's right edge, as tag.class#text. */
+const WIDER_THAN_VIEWPORT = `[...document.querySelectorAll("body *")]
+  .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
+  .filter((el) => ![...el.children].some((c) => c.getBoundingClientRect().right > window.innerWidth + 1))
+  .slice(0, 5)
+  .map((el) => el.tagName.toLowerCase() + (el.className ? "." + el.className : "") + "#" + (el.textContent || "").slice(0, 40))`;

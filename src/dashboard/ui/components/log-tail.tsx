@@ -5,7 +5,8 @@ const KEEP = 500;
 
 /**
  * A followed text stream (the app's logs): new lines appear as they arrive and the view sticks to
- * the bottom; Pause holds the view still (lines keep arriving and show on Resume).
+ * the bottom; Pause holds the view still (lines keep arriving and show on Resume). `path` carries
+ * `tail=N&follow=1`.
  */
 export function LogTail({ path }: { path: string }) {
   const [lines, setLines] = useState<string[]>([]);
@@ -24,13 +25,24 @@ export function LogTail({ path }: { path: string }) {
       if (held.current.length > KEEP) held.current.splice(0, held.current.length - KEEP);
       if (!pausedRef.current) setLines([...held.current]);
     };
-    setNote("following");
-    streamLines(path, push, controller.signal)
-      .then(() => setNote("the stream ended"))
-      .catch((err: unknown) => {
-        if (controller.signal.aborted) return;
-        setNote(err instanceof ApiError ? err.message : "the log stream broke");
-      });
+    // A target's stream ends when its workload is swapped or restarted: follow again from there
+    // on (tail=0, so nothing already shown repeats).
+    const follow = async () => {
+      let url = path;
+      while (!controller.signal.aborted) {
+        setNote("following");
+        try {
+          await streamLines(url, push, controller.signal);
+          setNote("the stream ended; reconnecting");
+        } catch (err) {
+          if (controller.signal.aborted) return;
+          setNote(err instanceof ApiError ? err.message : "the log stream broke; reconnecting");
+        }
+        url = path.replace(/([?&])tail=\d+/, "$1tail=0");
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    };
+    void follow();
     return () => controller.abort();
   }, [path]);
 
