@@ -13,5 +13,13 @@ export async function ensureBuilt(relativeEntry) {
     console.error("tabbify: compiling TypeScript (first run) ...");
     execFileSync(join(root, "node_modules", ".bin", "tsc"), ["-p", "."], { cwd: root, stdio: "inherit" });
   }
+  // The dashboard the node serves at `/` (src/dashboard/ui, built by Vite).
+  if (!existsSync(join(root, "dist", "dashboard", "index.html"))) {
+    console.error("tabbify: building the dashboard (first run) ...");
+    execFileSync(process.execPath, [join(root, "scripts", "build-dashboard.mjs")], {
+      cwd: root,
+      stdio: "inherit",
+    });
+  }
   return pathToFileURL(entry).href;
 }

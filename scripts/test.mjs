@@ -30,6 +30,12 @@ for (const stale of ["src", "test"].flatMap((d) => findTests(join(root, "dist", 
 console.log("== typecheck + build (tsc)");
 execFileSync(bin("tsc"), ["-p", "."], { cwd: root, stdio: "inherit" });
 execFileSync(process.execPath, [join(root, "scripts", "stamp-build.mjs")], { cwd: root, stdio: "inherit" });
+console.log("== dashboard UI (typecheck + vite build)");
+execFileSync(bin("tsc"), ["-p", "src/dashboard/ui"], { cwd: root, stdio: "inherit" });
+execFileSync(process.execPath, [join(root, "scripts", "build-dashboard.mjs")], {
+  cwd: root,
+  stdio: "inherit",
+});
 console.log("== lint + format check (biome)");
 execFileSync(bin("biome"), ["check", "."], { cwd: root, stdio: "inherit" });
 

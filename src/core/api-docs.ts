@@ -47,6 +47,8 @@ export interface SecurityScheme {
   description: string;
   /** Default bearer. */
   scheme?: "bearer" | "basic";
+  /** A cookie of this name instead of an Authorization header (the dashboard's session). */
+  cookie?: string;
 }
 
 export interface DescribeOptions {
@@ -74,7 +76,9 @@ export async function describeApi(app: FastifyInstance, opts: DescribeOptions): 
         securitySchemes: Object.fromEntries(
           opts.security.map((s) => [
             s.name,
-            { type: "http" as const, scheme: s.scheme ?? "bearer", description: s.description },
+            s.cookie
+              ? { type: "apiKey" as const, in: "cookie" as const, name: s.cookie, description: s.description }
+              : { type: "http" as const, scheme: s.scheme ?? "bearer", description: s.description },
           ]),
         ),
       },

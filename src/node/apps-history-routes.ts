@@ -1,10 +1,14 @@
 import { Readable } from "node:stream";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { TabbifyError } from "../core/errors.js";
+import { isActive } from "../pipeline/executor.js";
 import type { TargetResult } from "../pipeline/plan.js";
 import type { Store } from "../store/index.js";
 import type { CallerResolver } from "./apps-identity.js";
 import type { AppRegistry } from "./apps-registry.js";
+import { statusBody, streamEvents } from "./deploy-routes.js";
+import type { NodePipeline } from "./pipeline.js";
+import { appDeployEventsSchema, appDeployStatusSchema } from "./schemas/deploy.js";
 import { historySchemas } from "./schemas/operations.js";
 
 /**
@@ -14,6 +18,9 @@ import { historySchemas } from "./schemas/operations.js";
  *   GET /api/v1/apps/:app/deploys?limit=N        newest first (default 20, at most 200)
  *   GET /api/v1/apps/:app/deploys/:id/log        the deploy's build and rollout log, as text
  *   GET /api/v1/apps/:app/deploys/latest/log     the same for the newest deploy
+ *   GET /api/v1/apps/:app/deploys/:id            the deploy's status (as /v1/deploy/:id/status)
+ *   GET /api/v1/apps/:app/deploys/:id/events     its events as SSE (as /v1/deploy/:id/events)
+ *   GET /api/v1/apps/:app/environments           each environment's current and earlier releases
  *
  * The log is the deploy's stored events, one line each (`<ts> <step> <type>: <message>`), read
  * from the store a page at a time and streamed.
@@ -23,7 +30,12 @@ export interface AppHistoryRoutesOptions {
   registry: AppRegistry;
   callers: CallerResolver;
   store: Store;
+  /** Where live deploys are followed from (the SSE route). */
+  pipeline: NodePipeline;
 }
+
+/** How many earlier runs each environment lists. */
+const RUNS_PER_ENVIRONMENT = 20;
 
 const PAGE = 500;
 
@@ -40,7 +52,7 @@ export interface DeploySummary {
 }
 
 export function registerAppHistoryRoutes(app: FastifyInstance, opts: AppHistoryRoutesOptions): void {
-  const { registry, callers, store } = opts;
+  const { registry, callers, store, pipeline } = opts;
   type AppReq = FastifyRequest<{ Params: { app: string; id?: string }; Querystring: { limit?: string } }>;
 
   const latestId = async (uuid: string): Promise<string | undefined> =>
@@ -90,6 +102,59 @@ export function registerAppHistoryRoutes(app: FastifyInstance, opts: AppHistoryR
       };
     });
     return { app: target.name, uuid: target.uuid, deploys };
+  });
+
+  /** The app's own deploy, or DEPLOY_NOT_FOUND (another app's or tenant's deploy looks absent). */
+  const deployOf = async (req: AppReq) => {
+    const target = await registry.get(await callers.resolve(req.headers.authorization), req.params.app);
+    const id = req.params.id as string;
+    const record = await pipeline.store.get(id);
+    if (!record || record.app_uuid !== target.uuid) {
+      throw new TabbifyError("DEPLOY_NOT_FOUND", `no deploy ${id.slice(0, 64)} of app ${target.name}`);
+    }
+    return record;
+  };
+
+  app.get("/api/v1/apps/:app/deploys/:id", { schema: appDeployStatusSchema }, async (req: AppReq, reply) => {
+    const record = await deployOf(req);
+    return reply.code(isActive(record.status) ? 202 : 200).send(statusBody(record));
+  });
+
+  app.get(
+    "/api/v1/apps/:app/deploys/:id/events",
+    { schema: appDeployEventsSchema },
+    async (req: AppReq, reply) => streamEvents(pipeline, (await deployOf(req)).id, req, reply),
+  );
+
+  app.get("/api/v1/apps/:app/environments", { schema: historySchemas.environments }, async (req: AppReq) => {
+    const target = await registry.get(await callers.resolve(req.headers.authorization), req.params.app);
+    const environments = [];
+    for (const name of target.environments) {
+      const runs = await store.db
+        .selectFrom("release_runs")
+        .innerJoin("releases", "releases.id", "release_runs.release_id")
+        .select([
+          "release_runs.release_id",
+          "release_runs.started_at",
+          "release_runs.deploy_id",
+          "releases.digest",
+          "releases.source",
+        ])
+        .where("release_runs.app_uuid", "=", target.uuid)
+        .where("release_runs.environment", "=", name)
+        .orderBy("release_runs.started_at", "desc")
+        .limit(RUNS_PER_ENVIRONMENT)
+        .execute();
+      const listed = runs.map((r) => ({
+        release_id: r.release_id,
+        digest: r.digest,
+        source: JSON.parse(r.source) as unknown,
+        started_at: r.started_at,
+        deploy_id: r.deploy_id,
+      }));
+      environments.push({ name, current: listed[0] ?? null, runs: listed });
+    }
+    return { app: target.name, uuid: target.uuid, environments };
   });
 
   app.get("/api/v1/apps/:app/deploys/:id/log", { schema: historySchemas.log }, async (req: AppReq, reply) => {

@@ -132,7 +132,7 @@ function afterSeq(req: FastifyRequest): number {
   return n;
 }
 
-async function streamEvents(
+export async function streamEvents(
   pipeline: NodePipeline,
   id: string,
   req: FastifyRequest,

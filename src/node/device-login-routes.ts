@@ -13,7 +13,8 @@ import { deviceLoginSchemas } from "./schemas/operations.js";
  *   POST /v1/auth/device            anyone: a new grant {device_code, user_code, verification_uri,
  *                                   verification_uri_complete, expires_in, interval}
  *   POST /v1/auth/device/token      anyone holding a device_code: polls; RFC 8628 §3.5 errors
- *   GET  /v1/auth/device/approve    the verification_uri: says how to approve (no dashboard yet)
+ *   GET  /device                    the verification_uri: the dashboard's approval page
+ *   GET  /v1/auth/device/approve    says how to approve from a terminal
  *   POST /v1/auth/device/approve    node key (any tenant, `tenant` required) or an unscoped tenant
  *                                   token (its own tenant): {user_code, tenant?, subject?}
  *   POST /v1/auth/device/deny       same callers: {user_code}; the device gets access_denied
@@ -68,7 +69,8 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
         available();
         const grant = grants.issue(req.ip);
         const base = `${req.protocol}://${req.host}`;
-        const verify = `${base}/v1/auth/device/approve`;
+        // The dashboard's approval page (src/dashboard/ui/pages/device.tsx).
+        const verify = `${base}/device`;
         void reply.header("cache-control", "no-store");
         return {
           ...grant,

@@ -20,6 +20,7 @@ export const nodeErrorStatus: Record<string, number> = {
   UNAUTHORIZED: 401,
   MESH_TOKEN_INVALID: 401,
   FORBIDDEN: 403,
+  CSRF_INVALID: 403,
   MESH_FORBIDDEN: 403,
   NOT_FOUND: 404,
   APP_NOT_FOUND: 404,

@@ -6,6 +6,7 @@ import { TabbifyError } from "../core/errors.js";
 import { connectionListed, HOP_BY_HOP, joinHeader, withoutNamed } from "../core/http-hop.js";
 import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
+import { SESSION_COOKIE, withoutCookie } from "../dashboard/cookies.js";
 import { toNodeError } from "./errors.js";
 
 /** Requests whose path starts with this go to the app proxy, before any framework sees them. */
@@ -54,6 +55,8 @@ const droppedRequestHeaders: ReadonlySet<string> = new Set([
   "x-forwarded-proto",
   "x-forwarded-host",
   "x-forwarded-prefix",
+  // Re-added without the dashboard's session cookie: an app must never see an operator's session.
+  "cookie",
 ]);
 
 function isUuidEnd(code: number): boolean {
@@ -379,6 +382,11 @@ function forwardHeaders(
       case "x-forwarded-prefix":
         priorPrefix = joinHeader(priorPrefix, value);
         break;
+      case "cookie": {
+        const kept = value.includes(SESSION_COOKIE) ? withoutCookie(value, SESSION_COOKIE) : value;
+        if (kept !== undefined) out.push(name, kept);
+        break;
+      }
     }
   }
   const extraHop = connectionListed(connection);

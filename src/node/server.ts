@@ -18,6 +18,7 @@ import { silentLogger } from "../core/log.js";
 import { freeLoopbackPort } from "../core/net.js";
 import { buildInfo, type ReadyChecks, registerProbes } from "../core/probes.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
+import { registerDashboard } from "../dashboard/index.js";
 import { type EdgeStatus, ProxyEdge } from "../dataplane/edge.js";
 import { type EdgeRoute, engineFor } from "../dataplane/engines.js";
 import { MeshAddressBook } from "../mesh/address-book.js";
@@ -211,6 +212,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   });
 
   await describeApi(app, nodeApiDocument);
+  registerDashboard(app, { keyCheck, verifyTenantToken: options.registry?.verifyTenantToken });
 
   // Registry names for the roster views; the registry exists only with a data dir.
   let registry: AttachedRegistry | undefined;
@@ -365,7 +367,12 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       verifyTenantToken: options.registry?.verifyTenantToken,
       supervisorKey: deploy.supervisorKey,
     });
-    registerAppHistoryRoutes(app, { registry: registry.registry, callers: registry.callers, store });
+    registerAppHistoryRoutes(app, {
+      registry: registry.registry,
+      callers: registry.callers,
+      store,
+      pipeline,
+    });
     registerDeviceLoginRoutes(app, {
       keyCheck,
       verifyTenantToken: options.registry?.verifyTenantToken,

@@ -1,6 +1,6 @@
 import { Type } from "@sinclair/typebox";
 import { deployRuntimes } from "../../pipeline/tabbify-toml.js";
-import { AnyObject, errorResponses, nodeKey, open, Uuid } from "./common.js";
+import { AnyObject, errorResponses, nodeKey, nodeKeyOrTenant, open, Uuid } from "./common.js";
 
 /** Schemas of the deploy API and the webhook intake (src/node/deploy-routes.ts). */
 
@@ -133,4 +133,24 @@ export const webhookSchema = {
     "4xx": errorResponses["4xx"],
     "5xx": errorResponses["5xx"],
   },
+};
+
+/** The same status and events, reached through the app (node key, or a tenant token for its own apps). */
+const AppDeployParams = Type.Object({
+  app: Type.String(),
+  id: Type.String({ minLength: 1, maxLength: 128 }),
+});
+
+export const appDeployStatusSchema = {
+  ...deployStatusSchema,
+  summary: "One deploy of the app: 202 while running, 200 when done (another app's deploy is 404)",
+  security: nodeKeyOrTenant,
+  params: AppDeployParams,
+};
+
+export const appDeployEventsSchema = {
+  ...deployEventsSchema,
+  summary: "One deploy of the app as text/event-stream, replayed from the start and followed live",
+  security: nodeKeyOrTenant,
+  params: AppDeployParams,
 };

@@ -29,5 +29,11 @@ export const nodeApiDocument: DescribeOptions = {
       scheme: "basic",
       description: "git over HTTP: any user name, the node key or a tenant token as password",
     },
+    {
+      name: "dashboardSession",
+      cookie: "tabbify_session",
+      description:
+        "The dashboard's session cookie (POST /api/dashboard/login): acts as the token logged in with; writes need x-csrf-token",
+    },
   ],
 };

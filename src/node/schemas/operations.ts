@@ -50,6 +50,11 @@ export const historySchemas = {
     "deploys",
     nodeKeyOrTenant,
   ),
+  environments: described(
+    "The app's environments in order, each with the release it runs and what it ran before (newest first)",
+    "releases",
+    nodeKeyOrTenant,
+  ),
 };
 
 export const gcRootsSchema = described(

@@ -1,0 +1,34 @@
+/** The session cookie's name; the app proxy strips it from requests it forwards to apps. */
+export const SESSION_COOKIE = "tabbify_session";
+
+/** One cookie's value from a `Cookie` header, or undefined. */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq < 0) continue;
+    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+/** A `Cookie` header without `name`; undefined when nothing is left. */
+export function withoutCookie(header: string, name: string): string | undefined {
+  const kept = header
+    .split(";")
+    .map((p) => p.trim())
+    .filter((p) => p !== "" && p.slice(0, p.indexOf("=") < 0 ? p.length : p.indexOf("=")).trim() !== name);
+  return kept.length > 0 ? kept.join("; ") : undefined;
+}
+
+/** The session cookie: HttpOnly, SameSite=Strict, Path=/, Secure when the request came over TLS. */
+export function sessionCookie(value: string, maxAgeSecs: number, secure: boolean): string {
+  return [
+    `${SESSION_COOKIE}=${value}`,
+    "Path=/",
+    "HttpOnly",
+    "SameSite=Strict",
+    `Max-Age=${maxAgeSecs}`,
+    ...(secure ? ["Secure"] : []),
+  ].join("; ");
+}

@@ -1,0 +1,27 @@
+import type { ComponentType } from "preact";
+import { AppPage } from "./pages/app";
+import { AppsPage } from "./pages/apps";
+import { DeployPage } from "./pages/deploy";
+import { DevicePage } from "./pages/device";
+import { LoginPage } from "./pages/login";
+
+/**
+ * Every page of the dashboard: one line each. A path's first segment must be listed in
+ * src/dashboard/paths.ts (`dashboardSections`), or the node will not serve the page on a reload.
+ * `nav` puts it in the top navigation; `public` pages render without a session.
+ */
+export interface PageRoute {
+  path: string;
+  // biome-ignore lint/suspicious/noExplicitAny: preact-iso hands each page its route params.
+  component: ComponentType<any>;
+  nav?: string;
+  public?: boolean;
+}
+
+export const routes: PageRoute[] = [
+  { path: "/login", component: LoginPage, public: true },
+  { path: "/apps", component: AppsPage, nav: "Apps" },
+  { path: "/apps/:app", component: AppPage },
+  { path: "/apps/:app/deploys/:id", component: DeployPage },
+  { path: "/device", component: DevicePage },
+];
