@@ -609,7 +609,12 @@ class BenchSupervisor {
       headers,
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
-    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+    const text = await res.text();
+    try {
+      return { status: res.status, json: JSON.parse(text) as Record<string, unknown> };
+    } catch {
+      return { status: res.status, json: { text } };
+    }
   }
 
   /** Purges every app still here (runners outlive their supervisor), then stops the supervisor. */
@@ -623,7 +628,7 @@ class BenchSupervisor {
       // the supervisor is gone already
     }
     if (this.child) await stopChild(this.child);
-    await rm(this.dataDir, { recursive: true, force: true });
+    if (!process.env.BENCH_KEEP) await rm(this.dataDir, { recursive: true, force: true });
   }
 }
 
@@ -913,7 +918,9 @@ async function main(): Promise<void> {
         `\n## 4. on_request: first request after idle (wake included), median of ${coldRuns} wakes (min–max); runner RSS while idle\n`,
       );
       const rows = await wakePart(sup, repoRoot, coldRuns, rssMiB);
-      process.stdout.write(table(["runtime", "first request ms", "aim ms", "idle runner RSS MiB"], rows));
+      process.stdout.write(
+        table(["runtime", "first request ms", "aim ms", "app booted alone ms", "idle runner RSS MiB"], rows),
+      );
     }
     process.stdout.write(
       `\nbench:runtime took ${((performance.now() - started) / 1000).toFixed(0)} s; load average now ${loadavg()[0]!.toFixed(1)}\n`,

@@ -53,6 +53,8 @@ interface HostProcess {
   /** Set when the process has exited, as `exit` resolves. */
   gone: boolean;
   exit: Promise<void>;
+  /** A standby: resolves once it has booted (it says so on fd 3) or exited. */
+  ready: Promise<void>;
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
@@ -225,6 +227,9 @@ export class WasmRuntime implements Runtime {
     });
     // Loaded now so that start() does not load node:crypto on the prewarmed path.
     await import("../core/digest.js");
+    // Done once the host has booted, so that a caller which waits for prewarm() (the runner,
+    // before it reports an app idle) knows the next start() skips the whole boot.
+    await standby.ready;
   }
 
   /**
@@ -245,17 +250,34 @@ export class WasmRuntime implements Runtime {
         env,
         output: this.options.output,
         stdin: "pipe",
+        readyPipe: standby,
       });
     } catch {
       return undefined;
     }
-    const host: HostProcess = { child, maxMemPages, gone: false, exit: Promise.resolve() };
+    const host: HostProcess = {
+      child,
+      maxMemPages,
+      gone: false,
+      exit: Promise.resolve(),
+      ready: Promise.resolve(),
+    };
     host.exit = new Promise<void>((resolveExit) => {
       child.once("exit", () => {
         host.gone = true;
         resolveExit();
       });
     });
+    const readyPipe = child.stdio[3];
+    if (readyPipe) {
+      // The host writes one line and closes fd 3 once booted; an exit closes it too.
+      host.ready = new Promise<void>((resolveReady) => {
+        readyPipe.once("data", () => resolveReady());
+        readyPipe.once("close", () => resolveReady());
+        readyPipe.once("error", () => resolveReady());
+      });
+      host.ready.then(() => readyPipe.destroy());
+    }
     // A dead host's pipe fails on write (EPIPE); its exit is what reports the death.
     child.stdin!.on("error", () => {});
     return host;
