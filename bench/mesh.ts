@@ -14,6 +14,7 @@ import crypto from "node:crypto";
 import { readFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
+import { readProcStatSync } from "../src/core/proc-stat.js";
 import { type RunningProcess, repoRoot, spawnProcess, tempDir, waitForHttp } from "../test/support/tools.js";
 
 const peersWanted = Number(process.env.BENCH_MESH_PEERS ?? "1000");
@@ -27,9 +28,9 @@ const CHANGE_EVERY = 10;
 const ticksPerSec = 100;
 
 function cpuSecs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-  // utime and stime are fields 14 and 15 of stat; after the ") " split they are at 11 and 12.
-  return (Number(fields[11]) + Number(fields[12])) / ticksPerSec;
+  const stat = readProcStatSync(pid);
+  if (!stat) throw new Error(`process ${pid} is gone`);
+  return (stat.utimeTicks + stat.stimeTicks) / ticksPerSec;
 }
 
 function rssMiB(pid: number): number {

@@ -30,6 +30,7 @@ import { fileURLToPath } from "node:url";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { freeLoopbackPort } from "../src/core/net.js";
 import { streamingProcessFlags } from "../src/core/node-flags.js";
+import { readProcStatSync } from "../src/core/proc-stat.js";
 import { startNode } from "../src/node/index.js";
 import { wakePart } from "./wake.js";
 
@@ -296,14 +297,8 @@ interface Result {
 /** CPU seconds used so far by a process and its direct children (nginx's worker). */
 function cpuSeconds(pid: number): number {
   const own = (p: number): number => {
-    try {
-      // Fields after the parenthesised command: utime and stime are the 12th and 13th.
-      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-    } catch {
-      return 0;
-    }
+    const stat = readProcStatSync(p);
+    return stat ? (stat.utimeTicks + stat.stimeTicks) / CLOCK_TICKS : 0;
   };
   let children: number[] = [];
   try {

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
+import { readProcStat } from "../src/core/proc-stat.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
 
 /**
@@ -53,10 +54,8 @@ async function liveInGroup(pgid: number): Promise<number[]> {
   const live: number[] = [];
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    // Fields after the parenthesised command: state ppid pgrp ...
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[2]) === pgid && fields[0] !== "Z") live.push(Number(entry));
+    const stat = await readProcStat(entry);
+    if (stat?.pgrp === pgid && stat.state !== "Z") live.push(Number(entry));
   }
   return live;
 }

@@ -1,5 +1,6 @@
 import { parse, stringify, TomlError } from "smol-toml";
 import { TabbifyError } from "../core/errors.js";
+import { isUuid } from "../core/uuid.js";
 import { isCleanAbsolutePath } from "../runtimes/child.js";
 
 /**
@@ -120,7 +121,7 @@ class Validator {
     const routes = this.table("routes", false);
 
     const id = this.optString("app", app, "id");
-    if (id !== undefined && !UUID_RE.test(id)) {
+    if (id !== undefined && !isUuid(id)) {
       this.fail("app", "id", `[app] id must be a UUID, got "${id}"`);
     }
     const manifest: AppManifest = {
@@ -373,8 +374,6 @@ class Validator {
     throw invalid(this.file, locate(this.source, table, key), what);
   }
 }
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function isTable(value: unknown): value is Table {
   return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date);

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { environmentUuid } from "../core/address.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
+import { isUuid } from "../core/uuid.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { BuiltImage } from "../pipeline/deps.js";
 import type { DeployRecord, RegistryAccess } from "../pipeline/executor.js";
@@ -235,7 +236,7 @@ async function appOnFirstSight(
   try {
     return await ctx.registry.get(caller, ref);
   } catch (err) {
-    if (!isTabbifyError(err, "APP_NOT_FOUND") || !UUID.test(ref)) throw err;
+    if (!isTabbifyError(err, "APP_NOT_FOUND") || !isUuid(ref)) throw err;
   }
   if (body.name !== undefined && (typeof body.name !== "string" || body.name === "")) {
     throw new TabbifyError("BAD_REQUEST", "name must be the app's name");
@@ -250,8 +251,6 @@ async function appOnFirstSight(
   // Read back as the caller sees it: an app of another tenant under that uuid stays invisible.
   return ctx.registry.get(caller, ref);
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** `?wait=false`: refuse DEPLOY_LOCKED rather than queue behind the environment's rollout. */
 function waits(req: FastifyRequest): boolean {

@@ -1,6 +1,7 @@
 import { parse, TomlError } from "smol-toml";
 import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
+import { checkGitRef } from "../core/git-ref.js";
 import { isCleanAbsolutePath } from "../runtimes/child.js";
 
 /**
@@ -202,15 +203,7 @@ export function parseTabbifyToml(source: string, path = TABBIFY_TOML): TabbifyMa
   const branch = optString(app, "branch", ["app", "branch"]);
   if (branch !== undefined) {
     // A push names its branch as refs/heads/<branch>; compare with what git allows in that name.
-    const validRef =
-      /^[A-Za-z0-9._/-]+$/.test(branch) &&
-      !branch.startsWith("-") &&
-      !branch.startsWith("/") &&
-      !branch.endsWith("/") &&
-      !branch.endsWith(".lock") &&
-      !branch.includes("..") &&
-      !branch.includes("//") &&
-      !branch.startsWith("refs/");
+    const validRef = checkGitRef(branch) === undefined && !branch.startsWith("refs/");
     if (!validRef) fail(["app", "branch"], `app.branch "${branch}" is not a branch name`);
     manifest.app.branch = branch;
   }

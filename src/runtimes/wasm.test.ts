@@ -8,6 +8,7 @@ import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import wabtInit from "wabt";
 import { freeLoopbackPort } from "../core/net.js";
+import { readProcStatSync } from "../core/proc-stat.js";
 import { parseCgiResponse } from "./cgi.js";
 import { waitHealthy } from "./health.js";
 import type { Workload, WorkloadSpec } from "./runtime.js";
@@ -207,9 +208,7 @@ function standbyPids(): number[] {
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      // Fields after the command name, which is in parentheses and may hold anything: state, ppid.
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const ppid = readProcStatSync(entry)?.ppid;
       const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
       if (ppid === process.pid && argv.some((a) => a.endsWith("wasm-host.js")) && argv.includes("--standby"))
         pids.push(Number(entry));
