@@ -15,6 +15,7 @@ import { readFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { readProcStatSync } from "../src/core/proc-stat.js";
+import { sleep } from "../src/core/sleep.js";
 import { type RunningProcess, repoRoot, spawnProcess, tempDir, waitForHttp } from "../test/support/tools.js";
 
 const peersWanted = Number(process.env.BENCH_MESH_PEERS ?? "1000");
@@ -57,7 +58,7 @@ async function paced(count: number, secs: number, call: (i: number) => Promise<v
   for (let i = 0; i < count; i++) {
     const due = start + i * gapMs;
     const wait = due - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (wait > 0) await sleep(wait);
     const p = call(i).finally(() => inflight.delete(p));
     inflight.add(p);
     if (inflight.size >= 64) await Promise.race(inflight);
@@ -177,7 +178,7 @@ async function main(): Promise<void> {
     });
     const cpuBeats = cpuSecs(pid) - cpu0;
     const rss = rssMiB(pid);
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000);
 
     // The anchor: as many health requests, at the same rate, against the same process.
     const healthLatency: number[] = [];

@@ -31,6 +31,7 @@ import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { freeLoopbackPort } from "../src/core/net.js";
 import { streamingProcessFlags } from "../src/core/node-flags.js";
 import { readProcStatSync } from "../src/core/proc-stat.js";
+import { sleep } from "../src/core/sleep.js";
 import { startNode } from "../src/node/index.js";
 import { wakePart } from "./wake.js";
 
@@ -283,7 +284,7 @@ async function waitForHttp(url: string): Promise<void> {
       // not up yet
     }
     if (Date.now() > end) throw new Error(`${url} did not answer within 5 s`);
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
 }
 
@@ -557,7 +558,8 @@ class BenchSupervisor {
     };
     child.stdout?.on("data", keep);
     child.stderr?.on("data", keep);
-    const end = Date.now() + 15_000;
+    // ~3 s on an idle machine; many times that at a load of 20 and more.
+    const end = Date.now() + 60_000;
     for (;;) {
       if (child.exitCode !== null) throw new Error(`the supervisor exited: ${sup.output}`);
       const ok = await fetch(`${sup.base}/health`).then(
@@ -566,7 +568,7 @@ class BenchSupervisor {
       );
       if (ok) return sup;
       if (Date.now() > end) throw new Error(`the supervisor did not answer /health: ${sup.output}`);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
   }
 
@@ -582,10 +584,10 @@ class BenchSupervisor {
       const spares = json.warm_spares as { ready: number; booting: number } | undefined;
       if (spares && spares.ready > 0 && spares.booting === 0) break;
       if (Date.now() > end) throw new Error(`no warm spare got ready: ${JSON.stringify(spares)}`);
-      await new Promise((r) => setTimeout(r, 25));
+      await sleep(25);
     }
     // A spare answers once its runner modules are loaded; its standby wasm host boots on beside it.
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
   }
 
   get pid(): number | undefined {
@@ -656,7 +658,7 @@ async function firstOk(
     if (status === 200) return now - t0;
     if (gaveUp.reason) throw new Error(gaveUp.reason);
     if (now - t0 > timeoutMs) throw new Error(`${url} gave no 200 within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 5));
+    await sleep(5);
   }
 }
 

@@ -12,6 +12,7 @@ import http from "node:http";
 import { join } from "node:path";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { freeLoopbackPort } from "../src/core/net.js";
+import { sleep } from "../src/core/sleep.js";
 import { waitHealthy } from "../src/runtimes/health.js";
 
 interface Supervisor {
@@ -39,7 +40,7 @@ async function untilIdle(sup: Supervisor, uuid: string): Promise<Record<string, 
     const { json } = await sup.call("GET", `/v1/apps/${uuid}`);
     if (json.state === "idle") return json;
     if (Date.now() > end) throw new Error(`app ${uuid} never went idle: ${JSON.stringify(json)}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
 }
 

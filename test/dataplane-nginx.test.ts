@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { readProcStat } from "../src/core/proc-stat.js";
+import { sleep } from "../src/core/sleep.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
 
 /**
@@ -64,7 +65,7 @@ async function until(what: string, timeoutMs: number, check: () => Promise<boole
   const start = Date.now();
   while (Date.now() - start < timeoutMs) {
     if (await check().catch(() => false)) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }

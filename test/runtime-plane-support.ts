@@ -135,11 +135,16 @@ export class SupervisorUnderTest {
     child.stderr?.on("data", (d) => {
       this.output += d;
     });
-    await until("the supervisor's /health", async () => {
-      if (child.exitCode !== null) throw new Error(`supervisor exited: ${this.output}`);
-      const res = await fetch(`${this.base}/health`);
-      return res.ok ? true : undefined;
-    });
+    // A supervisor boots in ~3 s on an idle 2-core machine; a loaded CI one may need many times that.
+    await until(
+      "the supervisor's /health",
+      async () => {
+        if (child.exitCode !== null) throw new Error(`supervisor exited: ${this.output}`);
+        const res = await fetch(`${this.base}/health`);
+        return res.ok ? true : undefined;
+      },
+      60_000,
+    );
   }
 
   get pid(): number | undefined {

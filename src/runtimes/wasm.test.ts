@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import wabtInit from "wabt";
 import { freeLoopbackPort } from "../core/net.js";
 import { readProcStatSync } from "../core/proc-stat.js";
+import { sleep } from "../core/sleep.js";
 import { parseCgiResponse } from "./cgi.js";
 import { waitHealthy } from "./health.js";
 import type { Workload, WorkloadSpec } from "./runtime.js";
@@ -116,7 +117,7 @@ async function started(s: WorkloadSpec): Promise<Workload> {
   const deadline = Date.now() + 10_000;
   while (!(await listening("127.0.0.1", workload.upstream.port))) {
     if (Date.now() > deadline) throw new Error("wasm host did not listen within 10 s");
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
   return workload;
 }
@@ -232,7 +233,7 @@ async function until(condition: () => boolean, what: string, timeoutMs = 10_000)
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }
 
@@ -373,7 +374,7 @@ test("wasm standby host: exits on its own when its stdin closes without a config
   );
   try {
     // As when the runner that prewarmed it dies while the standby waits, booted.
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     standby.stdin.end();
     let timer: NodeJS.Timeout | undefined;
     const exit = await Promise.race([
@@ -397,7 +398,7 @@ test("wasm prewarm: start → first 200, cold vs prewarmed (measured, not assert
     if (prewarmed) {
       await runtime.prewarm();
       // A spare waits for its app far longer than the standby takes to boot.
-      await new Promise((r) => setTimeout(r, 1_000));
+      await sleep(1_000);
     }
     const t0 = performance.now();
     const workload = await runtime.start(spec({ VERSION: `run${run}` }), await freeLoopbackPort());

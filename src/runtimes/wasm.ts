@@ -33,6 +33,8 @@ export const DEFAULT_WASM_MEMORY_MB = 64;
 const hostScript = fileURLToPath(new URL("./wasm-host.js", import.meta.url));
 /** How long an unused standby gets to exit on SIGTERM before it is killed. */
 const STANDBY_GRACE_MS = 2_000;
+/** How long prewarm() waits at most for a standby to say it has booted. */
+const STANDBY_READY_MS = 10_000;
 
 /** The `--wasm-max-mem-pages` a host runs with for a memory limit: fixed at boot, so a standby fits one limit. */
 const maxMemPagesFor = (memoryMb: number) => Math.ceil((memoryMb * 1024 * 1024) / WASM_PAGE_BYTES);
@@ -272,6 +274,9 @@ export class WasmRuntime implements Runtime {
     if (readyPipe) {
       // The host writes one line and closes fd 3 once booted; an exit closes it too.
       host.ready = new Promise<void>((resolveReady) => {
+        // Bounded: a host that never says so (hung in its boot) must not hold up a start or a
+        // discard; the start then waits on its health check like any other.
+        setTimeout(resolveReady, STANDBY_READY_MS).unref();
         readyPipe.once("data", () => resolveReady());
         readyPipe.once("close", () => resolveReady());
         readyPipe.once("error", () => resolveReady());
