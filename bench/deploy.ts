@@ -17,6 +17,7 @@ import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { loadOrCreateSigningKey } from "../src/auth/keys.js";
 import { buildAuthApp } from "../src/auth/server.js";
+import { sleep } from "../src/core/sleep.js";
 import { startNode } from "../src/node/index.js";
 import { tenantRegistryAccess } from "../src/node/registry-access.js";
 import type { DeployEvent } from "../src/pipeline/executor.js";
@@ -143,7 +144,7 @@ async function main(): Promise<void> {
     });
     await supervisor.start();
     while (!node.coordinator.supervisors().some((s) => s.name === "bench-sup")) {
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
 
     const timings: RunTiming[] = [];
@@ -208,7 +209,7 @@ async function main(): Promise<void> {
         }
         if (!Number.isNaN(firstNewMs) && !Number.isNaN(deployDoneMs)) break;
         if (performance.now() - t0 > 300_000) throw new Error(`run ${run} did not finish in 5 minutes`);
-        await new Promise((r) => setTimeout(r, 20));
+        await sleep(20);
       }
       const record = await node.pipeline!.store.get(accepted.id);
       if (record?.status !== "succeeded" || record.results.some((r) => !r.success)) {

@@ -9,6 +9,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, realpathSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
+import { sleep } from "../src/core/sleep.js";
 import { busyboxPageDockerfile, gitEnv } from "../test/support/git-repo.js";
 import { ensureDockerd, requireCommand, tempDir } from "../test/support/tools.js";
 import { freeUpPorts, spawnUp } from "../test/support/up-stack.js";
@@ -45,7 +46,7 @@ async function answers(url: string, want: string): Promise<void> {
   while (Date.now() < deadline) {
     const res = await fetch(url).catch(() => undefined);
     if (res?.status === 200 && (await res.text()).includes(want)) return;
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   throw new Error(`${url} never answered ${want}`);
 }

@@ -14,6 +14,8 @@ import crypto from "node:crypto";
 import { readFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
+import { readProcStatSync } from "../src/core/proc-stat.js";
+import { sleep } from "../src/core/sleep.js";
 import { type RunningProcess, repoRoot, spawnProcess, tempDir, waitForHttp } from "../test/support/tools.js";
 
 const peersWanted = Number(process.env.BENCH_MESH_PEERS ?? "1000");
@@ -27,9 +29,9 @@ const CHANGE_EVERY = 10;
 const ticksPerSec = 100;
 
 function cpuSecs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-  // utime and stime are fields 14 and 15 of stat; after the ") " split they are at 11 and 12.
-  return (Number(fields[11]) + Number(fields[12])) / ticksPerSec;
+  const stat = readProcStatSync(pid);
+  if (!stat) throw new Error(`process ${pid} is gone`);
+  return (stat.utimeTicks + stat.stimeTicks) / ticksPerSec;
 }
 
 function rssMiB(pid: number): number {
@@ -56,7 +58,7 @@ async function paced(count: number, secs: number, call: (i: number) => Promise<v
   for (let i = 0; i < count; i++) {
     const due = start + i * gapMs;
     const wait = due - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (wait > 0) await sleep(wait);
     const p = call(i).finally(() => inflight.delete(p));
     inflight.add(p);
     if (inflight.size >= 64) await Promise.race(inflight);
@@ -176,7 +178,7 @@ async function main(): Promise<void> {
     });
     const cpuBeats = cpuSecs(pid) - cpu0;
     const rss = rssMiB(pid);
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000);
 
     // The anchor: as many health requests, at the same rate, against the same process.
     const healthLatency: number[] = [];

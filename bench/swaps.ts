@@ -17,6 +17,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freeLoopbackPort } from "../src/core/net.js";
+import { sleep } from "../src/core/sleep.js";
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const tabbify = join(repoRoot, "dist", "src", "main", "tabbify.js");
@@ -95,7 +96,7 @@ async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 30
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await probe().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   throw new Error(`timed out waiting for ${what}`);
 }
@@ -208,18 +209,18 @@ async function measure(plane: string, hop: string): Promise<Row> {
       await res.body?.cancel();
       return res.ok;
     });
-    await new Promise((r) => setTimeout(r, 1_500));
+    await sleep(1_500);
     await wrk(url, 1);
     const rest = await wrk(url, restSecs);
     const swapMs: number[] = [];
     const swapping = await wrk(url, 600, async () => {
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
       for (let i = 1; i <= swaps; i++) {
         const t0 = performance.now();
         await api(`/v1/apps/${uuid}/deploy`, spec(i));
         swapMs.push(performance.now() - t0);
       }
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
     });
     return { plane, hop, rest, swapping, swapMs };
   } catch (err) {

@@ -3,6 +3,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
+import { sleep } from "../src/core/sleep.js";
 import { call, fetchAudit, firstBrokenSeq } from "./support/apps-api.js";
 import { freePort, type RunningProcess, spawnTabbify, tempDir, waitForHttp } from "./support/tools.js";
 
@@ -104,7 +105,7 @@ describe("tabbify node registry + tabbify audit verify", () => {
       }
     };
     const workers = Array.from({ length: 6 }, () => worker());
-    while (acknowledged.length < 60) await new Promise((r) => setTimeout(r, 10));
+    while (acknowledged.length < 60) await sleep(10);
     node?.child.kill("SIGKILL");
     await node?.exited;
     stop = true;

@@ -7,6 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { calculateJwkThumbprint, exportJWK } from "jose";
 import type { SigningKey } from "../src/auth/keys.js";
 import { issueTenantToken, verifyTenantToken } from "../src/auth/tenant-token.js";
+import { sleep } from "../src/core/sleep.js";
 import { nodeKeyActor } from "../src/node/apps-identity.js";
 import { type NodeOptions, type RunningNode, startNode } from "../src/node/index.js";
 import { call, fetchAudit, firstBrokenSeq } from "./support/apps-api.js";
@@ -209,7 +210,7 @@ export function registryApiSuite(engine: RegistryEngine): void {
         const patch = (labels: Record<string, string>, token: string) =>
           call(node.url, "PATCH", "/api/v1/apps/busy", { token, body: { labels } });
         const first = patch({ first: "1" }, KEY);
-        await new Promise((r) => setTimeout(r, 300));
+        await sleep(300);
         const started = Date.now();
         const second = await patch({ second: "2" }, acmeToken);
         assert.equal(second.status, 409, second.text);

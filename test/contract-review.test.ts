@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { sleep } from "../src/core/sleep.js";
 import {
   auditActions,
   CONTRACT_NODE_KEY,
@@ -182,7 +183,7 @@ describe("an expired plan", () => {
     const first = await session(stack, CONTRACT_NODE_KEY, "late", v1);
     assert.equal(first.status, 202);
     const planId = first.json.planId as string;
-    await new Promise((r) => setTimeout(r, 600));
+    await sleep(600);
     assert.equal(
       (await call(stack, "GET", `/v1/deploy/plans/${planId}`, CONTRACT_NODE_KEY)).json.status,
       "expired",

@@ -7,6 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
+import { readProcStat } from "../src/core/proc-stat.js";
+import { sleep } from "../src/core/sleep.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
 
 /**
@@ -53,10 +55,8 @@ async function liveInGroup(pgid: number): Promise<number[]> {
   const live: number[] = [];
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    // Fields after the parenthesised command: state ppid pgrp ...
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[2]) === pgid && fields[0] !== "Z") live.push(Number(entry));
+    const stat = await readProcStat(entry);
+    if (stat?.pgrp === pgid && stat.state !== "Z") live.push(Number(entry));
   }
   return live;
 }
@@ -65,7 +65,7 @@ async function until(what: string, timeoutMs: number, check: () => Promise<boole
   const start = Date.now();
   while (Date.now() - start < timeoutMs) {
     if (await check().catch(() => false)) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }

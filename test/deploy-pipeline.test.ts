@@ -16,6 +16,7 @@ import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { loadOrCreateSigningKey } from "../src/auth/keys.js";
 import { buildAuthApp } from "../src/auth/server.js";
+import { sleep } from "../src/core/sleep.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
 import { tenantRegistryAccess } from "../src/node/registry-access.js";
 import type { DeployEvent, RegistryAccess } from "../src/pipeline/executor.js";
@@ -225,7 +226,7 @@ async function waitDone(id: string | undefined, timeoutMs = 150_000): Promise<St
     const { status, json } = await api<StatusBody>("GET", `/v1/deploy/${id}/status`);
     if (status === 200) return json;
     assert.equal(status, 202, JSON.stringify(json));
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
   throw new Error(`deploy ${id} not done within ${timeoutMs} ms\n${supervisor.log.slice(-3000)}`);
 }
@@ -389,7 +390,7 @@ describe("deploy pipeline", () => {
     };
     let types = await artifactTypes();
     for (let i = 0; i < 40 && types.length < 2; i++) {
-      await new Promise((r) => setTimeout(r, 250));
+      await sleep(250);
       types = await artifactTypes();
     }
     assert.deepEqual(types, [

@@ -9,6 +9,7 @@ import type { FastifyInstance } from "fastify";
 import { loadOrCreateSigningKey } from "../src/auth/keys.js";
 import { buildAuthApp } from "../src/auth/server.js";
 import { issueTenantToken, verifyTenantToken } from "../src/auth/tenant-token.js";
+import { sleep } from "../src/core/sleep.js";
 import { runGitHttpBackend } from "../src/node/git-http.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
 import { tenantRegistryAccess } from "../src/node/registry-access.js";
@@ -105,14 +106,14 @@ async function finished(id: string): Promise<{ success?: boolean; app_uuid: stri
     const res = await api("GET", `/v1/deploy/${id}/status`);
     body = res.json;
     if (res.status === 200) return body;
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
   return body;
 }
 
 /** The push repository's `refs/tabbify/staged/*`, once deploy-end listeners had a moment. */
 async function stagedRefs(name: string): Promise<string[]> {
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(500);
   const out = spawnSync(
     "git",
     ["--git-dir", join(root.path, "node", "git", `${name}.git`), "for-each-ref", "refs/tabbify/staged"],
@@ -138,7 +139,7 @@ async function answers(uuid: string, want: string, timeoutMs = 20_000): Promise<
     const res = await httpGet(new URL(node.url).host, `/app/${uuid}/`, 10_000).catch(() => undefined);
     last = res?.body ?? "";
     if (res?.status === 200 && last.includes(want)) return last;
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
   throw new Error(`app ${uuid} never answered ${want} (last: ${last.slice(0, 200)})`);
 }
@@ -244,7 +245,7 @@ describe("git deploys without a forge", () => {
       const res = await api("GET", `/v1/deploy/${json.id}/status`);
       body = res.json;
       if (res.status === 200) break;
-      await new Promise((r) => setTimeout(r, 250));
+      await sleep(250);
     }
     assert.equal(body.success, true, JSON.stringify(body));
     await answers(body.app_uuid, "plain-v1");

@@ -7,6 +7,7 @@ import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { loadOrCreateSigningKey } from "../src/auth/keys.js";
 import { buildAuthApp } from "../src/auth/server.js";
+import { sleep } from "../src/core/sleep.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
 import { tenantRegistryAccess } from "../src/node/registry-access.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
@@ -54,7 +55,7 @@ async function finished(id: string): Promise<{ success?: boolean; app_uuid: stri
     const res = await api("GET", `/v1/deploy/${id}/status`);
     body = res.json;
     if (res.status === 200) return body;
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
   return body;
 }

@@ -6,6 +6,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, it } from "node:test";
+import { sleep } from "../src/core/sleep.js";
 import { busyboxPageDockerfile, gitEnv } from "./support/git-repo.js";
 import { ensureDockerd, repoRoot, requireCommand, tempDir } from "./support/tools.js";
 import { freeUpPorts, spawnUp, type UpPorts } from "./support/up-stack.js";
@@ -42,7 +43,7 @@ async function answers(uuid: string, want: string): Promise<void> {
     const res = await fetch(`http://127.0.0.1:${ports.node}/app/${uuid}/`).catch(() => undefined);
     last = res ? await res.text() : "";
     if (res?.status === 200 && last.includes(want)) return;
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
   throw new Error(`app ${uuid} never answered ${want} (last: ${last.slice(0, 200)})`);
 }
@@ -118,7 +119,7 @@ it("a local repository deploys by path under tabbify up", async () => {
     });
     body = (await s.json()) as typeof body;
     if (s.status === 200) break;
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
   }
   assert.equal(body.success, true, JSON.stringify(body));
   await answers(body.app_uuid!, "local-v1");

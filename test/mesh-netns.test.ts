@@ -4,6 +4,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { deriveAppUla } from "../src/core/address.js";
+import { sleep } from "../src/core/sleep.js";
 import { REGISTRY_ULA } from "../src/mesh/ula.js";
 import { mintToken } from "./support/mesh.js";
 import { NetnsLab, nsRun, requestLoop, requireMeshHost } from "./support/netns.js";
@@ -119,7 +120,7 @@ async function eventually<T>(
     } catch (err) {
       last = err;
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
 }
@@ -313,7 +314,7 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
   for (let i = 0; i < 5; i++) {
     const r = await through(appB);
     assert.equal(r.status, 200, `app on B after kill -9 of its supervisor: ${r.body}`);
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
   }
   const ulaB2 = await startSupervisor(B, dataB);
   assert.equal(ulaB2, ulaB, "B keeps its mesh address across a restart");

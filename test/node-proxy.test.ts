@@ -4,6 +4,7 @@ import http from "node:http";
 import type { Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
+import { sleep } from "../src/core/sleep.js";
 import { dataPlanes, type RunningNode, startNode } from "../src/node/index.js";
 
 /**
@@ -428,7 +429,7 @@ for (const dataPlane of dataPlanes)
       if (head.length > 0) onFrame(head);
       socket.on("data", onFrame);
       socket.write(clientTextFrame("hello"));
-      await new Promise((r) => setTimeout(r, 30));
+      await sleep(30);
       socket.write(clientTextFrame("again"));
       await withTimeout(gotTwo.promise, 5000, "two echoes");
       assert.deepEqual(replies, ["echo:hello", "echo:again"]);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { after, before, describe, it, mock } from "node:test";
 import { deriveAppUla } from "../src/core/address.js";
+import { sleep } from "../src/core/sleep.js";
 import { RosterClient } from "../src/mesh/client.js";
 import type { PeerInfo, PeerRecord } from "../src/mesh/roster.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
@@ -32,8 +33,6 @@ async function call(
   assert.ok(!text.includes(KEY), "the node key never appears in a response");
   return { status: res.status, body: JSON.parse(text) as Record<string, unknown>, headers: res.headers };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls until `done` holds: a loaded 2-core CI machine may run timers late, so waits are event-driven. */
 async function eventually(what: string, done: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { sleep } from "../src/core/sleep.js";
 import {
   alive,
   fastSupervisorArgs,
@@ -81,7 +82,7 @@ describe("manifest promises", () => {
     assert.equal(started.status, 200, JSON.stringify(started.json));
     const pid = started.json.workload_pid as number;
     // Three idle timeouts and more: an always_on app keeps its workload.
-    await new Promise((r) => setTimeout(r, 3_500));
+    await sleep(3_500);
     const r = await row(sup, uuid);
     assert.equal(r.state, "running");
     assert.equal(r.workload_pid, pid);

@@ -225,7 +225,9 @@ describe("bad tokens are 401 and the server keeps serving", () => {
   });
 
   it("a registry token expires", async () => {
-    const tokens = new RegistryTokens({ ttlSeconds: 1 });
+    // Expiry counts whole seconds: a 1 s token issued late in a second is already expired early in
+    // the next one. Two seconds keep it valid for the first call on any machine.
+    const tokens = new RegistryTokens({ ttlSeconds: 2 });
     const shortReg = await startTestRegistry({ authUrl, tokens });
     try {
       const r = await call(shortReg.url, "/auth/token", { headers: { authorization: basic(acmeJwt) } });
@@ -234,7 +236,7 @@ describe("bad tokens are 401 and the server keeps serving", () => {
         (await call(shortReg.url, "/v2/", { headers: { authorization: `Bearer ${token}` } })).status,
         200,
       );
-      await new Promise((res) => setTimeout(res, 2100));
+      await new Promise((res) => setTimeout(res, 3100));
       const late = await call(shortReg.url, "/v2/", { headers: { authorization: `Bearer ${token}` } });
       assert.equal(late.status, 401);
       assert.equal(errorCode(late), "UNAUTHORIZED");

@@ -8,6 +8,7 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, it } from "node:test";
+import { sleep } from "../src/core/sleep.js";
 import { type RunningNode, startNode } from "../src/node/server.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
 import { eventsMediaType } from "../src/registry/notifications.js";
@@ -75,7 +76,7 @@ it("events queued while the node is down survive a registry restart and arrive o
   const del = await call(registry.url, "/v2/acme/web/manifests/v2", { method: "DELETE", headers });
   assert.equal(del.status, 202);
   // Nothing listens on the node's port yet: all four wait on disk.
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(500);
   assert.deepEqual(Object.values(await registry.notifier!.backlog()), [4]);
   await registry.close();
   const queueDirs = await readdir(join(dir, "registry", "notifications"));
@@ -93,7 +94,7 @@ it("events queued while the node is down survive a registry restart and arrive o
   const deadline = Date.now() + 30_000;
   let rows = await registryAudit();
   while (rows.length < 4 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     rows = await registryAudit();
   }
   assert.deepEqual(
@@ -108,7 +109,7 @@ it("events queued while the node is down survive a registry restart and arrive o
   assert.equal(rows[0]!.after.mediaType, "application/vnd.oci.image.manifest.v1+json");
   assert.equal(typeof rows[0]!.after.size, "number");
   for (let i = 1; i < rows.length; i++) assert.ok(rows[i]!.seq > rows[i - 1]!.seq);
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(300);
   assert.deepEqual(Object.values(await registry.notifier!.backlog()), [0]);
 
   // A push while both are up arrives too, after the backlog (the restarted registry signs new tokens).
@@ -118,8 +119,7 @@ it("events queued while the node is down survive a registry restart and arrive o
     headers: fresh,
   });
   const until = Date.now() + 15_000;
-  while ((await registryAudit()).length < 5 && Date.now() < until)
-    await new Promise((r) => setTimeout(r, 100));
+  while ((await registryAudit()).length < 5 && Date.now() < until) await sleep(100);
   const last = (await registryAudit()).at(-1)!;
   assert.equal(last.subject, `image:acme/web@${live.digest}`);
 });

@@ -11,6 +11,7 @@ import type { FastifyInstance } from "fastify";
 import { loadOrCreateSigningKey } from "../src/auth/keys.js";
 import { buildAuthApp } from "../src/auth/server.js";
 import { issueTenantToken } from "../src/auth/tenant-token.js";
+import { sleep } from "../src/core/sleep.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
 import {
   bearerFor,
@@ -136,7 +137,7 @@ it("restarts the upstream when it dies", async () => {
   while (Date.now() < deadline) {
     status = (await call(registry.url, "/v2/acme/app/tags/list", { headers: acme })).status;
     if (status === 200) break;
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
   assert.equal(status, 200, "the upstream answers again after a restart");
   await pushBlob(registry.url, "acme/app", "after restart", acme);
@@ -175,7 +176,7 @@ it("the upstream child exits when the registry is SIGKILLed", async () => {
   assert.equal((await fetch(`http://127.0.0.1:${port}/v2/`)).status, 200, "the upstream serves");
   await spawned.stop("SIGKILL");
   const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline && (await alive(upstreamPid))) await new Promise((r) => setTimeout(r, 100));
+  while (Date.now() < deadline && (await alive(upstreamPid))) await sleep(100);
   assert.equal(await alive(upstreamPid), false, "the upstream died with its parent");
   await assert.rejects(fetch(`http://127.0.0.1:${port}/v2/`), "nothing listens on the upstream port");
 });

@@ -14,6 +14,7 @@ import type { FastifyInstance } from "fastify";
 import { v5 } from "uuid";
 import { loadOrCreateSigningKey } from "../src/auth/keys.js";
 import { buildAuthApp } from "../src/auth/server.js";
+import { sleep } from "../src/core/sleep.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
 import { tenantRegistryAccess } from "../src/node/registry-access.js";
 import type { RegistryAccess } from "../src/pipeline/executor.js";
@@ -90,7 +91,7 @@ async function deployAndWait(sha: string): Promise<StatusBody> {
   while (Date.now() < deadline) {
     const { status, json } = await api<StatusBody>("GET", `/v1/deploy/${started.json.id}/status`);
     if (status === 200) return json;
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
   throw new Error(`deploy not done\n${supervisor.log.slice(-3000)}`);
 }
@@ -119,7 +120,7 @@ async function untilReleases(app: string, n: number): Promise<ReleaseBody[]> {
       if (list.length >= n && list[0]?.environments.length) return list;
     }
     if (Date.now() > deadline) throw new Error(`fewer than ${n} releases of ${app} recorded`);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
 }
 
@@ -200,7 +201,7 @@ describe("releases", () => {
     let index: { manifests: { artifactType?: string; digest: string }[] } = { manifests: [] };
     let artifact: { artifactType?: string; digest: string } | undefined;
     for (let i = 0; i < 50 && !artifact; i++) {
-      if (i > 0) await new Promise((r) => setTimeout(r, 200));
+      if (i > 0) await sleep(200);
       const referrers = await fetch(`${registry.url}/v2/${OWNER}/${app}/referrers/${doneA.digest}`, {
         headers: { authorization: `Bearer ${pull}` },
       });
@@ -259,7 +260,7 @@ describe("releases", () => {
         `/api/v1/apps/${app}/rollback`,
         {},
       ),
-      new Promise((r) => setTimeout(r, 300)).then(() =>
+      sleep(300).then(() =>
         api<{ code: string; error: string }>("POST", `/api/v1/apps/${app}/rollback?wait=false`, {
           to: doneA.digest,
         }),
@@ -326,7 +327,7 @@ describe("releases", () => {
     const toB = api<{ deploy_id: string; queued_ms: number }>("POST", `/api/v1/apps/${app}/rollback`, {
       to: doneB.digest,
     });
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     const queueStarted = performance.now();
     const backToA = runTcli(["rollback", app, "--to", releaseA!.id, "--json", "--node", node.url], tcliEnv);
     let sawQueued = false;
@@ -336,7 +337,7 @@ describe("releases", () => {
         `/api/v1/apps/${app}/progress`,
       );
       sawQueued = p.json.deploy.state === "queued";
-      if (!sawQueued) await new Promise((r) => setTimeout(r, 50));
+      if (!sawQueued) await sleep(50);
     }
     const [first, second] = await Promise.all([toB, backToA]);
     assert.equal(first.status, 200, JSON.stringify(first.json));
@@ -384,7 +385,7 @@ describe("releases", () => {
       );
       if (answer?.body === "A\n") break;
       assert.ok(i < 100, "the promoted environment never answered");
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
     console.log(`promote latency: ${Math.round(performance.now() - promoteStarted)} ms`);
     assert.equal(

@@ -9,6 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { readProcStatSync } from "../src/core/proc-stat.js";
 import { freePort, repoRoot, sleep } from "./support/tools.js";
 
 export { freePort, repoRoot, sleep } from "./support/tools.js";
@@ -68,12 +69,8 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
-  }
+  const stat = readProcStatSync(pid);
+  return stat !== undefined && stat.state !== "Z";
 }
 
 /** One supervisor process with its own data dir and port; `kill9` and `restart` keep the data dir. */
@@ -279,15 +276,7 @@ export function sparesOf(dataDir: string): { pid: number; sock: string }[] {
 /** Living processes whose parent is `pid`, with their command lines. */
 export function childrenOf(pid: number): { pid: number; args: string[] }[] {
   return livePids().flatMap((child) => {
-    const stat = (() => {
-      try {
-        return readFileSync(`/proc/${child}/stat`, "utf8");
-      } catch {
-        return "";
-      }
-    })();
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    return ppid === pid ? [{ pid: child, args: cmdlineOf(child) }] : [];
+    return readProcStatSync(child)?.ppid === pid ? [{ pid: child, args: cmdlineOf(child) }] : [];
   });
 }
 

@@ -3,6 +3,7 @@ import { readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isErrno, TabbifyError } from "../core/errors.js";
 import { formatTomlSyntaxError, isTomlSyntaxError, parseTomlDocument } from "../core/toml-errors.js";
+import { isUuid } from "../core/uuid.js";
 
 /**
  * `tabbify.lock`, kept in the app directory: which UUID `tcli push` minted for this app and
@@ -16,8 +17,6 @@ export interface AppLock {
 }
 
 export const LOCK_FILE = "tabbify.lock";
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Reads `<dir>/tabbify.lock`; null when there is none. A malformed lock is LOCK_INVALID. */
 export async function readLock(dir: string): Promise<AppLock | null> {
@@ -42,7 +41,7 @@ export function parseLock(text: string, file = LOCK_FILE): AppLock {
     throw err;
   }
   const appId = doc["app_id"];
-  if (typeof appId !== "string" || !UUID_RE.test(appId)) {
+  if (typeof appId !== "string" || !isUuid(appId)) {
     throw new TabbifyError(
       "LOCK_INVALID",
       `${file}: app_id must be a UUID (delete the file to mint a new id)`,

@@ -1,6 +1,8 @@
 import { parse, stringify } from "smol-toml";
 import { TabbifyError } from "../core/errors.js";
 import { isTomlSyntaxError, parseTomlDocument } from "../core/toml-errors.js";
+import { locateTomlKey } from "../core/toml-locate.js";
+import { isUuid } from "../core/uuid.js";
 import { isCleanAbsolutePath } from "../runtimes/child.js";
 
 /**
@@ -118,7 +120,7 @@ class Validator {
     const routes = this.table("routes", false);
 
     const id = this.optString("app", app, "id");
-    if (id !== undefined && !UUID_RE.test(id)) {
+    if (id !== undefined && !isUuid(id)) {
       this.fail("app", "id", `[app] id must be a UUID, got "${id}"`);
     }
     const manifest: AppManifest = {
@@ -372,43 +374,15 @@ class Validator {
   }
 }
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 function isTable(value: unknown): value is Table {
   return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date);
 }
 
-/**
- * Finds the line of `key` inside `[table]` by scanning the source: smol-toml keeps no positions.
- * Handles `[table]` headers with `key = …` lines, and dotted `table.key = …` at the top level.
- * Falls back to the table header, then to 1:1.
- */
+/** Where `key` of `[table]` is written (column of the key), or the table header when key is null. */
 export function locate(source: string, table: string | null, key: string | null): Location {
-  const lines = source.split(/\r?\n/);
-  let current: string | null = null;
-  let header: Location | null = null;
-  for (let i = 0; i < lines.length; i++) {
-    const raw = lines[i]!;
-    const line = raw.trim();
-    const h = /^\[\s*([A-Za-z0-9_.\-"' ]+?)\s*\]/.exec(line);
-    if (h && !line.startsWith("[[")) {
-      current = h[1]!.replace(/["'\s]/g, "");
-      if (current === table && header === null) header = { line: i + 1, column: raw.indexOf("[") + 1 };
-      if (table === null && key !== null && current === key)
-        return { line: i + 1, column: raw.indexOf("[") + 1 };
-      continue;
-    }
-    if (key === null) continue;
-    const k = /^([A-Za-z0-9_.\-"']+)\s*=/.exec(line);
-    if (!k) continue;
-    const name = k[1]!.replace(/["']/g, "");
-    const column = raw.indexOf(k[1]!) + 1;
-    if (current === table && name === key) return { line: i + 1, column };
-    if (current === null && (table === null ? name === key : name === `${table}.${key}`)) {
-      return { line: i + 1, column };
-    }
-  }
-  return header ?? { line: 1, column: 1 };
+  const path = [...(table === null ? [] : [table]), ...(key === null ? [] : [key])];
+  const at = locateTomlKey(source, path);
+  return { line: at.line, column: at.column };
 }
 
 /**

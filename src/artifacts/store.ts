@@ -6,6 +6,8 @@ import { dirname, join, resolve, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
+import { isLowercaseUuid } from "../core/uuid.js";
 import type { StorageDriver } from "../storage/driver.js";
 import { type AppManifest, parseManifest } from "./manifest.js";
 
@@ -81,8 +83,6 @@ export const ABANDONED_AFTER_MS = 24 * 60 * 60 * 1000;
 const SMALL_FILE_LIMIT = 1024 * 1024;
 /** A version number contended this many times in a row is given up on (a store misbehaving, not bad luck). */
 const MAX_CLAIM_ATTEMPTS = 200;
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export class ArtifactStore {
   readonly driver: StorageDriver;
@@ -451,7 +451,7 @@ function claimTime(body: Buffer | null): number | null {
 }
 
 function checkUuid(uuid: string): void {
-  if (!UUID_RE.test(uuid)) throw new TabbifyError("APP_ID_INVALID", `not a lowercase UUID: "${uuid}"`);
+  if (!isLowercaseUuid(uuid)) throw new TabbifyError("APP_ID_INVALID", `not a lowercase UUID: "${uuid}"`);
 }
 
 function checkRelativePath(path: string): void {
@@ -470,8 +470,4 @@ function fileChanged(file: string, expected: number, actual: number): TabbifyErr
     `${file} changed while pushing (${expected} bytes planned, ${actual} found): push again`,
     { file },
   );
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -1,4 +1,5 @@
 import { isTabbifyError } from "../core/errors.js";
+import { frameworkClientStatus } from "../core/http-errors.js";
 
 /**
  * The auth API's one error→status table. Every error body is `{"error": <message>, "code": <code>}`.
@@ -20,12 +21,6 @@ export interface AuthErrorReply {
   body: { error: string; code: string };
 }
 
-/** Fastify's own request errors (bad JSON, oversized body, …) carry a 4xx `statusCode`. */
-function clientErrorStatus(err: unknown): number | undefined {
-  const status = (err as { statusCode?: unknown } | null)?.statusCode;
-  return typeof status === "number" && status >= 400 && status < 500 ? status : undefined;
-}
-
 export function toAuthErrorReply(err: unknown): AuthErrorReply {
   if (isTabbifyError(err)) {
     const status = authErrorStatus[err.code];
@@ -33,7 +28,7 @@ export function toAuthErrorReply(err: unknown): AuthErrorReply {
   }
   // Framework messages are rewritten rather than passed through so that nothing from the
   // request body (which carries a token) can be echoed back.
-  switch (clientErrorStatus(err)) {
+  switch (frameworkClientStatus(err)) {
     case 413:
       return { status: 413, body: { error: "request body is too large", code: "PAYLOAD_TOO_LARGE" } };
     case 415:

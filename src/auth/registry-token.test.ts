@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { decodeJwt } from "jose";
 import { isTabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 import { loadOrCreateSigningKey } from "./keys.js";
 import { RegistryTokens } from "./registry-token.js";
 import { issueTenantToken } from "./tenant-token.js";
@@ -72,7 +73,7 @@ test("a token expires with the real clock too (tiny ttl)", async () => {
   const tokens = new RegistryTokens({ ttlSeconds: 1 });
   const { token } = await tokens.mint({ ...alice, expiresAt: Math.floor(Date.now() / 1000) + 3600 });
   await tokens.verify(token);
-  await new Promise((resolve) => setTimeout(resolve, 2100));
+  await sleep(2100);
   await rejectsWith("TOKEN_EXPIRED", tokens.verify(token), token);
 });
 

@@ -1,13 +1,14 @@
 import { posix } from "node:path";
 import { isValidTenant } from "../auth/namespace.js";
 import type { TabbifyError } from "../core/errors.js";
+import { checkGitRef } from "../core/git-ref.js";
 import { parseHttpRepoUrl } from "../core/repo-url.js";
+import { isUuid } from "../core/uuid.js";
 import type { BuildRequest } from "../pipeline/executor.js";
 import { isSafeGitUsername } from "../pipeline/git-credentials.js";
 import { fail } from "./failure.js";
 
 export const SHA_RE = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/i;
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 /** `host[:port]` or `[v6]:port`, as docker reads a registry in an image reference. */
 const REGISTRY_RE = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?$/;
@@ -53,13 +54,13 @@ export function validateBuildRequest(body: unknown): ValidBuild {
   const parsedUrl = parseHttpRepoUrl(repoUrl);
   if ("problem" in parsedUrl) throw invalid(parsedUrl.problem);
   const ref = str("ref", true)!;
-  if (ref.startsWith("-") || !/^[A-Za-z0-9._/-]+$/.test(ref) || ref.includes("..")) {
+  if (checkGitRef(ref) !== undefined) {
     throw invalid("ref must be a commit sha, branch or tag name");
   }
   const tenant = str("tenant", true)!;
   if (!isValidTenant(tenant)) throw invalid("tenant is not a valid registry path component");
   const appUuid = str("app_uuid", true)!;
-  if (!UUID_RE.test(appUuid)) throw invalid("app_uuid must be a UUID");
+  if (!isUuid(appUuid)) throw invalid("app_uuid must be a UUID");
   const registry = str("registry", false) ?? str("registry_ula", false);
   if (registry === undefined) throw invalid("registry is required");
   if (!REGISTRY_RE.test(registry)) throw invalid("registry must be host[:port] without scheme or path");

@@ -4,6 +4,7 @@ import { factsOf } from "../contract/facts.js";
 import { appendProofRow, LEDGER_FILE, type ProofRow, scanLedger } from "../contract/ledger.js";
 import { formatCard } from "../contract/render.js";
 import { TabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 import { DeployClient, type PlanRequired, type SessionAccepted } from "../node/deploy-client.js";
 import { bundleHandler } from "./deploy-bundle.js";
 import { findHandler, otherDeployPath, readDotEnv, serviceName } from "./deploy-discover.js";
@@ -75,8 +76,6 @@ export function formatPlanRequired(service: string, plan: PlanRequired): string 
   ];
   return `${lines.join("\n")}\n`;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function deployHandler(opts: DeployOptions): Promise<DeployOutcome> {
   const { dir, out } = opts;

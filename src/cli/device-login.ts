@@ -1,5 +1,5 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { TabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 import type { NodeClient } from "../node/client.js";
 
 /**

@@ -7,6 +7,7 @@ import { type AppLock, LOCK_FILE, readLock, writeLock } from "../artifacts/lock.
 import { parseManifest, stampAppId } from "../artifacts/manifest.js";
 import { type ArtifactStore, CLAIM_FILE, IMAGE_FILE, MANIFEST_FILE } from "../artifacts/store.js";
 import { isErrno, TabbifyError } from "../core/errors.js";
+import { runPool } from "../core/pool.js";
 import type { NodeRelease } from "../node/releases-client.js";
 import type { DockerClient } from "./docker.js";
 import { checkCopySources } from "./dockerfile-sources.js";
@@ -278,28 +279,4 @@ function result(plan: PushPlan, dryRun: boolean, latest: number | null): PushRes
     store: plan.store,
     plan,
   };
-}
-
-/**
- * Runs `work` over `items` with at most `limit` at once; the first failure stops new work and is
- * thrown once the items already started have settled, so nothing is still writing when the
- * caller cleans up.
- */
-async function runPool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const item = items[next++]!;
-      try {
-        await work(item);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  const settled = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker));
-  const rejected = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
-  if (rejected) throw rejected.reason;
 }

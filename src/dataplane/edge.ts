@@ -4,9 +4,12 @@ import { isIP } from "node:net";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { backoffDelay } from "../core/backoff.js";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
+import { sleep } from "../core/sleep.js";
+import { isLowercaseUuid } from "../core/uuid.js";
 import type { EdgeEngine, EdgeRoute, EngineName } from "./engine.js";
 
 const execFileAsync = promisify(execFile);
@@ -252,7 +255,7 @@ export class ProxyEdge {
       if (this.closing) return;
       this.restarts++;
       this.consecutiveDeaths = Date.now() - startedAt > 30_000 ? 1 : this.consecutiveDeaths + 1;
-      const delay = Math.min(100 * 2 ** (this.consecutiveDeaths - 1), 5000);
+      const delay = backoffDelay(this.consecutiveDeaths, 100, 5000);
       this.logger.error(`${this.engine.name} exited; restarting`, {
         code,
         signal,
@@ -302,7 +305,7 @@ export class ProxyEdge {
       } catch {
         return;
       }
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
   }
 
@@ -320,7 +323,7 @@ export class ProxyEdge {
       } catch {
         // Not listening yet.
       }
-      await new Promise((r) => setTimeout(r, 25));
+      await sleep(25);
     }
     throw new TabbifyError(
       "EDGE_UNAVAILABLE",
@@ -339,14 +342,12 @@ function killGroup(pid: number | undefined): void {
   }
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 /**
  * Only lowercase uuids and IP literals ever reach a generated config: the renderers splice them
  * into nginx, haproxy and Caddy syntax unescaped, so anything else is dropped here.
  */
 export function checkedRoutes(routes: readonly EdgeRoute[]): EdgeRoute[] {
-  return routes.filter((r) => UUID.test(r.uuid) && isIP(r.host) !== 0);
+  return routes.filter((r) => isLowercaseUuid(r.uuid) && isIP(r.host) !== 0);
 }
 
 function routesKey(routes: readonly EdgeRoute[]): string {

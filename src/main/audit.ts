@@ -14,21 +14,14 @@ import { databaseOption, type OptionSpec, optionsHelp, parseOptions } from "./fl
  * every link holds, or 1 naming the first broken seq.
  */
 
-const specs: OptionSpec[] = [
-  {
-    flag: "data",
-    env: "TABBIFY_NODE_DATA_DIR",
-    help: "a node's data dir: reads its embedded store (node.db)",
-  },
+export const specs: OptionSpec[] = [
+  // No env twins for --data and --node: the source is named on the command line (see run()).
+  { flag: "data", help: "a node's data dir: reads its embedded store (node.db)" },
   {
     flag: "database",
     help: "postgres://USER@HOST:PORT/DB, the nodes' shared store (a URL with a password: env TABBIFY_DATABASE_URL)",
   },
-  {
-    flag: "node",
-    env: "TABBIFY_NODE_URL",
-    help: "a node's URL: reads GET /api/v1/audit with TABBIFY_NODE_KEY",
-  },
+  { flag: "node", help: "a node's URL: reads GET /api/v1/audit with TABBIFY_NODE_KEY" },
 ];
 
 const usage = "tabbify audit verify [--data DIR | --database URL | --node URL] (or env TABBIFY_DATABASE_URL)";

@@ -10,6 +10,7 @@ import { loadOrCreateSigningKey } from "../auth/keys.js";
 import { formatScope, robotScopes } from "../auth/registry-scope.js";
 import { buildAuthApp } from "../auth/server.js";
 import { issueTenantToken, maxTenantTokenTtlSeconds, verifyTenantToken } from "../auth/tenant-token.js";
+import { parseDurationSeconds } from "../core/duration.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import { dataDirPermissionWarnings } from "../storage/permissions.js";
 import { listenOptions } from "../upgrade/listener-handoff.js";
@@ -129,19 +130,13 @@ async function issueToken(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   return 0;
 }
 
-const ttlUnits: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
-
 /** `90s`, `15m`, `24h`, `7d` or plain seconds → seconds. */
 export function parseTtl(value: string): number {
-  const m = /^(\d{1,12})([smhd]?)$/.exec(value.trim());
-  const seconds = m ? Number(m[1]) * (ttlUnits[m[2] || "s"] ?? 1) : Number.NaN;
-  if (!Number.isSafeInteger(seconds) || seconds <= 0 || seconds > maxTenantTokenTtlSeconds) {
-    throw new TabbifyError(
-      "USAGE",
-      `--ttl wants a positive duration like 90s, 15m, 24h, 7d or plain seconds (at most ${maxTenantTokenTtlSeconds / 86400}d), got "${value}"`,
-    );
-  }
-  return seconds;
+  return parseDurationSeconds(value, "ttl", {
+    min: 1,
+    max: maxTenantTokenTtlSeconds,
+    hint: `positive, at most ${maxTenantTokenTtlSeconds / 86400}d`,
+  });
 }
 
 /** `$USER` is unset in some shells (containers, cron): fall back to the OS's name, then "dev". */

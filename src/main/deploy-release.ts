@@ -10,9 +10,9 @@ import { chmod, mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
+import { isLowercaseUuid } from "../core/uuid.js";
 
 const DEPLOY_ROUTE = "/v1/apps/:uuid/deploy";
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** A release manifest is a few hundred bytes; this bounds what a caller can make us write. */
 const MAX_MANIFEST_BYTES = 64 * 1024;
 
@@ -30,7 +30,7 @@ export function registerDeployRelease(app: FastifyInstance, dataDir: string): vo
     delete fields.release;
     if (release === undefined) return;
     const { id, manifest } = (release ?? {}) as { id?: unknown; manifest?: unknown };
-    if (typeof id !== "string" || !UUID.test(id)) {
+    if (typeof id !== "string" || !isLowercaseUuid(id)) {
       throw new TabbifyError("SPEC_INVALID", "release.id must be a release's uuid");
     }
     if (typeof manifest !== "object" || manifest === null || Array.isArray(manifest)) {
@@ -41,7 +41,7 @@ export function registerDeployRelease(app: FastifyInstance, dataDir: string): vo
       throw new TabbifyError("SPEC_INVALID", `release.manifest is larger than ${MAX_MANIFEST_BYTES} bytes`);
     }
     const uuid = String((req.params as { uuid?: unknown }).uuid ?? "").toLowerCase();
-    if (!UUID.test(uuid)) return; // the route refuses it
+    if (!isLowercaseUuid(uuid)) return; // the route refuses it
     const dir = join(root, uuid);
     await mkdir(dir, { recursive: true, mode: 0o755 });
     const file = join(dir, `${id}.json`);

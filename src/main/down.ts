@@ -6,8 +6,8 @@
  */
 import { readdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { isErrno, TabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 import { type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
 import { processAlive, readUpState } from "./up-state.js";
 

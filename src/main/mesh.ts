@@ -11,7 +11,7 @@ import { NODE_DB_FILE } from "../node/node-store.js";
 import { openStore } from "../store/index.js";
 import { databaseOption, type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
 
-const specs: OptionSpec[] = [
+export const specs: OptionSpec[] = [
   { flag: "network", help: "the network the joiner belongs to (its tenant's); empty: the default network" },
   {
     flag: "tags",

@@ -4,6 +4,7 @@
 import { mkdir, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { formatBytes } from "../cli/plan.js";
+import { parseDurationSeconds } from "../core/duration.js";
 import { isErrno, isTabbifyError, TabbifyError } from "../core/errors.js";
 import { createLogger } from "../core/log.js";
 import { REGISTRY_ULA } from "../mesh/ula.js";
@@ -320,8 +321,6 @@ async function releaseRootsOption(
   };
 }
 
-const durationUnits: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
-
 /** `--min-age`: `90s`, `30m`, `1h`, `7d` or plain seconds, 0 allowed → milliseconds. */
 export function parseMinAge(value: string): number {
   return parseDuration(value, "min-age");
@@ -329,14 +328,8 @@ export function parseMinAge(value: string): number {
 
 /** A duration flag: `90s`, `30m`, `1h`, `7d` or plain seconds, 0 allowed → milliseconds. */
 export function parseDuration(value: string, flag: string): number {
-  const m = /^(\d{1,9})([smhd]?)$/.exec(value.trim());
-  if (!m) {
-    throw new TabbifyError(
-      "USAGE",
-      `--${flag} wants a duration like 90s, 30m, 1h, 7d or plain seconds (0: none), got "${value.slice(0, 40)}"`,
-    );
-  }
-  return Number(m[1]) * (durationUnits[m[2] || "s"] ?? 1) * 1000;
+  // At most 10^9 s (~31 years): anything longer is a typo, and ms stay a safe integer.
+  return parseDurationSeconds(value, flag, { min: 0, max: 1e9, hint: "0: none" }) * 1000;
 }
 
 function formatDuration(ms: number): string {

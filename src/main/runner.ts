@@ -14,7 +14,7 @@ import type { AssignRequest, ControlReply, ControlRequest } from "../runner/cont
 import type { Runtime, RuntimeKind, Workload, WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
 import { intOption, type OptionSpec, optionsHelp, parseListen, parseOptions, required } from "./flags.js";
 
-const specs: OptionSpec[] = [
+export const specs: OptionSpec[] = [
   { flag: "uuid", help: "the app's uuid" },
   { flag: "control-sock", help: "unix socket path for the supervisor's control protocol" },
   { flag: "data-dir", help: "the supervisor's data directory" },

@@ -5,9 +5,8 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { isTabbifyError } from "../core/errors.js";
 import { freeLoopbackPort } from "../core/net.js";
+import { sleep } from "../core/sleep.js";
 import { KeptRole } from "./up-roles.js";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

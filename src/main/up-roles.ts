@@ -9,6 +9,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { TabbifyError } from "../core/errors.js";
 import { streamingProcessFlags } from "../core/node-flags.js";
+import { sleep } from "../core/sleep.js";
 import { type BackoffPolicy, retryDelayMs } from "../supervisor/backoff.js";
 import { probeVersionReady } from "../upgrade/handoff-probe.js";
 import { offerListener, type SharedListener } from "../upgrade/listener-handoff.js";
@@ -156,7 +157,7 @@ export class KeptRole {
           last = `not ready within ${timeoutMs / 1000} s (${last})`;
           break;
         }
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
       }
     } catch (err) {
       last = (err as Error).message;
@@ -228,7 +229,7 @@ async function waitAnswering(spec: RoleSpec, child: ChildProcess, timeoutMs: num
       await fetch(spec.readyUrl, { signal: AbortSignal.timeout(1000) });
       return;
     } catch {
-      await new Promise((r) => setTimeout(r, 150));
+      await sleep(150);
     }
   }
   throw new TabbifyError(

@@ -1,16 +1,7 @@
-/**
- * `tabbify up`: the all-in-one stack on loopback with embedded defaults. Every role runs as its
- * own child process started with the same flags a user would pass, so `up` proves the roles
- * compose over their HTTP APIs exactly as they do across hosts.
- *
- * A role that dies is restarted with backoff while the others keep serving (up-roles.ts). Stopping
- * `up` stops the control plane (auth, registry, node, supervisor). Runners are detached by design
- * and keep serving; the next `up` re-adopts them.
- */
-import { execFile } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { dockerDaemonAnswers } from "../core/docker-cli.js";
 import { loadOrCreateKeyFile } from "../core/key-file.js";
 import { tabbifyVersion } from "../core/version.js";
 import { bindSharedListener } from "../upgrade/listener-handoff.js";
@@ -21,7 +12,7 @@ import { roleEnv } from "./role-env.js";
 import { KeptRole, type RoleSpec, tabbifyEntry } from "./up-roles.js";
 import { assertPortsFree, clearUpState, writeUpState } from "./up-state.js";
 
-const upOptions: OptionSpec[] = [
+export const upOptions: OptionSpec[] = [
   { flag: "data", env: "TABBIFY_DATA_DIR", default: ".tabbify", help: "where every role keeps its state" },
   { flag: "host", env: "TABBIFY_HOST", default: "127.0.0.1", help: "loopback address every role listens on" },
   {
@@ -47,12 +38,6 @@ const upOptions: OptionSpec[] = [
   },
   { flag: "quiet", boolean: true, help: "do not echo the roles' logs" },
 ];
-
-async function dockerAnswers(): Promise<boolean> {
-  return new Promise((done) => {
-    execFile("docker", ["info", "--format", "{{.ServerVersion}}"], { timeout: 5000 }, (err) => done(!err));
-  });
-}
 
 /** The node key: TABBIFY_NODE_KEY when set, else one kept in `<data>/node.key` (mode 0600). */
 async function nodeKey(dataDir: string, env: NodeJS.ProcessEnv): Promise<{ key: string; source: string }> {
@@ -125,7 +110,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   // up holds each role's listening socket, so replacing a role's process never refuses a connection.
   const listener = (port: string) => bindSharedListener(host, Number(port));
 
-  const builder = await dockerAnswers();
+  const builder = await dockerDaemonAnswers(5_000);
   const say = (line: string) => process.stderr.write(`tabbify up: ${line}\n`);
   const specs: RoleSpec[] = [
     {

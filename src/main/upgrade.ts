@@ -16,6 +16,7 @@ import { Readable } from "node:stream";
 import type { ReadableStream } from "node:stream/web";
 import { fileURLToPath } from "node:url";
 import { TabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 import { openStore } from "../store/index.js";
 import { packStaged, stageRelease } from "../upgrade/pack.js";
 import type { PlatformUpgrade } from "../upgrade/records.js";
@@ -107,7 +108,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const deadline = Date.now() + timeoutMs;
   let shown = 0;
   for (;;) {
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     let upgrade: PlatformUpgrade | undefined;
     try {
       const res = await fetch(`${node}/api/v1/platform/upgrades/${accepted.id}`, {

@@ -3,6 +3,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, describe, it } from "node:test";
 import { createLogger } from "../core/log.js";
+import { sleep } from "../core/sleep.js";
 import { RosterClient } from "./client.js";
 import type { PeerRecord } from "./roster.js";
 
@@ -37,7 +38,7 @@ async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error("condition not reached in time");
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }
 
@@ -78,7 +79,7 @@ describe("RosterClient", () => {
     assert.deepEqual(node.calls[1]?.body.tags, record.tags);
     assert.equal(client.peerId, "peer-1");
     const count = node.calls.length;
-    await new Promise((r) => setTimeout(r, 80));
+    await sleep(80);
     assert.equal(node.calls.length, count, "no beats after stop");
   });
 
@@ -109,7 +110,7 @@ describe("RosterClient", () => {
     await probe.close();
     const client = new RosterClient({ nodeUrl: `http://127.0.0.1:${port}`, intervalMs: 20, logger });
     client.start(() => record);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     const outageLines = lines.filter((l) => l.includes("unreachable"));
     assert.equal(outageLines.length, 1, lines.join(""));
     assert.match(outageLines[0] ?? "", /ECONNREFUSED/);

@@ -1,8 +1,10 @@
 import crypto from "node:crypto";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { backoffDelay } from "../core/backoff.js";
 import { isErrno } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
+import { sleep } from "../core/sleep.js";
 import type { MeshPeerInfo, MeshPeerPath, MeshRegisterResponse } from "./wire.js";
 import type { WireGuardInterface } from "./wireguard.js";
 
@@ -106,14 +108,14 @@ export class MeshJoiner {
     const identity = await loadOrCreateIdentity(this.opts.dataDir);
     this.identity = identity;
     let reply: MeshRegisterResponse | undefined;
-    for (let delay = 500; !reply; delay = Math.min(delay * 2, 10_000)) {
+    for (let attempt = 1; !reply; attempt++) {
       try {
         reply = await this.register();
       } catch (err) {
         const status = (err as { status?: number }).status;
         if (status && status < 500 && status !== 404) throw err;
         this.opts.logger.warn("coordinator not reachable; retrying", { error: (err as Error).message });
-        await new Promise((r) => setTimeout(r, delay));
+        await sleep(backoffDelay(attempt, 500, 10_000));
       }
     }
     const keyFile = join(this.opts.dataDir, "mesh-wg.key");

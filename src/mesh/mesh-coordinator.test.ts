@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { isTabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 import { openStore, type Store } from "../store/index.js";
 import { MeshAddressBook } from "./address-book.js";
 import { mintJoinToken, verifyJoinToken } from "./join-token.js";
@@ -239,7 +240,7 @@ describe("join tokens", () => {
       isTabbifyError(e, "MESH_TOKEN_INVALID"),
     );
     const short = await mintJoinToken(key, { network: "acme", ttlSecs: 1 });
-    await new Promise((r) => setTimeout(r, 2100));
+    await sleep(2100);
     await assert.rejects(verifyJoinToken(key, short), /expired/);
   });
 });

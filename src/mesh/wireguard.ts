@@ -2,6 +2,7 @@ import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { promisify } from "node:util";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
+import { sleep } from "../core/sleep.js";
 
 const exec = promisify(execFile);
 
@@ -171,7 +172,7 @@ export class WireGuardInterface {
       )
         return;
       if (child.exitCode !== null) break;
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
     throw new TabbifyError(
       "MESH_INTERFACE_FAILED",

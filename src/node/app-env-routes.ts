@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { parseAppUuid } from "../core/address.js";
+import { bearerToken } from "../core/bearer.js";
 import { TabbifyError } from "../core/errors.js";
 import type { Store } from "../store/index.js";
 import { appRunningAs, environmentOf } from "./app-targets.js";
@@ -107,7 +108,7 @@ export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRou
           "this node has no supervisor key, so it hands out no env",
         );
       }
-      const presented = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? "")?.[1];
+      const presented = bearerToken(req.headers.authorization);
       if (presented === undefined || !timingSafeEqual(sha256(presented), supervisorDigest)) {
         throw new TabbifyError("UNAUTHORIZED", "this route takes the supervisors' key");
       }

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { TenantIdentity } from "../auth/types.js";
+import { bearerToken } from "../core/bearer.js";
 import { TabbifyError } from "../core/errors.js";
 import type { Caller } from "./apps-registry.js";
 import type { NodeKeyCheck } from "./auth.js";
@@ -19,7 +20,7 @@ export function nodeKeyActor(nodeKey: string): string {
 
 /** The actor of a request the node key check already let through. */
 export function nodeKeyActorOf(authorization: string | undefined): string {
-  return nodeKeyActor(bearer(authorization) ?? "");
+  return nodeKeyActor(bearerToken(authorization) ?? "");
 }
 
 export function tenantActor(identity: TenantIdentity): string {
@@ -43,7 +44,7 @@ export class CallerResolver {
 
   /** Any caller: the node key, or a tenant token when the node can verify them. */
   async resolve(authorization: string | undefined): Promise<Caller> {
-    const token = bearer(authorization);
+    const token = bearerToken(authorization);
     let keyFailure: unknown;
     try {
       this.#keyCheck.assert(authorization);
@@ -79,9 +80,4 @@ export class CallerResolver {
     }
     return caller;
   }
-}
-
-function bearer(header: string | undefined): string | undefined {
-  if (!header) return undefined;
-  return /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)?.[1];
 }

@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isTabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 import { AppLocks } from "./apps-lock.js";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("per-app mutation locks", () => {
   it("runs one app's mutations one at a time, in arrival order", async () => {

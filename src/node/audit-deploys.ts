@@ -1,4 +1,5 @@
 import type { Logger } from "../core/log.js";
+import { sleep } from "../core/sleep.js";
 import type { DeployRecord, DeployStore } from "../pipeline/executor.js";
 import { isTerminalEvent } from "../pipeline/executor.js";
 import type { DeployRequest } from "../pipeline/plan.js";
@@ -99,9 +100,6 @@ export class DeployAuditor implements DeployObserver {
 
   /** Waits (bounded) for ends being recorded, so a clean shutdown does not cut one short. */
   async close(waitMs = 2_000): Promise<void> {
-    await Promise.race([
-      Promise.allSettled([...this.#pending]),
-      new Promise((resolve) => setTimeout(resolve, waitMs).unref()),
-    ]);
+    await Promise.race([Promise.allSettled([...this.#pending]), sleep(waitMs, { unref: true })]);
   }
 }

@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import { bearerToken } from "../core/bearer.js";
 import { TabbifyError } from "../core/errors.js";
 
 /**
@@ -39,10 +40,4 @@ export class NodeKeyCheck {
 
 function digest(value: string): Buffer {
   return crypto.createHash("sha256").update(value, "utf8").digest();
-}
-
-function bearerToken(header: string | undefined): string | undefined {
-  if (!header) return undefined;
-  const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-  return m?.[1];
 }

@@ -3,13 +3,14 @@ import type { Static } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
+import { checkGitRef } from "../core/git-ref.js";
 import { acceptJsonWhateverContentType } from "../core/json-body.js";
 import type { Logger } from "../core/log.js";
 import { checkRepoUrl, parseHttpRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
 import { isSshRepoUrl } from "../core/ssh-remote.js";
 import { type DeployEvent, type DeployRecord, followDeploy, isActive } from "../pipeline/executor.js";
 import { refuseSshRemote } from "../pipeline/git-credentials.js";
-import { checkGitRef, checkGitUrl, isLocalRepoUrl } from "../pipeline/git-remote.js";
+import { checkGitUrl, isLocalRepoUrl } from "../pipeline/git-remote.js";
 import type { DeployRequest, RequestedTarget } from "../pipeline/plan.js";
 import {
   branchIgnoreReason,

@@ -7,6 +7,7 @@ import { contractLabels } from "../contract/labels.js";
 import { parseProofRow } from "../contract/ledger.js";
 import { riskyReasons } from "../contract/reasons.js";
 import type { Contract } from "../contract/types.js";
+import { bearerToken } from "../core/bearer.js";
 import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { CallerResolver } from "./apps-identity.js";
@@ -58,10 +59,6 @@ export function handlerAppUuid(scope: string, project: string): string {
 
 const sha256 = (s: string): Buffer => createHash("sha256").update(s, "utf8").digest();
 
-function bearer(header: string | undefined): string | undefined {
-  return header ? /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)?.[1] : undefined;
-}
-
 export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySessionRoutesOptions): void {
   const now = opts.now ?? (() => new Date());
   const planTtl = opts.planTtlMs ?? 24 * 3600_000;
@@ -77,7 +74,7 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
 
   /** The session a credential opens; any mismatch is the same 401, so ids reveal nothing. */
   const sessionFor = async (id: string, authorization: string | undefined) => {
-    const token = bearer(authorization);
+    const token = bearerToken(authorization);
     const row = token ? await reviews.session(id) : undefined;
     const given = sha256(token ?? "");
     const want = row ? Buffer.from(row.token_sha256, "hex") : sha256(`no session ${randomUUID()}`);

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { TenantIdentity } from "../auth/types.js";
+import { bearerToken } from "../core/bearer.js";
 import { TabbifyError } from "../core/errors.js";
 import { nodeKeyActor, tenantActor } from "./apps-identity.js";
 import type { AuditLog } from "./audit-log.js";
@@ -214,7 +215,7 @@ async function approverOf(
   authorization: string | undefined,
   opts: DeviceLoginRoutesOptions,
 ): Promise<{ actor: string; identity?: TenantIdentity }> {
-  const token = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization ?? "")?.[1];
+  const token = bearerToken(authorization);
   try {
     opts.keyCheck.assert(authorization);
     return { actor: nodeKeyActor(token ?? "") };

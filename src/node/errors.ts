@@ -1,4 +1,4 @@
-import { isTabbifyError } from "../core/errors.js";
+import { toHttpError } from "../core/http-errors.js";
 
 /**
  * The one table of the node's HTTP edge: every error code the node (and the modules it calls)
@@ -90,20 +90,5 @@ export interface MappedNodeError {
 
 /** Maps a thrown value to a status and body; unknown errors are 500s (bugs). */
 export function toNodeError(err: unknown): MappedNodeError {
-  if (isTabbifyError(err)) {
-    const status = nodeErrorStatus[err.code];
-    if (status !== undefined) return { status, body: { error: err.message, code: err.code } };
-  }
-  // Fastify's own errors (bad JSON, body too large, wrong content type) carry a statusCode < 500.
-  const fastifyStatus = (err as { statusCode?: unknown }).statusCode;
-  if (typeof fastifyStatus === "number" && fastifyStatus >= 400 && fastifyStatus < 500) {
-    const code =
-      fastifyStatus === 413
-        ? "PAYLOAD_TOO_LARGE"
-        : fastifyStatus === 415
-          ? "UNSUPPORTED_MEDIA_TYPE"
-          : "BAD_REQUEST";
-    return { status: fastifyStatus, body: { error: (err as Error).message, code } };
-  }
-  return { status: 500, body: { error: "internal error", code: "INTERNAL" } };
+  return toHttpError(err, nodeErrorStatus);
 }

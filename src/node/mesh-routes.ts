@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { bearerToken } from "../core/bearer.js";
 import { TabbifyError } from "../core/errors.js";
 import { parsePeerRecord, type RosterCoordinator } from "../mesh/coordinator.js";
 import { verifyJoinToken } from "../mesh/join-token.js";
@@ -47,7 +48,7 @@ export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions
       keyCheck.assert(header);
       return { via: "node-key" };
     } catch (keyErr) {
-      const token = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? "")?.[1];
+      const token = bearerToken(header);
       const m = opts.mesh();
       if (!token || !m) throw keyErr;
       return { via: "token", claims: await verifyJoinToken(await m.joinKey(), token) };

@@ -1,5 +1,6 @@
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
+import { sleep } from "../core/sleep.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import {
   contentsApiManifestSource,
@@ -296,10 +297,7 @@ export class NodePipeline {
 
   /** Waits for running deploys (bounded); the store is the caller's to close after. */
   async close(waitMs = 2_000): Promise<void> {
-    await Promise.race([
-      Promise.allSettled([...this.#running]),
-      new Promise((resolve) => setTimeout(resolve, waitMs).unref()),
-    ]);
+    await Promise.race([Promise.allSettled([...this.#running]), sleep(waitMs, { unref: true })]);
     await this.store.close();
     await this.replay.close();
   }

@@ -1,4 +1,5 @@
 import { TabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 import type { RolloutLock, RolloutLockHolder } from "../pipeline/deps.js";
 import { DEFAULT_ENVIRONMENT, type DeployRequest } from "../pipeline/plan.js";
 import type { Store } from "../store/index.js";
@@ -51,7 +52,7 @@ export class DeployLock implements RolloutLock {
     try {
       await opts.onQueued?.(first);
       for (;;) {
-        await new Promise((resolve) => setTimeout(resolve, this.#pollMs));
+        await sleep(this.#pollMs);
         const held = await this.#tryAcquire(app, environment, deployId, holder);
         if (!held) return { queued_ms: Math.round(performance.now() - started) };
         if (performance.now() - started > this.#maxWaitMs) {

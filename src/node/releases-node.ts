@@ -3,6 +3,7 @@ import { parse } from "smol-toml";
 import { environmentUuid } from "../core/address.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
+import { isUuid } from "../core/uuid.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { BuiltImage } from "../pipeline/deps.js";
 import type { DeployRecord, RegistryAccess } from "../pipeline/executor.js";
@@ -241,7 +242,7 @@ async function appOnFirstSight(
   try {
     return await ctx.registry.get(caller, ref);
   } catch (err) {
-    if (!isTabbifyError(err, "APP_NOT_FOUND") || !UUID.test(ref)) throw err;
+    if (!isTabbifyError(err, "APP_NOT_FOUND") || !isUuid(ref)) throw err;
   }
   if (body.name !== undefined && (typeof body.name !== "string" || body.name === "")) {
     throw new TabbifyError("BAD_REQUEST", "name must be the app's name");
@@ -297,8 +298,6 @@ function pushedRuntime(manifestToml: string): string {
   const type = typeof runtime?.type === "string" ? runtime.type : "process";
   return type === "wasm-http" ? "wasm" : type;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** `?wait=false`: refuse DEPLOY_LOCKED rather than queue behind the environment's rollout. */
 function waits(req: FastifyRequest): boolean {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { isTabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 import { openStore, type Store } from "../store/index.js";
 import { AuditLog } from "./audit-log.js";
 import { DeployLock } from "./releases-lock.js";
@@ -139,12 +140,12 @@ describe("deploy lock", () => {
           .then(async ({ queued_ms }) => {
             order.push(id);
             assert.ok(queued_ms > 0);
-            await new Promise((r) => setTimeout(r, 20));
+            await sleep(20);
             await lock.release(APP, "queue", id);
           }),
       );
       // Each joins the queue before the next arrives.
-      await new Promise((r) => setTimeout(r, 15));
+      await sleep(15);
     }
     await assert.rejects(lock.acquire(APP, "queue", "q-x", "deploy q-x", noWait), /deploy q-0/);
     await lock.release(APP, "queue", "q-0");

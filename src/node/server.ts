@@ -18,6 +18,7 @@ import { silentLogger } from "../core/log.js";
 import { freeLoopbackPort } from "../core/net.js";
 import { buildInfo, type ReadyChecks, registerProbes } from "../core/probes.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
+import { sleep } from "../core/sleep.js";
 import { registerDashboard } from "../dashboard/index.js";
 import { type EdgeStatus, ProxyEdge } from "../dataplane/edge.js";
 import { type EdgeRoute, engineFor } from "../dataplane/engines.js";
@@ -634,7 +635,7 @@ async function probeApp(url: string, timeoutMs: number): Promise<void> {
     } catch (err) {
       last = err instanceof Error ? err.message : String(err);
     }
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
   }
   throw new Error(`no answer within ${timeoutMs} ms (${last})`);
 }

@@ -3,9 +3,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { TabbifyError } from "../core/errors.js";
+import { checkGitRef } from "../core/git-ref.js";
 import { checkRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
 import { parseSshRemote, type SshRemote } from "../core/ssh-remote.js";
-import { checkGitRef } from "../pipeline/git-remote.js";
 import { ensurePushRepo, pruneStagedRef } from "./git-push.js";
 
 /**

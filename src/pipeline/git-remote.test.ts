@@ -4,13 +4,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import {
-  checkGitRef,
-  checkGitUrl,
-  gitManifestSource,
-  parseRepoCoordinates,
-  resolveRemoteRef,
-} from "./git-remote.js";
+import { checkGitRef } from "../core/git-ref.js";
+import { checkGitUrl, gitManifestSource, parseRepoCoordinates, resolveRemoteRef } from "./git-remote.js";
 
 describe("parseRepoCoordinates", () => {
   const table: [string, { host: string; owner: string; repo: string } | undefined][] = [

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TabbifyError } from "../core/errors.js";
+import { checkGitRef } from "../core/git-ref.js";
 import type { ManifestSource } from "./executor.js";
 import { redactUrl } from "./github.js";
 import { TABBIFY_TOML } from "./tabbify-toml.js";
@@ -21,16 +22,6 @@ import { TABBIFY_TOML } from "./tabbify-toml.js";
 const SHA_RE = /^[0-9a-f]{40}$/i;
 /** tabbify.toml is small; a bigger blob is refused rather than read whole. */
 const MANIFEST_LIMIT = 1024 * 1024;
-
-/** A ref a deploy may name: a branch, tag or sha; never something git could read as an option. */
-export function checkGitRef(ref: string): string | undefined {
-  if (ref === "") return "ref is empty";
-  if (ref.startsWith("-")) return "ref must not begin with '-'";
-  if (!/^[A-Za-z0-9._/-]+$/.test(ref) || ref.includes("..") || ref.includes("//") || ref.endsWith(".lock")) {
-    return "ref must be a branch, tag or commit sha";
-  }
-  return undefined;
-}
 
 /** A repository on this machine's disk: `file://…` or an absolute path. */
 export function isLocalRepoUrl(raw: string): boolean {

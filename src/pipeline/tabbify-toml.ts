@@ -1,6 +1,8 @@
 import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
+import { checkGitRef } from "../core/git-ref.js";
 import { isTomlSyntaxError, parseTomlDocument } from "../core/toml-errors.js";
+import { locateTomlKey } from "../core/toml-locate.js";
 import { isCleanAbsolutePath } from "../runtimes/child.js";
 import { type ReleaseDeclarations, readDeclarations } from "./release-declarations.js";
 
@@ -47,51 +49,10 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** A key's position: table path (e.g. ["deploy", 1]) plus the key. */
 type KeyPath = (string | number)[];
 
-function tableHeader(line: string): { name: string; array: boolean } | undefined {
-  const m = /^\s*(\[\[?)\s*([A-Za-z0-9_.\-"' ]+?)\s*\]\]?\s*(#.*)?$/.exec(line);
-  if (!m) return undefined;
-  return { name: m[2]!.replace(/["'\s]/g, ""), array: m[1] === "[[" };
-}
-
-/**
- * Finds where `path` is written, so type errors point at the value: the line of `key = value`
- * inside the right table (the n-th `[[array]]` entry for numeric indexes), column of the value.
- * Falls back to the table header, then to 1:1, for spellings this scan does not follow (dotted
- * keys, inline tables); the message still names the key.
- */
+/** Where `path` is written, column of the value, so type errors point at it (see locateTomlKey). */
 export function locateKey(source: string, path: KeyPath): { line: number; column: number } {
-  const lines = source.split(/\r?\n/);
-  const key = path[path.length - 1];
-  const table = path
-    .slice(0, -1)
-    .filter((p) => typeof p === "string")
-    .join(".");
-  const index = path.slice(0, -1).find((p) => typeof p === "number");
-  let current = "";
-  let arrayCount = -1;
-  let headerLine: number | undefined;
-  const seen: Record<string, number> = {};
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    const header = tableHeader(line);
-    if (header) {
-      current = header.name;
-      if (header.array) seen[current] = (seen[current] ?? -1) + 1;
-      // `[deploy.env]` after the n-th `[[deploy]]` belongs to entry n.
-      const owner = Object.keys(seen).find((a) => current === a || current.startsWith(`${a}.`));
-      arrayCount = owner === undefined ? -1 : seen[owner]!;
-      const matchesTable = current === table && (index === undefined || arrayCount === index);
-      if (matchesTable && headerLine === undefined) headerLine = i + 1;
-      if (typeof key !== "string" && matchesTable) return { line: i + 1, column: 1 };
-      continue;
-    }
-    if (current !== table || (index !== undefined && arrayCount !== index)) continue;
-    if (typeof key !== "string") continue;
-    const escaped = key.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-    const m = new RegExp(`^(\\s*(?:${escaped}|"${escaped}"|'${escaped}')\\s*=\\s*)`).exec(line);
-    if (m) return { line: i + 1, column: m[1]!.length + 1 };
-  }
-  return headerLine !== undefined ? { line: headerLine, column: 1 } : { line: 1, column: 1 };
+  const at = locateTomlKey(source, path);
+  return { line: at.line, column: at.valueColumn };
 }
 
 function invalid(path: string, line: number, column: number, what: string): TabbifyError {
@@ -201,15 +162,7 @@ export function parseTabbifyToml(source: string, path = TABBIFY_TOML): TabbifyMa
   const branch = optString(app, "branch", ["app", "branch"]);
   if (branch !== undefined) {
     // A push names its branch as refs/heads/<branch>; compare with what git allows in that name.
-    const validRef =
-      /^[A-Za-z0-9._/-]+$/.test(branch) &&
-      !branch.startsWith("-") &&
-      !branch.startsWith("/") &&
-      !branch.endsWith("/") &&
-      !branch.endsWith(".lock") &&
-      !branch.includes("..") &&
-      !branch.includes("//") &&
-      !branch.startsWith("refs/");
+    const validRef = checkGitRef(branch) === undefined && !branch.startsWith("refs/");
     if (!validRef) fail(["app", "branch"], `app.branch "${branch}" is not a branch name`);
     manifest.app.branch = branch;
   }

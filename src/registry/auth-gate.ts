@@ -12,6 +12,7 @@ import {
   type ResourceAccess,
 } from "../auth/registry-scope.js";
 import type { RegistryTokenGrant, RegistryTokens } from "../auth/registry-token.js";
+import { bearerToken } from "../core/bearer.js";
 import { TabbifyError } from "../core/errors.js";
 import { requiredAccess } from "./access.js";
 import type { V2Route } from "./names.js";
@@ -172,11 +173,6 @@ export class AuthGate {
       access: identity.scopes ? limitTo(grant, identity.scopes) : grant,
     });
   }
-}
-
-function bearerToken(header: string | undefined): string | undefined {
-  const m = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-  return m?.[1];
 }
 
 function credentialFromHeader(header: string | undefined): string | undefined {

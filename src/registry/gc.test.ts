@@ -9,6 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { type S3rverHandle, startS3rver } from "../../test/support/s3rver.js";
 import { parseDigest } from "../core/digest.js";
 import { isTabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 import type { StorageDriver } from "../storage/driver.js";
 import { LocalDriver } from "../storage/local.js";
 import { S3Driver } from "../storage/s3.js";
@@ -31,10 +32,6 @@ interface Desc {
 
 function sha256(data: Buffer | string): string {
   return `sha256:${createHash("sha256").update(data).digest("hex")}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 async function rejectsWith(promise: Promise<unknown>, code: string): Promise<void> {

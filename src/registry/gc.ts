@@ -1,5 +1,6 @@
 import { type Digest, formatDigest, isDigest, parseDigest } from "../core/digest.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
+import { runPool } from "../core/pool.js";
 import type { StorageDriver } from "../storage/driver.js";
 import { layout } from "./layout.js";
 import { parseManifest } from "./manifests.js";
@@ -162,7 +163,7 @@ class Collector {
     const first = await this.markAll();
     const found = await this.listBlobs();
     const candidates = new Map<string, Candidate>();
-    await eachLimit(
+    await runPool(
       [...found.keys()].filter((digest) => !first.marked.has(digest)),
       this.concurrency,
       async (digest) => {
@@ -254,7 +255,7 @@ class Collector {
   private async markAll(): Promise<Marks> {
     const names = (await this.service.listRepositories()).items;
     const repos = new Map<string, RepoMarks>();
-    await eachLimit(names, this.concurrency, async (name) => {
+    await runPool(names, this.concurrency, async (name) => {
       repos.set(name, await this.markRepository(name));
     });
     const marked = new Set<string>();
@@ -278,7 +279,7 @@ class Collector {
     ]);
     // Every revision is read up front: the referrers of a manifest are found from their subjects.
     const refs = new Map<string, Refs | null>();
-    await eachLimit([...revisions], this.concurrency, async (digest) => {
+    await runPool([...revisions], this.concurrency, async (digest) => {
       refs.set(digest, await this.refs(name, digest));
     });
     const referrers = new Map<string, string[]>();
@@ -348,7 +349,7 @@ class Collector {
       await visit(rest.map((d) => [d, "untagged, kept without --delete-untagged"]));
     } else {
       const recent: [string, string][] = [];
-      await eachLimit(rest, this.concurrency, async (digest) => {
+      await runPool(rest, this.concurrency, async (digest) => {
         const info = await this.driver.stat(layout.revisionLink(name, parseDigest(digest)));
         if (info && this.young(info.modified.getTime())) recent.push([digest, "pushed within --min-age"]);
       });
@@ -411,7 +412,7 @@ class Collector {
       for (const two of await this.driver.list(`blobs/${alg}`)) prefixes.push(`${alg}/${two}`);
     }
     const found = new Map<string, Digest>();
-    await eachLimit(prefixes, this.concurrency, async (prefix) => {
+    await runPool(prefixes, this.concurrency, async (prefix) => {
       const [alg, two] = prefix.split("/") as [string, string];
       for (const hex of await this.driver.list(`blobs/${prefix}`)) {
         const digest = `${alg}:${hex}`;
@@ -427,7 +428,7 @@ class Collector {
     for (const c of candidates.values()) {
       for (const repo of marks.linkedBy.get(c.digest) ?? []) if (!c.links.has(repo)) work.push([c, repo]);
     }
-    await eachLimit(work, this.concurrency, async ([c, repo]) => {
+    await runPool(work, this.concurrency, async ([c, repo]) => {
       const info = await this.driver.stat(layout.layerLink(repo, c.d));
       if (!info) return;
       c.links.add(repo);
@@ -457,7 +458,7 @@ class Collector {
       for (const repository of repos) work.push({ repository, digest });
     }
     const out: GcLink[] = [];
-    await eachLimit(work, this.concurrency, async ({ repository, digest }) => {
+    await runPool(work, this.concurrency, async ({ repository, digest }) => {
       const d = parseDigest(digest);
       const link = await this.driver.stat(layout.layerLink(repository, d));
       if (!link || this.young(link.modified.getTime())) return;
@@ -605,12 +606,4 @@ function dirOf(path: string): string {
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-async function eachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, worker));
 }

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { backoffDelay } from "../core/backoff.js";
 import { type Logger, silentLogger } from "../core/log.js";
 
 /**
@@ -111,7 +112,7 @@ class EndpointQueue {
   }
 
   private async run(): Promise<void> {
-    let backoff = this.opts.minBackoffMs;
+    let failures = 0;
     while (!this.#stopped) {
       const names = (await this.pending()).slice(0, this.opts.batch);
       if (names.length === 0) {
@@ -123,10 +124,10 @@ class EndpointQueue {
       const delivered = await this.deliver(events);
       if (delivered) {
         for (const name of names) await unlink(join(this.dir, name));
-        backoff = this.opts.minBackoffMs;
+        failures = 0;
       } else {
-        await this.sleep(backoff);
-        backoff = Math.min(backoff * 2, this.opts.maxBackoffMs);
+        failures += 1;
+        await this.sleep(backoffDelay(failures, this.opts.minBackoffMs, this.opts.maxBackoffMs));
       }
     }
   }

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { type Digest, type DigestAlgorithm, newHasher } from "../core/digest.js";
 import { isErrno, TabbifyError } from "../core/errors.js";
+import { isLowercaseUuid } from "../core/uuid.js";
 
 /**
  * Blob upload sessions, staged as plain files on local disk:
@@ -53,7 +54,6 @@ function safeJson(raw: string): unknown {
   }
 }
 
-const uploadIdGrammar = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Writes are gathered into batches of about this size: fewer syscalls, bounded memory. */
 const writeBatchBytes = 1024 * 1024;
 
@@ -105,7 +105,7 @@ export class UploadStore {
         throw err;
       }
       for (const id of entries) {
-        if (!uploadIdGrammar.test(id) || this.namespaceOf.has(id)) continue;
+        if (!isLowercaseUuid(id) || this.namespaceOf.has(id)) continue;
         const raw = await readFile(join(this.dir(id), "info.json"), "utf8").catch(() => undefined);
         const repository =
           raw === undefined ? undefined : (safeJson(raw) as Partial<Info> | undefined)?.repository;
@@ -175,7 +175,7 @@ export class UploadStore {
       new TabbifyError("BLOB_UPLOAD_UNKNOWN", `no upload "${id.slice(0, 80)}" in ${repository}`, {
         upload: id.slice(0, 80),
       });
-    if (!uploadIdGrammar.test(id)) throw unknown();
+    if (!isLowercaseUuid(id)) throw unknown();
     const cached = this.infos.get(id);
     if (cached) {
       if (cached.repository !== repository) throw unknown();

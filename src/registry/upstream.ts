@@ -2,8 +2,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import http, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http";
 import { pipeline } from "node:stream/promises";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { backoffDelay } from "../core/backoff.js";
 import { TabbifyError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/log.js";
+import { sleep } from "../core/sleep.js";
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) and the ones a proxy must not pass on: `expect` (we have
@@ -150,7 +152,8 @@ export interface UpstreamChildOptions {
 export class UpstreamChild {
   private child: ChildProcess | undefined;
   private stopping = false;
-  private backoffMs = 1000;
+  /** Exits in a row, each soon after its start; resets once a run lasts a minute. */
+  private quickExits = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
 
@@ -182,13 +185,13 @@ export class UpstreamChild {
     child.once("exit", (code, signal) => {
       if (this.child === child) this.child = undefined;
       if (this.stopping) return;
-      if (Date.now() - startedAt > 60_000) this.backoffMs = 1000;
-      this.log.warn("upstream registry exited; restarting", { code, signal, inMs: this.backoffMs });
+      this.quickExits = Date.now() - startedAt > 60_000 ? 1 : this.quickExits + 1;
+      const delay = backoffDelay(this.quickExits, 1000, 30_000);
+      this.log.warn("upstream registry exited; restarting", { code, signal, inMs: delay });
       this.restartTimer = setTimeout(() => {
         this.restartTimer = undefined;
         if (!this.stopping) this.spawnChild();
-      }, this.backoffMs);
-      this.backoffMs = Math.min(this.backoffMs * 2, 30_000);
+      }, delay);
     });
   }
 
@@ -203,7 +206,7 @@ export class UpstreamChild {
       } catch {
         // not listening yet
       }
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
     throw new TabbifyError(
       "UPSTREAM_UNAVAILABLE",

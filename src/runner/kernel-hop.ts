@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { promisify } from "node:util";
 import { TabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -317,7 +318,7 @@ export class HopSwitch {
     const deadline = Date.now() + timeoutMs;
     while ((await establishedTo(old.host, old.port)) > 0) {
       if (Date.now() >= deadline) return false;
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
     return true;
   }

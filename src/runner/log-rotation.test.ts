@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { promisify } from "node:util";
 import { createLogger, type Logger } from "../core/log.js";
+import { sleep } from "../core/sleep.js";
 import { rotateByRename, rotatedPath, watchLogSize } from "./log-rotation.js";
 
 const dir = mkdtempSync(join(tmpdir(), "log-rotation-"));
@@ -35,7 +36,7 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Pro
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }
 const sizeOf = (path: string) => (existsSync(path) ? statSync(path).size : 0);
@@ -214,7 +215,7 @@ test("the timer rotates on its own until stop()", async () => {
   await watch.check();
   assert.equal(sizeOf(log), 0);
   writeFileSync(log, "b".repeat(5000));
-  await new Promise((r) => setTimeout(r, 200));
+  await sleep(200);
   assert.equal(readFileSync(log, "utf8"), "b".repeat(5000), "no rotation after stop()");
   assert.equal(readFileSync(rotatedPath(log), "utf8"), "a".repeat(5000));
   assert.equal(at(lines, "info").length, 1);

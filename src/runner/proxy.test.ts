@@ -4,6 +4,7 @@ import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { silentLogger } from "../core/log.js";
 import { freeLoopbackPort } from "../core/net.js";
+import { sleep } from "../core/sleep.js";
 import { AppProxy } from "./proxy.js";
 
 /** An upstream that reports the headers it got, streams slowly on /stream, and echoes upgrades. */
@@ -140,11 +141,11 @@ describe("app proxy", { concurrency: false }, () => {
       got += d;
     });
     socket.write("GET /ws HTTP/1.1\r\nhost: app\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n");
-    while (!got.includes("\r\n\r\n")) await new Promise((r) => setTimeout(r, 10));
+    while (!got.includes("\r\n\r\n")) await sleep(10);
     assert.match(got, /^HTTP\/1\.1 101/);
     got = "";
     socket.write("ping over the upgraded connection");
-    while (!got.includes("connection")) await new Promise((r) => setTimeout(r, 10));
+    while (!got.includes("connection")) await sleep(10);
     assert.equal(got, "ping over the upgraded connection");
     socket.destroy();
   });
@@ -208,7 +209,7 @@ describe("scale to zero and limits", () => {
     let wakes = 0;
     proxy.sleep(async () => {
       wakes += 1;
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       proxy.switchTo(target);
     });
     const [a, b] = await Promise.all([request("/"), request("/")]);

@@ -4,6 +4,7 @@ import { describe, test } from "node:test";
 import { TabbifyError } from "../core/errors.js";
 import { silentLogger } from "../core/log.js";
 import { freeLoopbackPort } from "../core/net.js";
+import { sleep } from "../core/sleep.js";
 import { waitHealthy } from "../runtimes/health.js";
 import type { Runtime, Workload, WorkloadSpec } from "../runtimes/runtime.js";
 import { Runner } from "./runner.js";
@@ -127,7 +128,7 @@ describe("runner", () => {
     await runner.start();
     try {
       const slow = get(port, "/slow");
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       const version = await runner.handle({
         cmd: "deploy",
         spec: { runtime: "process", env: { VERSION: "2" } },
@@ -161,12 +162,12 @@ describe("runner", () => {
     try {
       const crashedAt = Date.now();
       runtime.started[0]!.crash();
-      await new Promise((r) => setTimeout(r, 20));
+      await sleep(20);
       const during = await get(port);
       assert.equal(during.status, 503);
       assert.match(during.body, /exited/);
       assert.equal(runner.health().state, "restarting");
-      while (runner.health().app_health !== "serving") await new Promise((r) => setTimeout(r, 10));
+      while (runner.health().app_health !== "serving") await sleep(10);
       assert.ok(Date.now() - crashedAt >= 100, "restarted no sooner than the base delay");
       assert.equal(runner.health().restarts, 1);
       assert.deepEqual(await get(port), { status: 200, body: "v1" });

@@ -1,3 +1,4 @@
+import { backoffDelay } from "../core/backoff.js";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { checkAppProbes } from "../runtimes/app-probes.js";
@@ -243,16 +244,18 @@ export class Runner {
       if (this.stopping || !running || !this.idle.expired()) return;
       this.running = undefined;
       this.proxy.sleep(() => this.wake());
-      this.state = "idle";
       this.opts.logger.info("idle: stopping the workload until the next request", {
         idle_timeout_sec: this.spec.lifecycle?.idleTimeoutSec,
       });
       await running.workload.stop(this.opts.stopGraceMs ?? 10_000);
       this.opts.onWorkload?.(undefined);
       // A runtime that can boot ahead (wasm: a standby host that holds no app yet) does so now,
-      // so the wake skips that boot.
+      // so the wake skips that boot. A request that comes meanwhile waits for it (the wake is
+      // queued behind this step), which is still faster than a boot of its own.
       const runtime = await this.opts.runtimeFor(this.spec.runtime);
-      runtime.prewarm?.().catch(() => {});
+      await runtime.prewarm?.().catch(() => {});
+      // Idle once nothing of the old workload is left and the next wake's boot is ready.
+      this.state = "idle";
     });
   }
 
@@ -382,10 +385,7 @@ export class Runner {
     const stableWindowMs = this.opts.stableWindowMs ?? 30_000;
     if (Date.now() - running.healthySince >= stableWindowMs) this.consecutiveCrashes = 0;
     this.consecutiveCrashes += 1;
-    const delay = Math.min(
-      (this.opts.restartBaseMs ?? 1_000) * 2 ** (this.consecutiveCrashes - 1),
-      this.opts.restartCapMs ?? 30_000,
-    );
+    const delay = this.restartDelay();
     const limit = how.reason ? `, over its limit (reason ${how.reason})` : "";
     const reason = `the workload exited (code ${how.code ?? "none"}, signal ${how.signal ?? "none"}${limit}); restarting in ${delay} ms`;
     this.proxy.unavailable(reason);
@@ -402,6 +402,15 @@ export class Runner {
     this.scheduleRestart(delay);
   }
 
+  /** The delay before the restart that follows the current run of crashes. */
+  private restartDelay(): number {
+    return backoffDelay(
+      this.consecutiveCrashes,
+      this.opts.restartBaseMs ?? 1_000,
+      this.opts.restartCapMs ?? 30_000,
+    );
+  }
+
   private scheduleRestart(delayMs: number): void {
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
@@ -414,10 +423,7 @@ export class Runner {
           this.opts.logger.info("workload restarted", { workload_pid: running.workload.pid });
         } catch (err) {
           this.consecutiveCrashes += 1;
-          const delay = Math.min(
-            (this.opts.restartBaseMs ?? 1_000) * 2 ** (this.consecutiveCrashes - 1),
-            this.opts.restartCapMs ?? 30_000,
-          );
+          const delay = this.restartDelay();
           this.unavailableReason = `restart failed: ${(err as Error).message}; retrying in ${delay} ms`;
           this.opts.logger.warn("workload restart failed", {
             error: (err as Error).message,

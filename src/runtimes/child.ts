@@ -60,6 +60,8 @@ export function spawnInGroup(
     stdin?: "ignore" | "pipe";
     /** Switch to this uid and gid (with no supplementary groups) before exec; needs root. */
     user?: WorkloadUser | undefined;
+    /** Opens fd 3 as a pipe (`child.stdio[3]`) on which the child can say it is ready. */
+    readyPipe?: boolean;
   },
 ): Promise<ChildProcess> {
   const output = opts.output ?? "inherit";
@@ -72,7 +74,12 @@ export function spawnInGroup(
     // A group of its own, so stop() reaches every process the app forked, and a Ctrl-C aimed at
     // the caller's terminal group does not hit the workload before the caller decides to stop it.
     detached: true,
-    stdio: [opts.stdin ?? "ignore", streamed ? "pipe" : output, streamed ? "pipe" : output],
+    stdio: [
+      opts.stdin ?? "ignore",
+      streamed ? "pipe" : output,
+      streamed ? "pipe" : output,
+      ...(opts.readyPipe ? (["pipe"] as const) : []),
+    ],
   });
   if (streamed) {
     child.stdout?.pipe(output.stdout, { end: false });

@@ -3,12 +3,13 @@
  * dockerd with `--network host`, so the app binds 127.0.0.1:PORT on the host like any other
  * workload. Everything goes through the docker CLI (execFile, never a shell).
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { validate as isUuid } from "uuid";
+import { dockerCli, dockerDaemonAnswers } from "../core/docker-cli.js";
 import { TabbifyError } from "../core/errors.js";
 import {
   checkCommonSpec,
@@ -51,23 +52,7 @@ export const containerHardening = [
   "/tmp:rw,nosuid,nodev,mode=1777",
 ];
 
-interface DockerResult {
-  stdout: string;
-  stderr: string;
-}
-
-function docker(args: string[], timeoutMs = 60_000): Promise<DockerResult> {
-  return new Promise((resolve, reject) => {
-    execFile("docker", args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) {
-        const detail = (stderr || err.message).trim().split("\n").slice(-5).join("\n");
-        const failure = new Error(`docker ${args[0]} failed: ${detail}`) as Error & { stderr: string };
-        failure.stderr = stderr;
-        reject(failure);
-      } else resolve({ stdout, stderr });
-    });
-  });
-}
+const docker = (args: string[], timeoutMs = 60_000) => dockerCli(args, { timeoutMs });
 
 /** Image references as the docker CLI accepts them: [host[:port]/]path[:tag][@digest]. */
 const imageReference =
@@ -341,8 +326,7 @@ export class DockerRuntime implements Runtime {
 
   async available(): Promise<boolean> {
     try {
-      await docker(["info", "--format", "{{.ServerVersion}}"], 5_000);
-      return true;
+      return await dockerDaemonAnswers(5_000);
     } catch {
       return false;
     }

@@ -1,6 +1,7 @@
 /** Health of a workload: does it answer HTTP yet? Used by the runner at start and for swaps. */
 import { request } from "node:http";
 import { TabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 import type { Upstream } from "./runtime.js";
 
 export interface HealthOptions {
@@ -33,8 +34,6 @@ function probe(upstream: Upstream, path: string, timeoutMs: number): Promise<Pro
     req.end();
   });
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Polls GET `path` until a status below 500 arrives. Throws WORKLOAD_UNHEALTHY naming the reason

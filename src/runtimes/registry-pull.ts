@@ -4,10 +4,10 @@
  * the Bearer straight to /v2, no `docker login`), in a 0700 temp dir removed right after the
  * pull, so it never reaches argv, a log, the runner or its record.
  */
-import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { dockerCli } from "../core/docker-cli.js";
 import { TabbifyError } from "../core/errors.js";
 
 function dockerWithConfig(
@@ -17,19 +17,7 @@ function dockerWithConfig(
 ): Promise<{ stdout: string; stderr: string }> {
   const env = { ...process.env };
   if (configDir !== undefined) env.DOCKER_CONFIG = configDir;
-  return new Promise((resolve, reject) => {
-    execFile(
-      "docker",
-      args,
-      { env, timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        if (err) {
-          const detail = (stderr || err.message).trim().split("\n").slice(-3).join("\n");
-          reject(new Error(detail));
-        } else resolve({ stdout, stderr });
-      },
-    );
-  });
+  return dockerCli(args, { timeoutMs, env, maxBufferBytes: 4 * 1024 * 1024 });
 }
 
 /** `host[:port]/path` of a reference, without `:tag` or `@digest`. */

@@ -10,6 +10,7 @@ import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { isTabbifyError } from "../core/errors.js";
 import { freeLoopbackPort } from "../core/net.js";
+import { sleep } from "../core/sleep.js";
 import type { RuntimeOptions } from "./child.js";
 import { waitHealthy } from "./health.js";
 import type { Runtime, RuntimeKind, Workload, WorkloadSpec } from "./runtime.js";
@@ -169,7 +170,7 @@ export function runtimeSuite(
       assert.ok(took < 7_500, `stop took ${took.toFixed(0)} ms: the app did not exit on SIGTERM`);
       await withTimeout(
         (async () => {
-          while (!/SIGTERM/.test(output.slice(before))) await new Promise((r) => setTimeout(r, 50));
+          while (!/SIGTERM/.test(output.slice(before))) await sleep(50);
         })(),
         5_000,
         `the app printing SIGTERM (output: ${JSON.stringify(output.slice(before, before + 500))})`,

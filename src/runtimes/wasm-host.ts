@@ -9,6 +9,7 @@
  * booted before any app was known and gets it when one comes, or exits quietly if its stdin
  * closes first (the runner that prewarmed it is gone or ran another kind).
  */
+import { closeSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES } from "node:http";
 import { availableParallelism } from "node:os";
@@ -58,6 +59,8 @@ export interface HostStartConfig extends HostConfig {
  */
 interface EarlyWorker {
   take(): Worker | undefined;
+  /** Resolves once the worker runs (or has died). */
+  online: Promise<void>;
 }
 
 /**
@@ -400,7 +403,14 @@ function bootEarlyWorker(warmUp: boolean): EarlyWorker {
     alive = false;
   };
   worker.once("error", drop).once("exit", drop);
+  const online = new Promise<void>((resolve) => {
+    worker
+      .once("online", resolve)
+      .once("error", () => resolve())
+      .once("exit", () => resolve());
+  });
   return {
+    online,
     take: () => {
       worker.off("error", drop).off("exit", drop);
       return alive ? worker : undefined;
@@ -431,6 +441,16 @@ async function main(): Promise<void> {
   const earlyWorker = bootEarlyWorker(values.standby);
   // Best effort: a warm-up that fails only leaves the work to the first request.
   const warming = values.standby ? warmUp().catch(() => {}) : undefined;
+  if (values.standby) {
+    // The runtime that booted this standby waits for this line (fd 3) before it counts the
+    // standby ready; best effort, as a runtime that does not listen has closed the pipe.
+    Promise.all([warming, earlyWorker.online]).then(() => {
+      try {
+        writeSync(3, "ready\n");
+        closeSync(3);
+      } catch {}
+    });
+  }
   const line = await readConfigLine();
   if (line === undefined) {
     // A standby may rightly never get an app (its runner was assigned another kind, or died).

@@ -8,6 +8,8 @@ import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import wabtInit from "wabt";
 import { freeLoopbackPort } from "../core/net.js";
+import { readProcStatSync } from "../core/proc-stat.js";
+import { sleep } from "../core/sleep.js";
 import { parseCgiResponse } from "./cgi.js";
 import { waitHealthy } from "./health.js";
 import type { Workload, WorkloadSpec } from "./runtime.js";
@@ -115,7 +117,7 @@ async function started(s: WorkloadSpec): Promise<Workload> {
   const deadline = Date.now() + 10_000;
   while (!(await listening("127.0.0.1", workload.upstream.port))) {
     if (Date.now() > deadline) throw new Error("wasm host did not listen within 10 s");
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
   return workload;
 }
@@ -207,9 +209,7 @@ function standbyPids(): number[] {
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      // Fields after the command name, which is in parentheses and may hold anything: state, ppid.
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const ppid = readProcStatSync(entry)?.ppid;
       const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
       if (ppid === process.pid && argv.some((a) => a.endsWith("wasm-host.js")) && argv.includes("--standby"))
         pids.push(Number(entry));
@@ -233,7 +233,7 @@ async function until(condition: () => boolean, what: string, timeoutMs = 10_000)
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }
 
@@ -378,7 +378,7 @@ test("wasm standby host: exits on its own when its stdin closes without a config
   );
   try {
     // As when the runner that prewarmed it dies while the standby waits, booted.
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     standby.stdin.end();
     let timer: NodeJS.Timeout | undefined;
     const exit = await Promise.race([
@@ -402,7 +402,7 @@ test("wasm prewarm: start → first 200, cold vs prewarmed (measured, not assert
     if (prewarmed) {
       await runtime.prewarm();
       // A spare waits for its app far longer than the standby takes to boot.
-      await new Promise((r) => setTimeout(r, 1_000));
+      await sleep(1_000);
     }
     const t0 = performance.now();
     const workload = await runtime.start(spec({ VERSION: `run${run}` }), await freeLoopbackPort());

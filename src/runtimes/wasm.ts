@@ -33,6 +33,8 @@ export const DEFAULT_WASM_MEMORY_MB = 64;
 const hostScript = fileURLToPath(new URL("./wasm-host.js", import.meta.url));
 /** How long an unused standby gets to exit on SIGTERM before it is killed. */
 const STANDBY_GRACE_MS = 2_000;
+/** How long prewarm() waits at most for a standby to say it has booted. */
+const STANDBY_READY_MS = 10_000;
 
 /** The `--wasm-max-mem-pages` a host runs with for a memory limit: fixed at boot, so a standby fits one limit. */
 const maxMemPagesFor = (memoryMb: number) => Math.ceil((memoryMb * 1024 * 1024) / WASM_PAGE_BYTES);
@@ -53,6 +55,8 @@ interface HostProcess {
   /** Set when the process has exited, as `exit` resolves. */
   gone: boolean;
   exit: Promise<void>;
+  /** A standby: resolves once it has booted (it says so on fd 3) or exited. */
+  ready: Promise<void>;
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
@@ -225,6 +229,9 @@ export class WasmRuntime implements Runtime {
     });
     // Loaded now so that start() does not load node:crypto on the prewarmed path.
     await import("../core/digest.js");
+    // Done once the host has booted, so that a caller which waits for prewarm() (the runner,
+    // before it reports an app idle) knows the next start() skips the whole boot.
+    await standby.ready;
   }
 
   /**
@@ -245,17 +252,37 @@ export class WasmRuntime implements Runtime {
         env,
         output: this.options.output,
         stdin: "pipe",
+        readyPipe: standby,
       });
     } catch {
       return undefined;
     }
-    const host: HostProcess = { child, maxMemPages, gone: false, exit: Promise.resolve() };
+    const host: HostProcess = {
+      child,
+      maxMemPages,
+      gone: false,
+      exit: Promise.resolve(),
+      ready: Promise.resolve(),
+    };
     host.exit = new Promise<void>((resolveExit) => {
       child.once("exit", () => {
         host.gone = true;
         resolveExit();
       });
     });
+    const readyPipe = child.stdio[3];
+    if (readyPipe) {
+      // The host writes one line and closes fd 3 once booted; an exit closes it too.
+      host.ready = new Promise<void>((resolveReady) => {
+        // Bounded: a host that never says so (hung in its boot) must not hold up a start or a
+        // discard; the start then waits on its health check like any other.
+        setTimeout(resolveReady, STANDBY_READY_MS).unref();
+        readyPipe.once("data", () => resolveReady());
+        readyPipe.once("close", () => resolveReady());
+        readyPipe.once("error", () => resolveReady());
+      });
+      host.ready.then(() => readyPipe.destroy());
+    }
     // A dead host's pipe fails on write (EPIPE); its exit is what reports the death.
     child.stdin!.on("error", () => {});
     return host;

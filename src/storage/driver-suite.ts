@@ -12,6 +12,7 @@ import type { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { describe, type TestContext, test } from "node:test";
 import { isTabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 import type { StorageDriver } from "./driver.js";
 
 export interface DriverUnderTest {
@@ -324,7 +325,7 @@ export function storageDriverSuite(name: string, make: () => Promise<DriverUnder
           while (!done) {
             const info = await d.stat("blobs/large/data");
             seen.push(info?.size ?? null);
-            await new Promise((r) => setTimeout(r, 5));
+            await sleep(5);
           }
         })();
         try {

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { isDocsRoute } from "../core/api-docs.js";
+import { bearerToken } from "../core/bearer.js";
 import { TabbifyError } from "../core/errors.js";
 
 /**
@@ -19,11 +20,6 @@ function isOpenRoute(route: string | undefined): boolean {
 
 function digest(value: string): Buffer {
   return createHash("sha256").update(value, "utf8").digest();
-}
-
-function bearerToken(header: string | undefined): string | undefined {
-  if (!header) return undefined;
-  return /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)?.[1];
 }
 
 /** Refuses every request but the open routes unless it carries `Authorization: Bearer <apiKey>`. */

@@ -1,9 +1,10 @@
-import { execFile } from "node:child_process";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Static } from "@sinclair/typebox";
 import Fastify, { type FastifyInstance } from "fastify";
 import { describeApi, schemaAjv, schemaFailure } from "../core/api-docs.js";
-import { isTabbifyError, TabbifyError } from "../core/errors.js";
+import { dockerDaemonAnswers } from "../core/docker-cli.js";
+import { isTabbifyError } from "../core/errors.js";
+import { frameworkClientStatus, frameworkErrorCode } from "../core/http-errors.js";
 import { acceptJsonWhateverContentType } from "../core/json-body.js";
 import { buildInfo, registerProbes } from "../core/probes.js";
 import { requireApiKey } from "./api-auth.js";
@@ -84,14 +85,9 @@ export async function buildApi(
       const detail = typeof err.detail === "object" && err.detail !== null ? err.detail : {};
       return reply.code(status).send({ ...detail, error: err.message, code: err.code });
     }
-    const fastifyStatus = (err as { statusCode?: number }).statusCode;
-    if (fastifyStatus && fastifyStatus >= 400 && fastifyStatus < 500) {
-      const code =
-        fastifyStatus === 415
-          ? "UNSUPPORTED_MEDIA_TYPE"
-          : fastifyStatus === 413
-            ? "PAYLOAD_TOO_LARGE"
-            : "BAD_REQUEST";
+    const fastifyStatus = frameworkClientStatus(err);
+    if (fastifyStatus !== undefined) {
+      const code = frameworkErrorCode(fastifyStatus);
       return reply.code(fastifyStatus).send({ error: (err as Error).message, code });
     }
     return reply.code(500).send({ error: `internal error: ${(err as Error).message}` });
@@ -118,7 +114,7 @@ export async function buildApi(
 
   registerProbes(app, {
     build: buildInfo(info.version),
-    ready: info.tags().includes("docker") ? { docker: dockerDaemonAnswers } : {},
+    ready: info.tags().includes("docker") ? { docker: dockerReady } : {},
   });
 
   // `peer_id` is the roster's id for this supervisor while joined, its own sticky id otherwise.
@@ -181,10 +177,6 @@ function splitStartBody(body: Static<typeof StartBody>): { refresh: boolean; spe
 }
 
 /** The docker daemon answers `docker version` (what the docker runtime needs to run workloads). */
-function dockerDaemonAnswers(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile("docker", ["version", "--format", "{{.Server.Version}}"], { timeout: 2_500 }, (err) =>
-      err ? reject(new Error("the docker daemon does not answer")) : resolve(),
-    );
-  });
+async function dockerReady(): Promise<void> {
+  if (!(await dockerDaemonAnswers(2_500))) throw new Error("the docker daemon does not answer");
 }

@@ -1,3 +1,4 @@
+import { backoffDelay } from "../core/backoff.js";
 import type { RestartState } from "./records.js";
 
 /**
@@ -30,8 +31,7 @@ export const defaultBackoff: BackoffPolicy = {
  */
 export function retryDelayMs(failures: number, policy: BackoffPolicy): number {
   if (failures <= 1) return 0;
-  // 2 ** large overflows to Infinity, which Math.min caps anyway.
-  return Math.min(policy.baseMs * 2 ** (failures - 2), policy.capMs);
+  return backoffDelay(failures - 1, policy.baseMs, policy.capMs);
 }
 
 /** The state after one more runner death observed at `now`. */

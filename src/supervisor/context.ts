@@ -20,8 +20,6 @@ export interface SupervisorContext {
   runnerExited(uuid: string, pid: number): void;
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 export function logPath(ctx: SupervisorContext, uuid: string): string {
   return join(ctx.records.dir, `${uuid}.log`);
 }

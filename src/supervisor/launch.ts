@@ -3,10 +3,12 @@ import { readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { APP_PORT, appAddress, deriveAppUla, hostPort } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
+import { readProcStat } from "../core/proc-stat.js";
+import { sleep } from "../core/sleep.js";
 import { controlRequest, type HealthReply, workloadPidPath } from "../runner/control.js";
 import type { WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
 import { ensureAppData } from "./app-data.js";
-import { logPath, type SupervisorContext, sleep } from "./context.js";
+import { logPath, type SupervisorContext } from "./context.js";
 import { isRunnerProcess, prove } from "./proof.js";
 import { freshRestartState, type RunnerRecord } from "./records.js";
 import {
@@ -56,9 +58,7 @@ export async function killOrphanWorkload(
   ]);
   for (const pid of candidates) {
     if (!pid || pid === process.pid || !(await processAlive(pid))) continue;
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    if (ppid === 1) {
+    if ((await readProcStat(pid))?.ppid === 1) {
       ctx.opts.logger.warn("stopping the workload a dead runner left behind", { uuid: record.uuid, pid });
       killGroup(pid);
     }

@@ -5,6 +5,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { APP_PORT, deriveAppLoopback, deriveAppUla } from "../core/address.js";
+import { sleep } from "../core/sleep.js";
 import { establishedTo, KernelHop } from "../runner/kernel-hop.js";
 import { NftHop } from "./nft-hop.js";
 
@@ -54,9 +55,9 @@ async function loopDuring(
     }
   };
   const loops = [loop(), loop(), loop(), loop()];
-  await new Promise((r) => setTimeout(r, 200));
+  await sleep(200);
   await work();
-  await new Promise((r) => setTimeout(r, 300));
+  await sleep(300);
   stop = true;
   await Promise.all(loops);
   return { failures, done, seen };

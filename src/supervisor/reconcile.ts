@@ -1,3 +1,4 @@
+import { backoffDelay } from "../core/backoff.js";
 import { afterFailure, afterHealthy, dueForRetry } from "./backoff.js";
 import type { SupervisorContext } from "./context.js";
 import { killOrphanWorkload, launch } from "./launch.js";
@@ -157,7 +158,7 @@ export class Reconciler {
         return;
       } catch (err) {
         failures++;
-        const delay = Math.min(ctx.backoff.baseMs * 2 ** Math.min(failures - 1, 20), ctx.backoff.capMs);
+        const delay = backoffDelay(failures, ctx.backoff.baseMs, ctx.backoff.capMs);
         ctx.opts.logger.warn("could not start --app; retrying", {
           uuid,
           error: (err as Error).message,

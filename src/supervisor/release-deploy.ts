@@ -1,4 +1,5 @@
 import { TabbifyError } from "../core/errors.js";
+import { isLowercaseUuid } from "../core/uuid.js";
 import { type AppProbes, parseAppProbes } from "../runtimes/app-probes.js";
 import type { WorkloadSpec } from "../runtimes/runtime.js";
 import type { SupervisorContext } from "./context.js";
@@ -69,7 +70,6 @@ const artifactFields = new Set([
   "probes",
   "release_manifest",
 ]);
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** The body of an artifact rollout; SPEC_INVALID naming what is wrong. */
 export function artifactDeployFromBody(body: Record<string, unknown>): ArtifactDeploy {
@@ -87,7 +87,7 @@ export function artifactDeployFromBody(body: Record<string, unknown>): ArtifactD
   }
   const out: ArtifactDeploy = { version: Number(label.slice(1)) };
   if (body.artifact_app !== undefined) {
-    if (typeof body.artifact_app !== "string" || !UUID.test(body.artifact_app)) {
+    if (typeof body.artifact_app !== "string" || !isLowercaseUuid(body.artifact_app)) {
       throw new TabbifyError("SPEC_INVALID", "artifact_app must be the app's lowercase uuid");
     }
     out.storeApp = body.artifact_app;

@@ -2,8 +2,10 @@ import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdir, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { backoffDelay } from "../core/backoff.js";
 import { isErrno } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
+import { sleep } from "../core/sleep.js";
 import { type AssignRequest, controlRequest } from "../runner/control.js";
 import { rotateByRename } from "../runner/log-rotation.js";
 import type { WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
@@ -40,7 +42,6 @@ export interface Spare {
 }
 
 const sparePrefix = "spare-";
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class SparePool {
   private readonly ready: Spare[] = [];
@@ -104,7 +105,7 @@ export class SparePool {
 
   private retryLater(): void {
     if (this.closed || this.fillTimer) return;
-    const delay = Math.min(1_000 * 2 ** Math.min(this.failures - 1, 6), 60_000);
+    const delay = backoffDelay(this.failures, 1_000, 60_000);
     this.fillTimer = setTimeout(() => {
       this.fillTimer = undefined;
       this.fill();

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { sleep } from "../core/sleep.js";
 import { processAlive, runnerEnv, runnerEnvNames, stopGroup, tailLog } from "./spawn.js";
 
 const dir = mkdtempSync(join(tmpdir(), "spawn-"));
@@ -37,7 +38,7 @@ test("stopGroup ends a whole process group; processAlive sees it go", async () =
     }
   };
   const deadline = Date.now() + 3000;
-  while (!groupGone() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  while (!groupGone() && Date.now() < deadline) await sleep(20);
   assert.ok(groupGone());
 });
 

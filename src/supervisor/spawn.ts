@@ -1,10 +1,12 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { open, readFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
+import { dockerCli } from "../core/docker-cli.js";
 import { isErrno } from "../core/errors.js";
 import { streamingProcessFlags } from "../core/node-flags.js";
+import { readProcStat } from "../core/proc-stat.js";
+import { sleep } from "../core/sleep.js";
 import type { LaunchConfig } from "../runner/launch.js";
 import { logRotateBytes, rotateByRename } from "../runner/log-rotation.js";
 import type { WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
@@ -165,14 +167,8 @@ export async function processAlive(pid: number): Promise<boolean> {
   } catch (err) {
     return isErrno(err, "EPERM");
   }
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    // Field 3, after the parenthesised command name (which may itself contain spaces).
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z";
-  } catch {
-    return false;
-  }
+  const stat = await readProcStat(pid);
+  return stat !== undefined && stat.state !== "Z";
 }
 
 function signal(target: number, sig: NodeJS.Signals): void {
@@ -189,7 +185,7 @@ export async function stopGroup(pid: number, graceMs: number): Promise<void> {
   const deadline = Date.now() + graceMs;
   while (Date.now() < deadline) {
     if (!(await processAlive(pid))) break;
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   signal(-pid, "SIGKILL");
 }
@@ -204,13 +200,12 @@ export function killGroup(pid: number): void {
  * called once the app's runner is known dead, so every such container is an orphan.
  */
 export async function removeAppContainers(uuid: string): Promise<void> {
-  const run = promisify(execFile);
   try {
-    const { stdout } = await run("docker", ["ps", "-aq", "--filter", `label=tabbify.app=${uuid}`], {
-      timeout: 15_000,
+    const { stdout } = await dockerCli(["ps", "-aq", "--filter", `label=tabbify.app=${uuid}`], {
+      timeoutMs: 15_000,
     });
     const ids = stdout.split("\n").filter(Boolean);
-    if (ids.length > 0) await run("docker", ["rm", "-f", ...ids], { timeout: 30_000 });
+    if (ids.length > 0) await dockerCli(["rm", "-f", ...ids], { timeoutMs: 30_000 });
   } catch {
     // No docker CLI or daemon: then there are no containers to leave behind either.
   }
@@ -221,15 +216,13 @@ export async function removeAppContainers(uuid: string): Promise<void> {
  * purged; an image a container still uses stays, and no docker at all means nothing to remove.
  */
 export async function removeShippedImages(uuid: string): Promise<void> {
-  const run = promisify(execFile);
   try {
-    const { stdout } = await run(
-      "docker",
+    const { stdout } = await dockerCli(
       ["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", `reference=tbf-img-${uuid}-v*`],
-      { timeout: 15_000 },
+      { timeoutMs: 15_000 },
     );
     const tags = stdout.split("\n").filter(Boolean);
-    if (tags.length > 0) await run("docker", ["rmi", ...tags], { timeout: 60_000 });
+    if (tags.length > 0) await dockerCli(["rmi", ...tags], { timeoutMs: 60_000 });
   } catch {
     // Best effort: a purge must not fail on an image docker keeps for a container or cannot list.
   }

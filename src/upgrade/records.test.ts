@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
+import { sleep } from "../core/sleep.js";
 import { openStore, type Store } from "../store/index.js";
 import { createUpgrade, readUpgrade, updateUpgrade } from "./records.js";
 
@@ -45,7 +46,7 @@ describe("platform upgrade records", () => {
     const child = spawn(process.execPath, ["-e", "setTimeout(() => {}, 30000)", id]);
     try {
       await updateUpgrade(store, id, { upgrader_pid: child.pid!, phase: "registry" });
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       assert.equal((await readUpgrade(store, id, "1.0.0"))?.status, "in_progress");
     } finally {
       child.kill();

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { sleep } from "../../src/core/sleep.js";
 import { NODE_KEY, runTcli, spawnTcli, startTcliStack, type TcliStack } from "../support/tcli-node.js";
 import { tempDir } from "../support/tools.js";
 
@@ -182,7 +183,7 @@ describe("device login (RFC 8628)", () => {
     const fast = await post("/v1/auth/device/token", { grant_type: GRANT, device_code: grant.device_code });
     assert.equal(fast.body.error, "slow_down");
     assert.equal(fast.body.interval, 6);
-    await new Promise((r) => setTimeout(r, 1500));
+    await sleep(1500);
     const stillFast = await post("/v1/auth/device/token", {
       grant_type: GRANT,
       device_code: grant.device_code,
@@ -199,7 +200,7 @@ describe("device login (RFC 8628)", () => {
       NODE_KEY,
     );
     assert.equal(ok.status, 200);
-    await new Promise((r) => setTimeout(r, 1100));
+    await sleep(1100);
     const form = await fetch(`${stack.node.url}/v1/auth/device/token`, {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded" },
@@ -209,7 +210,7 @@ describe("device login (RFC 8628)", () => {
     assert.equal(form.headers.get("cache-control"), "no-store");
     const token = (await form.json()) as { access_token: string; token_type: string };
     assert.equal(token.token_type, "Bearer");
-    await new Promise((r) => setTimeout(r, 1100));
+    await sleep(1100);
     const replay = await post("/v1/auth/device/token", { grant_type: GRANT, device_code: grant.device_code });
     assert.equal(replay.status, 400);
     assert.equal(replay.body.error, "invalid_grant");

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { sleep } from "../../src/core/sleep.js";
 import {
   auditActions,
   CONTRACT_NODE_KEY,
@@ -214,7 +215,7 @@ describe("an expired session", () => {
     await call(stack, "PUT", "/v1/deploy/review-policy", CONTRACT_NODE_KEY, { risky: [] });
     const s = await open(stack, CONTRACT_NODE_KEY, "short");
     assert.equal(s.status, 200);
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     const r = await upload(stack, s.json.sessionId as string, (s.json.credential as { token: string }).token);
     assert.equal(r.status, 410);
     assert.equal(r.json.code, "SESSION_EXPIRED");

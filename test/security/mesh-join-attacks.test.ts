@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { after, before, test } from "node:test";
 import { SignJWT } from "jose";
+import { sleep } from "../../src/core/sleep.js";
 import { REGISTRY_ULA } from "../../src/mesh/ula.js";
 import { type RunningNode, startNode } from "../../src/node/index.js";
 import { mintToken } from "../support/mesh.js";
@@ -51,7 +52,7 @@ test("a token signed with another key is refused (401) and changes nothing", asy
 
 test("an expired token is refused", async () => {
   const token = await mintToken(dataDir.path, ["--network", "acme", "--ttl-secs", "1"]);
-  await new Promise((r) => setTimeout(r, 2100));
+  await sleep(2100);
   const r = await register(token);
   assert.equal(r.status, 401);
   assert.equal(r.body.code, "MESH_TOKEN_INVALID");

@@ -10,6 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { loadOrCreateSigningKey } from "../../src/auth/keys.js";
 import { RegistryTokens } from "../../src/auth/registry-token.js";
 import { issueTenantToken } from "../../src/auth/tenant-token.js";
+import { sleep } from "../../src/core/sleep.js";
 import {
   basicAuth,
   bearerFor,
@@ -166,7 +167,7 @@ describe("forged tokens are 401", () => {
       const [header, payload, signature] = parts(acmeJwt);
       const widened = b64({ ...JSON.parse(Buffer.from(payload, "base64url").toString()), network: "globex" });
       const expired = await auth.jwt("acme", { ttlSeconds: 1 });
-      await new Promise((r) => setTimeout(r, 2100));
+      await sleep(2100);
       for (const [jwt, what] of [
         [forged, "wrong key"],
         [`${b64({ alg: "none", typ: "JWT" })}.${payload}.`, "alg none"],

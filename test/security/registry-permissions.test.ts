@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { parseDigest } from "../../src/core/digest.js";
+import { sleep } from "../../src/core/sleep.js";
 import { layout } from "../../src/registry/layout.js";
 import { pushImage, spawnRegistry } from "../registry-helpers.js";
 import { requireCommand, spawnTabbify, tempDir } from "../support/tools.js";
@@ -101,7 +102,7 @@ describe("a standalone registry's data dir", () => {
     await chmod(join(dataDir, "blobs"), 0o755);
     const registry = await spawnRegistry(dataDir);
     try {
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       const output = registry.output();
       assert.match(output, /readable by group or others/);
       assert.ok(output.includes(`chmod -R go-rwx '${dataDir}'`), output);
@@ -116,7 +117,7 @@ describe("a standalone registry's data dir", () => {
     await mkdir(tight, { mode: 0o700 });
     const quiet = await spawnRegistry(tight);
     try {
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       assert.doesNotMatch(quiet.output(), /readable by group or others/);
     } finally {
       await quiet.stop();

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { sleep } from "../../src/core/sleep.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -94,12 +95,9 @@ export async function ensureDockerd(timeoutMs = 60_000): Promise<void> {
   throw new Error(`dockerd did not answer \`docker info\` within ${timeoutMs} ms; see ${logPath}`);
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 /** A TCP port on 127.0.0.1 that was free a moment ago (the tests' name for it). */
 export { freeLoopbackPort as freePort } from "../../src/core/net.js";
+export { sleep };
 
 /** A fresh directory under the system temp dir; `remove()` deletes it and everything inside. */
 export async function tempDir(label = "tabbify-test"): Promise<{ path: string; remove(): Promise<void> }> {

@@ -8,6 +8,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import http from "node:http";
 import { join } from "node:path";
+import { sleep } from "../../src/core/sleep.js";
 import { packStaged, stageRelease } from "../../src/upgrade/pack.js";
 import { repoRoot } from "./tools.js";
 
@@ -77,7 +78,7 @@ export class RequestLoop {
         const list = this.latencies.get(phase) ?? [];
         list.push(performance.now() - t0);
         this.latencies.set(phase, list);
-        await new Promise((r) => setTimeout(r, 20));
+        await sleep(20);
       }
     })();
   }
