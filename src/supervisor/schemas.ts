@@ -88,6 +88,16 @@ const specFields = {
       "x-message": "env must be a map of strings",
     }),
   ),
+  egress: Type.Optional(
+    Type.Object(
+      { allow: Type.Array(Type.String(), { maxItems: 256 }) },
+      {
+        description:
+          "process: run behind the runner's egress proxy that lets through only these hosts (host or host:port)",
+        additionalProperties: true,
+      },
+    ),
+  ),
   limits: Type.Optional(
     Type.Object(
       {
@@ -119,7 +129,24 @@ export const StartBody = Type.Union(
 );
 
 export const DeployBody = Type.Object(
-  { ...specFields, ref: Type.Optional(Type.String({ description: "The image reference to pull" })) },
+  {
+    ...specFields,
+    ref: Type.Optional(Type.String({ description: "The image reference to pull" })),
+    handler_artifact: Type.Optional(
+      Type.Object(
+        {
+          registry_url: Type.String(),
+          repository: Type.String(),
+          digest: Type.String(),
+        },
+        {
+          description:
+            "A handler bundle in the registry (pulled by digest with registry_token; it becomes artifact_dir and command)",
+          additionalProperties: true,
+        },
+      ),
+    ),
+  },
   { additionalProperties: true, "x-message": "the body must be a JSON object" },
 );
 

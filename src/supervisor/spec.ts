@@ -1,6 +1,6 @@
 import { isAbsolute } from "node:path";
 import { TabbifyError } from "../core/errors.js";
-import { isCleanAbsolutePath } from "../runtimes/child.js";
+import { checkEgress, isCleanAbsolutePath } from "../runtimes/child.js";
 import { type RuntimeKind, runtimeKinds, type WorkloadSpec } from "../runtimes/runtime.js";
 
 /**
@@ -21,6 +21,7 @@ const startFields = new Set([
   "stateful",
   "data_mount",
   "lifecycle",
+  "egress",
 ]);
 /** `release_manifest` is set by the supervisor itself (see src/main/deploy-release.ts), never sent. */
 const deployFields = new Set([...startFields, "ref", "release_manifest"]);
@@ -100,6 +101,10 @@ export function specFromBody(raw: unknown, opts: { deploy: boolean }): WorkloadS
     }
   }
   Object.assign(spec, stateFromBody(body));
+  if (body.egress !== undefined) {
+    checkEgress(body.egress, spec.runtime);
+    spec.egress = { allow: [...(body.egress as { allow: string[] }).allow] };
+  }
   if (body.env !== undefined) {
     const env = body.env;
     if (typeof env !== "object" || env === null || Array.isArray(env)) {
