@@ -6,7 +6,9 @@ import tls from "node:tls";
 /**
  * The workload side of the egress proxy: Node 20's `fetch` and `http(s).request` ignore
  * `HTTPS_PROXY`, so a handler host sends them through the proxy itself (a CONNECT tunnel per
- * connection, TLS end to end inside it). Loopback stays direct (`NO_PROXY`). This is plumbing,
+ * connection, TLS end to end inside it). Only the workload's own listener (loopback, its PORT)
+ * is dialled directly: the kernel refuses the workload every other direct connection, loopback
+ * included, so even an allowed loopback host goes through the proxy. This is plumbing,
  * not the enforcement: the proxy decides, and on a host that can, the kernel refuses the
  * workload's connections anywhere else (see src/runner/egress-nft.ts). Node builtins only.
  */
@@ -107,8 +109,9 @@ function direct(host: string, port: number, secure: boolean, servername?: string
  * Routes `fetch` (undici's global dispatcher, rebuilt with a connector that tunnels) and the
  * global agents of `http`/`https` through `proxyUrl`.
  */
-export async function routeEgressThrough(proxyUrl: string): Promise<void> {
+export async function routeEgressThrough(proxyUrl: string, ownPort: number | undefined): Promise<void> {
   const proxy = new URL(proxyUrl);
+  const own = (host: string, port: number) => port === ownPort && isLoopbackHost(host);
   const symbol = Symbol.for("undici.globalDispatcher.1");
   // Node builds undici's global Agent when fetch first runs; a data: URL runs it offline.
   await fetch("data:,");
@@ -122,7 +125,7 @@ export async function routeEgressThrough(proxyUrl: string): Promise<void> {
     ) => {
       const secure = opts.protocol === "https:";
       const port = Number(opts.port || (secure ? 443 : 80));
-      if (isLoopbackHost(opts.hostname)) {
+      if (own(opts.hostname, port)) {
         const socket = direct(opts.hostname, port, secure, opts.servername ?? undefined);
         socket.once(secure ? "secureConnect" : "connect", () => callback(null, socket));
         socket.once("error", (err) => callback(err));
@@ -146,7 +149,7 @@ export async function routeEgressThrough(proxyUrl: string): Promise<void> {
         const host = String(options.host ?? options.hostname ?? "localhost");
         const port = Number(options.port ?? (secure ? 443 : 80));
         const servername = (options as tls.ConnectionOptions).servername;
-        if (isLoopbackHost(host)) {
+        if (own(host, port)) {
           done(null, direct(host, port, secure, servername));
           return undefined;
         }

@@ -137,7 +137,7 @@ export async function runHandlerHost(
       });
       proxyUrl = own.url;
     }
-    await routeEgressThrough(proxyUrl);
+    await routeEgressThrough(proxyUrl, env.PORT ? Number(env.PORT) : undefined);
   }
   installCache(config.cache);
   const handler = handlerOf(await load());
