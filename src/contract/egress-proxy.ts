@@ -245,6 +245,9 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
     }
     track(upstream);
     if (client.destroyed) return upstream.destroy();
+    // A tunnel relays whatever arrives at once: no Nagle delay on either leg.
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
     client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
     if (head.length > 0) upstream.write(head);
     upstream.on("error", () => client.destroy());

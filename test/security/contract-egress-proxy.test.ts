@@ -145,3 +145,63 @@ describe("the egress proxy refuses what the contract does not name", () => {
     assert.match(ftp, /^HTTP\/1\.1 400 /);
   });
 });
+
+describe("the egress proxy's cost", () => {
+  test("per request: direct, through the proxy (absolute-form, keep-alive), a new CONNECT tunnel each", async (t) => {
+    const upstream = http.createServer((_req, res) => res.end("ok"));
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    const port = (upstream.address() as net.AddressInfo).port;
+    const proxy = await startEgressProxy({ allow: [`127.0.0.1:${port}`], log: () => {} });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const get = (opts: http.RequestOptions) =>
+      new Promise<void>((resolve, reject) => {
+        const req = http.request({ agent, ...opts }, (res) => {
+          assert.equal(res.statusCode, 200);
+          res.resume();
+          res.on("end", resolve);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    const tunnelled = () =>
+      new Promise<void>((resolve, reject) => {
+        const socket = net.connect(proxy.port, "127.0.0.1");
+        socket.on("error", reject);
+        socket.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nhost: x\r\n\r\n`);
+        let seen = "";
+        socket.setEncoding("latin1");
+        socket.on("data", (c: string) => {
+          seen += c;
+          if (seen.startsWith("HTTP/1.1 200 Connection Established\r\n\r\n") && !seen.includes("GET")) {
+            seen += "GET";
+            socket.write("GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+          }
+        });
+        socket.on("close", () => (seen.includes("\r\n\r\nok") ? resolve() : reject(new Error(seen))));
+      });
+    const median = async (n: number, one: () => Promise<void>) => {
+      const times: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const started = performance.now();
+        await one();
+        times.push(performance.now() - started);
+      }
+      times.sort((a, b) => a - b);
+      return times[Math.floor(n / 2)]!;
+    };
+    try {
+      const direct = await median(300, () => get({ host: "127.0.0.1", port, path: "/" }));
+      const proxied = await median(300, () =>
+        get({ host: "127.0.0.1", port: proxy.port, path: `http://127.0.0.1:${port}/` }),
+      );
+      const tunnel = await median(300, tunnelled);
+      t.diagnostic(
+        `median per request: direct ${direct.toFixed(3)} ms, via proxy ${proxied.toFixed(3)} ms (+${(proxied - direct).toFixed(3)}), new CONNECT tunnel ${tunnel.toFixed(3)} ms`,
+      );
+    } finally {
+      agent.destroy();
+      await proxy.close();
+      upstream.close();
+    }
+  });
+});
