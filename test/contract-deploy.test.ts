@@ -278,6 +278,11 @@ export default async (req: Request) => {
       times.push(performance.now() - started);
     }
     times.sort((a, b) => a - b);
+    // The supervisor's pull of each artifact by digest (a re-deploy of the same bytes reuses it).
+    const pulls = [...sup.log.matchAll(/pulled a handler artifact[^\n]*?\bms\W{1,3}(\d+)/g)].map((m) =>
+      Number(m[1]),
+    );
+    t.diagnostic(`artifact pulls (ms): ${pulls.join(", ")}`);
     t.diagnostic(
       `tcli deploy start to answering: median ${(times[2]! / 1000).toFixed(2)} s (${times.map((x) => (x / 1000).toFixed(2)).join(", ")})`,
     );
