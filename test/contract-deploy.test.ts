@@ -5,7 +5,7 @@
  * start-to-answering time.
  */
 import assert from "node:assert/strict";
-import { cp, mkdir, readFile, writeFile } from "node:fs/promises";
+import { cp, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -83,13 +83,60 @@ describe("tcli deploy against a node and a supervisor", () => {
     }
     const row = JSON.parse(ledger.trim().split("\n").pop()!) as {
       kind: string;
-      facts: { envKeys: string[] };
+      facts: { envKeys: string[]; contractSha: string };
     };
     assert.equal(row.kind, "deploy");
     assert.deepEqual(row.facts.envKeys, ["GREETING"]);
     // The node keeps the same rows per project.
     const kept = await call(stack, "GET", "/v1/projects/hello-handler/proofs", CONTRACT_NODE_KEY);
     assert.equal((kept.json.rows as unknown[]).length, 1);
+
+    // The bundle is an OCI artifact in the tenant's repository, the contract its annotations; the
+    // referrers API lists its signature, its release manifest and its proof.
+    const digest = /digest: (sha256:[0-9a-f]{64})/.exec(deployed.stdout)![1]!;
+    const uuid = /\/app\/([0-9a-f-]{36})\//.exec(url)![1]!;
+    const repository = `admin/${uuid}`;
+    const auth = { authorization: `Bearer ${await stack.pullToken("admin", repository)}` };
+    const manifest = (await (
+      await fetch(`${stack.registry.url}/v2/${repository}/manifests/${digest}`, {
+        headers: { ...auth, accept: "application/vnd.oci.image.manifest.v1+json" },
+      })
+    ).json()) as { artifactType: string; annotations: Record<string, string> };
+    assert.equal(manifest.artifactType, "application/vnd.tabbify.handler.v1");
+    assert.equal(manifest.annotations["dev.tabbify.contract.env"], "GREETING");
+    assert.match(manifest.annotations["dev.tabbify.contract.routes"] ?? "", /\/health/);
+    const referrers = (await (
+      await fetch(`${stack.registry.url}/v2/${repository}/referrers/${digest}`, { headers: auth })
+    ).json()) as {
+      manifests: { artifactType: string; digest: string; annotations?: Record<string, string> }[];
+    };
+    const types = referrers.manifests.map((m) => m.artifactType).sort();
+    for (const want of [
+      "application/vnd.tabbify.proof.v1+json",
+      "application/vnd.tabbify.release.manifest.v1+json",
+    ])
+      assert.ok(types.includes(want), types.join());
+    assert.equal(referrers.manifests.length, 3, `signature, release manifest, proof: ${types.join()}`);
+    const proof = referrers.manifests.find(
+      (m) => m.artifactType === "application/vnd.tabbify.proof.v1+json",
+    )!;
+    assert.equal(proof.annotations?.["dev.tabbify.contract.sha"], row.facts.contractSha);
+    // The supervisor pulled it by digest into its own data dir; the node keeps no copy.
+    const hex = digest.slice("sha256:".length);
+    assert.ok(
+      (await readFile(join(sup.dataDir, "handler-artifacts", hex, "handler.mjs"), "utf8")).length > 0,
+    );
+    assert.equal(await readdir(join(stack.dataDir, "handler-uploads")).then((x) => x.length), 0);
+    // The release of that digest is recorded.
+    const releases = await stack.node
+      .store!.db.selectFrom("releases")
+      .selectAll()
+      .where("app_uuid", "=", uuid)
+      .execute();
+    assert.deepEqual(
+      releases.map((r) => r.digest),
+      [digest],
+    );
 
     const list = await tcli(["proofs", "--dir", hello(), "list"]);
     assert.match(list.stdout, /deploy +[0-9a-f]{8} +safe +2r\/1e\/0h\/0c\/1cap/);
@@ -148,20 +195,29 @@ describe("tcli deploy against a node and a supervisor", () => {
       );
       await writeFile(
         join(dir, "node_modules", "probe", "index.js"),
-        `export const envNames = () => Object.keys(process.env).sort();
+        `import net from "node:net";
+export const envNames = () => Object.keys(process.env).sort();
 export async function reach() {
   try { const r = await fetch("http://127.0.0.1:${deniedPort}/"); return "reached:" + r.status; }
   catch (e) { return "refused:" + (e.cause?.code ?? e.message); }
-}\n`,
+}
+// Around the proxy, as native code would: a raw socket straight to a host, even an allowed one.
+export const direct = (port) => new Promise((resolve) => {
+  const s = net.connect(port, "127.0.0.1");
+  s.once("connect", () => { s.destroy(); resolve("connected"); });
+  s.once("error", (e) => resolve("failed:" + e.code));
+});\n`,
       );
       await writeFile(
         join(dir, "handler.ts"),
-        `import { envNames, reach } from "probe";
+        `import { direct, envNames, reach } from "probe";
 export default async (req: Request) => {
   const { pathname } = new URL(req.url);
   if (pathname === "/env") return new Response(JSON.stringify(envNames()));
   if (pathname === "/allowed") { const r = await fetch("http://127.0.0.1:${allowedPort}/"); return new Response(await r.text()); }
   if (pathname === "/denied") return new Response(await reach());
+  if (pathname === "/direct-denied") return new Response(await direct(${deniedPort}));
+  if (pathname === "/direct-allowed") return new Response(await direct(${allowedPort}));
   return new Response(process.env.GREETING);
 };\n`,
       );
@@ -174,12 +230,15 @@ export default async (req: Request) => {
       assert.ok(!names.includes("OTHER_SECRET"), names.join());
       assert.equal(await (await fetch(`${url}allowed`)).text(), "allowed-ok");
       assert.equal(await (await fetch(`${url}denied`)).text(), "refused:EGRESS_REFUSED");
+      // The kernel refuses the workload's own connections anywhere but its proxy (root + nft here).
+      assert.equal(await (await fetch(`${url}direct-denied`)).text(), "failed:ECONNREFUSED");
+      assert.equal(await (await fetch(`${url}direct-allowed`)).text(), "failed:ECONNREFUSED");
       assert.equal(deniedHits, 0);
       const uuid = /\/app\/([0-9a-f-]{36})\//.exec(url)![1]!;
       const log = await readFile(join(sup.dataDir, "runners", `${uuid}.log`), "utf8");
       assert.match(
         log,
-        new RegExp(`egress to 127\\.0\\.0\\.1:${deniedPort} refused: not in this handler's contract`),
+        new RegExp(`tabbify egress: refused 127\\.0\\.0\\.1:${deniedPort}: not in this handler's contract`),
       );
     } finally {
       allowed.close();
@@ -219,6 +278,11 @@ export default async (req: Request) => {
       times.push(performance.now() - started);
     }
     times.sort((a, b) => a - b);
+    // The supervisor's pull of each artifact by digest (a re-deploy of the same bytes reuses it).
+    const pulls = [...sup.log.matchAll(/pulled a handler artifact[^\n]*?\bms\W{1,3}(\d+)/g)].map((m) =>
+      Number(m[1]),
+    );
+    t.diagnostic(`artifact pulls (ms): ${pulls.join(", ")}`);
     t.diagnostic(
       `tcli deploy start to answering: median ${(times[2]! / 1000).toFixed(2)} s (${times.map((x) => (x / 1000).toFixed(2)).join(", ")})`,
     );

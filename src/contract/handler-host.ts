@@ -1,15 +1,19 @@
 import http from "node:http";
-import net from "node:net";
 import { Readable } from "node:stream";
-import tls from "node:tls";
+import { routeEgressThrough } from "./egress-client.js";
+import { startEgressProxy } from "./egress-proxy.js";
 
 /**
- * The platform side of a handler app: serves a fetch-style handler on PORT, and enforces the
- * contract inside the workload process (the egress guard and the cache API's namespaces). It
- * imports nothing but node: builtins, so the node copies it next to an uploaded handler bundle and
- * `deploy --local` bundles it into the single executable. The contract's lists arrive from the
- * platform (`TABBIFY_CONTRACT_EGRESS`, `TABBIFY_CONTRACT_CACHE`, set after the app's own env),
+ * The platform side of a handler app: serves a fetch-style handler on PORT, sends its outbound
+ * HTTP(S) through the egress proxy, and keeps the cache API to the contract's namespaces. It
+ * imports nothing but node: builtins, so a supervisor runs it from its own install next to a
+ * pulled handler bundle and `deploy --local` bundles it into the single executable. The
+ * contract's lists arrive from the platform (`TABBIFY_CONTRACT_EGRESS`, `TABBIFY_CONTRACT_CACHE`),
  * never from the handler's code.
+ *
+ * Egress: hosted, the runner owns the proxy (`TABBIFY_EGRESS_PROXY`) and the kernel refuses the
+ * workload's other connections; this process only routes `fetch` and `http(s)` through it.
+ * Without a runner's proxy (`deploy --local`), it starts the same proxy in-process.
  */
 
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
@@ -37,65 +41,6 @@ export function handlerOf(mod: Record<string, unknown>): FetchHandler {
     }
   }
   throw new Error("the handler module exports no handler (default export or `handler`)");
-}
-
-function allowedBy(allow: string[], host: string, port: number): boolean {
-  const name = host.replace(/^\[|\]$/g, "").toLowerCase();
-  for (const entry of allow) {
-    const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(entry.toLowerCase());
-    if (!m) continue;
-    const entryHost = m[1]!.replace(/^\[|\]$/g, "");
-    if (entryHost !== name) continue;
-    if (m[2] !== undefined ? Number(m[2]) === port : port === 80 || port === 443) return true;
-  }
-  return false;
-}
-
-/** Where a net/tls connect call goes: (port, host), ({port, host}) or a unix path. */
-function targetOf(args: unknown[]): { host: string; port: number } | undefined {
-  const [a, b] = args;
-  if (typeof a === "object" && a !== null) {
-    const o = a as { host?: string; port?: number | string; path?: string; socketPath?: string };
-    // A unix socket has a path and no port (http's options carry the request path too).
-    if ((o.port === undefined || o.port === null || o.port === "") && (o.path || o.socketPath))
-      return undefined;
-    return { host: o.host ?? "localhost", port: Number(o.port) };
-  }
-  if (typeof a === "number" || (typeof a === "string" && /^\d+$/.test(a))) {
-    return { host: typeof b === "string" ? b : "localhost", port: Number(a) };
-  }
-  return undefined;
-}
-
-/**
- * Refuses outbound TCP/TLS connections to hosts outside the contract: `fetch`, `http(s).request`
- * and raw `net.connect` all go through these functions. A refused connection is a socket that
- * fails with EGRESS_REFUSED, and the refusal is written to the app's log (stderr).
- */
-export function installEgressGuard(allow: string[] | "*", log: (line: string) => void): void {
-  if (allow === "*") return;
-  const wrap = <F extends (...args: never[]) => net.Socket>(original: F): F =>
-    function guarded(this: unknown, ...args: unknown[]) {
-      const target = targetOf(args);
-      if (target && !allowedBy(allow, target.host, target.port)) {
-        const message = `egress to ${target.host}:${target.port} refused: not in this handler's contract (allowed: ${allow.join(", ") || "none"})`;
-        log(`tabbify: ${message}`);
-        const socket = new net.Socket();
-        const err = Object.assign(new Error(message), { code: "EGRESS_REFUSED" });
-        process.nextTick(() => socket.destroy(err));
-        return socket;
-      }
-      return (original as unknown as (...a: unknown[]) => net.Socket).apply(this, args);
-    } as unknown as F;
-  net.connect = wrap(net.connect);
-  // http's agents captured net.createConnection when they loaded.
-  http.Agent.prototype.createConnection = wrap(
-    http.Agent.prototype.createConnection as unknown as (...args: never[]) => net.Socket,
-  ) as unknown as typeof http.Agent.prototype.createConnection;
-  net.createConnection = wrap(net.createConnection);
-  tls.connect = wrap(
-    tls.connect as unknown as (...args: never[]) => net.Socket,
-  ) as unknown as typeof tls.connect;
 }
 
 interface CacheEntry {
@@ -183,7 +128,17 @@ export async function runHandlerHost(
   config: HostConfig,
   env: NodeJS.ProcessEnv,
 ): Promise<http.Server> {
-  installEgressGuard(config.egress, (line) => process.stderr.write(`${line}\n`));
+  if (config.egress !== "*") {
+    let proxyUrl = env.TABBIFY_EGRESS_PROXY;
+    if (!proxyUrl) {
+      const own = await startEgressProxy({
+        allow: config.egress,
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      proxyUrl = own.url;
+    }
+    await routeEgressThrough(proxyUrl, env.PORT ? Number(env.PORT) : undefined);
+  }
   installCache(config.cache);
   const handler = handlerOf(await load());
   const port = Number(env.PORT ?? 8080);

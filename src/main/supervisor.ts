@@ -23,6 +23,7 @@ import { Supervisor } from "../supervisor/supervisor.js";
 import { listenOptions } from "../upgrade/listener-handoff.js";
 import { artifactStoreConfig, artifactStoreOptions } from "./artifact-store-options.js";
 import { warnIfPublic } from "./bind-warning.js";
+import { registerHandlerPull } from "./deploy-handler-pull.js";
 import { registerDeployPull } from "./deploy-pull.js";
 import { registerDeployRelease } from "./deploy-release.js";
 import {
@@ -292,6 +293,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     },
     { apiKey },
   );
+  registerHandlerPull(api, dataDir, logger.child("deploy"));
   registerDeployPull(api, logger.child("deploy"));
   registerDeployRelease(api, dataDir);
   if (builder) {

@@ -1,24 +1,34 @@
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { copyFile, mkdir, rm, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { fileURLToPath } from "node:url";
 import { contractLabels } from "../contract/labels.js";
+import type { ProofRow } from "../contract/ledger.js";
 import type { Contract } from "../contract/types.js";
 import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { PeerInfo } from "../mesh/roster.js";
+import type { ImageSignatures, RegistryAccess } from "../pipeline/deps.js";
+import { DEFAULT_ENVIRONMENT } from "../pipeline/plan.js";
 import type { DeploySessionsTable } from "../store/tables/deploy-review.js";
 import type { DeployReviewStore } from "./deploy-review-store.js";
+import { pushHandlerArtifact, pushProofReferrer, type RegistryTarget } from "./handler-artifact.js";
+import { pushReleaseArtifact } from "./releases-oci.js";
+import type { ReleaseStore } from "./releases-store.js";
 
 /**
- * Turns an uploaded handler bundle into a process app on the region's supervisor. The app dir is
- * `<data>/handler-apps/<app uuid>/<session id>/`: the bundle (`handler.mjs`) next to the
- * platform's handler host (copied from this install, so the handler cannot replace it). The
- * command and the contract's lists are the node's, never the upload's; the workload gets only the
- * contract's env names (every name when env is dynamic).
+ * Turns an uploaded handler bundle into a process app on the region's supervisor, through the
+ * platform registry: the bundle becomes an OCI artifact in the tenant's repository
+ * (`<tenant>/<app uuid>`, tagged `deploy-<session id>`) with the contract's labels as manifest
+ * annotations, signed with the tenant's build key; the supervisor pulls it by digest with a pull
+ * token of its own, so it may run on any host. The node keeps no copy. The command, the
+ * platform's handler host (the supervisor's own, so the handler cannot replace it) and the
+ * contract's lists are the platform's, never the upload's; the workload gets only the contract's
+ * env names (every name when env is dynamic) and, unless egress is dynamic, reaches out only
+ * through its runner's egress proxy. A started deploy records a release of that digest, and the
+ * release manifest and later the proof row are pushed as referrers of the artifact.
  */
 
 export interface HandlerReleaserOptions {
@@ -26,13 +36,13 @@ export interface HandlerReleaserOptions {
   coordinator: RosterCoordinator;
   dataDir: string;
   supervisorKey: string | undefined;
+  /** The platform registry; without one, handler deploys are refused (REGISTRY_REQUIRED). */
+  registry?: RegistryAccess | undefined;
+  releases?: ReleaseStore | undefined;
+  signatures?: ImageSignatures | undefined;
+  /** Default `http://<registry host>`. */
+  registryUrl?: string | undefined;
 }
-
-const here = dirname(fileURLToPath(import.meta.url));
-const HOST_FILES = [
-  [join(here, "..", "main", "handler-host.js"), join("host", "main", "handler-host.js")],
-  [join(here, "..", "contract", "handler-host.js"), join("host", "contract", "handler-host.js")],
-] as const;
 
 /** The env a handler workload gets: the contract's names from `env`, then the contract's lists. */
 export function workloadEnvFor(contract: Contract, env: Record<string, string>): Record<string, string> {
@@ -71,18 +81,44 @@ export class HandlerReleaser {
     return hit;
   }
 
-  appDir(session: DeploySessionsTable): string {
-    return join(this.opts.dataDir, "handler-apps", session.app_uuid, session.id);
+  #registry(): RegistryAccess {
+    const registry = this.opts.registry;
+    if (!registry) {
+      throw new TabbifyError(
+        "REGISTRY_REQUIRED",
+        "handler deploys go through the platform registry: start the node with --registry (and --auth-data)",
+      );
+    }
+    return registry;
   }
 
-  /** Streams the bundle to disk (never whole in memory) and returns its sha256. */
+  #target(session: DeploySessionsTable, token: string): RegistryTarget {
+    const registry = this.#registry();
+    return {
+      registryUrl: this.opts.registryUrl ?? `http://${registry.host}`,
+      repository: `${session.scope.toLowerCase()}/${session.app_uuid.toLowerCase()}`,
+      token,
+    };
+  }
+
+  /** Whether handler deploys can run at all (a node without a registry refuses them up front). */
+  requireRegistry(): void {
+    this.#registry();
+  }
+
+  /**
+   * Streams the bundle to a temp file (never whole in memory), pushes it as the handler artifact
+   * and signs it; returns the artifact's manifest digest. The temp file is gone either way.
+   */
   async receiveBundle(
     session: DeploySessionsTable,
     body: NodeJS.ReadableStream,
     limit: number,
   ): Promise<string> {
-    const dir = this.appDir(session);
+    const registry = this.#registry();
+    const dir = join(this.opts.dataDir, "handler-uploads");
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = join(dir, `${session.id}.mjs`);
     const hash = createHash("sha256");
     let size = 0;
     const meter = new Transform({
@@ -95,13 +131,30 @@ export class HandlerReleaser {
       },
     });
     try {
-      await pipeline(body, meter, createWriteStream(join(dir, "handler.mjs"), { mode: 0o600 }));
-    } catch (err) {
-      await rm(dir, { recursive: true, force: true });
-      throw err;
+      await pipeline(body, meter, createWriteStream(file, { mode: 0o600 }));
+      if (size === 0) throw new TabbifyError("BAD_REQUEST", "the bundle is empty");
+      const target = this.#target(session, await registry.pushToken(session.scope, session.app_uuid));
+      const contract = JSON.parse(session.contract) as Contract;
+      const pushed = await pushHandlerArtifact(
+        target,
+        { path: file, digest: `sha256:${hash.digest("hex")}`, size },
+        contractLabels(contract, session.contract_sha),
+        `deploy-${session.id}`,
+      );
+      await this.opts.signatures?.sign(session.scope, session.app_uuid, pushed.digest);
+      return pushed.digest;
+    } finally {
+      await rm(file, { force: true });
     }
-    if (size === 0) throw new TabbifyError("BAD_REQUEST", "the bundle is empty");
-    return `sha256:${hash.digest("hex")}`;
+  }
+
+  /** The proof row as a referrer of the session's artifact; returns the referrer's digest. */
+  async pushProof(session: DeploySessionsTable, row: ProofRow): Promise<string> {
+    if (!session.digest)
+      throw new TabbifyError("SESSION_CONFLICT", `deploy session ${session.id} has no bundle`);
+    const registry = this.#registry();
+    const target = this.#target(session, await registry.pushToken(session.scope, session.app_uuid));
+    return pushProofReferrer(target, session.digest, row);
   }
 
   /** Starts the session's app in the background; the session's state says how it went. */
@@ -122,21 +175,13 @@ export class HandlerReleaser {
   }
 
   async #run(session: DeploySessionsTable, env: Record<string, string>): Promise<void> {
-    const dir = this.appDir(session);
-    for (const [from, to] of HOST_FILES) {
-      await mkdir(dirname(join(dir, to)), { recursive: true, mode: 0o700 });
-      await copyFile(from, join(dir, to));
-    }
-    await writeFile(join(dir, "package.json"), `${JSON.stringify({ type: "module", private: true })}\n`, {
-      mode: 0o600,
-    });
+    const registry = this.#registry();
+    const digest = session.digest;
+    if (!digest) throw new TabbifyError("SESSION_CONFLICT", `deploy session ${session.id} has no bundle`);
     const contract = JSON.parse(session.contract) as Contract;
-    await writeFile(
-      join(dir, "contract-labels.json"),
-      `${JSON.stringify(contractLabels(contract, session.contract_sha), null, 2)}\n`,
-      { mode: 0o600 },
-    );
     const supervisor = this.supervisorFor(session.region);
+    const pullToken = await (registry.pullToken ?? registry.pushToken)(session.scope, session.app_uuid);
+    const pull = this.#target(session, pullToken);
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (this.opts.supervisorKey) headers.authorization = `Bearer ${this.opts.supervisorKey}`;
     const res = await fetch(`${supervisor.address.replace(/\/+$/, "")}/v1/apps/${session.app_uuid}/deploy`, {
@@ -144,9 +189,10 @@ export class HandlerReleaser {
       headers,
       body: JSON.stringify({
         runtime: "process",
-        artifact_dir: dir,
-        command: [process.execPath, join("host", "main", "handler-host.js"), "handler.mjs"],
+        handler_artifact: { registry_url: pull.registryUrl, repository: pull.repository, digest },
+        registry_token: pull.token,
         env: workloadEnvFor(contract, env),
+        ...(contract.egress.dynamic ? {} : { egress: { allow: contract.egress.hosts } }),
       }),
       signal: AbortSignal.any([AbortSignal.timeout(8 * 60_000), this.#closing.signal]),
     });
@@ -158,6 +204,46 @@ export class HandlerReleaser {
       await this.opts.reviews.setSessionState(session.id, "failed", `${supervisor.name}: ${why}${tail}`);
       return;
     }
-    await this.opts.reviews.setSessionState(session.id, "ready", `running on ${supervisor.name}`);
+    const release = await this.#recordRelease(session, digest);
+    await this.opts.reviews.setSessionState(
+      session.id,
+      "ready",
+      `running on ${supervisor.name}${release ? ` (release ${release})` : ""}`,
+    );
+  }
+
+  /** The release of this digest, run in the default environment, its manifest a referrer. */
+  async #recordRelease(session: DeploySessionsTable, digest: string): Promise<string | undefined> {
+    const releases = this.opts.releases;
+    if (!releases) return undefined;
+    const registry = this.#registry();
+    const source = { artifact_version: `deploy-${session.id}` };
+    const target = this.#target(session, await registry.pushToken(session.scope, session.app_uuid));
+    const { release } = await releases.record({
+      app: session.app_uuid,
+      digest,
+      source,
+      manifest: {
+        app: session.app_uuid,
+        digest,
+        image: `${registry.host}/${target.repository}@${digest}`,
+        source,
+        contract: { sha: session.contract_sha, project: session.project, region: session.region },
+      },
+      created_by: `deploy-session:${session.id}`,
+    });
+    await releases.markRunning(release, DEFAULT_ENVIRONMENT, "system", "release.deploy", {
+      session_id: session.id,
+    });
+    await pushReleaseArtifact(
+      {
+        registryUrl: target.registryUrl,
+        repository: target.repository,
+        imageDigest: digest,
+        token: target.token,
+      },
+      release.manifest,
+    );
+    return release.id;
   }
 }

@@ -10,11 +10,13 @@ import type { Contract } from "../contract/types.js";
 import { bearerToken } from "../core/bearer.js";
 import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
+import type { ImageSignatures, RegistryAccess } from "../pipeline/deps.js";
 import type { CallerResolver } from "./apps-identity.js";
 import type { AuditLog } from "./audit-log.js";
 import { HandlerReleaser } from "./deploy-handler-release.js";
 import { scopeOf } from "./deploy-review-routes.js";
 import { type DeployReviewStore, planView } from "./deploy-review-store.js";
+import type { ReleaseStore } from "./releases-store.js";
 import { sessionSchemas } from "./schemas/operations.js";
 
 /**
@@ -23,10 +25,12 @@ import { sessionSchemas } from "./schemas/operations.js";
  *   POST /v1/deploy/session {projectName, region, contract, contractSha256, planId?}
  *        (node key or tenant token) → 200 a session with a credential for this deploy alone, or
  *        202 {status:"plan_required", planId, reviewUrl, baselineSha, proposedSha, diff, grantCoverage}
- *   PUT  /v1/deploy/sessions/:id/bundle        the handler bundle (the session credential)
+ *   PUT  /v1/deploy/sessions/:id/bundle        the handler bundle (the session credential): pushed to
+ *        the registry as an OCI artifact, answering its digest
+ *   POST /v1/deploy/sessions/:id/proof {row}   the CLI's proof row, kept per project and pushed as a
+ *        referrer of the artifact (the credential)
  *   POST /v1/deploy/sessions/:id/release {env} start it on the region's supervisor (the credential)
  *   GET  /v1/deploy/sessions/:id               state: open|uploaded|starting|ready|failed (credential or caller)
- *   POST /v1/deploy/sessions/:id/proof {row}   the CLI's proof row, kept per project (the credential)
  *   GET  /v1/projects/:name/proofs             {rows:[…]} for the dashboard (caller)
  *
  * The session credential is 32 random bytes, kept only as its SHA-256, compared in constant time,
@@ -40,6 +44,9 @@ export interface DeploySessionRoutesOptions {
   coordinator: RosterCoordinator;
   dataDir: string;
   supervisorKey: string | undefined;
+  registry?: RegistryAccess | undefined;
+  releases?: ReleaseStore | undefined;
+  signatures?: ImageSignatures | undefined;
   selfUrl: () => string;
   now?: () => Date;
   /** How long a plan waits for review. Default 24 h. */
@@ -69,6 +76,9 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
     coordinator: opts.coordinator,
     dataDir: opts.dataDir,
     supervisorKey: opts.supervisorKey,
+    registry: opts.registry,
+    releases: opts.releases,
+    signatures: opts.signatures,
   });
   app.addHook("onClose", () => releaser.drain());
 
@@ -110,7 +120,9 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
         "contractSha256 is not the sha256 of the contract's canonical JSON (RFC 8785)",
       );
     }
-    releaser.supervisorFor(region); // an unknown region fails before anything is recorded
+    // A node without a registry, or an unknown region, fails before anything is recorded.
+    releaser.requireRegistry();
+    releaser.supervisorFor(region);
     const planId = b.planId;
     if (planId !== undefined && typeof planId !== "string")
       throw new TabbifyError("BAD_REQUEST", "planId must be a string");
@@ -355,6 +367,8 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
           "the proof row's contractSha is not this session's contract",
         );
       }
+      // Pushed first: a row the node keeps is always listed by the registry's referrers API.
+      const referrer = await releaser.pushProof(session, row);
       await reviews.store.db
         .insertInto("proof_rows")
         .values({
@@ -366,7 +380,7 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
         })
         .onConflict((oc) => oc.column("session_id").doNothing())
         .execute();
-      return { stored: true };
+      return { stored: true, referrer };
     },
   );
 

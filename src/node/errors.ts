@@ -76,6 +76,11 @@ export const nodeErrorStatus: Record<string, number> = {
   SSH_KEY_MISSING: 503,
   SSH_HOST_KEY_UNKNOWN: 502,
   SSH_FETCH_FAILED: 502,
+  REGISTRY_REQUIRED: 503,
+  REGISTRY_PUSH_FAILED: 502,
+  REGISTRY_UNREACHABLE: 502,
+  REGISTRY_TOKEN_FAILED: 502,
+  SIGNATURE_PUSH_FAILED: 502,
 };
 
 export interface NodeErrorBody {

@@ -404,6 +404,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       coordinator,
       dataDir,
       supervisorKey: deploy.supervisorKey,
+      registry: deploy.registry,
       selfUrl: () => selfUrl,
       ...options.contractDeploys,
     });

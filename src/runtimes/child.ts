@@ -206,7 +206,30 @@ const specKeys = new Set([
   "lifecycle",
   "releaseManifest",
   "probes",
+  "egress",
 ]);
+
+const EGRESS_ENTRY = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
+
+/** `egress: {allow: ["host" | "host:port", …]}`, process workloads only (src/runner/egress.ts). */
+export function checkEgress(egress: unknown, kind: string): void {
+  if (egress === undefined) return;
+  if (kind !== "process")
+    throw new TabbifyError("SPEC_INVALID", "egress allow-lists are enforced for the process runtime only");
+  const allow = (egress as { allow?: unknown } | null)?.allow;
+  if (
+    typeof egress !== "object" ||
+    egress === null ||
+    Object.keys(egress).some((k) => k !== "allow") ||
+    !Array.isArray(allow) ||
+    allow.length > 256 ||
+    allow.some((h) => typeof h !== "string" || !EGRESS_ENTRY.test(h))
+  )
+    throw new TabbifyError(
+      "SPEC_INVALID",
+      'egress must be {allow: ["host" or "host:port", …]} (at most 256)',
+    );
+}
 
 /** Rejects fields a WorkloadSpec does not have (a typo must not be silently ignored) and bad env. */
 export function checkCommonSpec(spec: unknown, kind: string): asserts spec is WorkloadSpec {
@@ -221,6 +244,7 @@ export function checkCommonSpec(spec: unknown, kind: string): asserts spec is Wo
   }
   checkStateAndLifecycle(record);
   parseAppProbes(record.probes);
+  checkEgress(record.egress, kind);
   const manifest = record.releaseManifest;
   if (manifest !== undefined && (typeof manifest !== "string" || !manifest.startsWith("/"))) {
     throw new TabbifyError("SPEC_INVALID", "releaseManifest must be an absolute path");

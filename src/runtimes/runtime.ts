@@ -36,6 +36,11 @@ export interface WorkloadSpec {
    * the path TABBIFY_RELEASE_MANIFEST names (for docker, a read-only mount of it).
    */
   releaseManifest?: string;
+  /**
+   * process: the workload's only way out is an egress proxy of its runner that lets through
+   * exactly these hosts (`host` or `host:port`; see src/runner/egress.ts). Absent: no proxy.
+   */
+  egress?: { allow: string[] };
   /** The app keeps data across swaps and restarts (see src/supervisor/app-data.ts). */
   stateful?: boolean;
   /** Where a stateful app sees its data: docker mounts it there, wasm preopens it there (default /data). */

@@ -1,6 +1,7 @@
 import { unlink } from "node:fs/promises";
 import { isErrno, TabbifyError } from "../core/errors.js";
 import { type ControlReply, controlRequest, type HealthReply, workloadPidPath } from "../runner/control.js";
+import { unconfine } from "../runner/egress-nft.js";
 import type { WorkloadSpec } from "../runtimes/runtime.js";
 import { checkDataKept, purgeAppData } from "./app-data.js";
 import { versionLabel } from "./app-store.js";
@@ -146,6 +147,8 @@ export async function purgeApp(
   await ctx.opts.apps?.purge(uuid);
   await purgeAppData(ctx.opts.dataDir, uuid);
   if (record.spec.runtime === "docker") await removeShippedImages(uuid);
+  // The app's egress chain (runner/egress-nft.ts) goes with it; a stop keeps it (fail closed).
+  if (record.spec.egress && record.app_uid) await unconfine(record.app_uid).catch(() => {});
   ctx.adoptionErrors.delete(uuid);
   return { state: "purged" as const, uuid };
 }

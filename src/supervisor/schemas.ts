@@ -96,6 +96,16 @@ const specFields = {
       "x-message": "env must be a map of strings",
     }),
   ),
+  egress: Type.Optional(
+    Type.Object(
+      { allow: Type.Array(Type.String(), { maxItems: 256 }) },
+      {
+        description:
+          "process: run behind the runner's egress proxy that lets through only these hosts (host or host:port)",
+        additionalProperties: true,
+      },
+    ),
+  ),
   limits: Type.Optional(
     Type.Object(
       {
@@ -153,6 +163,20 @@ export const DeployBody = Type.Object(
         {
           additionalProperties: true,
           description: "The app's probes, checked on the new workload before it takes requests",
+        },
+      ),
+    ),
+    handler_artifact: Type.Optional(
+      Type.Object(
+        {
+          registry_url: Type.String(),
+          repository: Type.String(),
+          digest: Type.String(),
+        },
+        {
+          description:
+            "A handler bundle in the registry (pulled by digest with registry_token; it becomes artifact_dir and command)",
+          additionalProperties: true,
         },
       ),
     ),

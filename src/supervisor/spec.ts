@@ -1,7 +1,7 @@
 import { isAbsolute } from "node:path";
 import { TabbifyError } from "../core/errors.js";
 import { parseAppProbes } from "../runtimes/app-probes.js";
-import { isCleanAbsolutePath } from "../runtimes/child.js";
+import { checkEgress, isCleanAbsolutePath } from "../runtimes/child.js";
 import { type RuntimeKind, runtimeKinds, type WorkloadSpec } from "../runtimes/runtime.js";
 import { assertPinnedForProd } from "./release-deploy.js";
 
@@ -23,6 +23,7 @@ const startFields = new Set([
   "stateful",
   "data_mount",
   "lifecycle",
+  "egress",
 ]);
 /** `release_manifest` is set by the supervisor itself (see src/main/deploy-release.ts), never sent. */
 const deployFields = new Set([...startFields, "ref", "release_manifest", "environment", "probes"]);
@@ -105,6 +106,10 @@ export function specFromBody(raw: unknown, opts: { deploy: boolean }): WorkloadS
   Object.assign(spec, stateFromBody(body));
   const probes = opts.deploy ? parseAppProbes(body.probes) : undefined;
   if (probes) spec.probes = probes;
+  if (body.egress !== undefined) {
+    checkEgress(body.egress, spec.runtime);
+    spec.egress = { allow: [...(body.egress as { allow: string[] }).allow] };
+  }
   if (body.env !== undefined) {
     const env = body.env;
     if (typeof env !== "object" || env === null || Array.isArray(env)) {

@@ -2,13 +2,17 @@
  * A node for handler-deploy tests: the node key, tenant tokens for acme and globex, optional
  * short plan/session lifetimes, and helpers to call the review API and read the audit chain.
  */
-import { generateKeyPairSync } from "node:crypto";
-import { calculateJwkThumbprint, exportJWK } from "jose";
-import type { SigningKey } from "../../src/auth/keys.js";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { loadOrCreateSigningKey } from "../../src/auth/keys.js";
+import { buildAuthApp } from "../../src/auth/server.js";
 import { issueTenantToken, verifyTenantToken } from "../../src/auth/tenant-token.js";
 import { analyseHandler } from "../../src/contract/analyse.js";
 import type { Contract } from "../../src/contract/types.js";
+import { tenantRegistryAccess } from "../../src/node/registry-access.js";
 import { type RunningNode, startNode } from "../../src/node/server.js";
+import { type RunningRegistry, startRegistry } from "../../src/registry/index.js";
+import { registryToken } from "../registry-helpers.js";
 import { tempDir } from "./tools.js";
 
 export const CONTRACT_NODE_KEY = "contract-node-key-0123456789abcdef";
@@ -16,6 +20,12 @@ export const CONTRACT_NODE_KEY = "contract-node-key-0123456789abcdef";
 export interface ContractStack {
   node: RunningNode;
   url: string;
+  /** The node's data dir (a supervisor's is always another). */
+  dataDir: string;
+  /** The platform registry handler bundles go through (auth on, tokens from the auth service). */
+  registry: RunningRegistry;
+  /** A registry token of `tenant` with pull on `repository`, as `docker login` would get one. */
+  pullToken(tenant: string, repository: string): Promise<string>;
   acme: string;
   globex: string;
   close(): Promise<void>;
@@ -24,19 +34,27 @@ export interface ContractStack {
 export async function startContractStack(
   opts: { planTtlMs?: number; sessionTtlMs?: number; supervisorKey?: string; fakeSupervisor?: boolean } = {},
 ): Promise<ContractStack> {
-  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
-  const key: SigningKey = {
-    privateKey,
-    publicKey,
-    kid: await calculateJwkThumbprint(await exportJWK(publicKey)),
-  };
   const data = await tempDir("contract-node");
+  const authDir = join(data.path, "auth");
+  const key = await loadOrCreateSigningKey(authDir);
+  const auth = buildAuthApp({ key });
+  await auth.listen({ host: "127.0.0.1", port: 0 });
+  const registry = await startRegistry({
+    dataDir: join(data.path, "registry"),
+    host: "127.0.0.1",
+    port: 0,
+    authUrl: `http://127.0.0.1:${(auth.server.address() as AddressInfo).port}`,
+  });
+  const access = await tenantRegistryAccess({
+    registryHost: new URL(registry.url).host,
+    authDataDir: authDir,
+  });
   const node = await startNode({
     port: 0,
     httpLogLevel: "silent",
     nodeKey: CONTRACT_NODE_KEY,
-    dataDir: data.path,
-    ...(opts.supervisorKey ? { deploy: { supervisorKey: opts.supervisorKey } } : {}),
+    dataDir: join(data.path, "node"),
+    deploy: { registry: access, ...(opts.supervisorKey ? { supervisorKey: opts.supervisorKey } : {}) },
     registry: { verifyTenantToken: (t) => verifyTenantToken(key, t) },
     contractDeploys: {
       ...(opts.planTtlMs ? { planTtlMs: opts.planTtlMs } : {}),
@@ -57,10 +75,18 @@ export async function startContractStack(
   return {
     node,
     url: node.url,
+    dataDir: join(data.path, "node"),
+    registry,
+    pullToken: async (tenant, repository) =>
+      registryToken(registry.url, await issueTenantToken(key, { tenant, subject: "test", ttlSeconds: 600 }), [
+        `repository:${repository}:pull`,
+      ]),
     acme: await issueTenantToken(key, { tenant: "acme", subject: "dev", ttlSeconds: 600 }),
     globex: await issueTenantToken(key, { tenant: "globex", subject: "dev", ttlSeconds: 600 }),
     close: async () => {
       await node.close();
+      await registry.close();
+      await auth.close();
       await data.remove();
     },
   };
