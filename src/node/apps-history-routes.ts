@@ -1,10 +1,11 @@
 import { Readable } from "node:stream";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import type { TargetResult } from "../pipeline/plan.js";
 import type { Store } from "../store/index.js";
 import type { CallerResolver } from "./apps-identity.js";
 import type { AppRegistry } from "./apps-registry.js";
+import { callerFirst } from "./caller-first.js";
 import { historySchemas } from "./schemas/operations.js";
 
 /**
@@ -41,7 +42,7 @@ export interface DeploySummary {
 
 export function registerAppHistoryRoutes(app: FastifyInstance, opts: AppHistoryRoutesOptions): void {
   const { registry, callers, store } = opts;
-  type AppReq = FastifyRequest<{ Params: { app: string; id?: string }; Querystring: { limit?: string } }>;
+  type AppRoute = { Params: { app: string; id?: string }; Querystring: { limit?: string } };
 
   const latestId = async (uuid: string): Promise<string | undefined> =>
     (
@@ -55,13 +56,12 @@ export function registerAppHistoryRoutes(app: FastifyInstance, opts: AppHistoryR
         .executeTakeFirst()
     )?.id;
 
-  app.get("/api/v1/apps/:app/deploys", { schema: historySchemas.deploys }, async (req: AppReq) => {
-    const caller = await callers.resolve(req.headers.authorization);
-    const target = await registry.get(caller, req.params.app);
+  const who = callerFirst((req) => callers.resolve(req.headers.authorization));
+
+  const deploysRoute = { schema: historySchemas.deploys, onRequest: who.onRequest };
+  app.get<AppRoute>("/api/v1/apps/:app/deploys", deploysRoute, async (req) => {
+    const target = await registry.get(who.caller(req), req.params.app);
     const raw = req.query.limit ?? "20";
-    if (!/^\d{1,3}$/.test(raw) || Number(raw) < 1 || Number(raw) > 200) {
-      throw new TabbifyError("BAD_REQUEST", "limit is a whole number from 1 to 200");
-    }
     const rows = await store.db
       .selectFrom("deploys")
       .selectAll()
@@ -92,9 +92,9 @@ export function registerAppHistoryRoutes(app: FastifyInstance, opts: AppHistoryR
     return { app: target.name, uuid: target.uuid, deploys };
   });
 
-  app.get("/api/v1/apps/:app/deploys/:id/log", { schema: historySchemas.log }, async (req: AppReq, reply) => {
-    const caller = await callers.resolve(req.headers.authorization);
-    const target = await registry.get(caller, req.params.app);
+  const logRoute = { schema: historySchemas.log, onRequest: who.onRequest };
+  app.get<AppRoute>("/api/v1/apps/:app/deploys/:id/log", logRoute, async (req, reply) => {
+    const target = await registry.get(who.caller(req), req.params.app);
     const asked = req.params.id as string;
     const id = asked === "latest" ? await latestId(target.uuid) : asked;
     const row = id
