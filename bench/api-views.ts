@@ -5,10 +5,18 @@
  * handler plus the response's serialization (a declared response schema serializes with
  * fast-json-stringify; without one fastify falls back to JSON.stringify).
  * `BENCH_API_REQUESTS` sets requests per view (default 4000).
+ *
+ * Then the serialization alone, which HTTP figures on a loaded host drown: each view's answer
+ * (as the node gave it) turned into text by its route's response schema (fast-json-stringify, as
+ * fastify does) and by JSON.stringify (what a route without a response schema gets), median of 7
+ * rounds of `BENCH_API_SERIALIZE` answers (default 2000).
  */
+import { deepStrictEqual } from "node:assert/strict";
 import { Agent, request } from "node:http";
 import { cpus, loadavg } from "node:os";
+import fastJson from "fast-json-stringify";
 import { v4 as uuidv4 } from "uuid";
+import { rosterAppsSchema, topologySchema } from "../src/node/schemas/roster.js";
 import { startNode } from "../src/node/server.js";
 
 const REQUESTS = Number(process.env.BENCH_API_REQUESTS ?? "4000");
@@ -88,6 +96,39 @@ console.log(`cores ${cpus().length}, load ${loadavg()[0]?.toFixed(2)}, ${REQUEST
 for (const path of ["/v1/apps", "/v1/topology", "/v1/apps", "/v1/topology"]) {
   const { rps, bytes } = await measure(path);
   console.log(`${path.padEnd(14)} ${String(rps).padStart(6)} req/s  (${bytes} bytes per answer)`);
+}
+
+const SERIALIZE = Number(process.env.BENCH_API_SERIALIZE ?? "2000");
+
+/** Microseconds per answer, median of 7 rounds. */
+function perAnswer(serialize: (value: unknown) => string, value: unknown): number {
+  const rounds: number[] = [];
+  for (let round = 0; round < 7; round++) {
+    const started = performance.now();
+    for (let i = 0; i < SERIALIZE; i++) serialize(value);
+    rounds.push(((performance.now() - started) * 1000) / SERIALIZE);
+  }
+  return rounds.sort((a, b) => a - b)[3]!;
+}
+
+for (const [path, schema] of [
+  ["/v1/apps", rosterAppsSchema.response[200]],
+  ["/v1/topology", topologySchema.response[200]],
+] as const) {
+  const res = await fetch(`${node.url}${path}`, { headers: { authorization: `Bearer ${KEY}` } });
+  const value: unknown = await res.json();
+  const bySchema = fastJson(schema as Parameters<typeof fastJson>[0]);
+  // Both must say the same thing, or the comparison is of different work.
+  deepStrictEqual(
+    JSON.parse(bySchema(value)),
+    value,
+    `${path}: the schema's serializer drops or changes fields`,
+  );
+  const schemaUs = perAnswer(bySchema as (v: unknown) => string, value);
+  const plainUs = perAnswer(JSON.stringify, value);
+  console.log(
+    `${path.padEnd(14)} serialize: schema ${schemaUs.toFixed(1)} µs, JSON.stringify ${plainUs.toFixed(1)} µs per answer (${(plainUs / schemaUs).toFixed(2)}× faster)`,
+  );
 }
 agent.destroy();
 await node.close();

@@ -1,5 +1,8 @@
+import type { Static } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
 import { TabbifyError } from "../core/errors.js";
 import { accessClaim } from "./registry-scope.js";
+import { type ValidateBody, ValidateResponse } from "./schemas.js";
 import type { TenantIdentity } from "./types.js";
 
 const defaultTimeoutMs = 5000;
@@ -8,7 +11,9 @@ const defaultTimeoutMs = 5000;
  * Typed client of the auth service (`buildAuthApp`). `validate` resolves to the token's identity
  * or throws TabbifyError TOKEN_INVALID / TOKEN_EXPIRED (the server's verdict), or
  * AUTH_UNAVAILABLE when the service cannot give one (unreachable, timed out, 5xx, or an answer
- * that is not the auth API's, which means a misconfigured URL).
+ * that is not the auth API's, which means a misconfigured URL). Request and answer are the
+ * types of the server's own schemas (src/auth/schemas.ts), and the answer is checked against its
+ * schema before it is believed.
  */
 export class AuthClient {
   readonly #validateUrl: URL;
@@ -38,7 +43,7 @@ export class AuthClient {
       response = await fetch(this.#validateUrl, {
         method: "POST",
         headers: { "content-type": "application/json", accept: "application/json" },
-        body: JSON.stringify({ token }),
+        body: JSON.stringify({ token } satisfies Static<typeof ValidateBody>),
         signal: AbortSignal.timeout(this.#timeoutMs),
       });
       body = await response.json().catch(() => undefined);
@@ -67,14 +72,11 @@ export class AuthClient {
 }
 
 function parseIdentity(body: unknown): TenantIdentity | undefined {
-  if (typeof body !== "object" || body === null) return undefined;
-  const { subject, network, tenant, expires_at, scopes } = body as Record<string, unknown>;
-  if (typeof subject !== "string" || typeof tenant !== "string" || typeof expires_at !== "number")
-    return undefined;
-  if (network !== null && network !== undefined && typeof network !== "string") return undefined;
+  if (!Value.Check(ValidateResponse, body)) return undefined;
+  const { subject, network, tenant, expires_at, scopes } = body;
   const identity: TenantIdentity = { subject, tenant, expiresAt: expires_at };
-  if (typeof network === "string") identity.network = network;
-  if (scopes !== null && scopes !== undefined) {
+  if (network !== null) identity.network = network;
+  if (scopes !== null) {
     // A limited token whose limits cannot be read must not pass as an unlimited one.
     const parsed = accessClaim(scopes);
     if (!parsed) return undefined;

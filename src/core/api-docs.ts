@@ -11,8 +11,10 @@ import type { FastifyInstance, FastifyRequest, FastifyServerOptions, RouteOption
  * answers with (e.g. DEPLOY_REQUEST_INVALID); a property schema may carry `x-message`, the
  * sentence the caller reads when that property fails (or an object of sentences keyed by the
  * failing keyword, with `default`; `{field}` becomes the property's path, e.g.
- * `targets[0].runtime`), and `x-required` the one for its absence. So today's messages survive
- * validation moving into schemas.
+ * `targets[0].runtime`), and `x-required` the one for its absence; a property's own
+ * `x-error-code` wins over the route's (a contract field answers CONTRACT_INVALID on a route whose
+ * other fields answer BAD_REQUEST). So today's messages and codes survive validation moving into
+ * schemas.
  */
 
 /** Tag of routes registered without any schema: the completeness test names them. */
@@ -49,6 +51,8 @@ export interface SecurityScheme {
   scheme?: "bearer" | "basic";
   /** A cookie of this name instead of an Authorization header (the dashboard's session). */
   cookie?: string;
+  /** A credential in this request header instead of `Authorization` (an API key scheme). */
+  header?: string;
 }
 
 export interface DescribeOptions {
@@ -78,7 +82,14 @@ export async function describeApi(app: FastifyInstance, opts: DescribeOptions): 
             s.name,
             s.cookie
               ? { type: "apiKey" as const, in: "cookie" as const, name: s.cookie, description: s.description }
-              : { type: "http" as const, scheme: s.scheme ?? "bearer", description: s.description },
+              : s.header
+                ? {
+                    type: "apiKey" as const,
+                    in: "header" as const,
+                    name: s.header,
+                    description: s.description,
+                  }
+                : { type: "http" as const, scheme: s.scheme ?? "bearer", description: s.description },
           ]),
         ),
       },
@@ -168,13 +179,24 @@ export function schemaFailure(
   if (!Array.isArray(e.validation) || e.validation.length === 0) return undefined;
   const schema = req.routeOptions.schema as Record<string, unknown> | undefined;
   const routeCode = schema?.["x-error-code"];
+  // A union's branches each fail before the union does: the first failure with a sentence of its
+  // own says it best, else the first failure.
+  const failure = e.validation.find((v) => sentenceOf(v) !== undefined) ?? e.validation[0]!;
+  const propertyCode = codeOf(failure);
   return {
-    code: typeof routeCode === "string" ? routeCode : fallback,
-    // A union's branches each fail before the union does: the first failure with a sentence of its
-    // own says it best, else the first failure.
-    message: schemaMessage(
-      e.validation.find((v) => sentenceOf(v) !== undefined) ?? e.validation[0]!,
-      e.validationContext ?? "body",
-    ),
+    code: propertyCode ?? (typeof routeCode === "string" ? routeCode : fallback),
+    message: schemaMessage(failure, e.validationContext ?? "body"),
   };
+}
+
+/** A property's own `x-error-code` (for its absence: the missing property's). */
+function codeOf(error: AjvError): string | undefined {
+  const owner =
+    error.keyword === "required"
+      ? (error.parentSchema?.properties as Record<string, Record<string, unknown>> | undefined)?.[
+          String(error.params.missingProperty)
+        ]
+      : error.parentSchema;
+  const code = owner?.["x-error-code"];
+  return typeof code === "string" ? code : undefined;
 }

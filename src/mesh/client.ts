@@ -1,6 +1,11 @@
+import type { Static } from "@sinclair/typebox";
 import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
-import type { PeerRecord, RegisterReply } from "./roster.js";
+import type { MeshRequests, RosterRegisterReply } from "../node/schemas/mesh.js";
+import type { PeerRecord } from "./roster.js";
+
+/** The node's answer, typed by its route schema (src/node/schemas/mesh.ts). */
+type RegisterReply = Static<typeof RosterRegisterReply>;
 
 export interface RosterClientOptions {
   /** Base URL of the node hosting the coordinator, e.g. `http://127.0.0.1:8090`. */
@@ -137,7 +142,10 @@ export class RosterClient {
     this.failing = true;
   }
 
-  private async send(path: string, record: PeerRecord): Promise<BeatOutcome> {
+  private async send(
+    path: "/v1/mesh/register" | "/v1/mesh/heartbeat",
+    record: PeerRecord,
+  ): Promise<BeatOutcome> {
     try {
       const res = await this.post(path, record);
       const text = await res.text();
@@ -156,7 +164,7 @@ export class RosterClient {
     }
   }
 
-  private post(path: string, body: unknown): Promise<Response> {
+  private post<P extends keyof MeshRequests>(path: P, body: MeshRequests[P]): Promise<Response> {
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (this.nodeKey) headers.authorization = `Bearer ${this.nodeKey}`;
     return fetch(`${this.nodeUrl}${path}`, {

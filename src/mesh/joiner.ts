@@ -1,11 +1,17 @@
 import crypto from "node:crypto";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { Static } from "@sinclair/typebox";
 import { backoffDelay } from "../core/backoff.js";
 import { isErrno } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { sleep } from "../core/sleep.js";
-import type { MeshPeerInfo, MeshPeerPath, MeshRegisterResponse } from "./wire.js";
+import type { MeshRequests, MeshRegisterReply as RegisterReplySchema } from "../node/schemas/mesh.js";
+import type { MeshPeerInfo, MeshPeerPath } from "./wire.js";
+
+/** The node's answer, typed by its route schema (src/node/schemas/mesh.ts). */
+type MeshRegisterReply = Static<typeof RegisterReplySchema>;
+
 import type { WireGuardInterface } from "./wireguard.js";
 
 export const IDENTITY_FILE = "mesh-identity.json";
@@ -107,7 +113,7 @@ export class MeshJoiner {
   async start(): Promise<string> {
     const identity = await loadOrCreateIdentity(this.opts.dataDir);
     this.identity = identity;
-    let reply: MeshRegisterResponse | undefined;
+    let reply: MeshRegisterReply | undefined;
     for (let attempt = 1; !reply; attempt++) {
       try {
         reply = await this.register();
@@ -142,7 +148,7 @@ export class MeshJoiner {
     await this.opts.wg.down();
   }
 
-  private async register(): Promise<MeshRegisterResponse> {
+  private async register(): Promise<MeshRegisterReply> {
     const id = this.identity as MeshIdentity;
     const reply = (await this.post("/v1/mesh/register", {
       wg_public_key: id.public_key,
@@ -152,7 +158,7 @@ export class MeshJoiner {
       hosted_app_ulas: await this.opts.hostedAppUlas(),
       requested_ula: this.opts.requestedUla ?? id.ula,
       ...(this.opts.listenEndpoint ? { listen_endpoint: this.opts.listenEndpoint } : {}),
-    })) as MeshRegisterResponse;
+    })) as MeshRegisterReply;
     this.peerId = reply.peer_id;
     this.ula = reply.ula;
     if (Number.isFinite(reply.heartbeat_interval_secs) && reply.heartbeat_interval_secs > 0)
@@ -172,21 +178,27 @@ export class MeshJoiner {
 
   private async beat(): Promise<void> {
     const id = this.identity as MeshIdentity;
+    const peerId = this.peerId;
+    if (peerId === undefined) return this.rejoin();
     try {
       const reply = (await this.post("/v1/mesh/heartbeat", {
-        peer_id: this.peerId,
+        peer_id: peerId,
         wg_public_key: id.public_key,
         hosted_app_ulas: await this.opts.hostedAppUlas(),
         ...(await this.dataplaneReport()),
         ...(this.peersVersion !== undefined ? { peers_version: this.peersVersion } : {}),
-      })) as MeshRegisterResponse;
+      })) as MeshRegisterReply;
       if (reply.peers) await this.replacePeers(reply.peers, reply.peers_version);
     } catch (err) {
       if ((err as { status?: number }).status !== 404) throw err;
       this.opts.logger.info("coordinator forgot this peer; registering again");
-      const again = await this.register();
-      await this.replacePeers(again.peers ?? [], again.peers_version);
+      await this.rejoin();
     }
+  }
+
+  private async rejoin(): Promise<void> {
+    const again = await this.register();
+    await this.replacePeers(again.peers ?? [], again.peers_version);
   }
 
   /** `peer_paths` and `dataplane_healthy` for a heartbeat; empty when `wg` cannot tell. */
@@ -285,7 +297,7 @@ export class MeshJoiner {
     return this.applying;
   }
 
-  private async post(path: string, body: unknown): Promise<unknown> {
+  private async post<P extends keyof MeshRequests>(path: P, body: MeshRequests[P]): Promise<unknown> {
     const res = await fetch(`${this.url}${path}`, {
       method: "POST",
       headers: { authorization: `Bearer ${this.opts.token}`, "content-type": "application/json" },

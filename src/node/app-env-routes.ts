@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { FastifyInstance } from "fastify";
+import type { Static } from "@sinclair/typebox";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { parseAppUuid } from "../core/address.js";
 import { bearerToken } from "../core/bearer.js";
 import { TabbifyError } from "../core/errors.js";
@@ -9,8 +10,9 @@ import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import { type AppRegistry, appSubject } from "./apps-registry.js";
 import type { AuditLog } from "./audit-log.js";
 import type { NodeKeyCheck } from "./auth.js";
+import { callerFirst } from "./caller-first.js";
 import { EnvVault, loadOrCreateEnvKey } from "./env-vault.js";
-import { envSchemas } from "./schemas/operations.js";
+import { type EnvChangeBody, envSchemas } from "./schemas/operations.js";
 
 /**
  * `tcli env`: an app's env vars and secrets, per environment (default: the app's first).
@@ -39,7 +41,7 @@ export interface AppEnvRoutesOptions {
 interface AppReq {
   Params: { app: string };
   Querystring: { env?: string; reveal?: string };
-  Body: unknown;
+  Body: Static<typeof EnvChangeBody>;
 }
 
 export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRoutesOptions): Promise<void> {
@@ -49,9 +51,11 @@ export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRou
     ...(opts.verifyTenantToken ? { verifyTenantToken: opts.verifyTenantToken } : {}),
   });
   const supervisorDigest = opts.supervisorKey ? sha256(opts.supervisorKey) : undefined;
+  const who = callerFirst((req) => callers.resolve(req.headers.authorization));
 
-  app.get<AppReq>("/api/v1/apps/:app/env", { schema: envSchemas.list }, async (req, reply) => {
-    const caller = await callers.resolve(req.headers.authorization);
+  const listRoute = { schema: envSchemas.list, onRequest: who.onRequest };
+  app.get<AppReq>("/api/v1/apps/:app/env", listRoute, async (req, reply) => {
+    const caller = who.caller(req);
     const target = await opts.registry.get(caller, req.params.app);
     const { environment } = environmentOf(target, req.query.env);
     const reveal = req.query.reveal === "1" || req.query.reveal === "true";
@@ -69,26 +73,13 @@ export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRou
     };
   });
 
-  app.post<AppReq>("/api/v1/apps/:app/env", { schema: envSchemas.change }, async (req) => {
-    const caller = await callers.resolve(req.headers.authorization);
+  const changeRoute = { schema: envSchemas.change, onRequest: who.onRequest };
+  app.post<AppReq>("/api/v1/apps/:app/env", changeRoute, async (req) => {
+    const caller = who.caller(req);
     const target = await opts.registry.get(caller, req.params.app);
-    const body = (req.body ?? {}) as { env?: unknown; set?: unknown; unset?: unknown };
-    if (typeof body !== "object" || Array.isArray(body)) {
-      throw new TabbifyError("ENV_INVALID", "the body must be {env?, set?: {NAME: value}, unset?: [NAME]}");
-    }
+    const body = req.body ?? {};
     const { environment } = environmentOf(target, body.env);
-    const set = body.set ?? {};
-    const unset = body.unset ?? [];
-    if (typeof set !== "object" || set === null || Array.isArray(set))
-      throw new TabbifyError("ENV_INVALID", "set must be an object of NAME: value");
-    if (!Array.isArray(unset) || unset.some((n) => typeof n !== "string"))
-      throw new TabbifyError("ENV_INVALID", "unset must be a list of names");
-    const changed = await vault.change(
-      target.uuid,
-      environment,
-      set as Record<string, string>,
-      unset as string[],
-    );
+    const changed = await vault.change(target.uuid, environment, body.set ?? {}, body.unset ?? []);
     await opts.audit.record({
       actor: caller.actor,
       action: "app.env.change",
@@ -98,20 +89,22 @@ export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRou
     return { app: target.name, uuid: target.uuid, environment, ...changed };
   });
 
+  const supervisorOnly = async (req: FastifyRequest) => {
+    if (!supervisorDigest) {
+      throw new TabbifyError(
+        "SUPERVISOR_KEY_NOT_SET",
+        "this node has no supervisor key, so it hands out no env",
+      );
+    }
+    const presented = bearerToken(req.headers.authorization);
+    if (presented === undefined || !timingSafeEqual(sha256(presented), supervisorDigest)) {
+      throw new TabbifyError("UNAUTHORIZED", "this route takes the supervisors' key");
+    }
+  };
   app.get<{ Params: { uuid: string } }>(
     "/v1/supervisor/apps/:uuid/env",
-    { schema: envSchemas.forSupervisor },
+    { schema: envSchemas.forSupervisor, onRequest: supervisorOnly },
     async (req, reply) => {
-      if (!supervisorDigest) {
-        throw new TabbifyError(
-          "SUPERVISOR_KEY_NOT_SET",
-          "this node has no supervisor key, so it hands out no env",
-        );
-      }
-      const presented = bearerToken(req.headers.authorization);
-      if (presented === undefined || !timingSafeEqual(sha256(presented), supervisorDigest)) {
-        throw new TabbifyError("UNAUTHORIZED", "this route takes the supervisors' key");
-      }
       const uuid = parseAppUuid(req.params.uuid);
       void reply.header("cache-control", "no-store");
       const runs = await appRunningAs(opts.registry, uuid);

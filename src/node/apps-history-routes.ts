@@ -6,6 +6,7 @@ import type { TargetResult } from "../pipeline/plan.js";
 import type { Store } from "../store/index.js";
 import type { CallerResolver } from "./apps-identity.js";
 import type { AppRegistry } from "./apps-registry.js";
+import { callerFirst } from "./caller-first.js";
 import { statusBody, streamEvents } from "./deploy-routes.js";
 import type { NodePipeline } from "./pipeline.js";
 import { appDeployEventsSchema, appDeployStatusSchema } from "./schemas/deploy.js";
@@ -53,7 +54,7 @@ export interface DeploySummary {
 
 export function registerAppHistoryRoutes(app: FastifyInstance, opts: AppHistoryRoutesOptions): void {
   const { registry, callers, store, pipeline } = opts;
-  type AppReq = FastifyRequest<{ Params: { app: string; id?: string }; Querystring: { limit?: string } }>;
+  type AppRoute = { Params: { app: string; id?: string }; Querystring: { limit?: string } };
 
   const latestId = async (uuid: string): Promise<string | undefined> =>
     (
@@ -67,13 +68,12 @@ export function registerAppHistoryRoutes(app: FastifyInstance, opts: AppHistoryR
         .executeTakeFirst()
     )?.id;
 
-  app.get("/api/v1/apps/:app/deploys", { schema: historySchemas.deploys }, async (req: AppReq) => {
-    const caller = await callers.resolve(req.headers.authorization);
-    const target = await registry.get(caller, req.params.app);
+  const who = callerFirst((req) => callers.resolve(req.headers.authorization));
+
+  const deploysRoute = { schema: historySchemas.deploys, onRequest: who.onRequest };
+  app.get<AppRoute>("/api/v1/apps/:app/deploys", deploysRoute, async (req) => {
+    const target = await registry.get(who.caller(req), req.params.app);
     const raw = req.query.limit ?? "20";
-    if (!/^\d{1,3}$/.test(raw) || Number(raw) < 1 || Number(raw) > 200) {
-      throw new TabbifyError("BAD_REQUEST", "limit is a whole number from 1 to 200");
-    }
     const rows = await store.db
       .selectFrom("deploys")
       .selectAll()
@@ -105,8 +105,8 @@ export function registerAppHistoryRoutes(app: FastifyInstance, opts: AppHistoryR
   });
 
   /** The app's own deploy, or DEPLOY_NOT_FOUND (another app's or tenant's deploy looks absent). */
-  const deployOf = async (req: AppReq) => {
-    const target = await registry.get(await callers.resolve(req.headers.authorization), req.params.app);
+  const deployOf = async (req: FastifyRequest<AppRoute>) => {
+    const target = await registry.get(who.caller(req), req.params.app);
     const id = req.params.id as string;
     const record = await pipeline.store.get(id);
     if (!record || record.app_uuid !== target.uuid) {
@@ -115,19 +115,21 @@ export function registerAppHistoryRoutes(app: FastifyInstance, opts: AppHistoryR
     return record;
   };
 
-  app.get("/api/v1/apps/:app/deploys/:id", { schema: appDeployStatusSchema }, async (req: AppReq, reply) => {
+  const statusRoute = { schema: appDeployStatusSchema, onRequest: who.onRequest };
+  app.get<AppRoute>("/api/v1/apps/:app/deploys/:id", statusRoute, async (req, reply) => {
     const record = await deployOf(req);
     return reply.code(isActive(record.status) ? 202 : 200).send(statusBody(record));
   });
 
-  app.get(
+  app.get<AppRoute>(
     "/api/v1/apps/:app/deploys/:id/events",
-    { schema: appDeployEventsSchema },
-    async (req: AppReq, reply) => streamEvents(pipeline, (await deployOf(req)).id, req, reply),
+    { schema: appDeployEventsSchema, onRequest: who.onRequest },
+    async (req, reply) => streamEvents(pipeline, (await deployOf(req)).id, req, reply),
   );
 
-  app.get("/api/v1/apps/:app/environments", { schema: historySchemas.environments }, async (req: AppReq) => {
-    const target = await registry.get(await callers.resolve(req.headers.authorization), req.params.app);
+  const environmentsRoute = { schema: historySchemas.environments, onRequest: who.onRequest };
+  app.get<AppRoute>("/api/v1/apps/:app/environments", environmentsRoute, async (req) => {
+    const target = await registry.get(who.caller(req), req.params.app);
     const environments = [];
     for (const name of target.environments) {
       const runs = await store.db
@@ -157,9 +159,9 @@ export function registerAppHistoryRoutes(app: FastifyInstance, opts: AppHistoryR
     return { app: target.name, uuid: target.uuid, environments };
   });
 
-  app.get("/api/v1/apps/:app/deploys/:id/log", { schema: historySchemas.log }, async (req: AppReq, reply) => {
-    const caller = await callers.resolve(req.headers.authorization);
-    const target = await registry.get(caller, req.params.app);
+  const logRoute = { schema: historySchemas.log, onRequest: who.onRequest };
+  app.get<AppRoute>("/api/v1/apps/:app/deploys/:id/log", logRoute, async (req, reply) => {
+    const target = await registry.get(who.caller(req), req.params.app);
     const asked = req.params.id as string;
     const id = asked === "latest" ? await latestId(target.uuid) : asked;
     const row = id

@@ -1,12 +1,14 @@
 import { randomUUID } from "node:crypto";
+import type { Static } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { REASON_KINDS, type ReasonKind } from "../contract/reasons.js";
+import type { ReasonKind } from "../contract/reasons.js";
 import { TabbifyError } from "../core/errors.js";
 import type { CallerResolver } from "./apps-identity.js";
 import type { Caller } from "./apps-registry.js";
 import type { AuditLog } from "./audit-log.js";
+import { callerFirst } from "./caller-first.js";
 import { type DeployReviewStore, grantView, planView } from "./deploy-review-store.js";
-import { reviewSchemas } from "./schemas/operations.js";
+import { type ApproveBody, type PolicyBody, reviewSchemas } from "./schemas/review.js";
 
 /**
  * Review of risky contract expansions (node key, or a tenant token for its own plans and grants;
@@ -34,34 +36,28 @@ export function scopeOf(caller: Caller): string {
   return caller.tenant ?? "admin";
 }
 
-function body(raw: unknown): Record<string, unknown> {
-  if (raw === undefined || raw === null) return {};
-  if (typeof raw !== "object" || Array.isArray(raw))
-    throw new TabbifyError("BAD_REQUEST", "the body must be a JSON object");
-  return raw as Record<string, unknown>;
-}
-
 export function registerDeployReviewRoutes(app: FastifyInstance, opts: DeployReviewRoutesOptions): void {
   const now = opts.now ?? (() => new Date());
   const { reviews, callers, audit } = opts;
+  const who = callerFirst((req) => callers.resolve(req.headers.authorization));
+  const route = <S>(schema: S) => ({ schema, onRequest: who.onRequest });
 
-  app.get<{ Params: { id: string } }>("/v1/deploy/plans/:id", { schema: reviewSchemas.plan }, async (req) => {
-    const caller = await callers.resolve(req.headers.authorization);
+  app.get<{ Params: { id: string } }>("/v1/deploy/plans/:id", route(reviewSchemas.plan), async (req) => {
+    const caller = who.caller(req);
     return planView(await reviews.plan(undefined, scopeOf(caller), req.params.id), now());
   });
 
-  app.post<{ Params: { id: string } }>(
+  app.post<{ Params: { id: string }; Body: Static<typeof ApproveBody> }>(
     "/v1/deploy/plans/:id/approve",
-    { schema: reviewSchemas.approve },
+    route(reviewSchemas.approve),
     async (req) => {
-      const caller = await callers.resolve(req.headers.authorization);
-      const b = body(req.body);
+      const caller = who.caller(req);
+      const b = req.body ?? {};
       const mode = b.mode ?? "once";
-      if (mode !== "once" && mode !== "grant")
-        throw new TabbifyError("BAD_REQUEST", 'mode must be "once" or "grant"');
       let expiresAt: string | null = null;
       if (b.expiresAt !== undefined) {
-        const t = typeof b.expiresAt === "string" ? Date.parse(b.expiresAt) : Number.NaN;
+        // When "the future" starts is the clock's to say, not the schema's.
+        const t = Date.parse(b.expiresAt);
         if (!Number.isFinite(t) || t <= now().getTime())
           throw new TabbifyError("BAD_REQUEST", "expiresAt must be an ISO 8601 time in the future");
         expiresAt = new Date(t).toISOString();
@@ -122,10 +118,9 @@ export function registerDeployReviewRoutes(app: FastifyInstance, opts: DeployRev
 
   app.post<{ Params: { id: string } }>(
     "/v1/deploy/plans/:id/reject",
-    { schema: reviewSchemas.reject },
+    route(reviewSchemas.reject),
     async (req) => {
-      const caller = await callers.resolve(req.headers.authorization);
-      body(req.body);
+      const caller = who.caller(req);
       const scope = scopeOf(caller);
       return reviews.store.transaction(async (trx) => {
         await reviews.store.serialize(trx, `deploy-plan:${req.params.id}`);
@@ -148,17 +143,17 @@ export function registerDeployReviewRoutes(app: FastifyInstance, opts: DeployRev
     },
   );
 
-  app.get("/v1/grants", { schema: reviewSchemas.grants }, async (req) => {
-    const caller = await callers.resolve(req.headers.authorization);
+  app.get("/v1/grants", route(reviewSchemas.grants), async (req) => {
+    const caller = who.caller(req);
     const at = now();
     return { grants: (await reviews.grants(scopeOf(caller), undefined)).map((g) => grantView(g, at)) };
   });
 
   app.get<{ Params: { name: string } }>(
     "/v1/projects/:name/grants",
-    { schema: reviewSchemas.projectGrants },
+    route(reviewSchemas.projectGrants),
     async (req) => {
-      const caller = await callers.resolve(req.headers.authorization);
+      const caller = who.caller(req);
       const at = now();
       return {
         grants: (await reviews.grants(scopeOf(caller), req.params.name)).map((g) => grantView(g, at)),
@@ -166,54 +161,42 @@ export function registerDeployReviewRoutes(app: FastifyInstance, opts: DeployRev
     },
   );
 
-  app.post<{ Params: { id: string } }>(
-    "/v1/grants/:id/revoke",
-    { schema: reviewSchemas.revoke },
-    async (req) => {
-      const caller = await callers.resolve(req.headers.authorization);
-      const scope = scopeOf(caller);
-      return reviews.store.transaction(async (trx) => {
-        await reviews.store.serialize(trx, `deploy-grant:${req.params.id}`);
-        const grant = await reviews.grant(trx, scope, req.params.id);
-        if (grant.revoked_at)
-          throw new TabbifyError("GRANT_CONFLICT", `grant ${grant.id} is already revoked`);
-        const at = now().toISOString();
-        await trx.updateTable("deploy_grants").set({ revoked_at: at }).where("id", "=", grant.id).execute();
-        await audit.append(trx, {
-          actor: caller.actor,
-          action: "deploy.grant.revoke",
-          subject: `project:${scope}/${grant.project}`,
-          after: { grantId: grant.id },
-        });
-        return { grant: grantView({ ...grant, revoked_at: at }, now()) };
+  app.post<{ Params: { id: string } }>("/v1/grants/:id/revoke", route(reviewSchemas.revoke), async (req) => {
+    const caller = who.caller(req);
+    const scope = scopeOf(caller);
+    return reviews.store.transaction(async (trx) => {
+      await reviews.store.serialize(trx, `deploy-grant:${req.params.id}`);
+      const grant = await reviews.grant(trx, scope, req.params.id);
+      if (grant.revoked_at) throw new TabbifyError("GRANT_CONFLICT", `grant ${grant.id} is already revoked`);
+      const at = now().toISOString();
+      await trx.updateTable("deploy_grants").set({ revoked_at: at }).where("id", "=", grant.id).execute();
+      await audit.append(trx, {
+        actor: caller.actor,
+        action: "deploy.grant.revoke",
+        subject: `project:${scope}/${grant.project}`,
+        after: { grantId: grant.id },
       });
-    },
-  );
+      return { grant: grantView({ ...grant, revoked_at: at }, now()) };
+    });
+  });
 
   app.get<{ Querystring: { tenant?: string } }>(
     "/v1/deploy/review-policy",
-    { schema: reviewSchemas.policy },
+    route(reviewSchemas.policy),
     async (req) => {
-      const caller = await callers.resolve(req.headers.authorization);
+      const caller = who.caller(req);
       const scope = policyScope(caller, req.query.tenant);
       return { scope, risky: await reviews.policy(scope) };
     },
   );
 
-  app.put<{ Querystring: { tenant?: string } }>(
+  app.put<{ Querystring: { tenant?: string }; Body: Static<typeof PolicyBody> }>(
     "/v1/deploy/review-policy",
-    { schema: reviewSchemas.setPolicy },
+    route(reviewSchemas.setPolicy),
     async (req) => {
-      const caller = await callers.resolve(req.headers.authorization);
+      const caller = who.caller(req);
       const scope = policyScope(caller, req.query.tenant);
-      const risky = body(req.body).risky;
-      if (
-        !Array.isArray(risky) ||
-        risky.some((k) => typeof k !== "string" || !(REASON_KINDS as readonly string[]).includes(k))
-      ) {
-        throw new TabbifyError("BAD_REQUEST", `risky must be a list of ${REASON_KINDS.join(", ")}`);
-      }
-      const kinds = [...new Set(risky as ReasonKind[])].sort();
+      const kinds: ReasonKind[] = [...new Set(req.body.risky)].sort();
       const before = await reviews.policy(scope);
       await reviews.store.transaction(async (trx) => {
         await reviews.setPolicy(trx, scope, kinds, now());

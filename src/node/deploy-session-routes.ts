@@ -1,4 +1,5 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
+import type { Static } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { v5 as uuidv5 } from "uuid";
 import { contractSha } from "../contract/canonical.js";
@@ -13,11 +14,17 @@ import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { ImageSignatures, RegistryAccess } from "../pipeline/deps.js";
 import type { CallerResolver } from "./apps-identity.js";
 import type { AuditLog } from "./audit-log.js";
+import { callerFirst } from "./caller-first.js";
 import { HandlerReleaser } from "./deploy-handler-release.js";
 import { scopeOf } from "./deploy-review-routes.js";
 import { type DeployReviewStore, planView } from "./deploy-review-store.js";
 import type { ReleaseStore } from "./releases-store.js";
-import { sessionSchemas } from "./schemas/operations.js";
+import {
+  type SessionOpenBody,
+  type SessionProofBody,
+  type SessionReleaseBody,
+  sessionSchemas,
+} from "./schemas/review.js";
 
 /**
  * Handler deploys with a contract (the contract arrives before any upload):
@@ -55,7 +62,6 @@ export interface DeploySessionRoutesOptions {
   sessionTtlMs?: number;
 }
 
-const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** Handler apps' UUIDs: v5 under this namespace of `<scope>/<project>`. */
 export const HANDLER_APP_NAMESPACE = "6f1c2a8e-5b7d-4e0a-9c3f-2d8b1e4a7c60";
 const MAX_BUNDLE = 64 * 1024 * 1024;
@@ -97,24 +103,22 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
     return row;
   };
 
-  app.post("/v1/deploy/session", { schema: sessionSchemas.open }, async (req, reply) => {
-    const caller = await callers.resolve(req.headers.authorization);
+  const who = callerFirst((req) => callers.resolve(req.headers.authorization));
+  /** The session credential, checked before the body is read. */
+  const holder = callerFirst((req) =>
+    sessionFor((req.params as { id: string }).id, req.headers.authorization),
+  );
+
+  const openRoute = { schema: sessionSchemas.open, onRequest: who.onRequest };
+  app.post<{ Body: Static<typeof SessionOpenBody> }>("/v1/deploy/session", openRoute, async (req, reply) => {
+    const caller = who.caller(req);
     const scope = scopeOf(caller);
-    const b = req.body as Record<string, unknown> | null;
-    if (typeof b !== "object" || b === null || Array.isArray(b))
-      throw new TabbifyError("BAD_REQUEST", "the body must be a JSON object");
+    const b = req.body;
     const project = b.projectName;
-    if (typeof project !== "string" || !NAME.test(project))
-      throw new TabbifyError(
-        "BAD_REQUEST",
-        "projectName must be lowercase letters, digits and dashes (≤ 63)",
-      );
     const region = b.region ?? "default";
-    if (typeof region !== "string" || !NAME.test(region))
-      throw new TabbifyError("BAD_REQUEST", "region must be lowercase letters, digits and dashes (≤ 63)");
     const contract = parseContract(b.contract);
     const sha = contractSha(contract);
-    if (typeof b.contractSha256 !== "string" || b.contractSha256 !== sha) {
+    if (b.contractSha256 !== sha) {
       throw new TabbifyError(
         "CONTRACT_SHA_MISMATCH",
         "contractSha256 is not the sha256 of the contract's canonical JSON (RFC 8785)",
@@ -124,8 +128,6 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
     releaser.requireRegistry();
     releaser.supervisorFor(region);
     const planId = b.planId;
-    if (planId !== undefined && typeof planId !== "string")
-      throw new TabbifyError("BAD_REQUEST", "planId must be a string");
 
     const at = now();
     const policy = new Set(await reviews.policy(scope));
@@ -267,9 +269,9 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
     scoped.addContentTypeParser("application/octet-stream", (_req, payload, done) => done(null, payload));
     scoped.put<{ Params: { id: string } }>(
       "/v1/deploy/sessions/:id/bundle",
-      { bodyLimit: MAX_BUNDLE, schema: sessionSchemas.bundle },
+      { bodyLimit: MAX_BUNDLE, schema: sessionSchemas.bundle, onRequest: holder.onRequest },
       async (req) => {
-        const session = await sessionFor(req.params.id, req.headers.authorization);
+        const session = holder.caller(req);
         if (session.state !== "open") {
           throw new TabbifyError("SESSION_CONFLICT", `deploy session ${session.id} already has its bundle`);
         }
@@ -284,11 +286,11 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
     );
   });
 
-  app.post<{ Params: { id: string } }>(
+  app.post<{ Params: { id: string }; Body: Static<typeof SessionReleaseBody> }>(
     "/v1/deploy/sessions/:id/release",
-    { schema: sessionSchemas.release },
+    { schema: sessionSchemas.release, onRequest: holder.onRequest },
     async (req, reply) => {
-      const session = await sessionFor(req.params.id, req.headers.authorization);
+      const session = holder.caller(req);
       if (session.state !== "uploaded") {
         throw new TabbifyError(
           "SESSION_CONFLICT",
@@ -297,17 +299,7 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
             : `deploy session ${session.id} was already released`,
         );
       }
-      const b = (req.body ?? {}) as Record<string, unknown>;
-      const env = b.env ?? {};
-      if (typeof env !== "object" || env === null || Array.isArray(env))
-        throw new TabbifyError("BAD_REQUEST", "env must be a map of strings");
-      for (const [k, v] of Object.entries(env)) {
-        if (typeof v !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
-          throw new TabbifyError(
-            "BAD_REQUEST",
-            `env ${k.slice(0, 64)}: names are [A-Za-z_][A-Za-z0-9_]*, values strings`,
-          );
-      }
+      const env = req.body?.env ?? {};
       await reviews.setSessionState(session.id, "starting", null);
       await audit.record({
         actor: `deploy-session:${session.id.slice(0, 8)}`,
@@ -316,7 +308,7 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
         // Names only: the values may be secrets.
         after: { sessionId: session.id, envNames: Object.keys(env).sort(), digest: session.digest },
       });
-      releaser.release(session, env as Record<string, string>);
+      releaser.release(session, env);
       return reply
         .status(202)
         .send({ state: "starting", statusUrl: `${opts.selfUrl()}/v1/deploy/sessions/${session.id}` });
@@ -354,13 +346,12 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
     },
   );
 
-  app.post<{ Params: { id: string } }>(
+  app.post<{ Params: { id: string }; Body: Static<typeof SessionProofBody> }>(
     "/v1/deploy/sessions/:id/proof",
-    { schema: sessionSchemas.proof },
+    { schema: sessionSchemas.proof, onRequest: holder.onRequest },
     async (req) => {
-      const session = await sessionFor(req.params.id, req.headers.authorization);
-      const raw = (req.body as Record<string, unknown> | null)?.row;
-      const row = parseProofRow(JSON.stringify(raw ?? null), "row");
+      const session = holder.caller(req);
+      const row = parseProofRow(JSON.stringify(req.body.row ?? null), "row");
       if (row.facts.contractSha !== session.contract_sha) {
         throw new TabbifyError(
           "CONTRACT_SHA_MISMATCH",
@@ -386,10 +377,9 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
 
   app.get<{ Params: { name: string } }>(
     "/v1/projects/:name/proofs",
-    { schema: sessionSchemas.proofs },
+    { schema: sessionSchemas.proofs, onRequest: who.onRequest },
     async (req) => {
-      const caller = await callers.resolve(req.headers.authorization);
-      return { rows: await reviews.proofs(scopeOf(caller), req.params.name) };
+      return { rows: await reviews.proofs(scopeOf(who.caller(req)), req.params.name) };
     },
   );
 }

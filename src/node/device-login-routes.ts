@@ -1,3 +1,4 @@
+import type { Static } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { TenantIdentity } from "../auth/types.js";
 import { bearerToken } from "../core/bearer.js";
@@ -5,8 +6,14 @@ import { TabbifyError } from "../core/errors.js";
 import { nodeKeyActor, tenantActor } from "./apps-identity.js";
 import type { AuditLog } from "./audit-log.js";
 import type { NodeKeyCheck } from "./auth.js";
+import { callerFirst } from "./caller-first.js";
 import { DEVICE_GRANT_TYPE, type DeviceGrantOptions, DeviceGrants } from "./device-login.js";
-import { deviceLoginSchemas } from "./schemas/operations.js";
+import {
+  type ApproveBody,
+  type DenyBody,
+  type DeviceTokenBody,
+  deviceLoginSchemas,
+} from "./schemas/device-login.js";
 
 /**
  * Device login (RFC 8628) for `tcli login` without a token:
@@ -55,6 +62,11 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
     }
     return issue;
   };
+  /** Approving and denying: device login available, and an approver, before the body is read. */
+  const approver = callerFirst(async (req) => {
+    available();
+    return approverOf(req.headers.authorization, opts);
+  });
 
   void app.register(async (scope) => {
     scope.addContentTypeParser(
@@ -81,23 +93,23 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
       },
     );
 
-    scope.post<{ Body: Record<string, unknown> | undefined }>(
+    scope.post<{ Body: Static<typeof DeviceTokenBody> }>(
       "/v1/auth/device/token",
-      { bodyLimit: BODY_LIMIT, schema: deviceLoginSchemas.token },
+      // A schema failure is answered in OAuth's shape below, not the house's.
+      { bodyLimit: BODY_LIMIT, schema: deviceLoginSchemas.token, attachValidation: true },
       async (req, reply) => {
         void reply.header("cache-control", "no-store");
-        const body = req.body ?? {};
-        if (body.grant_type !== DEVICE_GRANT_TYPE) {
-          return oauthError(reply, "unsupported_grant_type", `grant_type must be ${DEVICE_GRANT_TYPE}`);
+        const invalid = req.validationError?.validation;
+        if (invalid) {
+          const grantType = invalid.some(
+            (v: { instancePath: string; params: Record<string, unknown> }) =>
+              v.instancePath === "/grant_type" || v.params.missingProperty === "grant_type",
+          );
+          return grantType
+            ? oauthError(reply, "unsupported_grant_type", `grant_type must be ${DEVICE_GRANT_TYPE}`)
+            : oauthError(reply, "invalid_request", "device_code is missing");
         }
-        if (
-          typeof body.device_code !== "string" ||
-          body.device_code === "" ||
-          body.device_code.length > 200
-        ) {
-          return oauthError(reply, "invalid_request", "device_code is missing");
-        }
-        const result = grants.poll(body.device_code);
+        const result = grants.poll(req.body.device_code);
         if (!result.ok) {
           return oauthError(reply, result.error, describe[result.error], result.interval);
         }
@@ -119,19 +131,16 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
         );
     });
 
-    scope.post<{ Body: Record<string, unknown> | undefined }>(
+    scope.post<{ Body: Static<typeof ApproveBody> }>(
       "/v1/auth/device/approve",
-      { bodyLimit: BODY_LIMIT, schema: deviceLoginSchemas.approve },
+      { bodyLimit: BODY_LIMIT, schema: deviceLoginSchemas.approve, onRequest: approver.onRequest },
       async (req) => {
         const mint = available();
-        const approver = await approverOf(req.headers.authorization, opts);
-        const body = req.body ?? {};
-        const userCode = stringField(body, "user_code", true) as string;
-        const asked = stringField(body, "tenant", false);
-        const subjectAsked = stringField(body, "subject", false);
+        const { actor, identity } = approver.caller(req);
+        const { user_code: userCode, tenant: asked, subject: subjectAsked } = req.body;
         let tenant: string;
-        if (approver.identity) {
-          tenant = approver.identity.tenant.toLowerCase();
+        if (identity) {
+          tenant = identity.tenant.toLowerCase();
           if (asked !== undefined && asked.toLowerCase() !== tenant) {
             throw new TabbifyError("FORBIDDEN", "a tenant token approves logins for its own tenant only");
           }
@@ -144,8 +153,8 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
           }
           tenant = asked.toLowerCase();
         }
-        const subject = subjectAsked ?? approver.identity?.subject ?? "device-login";
-        await grants.decide(approver.actor, userCode, async () => {
+        const subject = subjectAsked ?? identity?.subject ?? "device-login";
+        await grants.decide(actor, userCode, async () => {
           let accessToken: string;
           try {
             accessToken = await mint({ tenant, subject, ttlSeconds: ttl });
@@ -156,7 +165,7 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
           return { accessToken, expiresInSecs: ttl, tenant, subject };
         });
         await opts.audit?.record({
-          actor: approver.actor,
+          actor,
           action: "auth.device.approve",
           subject: `tenant:${tenant}`,
           after: { tenant, subject, token_ttl_secs: ttl },
@@ -165,18 +174,16 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
       },
     );
 
-    scope.post<{ Body: Record<string, unknown> | undefined }>(
+    scope.post<{ Body: Static<typeof DenyBody> }>(
       "/v1/auth/device/deny",
-      { bodyLimit: BODY_LIMIT, schema: deviceLoginSchemas.deny },
+      { bodyLimit: BODY_LIMIT, schema: deviceLoginSchemas.deny, onRequest: approver.onRequest },
       async (req) => {
-        available();
-        const approver = await approverOf(req.headers.authorization, opts);
-        const userCode = stringField(req.body ?? {}, "user_code", true) as string;
-        await grants.decide(approver.actor, userCode, "deny");
+        const { actor, identity } = approver.caller(req);
+        await grants.decide(actor, req.body.user_code, "deny");
         await opts.audit?.record({
-          actor: approver.actor,
+          actor,
           action: "auth.device.deny",
-          subject: approver.identity ? `tenant:${approver.identity.tenant.toLowerCase()}` : "tenant:*",
+          subject: identity ? `tenant:${identity.tenant.toLowerCase()}` : "tenant:*",
         });
         return { denied: true };
       },
@@ -199,15 +206,6 @@ function oauthError(reply: FastifyReply, error: string, description: string | un
     code: error.toUpperCase(),
     ...(interval !== undefined ? { interval } : {}),
   });
-}
-
-function stringField(body: Record<string, unknown>, name: string, required: boolean): string | undefined {
-  const v = body[name];
-  if (v === undefined && !required) return undefined;
-  if (typeof v !== "string" || v === "" || v.length > 200) {
-    throw new TabbifyError("BAD_REQUEST", `${name} must be a non-empty string`);
-  }
-  return v;
 }
 
 /** The node key, or an unscoped tenant token: a robot token's limits must not mint a full one. */

@@ -3,6 +3,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { access, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { Static } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
@@ -13,9 +14,10 @@ import { ROSTER_TENANT } from "./apps-node.js";
 import type { AppRegistry, Caller } from "./apps-registry.js";
 import type { App } from "./apps-schema.js";
 import type { DeployObserver } from "./audit-deploys.js";
+import { callerFirst } from "./caller-first.js";
 import { runGitHttpBackend } from "./git-http.js";
 import type { NodePipeline } from "./pipeline.js";
-import { gitHookSchema, gitSchema } from "./schemas/git.js";
+import { type GitHookBody, gitHookSchema, gitSchema } from "./schemas/git.js";
 
 /**
  * `git push` straight to the node: smart HTTP at `/git/<app>.git` through `git http-backend`.
@@ -257,17 +259,18 @@ export function registerGitRoutes(app: FastifyInstance, opts: GitPushOptions): v
     });
   });
 
-  app.post<{ Body: { sha?: unknown; no_wait?: unknown } }>(
+  const hook = callerFirst((req) => {
+    const token = req.headers["x-tabbify-hook-token"];
+    const entry = typeof token === "string" ? pending.get(tokenKey(token)) : undefined;
+    if (entry === undefined) throw new TabbifyError("UNAUTHORIZED", "not a push in progress");
+    return entry;
+  });
+  app.post<{ Body: Static<typeof GitHookBody> }>(
     "/git-hook",
-    { schema: gitHookSchema },
+    { schema: gitHookSchema, onRequest: hook.onRequest },
     async (req, reply) => {
-      const token = req.headers["x-tabbify-hook-token"];
-      const entry = typeof token === "string" ? pending.get(tokenKey(token)) : undefined;
-      if (entry === undefined) throw new TabbifyError("UNAUTHORIZED", "not a push in progress");
-      const sha = req.body?.sha;
-      if (typeof sha !== "string" || !/^[0-9a-f]{40}$/.test(sha)) {
-        throw new TabbifyError("DEPLOY_REQUEST_INVALID", "sha must be a 40-hex commit");
-      }
+      const entry = hook.caller(req);
+      const sha = req.body.sha;
       const request: DeployRequest = {
         trigger: "git-push",
         repoUrl: `${opts.selfUrl()}/git/${entry.name}.git`,
@@ -283,7 +286,7 @@ export function registerGitRoutes(app: FastifyInstance, opts: GitPushOptions): v
       const res = reply.raw;
       res.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
       res.write(`deploying ${sha.slice(0, 12)} as deploy ${id}\n`);
-      if (req.body?.no_wait === true) {
+      if (req.body.no_wait === true) {
         res.end(`not waiting (-o no-wait): follow ${opts.selfUrl()}/v1/deploy/${id}/events\nTABBIFY-OK\n`);
         return;
       }

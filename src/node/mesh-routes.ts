@@ -1,3 +1,4 @@
+import type { Static } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { bearerToken } from "../core/bearer.js";
 import { TabbifyError } from "../core/errors.js";
@@ -6,12 +7,16 @@ import { verifyJoinToken } from "../mesh/join-token.js";
 import { type MeshCaller, type MeshCoordinator, visibleTo } from "../mesh/mesh-coordinator.js";
 import type { MeshEvent } from "../mesh/wire.js";
 import type { NodeKeyCheck } from "./auth.js";
+import { callerFirst } from "./caller-first.js";
 import {
+  type DeregisterBody,
   deregisterSchema,
+  type HeartbeatBody,
   heartbeatSchema,
   meshTopologySchema,
   peersSchema,
   peersStreamSchema,
+  type RegisterBody,
   registerSchema,
 } from "./schemas/mesh.js";
 
@@ -56,8 +61,7 @@ export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions
   };
 
   /** The roster's own credential: the node key, or a join token minted for supervisors. */
-  const rosterCaller = async (req: FastifyRequest): Promise<void> => {
-    const who = await caller(req);
+  const rosterCaller = (who: MeshCaller): void => {
     if (who.via === "token" && !who.claims.tags.includes("supervisor")) {
       throw new TabbifyError(
         "MESH_FORBIDDEN",
@@ -66,38 +70,47 @@ export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions
     }
   };
 
-  const isMeshBody = (body: unknown) =>
-    typeof body === "object" && body !== null && "wg_public_key" in (body as Record<string, unknown>);
+  // Who calls is known before the body is read; which credential suffices depends on the body.
+  const who = callerFirst(caller);
+  const isMeshBody = (body: object) => "wg_public_key" in body;
 
   // Every peer registers and beats every few seconds: at info they would be all an idle node logs.
-  app.post("/v1/mesh/register", { schema: registerSchema, logLevel: "warn" }, async (req) => {
-    if (isMeshBody(req.body))
-      return mesh().coordinator.register(req.body, await caller(req), req.socket.remoteAddress);
-    await rosterCaller(req);
-    return roster.register(parsePeerRecord(req.body));
-  });
+  app.post<{ Body: Static<typeof RegisterBody> }>(
+    "/v1/mesh/register",
+    { schema: registerSchema, onRequest: who.onRequest, logLevel: "warn" },
+    async (req) => {
+      if (isMeshBody(req.body))
+        return mesh().coordinator.register(req.body, who.caller(req), req.socket.remoteAddress);
+      rosterCaller(who.caller(req));
+      return roster.register(parsePeerRecord(req.body));
+    },
+  );
 
-  app.post("/v1/mesh/heartbeat", { schema: heartbeatSchema, logLevel: "warn" }, async (req) => {
-    if (isMeshBody(req.body)) return mesh().coordinator.heartbeat(req.body, await caller(req));
-    await rosterCaller(req);
-    return roster.heartbeat(parsePeerRecord(req.body));
-  });
+  app.post<{ Body: Static<typeof HeartbeatBody> }>(
+    "/v1/mesh/heartbeat",
+    { schema: heartbeatSchema, onRequest: who.onRequest, logLevel: "warn" },
+    async (req) => {
+      if (isMeshBody(req.body)) return mesh().coordinator.heartbeat(req.body, who.caller(req));
+      rosterCaller(who.caller(req));
+      return roster.heartbeat(parsePeerRecord(req.body));
+    },
+  );
 
-  app.post("/v1/mesh/deregister", { schema: deregisterSchema }, async (req) => {
-    const who = await caller(req);
-    const peerId = (req.body as { peer_id?: unknown } | null)?.peer_id;
-    if (typeof peerId !== "string" || peerId === "") {
-      throw new TabbifyError("BAD_REQUEST", 'deregister needs {"peer_id": "<id>"}');
-    }
-    const m = opts.mesh();
-    if (m?.coordinator.knows(peerId)) {
-      m.coordinator.deregister(peerId, who);
+  app.post<{ Body: Static<typeof DeregisterBody> }>(
+    "/v1/mesh/deregister",
+    { schema: deregisterSchema, onRequest: who.onRequest },
+    async (req) => {
+      const peerId = req.body.peer_id;
+      const m = opts.mesh();
+      if (m?.coordinator.knows(peerId)) {
+        m.coordinator.deregister(peerId, who.caller(req));
+        return {};
+      }
+      rosterCaller(who.caller(req));
+      roster.deregister(peerId);
       return {};
-    }
-    await rosterCaller(req);
-    roster.deregister(peerId);
-    return {};
-  });
+    },
+  );
 
   app.get("/v1/mesh/peers", { schema: peersSchema }, async (req) => {
     const who = await caller(req);

@@ -64,12 +64,7 @@ export function registerPlatformUpgradeRoutes(app: FastifyInstance, opts: Platfo
       const isJson = (req.headers["content-type"] ?? "").startsWith("application/json");
       let request: UpgradeRequest;
       if (isJson) {
-        if ((req.body as { rollback?: unknown } | undefined)?.rollback !== true) {
-          throw new TabbifyError(
-            "BAD_REQUEST",
-            'send the release tarball as application/octet-stream, or {"rollback": true}',
-          );
-        }
+        // The schema let through only {"rollback": true}.
         request = { type: "platform-upgrade", id, rollback: true };
       } else if (req.body && typeof (req.body as Readable).pipe === "function") {
         await mkdir(incoming, { recursive: true, mode: 0o700 });

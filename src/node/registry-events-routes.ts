@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { eventsMediaType } from "../registry/notifications.js";
@@ -91,18 +91,14 @@ export function registerRegistryEventsRoutes(app: FastifyInstance, opts: Registr
     );
     scope.post(
       "/api/v1/registry/events",
-      { bodyLimit: maxEnvelopeBytes, schema: registryEventsSchema },
-      async (req) => {
-        opts.keyCheck.assert(req.headers.authorization);
-        const body = req.body as { events?: unknown } | undefined;
-        if (!body || !Array.isArray(body.events)) {
-          throw new TabbifyError(
-            "BAD_REQUEST",
-            `the body must be a ${eventsMediaType} envelope {"events": [...]}`,
-          );
-        }
+      {
+        bodyLimit: maxEnvelopeBytes,
+        schema: registryEventsSchema,
+        onRequest: async (req) => opts.keyCheck.assert(req.headers.authorization),
+      },
+      async (req: FastifyRequest<{ Body: { events: unknown[] } }>) => {
         // Every event is checked before any is recorded: a bad batch changes nothing.
-        const events = body.events.map(auditableEvent);
+        const events = req.body.events.map(auditableEvent);
         let recorded = 0;
         let duplicates = 0;
         for (const event of events) {

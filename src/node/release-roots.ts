@@ -1,5 +1,4 @@
 import type { FastifyInstance } from "fastify";
-import { TabbifyError } from "../core/errors.js";
 import type { GcRootsReply } from "../registry/release-roots.js";
 import type { Store } from "../store/index.js";
 import type { NodeKeyCheck } from "./auth.js";
@@ -100,13 +99,12 @@ export function registerReleaseRootsRoute(
 ): void {
   app.get<{ Querystring: { keep?: string } }>(
     "/api/v1/registry/gc-roots",
-    { schema: gcRootsSchema },
+    {
+      schema: gcRootsSchema,
+      onRequest: async (req) => opts.keyCheck.assert(req.headers.authorization),
+    },
     async (req) => {
-      opts.keyCheck.assert(req.headers.authorization);
       const keep = Number(req.query.keep ?? "10");
-      if (!Number.isSafeInteger(keep) || keep < 1 || keep > 10_000) {
-        throw new TabbifyError("BAD_REQUEST", "keep must be a whole number from 1 to 10000");
-      }
       const releases = await opts.store.db
         .selectFrom("releases")
         .select(["id", "app_uuid", "digest", "manifest"])

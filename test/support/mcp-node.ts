@@ -31,6 +31,7 @@ export async function startMcpNode(): Promise<McpNode> {
     httpLogLevel: "silent",
     nodeKey: MCP_NODE_KEY,
     dataDir: mkdtempSync(join(tmpdir(), "tbf-mcp-")),
+    deviceLogin: { issueTenantToken: (opts) => issueTenantToken(key, opts) },
     registry: {
       allowedServers: ["edge-1"],
       verifyTenantToken: (t) => verifyTenantToken(key, t),

@@ -25,6 +25,11 @@ export const nodeApiDocument: DescribeOptions = {
         "TABBIFY_REGISTRY_EVENTS_TOKEN (default: the node key): registry notifications and GC roots",
     },
     {
+      name: "hookToken",
+      header: "x-tabbify-hook-token",
+      description: "Minted for one git push in progress, for its pre-receive hook only",
+    },
+    {
       name: "gitBasic",
       scheme: "basic",
       description: "git over HTTP: any user name, the node key or a tenant token as password",
