@@ -305,6 +305,7 @@ describe("releases", () => {
       progress.json.steps.map((st) => [st.step, st.state]),
       [
         ["acquire_lock", "succeeded"],
+        ["verify_signature", "succeeded"],
         ["fan_out", "succeeded"],
         ["verify", "succeeded"],
       ],

@@ -8,14 +8,9 @@ import { parseDurationSeconds } from "../core/duration.js";
 import { isErrno, isTabbifyError, TabbifyError } from "../core/errors.js";
 import { createLogger } from "../core/log.js";
 import { REGISTRY_ULA } from "../mesh/ula.js";
-import { collectGarbage, type GcReport } from "../registry/gc.js";
+import type { GcReport } from "../registry/gc.js";
+import { collectWithRules, type GcRules } from "../registry/gc-schedule.js";
 import { defaultServiceName, defaultStagingDir, RegistryService, startRegistry } from "../registry/index.js";
-import {
-  fetchReleaseRoots,
-  loadReleaseCandidates,
-  type ReleaseRoots,
-  saveReleaseCandidates,
-} from "../registry/release-roots.js";
 import { defaultMaxUploadsPerTenant } from "../registry/repository.js";
 import { LocalDriver } from "../storage/local.js";
 import type { S3Driver } from "../storage/s3.js";
@@ -94,14 +89,8 @@ export const registryOptions: OptionSpec[] = [
 /** The storage options `gc` shares with the registry, so it runs against the same dir or bucket. */
 const storageFlags = new Set(["data", "storage", "s3-bucket", "s3-region", "s3-endpoint"]);
 
-export const gcOptions: OptionSpec[] = [
-  ...registryOptions.filter((o) => storageFlags.has(o.flag)),
-  {
-    flag: "dry-run",
-    env: "REGISTRY_GC_DRY_RUN",
-    boolean: true,
-    help: "report what would be removed; delete nothing",
-  },
+/** The collection rules `gc` and the registry's `--gc-interval` runs share. */
+const gcRuleOptions: OptionSpec[] = [
   {
     flag: "delete-untagged",
     env: "REGISTRY_GC_DELETE_UNTAGGED",
@@ -125,8 +114,29 @@ export const gcOptions: OptionSpec[] = [
     default: "10",
     help: "with --keep-releases-from: releases kept per app and per environment",
   },
+];
+
+export const gcOptions: OptionSpec[] = [
+  ...registryOptions.filter((o) => storageFlags.has(o.flag)),
+  {
+    flag: "dry-run",
+    env: "REGISTRY_GC_DRY_RUN",
+    boolean: true,
+    help: "report what would be removed; delete nothing",
+  },
+  ...gcRuleOptions,
   { flag: "json", boolean: true, help: "print the report as one JSON object" },
 ];
+
+registryOptions.push(
+  {
+    flag: "gc-interval",
+    env: "REGISTRY_GC_INTERVAL",
+    default: "0",
+    help: "run the garbage collector inside the registry this often (30m, 1h, 1d; 0: never), under the gc flags below; runs never overlap",
+  },
+  ...gcRuleOptions,
+);
 
 const gcUsage = "tabbify registry gc [flags]";
 
@@ -177,6 +187,12 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   if (staleUploadMs === 0 || cleanupIntervalMs === 0) {
     throw new TabbifyError("USAGE", "--upload-max-age and --upload-sweep-interval must be more than 0");
   }
+  const gcIntervalMs = parseDuration(v["gc-interval"]!, "gc-interval");
+  const periodicGc = gcIntervalMs > 0 ? gcRules(v, opts.flags, env) : undefined;
+  if (periodicGc?.minAgeMs === 0) {
+    // The registry pushes while it collects: a blob of a push in progress is young, not garbage.
+    throw new TabbifyError("USAGE", "--gc-interval needs a --min-age above 0 (pushes run meanwhile)");
+  }
   const driver = await s3Driver(v);
 
   const registry = await startRegistry({
@@ -194,6 +210,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     ...(v["upstream-url"] ? { upstreamUrl: v["upstream-url"] } : {}),
     ...(v["upstream-cmd"] ? { upstreamCmd: v["upstream-cmd"] } : {}),
     notify: notifyEndpoints(opts.lists.notify ?? [], env.REGISTRY_NOTIFY_TOKEN || undefined),
+    ...(periodicGc ? { gc: { intervalMs: gcIntervalMs, rules: periodicGc } } : {}),
   });
   const storage = driver ? `s3 bucket ${v["s3-bucket"]}` : `local ${dataDir}`;
   const mode =
@@ -282,14 +299,7 @@ async function gc(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   try {
     const service = new RegistryService({ driver, stagingDir: defaultStagingDir(driver, dataDir) });
     const dryRun = opts.flags["dry-run"] === true;
-    const releases = await releaseRootsOption(v, env, dataDir);
-    const report = await collectGarbage(service, {
-      dryRun,
-      deleteUntagged: opts.flags["delete-untagged"] === true,
-      minAgeMs,
-      ...(releases ? { releases } : {}),
-    });
-    if (releases && !dryRun) await saveReleaseCandidates(dataDir, report.releaseCandidates ?? []);
+    const report = await collectWithRules(service, dataDir, gcRules(v, opts.flags, env), { dryRun });
     if (opts.flags.json) {
       process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     } else {
@@ -303,21 +313,28 @@ async function gc(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return 0;
 }
 
-/** `--keep-releases-from`: the node's release roots and the previous run's candidates. */
-async function releaseRootsOption(
+/** The gc rule flags (`gc` and `--gc-interval` alike), checked. */
+function gcRules(
   v: Record<string, string | undefined>,
+  flags: Record<string, boolean | undefined>,
   env: NodeJS.ProcessEnv,
-  dataDir: string,
-): Promise<ReleaseRoots | undefined> {
+): GcRules {
+  const rules: GcRules = {
+    deleteUntagged: flags["delete-untagged"] === true,
+    minAgeMs: parseMinAge(v["min-age"]!),
+    keepReleases: 10,
+  };
   const from = v["keep-releases-from"];
-  if (from === undefined) return undefined;
+  if (from === undefined) return rules;
   const keep = intOption(v["keep-releases"], "keep-releases");
   if (keep === undefined || keep < 1) throw new TabbifyError("USAGE", "--keep-releases must be at least 1");
   if (!/^https?:\/\//.test(from))
     throw new TabbifyError("USAGE", "--keep-releases-from wants the node's http(s) URL");
   return {
-    repositories: await fetchReleaseRoots(from, env.REGISTRY_GC_NODE_TOKEN || undefined, keep),
-    previous: await loadReleaseCandidates(dataDir),
+    ...rules,
+    keepReleasesFrom: from,
+    keepReleases: keep,
+    ...(env.REGISTRY_GC_NODE_TOKEN ? { nodeToken: env.REGISTRY_GC_NODE_TOKEN } : {}),
   };
 }
 

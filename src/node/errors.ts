@@ -31,6 +31,7 @@ export const nodeErrorStatus: Record<string, number> = {
   APP_NOT_RUNNING: 409,
   DEPLOY_LOCKED: 409,
   NOT_VERIFIED_IN: 409,
+  SIGNATURE_INVALID: 409,
   RELEASE_NOT_FOUND: 404,
   REF_NOT_PINNED: 400,
   ROLLOUT_FAILED: 502,

@@ -7,7 +7,7 @@ import {
   githubAppTokenSource,
   HttpSupervisorClient,
 } from "../pipeline/clients.js";
-import type { BuiltImage, ReleaseRegistrar, SignaturePolicy } from "../pipeline/deps.js";
+import type { BuiltImage, ImageSignatures, ReleaseRegistrar, SignaturePolicy } from "../pipeline/deps.js";
 import {
   DeployExecutor,
   type DeployRecord,
@@ -75,6 +75,8 @@ export class NodePipeline {
   readonly replay: ReplayGuard;
   /** The store-held deploy lock every rollout of an (app, environment) takes, builds included. */
   readonly lock: DeployLock;
+  /** The tenant build keys' verifier, which rollbacks and promotions check too; absent without a registry. */
+  signatures: ImageSignatures | undefined;
   readonly #registrar: { current?: ReleaseRegistrar };
   readonly #executors: Record<ForgeKind, DeployExecutor>;
   readonly #forgejoHost: string | undefined;
@@ -187,7 +189,7 @@ export class NodePipeline {
       "github.com",
       new URL(opts.githubApiUrl ?? GITHUB_API_URL).host.toLowerCase(),
     ]);
-    return new NodePipeline(
+    const pipeline = new NodePipeline(
       store,
       deliveries,
       ledger,
@@ -199,6 +201,8 @@ export class NodePipeline {
       githubHosts,
       logger,
     );
+    pipeline.signatures = shared.signatures;
+    return pipeline;
   }
 
   /**

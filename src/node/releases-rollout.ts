@@ -17,12 +17,14 @@ import type { Store } from "../store/index.js";
 import type { App } from "./apps-schema.js";
 import type { NodePipeline } from "./pipeline.js";
 import type { Release } from "./releases-store.js";
+import { rolloutSignatureCheck } from "./rollout-signature.js";
 
 /**
  * A rollback or a promotion as a deploy record, like a build's: `acquire_lock` (queued behind the
- * environment's running rollout, or DEPLOY_LOCKED without waiting), `fan_out` (each target swaps
- * to the release's image, pinned by digest: the supervisor's zero-downtime swap) and `verify`
- * (each runner reports that digest). `GET /v1/deploy/<id>/status|events` and the app's progress
+ * environment's running rollout, or DEPLOY_LOCKED without waiting), `verify_signature` (the
+ * release's image against the tenant's trusted keys, under the policy of the environment it goes
+ * to), `fan_out` (each target swaps to the release's image, pinned by digest: the supervisor's
+ * zero-downtime swap) and `verify` (each runner reports that digest). `GET /v1/deploy/<id>/status|events` and the app's progress
  * show it as they show a build.
  */
 
@@ -139,6 +141,16 @@ export async function runRollout(deps: RolloutDeps, input: RolloutInput): Promis
     holding = true;
     await store.update(id, { status: "running" });
     await finish(`holds the deploy lock of ${environment}`, { environment, queued_ms });
+
+    await begin("verify_signature");
+    const signature = await rolloutSignatureCheck(
+      deps.pipeline.signatures,
+      app,
+      release,
+      environment,
+      (line) => writer.emit("verify_signature", "log", line),
+    );
+    await finish(signature.message, signature.data);
 
     await begin("fan_out");
     const results = await fanOut(deps, app, release, environment);

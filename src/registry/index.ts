@@ -10,6 +10,7 @@ import { LocalDriver, privateDirMode } from "../storage/local.js";
 import { dataDirPermissionWarnings } from "../storage/permissions.js";
 import { listenOptions } from "../upgrade/listener-handoff.js";
 import { AuthGate } from "./auth-gate.js";
+import { collectWithRules, type GcRules, GcSchedule } from "./gc-schedule.js";
 import { buildRegistryApp } from "./http.js";
 import { Notifier, type NotifyEndpoint } from "./notifications.js";
 import { RegistryService } from "./repository.js";
@@ -48,6 +49,8 @@ export interface StartRegistryOptions {
   notify?: readonly NotifyEndpoint[];
   /** Retry backoff bounds for notifications. Default 500 ms .. 30 s. */
   notifyBackoffMs?: { min: number; max: number };
+  /** `--gc-interval`: garbage collection under `rules` every `intervalMs` (absent: never). */
+  gc?: { intervalMs: number; rules: GcRules };
   log?: Logger;
 }
 
@@ -55,6 +58,8 @@ export interface RunningRegistry {
   url: string;
   /** Present with `--notify`: the undelivered backlog per endpoint. */
   notifier?: Notifier;
+  /** Present with `--gc-interval`: runs so far and the last report. */
+  gc?: GcSchedule;
   mode: "auth" | "anonymous";
   service: RegistryService;
   close(): Promise<void>;
@@ -124,6 +129,13 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
       "--immutable-tags is enforced by our own storage, not in wrapper mode",
     );
   }
+  if (opts.gc && opts.upstreamUrl) {
+    throw new TabbifyError("CONFIG_INVALID", "--gc-interval collects our own storage, not in wrapper mode");
+  }
+  const gcDataDir = opts.dataDir;
+  if (opts.gc?.rules.keepReleasesFrom && !gcDataDir) {
+    throw new TabbifyError("CONFIG_INVALID", "--keep-releases-from keeps its candidates in the data dir");
+  }
   if (opts.upstreamUrl) {
     upstream = new UpstreamProxy(opts.upstreamUrl);
     if (opts.upstreamCmd) {
@@ -147,6 +159,14 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
   );
   sweep.unref();
 
+  const gc = opts.gc
+    ? new GcSchedule({
+        intervalMs: opts.gc.intervalMs,
+        run: (signal) => collectWithRules(service, gcDataDir ?? "", opts.gc!.rules, { signal }),
+        log: log.child("gc"),
+      })
+    : undefined;
+
   const app = buildRegistryApp({
     service,
     log,
@@ -162,6 +182,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
     await notifier?.close();
     throw err;
   }
+  gc?.start();
   const address = app.server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return {
@@ -169,8 +190,10 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Running
     mode: gate ? "auth" : "anonymous",
     service,
     ...(notifier ? { notifier } : {}),
+    ...(gc ? { gc } : {}),
     async close() {
       clearInterval(sweep);
+      await gc?.close();
       // A client mid-transfer (or holding a keep-alive socket) must not keep a stopping
       // registry alive: give in-flight requests a moment, then cut what is left.
       const cut = setTimeout(() => app.server.closeAllConnections(), 3000);

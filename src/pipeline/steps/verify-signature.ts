@@ -1,6 +1,6 @@
-import { isTabbifyError, TabbifyError } from "../../core/errors.js";
 import { DEFAULT_ENVIRONMENT } from "../plan.js";
-import { errorMessage, type Step } from "./context.js";
+import { checkImageSignature } from "../signature-check.js";
+import type { Step } from "./context.js";
 
 /**
  * Before any target switches: the pushed digest must carry a signature by one of the tenant's
@@ -11,29 +11,24 @@ import { errorMessage, type Step } from "./context.js";
 export const verifySignature: Step = async (state, ctx) => {
   const signatures = ctx.deps.signatures;
   if (!signatures) return { message: "no signature verification on this pipeline", data: { checked: false } };
-  const { request } = state.plan;
-  const environment = DEFAULT_ENVIRONMENT;
-  const policy = signatures.policy(environment);
   const { log, flush } = ctx.stepLog("verify_signature");
-  try {
-    const signature = await signatures.verify(request.tenant, state.appUuid!, state.digest!);
-    log(`${state.digest} is signed by a trusted key of ${request.tenant} (signature ${signature})`);
-    await flush();
-    return {
-      message: `signature verified (${environment}: ${policy})`,
-      data: { checked: true, environment, policy, verified: true, signature },
-    };
-  } catch (err) {
-    const reason = ctx.scrub(errorMessage(err));
-    log(`${policy === "require" ? "refused" : "warning"}: ${reason}`);
-    await flush();
-    if (policy === "require") {
-      if (isTabbifyError(err, "SIGNATURE_INVALID")) throw err;
-      throw new TabbifyError("SIGNATURE_INVALID", `verifying ${state.digest}: ${reason}`);
-    }
-    return {
-      message: `NOT verified, deploying anyway (${environment}: warn): ${reason}`,
-      data: { checked: true, environment, policy, verified: false, reason },
-    };
-  }
+  const checked = await checkImageSignature(
+    signatures,
+    {
+      tenant: state.plan.request.tenant,
+      appUuid: state.appUuid!,
+      digest: state.digest!,
+      environment: DEFAULT_ENVIRONMENT,
+    },
+    {
+      scrub: ctx.scrub,
+      onRefused: async (line) => {
+        log(line);
+        await flush();
+      },
+    },
+  );
+  log(checked.log);
+  await flush();
+  return { message: checked.message, data: checked.data };
 };
