@@ -75,10 +75,16 @@ function TopologyPicture({ topology }: { topology: Topology }) {
   }
   const orphanY = y + 24;
   const height = orphanY + (topology.orphaned.length ? RUNNER_H + GAP : 0) + 10;
-  const width = GAP + Math.max(1, Math.min(COLUMNS, hosts.length)) * (HOST_W + GAP);
+  const width = Math.max(560, GAP + Math.min(COLUMNS, hosts.length) * (HOST_W + GAP));
   const summary = `${topology.supervisors.length} supervisors up, ${topology.down.length} down, ${topology.orphaned.length} orphaned runners`;
   return (
-    <svg viewBox={`0 0 ${width} ${height}`} role="img" aria-labelledby="topology-title">
+    <svg
+      viewBox={`0 0 ${width} ${height}`}
+      width={width}
+      height={height}
+      role="img"
+      aria-labelledby="topology-title"
+    >
       <title id="topology-title">{summary}</title>
       <text x={GAP} y={24}>
         node: {summary}
