@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { TabbifyError } from "../core/errors.js";
 import { verifyChainAsync } from "../ledger/chain.js";
 import type { Store } from "../store/index.js";
 import type { CallerResolver } from "./apps-identity.js";
@@ -21,6 +22,7 @@ export interface AuditRoutesOptions {
 }
 
 const PAGE_DEFAULT = 50;
+const PAGE_MAX = 200;
 
 interface EventsQuery {
   before?: string;
@@ -40,6 +42,8 @@ export function registerAuditRoutes(app: FastifyInstance, opts: AuditRoutesOptio
       await callers.admin(req.headers.authorization);
       const q = req.query;
       const limit = Math.max(1, Number(q.limit ?? PAGE_DEFAULT));
+      if (limit > PAGE_MAX)
+        throw new TabbifyError("BAD_REQUEST", `limit must be a whole number up to ${PAGE_MAX}`);
       let query = store.db.selectFrom("audit_events").selectAll().orderBy("seq", "desc").limit(limit);
       if (q.before !== undefined) query = query.where("seq", "<", Number(q.before));
       if (q.actor) query = query.where("actor", "=", q.actor);
