@@ -59,7 +59,7 @@ describe("handler deploy review", () => {
       uncoveredReasons: ["new env read: GREETING", "new route: /*"],
     });
     assert.equal(first.json.baselineSha, null);
-    assert.match(first.json.reviewUrl as string, new RegExp(`/v1/deploy/plans/${planId}$`));
+    assert.match(first.json.reviewUrl as string, new RegExp(`/review/${planId}$`));
 
     const shown = await call(stack, "GET", `/v1/deploy/plans/${planId}`, stack.acme);
     assert.equal(shown.json.status, "pending");

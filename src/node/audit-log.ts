@@ -74,7 +74,7 @@ export async function readAuditPage(
     .orderBy("seq", "asc")
     .limit(limit)
     .execute();
-  return rows.map(fromRow);
+  return rows.map(auditEventFromRow);
 }
 
 /** Every event, oldest first, a page at a time (never the whole chain in memory). */
@@ -102,7 +102,8 @@ function toRow(event: AuditEvent): AuditEventsTable {
   };
 }
 
-function fromRow(row: AuditEventsTable): AuditEvent {
+/** A stored row as the event the chain sealed (before/after parsed back from their JSON text). */
+export function auditEventFromRow(row: AuditEventsTable): AuditEvent {
   const event: AuditEvent = {
     seq: Number(row.seq),
     at: row.at,

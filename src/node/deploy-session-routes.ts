@@ -200,7 +200,8 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
             body: {
               status: "plan_required",
               planId: id,
-              reviewUrl: `${opts.selfUrl()}/v1/deploy/plans/${id}`,
+              // The dashboard's review page (src/dashboard/ui/pages/review.tsx); its API is /v1/deploy/plans/:id.
+              reviewUrl: `${opts.selfUrl()}/review/${id}`,
               baselineSha: baseline?.sha ?? null,
               proposedSha: sha,
               diff: { reasons },

@@ -36,6 +36,7 @@ import { CallerResolver } from "./apps-identity.js";
 import { registerAppLogsRoutes } from "./apps-logs-routes.js";
 import { type AttachedRegistry, attachRegistry, type NodeRegistryOptions } from "./apps-node.js";
 import { registerAppOpsRoutes } from "./apps-ops-routes.js";
+import { registerAuditRoutes } from "./audit-routes.js";
 import { NodeKeyCheck } from "./auth.js";
 import { attachContractDeploys } from "./contract-deploys.js";
 import { registerDeployRoutes } from "./deploy-routes.js";
@@ -389,6 +390,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     });
     registerReleaseRootsRoute(app, { store, keyCheck: registryEventsKey });
     registerMcpRoute(app, { callers: registry.callers, audit: registry.audit, apiUrl: () => ownApiUrl });
+    registerAuditRoutes(app, { store, callers: registry.callers });
     registerAppOpsRoutes(app, {
       registry: registry.registry,
       audit: registry.audit,

@@ -1,4 +1,5 @@
 import type { ComponentType } from "preact";
+import { lazy } from "preact-iso";
 import { AppPage } from "./pages/app";
 import { AppsPage } from "./pages/apps";
 import { DeployPage } from "./pages/deploy";
@@ -24,4 +25,11 @@ export const routes: PageRoute[] = [
   { path: "/apps/:app", component: AppPage },
   { path: "/apps/:app/deploys/:id", component: DeployPage },
   { path: "/device", component: DevicePage },
+  { path: "/review/:id", component: lazy(() => import("./pages/review").then((m) => m.ReviewPage)) },
+  { path: "/audit", component: lazy(() => import("./pages/audit").then((m) => m.AuditPage)), nav: "Audit" },
+  {
+    path: "/topology",
+    component: lazy(() => import("./pages/topology").then((m) => m.TopologyPage)),
+    nav: "Topology",
+  },
 ];

@@ -1,0 +1,182 @@
+import { useEffect, useState } from "preact/hooks";
+import { ApiError, api } from "../api";
+import { When } from "../components/status";
+import { type AuditRow, firstBroken, type RowVerdict, verifyRows } from "../lib/audit-chain";
+import "./pages-b.css";
+
+interface EventsPage {
+  events: AuditRow[];
+  next_before?: number;
+}
+
+interface NodeVerdict {
+  ok: boolean;
+  count: number;
+  head?: { seq: number; event_hash: string };
+  broken?: { seq: number; reason: string };
+}
+
+const PAGE = 50;
+
+/**
+ * The audit chain (node key), newest first, a page at a time, filtered by actor, action and app.
+ * Two verdicts: the browser's, recomputed with WebCrypto from the rows shown, and the node's own
+ * over the whole chain. The first broken row is shown in red.
+ */
+export function AuditPage() {
+  const [filter, setFilter] = useState({ actor: "", action: "", app: "" });
+  const [draft, setDraft] = useState(filter);
+  const [cursors, setCursors] = useState<number[]>([]);
+  const [page, setPage] = useState<EventsPage | undefined>(undefined);
+  const [verdicts, setVerdicts] = useState<Map<number, RowVerdict> | undefined>(undefined);
+  const [node, setNode] = useState<NodeVerdict | undefined>(undefined);
+  const [error, setError] = useState("");
+  const before = cursors.at(-1);
+
+  useEffect(() => {
+    const controller = new AbortController();
+    const q = new URLSearchParams({ limit: String(PAGE) });
+    if (before !== undefined) q.set("before", String(before));
+    for (const [k, v] of Object.entries(filter)) if (v) q.set(k, v);
+    setPage(undefined);
+    setVerdicts(undefined);
+    (async () => {
+      try {
+        const [events, verdict] = await Promise.all([
+          api<EventsPage>(`/v1/audit/events?${q}`, { signal: controller.signal }),
+          api<NodeVerdict>("/v1/audit/verify", { signal: controller.signal }),
+        ]);
+        setPage(events);
+        setNode(verdict);
+        setError("");
+        setVerdicts(await verifyRows(events.events));
+      } catch (err) {
+        if (!controller.signal.aborted)
+          setError(err instanceof ApiError ? err.message : "the node did not answer");
+      }
+    })();
+    return () => controller.abort();
+  }, [before, filter]);
+
+  const broken = verdicts ? firstBroken(verdicts) : undefined;
+  const browserOk = verdicts !== undefined && broken === undefined;
+  return (
+    <section>
+      <h1>Audit</h1>
+      <form
+        class="filters"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setCursors([]);
+          setFilter(draft);
+        }}
+      >
+        {(["actor", "action", "app"] as const).map((name) => (
+          <label key={name}>
+            {name}
+            <input
+              name={name}
+              value={draft[name]}
+              onInput={(e) => setDraft({ ...draft, [name]: (e.target as HTMLInputElement).value })}
+            />
+          </label>
+        ))}
+        <button type="submit">Filter</button>
+      </form>
+      {error ? (
+        <p role="alert" class="error">
+          {error}
+        </p>
+      ) : null}
+      <div class="row verdicts" aria-live="polite">
+        <span
+          data-testid="browser-verdict"
+          class={`badge ${verdicts === undefined ? "warn" : browserOk ? "ok" : "bad"}`}
+        >
+          {verdicts === undefined
+            ? "checking…"
+            : browserOk
+              ? `verified in this browser (${verdicts.size} rows)`
+              : `broken at seq ${broken?.seq} (this browser)`}
+        </span>
+        <span
+          data-testid="node-verdict"
+          class={`badge ${node === undefined ? "warn" : node.ok ? "ok" : "bad"}`}
+        >
+          {node === undefined
+            ? "node: checking…"
+            : node.ok
+              ? `verified by the node (${node.count} events)`
+              : `node: broken at seq ${node.broken?.seq}: ${node.broken?.reason}`}
+        </span>
+      </div>
+      {broken?.reason ? (
+        <p class="error">
+          seq {broken.seq}: {broken.reason}
+        </p>
+      ) : null}
+      {!page ? <p class="muted">Loading…</p> : null}
+      {page && page.events.length === 0 ? <p class="muted">No events match.</p> : null}
+      {page && page.events.length > 0 ? (
+        <div class="table-wrap">
+          <table>
+            <caption>Audit events, newest first</caption>
+            <thead>
+              <tr>
+                <th scope="col">seq</th>
+                <th scope="col">when</th>
+                <th scope="col">actor</th>
+                <th scope="col">action</th>
+                <th scope="col">subject</th>
+                <th scope="col">hash</th>
+              </tr>
+            </thead>
+            <tbody>
+              {page.events.map((e) => {
+                const v = verdicts?.get(e.seq);
+                const bad = v !== undefined && (!v.hashOk || v.linkOk === false);
+                return (
+                  <tr key={e.seq} class={bad ? "broken" : undefined} data-seq={e.seq}>
+                    <td>{e.seq}</td>
+                    <td>
+                      <When at={e.at} />
+                    </td>
+                    <td>{e.actor}</td>
+                    <td>{e.action}</td>
+                    <td class="wrap">{e.subject}</td>
+                    <td>
+                      <code title={e.event_hash}>{e.event_hash.slice(0, 10)}</code>{" "}
+                      {v === undefined ? null : bad ? (
+                        <span class="badge bad">broken</span>
+                      ) : (
+                        <span class="badge ok">ok</span>
+                      )}
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+      <div class="actions">
+        <button
+          type="button"
+          class="secondary"
+          disabled={cursors.length === 0}
+          onClick={() => setCursors(cursors.slice(0, -1))}
+        >
+          Newer
+        </button>
+        <button
+          type="button"
+          class="secondary"
+          disabled={page?.next_before === undefined}
+          onClick={() => page?.next_before !== undefined && setCursors([...cursors, page.next_before])}
+        >
+          Older
+        </button>
+      </div>
+    </section>
+  );
+}

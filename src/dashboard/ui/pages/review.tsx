@@ -1,0 +1,176 @@
+import { useState } from "preact/hooks";
+import { api } from "../api";
+import { ConfirmButton } from "../components/confirm-button";
+import { Short, StatusBadge, When } from "../components/status";
+import { usePoll } from "../components/use-poll";
+import "./pages-b.css";
+
+interface Plan {
+  id: string;
+  projectName: string;
+  region: string;
+  status: string;
+  baselineSha: string | null;
+  proposedSha: string;
+  diff: { reasons: string[] };
+  grantCoverage: { coveredReasons: string[]; uncoveredReasons: string[] };
+  createdAt: string;
+  expiresAt: string;
+  mode?: string;
+  decidedBy?: string;
+}
+
+interface Grant {
+  id: string;
+  projectName: string;
+  status: string;
+  reasons: string[];
+  createdAt: string;
+  expiresAt?: string;
+}
+
+/**
+ * A plan's review (the `reviewUrl` a deploy answers with): what the proposed contract adds over
+ * the baseline, each reason covered or not by a standing grant, and the three decisions. The
+ * project's grants are listed below with revoke.
+ */
+export function ReviewPage({ id }: { id: string }) {
+  const [tick, setTick] = useState(0);
+  const path = `/v1/deploy/plans/${encodeURIComponent(id)}`;
+  const { data: plan, error } = usePoll<Plan>(`${path}?v=${tick}`, 5000);
+  const refresh = () => setTick((t) => t + 1);
+  const decide = async (what: string, body: unknown, said: string) => {
+    await api(`${path}/${what}`, { method: "POST", body });
+    refresh();
+    return said;
+  };
+  return (
+    <section>
+      <h1>Review plan</h1>
+      {error ? (
+        <p role="alert" class="error">
+          {error}
+        </p>
+      ) : null}
+      {!plan ? (
+        <p class="muted">Loading…</p>
+      ) : (
+        <>
+          <div class="row">
+            <StatusBadge state={plan.status} />
+            <span>
+              project <strong>{plan.projectName}</strong> · region {plan.region}
+            </span>
+          </div>
+          <dl class="kv">
+            <dt>created</dt>
+            <dd>
+              <When at={plan.createdAt} />
+            </dd>
+            <dt>expires</dt>
+            <dd>
+              <When at={plan.expiresAt} />
+            </dd>
+            {plan.decidedBy ? (
+              <>
+                <dt>decided by</dt>
+                <dd>
+                  {plan.decidedBy} ({plan.mode})
+                </dd>
+              </>
+            ) : null}
+          </dl>
+          <div class="contract">
+            <div class="card">
+              <h2>Baseline contract</h2>
+              {plan.baselineSha ? (
+                <Short value={plan.baselineSha} />
+              ) : (
+                <p class="muted">none: first deploy</p>
+              )}
+            </div>
+            <div class="card">
+              <h2>Proposed contract</h2>
+              <Short value={plan.proposedSha} />
+            </div>
+          </div>
+          <h2>What it adds</h2>
+          <ul class="plain" aria-label="reasons">
+            {plan.diff.reasons.map((r) => {
+              const covered = plan.grantCoverage.coveredReasons.includes(r);
+              return (
+                <li key={r} data-covered={covered}>
+                  <span class={`badge ${covered ? "ok" : "warn"}`}>{covered ? "covered" : "uncovered"}</span>{" "}
+                  {r}
+                </li>
+              );
+            })}
+          </ul>
+          {plan.status === "pending" ? (
+            <div class="actions">
+              <ConfirmButton
+                label="Approve once"
+                question="Approve this plan for one deploy?"
+                run={() => decide("approve", { mode: "once" }, "approved once")}
+              />
+              <ConfirmButton
+                label="Approve and grant"
+                question="Approve, and grant these reasons to the project for later deploys?"
+                tone="secondary"
+                run={() => decide("approve", { mode: "grant" }, "approved, grant created")}
+              />
+              <ConfirmButton
+                label="Reject"
+                question="Reject this plan?"
+                tone="danger"
+                run={() => decide("reject", {}, "rejected")}
+              />
+            </div>
+          ) : null}
+          <Grants project={plan.projectName} tick={tick} onChange={refresh} />
+        </>
+      )}
+    </section>
+  );
+}
+
+function Grants({ project, tick, onChange }: { project: string; tick: number; onChange: () => void }) {
+  const { data } = usePoll<{ grants: Grant[] }>(
+    `/v1/projects/${encodeURIComponent(project)}/grants?v=${tick}`,
+    5000,
+  );
+  return (
+    <>
+      <h2>Grants of {project}</h2>
+      {!data ? <p class="muted">Loading…</p> : null}
+      {data && data.grants.length === 0 ? <p class="muted">No grants.</p> : null}
+      <ul class="plain">
+        {data?.grants.map((g) => (
+          <li key={g.id} class="card" data-grant={g.id}>
+            <div class="row">
+              <StatusBadge state={g.status === "active" ? "ok" : g.status} />
+              <Short value={g.id} /> <When at={g.createdAt} />
+              {g.status === "active" ? (
+                <ConfirmButton
+                  label="Revoke"
+                  question="Revoke this grant? Later deploys that need it will ask for review again."
+                  tone="danger"
+                  run={async () => {
+                    await api(`/v1/grants/${encodeURIComponent(g.id)}/revoke`, { method: "POST", body: {} });
+                    onChange();
+                    return "revoked";
+                  }}
+                />
+              ) : null}
+            </div>
+            <ul>
+              {g.reasons.map((r) => (
+                <li key={r}>{r}</li>
+              ))}
+            </ul>
+          </li>
+        ))}
+      </ul>
+    </>
+  );
+}
