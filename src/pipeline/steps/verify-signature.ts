@@ -18,7 +18,8 @@ export const verifySignature: Step = async (state, ctx) => {
       tenant: state.plan.request.tenant,
       appUuid: state.appUuid!,
       digest: state.digest!,
-      environment: DEFAULT_ENVIRONMENT,
+      // The environment this build rolls to (its first declared), whose policy applies.
+      environment: state.environment ?? DEFAULT_ENVIRONMENT,
     },
     {
       scrub: ctx.scrub,
