@@ -4,13 +4,13 @@
  * values it was built with are its defaults; the environment it runs in overrides them.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { cp, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { runTcli } from "./support/tcli-node.js";
-import { repoRoot, requireCommand, tempDir } from "./support/tools.js";
+import { freePort, repoRoot, requireCommand, tempDir } from "./support/tools.js";
 
 const run = promisify(execFile);
 
@@ -79,5 +79,72 @@ describe("tcli deploy --local", () => {
     assert.match(built.network, /^off:/);
     const overridden = await inNetns({ OVERRIDE: "from-env" });
     assert.equal(overridden.answer, "from-env from hello-handler\n");
+  });
+
+  test("the binary enforces the contract's egress: a host outside it is refused, and the refusal logged", async () => {
+    const app = join(work.path, "egress-handler");
+    await cp(join(repoRoot, "examples", "hello-handler"), app, { recursive: true });
+    // fetch() to a literal URL is in the contract; node:http to another host is not.
+    await writeFile(
+      join(app, "handler.ts"),
+      `import http from "node:http";
+export default async function handler(request: Request): Promise<Response> {
+  const url = new URL(request.url);
+  if (url.pathname === "/allowed") {
+    try {
+      await fetch("http://allowed.invalid/");
+      return new Response("allowed-reached\\n");
+    } catch (e) {
+      return new Response("allowed-failed " + String((e as Error & { cause?: unknown }).cause ?? e) + "\\n");
+    }
+  }
+  if (url.pathname === "/denied") {
+    return await new Promise<Response>((resolve) => {
+      const req = http.get("http://denied.invalid/", () => resolve(new Response("denied-reached\\n")));
+      req.on("error", (e) => resolve(new Response("denied-refused " + e.message + "\\n")));
+    });
+  }
+  return new Response("ok\\n");
+}
+`,
+    );
+    const r = await runTcli(["deploy", app, "--local"], {
+      home: work.path,
+      env: { TABBIFY_NODE_URL: "http://127.0.0.1:9" },
+    });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const binary = join(app, ".tabbify", "deploy", "hello-handler");
+    const port = await freePort();
+    const child = spawn(binary, [], {
+      env: { PORT: String(port), HOST: "127.0.0.1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let log = "";
+    child.stdout.on("data", (d: Buffer) => (log += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (log += d.toString()));
+    try {
+      const ask = async (path: string) => {
+        for (let i = 0; ; i++) {
+          try {
+            return await (await fetch(`http://127.0.0.1:${port}${path}`)).text();
+          } catch (err) {
+            if (i > 300) throw err;
+            await new Promise((res) => setTimeout(res, 100));
+          }
+        }
+      };
+      const denied = await ask("/denied");
+      assert.match(denied, /^denied-refused /, denied);
+      const allowed = await ask("/allowed");
+      // Let through by the proxy; the name then fails to resolve, which is not a refusal.
+      assert.match(allowed, /^allowed-failed /, allowed);
+      assert.doesNotMatch(allowed, /not in this handler's contract/, allowed);
+      for (let i = 0; i < 100 && !log.includes("denied.invalid"); i++)
+        await new Promise((res) => setTimeout(res, 50));
+      assert.match(log, /tabbify egress: refused denied\.invalid:80/, log);
+      assert.doesNotMatch(log, /allowed\.invalid:80: not in this handler's contract/, log);
+    } finally {
+      child.kill();
+    }
   });
 });
