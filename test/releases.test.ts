@@ -304,6 +304,7 @@ describe("releases", () => {
       progress.json.steps.map((st) => [st.step, st.state]),
       [
         ["acquire_lock", "succeeded"],
+        ["migrate", "succeeded"],
         ["fan_out", "succeeded"],
         ["verify", "succeeded"],
       ],
