@@ -413,6 +413,7 @@ describe("deploy pipeline", () => {
       "build_and_push",
       "verify_signature",
       "acquire_lock",
+      "migrate",
       "fan_out",
       "verify",
     ]);

@@ -306,6 +306,7 @@ describe("releases", () => {
       [
         ["acquire_lock", "succeeded"],
         ["verify_signature", "succeeded"],
+        ["migrate", "succeeded"],
         ["fan_out", "succeeded"],
         ["verify", "succeeded"],
       ],

@@ -82,21 +82,29 @@ export function registerReleaseCommands(program: Command, kit: CommandKit): void
     .option("--env <env>", "the environment to roll back", "prod")
     .option("--to <id|digest>", "a release to go back to, instead of the one before the current one")
     .option("--no-queue", "fail with DEPLOY_LOCKED instead of waiting while --env is being rolled out")
+    .option("--migrate", "run the release's [deploy] migrate before the swap (skipped otherwise)")
     .addHelpText(
       "after",
       "\nThe same zero-downtime swap as a deploy, pinned by digest, recorded as a deploy with steps." +
         kit.examples(
           "tcli rollback hello-node",
+          "tcli rollback hello-node --migrate",
           "tcli rollback hello-node --env test --to 0193…",
           "tcli rollback hello-node --json",
         ),
     )
-    .action(async (ref: string, opts: CommandOpts & { env: string; to?: string; queue: boolean }) => {
-      const body: { env: string; to?: string } = { env: opts.env };
-      if (opts.to !== undefined) body.to = opts.to;
-      const result = await rollback(await kit.clientFor(opts), ref, body, opts.queue);
-      kit.print(opts, result, formatRollout("rolled back"));
-    });
+    .action(
+      async (
+        ref: string,
+        opts: CommandOpts & { env: string; to?: string; queue: boolean; migrate?: boolean },
+      ) => {
+        const body: { env: string; to?: string; migrate?: boolean } = { env: opts.env };
+        if (opts.to !== undefined) body.to = opts.to;
+        if (opts.migrate) body.migrate = true;
+        const result = await rollback(await kit.clientFor(opts), ref, body, opts.queue);
+        kit.print(opts, result, formatRollout("rolled back"));
+      },
+    );
 }
 
 function shortDigest(digest: string): string {

@@ -16,7 +16,8 @@ import type { Logger } from "../core/log.js";
 import { pullWithRegistryToken } from "../runtimes/registry-pull.js";
 import { assertPinnedForProd } from "../supervisor/release-deploy.js";
 
-const DEPLOY_ROUTE = "/v1/apps/:uuid/deploy";
+/** A migration runs in the release a deploy would roll: it takes the same fields. */
+const RELEASE_ROUTES = new Set(["/v1/apps/:uuid/deploy", "/v1/apps/:uuid/migrate"]);
 
 /** What docker prints when the registry answers MANIFEST_UNKNOWN / NAME_UNKNOWN for the reference. */
 const MANIFEST_MISSING = /manifest unknown|name unknown|manifest for \S+ not found/i;
@@ -32,7 +33,7 @@ export function pullFailure(err: unknown): unknown {
 
 export function registerDeployPull(app: FastifyInstance, logger: Logger): void {
   app.addHook("preHandler", async (req) => {
-    if (req.routeOptions.url !== DEPLOY_ROUTE) return;
+    if (!RELEASE_ROUTES.has(req.routeOptions.url ?? "")) return;
     const body = req.body;
     if (typeof body !== "object" || body === null || Array.isArray(body)) return;
     const fields = body as Record<string, unknown>;

@@ -12,14 +12,15 @@ import type { FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import { isLowercaseUuid } from "../core/uuid.js";
 
-const DEPLOY_ROUTE = "/v1/apps/:uuid/deploy";
+/** A migration runs in the release a deploy would roll: it takes the same fields. */
+const RELEASE_ROUTES = new Set(["/v1/apps/:uuid/deploy", "/v1/apps/:uuid/migrate"]);
 /** A release manifest is a few hundred bytes; this bounds what a caller can make us write. */
 const MAX_MANIFEST_BYTES = 64 * 1024;
 
 export function registerDeployRelease(app: FastifyInstance, dataDir: string): void {
   const root = join(dataDir, "releases");
   app.addHook("preHandler", async (req) => {
-    if (req.routeOptions.url !== DEPLOY_ROUTE) return;
+    if (!RELEASE_ROUTES.has(req.routeOptions.url ?? "")) return;
     const body = req.body;
     if (typeof body !== "object" || body === null || Array.isArray(body)) return;
     const fields = body as Record<string, unknown>;

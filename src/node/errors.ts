@@ -35,6 +35,8 @@ export const nodeErrorStatus: Record<string, number> = {
   RELEASE_NOT_FOUND: 404,
   REF_NOT_PINNED: 400,
   ROLLOUT_FAILED: 502,
+  // The release's [deploy] migrate exited non-zero (or timed out): every target keeps its release.
+  MIGRATION_FAILED: 502,
   // A release's manifest declares something the node cannot roll ([probes], [[environments]]).
   MANIFEST_INVALID: 400,
   ENVIRONMENT_UNKNOWN: 400,

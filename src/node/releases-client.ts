@@ -79,7 +79,7 @@ export function promote(
 export function rollback(
   client: NodeClient,
   ref: string,
-  body: { env?: string; to?: string },
+  body: { env?: string; to?: string; migrate?: boolean },
   wait: boolean,
 ): Promise<RolloutResult> {
   return client.request("POST", `${appPath(ref)}/rollback${waitQuery(wait)}`, body, { timeout: false });

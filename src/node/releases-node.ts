@@ -35,7 +35,7 @@ import { nodeVersion } from "./version.js";
  *
  *   GET  /api/v1/apps/:app/releases    newest first, each with the environments running it
  *   POST /api/v1/apps/:app/releases    {version, manifest_toml, files: [{path, digest}]} → 201 | 200
- *   POST /api/v1/apps/:app/rollback    {env?, to?} → 200 {release, environment, targets}
+ *   POST /api/v1/apps/:app/rollback    {env?, to?, migrate?} → 200 {release, environment, targets}
  *   POST /api/v1/apps/:app/promote     {from, to, release?} → 200 {release, environment, targets}
  */
 
@@ -148,6 +148,9 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
       if (body.to !== undefined && (typeof body.to !== "string" || body.to === "")) {
         throw new TabbifyError("BAD_REQUEST", "to must be a release id or digest");
       }
+      if (body.migrate !== undefined && typeof body.migrate !== "boolean") {
+        throw new TabbifyError("BAD_REQUEST", "migrate must be true or false");
+      }
       const history = await releases.history(target.uuid, env);
       const to = typeof body.to === "string" ? await releases.find(target.uuid, body.to) : history.previous;
       if (!to) {
@@ -163,6 +166,7 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
         environment: env,
         actor: caller.actor,
         wait: waits(req),
+        migrate: body.migrate === true,
       });
       await releases.markRunning(to, env, caller.actor, "release.rollback", {
         from: history.current?.id ?? null,

@@ -11,6 +11,7 @@ import type {
   RegistryAccess,
   SupervisorDeployRequest,
 } from "../pipeline/executor.js";
+import { runReleaseMigration } from "../pipeline/migration.js";
 import type { StepName, TargetResult } from "../pipeline/plan.js";
 import { declarationsOfRelease, declaredProbes } from "../pipeline/release-declarations.js";
 import type { Store } from "../store/index.js";
@@ -45,6 +46,8 @@ export interface RolloutInput {
   actor: string;
   /** False: fail DEPLOY_LOCKED at once when another rollout of the environment holds the lock. */
   wait: boolean;
+  /** A rollback runs the release's `[deploy] migrate` only when asked (`tcli rollback --migrate`). */
+  migrate?: boolean;
 }
 
 export interface RolloutOutcome {
@@ -122,6 +125,7 @@ export async function runRollout(deps: RolloutDeps, input: RolloutInput): Promis
     });
   let queued_ms = 0;
   let holding = false;
+  let pending = Promise.resolve();
   try {
     await begin("acquire_lock");
     ({ queued_ms } = await lock.acquire(
@@ -151,6 +155,11 @@ export async function runRollout(deps: RolloutDeps, input: RolloutInput): Promis
       (line) => writer.emit("verify_signature", "log", line),
     );
     await finish(signature.message, signature.data);
+    await begin("migrate");
+    const migrated = await migrateGate(deps, input, (line) => {
+      pending = pending.then(() => writer.emit("migrate", "log", line));
+    }).finally(() => pending);
+    await finish(migrated.message, migrated.data);
 
     await begin("fan_out");
     const results = await fanOut(deps, app, release, environment);
@@ -292,19 +301,13 @@ async function fanOut(
   if (targets.length === 0) {
     throw new TabbifyError("TARGETS_UNRESOLVABLE", `no supervisor to run ${environment} of this app on`);
   }
-  const probes = declaredProbes(declarationsOfRelease(release.manifest), release, release.digest);
   return Promise.all(
     targets.map(async (t): Promise<TargetResult> => {
       const result: TargetResult = { ...t, success: false, digest: release.digest };
       delete result.error;
       const client = supervisorClient(deps, t.supervisor);
       if (!client) return { ...result, error: "not on the roster" };
-      const body: SupervisorDeployRequest = artifact
-        ? { artifact_version: ref, artifact_app: app.uuid, environment }
-        : { ref, digest: release.digest, runtime: t.runtime, environment };
-      if (pullToken !== undefined) body.registry_token = pullToken;
-      if (probes) body.probes = probes;
-      body.release = { id: release.id, manifest: release.manifest };
+      const body = rolloutBody(app, release, environment, t, pullToken);
       try {
         await client.deploy(runAs, body);
         return { ...result, success: true };
@@ -312,6 +315,62 @@ async function fanOut(
         return { ...result, error: err instanceof Error ? err.message : String(err) };
       }
     }),
+  );
+}
+
+/** What a target is handed to run the release (the migration gate hands the first the same). */
+function rolloutBody(
+  app: App,
+  release: Release,
+  environment: string,
+  target: TargetResult,
+  pullToken: string | undefined,
+): SupervisorDeployRequest {
+  const ref = rolledRef(release);
+  const body: SupervisorDeployRequest = isArtifact(ref)
+    ? { artifact_version: ref, artifact_app: app.uuid, environment }
+    : { ref, digest: release.digest, runtime: target.runtime, environment };
+  if (pullToken !== undefined) body.registry_token = pullToken;
+  const probes = declaredProbes(declarationsOfRelease(release.manifest), release, release.digest);
+  if (probes) body.probes = probes;
+  body.release = { id: release.id, manifest: release.manifest };
+  return body;
+}
+
+/**
+ * The release's `[deploy] migrate`, once, on the environment's first target, before fan_out
+ * switches any (../pipeline/migration.ts). A rollback skips it unless `migrate` is asked for:
+ * going back to a release usually must not re-run its forward migration.
+ */
+async function migrateGate(
+  deps: RolloutDeps,
+  input: RolloutInput,
+  log: (line: string) => void,
+): Promise<{ message: string; data?: Record<string, unknown> }> {
+  const { app, release, environment } = input;
+  const command = declarationsOfRelease(release.manifest).migrate;
+  if (!command) return { message: "no [deploy] migrate declared" };
+  if (input.kind === "rollback" && !input.migrate) {
+    return { message: "skipped on rollback (--migrate runs it)", data: { skipped: true } };
+  }
+  const targets = await environmentTargets(deps, app, release, environment);
+  const first = targets[0];
+  if (!first)
+    throw new TabbifyError("TARGETS_UNRESOLVABLE", `no supervisor to run ${environment} of this app on`);
+  const client = supervisorClient(deps, first.supervisor);
+  if (!client) throw new TabbifyError("MIGRATION_FAILED", `${first.supervisor} is not on the roster`);
+  const ref = rolledRef(release);
+  const pullToken = isArtifact(ref)
+    ? undefined
+    : await deps.registryAccess?.pullToken?.(app.tenant, app.uuid);
+  const body = rolloutBody(app, release, environment, first, pullToken);
+  return runReleaseMigration(
+    client,
+    first.supervisor,
+    environmentUuid(app.uuid, environment),
+    body,
+    command,
+    log,
   );
 }
 

@@ -7,6 +7,7 @@ import type {
   SupervisorClient,
   SupervisorDeployReply,
   SupervisorDeployRequest,
+  SupervisorMigrateReply,
   TokenSource,
 } from "./executor.js";
 import {
@@ -223,6 +224,34 @@ export class HttpSupervisorClient implements SupervisorClient {
       state: String(body.state ?? "unknown"),
       app_ula: String(body.app_ula ?? ""),
       bound_addr: body.bound_addr ?? null,
+    };
+  }
+
+  async migrate(
+    appUuid: string,
+    request: SupervisorDeployRequest,
+    command: string[],
+  ): Promise<SupervisorMigrateReply> {
+    const res = await this.#request(
+      "POST",
+      `/v1/apps/${encodeURIComponent(appUuid)}/migrate`,
+      { ...deployWireBody(request), migrate: command },
+      // The supervisor kills the command after its own timeout (600 s) and answers.
+      12 * 60_000,
+    );
+    if (!res.ok) {
+      const { message } = await peerError(res);
+      throw new TabbifyError("MIGRATION_FAILED", `migrate answered ${res.status}: ${message}`, {
+        status: res.status,
+      });
+    }
+    const body = (await res.json()) as Partial<SupervisorMigrateReply>;
+    return {
+      exit_code: typeof body.exit_code === "number" ? body.exit_code : null,
+      signal: typeof body.signal === "string" ? body.signal : null,
+      timed_out: body.timed_out === true,
+      duration_ms: Number(body.duration_ms ?? 0),
+      log_tail: Array.isArray(body.log_tail) ? body.log_tail.map(String) : [],
     };
   }
 

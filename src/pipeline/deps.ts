@@ -136,6 +136,21 @@ export interface SupervisorClient {
   deploy(appUuid: string, request: SupervisorDeployRequest): Promise<SupervisorDeployReply>;
   /** null when the supervisor has no such app. */
   app(appUuid: string): Promise<SupervisorAppStatus | null>;
+  /** Runs the release's migration (the deploy body's release, `command` in place of the app's). */
+  migrate?(
+    appUuid: string,
+    request: SupervisorDeployRequest,
+    command: string[],
+  ): Promise<SupervisorMigrateReply>;
+}
+
+/** `POST /v1/apps/<uuid>/migrate`: how the command ended and its last lines (env values cut out). */
+export interface SupervisorMigrateReply {
+  exit_code: number | null;
+  signal: string | null;
+  timed_out: boolean;
+  duration_ms: number;
+  log_tail: string[];
 }
 
 export interface PipelineDeps {

@@ -61,6 +61,21 @@ class StandInSupervisor implements SupervisorClient {
     return { state: "running", app_ula: deriveAppUla(appUuid) };
   }
 
+  migrations: { appUuid: string; command: string[]; ref: string | undefined; deploysBefore: number }[] = [];
+  migrationExit = 0;
+
+  async migrate(appUuid: string, request: SupervisorDeployRequest, command: string[]) {
+    this.migrations.push({ appUuid, command, ref: request.ref, deploysBefore: this.deploys.length });
+    return {
+      exit_code: this.migrationExit,
+      signal: null,
+      timed_out: false,
+      duration_ms: 5,
+      // A migration echoing the pull credential: the executor must scrub it.
+      log_tail: ["applying 0001_init", `relation "users" already exists (token ${request.registry_token})`],
+    };
+  }
+
   async app(appUuid: string): Promise<SupervisorAppStatus | null> {
     if (this.running === undefined) return null;
     return { state: "running", app_ula: deriveAppUla(appUuid), digest: this.reportedDigest ?? this.running };
@@ -133,6 +148,38 @@ const stepTrail = (events: DeployEvent[]) =>
   events.filter((e) => e.type !== "log").map((e) => `${e.step}:${e.type}`);
 
 describe("DeployExecutor", () => {
+  const MIGRATING = `${TOML}\n[deploy]\nmigrate = ["./migrate", "up"]\n`;
+
+  it("runs [deploy] migrate once on the first target, in the built image, before fan_out", async () => {
+    const h = harness({ builder: ["docker", "builder"], alpha: ["docker"] }, MIGRATING);
+    const record = await new DeployExecutor(h.deps).run(pushRequest());
+    assert.equal(record.status, "succeeded", JSON.stringify(record.error));
+    const alpha = h.supervisors.get("alpha")!;
+    assert.deepEqual(alpha.migrations, [
+      {
+        appUuid: APP_UUID,
+        command: ["./migrate", "up"],
+        ref: `${REGISTRY}/tabbify-io/${APP_UUID}@${DIGEST}`,
+        deploysBefore: 0,
+      },
+    ]);
+    assert.equal(alpha.deploys.length, 1);
+  });
+
+  it("a failing migration fails the deploy at step migrate, tail in its events, no target switched", async () => {
+    const h = harness({ builder: ["docker", "builder"], alpha: ["docker"] }, MIGRATING);
+    h.supervisors.get("alpha")!.migrationExit = 2;
+    const record = await new DeployExecutor(h.deps).run(pushRequest());
+    assert.equal(record.status, "failed");
+    assert.equal(record.error?.step, "migrate");
+    assert.equal(record.error?.code, "MIGRATION_FAILED");
+    assert.equal(h.supervisors.get("alpha")!.deploys.length, 0, "no target was asked to switch");
+    const logs = record.events.filter((e) => e.step === "migrate" && e.type === "log").map((e) => e.message);
+    assert.ok(logs.includes("applying 0001_init"));
+    assert.ok(!JSON.stringify(record).includes(PUSH_TOKEN), "the pull token is scrubbed from the tail");
+    assert.ok(!record.events.some((e) => e.step === "fan_out"));
+  });
+
   it("runs every step in order and records one result per target", async () => {
     const h = harness(
       { builder: ["docker", "builder"], alpha: ["docker"] },
@@ -150,6 +197,7 @@ describe("DeployExecutor", () => {
         "build_and_push",
         "verify_signature",
         "acquire_lock",
+        "migrate",
         "fan_out",
         "verify",
       ].flatMap((s) => [`${s}:step_started`, `${s}:step_finished`]),

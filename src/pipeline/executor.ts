@@ -19,6 +19,7 @@ export type {
   SupervisorClient,
   SupervisorDeployReply,
   SupervisorDeployRequest,
+  SupervisorMigrateReply,
   TokenSource,
 } from "./deps.js";
 

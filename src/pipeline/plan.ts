@@ -75,6 +75,7 @@ export const stepNames = [
   "build_and_push",
   "verify_signature",
   "acquire_lock",
+  "migrate",
   "fan_out",
   "verify",
 ] as const;

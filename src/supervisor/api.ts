@@ -9,6 +9,7 @@ import { acceptJsonWhateverContentType } from "../core/json-body.js";
 import { buildInfo, registerProbes } from "../core/probes.js";
 import { requireApiKey } from "./api-auth.js";
 import { registerLogsRoute } from "./logs-route.js";
+import { registerMigrateRoute } from "./migrate-route.js";
 import { artifactDeployFromBody } from "./release-deploy.js";
 import { type StartBody, supervisorSchemas as schemas, supervisorApiDocument } from "./schemas.js";
 import { specFromBody } from "./spec.js";
@@ -148,6 +149,8 @@ export async function buildApi(
     }
     return supervisor.deploy(req.params.uuid, specFromBody(body, { deploy: true }));
   });
+
+  registerMigrateRoute(app, supervisor);
 
   app.post("/v1/apps/:uuid/stop", { schema: schemas.stop }, async (req) => supervisor.stop(req.params.uuid));
   app.post("/v1/apps/:uuid/restart", { schema: schemas.restart }, async (req) =>

@@ -116,6 +116,16 @@ export async function deployArtifactVersion(
   uuid: string,
   deploy: ArtifactDeploy,
 ): Promise<StartResult & { swapped: boolean }> {
+  const { spec, label } = await artifactSpec(ctx, uuid, deploy);
+  return deployApp(ctx, uuid, spec, label);
+}
+
+/** The spec the artifact store's version runs with, the body's env and probes laid over it. */
+export async function artifactSpec(
+  ctx: SupervisorContext,
+  uuid: string,
+  deploy: ArtifactDeploy,
+): Promise<{ spec: WorkloadSpec; label: string }> {
   const apps = ctx.opts.apps;
   if (!apps) {
     throw new TabbifyError(
@@ -128,5 +138,5 @@ export async function deployArtifactVersion(
   if (deploy.env) spec.env = { ...(fetched.spec.env ?? {}), ...deploy.env };
   if (deploy.probes) spec.probes = deploy.probes;
   if (deploy.releaseManifest) spec.releaseManifest = deploy.releaseManifest;
-  return deployApp(ctx, uuid, spec, fetched.label);
+  return { spec, label: fetched.label };
 }

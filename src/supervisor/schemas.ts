@@ -251,6 +251,42 @@ export const supervisorSchemas = {
     body: Type.Union([DeployBody, Type.Null()], { "x-message": "the body must be a JSON object" }),
     response: { 200: StartResult, ...errors },
   },
+  migrate: {
+    summary:
+      "Run the release's migration once to completion (same image or artifact, env, user and data), switching nothing",
+    tags: ["apps"],
+    security: supervisorKey,
+    "x-error-code": "SPEC_INVALID",
+    params: UuidParams,
+    body: Type.Intersect(
+      [
+        DeployBody,
+        Type.Object({
+          migrate: Type.Array(Type.String(), {
+            minItems: 1,
+            maxItems: 64,
+            description: 'The command run in place of the app\'s, e.g. ["node", "migrate.js"]',
+          }),
+          timeout_sec: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: 3600, description: "Killed after this long (default 600)" }),
+          ),
+        }),
+      ],
+      { "x-message": "the body must be a deploy body with migrate: [command, args…]" },
+    ),
+    response: {
+      200: Type.Object({
+        exit_code: Type.Union([Type.Integer(), Type.Null()]),
+        signal: Type.Union([Type.String(), Type.Null()]),
+        timed_out: Type.Boolean(),
+        duration_ms: Type.Integer(),
+        log_tail: Type.Array(Type.String(), {
+          description: "The last lines of output, with the app's env values cut out",
+        }),
+      }),
+      ...errors,
+    },
+  },
   stop: {
     summary: "Stop the app's runner",
     tags: ["apps"],

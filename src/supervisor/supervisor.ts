@@ -10,11 +10,12 @@ import { AppLocks, logPath, type SupervisorContext } from "./context.js";
 import type { AddressManager } from "./host.js";
 import { reconcileKernelHop } from "./kernel-hop-records.js";
 import { deployApp, mustRead, purgeApp, restartApp, startApp, stopApp } from "./lifecycle.js";
+import { type MigrationResult, runMigration } from "./migrate.js";
 import type { NftHop } from "./nft-hop.js";
 import { healthOf } from "./proof.js";
 import { Reconciler } from "./reconcile.js";
 import { freshRestartState, RecordStore } from "./records.js";
-import { type ArtifactDeploy, deployArtifactVersion } from "./release-deploy.js";
+import { type ArtifactDeploy, artifactSpec, deployArtifactVersion } from "./release-deploy.js";
 import { SparePool } from "./spares.js";
 import { defaultRunnerEntry } from "./spawn.js";
 
@@ -262,6 +263,22 @@ export class Supervisor {
   deployArtifact(uuidInput: string, deploy: ArtifactDeploy): Promise<StartResult & { swapped: boolean }> {
     const uuid = parseAppUuid(uuidInput);
     return this.ctx.locks.run(uuid, () => deployArtifactVersion(this.ctx, uuid, deploy));
+  }
+
+  /**
+   * Runs a release's migration (migrate.ts) for the app, outside the app's lock: a long migration
+   * must not hold up a stop or a restart of the release that keeps serving meanwhile.
+   */
+  async migrate(
+    uuidInput: string,
+    release: { spec: WorkloadSpec } | { artifact: ArtifactDeploy },
+    command: string[],
+    timeoutSec: number,
+  ): Promise<MigrationResult> {
+    const uuid = parseAppUuid(uuidInput);
+    const spec =
+      "spec" in release ? release.spec : (await artifactSpec(this.ctx, uuid, release.artifact)).spec;
+    return runMigration(this.ctx, uuid, spec, command, timeoutSec);
   }
 
   /** Zero-downtime swap onto the same release (lifecycle.ts restartApp). */

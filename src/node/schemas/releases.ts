@@ -63,6 +63,12 @@ export const RollbackBody = Type.Union([
     {
       env: Type.Optional(Type.String({ minLength: 1, "x-message": "env must be a name" })),
       to: Type.Optional(Type.String({ minLength: 1, "x-message": "to must be a release id or digest" })),
+      migrate: Type.Optional(
+        Type.Boolean({
+          "x-message": "migrate must be true or false",
+          description: "Run the release's [deploy] migrate first (a rollback skips it otherwise)",
+        }),
+      ),
     },
     { additionalProperties: true },
   ),

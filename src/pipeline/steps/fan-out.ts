@@ -1,9 +1,9 @@
 import { deriveAppUla } from "../../core/address.js";
 import type { SupervisorDeployRequest } from "../deps.js";
-import { DEFAULT_ENVIRONMENT, pinnedRef, type TargetResult } from "../plan.js";
+import { DEFAULT_ENVIRONMENT, type DeployTarget, pinnedRef, type TargetResult } from "../plan.js";
 import { declaredProbes } from "../release-declarations.js";
 import type { TabbifyManifest } from "../tabbify-toml.js";
-import { errorMessage, readRoster, type Step } from "./context.js";
+import { type DeployState, errorMessage, readRoster, type Step } from "./context.js";
 
 /** Hands the pushed image to every target at once; a target's failure fails only its result. */
 export const fanOut: Step = async (state, ctx) => {
@@ -45,19 +45,7 @@ export const fanOut: Step = async (state, ctx) => {
         digest: state.digest!,
       };
       const supervisor = supervisors.find((s) => s.name === target.supervisor)!;
-      const body: SupervisorDeployRequest = {
-        ref: pinned,
-        digest: state.digest!,
-        runtime: target.runtime,
-        env: target.env,
-        manifest_toml: state.manifestToml!,
-        environment: state.environment ?? DEFAULT_ENVIRONMENT,
-      };
-      const probes = declaredProbes(declarations, release, state.digest!);
-      if (probes) body.probes = probes;
-      if (pullToken !== undefined) body.registry_token = pullToken;
-      Object.assign(body, runtimeFields(state.manifest));
-      if (release) body.release = release;
+      const body = targetDeployBody(state, target, release, pullToken);
       try {
         const reply = await ctx.deps.supervisorClient(supervisor).deploy(runAs, body);
         if (reply.app_ula) result.app_ula = reply.app_ula;
@@ -76,6 +64,29 @@ export const fanOut: Step = async (state, ctx) => {
   const ok = results.filter((r) => r.success).length;
   return { message: `${ok} of ${results.length} targets accepted the image` };
 };
+
+/** What a target is handed to run the built image (the migrate step hands the first the same). */
+export function targetDeployBody(
+  state: DeployState,
+  target: DeployTarget,
+  release: { id: string; manifest: Record<string, unknown> } | undefined,
+  pullToken: string | undefined,
+): SupervisorDeployRequest {
+  const body: SupervisorDeployRequest = {
+    ref: pinnedRef(state.imageRef!, state.digest!),
+    digest: state.digest!,
+    runtime: target.runtime,
+    env: target.env,
+    manifest_toml: state.manifestToml!,
+    environment: state.environment ?? DEFAULT_ENVIRONMENT,
+  };
+  const probes = declaredProbes(state.manifest?.declarations, release, state.digest!);
+  if (probes) body.probes = probes;
+  if (pullToken !== undefined) body.registry_token = pullToken;
+  Object.assign(body, runtimeFields(state.manifest));
+  if (release) body.release = release;
+  return body;
+}
 
 /** tabbify.toml's [runtime] keys as the supervisor's deploy fields (its spec.ts reads them). */
 function runtimeFields(manifest: TabbifyManifest | undefined): Partial<SupervisorDeployRequest> {

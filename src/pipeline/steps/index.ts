@@ -5,6 +5,7 @@ import { capabilityCheck } from "./capability-check.js";
 import type { Step } from "./context.js";
 import { fanOut } from "./fan-out.js";
 import { fetchManifest } from "./fetch-manifest.js";
+import { migrateStep } from "./migrate.js";
 import { mintToken } from "./mint-token.js";
 import { pickBuilderStep } from "./pick-builder.js";
 import { verify } from "./verify.js";
@@ -19,6 +20,7 @@ export const steps: Record<StepName, Step> = {
   build_and_push: buildAndPush,
   verify_signature: verifySignature,
   acquire_lock: acquireLock,
+  migrate: migrateStep,
   fan_out: fanOut,
   verify,
 };
