@@ -242,7 +242,13 @@ describe("runtime plane", { concurrency: false }, () => {
     // Without --node the supervisor is on no roster; /v1/about says so (SEED-FACTS §2).
     const health = await sup.call("GET", "/health");
     const about = await sup.call("GET", "/v1/about");
-    assert.deepEqual(Object.keys(about.json).sort(), ["mesh_status", "peer_id", "uptime_secs", "version"]);
+    assert.deepEqual(Object.keys(about.json).sort(), [
+      "mesh_status",
+      "peer_id",
+      "tabbify_version",
+      "uptime_secs",
+      "version",
+    ]);
     assert.equal(about.json.mesh_status, "no_mesh");
     assert.equal(about.json.peer_id, health.json.supervisor_id);
     assert.equal(about.json.version, health.json.version);

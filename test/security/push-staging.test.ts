@@ -137,16 +137,16 @@ function suite(label: string, open: () => Promise<OpenedDriver>) {
       assert.deepEqual(await store.versions(appId), [1]);
       assert.deepEqual(
         await keys(driver, versionKey(appId, 2, "").slice(0, -1)),
-        [".claim"],
-        "only the claim stays",
+        [],
+        "the failed push gives its claim back and leaves nothing",
       );
       await assert.rejects(store.listFiles(appId, 2), /no complete version 2/);
       await assert.rejects(store.fetchFile(appId, 2, "server.js"), /no complete version 2/);
 
       const again = await push(store);
-      assert.equal(again.version, 3, "the failed push's number is skipped");
-      assert.equal(again.latest, 3);
-      assert.equal((await store.listFiles(appId, 3)).length, 15);
+      assert.equal(again.version, 2, "the failed push used up no version number");
+      assert.equal(again.latest, 2);
+      assert.equal((await store.listFiles(appId, 2)).length, 15);
     });
 
     it("files a killed push left behind stay invisible and are swept by the next push", async () => {

@@ -54,6 +54,15 @@ before(async () => {
     dataDir: nodeData,
     deploy: { registry: access },
   });
+  // A roster entry only, at a closed port: rollouts resolve a target, and any send to it fails.
+  node.coordinator.register({
+    kind: "supervisor",
+    name: "closed-port",
+    address: "http://127.0.0.1:9",
+    ula: "127.0.0.1",
+    version: "test",
+    tags: ["supervisor", "docker"],
+  });
   const made = await call(node.url, "PUT", "/api/v1/apps/web", { token: NODE_KEY, body: { tenant: TENANT } });
   assert.ok(made.status === 200 || made.status === 201, made.text);
   appUuid = String((made.body.after as { uuid: string }).uuid);
@@ -197,11 +206,17 @@ describe("signatures on rollback and promotion", () => {
     const signed = await pushed("signed-by-node");
     await signWith(key, signed);
     const release = await releaseRunningIn(signed, "test");
-    // No target ever ran this app: the rollout gets past verify_signature and fails at verify.
+    // The only target is a closed port: the rollout gets past verify_signature and fails there.
     const promoted = await promote(release, "test", "prod");
     assert.equal(promoted.body.code, "ROLLOUT_FAILED", promoted.text);
     const record = await lastRollout();
-    assert.deepEqual(stepsOf(record.events), ["acquire_lock", "verify_signature", "fan_out", "verify"]);
+    assert.deepEqual(stepsOf(record.events), [
+      "acquire_lock",
+      "verify_signature",
+      "migrate",
+      "fan_out",
+      "verify",
+    ]);
     assert.equal(signatureStep(record.events)?.verified, true);
     assert.equal(signatureStep(record.events)?.policy, "require");
 
