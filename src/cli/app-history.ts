@@ -1,4 +1,5 @@
 import { isTabbifyError } from "../core/errors.js";
+import type { DeploySummary } from "../node/apps-history-routes.js";
 import type { NodeClient } from "../node/client.js";
 import { table } from "./node-output.js";
 
@@ -7,18 +8,8 @@ import { table } from "./node-output.js";
  * deploy's build and rollout log, from the node (`/api/v1/apps/:app/deploys…`).
  */
 
-export interface DeployRow {
-  app: string;
-  id: string;
-  status: string;
-  trigger: string;
-  ref: string | null;
-  created_at: string;
-  finished_at: string | null;
-  digest: string | null;
-  error: { code: string; message: string; step: string } | null;
-  targets: Array<{ supervisor: string; success: boolean; error?: string }>;
-}
+/** A deploy as the node's history route answers it, with the app it belongs to. */
+export type DeployRow = DeploySummary & { app: string };
 
 interface DeploysAnswer {
   app: string;

@@ -1,16 +1,15 @@
 import { execFile } from "node:child_process";
 import { chmod, copyFile, mkdir, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { dirname, join, relative, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { build } from "esbuild";
 import { analyseHandler } from "../contract/analyse.js";
-import { factsOf } from "../contract/facts.js";
-import { appendProofRow, LEDGER_FILE, type ProofRow } from "../contract/ledger.js";
+import type { ProofRow } from "../contract/ledger.js";
 import { formatCard } from "../contract/render.js";
 import { TabbifyError } from "../core/errors.js";
-import { lastRowOf } from "./deploy.js";
+import { recordDeployRow } from "./deploy.js";
 import { cachePlugin } from "./deploy-bundle.js";
 import { findHandler, otherDeployPath, readDotEnv, serviceName } from "./deploy-discover.js";
 
@@ -122,16 +121,7 @@ export async function deployLocal(dir: string): Promise<LocalDeployResult> {
   }
   await rm(work, { recursive: true, force: true });
 
-  const ledger = join(dir, LEDGER_FILE);
-  const baseline = await lastRowOf(ledger, service);
-  const row: ProofRow = {
-    ts: Date.now(),
-    kind: "deploy",
-    handlerPath: relative(dir, handler),
-    serviceName: service,
-    facts: factsOf(analysis),
-  };
-  await appendProofRow(ledger, row);
+  const { row, baseline } = await recordDeployRow(dir, handler, service, analysis);
   const { size } = await import("node:fs/promises").then((fs) => fs.stat(binary));
   return {
     binary,

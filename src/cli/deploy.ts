@@ -55,12 +55,30 @@ export function scopeOfToken(token: string | undefined): string {
   }
 }
 
-export async function lastRowOf(ledger: string, service: string): Promise<ProofRow | undefined> {
-  let last: ProofRow | undefined;
+/**
+ * Appends this deploy's proof row to the directory's ledger; answers it with the service's
+ * previous row, the baseline its card compares against.
+ */
+export async function recordDeployRow(
+  dir: string,
+  handler: string,
+  service: string,
+  analysis: Parameters<typeof factsOf>[0],
+): Promise<{ row: ProofRow; baseline: ProofRow | undefined }> {
+  const ledger = join(dir, LEDGER_FILE);
+  let baseline: ProofRow | undefined;
   await scanLedger(ledger, (row) => {
-    if (row.serviceName === service) last = row;
+    if (row.serviceName === service) baseline = row;
   });
-  return last;
+  const row: ProofRow = {
+    ts: Date.now(),
+    kind: "deploy",
+    handlerPath: relative(dir, handler),
+    serviceName: service,
+    facts: factsOf(analysis),
+  };
+  await appendProofRow(ledger, row);
+  return { row, baseline };
 }
 
 export function formatPlanRequired(service: string, plan: PlanRequired): string {
@@ -156,16 +174,7 @@ export async function deployHandler(opts: DeployOptions): Promise<DeployOutcome>
     }
   }
 
-  const ledger = join(dir, LEDGER_FILE);
-  const baseline = await lastRowOf(ledger, service);
-  const row: ProofRow = {
-    ts: Date.now(),
-    kind: "deploy",
-    handlerPath: relative(dir, handler),
-    serviceName: service,
-    facts: factsOf(analysis),
-  };
-  await appendProofRow(ledger, row);
+  const { row, baseline } = await recordDeployRow(dir, handler, service, analysis);
   await client.sendProof(session, row).catch((err: unknown) => {
     out(`warning: the node did not keep the proof row (${(err as Error).message})\n`);
   });

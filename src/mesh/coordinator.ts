@@ -257,17 +257,19 @@ export class RosterCoordinator {
       const uuid = r.app_uuid ?? r.name;
       return { app_uuid: uuid, app_ula: deriveAppUla(uuid), address: r.address, last_seen: r.last_seen };
     };
+    const supervisorView = (s: PeerInfo, runners: PeerInfo[]): TopologySupervisor => ({
+      ula: s.ula,
+      display_name: s.name,
+      address: s.address,
+      tags: s.tags,
+      version: s.version,
+      last_seen: s.last_seen,
+      runners: runners.filter((r) => r.parent === s.name).map(runnerView),
+    });
+    const liveRunners = peers.filter((r) => r.kind === "runner");
     const supervisors = peers
       .filter((p) => p.kind === "supervisor")
-      .map((s) => ({
-        ula: s.ula,
-        display_name: s.name,
-        address: s.address,
-        tags: s.tags,
-        version: s.version,
-        last_seen: s.last_seen,
-        runners: peers.filter((r) => r.kind === "runner" && r.parent === s.name).map(runnerView),
-      }));
+      .map((s) => supervisorView(s, liveRunners));
     const orphaned = peers
       .filter((r) => r.kind === "runner" && !(r.parent && supervisorNames.has(r.parent)))
       .map((r) => ({ ...runnerView(r), parent: r.parent ?? null }));
@@ -275,14 +277,8 @@ export class RosterCoordinator {
     const down = [...this.lost.values()]
       .filter((l) => l.info.kind === "supervisor")
       .map(({ info: s, sinceMs }) => ({
-        ula: s.ula,
-        display_name: s.name,
-        address: s.address,
-        tags: s.tags,
-        version: s.version,
-        last_seen: s.last_seen,
+        ...supervisorView(s, lostRunners),
         down_since: new Date(sinceMs).toISOString(),
-        runners: lostRunners.filter((r) => r.parent === s.name).map(runnerView),
       }));
     return { supervisors, orphaned, down };
   }
