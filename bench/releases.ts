@@ -8,7 +8,9 @@
  *    releases, timed from the request until prod answers (through the node) with that release;
  *  - rollback: `POST /api/v1/apps/:app/rollback {env: prod, to}` alternating back and forth, timed
  *    the same way, with a client requesting prod without pause meanwhile: every answer that is not
- *    200 with one of the two releases' bodies is a failed request.
+ *    200 with one of the two releases' bodies is a failed request;
+ *  - (artifact only) five rollbacks of prod at once: the wall time beyond the rollouts' own work,
+ *    the cost of queueing them in the deploy lock and unlocking one after the other.
  *
  * It prints each run, then median/min/max per kind, with the load average; it never asserts.
  */
@@ -117,6 +119,35 @@ async function rollbacks(s: Subject): Promise<Timed[]> {
     out.push({ ms, requests, failed });
     console.log(
       `  rollback ${i + 1}: ${Math.round(ms)} ms, ${failed} of ${requests} requests failed (load ${load()})`,
+    );
+  }
+  return out;
+}
+
+/**
+ * Five rollbacks of prod sent at once, `runs` times: the wall time beyond the five rollouts'
+ * own work (each one's duration less its time in the queue) is what queueing and unlocking cost.
+ */
+async function queuedFive(s: Subject): Promise<Timed[]> {
+  const out: Timed[] = [];
+  for (let i = 0; i < runs; i++) {
+    const started = performance.now();
+    const answers = await Promise.all(
+      [0, 1, 2, 3, 4].map((k) =>
+        s.api<{ duration_ms: number; queued_ms: number }>("POST", `/api/v1/apps/${s.app}/rollback`, {
+          env: "prod",
+          to: s.releases[k % 2]!.id,
+        }),
+      ),
+    );
+    const wall = performance.now() - started;
+    const failed = answers.find((a) => a.status !== 200);
+    if (failed)
+      throw new Error(`a queued rollback answered ${failed.status}: ${JSON.stringify(failed.json)}`);
+    const working = answers.reduce((sum, a) => sum + a.json.duration_ms - a.json.queued_ms, 0);
+    out.push({ ms: wall - working });
+    console.log(
+      `  5 queued rollbacks ${i + 1}: ${Math.round(wall)} ms wall, ${Math.round(working)} ms of rollouts, ${Math.round(wall - working)} ms queueing and unlocking (load ${load()})`,
     );
   }
   return out;
