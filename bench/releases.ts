@@ -19,19 +19,15 @@ import { environmentUuid } from "../src/core/address.js";
 import { sleep } from "../src/core/sleep.js";
 import { httpGet } from "../test/runtime-plane-support.js";
 import { startBuildStack } from "../test/support/build-stack.js";
+import { busyboxPageDockerfile } from "../test/support/git-repo.js";
+import type { NodeApi } from "../test/support/node-api.js";
 import { startPushStack } from "../test/support/push-stack.js";
 
 const runs = Number(process.env.BENCH_RUNS ?? 5);
 const kinds = (process.env.BENCH_KINDS ?? "artifact,image").split(",").map((k) => k.trim());
 
-type Api = <T = Record<string, unknown>>(
-  method: string,
-  path: string,
-  body?: unknown,
-) => Promise<{ status: number; json: T }>;
-
 interface Subject {
-  api: Api;
+  api: NodeApi;
   nodeHost: string;
   app: string;
   /** The two releases (ids) and the body each answers with. */
@@ -202,6 +198,7 @@ async function artifact(): Promise<string[]> {
     return [
       summary("artifact promote", await promotes(subject)),
       summary("artifact rollback", await rollbacks(subject)),
+      summary("artifact 5 queued rollbacks, beyond the rollouts", await queuedFive(subject)),
     ];
   } finally {
     await stack.close();
@@ -216,18 +213,11 @@ async function image(): Promise<string[]> {
     supervisorName: "sup-bench-i",
   });
   try {
-    const dockerfile = [
-      "FROM scratch",
-      "COPY busybox /bin/busybox",
-      "COPY www /www",
-      `ENTRYPOINT ["/bin/busybox", "sh", "-c", "/bin/busybox httpd -f -p \${HOST}:\${PORT} -h /www & trap 'kill $!; exit 0' TERM; wait"]`,
-      "",
-    ].join("\n");
     const toml = `[app]\nname = "bench-image"\n${ENVIRONMENTS("sup-bench-i")}`;
     const built = [];
     for (const body of ["A\n", "B\n"]) {
       const sha = await stack.repo.commit({
-        Dockerfile: dockerfile,
+        Dockerfile: busyboxPageDockerfile(body.trim()),
         "tabbify.toml": toml,
         "www/index.html": body,
       });

@@ -17,7 +17,7 @@ import { after, before, describe, it } from "node:test";
 import type { AuditEvent } from "../src/ledger/chain.js";
 import { httpGet, sleep } from "./runtime-plane-support.js";
 import { type BuildStack, startBuildStack } from "./support/build-stack.js";
-import type { DeployEvent } from "./support/push-stack.js";
+import { deployEvents } from "./support/node-api.js";
 
 const SECRET = "pg://admin:s3cr3t-docker-migrate@db.internal/app";
 
@@ -66,16 +66,7 @@ let ledger: Server;
 let ledgerPort: number;
 const ran: Ran[] = [];
 
-const events = async (deployId: string): Promise<DeployEvent[]> => {
-  const res = await fetch(`${stack.node.url}/v1/deploy/${deployId}/events`, {
-    headers: { authorization: `Bearer ${stack.nodeKey}` },
-  });
-  assert.equal(res.status, 200);
-  return (await res.text())
-    .split("\n")
-    .filter((line) => line.startsWith("data:"))
-    .map((line) => JSON.parse(line.slice(5)) as DeployEvent);
-};
+const events = (deployId: string) => deployEvents(stack.node.url, stack.nodeKey, deployId);
 
 const migrationRows = async (deployId: string): Promise<AuditEvent[]> => {
   const { json } = await stack.api<{ events: AuditEvent[] }>("GET", "/api/v1/audit?limit=1000");

@@ -20,6 +20,7 @@ import { type RunningRegistry, startRegistry } from "../../src/registry/index.js
 import { removeImagesOf, type SupervisorUnderTest, startBuilderOnRoster } from "../runtime-plane-support.js";
 import { createGitRepo, type GitRepo } from "./git-repo.js";
 import { type GithubDouble, startGithubDouble } from "./github-double.js";
+import { type NodeApi, nodeApi } from "./node-api.js";
 import { ensureDockerd, requireCommand, tempDir } from "./tools.js";
 
 export interface DeployStatusBody {
@@ -44,11 +45,7 @@ export interface BuildStack {
   supervisor: SupervisorUnderTest;
   owner: string;
   nodeKey: string;
-  api<T = Record<string, unknown>>(
-    method: string,
-    path: string,
-    body?: unknown,
-  ): Promise<{ status: number; json: T }>;
+  api: NodeApi;
   /** `POST /v1/deploy` of `sha`, waited for to its end; the status with the deploy's id. */
   deploy(sha: string): Promise<DeployStatusBody & { deploy_id: string }>;
   close(): Promise<void>;
@@ -109,16 +106,7 @@ export async function startBuildStack(opts: {
       await supervisor.cleanup();
       for (const uuid of supervisor.dockerApps) removeImagesOf(`${registryHost}/${opts.owner}/${uuid}`);
     });
-    const api = async <T>(method: string, path: string, body?: unknown) => {
-      const headers: Record<string, string> = { authorization: `Bearer ${nodeKey}` };
-      if (body !== undefined) headers["content-type"] = "application/json";
-      const res = await fetch(`${node.url}${path}`, {
-        method,
-        headers,
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      });
-      return { status: res.status, json: (await res.json()) as T };
-    };
+    const api = nodeApi(node.url, nodeKey);
     return {
       root: root.path,
       node,

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { AuditEvent } from "../../src/ledger/chain.js";
 import { type RunningNode, startNode } from "../../src/node/index.js";
 import { SupervisorUnderTest, sleep } from "../runtime-plane-support.js";
+import { type DeployEvent, deployEvents, type NodeApi, nodeApi } from "./node-api.js";
 import { runTcli } from "./tcli-node.js";
 import { tempDir } from "./tools.js";
 
@@ -26,14 +27,6 @@ export interface PushedRelease {
   rollout: PushedRollout;
 }
 
-export interface DeployEvent {
-  seq: number;
-  step: string;
-  type: string;
-  message?: string;
-  data?: Record<string, unknown>;
-}
-
 export interface DeployStatus {
   id: string;
   app_uuid?: string;
@@ -41,6 +34,8 @@ export interface DeployStatus {
   state: string;
   error?: { step: string; code: string };
 }
+
+export type { DeployEvent };
 
 export interface PushStack {
   node: RunningNode;
@@ -55,11 +50,7 @@ export interface PushStack {
   /** `tcli <args> --json --node <node>` with the node key; asserts exit 0, returns its JSON. */
   tcli<T>(args: string[]): Promise<T>;
   /** The node API with the node key. */
-  api<T = Record<string, unknown>>(
-    method: string,
-    path: string,
-    body?: unknown,
-  ): Promise<{ status: number; json: T }>;
+  api: NodeApi;
   events(deployId: string): Promise<DeployEvent[]>;
   /** The newest deploy record of `app` (a failed push rollout answers without its id). */
   newestDeploy(app: string): Promise<DeployStatus>;
@@ -114,16 +105,7 @@ export async function startPushStack(opts: {
     throw err;
   }
   const running = node;
-  const api = async <T>(method: string, path: string, body?: unknown) => {
-    const headers: Record<string, string> = { authorization: `Bearer ${nodeKey}` };
-    if (body !== undefined) headers["content-type"] = "application/json";
-    const res = await fetch(`${running.url}${path}`, {
-      method,
-      headers,
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    return { status: res.status, json: (await res.json()) as T };
-  };
+  const api = nodeApi(running.url, nodeKey);
   const cli = { home, env: { TABBIFY_TOKEN: nodeKey } };
   return {
     node: running,
@@ -146,16 +128,7 @@ export async function startPushStack(opts: {
       assert.equal(run.code, 0, run.stderr);
       return JSON.parse(run.stdout) as T;
     },
-    async events(deployId) {
-      const res = await fetch(`${running.url}/v1/deploy/${deployId}/events`, {
-        headers: { authorization: `Bearer ${nodeKey}` },
-      });
-      assert.equal(res.status, 200);
-      return (await res.text())
-        .split("\n")
-        .filter((line) => line.startsWith("data:"))
-        .map((line) => JSON.parse(line.slice(5)) as DeployEvent);
-    },
+    events: (deployId) => deployEvents(running.url, nodeKey, deployId),
     async newestDeploy(app) {
       const { json } = await api<{ deploys: DeployStatus[] }>("GET", "/v1/deploys");
       const mine = json.deploys
