@@ -18,12 +18,11 @@ import { killGroup } from "./spawn.js";
  * `POST /v1/apps/:uuid/migrate`: a release's `[deploy] migrate` command, run once to completion in
  * that release before any target switches to it. It runs as the app's workload would (the same
  * image or staged artifact, the same env including the node's app env values, the same user, data
- * directory, network and limits: the container's flags are the workload's own (docker-run.ts), a
- * process runs in a cgroup of its own as a process workload does), with the app's command
- * replaced; nothing is
- * swapped and the running release is left alone. The answer is the exit code and the last lines
- * of output, with every env value of the app cut out of them: a migration that prints its
- * database URL does not leak it into the deploy's events.
+ * directory, network and limits: a container gets the workload's own flags (docker-run.ts), a
+ * process its own cgroup as a process workload does), with the app's command replaced; nothing is
+ * swapped and the running release is left alone. The answer is the exit code, whether a limit
+ * ended it, and the last lines of output with every env value of the app cut out of them: a
+ * migration that prints its database URL does not leak it into the deploy's events.
  */
 
 export interface MigrationResult {
