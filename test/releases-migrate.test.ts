@@ -1,20 +1,19 @@
 // The migration gate (issue 11 §6), end to end: a node and a process supervisor sharing an
 // artifact store with `tcli push`. The app declares `[deploy] migrate = ["node", "migrate.mjs"]`;
 // the migration appends a line to a file outside the app. A passing migration runs exactly once
-// per rollout, before fan_out switches anything; a failing one fails the rollout at step
-// `migrate` with its log tail in the events while a request loop keeps getting the old release
-// (zero failures); a rollback skips it unless asked with --migrate.
+// per rollout, before fan_out switches anything, and is audited; a failing one fails the rollout
+// at step `migrate` with its log tail in the events while a request loop keeps getting the old
+// release (zero failures); one that allocates past the app's memory_mb is killed in its cgroup and
+// reported as such; a rollback skips it unless asked with --migrate.
 import assert from "node:assert/strict";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type RunningNode, startNode } from "../src/node/index.js";
-import { httpGet, SupervisorUnderTest, sleep } from "./runtime-plane-support.js";
-import { runTcli } from "./support/tcli-node.js";
+import { httpGet, sleep } from "./runtime-plane-support.js";
+import { type PushedRelease, type PushStack, startPushStack } from "./support/push-stack.js";
 import { tempDir } from "./support/tools.js";
 
-const NODE_KEY = "releases-migrate-e2e-node-key";
-const SUPERVISOR_KEY = "releases-migrate-e2e-supervisor-key";
+const MEMORY_MB = 192;
 
 const MANIFEST = `[app]
 name = "migrate-app"
@@ -25,6 +24,7 @@ mode = "always_on"
 [runtime]
 type = "process"
 command = ["node", "server.mjs"]
+memory_mb = ${MEMORY_MB}
 
 [deploy]
 migrate = ["node", "migrate.mjs"]
@@ -53,104 +53,70 @@ process.exit(${code});
 `;
 }
 
-interface Rollout {
-  environment: string;
-  state: "succeeded" | "failed" | "skipped";
-  code?: string;
-  deploy_id?: string;
-}
-interface PushedRelease {
-  id: string;
-  rollout: Rollout;
-}
-interface DeployStatus {
-  id: string;
-  app_uuid?: string;
-  created_at: string;
-  state: string;
-  error?: { step: string; code: string };
-}
-interface DeployEvent {
-  seq: number;
-  step: string;
-  type: string;
-  message?: string;
+/** Touches three times the app's memory_mb, a page at a time, then would exit 0. */
+const hog = `const chunks = [];
+console.log("allocating");
+for (let i = 0; i < ${MEMORY_MB * 3}; i++) chunks.push(Buffer.alloc(1024 * 1024, 1));
+console.log("allocated " + chunks.length + " MB");
+`;
+
+interface AuditRow {
+  action: string;
+  actor: string;
+  subject: string;
+  after?: Record<string, unknown>;
 }
 
-let root: { path: string; remove(): Promise<void> };
-let node: RunningNode;
-let sup: SupervisorUnderTest;
-let storeDir: string;
-let appDir: string;
+let stack: PushStack;
 let ledger: string;
 let ledgerDir: { path: string; remove(): Promise<void> };
 
-async function push(
-  body: string,
-  label: string,
-  code: number,
-): Promise<{ appId: string; release: PushedRelease }> {
-  await writeFile(join(appDir, "server.mjs"), server(body));
-  await writeFile(join(appDir, "migrate.mjs"), migration(ledger, label, code));
-  const run = await runTcli(
-    ["push", appDir, "--store", "local", "--store-dir", storeDir, "--json", "--node", node.url],
-    { home: join(root.path, "cli-home"), env: { TABBIFY_TOKEN: NODE_KEY } },
-  );
-  assert.equal(run.code, 0, run.stderr);
-  return JSON.parse(run.stdout) as { appId: string; release: PushedRelease };
-}
-
-async function events(deployId: string): Promise<DeployEvent[]> {
-  const res = await fetch(`${node.url}/v1/deploy/${deployId}/events`, {
-    headers: { authorization: `Bearer ${NODE_KEY}` },
-  });
-  assert.equal(res.status, 200);
-  return (await res.text())
-    .split("\n")
-    .filter((line) => line.startsWith("data:"))
-    .map((line) => JSON.parse(line.slice(5)) as DeployEvent);
-}
-
+const push = (body: string, label: string, code: number) =>
+  stack.push({ "server.mjs": server(body), "migrate.mjs": migration(ledger, label, code) });
 const ledgerLines = async () => (await readFile(ledger, "utf8").catch(() => "")).split("\n").filter(Boolean);
-const viaNode = (uuid: string) => httpGet(new URL(node.url).host, `/app/${uuid}/`, 10_000);
+const viaNode = (uuid: string) => httpGet(new URL(stack.node.url).host, `/app/${uuid}/`, 10_000);
+const migrationRows = async (deployId: string) =>
+  ((await stack.audit()) as AuditRow[]).filter(
+    (e) => e.subject === `deploy:${deployId}` && e.action.startsWith("deploy.migrate."),
+  );
+
+/** Requests `app` without pause while `during` runs; returns every answer. */
+async function underLoad(
+  app: string,
+  during: () => Promise<void>,
+): Promise<{ status: number; body: string }[]> {
+  const answers: { status: number; body: string }[] = [];
+  let polling = true;
+  const poller = (async () => {
+    while (polling)
+      answers.push(await viaNode(app).catch((err: Error) => ({ status: 0, body: err.message })));
+  })();
+  try {
+    await during();
+    await sleep(300);
+  } finally {
+    polling = false;
+    await poller;
+  }
+  return answers;
+}
 
 before(async () => {
-  root = await tempDir("tabbify-releases-migrate");
-  storeDir = join(root.path, "store");
-  appDir = join(root.path, "app");
   // The migration runs as the app's own user: the ledger must be writable by anyone.
   ledgerDir = await tempDir("tabbify-migrate-ledger");
   await chmod(ledgerDir.path, 0o777);
   ledger = join(ledgerDir.path, "migrations.log");
   await writeFile(ledger, "", { mode: 0o666 });
   await chmod(ledger, 0o666);
-  await mkdir(appDir, { recursive: true });
-  await mkdir(join(root.path, "cli-home"), { recursive: true });
-  await writeFile(join(appDir, "manifest.toml"), MANIFEST);
-  node = await startNode({
-    port: 0,
-    dataDir: join(root.path, "node"),
-    nodeKey: NODE_KEY,
-    httpLogLevel: "silent",
-    deploy: { supervisorKey: SUPERVISOR_KEY },
+  stack = await startPushStack({
+    label: "releases-migrate",
+    supervisorName: "sup-m",
+    manifestToml: MANIFEST,
   });
-  sup = new SupervisorUnderTest(
-    ["--node", node.url, "--name", "sup-m", "--store", "local", "--store-dir", storeDir],
-    "local",
-    { TABBIFY_NODE_KEY: NODE_KEY, SUPERVISOR_API_KEY: SUPERVISOR_KEY },
-  );
-  await sup.start();
-  const deadline = Date.now() + 20_000;
-  while (!node.coordinator.supervisors().some((s) => s.name === "sup-m")) {
-    if (Date.now() > deadline) throw new Error(`sup-m never joined the roster\n${sup.log}`);
-    await sleep(100);
-  }
 });
 
 after(async () => {
-  await sup?.cleanup();
-  await node?.close();
-  await root?.remove();
+  await stack?.close();
   await ledgerDir?.remove();
 });
 
@@ -159,7 +125,7 @@ describe("the migration gate", () => {
   let one: PushedRelease;
   let two: PushedRelease;
 
-  it("a passing migration runs exactly once per rollout, before fan_out switches anything", async () => {
+  it("a passing migration runs exactly once per rollout, before fan_out switches anything, audited", async () => {
     const first = await push("one", "one", 0);
     app = first.appId;
     one = first.release;
@@ -175,47 +141,53 @@ describe("the migration gate", () => {
     assert.equal(two.rollout.state, "succeeded", JSON.stringify(two.rollout));
     assert.equal((await viaNode(app)).body, "two\n");
     assert.deepEqual(await ledgerLines(), [`one ${one.id}`, `two ${two.id}`]);
-    const seen = await events(two.rollout.deploy_id!);
+    const uids = (await readFile(`${ledger}.uids`, "utf8")).split("\n").filter(Boolean);
+    assert.equal(uids.length, 2);
+    assert.ok(!uids.includes("0"), `never as root (uids ${uids.join(", ")})`);
+    const seen = await stack.events(two.rollout.deploy_id!);
     const migrated = seen.find((e) => e.step === "migrate" && e.type === "step_finished");
     const fanOut = seen.find((e) => e.step === "fan_out" && e.type === "step_started");
     assert.ok(migrated && fanOut && migrated.seq < fanOut.seq, "migrate finished before fan_out began");
     assert.ok(seen.some((e) => e.step === "migrate" && e.type === "log" && e.message === "migrating two"));
+
+    const rows = await migrationRows(two.rollout.deploy_id!);
+    assert.deepEqual(
+      rows.map((r) => r.action),
+      ["deploy.migrate.started", "deploy.migrate.finished"],
+    );
+    const [started, finished] = rows as [AuditRow, AuditRow];
+    assert.equal(started.actor, finished.actor);
+    assert.match(started.actor, /^node-key:/, "the push's actor");
+    for (const row of rows) {
+      assert.equal(row.after?.app_uuid, app);
+      assert.equal(row.after?.digest, two.digest);
+      assert.equal(row.after?.release, two.id);
+      assert.equal(row.after?.environment, "prod");
+      assert.equal(row.after?.target, "sup-m");
+    }
+    assert.equal(finished.after?.outcome, "passed");
+    assert.equal(finished.after?.exit_code, 0);
+    assert.equal(typeof finished.after?.duration_ms, "number");
+    assert.ok(!JSON.stringify(rows).includes("migrating two"), "no log line in the audit");
   });
 
   it("a failing migration fails the rollout at step migrate and leaves the old release serving", async () => {
     assert.ok(app, "the first test ran");
-    const answers: { status: number; body: string }[] = [];
-    let polling = true;
-    const poller = (async () => {
-      while (polling)
-        answers.push(await viaNode(app).catch((err: Error) => ({ status: 0, body: err.message })));
-    })();
-    let three: PushedRelease;
-    try {
+    let three: PushedRelease | undefined;
+    const answers = await underLoad(app, async () => {
       three = (await push("three", "three", 3)).release;
-      await sleep(300);
-    } finally {
-      polling = false;
-      await poller;
-    }
-    assert.equal(three.rollout?.state, "failed", JSON.stringify(three));
+    });
+    assert.equal(three?.rollout?.state, "failed", JSON.stringify(three));
     assert.equal(three.rollout.code, "MIGRATION_FAILED");
     assert.ok(answers.length > 0);
     const failures = answers.filter((a) => a.status !== 200 || a.body !== "two\n");
     assert.deepEqual(failures, [], `every answer came from the old release (${answers.length} requests)`);
-    assert.equal((await sup.call("GET", `/v1/apps/${app}`)).json.artifact_version, "v2");
-    // A failed push rollout answers without its deploy id: the newest deploy of the app is it.
-    const listed = await fetch(`${node.url}/v1/deploys`, {
-      headers: { authorization: `Bearer ${NODE_KEY}` },
-    });
-    const deploys = ((await listed.json()) as { deploys: DeployStatus[] }).deploys
-      .filter((d) => d.app_uuid === app)
-      .sort((a, b) => b.created_at.localeCompare(a.created_at));
-    const record = deploys[0]!;
+    assert.equal((await stack.sup.call("GET", `/v1/apps/${app}`)).json.artifact_version, "v2");
+    const record = await stack.newestDeploy(app);
     assert.equal(record.state, "failed", JSON.stringify(record));
     assert.equal(record.error?.step, "migrate");
     assert.equal(record.error?.code, "MIGRATION_FAILED");
-    const seen = await events(record.id);
+    const seen = await stack.events(record.id);
     assert.ok(
       seen.some(
         (e) => e.step === "migrate" && e.type === "log" && e.message === "migration three broke: exit 3",
@@ -224,29 +196,53 @@ describe("the migration gate", () => {
     );
     assert.ok(seen.some((e) => e.step === "migrate" && e.type === "step_failed"));
     assert.ok(!seen.some((e) => e.step === "fan_out"), "no target was asked to switch");
+    const finished = (await migrationRows(record.id)).find((r) => r.action === "deploy.migrate.finished");
+    assert.equal(finished?.after?.outcome, "failed", JSON.stringify(finished));
+    assert.equal(finished?.after?.exit_code, 3);
+  });
+
+  it("a migration that allocates past the app's memory_mb is killed in its cgroup and reported oom", async () => {
+    assert.ok(app, "the first test ran");
+    const before = (await ledgerLines()).length;
+    let oom: PushedRelease | undefined;
+    const answers = await underLoad(app, async () => {
+      oom = (await stack.push({ "server.mjs": server("oom"), "migrate.mjs": hog })).release;
+    });
+    assert.equal(oom?.rollout.state, "failed", JSON.stringify(oom));
+    assert.equal(oom.rollout.code, "MIGRATION_FAILED");
+    assert.match(oom.rollout.error ?? "", /memory limit \(oom\)/, oom.rollout.error);
+    assert.deepEqual(
+      answers.filter((a) => a.status !== 200 || a.body !== "two\n"),
+      [],
+      `the old release kept serving (${answers.length} requests)`,
+    );
+    assert.equal((await ledgerLines()).length, before);
+    const record = await stack.newestDeploy(app);
+    const seen = await stack.events(record.id);
+    assert.ok(seen.some((e) => e.step === "migrate" && e.message === "allocating"));
+    assert.ok(!seen.some((e) => /^allocated/.test(e.message ?? "")), "it never got to the end");
+    const failed = seen.find((e) => e.step === "migrate" && e.type === "step_failed");
+    assert.match(failed?.message ?? "", /oom/);
+    const finished = (await migrationRows(record.id)).find((r) => r.action === "deploy.migrate.finished");
+    assert.equal(finished?.after?.outcome, "oom", JSON.stringify(finished));
+    assert.equal(finished?.after?.signal, "SIGKILL");
   });
 
   it("a rollback skips the migration unless --migrate is given", async () => {
     assert.ok(two, "the first test ran");
-    const home = join(root.path, "cli-home");
-    const env = { TABBIFY_TOKEN: NODE_KEY };
     const before = (await ledgerLines()).length;
-    const back = await runTcli(["rollback", app, "--to", one.id, "--json", "--node", node.url], {
-      home,
-      env,
-    });
-    assert.equal(back.code, 0, back.stderr);
+    const back = await stack.tcli<{ deploy_id: string }>(["rollback", app, "--to", one.id]);
     assert.equal((await viaNode(app)).body, "one\n");
     assert.equal((await ledgerLines()).length, before, "no migration on a plain rollback");
-    const skipped = await events((JSON.parse(back.stdout) as { deploy_id: string }).deploy_id);
+    const skipped = await stack.events(back.deploy_id);
     assert.ok(skipped.some((e) => e.step === "migrate" && /skipped on rollback/.test(e.message ?? "")));
+    assert.deepEqual(await migrationRows(back.deploy_id), [], "nothing ran, nothing audited");
 
-    const again = await runTcli(
-      ["rollback", app, "--to", two.id, "--migrate", "--json", "--node", node.url],
-      { home, env },
-    );
-    assert.equal(again.code, 0, again.stderr);
+    const again = await stack.tcli<{ deploy_id: string }>(["rollback", app, "--to", two.id, "--migrate"]);
     assert.equal((await viaNode(app)).body, "two\n");
     assert.deepEqual((await ledgerLines()).slice(before), [`two ${two.id}`], "--migrate ran it once");
+    const rows = await migrationRows(again.deploy_id);
+    assert.equal(rows.length, 2);
+    assert.equal(rows[1]?.after?.release, two.id);
   });
 });

@@ -4,34 +4,21 @@
 // digest under a request loop with zero failures, and a second rollout meanwhile is refused with
 // DEPLOY_LOCKED naming the holder.
 import assert from "node:assert/strict";
-import { generateKeyPairSync } from "node:crypto";
-import { copyFileSync, realpathSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { FastifyInstance } from "fastify";
 import { v5 } from "uuid";
-import { loadOrCreateSigningKey } from "../src/auth/keys.js";
-import { buildAuthApp } from "../src/auth/server.js";
 import { sleep } from "../src/core/sleep.js";
-import { type RunningNode, startNode } from "../src/node/index.js";
-import { tenantRegistryAccess } from "../src/node/registry-access.js";
+import type { RunningNode } from "../src/node/index.js";
 import type { RegistryAccess } from "../src/pipeline/executor.js";
-import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
-import {
-  httpGet,
-  removeImagesOf,
-  type SupervisorUnderTest,
-  startBuilderOnRoster,
-} from "./runtime-plane-support.js";
-import { createGitRepo, type GitRepo } from "./support/git-repo.js";
-import { type GithubDouble, startGithubDouble } from "./support/github-double.js";
+import type { RunningRegistry } from "../src/registry/index.js";
+import { httpGet, type SupervisorUnderTest } from "./runtime-plane-support.js";
+import { type BuildStack, startBuildStack } from "./support/build-stack.js";
+import type { GitRepo } from "./support/git-repo.js";
+import type { GithubDouble } from "./support/github-double.js";
 import { runTcli } from "./support/tcli-node.js";
-import { ensureDockerd, requireCommand, tempDir } from "./support/tools.js";
+import { tempDir } from "./support/tools.js";
 
-const NODE_KEY = "releases-e2e-node-key";
-const SUPERVISOR_KEY = "releases-e2e-supervisor-key";
 const OWNER = "relco";
 const REPO = "rel-app";
 const SUPERVISOR = "sup-rel";
@@ -46,8 +33,7 @@ const DOCKERFILE = [
 ].join("\n");
 const TOML = '[app]\nname = "rel-app"\n';
 
-let root: { path: string; remove(): Promise<void> };
-let auth: FastifyInstance;
+let stack: BuildStack;
 let registry: RunningRegistry;
 let github: GithubDouble;
 let registryAccess: RegistryAccess;
@@ -65,36 +51,10 @@ interface StatusBody {
   image_ref: string;
 }
 
-async function api<T = Record<string, unknown>>(
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; json: T }> {
-  const headers: Record<string, string> = { authorization: `Bearer ${NODE_KEY}` };
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(`${node.url}${path}`, {
-    method,
-    headers,
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: res.status, json: (await res.json()) as T };
-}
+const api = <T = Record<string, unknown>>(method: string, path: string, body?: unknown) =>
+  stack.api<T>(method, path, body);
 
-async function deployAndWait(sha: string): Promise<StatusBody> {
-  const started = await api<{ id: string }>("POST", "/v1/deploy", {
-    repo_url: github.cloneUrl(`${OWNER}/${REPO}`),
-    ref: sha,
-    tenant: OWNER,
-  });
-  assert.equal(started.status, 202, JSON.stringify(started.json));
-  const deadline = Date.now() + 150_000;
-  while (Date.now() < deadline) {
-    const { status, json } = await api<StatusBody>("GET", `/v1/deploy/${started.json.id}/status`);
-    if (status === 200) return json;
-    await sleep(250);
-  }
-  throw new Error(`deploy not done\n${supervisor.log.slice(-3000)}`);
-}
+const deployAndWait = (sha: string): Promise<StatusBody> => stack.deploy(sha);
 
 interface ReleaseBody {
   id: string;
@@ -125,49 +85,18 @@ async function untilReleases(app: string, n: number): Promise<ReleaseBody[]> {
 }
 
 before(async () => {
-  await ensureDockerd();
-  requireCommand("git", "git");
-  requireCommand("busybox", "busybox-static");
-  root = await tempDir("tabbify-releases-e2e");
   cliHome = await tempDir("tabbify-releases-cli");
-  const authDir = join(root.path, "auth");
-  auth = buildAuthApp({ key: await loadOrCreateSigningKey(authDir) });
-  await auth.listen({ host: "127.0.0.1", port: 0 });
-  const authUrl = `http://127.0.0.1:${(auth.server.address() as AddressInfo).port}`;
-  registry = await startRegistry({ dataDir: join(root.path, "registry"), authUrl });
-  registryHost = new URL(registry.url).host;
-  const projectRoot = join(root.path, "git");
-  repo = await createGitRepo(projectRoot, OWNER, REPO);
-  copyFileSync(realpathSync("/bin/busybox"), join(repo.workDir, "busybox"));
-  const { publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
-  github = await startGithubDouble({ projectRoot, appId: "1", appPublicKey: publicKey, installations: {} });
-  registryAccess = await tenantRegistryAccess({ registryHost, authDataDir: authDir });
-  node = await startNode({
-    port: 0,
-    dataDir: join(root.path, "node"),
-    nodeKey: NODE_KEY,
-    httpLogLevel: "silent",
-    deploy: {
-      githubApiUrl: github.apiUrl,
-      registry: registryAccess,
-      supervisorKey: SUPERVISOR_KEY,
-      allowPrivateRepos: true,
-    },
+  stack = await startBuildStack({
+    label: "releases-e2e",
+    owner: OWNER,
+    repo: REPO,
+    supervisorName: SUPERVISOR,
   });
-  supervisor = await startBuilderOnRoster(node, SUPERVISOR, {
-    nodeKey: NODE_KEY,
-    supervisorKey: SUPERVISOR_KEY,
-  });
+  ({ registry, github, registryAccess, repo, node, supervisor, registryHost } = stack);
 });
 
 after(async () => {
-  await supervisor?.cleanup();
-  for (const uuid of supervisor?.dockerApps ?? []) removeImagesOf(`${registryHost}/${OWNER}/${uuid}`);
-  await node?.close();
-  await registry?.close();
-  await auth?.close();
-  await github?.close();
-  await root?.remove();
+  await stack?.close();
   await cliHome?.remove();
 });
 
@@ -313,7 +242,7 @@ describe("releases", () => {
     );
 
     // tcli lists what the API lists.
-    const tcliEnv = { env: { TABBIFY_TOKEN: NODE_KEY }, home: cliHome.path };
+    const tcliEnv = { env: { TABBIFY_TOKEN: stack.nodeKey }, home: cliHome.path };
     const listedByCli = await runTcli(["releases", app, "--json", "--node", node.url], tcliEnv);
     assert.equal(listedByCli.code, 0, listedByCli.stderr);
     assert.deepEqual(
@@ -449,19 +378,19 @@ describe("releases", () => {
   });
 
   it("tcli push registers each version with the node it has a token for, creating the app on first sight", async () => {
-    const dir = join(root.path, "pushed-cli");
+    const dir = join(stack.root, "pushed-cli");
     await mkdir(dir, { recursive: true });
     await writeFile(
       join(dir, "manifest.toml"),
       '[app]\nname = "cli-pushed"\n\n[lifecycle]\nmode = "always_on"\n\n[runtime]\ntype = "process"\ncommand = ["node", "server.js"]\n',
     );
     await writeFile(join(dir, "server.js"), "console.log('hi');\n");
-    const storeArgs = ["--store", "local", "--store-dir", join(root.path, "cli-store")];
+    const storeArgs = ["--store", "local", "--store-dir", join(stack.root, "cli-store")];
     const home = { home: cliHome.path };
     const pushOnce = () =>
       runTcli(["push", dir, ...storeArgs, "--json", "--node", node.url], {
         ...home,
-        env: { TABBIFY_TOKEN: NODE_KEY },
+        env: { TABBIFY_TOKEN: stack.nodeKey },
       });
     const first = await pushOnce();
     assert.equal(first.code, 0, first.stderr);
@@ -478,7 +407,7 @@ describe("releases", () => {
     assert.equal(again.release.id, pushed.release.id);
     const text = await runTcli(["releases", "cli-pushed", "--node", node.url], {
       ...home,
-      env: { TABBIFY_TOKEN: NODE_KEY },
+      env: { TABBIFY_TOKEN: stack.nodeKey },
     });
     assert.match(text.stdout, new RegExp(`^${pushed.release.id} .* push v1$`, "m"));
     // Without a token for the node, push only uploads, as before.

@@ -1,13 +1,20 @@
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { sleep } from "../core/sleep.js";
+import type { AuditEntry } from "../ledger/chain.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import {
   contentsApiManifestSource,
   githubAppTokenSource,
   HttpSupervisorClient,
 } from "../pipeline/clients.js";
-import type { BuiltImage, ImageSignatures, ReleaseRegistrar, SignaturePolicy } from "../pipeline/deps.js";
+import type {
+  BuiltImage,
+  ImageSignatures,
+  MigrationAudit,
+  ReleaseRegistrar,
+  SignaturePolicy,
+} from "../pipeline/deps.js";
 import {
   DeployExecutor,
   type DeployRecord,
@@ -67,6 +74,12 @@ export interface NodePipelineOptions {
 /** Where tabbify.toml is read and a clone token comes from: a forge's API, or git itself. */
 export type ForgeKind = "github" | "forgejo" | "git" | "node";
 
+/** What the node attaches once its releases and audit exist, after the pipeline opened. */
+interface LateParts {
+  releases?: ReleaseRegistrar;
+  audit?: MigrationAudit;
+}
+
 export class NodePipeline {
   readonly store: SqlDeployStore;
   readonly deliveries: SqlDeliveryLog;
@@ -77,7 +90,7 @@ export class NodePipeline {
   readonly lock: DeployLock;
   /** The tenant build keys' verifier, which rollbacks and promotions check too; absent without a registry. */
   signatures: ImageSignatures | undefined;
-  readonly #registrar: { current?: ReleaseRegistrar };
+  readonly #late: LateParts;
   readonly #executors: Record<ForgeKind, DeployExecutor>;
   readonly #forgejoHost: string | undefined;
   readonly #githubHosts: Set<string>;
@@ -91,7 +104,7 @@ export class NodePipeline {
     ledger: DeliveryLedger,
     replay: ReplayGuard,
     lock: DeployLock,
-    registrar: { current?: ReleaseRegistrar },
+    late: LateParts,
     executors: Record<ForgeKind, DeployExecutor>,
     forgejoHost: string | undefined,
     githubHosts: Set<string>,
@@ -103,7 +116,7 @@ export class NodePipeline {
     this.ledger = ledger;
     this.replay = replay;
     this.lock = lock;
-    this.#registrar = registrar;
+    this.#late = late;
     this.#executors = executors;
     this.#forgejoHost = forgejoHost;
     this.#logger = logger;
@@ -115,7 +128,7 @@ export class NodePipeline {
     const ledger = await DeliveryLedger.open({ store: deliveries });
     const replay = await SqlReplayGuard.open(opts.store, opts.dataDir);
     const lock = new DeployLock(opts.store);
-    const registrar: { current?: ReleaseRegistrar } = {};
+    const late: LateParts = {};
     const roster: RosterView = {
       supervisors: async () =>
         opts.coordinator.supervisors().map((s) => ({
@@ -129,7 +142,8 @@ export class NodePipeline {
     const shared = {
       store,
       lock,
-      releases: { register: async (built: BuiltImage) => registrar.current?.register(built) },
+      releases: { register: async (built: BuiltImage) => late.releases?.register(built) },
+      audit: { record: async (entry: AuditEntry) => late.audit?.record(entry) },
       roster,
       supervisorClient: (s: { address: string }) =>
         new HttpSupervisorClient({
@@ -195,7 +209,7 @@ export class NodePipeline {
       ledger,
       replay,
       lock,
-      registrar,
+      late,
       { github, forgejo, git, node },
       forgejoHost,
       githubHosts,
@@ -248,7 +262,12 @@ export class NodePipeline {
 
   /** Where builds are recorded as releases before any target gets them (the node's releases). */
   useReleases(registrar: ReleaseRegistrar): void {
-    this.#registrar.current = registrar;
+    this.#late.releases = registrar;
+  }
+
+  /** Where the deploys' migrations are audited (the node's audit chain, attached after the pipeline). */
+  useAudit(audit: MigrationAudit): void {
+    this.#late.audit = audit;
   }
 
   /** Calls `listener` with the final record of every deploy started here once it ends. */

@@ -70,6 +70,7 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
     });
     ctx.logger.warn("deploy lock of an interrupted deploy released", freed);
   }
+  ctx.pipeline.useAudit(ctx.audit);
   ctx.pipeline.useReleases({
     register: async (built) => {
       const release = await registerBuilt(releases, built);

@@ -3,6 +3,7 @@ import { deriveAppUla, environmentUuid } from "../core/address.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import { HttpSupervisorClient } from "../pipeline/clients.js";
+import type { MigrationAudit } from "../pipeline/deps.js";
 import type {
   DeployEventType,
   DeployRecord,
@@ -35,6 +36,8 @@ export interface RolloutDeps {
   coordinator: RosterCoordinator;
   registryAccess?: RegistryAccess;
   supervisorKey?: string;
+  /** Where migrations are audited (the node's audit chain). */
+  audit?: MigrationAudit;
 }
 
 export interface RolloutInput {
@@ -156,7 +159,7 @@ export async function runRollout(deps: RolloutDeps, input: RolloutInput): Promis
     );
     await finish(signature.message, signature.data);
     await begin("migrate");
-    const migrated = await migrateGate(deps, input, (line) => {
+    const migrated = await migrateGate(deps, input, id, (line) => {
       pending = pending.then(() => writer.emit("migrate", "log", line));
     }).finally(() => pending);
     await finish(migrated.message, migrated.data);
@@ -345,6 +348,7 @@ function rolloutBody(
 async function migrateGate(
   deps: RolloutDeps,
   input: RolloutInput,
+  deployId: string,
   log: (line: string) => void,
 ): Promise<{ message: string; data?: Record<string, unknown> }> {
   const { app, release, environment } = input;
@@ -371,6 +375,17 @@ async function migrateGate(
     body,
     command,
     log,
+    deps.audit && {
+      log: deps.audit,
+      subject: {
+        deployId,
+        actor: input.actor,
+        appUuid: app.uuid,
+        environment,
+        digest: release.digest,
+        release: release.id,
+      },
+    },
   );
 }
 

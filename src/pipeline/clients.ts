@@ -252,6 +252,7 @@ export class HttpSupervisorClient implements SupervisorClient {
       timed_out: body.timed_out === true,
       duration_ms: Number(body.duration_ms ?? 0),
       log_tail: Array.isArray(body.log_tail) ? body.log_tail.map(String) : [],
+      ...(body.limit_reason === "oom" ? { limit_reason: "oom" as const } : {}),
     };
   }
 

@@ -1,4 +1,5 @@
 import type { Logger } from "../core/log.js";
+import type { AuditEntry } from "../ledger/chain.js";
 import type { DeployStore } from "./executor.js";
 import type { HostCredentials } from "./git-credentials.js";
 import type { RosterSupervisor, RosterView } from "./plan.js";
@@ -151,6 +152,13 @@ export interface SupervisorMigrateReply {
   timed_out: boolean;
   duration_ms: number;
   log_tail: string[];
+  /** `oom`: the app's memory_mb limit killed it. */
+  limit_reason?: "oom";
+}
+
+/** Where a migration's audit rows go (the node's hash-chained audit log). */
+export interface MigrationAudit {
+  record(entry: AuditEntry): Promise<unknown>;
 }
 
 export interface PipelineDeps {
@@ -180,6 +188,8 @@ export interface PipelineDeps {
   lock?: RolloutLock;
   /** Records the built image as a release before any target gets it (the node's ReleaseStore). */
   releases?: ReleaseRegistrar;
+  /** The audit chain migrations are recorded in (migration.ts); absent ⇒ not audited. */
+  audit?: MigrationAudit;
 }
 
 /** What the pipeline knows of a build when it records it as a release. */

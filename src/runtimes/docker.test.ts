@@ -9,13 +9,8 @@ import { promisify } from "node:util";
 import { buildScratchImage, ensureDockerd } from "../../test/support/tools.js";
 import { isTabbifyError } from "../core/errors.js";
 import { freeLoopbackPort } from "../core/net.js";
-import {
-  adoptContainer,
-  type ContainerWorkload,
-  containerHardening,
-  containerUser,
-  DockerRuntime,
-} from "./docker.js";
+import { adoptContainer, type ContainerWorkload, DockerRuntime } from "./docker.js";
+import { containerHardening, containerUser } from "./docker-run.js";
 import { waitHealthy } from "./health.js";
 import type { WorkloadSpec } from "./runtime.js";
 import { httpGet, runtimeSuite } from "./runtime-suite.js";

@@ -5,9 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { stat } from "node:fs/promises";
 import { validate as isUuid } from "uuid";
 import { dockerCli, dockerDaemonAnswers } from "../core/docker-cli.js";
 import { TabbifyError } from "../core/errors.js";
@@ -18,39 +16,9 @@ import {
   type RuntimeOptions,
   type WorkloadOutput,
 } from "./child.js";
+import { containerEnv, containerUser, hardenedRunArgs, withEnvFile } from "./docker-run.js";
 import { imageRepository } from "./registry-pull.js";
-import {
-  CONTAINER_RELEASE_MANIFEST,
-  DEFAULT_DATA_MOUNT,
-  type Runtime,
-  type Upstream,
-  type Workload,
-  type WorkloadExit,
-  type WorkloadSpec,
-  type WorkloadUser,
-} from "./runtime.js";
-
-/** Who a container runs as when the runner names no app user: nobody, never the image's root. */
-export const DEFAULT_CONTAINER_USER = "65534:65534";
-
-/** `--user` for a workload: the app's uid and group, else nobody. */
-export function containerUser(user: WorkloadUser | undefined): string {
-  return user ? `${user.uid}:${user.gid}` : DEFAULT_CONTAINER_USER;
-}
-
-/**
- * What every container runs with besides its user: no capabilities at all, no way to gain any
- * (setuid binaries included), and a private /tmp, since an image's root-owned filesystem is not
- * writable by the unprivileged user.
- */
-export const containerHardening = [
-  "--cap-drop",
-  "ALL",
-  "--security-opt",
-  "no-new-privileges",
-  "--tmpfs",
-  "/tmp:rw,nosuid,nodev,mode=1777",
-];
+import type { Runtime, Upstream, Workload, WorkloadExit, WorkloadSpec, WorkloadUser } from "./runtime.js";
 
 const docker = (args: string[], timeoutMs = 60_000) => dockerCli(args, { timeoutMs });
 
@@ -222,6 +190,11 @@ async function inspectContainer(name: string): Promise<ContainerInfo | undefined
   }
 }
 
+/** True when the kernel killed container `name` for going over its memory limit. */
+export async function containerOomKilled(name: string): Promise<boolean> {
+  return (await inspectContainer(name))?.oomKilled === true;
+}
+
 /** `NAME=value` lines as a map; the last one of a name wins, as in the process's environment. */
 function envMap(lines: string[]): Map<string, string | undefined> {
   const env = new Map<string, string | undefined>();
@@ -273,24 +246,6 @@ export async function adoptContainer(
   return info ? workloadOf(name, info, options.output) : undefined;
 }
 
-function dataMountOf(spec: WorkloadSpec): string {
-  return spec.dataMount ?? DEFAULT_DATA_MOUNT;
-}
-
-/**
- * The env file's contents: spec.env, where a stateful app's data is, the release manifest's path,
- * then HOST and PORT.
- */
-function containerEnv(spec: WorkloadSpec, port: number): Record<string, string> {
-  return {
-    ...spec.env,
-    ...(spec.dataDir ? { TABBIFY_DATA_DIR: dataMountOf(spec) } : {}),
-    ...(spec.releaseManifest ? { TABBIFY_RELEASE_MANIFEST: CONTAINER_RELEASE_MANIFEST } : {}),
-    HOST: "127.0.0.1",
-    PORT: String(port),
-  };
-}
-
 /**
  * Whether a container runs what `start(spec, <its port>)` would run: the same image, the same
  * environment (the image's ENV, then spec.env, then HOST and its own PORT, exactly as start's
@@ -312,6 +267,41 @@ function runsSpec(info: ContainerInfo, spec: WorkloadSpec, image: LocalImage, us
     if (!actual.has(k) || actual.get(k) !== v) return false;
   }
   return true;
+}
+
+/** `docker load`s an archive (.tar or .tar.gz) and returns the image to run from it. */
+async function load(archive: string, wanted: string | undefined): Promise<string> {
+  let stdout: string;
+  try {
+    ({ stdout } = await docker(["load", "-q", "-i", archive], 600_000));
+  } catch (err) {
+    throw new TabbifyError(
+      "IMAGE_LOAD_FAILED",
+      `cannot load image archive ${archive}: ${(err as Error).message}`,
+    );
+  }
+  if (wanted) return wanted;
+  const loaded = [...stdout.matchAll(/^Loaded image(?: ID)?: (\S+)$/gm)].map((m) => m[1]!);
+  const last = loaded.at(-1);
+  if (!last) throw new TabbifyError("IMAGE_LOAD_FAILED", `image archive ${archive} held no image`);
+  return last;
+}
+
+/**
+ * The image a spec runs, present on the daemon: its archive loaded, else its reference pulled
+ * unless the daemon has it already (a deploy's pull with the registry token came first).
+ */
+export async function imageToRun(spec: WorkloadSpec): Promise<string> {
+  const image = spec.imageArchive ? await load(spec.imageArchive, spec.image) : spec.image;
+  if (!image) throw new TabbifyError("SPEC_INVALID", "docker runtime needs image (or imageArchive)");
+  if (!(await localImage(image))) {
+    try {
+      await docker(["pull", "-q", image], 600_000);
+    } catch (err) {
+      throw new TabbifyError("IMAGE_PULL_FAILED", `cannot pull ${image}: ${(err as Error).message}`);
+    }
+  }
+  return image;
 }
 
 /** Docker's `Created` as a string that sorts by time (fractions padded to nanoseconds). */
@@ -365,68 +355,20 @@ export class DockerRuntime implements Runtime {
     }
   }
 
-  /** `docker load`s an archive (.tar or .tar.gz) and returns the image to run from it. */
-  private async load(archive: string, wanted: string | undefined): Promise<string> {
-    let stdout: string;
-    try {
-      ({ stdout } = await docker(["load", "-q", "-i", archive], 600_000));
-    } catch (err) {
-      throw new TabbifyError(
-        "IMAGE_LOAD_FAILED",
-        `cannot load image archive ${archive}: ${(err as Error).message}`,
-      );
-    }
-    if (wanted) return wanted;
-    const loaded = [...stdout.matchAll(/^Loaded image(?: ID)?: (\S+)$/gm)].map((m) => m[1]!);
-    const last = loaded.at(-1);
-    if (!last) throw new TabbifyError("IMAGE_LOAD_FAILED", `image archive ${archive} held no image`);
-    return last;
-  }
-
   async start(spec: WorkloadSpec, port: number, user?: WorkloadUser): Promise<Workload> {
     checkPort(port);
     await this.validate(spec);
-    const image = spec.imageArchive ? await this.load(spec.imageArchive, spec.image) : spec.image!;
-    if (!(await localImage(image))) {
-      try {
-        await docker(["pull", "-q", image], 600_000);
-      } catch (err) {
-        throw new TabbifyError("IMAGE_PULL_FAILED", `cannot pull ${image}: ${(err as Error).message}`);
-      }
-    }
+    const image = await imageToRun(spec);
     const name = containerName(appUuidOf(spec));
-    // Values go through a 0600 env file, not argv, where any local user could read them in ps.
-    const envDir = await mkdtemp(join(tmpdir(), "tabbify-docker-env-"));
-    const envFile = join(envDir, "env");
-    const env = containerEnv(spec, port);
-    await writeFile(
-      envFile,
-      Object.entries(env)
-        .map(([k, v]) => `${k}=${v}\n`)
-        .join(""),
-      { mode: 0o600 },
-    );
-    const args = ["run", "-d", "--network", "host", "--name", name, "--env-file", envFile];
-    args.push("--user", containerUser(user), ...containerHardening);
-    args.push("--label", `tabbify.port=${port}`);
-    if (spec.releaseManifest) {
-      args.push(
-        "--mount",
-        `type=bind,source=${spec.releaseManifest},target=${CONTAINER_RELEASE_MANIFEST},readonly`,
-      );
-    }
-    if (spec.appUuid) args.push("--label", `tabbify.app=${spec.appUuid}`);
-    if (spec.limits?.memoryMb) args.push("--memory", `${Math.floor(spec.limits.memoryMb)}m`);
-    if (spec.limits?.vcpus) args.push("--cpus", String(spec.limits.vcpus));
-    if (spec.dataDir) args.push("--mount", `type=bind,source=${spec.dataDir},target=${dataMountOf(spec)}`);
-    args.push(image);
+    const labels: Record<string, string> = { "tabbify.port": String(port) };
+    if (spec.appUuid) labels["tabbify.app"] = spec.appUuid;
     try {
-      await docker(args, 120_000);
+      await withEnvFile(containerEnv(spec, port), (envFile) =>
+        docker(["run", "-d", ...hardenedRunArgs(spec, { name, envFile, user, labels }), image], 120_000),
+      );
     } catch (err) {
       await docker(["rm", "-f", name], 30_000).catch(() => undefined);
       throw new TabbifyError("WORKLOAD_START_FAILED", `cannot run ${image}: ${(err as Error).message}`);
-    } finally {
-      await rm(envDir, { recursive: true, force: true });
     }
     const info = await inspectContainer(name);
     return new ContainerWorkload(

@@ -2,11 +2,18 @@
  * The `process` runtime: a command from the artifact directory (a Node app, a static binary),
  * run in its own process group with HOST/PORT set.
  */
+import type { ChildProcess } from "node:child_process";
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { TabbifyError } from "../core/errors.js";
-import { cgroupLimitsAvailable, fallbackLimits, limitInCgroup } from "./cgroup.js";
+import {
+  cgroupLimitsAvailable,
+  fallbackLimits,
+  limitInCgroup,
+  type ProcessLimits,
+  type WorkloadCgroup,
+} from "./cgroup.js";
 import {
   ChildWorkload,
   checkCommonSpec,
@@ -76,6 +83,34 @@ async function entryFile(
   return undefined;
 }
 
+/**
+ * Spawns `file` in its own process group held to `limits`: in a cgroup of its own named after
+ * `cgroupName` when the host gives us one, else under the fallback limits (cgroup.ts). A limit
+ * the host could not set refuses the start rather than run unlimited. Process workloads and
+ * release migrations (src/supervisor/migrate.ts) both start this way.
+ */
+export async function spawnWithLimits(
+  file: string,
+  args: string[],
+  opts: Parameters<typeof spawnInGroup>[2],
+  limits: ProcessLimits,
+  cgroupName: string,
+): Promise<{ child: ChildProcess; cgroup: WorkloadCgroup | undefined }> {
+  const wanted = { memoryMb: limits.memoryMb, vcpus: limits.vcpus };
+  const limited = wanted.memoryMb !== undefined || wanted.vcpus !== undefined;
+  const useCgroup = limited && (await cgroupLimitsAvailable());
+  const run =
+    useCgroup || !limited ? { file, args, env: opts.env } : fallbackLimits(file, args, opts.env, wanted);
+  const child = await spawnInGroup(run.file, run.args, { ...opts, env: run.env });
+  const cgroup =
+    useCgroup && child.pid !== undefined ? await limitInCgroup(child.pid, cgroupName, wanted) : undefined;
+  if (useCgroup && !cgroup) {
+    await new ChildWorkload(child, { host: "127.0.0.1", port: 0 }).stop(2_000);
+    throw new TabbifyError("WORKLOAD_START_FAILED", "cannot put the workload in a cgroup for its limits");
+  }
+  return { child, cgroup };
+}
+
 export class ProcessRuntime implements Runtime {
   readonly kind = "process" as const;
 
@@ -134,34 +169,19 @@ export class ProcessRuntime implements Runtime {
   async start(spec: WorkloadSpec, port: number, user?: WorkloadUser): Promise<Workload> {
     checkPort(port);
     const { artifactDir, command, file } = await this.check(spec);
-    const limits = { memoryMb: spec.limits?.memoryMb, vcpus: spec.limits?.vcpus };
-    const limited = limits.memoryMb !== undefined || limits.vcpus !== undefined;
-    const useCgroup = limited && (await cgroupLimitsAvailable());
     const env = workloadEnv(
       spec.releaseManifest ? { ...spec.env, TABBIFY_RELEASE_MANIFEST: spec.releaseManifest } : spec.env,
       port,
       user,
       spec.dataDir,
     );
-    const run =
-      useCgroup || !limited
-        ? { file, args: command.slice(1), env }
-        : fallbackLimits(file, command.slice(1), env, limits);
-    const child = await spawnInGroup(run.file, run.args, {
-      cwd: artifactDir,
-      env: run.env,
-      output: this.options.output,
-      user,
-    });
-    const cgroup =
-      useCgroup && child.pid !== undefined
-        ? await limitInCgroup(child.pid, `${spec.appUuid ?? "app"}-${port}`, limits)
-        : undefined;
-    if (useCgroup && !cgroup) {
-      // A limit the manifest asked for and the host could not set: refuse rather than run unlimited.
-      await new ChildWorkload(child, { host: "127.0.0.1", port }).stop(2_000);
-      throw new TabbifyError("WORKLOAD_START_FAILED", "cannot put the workload in a cgroup for its limits");
-    }
+    const { child, cgroup } = await spawnWithLimits(
+      file,
+      command.slice(1),
+      { cwd: artifactDir, env, output: this.options.output, user },
+      spec.limits ?? {},
+      `${spec.appUuid ?? "app"}-${port}`,
+    );
     const workload = new ChildWorkload(
       child,
       { host: "127.0.0.1", port },

@@ -11,7 +11,7 @@ import { DEFAULT_DATA_MOUNT, type WorkloadSpec, type WorkloadUser } from "../run
  * a bind mount at `data_mount` (docker) or a WASI preopen at `data_mount` (wasm).
  */
 
-/** The uid:gid docker workloads run as without app users (docker.ts DEFAULT_CONTAINER_USER). */
+/** The uid:gid docker workloads run as without app users (docker-run.ts DEFAULT_CONTAINER_USER). */
 const NOBODY = 65534;
 
 export function appDataDir(dataRoot: string, uuid: string): string {

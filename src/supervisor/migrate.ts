@@ -1,19 +1,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Writable } from "node:stream";
+import { dockerCli } from "../core/docker-cli.js";
 import { TabbifyError } from "../core/errors.js";
-import { spawnInGroup, workloadEnv } from "../runtimes/child.js";
-import { containerHardening, containerUser } from "../runtimes/docker.js";
-import { resolveCommand } from "../runtimes/process.js";
-import {
-  CONTAINER_RELEASE_MANIFEST,
-  DEFAULT_DATA_MOUNT,
-  type WorkloadSpec,
-  type WorkloadUser,
-} from "../runtimes/runtime.js";
+import type { LimitReason } from "../runtimes/cgroup.js";
+import { workloadEnv } from "../runtimes/child.js";
+import { containerOomKilled, imageToRun } from "../runtimes/docker.js";
+import { containerEnv, hardenedRunArgs, withEnvFile } from "../runtimes/docker-run.js";
+import { resolveCommand, spawnWithLimits } from "../runtimes/process.js";
+import type { WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
 import type { SupervisorContext } from "./context.js";
 import { forRunner } from "./launch.js";
 import type { RunnerRecord } from "./records.js";
@@ -23,10 +18,11 @@ import { killGroup } from "./spawn.js";
  * `POST /v1/apps/:uuid/migrate`: a release's `[deploy] migrate` command, run once to completion in
  * that release before any target switches to it. It runs as the app's workload would (the same
  * image or staged artifact, the same env including the node's app env values, the same user, data
- * directory and, for docker, the same limits), with the app's command replaced; nothing is
- * swapped and the running release is left alone. The answer is the exit code and the last lines
- * of output, with every env value of the app cut out of them: a migration that prints its
- * database URL does not leak it into the deploy's events.
+ * directory, network and limits: a container gets the workload's own flags (docker-run.ts), a
+ * process its own cgroup as a process workload does), with the app's command replaced; nothing is
+ * swapped and the running release is left alone. The answer is the exit code, whether a limit
+ * ended it, and the last lines of output with every env value of the app cut out of them: a
+ * migration that prints its database URL does not leak it into the deploy's events.
  */
 
 export interface MigrationResult {
@@ -35,6 +31,8 @@ export interface MigrationResult {
   timed_out: boolean;
   duration_ms: number;
   log_tail: string[];
+  /** Set when a limit, not the command, ended it: `oom` is over the app's memory_mb. */
+  limit_reason?: LimitReason;
 }
 
 export const MIGRATION_TAIL_LINES = 40;
@@ -71,6 +69,11 @@ export async function runMigration(
   command: string[],
   timeoutSec: number,
 ): Promise<MigrationResult> {
+  if (spec.egress) {
+    // The allow-list is the runner's proxy and nft chain; a migration has neither, so it would
+    // reach everywhere the app may not.
+    throw new TabbifyError("SPEC_INVALID", "a migration cannot run for an app with an egress allow-list");
+  }
   const current = await ctx.records.read(uuid);
   // A scratch record: the app's uid and data dir as a deploy would get them, nothing written.
   const scratch = {
@@ -113,6 +116,16 @@ function finished(
   };
 }
 
+/** A sink keeping the last of what it is written. */
+function tailSink(tail: OutputTail): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      tail.push(chunk);
+      done();
+    },
+  });
+}
+
 async function runInArtifact(
   spec: WorkloadSpec,
   user: WorkloadUser | undefined,
@@ -135,19 +148,21 @@ async function runInArtifact(
   const { HOST: _host, PORT: _port, ...env } = workloadEnv(extra, 0, user, spec.dataDir);
   const tail = new OutputTail();
   const started = performance.now();
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      tail.push(chunk);
-      done();
-    },
-  });
-  const child = await spawnInGroup(file, command.slice(1), {
-    cwd: dir,
-    env,
-    output: { stdout: sink, stderr: sink },
-    user,
-  });
-  return waitForExit(child, tail, timeoutSec, secrets, started, () => killGroup(child.pid!));
+  const sink = tailSink(tail);
+  const { child, cgroup } = await spawnWithLimits(
+    file,
+    command.slice(1),
+    { cwd: dir, env, output: { stdout: sink, stderr: sink }, user },
+    spec.limits ?? {},
+    `migrate-${randomBytes(6).toString("hex")}`,
+  );
+  try {
+    const result = await waitForExit(child, tail, timeoutSec, secrets, started, () => killGroup(child.pid!));
+    if (await cgroup?.oomKilled().catch(() => false)) result.limit_reason = "oom";
+    return result;
+  } finally {
+    await cgroup?.remove();
+  }
 }
 
 /** Settles once the child exits and its output is read; a timeout kills with `kill`. */
@@ -180,52 +195,31 @@ async function runInContainer(
   timeoutSec: number,
   secrets: readonly string[],
 ): Promise<MigrationResult> {
-  if (!spec.image) throw new TabbifyError("SPEC_INVALID", "a docker release needs its image");
-  const dataMount = spec.dataMount ?? DEFAULT_DATA_MOUNT;
-  const env: Record<string, string> = {
-    ...spec.env,
-    ...(spec.dataDir ? { TABBIFY_DATA_DIR: dataMount } : {}),
-    ...(spec.releaseManifest ? { TABBIFY_RELEASE_MANIFEST: CONTAINER_RELEASE_MANIFEST } : {}),
-  };
-  // Values through a 0600 env file, never argv (any local user reads argv in ps).
-  const envDir = await mkdtemp(join(tmpdir(), "tabbify-migrate-env-"));
-  const envFile = join(envDir, "env");
+  const image = await imageToRun(spec);
   const name = `tbf-migrate-${uuid}-${randomBytes(4).toString("hex")}`;
+  const labels = { "tabbify.migrate": uuid };
   try {
-    await writeFile(
-      envFile,
-      Object.entries(env)
-        .map(([k, v]) => `${k}=${v}\n`)
-        .join(""),
-      { mode: 0o600 },
-    );
-    const args = ["run", "--rm", "--network", "host", "--name", name, "--env-file", envFile];
-    args.push("--user", containerUser(user), ...containerHardening);
-    args.push("--label", `tabbify.migrate=${uuid}`);
-    if (spec.releaseManifest) {
-      args.push(
-        "--mount",
-        `type=bind,source=${spec.releaseManifest},target=${CONTAINER_RELEASE_MANIFEST},readonly`,
-      );
-    }
-    if (spec.limits?.memoryMb) args.push("--memory", `${Math.floor(spec.limits.memoryMb)}m`);
-    if (spec.limits?.vcpus) args.push("--cpus", String(spec.limits.vcpus));
-    if (spec.dataDir) args.push("--mount", `type=bind,source=${spec.dataDir},target=${dataMount}`);
-    args.push("--entrypoint", command[0]!, spec.image, ...command.slice(1));
-    const tail = new OutputTail();
-    const started = performance.now();
-    const child = spawn("docker", args, { stdio: ["ignore", "pipe", "pipe"] });
-    const spawned = await new Promise<Error | undefined>((resolve) => {
-      child.once("error", resolve);
-      child.once("spawn", () => resolve(undefined));
-    });
-    if (spawned) throw new TabbifyError("RUNTIME_UNAVAILABLE", `cannot run docker: ${spawned.message}`);
-    child.stdout.on("data", (chunk: Buffer) => tail.push(chunk));
-    child.stderr.on("data", (chunk: Buffer) => tail.push(chunk));
-    return await waitForExit(child, tail, timeoutSec, secrets, started, () => {
-      spawn("docker", ["rm", "-f", name], { stdio: "ignore" }).on("error", () => {});
+    return await withEnvFile(containerEnv(spec), async (envFile) => {
+      // Not --rm: how it ended (the kernel's OOM kill included) is read before it is removed.
+      const args = ["run", ...hardenedRunArgs(spec, { name, envFile, user, labels })];
+      args.push("--entrypoint", command[0]!, image, ...command.slice(1));
+      const tail = new OutputTail();
+      const started = performance.now();
+      const child = spawn("docker", args, { stdio: ["ignore", "pipe", "pipe"] });
+      const spawned = await new Promise<Error | undefined>((resolve) => {
+        child.once("error", resolve);
+        child.once("spawn", () => resolve(undefined));
+      });
+      if (spawned) throw new TabbifyError("RUNTIME_UNAVAILABLE", `cannot run docker: ${spawned.message}`);
+      child.stdout.pipe(tailSink(tail));
+      child.stderr.pipe(tailSink(tail));
+      const result = await waitForExit(child, tail, timeoutSec, secrets, started, () => {
+        dockerCli(["kill", name], { timeoutMs: 30_000 }).catch(() => {});
+      });
+      if (await containerOomKilled(name)) result.limit_reason = "oom";
+      return result;
     });
   } finally {
-    await rm(envDir, { recursive: true, force: true });
+    await dockerCli(["rm", "-f", name], { timeoutMs: 30_000 }).catch(() => {});
   }
 }

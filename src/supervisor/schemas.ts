@@ -283,6 +283,11 @@ export const supervisorSchemas = {
         log_tail: Type.Array(Type.String(), {
           description: "The last lines of output, with the app's env values cut out",
         }),
+        limit_reason: Type.Optional(
+          Type.Literal("oom", {
+            description: "Set when the app's memory_mb limit, not the command, ended it",
+          }),
+        ),
       }),
       ...errors,
     },

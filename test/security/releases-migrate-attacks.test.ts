@@ -1,7 +1,8 @@
 /**
  * `POST /v1/apps/:uuid/migrate` runs a command, so it is held to the deploy route's line: no key
  * (401) or a wrong one (403) runs nothing; a prod target handed an unpinned ref is REF_NOT_PINNED
- * and runs nothing; a malformed command is a 400. And the answer never carries the app's env
+ * and runs nothing; a malformed command, or an app held to an egress allow-list (a migration runs
+ * without the runner's egress proxy), is a 400. And the answer never carries the app's env
  * values, even when the migration prints them: they are cut out of the log tail (and out of the
  * supervisor's own log). A migration that hangs is killed at its timeout.
  */
@@ -54,12 +55,14 @@ describe("the supervisor's migrate route under attack", () => {
     assert.deepEqual(await readdir(marks.path), [], "no migration ran");
   });
 
-  it("refuses unpinned refs for prod and malformed commands with a 400, running nothing", async () => {
+  it("refuses unpinned refs for prod, egress-held apps and malformed commands with a 400, running nothing", async () => {
     const uuid = randomUuid();
     const refused: [Record<string, unknown>, string][] = [
       [{ runtime: "docker", ref: "busybox:latest", environment: "prod" }, "REF_NOT_PINNED"],
       [{ ...processSpec(), environment: "prod" }, "REF_NOT_PINNED"],
       [{ artifact_version: "latest", environment: "prod" }, "REF_NOT_PINNED"],
+      // A migration has no egress proxy: run for an app held to an allow-list, it would reach anywhere.
+      [{ ...processSpec(), egress: { allow: ["example.com"] } }, "SPEC_INVALID"],
     ];
     for (const [body, code] of refused) {
       const res = await sup.call("POST", `/v1/apps/${uuid}/migrate`, {

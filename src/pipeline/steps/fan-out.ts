@@ -3,7 +3,7 @@ import type { SupervisorDeployRequest } from "../deps.js";
 import { DEFAULT_ENVIRONMENT, type DeployTarget, pinnedRef, type TargetResult } from "../plan.js";
 import { declaredProbes } from "../release-declarations.js";
 import type { TabbifyManifest } from "../tabbify-toml.js";
-import { type DeployState, errorMessage, readRoster, type Step } from "./context.js";
+import { type DeployState, errorMessage, readRoster, type Step, type StepContext } from "./context.js";
 
 /** Hands the pushed image to every target at once; a target's failure fails only its result. */
 export const fanOut: Step = async (state, ctx) => {
@@ -11,24 +11,9 @@ export const fanOut: Step = async (state, ctx) => {
   const { request } = state.plan;
   const appUuid = state.appUuid!;
   const runAs = state.runAs ?? appUuid;
-  const declarations = state.manifest?.declarations;
   const registry = ctx.deps.registry!;
   const { log, flush } = ctx.stepLog("fan_out");
-  // Targets get the image by digest, never by a tag that could move: what was built is what runs.
-  const pinned = pinnedRef(state.imageRef!, state.digest!);
-  const release = await ctx.deps.releases?.register({
-    app_uuid: appUuid,
-    tenant: request.tenant,
-    image: pinned,
-    digest: state.digest!,
-    repo_url: request.repoUrl,
-    commit_sha: state.commitSha ?? request.sha ?? "",
-    builder: state.builder?.name ?? "unknown",
-    started_at: state.buildStartedAt ?? new Date().toISOString(),
-    finished_at: state.buildFinishedAt ?? new Date().toISOString(),
-    deploy_id: state.plan.id,
-    ...(declarations ? { declarations } : {}),
-  });
+  const release = await registerRelease(state, ctx);
   if (release) log(`release ${release.id}`);
   let pullToken: string | undefined;
   if (registry.pullToken) {
@@ -64,6 +49,33 @@ export const fanOut: Step = async (state, ctx) => {
   const ok = results.filter((r) => r.success).length;
   return { message: `${ok} of ${results.length} targets accepted the image` };
 };
+
+/**
+ * The built image as a release (recorded once: the migrate step and fan_out both ask), pinned by
+ * digest: what was built is what runs, never a tag that could move. Undefined without a registrar.
+ */
+export function registerRelease(
+  state: DeployState,
+  ctx: StepContext,
+): Promise<{ id: string; manifest: Record<string, unknown> } | undefined> {
+  const { request } = state.plan;
+  const declarations = state.manifest?.declarations;
+  return (
+    ctx.deps.releases?.register({
+      app_uuid: state.appUuid!,
+      tenant: request.tenant,
+      image: pinnedRef(state.imageRef!, state.digest!),
+      digest: state.digest!,
+      repo_url: request.repoUrl,
+      commit_sha: state.commitSha ?? request.sha ?? "",
+      builder: state.builder?.name ?? "unknown",
+      started_at: state.buildStartedAt ?? new Date().toISOString(),
+      finished_at: state.buildFinishedAt ?? new Date().toISOString(),
+      deploy_id: state.plan.id,
+      ...(declarations ? { declarations } : {}),
+    }) ?? Promise.resolve(undefined)
+  );
+}
 
 /** What a target is handed to run the built image (the migrate step hands the first the same). */
 export function targetDeployBody(

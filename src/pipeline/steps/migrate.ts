@@ -1,10 +1,13 @@
 import { runReleaseMigration } from "../migration.js";
+import { DEFAULT_ENVIRONMENT } from "../plan.js";
 import { readRoster, type Step } from "./context.js";
-import { targetDeployBody } from "./fan-out.js";
+import { registerRelease, targetDeployBody } from "./fan-out.js";
 
 /**
  * `[deploy] migrate`: once, on the first target, in the built image with the first target's env
- * and limits, after the lock is held and before fan_out switches anything (../migration.ts).
+ * and limits and the release it is about to become (TABBIFY_RELEASE and its manifest), after the
+ * lock is held and before fan_out switches anything (../migration.ts). Audited as the system's
+ * doing under the deploy, whose `deploy.accepted` row names who asked for it.
  */
 export const migrateStep: Step = async (state, ctx) => {
   const command = state.manifest?.declarations?.migrate;
@@ -17,8 +20,10 @@ export const migrateStep: Step = async (state, ctx) => {
     pullToken = await registry.pullToken(state.plan.request.tenant, state.appUuid!);
     ctx.rememberSecret(pullToken);
   }
-  const body = targetDeployBody(state, target, undefined, pullToken);
+  const release = await registerRelease(state, ctx);
+  const body = targetDeployBody(state, target, release, pullToken);
   const { log, flush } = ctx.stepLog("migrate");
+  const audit = ctx.deps.audit;
   try {
     const client = ctx.deps.supervisorClient(supervisor);
     return await runReleaseMigration(
@@ -28,6 +33,17 @@ export const migrateStep: Step = async (state, ctx) => {
       body,
       command,
       log,
+      audit && {
+        log: audit,
+        subject: {
+          deployId: state.plan.id,
+          actor: "system",
+          appUuid: state.appUuid!,
+          environment: state.environment ?? DEFAULT_ENVIRONMENT,
+          digest: state.digest!,
+          ...(release ? { release: release.id } : {}),
+        },
+      },
     );
   } finally {
     await flush();
