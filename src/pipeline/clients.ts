@@ -1,3 +1,4 @@
+import type { BuildAnswer, BuildFailure, BuildRequestBody, BuildStreamLine } from "../builder/schemas.js";
 import { TabbifyError } from "../core/errors.js";
 import type {
   BuildRequest,
@@ -51,7 +52,7 @@ async function peerError(res: Response): Promise<{ message: string; body: Record
 }
 
 /** A staged build failure as the executor records it: stage and fault in the message and detail. */
-function buildFailure(status: number, body: Record<string, unknown>, message: string): TabbifyError {
+function buildFailure(status: number, body: Partial<BuildFailure>, message: string): TabbifyError {
   const stage = typeof body["stage"] === "string" ? body["stage"] : undefined;
   const detail: Record<string, unknown> = { status };
   if (stage !== undefined) detail["stage"] = stage;
@@ -59,7 +60,7 @@ function buildFailure(status: number, body: Record<string, unknown>, message: st
   return new TabbifyError("BUILD_FAILED", `build failed${stage ? ` at ${stage}` : ""}: ${message}`, detail);
 }
 
-function buildResultFrom(body: Record<string, unknown>): BuildResult {
+function buildResultFrom(body: Partial<BuildAnswer> & { ref?: unknown }): BuildResult {
   // The reference supervisor spells the pushed reference `reff`; accept both spellings.
   const imageRef = body["image_ref"] ?? body["reff"] ?? body["ref"];
   const { digest, commit_sha } = body;
@@ -79,9 +80,9 @@ async function readBuildStream(res: Response, onLog: (line: string) => void): Pr
   let pending = "";
   const handle = (text: string): BuildResult | undefined => {
     if (text.trim() === "") return undefined;
-    let msg: Record<string, unknown>;
+    let msg: Partial<BuildStreamLine> & Record<string, unknown>;
     try {
-      msg = JSON.parse(text) as Record<string, unknown>;
+      msg = JSON.parse(text) as Partial<BuildStreamLine> & Record<string, unknown>;
     } catch {
       throw new TabbifyError("BUILD_FAILED", "builder sent a build stream line that is not JSON");
     }
@@ -186,7 +187,8 @@ export class HttpSupervisorClient implements SupervisorClient {
     const res = await this.#request(
       "POST",
       "/v1/build",
-      request,
+      // The builder's route schema: a change there that this request no longer meets fails the typecheck.
+      request satisfies BuildRequestBody,
       this.#opts.buildTimeoutMs ?? 30 * 60_000,
       "application/x-ndjson, application/json;q=0.9",
     );
@@ -200,8 +202,8 @@ export class HttpSupervisorClient implements SupervisorClient {
     if ((res.headers.get("content-type") ?? "").startsWith("application/x-ndjson")) {
       return readBuildStream(res, onLog);
     }
-    const body = (await res.json()) as Record<string, unknown>;
-    const tail = body["log_tail"];
+    const body = (await res.json()) as Partial<BuildAnswer>;
+    const tail = body.log_tail;
     if (Array.isArray(tail)) for (const line of tail) if (typeof line === "string") onLog(redactUrl(line));
     return buildResultFrom(body);
   }
