@@ -1,5 +1,7 @@
+import type { Static } from "@sinclair/typebox";
 import type { BuildAnswer, BuildFailure, BuildRequestBody, BuildStreamLine } from "../builder/schemas.js";
 import { TabbifyError } from "../core/errors.js";
+import type { DeployBody, supervisorSchemas } from "../supervisor/schemas.js";
 import type {
   BuildRequest,
   BuildResult,
@@ -22,6 +24,18 @@ import {
   repoInstallation,
 } from "./github.js";
 import { TABBIFY_TOML } from "./tabbify-toml.js";
+
+/**
+ * The supervisor's answers, typed by its route schemas (src/supervisor/schemas.ts) as a peer
+ * that may be older or newer sends them: every field may be missing. The bodies sent are checked
+ * against the route's body schema with `satisfies`, so a schema change that this client no longer
+ * meets fails the typecheck.
+ */
+type SupervisorSchemas = typeof supervisorSchemas;
+type DeployAnswer = Partial<Static<SupervisorSchemas["deploy"]["response"][200]>>;
+type MigrateAnswer = Partial<Static<SupervisorSchemas["migrate"]["response"][200]>>;
+type AppAnswer = Partial<Static<SupervisorSchemas["describe"]["response"][200]>>;
+type DeployWire = Static<typeof DeployBody>;
 
 /**
  * The real implementations of the executor's interfaces, kept thin: one HTTP call each, errors
@@ -212,7 +226,7 @@ export class HttpSupervisorClient implements SupervisorClient {
     const res = await this.#request(
       "POST",
       `/v1/apps/${encodeURIComponent(appUuid)}/deploy`,
-      deployWireBody(request),
+      deployWireBody(request) satisfies DeployWire,
       this.#opts.deployTimeoutMs ?? 8 * 60_000,
     );
     if (!res.ok) {
@@ -221,7 +235,7 @@ export class HttpSupervisorClient implements SupervisorClient {
         status: res.status,
       });
     }
-    const body = (await res.json()) as Partial<SupervisorDeployReply>;
+    const body = (await res.json()) as DeployAnswer & Partial<SupervisorDeployReply>;
     return {
       state: String(body.state ?? "unknown"),
       app_ula: String(body.app_ula ?? ""),
@@ -237,7 +251,10 @@ export class HttpSupervisorClient implements SupervisorClient {
     const res = await this.#request(
       "POST",
       `/v1/apps/${encodeURIComponent(appUuid)}/migrate`,
-      { ...deployWireBody(request), migrate: command },
+      {
+        ...deployWireBody(request),
+        migrate: command,
+      } satisfies Static<SupervisorSchemas["migrate"]["body"]>,
       // The supervisor kills the command after its own timeout (600 s) and answers.
       12 * 60_000,
     );
@@ -247,7 +264,7 @@ export class HttpSupervisorClient implements SupervisorClient {
         status: res.status,
       });
     }
-    const body = (await res.json()) as Partial<SupervisorMigrateReply>;
+    const body = (await res.json()) as MigrateAnswer;
     return {
       exit_code: typeof body.exit_code === "number" ? body.exit_code : null,
       signal: typeof body.signal === "string" ? body.signal : null,
@@ -272,7 +289,7 @@ export class HttpSupervisorClient implements SupervisorClient {
       const { message } = await peerError(res);
       throw new TabbifyError("TARGET_STATUS_FAILED", `app status answered ${res.status}: ${message}`);
     }
-    const body = (await res.json()) as Record<string, unknown>;
+    const body = (await res.json()) as AppAnswer & Record<string, unknown>;
     const status: SupervisorAppStatus = {
       state: String(body["state"] ?? "unknown"),
       app_ula: String(body["app_ula"] ?? ""),
