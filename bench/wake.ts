@@ -2,16 +2,20 @@
  * bench:runtime part 4: `on_request` apps. Each app is started with idle_timeout_sec = 1, left
  * to go idle (its workload stopped, the runner holding the address), then sent one request: the
  * figure is that request's latency, wake included. Also the runner's RSS while the app sleeps,
- * which is what an idle app costs. Beside it, the floor for the process app: the same
+ * which is what an idle app costs, and what the runtime booted ahead for the wake (a Node app's
+ * next workload waiting at its gate, a wasm standby host): the runner's children while it sleeps.
+ * Beside it, the floor for the process app: the same
  * `node server.js` spawned alone, to its first 200, in the same minute (a loaded machine slows
  * node's own boot most, and no runner can wake an app faster than it boots).
  */
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { readdirSync } from "node:fs";
 import http from "node:http";
 import { join } from "node:path";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { freeLoopbackPort } from "../src/core/net.js";
+import { readProcStatSync } from "../src/core/proc-stat.js";
 import { sleep } from "../src/core/sleep.js";
 import { waitHealthy } from "../src/runtimes/health.js";
 
@@ -65,6 +69,14 @@ async function bootAlone(dir: string, command: string[]): Promise<number> {
   }
 }
 
+/** The processes whose parent is `pid`. */
+function childrenOf(pid: number): number[] {
+  return readdirSync("/proc")
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number)
+    .filter((child) => readProcStatSync(child)?.ppid === pid);
+}
+
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
 
 export async function wakePart(
@@ -107,11 +119,15 @@ export async function wakePart(
     const wakes: number[] = [];
     const floors: number[] = [];
     const idleRss: number[] = [];
+    const aheadRss: number[] = [];
     try {
       for (let i = 0; i < runs; i++) {
         const idle = await untilIdle(sup, uuid);
         const rss = rssMiB(idle.pid as number | null);
         if (rss !== undefined) idleRss.push(rss);
+        const booted = typeof idle.pid === "number" ? childrenOf(idle.pid) : [];
+        const ahead = booted.map((child) => rssMiB(child) ?? 0).reduce((a, b) => a + b, 0);
+        if (booted.length > 0) aheadRss.push(ahead);
         const t0 = performance.now();
         const status = await get(url);
         if (status !== 200) throw new Error(`${c.runtime}: the waking request got ${status}`);
@@ -131,6 +147,7 @@ export async function wakePart(
       `${c.aim}`,
       floors.length ? median(floors).toFixed(0) : "-",
       idleRss.length ? median(idleRss).toFixed(1) : "-",
+      aheadRss.length ? median(aheadRss).toFixed(1) : "-",
     ]);
   }
   return rows;

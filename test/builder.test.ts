@@ -16,6 +16,7 @@ import { buildAuthApp } from "../src/auth/server.js";
 import { issueTenantToken } from "../src/auth/tenant-token.js";
 import { Builder } from "../src/builder/builder.js";
 import { registerBuildRoutes } from "../src/builder/routes.js";
+import { schemaAjv } from "../src/core/api-docs.js";
 import { isTabbifyError, type TabbifyError } from "../src/core/errors.js";
 import { createLogger } from "../src/core/log.js";
 import { HttpSupervisorClient } from "../src/pipeline/clients.js";
@@ -423,7 +424,7 @@ describe("build routes through HttpSupervisorClient", () => {
   let base: string;
 
   before(async () => {
-    app = Fastify({ logger: false });
+    app = Fastify({ logger: false, ajv: schemaAjv });
     registerBuildRoutes(app, builder);
     await app.listen({ host: "127.0.0.1", port: 0 });
     base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;

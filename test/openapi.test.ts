@@ -176,7 +176,8 @@ describe("the node's OpenAPI document", () => {
 });
 
 describe("the supervisor's OpenAPI document", () => {
-  const sup = new SupervisorUnderTest();
+  // A builder-tagged supervisor, so the builder's routes are in its document too.
+  const sup = new SupervisorUnderTest(["--builder"]);
   let doc: Document;
   before(async () => {
     await sup.start();
@@ -201,5 +202,64 @@ describe("the supervisor's OpenAPI document", () => {
     assert.equal(res.status, 400);
     assert.equal(res.json.code, "SPEC_INVALID");
     assert.equal(res.json.error, "refresh must be true or false");
+  });
+
+  it("describes the builder's POST /v1/build: its body, both answers and the staged failure", () => {
+    const build = doc.paths["/v1/build"]?.post;
+    assert.ok(build, "POST /v1/build is not in the document");
+    assert.deepEqual(build.security, [{ supervisorKey: [] }]);
+    const body = build.requestBody?.content?.["application/json"]?.schema as
+      | { required?: string[]; properties?: Record<string, unknown> }
+      | undefined;
+    assert.deepEqual([...(body?.required ?? [])].sort(), ["app_uuid", "ref", "repo_url", "tenant"]);
+    for (const field of [
+      "registry",
+      "image_repository",
+      "stable_tag",
+      "context",
+      "dockerfile",
+      "clone_token",
+    ])
+      assert.ok(body?.properties?.[field], `the build body documents ${field}`);
+    const responses = build.responses as Record<
+      string,
+      { content?: Record<string, { schema?: { properties?: Record<string, unknown>; required?: string[] } }> }
+    >;
+    assert.ok(responses["200"]?.content?.["application/json"], "the plain answer");
+    assert.ok(responses["200"]?.content?.["application/x-ndjson"], "the streamed answer");
+    for (const status of ["4XX", "5XX"]) {
+      const failure = responses[status]?.content?.["application/json"]?.schema;
+      assert.deepEqual(
+        [...(failure?.required ?? [])].sort(),
+        ["code", "error", "log_tail", "stage", "user_fault"],
+        `${status}: ${JSON.stringify(responses[status])}`,
+      );
+    }
+    assert.ok(doc.paths["/v1/build/{uuid}/progress"]?.get, "the progress route");
+  });
+
+  it("answers a bad build body with the builder's failure body, after the supervisor key", async () => {
+    const stranger = await fetch(`${sup.base}/v1/build`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "[1]",
+    });
+    assert.equal(stranger.status, 401);
+    await stranger.body?.cancel();
+    const res = await sup.call("POST", "/v1/build", {
+      repo_url: "https://example.com/a.git",
+      ref: "-x",
+      tenant: "acme",
+      app_uuid: "0190a3c4-0000-7000-8000-000000000001",
+      registry: "registry.example:5000",
+    });
+    assert.equal(res.status, 400, JSON.stringify(res.json));
+    assert.deepEqual(res.json, {
+      error: "ref must be a commit sha, branch or tag name",
+      code: "BUILD_REQUEST_INVALID",
+      stage: "validate",
+      user_fault: true,
+      log_tail: [],
+    });
   });
 });

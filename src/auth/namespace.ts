@@ -14,6 +14,9 @@ const repositoryPattern =
 /** The OCI spec's advice for the longest repository name clients can rely on. */
 const maxRepositoryLength = 255;
 
+/** A valid tenant as a route schema says it (a JSON Schema `pattern` and `maxLength`). */
+export const TENANT_SCHEMA = { pattern: tenantPattern.source, maxLength: maxRepositoryLength } as const;
+
 /** The tenant's namespace component, or undefined when the tenant may grant nothing. */
 export function tenantNamespace(tenant: string): string | undefined {
   if (typeof tenant !== "string" || tenant.length > maxRepositoryLength || !tenantPattern.test(tenant)) {

@@ -7,21 +7,22 @@ import { type Logger, silentLogger } from "../core/log.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
 import type { BuildRequest, BuildResult } from "../pipeline/executor.js";
 import { redactUrl } from "../pipeline/github.js";
+import { resolveBuild, type ValidBuild } from "./build-paths.js";
 import { DockerSteps, resolvePaths } from "./docker-steps.js";
 import { MAX_LINE } from "./exec.js";
 import { type BuildFailureDetail, type BuildStage, type FailedStage, fail, LineTail } from "./failure.js";
 import { checkRepo, cloneRepo } from "./git-clone.js";
-import { type ValidBuild, validateBuildRequest } from "./validate.js";
+import type { BuildRequestBody } from "./schemas.js";
 
+export { resolveBuild } from "./build-paths.js";
 export type { BuildFailureDetail, BuildStage, FailedStage } from "./failure.js";
-export { validateBuildRequest } from "./validate.js";
 
 /**
  * The build step of a `builder`-tagged supervisor: clone a repository at a commit, `docker build`
  * it on the host's dockerd, push the image to our registry with a registry token, and report the
  * digest the registry stored. Every line of git and docker output is redacted and handed to the
  * caller as it comes, so build logs can stream into a deploy's events. This file holds the
- * per-app queue and progress and runs the steps in order: validate.ts, git-clone.ts,
+ * per-app queue and progress and runs the steps in order: build-paths.ts, git-clone.ts,
  * docker-steps.ts (processes through exec.ts).
  */
 
@@ -122,12 +123,12 @@ export class Builder {
    * {@link BuildFailureDetail}.
    */
   async build(
-    request: BuildRequest,
+    request: BuildRequestBody,
     onLog: (line: string) => void,
     signal?: AbortSignal,
     onStage?: (stage: BuildStage) => void,
   ): Promise<BuildResult> {
-    const valid = validateBuildRequest(request);
+    const valid = resolveBuild(request);
     const appUuid = valid.request.app_uuid;
     const secrets = [valid.request.clone_token, valid.request.push_token].filter(
       (s): s is string => s !== undefined && s.length >= 4,

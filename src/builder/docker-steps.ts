@@ -2,9 +2,9 @@ import { chmod, mkdir, realpath, rm, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { resolveWithin } from "../core/contained-path.js";
 import type { BuildRequest } from "../pipeline/executor.js";
+import type { ValidBuild } from "./build-paths.js";
 import { exec } from "./exec.js";
 import { fail, type LineTail } from "./failure.js";
-import type { ValidBuild } from "./validate.js";
 
 /** The context and Dockerfile inside the clone, following symlinks, which must not leave it. */
 export async function resolvePaths(

@@ -2,9 +2,12 @@ import { mkdir } from "node:fs/promises";
 import { checkRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
 import type { BuildRequest } from "../pipeline/executor.js";
 import { redactUrl } from "../pipeline/github.js";
+import { invalid } from "./build-paths.js";
 import { exec } from "./exec.js";
 import { fail, type LineTail } from "./failure.js";
-import { invalid, SHA_RE } from "./validate.js";
+
+/** A commit sha (SHA-1 or SHA-256 object name). */
+const SHA_RE = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/i;
 
 export interface CloneOptions {
   /** The git CLI. */

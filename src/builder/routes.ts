@@ -1,9 +1,12 @@
 import { PassThrough } from "node:stream";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { schemaFailure } from "../core/api-docs.js";
 import { isTabbifyError } from "../core/errors.js";
+import { frameworkClientStatus, frameworkErrorCode } from "../core/http-errors.js";
 import type { BuildRequest, BuildResult } from "../pipeline/executor.js";
-import { type Builder, type BuildFailureDetail, type BuildStage, validateBuildRequest } from "./builder.js";
-import { buildSchemas } from "./schemas.js";
+import { type Builder, type BuildFailureDetail, type BuildStage, resolveBuild } from "./builder.js";
+import { type BuildAnswer, type BuildFailure, type BuildStreamLine, buildSchemas } from "./schemas.js";
 
 /**
  * The supervisor's build endpoint (SEED-FACTS §2):
@@ -21,7 +24,10 @@ import { buildSchemas } from "./schemas.js";
  *   GET /v1/build/:uuid/progress → the app's latest build (stage, log tail, result or error); 404 none
  *
  * A request refused before anything ran (bad body, a context leaving the repository) is answered
- * with its status in both modes. A client that hangs up cancels its build.
+ * with its status in both modes. A client that hangs up cancels its build. The body is checked by
+ * its schema (schemas.ts); a failure of it, or of the body's JSON, is answered in the failure body
+ * above (stage `validate`) by the route's own error handler. Mount the routes on an app built
+ * with the house's Ajv options (`schemaAjv`), as every Tabbify API is.
  */
 
 export const NDJSON = "application/x-ndjson";
@@ -45,13 +51,11 @@ export function buildErrorStatus(code: string, userFault: boolean): number {
   }
 }
 
-interface FailureBody {
-  status: number;
-  error: string;
-  code: string;
-  stage: string;
-  user_fault: boolean;
-  log_tail: string[];
+type FailureBody = BuildFailure & { status: number };
+
+/** A refusal of the request itself (schema, JSON, size), before anything ran. */
+function refusal(status: number, code: string, error: string): FailureBody {
+  return { status, error, code, stage: "validate", user_fault: true, log_tail: [] };
 }
 
 function failureBody(err: unknown): FailureBody {
@@ -80,7 +84,7 @@ function failureBody(err: unknown): FailureBody {
   };
 }
 
-const resultBody = (r: BuildResult) => ({
+const resultBody = (r: BuildResult): Omit<BuildAnswer, "log_tail"> => ({
   reff: r.image_ref,
   image_ref: r.image_ref,
   digest: r.digest,
@@ -106,17 +110,38 @@ export interface BuildRoutesOptions {
   keepAliveMs?: number;
 }
 
+/** A refusal of the request itself (its schema, its JSON, its size), or undefined for any other error. */
+function requestRefusal(err: unknown, req: FastifyRequest): FailureBody | undefined {
+  const invalid = schemaFailure(err, req, "BUILD_REQUEST_INVALID");
+  if (invalid) return refusal(400, invalid.code, invalid.message);
+  const status = frameworkClientStatus(err);
+  if (status !== undefined && !isTabbifyError(err)) {
+    return refusal(status, frameworkErrorCode(status), (err as Error).message);
+  }
+  return undefined;
+}
+
 export function registerBuildRoutes(
-  app: FastifyInstance,
+  server: FastifyInstance,
   builder: Builder,
   opts: BuildRoutesOptions = {},
 ): void {
+  const app = server.withTypeProvider<TypeBoxTypeProvider>();
   const keepAliveMs = opts.keepAliveMs ?? 15_000;
 
-  app.post("/v1/build", { schema: buildSchemas.build }, async (req, reply) => {
+  // The app's own handler answers everything else (a caller without the key, a bug).
+  const appErrorHandler = server.errorHandler;
+  function errorHandler(this: FastifyInstance, err: FastifyError, req: FastifyRequest, reply: FastifyReply) {
+    const refused = requestRefusal(err, req);
+    if (!refused) return appErrorHandler.call(this, err, req, reply);
+    const { status, ...body } = refused;
+    return reply.code(status).send(body);
+  }
+
+  app.post("/v1/build", { schema: buildSchemas.build, errorHandler }, async (req, reply) => {
     let request: BuildRequest;
     try {
-      request = validateBuildRequest(req.body).request;
+      request = resolveBuild(req.body).request;
       await builder.checkRepo(request);
     } catch (err) {
       const { status, ...body } = failureBody(err);
@@ -144,11 +169,11 @@ export function registerBuildRoutes(
 
     const stream = new PassThrough();
     const cancel = cancelOnHangUp(reply);
-    const send = (obj: Record<string, unknown>) => {
+    const send = (obj: BuildStreamLine) => {
       if (!stream.writableEnded) stream.write(`${JSON.stringify(obj)}\n`);
     };
     let lastWrite = Date.now();
-    const note = (obj: Record<string, unknown>) => {
+    const note = (obj: BuildStreamLine) => {
       lastWrite = Date.now();
       send(obj);
     };
@@ -179,17 +204,18 @@ export function registerBuildRoutes(
         clearInterval(keepAlive);
         stream.end();
       });
-    return reply.code(200).header("content-type", NDJSON).header("cache-control", "no-store").send(stream);
+    // The stream's lines are typed by `send` above (BuildStreamLine); the reply's type knows no stream.
+    return reply
+      .code(200)
+      .header("content-type", NDJSON)
+      .header("cache-control", "no-store")
+      .send(stream as never);
   });
 
-  app.get<{ Params: { uuid: string } }>(
-    "/v1/build/:uuid/progress",
-    { schema: buildSchemas.progress },
-    async (req, reply) => {
-      const progress = builder.progress(req.params.uuid);
-      if (!progress)
-        return reply.code(404).send({ error: `no build of ${req.params.uuid.slice(0, 64)} is known` });
-      return progress;
-    },
-  );
+  app.get("/v1/build/:uuid/progress", { schema: buildSchemas.progress }, async (req, reply) => {
+    const progress = builder.progress(req.params.uuid);
+    if (!progress)
+      return reply.code(404).send({ error: `no build of ${req.params.uuid.slice(0, 64)} is known` });
+    return progress;
+  });
 }

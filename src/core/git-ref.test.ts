@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { checkGitRef } from "./git-ref.js";
+import { checkGitRef, GIT_REF_PATTERN } from "./git-ref.js";
 
 describe("checkGitRef", () => {
   it("accepts branches, tags and shas", () => {
@@ -32,6 +32,33 @@ describe("checkGitRef", () => {
       "a~1",
     ]) {
       assert.notEqual(checkGitRef(bad), undefined, JSON.stringify(bad));
+    }
+  });
+
+  it("GIT_REF_PATTERN, the schemas' form, agrees with checkGitRef", () => {
+    const pattern = new RegExp(GIT_REF_PATTERN, "u");
+    for (const ref of [
+      "main",
+      "feature/x-1",
+      "v1.2.3",
+      "a",
+      "a.b/c_d",
+      "",
+      "-b",
+      "a..b",
+      "a//b",
+      "/main",
+      "main/",
+      "main.lock",
+      "main.locks",
+      "main branch",
+      "ma\nin",
+      "HEAD@{1}",
+      "a~1",
+      ".",
+      "x/-y",
+    ]) {
+      assert.equal(pattern.test(ref), checkGitRef(ref) === undefined, JSON.stringify(ref));
     }
   });
 });

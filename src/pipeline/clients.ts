@@ -1,4 +1,7 @@
+import type { Static } from "@sinclair/typebox";
+import type { BuildAnswer, BuildFailure, BuildRequestBody, BuildStreamLine } from "../builder/schemas.js";
 import { TabbifyError } from "../core/errors.js";
+import type { DeployBody, supervisorSchemas } from "../supervisor/schemas.js";
 import type {
   BuildRequest,
   BuildResult,
@@ -21,6 +24,18 @@ import {
   repoInstallation,
 } from "./github.js";
 import { TABBIFY_TOML } from "./tabbify-toml.js";
+
+/**
+ * The supervisor's answers, typed by its route schemas (src/supervisor/schemas.ts) as a peer
+ * that may be older or newer sends them: every field may be missing. The bodies sent are checked
+ * against the route's body schema with `satisfies`, so a schema change that this client no longer
+ * meets fails the typecheck.
+ */
+type SupervisorSchemas = typeof supervisorSchemas;
+type DeployAnswer = Partial<Static<SupervisorSchemas["deploy"]["response"][200]>>;
+type MigrateAnswer = Partial<Static<SupervisorSchemas["migrate"]["response"][200]>>;
+type AppAnswer = Partial<Static<SupervisorSchemas["describe"]["response"][200]>>;
+type DeployWire = Static<typeof DeployBody>;
 
 /**
  * The real implementations of the executor's interfaces, kept thin: one HTTP call each, errors
@@ -51,7 +66,7 @@ async function peerError(res: Response): Promise<{ message: string; body: Record
 }
 
 /** A staged build failure as the executor records it: stage and fault in the message and detail. */
-function buildFailure(status: number, body: Record<string, unknown>, message: string): TabbifyError {
+function buildFailure(status: number, body: Partial<BuildFailure>, message: string): TabbifyError {
   const stage = typeof body["stage"] === "string" ? body["stage"] : undefined;
   const detail: Record<string, unknown> = { status };
   if (stage !== undefined) detail["stage"] = stage;
@@ -59,7 +74,7 @@ function buildFailure(status: number, body: Record<string, unknown>, message: st
   return new TabbifyError("BUILD_FAILED", `build failed${stage ? ` at ${stage}` : ""}: ${message}`, detail);
 }
 
-function buildResultFrom(body: Record<string, unknown>): BuildResult {
+function buildResultFrom(body: Partial<BuildAnswer> & { ref?: unknown }): BuildResult {
   // The reference supervisor spells the pushed reference `reff`; accept both spellings.
   const imageRef = body["image_ref"] ?? body["reff"] ?? body["ref"];
   const { digest, commit_sha } = body;
@@ -79,9 +94,9 @@ async function readBuildStream(res: Response, onLog: (line: string) => void): Pr
   let pending = "";
   const handle = (text: string): BuildResult | undefined => {
     if (text.trim() === "") return undefined;
-    let msg: Record<string, unknown>;
+    let msg: Partial<BuildStreamLine> & Record<string, unknown>;
     try {
-      msg = JSON.parse(text) as Record<string, unknown>;
+      msg = JSON.parse(text) as Partial<BuildStreamLine> & Record<string, unknown>;
     } catch {
       throw new TabbifyError("BUILD_FAILED", "builder sent a build stream line that is not JSON");
     }
@@ -186,7 +201,8 @@ export class HttpSupervisorClient implements SupervisorClient {
     const res = await this.#request(
       "POST",
       "/v1/build",
-      request,
+      // The builder's route schema: a change there that this request no longer meets fails the typecheck.
+      request satisfies BuildRequestBody,
       this.#opts.buildTimeoutMs ?? 30 * 60_000,
       "application/x-ndjson, application/json;q=0.9",
     );
@@ -200,8 +216,8 @@ export class HttpSupervisorClient implements SupervisorClient {
     if ((res.headers.get("content-type") ?? "").startsWith("application/x-ndjson")) {
       return readBuildStream(res, onLog);
     }
-    const body = (await res.json()) as Record<string, unknown>;
-    const tail = body["log_tail"];
+    const body = (await res.json()) as Partial<BuildAnswer>;
+    const tail = body.log_tail;
     if (Array.isArray(tail)) for (const line of tail) if (typeof line === "string") onLog(redactUrl(line));
     return buildResultFrom(body);
   }
@@ -210,7 +226,7 @@ export class HttpSupervisorClient implements SupervisorClient {
     const res = await this.#request(
       "POST",
       `/v1/apps/${encodeURIComponent(appUuid)}/deploy`,
-      deployWireBody(request),
+      deployWireBody(request) satisfies DeployWire,
       this.#opts.deployTimeoutMs ?? 8 * 60_000,
     );
     if (!res.ok) {
@@ -219,7 +235,7 @@ export class HttpSupervisorClient implements SupervisorClient {
         status: res.status,
       });
     }
-    const body = (await res.json()) as Partial<SupervisorDeployReply>;
+    const body = (await res.json()) as DeployAnswer & Partial<SupervisorDeployReply>;
     return {
       state: String(body.state ?? "unknown"),
       app_ula: String(body.app_ula ?? ""),
@@ -235,7 +251,10 @@ export class HttpSupervisorClient implements SupervisorClient {
     const res = await this.#request(
       "POST",
       `/v1/apps/${encodeURIComponent(appUuid)}/migrate`,
-      { ...deployWireBody(request), migrate: command },
+      {
+        ...deployWireBody(request),
+        migrate: command,
+      } satisfies Static<SupervisorSchemas["migrate"]["body"]>,
       // The supervisor kills the command after its own timeout (600 s) and answers.
       12 * 60_000,
     );
@@ -245,7 +264,7 @@ export class HttpSupervisorClient implements SupervisorClient {
         status: res.status,
       });
     }
-    const body = (await res.json()) as Partial<SupervisorMigrateReply>;
+    const body = (await res.json()) as MigrateAnswer;
     return {
       exit_code: typeof body.exit_code === "number" ? body.exit_code : null,
       signal: typeof body.signal === "string" ? body.signal : null,
@@ -271,7 +290,7 @@ export class HttpSupervisorClient implements SupervisorClient {
       const { message } = await peerError(res);
       throw new TabbifyError("TARGET_STATUS_FAILED", `app status answered ${res.status}: ${message}`);
     }
-    const body = (await res.json()) as Record<string, unknown>;
+    const body = (await res.json()) as AppAnswer & Record<string, unknown>;
     const status: SupervisorAppStatus = {
       state: String(body["state"] ?? "unknown"),
       app_ula: String(body["app_ula"] ?? ""),

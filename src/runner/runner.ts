@@ -42,7 +42,7 @@ export interface RunnerOptions {
   firstWorkload?: Promise<Workload>;
   waitHealthy: (
     upstream: Upstream,
-    opts: { timeoutMs: number; path?: string; exited?: Workload["exited"] },
+    opts: { timeoutMs: number; path?: string; exited?: Workload["exited"]; listening?: boolean },
   ) => Promise<void>;
   logger: Logger;
   /** How long a new workload may take to answer its health check. */
@@ -249,11 +249,13 @@ export class Runner {
       });
       await running.workload.stop(this.opts.stopGraceMs ?? 10_000);
       this.opts.onWorkload?.(undefined);
-      // A runtime that can boot ahead (wasm: a standby host that holds no app yet) does so now,
-      // so the wake skips that boot. A request that comes meanwhile waits for it (the wake is
+      // A runtime that can boot ahead does so now, so the wake skips that boot: wasm a standby
+      // host that holds no app yet, process a Node app's next workload stopped at its gate
+      // before any of its code runs. A request that comes meanwhile waits for it (the wake is
       // queued behind this step), which is still faster than a boot of its own.
       const runtime = await this.opts.runtimeFor(this.spec.runtime);
-      await runtime.prewarm?.().catch(() => {});
+      const ahead = runtime.prewarmFor ? runtime.prewarmFor(this.spec, this.opts.user) : runtime.prewarm?.();
+      await ahead?.catch(() => {});
       // Idle once nothing of the old workload is left and the next wake's boot is ready.
       this.state = "idle";
     });
@@ -266,7 +268,8 @@ export class Runner {
     this.waking ??= this.serialized(async () => {
       if (this.stopping || this.running) return;
       const started = Date.now();
-      const running = await this.launch(this.spec);
+      // This spec passed its HTTP check when it started: a port that listens takes the held request.
+      const running = await this.launch(this.spec, undefined, { wake: true });
       this.install(running);
       this.state = "running";
       this.opts.logger.info("woken by a request", {
@@ -309,7 +312,11 @@ export class Runner {
   }
 
   /** Starts a workload on a fresh private port and waits for it to answer, or stops it and throws. */
-  private async launch(spec: WorkloadSpec, started?: Promise<Workload>): Promise<Running> {
+  private async launch(
+    spec: WorkloadSpec,
+    started?: Promise<Workload>,
+    how: { wake?: boolean } = {},
+  ): Promise<Running> {
     const workload = await (started ??
       startWorkload(await this.opts.runtimeFor(spec.runtime), spec, this.opts.user));
     const timeoutMs = this.opts.healthTimeoutMs ?? 25_000;
@@ -327,6 +334,8 @@ export class Runner {
             timeoutMs,
             exited: workload.exited,
             ...(probes?.healthz ? { path: probes.healthz } : {}),
+            // Declared probes still gate a wake: they say when the app is ready, not its port.
+            ...(how.wake && !probes ? { listening: true } : {}),
           });
           // Declared probes gate the swap: the new workload takes no request until they pass.
           if (probes) await checkAppProbes(workload.upstream, probes, deadline);

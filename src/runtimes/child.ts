@@ -60,7 +60,7 @@ export function spawnInGroup(
     stdin?: "ignore" | "pipe";
     /** Switch to this uid and gid (with no supplementary groups) before exec; needs root. */
     user?: WorkloadUser | undefined;
-    /** Opens fd 3 as a pipe (`child.stdio[3]`) on which the child can say it is ready. */
+    /** Opens fd 3 as a pipe (`child.stdio[3]`): the child says on it that it is ready (a wasm standby), or waits on it to go on (a process app booted ahead). */
     readyPipe?: boolean;
   },
 ): Promise<ChildProcess> {

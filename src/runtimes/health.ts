@@ -1,5 +1,6 @@
 /** Health of a workload: does it answer HTTP yet? Used by the runner at start and for swaps. */
 import { request } from "node:http";
+import { connect } from "node:net";
 import { TabbifyError } from "../core/errors.js";
 import { sleep } from "../core/sleep.js";
 import type { Upstream } from "./runtime.js";
@@ -10,6 +11,12 @@ export interface HealthOptions {
   path?: string;
   /** The workload's `exited`: when it settles first, waiting stops at once with the exit status. */
   exited?: Promise<{ code: number | null; signal: string | null }>;
+  /**
+   * Healthy once the port takes a connection, without a GET: for the wake of an app whose same
+   * spec already passed its HTTP check, where the request being held is the first one the app
+   * answers (a probe first would cost the app's slowest request, its first, twice).
+   */
+  listening?: boolean;
 }
 
 export interface Healthy {
@@ -35,8 +42,25 @@ function probe(upstream: Upstream, path: string, timeoutMs: number): Promise<Pro
   });
 }
 
+/** Whether the port takes a TCP connection (closed again at once). */
+function listens(upstream: Upstream, timeoutMs: number): Promise<Probe> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: upstream.host, port: upstream.port, timeout: timeoutMs });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve({ status: 0 });
+    });
+    socket.once("timeout", () => {
+      socket.destroy();
+      resolve({ error: `no connection within ${timeoutMs} ms` });
+    });
+    socket.once("error", (err) => resolve({ error: (err as NodeJS.ErrnoException).code ?? err.message }));
+  });
+}
+
 /**
- * Polls GET `path` until a status below 500 arrives. Throws WORKLOAD_UNHEALTHY naming the reason
+ * Polls GET `path` until a status below 500 arrives (or, with `listening`, until the port takes a
+ * connection). Throws WORKLOAD_UNHEALTHY naming the reason
  * (the workload exited, or the last error or status seen when time ran out).
  */
 export async function waitHealthy(upstream: Upstream, opts: HealthOptions): Promise<Healthy> {
@@ -65,12 +89,13 @@ export async function waitHealthy(upstream: Upstream, opts: HealthOptions): Prom
         `workload at ${upstream.host}:${upstream.port} not healthy within ${opts.timeoutMs} ms: ${last}`,
       );
     }
-    const result = await probe(upstream, path, Math.max(50, Math.min(2_000, left)));
+    const wait = Math.max(50, Math.min(2_000, left));
+    const result = await (opts.listening ? listens(upstream, wait) : probe(upstream, path, wait));
     if ("status" in result) {
       if (result.status < 500) return { status: result.status, elapsedMs: performance.now() - started };
       last = `GET ${path} answered ${result.status}`;
     } else {
-      last = `GET ${path} failed: ${result.error}`;
+      last = `${opts.listening ? "connect" : `GET ${path}`} failed: ${result.error}`;
     }
     const waited = performance.now() - started;
     const interval = waited < 1_000 ? 5 : waited < 2_000 ? 10 : 100;

@@ -7,6 +7,7 @@ import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { TabbifyError } from "../core/errors.js";
+import { freeLoopbackPort } from "../core/net.js";
 import {
   cgroupLimitsAvailable,
   fallbackLimits,
@@ -23,6 +24,15 @@ import {
   spawnInGroup,
   workloadEnv,
 } from "./child.js";
+import {
+  type BootedAhead,
+  GATE_ENV,
+  gatedArgs,
+  gateReached,
+  isAlive,
+  isNodeCommand,
+  openGate,
+} from "./process-boot-ahead.js";
 import type { Runtime, Workload, WorkloadSpec, WorkloadUser } from "./runtime.js";
 
 async function isExecutableFile(path: string): Promise<boolean> {
@@ -111,6 +121,17 @@ export async function spawnWithLimits(
   return { child, cgroup };
 }
 
+interface StartPlan {
+  spec: WorkloadSpec;
+  user: WorkloadUser | undefined;
+  artifactDir: string;
+  command: string[];
+  file: string;
+  limits: { memoryMb: number | undefined; vcpus: number | undefined };
+  env: (port: number) => NodeJS.ProcessEnv;
+  key: string;
+}
+
 export class ProcessRuntime implements Runtime {
   readonly kind = "process" as const;
 
@@ -166,20 +187,108 @@ export class ProcessRuntime implements Runtime {
     return { artifactDir: resolve(artifactDir), command, file };
   }
 
+  /** A Node app's next workload, booted ahead to its gate while the app sleeps (process-boot-ahead.ts). */
+  private ahead: BootedAhead | undefined;
+  private aheadBooting: Promise<void> | undefined;
+
   async start(spec: WorkloadSpec, port: number, user?: WorkloadUser): Promise<Workload> {
     checkPort(port);
+    await this.aheadBooting;
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    // The wake passes the very spec the app slept with: its checks were done when it was booted.
+    if (
+      ahead &&
+      ahead.spec === spec &&
+      ahead.user === user &&
+      isAlive(ahead.child) &&
+      openGate(ahead.child)
+    ) {
+      await this.stamp(ahead.workload, ahead.entry);
+      return ahead.workload;
+    }
+    const plan = await this.plan(spec, user);
+    if (ahead) {
+      if (ahead.key === plan.key && isAlive(ahead.child) && openGate(ahead.child)) {
+        await this.stamp(ahead.workload, ahead.entry);
+        return ahead.workload;
+      }
+      // Booted for another spec (a deploy came while the app slept), or gone: started afresh.
+      await ahead.workload.stop(2_000).catch(() => {});
+    }
+    const { workload, entry } = await this.spawnPlan(plan, port, false);
+    await this.stamp(workload, entry);
+    return workload;
+  }
+
+  /**
+   * Boots the next workload of a sleeping Node app ahead, to its gate: none of the app's code
+   * runs until the start that takes it. Other commands have nothing to boot ahead. Resolves once
+   * Node has booted (or could not); best effort.
+   */
+  async prewarmFor(spec: WorkloadSpec, user?: WorkloadUser): Promise<void> {
+    if (this.ahead || this.aheadBooting) return;
+    this.aheadBooting = (async () => {
+      const plan = await this.plan(spec, user);
+      if (!isNodeCommand(plan.file)) return;
+      const booted = await this.spawnPlan(plan, await freeLoopbackPort(), true);
+      this.ahead = booted.ahead;
+      if (!(await gateReached(booted.ahead!.child, 30_000))) {
+        this.ahead = undefined;
+        await booted.workload.stop(2_000).catch(() => {});
+      }
+    })()
+      .catch(() => {})
+      .finally(() => {
+        this.aheadBooting = undefined;
+      });
+    await this.aheadBooting;
+  }
+
+  async discardPrewarmed(): Promise<void> {
+    await this.aheadBooting;
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    await ahead?.workload.stop(2_000).catch(() => {});
+  }
+
+  /** Everything a start decides before it spawns; `key` says which spec a booted-ahead workload fits. */
+  private async plan(spec: WorkloadSpec, user: WorkloadUser | undefined): Promise<StartPlan> {
     const { artifactDir, command, file } = await this.check(spec);
-    const env = workloadEnv(
-      spec.releaseManifest ? { ...spec.env, TABBIFY_RELEASE_MANIFEST: spec.releaseManifest } : spec.env,
-      port,
+    const limits = { memoryMb: spec.limits?.memoryMb, vcpus: spec.limits?.vcpus };
+    const env = (port: number) =>
+      workloadEnv(
+        spec.releaseManifest ? { ...spec.env, TABBIFY_RELEASE_MANIFEST: spec.releaseManifest } : spec.env,
+        port,
+        user,
+        spec.dataDir,
+      );
+    const { PORT: _port, ...portless } = env(0);
+    const key = JSON.stringify({
+      file,
+      command,
+      artifactDir,
+      env: portless,
       user,
-      spec.dataDir,
-    );
+      limits,
+      app: spec.appUuid,
+    });
+    return { spec, user, artifactDir, command, file, limits, env, key };
+  }
+
+  private async spawnPlan(
+    plan: StartPlan,
+    port: number,
+    gated: boolean,
+  ): Promise<{ workload: ChildWorkload; entry: string | undefined; ahead?: BootedAhead }> {
+    const { spec, user, artifactDir, command, file, limits } = plan;
+    const env = plan.env(port);
+    if (gated) env[GATE_ENV] = "3";
     const { child, cgroup } = await spawnWithLimits(
       file,
-      command.slice(1),
-      { cwd: artifactDir, env, output: this.options.output, user },
-      spec.limits ?? {},
+      gated ? gatedArgs(command.slice(1)) : command.slice(1),
+      { cwd: artifactDir, env, output: this.options.output, user, readyPipe: gated },
+      limits,
       `${spec.appUuid ?? "app"}-${port}`,
     );
     const workload = new ChildWorkload(
@@ -191,14 +300,27 @@ export class ProcessRuntime implements Runtime {
         release: () => cgroup.remove(),
       },
     );
-    // Hashed while the workload boots: reading the file first would only delay its start.
+    let entry: string | undefined;
     try {
-      const entry = await entryFile(artifactDir, command, file);
+      entry = await entryFile(artifactDir, command, file);
+    } catch (err) {
+      await workload.stop(2_000);
+      throw err;
+    }
+    return {
+      workload,
+      entry,
+      ...(gated ? { ahead: { key: plan.key, spec, user, workload, child, entry } } : {}),
+    };
+  }
+
+  /** Hashed while the workload boots: reading the file first would only delay its start. */
+  private async stamp(workload: ChildWorkload, entry: string | undefined): Promise<void> {
+    try {
       if (entry) workload.version = await sha256File(entry);
     } catch (err) {
       await workload.stop(2_000);
       throw err;
     }
-    return workload;
   }
 }

@@ -123,7 +123,13 @@ export interface Runtime {
    * Best effort: a prewarm that fails only means the next start boots from cold.
    */
   prewarm?(): Promise<void>;
-  /** Optional: releases what prewarm() booted and no start() took (the spare got another kind). */
+  /**
+   * Optional: boots the next workload of a sleeping app as far as it goes without running any of
+   * the app's code, so the start that wakes it (same spec and user) skips that part; a start of
+   * another spec discards it. Resolves once booted; best effort (the next start boots from cold).
+   */
+  prewarmFor?(spec: WorkloadSpec, user?: WorkloadUser): Promise<void>;
+  /** Optional: releases what prewarm() or prewarmFor() booted and no start() took. */
   discardPrewarmed?(): Promise<void>;
   /**
    * Optional: finds a workload for `spec` still running from a previous runner of the same app

@@ -15,6 +15,7 @@ import { after, before, describe, it } from "node:test";
 import Fastify, { type FastifyInstance } from "fastify";
 import { Builder } from "../../src/builder/builder.js";
 import { registerBuildRoutes } from "../../src/builder/routes.js";
+import { schemaAjv } from "../../src/core/api-docs.js";
 import { isTabbifyError } from "../../src/core/errors.js";
 import { type RunningNode, startNode } from "../../src/node/server.js";
 import { requireCommand, tempDir } from "../support/tools.js";
@@ -147,7 +148,7 @@ describe("POST /v1/build refuses them too, and the clone follows no redirect", (
 
   before(async () => {
     builder = new Builder({ workDir: join(root.path, "builds") });
-    app = Fastify({ logger: false });
+    app = Fastify({ logger: false, ajv: schemaAjv });
     registerBuildRoutes(app, builder);
     await app.listen({ host: "127.0.0.1", port: 0 });
     base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
