@@ -1,6 +1,8 @@
 /**
  * The UI's one way to the node's API: same origin, the session cookie (HttpOnly, so never read
- * here) and, on every request that changes something, the CSRF token the session answered with.
+ * here) and, on every request, the session's token (`x-csrf-token`): the node lets the cookie act
+ * only together with it. The token comes from the page itself (`<meta name="tabbify-csrf">`, which
+ * the node fills in only for a top-level navigation) or from the login answer.
  */
 
 export class ApiError extends Error {
@@ -13,9 +15,14 @@ export class ApiError extends Error {
   }
 }
 
-let csrfToken = "";
+let csrfToken = document.querySelector<HTMLMetaElement>('meta[name="tabbify-csrf"]')?.content ?? "";
 
-/** Set from the login or session answer; sent as `x-csrf-token` on POST, PUT, PATCH and DELETE. */
+/** The token this page holds ("" for none). */
+export function csrfTokenNow(): string {
+  return csrfToken;
+}
+
+/** Set from the login answer; sent as `x-csrf-token` on every request. */
 export function setCsrfToken(token: string): void {
   csrfToken = token;
 }
@@ -29,7 +36,7 @@ export interface RequestOptions {
 function init(opts: RequestOptions): RequestInit {
   const method = opts.method ?? "GET";
   const headers: Record<string, string> = { accept: "application/json" };
-  if (method !== "GET") headers["x-csrf-token"] = csrfToken;
+  if (csrfToken) headers["x-csrf-token"] = csrfToken;
   if (opts.body !== undefined) headers["content-type"] = "application/json";
   return {
     method,
@@ -50,7 +57,9 @@ async function failure(res: Response): Promise<ApiError> {
   } catch {
     // Not JSON: keep the status line.
   }
-  if (res.status === 401) window.dispatchEvent(new CustomEvent("tabbify:unauthorized"));
+  // SESSION_NEEDS_PAGE: the session lives, this page just lacks its token (session.tsx reloads).
+  if (res.status === 401 && code !== "SESSION_NEEDS_PAGE")
+    window.dispatchEvent(new CustomEvent("tabbify:unauthorized"));
   return new ApiError(res.status, code, message);
 }
 

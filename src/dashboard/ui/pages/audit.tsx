@@ -2,6 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { ApiError, api } from "../api";
 import { When } from "../components/status";
 import { type AuditRow, firstBroken, type RowVerdict, verifyRows } from "../lib/audit-chain";
+import { useSession } from "../session";
 import "./pages-b.css";
 
 interface EventsPage {
@@ -24,6 +25,20 @@ const PAGE = 50;
  * over the whole chain. The first broken row is shown in red.
  */
 export function AuditPage() {
+  if (useSession().session?.tenant) {
+    return (
+      <section>
+        <h1>Audit</h1>
+        <p role="alert" class="error">
+          The audit chain spans every tenant: log in with the node key to see it.
+        </p>
+      </section>
+    );
+  }
+  return <AuditChain />;
+}
+
+function AuditChain() {
   const [filter, setFilter] = useState({ actor: "", action: "", app: "" });
   const [draft, setDraft] = useState(filter);
   const [cursors, setCursors] = useState<number[]>([]);
