@@ -3,6 +3,7 @@ import { api } from "../api";
 import { ConfirmButton } from "../components/confirm-button";
 import { Short, StatusBadge, When } from "../components/status";
 import { usePoll } from "../components/use-poll";
+import { lineDiff, prettyJson } from "../lib/line-diff";
 import "./pages-b.css";
 
 interface Plan {
@@ -18,6 +19,8 @@ interface Plan {
   expiresAt: string;
   mode?: string;
   decidedBy?: string;
+  baselineContract?: unknown;
+  proposedContract?: unknown;
 }
 
 interface Grant {
@@ -88,12 +91,19 @@ export function ReviewPage({ id }: { id: string }) {
               ) : (
                 <p class="muted">none: first deploy</p>
               )}
+              <ContractBody value={plan.baselineContract} label="baseline contract" />
             </div>
             <div class="card">
               <h2>Proposed contract</h2>
               <Short value={plan.proposedSha} />
+              <ContractBody value={plan.proposedContract} label="proposed contract" />
             </div>
           </div>
+          {plan.proposedContract !== undefined ? (
+            <ContractDiff before={plan.baselineContract} after={plan.proposedContract} />
+          ) : (
+            <p class="muted">This plan predates stored contracts: only their digests are known.</p>
+          )}
           <h2>What it adds</h2>
           <ul class="plain" aria-label="reasons">
             {plan.diff.reasons.map((r) => {
@@ -131,6 +141,42 @@ export function ReviewPage({ id }: { id: string }) {
         </>
       )}
     </section>
+  );
+}
+
+/** A contract's JSON as text: Preact sets it as a text node, so nothing in it is markup. */
+function ContractBody({ value, label }: { value: unknown; label: string }) {
+  if (value === undefined || value === null) return null;
+  return (
+    <section aria-label={label}>
+      {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling block must be reachable by keyboard. */}
+      <pre tabIndex={0}>{prettyJson(value)}</pre>
+    </section>
+  );
+}
+
+function ContractDiff({ before, after }: { before: unknown; after: unknown }) {
+  const lines = lineDiff(prettyJson(before), prettyJson(after));
+  return (
+    <>
+      <h2>Contract changes</h2>
+      {lines === undefined ? (
+        <p class="muted">Too long to compare here.</p>
+      ) : (
+        <section aria-label="contract changes">
+          {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling block must be reachable by keyboard. */}
+          <pre class="diff" tabIndex={0}>
+            {lines.map((l, i) => (
+              <span key={i} class={`diff-${l.kind}`}>
+                {l.kind === "add" ? "+ " : l.kind === "del" ? "- " : "  "}
+                {l.text}
+                {"\n"}
+              </span>
+            ))}
+          </pre>
+        </section>
+      )}
+    </>
   );
 }
 
