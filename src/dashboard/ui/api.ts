@@ -77,7 +77,11 @@ export async function streamLines(
   onLine: (line: string) => void,
   signal: AbortSignal,
 ): Promise<void> {
-  const res = await fetch(path, { ...init({ signal }), headers: { accept: "text/plain" } });
+  const base = init({ signal });
+  const res = await fetch(path, {
+    ...base,
+    headers: { ...(base.headers as Record<string, string>), accept: "text/plain" },
+  });
   if (!res.ok || !res.body) throw await failure(res);
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let rest = "";

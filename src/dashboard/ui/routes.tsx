@@ -29,6 +29,20 @@ export const routes: PageRoute[] = [
   { path: "/device", component: DevicePage },
   { path: "/review/:id", component: lazy(() => import("./pages/review").then((m) => m.ReviewPage)) },
   {
+    path: "/proofs",
+    component: lazy(() => import("./pages/proofs").then((m) => m.ProofsPage)),
+    nav: "Proofs",
+  },
+  {
+    path: "/proofs/:project",
+    component: lazy(() => import("./pages/proofs").then((m) => m.ProjectProofsPage)),
+  },
+  {
+    path: "/registry",
+    component: lazy(() => import("./pages/registry").then((m) => m.RegistryPage)),
+    nav: "Registry",
+  },
+  {
     path: "/audit",
     component: lazy(() => import("./pages/audit").then((m) => m.AuditPage)),
     nav: "Audit",

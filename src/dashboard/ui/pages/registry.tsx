@@ -1,0 +1,83 @@
+import { Short } from "../components/status";
+import { usePoll } from "../components/use-poll";
+import "./pages-b.css";
+
+interface Referrer {
+  digest: string;
+  artifactType: string | null;
+  kind: string;
+}
+
+interface Repository {
+  repository: string;
+  tenant: string;
+  name: string;
+  kind: string;
+  tags: { tag: string; digest: string | null }[];
+  manifests: { digest: string; tags: string[]; referrers: Referrer[] }[];
+  error?: string;
+}
+
+const kindTone: Record<string, string> = { signature: "ok", proof: "ok", release: "warn" };
+
+/**
+ * The platform registry as the session's tenant sees it: one card per repository the node pushed
+ * for its apps and handler projects, each tagged digest with what refers to it (release
+ * manifests, proofs, signatures).
+ */
+export function RegistryPage() {
+  const { data, error } = usePoll<{ repositories: Repository[] }>("/api/v1/registry/catalog", 15_000);
+  return (
+    <section>
+      <h1>Registry</h1>
+      {error ? (
+        <p role="alert" class="error">
+          {error}
+        </p>
+      ) : null}
+      {!data && !error ? <p class="muted">Loading…</p> : null}
+      {data && data.repositories.length === 0 ? <p class="muted">No repositories yet.</p> : null}
+      <ul class="cards">
+        {data?.repositories.map((r) => (
+          <li key={r.repository} class="card" data-repository={r.repository}>
+            <h2 class="card-title">{r.name}</h2>
+            <p class="muted">
+              <code>{r.repository}</code> · {r.kind} · tenant {r.tenant}
+            </p>
+            {r.error ? (
+              <p role="alert" class="error">
+                {r.error}
+              </p>
+            ) : null}
+            {!r.error && r.tags.length === 0 ? <p class="muted">No tags.</p> : null}
+            {r.manifests.map((m) => (
+              <div key={m.digest} class="manifest" data-digest={m.digest}>
+                <div class="row">
+                  <Short value={m.digest} />
+                  {m.tags.map((t) => (
+                    <span key={t} class="badge">
+                      {t}
+                    </span>
+                  ))}
+                </div>
+                {m.referrers.length === 0 ? (
+                  <p class="muted">No referrers.</p>
+                ) : (
+                  <ul class="plain" aria-label={`referrers of ${m.digest}`}>
+                    {m.referrers.map((ref) => (
+                      <li key={ref.digest} data-kind={ref.kind}>
+                        <span class={`badge ${kindTone[ref.kind] ?? ""}`}>{ref.kind}</span>{" "}
+                        <Short value={ref.digest} />{" "}
+                        <span class="muted">{ref.artifactType ?? "(no artifact type)"}</span>
+                      </li>
+                    ))}
+                  </ul>
+                )}
+              </div>
+            ))}
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
