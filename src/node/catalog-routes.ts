@@ -1,4 +1,3 @@
-import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { PROOF_MEDIA_TYPE } from "../contract/oci.js";
 import { TabbifyError } from "../core/errors.js";
@@ -8,7 +7,7 @@ import type { Store } from "../store/index.js";
 import type { CallerResolver } from "./apps-identity.js";
 import { callerFirst } from "./caller-first.js";
 import { RELEASE_MANIFEST_MEDIA_TYPE } from "./releases-store.js";
-import { errorResponses, nodeKeyOrTenant } from "./schemas/common.js";
+import { catalogSchemas } from "./schemas/catalog.js";
 
 /**
  * What the dashboard's Proofs and Registry pages read, scoped to the caller's tenant (the node
@@ -40,45 +39,6 @@ const kindOf = (artifactType: string | undefined): ReferrerKind =>
       : artifactType === signatureMediaTypes.artifact
         ? "signature"
         : "other";
-
-const Referrer = Type.Object({
-  digest: Type.String(),
-  artifactType: Type.Union([Type.String(), Type.Null()]),
-  kind: Type.String({ description: "release, proof, signature or other" }),
-});
-const Repository = Type.Object({
-  repository: Type.String({ description: "`<tenant>/<app uuid>` in the platform registry" }),
-  tenant: Type.String(),
-  name: Type.String({ description: "the app's name, or the handler project's" }),
-  kind: Type.String({ description: "app or handler" }),
-  tags: Type.Array(Type.Object({ tag: Type.String(), digest: Type.Union([Type.String(), Type.Null()]) })),
-  manifests: Type.Array(
-    Type.Object({ digest: Type.String(), tags: Type.Array(Type.String()), referrers: Type.Array(Referrer) }),
-  ),
-  error: Type.Optional(Type.String({ description: "why this repository could not be read" })),
-});
-
-export const catalogSchemas = {
-  projects: {
-    summary: "Your handler projects that have proof rows",
-    tags: ["proofs"],
-    security: nodeKeyOrTenant,
-    response: {
-      200: Type.Object({
-        projects: Type.Array(
-          Type.Object({ name: Type.String(), proofs: Type.Number(), last_ts: Type.Number() }),
-        ),
-      }),
-      ...errorResponses,
-    },
-  },
-  catalog: {
-    summary: "Your repositories in the platform registry: tags, digests and referrers",
-    tags: ["registry"],
-    security: nodeKeyOrTenant,
-    response: { 200: Type.Object({ repositories: Type.Array(Repository) }), ...errorResponses },
-  },
-};
 
 export interface CatalogRoutesOptions {
   store: Store;

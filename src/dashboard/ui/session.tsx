@@ -1,7 +1,7 @@
 import { type ComponentChildren, createContext } from "preact";
 import { useCallback, useContext, useEffect, useState } from "preact/hooks";
 import { SESSION_API } from "../paths";
-import { ApiError, api, csrfTokenNow, setCsrfToken } from "./api";
+import { csrfTokenNow, node, setCsrfToken, TabbifyError } from "./api";
 
 /** Who the dashboard is logged in as: the node key (every tenant) or one tenant's token. */
 export interface Session {
@@ -49,11 +49,12 @@ export function SessionProvider({ children }: { children: ComponentChildren }) {
   }, []);
 
   useEffect(() => {
-    api<Session>(`${SESSION_API}/session`)
+    node
+      .request<Session>("GET", `${SESSION_API}/session`)
       .then(adopt)
       .catch((err: unknown) => {
         if (
-          err instanceof ApiError &&
+          err instanceof TabbifyError &&
           err.code === "SESSION_NEEDS_PAGE" &&
           !csrfTokenNow() &&
           reloadForToken()
@@ -69,17 +70,12 @@ export function SessionProvider({ children }: { children: ComponentChildren }) {
 
   const login = useCallback(
     async (token: string) =>
-      adopt(
-        await api<Session & { csrf_token: string }>(`${SESSION_API}/login`, {
-          method: "POST",
-          body: { token },
-        }),
-      ),
+      adopt(await node.request<Session & { csrf_token: string }>("POST", `${SESSION_API}/login`, { token })),
     [adopt],
   );
   const logout = useCallback(async () => {
     try {
-      await api(`${SESSION_API}/logout`, { method: "POST" });
+      await node.request("POST", `${SESSION_API}/logout`);
     } finally {
       adopt(null);
     }

@@ -1,18 +1,16 @@
 import { factPropertyNames, type ProofRow } from "../../../contract/types.js";
 import { changeLines, routeLabel, type Verdict, verdictOf } from "../../../contract/verdict.js";
+import { projectProofs, projects } from "../../../node/views-client.js";
+import { node } from "../api";
 import { Short } from "../components/status";
 import { usePoll } from "../components/use-poll";
 import "./pages-b.css";
-
-interface Projects {
-  projects: { name: string; proofs: number; last_ts: number }[];
-}
 
 const verdictTone: Record<Verdict, string> = { safe: "ok", safe_with_additions: "warn", breaking: "bad" };
 
 /** The handler projects with proof rows (the caller's tenant only), each a link to its ledger. */
 export function ProofsPage() {
-  const { data, error } = usePoll<Projects>("/v1/projects", 10_000);
+  const { data, error } = usePoll("projects", () => projects(node), 10_000);
   return (
     <section>
       <h1>Proofs</h1>
@@ -48,10 +46,7 @@ export function ProofsPage() {
  * capabilities) and what changed. The verdict is computed here by the same code as `tcli proofs`.
  */
 export function ProjectProofsPage({ project }: { project: string }) {
-  const { data, error } = usePoll<{ rows: ProofRow[] }>(
-    `/v1/projects/${encodeURIComponent(project)}/proofs`,
-    10_000,
-  );
+  const { data, error } = usePoll(project, () => projectProofs(node, project), 10_000);
   const rows = data?.rows ?? [];
   return (
     <section>

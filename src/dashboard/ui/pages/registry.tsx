@@ -1,22 +1,8 @@
+import { registryCatalog } from "../../../node/views-client.js";
+import { node } from "../api";
 import { Short } from "../components/status";
 import { usePoll } from "../components/use-poll";
 import "./pages-b.css";
-
-interface Referrer {
-  digest: string;
-  artifactType: string | null;
-  kind: string;
-}
-
-interface Repository {
-  repository: string;
-  tenant: string;
-  name: string;
-  kind: string;
-  tags: { tag: string; digest: string | null }[];
-  manifests: { digest: string; tags: string[]; referrers: Referrer[] }[];
-  error?: string;
-}
 
 const kindTone: Record<string, string> = { signature: "ok", proof: "ok", release: "warn" };
 
@@ -26,7 +12,7 @@ const kindTone: Record<string, string> = { signature: "ok", proof: "ok", release
  * manifests, proofs, signatures).
  */
 export function RegistryPage() {
-  const { data, error } = usePoll<{ repositories: Repository[] }>("/api/v1/registry/catalog", 15_000);
+  const { data, error } = usePoll("catalog", () => registryCatalog(node), 15_000);
   return (
     <section>
       <h1>Registry</h1>
