@@ -3,7 +3,6 @@ import { stat } from "node:fs/promises";
 import type { ProofRow } from "../contract/ledger.js";
 import type { Contract } from "../contract/types.js";
 import { TabbifyError } from "../core/errors.js";
-import type { PlanView } from "./deploy-review-store.js";
 
 /**
  * The typed client of the node's handler-deploy routes (deploy-session-routes.ts,

@@ -1,6 +1,7 @@
 import type { NodeApp, RuntimeStatus } from "../../../node/client.js";
 import { appDeploys, environments } from "../../../node/views-client.js";
 import { node } from "../api";
+import { PollState } from "../components/poll-state";
 import { Short, StatusBadge, When } from "../components/status";
 import { usePoll } from "../components/use-poll";
 
@@ -9,22 +10,18 @@ const EVERY_MS = 5000;
 /** Every app the session may see (a tenant sees its own), each card refreshing on its own. */
 export function AppsPage() {
   const { data: apps, error } = usePoll("apps", () => node.apps(), EVERY_MS);
-  const data = apps ? { apps } : undefined;
   return (
     <section>
       <h1>Apps</h1>
-      {error ? (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      ) : null}
-      {!data ? <p class="muted">Loading…</p> : null}
-      {data && data.apps.length === 0 ? (
-        <p class="muted">No apps yet: push one with git push or tcli push.</p>
-      ) : null}
-      {data && data.apps.length > 0 ? (
+      <PollState
+        error={error}
+        loaded={apps !== undefined}
+        count={apps?.length ?? 0}
+        empty="No apps yet: push one with git push or tcli push."
+      />
+      {apps && apps.length > 0 ? (
         <ul class="cards">
-          {data.apps.map((a) => (
+          {apps.map((a) => (
             <AppCard key={a.uuid} app={a} />
           ))}
         </ul>

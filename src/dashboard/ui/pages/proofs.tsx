@@ -2,6 +2,7 @@ import { factPropertyNames, type ProofRow } from "../../../contract/types.js";
 import { changeLines, routeLabel, type Verdict, verdictOf } from "../../../contract/verdict.js";
 import { projectProofs, projects } from "../../../node/views-client.js";
 import { node } from "../api";
+import { PollState } from "../components/poll-state";
 import { Short } from "../components/status";
 import { usePoll } from "../components/use-poll";
 import "./pages-b.css";
@@ -14,15 +15,12 @@ export function ProofsPage() {
   return (
     <section>
       <h1>Proofs</h1>
-      {error ? (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      ) : null}
-      {!data && !error ? <p class="muted">Loading…</p> : null}
-      {data && data.projects.length === 0 ? (
-        <p class="muted">No proof rows yet: a handler deploy (tcli deploy) records one per release.</p>
-      ) : null}
+      <PollState
+        error={error}
+        loaded={data !== undefined}
+        count={data?.projects.length ?? 0}
+        empty="No proof rows yet: a handler deploy (tcli deploy) records one per release."
+      />
       <ul class="cards">
         {data?.projects.map((p) => (
           <li key={p.name} class="card">
@@ -51,13 +49,12 @@ export function ProjectProofsPage({ project }: { project: string }) {
   return (
     <section>
       <h1>Proofs of {project}</h1>
-      {error ? (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      ) : null}
-      {!data && !error ? <p class="muted">Loading…</p> : null}
-      {data && rows.length === 0 ? <p class="muted">No proof rows for this project.</p> : null}
+      <PollState
+        error={error}
+        loaded={data !== undefined}
+        count={rows.length}
+        empty="No proof rows for this project."
+      />
       <ol class="cards plain" reversed aria-label="proof rows">
         {rows
           .map((row, i) => <ProofCard key={`${row.ts}-${i}`} row={row} previous={rows[i - 1]} />)

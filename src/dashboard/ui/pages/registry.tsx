@@ -1,5 +1,6 @@
 import { registryCatalog } from "../../../node/views-client.js";
 import { node } from "../api";
+import { PollState } from "../components/poll-state";
 import { Short } from "../components/status";
 import { usePoll } from "../components/use-poll";
 import "./pages-b.css";
@@ -16,13 +17,12 @@ export function RegistryPage() {
   return (
     <section>
       <h1>Registry</h1>
-      {error ? (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      ) : null}
-      {!data && !error ? <p class="muted">Loading…</p> : null}
-      {data && data.repositories.length === 0 ? <p class="muted">No repositories yet.</p> : null}
+      <PollState
+        error={error}
+        loaded={data !== undefined}
+        count={data?.repositories.length ?? 0}
+        empty="No repositories yet."
+      />
       <ul class="cards">
         {data?.repositories.map((r) => (
           <li key={r.repository} class="card" data-repository={r.repository}>
