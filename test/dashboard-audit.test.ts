@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Browser } from "playwright-core";
-import { assertAccessible, launchChromium, logIn, newPage, screenshots } from "./support/browser.js";
+import {
+  assertAccessible,
+  fetchAsDashboard,
+  launchChromium,
+  logIn,
+  newPage,
+  screenshots,
+} from "./support/browser.js";
 import { type McpNode, startMcpNode } from "./support/mcp-node.js";
 
 /** The audit page: the chain's rows, verified in the browser (WebCrypto) and by the node. */
@@ -85,11 +92,19 @@ describe("the dashboard's audit page, in chromium", () => {
     try {
       await logIn(page, up.acmeToken);
       for (const path of ["/v1/audit/events", "/v1/audit/verify", "/api/v1/audit"]) {
-        const res = await page.request.get(path);
-        const text = await res.text();
-        assert.ok([401, 403].includes(res.status()), `${path}: ${res.status()} ${text}`);
+        const { status, text } = await fetchAsDashboard(page, path);
+        assert.equal(status, 403, `${path}: ${status} ${text}`);
         assert.ok(!text.includes("event_hash"), `${path}: no rows`);
       }
+      await page.goto("/apps");
+      const nav = page.getByRole("navigation", { name: "Main" });
+      await nav.getByRole("link", { name: "Apps" }).waitFor();
+      assert.equal(await nav.getByRole("link", { name: "Audit" }).count(), 0, "a tenant is shown Audit");
+      assert.equal(
+        await nav.getByRole("link", { name: "Topology" }).count(),
+        0,
+        "a tenant is shown Topology",
+      );
       await page.goto("/audit");
       await page.getByRole("alert").waitFor();
       assert.equal(await page.locator("tbody tr").count(), 0);

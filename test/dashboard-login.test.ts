@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Browser } from "playwright-core";
-import { assertAccessible, launchChromium, logIn, newPage, screenshots } from "./support/browser.js";
+import {
+  assertAccessible,
+  fetchAsDashboard,
+  launchChromium,
+  logIn,
+  newPage,
+  screenshots,
+} from "./support/browser.js";
 import { type McpNode, startMcpNode } from "./support/mcp-node.js";
 
 describe("the dashboard's login, in chromium", () => {
@@ -86,8 +93,8 @@ describe("the dashboard's login, in chromium", () => {
         );
         assert.equal(await page.getByRole("button", { name: "Restart" }).count(), 0, path);
       }
-      const logs = await page.request.get("/api/v1/apps/other-web/logs?tail=10");
-      assert.equal(logs.status(), 404);
+      const logs = await fetchAsDashboard(page, "/api/v1/apps/other-web/logs?tail=10");
+      assert.equal(logs.status, 404, logs.text);
       await page.goto("/apps/acme-web");
       await page.getByRole("heading", { name: "acme-web" }).waitFor();
       await assertAccessible(page, "app (never deployed)");

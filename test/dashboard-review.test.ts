@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Browser } from "playwright-core";
+import { contractSha } from "../src/contract/canonical.js";
+import { parseContract } from "../src/contract/contract-wire.js";
 import { assertAccessible, launchChromium, logIn, newPage, screenshots } from "./support/browser.js";
 import { type ContractStack, call, contractOf, startContractStack } from "./support/contract-stack.js";
 
@@ -49,6 +51,14 @@ describe("the dashboard's review page, in chromium", () => {
         "uncovered new env read: GREETING",
         "uncovered new route: /*",
       ]);
+      // The contracts themselves, not only their digests: a first deploy has no baseline, so the
+      // whole proposed contract is the change.
+      const proposed = page.getByLabel("proposed contract");
+      assert.match(await proposed.innerText(), /"GREETING"/);
+      assert.equal(await page.getByLabel("baseline contract").count(), 0);
+      const added = page.getByLabel("contract changes").locator(".diff-add");
+      assert.ok((await added.count()) > 5, "every line of a first contract is an addition");
+      assert.match((await added.allInnerTexts()).join("\n"), /\+ +"GREETING"/);
       await assertAccessible(page, "review");
       await screenshots(page, "review");
 
@@ -73,6 +83,38 @@ describe("the dashboard's review page, in chromium", () => {
         consoleErrors.filter((e) => !/401/.test(e)),
         [],
         "no CSP or script errors (the login page's session probe answers 401)",
+      );
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("shows a hostile contract's text as text: no markup from it reaches the page", async () => {
+    const { contract } = await contractOf(handler);
+    const hostile = `/x</pre><img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>`;
+    const body = { ...contract, routes: [...contract.routes, { pattern: hostile, isPrefix: false }] };
+    const plan = await call(stack, "POST", "/v1/deploy/session", stack.acme, {
+      projectName: "hostile",
+      region: "default",
+      contract: body,
+      contractSha256: contractSha(parseContract(body)),
+    });
+    assert.equal(plan.status, 202, JSON.stringify(plan.json));
+    const { context, page, consoleErrors } = await newPage(browser, stack.url);
+    try {
+      await logIn(page, stack.acme);
+      await page.goto(`/review/${plan.json.planId}`);
+      const proposed = page.getByLabel("proposed contract");
+      await proposed.waitFor();
+      assert.ok(
+        (await proposed.innerText()).includes(hostile.replaceAll('"', '\\"')),
+        "shown as its JSON text",
+      );
+      assert.equal(await page.locator("main img, main script").count(), 0, "markup from the contract");
+      assert.equal(await page.evaluate("window.__pwned ?? null"), null);
+      assert.deepEqual(
+        consoleErrors.filter((e) => !/401/.test(e)),
+        [],
       );
     } finally {
       await context.close();

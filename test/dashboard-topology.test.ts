@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import type { Browser } from "playwright-core";
-import { assertAccessible, launchChromium, logIn, newPage, screenshots } from "./support/browser.js";
+import {
+  assertAccessible,
+  fetchAsDashboard,
+  launchChromium,
+  logIn,
+  newPage,
+  screenshots,
+} from "./support/browser.js";
 import { type McpNode, startMcpNode } from "./support/mcp-node.js";
 
 /** The topology page: the roster drawn as SVG, a supervisor with its runner and an orphan. */
@@ -85,8 +92,8 @@ describe("the dashboard's topology page, in chromium", () => {
     const { context, page } = await newPage(browser, up.node.url);
     try {
       await logIn(page, up.otherToken);
-      const res = await page.request.get("/v1/topology");
-      assert.ok([401, 403].includes(res.status()), `topology: ${res.status()}`);
+      const res = await fetchAsDashboard(page, "/v1/topology");
+      assert.ok([401, 403].includes(res.status), `topology: ${res.status}`);
       await page.goto("/topology");
       await page.getByRole("alert").waitFor();
       assert.equal(await page.locator("g.host").count(), 0);

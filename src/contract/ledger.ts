@@ -3,27 +3,15 @@ import { appendFile, mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { createInterface } from "node:readline";
 import { isErrno, TabbifyError } from "../core/errors.js";
-import type { Facts } from "./types.js";
+import { PROOF_KINDS, type ProofRow } from "./types.js";
+
+export { PROOF_KINDS, type ProofKind, type ProofRow } from "./types.js";
 
 /**
  * `.tabbify/proofs.jsonl`: append-only, one proof row per line (SEED-FACTS §6). Rows carry only
  * contract-derived identifiers (names, hosts, patterns, flags, the sha): never env values. It is
  * read line by line, keeping only the rows a question needs.
  */
-
-export const PROOF_KINDS = ["deploy", "swap", "check", "perf", "equivalence"] as const;
-export type ProofKind = (typeof PROOF_KINDS)[number];
-
-export interface ProofRow {
-  /** Unix milliseconds. */
-  ts: number;
-  kind: ProofKind;
-  handlerPath: string;
-  serviceName?: string;
-  facts: Facts;
-  costWorstCase?: number | "unbounded";
-  costBodyLimit?: number;
-}
 
 export const LEDGER_FILE = ".tabbify/proofs.jsonl";
 

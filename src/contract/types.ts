@@ -102,3 +102,18 @@ export interface Facts {
   behaviorPathCount: number;
   failurePathCount: number;
 }
+
+export const PROOF_KINDS = ["deploy", "swap", "check", "perf", "equivalence"] as const;
+export type ProofKind = (typeof PROOF_KINDS)[number];
+
+/** One line of `.tabbify/proofs.jsonl` (ledger.ts), as the node keeps it and the dashboard shows it. */
+export interface ProofRow {
+  /** Unix milliseconds. */
+  ts: number;
+  kind: ProofKind;
+  handlerPath: string;
+  serviceName?: string;
+  facts: Facts;
+  costWorstCase?: number | "unbounded";
+  costBodyLimit?: number;
+}

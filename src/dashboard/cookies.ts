@@ -1,3 +1,5 @@
+import { dashboardSections } from "./paths.js";
+
 /** The session cookie's name; the app proxy strips it from requests it forwards to apps. */
 export const SESSION_COOKIE = "tabbify_session";
 
@@ -21,14 +23,29 @@ export function withoutCookie(header: string, name: string): string | undefined 
   return kept.length > 0 ? kept.join("; ") : undefined;
 }
 
-/** The session cookie: HttpOnly, SameSite=Strict, Path=/, Secure when the request came over TLS. */
-export function sessionCookie(value: string, maxAgeSecs: number, secure: boolean): string {
-  return [
-    `${SESSION_COOKIE}=${value}`,
-    "Path=/",
-    "HttpOnly",
-    "SameSite=Strict",
-    `Max-Age=${maxAgeSecs}`,
-    ...(secure ? ["Secure"] : []),
-  ].join("; ");
+/**
+ * The paths the session cookie is scoped to: the APIs the dashboard calls and its own pages. Not
+ * `/`: a browser then never sends the cookie to `/app/<uuid>/`, whichever engine serves the apps.
+ */
+export const SESSION_COOKIE_PATHS: readonly string[] = [
+  "/api",
+  "/v1",
+  ...dashboardSections.map((s) => `/${s}`),
+];
+
+/**
+ * The session cookie, one `Set-Cookie` per path of SESSION_COOKIE_PATHS: HttpOnly,
+ * SameSite=Strict, Secure when the request came over TLS.
+ */
+export function sessionCookies(value: string, maxAgeSecs: number, secure: boolean): string[] {
+  return SESSION_COOKIE_PATHS.map((path) =>
+    [
+      `${SESSION_COOKIE}=${value}`,
+      `Path=${path}`,
+      "HttpOnly",
+      "SameSite=Strict",
+      `Max-Age=${maxAgeSecs}`,
+      ...(secure ? ["Secure"] : []),
+    ].join("; "),
+  );
 }

@@ -26,6 +26,7 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
     keyCheck: opts.keyCheck,
     ...(opts.verifyTenantToken ? { verifyTenantToken: opts.verifyTenantToken } : {}),
   });
-  registerSessionRoutes(app, { sessions: opts.sessions ?? new DashboardSessions(), callers });
-  registerDashboardAssets(app, opts.assetsDir ?? defaultAssetsDir);
+  const sessions = opts.sessions ?? new DashboardSessions();
+  registerSessionRoutes(app, { sessions, callers });
+  registerDashboardAssets(app, opts.assetsDir ?? defaultAssetsDir, sessions);
 }

@@ -6,7 +6,16 @@
  * (`v1`, `v2`, `api`, `app`, `git`, `mcp`, `docs`, `openapi.json`, `health`, `healthz`):
  * src/dashboard/paths.test.ts checks.
  */
-export const dashboardSections = ["login", "apps", "device", "audit", "topology", "review"] as const;
+export const dashboardSections = [
+  "login",
+  "apps",
+  "device",
+  "audit",
+  "topology",
+  "review",
+  "proofs",
+  "registry",
+] as const;
 
 /** Where the built assets are served from: hashed names, cached for a year. */
 export const ASSET_PREFIX = "/dashboard-assets/";

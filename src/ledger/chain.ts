@@ -1,39 +1,26 @@
 import { createHash } from "node:crypto";
-import canonicalize from "canonicalize";
+import {
+  type AuditEvent,
+  type AuditEventBody,
+  canonicalEventText,
+  GENESIS_HASH,
+} from "../core/audit-recipe.js";
+
+export {
+  type AuditEvent,
+  type AuditEventBody,
+  canonicalEventText,
+  GENESIS_HASH,
+} from "../core/audit-recipe.js";
 
 /**
  * The audit chain: an append-only list of events, each bound to the one before it by hash, so
  * anyone holding the events (from the API, a database dump or a snapshot) can recompute every
  * link and find the first one that was altered, removed or inserted.
  *
- * Recipe (documented in the README, so others can verify without this code):
- *   event_hash = lowercase hex SHA-256 of the RFC 8785 (JCS) canonical JSON of the event object
- *                without its `event_hash` field;
- *   prev_hash  = the previous event's event_hash, 64 zeros for seq 1;
- *   seq        = 1, 2, 3, … with no gaps.
+ * The recipe (documented in the README, so others can verify without this code) is in
+ * src/core/audit-recipe.ts, which the dashboard's browser bundle shares.
  */
-
-/** `prev_hash` of the first event. */
-export const GENESIS_HASH = "0".repeat(64);
-
-export interface AuditEventBody {
-  seq: number;
-  /** ISO 8601 UTC, millisecond precision. */
-  at: string;
-  /** Who: `node-key:<8 hex>`, `tenant:<t>/<sub>`, `github:<login>`, `forgejo:<login>`, `system`. */
-  actor: string;
-  /** What, dotted: `app.create`, `app.update`, `deploy.accepted`, `deploy.target`… */
-  action: string;
-  /** What it was done to, e.g. `app:<name>` or `deploy:<id>`. */
-  subject: string;
-  before?: unknown;
-  after?: unknown;
-  prev_hash: string;
-}
-
-export interface AuditEvent extends AuditEventBody {
-  event_hash: string;
-}
 
 /** What a caller appends: the chain supplies seq, prev_hash and the hash. */
 export interface AuditEntry {
@@ -45,17 +32,6 @@ export interface AuditEntry {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
-
-/** The exact bytes that are hashed: the JCS form of the event without `event_hash`. */
-export function canonicalEventText(event: AuditEventBody | AuditEvent): string {
-  const { event_hash: _ignored, ...body } = event as AuditEvent;
-  // JCS has no `undefined`; an absent before/after must hash the same as one never set.
-  if (body.before === undefined) delete body.before;
-  if (body.after === undefined) delete body.after;
-  const text = canonicalize(body);
-  if (text === undefined) throw new Error("audit event is not JSON-serializable");
-  return text;
-}
 
 export function eventHash(event: AuditEventBody | AuditEvent): string {
   return createHash("sha256").update(canonicalEventText(event), "utf8").digest("hex");

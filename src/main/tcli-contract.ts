@@ -10,7 +10,8 @@ import {
 } from "../cli/proofs-commands.js";
 import { LEDGER_FILE } from "../contract/ledger.js";
 import { TabbifyError } from "../core/errors.js";
-import { DeployClient } from "../node/deploy-client.js";
+import { NodeClient } from "../node/client.js";
+import { approvePlan, grants, plan, rejectPlan, revokeGrant } from "../node/review-client.js";
 
 /**
  * tcli's handler-deploy commands: deploy, review, grants, revoke-grant and proofs. tcli.ts hands
@@ -133,13 +134,13 @@ export function registerContractCommands(program: Command, deps: ContractCommand
           throw new TabbifyError("USAGE", "--approve and --reject exclude each other");
         if (opts.grant && !opts.approve) throw new TabbifyError("USAGE", "--grant goes with --approve");
         const { url, token } = await deps.connect(opts);
-        const client = new DeployClient(url, token);
-        const plan = opts.approve
-          ? await client.approve(id, opts.grant ? "grant" : "once")
+        const client = new NodeClient({ url, ...(token ? { token } : {}) });
+        const shown = opts.approve
+          ? await approvePlan(client, id, opts.grant ? "grant" : "once")
           : opts.reject
-            ? await client.reject(id)
-            : await client.plan(id);
-        write(opts, plan, formatPlan(plan));
+            ? await rejectPlan(client, id)
+            : await plan(client, id);
+        write(opts, shown, formatPlan(shown));
       },
     );
 
@@ -148,8 +149,8 @@ export function registerContractCommands(program: Command, deps: ContractCommand
     .argument("[project]", "a project (service) name")
     .action(async (project: string | undefined, opts: CommonOpts) => {
       const { url, token } = await deps.connect(opts);
-      const grants = await new DeployClient(url, token).grants(project);
-      write(opts, { grants }, formatGrants(grants));
+      const listed = await grants(new NodeClient({ url, ...(token ? { token } : {}) }), project);
+      write(opts, { grants: listed }, formatGrants(listed));
     });
 
   deps
@@ -157,7 +158,7 @@ export function registerContractCommands(program: Command, deps: ContractCommand
     .argument("<grant-id>", "the grant's id (tcli grants)")
     .action(async (id: string, opts: CommonOpts) => {
       const { url, token } = await deps.connect(opts);
-      const grant = await new DeployClient(url, token).revokeGrant(id);
+      const grant = await revokeGrant(new NodeClient({ url, ...(token ? { token } : {}) }), id);
       write(opts, { grant }, `revoked grant ${grant.id} (${grant.projectName})\n`);
     });
 

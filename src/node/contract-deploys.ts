@@ -4,6 +4,7 @@ import type { RegistryAccess } from "../pipeline/deps.js";
 import type { Store } from "../store/index.js";
 import type { CallerResolver } from "./apps-identity.js";
 import type { AuditLog } from "./audit-log.js";
+import { registerCatalogRoutes } from "./catalog-routes.js";
 import { registerDeployReviewRoutes } from "./deploy-review-routes.js";
 import { DeployReviewStore } from "./deploy-review-store.js";
 import { registerDeploySessionRoutes } from "./deploy-session-routes.js";
@@ -34,4 +35,5 @@ export function attachContractDeploys(app: FastifyInstance, opts: ContractDeploy
     ? nodeImageSignatures({ registry: opts.registry, dataDir: opts.dataDir })
     : undefined;
   registerDeploySessionRoutes(app, { ...opts, reviews, releases, signatures });
+  registerCatalogRoutes(app, { store: opts.store, callers: opts.callers, registry: opts.registry });
 }

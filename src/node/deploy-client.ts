@@ -3,7 +3,6 @@ import { stat } from "node:fs/promises";
 import type { ProofRow } from "../contract/ledger.js";
 import type { Contract } from "../contract/types.js";
 import { TabbifyError } from "../core/errors.js";
-import type { GrantView, PlanView } from "./deploy-review-store.js";
 
 /**
  * The typed client of the node's handler-deploy routes (deploy-session-routes.ts,
@@ -141,36 +140,5 @@ export class DeployClient {
   async sendProof(session: SessionAccepted, row: ProofRow): Promise<void> {
     const path = `/v1/deploy/sessions/${session.sessionId}/proof`;
     await this.#call("POST", path, { body: { row }, bearer: session.credential.token });
-  }
-
-  async plan(id: string): Promise<PlanView> {
-    return (await this.#call<PlanView>("GET", `/v1/deploy/plans/${encodeURIComponent(id)}`)).body;
-  }
-
-  async approve(id: string, mode: "once" | "grant"): Promise<PlanView> {
-    return (
-      await this.#call<PlanView>("POST", `/v1/deploy/plans/${encodeURIComponent(id)}/approve`, {
-        body: { mode },
-      })
-    ).body;
-  }
-
-  async reject(id: string): Promise<PlanView> {
-    return (
-      await this.#call<PlanView>("POST", `/v1/deploy/plans/${encodeURIComponent(id)}/reject`, { body: {} })
-    ).body;
-  }
-
-  async grants(project?: string): Promise<GrantView[]> {
-    const path = project ? `/v1/projects/${encodeURIComponent(project)}/grants` : "/v1/grants";
-    return (await this.#call<{ grants: GrantView[] }>("GET", path)).body.grants;
-  }
-
-  async revokeGrant(id: string): Promise<GrantView> {
-    return (
-      await this.#call<{ grant: GrantView }>("POST", `/v1/grants/${encodeURIComponent(id)}/revoke`, {
-        body: {},
-      })
-    ).body.grant;
   }
 }

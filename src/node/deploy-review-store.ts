@@ -29,6 +29,9 @@ export interface PlanView {
   expiresAt: string;
   decidedAt?: string;
   decidedBy?: string;
+  /** The two contracts compared, as the deploy sent them (absent on plans older than migration 940). */
+  baselineContract?: Contract | null;
+  proposedContract?: Contract;
 }
 
 export interface GrantView {
@@ -67,6 +70,10 @@ export function planView(row: DeployPlansTable, now: Date): PlanView {
   if (row.grant_id) view.grantId = row.grant_id;
   if (row.decided_at) view.decidedAt = row.decided_at;
   if (row.decided_by) view.decidedBy = row.decided_by;
+  if (row.proposed_contract) {
+    view.proposedContract = JSON.parse(row.proposed_contract) as Contract;
+    view.baselineContract = row.baseline_contract ? (JSON.parse(row.baseline_contract) as Contract) : null;
+  }
   return view;
 }
 

@@ -2,7 +2,7 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypt
 import type { Static } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { v5 as uuidv5 } from "uuid";
-import { contractSha } from "../contract/canonical.js";
+import { canonicalJson, contractSha } from "../contract/canonical.js";
 import { parseContract } from "../contract/contract-wire.js";
 import { contractLabels } from "../contract/labels.js";
 import { parseProofRow } from "../contract/ledger.js";
@@ -187,6 +187,8 @@ export function registerDeploySessionRoutes(app: FastifyInstance, opts: DeploySe
               expires_at: new Date(at.getTime() + planTtl).toISOString(),
               decided_at: null,
               decided_by: null,
+              baseline_contract: baseline ? canonicalJson(baseline.contract) : null,
+              proposed_contract: canonicalJson(contract),
             })
             .execute();
           await audit.append(trx, {

@@ -21,6 +21,8 @@ export const nodeErrorStatus: Record<string, number> = {
   MESH_TOKEN_INVALID: 401,
   FORBIDDEN: 403,
   CSRF_INVALID: 403,
+  // A live dashboard cookie without the token only a dashboard page holds.
+  SESSION_NEEDS_PAGE: 401,
   MESH_FORBIDDEN: 403,
   NOT_FOUND: 404,
   APP_NOT_FOUND: 404,

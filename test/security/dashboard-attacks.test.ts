@@ -41,9 +41,10 @@ describe("dashboard attacks", () => {
   /** Raw HTTP, so `..` and encoded slashes reach the server exactly as written. */
   function rawGet(
     path: string,
+    headers: Record<string, string> = {},
   ): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
     return new Promise((resolve, reject) => {
-      const req = http.request(`${url}/`, { method: "GET", path }, (res) => {
+      const req = http.request(`${url}/`, { method: "GET", path, headers }, (res) => {
         let body = "";
         res.on("data", (c: Buffer) => {
           body += c.toString();
@@ -55,19 +56,52 @@ describe("dashboard attacks", () => {
     });
   }
 
-  it("the session cookie is HttpOnly, SameSite=Strict, Path=/, and carries no token", async () => {
+  it("the session cookie is HttpOnly, SameSite=Strict, scoped to the API and page paths, and carries no token", async () => {
     const s = await login(up.acmeToken);
-    assert.match(s.setCookie, /^tabbify_session=[A-Za-z0-9_-]{40,};/);
-    assert.match(s.setCookie, /; HttpOnly/);
-    assert.match(s.setCookie, /; SameSite=Strict/);
-    assert.match(s.setCookie, /; Path=\//);
-    assert.doesNotMatch(s.setCookie, /; Secure/, "plain http: a Secure cookie would never come back");
+    const cookies = s.setCookie.split(/, (?=tabbify_session=)/);
+    const paths = cookies.map((c) => /; Path=([^;]+)/.exec(c)?.[1]);
+    assert.ok(paths.includes("/api") && paths.includes("/v1") && paths.includes("/apps"), paths.join(" "));
+    for (const [i, c] of cookies.entries()) {
+      assert.match(c, /^tabbify_session=[A-Za-z0-9_-]{40,};/);
+      assert.match(c, /; HttpOnly/);
+      assert.match(c, /; SameSite=Strict/);
+      assert.doesNotMatch(c, /; Secure/, "plain http: a Secure cookie would never come back");
+      // Never `/` nor a prefix of `/app/`: the browser must not send it to the apps.
+      assert.ok(paths[i] !== "/" && !"/app/x".startsWith(paths[i] ?? "/"), `path ${paths[i]}`);
+    }
     assert.ok(!s.setCookie.includes(up.acmeToken) && !s.body.includes(up.acmeToken), "token echoed");
-    const me = await fetch(`${url}/api/dashboard/session`, { headers: { cookie: s.cookie } });
+    const me = await fetch(`${url}/api/dashboard/session`, {
+      headers: { cookie: s.cookie, "x-csrf-token": s.csrf },
+    });
     const text = await me.text();
     assert.equal(me.status, 200);
     assert.ok(!text.includes(up.acmeToken), "the session answer gives the token back");
+    assert.ok(!text.includes(s.csrf), "the session answer gives the page's token out");
     assert.deepEqual(JSON.parse(text).tenant, "acme");
+  });
+
+  it("the cookie without the page's token reads nothing: only a top-level navigation gets the token", async () => {
+    const s = await login(up.acmeToken);
+    const bare = await fetch(`${url}/api/v1/apps`, { headers: { cookie: s.cookie } });
+    assert.equal(bare.status, 401, "a script's fetch with the cookie alone");
+    const me = await fetch(`${url}/api/dashboard/session`, { headers: { cookie: s.cookie } });
+    assert.equal(me.status, 401);
+    assert.equal(((await me.json()) as { code: string }).code, "SESSION_NEEDS_PAGE");
+    // Raw HTTP: fetch() sets its own Sec-Fetch-* headers, as a browser's script does.
+    const page = async (headers: Record<string, string>) =>
+      (await rawGet("/apps", { cookie: s.cookie, ...headers })).body;
+    // What fetch("/apps") and an <iframe> send: no token in the page.
+    for (const h of [
+      {} as Record<string, string>,
+      { "sec-fetch-mode": "cors", "sec-fetch-dest": "empty" },
+      { "sec-fetch-mode": "navigate", "sec-fetch-dest": "iframe" },
+    ]) {
+      assert.ok(!(await page(h)).includes(s.csrf), JSON.stringify(h));
+    }
+    const navigated = await page({ "sec-fetch-mode": "navigate", "sec-fetch-dest": "document" });
+    assert.ok(navigated.includes(`<meta name="tabbify-csrf" content="${s.csrf}"`), "a navigation gets it");
+    const ok = await fetch(`${url}/api/v1/apps`, { headers: { cookie: s.cookie, "x-csrf-token": s.csrf } });
+    assert.equal(ok.status, 200);
   });
 
   it("a wrong token, a forged JWT or a non-JSON body logs nobody in", async () => {
@@ -110,7 +144,9 @@ describe("dashboard attacks", () => {
         ).json()) as { description: string }
       ).description;
     const before = await description();
-    for (const csrf of [undefined, "", "x".repeat(43), `${s.csrf.slice(0, -1)}A`]) {
+    // One character off (never the same one: a token may already end in "A").
+    const offByOne = `${s.csrf.slice(0, -1)}${s.csrf.endsWith("A") ? "B" : "A"}`;
+    for (const csrf of [undefined, "", "x".repeat(43), offByOne]) {
       const res = await fetch(`${url}/api/v1/apps/acme-web`, {
         method: "PATCH",
         headers: {
@@ -136,7 +172,8 @@ describe("dashboard attacks", () => {
     const out = await fetch(`${url}/api/dashboard/logout`, { method: "POST", headers: { cookie: s.cookie } });
     assert.equal(out.status, 403);
     assert.equal(
-      (await fetch(`${url}/api/dashboard/session`, { headers: { cookie: s.cookie } })).status,
+      (await fetch(`${url}/api/dashboard/session`, { headers: { cookie: s.cookie, "x-csrf-token": s.csrf } }))
+        .status,
       200,
     );
     // With the right token the same write goes through: the refusals above were the CSRF check.
@@ -157,16 +194,15 @@ describe("dashboard attacks", () => {
     });
     assert.equal(out.status, 204);
     assert.match(out.headers.get("set-cookie") ?? "", /Max-Age=0/);
-    assert.equal((await fetch(`${url}/api/v1/apps`, { headers: { cookie: s.cookie } })).status, 401);
-    assert.equal(
-      (await fetch(`${url}/api/dashboard/session`, { headers: { cookie: s.cookie } })).status,
-      401,
-    );
+    const withToken = { cookie: s.cookie, "x-csrf-token": s.csrf };
+    assert.equal((await fetch(`${url}/api/v1/apps`, { headers: withToken })).status, 401);
+    assert.equal((await fetch(`${url}/api/dashboard/session`, { headers: withToken })).status, 401);
   });
 
   it("a tenant's session reaches only its own apps, whatever URL it asks", async () => {
     const s = await login(up.acmeToken);
-    const get = (path: string) => fetch(`${url}${path}`, { headers: { cookie: s.cookie } });
+    const get = (path: string) =>
+      fetch(`${url}${path}`, { headers: { cookie: s.cookie, "x-csrf-token": s.csrf } });
     const list = (await (await get("/api/v1/apps")).json()) as { apps: { name: string }[] };
     assert.deepEqual(
       list.apps.map((a) => a.name),
@@ -185,7 +221,14 @@ describe("dashboard attacks", () => {
       await res.body?.cancel();
     }
     // Node-key routes stay closed to a tenant's cookie.
-    for (const path of ["/api/v1/audit", "/v1/topology", "/v1/deploys", "/api/v1/registry/export"]) {
+    for (const path of [
+      "/api/v1/audit",
+      "/v1/audit/events",
+      "/v1/audit/verify",
+      "/v1/topology",
+      "/v1/deploys",
+      "/api/v1/registry/export",
+    ]) {
       const res = await get(path);
       assert.ok(res.status === 401 || res.status === 403, `${path} answered ${res.status}`);
       await res.body?.cancel();
@@ -199,7 +242,10 @@ describe("dashboard attacks", () => {
   });
 
   it("every dashboard page and asset carries the CSP; index.html is never cached, assets are immutable", async () => {
-    for (const path of ["/", "/login", "/apps", "/apps/acme-web", "/apps/acme-web/deploys/x", "/device"]) {
+    const front = await fetch(`${url}/`, { redirect: "manual" });
+    assert.equal(front.status, 302);
+    assert.equal(front.headers.get("location"), "/apps");
+    for (const path of ["/login", "/apps", "/apps/acme-web", "/apps/acme-web/deploys/x", "/device"]) {
       const res = await fetch(`${url}${path}`);
       const body = await res.text();
       assert.equal(res.status, 200, path);
@@ -208,11 +254,11 @@ describe("dashboard attacks", () => {
       assert.match(csp, /script-src 'self'(;|$)/, path);
       assert.match(csp, /frame-ancestors 'none'/, path);
       assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|\*|https?:/, path);
-      assert.equal(res.headers.get("cache-control"), "no-cache", path);
+      assert.equal(res.headers.get("cache-control"), "no-store", path);
       assert.equal(res.headers.get("x-content-type-options"), "nosniff");
       assert.doesNotMatch(body, /<script(?![^>]*\bsrc=)[^>]*>/, "an inline script");
     }
-    const html = await (await fetch(`${url}/`)).text();
+    const html = await (await fetch(`${url}/apps`)).text();
     const asset = /src="(\/dashboard-assets\/[^"]+\.js)"/.exec(html)?.[1];
     assert.ok(asset, "index.html names its script");
     const res = await fetch(`${url}${asset}`);

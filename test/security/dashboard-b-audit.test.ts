@@ -41,10 +41,12 @@ describe("attacks: the dashboard's audit views", () => {
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ token: up.acmeToken }),
     });
-    assert.equal(login.status, 200, await login.text());
+    const answer = await login.text();
+    assert.equal(login.status, 200, answer);
     const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0]!;
     assert.match(cookie, /^tabbify_session=/);
-    const res = await get("/v1/audit/events", undefined, { cookie });
+    const { csrf_token } = JSON.parse(answer) as { csrf_token: string };
+    const res = await get("/v1/audit/events", undefined, { cookie, "x-csrf-token": csrf_token });
     assert.equal(res.status, 403, await res.text());
   });
 

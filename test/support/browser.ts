@@ -102,3 +102,28 @@ const WIDER_THAN_VIEWPORT = `[...document.querySelectorAll("body *")]
   .filter((el) => ![...el.children].some((c) => c.getBoundingClientRect().right > window.innerWidth + 1))
   .slice(0, 5)
   .map((el) => el.tagName.toLowerCase() + (el.className ? "." + el.className : "") + "#" + (el.textContent || "").slice(0, 40))`;
+
+/**
+ * A request made by the dashboard's own page, with the session token its index.html carries (the
+ * node fills it in on a top-level navigation): what the page's script could ask the API. Navigates
+ * to `from` first so the page holds the token.
+ */
+export async function fetchAsDashboard(
+  page: Page,
+  path: string,
+  opts: { from?: string; method?: string } = {},
+): Promise<{ status: number; text: string }> {
+  await page.goto(opts.from ?? "/apps");
+  const script = `(async () => {
+    const token = document.querySelector('meta[name="tabbify-csrf"]')?.content ?? "";
+    if (!token) return { status: -1, text: "the page carries no session token" };
+    const res = await fetch(${JSON.stringify(path)}, {
+      method: ${JSON.stringify(opts.method ?? "GET")},
+      headers: { "x-csrf-token": token },
+    });
+    return { status: res.status, text: await res.text() };
+  })()`;
+  const out = (await page.evaluate(script)) as { status: number; text: string };
+  assert.notEqual(out.status, -1, out.text);
+  return out;
+}

@@ -1,84 +1,72 @@
+import { NodeClient } from "../../node/client.js";
+
+export { TabbifyError } from "../../core/errors.js";
+
 /**
- * The UI's one way to the node's API: same origin, the session cookie (HttpOnly, so never read
- * here) and, on every request that changes something, the CSRF token the session answered with.
+ * The UI's way to the node's API: the same typed clients `tcli` uses (src/node/client.ts and the
+ * typed functions over it beside it: views-client.ts, review-client.ts, releases-client.ts), on this origin, with one difference in how
+ * they authenticate. The browser carries the session cookie (HttpOnly, so never read here) and
+ * this module adds the session's token (`x-csrf-token`) to every request: the node lets the cookie
+ * act only together with it. The token comes from the page itself (`<meta name="tabbify-csrf">`,
+ * which the node fills in only for a top-level navigation) or from the login answer.
  */
 
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
+let csrfToken = document.querySelector<HTMLMetaElement>('meta[name="tabbify-csrf"]')?.content ?? "";
+
+/** The token this page holds ("" for none). */
+export function csrfTokenNow(): string {
+  return csrfToken;
 }
 
-let csrfToken = "";
-
-/** Set from the login or session answer; sent as `x-csrf-token` on POST, PUT, PATCH and DELETE. */
+/** Set from the login answer; sent as `x-csrf-token` on every request. */
 export function setCsrfToken(token: string): void {
   csrfToken = token;
 }
 
-export interface RequestOptions {
-  method?: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
-  body?: unknown;
-  signal?: AbortSignal;
-}
-
-function init(opts: RequestOptions): RequestInit {
-  const method = opts.method ?? "GET";
-  const headers: Record<string, string> = { accept: "application/json" };
-  if (method !== "GET") headers["x-csrf-token"] = csrfToken;
-  if (opts.body !== undefined) headers["content-type"] = "application/json";
-  return {
-    method,
-    headers,
-    credentials: "same-origin",
-    ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
-    ...(opts.signal ? { signal: opts.signal } : {}),
-  };
-}
-
-async function failure(res: Response): Promise<ApiError> {
-  let code = `HTTP_${res.status}`;
-  let message = `${res.status} ${res.statusText}`;
-  try {
-    const body = (await res.json()) as { error?: string; code?: string; error_description?: string };
-    code = body.code ?? code;
-    message = body.error_description ?? body.error ?? message;
-  } catch {
-    // Not JSON: keep the status line.
+/** fetch for the clients: same-origin credentials, the session token, and a 401 told to the session. */
+async function sessionFetch(input: RequestInfo | URL, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (csrfToken) headers.set("x-csrf-token", csrfToken);
+  const res = await fetch(input, { ...init, headers, credentials: "same-origin" });
+  if (res.status === 401) {
+    const code = await res
+      .clone()
+      .json()
+      .then((b: { code?: string }) => b.code)
+      .catch(() => undefined);
+    // SESSION_NEEDS_PAGE: the session lives, this page only lacks its token (session.tsx reloads).
+    if (code !== "SESSION_NEEDS_PAGE") window.dispatchEvent(new CustomEvent("tabbify:unauthorized"));
   }
-  if (res.status === 401) window.dispatchEvent(new CustomEvent("tabbify:unauthorized"));
-  return new ApiError(res.status, code, message);
+  return res;
 }
 
-/** A JSON request; throws ApiError with the node's `{error, code}` on anything but 2xx. */
-export async function api<T>(path: string, opts: RequestOptions = {}): Promise<T> {
-  const res = await fetch(path, init(opts));
-  if (!res.ok) throw await failure(res);
-  if (res.status === 204) return undefined as T;
-  return (await res.json()) as T;
-}
+/** The node's API client, as `tcli` has it. */
+export const node = new NodeClient({ url: location.origin, fetch: sessionFetch });
 
-/** A streamed text response, one line at a time, until it ends or `signal` aborts. */
+/** A text stream (logs, deploy events) one line at a time, until it ends or `signal` aborts. */
 export async function streamLines(
-  path: string,
+  stream: ReadableStream<Uint8Array>,
   onLine: (line: string) => void,
   signal: AbortSignal,
 ): Promise<void> {
-  const res = await fetch(path, { ...init({ signal }), headers: { accept: "text/plain" } });
-  if (!res.ok || !res.body) throw await failure(res);
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  let rest = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    rest += value;
-    const lines = rest.split("\n");
-    rest = lines.pop() ?? "";
-    for (const line of lines) onLine(line);
+  // The DOM's TextDecoderStream types its writable side as BufferSource; bytes are what it takes.
+  const reader = stream
+    .pipeThrough(new TextDecoderStream() as ReadableWritablePair<string, Uint8Array>)
+    .getReader();
+  const stop = () => void reader.cancel().catch(() => {});
+  signal.addEventListener("abort", stop, { once: true });
+  try {
+    let rest = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      rest += value;
+      const lines = rest.split("\n");
+      rest = lines.pop() ?? "";
+      for (const line of lines) onLine(line);
+    }
+    if (rest) onLine(rest);
+  } finally {
+    signal.removeEventListener("abort", stop);
   }
-  if (rest) onLine(rest);
 }

@@ -19,7 +19,7 @@ export function Layout({ children }: { children: ComponentChildren }) {
         {session ? (
           <nav aria-label="Main">
             {routes
-              .filter((r) => r.nav)
+              .filter((r) => r.nav && !(r.nodeKeyOnly && session.tenant))
               .map((r) => (
                 <a
                   key={r.path}

@@ -17,6 +17,8 @@ export interface PageRoute {
   component: ComponentType<any>;
   nav?: string;
   public?: boolean;
+  /** Node key only: the node refuses a tenant's token on its API, so a tenant is not shown the link. */
+  nodeKeyOnly?: boolean;
 }
 
 export const routes: PageRoute[] = [
@@ -26,10 +28,30 @@ export const routes: PageRoute[] = [
   { path: "/apps/:app/deploys/:id", component: DeployPage },
   { path: "/device", component: DevicePage },
   { path: "/review/:id", component: lazy(() => import("./pages/review").then((m) => m.ReviewPage)) },
-  { path: "/audit", component: lazy(() => import("./pages/audit").then((m) => m.AuditPage)), nav: "Audit" },
+  {
+    path: "/proofs",
+    component: lazy(() => import("./pages/proofs").then((m) => m.ProofsPage)),
+    nav: "Proofs",
+  },
+  {
+    path: "/proofs/:project",
+    component: lazy(() => import("./pages/proofs").then((m) => m.ProjectProofsPage)),
+  },
+  {
+    path: "/registry",
+    component: lazy(() => import("./pages/registry").then((m) => m.RegistryPage)),
+    nav: "Registry",
+  },
+  {
+    path: "/audit",
+    component: lazy(() => import("./pages/audit").then((m) => m.AuditPage)),
+    nav: "Audit",
+    nodeKeyOnly: true,
+  },
   {
     path: "/topology",
     component: lazy(() => import("./pages/topology").then((m) => m.TopologyPage)),
     nav: "Topology",
+    nodeKeyOnly: true,
   },
 ];

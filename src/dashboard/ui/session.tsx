@@ -1,14 +1,26 @@
 import { type ComponentChildren, createContext } from "preact";
 import { useCallback, useContext, useEffect, useState } from "preact/hooks";
 import { SESSION_API } from "../paths";
-import { ApiError, api, setCsrfToken } from "./api";
+import { csrfTokenNow, node, setCsrfToken, TabbifyError } from "./api";
 
 /** Who the dashboard is logged in as: the node key (every tenant) or one tenant's token. */
 export interface Session {
   actor: string;
   /** Absent for the node key. */
   tenant: string | null;
-  csrf_token: string;
+}
+
+/**
+ * A live cookie but no token on this page (it was reached from another site, whose navigation
+ * carries no SameSite=Strict cookie): load the page again from here, once, to get the token.
+ */
+function reloadForToken(): boolean {
+  const key = "tabbify:reloaded-for-token";
+  const last = Number(sessionStorage.getItem(key) ?? "0");
+  if (Date.now() - last < 10_000) return false;
+  sessionStorage.setItem(key, String(Date.now()));
+  location.replace(location.href);
+  return true;
 }
 
 interface SessionState {
@@ -30,17 +42,25 @@ export function useSession(): SessionState {
 
 export function SessionProvider({ children }: { children: ComponentChildren }) {
   const [session, setSession] = useState<Session | null | undefined>(undefined);
-  const adopt = useCallback((next: Session | null) => {
-    setCsrfToken(next?.csrf_token ?? "");
-    setSession(next);
+  const adopt = useCallback((next: (Session & { csrf_token?: string }) | null) => {
+    if (next === null) setCsrfToken("");
+    else if (next.csrf_token) setCsrfToken(next.csrf_token);
+    setSession(next === null ? null : { actor: next.actor, tenant: next.tenant });
   }, []);
 
   useEffect(() => {
-    api<Session>(`${SESSION_API}/session`)
+    node
+      .request<Session>("GET", `${SESSION_API}/session`)
       .then(adopt)
       .catch((err: unknown) => {
-        if (err instanceof ApiError && err.status === 401) adopt(null);
-        else adopt(null);
+        if (
+          err instanceof TabbifyError &&
+          err.code === "SESSION_NEEDS_PAGE" &&
+          !csrfTokenNow() &&
+          reloadForToken()
+        )
+          return;
+        adopt(null);
       });
     // Any API call answering 401 means the session ended (expired, logged out elsewhere).
     const ended = () => adopt(null);
@@ -50,12 +70,12 @@ export function SessionProvider({ children }: { children: ComponentChildren }) {
 
   const login = useCallback(
     async (token: string) =>
-      adopt(await api<Session>(`${SESSION_API}/login`, { method: "POST", body: { token } })),
+      adopt(await node.request<Session & { csrf_token: string }>("POST", `${SESSION_API}/login`, { token })),
     [adopt],
   );
   const logout = useCallback(async () => {
     try {
-      await api(`${SESSION_API}/logout`, { method: "POST" });
+      await node.request("POST", `${SESSION_API}/logout`);
     } finally {
       adopt(null);
     }

@@ -116,6 +116,10 @@ export const AuditEvent = open({
   actor: Type.String(),
   action: Type.String(),
   subject: Type.String(),
+  before: Type.Optional(Type.Unknown()),
+  after: Type.Optional(Type.Unknown()),
+  prev_hash: Type.String(),
+  event_hash: Type.String(),
 });
 
 export const auditSchema = {

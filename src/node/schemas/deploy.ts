@@ -66,7 +66,14 @@ export const DeployStatus = open({
   repo_url: Type.String(),
   ref: Type.String(),
   tenant: Type.String(),
-  results: Type.Array(open({ supervisor: Type.String(), success: Type.Boolean() })),
+  results: Type.Array(
+    open({
+      supervisor: Type.String(),
+      success: Type.Boolean(),
+      error: Type.Optional(Type.String()),
+      log_tail: Type.Optional(Type.Array(Type.String())),
+    }),
+  ),
   step: Type.Optional(Type.String()),
   finished_at: Type.Optional(Type.String()),
   app_uuid: Type.Optional(Type.String()),

@@ -124,6 +124,19 @@ export const DeploySummary = open({
   ),
 });
 
+/** One time an environment started running a release. */
+const EnvironmentRun = open({
+  release_id: Type.String(),
+  digest: Type.String(),
+  source: open({
+    repo_url: Type.Optional(Type.String()),
+    commit_sha: Type.Optional(Type.String()),
+    artifact_version: Type.Optional(Type.String()),
+  }),
+  started_at: Type.String(),
+  deploy_id: NullableString,
+});
+
 export const historySchemas = {
   deploys: {
     summary: "The app's recent deploys, newest first (?limit, 1-200)",
@@ -173,8 +186,8 @@ export const historySchemas = {
         environments: Type.Array(
           open({
             name: Type.String(),
-            current: Type.Union([open({ release_id: Type.String() }), Type.Null()]),
-            runs: Type.Array(open({ release_id: Type.String() })),
+            current: Type.Union([EnvironmentRun, Type.Null()]),
+            runs: Type.Array(EnvironmentRun),
           }),
         ),
       }),

@@ -27,6 +27,14 @@ export const PlanView = open({
   diff: open({ reasons: Type.Array(Type.String()) }),
   createdAt: Type.String(),
   expiresAt: Type.String(),
+  baselineContract: Type.Optional(
+    Type.Unknown({
+      description: "the baseline contract (null on a first deploy); absent on plans from before",
+    }),
+  ),
+  proposedContract: Type.Optional(
+    Type.Unknown({ description: "the proposed contract, as the deploy sent it" }),
+  ),
 });
 
 export const GrantView = open({

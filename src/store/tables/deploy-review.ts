@@ -22,6 +22,10 @@ export interface DeployPlansTable {
   expires_at: string;
   decided_at: string | null;
   decided_by: string | null;
+  /** Canonical JSON of the baseline contract (migration 940); null for a first deploy or an older plan. */
+  baseline_contract: string | null;
+  /** Canonical JSON of the proposed contract (migration 940); null for an older plan. */
+  proposed_contract: string | null;
 }
 
 export interface DeployGrantsTable {

@@ -1,5 +1,5 @@
 import { useRef, useState } from "preact/hooks";
-import { ApiError } from "../api";
+import { TabbifyError } from "../api";
 
 /**
  * A button that asks first: a native <dialog> names the action, and only its Confirm runs it. The
@@ -21,7 +21,7 @@ export function ConfirmButton(props: {
     try {
       setOutcome({ ok: true, text: await props.run() });
     } catch (err) {
-      setOutcome({ ok: false, text: err instanceof ApiError ? err.message : String(err) });
+      setOutcome({ ok: false, text: err instanceof TabbifyError ? err.message : String(err) });
     } finally {
       setBusy(false);
     }

@@ -1,14 +1,14 @@
 import { useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, streamLines } from "../api";
+import { node, streamLines, TabbifyError } from "../api";
 
 const KEEP = 500;
 
 /**
  * A followed text stream (the app's logs): new lines appear as they arrive and the view sticks to
- * the bottom; Pause holds the view still (lines keep arriving and show on Resume). `path` carries
- * `tail=N&follow=1`.
+ * the bottom; Pause holds the view still (lines keep arriving and show on Resume). Read through
+ * the client's `logs(app, {tail, follow})`, as `tcli logs -f` reads them.
  */
-export function LogTail({ path }: { path: string }) {
+export function LogTail({ app, tail }: { app: string; tail: number }) {
   const [lines, setLines] = useState<string[]>([]);
   const [paused, setPaused] = useState(false);
   const [note, setNote] = useState("connecting…");
@@ -28,23 +28,23 @@ export function LogTail({ path }: { path: string }) {
     // A target's stream ends when its workload is swapped or restarted: follow again from there
     // on (tail=0, so nothing already shown repeats).
     const follow = async () => {
-      let url = path;
+      let first = tail;
       while (!controller.signal.aborted) {
         setNote("following");
         try {
-          await streamLines(url, push, controller.signal);
+          await streamLines(await node.logs(app, { tail: first, follow: true }), push, controller.signal);
           setNote("the stream ended; reconnecting");
         } catch (err) {
           if (controller.signal.aborted) return;
-          setNote(err instanceof ApiError ? err.message : "the log stream broke; reconnecting");
+          setNote(err instanceof TabbifyError ? err.message : "the log stream broke; reconnecting");
         }
-        url = path.replace(/([?&])tail=\d+/, "$1tail=0");
+        first = 0;
         await new Promise((r) => setTimeout(r, 2000));
       }
     };
     void follow();
     return () => controller.abort();
-  }, [path]);
+  }, [app, tail]);
 
   useEffect(() => {
     const el = box.current;

@@ -1,18 +1,19 @@
-import { api } from "../api";
+import type { NodeApp } from "../../../node/client.js";
+import { promote, rollback } from "../../../node/releases-client.js";
+import { appDeploys, environments, envNames } from "../../../node/views-client.js";
+import { node } from "../api";
 import { ConfirmButton } from "../components/confirm-button";
 import { LogTail } from "../components/log-tail";
 import { Short, StatusBadge, When } from "../components/status";
 import { usePoll } from "../components/use-poll";
-import type { Deploys, Environments, RegistryApp, RuntimeStatus } from "../types";
 import { healthOf } from "./apps";
 
 const EVERY_MS = 4000;
 
 /** One app: actions, environments with release history, env names, live logs and deploys. */
 export function AppPage({ app }: { app: string }) {
-  const base = `/api/v1/apps/${encodeURIComponent(app)}`;
-  const record = usePoll<RegistryApp>(base, 15_000);
-  const runtime = usePoll<RuntimeStatus>(`${base}/runtime-status`, EVERY_MS).data;
+  const record = usePoll(app, () => node.app(app), 15_000);
+  const runtime = usePoll(app, () => node.runtimeStatus(app), EVERY_MS).data;
   if (record.error && !record.data) {
     return (
       <section>
@@ -27,9 +28,7 @@ export function AppPage({ app }: { app: string }) {
   if (!a) return <p class="muted">Loading…</p>;
   const health = healthOf(runtime);
   const op = (name: "restart" | "stop" | "start") => async () => {
-    const res = await api<{ targets: { supervisor: string; ok: boolean }[] }>(`${base}/${name}`, {
-      method: "POST",
-    });
+    const res = await node.operate(app, name);
     return `${name}: ${res.targets.map((t) => `${t.supervisor} ${t.ok ? "ok" : "failed"}`).join(", ") || "no targets"}`;
   };
   return (
@@ -54,17 +53,17 @@ export function AppPage({ app }: { app: string }) {
         />
         <ConfirmButton label="Start" question={`Start ${a.name} again?`} run={op("start")} />
       </div>
-      <EnvironmentsSection base={base} app={a} />
-      <EnvNames base={base} environments={a.environments} />
+      <EnvironmentsSection app={a} />
+      <EnvNames app={a.name} environments={a.environments} />
       <h2>Logs</h2>
-      <LogTail path={`${base}/logs?tail=100&follow=1`} />
-      <DeploysSection base={base} app={a.name} />
+      <LogTail app={a.name} tail={100} />
+      <DeploysSection app={a.name} />
     </section>
   );
 }
 
-function EnvironmentsSection({ base, app }: { base: string; app: RegistryApp }) {
-  const { data } = usePoll<Environments>(`${base}/environments`, EVERY_MS);
+function EnvironmentsSection({ app }: { app: NodeApp }) {
+  const { data } = usePoll(app.name, () => environments(node, app.name), EVERY_MS);
   if (!data) return null;
   const names = data.environments.map((e) => e.name);
   return (
@@ -90,10 +89,7 @@ function EnvironmentsSection({ base, app }: { base: string; app: RegistryApp }) 
                   label={`Promote to ${next}`}
                   question={`Roll ${env.name}'s release ${env.current.digest.slice(7, 19)} out to ${next}?`}
                   run={async () => {
-                    const r = await api<{ deploy_id: string }>(`${base}/promote`, {
-                      method: "POST",
-                      body: { from: env.name, to: next },
-                    });
+                    const r = await promote(node, app.name, { from: env.name, to: next }, true);
                     return `promoted to ${next} (deploy ${r.deploy_id.slice(0, 8)})`;
                   }}
                 />
@@ -104,10 +100,7 @@ function EnvironmentsSection({ base, app }: { base: string; app: RegistryApp }) 
                   tone="danger"
                   question={`Put ${env.name} of ${app.name} back on the release it ran before?`}
                   run={async () => {
-                    const r = await api<{ release: { digest: string } }>(`${base}/rollback`, {
-                      method: "POST",
-                      body: { env: env.name },
-                    });
+                    const r = await rollback(node, app.name, { env: env.name }, true);
                     return `rolled back to ${r.release.digest.slice(7, 19)}`;
                   }}
                 />
@@ -158,12 +151,9 @@ function EnvironmentsSection({ base, app }: { base: string; app: RegistryApp }) 
 }
 
 /** Names only: the node never sends a value to a browser (it would need ?reveal and the node key). */
-function EnvNames({ base, environments }: { base: string; environments: string[] }) {
+function EnvNames({ app, environments }: { app: string; environments: string[] }) {
   const first = environments[0];
-  const { data } = usePoll<{ environment: string; vars: string[] }>(
-    first ? `${base}/env?env=${encodeURIComponent(first)}` : null,
-    30_000,
-  );
+  const { data } = usePoll(first ? `${app}/${first}` : null, () => envNames(node, app, first ?? ""), 30_000);
   if (!data) return null;
   return (
     <>
@@ -183,8 +173,8 @@ function EnvNames({ base, environments }: { base: string; environments: string[]
   );
 }
 
-function DeploysSection({ base, app }: { base: string; app: string }) {
-  const { data } = usePoll<Deploys>(`${base}/deploys?limit=20`, EVERY_MS);
+function DeploysSection({ app }: { app: string }) {
+  const { data } = usePoll(app, () => appDeploys(node, app, 20), EVERY_MS);
   if (!data) return null;
   return (
     <>

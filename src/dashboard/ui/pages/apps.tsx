@@ -1,27 +1,27 @@
+import type { NodeApp, RuntimeStatus } from "../../../node/client.js";
+import { appDeploys, environments } from "../../../node/views-client.js";
+import { node } from "../api";
+import { PollState } from "../components/poll-state";
 import { Short, StatusBadge, When } from "../components/status";
 import { usePoll } from "../components/use-poll";
-import type { Deploys, Environments, RegistryApp, RuntimeStatus } from "../types";
 
 const EVERY_MS = 5000;
 
 /** Every app the session may see (a tenant sees its own), each card refreshing on its own. */
 export function AppsPage() {
-  const { data, error } = usePoll<{ apps: RegistryApp[] }>("/api/v1/apps", EVERY_MS);
+  const { data: apps, error } = usePoll("apps", () => node.apps(), EVERY_MS);
   return (
     <section>
       <h1>Apps</h1>
-      {error ? (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      ) : null}
-      {!data ? <p class="muted">Loading…</p> : null}
-      {data && data.apps.length === 0 ? (
-        <p class="muted">No apps yet: push one with git push or tcli push.</p>
-      ) : null}
-      {data && data.apps.length > 0 ? (
+      <PollState
+        error={error}
+        loaded={apps !== undefined}
+        count={apps?.length ?? 0}
+        empty="No apps yet: push one with git push or tcli push."
+      />
+      {apps && apps.length > 0 ? (
         <ul class="cards">
-          {data.apps.map((a) => (
+          {apps.map((a) => (
             <AppCard key={a.uuid} app={a} />
           ))}
         </ul>
@@ -30,17 +30,21 @@ export function AppsPage() {
   );
 }
 
-/** What a runtime status says about health and restarts, summed over the app's targets. */
+/**
+ * What a runtime status says about health and restarts, summed over the app's targets. The
+ * supervisor's own view is passed through by the node untyped, so each field is checked here.
+ */
 export function healthOf(status: RuntimeStatus | undefined): { state: string; restarts: number } {
   if (!status) return { state: "unknown", restarts: 0 };
   let restarts = 0;
   const states = new Set<string>();
   for (const t of status.targets) {
     const says = t.supervisor_says;
-    restarts += says?.restart_count ?? says?.restarts ?? 0;
+    const count = says?.restart_count ?? says?.restarts;
+    restarts += typeof count === "number" ? count : 0;
     if (!says || says.error) states.add(t.on_roster ? "unknown" : "down");
     else if (says.restart_status === "crashloop" || says.app_health === "unhealthy") states.add("unhealthy");
-    else states.add(says.state ?? "unknown");
+    else states.add(typeof says.state === "string" ? says.state : "unknown");
   }
   for (const worst of ["unhealthy", "down", "stopped", "unknown", "running"]) {
     if (states.has(worst)) return { state: worst, restarts };
@@ -48,11 +52,10 @@ export function healthOf(status: RuntimeStatus | undefined): { state: string; re
   return { state: status.targets.length === 0 ? "not deployed" : "unknown", restarts };
 }
 
-function AppCard({ app }: { app: RegistryApp }) {
-  const base = `/api/v1/apps/${encodeURIComponent(app.name)}`;
-  const envs = usePoll<Environments>(`${base}/environments`, EVERY_MS).data;
-  const runtime = usePoll<RuntimeStatus>(`${base}/runtime-status`, EVERY_MS).data;
-  const last = usePoll<Deploys>(`${base}/deploys?limit=1`, EVERY_MS).data?.deploys[0];
+function AppCard({ app }: { app: NodeApp }) {
+  const envs = usePoll(app.name, () => environments(node, app.name), EVERY_MS).data;
+  const runtime = usePoll(app.name, () => node.runtimeStatus(app.name), EVERY_MS).data;
+  const last = usePoll(app.name, () => appDeploys(node, app.name, 1), EVERY_MS).data?.deploys[0];
   const health = healthOf(runtime);
   return (
     <li class="card" data-app={app.name}>

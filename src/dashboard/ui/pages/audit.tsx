@@ -1,19 +1,20 @@
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, api } from "../api";
+import { firstBroken, judgeRows, type RowVerdict } from "../../../core/audit-recipe.js";
+import {
+  type AuditEventsPage,
+  type AuditVerdict,
+  auditEvents,
+  auditVerify,
+} from "../../../node/views-client.js";
+import { node as client, TabbifyError } from "../api";
 import { When } from "../components/status";
-import { type AuditRow, firstBroken, type RowVerdict, verifyRows } from "../lib/audit-chain";
+import { useSession } from "../session";
 import "./pages-b.css";
 
-interface EventsPage {
-  events: AuditRow[];
-  next_before?: number;
-}
-
-interface NodeVerdict {
-  ok: boolean;
-  count: number;
-  head?: { seq: number; event_hash: string };
-  broken?: { seq: number; reason: string };
+/** SHA-256 in the browser (WebCrypto), lowercase hex: the node's recipe, recomputed here. */
+async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 const PAGE = 50;
@@ -24,12 +25,26 @@ const PAGE = 50;
  * over the whole chain. The first broken row is shown in red.
  */
 export function AuditPage() {
+  if (useSession().session?.tenant) {
+    return (
+      <section>
+        <h1>Audit</h1>
+        <p role="alert" class="error">
+          The audit chain spans every tenant: log in with the node key to see it.
+        </p>
+      </section>
+    );
+  }
+  return <AuditChain />;
+}
+
+function AuditChain() {
   const [filter, setFilter] = useState({ actor: "", action: "", app: "" });
   const [draft, setDraft] = useState(filter);
   const [cursors, setCursors] = useState<number[]>([]);
-  const [page, setPage] = useState<EventsPage | undefined>(undefined);
+  const [page, setPage] = useState<AuditEventsPage | undefined>(undefined);
   const [verdicts, setVerdicts] = useState<Map<number, RowVerdict> | undefined>(undefined);
-  const [node, setNode] = useState<NodeVerdict | undefined>(undefined);
+  const [node, setNode] = useState<AuditVerdict | undefined>(undefined);
   const [error, setError] = useState("");
   const before = cursors.at(-1);
 
@@ -42,17 +57,15 @@ export function AuditPage() {
     setVerdicts(undefined);
     (async () => {
       try {
-        const [events, verdict] = await Promise.all([
-          api<EventsPage>(`/v1/audit/events?${q}`, { signal: controller.signal }),
-          api<NodeVerdict>("/v1/audit/verify", { signal: controller.signal }),
-        ]);
+        const [events, verdict] = await Promise.all([auditEvents(client, q), auditVerify(client)]);
         setPage(events);
         setNode(verdict);
         setError("");
-        setVerdicts(await verifyRows(events.events));
+        if (controller.signal.aborted) return;
+        setVerdicts(await judgeRows(events.events, sha256Hex));
       } catch (err) {
         if (!controller.signal.aborted)
-          setError(err instanceof ApiError ? err.message : "the node did not answer");
+          setError(err instanceof TabbifyError ? err.message : "the node did not answer");
       }
     })();
     return () => controller.abort();

@@ -1,7 +1,8 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, streamLines } from "../api";
+import { type AppDeployStatus, appDeploy, appDeployEvents } from "../../../node/views-client.js";
+import type { DeployEvent } from "../../../pipeline/executor.js";
+import { node, streamLines } from "../api";
 import { Short, StatusBadge, When } from "../components/status";
-import type { DeployEvent, DeployStatus } from "../types";
 
 interface Step {
   name: string;
@@ -34,7 +35,7 @@ export function stepsOf(events: DeployEvent[]): Step[] {
  * stop when the deploy ends instead of reconnecting): a finished deploy replays, a running one
  * arrives live; a dropped stream resumes after the last event seen.
  */
-function useDeployEvents(base: string): { events: DeployEvent[]; ended: boolean } {
+function useDeployEvents(app: string, id: string): { events: DeployEvent[]; ended: boolean } {
   const [events, setEvents] = useState<DeployEvent[]>([]);
   const [ended, setEnded] = useState(false);
   useEffect(() => {
@@ -60,7 +61,7 @@ function useDeployEvents(base: string): { events: DeployEvent[]; ended: boolean 
     const follow = async () => {
       while (!done && !controller.signal.aborted) {
         try {
-          await streamLines(`${base}/events?after=${last}`, take, controller.signal);
+          await streamLines(await appDeployEvents(node, app, id, last), take, controller.signal);
         } catch {
           if (controller.signal.aborted) return;
         }
@@ -73,20 +74,19 @@ function useDeployEvents(base: string): { events: DeployEvent[]; ended: boolean 
       controller.abort();
       if (flush) clearTimeout(flush);
     };
-  }, [base]);
+  }, [app, id]);
   return { events, ended };
 }
 
 export function DeployPage({ app, id }: { app: string; id: string }) {
-  const base = `/api/v1/apps/${encodeURIComponent(app)}/deploys/${encodeURIComponent(id)}`;
-  const { events, ended } = useDeployEvents(base);
-  const [status, setStatus] = useState<DeployStatus | undefined>(undefined);
+  const { events, ended } = useDeployEvents(app, id);
+  const [status, setStatus] = useState<AppDeployStatus | undefined>(undefined);
   const [error, setError] = useState("");
   useEffect(() => {
-    api<DeployStatus>(base)
+    appDeploy(node, app, id)
       .then(setStatus)
       .catch((err: unknown) => setError(err instanceof Error ? err.message : String(err)));
-  }, [base, ended]);
+  }, [app, id, ended]);
 
   if (error) {
     return (

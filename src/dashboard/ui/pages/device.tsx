@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
 import { useLocation } from "preact-iso";
-import { ApiError, api } from "../api";
+import { node, TabbifyError } from "../api";
 import { useSession } from "../session";
 
 /**
@@ -23,14 +23,15 @@ export function DevicePage() {
         user_code: code.trim(),
         ...(nodeKey && verb === "approve" ? { tenant: tenant.trim() } : {}),
       };
-      await api(`/v1/auth/device/${verb}`, { method: "POST", body });
+      // The same call `tcli login --device`'s approver makes.
+      await node.request("POST", `/v1/auth/device/${verb}`, body);
       setOutcome({
         ok: true,
         text:
           verb === "approve" ? "Approved: the device is logged in." : "Refused: the device was turned away.",
       });
     } catch (err) {
-      setOutcome({ ok: false, text: err instanceof ApiError ? err.message : String(err) });
+      setOutcome({ ok: false, text: err instanceof TabbifyError ? err.message : String(err) });
     }
   };
 

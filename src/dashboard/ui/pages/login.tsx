@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { useLocation } from "preact-iso";
-import { ApiError } from "../api";
+import { TabbifyError } from "../api";
 import { useSession } from "../session";
 
 /** Paste a node key or tenant token; the node keeps it and hands back an HttpOnly session cookie. */
@@ -25,7 +25,7 @@ export function LoginPage() {
       await login(token.trim());
       setToken("");
     } catch (err) {
-      setError(err instanceof ApiError ? err.message : "the node did not answer");
+      setError(err instanceof TabbifyError ? err.message : "the node did not answer");
     } finally {
       setBusy(false);
     }

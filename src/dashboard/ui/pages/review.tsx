@@ -1,33 +1,18 @@
 import { useState } from "preact/hooks";
-import { api } from "../api";
+import type { GrantView, PlanView } from "../../../node/deploy-review-store.js";
+import {
+  approvePlan,
+  grants as grantsOf,
+  plan as planOf,
+  rejectPlan,
+  revokeGrant,
+} from "../../../node/review-client.js";
+import { node } from "../api";
 import { ConfirmButton } from "../components/confirm-button";
 import { Short, StatusBadge, When } from "../components/status";
 import { usePoll } from "../components/use-poll";
+import { lineDiff, prettyJson } from "../lib/line-diff";
 import "./pages-b.css";
-
-interface Plan {
-  id: string;
-  projectName: string;
-  region: string;
-  status: string;
-  baselineSha: string | null;
-  proposedSha: string;
-  diff: { reasons: string[] };
-  grantCoverage: { coveredReasons: string[]; uncoveredReasons: string[] };
-  createdAt: string;
-  expiresAt: string;
-  mode?: string;
-  decidedBy?: string;
-}
-
-interface Grant {
-  id: string;
-  projectName: string;
-  status: string;
-  reasons: string[];
-  createdAt: string;
-  expiresAt?: string;
-}
 
 /**
  * A plan's review (the `reviewUrl` a deploy answers with): what the proposed contract adds over
@@ -36,11 +21,10 @@ interface Grant {
  */
 export function ReviewPage({ id }: { id: string }) {
   const [tick, setTick] = useState(0);
-  const path = `/v1/deploy/plans/${encodeURIComponent(id)}`;
-  const { data: plan, error } = usePoll<Plan>(`${path}?v=${tick}`, 5000);
+  const { data: plan, error } = usePoll<PlanView>(`${id}/${tick}`, () => planOf(node, id), 5000);
   const refresh = () => setTick((t) => t + 1);
-  const decide = async (what: string, body: unknown, said: string) => {
-    await api(`${path}/${what}`, { method: "POST", body });
+  const decide = async (what: () => Promise<unknown>, said: string) => {
+    await what();
     refresh();
     return said;
   };
@@ -88,12 +72,19 @@ export function ReviewPage({ id }: { id: string }) {
               ) : (
                 <p class="muted">none: first deploy</p>
               )}
+              <ContractBody value={plan.baselineContract} label="baseline contract" />
             </div>
             <div class="card">
               <h2>Proposed contract</h2>
               <Short value={plan.proposedSha} />
+              <ContractBody value={plan.proposedContract} label="proposed contract" />
             </div>
           </div>
+          {plan.proposedContract !== undefined ? (
+            <ContractDiff before={plan.baselineContract} after={plan.proposedContract} />
+          ) : (
+            <p class="muted">This plan predates stored contracts: only their digests are known.</p>
+          )}
           <h2>What it adds</h2>
           <ul class="plain" aria-label="reasons">
             {plan.diff.reasons.map((r) => {
@@ -111,19 +102,19 @@ export function ReviewPage({ id }: { id: string }) {
               <ConfirmButton
                 label="Approve once"
                 question="Approve this plan for one deploy?"
-                run={() => decide("approve", { mode: "once" }, "approved once")}
+                run={() => decide(() => approvePlan(node, id, "once"), "approved once")}
               />
               <ConfirmButton
                 label="Approve and grant"
                 question="Approve, and grant these reasons to the project for later deploys?"
                 tone="secondary"
-                run={() => decide("approve", { mode: "grant" }, "approved, grant created")}
+                run={() => decide(() => approvePlan(node, id, "grant"), "approved, grant created")}
               />
               <ConfirmButton
                 label="Reject"
                 question="Reject this plan?"
                 tone="danger"
-                run={() => decide("reject", {}, "rejected")}
+                run={() => decide(() => rejectPlan(node, id), "rejected")}
               />
             </div>
           ) : null}
@@ -134,11 +125,45 @@ export function ReviewPage({ id }: { id: string }) {
   );
 }
 
-function Grants({ project, tick, onChange }: { project: string; tick: number; onChange: () => void }) {
-  const { data } = usePoll<{ grants: Grant[] }>(
-    `/v1/projects/${encodeURIComponent(project)}/grants?v=${tick}`,
-    5000,
+/** A contract's JSON as text: Preact sets it as a text node, so nothing in it is markup. */
+function ContractBody({ value, label }: { value: unknown; label: string }) {
+  if (value === undefined || value === null) return null;
+  return (
+    <section aria-label={label}>
+      {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling block must be reachable by keyboard. */}
+      <pre tabIndex={0}>{prettyJson(value)}</pre>
+    </section>
   );
+}
+
+function ContractDiff({ before, after }: { before: unknown; after: unknown }) {
+  const lines = lineDiff(prettyJson(before), prettyJson(after));
+  return (
+    <>
+      <h2>Contract changes</h2>
+      {lines === undefined ? (
+        <p class="muted">Too long to compare here.</p>
+      ) : (
+        <section aria-label="contract changes">
+          {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling block must be reachable by keyboard. */}
+          <pre class="diff" tabIndex={0}>
+            {lines.map((l, i) => (
+              <span key={i} class={`diff-${l.kind}`}>
+                {l.kind === "add" ? "+ " : l.kind === "del" ? "- " : "  "}
+                {l.text}
+                {"\n"}
+              </span>
+            ))}
+          </pre>
+        </section>
+      )}
+    </>
+  );
+}
+
+function Grants({ project, tick, onChange }: { project: string; tick: number; onChange: () => void }) {
+  const { data: grants } = usePoll<GrantView[]>(`${project}/${tick}`, () => grantsOf(node, project), 5000);
+  const data = grants ? { grants } : undefined;
   return (
     <>
       <h2>Grants of {project}</h2>
@@ -156,7 +181,7 @@ function Grants({ project, tick, onChange }: { project: string; tick: number; on
                   question="Revoke this grant? Later deploys that need it will ask for review again."
                   tone="danger"
                   run={async () => {
-                    await api(`/v1/grants/${encodeURIComponent(g.id)}/revoke`, { method: "POST", body: {} });
+                    await revokeGrant(node, g.id);
                     onChange();
                     return "revoked";
                   }}

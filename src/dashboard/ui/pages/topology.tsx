@@ -1,31 +1,13 @@
+import { type TopologyView, topology } from "../../../node/views-client.js";
+import { node } from "../api";
 import { usePoll } from "../components/use-poll";
 import { useSession } from "../session";
 import "./pages-b.css";
 
-interface Runner {
-  app_uuid: string;
-  name: string | null;
-  address: string;
-  last_seen: string;
-  parent?: string | null;
-}
-
-interface Host {
-  display_name: string;
-  ula: string;
-  address: string;
-  tags: string[];
-  version: string;
-  last_seen: string;
-  down_since?: string;
-  runners: Runner[];
-}
-
-interface Topology {
-  supervisors: Host[];
-  orphaned: Runner[];
-  down: Host[];
-}
+/** A runner as the topology route answers it; orphans also name the parent they lost. */
+type Runner = TopologyView["supervisors"][number]["runners"][number] & { parent?: string | null };
+/** A supervisor, live or lost (only the lost carry down_since). */
+type Host = Omit<TopologyView["supervisors"][number], "runners"> & { down_since?: string; runners: Runner[] };
 
 const HOST_W = 260;
 const HEAD_H = 74;
@@ -41,7 +23,7 @@ export function TopologyPage() {
   const tenant = useSession().session?.tenant;
   // The roster spans every tenant: the node answers a tenant's token 401, which would end the
   // session, so a tenant is told instead of asking.
-  const { data, error: failed } = usePoll<Topology>(tenant ? null : "/v1/topology", 5000);
+  const { data, error: failed } = usePoll(tenant ? null : "topology", () => topology(node), 5000);
   const error = tenant ? "The topology spans every tenant: log in with the node key to see it." : failed;
   return (
     <section class="topology">
@@ -60,7 +42,7 @@ function hostHeight(h: Host): number {
   return HEAD_H + Math.max(1, h.runners.length) * (RUNNER_H + 6) + 8;
 }
 
-function TopologyPicture({ topology }: { topology: Topology }) {
+function TopologyPicture({ topology }: { topology: TopologyView }) {
   const hosts = [
     ...topology.supervisors.map((h) => ({ host: h, up: true })),
     ...topology.down.map((h) => ({ host: h, up: false })),
