@@ -292,6 +292,21 @@ describe("git deploys without a forge", () => {
     assert.deepEqual(await stagedRefs("broken"), []);
   });
 
+  it("a build whose every target fails to start makes git push exit non-zero, naming the target", async () => {
+    const dir = workTree("crashy", "crashy-v1");
+    writeFileSync(
+      join(dir, "Dockerfile"),
+      'FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT ["/bin/busybox", "sh", "-c", "exit 3"]\n',
+    );
+    spawnSync("git", ["commit", "--quiet", "-am", "exits at once"], { cwd: dir, env: gitEnv });
+    const push = await gitPush(dir, pushUrl("crashy", NODE_KEY));
+    assert.notEqual(push.code, 0, push.out);
+    assert.match(push.out, new RegExp(`remote: target ${SUPERVISOR} \\(docker\\): failed: `));
+    assert.match(push.out, /remote: deploy failed: 1 of 1 targets did not take the release/);
+    assert.doesNotMatch(push.out, /TABBIFY-OK/);
+    assert.match(push.out, /pre-receive hook declined/);
+  });
+
   it("a private non-forge host is read and cloned with the node's credential, which is never recorded", async () => {
     await privateRepo.commit({
       Dockerfile: dockerfile("private-v1"),

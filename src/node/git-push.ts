@@ -300,10 +300,16 @@ export function registerGitRoutes(app: FastifyInstance, opts: GitPushOptions): v
           `target ${result.supervisor} (${result.runtime}): ${result.success ? "ok" : `failed: ${result.error ?? ""}`}\n`,
         );
       }
-      if (record?.status === "succeeded") {
+      // As `GET /v1/deploy/:id/status` says `success`: every target took the release.
+      const failedTargets = (record?.results ?? []).filter((r) => !r.success).length;
+      if (record?.status === "succeeded" && failedTargets === 0) {
         res.end(`app: ${opts.selfUrl()}/app/${record.app_uuid}/\nTABBIFY-OK\n`);
       } else {
-        const error = record?.error ? `${record.error.code}: ${record.error.message}` : "the deploy failed";
+        const error = record?.error
+          ? `${record.error.code}: ${record.error.message}`
+          : record?.status === "succeeded"
+            ? `${failedTargets} of ${record.results.length} targets did not take the release (see above)`
+            : "the deploy failed";
         res.end(`deploy failed: ${error}\nTABBIFY-FAILED\n`);
       }
     },
