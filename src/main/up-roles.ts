@@ -76,7 +76,7 @@ export class KeptRole {
   }
 
   /** Starts the role and waits until it answers; throws when it exits or time runs out first. */
-  async start(timeoutMs = 30_000): Promise<void> {
+  async start(timeoutMs = 90_000): Promise<void> {
     const child = this.#spawn();
     this.#adopt(child);
     await waitAnswering(this.spec, child, timeoutMs);
