@@ -31,11 +31,12 @@ describe("upgrade: a supervisor's handoff and runner-restart routes", () => {
     });
 
   it("refuses both routes without the supervisors' key and stores nothing", async () => {
-    for (const headers of [
+    const attempts: Record<string, string>[] = [
       {},
       { authorization: "Bearer not-the-key" },
       { authorization: `Bearer ${sup.apiKey}x` },
-    ]) {
+    ];
+    for (const headers of attempts) {
       const upload = await post(
         "/v1/platform/handoff",
         { ...headers, "content-type": "application/octet-stream" },
