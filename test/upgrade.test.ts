@@ -262,7 +262,7 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     const result = await upgrade(["--rollback", "--restart-runners"]);
     for (const loop of loops) loop.phase = "after";
     assert.equal(result.code, 0, result.output);
-    for (const line of result.output.split("\n").filter((l) => /runners of/.test(l)))
+    for (const line of result.output.split("\n").filter((l) => /runners of .* done in/.test(l)))
       console.log(`# ${line}`);
     assert.deepEqual(await versions(), everyRoleOn(baseVersion));
     // Each app answers from a new runner (and a new workload, started before the old one stopped).

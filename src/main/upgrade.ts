@@ -132,7 +132,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     if (upgrade) {
       for (const role of upgrade.roles.slice(shown)) {
         process.stderr.write(
-          `tabbify upgrade: ${role.role} ${role.ok ? `handed over in ${role.ms} ms (new one ready in ${role.ready_ms} ms)` : `FAILED: ${role.error}`}\n`,
+          `tabbify upgrade: ${role.role} ${!role.ok ? `FAILED: ${role.error}` : role.ready_ms === undefined ? `done in ${role.ms} ms` : `handed over in ${role.ms} ms (new one ready in ${role.ready_ms} ms)`}\n`,
         );
       }
       shown = upgrade.roles.length;
