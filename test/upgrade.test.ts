@@ -1,14 +1,18 @@
 /**
  * Tabbify upgrades itself in place (issue 19), on a whole `tabbify up` with a process app, a wasm
- * app and a docker app running and a request loop on each through the node's /app/<uuid> door:
+ * app and a docker app running, plus a second supervisor on the node's roster (as on another
+ * host: its own process and data dir, not kept by `up`) running a process app, and a request
+ * loop on each app through the node's /app/<uuid> door:
  *
- *   1. a release of this tree with a bumped version: every role reports it, no request fails,
- *      no runner, workload or container is replaced;
+ *   1. a release of this tree with a bumped version: every role and both supervisors report it,
+ *      no request fails, no runner, workload or container is replaced;
  *   2. a release whose supervisor exits at start: the command exits non-zero naming the
  *      supervisor, the running version keeps serving, no request fails;
- *   3. --rollback returns every role to the release before;
- *   4. the upgrader killed while the node is handed over: `up` hands every role back; after `up`
- *      restarts the store says failed (never in progress) and exactly one node serves.
+ *   3. --rollback --restart-runners returns every role to the release before and hands every
+ *      app to a new runner: new runner pids, no request fails;
+ *   4. the upgrader killed while the node is handed over: `up` hands every role back, the other
+ *      supervisor too; after `up` restarts the store says failed (never in progress) and exactly
+ *      one node serves.
  *
  * Prints the handoff time per role and the loops' p99 at rest and during the upgrade.
  */
@@ -20,7 +24,13 @@ import { after, before, describe, it } from "node:test";
 import { processSpec, randomUuid } from "./runtime-plane-support.js";
 import { buildScratchImage, type RunningProcess, repoRoot, run, sleep, tempDir } from "./support/tools.js";
 import { freeUpPorts, spawnUp, supervisorAuth, type UpPorts } from "./support/up-stack.js";
-import { breakRole, RequestLoop, releaseTarball, rolePids } from "./support/upgrade-stack.js";
+import {
+  breakRole,
+  RequestLoop,
+  releaseTarball,
+  rolePids,
+  startOtherSupervisor,
+} from "./support/upgrade-stack.js";
 
 const roles = ["node", "registry", "auth", "supervisor"] as const;
 // Unique per run: another run's cleanup must not remove this run's image.
@@ -36,6 +46,8 @@ wait $pid
 interface Workload {
   uuid: string;
   runtime: string;
+  /** The supervisor that runs it: `up`'s, or the other one. */
+  supervisor: string;
   runnerPid: number;
   workloadPid: number;
   container: string | undefined;
@@ -53,19 +65,25 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
   const nextVersion = () => `${baseVersion}-up1`;
   const apps: Workload[] = [];
   const loops: RequestLoop[] = [];
+  let other: Awaited<ReturnType<typeof startOtherSupervisor>> | undefined;
+  const localSupervisor = () => `http://127.0.0.1:${ports.supervisor}`;
 
+  /** The version each role answers, the other supervisor's as `other`. */
   const versions = async () =>
     Object.fromEntries(
       await Promise.all(
-        roles.map(async (role) => {
-          const res = await fetch(`http://127.0.0.1:${ports[role]}/api/version`);
-          return [role, ((await res.json()) as { version: string }).version] as const;
-        }),
+        [...roles.map((role) => [role, `http://127.0.0.1:${ports[role]}`]), ["other", other!.url]].map(
+          async ([role, url]) => {
+            const res = await fetch(`${url}/api/version`);
+            return [role, ((await res.json()) as { version: string }).version] as const;
+          },
+        ),
       ),
     );
+  const everyRoleOn = (version: string) => Object.fromEntries([...roles, "other"].map((r) => [r, version]));
 
-  const appState = async (uuid: string) => {
-    const res = await fetch(`http://127.0.0.1:${ports.supervisor}/v1/apps/${uuid}`, {
+  const appState = async (app: { uuid: string; supervisor: string }) => {
+    const res = await fetch(`${app.supervisor}/v1/apps/${app.uuid}`, {
       headers: await supervisorAuth(data),
     });
     return (await res.json()) as { pid: number; workload_pid: number; state: string };
@@ -99,7 +117,7 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
   /** Every workload still the same process (and container) as when it started. */
   const assertUntouched = async () => {
     for (const app of apps) {
-      const now = await appState(app.uuid);
+      const now = await appState(app);
       assert.equal(now.state, "running", app.runtime);
       assert.equal(now.pid, app.runnerPid, `${app.runtime}: runner pid`);
       assert.equal(now.workload_pid, app.workloadPid, `${app.runtime}: workload pid`);
@@ -133,26 +151,36 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     up = spawnUp(data, ports);
     await up.waitForLine(/Tabbify is up/, 90_000);
     key = (await readFile(join(data, "node.key"), "utf8")).trim();
-    const specs: [string, Record<string, unknown>][] = [
-      ["process", processSpec({ VERSION: "1" })],
+    other = await startOtherSupervisor({
+      dir: dir.path,
+      name: "other",
+      nodeUrl: `http://127.0.0.1:${ports.node}`,
+      nodeKey: key,
+      supervisorKey: (await readFile(join(data, "supervisor", "api.key"), "utf8")).trim(),
+    });
+    const specs: [string, Record<string, unknown>, string][] = [
+      ["process", processSpec({ VERSION: "1" }), localSupervisor()],
       [
         "wasm",
         { runtime: "wasm", artifact_dir: join(repoRoot, "examples", "hello-wasm"), entry: "hello.wasm" },
+        localSupervisor(),
       ],
-      ["docker", { runtime: "docker", image: dockerImage }],
+      ["docker", { runtime: "docker", image: dockerImage }, localSupervisor()],
+      ["process on the other supervisor", processSpec({ VERSION: "2" }), other.url],
     ];
-    for (const [runtime, spec] of specs) {
+    for (const [runtime, spec, supervisor] of specs) {
       const uuid = randomUuid();
-      const res = await fetch(`http://127.0.0.1:${ports.supervisor}/v1/apps/${uuid}/start`, {
+      const res = await fetch(`${supervisor}/v1/apps/${uuid}/start`, {
         method: "POST",
         headers: { ...(await supervisorAuth(data)), "content-type": "application/json" },
         body: JSON.stringify(spec),
       });
       assert.equal(res.status, 200, `${runtime}: ${await res.text()}`);
-      const state = await appState(uuid);
+      const state = await appState({ uuid, supervisor });
       apps.push({
         uuid,
         runtime,
+        supervisor,
         runnerPid: state.pid,
         workloadPid: state.workload_pid,
         container: runtime === "docker" ? containerOf(uuid) : undefined,
@@ -176,11 +204,12 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     for (const loop of loops) await loop.stop();
     if (up) {
       for (const app of apps) {
-        await fetch(`http://127.0.0.1:${ports.supervisor}/v1/apps/${app.uuid}/purge`, {
+        await fetch(`${app.supervisor}/v1/apps/${app.uuid}/purge`, {
           method: "POST",
           headers: await supervisorAuth(data),
         }).catch(() => {});
       }
+      await other?.stop();
       await up.stop(20_000);
     }
     execFileSync("docker", ["rmi", "-f", dockerImage], { stdio: "ignore" });
@@ -197,7 +226,8 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     console.log(`# upgrade to ${nextVersion()}: ${(total / 1000).toFixed(1)} s in all`);
     for (const line of result.output.split("\n").filter((l) => /handed over in/.test(l)))
       console.log(`# ${line}`);
-    assert.deepEqual(await versions(), Object.fromEntries(roles.map((r) => [r, nextVersion()])));
+    assert.deepEqual(await versions(), everyRoleOn(nextVersion()));
+    assert.match(result.output, /supervisor@other handed over in/, "the other supervisor went in turn");
     const version = (await (await fetch(`http://127.0.0.1:${ports.node}/api/version`)).json()) as {
       commit: string | null;
     };
@@ -213,7 +243,7 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     for (const loop of loops) loop.phase = "after";
     assert.notEqual(result.code, 0, result.output);
     assert.match(result.output, /failed: supervisor: .*exited with code 3/);
-    assert.deepEqual(await versions(), Object.fromEntries(roles.map((r) => [r, nextVersion()])));
+    assert.deepEqual(await versions(), everyRoleOn(nextVersion()));
     await assertUntouched();
     for (const loop of loops) assert.deepEqual(loop.failures, [], loop.url);
     // The audit chain has the failure (AUDIT_PAGE_MAX is 1000; this stack has few events).
@@ -227,12 +257,32 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     assert.match(JSON.stringify(failed[0]!.after), /supervisor/);
   });
 
-  it("--rollback hands every role back to the release before", async () => {
+  it("--rollback --restart-runners hands every role back and every app to a new runner", async () => {
     for (const loop of loops) loop.phase = "rollback";
-    const result = await upgrade(["--rollback"]);
+    const result = await upgrade(["--rollback", "--restart-runners"]);
     for (const loop of loops) loop.phase = "after";
     assert.equal(result.code, 0, result.output);
-    assert.deepEqual(await versions(), Object.fromEntries(roles.map((r) => [r, baseVersion])));
+    for (const line of result.output.split("\n").filter((l) => /runners of .* done in/.test(l)))
+      console.log(`# ${line}`);
+    assert.deepEqual(await versions(), everyRoleOn(baseVersion));
+    // Each app answers from a new runner (and a new workload, started before the old one stopped).
+    for (const app of apps) {
+      const now = await appState(app);
+      assert.equal(now.state, "running", app.runtime);
+      assert.notEqual(now.pid, app.runnerPid, `${app.runtime}: a new runner`);
+      assert.notEqual(now.workload_pid, app.workloadPid, `${app.runtime}: a new workload`);
+      app.runnerPid = now.pid;
+      app.workloadPid = now.workload_pid;
+      if (app.container) {
+        // The old runner stops its container once its last requests are answered.
+        const deadline = Date.now() + 60_000;
+        while ((containerOf(app.uuid) ?? "").includes("\n") && Date.now() < deadline) await sleep(250);
+        const now = containerOf(app.uuid);
+        assert.ok(now && !now.includes("\n"), `one container for ${app.runtime}: ${now}`);
+        assert.notEqual(now, app.container, "a new container");
+        app.container = now;
+      }
+    }
     await assertUntouched();
     report("rollback", "rollback");
     for (const loop of loops) assert.deepEqual(loop.failures, [], loop.url);
@@ -281,7 +331,7 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     assert.equal(row.status, "failed", JSON.stringify(row));
     console.log(`# upgrader killed mid-node-handoff: ${row.status} (${row.error})`);
     assert.equal(rolePids("node", data).length, 1, "exactly one node");
-    assert.deepEqual(await versions(), Object.fromEntries(roles.map((r) => [r, baseVersion])));
+    assert.deepEqual(await versions(), everyRoleOn(baseVersion));
     await assertUntouched();
   });
 });

@@ -11,6 +11,7 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import type { PeerRecord } from "../mesh/roster.js";
 import type { AssignRequest, ControlReply, ControlRequest } from "../runner/control.js";
+import type { Succession } from "../runner/succession.js";
 import type { Runtime, RuntimeKind, Workload, WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
 import { intOption, type OptionSpec, optionsHelp, parseListen, parseOptions, required } from "./flags.js";
 
@@ -23,6 +24,11 @@ export const specs: OptionSpec[] = [
     flag: "spare",
     boolean: true,
     help: "boot ahead and wait on --control-sock to be assigned an app (no --uuid, --bind or launch line)",
+  },
+  {
+    flag: "successor",
+    boolean: true,
+    help: "take the app over from the runner that started this one (its launch line and app socket come over IPC)",
   },
   { flag: "log", help: "this runner's log file (its stdout and stderr), rotated while it runs" },
   { flag: "node", env: "TABBIFY_NODE_URL", help: "node URL to register with as a roster peer" },
@@ -72,6 +78,7 @@ async function loadRunnerModules() {
 type RunnerModules = Awaited<ReturnType<typeof loadRunnerModules>>;
 
 interface RunnerSettings {
+  dataDir: string;
   healthTimeoutMs: number;
   restartBaseMs: number;
   restartCapMs: number;
@@ -91,6 +98,31 @@ interface AppParams {
   runtimeFor: (kind: RuntimeKind) => Promise<Runtime>;
   /** Already starting: the caller starts it before anything else, since it is most of cold start. */
   firstWorkload: Promise<Workload>;
+  /** Set when this runner takes the app over from the runner before it (succession.ts). */
+  succession?: Succession;
+}
+
+/** The flags of a runner taking over `app` from this one (`--successor` is added by handOver). */
+function successorArgs(app: AppParams, settings: RunnerSettings, bind: string): string[] {
+  return [
+    "--uuid",
+    app.uuid,
+    "--control-sock",
+    app.controlSock,
+    "--data-dir",
+    settings.dataDir,
+    "--bind",
+    bind,
+    ...(app.logPath ? ["--log", app.logPath] : []),
+    ...(settings.nodeUrl ? ["--node", settings.nodeUrl] : []),
+    ...(settings.parent ? ["--parent", settings.parent] : []),
+    "--health-timeout-ms",
+    String(settings.healthTimeoutMs),
+    "--restart-base-ms",
+    String(settings.restartBaseMs),
+    "--restart-cap-ms",
+    String(settings.restartCapMs),
+  ];
 }
 
 /** How often a live runner checks its log's size (copy-truncate past m.logRotateBytes). */
@@ -107,6 +139,9 @@ async function openApp(
   m: RunnerModules,
 ): Promise<{ run(): Promise<number> }> {
   const logger = m.createLogger(`runner ${app.uuid}`);
+  let ownsPidFile = !app.succession;
+  let workloadPid: number | undefined;
+  let handedOver = false;
   const runner = new m.Runner({
     uuid: app.uuid,
     appUla: m.deriveAppUla(app.uuid),
@@ -126,34 +161,72 @@ async function openApp(
     ...(settings.kernelHopTable
       ? { kernelHop: new m.KernelHop(settings.kernelHopTable, { host: app.bind.host, port: app.bind.port }) }
       : {}),
+    ...(app.succession ? { listenHandle: app.succession.listener } : {}),
     onWorkload: (pid) => {
-      const path = m.workloadPidPath(app.controlSock);
-      const temp = `${path}.${process.pid}.tmp`;
-      try {
-        writeFileSync(temp, pid === undefined ? "" : `${pid}\n`, { mode: 0o600 });
-        renameSync(temp, path);
-      } catch (err) {
-        logger.warn("cannot record the workload pid", { error: (err as Error).message });
-      }
+      // The pid file is the predecessor's until this runner took the app over, and the
+      // successor's once this one handed it on.
+      workloadPid = pid;
+      if (ownsPidFile) recordWorkload(pid);
     },
   });
+
+  function recordWorkload(pid: number | undefined): void {
+    const path = m.workloadPidPath(app.controlSock);
+    const temp = `${path}.${process.pid}.tmp`;
+    try {
+      writeFileSync(temp, pid === undefined ? "" : `${pid}\n`, { mode: 0o600 });
+      renameSync(temp, path);
+    } catch (err) {
+      logger.warn("cannot record the workload pid", { error: (err as Error).message });
+    }
+  }
 
   let finished: (code: number) => void = () => {};
   const done = new Promise<number>((resolve) => {
     finished = resolve;
   });
-  let control: { close(): Promise<void> };
-  try {
-    control = await m.serveControlSocket(
-      app.controlSock,
-      async (req) => {
-        const reply = await runner.handle(req);
-        // The reply must leave before the process does; exit on the next turn.
-        if (req.cmd === "stop") setTimeout(() => finished(0), 50);
-        return reply;
+  /** Hands the app to a runner of `entry` (succession.ts); this one then drains and exits. */
+  const handoff = async (entry: string): Promise<ControlReply> => {
+    const blocker = runner.successionBlocker();
+    if (blocker) return { reply: "err", message: `cannot hand the app over: ${blocker}` };
+    const { handOver } = await import("../runner/succession.js");
+    const next = await handOver({
+      entry,
+      args: successorArgs(app, settings, runner.boundAddr),
+      config: {
+        spec: runner.currentSpec,
+        ...(app.nodeKey ? { node_key: app.nodeKey } : {}),
+        ...(app.user ? { user: app.user } : {}),
       },
-      logger.child("control"),
-    );
+      listener: runner.listener,
+      releaseControl: () => control.release(),
+      timeoutMs: settings.healthTimeoutMs + 30_000,
+    });
+    handedOver = true;
+    ownsPidFile = false;
+    logger.info("handed the app to a new runner; draining", { successor_pid: next.pid });
+    // After the reply has left: drain what is under way here, then exit.
+    setTimeout(() => {
+      runner.retireForSuccessor().then(
+        () => finished(0),
+        () => finished(1),
+      );
+    }, 50);
+    return { reply: "handed-over", ...next };
+  };
+  const onControl = async (req: ControlRequest): Promise<ControlReply> => {
+    if (req.cmd === "handoff") return handoff(req.entry);
+    const reply = await runner.handle(req);
+    // The reply must leave before the process does; exit on the next turn.
+    if (req.cmd === "stop") setTimeout(() => finished(0), 50);
+    return reply;
+  };
+  const serveControl = () => m.serveControlSocket(app.controlSock, onControl, logger.child("control"));
+
+  let control: { close(): Promise<void>; release(): Promise<void> };
+  try {
+    // A successor serves the control socket only once its predecessor gave it up (in run()).
+    control = app.succession ? { close: async () => {}, release: async () => {} } : await serveControl();
   } catch (err) {
     // Nothing may be left running by a runner that cannot be reached.
     await app.firstWorkload.then(
@@ -172,6 +245,14 @@ async function openApp(
       await control.close();
       return 1;
     }
+    if (app.succession) {
+      if (app.succession.abandon) process.off("SIGTERM", app.succession.abandon);
+      await app.succession.serving(runner.health().workload_pid);
+      control = await serveControl();
+      ownsPidFile = true;
+      recordWorkload(workloadPid);
+      app.succession.controlReady();
+    }
     logger.info("serving", { bound_addr: runner.boundAddr, workload_pid: runner.health().workload_pid });
     const rotation = app.logPath
       ? m.watchLogSize({
@@ -182,7 +263,7 @@ async function openApp(
         })
       : undefined;
 
-    let roster: { stop(): Promise<void> } | undefined;
+    let roster: { stop(opts?: { deregister?: boolean }): Promise<void> } | undefined;
     if (settings.nodeUrl) {
       const { RosterClient } = await import("../mesh/client.js");
       const client = new RosterClient({
@@ -220,8 +301,9 @@ async function openApp(
 
     const code = await done;
     rotation?.stop();
-    await roster?.stop().catch(() => {});
-    await control.close();
+    // Handed over: the successor registered under the same name and owns the control socket path.
+    await roster?.stop({ deregister: !handedOver }).catch(() => {});
+    if (!handedOver) await control.close();
     // Keep-alive sockets and timers must not hold a stopped runner alive.
     process.exit(code);
   };
@@ -243,13 +325,28 @@ async function runForApp(opts: ReturnType<typeof parseOptions>, settings: Runner
   const controlSock = required(opts.values["control-sock"], "--control-sock");
   const bind = parseListen(required(opts.values.bind, "--bind"));
   const { readLaunchConfig } = await import("../runner/launch.js");
-  const { spec, node_key: nodeKey, user } = await readLaunchConfig(process.stdin);
+  // A successor gets its launch line and the app's socket from the runner it replaces.
+  const succession = opts.flags.successor
+    ? await (await import("../runner/succession.js")).Succession.receive()
+    : undefined;
+  const { spec, node_key: nodeKey, user } = succession?.config ?? (await readLaunchConfig(process.stdin));
 
   // Cold start is the runner's boot plus the workload's, so the workload starts first, with only
   // its runtime's module loaded; the rest of the runner (the uuid and address libraries alone
   // take tens of milliseconds) loads while the workload boots.
   const { loadRuntime } = await import("../runtimes/load.js");
-  const firstWorkload = loadRuntime(spec.runtime).then((runtime) => firstWorkloadFor(runtime, spec, user));
+  const { startWorkload } = await import("../runner/workload.js");
+  // A successor starts a workload of its own: the one running is its predecessor's, to drain.
+  const firstWorkload = loadRuntime(spec.runtime).then((runtime) =>
+    succession ? startWorkload(runtime, spec, user) : firstWorkloadFor(runtime, spec, user),
+  );
+  if (succession) {
+    // Stopped before it serves (its predecessor gave up on it): nothing it started stays.
+    succession.abandon = () => {
+      firstWorkload.then((w) => w.stop(2_000)).finally(() => process.exit(1));
+    };
+    process.once("SIGTERM", succession.abandon);
+  }
   // Settled here so a failed start is not an unhandled rejection; Runner.start reports it.
   await firstWorkload.catch(() => {});
   const abandon = (err: unknown) =>
@@ -276,6 +373,7 @@ async function runForApp(opts: ReturnType<typeof parseOptions>, settings: Runner
       logPath: opts.values.log,
       runtimeFor: (kind) => loadRuntime(kind),
       firstWorkload,
+      ...(succession ? { succession } : {}),
     },
     settings,
     modules,
@@ -428,8 +526,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     );
     return 0;
   }
-  required(opts.values["data-dir"], "--data-dir");
   const settings: RunnerSettings = {
+    dataDir: required(opts.values["data-dir"], "--data-dir"),
     healthTimeoutMs: intOption(opts.values["health-timeout-ms"], "health-timeout-ms"),
     restartBaseMs: intOption(opts.values["restart-base-ms"], "restart-base-ms"),
     restartCapMs: intOption(opts.values["restart-cap-ms"], "restart-cap-ms"),

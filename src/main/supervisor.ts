@@ -4,7 +4,8 @@
  */
 
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { v7 as uuidV7 } from "uuid";
 import { openArtifactStore } from "../artifacts/open.js";
 import { type MeshMode, parseAppUuid } from "../core/address.js";
@@ -21,6 +22,7 @@ import { capabilityTags, hasNetAdmin, InterfaceAddresses, noAddresses } from "..
 import { SecretEnvSource } from "../supervisor/secret-env.js";
 import { Supervisor } from "../supervisor/supervisor.js";
 import { listenOptions } from "../upgrade/listener-handoff.js";
+import { registerSupervisorHandoff } from "../upgrade/supervisor-handoff.js";
 import { artifactStoreConfig, artifactStoreOptions } from "./artifact-store-options.js";
 import { warnIfPublic } from "./bind-warning.js";
 import { registerHandlerPull } from "./deploy-handler-pull.js";
@@ -123,6 +125,9 @@ export const specs: OptionSpec[] = [
   },
   kernelHopOption,
 ];
+
+/** The package root of the tree this supervisor runs from (dist/src/main → three levels up). */
+const treeRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 
 async function packageVersion(): Promise<string> {
   const url = new URL("../../../package.json", import.meta.url);
@@ -312,6 +317,18 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       }),
     );
   }
+  let handedOff: () => void = () => {};
+  const replaced = new Promise<"handoff">((done) => {
+    handedOff = () => done("handoff");
+  });
+  registerSupervisorHandoff(api, {
+    dataDir: resolve(dataDir),
+    running: { version, dir: treeRoot },
+    listen,
+    server: () => api.server,
+    readyTimeoutMs: 120_000,
+    handedOff,
+  });
   warnIfPublic("supervisor", listen.host);
   await api.listen(listenOptions({ host: listen.host, port: listen.port }));
   const address = `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${listen.port}`;
@@ -346,9 +363,14 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     roster = client;
   }
 
-  const signal = await untilSignal();
-  logger.info("stopping; runners keep running", { signal });
-  await roster?.stop().catch(() => {});
+  const signal = await Promise.race([untilSignal(), replaced]);
+  logger.info(
+    signal === "handoff"
+      ? "handed over to the new release; runners keep running"
+      : "stopping; runners keep running",
+    { signal },
+  );
+  await roster?.stop({ deregister: signal !== "handoff" }).catch(() => {});
   await meshJoiner?.stop().catch(() => {});
   await api.close();
   await supervisor.close();

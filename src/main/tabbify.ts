@@ -95,10 +95,12 @@ async function main(): Promise<number> {
   }
   // A role started by `tabbify up` listens on the socket `up` holds for its port (see
   // src/upgrade/listener-handoff.ts), so replacing the process never refuses a connection.
-  if (process.env.TABBIFY_LISTENER_HANDOFF === "1") {
+  // A supervisor that replaced itself hands its successor its socket the same way ("successor").
+  const handoff = process.env.TABBIFY_LISTENER_HANDOFF;
+  if (handoff === "1" || handoff === "successor") {
     delete process.env.TABBIFY_LISTENER_HANDOFF;
     const { receiveListener } = await import("../upgrade/listener-handoff.js");
-    await receiveListener();
+    await receiveListener(handoff === "1" ? "up" : "predecessor");
   }
   const mod = await entry.load();
   return (await mod.run(rest, process.env)) ?? 0;

@@ -11,7 +11,7 @@ import { TabbifyError } from "../core/errors.js";
 import { streamingProcessFlags } from "../core/node-flags.js";
 import { sleep } from "../core/sleep.js";
 import { type BackoffPolicy, retryDelayMs } from "../supervisor/backoff.js";
-import { probeVersionReady } from "../upgrade/handoff-probe.js";
+import { childExit, waitVersionReady } from "../upgrade/handoff-probe.js";
 import { offerListener, type SharedListener } from "../upgrade/listener-handoff.js";
 import type { HandoffTimes } from "../upgrade/up-control.js";
 
@@ -76,7 +76,7 @@ export class KeptRole {
   }
 
   /** Starts the role and waits until it answers; throws when it exits or time runs out first. */
-  async start(timeoutMs = 30_000): Promise<void> {
+  async start(timeoutMs = 90_000): Promise<void> {
     const child = this.#spawn();
     this.#adopt(child);
     await waitAnswering(this.spec, child, timeoutMs);
@@ -134,37 +134,22 @@ export class KeptRole {
     }
     const begun = Date.now();
     const candidate = this.#spawn(entry);
-    const deadline = begun + timeoutMs;
-    let last = "no answer yet";
+    let why: string;
     try {
-      for (;;) {
-        if (candidate.exitCode !== null || candidate.signalCode !== null) {
-          last = `exited with ${candidate.signalCode ?? `code ${candidate.exitCode}`} while starting`;
-          break;
-        }
-        const probe = await probeVersionReady(listener.host, listener.port, version);
-        if (probe.ready) {
-          const readyMs = Date.now() - begun;
-          this.#adopt(candidate);
-          this.#entry = entry;
-          this.#failures = 0;
-          await stopProcess(old, this.#exits.get(old), 10_000);
-          this.#exits.delete(old);
-          return { readyMs, totalMs: Date.now() - begun };
-        }
-        last = probe.reason;
-        if (Date.now() >= deadline) {
-          last = `not ready within ${timeoutMs / 1000} s (${last})`;
-          break;
-        }
-        await sleep(100);
-      }
+      await waitVersionReady(listener.host, listener.port, version, timeoutMs, childExit(candidate));
+      const readyMs = Date.now() - begun;
+      this.#adopt(candidate);
+      this.#entry = entry;
+      this.#failures = 0;
+      await stopProcess(old, this.#exits.get(old), 10_000);
+      this.#exits.delete(old);
+      return { readyMs, totalMs: Date.now() - begun };
     } catch (err) {
-      last = (err as Error).message;
+      why = (err as Error).message;
     }
     await stopProcess(candidate, this.#exits.get(candidate), 5_000);
     this.#exits.delete(candidate);
-    throw new TabbifyError("ROLE_NOT_READY", `${this.name} ${version}: ${last}`);
+    throw new TabbifyError("ROLE_NOT_READY", `${this.name} ${version}: ${why}`);
   }
 
   #onExit(code: number | null, signal: NodeJS.Signals | null): void {

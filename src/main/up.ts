@@ -225,7 +225,16 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       join(dataDir, "node"),
       "--node-listen",
       `${host}:${opts.values["node-port"]}`,
+      "--supervisor-url",
+      supervisorUrl,
     ],
+    upgraderEnv: {
+      TABBIFY_NODE_KEY: key,
+      TABBIFY_SUPERVISOR_KEY: supKey.key,
+      // The node's store, when it is Postgres: the upgrader records the upgrade there.
+      ...(nodeEnv.TABBIFY_DATABASE_URL ? { TABBIFY_DATABASE_URL: nodeEnv.TABBIFY_DATABASE_URL } : {}),
+    },
+    supervisorKey: supKey.key,
     say,
     echo,
   });

@@ -27,6 +27,11 @@ const clientOptions: OptionSpec[] = [
   { flag: "to", help: "the release tarball (`tabbify upgrade pack` makes one)" },
   { flag: "rollback", boolean: true, help: "go back to the release before the current one" },
   {
+    flag: "restart-runners",
+    boolean: true,
+    help: "also restart every app's runner on the new release, one zero-downtime swap per app (else a runner's new version waits for the app's next swap)",
+  },
+  {
     flag: "node",
     env: "TABBIFY_NODE_URL",
     default: "http://127.0.0.1:8090",
@@ -54,10 +59,13 @@ const runOptions: OptionSpec[] = [
   { flag: "from-dir", help: "the package root of the release running now" },
   { flag: "tarball", help: "the uploaded release" },
   { flag: "rollback", boolean: true, help: "roll back instead" },
+  { flag: "restart-runners", boolean: true, help: "restart every runner once its supervisor is upgraded" },
+  { flag: "supervisor-url", help: "tabbify up's own supervisor (every other one on the roster is remote)" },
   { flag: "role-timeout", default: "120", help: "seconds each role has to become ready" },
 ];
 
-const usage = "tabbify upgrade (--to <tarball> | --rollback) [--node URL] | pack --out DIR | run ...";
+const usage =
+  "tabbify upgrade (--to <tarball> | --rollback) [--restart-runners] [--node URL] | pack --out DIR | run ...";
 
 /** The package root of this tree (dist/src/main → three levels up). */
 const treeRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
@@ -81,8 +89,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const auth = { authorization: `Bearer ${key}` };
   const timeoutMs = intOption(opts.values.timeout, "timeout") * 1000;
 
+  const restartRunners = opts.flags["restart-runners"] === true;
   const started = tarball
-    ? await fetch(`${node}/api/v1/platform/upgrade`, {
+    ? await fetch(`${node}/api/v1/platform/upgrade${restartRunners ? "?restart_runners=1" : ""}`, {
         method: "POST",
         headers: {
           ...auth,
@@ -95,7 +104,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     : await fetch(`${node}/api/v1/platform/upgrade`, {
         method: "POST",
         headers: { ...auth, "content-type": "application/json" },
-        body: JSON.stringify({ rollback: true }),
+        body: JSON.stringify({ rollback: true, ...(restartRunners ? { restart_runners: true } : {}) }),
       });
   const accepted = (await started.json()) as { id?: string; error?: string; code?: string };
   if (started.status !== 202 || !accepted.id) {
@@ -123,7 +132,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     if (upgrade) {
       for (const role of upgrade.roles.slice(shown)) {
         process.stderr.write(
-          `tabbify upgrade: ${role.role} ${role.ok ? `handed over in ${role.ms} ms (new one ready in ${role.ready_ms} ms)` : `FAILED: ${role.error}`}\n`,
+          `tabbify upgrade: ${role.role} ${!role.ok ? `FAILED: ${role.error}` : role.ready_ms === undefined ? `done in ${role.ms} ms` : `handed over in ${role.ms} ms (new one ready in ${role.ready_ms} ms)`}\n`,
         );
       }
       shown = upgrade.roles.length;
@@ -164,10 +173,11 @@ async function upgrader(argv: string[], env: NodeJS.ProcessEnv): Promise<number>
   }
   const v = opts.values;
   const [host, port] = required(v["node-listen"], "--node-listen").split(/:(?=\d+$)/);
-  const store = await openStore({
-    engine: "sqlite",
-    file: join(required(v["node-data"], "--node-data"), "node.db"),
-  });
+  // The node's store: Postgres when `up` runs the node on one (the URL comes in env: it may hold
+  // a password), else its SQLite file.
+  const store = env.TABBIFY_DATABASE_URL
+    ? await openStore({ engine: "postgres", url: env.TABBIFY_DATABASE_URL })
+    : await openStore({ engine: "sqlite", file: join(required(v["node-data"], "--node-data"), "node.db") });
   try {
     return await runUpgrader({
       id: required(v.id, "--id"),
@@ -182,6 +192,10 @@ async function upgrader(argv: string[], env: NodeJS.ProcessEnv): Promise<number>
       nodeHost: host!,
       nodePort: Number(port),
       roleTimeoutMs: intOption(v["role-timeout"], "role-timeout") * 1000,
+      supervisorUrl: required(v["supervisor-url"], "--supervisor-url"),
+      nodeKey: required(env.TABBIFY_NODE_KEY, "TABBIFY_NODE_KEY"),
+      supervisorKey: required(env.TABBIFY_SUPERVISOR_KEY, "TABBIFY_SUPERVISOR_KEY"),
+      restartRunners: opts.flags["restart-runners"] === true,
       log: (line) => process.stderr.write(`tabbify upgrade: ${line}\n`),
     });
   } finally {

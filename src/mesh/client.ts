@@ -73,14 +73,17 @@ export class RosterClient {
     this.schedule(0);
   }
 
-  /** Stops beating and deregisters, best-effort: a node that is down forgets us by timeout. */
-  async stop(): Promise<void> {
+  /**
+   * Stops beating and deregisters, best-effort: a node that is down forgets us by timeout. A
+   * process handing over to its successor, which registered under the same name, only stops.
+   */
+  async stop(opts: { deregister?: boolean } = {}): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.inFlight;
     const peerId = this.currentPeerId;
-    if (!this.registered || !peerId) return;
+    if (!this.registered || !peerId || opts.deregister === false) return;
     this.registered = false;
     try {
       await this.post("/v1/mesh/deregister", { peer_id: peerId });

@@ -11,22 +11,17 @@
  * A node not started by `up` has no one to ask and answers 409.
  */
 import { randomUUID } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import type { FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import type { Store } from "../store/index.js";
 import { createUpgrade, finishUpgrade, openUpgrades, readUpgrade } from "../upgrade/records.js";
 import type { UpgradeRequest } from "../upgrade/up-control.js";
+import { acceptTarballBodies, saveTarball } from "../upgrade/upload.js";
 import type { NodeKeyCheck } from "./auth.js";
 import { upgradeSchemas } from "./schemas/operations.js";
 import { nodeVersion } from "./version.js";
-
-/** A Tabbify release is a few MB; this leaves room and bounds the disk an upload can take. */
-export const RELEASE_TARBALL_LIMIT = 512 * 1024 * 1024;
 
 export interface PlatformUpgradeRouteOptions {
   store: Store;
@@ -43,54 +38,45 @@ export function registerPlatformUpgradeRoutes(app: FastifyInstance, opts: Platfo
       opts.keyCheck.assert(req.headers.authorization);
     });
     // The tarball streams to disk; it is never held in memory.
-    scope.addContentTypeParser(
-      ["application/octet-stream", "application/gzip"],
-      { bodyLimit: RELEASE_TARBALL_LIMIT },
-      (_req, payload, done) => done(null, payload),
-    );
+    acceptTarballBodies(scope);
 
-    scope.post("/api/v1/platform/upgrade", { schema: upgradeSchemas.start }, async (req, reply) => {
-      const channel = opts.channel;
-      if (!channel) {
-        throw new TabbifyError(
-          "UPGRADE_UNAVAILABLE",
-          "this node does not run under `tabbify up`, which performs platform upgrades",
-        );
-      }
-      const open = await openUpgrades(opts.store, nodeVersion);
-      if (open.length > 0)
-        throw new TabbifyError("UPGRADE_IN_PROGRESS", `upgrade ${open[0]!.id} is still in progress`);
-      const id = randomUUID();
-      const isJson = (req.headers["content-type"] ?? "").startsWith("application/json");
-      let request: UpgradeRequest;
-      if (isJson) {
-        // The schema let through only {"rollback": true}.
-        request = { type: "platform-upgrade", id, rollback: true };
-      } else if (req.body && typeof (req.body as Readable).pipe === "function") {
-        await mkdir(incoming, { recursive: true, mode: 0o700 });
-        const tarball = join(incoming, `${id}.tgz`);
-        try {
-          await pipeline(req.body as Readable, createWriteStream(tarball, { mode: 0o600, flags: "wx" }));
-        } catch (err) {
-          await rm(tarball, { force: true });
-          throw err;
+    scope.post<{ Querystring: { restart_runners?: string } }>(
+      "/api/v1/platform/upgrade",
+      { schema: upgradeSchemas.start },
+      async (req, reply) => {
+        const channel = opts.channel;
+        if (!channel) {
+          throw new TabbifyError(
+            "UPGRADE_UNAVAILABLE",
+            "this node does not run under `tabbify up`, which performs platform upgrades",
+          );
         }
-        request = { type: "platform-upgrade", id, tarball };
-      } else {
-        throw new TabbifyError("BAD_REQUEST", "send the release tarball as application/octet-stream");
-      }
-      await createUpgrade(opts.store, {
-        id,
-        kind: request.rollback ? "rollback" : "upgrade",
-        from_version: nodeVersion,
-      });
-      if (!channel(request)) {
-        await finishUpgrade(opts.store, id, "failed", "tabbify up did not take the request");
-        if (request.tarball) await rm(request.tarball, { force: true });
-        throw new TabbifyError("UPGRADE_UNAVAILABLE", "tabbify up did not take the request");
-      }
-      return reply.code(202).send({ id, status: "in_progress" });
-    });
+        const open = await openUpgrades(opts.store, nodeVersion);
+        if (open.length > 0)
+          throw new TabbifyError("UPGRADE_IN_PROGRESS", `upgrade ${open[0]!.id} is still in progress`);
+        const id = randomUUID();
+        const isJson = (req.headers["content-type"] ?? "").startsWith("application/json");
+        const body = isJson ? (req.body as { restart_runners?: boolean }) : undefined;
+        const restartRunners =
+          body?.restart_runners === true || ["1", "true"].includes(req.query.restart_runners ?? "");
+        // The schema let a JSON body through only as {"rollback": true}.
+        const request: UpgradeRequest = isJson
+          ? { type: "platform-upgrade", id, rollback: true }
+          : { type: "platform-upgrade", id, tarball: await saveTarball(req.body, incoming, id) };
+        if (restartRunners) request.restart_runners = true;
+        await createUpgrade(opts.store, {
+          id,
+          kind: request.rollback ? "rollback" : "upgrade",
+          from_version: nodeVersion,
+        });
+        if (!channel(request)) {
+          await finishUpgrade(opts.store, id, "failed", "tabbify up did not take the request");
+          if (request.tarball) await rm(request.tarball, { force: true });
+          throw new TabbifyError("UPGRADE_UNAVAILABLE", "tabbify up did not take the request");
+        }
+        return reply.code(202).send({ id, status: "in_progress" });
+      },
+    );
 
     scope.get<{ Params: { id: string } }>(
       "/api/v1/platform/upgrades/:id",

@@ -16,7 +16,18 @@ export type ControlRequest =
   | { cmd: "health" }
   | { cmd: "stop" }
   | { cmd: "deploy"; spec: WorkloadSpec }
+  | HandoffRequest
   | AssignRequest;
+
+/**
+ * Hand the app to a new runner process running `entry` (the supervisor's `tabbify.js`, after a
+ * platform upgrade): it takes over the app address's socket and this control socket, then this
+ * runner drains and exits (succession.ts). Answered once the new one serves.
+ */
+export interface HandoffRequest {
+  cmd: "handoff";
+  entry: string;
+}
 
 /**
  * To a warm spare only: become the runner of this app. The spare binds `control_sock` (this
@@ -71,6 +82,7 @@ export type ControlReply =
   | { reply: "pong" }
   | HealthReply
   | { reply: "ok"; version?: string | null }
+  | { reply: "handed-over"; pid: number; workload_pid: number | null }
   | { reply: "err"; message: string };
 
 /** Where a runner keeps its current workload's pid: beside its control socket. */
@@ -79,7 +91,7 @@ export function workloadPidPath(controlSock: string): string {
 }
 
 const maxRequestBytes = 1024 * 1024;
-const commands = new Set(["ping", "health", "stop", "deploy", "assign"]);
+const commands = new Set(["ping", "health", "stop", "deploy", "assign", "handoff"]);
 
 /** Parses one request line. Throws CONTROL_BAD_REQUEST with a message fit for the reply. */
 export function parseControlRequest(line: string): ControlRequest {
@@ -103,6 +115,12 @@ export function parseControlRequest(line: string): ControlRequest {
     }
     return { cmd, spec: spec as WorkloadSpec };
   }
+  if (cmd === "handoff") {
+    const entry = (value as { entry?: unknown }).entry;
+    if (typeof entry !== "string" || !entry.startsWith("/") || !entry.endsWith("tabbify.js"))
+      throw new TabbifyError("CONTROL_BAD_REQUEST", "handoff needs the absolute path of a tabbify.js");
+    return { cmd, entry };
+  }
   if (cmd === "assign") {
     const req = value as Partial<Record<keyof AssignRequest, unknown>>;
     for (const field of ["uuid", "bind", "control_sock", "log"] as const) {
@@ -125,6 +143,8 @@ export function parseControlRequest(line: string): ControlRequest {
 
 export interface ControlServer {
   close(): Promise<void>;
+  /** Stops accepting and removes the socket file at once; connections open keep their answer. */
+  release(): Promise<void>;
 }
 
 /**
@@ -184,6 +204,10 @@ export async function serveControlSocket(
         server.close(() => resolve());
         unlink(path).catch(() => {});
       }),
+    release: async () => {
+      server.close();
+      await unlink(path).catch(() => {});
+    },
   };
 }
 

@@ -61,10 +61,17 @@ export class AppProxy {
     });
   }
 
-  listen(host: string, port: number): Promise<void> {
+  /** Set once the app address passed to a successor runner: answers close their connection. */
+  private retiring = false;
+
+  /**
+   * Binds host:port, or listens on `handle`: the app address's socket a predecessor runner
+   * handed over (runner/succession.ts), which both accept on until the predecessor retires.
+   */
+  listen(host: string, port: number, handle?: object): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once("error", reject);
-      this.server.listen({ host, port, exclusive: true }, () => {
+      this.server.listen(handle ? { handle } : { host, port, exclusive: true }, () => {
         this.server.off("error", reject);
         resolve();
       });
@@ -126,7 +133,33 @@ export class AppProxy {
     return true;
   }
 
+  /** The listening server, whose socket a successor runner takes over. */
+  get listener(): http.Server {
+    return this.server;
+  }
+
+  /**
+   * For a runner whose successor serves the app address now: accepts no more connections, lets
+   * the requests that come on open ones finish (each answer closes its connection), and ends
+   * once none is left or `graceMs` passed.
+   */
+  async retire(graceMs: number): Promise<void> {
+    this.retiring = true;
+    // Stops accepting (the successor's copy of the socket keeps accepting) and closes idle connections.
+    this.server.close();
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline) {
+      const open = await new Promise<number>((done) => this.server.getConnections((_e, n) => done(n ?? 0)));
+      if (open === 0) break;
+      this.server.closeIdleConnections();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.server.closeAllConnections();
+    this.agent.destroy();
+  }
+
   private forward(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (this.retiring) res.shouldKeepAlive = false;
     this.lastActivity = Date.now();
     res.on("close", () => {
       this.lastActivity = Date.now();

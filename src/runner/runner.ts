@@ -68,6 +68,8 @@ export interface RunnerOptions {
   kernelHop?: KernelHop;
   /** How long a swap waits for kernel-carried connections to the old workload to close. */
   kernelDrainMs?: number;
+  /** The app address's socket, handed over by the runner this one succeeds (succession.ts). */
+  listenHandle?: object;
 }
 
 interface Running {
@@ -112,11 +114,16 @@ export class Runner {
     return h.includes(":") ? `[${h}]:${this.opts.bindPort}` : `${h}:${this.opts.bindPort}`;
   }
 
-  /** Binds the app address, then starts the first workload. Throws if it never gets healthy. */
+  /**
+   * Binds the app address, then starts the first workload. Throws if it never gets healthy. On a
+   * socket handed over by a predecessor, which still serves it, it listens only once the workload
+   * is healthy, so it never answers "starting" to a request the predecessor would have served.
+   */
   async start(): Promise<void> {
     const first = this.opts.firstWorkload;
+    const handed = this.opts.listenHandle;
     try {
-      await this.proxy.listen(this.opts.bindHost, this.opts.bindPort);
+      if (!handed) await this.proxy.listen(this.opts.bindHost, this.opts.bindPort);
     } catch (err) {
       // Nothing may be left running by a runner that cannot serve.
       await first?.then(
@@ -130,6 +137,7 @@ export class Runner {
       await this.install(running);
       this.state = "running";
     });
+    if (handed) await this.proxy.listen(this.opts.bindHost, this.opts.bindPort, handed);
     this.idle.start();
   }
 
@@ -181,6 +189,9 @@ export class Runner {
           reply: "err",
           message: `this runner already runs app ${this.opts.uuid}; only a spare takes assign`,
         };
+      case "handoff":
+        // The runner's entry point owns the process, so it carries handoffs out (succession.ts).
+        return { reply: "err", message: "this runner cannot hand its app over" };
     }
   }
 
@@ -280,6 +291,42 @@ export class Runner {
       this.waking = undefined;
     });
     return this.waking;
+  }
+
+  /** The spec the app runs now (the last swap's), for a successor runner. */
+  get currentSpec(): WorkloadSpec {
+    return this.spec;
+  }
+
+  /** The app address's listening server, for a successor runner. */
+  get listener(): object {
+    return this.proxy.listener;
+  }
+
+  /** Why this runner cannot hand its app to a successor now; undefined when it can. */
+  successionBlocker(): string | undefined {
+    if (this.spec.stateful) return "a stateful app's data is never used by two workloads at once";
+    if (this.opts.kernelHop) return "the kernel hop maps the app address to this runner's workload";
+    if (this.stopping || this.state !== "running") return `the runner is ${this.state}`;
+    return undefined;
+  }
+
+  /**
+   * A successor runner serves the app address now (on the same socket): accept no more, let the
+   * requests under way here finish, then stop this runner's workload. Unlike stop(), leaves the
+   * app's workload pid file and any kernel mapping alone: they are the successor's.
+   */
+  retireForSuccessor(): Promise<void> {
+    this.stopping = true;
+    this.state = "stopping";
+    this.idle.stop();
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    return this.serialized(async () => {
+      const previous = this.running;
+      this.running = undefined;
+      await this.proxy.retire(this.opts.drainTimeoutMs ?? 30_000);
+      if (previous) await previous.workload.stop(this.opts.stopGraceMs ?? 10_000);
+    });
   }
 
   /** Stops the workload gracefully and releases the app address. Idempotent. */

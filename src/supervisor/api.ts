@@ -50,6 +50,15 @@ export const statusOf: Record<string, number> = {
   // A prod target handed a tag, `latest` or anything else that is not a pinned release.
   REF_NOT_PINNED: 400,
   APP_DATA_INVALID: 409,
+  // Platform handoffs (src/upgrade/supervisor-handoff.ts) and runner restarts.
+  RELEASE_NOT_FOUND: 404,
+  RELEASE_RUNNING: 409,
+  RELEASE_INVALID: 422,
+  RELEASE_UNSAFE: 422,
+  UPGRADE_UNAVAILABLE: 409,
+  UPGRADE_IN_PROGRESS: 409,
+  ROLE_NOT_READY: 503,
+  RUNNER_RESTART_FAILED: 503,
 };
 
 export interface HealthInfo {
@@ -155,6 +164,9 @@ export async function buildApi(
   app.post("/v1/apps/:uuid/stop", { schema: schemas.stop }, async (req) => supervisor.stop(req.params.uuid));
   app.post("/v1/apps/:uuid/restart", { schema: schemas.restart }, async (req) =>
     supervisor.restart(req.params.uuid),
+  );
+  app.post("/v1/runners/restart", { schema: schemas.restartRunners }, async () =>
+    supervisor.restartRunners(),
   );
   app.post("/v1/apps/:uuid/purge", { schema: schemas.purge }, async (req) =>
     supervisor.purge(req.params.uuid),

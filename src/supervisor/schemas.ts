@@ -306,6 +306,27 @@ export const supervisorSchemas = {
     params: UuidParams,
     response: { 200: StartResult, ...errors },
   },
+  restartRunners: {
+    summary:
+      "Hand every app to a new runner of this supervisor's release, one zero-downtime handoff per app (runner pids change, workloads are replaced after the new ones are healthy)",
+    tags: ["apps"],
+    security: supervisorKey,
+    response: {
+      200: Type.Object({
+        restarted: Type.Array(
+          Type.Object({
+            uuid: Type.String(),
+            pid_before: Type.Integer(),
+            pid: Type.Integer(),
+            workload_pid: Type.Union([Type.Integer(), Type.Null()]),
+          }),
+        ),
+        skipped: Type.Array(Type.Object({ uuid: Type.String(), reason: Type.String() })),
+        failed: Type.Array(Type.Object({ uuid: Type.String(), error: Type.String() })),
+      }),
+      ...errors,
+    },
+  },
   purge: {
     summary: "Stop the app and remove its records and artifacts here",
     tags: ["apps"],

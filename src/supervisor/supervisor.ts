@@ -16,6 +16,7 @@ import { healthOf } from "./proof.js";
 import { Reconciler } from "./reconcile.js";
 import { freshRestartState, RecordStore } from "./records.js";
 import { type ArtifactDeploy, artifactSpec, deployArtifactVersion } from "./release-deploy.js";
+import { type RunnerRestarts, restartRunners } from "./runner-restart.js";
 import { SparePool } from "./spares.js";
 import { defaultRunnerEntry } from "./spawn.js";
 
@@ -285,6 +286,11 @@ export class Supervisor {
   restart(uuidInput: string): Promise<StartResult & { swapped: true }> {
     const uuid = parseAppUuid(uuidInput);
     return this.ctx.locks.run(uuid, () => restartApp(this.ctx, uuid));
+  }
+
+  /** Every runner handed over to a new runner of this supervisor's release (runner-restart.ts). */
+  restartRunners(): Promise<RunnerRestarts> {
+    return restartRunners(this.ctx);
   }
 
   stop(uuidInput: string): Promise<{ state: "stopped" }> {

@@ -53,3 +53,38 @@ export async function probeVersionReady(host: string, port: number, version: str
     agent.destroy();
   }
 }
+
+/**
+ * Probes until `host:port` answers as `version` and ready (resolves with the ms it took), the
+ * candidate process exits, or `timeoutMs` passes (both reject with the reason).
+ */
+export async function waitVersionReady(
+  host: string,
+  port: number,
+  version: string,
+  timeoutMs: number,
+  exited: () => string | undefined,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "no answer yet";
+  for (;;) {
+    const gone = exited();
+    if (gone) throw new Error(`exited with ${gone} while starting`);
+    const probe = await probeVersionReady(host, port, version);
+    if (probe.ready) return;
+    last = probe.reason;
+    if (Date.now() >= deadline) throw new Error(`not ready within ${timeoutMs / 1000} s (${last})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** `exited` for waitVersionReady: how a child process ended, or undefined while it runs. */
+export function childExit(child: {
+  exitCode: number | null;
+  signalCode: NodeJS.Signals | null;
+}): () => string | undefined {
+  return () =>
+    child.exitCode !== null || child.signalCode !== null
+      ? (child.signalCode ?? `code ${child.exitCode}`)
+      : undefined;
+}

@@ -29,7 +29,11 @@ export interface SharedListener {
 interface HandedListener {
   port: number;
   handle: ListenerHandle;
+  from: ListenerSource;
 }
+
+/** Who handed this process its socket: `tabbify up`, or the process it replaces. */
+export type ListenerSource = "up" | "predecessor";
 
 let handed: HandedListener | undefined;
 
@@ -65,7 +69,7 @@ export function offerListener(child: ChildProcess, listener: SharedListener): vo
  * stays open for the messages a role sends `up` (the node's upgrade requests) but no longer keeps
  * the process alive.
  */
-export async function receiveListener(timeoutMs = 15_000): Promise<void> {
+export async function receiveListener(from: ListenerSource, timeoutMs = 15_000): Promise<void> {
   const send = process.send?.bind(process);
   if (!send) throw new TabbifyError("USAGE", "TABBIFY_LISTENER_HANDOFF is set but there is no IPC channel");
   handed = await new Promise<HandedListener>((resolve, reject) => {
@@ -78,12 +82,17 @@ export async function receiveListener(timeoutMs = 15_000): Promise<void> {
       if (m?.type !== HANDED || typeof m.port !== "number" || !handle) return;
       clearTimeout(timer);
       process.off("message", onMessage);
-      resolve({ port: m.port, handle: handle as ListenerHandle });
+      resolve({ port: m.port, handle: handle as ListenerHandle, from });
     };
     process.on("message", onMessage);
     send({ type: WANTED });
   });
   process.channel?.unref();
+}
+
+/** Whether `tabbify up` holds this process's socket (and so is the one that replaces it). */
+export function listenerFromUp(): boolean {
+  return handed?.from === "up";
 }
 
 /**

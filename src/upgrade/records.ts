@@ -3,8 +3,11 @@
  * except for one case: an upgrade left "in_progress" by an upgrader that no longer runs is closed
  * by whoever reads it, so no status stays "in progress" forever: as completed when the upgrader
  * had reached the commit and the reading node runs the target version, as failed otherwise.
+ * On the upgrader's own host "no longer runs" is its pid gone; a node sharing a Postgres store
+ * from another host goes by the upgrader's heartbeat instead.
  */
 import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
 import type { Store } from "../store/index.js";
 
 export type UpgradeStatus = "in_progress" | "completed" | "failed";
@@ -27,6 +30,8 @@ export interface PlatformUpgrade {
   from_version: string;
   to_version: string | null;
   upgrader_pid: number | null;
+  upgrader_host: string | null;
+  heartbeat_at: string | null;
   roles: RoleOutcome[];
   error: string | null;
   created_at: string;
@@ -35,6 +40,10 @@ export interface PlatformUpgrade {
 
 /** How long a queued upgrade may wait for its upgrader to start before it counts as lost. */
 const QUEUED_GRACE_MS = 60_000;
+/** How often a running upgrader writes its heartbeat. */
+export const HEARTBEAT_INTERVAL_MS = 5_000;
+/** A heartbeat this old means the upgrader is gone (read from a host that cannot see its pid). */
+const HEARTBEAT_LOST_MS = 60_000;
 
 export async function createUpgrade(
   store: Store,
@@ -48,6 +57,8 @@ export async function createUpgrade(
       phase: "queued",
       to_version: null,
       upgrader_pid: null,
+      upgrader_host: null,
+      heartbeat_at: null,
       roles: "[]",
       error: null,
       created_at: new Date().toISOString(),
@@ -59,9 +70,22 @@ export async function createUpgrade(
 export async function updateUpgrade(
   store: Store,
   id: string,
-  change: Partial<Pick<PlatformUpgrade, "phase" | "to_version" | "upgrader_pid">>,
+  change: Partial<Pick<PlatformUpgrade, "phase" | "to_version" | "upgrader_pid" | "upgrader_host">>,
 ): Promise<void> {
-  await store.db.updateTable("platform_upgrades").set(change).where("id", "=", id).execute();
+  await store.db
+    .updateTable("platform_upgrades")
+    .set({ ...change, heartbeat_at: new Date().toISOString() })
+    .where("id", "=", id)
+    .execute();
+}
+
+/** The running upgrader's sign of life; `updateUpgrade` writes one too. */
+export async function beatUpgrade(store: Store, id: string, at = new Date()): Promise<void> {
+  await store.db
+    .updateTable("platform_upgrades")
+    .set({ heartbeat_at: at.toISOString() })
+    .where("id", "=", id)
+    .execute();
 }
 
 export async function addRoleOutcome(store: Store, id: string, outcome: RoleOutcome): Promise<void> {
@@ -132,7 +156,9 @@ export async function readUpgrade(
   const lost =
     upgrade.upgrader_pid === null
       ? Date.now() - Date.parse(upgrade.created_at) > QUEUED_GRACE_MS
-      : !(await upgraderAlive(upgrade.upgrader_pid, id));
+      : upgrade.upgrader_host === null || upgrade.upgrader_host === hostname()
+        ? !(await upgraderAlive(upgrade.upgrader_pid, id))
+        : Date.now() - Date.parse(upgrade.heartbeat_at ?? upgrade.created_at) > HEARTBEAT_LOST_MS;
   if (!lost) return upgrade;
   // Only a commit makes an upgrade stick: before it, `up` hands every moved role back once the
   // upgrader is gone, so a reader that runs the new version mid-handoff proves nothing.
@@ -140,7 +166,7 @@ export async function readUpgrade(
   const why =
     upgrade.upgrader_pid === null
       ? "the upgrader never started"
-      : `the upgrader (pid ${upgrade.upgrader_pid}) exited before recording the outcome`;
+      : `the upgrader (pid ${upgrade.upgrader_pid}${upgrade.upgrader_host ? ` on ${upgrade.upgrader_host}` : ""}) exited before recording the outcome`;
   await finishUpgrade(store, id, landed ? "completed" : "failed", `${why}; the node runs ${runningVersion}`);
   return (await readUpgrade(store, id, runningVersion))!;
 }

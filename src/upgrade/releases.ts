@@ -121,7 +121,11 @@ export async function unpackRelease(
   await mkdir(root, { recursive: true, mode: 0o700 });
   const staging = await mkdtemp(join(root, ".incoming-"));
   try {
-    await extractRelease(tarball, staging);
+    await extractRelease(tarball, staging).catch((err: unknown) => {
+      // A file that is no gzip'd tar at all (zlib, stream errors) is a bad release, not a fault here.
+      if (err instanceof TabbifyError) throw err;
+      throw new TabbifyError("RELEASE_INVALID", `the tarball does not unpack: ${(err as Error).message}`);
+    });
     let pkg: { name?: unknown; version?: unknown };
     try {
       pkg = JSON.parse(await readFile(join(staging, "package.json"), "utf8"));

@@ -10,10 +10,15 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { commitRelease, type PlatformRelease, releaseEntry } from "./releases.js";
+import { RemoteSupervisor } from "./remote-supervisor.js";
 
-/** A role `up` keeps (src/main/up-roles.ts KeptRole). */
+/**
+ * A role `up` hands over: one it keeps (src/main/up-roles.ts KeptRole), or a supervisor on
+ * another host (remote-supervisor.ts), which replaces itself when asked.
+ */
 export interface HandoffRole {
   readonly name: string;
+  /** What it runs now: a local role's `tabbify.js`, a remote supervisor's version. */
   readonly entry: string;
   handoff(entry: string, version: string, timeoutMs: number): Promise<HandoffTimes>;
 }
@@ -29,6 +34,7 @@ export interface UpgradeRequest {
   id: string;
   tarball?: string;
   rollback?: boolean;
+  restart_runners?: boolean;
 }
 
 export interface UpgradeControlOptions {
@@ -40,6 +46,13 @@ export interface UpgradeControlOptions {
   upgraderEntry: string;
   /** Flags the upgrader needs besides the request (node data dir, node URL). */
   upgraderArgs: string[];
+  /**
+   * Secrets the upgrader needs, passed in its environment, never argv: the node key (to read the
+   * roster), the supervisors' API key (to restart runners), the node's database URL.
+   */
+  upgraderEnv: NodeJS.ProcessEnv;
+  /** The supervisors' API key, for handing over supervisors on other hosts. */
+  supervisorKey: string;
   say: (line: string) => void;
   echo: boolean;
 }
@@ -48,15 +61,24 @@ export interface UpgradeControlOptions {
 const revertTimeoutMs = 180_000;
 
 type UpgraderMessage =
-  | { type: "swap"; role: string; version: string; dir: string; timeoutMs: number }
+  | {
+      type: "swap";
+      role: string;
+      version: string;
+      dir: string;
+      timeoutMs: number;
+      /** A supervisor on another host: where its API is, and the tarball it may need. */
+      address?: string;
+      tarball?: string;
+    }
   | { type: "revert" }
   | { type: "commit"; version: string; dir: string };
 
 export class UpgradeControl {
   #running: PlatformRelease;
   #upgrader: ChildProcess | undefined;
-  /** Roles moved in the upgrade under way, with the entry each ran before. */
-  #moved: { role: HandoffRole; entry: string }[] = [];
+  /** Roles moved in the upgrade under way, with the entry and version each ran before. */
+  #moved: { role: HandoffRole; entry: string; version: string }[] = [];
   #committed = false;
   /** The request being carried out; an upgrader's exit waits for it before reverting. */
   #inflight: Promise<void> = Promise.resolve();
@@ -83,7 +105,7 @@ export class UpgradeControl {
         ? ["--tarball", m.tarball]
         : undefined;
     if (!request) return;
-    this.#start(m.id, request);
+    this.#start(m.id, m.restart_runners === true ? [...request, "--restart-runners"] : request);
   }
 
   #start(id: string, request: string[]): void {
@@ -106,7 +128,10 @@ export class UpgradeControl {
         ...this.opts.upgraderArgs,
         ...request,
       ],
-      { env: { PATH: process.env.PATH ?? "" }, stdio: ["ignore", "pipe", "pipe", "ipc"] },
+      {
+        env: { PATH: process.env.PATH ?? "", ...this.opts.upgraderEnv },
+        stdio: ["ignore", "pipe", "pipe", "ipc"],
+      },
     );
     this.#upgrader = child;
     for (const stream of [child.stdout, child.stderr]) {
@@ -132,19 +157,35 @@ export class UpgradeControl {
       if (child.connected) child.send(m);
     };
     if (message.type === "swap") {
-      const role = this.opts.roles.get(message.role);
-      if (!role)
-        return reply({ type: "swap-result", role: message.role, ok: false, ms: 0, error: "no such role" });
-      const before = role.entry;
+      const failed = (error: string) =>
+        reply({ type: "swap-result", role: message.role, ok: false, ms: 0, error });
+      let role: HandoffRole | undefined;
+      try {
+        role = message.address
+          ? await RemoteSupervisor.reach(
+              message.role,
+              message.address,
+              this.opts.supervisorKey,
+              message.tarball,
+            )
+          : this.opts.roles.get(message.role);
+      } catch (err) {
+        return failed((err as Error).message);
+      }
+      if (!role) return failed("no such role");
+      const before = {
+        entry: role.entry,
+        version: role instanceof RemoteSupervisor ? role.entry : this.#running.version,
+      };
       try {
         const times = await role.handoff(releaseEntry(message), message.version, message.timeoutMs);
-        this.#moved.push({ role, entry: before });
+        this.#moved.push({ role, ...before });
         this.opts.say(
           `${role.name} now runs ${message.version} (new one ready in ${times.readyMs} ms, old one gone at ${times.totalMs} ms)`,
         );
         reply({ type: "swap-result", role: role.name, ok: true, ms: times.totalMs, ready_ms: times.readyMs });
       } catch (err) {
-        reply({ type: "swap-result", role: role.name, ok: false, ms: 0, error: (err as Error).message });
+        failed((err as Error).message);
       }
     } else if (message.type === "revert") {
       const errors = await this.#revert();
@@ -162,10 +203,10 @@ export class UpgradeControl {
   /** Hands every role moved in this upgrade back, newest first; the errors, if any. */
   async #revert(): Promise<string[]> {
     const errors: string[] = [];
-    for (const { role, entry } of this.#moved.reverse()) {
+    for (const { role, entry, version } of this.#moved.reverse()) {
       try {
-        const times = await role.handoff(entry, this.#running.version, revertTimeoutMs);
-        this.opts.say(`${role.name} back on ${this.#running.version} (handoff in ${times.totalMs} ms)`);
+        const times = await role.handoff(entry, version, revertTimeoutMs);
+        this.opts.say(`${role.name} back on ${version} (handoff in ${times.totalMs} ms)`);
       } catch (err) {
         errors.push((err as Error).message);
       }

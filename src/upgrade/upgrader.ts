@@ -6,15 +6,26 @@
  * A role that does not become ready stops the upgrade: every role moved so far goes back.
  */
 import { rm } from "node:fs/promises";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { TabbifyError } from "../core/errors.js";
 import { AuditLog } from "../node/audit-log.js";
 import type { Store } from "../store/index.js";
 import { probeVersionReady } from "./handoff-probe.js";
-import { addRoleOutcome, finishUpgrade, type RoleOutcome, updateUpgrade } from "./records.js";
+import {
+  addRoleOutcome,
+  beatUpgrade,
+  finishUpgrade,
+  HEARTBEAT_INTERVAL_MS,
+  type RoleOutcome,
+  updateUpgrade,
+} from "./records.js";
 import { type PlatformRelease, previousRelease, unpackRelease } from "./releases.js";
 
-/** The order roles are handed over in: the node, which records and serves the API, last. */
+/**
+ * The order roles are handed over in: `up`'s supervisor, then every other supervisor on the
+ * node's roster in turn, the registry, auth, and the node, which records and serves the API, last.
+ */
 export const upgradeOrder = ["supervisor", "registry", "auth", "node"] as const;
 
 export interface UpgraderOptions {
@@ -28,6 +39,13 @@ export interface UpgraderOptions {
   nodeHost: string;
   nodePort: number;
   roleTimeoutMs: number;
+  /** `up`'s own supervisor, which `up` hands over; every other one on the roster is remote. */
+  supervisorUrl: string;
+  /** Read from the environment `up` gave: never argv. */
+  nodeKey: string;
+  supervisorKey: string;
+  /** Restart every runner with a zero-downtime swap once its supervisor runs the new release. */
+  restartRunners: boolean;
   log: (line: string) => void;
 }
 
@@ -53,14 +71,56 @@ interface SwapResult {
   error?: string;
 }
 
+/** One step of the upgrade: a role to hand over, or a supervisor's runners to restart. */
+type Step =
+  | { kind: "swap"; role: string; address?: string }
+  | { kind: "runners"; role: string; address: string };
+
+/** Supervisors on the node's roster other than `up`'s own, by name and API address. */
+async function remoteSupervisors(opts: UpgraderOptions): Promise<{ name: string; address: string }[]> {
+  const res = await fetch(`http://${opts.nodeHost}:${opts.nodePort}/v1/topology`, {
+    headers: { authorization: `Bearer ${opts.nodeKey}` },
+    signal: AbortSignal.timeout(15_000),
+  });
+  if (res.status !== 200)
+    throw new TabbifyError("ROLE_NOT_READY", `the node's roster answered ${res.status}`);
+  const topology = (await res.json()) as { supervisors?: { display_name: string; address: string }[] };
+  const local = new URL(opts.supervisorUrl).origin;
+  return (topology.supervisors ?? [])
+    .filter((s) => new URL(s.address).origin !== local)
+    .map((s) => ({ name: s.display_name, address: s.address }));
+}
+
+/** Asks a supervisor to restart each of its runners with a zero-downtime swap (runner-restart.ts). */
+async function restartRunners(address: string, key: string, timeoutMs: number): Promise<string | undefined> {
+  const res = await fetch(new URL("/v1/runners/restart", address), {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}` },
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const body = (await res.json().catch(() => ({}))) as {
+    error?: string;
+    failed?: { uuid: string; error: string }[];
+  };
+  if (res.status !== 200) return body.error ?? `HTTP ${res.status}`;
+  const failed = body.failed ?? [];
+  return failed.length > 0 ? failed.map((f) => `${f.uuid}: ${f.error}`).join("; ") : undefined;
+}
+
 /** Runs the upgrade to its end; resolves with the process exit code (0 only when completed). */
 export async function runUpgrader(opts: UpgraderOptions): Promise<number> {
   const { store, id } = opts;
   const audit = new AuditLog(store);
-  await updateUpgrade(store, id, { upgrader_pid: process.pid, phase: "unpack" });
+  await updateUpgrade(store, id, { upgrader_pid: process.pid, upgrader_host: hostname(), phase: "unpack" });
+  // A node on another host sharing a Postgres store tells a live upgrader from a lost one by this.
+  const heartbeat = setInterval(() => {
+    beatUpgrade(store, id).catch(() => {});
+  }, HEARTBEAT_INTERVAL_MS);
   let target: PlatformRelease | undefined;
   const roles: RoleOutcome[] = [];
   const finish = async (error: string | null) => {
+    clearInterval(heartbeat);
+    if (opts.tarball) await rm(opts.tarball, { force: true });
     await finishUpgrade(store, id, error ? "failed" : "completed", error);
     await audit.record({
       actor: "node-key",
@@ -72,6 +132,7 @@ export async function runUpgrader(opts: UpgraderOptions): Promise<number> {
     opts.log(error ? `upgrade ${id} failed: ${error}` : `upgrade ${id} completed: ${target?.version}`);
     return error ? 1 : 0;
   };
+  let steps: Step[];
   try {
     if (opts.rollback) {
       target = await previousRelease(opts.dataDir);
@@ -82,37 +143,72 @@ export async function runUpgrader(opts: UpgraderOptions): Promise<number> {
         running: opts.running,
       });
     }
+    const remotes = await remoteSupervisors(opts);
+    const runners = (role: string, address: string): Step[] =>
+      opts.restartRunners ? [{ kind: "runners", role, address }] : [];
+    steps = [
+      { kind: "swap", role: "supervisor" },
+      ...runners("supervisor", opts.supervisorUrl),
+      ...remotes.flatMap(({ name, address }): Step[] => [
+        { kind: "swap", role: `supervisor@${name}`, address },
+        ...runners(`supervisor@${name}`, address),
+      ]),
+      ...upgradeOrder.slice(1).map((role): Step => ({ kind: "swap", role })),
+    ];
   } catch (err) {
     return finish(`unpack: ${(err as Error).message}`);
-  } finally {
-    if (opts.tarball) await rm(opts.tarball, { force: true });
   }
   await updateUpgrade(store, id, { to_version: target.version });
 
-  for (const role of upgradeOrder) {
-    await updateUpgrade(store, id, { phase: role });
-    const swapped = await ask<SwapResult>(
-      { type: "swap", role, version: target.version, dir: target.dir, timeoutMs: opts.roleTimeoutMs },
-      "swap-result",
-    );
-    let error = swapped.ok ? undefined : (swapped.error ?? "not ready");
-    if (!error && role === "node") {
-      // The old node is gone now: whatever answers the port is the new one.
-      const probe = await probeVersionReady(opts.nodeHost, opts.nodePort, target.version);
-      if (!probe.ready) error = `the new node does not answer as ${target.version}: ${probe.reason}`;
+  for (const step of steps) {
+    const began = Date.now();
+    let outcome: RoleOutcome;
+    if (step.kind === "runners") {
+      const error = await restartRunners(step.address, opts.supervisorKey, opts.roleTimeoutMs * 5).catch(
+        (err: Error) => err.message,
+      );
+      outcome = {
+        role: `runners of ${step.role}`,
+        ok: !error,
+        ms: Date.now() - began,
+        ...(error ? { error: `restarting runners: ${error}` } : {}),
+      };
+    } else {
+      await updateUpgrade(store, id, {
+        phase: step.role.startsWith("supervisor@") ? "supervisor" : step.role,
+      });
+      const swapped = await ask<SwapResult>(
+        {
+          type: "swap",
+          role: step.role,
+          version: target.version,
+          dir: target.dir,
+          timeoutMs: opts.roleTimeoutMs,
+          ...(step.address
+            ? { address: step.address, ...(opts.tarball ? { tarball: opts.tarball } : {}) }
+            : {}),
+        },
+        "swap-result",
+      );
+      let error = swapped.ok ? undefined : (swapped.error ?? "not ready");
+      if (!error && step.role === "node") {
+        // The old node is gone now: whatever answers the port is the new one.
+        const probe = await probeVersionReady(opts.nodeHost, opts.nodePort, target.version);
+        if (!probe.ready) error = `the new node does not answer as ${target.version}: ${probe.reason}`;
+      }
+      outcome = {
+        role: step.role,
+        ok: !error,
+        ms: swapped.ms,
+        ...(swapped.ready_ms !== undefined ? { ready_ms: swapped.ready_ms } : {}),
+        ...(error ? { error } : {}),
+      };
     }
-    const outcome: RoleOutcome = {
-      role,
-      ok: !error,
-      ms: swapped.ms,
-      ...(swapped.ready_ms !== undefined ? { ready_ms: swapped.ready_ms } : {}),
-      ...(error ? { error } : {}),
-    };
     roles.push(outcome);
     await addRoleOutcome(store, id, outcome);
-    if (error) {
+    if (!outcome.ok) {
       await ask({ type: "revert" }, "reverted");
-      return finish(`${role}: ${error}`);
+      return finish(`${outcome.role}: ${outcome.error}`);
     }
   }
   await updateUpgrade(store, id, { phase: "commit" });

@@ -113,3 +113,85 @@ export function rolePids(role: string, needle: string): number[] {
   }
   return pids;
 }
+
+/**
+ * A second `tabbify supervisor` on the node's roster, as on another host: its own data dir and
+ * port, not kept by `up`, with `up`'s node key and supervisor key (the fleet's). Its output goes
+ * to `<dir>/supervisor.log`. It replaces itself on upgrades, so it is stopped by its data dir.
+ */
+export async function startOtherSupervisor(opts: {
+  dir: string;
+  name: string;
+  nodeUrl: string;
+  nodeKey: string;
+  supervisorKey: string;
+}): Promise<{ url: string; dataDir: string; stop(): Promise<void> }> {
+  const { mkdir, open } = await import("node:fs/promises");
+  const { spawn } = await import("node:child_process");
+  const { freePort } = await import("./tools.js");
+  const dataDir = join(opts.dir, `${opts.name}-data`);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const port = await freePort();
+  const log = await open(join(opts.dir, `${opts.name}.log`), "a");
+  const child = spawn(
+    process.execPath,
+    [
+      "--enable-source-maps",
+      join(repoRoot, "dist", "src", "main", "tabbify.js"),
+      "supervisor",
+      "--name",
+      opts.name,
+      "--data",
+      dataDir,
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--node",
+      opts.nodeUrl,
+      "--mesh",
+      "local",
+      "--warm-spares",
+      "0",
+    ],
+    {
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOME: process.env.HOME ?? "/root",
+        TABBIFY_NODE_KEY: opts.nodeKey,
+        SUPERVISOR_API_KEY: opts.supervisorKey,
+      },
+      stdio: ["ignore", log.fd, log.fd],
+    },
+  );
+  await log.close();
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${opts.name} exited: see ${opts.dir}/${opts.name}.log`);
+    const up = await fetch(`${url}/health`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) break;
+    if (Date.now() > deadline) throw new Error(`${opts.name} never answered /health`);
+    await sleep(200);
+  }
+  return {
+    url,
+    dataDir,
+    async stop() {
+      // Whichever process serves it now (it may have replaced itself): found by its data dir.
+      for (let i = 0; i < 100; i++) {
+        const pids = rolePids("supervisor", dataDir);
+        if (pids.length === 0) return;
+        for (const pid of pids) {
+          try {
+            process.kill(pid, i < 60 ? "SIGTERM" : "SIGKILL");
+          } catch {
+            // already gone
+          }
+        }
+        await sleep(200);
+      }
+    },
+  };
+}

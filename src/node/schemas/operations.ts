@@ -262,11 +262,19 @@ export const upgradeSchemas = {
     description: "The body is the release tarball (application/octet-stream), or JSON {rollback: true}.",
     tags: ["platform"],
     security: nodeKey,
+    querystring: Type.Object({
+      restart_runners: Type.Optional(flag("restart_runners")),
+    }),
     body: {
       content: {
         "application/json": {
           schema: Type.Object(
-            { rollback: Type.Literal(true, { "x-message": upgradeShape, "x-required": upgradeShape }) },
+            {
+              rollback: Type.Literal(true, { "x-message": upgradeShape, "x-required": upgradeShape }),
+              restart_runners: Type.Optional(
+                Type.Boolean({ description: "also restart every runner with a zero-downtime swap" }),
+              ),
+            },
             { additionalProperties: true, "x-message": upgradeShape },
           ),
         },

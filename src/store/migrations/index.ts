@@ -10,6 +10,7 @@ import * as m500 from "./500_app_env.js";
 import * as m700 from "./700_deploy_review.js";
 import * as m900 from "./900_platform_upgrades.js";
 import * as m940 from "./940_plan_contracts.js";
+import * as m960 from "./960_upgrade_heartbeat.js";
 
 /**
  * Every migration, in the order they run. Names sort in that order too (Kysely checks). Adding a
@@ -27,6 +28,7 @@ export const migrations: Record<string, Migration> = {
   "700_deploy_review": m700,
   "900_platform_upgrades": m900,
   "940_plan_contracts": m940,
+  "960_upgrade_heartbeat": m960,
 };
 
 export const migrationProvider: MigrationProvider = {

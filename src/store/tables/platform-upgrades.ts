@@ -11,6 +11,10 @@ export interface PlatformUpgradesTable {
   to_version: string | null;
   /** The transient upgrader's pid while it runs. */
   upgrader_pid: number | null;
+  /** The host the upgrader runs on (os.hostname()); its pid means something only there. */
+  upgrader_host: string | null;
+  /** ISO time the upgrader last wrote, every few seconds while it runs. */
+  heartbeat_at: string | null;
   /** JSON: [{role, ok, ms, error?}] in the order the roles were handed over. */
   roles: string;
   error: string | null;
