@@ -19,15 +19,10 @@ import { type RunningProcess, repoRoot, run, tempDir } from "./support/tools.js"
  * B shows down) and restored (the app is back with no action).
  */
 const tag = crypto.randomBytes(3).toString("hex");
-const lab = new NetnsLab(tag, ["A", "B", "C", "R"], `fd7e:${tag.slice(0, 4)}:${tag.slice(4)}::`);
+const lab = new NetnsLab(tag, ["A", "B", "C"], `fd7e:${tag.slice(0, 4)}:${tag.slice(4)}::`);
 const A = 0;
 const B = 1;
 const C = 2;
-/**
- * The registry's host. Two joiners in one network namespace would share one routing table, and
- * each would route the other's peers through its own interface, so it gets a host of its own.
- */
-const R = 3;
 const nodeKey = "netns-node-key";
 const versionApp = join(repoRoot, "test", "fixtures", "version-app");
 const cleanups: (() => Promise<void>)[] = [];
@@ -125,6 +120,25 @@ async function eventually<T>(
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
 }
 
+async function dump() {
+  for (const [h, cmd] of [
+    [B, ["ip", "link"]],
+    [B, ["ip", "-6", "route"]],
+    [C, ["ip", "-6", "route"]],
+    [A, ["ip", "-6", "route"]],
+    [A, ["ip", "-6", "route", "show", "table", "all"]],
+    [A, ["ip", "-6", "rule"]],
+    [A, ["wg"]],
+    [B, ["wg"]],
+    [C, ["wg"]],
+    [B, ["ip", "-6", "addr"]],
+  ] as const) {
+    console.log(
+      `DEBUG ${h} ${cmd.join(" ")}\n${await nsRun(lab.names[h] as string, ...(cmd as unknown as [string, ...string[]])).catch((e) => String(e))}`,
+    );
+  }
+}
+
 test("four hosts over wireguard-go: registry on its mesh address, apps on B and C, a move, kill -9, a cut link", {
   timeout: 600_000,
 }, async (t) => {
@@ -145,7 +159,7 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
     REGISTRY_ULA,
   ]);
 
-  // Host A: the node (coordinator, proxy); host R: the registry.
+  // Host A: the node (coordinator, proxy) and the registry, each joined with its own interface.
   const node = lab.tabbify(
     A,
     [
@@ -165,7 +179,7 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
   );
   await node.waitForLine(/wireguard interface up/, 60_000);
   const registry = lab.tabbify(
-    R,
+    A,
     [
       "registry",
       "--mesh",
@@ -176,6 +190,9 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
       dataReg,
       "--mesh-interface",
       `wr${tag}`,
+      // The node on the same host holds the default port.
+      "--wg-listen-port",
+      "51821",
     ],
     { TABBIFY_MESH_JOIN_TOKEN: regToken, TABBIFY_MESH_COORDINATOR: nodeUrl },
   );
@@ -253,7 +270,7 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
     "accept: application/vnd.oci.image.manifest.v1+json",
   ]);
   assert.equal(pulled.status, 200, pulled.body);
-  const offMesh = await curl(R, `http://[${lab.address(R)}]:5000/v2/`);
+  const offMesh = await curl(A, `http://[${lab.address(A)}]:5000/v2/`);
   assert.equal(offMesh.status, 0, "the registry must not answer on the underlay");
 
   // 2. An app on B and one on C, both answering through the node on A.
@@ -290,7 +307,11 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
   assert.equal((await supCall(C, ulaC, "POST", `/v1/apps/${moving}/start`, spec("m-on-c"))).status, 200);
   await eventually("the moved app answering from C", 90_000, async () =>
     loop.samples(moveStart).some((s) => s.body.includes('"version":"m-on-c"')) ? true : undefined,
-  );
+  ).catch(async (e) => {
+    console.log(JSON.stringify(loop.samples(moveStart).slice(-3)));
+    await dump();
+    throw e;
+  });
   const moved = loop.samples(moveStart);
   const firstOnC = moved.find((s) => s.body.includes("m-on-c"))?.at ?? Date.now();
   const failed = moved.filter((s) => s.status !== 200).length;
@@ -313,6 +334,7 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
   await supB.exited;
   for (let i = 0; i < 5; i++) {
     const r = await through(appB);
+    if (r.status !== 200) await dump();
     assert.equal(r.status, 200, `app on B after kill -9 of its supervisor: ${r.body}`);
     await sleep(300);
   }
