@@ -84,7 +84,7 @@ export class WireGuardInterface {
     await run("ip", ["-6", "addr", "replace", `${opts.ula}/128`, "dev", this.name, "nodad"]);
     await run("ip", ["link", "set", this.name, "up"]);
     // Two joiners on one host (the node and the registry) share the main routing table, where
-    // the last one to route a peer wins. A packet leaving from this interface's ULA must leave
+    // the lowest metric routes a peer. A packet leaving from this interface's ULA must leave
     // through this interface (the far side accepts only the ULAs of the peer that sent it), so
     // it follows a rule to a table of this interface's own routes.
     await this.dropSourceRule();
@@ -168,8 +168,13 @@ export class WireGuardInterface {
     return ["main", String(this.table)];
   }
 
+  /**
+   * A route with this interface's own metric: two joiners on one host each keep their own entry
+   * for a peer in the main table (IPv6 keys routes by metric too), so one replacing or removing
+   * its entry never takes the other's.
+   */
   private route(ula: string, table: string): string[] {
-    return [`${ula}/128`, "dev", this.name, "table", table];
+    return [`${ula}/128`, "dev", this.name, "table", table, "metric", String(this.table)];
   }
 
   /** Removes every rule pointing at this interface's table (a previous process may have left one). */
