@@ -1,92 +1,43 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
-import { mkdir, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, realpath, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { deriveAppUla } from "../src/core/address.js";
 import { sleep } from "../src/core/sleep.js";
 import { REGISTRY_ULA } from "../src/mesh/ula.js";
+import { busyboxPageDockerfile, gitEnv } from "./support/git-repo.js";
 import { mintToken } from "./support/mesh.js";
-import { NetnsLab, nsRun, requestLoop, requireMeshHost } from "./support/netns.js";
+import { NetnsLab, nsRun, requestLoop, requireMeshHost, startNamespaceDockerd } from "./support/netns.js";
+import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY } from "./support/s3rver.js";
 import { type RunningProcess, repoRoot, run, tempDir } from "./support/tools.js";
 
 /**
  * Hosts as network namespaces on one bridge with ULA underlay addresses. Host A runs the node
- * (coordinator and `/app/<uuid>` proxy, joined to its own mesh), host R the registry on its fixed
- * mesh address; hosts B and C each run a supervisor joined over wireguard-go. Apps run on B and C
- * and answer through the node on A; an app moves from B to C keeping its address; B's supervisor
- * is killed with -9 while its app keeps answering; B's link is cut (its app answers 502 fast and
- * B shows down) and restored (the app is back with no action).
+ * (coordinator and `/app/<uuid>` proxy), the auth service, an S3 store and the registry on its
+ * fixed mesh address, the node and the registry each joined with their own interface; hosts B
+ * and C each run a supervisor joined over wireguard-go, B with its own dockerd and the builder.
+ * A `git push` to the node is built on B and pushed to the registry over the mesh; a `tcli push`
+ * app runs on C; every app answers through the node on A; an app moves from B to C keeping its
+ * address; B's supervisor is killed with -9 while its app keeps answering; B's link is cut (its
+ * app answers 502 fast and B shows down) and restored (the app is back with no action).
  */
 const tag = crypto.randomBytes(3).toString("hex");
-const lab = new NetnsLab(tag, ["A", "B", "C", "R"], `fd7e:${tag.slice(0, 4)}:${tag.slice(4)}::`);
+const lab = new NetnsLab(tag, ["A", "B", "C"], `fd7e:${tag.slice(0, 4)}:${tag.slice(4)}::`);
 const A = 0;
 const B = 1;
 const C = 2;
-/**
- * The registry's host. Two joiners in one network namespace would share one routing table, and
- * each would route the other's peers through its own interface, so it gets a host of its own.
- */
-const R = 3;
 const nodeKey = "netns-node-key";
 const versionApp = join(repoRoot, "test", "fixtures", "version-app");
+/** Stopped before the namespaces go (a dockerd removes its containers first). */
+const stops: (() => Promise<void>)[] = [];
 const cleanups: (() => Promise<void>)[] = [];
 
 after(async () => {
+  for (const s of stops.reverse()) await s().catch(() => {});
   await lab.destroy();
   for (const c of cleanups) await c();
 });
-
-/** A minimal OCI image layout (one layer, one file) that skopeo can copy. */
-async function ociLayout(dir: string): Promise<void> {
-  const blobs = join(dir, "blobs", "sha256");
-  await mkdir(blobs, { recursive: true });
-  const put = async (bytes: Buffer) => {
-    const hex = crypto.createHash("sha256").update(bytes).digest("hex");
-    await writeFile(join(blobs, hex), bytes);
-    return { digest: `sha256:${hex}`, size: bytes.length };
-  };
-  const src = join(dir, "rootfs");
-  await mkdir(src);
-  await writeFile(join(src, "hello.txt"), `built on host B ${tag}\n`);
-  const tarPath = join(dir, "layer.tar");
-  await run("tar", ["-C", src, "-cf", tarPath, "hello.txt"]);
-  const { readFile } = await import("node:fs/promises");
-  const layer = await put(await readFile(tarPath));
-  const config = await put(
-    Buffer.from(
-      JSON.stringify({
-        architecture: "amd64",
-        os: "linux",
-        rootfs: { type: "layers", diff_ids: [layer.digest] },
-      }),
-    ),
-  );
-  const manifest = await put(
-    Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
-        layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...layer }],
-      }),
-    ),
-  );
-  await writeFile(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  await writeFile(
-    join(dir, "index.json"),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [
-        {
-          mediaType: "application/vnd.oci.image.manifest.v1+json",
-          ...manifest,
-          annotations: { "org.opencontainers.image.ref.name": "1" },
-        },
-      ],
-    }),
-  );
-}
 
 /** `curl` inside a host: `<status> <seconds>\n<body>`. */
 async function curl(host: number, url: string, extra: string[] = [], maxSecs = 10) {
@@ -125,15 +76,46 @@ async function eventually<T>(
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
 }
 
-test("four hosts over wireguard-go: registry on its mesh address, apps on B and C, a move, kill -9, a cut link", {
-  timeout: 600_000,
+async function dump() {
+  for (const [h, cmd] of [
+    [B, ["ip", "link"]],
+    [B, ["ip", "-6", "route"]],
+    [C, ["ip", "-6", "route"]],
+    [A, ["ip", "-6", "route"]],
+    [A, ["ip", "-6", "route", "show", "table", "all"]],
+    [A, ["ip", "-6", "rule"]],
+    [A, ["wg"]],
+    [B, ["wg"]],
+    [C, ["wg"]],
+    [B, ["ip", "-6", "addr"]],
+  ] as const) {
+    console.log(
+      `DEBUG ${h} ${cmd.join(" ")}\n${await nsRun(lab.names[h] as string, ...(cmd as unknown as [string, ...string[]])).catch((e) => String(e))}`,
+    );
+  }
+}
+
+test("three hosts over wireguard-go: node and registry on A, a git deploy built on B, a tcli push app on C, a move, kill -9, a cut link", {
+  timeout: 900_000,
 }, async (t) => {
   requireMeshHost();
   await lab.create({ "registry.mesh": REGISTRY_ULA });
   const nodeUrl = `http://[${lab.address(A)}]:8090`;
-  const dirs = await Promise.all(["a", "reg", "b", "c"].map((d) => tempDir(`mesh3-${d}`)));
+  const dirs = await Promise.all(
+    ["a", "reg", "auth", "b", "c", "dockerd-b", "s3"].map((d) => tempDir(`mesh3-${d}`)),
+  );
   cleanups.push(...dirs.map((d) => d.remove));
-  const [dataA, dataReg, dataB, dataC] = dirs.map((d) => d.path) as [string, string, string, string];
+  const [dataA, dataReg, dataAuth, dataB, dataC, dockerDirB, s3Dir] = dirs.map((d) => d.path) as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
+  // One key for the node's calls to every supervisor (fan-out) and the test's own.
+  const supervisorKey = crypto.randomBytes(24).toString("base64url");
 
   const supToken = await mintToken(dataA, ["--network", "acme", "--tags", "supervisor"]);
   const regToken = await mintToken(dataA, [
@@ -145,7 +127,10 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
     REGISTRY_ULA,
   ]);
 
-  // Host A: the node (coordinator, proxy); host R: the registry.
+  // Host A: the auth service (loopback only), the registry on its mesh address, and the node,
+  // each mesh joiner with its own interface. Deploys push to and pull from registry.mesh:5000.
+  const auth = lab.tabbify(A, ["auth", "--data", dataAuth, "--listen", "127.0.0.1:8091"], {});
+  await auth.waitForLine(/tabbify auth listening/, 60_000);
   const node = lab.tabbify(
     A,
     [
@@ -160,12 +145,16 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
       `wa${tag}`,
       "--peer-timeout-secs",
       "6",
+      "--registry",
+      "registry.mesh:5000",
+      "--auth-data",
+      dataAuth,
     ],
-    { TABBIFY_NODE_KEY: nodeKey },
+    { TABBIFY_NODE_KEY: nodeKey, TABBIFY_SUPERVISOR_KEY: supervisorKey },
   );
   await node.waitForLine(/wireguard interface up/, 60_000);
   const registry = lab.tabbify(
-    R,
+    A,
     [
       "registry",
       "--mesh",
@@ -176,17 +165,80 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
       dataReg,
       "--mesh-interface",
       `wr${tag}`,
+      // The node on the same host holds the default port.
+      "--wg-listen-port",
+      "51821",
+      "--auth-url",
+      "http://127.0.0.1:8091",
     ],
     { TABBIFY_MESH_JOIN_TOKEN: regToken, TABBIFY_MESH_COORDINATOR: nodeUrl },
   );
   await registry.waitForLine(/listening on http:\/\/\[fd5a:1f00:0:3::1\]:5000/, 60_000);
 
-  // Hosts B and C: supervisors joined with the supervisor-tagged token (also their roster credential).
-  const supervisorKeys = new Map<number, string>();
+  // An S3 store on A's underlay for `tcli push`, and B's own dockerd for the builder and docker apps.
+  const s3 = lab.spawn(A, [
+    process.execPath,
+    "--openssl-legacy-provider",
+    join(repoRoot, "dist", "test", "support", "s3rver-server.js"),
+    "--directory",
+    s3Dir,
+    "--bucket",
+    "apps",
+    "--address",
+    lab.address(A),
+  ]);
+  await s3.waitForLine(/S3rver listening/, 30_000);
+  const s3Endpoint = `http://[${lab.address(A)}]:${(await s3.waitForLine(/:(\d+)$/))[1]}`;
+  const s3Env = {
+    AWS_ACCESS_KEY_ID: S3RVER_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY: S3RVER_SECRET_ACCESS_KEY,
+    AWS_REGION: "us-east-1",
+  };
+  const storeArgs = ["--store", "s3", "--bucket", "apps", "--endpoint", s3Endpoint, "--region", "us-east-1"];
+  const dockerB = await startNamespaceDockerd(lab, B, dockerDirB, ["registry.mesh:5000"]);
+  stops.push(dockerB.stop);
+
+  // C's app comes from `tcli push`, run on A into the S3 store; C's supervisor starts it by id.
+  const pushedApp = crypto.randomUUID();
+  const pushDir = join(dataA, "..", `${tag}-pushed`);
+  await mkdir(pushDir, { recursive: true });
+  cleanups.push(() => run("rm", ["-rf", pushDir]).then(() => {}));
+  await copyFile(join(versionApp, "server.mjs"), join(pushDir, "server.mjs"));
+  await writeFile(
+    join(pushDir, "manifest.toml"),
+    [
+      "[app]",
+      `id = "${pushedApp}"`,
+      'name = "mesh-pushed"',
+      'version = "1.0.0"',
+      "[lifecycle]",
+      'mode = "always_on"',
+      "[runtime]",
+      'type = "process"',
+      'command = ["node", "server.mjs"]',
+      "[env]",
+      'VERSION = "pushed-on-c"',
+      "",
+    ].join("\n"),
+  );
+  const tcliPush = lab.spawn(
+    A,
+    [
+      process.execPath,
+      join(repoRoot, "dist", "src", "main", "tcli.js"),
+      "push",
+      pushDir,
+      ...storeArgs,
+      "--json",
+    ],
+    s3Env,
+  );
+  assert.equal(await tcliPush.exited, 0, tcliPush.output());
+
+  // Hosts B and C: supervisors joined with the supervisor-tagged token (also their roster
+  // credential). B builds (on its own dockerd); C has no docker and runs the pushed app.
   const supervisors = new Map<number, RunningProcess>();
   const startSupervisor = async (host: number, data: string) => {
-    const key = crypto.randomBytes(24).toString("base64url");
-    supervisorKeys.set(host, key);
     const p = lab.tabbify(
       host,
       [
@@ -203,11 +255,14 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
         `w${host}${tag}`,
         "--warm-spares",
         "0",
+        ...(host === B ? ["--builder", "--allow-private-repos"] : [...storeArgs, "--app", pushedApp]),
       ],
       {
         TABBIFY_MESH_JOIN_TOKEN: supToken,
         TABBIFY_MESH_COORDINATOR: nodeUrl,
-        SUPERVISOR_API_KEY: key,
+        SUPERVISOR_API_KEY: supervisorKey,
+        DOCKER_HOST: host === B ? dockerB.host : `unix://${join(data, "no-docker-here.sock")}`,
+        ...(host === C ? s3Env : {}),
       },
     );
     supervisors.set(host, p);
@@ -224,7 +279,7 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
         "-X",
         method,
         "-H",
-        `authorization: Bearer ${supervisorKeys.get(host)}`,
+        `authorization: Bearer ${supervisorKey}`,
         ...(body === undefined ? [] : ["-H", "content-type: application/json", "-d", JSON.stringify(body)]),
       ],
       90,
@@ -235,28 +290,53 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
     command: ["node", "server.mjs"],
     env: { VERSION: version },
   });
+  const through = (uuid: string) => curl(A, `${nodeUrl}/app/${uuid}/`);
 
-  // 1. The registry answers only on its mesh address: B pushes an image to it over the tunnel.
-  const layout = await tempDir("mesh3-oci");
-  cleanups.push(layout.remove);
-  await ociLayout(layout.path);
-  await nsRun(
-    lab.names[B] as string,
-    "skopeo",
-    "copy",
-    "--dest-tls-verify=false",
-    `oci:${layout.path}:1`,
-    "docker://registry.mesh:5000/acme/meshapp:1",
+  // 1. A git deploy: `git push` to the node on A, built by B's builder, pushed to the registry
+  // over the mesh, pulled from it by B's dockerd and run on B.
+  const work = join(dataA, "..", `${tag}-gitapp`);
+  await mkdir(join(work, "www"), { recursive: true });
+  cleanups.push(() => run("rm", ["-rf", work]).then(() => {}));
+  await copyFile(await realpath("/bin/busybox"), join(work, "busybox"));
+  await writeFile(join(work, "www", "index.html"), `built on host B ${tag}\n`);
+  await writeFile(join(work, "Dockerfile"), busyboxPageDockerfile(`mesh-${tag}`));
+  await writeFile(
+    join(work, "tabbify.toml"),
+    '[app]\nname = "meshgit"\n\n[[environments]]\nname = "prod"\ntargets = ["host-b"]\n',
   );
-  const pulled = await curl(C, "http://registry.mesh:5000/v2/acme/meshapp/manifests/1", [
-    "-H",
-    "accept: application/vnd.oci.image.manifest.v1+json",
-  ]);
-  assert.equal(pulled.status, 200, pulled.body);
-  const offMesh = await curl(R, `http://[${lab.address(R)}]:5000/v2/`);
+  const git = (...args: string[]) => run("git", args, { cwd: work, env: gitEnv });
+  await git("init", "--quiet", "--initial-branch=main");
+  await git("add", "-A");
+  await git("commit", "--quiet", "-m", "meshgit v1");
+  await eventually("the builder on the roster", 60_000, async () => {
+    const roster = await curl(A, `${nodeUrl}/v1/supervisors`, ["-H", `authorization: Bearer ${nodeKey}`]);
+    return roster.body.includes('"builder"') ? true : undefined;
+  });
+  const pushUrl = new URL(`${nodeUrl}/git/meshgit.git`);
+  pushUrl.username = "me";
+  pushUrl.password = nodeKey;
+  const gitPush = lab.spawn(A, ["git", "-C", work, "push", pushUrl.href, "HEAD:main"], gitEnv);
+  const pushed = await gitPush.exited;
+  assert.equal(pushed, 0, gitPush.output());
+  const gitApp = /\/app\/([0-9a-f-]{36})\//.exec(gitPush.output())?.[1];
+  assert.ok(gitApp, gitPush.output());
+  if (!/remote: target host-b \(docker\): ok/.test(gitPush.output())) {
+    const logs = await supCall(B, ulaB, "GET", `/v1/apps/${gitApp}/logs?tail=60`);
+    assert.fail(`the git deploy did not run on B:\n${gitPush.output()}\nB's runner log:\n${logs.body}`);
+  }
+  const images = await run("docker", ["images", "--format", "{{.Repository}}"], {
+    env: { ...process.env, DOCKER_HOST: dockerB.host },
+  });
+  assert.ok(
+    images.stdout.split("\n").some((r) => r.startsWith(`registry.mesh:5000/`) && r.endsWith(gitApp)),
+    `B's dockerd holds the image under the mesh registry's name: ${images.stdout}`,
+  );
+  const offMesh = await curl(A, `http://[${lab.address(A)}]:5000/v2/`);
   assert.equal(offMesh.status, 0, "the registry must not answer on the underlay");
+  const onMesh = await curl(C, "http://registry.mesh:5000/v2/");
+  assert.equal(onMesh.status, 401, `the registry answers on its mesh address, with auth: ${onMesh.body}`);
 
-  // 2. An app on B and one on C, both answering through the node on A.
+  // 2. The pushed app on C, the git app on B and two process apps, all answering through the node on A.
   const appB = crypto.randomUUID();
   const appC = crypto.randomUUID();
   const moving = crypto.randomUUID();
@@ -268,15 +348,24 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
     const started = await supCall(host, ula, "POST", `/v1/apps/${uuid}/start`, spec(version));
     assert.equal(started.status, 200, started.body);
   }
-  const through = (uuid: string) => curl(A, `${nodeUrl}/app/${uuid}/`);
-  for (const [uuid, version] of [
-    [appB, "b1"],
-    [appC, "c1"],
-    [moving, "m-on-b"],
+  for (const [uuid, want] of [
+    [gitApp, `built on host B ${tag}`],
+    [pushedApp, '"version":"pushed-on-c"'],
+    [appB, '"version":"b1"'],
+    [appC, '"version":"c1"'],
+    [moving, '"version":"m-on-b"'],
   ] as const) {
-    await eventually(`app ${version} through the node`, 60_000, async () => {
+    let last: unknown;
+    await eventually(`app ${want} through the node`, 90_000, async () => {
       const r = await through(uuid);
-      return r.status === 200 && r.body.includes(`"version":"${version}"`) ? r : undefined;
+      last = r;
+      return r.status === 200 && r.body.includes(want) ? r : undefined;
+    }).catch(async (err: Error) => {
+      const logs = [B, C].map((h) => supervisors.get(h)?.output().slice(-4000)).join("\n---\n");
+      const runner = await supCall(C, ulaC, "GET", `/v1/apps/${uuid}/logs?tail=60`);
+      throw new Error(
+        `${err.message}; last answer ${JSON.stringify(last)}\nsupervisors:\n${logs}\nC's runner log: ${runner.body}`,
+      );
     });
   }
 
@@ -290,7 +379,11 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
   assert.equal((await supCall(C, ulaC, "POST", `/v1/apps/${moving}/start`, spec("m-on-c"))).status, 200);
   await eventually("the moved app answering from C", 90_000, async () =>
     loop.samples(moveStart).some((s) => s.body.includes('"version":"m-on-c"')) ? true : undefined,
-  );
+  ).catch(async (e) => {
+    console.log(JSON.stringify(loop.samples(moveStart).slice(-3)));
+    await dump();
+    throw e;
+  });
   const moved = loop.samples(moveStart);
   const firstOnC = moved.find((s) => s.body.includes("m-on-c"))?.at ?? Date.now();
   const failed = moved.filter((s) => s.status !== 200).length;
@@ -313,6 +406,7 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
   await supB.exited;
   for (let i = 0; i < 5; i++) {
     const r = await through(appB);
+    if (r.status !== 200) await dump();
     assert.equal(r.status, 200, `app on B after kill -9 of its supervisor: ${r.body}`);
     await sleep(300);
   }
@@ -395,6 +489,7 @@ test("four hosts over wireguard-go: registry on its mesh address, apps on B and 
     [B, ulaB, appB],
     [C, ulaC, appC],
     [C, ulaC, moving],
+    [C, ulaC, pushedApp],
   ] as const) {
     await supCall(host, ula, "POST", `/v1/apps/${uuid}/purge`);
   }

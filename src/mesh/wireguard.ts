@@ -40,6 +40,8 @@ async function run(cmd: string, args: string[]): Promise<string> {
 export class WireGuardInterface {
   private goProcess: ChildProcess | undefined;
   private readonly peers = new Map<string, WireGuardPeer>();
+  /** This interface's own routing table, chosen by packets from its ULA (see `up`). */
+  readonly table: number;
   engine: "kernel" | "wireguard-go" | "adopted" | undefined;
   /** Peers found on an adopted interface, removed unless the first reconcile wants them. */
   private stalePeers: string[] = [];
@@ -47,7 +49,9 @@ export class WireGuardInterface {
   constructor(
     readonly name: string,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.table = sourceRouteTable(name);
+  }
 
   async up(opts: { privateKeyFile: string; listenPort: number; ula: string }): Promise<void> {
     // An interface left by our previous process (killed, or restarting) still carries traffic:
@@ -79,6 +83,22 @@ export class WireGuardInterface {
     ]);
     await run("ip", ["-6", "addr", "replace", `${opts.ula}/128`, "dev", this.name, "nodad"]);
     await run("ip", ["link", "set", this.name, "up"]);
+    // Two joiners on one host (the node and the registry) share the main routing table, where
+    // the lowest metric routes a peer. A packet leaving from this interface's ULA must leave
+    // through this interface (the far side accepts only the ULAs of the peer that sent it), so
+    // it follows a rule to a table of this interface's own routes.
+    await this.dropSourceRule();
+    await run("ip", [
+      "-6",
+      "rule",
+      "add",
+      "from",
+      `${opts.ula}/128`,
+      "lookup",
+      String(this.table),
+      "priority",
+      String(this.table),
+    ]);
     this.logger.info("wireguard interface up", { interface: this.name, engine: this.engine, ula: opts.ula });
   }
 
@@ -106,8 +126,10 @@ export class WireGuardInterface {
       await run("wg", args);
       for (const ula of had?.allowedUlas ?? [])
         if (!peer.allowedUlas.includes(ula) && !claimed.has(ula)) await this.routeDel(ula);
-      for (const ula of peer.allowedUlas)
-        await run("ip", ["-6", "route", "replace", `${ula}/128`, "dev", this.name]);
+      for (const ula of peer.allowedUlas) {
+        for (const table of this.routeTables())
+          await run("ip", ["-6", "route", "replace", ...this.route(ula, table)]);
+      }
       this.peers.set(peer.publicKey, { ...peer, allowedUlas: [...peer.allowedUlas] });
     }
   }
@@ -129,6 +151,7 @@ export class WireGuardInterface {
   }
 
   async down(): Promise<void> {
+    await this.dropSourceRule();
     await run("ip", ["link", "del", this.name]).catch(() => {});
     this.goProcess?.kill("SIGTERM");
     this.goProcess = undefined;
@@ -136,7 +159,33 @@ export class WireGuardInterface {
   }
 
   private async routeDel(ula: string): Promise<void> {
-    await run("ip", ["-6", "route", "del", `${ula}/128`, "dev", this.name]).catch(() => {});
+    for (const table of this.routeTables())
+      await run("ip", ["-6", "route", "del", ...this.route(ula, table)]).catch(() => {});
+  }
+
+  /** Peer routes go in the main table (for unbound sockets) and in this interface's own. */
+  private routeTables(): string[] {
+    return ["main", String(this.table)];
+  }
+
+  /**
+   * A route with this interface's own metric: two joiners on one host each keep their own entry
+   * for a peer in the main table (IPv6 keys routes by metric too), so one replacing or removing
+   * its entry never takes the other's.
+   */
+  private route(ula: string, table: string): string[] {
+    return [`${ula}/128`, "dev", this.name, "table", table, "metric", String(this.table)];
+  }
+
+  /** Removes every rule pointing at this interface's table (a previous process may have left one). */
+  private async dropSourceRule(): Promise<void> {
+    for (let i = 0; i < 8; i++) {
+      const gone = await run("ip", ["-6", "rule", "del", "lookup", String(this.table)]).then(
+        () => false,
+        () => true,
+      );
+      if (gone) return;
+    }
   }
 
   private async startWireguardGo(): Promise<void> {
@@ -192,4 +241,14 @@ export function parseLatestHandshakes(text: string): Map<string, number> {
 
 function same(a: string[], b: string[]): boolean {
   return a.length === b.length && a.every((x) => b.includes(x));
+}
+
+/**
+ * A routing table number (and rule priority) per interface name, in 10000..29999: clear of the
+ * local (0), main (32766) and default (32767) rules and of the small numbers other tools use.
+ */
+export function sourceRouteTable(interfaceName: string): number {
+  let h = 0x811c9dc5;
+  for (const byte of Buffer.from(interfaceName)) h = Math.imul(h ^ byte, 0x01000193) >>> 0;
+  return 10_000 + (h % 20_000);
 }

@@ -8,7 +8,7 @@
  * The workload is moved into its cgroup right after it is spawned: the few pages it touches
  * before that are charged to the runner's cgroup, which is harmless.
  */
-import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { access, mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 
 export interface ProcessLimits {
@@ -53,9 +53,14 @@ function hierarchies(): Promise<Hierarchies> {
         }
       }
       const names = controllers.split(",");
-      if (names.includes("memory")) found.memoryV1 = join(ROOT, "memory", path);
-      if (names.includes("cpu"))
-        found.cpuV1 = join(ROOT, names.includes("cpuacct") ? "cpu,cpuacct" : "cpu", path);
+      // /proc/self/cgroup names hierarchies whether or not they are mounted here (a fresh /sys,
+      // as `ip netns exec` gives, has none): only a directory holding the controller's own
+      // files is one.
+      const memory = join(ROOT, "memory", path);
+      if (names.includes("memory") && (await exists(join(memory, "memory.limit_in_bytes"))))
+        found.memoryV1 = memory;
+      const cpu = join(ROOT, names.includes("cpuacct") ? "cpu,cpuacct" : "cpu", path);
+      if (names.includes("cpu") && (await exists(join(cpu, "cpu.cfs_quota_us")))) found.cpuV1 = cpu;
     }
     return found;
   })();
@@ -78,7 +83,7 @@ export async function limitInCgroup(
   try {
     if (h.v2) {
       const dir = join(h.v2, leaf);
-      await mkdir(dir, { recursive: true });
+      await makeLeaf(dir);
       if (memoryBytes) {
         await writeFile(join(dir, "memory.max"), String(memoryBytes));
         await writeFile(join(dir, "memory.swap.max"), "0").catch(() => {});
@@ -96,7 +101,7 @@ export async function limitInCgroup(
     let memoryDir: string | undefined;
     if (h.memoryV1 && memoryBytes) {
       memoryDir = join(h.memoryV1, leaf);
-      await mkdir(memoryDir, { recursive: true });
+      await makeLeaf(memoryDir);
       await writeFile(join(memoryDir, "memory.limit_in_bytes"), String(memoryBytes));
       // Without swap accounting this file is absent; the limit then covers RAM only.
       await writeFile(join(memoryDir, "memory.memsw.limit_in_bytes"), String(memoryBytes)).catch(() => {});
@@ -105,7 +110,7 @@ export async function limitInCgroup(
     }
     if (h.cpuV1 && quota) {
       const cpuDir = join(h.cpuV1, leaf);
-      await mkdir(cpuDir, { recursive: true });
+      await makeLeaf(cpuDir);
       await writeFile(join(cpuDir, "cpu.cfs_period_us"), String(CPU_PERIOD_US));
       await writeFile(join(cpuDir, "cpu.cfs_quota_us"), String(quota));
       await writeFile(join(cpuDir, "cgroup.procs"), String(pid));
@@ -159,4 +164,22 @@ function counter(text: string, name: string): number {
 async function removeDirs(dirs: string[]): Promise<void> {
   // rmdir fails while a process is still inside (a killed runner's orphan); it is then left.
   for (const dir of dirs) await rmdir(dir).catch(() => {});
+}
+
+function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * The workload's cgroup, under ours (which exists). Never `recursive`: a cgroup filesystem
+ * answers ENOENT to a mkdir it refuses, which Node's recursive mkdir takes for a missing parent
+ * and retries forever.
+ */
+async function makeLeaf(dir: string): Promise<void> {
+  await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "EEXIST") throw err;
+  });
 }

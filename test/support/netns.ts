@@ -182,3 +182,85 @@ export interface RequestLoop {
   samples(sinceMs?: number): { at: number; status: number; body: string }[];
   stop(): Promise<void>;
 }
+
+/** A dockerd of a host's own: containers on `--network host` share that namespace. */
+export interface NamespaceDockerd {
+  /** For `DOCKER_HOST`. */
+  host: string;
+  /** Removes its containers, stops it and its containerd. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts dockerd inside host i, with its own roots under `dir` and `insecureRegistries` allowed
+ * over plain HTTP. `ip netns exec` remounts /sys without the cgroup tree dockerd needs, so the
+ * namespace's private mount table gets the host's cgroup mounts again first.
+ */
+export async function startNamespaceDockerd(
+  lab: NetnsLab,
+  i: number,
+  dir: string,
+  insecureRegistries: string[],
+): Promise<NamespaceDockerd> {
+  const host = `unix://${join(dir, "docker.sock")}`;
+  const dockerd = [
+    "dockerd",
+    `--data-root=${join(dir, "root")}`,
+    `--exec-root=${join(dir, "exec")}`,
+    `--pidfile=${join(dir, "dockerd.pid")}`,
+    `-H=${host}`,
+    "--storage-driver=vfs",
+    "--iptables=false",
+    "--ip6tables=false",
+    "--bridge=none",
+    ...insecureRegistries.map((r) => `--insecure-registry=${r}`),
+  ];
+  const proc = lab.spawn(i, ["sh", "-c", `${await cgroupMountScript()} && exec "$@"`, "dockerd", ...dockerd]);
+  const docker = (...args: string[]) => run("docker", args, { env: { ...process.env, DOCKER_HOST: host } });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (
+      await docker("info").then(
+        () => true,
+        () => false,
+      )
+    )
+      break;
+    if (Date.now() > deadline)
+      throw new Error(`dockerd in ${lab.names[i]} did not answer:\n${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return {
+    host,
+    async stop() {
+      const ids = (await docker("ps", "-aq").catch(() => ({ stdout: "" }))).stdout
+        .split("\n")
+        .filter(Boolean);
+      if (ids.length > 0) await docker("rm", "-f", ...ids).catch(() => {});
+      await proc.stop(15_000);
+    },
+  };
+}
+
+/**
+ * Shell commands that mount, under a fresh /sys, the cgroup filesystems this host has (v1
+ * controllers on a tmpfs, or one cgroup2), read from /proc/self/mounts in mount order.
+ */
+async function cgroupMountScript(): Promise<string> {
+  const { readFile } = await import("node:fs/promises");
+  const mounts = (await readFile("/proc/self/mounts", "utf8"))
+    .split("\n")
+    .map((line) => line.split(" "))
+    .filter(
+      ([, target, type]) =>
+        target?.startsWith("/sys/fs/cgroup") && ["tmpfs", "cgroup", "cgroup2"].includes(type ?? ""),
+    );
+  if (mounts.length === 0)
+    throw new Error("this host has no cgroup filesystem under /sys/fs/cgroup for dockerd");
+  return mounts
+    .map(
+      ([source, target, type, options]) =>
+        `mkdir -p ${target} && mount -t ${type} -o ${options} ${source} ${target}`,
+    )
+    .join(" && ");
+}

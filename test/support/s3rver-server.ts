@@ -172,6 +172,9 @@ async function main(): Promise<void> {
     port: Number(values.port),
     directory: values.directory,
     silent: true,
+    // Clients use path-style URLs; a bracketed IPv6 host (`[fd7e::1]`) is no IP to s3rver's
+    // check and would be taken for a bucket name.
+    vhostBuckets: false,
     configureBuckets: (values.bucket ?? []).map((name) => ({ name, configs: [] })),
   });
   const { address, port } = await server.run();
