@@ -53,6 +53,11 @@ export interface PushResult {
   plan: PushPlan;
   /** The release the node recorded for this version, when tcli knows a node to tell. */
   release?: NodeRelease;
+  /**
+   * Set when the node's rollout of this version failed and `latest` was taken back off it (see
+   * ArtifactStore.withdrawLatest); `latest` above is then what it holds afterwards.
+   */
+  withdrawn?: { environment: string; error: string };
 }
 
 /** Parallel uploads: enough to hide per-request latency on S3 without flooding a small link. */
