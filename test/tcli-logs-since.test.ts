@@ -69,9 +69,14 @@ describe("tcli logs --since, on lines the runner stamped", () => {
     await until(
       "the app in the node's registry and on its door",
       async () => {
-        const res = await fetch(`${stack.node.url}/app/${uuid}/`);
-        await res.body?.cancel();
-        return res.status === 200 ? true : undefined;
+        const door = await fetch(`${stack.node.url}/app/${uuid}/`);
+        await door.body?.cancel();
+        // The node registers an app first seen on the roster within seconds, not at once.
+        const entry = await fetch(`${stack.node.url}/api/v1/apps/${uuid}`, {
+          headers: { authorization: `Bearer ${NODE_KEY}` },
+        });
+        await entry.body?.cancel();
+        return door.status === 200 && entry.status === 200 ? true : undefined;
       },
       20_000,
     );
