@@ -317,16 +317,31 @@ describe("tcli push, local store", () => {
     }
   });
 
-  it("examples/hello-docker without its busybox: the line and the cp to run, before any claim", async () => {
+  it("examples/hello-docker on a machine without busybox: what to install, before any claim", async () => {
     const dir = join(tmp.path, "hello-docker-bare");
     await cp(join(repoRoot, "examples", "hello-docker"), dir, { recursive: true });
-    const r = await tcli(["push", dir, ...local()], { env: { PATH: `/usr/bin:/bin` } });
+    const emptyPath = join(tmp.path, "empty-path");
+    await mkdir(emptyPath, { recursive: true });
+    const r = await tcli(["push", dir, ...local()], { env: { PATH: emptyPath } });
     assert.equal(r.code, 1, r.stdout);
     assert.match(
       r.stderr,
-      /Dockerfile:4: COPY busybox: busybox is not in the build context \S+hello-docker-bare, the only directory docker build sees: cp "\$\(command -v busybox\)" \S+hello-docker-bare\/busybox\n/,
+      /\[build\] host_programs: busybox is not on this machine's PATH; install it \(a static build.*busybox-static/,
     );
     assert.equal(existsSync(join(dir, "tabbify.lock")), false, "nothing was claimed or recorded");
+  });
+
+  it("a COPY of a file that is neither in the context nor a host program: the line and the cp to run", async () => {
+    const dir = join(tmp.path, "docker-missing-copy");
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, "manifest.toml"), dockerManifest);
+    await writeFile(join(dir, "Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\n");
+    const r = await tcli(["push", dir, ...local()], { env: { PATH: "/usr/bin:/bin" } });
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(
+      r.stderr,
+      /Dockerfile:2: COPY busybox: busybox is not in the build context \S+docker-missing-copy, the only directory docker build sees: cp "\$\(command -v busybox\)" \S+docker-missing-copy\/busybox, or list it in \[build\] host_programs\n/,
+    );
   });
 
   it("a missing manifest: a clear message, exit 1", async () => {

@@ -317,7 +317,7 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     for (const line of up
       .output()
       .split("\n")
-      .filter((l) => /^tabbify up: .*(upgrade|now runs|back on)/.test(l))) {
+      .filter((l) => / info up .*(upgrade|now runs|back on)/.test(l))) {
       console.log(`# ${line}`);
     }
     await up.stop(20_000);

@@ -64,6 +64,12 @@ export interface BuildSection {
   kind: BuildKind;
   dockerfile: string;
   context: string;
+  /**
+   * Programs `tcli push` finds on the pushing machine's PATH and adds, under their own names, to
+   * a temporary copy of the build context before `docker build` (e.g. a static busybox for a
+   * FROM scratch image). Plain names only.
+   */
+  hostPrograms?: string[];
 }
 
 export const DEFAULT_IDLE_TIMEOUT_SEC = 300;
@@ -147,6 +153,17 @@ class Validator {
         dockerfile: this.relativePath("build", build, "dockerfile") ?? "Dockerfile",
         context: this.relativePath("build", build, "context", true) ?? ".",
       };
+      const programs = this.optStringList("build", build, "host_programs");
+      for (const p of programs ?? []) {
+        if (!/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/.test(p)) {
+          this.fail(
+            "build",
+            "host_programs",
+            `[build] host_programs: "${p.slice(0, 40)}" is not a program name`,
+          );
+        }
+      }
+      if (programs && programs.length > 0) manifest.build.hostPrograms = programs;
     }
     if (manifest.runtime.type === "docker" && !manifest.build && !manifest.runtime.registryRef) {
       this.fail(

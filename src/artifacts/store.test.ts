@@ -105,6 +105,29 @@ describe("ArtifactStore", () => {
     assert.equal(await store.latestVersion(id), 2);
   });
 
+  it("withdraws latest from a version that failed to start, and never publishes it again", async () => {
+    const store = new ArtifactStore(new LocalDriver(root));
+    const id = freshId();
+    for (const v of [1, 2, 3]) await store.claimVersion(id, v, record);
+    assert.equal(await publish(store, id, 1, {}), 1);
+    assert.equal(await publish(store, id, 2, {}), 2);
+    assert.equal(await store.withdrawLatest(id, 2), 1, "back on the version before");
+    assert.equal(await store.latestVersion(id), 1);
+    assert.equal(await store.isWithdrawn(id, 2), true);
+    assert.deepEqual(await store.versions(id), [1, 2], "the withdrawn version stays in the store");
+    // A slow publisher of v1 re-checking for higher complete versions does not put v2 back.
+    assert.equal(await store.publishLatest(id, 1), 1);
+    assert.equal(await publish(store, id, 3, {}), 3);
+    // A withdrawal that comes after a later push published leaves latest where it is.
+    assert.equal(await store.withdrawLatest(id, 2), 3);
+    // Withdrawing the only good versions leaves no latest at all.
+    const lone = freshId();
+    await store.claimVersion(lone, 1, record);
+    await publish(store, lone, 1, {});
+    assert.equal(await store.withdrawLatest(lone, 1), null);
+    assert.equal(await store.latestVersion(lone), null);
+  });
+
   it("repairs latest when a lower publisher overwrote a higher one", async () => {
     const driver = new LocalDriver(root);
     const store = new ArtifactStore(driver);

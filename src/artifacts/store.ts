@@ -14,7 +14,8 @@ import { type AppManifest, parseManifest } from "./manifest.js";
 /**
  * The artifact store: where `tcli push` publishes app versions and supervisors fetch them.
  *
- *   apps/<uuid>/latest                 body "<N>": the newest complete version
+ *   apps/<uuid>/latest                 body "<N>": the newest complete version not withdrawn
+ *   apps/<uuid>/.withdrawn/v<N>        v<N> failed to start when pushed: `latest` skips it
  *   apps/<uuid>/v<N>/.claim            who claimed version N (exclusive create; never reused)
  *   apps/<uuid>/v<N>/manifest.toml     stamped with [app].id; written after every other file
  *   apps/<uuid>/v<N>/<files…>          the app directory, by relative path
@@ -24,7 +25,8 @@ import { type AppManifest, parseManifest } from "./manifest.js";
  * - a version's `manifest.toml` exists only once all its other files do (it is uploaded last),
  *   so "manifest present" means "version complete";
  * - `latest` only ever names a complete version and never moves backwards, even when pushes of
- *   v<N> and v<N+1> finish in the opposite order (see `publishLatest`);
+ *   v<N> and v<N+1> finish in the opposite order (see `publishLatest`), with one exception: a
+ *   push whose start failed takes it back off its version (`withdrawLatest`);
  * - a version number is claimed by exactly one push: `putContentIfAbsent` on `.claim` where the
  *   store makes that exclusive; a failed push gives its number back (`releaseClaim`) unless a
  *   higher one is claimed already, and then the number is skipped.
@@ -50,6 +52,10 @@ export function versionPrefix(uuid: string, version: number): string {
 }
 export function versionKey(uuid: string, version: number, path: string): string {
   return `${versionPrefix(uuid, version)}/${path}`;
+}
+/** Marks a complete version whose start failed: `latest` never names it again (withdrawLatest). */
+function withdrawnKey(uuid: string, version: number): string {
+  return `apps/${uuid}/.withdrawn/v${version}`;
 }
 /** Per-contender claim markers, used only where the store has no exclusive create (see claimByListing). */
 function contenderPrefix(uuid: string, version: number): string {
@@ -420,10 +426,48 @@ export class ArtifactStore {
     }
   }
 
+  /**
+   * Takes `latest` off v<N>, whose start failed (a push's rollout), unless the user asked to keep
+   * it (`tcli push --keep-latest`). v<N> stays in the store, complete, but is marked withdrawn, so
+   * no later publish moves `latest` back onto it; `latest` goes to the newest complete version
+   * below N that is not withdrawn, or is removed when there is none. When `latest` has already
+   * moved past N (a later push), it is left alone. Returns what `latest` holds afterwards.
+   */
+  async withdrawLatest(uuid: string, version: number): Promise<number | null> {
+    checkUuid(uuid);
+    await this.driver.putContent(
+      withdrawnKey(uuid, version),
+      JSON.stringify({ withdrawnAt: new Date().toISOString() }),
+    );
+    const current = await this.latestVersion(uuid);
+    if (current !== version) return current;
+    const below = (await this.claimedVersions(uuid)).filter((n) => n < version).reverse();
+    for (const n of below) {
+      if (await this.publishable(uuid, n)) {
+        await this.driver.putContent(latestKey(uuid), String(n));
+        return n;
+      }
+    }
+    await this.driver.delete(latestKey(uuid));
+    return null;
+  }
+
+  /** Whether `version` was withdrawn after a failed start. */
+  async isWithdrawn(uuid: string, version: number): Promise<boolean> {
+    checkUuid(uuid);
+    return (await this.driver.stat(withdrawnKey(uuid, version))) !== null;
+  }
+
+  /** Complete, and not withdrawn: a version `latest` may name. */
+  private async publishable(uuid: string, version: number): Promise<boolean> {
+    if ((await this.driver.stat(versionKey(uuid, version, MANIFEST_FILE))) === null) return false;
+    return (await this.driver.stat(withdrawnKey(uuid, version))) === null;
+  }
+
   private async highestCompleteAbove(uuid: string, floor: number): Promise<number | null> {
     const candidates = (await this.claimedVersions(uuid)).filter((n) => n > floor).reverse();
     for (const n of candidates) {
-      if ((await this.driver.stat(versionKey(uuid, n, MANIFEST_FILE))) !== null) return n;
+      if (await this.publishable(uuid, n)) return n;
     }
     return null;
   }

@@ -1,6 +1,6 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Static } from "@sinclair/typebox";
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { schemaAjv, schemaFailure } from "../core/api-docs.js";
 import { buildInfo, registerProbes } from "../core/probes.js";
 import { tabbifyVersion } from "../core/version.js";
@@ -23,9 +23,9 @@ export type ValidateResponse = Static<typeof ValidateResponseSchema>;
  *
  * Logs (when enabled) go to stderr and never include bodies, so tokens stay out of them.
  */
-export function buildAuthApp(opts: { key: SigningKey; logger?: boolean }): FastifyInstance {
+export function buildAuthApp(opts: { key: SigningKey; logger?: FastifyBaseLogger }): FastifyInstance {
   const app = Fastify({
-    logger: opts.logger ? { level: "info", stream: process.stderr } : false,
+    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     bodyLimit: bodyLimitBytes,
     ajv: schemaAjv,
   }).withTypeProvider<TypeBoxTypeProvider>();

@@ -11,19 +11,32 @@ import { TabbifyError } from "../core/errors.js";
  */
 export async function checkCopySources(
   appDir: string,
-  build: { dockerfile: string; context: string },
+  build: { dockerfile: string; context: string; hostPrograms?: string[] },
   path: string | undefined = process.env.PATH,
-): Promise<void> {
+): Promise<Array<{ name: string; path: string }>> {
   const context = join(appDir, build.context);
+  const programs: Array<{ name: string; path: string }> = [];
+  for (const name of build.hostPrograms ?? []) {
+    const found = await findOnPath(name, path);
+    if (!found) {
+      throw new TabbifyError(
+        "BUILD_CONTEXT_INCOMPLETE",
+        `[build] host_programs: ${name} is not on this machine's PATH; install it (a static build: a FROM scratch image has no libraries, e.g. Debian's busybox-static for busybox)`,
+      );
+    }
+    programs.push({ name, path: found });
+  }
+  const added = new Set(programs.map((p) => p.name));
   const text = await readFile(join(appDir, build.dockerfile), "utf8");
   for (const { line, instruction, sources } of copyInstructions(text)) {
     for (const source of sources) {
       if (/[*?[$]/.test(source) || /^[a-z]+:\/\//i.test(source)) continue;
+      if (added.has(source.replace(/^\.\//, ""))) continue;
       if (await exists(join(context, source))) continue;
       const shown = relative(process.cwd(), context) || ".";
-      const program = await onPath(source, path);
+      const program = await findOnPath(source, path);
       const hint = program
-        ? `: cp "$(command -v ${source})" ${join(shown, source)}`
+        ? `: cp "$(command -v ${source})" ${join(shown, source)}, or list it in [build] host_programs`
         : `: put ${source} into ${shown} first`;
       throw new TabbifyError(
         "BUILD_CONTEXT_INCOMPLETE",
@@ -31,6 +44,7 @@ export async function checkCopySources(
       );
     }
   }
+  return programs;
 }
 
 /** `COPY`/`ADD` instructions with their first line and source paths (continuations joined). */
@@ -76,9 +90,11 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-/** Whether `name` (a bare file name) is a program on PATH: then copying it is what to run. */
-async function onPath(name: string, path: string | undefined): Promise<boolean> {
-  if (name.includes("/") || !path) return false;
-  for (const dir of path.split(delimiter)) if (dir && (await exists(join(dir, name)))) return true;
-  return false;
+/** Where `name` (a bare file name) is on PATH, or undefined. */
+async function findOnPath(name: string, path: string | undefined): Promise<string | undefined> {
+  if (name.includes("/") || !path) return undefined;
+  for (const dir of path.split(delimiter)) {
+    if (dir && (await exists(join(dir, name)))) return join(dir, name);
+  }
+  return undefined;
 }

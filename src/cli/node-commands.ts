@@ -1,4 +1,5 @@
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
+import { parseSince } from "../core/since.js";
 import type {
   AppOperation,
   DeployProgress,
@@ -139,6 +140,18 @@ export function parseTail(raw: string): number {
   return Number(raw);
 }
 
+/** `--since`, checked here so a typo is a usage error (exit 2); the node resolves it. */
+export function parseSinceOption(raw: string): void {
+  try {
+    parseSince(raw);
+  } catch {
+    throw new TabbifyError(
+      "USAGE",
+      `--since takes a duration back from now (90s, 10m, 2h, 7d) or a time like 2026-12-06T06:00:00Z, not "${raw.slice(0, 40)}"`,
+    );
+  }
+}
+
 /**
  * `tcli logs <app>`: copies the node's merged log stream to `write`, as it arrives. With `json`,
  * each line becomes `{"target", "line"}` (`!` lines, the node's notes on a target, get `note`).
@@ -146,13 +159,15 @@ export function parseTail(raw: string): number {
 export async function streamLogs(
   client: NodeClient,
   ref: string,
-  opts: { tail: number; follow: boolean; json: boolean; env?: string },
+  opts: { tail?: number; follow: boolean; json: boolean; env?: string; since?: string; timestamps?: boolean },
   write: (text: string) => void,
 ): Promise<void> {
   const body = await client.logs(ref, {
-    tail: opts.tail,
     follow: opts.follow,
+    ...(opts.tail !== undefined ? { tail: opts.tail } : {}),
     ...(opts.env ? { env: opts.env } : {}),
+    ...(opts.since !== undefined ? { since: opts.since } : {}),
+    ...(opts.timestamps ? { timestamps: true } : {}),
   });
   const decoder = new TextDecoder();
   let partial = "";

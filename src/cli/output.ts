@@ -18,7 +18,12 @@ export function formatPushResult(result: PushResult): string {
     `pushed ${result.name} v${result.version}`,
     ...rows.map(([k, v]) => `  ${k.padEnd(8)} ${v}`),
   ];
-  if (result.latest !== null && result.latest !== result.version) {
+  if (result.withdrawn) {
+    lines.push(
+      `  note: v${result.version} failed to start in ${result.withdrawn.environment} (${result.withdrawn.error}),`,
+      `        so latest is ${result.latest === null ? "unset" : `back on v${result.latest}`}; --keep-latest keeps it on a failed version`,
+    );
+  } else if (result.latest !== null && result.latest !== result.version) {
     lines.push(`  note: a parallel push published v${result.latest}, so latest stays there`);
   }
   return `${lines.join("\n")}\n`;

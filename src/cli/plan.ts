@@ -13,7 +13,14 @@ import type { LocalFile } from "./files.js";
 export type PushStep =
   | { kind: "claim"; key: string; version: number }
   | { kind: "write-lock"; file: string; appId: string; latestVersion: number; when: "first" | "last" }
-  | { kind: "docker-build"; argv: string[]; cwd: string; tag: string }
+  | {
+      kind: "docker-build";
+      argv: string[];
+      cwd: string;
+      tag: string;
+      /** `[build] host_programs`: copied into a temporary copy of the context, which is built instead. */
+      copyIn?: Array<{ from: string; to: string }>;
+    }
   | { kind: "docker-save"; argv: string[]; tag: string; key: string; path: string }
   | { kind: "upload-file"; key: string; path: string; source: string; size: number }
   | { kind: "upload-manifest"; key: string; path: string; content: string; size: number }
@@ -39,6 +46,8 @@ export interface PushInput {
   store: string;
   /** Base URL of the node that proxies `/app/<uuid>`. */
   nodeUrl: string;
+  /** `[build] host_programs`, found on this machine's PATH. */
+  hostPrograms?: Array<{ name: string; path: string }>;
 }
 
 export interface PushPlan {
@@ -84,6 +93,9 @@ export function buildPushPlan(input: PushInput, version: number): PushPlan {
       argv: ["docker", "build", "-t", tag, "-f", dockerfile, manifest.build.context],
       cwd: input.dir,
       tag,
+      ...(input.hostPrograms?.length
+        ? { copyIn: input.hostPrograms.map((p) => ({ from: p.path, to: p.name })) }
+        : {}),
     });
     steps.push({
       kind: "docker-save",
@@ -156,7 +168,9 @@ function formatStep(step: PushStep): string {
     case "write-lock":
       return `lock     ${step.file}  app_id = "${step.appId}", latest_version = ${step.latestVersion}`;
     case "docker-build":
-      return `run      (cd ${step.cwd} && ${step.argv.join(" ")})`;
+      return step.copyIn
+        ? `run      (cd ${step.cwd} && ${step.argv.join(" ")})  on a copy of the context with ${step.copyIn.map((c) => `${c.from} as ${c.to}`).join(", ")}`
+        : `run      (cd ${step.cwd} && ${step.argv.join(" ")})`;
     case "docker-save":
       return `run      ${step.argv.join(" ")} | gzip  → upload ${step.key}  (size known after save)`;
     case "upload-file":

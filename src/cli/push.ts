@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, stat, unlink } from "node:fs/promises";
+import { chmod, copyFile, cp, mkdir, mkdtemp, readFile, rm, stat, unlink } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { v7 as uuidv7 } from "uuid";
@@ -53,6 +53,11 @@ export interface PushResult {
   plan: PushPlan;
   /** The release the node recorded for this version, when tcli knows a node to tell. */
   release?: NodeRelease;
+  /**
+   * Set when the node's rollout of this version failed and `latest` was taken back off it (see
+   * ArtifactStore.withdrawLatest); `latest` above is then what it holds afterwards.
+   */
+  withdrawn?: { environment: string; error: string };
 }
 
 /** Parallel uploads: enough to hide per-request latency on S3 without flooding a small link. */
@@ -104,6 +109,7 @@ export async function readPushInput(opts: PushOptions): Promise<PushInput> {
   }
 
   const files = await appFiles(dir, manifest, opts.skipDirs ?? []);
+  const hostPrograms = manifest.build?.kind === "docker" ? await checkCopySources(dir, manifest.build) : [];
   const storeLatest = await opts.store.latestVersion(appId);
   // The lock's number counts only when it belongs to this app id.
   const lockLatest = lock && lock.appId === appId ? lock.latestVersion : 0;
@@ -118,6 +124,7 @@ export async function readPushInput(opts: PushOptions): Promise<PushInput> {
     knownLatest: Math.max(storeLatest ?? 0, lockLatest),
     store: opts.storeName,
     nodeUrl: opts.nodeUrl,
+    ...(hostPrograms.length > 0 ? { hostPrograms } : {}),
   };
 }
 
@@ -132,7 +139,6 @@ async function appFiles(
   }
   if (manifest.build?.kind === "docker") {
     await singleFile(dir, manifest.build.dockerfile, "[build] dockerfile");
-    await checkCopySources(dir, manifest.build);
   }
   const files = await collectFiles(dir, {
     // The manifest ships stamped; the lock is local bookkeeping; .tabbify/ holds the default local store.
@@ -229,7 +235,7 @@ async function runStep(
       return;
     }
     case "docker-build":
-      await opts.docker.build(step.argv, step.cwd);
+      await buildImage(step, opts.docker);
       return;
     case "docker-save": {
       const staging = opts.stagingDir ?? tmpdir();
@@ -279,4 +285,31 @@ function result(plan: PushPlan, dryRun: boolean, latest: number | null): PushRes
     store: plan.store,
     plan,
   };
+}
+
+/**
+ * `docker build`, on the app directory as it is, or, with `[build] host_programs`, on a temporary
+ * copy of the context holding those programs too (the app directory is never written to).
+ */
+async function buildImage(
+  step: Extract<PushStep, { kind: "docker-build" }>,
+  docker: DockerClient,
+): Promise<void> {
+  if (!step.copyIn) return docker.build(step.argv, step.cwd);
+  const argv = [...step.argv];
+  const context = resolve(step.cwd, argv.at(-1)!);
+  const f = argv.indexOf("-f");
+  const copy = await mkdtemp(join(tmpdir(), "tbf-context-"));
+  try {
+    await cp(context, copy, { recursive: true });
+    for (const { from, to } of step.copyIn) {
+      await copyFile(from, join(copy, to));
+      await chmod(join(copy, to), 0o755);
+    }
+    argv[f + 1] = resolve(step.cwd, argv[f + 1]!);
+    argv[argv.length - 1] = copy;
+    await docker.build(argv, step.cwd);
+  } finally {
+    await rm(copy, { recursive: true, force: true });
+  }
 }

@@ -12,10 +12,12 @@ import { buildAuthApp } from "../auth/server.js";
 import { issueTenantToken, maxTenantTokenTtlSeconds, verifyTenantToken } from "../auth/tenant-token.js";
 import { parseDurationSeconds } from "../core/duration.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
+import { createLogger, httpLogger } from "../core/log.js";
 import { dataDirPermissionWarnings } from "../storage/permissions.js";
 import { listenOptions } from "../upgrade/listener-handoff.js";
 import { warnIfPublic } from "./bind-warning.js";
 import { type OptionSpec, optionsHelp, parseListen, parseOptions, required, untilSignal } from "./flags.js";
+import { applyLogOptions, logOptions } from "./log-options.js";
 
 const dataSpec: OptionSpec = {
   flag: "data",
@@ -32,6 +34,7 @@ export const serveSpecs: OptionSpec[] = [
     help: "address to serve on (port 0: any free port)",
   },
   dataSpec,
+  ...logOptions,
 ];
 
 const tokenSpecs: OptionSpec[] = [
@@ -72,13 +75,15 @@ async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     return 0;
   }
   const { host, port } = parseListen(required(opts.values.listen, "--listen"));
+  applyLogOptions(opts.values);
+  const log = createLogger("auth");
   warnIfPublic("auth", host);
   const dataDir = required(opts.values.data, "--data");
   for (const warning of await dataDirPermissionWarnings(dataDir)) {
-    process.stderr.write(`tabbify auth: warning: ${warning}\n`);
+    log.warn(warning);
   }
   const key = await loadOrCreateSigningKey(dataDir);
-  const app = buildAuthApp({ key, logger: true });
+  const app = buildAuthApp({ key, logger: httpLogger("auth.http") });
   try {
     await app.listen(listenOptions({ host, port }));
   } catch (err) {
@@ -88,10 +93,10 @@ async function serve(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const address = app.server.address();
   if (address === null || typeof address === "string") throw new Error("auth server has no TCP address");
   const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
-  process.stderr.write(`tabbify auth: signing key ${key.kid} from ${dataDir}\n`);
+  log.info("signing key", { kid: key.kid, data: dataDir });
   process.stdout.write(`tabbify auth listening on http://${shownHost}:${address.port}\n`);
   const signal = await untilSignal();
-  process.stderr.write(`tabbify auth: ${signal}, shutting down\n`);
+  log.info("shutting down", { signal });
   await app.close();
   return 0;
 }

@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import { createLogger } from "../core/log.js";
 
 /**
  * Every role binds loopback by default. On any other address but the mesh's (a ULA, fc00::/7),
@@ -18,5 +19,5 @@ export function publicBindWarning(role: string, host: string): string | undefine
 /** Prints the warning to stderr when `host` is not loopback or the mesh. */
 export function warnIfPublic(role: string, host: string): void {
   const warning = publicBindWarning(role, host);
-  if (warning) process.stderr.write(warning);
+  if (warning) createLogger(role).warn(warning.replace(`tabbify ${role}: warning: `, "").trim());
 }

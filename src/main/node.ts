@@ -26,6 +26,7 @@ import {
   passedAsFlag,
   untilSignal,
 } from "./flags.js";
+import { applyLogOptions, logOptions } from "./log-options.js";
 import { joinMesh, meshJoinOptions } from "./mesh-join.js";
 
 export const nodeOptions: OptionSpec[] = [
@@ -124,6 +125,7 @@ export const nodeOptions: OptionSpec[] = [
     env: "TABBIFY_SIGNATURE_POLICY",
     help: "ENV=require|warn,… what verify_signature does with an unsigned image per environment (default prod=require, others warn)",
   },
+  ...logOptions,
 ];
 
 /** Secrets come from the environment only (never flags: argv is visible in ps). */
@@ -162,6 +164,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       `--peer-timeout-secs wants a positive number, got "${opts.values["peer-timeout-secs"]}"`,
     );
   }
+  applyLogOptions(opts.values);
   const logger = createLogger("node");
   const nodeKey = env.TABBIFY_NODE_KEY || undefined;
   if (!nodeKey) logger.warn("TABBIFY_NODE_KEY is not set: authenticated routes answer 503");

@@ -16,6 +16,7 @@ import { LocalDriver } from "../storage/local.js";
 import type { S3Driver } from "../storage/s3.js";
 import { warnIfPublic } from "./bind-warning.js";
 import { intOption, type OptionSpec, optionsHelp, parseListen, parseOptions, untilSignal } from "./flags.js";
+import { applyLogOptions, logOptions } from "./log-options.js";
 import { joinMesh, meshJoinOptions } from "./mesh-join.js";
 
 export const registryOptions: OptionSpec[] = [
@@ -84,6 +85,7 @@ export const registryOptions: OptionSpec[] = [
     env: "REGISTRY_UPSTREAM_URL",
     help: "wrapper mode: where the upstream registry listens (e.g. http://127.0.0.1:5001)",
   },
+  ...logOptions,
 ];
 
 /** The storage options `gc` shares with the registry, so it runs against the same dir or bucket. */
@@ -160,6 +162,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const v = opts.values;
   const { host: listenHost, port } = parseListen(v.listen!);
   const dataDir = resolve(v.data!);
+  applyLogOptions(v);
   const log = createLogger("registry");
   if (v.mesh !== "none" && v.mesh !== "wireguard") {
     throw new TabbifyError("USAGE", `--mesh wants none or wireguard, got "${v.mesh}"`);

@@ -11,9 +11,11 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import type { PeerRecord } from "../mesh/roster.js";
 import type { AssignRequest, ControlReply, ControlRequest } from "../runner/control.js";
+import { stampLines } from "../runner/log-stamp.js";
 import type { Succession } from "../runner/succession.js";
 import type { Runtime, RuntimeKind, Workload, WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
 import { intOption, type OptionSpec, optionsHelp, parseListen, parseOptions, required } from "./flags.js";
+import { applyLogOptions, logOptions } from "./log-options.js";
 
 export const specs: OptionSpec[] = [
   { flag: "uuid", help: "the app's uuid" },
@@ -55,12 +57,23 @@ export const specs: OptionSpec[] = [
     default: "30000",
     help: "longest delay before restarting a crashed workload",
   },
+  ...logOptions,
 ];
 
 function packageVersion(): string {
   const url = new URL("../../../package.json", import.meta.url);
   return (JSON.parse(readFileSync(url, "utf8")) as { version: string }).version;
 }
+
+/**
+ * Every line in the runner log (fds 1 and 2, opened on it by the supervisor) starts with the time
+ * it arrived: the workload's stdout and stderr, and the runner's own lines.
+ */
+const workloadOutput = {
+  stdout: stampLines((text) => process.stdout.write(text)),
+  stderr: stampLines((text) => process.stderr.write(text)),
+};
+const ownLog = stampLines((text) => process.stderr.write(text));
 
 /** Everything a runner needs besides its first runtime, loaded in one go. */
 async function loadRunnerModules() {
@@ -337,7 +350,7 @@ async function runForApp(opts: ReturnType<typeof parseOptions>, settings: Runner
   const { loadRuntime } = await import("../runtimes/load.js");
   const { startWorkload } = await import("../runner/workload.js");
   // A successor starts a workload of its own: the one running is its predecessor's, to drain.
-  const firstWorkload = loadRuntime(spec.runtime).then((runtime) =>
+  const firstWorkload = loadRuntime(spec.runtime, { output: workloadOutput }).then((runtime) =>
     succession ? startWorkload(runtime, spec, user) : firstWorkloadFor(runtime, spec, user),
   );
   if (succession) {
@@ -371,7 +384,7 @@ async function runForApp(opts: ReturnType<typeof parseOptions>, settings: Runner
       nodeKey,
       controlSock,
       logPath: opts.values.log,
-      runtimeFor: (kind) => loadRuntime(kind),
+      runtimeFor: (kind) => loadRuntime(kind, { output: workloadOutput }),
       firstWorkload,
       ...(succession ? { succession } : {}),
     },
@@ -399,7 +412,7 @@ async function runSpare(opts: ReturnType<typeof parseOptions>, settings: RunnerS
   const runtimeFor = (kind: RuntimeKind): Promise<Runtime> => {
     let runtime = runtimes.get(kind);
     if (!runtime) {
-      runtime = loadRuntime(kind);
+      runtime = loadRuntime(kind, { output: workloadOutput });
       runtimes.set(kind, runtime);
       runtime.catch(() => runtimes.delete(kind));
     }
@@ -526,6 +539,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     );
     return 0;
   }
+  // Its own lines share the runner log with the workload's, stamped the same way (log-stamp.ts).
+  applyLogOptions(opts.values, { write: (line) => ownLog.write(line), time: false });
   const settings: RunnerSettings = {
     dataDir: required(opts.values["data-dir"], "--data-dir"),
     healthTimeoutMs: intOption(opts.values["health-timeout-ms"], "health-timeout-ms"),

@@ -39,6 +39,7 @@ import {
   untilSignal,
 } from "./flags.js";
 import { kernelHopFor, kernelHopOption } from "./kernel-hop-option.js";
+import { applyLogOptions, logArgs, logOptions } from "./log-options.js";
 import { joinMesh, meshJoinOptions } from "./mesh-join.js";
 import { supervisorApiKey } from "./supervisor-key.js";
 
@@ -124,6 +125,7 @@ export const specs: OptionSpec[] = [
     help: "how long a runner waits for a new workload to answer (start, restart, swap)",
   },
   kernelHopOption,
+  ...logOptions,
 ];
 
 /** The package root of the tree this supervisor runs from (dist/src/main → three levels up). */
@@ -208,6 +210,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
   // Checked before anything starts: a typo in --app is a usage error, not a retry loop.
   const pinnedApps = [...new Set((opts.lists.app ?? []).map((a) => parseAppUuid(a.trim())))];
+  const logging = applyLogOptions(opts.values);
   const logger = createLogger(`supervisor ${opts.values.name}`);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const apiKey = await supervisorApiKey(dataDir, opts.values["api-key-file"], env, logger);
@@ -264,6 +267,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       "--health-timeout-ms",
       String(runnerHealthTimeoutMs),
       ...(kernelHop ? ["--kernel-hop", kernelHop.table] : []),
+      ...logArgs(logging),
     ],
     // The runner's own health wait, plus time to spawn it and bind.
     startTimeoutMs: runnerHealthTimeoutMs + 5_000,

@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { TabbifyError } from "../core/errors.js";
+import { relayLine } from "../core/log.js";
 import { streamingProcessFlags } from "../core/node-flags.js";
 import { sleep } from "../core/sleep.js";
 import { type BackoffPolicy, retryDelayMs } from "../supervisor/backoff.js";
@@ -99,7 +100,7 @@ export class KeptRole {
     });
     for (const stream of [child.stdout, child.stderr]) {
       createInterface({ input: stream! }).on("line", (line) => {
-        if (this.opts.echo) process.stderr.write(`[${this.name}] ${line}\n`);
+        if (this.opts.echo) relayLine(this.name, line);
       });
     }
     const exited = new Promise<void>((done) => {

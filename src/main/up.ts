@@ -3,11 +3,13 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { dockerDaemonAnswers } from "../core/docker-cli.js";
 import { loadOrCreateKeyFile } from "../core/key-file.js";
+import { createLogger } from "../core/log.js";
 import { tabbifyVersion } from "../core/version.js";
 import { bindSharedListener } from "../upgrade/listener-handoff.js";
 import { currentRelease, type PlatformRelease, releaseEntry } from "../upgrade/releases.js";
 import { UpgradeControl } from "../upgrade/up-control.js";
 import { type OptionSpec, optionsHelp, parseOptions, untilSignal } from "./flags.js";
+import { applyLogOptions, logArgs, logOptions } from "./log-options.js";
 import { roleEnv } from "./role-env.js";
 import { KeptRole, type RoleSpec, tabbifyEntry } from "./up-roles.js";
 import { assertPortsFree, clearUpState, writeUpState } from "./up-state.js";
@@ -37,6 +39,7 @@ export const upOptions: OptionSpec[] = [
     help: "who serves the node's /app/<uuid>: node, nginx, caddy or haproxy (see tabbify node --help)",
   },
   { flag: "quiet", boolean: true, help: "do not echo the roles' logs" },
+  ...logOptions,
 ];
 
 /** The node key: TABBIFY_NODE_KEY when set, else one kept in `<data>/node.key` (mode 0600). */
@@ -66,6 +69,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     process.stdout.write(optionsHelp("tabbify up [flags]", upOptions));
     return 0;
   }
+  const logging = applyLogOptions(opts.values);
   const dataDir = resolve(opts.values.data!);
   const host = opts.values.host!;
   const echo = !opts.flags.quiet;
@@ -111,11 +115,19 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const listener = (port: string) => bindSharedListener(host, Number(port));
 
   const builder = await dockerDaemonAnswers(5_000);
-  const say = (line: string) => process.stderr.write(`tabbify up: ${line}\n`);
+  const upLog = createLogger("up");
+  const say = (line: string) => upLog.info(line);
   const specs: RoleSpec[] = [
     {
       name: "auth",
-      args: ["auth", "--listen", `${host}:${opts.values["auth-port"]}`, "--data", join(dataDir, "auth")],
+      args: [
+        "auth",
+        "--listen",
+        `${host}:${opts.values["auth-port"]}`,
+        "--data",
+        join(dataDir, "auth"),
+        ...logArgs(logging),
+      ],
       env: roleEnv("auth", env),
       readyUrl: `${authUrl}/health`,
       listener: listener(opts.values["auth-port"]!),
@@ -131,6 +143,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         join(dataDir, "registry"),
         "--auth-url",
         authUrl,
+        ...logArgs(logging),
       ],
       env: roleEnv("registry", env),
       readyUrl: `${registryUrl}/v2/`,
@@ -156,6 +169,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         opts.values["data-plane"]!,
         // Loopback-only and single-user: the user's own repositories on disk may be deployed.
         "--allow-local-repos",
+        ...logArgs(logging),
       ],
       env: nodeEnv,
       readyUrl: `${nodeUrl}/health`,
@@ -184,6 +198,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         // also one started after up: it advertises `builder` once the daemon answers.
         "--builder",
         "--allow-private-repos",
+        ...logArgs(logging),
       ],
       env: supervisorEnv,
       readyUrl: `${supervisorUrl}/health`,

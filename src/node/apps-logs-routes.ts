@@ -2,7 +2,7 @@ import { PassThrough } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
-import { logQuery } from "../supervisor/logs-route.js";
+import { logQuery, logQueryString } from "../supervisor/logs-route.js";
 import { appTargets, environmentOf } from "./app-targets.js";
 import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import type { AppRegistry } from "./apps-registry.js";
@@ -10,10 +10,11 @@ import type { NodeKeyCheck } from "./auth.js";
 import { appLogsSchema } from "./schemas/apps.js";
 
 /**
- * `GET /api/v1/apps/:app/logs?tail=N&follow=1&env=E` (node key, or a tenant token for its own
- * apps): the runtime output of the app's workloads in environment E (default: the app's own
- * uuid) from every target, merged line by line as it arrives, each line
- * prefixed `<supervisor> | `. The node asks each supervisor's `GET /v1/apps/:uuid/logs` with the
+ * `GET /api/v1/apps/:app/logs?tail=N&follow=1&env=E&since=10m&timestamps=1` (node key, or a
+ * tenant token for its own apps): the runtime output of the app's workloads in environment E
+ * (default: the app's own uuid) from every target, merged line by line as it arrives, each line
+ * prefixed `<supervisor> | `. `since` (a duration back from the node's clock, or a time) is sent
+ * on to each supervisor as an exact time. The node asks each supervisor's `GET /v1/apps/:uuid/logs` with the
  * supervisors' key and streams; nothing is buffered whole. A target that cannot answer gets one
  * `<supervisor> ! …` line saying why.
  */
@@ -37,7 +38,7 @@ export function registerAppLogsRoutes(app: FastifyInstance, opts: AppLogsRoutesO
     async (req, reply) => {
       const caller = await callers.resolve(req.headers.authorization);
       const target = await opts.registry.get(caller, req.params.app);
-      const { tail, follow } = logQuery(req.query);
+      const view = logQuery(req.query);
       const { runAs } = environmentOf(target, req.query.env);
       const names = await appTargets({
         uuid: runAs,
@@ -55,7 +56,7 @@ export function registerAppLogsRoutes(app: FastifyInstance, opts: AppLogsRoutesO
       const hangUp = new AbortController();
       reply.raw.on("close", () => hangUp.abort());
       const out = new PassThrough();
-      const query = `tail=${tail}&follow=${follow ? 1 : 0}`;
+      const query = logQueryString(view);
       const streams = names.map((name) =>
         pipeTarget(
           name,

@@ -288,6 +288,9 @@ export class AppRegistry {
   async #write(trx: StoreTransaction, existing: App | undefined, after: App | null): Promise<void> {
     if (!after) {
       await trx.deleteFrom("apps").where("uuid", "=", existing!.uuid).execute();
+      // Its env vars and secrets (every environment) go with it, in the same transaction: an app
+      // created later under the same name or uuid starts with none of them.
+      await trx.deleteFrom("app_env").where("app_uuid", "=", existing!.uuid).execute();
       return;
     }
     const row = {

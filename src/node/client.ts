@@ -95,10 +95,13 @@ export class NodeClient {
   /** The app's merged runtime log as a text stream (`<target> | <line>`); ends unless `follow`. */
   async logs(
     ref: string,
-    opts: { tail: number; follow: boolean; env?: string },
+    opts: { tail?: number; follow: boolean; env?: string; since?: string; timestamps?: boolean },
   ): Promise<ReadableStream<Uint8Array>> {
-    const query = new URLSearchParams({ tail: String(opts.tail), follow: opts.follow ? "1" : "0" });
+    const query = new URLSearchParams({ follow: opts.follow ? "1" : "0" });
+    if (opts.tail !== undefined) query.set("tail", String(opts.tail));
     if (opts.env) query.set("env", opts.env);
+    if (opts.since !== undefined) query.set("since", opts.since);
+    if (opts.timestamps) query.set("timestamps", "1");
     const res = await this.#send(
       "GET",
       `/api/v1/apps/${encodeURIComponent(ref)}/logs?${query}`,

@@ -14,7 +14,7 @@ import {
 } from "../core/address.js";
 import { describeApi, schemaAjv, schemaFailure } from "../core/api-docs.js";
 import type { Logger, LogLevel } from "../core/log.js";
-import { silentLogger } from "../core/log.js";
+import { httpLogger, silentLogger } from "../core/log.js";
 import { freeLoopbackPort } from "../core/net.js";
 import { buildInfo, type ReadyChecks, registerProbes } from "../core/probes.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
@@ -189,7 +189,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
 
   let rawServer: http.Server | undefined;
   const app = Fastify({
-    logger: level === "silent" ? false : { level },
+    ...(level === "silent" ? { logger: false } : { loggerInstance: httpLogger("node.http", level) }),
     ajv: schemaAjv,
     // The app door runs on the raw request, before fastify: it is the hot path and must stream.
     serverFactory: (handler) => {

@@ -348,8 +348,19 @@ export const supervisorSchemas = {
     params: UuidParams,
     querystring: Type.Object(
       {
-        tail: Type.Optional(Type.String({ description: "Lines from the end, up to 10000 (default 100)" })),
+        tail: Type.Optional(
+          Type.String({
+            description: "Lines from the end, up to 10000 (default 100; with since, every line since)",
+          }),
+        ),
         follow: Type.Optional(Type.String({ description: "1 to keep streaming" })),
+        since: Type.Optional(
+          Type.String({
+            description:
+              "only lines since then: a duration back from now (90s, 10m, 2h, 7d) or an RFC 3339 time",
+          }),
+        ),
+        timestamps: Type.Optional(Type.String({ description: "1 to keep each line's stamp" })),
       },
       { additionalProperties: true },
     ),

@@ -9,6 +9,7 @@ import { readProcStat } from "../core/proc-stat.js";
 import { sleep } from "../core/sleep.js";
 import type { LaunchConfig } from "../runner/launch.js";
 import { logRotateBytes, rotateByRename } from "../runner/log-rotation.js";
+import { unstamped } from "../runner/log-stamp.js";
 import type { WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
 
 /**
@@ -60,7 +61,7 @@ export const runnerEnvNames: readonly string[] = [
   "XDG_RUNTIME_DIR",
 ];
 
-/** The last `bytes` of a runner log (for error bodies). */
+/** The last `bytes` of a runner log (for error bodies), without the runner's line stamps. */
 export async function tailLog(path: string, bytes = 4096): Promise<string> {
   try {
     const fh = await open(path, "r");
@@ -69,7 +70,7 @@ export async function tailLog(path: string, bytes = 4096): Promise<string> {
       const start = Math.max(0, size - bytes);
       const buf = Buffer.alloc(size - start);
       await fh.read(buf, 0, buf.length, start);
-      return buf.toString("utf8");
+      return unstamped(buf.toString("utf8"));
     } finally {
       await fh.close();
     }

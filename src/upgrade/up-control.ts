@@ -9,6 +9,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
+import { relayLine } from "../core/log.js";
 import { commitRelease, type PlatformRelease, releaseEntry } from "./releases.js";
 import { RemoteSupervisor } from "./remote-supervisor.js";
 
@@ -136,7 +137,7 @@ export class UpgradeControl {
     this.#upgrader = child;
     for (const stream of [child.stdout, child.stderr]) {
       createInterface({ input: stream! }).on("line", (line) => {
-        if (this.opts.echo) process.stderr.write(`[upgrader] ${line}\n`);
+        if (this.opts.echo) relayLine("upgrader", line);
       });
     }
     child.on("message", (message) => {

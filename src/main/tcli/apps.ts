@@ -7,6 +7,7 @@ import {
   assertAllTargets,
   listApps,
   operate,
+  parseSinceOption,
   parseTail,
   removeApp,
   streamLogs,
@@ -94,16 +95,27 @@ function registerLogsCommand(program: Command): void {
   withCommon(program.command("logs").summary("an app's runtime output, merged across its targets"))
     .argument("<app>", "app name or uuid")
     .option("-f, --follow", "keep streaming what the app writes (Ctrl-C stops)")
-    .option("--tail <n>", "lines from the end of each target's log (up to 10000)", "100")
+    .option(
+      "--tail <n>",
+      "lines from the end of each target's log (up to 10000; default 100, or all since --since)",
+    )
+    .option(
+      "--since <when>",
+      "only lines since then: 90s, 10m, 2h, 7d back from now, or a time (2026-12-06T06:00:00Z)",
+    )
+    .option("-t, --timestamps", "show when the runner received each line (RFC 3339, UTC)")
     .option("--env <name>", "one of the app's environments (default: prod, or its first when it has no prod)")
     .option("--deploy [id]", "a deploy's build and rollout log instead (default: the newest deploy)")
     .addHelpText(
       "after",
       "\nEach line is prefixed with its target (the supervisor's name). The supervisors read their\n" +
-        "runner log and its rotated .log.1 from the end; nothing is read whole." +
+        "runner log and its rotated .log.1 from the end; nothing is read whole. Every line is stamped\n" +
+        "with the time its runner received it, which --since filters on and --timestamps shows." +
         examples(
           "tcli logs hello-node",
           "tcli logs hello-node -f --tail 20",
+          "tcli logs hello-node --since 10m -f",
+          "tcli logs hello-node --since 2026-12-06T06:00:00Z --timestamps",
           "tcli logs hello-node --env staging",
           "tcli logs hello-node --json | jq -r .line",
           "tcli logs hello-node --deploy",
@@ -113,9 +125,17 @@ function registerLogsCommand(program: Command): void {
     .action(
       async (
         ref: string,
-        opts: CommonOpts & { follow?: boolean; tail: string; env?: string; deploy?: string | true },
+        opts: CommonOpts & {
+          follow?: boolean;
+          tail?: string;
+          env?: string;
+          deploy?: string | true;
+          since?: string;
+          timestamps?: boolean;
+        },
       ) => {
-        const tail = parseTail(opts.tail);
+        const tail = opts.tail === undefined ? undefined : parseTail(opts.tail);
+        if (opts.since !== undefined) parseSinceOption(opts.since);
         const client = await clientFor(opts);
         if (opts.deploy !== undefined) {
           const id = opts.deploy === true ? "latest" : opts.deploy;
@@ -125,10 +145,12 @@ function registerLogsCommand(program: Command): void {
           client,
           ref,
           {
-            tail,
             follow: opts.follow === true,
             json: opts.json === true,
+            ...(tail !== undefined ? { tail } : {}),
             ...(opts.env ? { env: opts.env } : {}),
+            ...(opts.since !== undefined ? { since: opts.since } : {}),
+            ...(opts.timestamps ? { timestamps: true } : {}),
           },
           (t) => process.stdout.write(t),
         );

@@ -28,6 +28,7 @@ export function registerPushCommand(program: Command): void {
     .argument("[dir...]", "the app directory (holds manifest.toml)");
   addStoreOptions(push)
     .option("--dry-run", "print the plan (keys, sizes, docker commands); upload nothing, run nothing")
+    .option("--keep-latest", "leave latest on this version even when the node fails to start it")
     .addHelpText(
       "after",
       [
@@ -37,6 +38,10 @@ export function registerPushCommand(program: Command): void {
         'apps), image.tar.gz for [build] kind = "docker", then apps/<uuid>/latest = N. The app id',
         "comes from [app].id, else tabbify.lock, else a new UUID v7 recorded in tabbify.lock.",
         "S3 credentials come from the AWS default chain (AWS_ACCESS_KEY_ID/…, AWS_PROFILE, roles).",
+        "With a node (logged in, or TABBIFY_TOKEN), the node records the version as a release and",
+        "starts it in the app's first environment; when that start fails, latest goes back to the",
+        "version before (the failed one stays in the store, and is never latest again) unless",
+        "--keep-latest is given.",
       ].join("\n") +
         examples(
           "tcli push examples/hello-node",
@@ -68,7 +73,14 @@ export function registerPushCommand(program: Command): void {
               : noProgress,
           ...(opened.stagingDir ? { stagingDir: opened.stagingDir } : {}),
         });
-        if (client?.hasToken()) result.release = await registerPush(client, result);
+        if (client?.hasToken()) {
+          result.release = await registerPush(client, result);
+          const failed = failedStart(result.release);
+          if (failed && opts.keepLatest !== true) {
+            result.latest = await opened.store.withdrawLatest(result.appId, result.version);
+            result.withdrawn = failed;
+          }
+        }
         process.stdout.write(
           opts.json
             ? pushResultJson(result)
@@ -78,4 +90,11 @@ export function registerPushCommand(program: Command): void {
         opened.close();
       }
     });
+}
+
+/** The environment and error of the node's rollout of a pushed release, when it failed. */
+function failedStart(release: object): { environment: string; error: string } | undefined {
+  const rollout = (release as { rollout?: { state?: string; environment?: string; error?: string } }).rollout;
+  if (rollout?.state !== "failed") return undefined;
+  return { environment: rollout.environment ?? "?", error: rollout.error ?? "failed" };
 }

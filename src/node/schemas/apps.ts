@@ -174,6 +174,10 @@ export function appOpSchema(op: string) {
   };
 }
 
+/** What `since` accepts on the log routes (checked again, and resolved, by logQuery). */
+export const LOG_SINCE_PATTERN =
+  "^(\\d{1,9}[smhd]|\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d(:\\d\\d(\\.\\d{1,9})?)?(Z|[+-]\\d\\d:\\d\\d))$";
+
 export const LogsQuery = Type.Object(
   {
     tail: Type.Optional(wholeNumber("tail", 10_000, 6)),
@@ -184,6 +188,23 @@ export const LogsQuery = Type.Object(
       ),
     ),
     env: EnvironmentQuery,
+    since: Type.Optional(
+      Type.String({
+        pattern: LOG_SINCE_PATTERN,
+        description: "only lines since then: a duration back from now (90s, 10m, 2h, 7d) or an RFC 3339 time",
+        "x-message":
+          "since must be a duration back from now (90s, 10m, 2h, 7d) or a time like 2026-12-06T06:00:00Z",
+      }),
+    ),
+    timestamps: Type.Optional(
+      Type.Union(
+        ["", "0", "1", "true", "false"].map((v) => Type.Literal(v)),
+        {
+          "x-message": "timestamps must be 1 or 0",
+          description: "1: keep each line's stamp (when the runner got it)",
+        },
+      ),
+    ),
   },
   { additionalProperties: true },
 );

@@ -9,6 +9,7 @@ import * as m400 from "./400_mesh.js";
 import * as m500 from "./500_app_env.js";
 import * as m700 from "./700_deploy_review.js";
 import * as m900 from "./900_platform_upgrades.js";
+import * as m920 from "./920_app_env_orphans.js";
 import * as m940 from "./940_plan_contracts.js";
 import * as m960 from "./960_upgrade_heartbeat.js";
 
@@ -27,6 +28,7 @@ export const migrations: Record<string, Migration> = {
   "500_app_env": m500,
   "700_deploy_review": m700,
   "900_platform_upgrades": m900,
+  "920_app_env_orphans": m920,
   "940_plan_contracts": m940,
   "960_upgrade_heartbeat": m960,
 };
