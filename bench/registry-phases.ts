@@ -6,6 +6,8 @@
  * - anchor: a plain push of a small image (config + layer + manifest) to docker-registry;
  * - the same push to ours, and to ours with `--notify` (the fsynced on-disk queue);
  * - signing a pushed image, and verifying its signature as `verify_signature` does;
+ * - pushing and signing a release manifest (a referrer of the image), and verifying it as a
+ *   rollout's `verify_signature` does on top of the image's (release-signatures.ts);
  * - GC over --blobs blobs (default 10,000), half of them unreferenced, pushed alike to both:
  *   docker-registry's offline `garbage-collect --delete-untagged` against ours (online, with the
  *   same rules: `--delete-untagged --min-age 0`), and our dry run.
@@ -21,6 +23,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { freeLoopbackPort } from "../src/core/net.js";
+import { verifyReleaseManifest } from "../src/node/release-signatures.js";
+import { pushReleaseArtifact } from "../src/node/releases-oci.js";
+import type { Release } from "../src/node/releases-store.js";
 import { collectGarbage } from "../src/registry/gc.js";
 import { startRegistry } from "../src/registry/index.js";
 import { signImage, verifyImageSignature } from "../src/registry/signatures.js";
@@ -105,6 +110,8 @@ try {
   const withNotify: number[] = [];
   const signMs: number[] = [];
   const verifyMs: number[] = [];
+  const signReleaseMs: number[] = [];
+  const verifyReleaseMs: number[] = [];
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
   for (let i = 0; i < rounds; i++) {
     const layer = Buffer.from(`bench layer ${i} ${Math.random()}`);
@@ -127,6 +134,47 @@ try {
     verifyMs.push(
       await timed(() =>
         verifyImageSignature(reg, { name: "acme/signed", digest: image.digest, trustedKeys: [publicKey] }),
+      ),
+    );
+    const source = { repo_url: "https://git.example/acme/signed.git", commit_sha: "b".repeat(40) };
+    const release: Release = {
+      id: `0191e7c2-0000-7000-8000-${String(i).padStart(12, "0")}`,
+      app: "signed",
+      digest: image.digest,
+      source,
+      manifest: {
+        app: "signed",
+        digest: image.digest,
+        image: `bench/acme/signed@${image.digest}`,
+        source,
+        release: `0191e7c2-0000-7000-8000-${String(i).padStart(12, "0")}`,
+      },
+      created_at: new Date().toISOString(),
+      created_by: "bench",
+    };
+    signReleaseMs.push(
+      await timed(async () => {
+        const artifact = await pushReleaseArtifact(
+          { registryUrl: plain.url, repository: "acme/signed", imageDigest: image.digest, token: "" },
+          release,
+        );
+        const size = (
+          await call(plain.url, `/v2/acme/signed/manifests/${artifact}`, {
+            headers: { accept: ociManifestType },
+          })
+        ).body.length;
+        await signImage(reg, {
+          name: "acme/signed",
+          digest: artifact,
+          dockerReference: "bench/acme/signed",
+          key: privateKey,
+          imageManifest: { mediaType: ociManifestType, size },
+        });
+      }),
+    );
+    verifyReleaseMs.push(
+      await timed(() =>
+        verifyReleaseManifest(reg, { name: "acme/signed", release, trustedKeys: [publicKey] }),
       ),
     );
   }
@@ -171,6 +219,8 @@ try {
   row("ours: push with --notify (fsynced queue)", median(withNotify));
   row("sign a pushed image (cosign layout)", median(signMs));
   row("verify_signature (referrers + payload + ECDSA)", median(verifyMs));
+  row("push + sign a release manifest", median(signReleaseMs));
+  row("verify a release manifest (rollouts, on top)", median(verifyReleaseMs));
   gcRow(`docker-registry garbage-collect (exit ${dockerGcExit})`, dockerGcMs);
   gcRow(`ours: gc --dry-run over ${blobCount} blobs`, dryGc);
   gcRow(`ours: gc over ${blobCount} blobs (${removed} removed)`, gcMs);

@@ -1,8 +1,9 @@
 // Issue 14 §3, release-aware GC end to end: a node with 15 releases of one app in prod (signed,
-// each with its commit tag and signature referrer, as the pipeline leaves them), a registry, and
+// each with its commit tag and signature referrer, and its signed release manifest as a referrer,
+// as the pipeline leaves them), a registry, and
 // `tabbify registry gc --keep-releases-from <node> --keep-releases 10` run as a user runs it.
 // The first run removes nothing (one strike); the second removes the 5 oldest releases with their
-// tags and signatures, keeps the last 10 whole (the 10th still pulls: a rollback to it works),
+// tags, signatures and signed release manifests, keeps the last 10 whole (the 10th still pulls: a rollback to it works),
 // and leaves a repository the node does not know alone.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -12,6 +13,7 @@ import { join } from "node:path";
 import { after, before, it } from "node:test";
 import { loadOrCreateBuildKey } from "../src/auth/build-keys.js";
 import { AuditLog } from "../src/node/audit-log.js";
+import { pushReleaseArtifact } from "../src/node/releases-oci.js";
 import { ReleaseStore } from "../src/node/releases-store.js";
 import { type RunningNode, startNode } from "../src/node/server.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
@@ -45,7 +47,7 @@ const REPO = `acme/${APP}`;
 let dir: string;
 let node: RunningNode;
 let registry: RunningRegistry;
-const images: { digest: string; tag: string; layerDigest: string }[] = [];
+const images: { digest: string; tag: string; layerDigest: string; releaseManifest: string }[] = [];
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), "gitreg-release-gc-"));
@@ -54,27 +56,41 @@ before(async () => {
   const host = new URL(registry.url).host;
   const key = await loadOrCreateBuildKey(join(dir, "keys"), "acme");
   const releases = new ReleaseStore(node.store!, new AuditLog(node.store!));
-  for (let i = 1; i <= 15; i++) {
-    const tag = i.toString(16).padStart(40, "0");
-    const image = await pushImage(registry.url, REPO, tag, { layer: Buffer.from(`release ${i}`) });
-    await signImage(
+  const sign = (digest: string, size: number) =>
+    signImage(
       { base: registry.url, headers: {} },
       {
         name: REPO,
-        digest: image.digest,
+        digest,
         dockerReference: `${host}/${REPO}`,
         key: key.privateKey,
-        imageManifest: { mediaType: ociManifestType, size: image.manifest.length },
+        imageManifest: { mediaType: ociManifestType, size },
       },
     );
-    images.push({ digest: image.digest, tag, layerDigest: image.layerDigest });
+  for (let i = 1; i <= 15; i++) {
+    const tag = i.toString(16).padStart(40, "0");
+    const image = await pushImage(registry.url, REPO, tag, { layer: Buffer.from(`release ${i}`) });
+    await sign(image.digest, image.manifest.length);
+    const source = { repo_url: "https://git.example/acme/web.git", commit_sha: tag };
     const { release } = await releases.record({
       app: APP,
       digest: image.digest,
-      source: { repo_url: "https://git.example/acme/web.git", commit_sha: tag },
-      manifest: { app: APP, digest: image.digest, image: `${host}/${REPO}@${image.digest}` },
+      source,
+      manifest: { app: APP, digest: image.digest, image: `${host}/${REPO}@${image.digest}`, source },
       created_by: `deploy:${i}`,
     });
+    // The release manifest as a referrer of the image, signed in its turn (the registrar's work).
+    const releaseManifest = await pushReleaseArtifact(
+      { registryUrl: registry.url, repository: REPO, imageDigest: image.digest, token: "" },
+      release,
+    );
+    const artifactSize = (
+      await call(registry.url, `/v2/${REPO}/manifests/${releaseManifest}`, {
+        headers: { accept: ociManifestType },
+      })
+    ).body.length;
+    await sign(releaseManifest, artifactSize);
+    images.push({ digest: image.digest, tag, layerDigest: image.layerDigest, releaseManifest });
     await releases.markRunning(release, "prod", "system", "release.deploy", { deploy_id: String(i) });
   }
   await pushImage(registry.url, "acme/elsewhere", "old", { layer: Buffer.from("not the node's") });
@@ -110,8 +126,8 @@ it("the first run only marks; the second removes releases 1-5 with tags and sign
   assert.equal(first.code, 0, first.stderr);
   const report1 = JSON.parse(first.stdout) as { manifestsRemoved: unknown[]; releaseCandidates: string[] };
   assert.equal(report1.manifestsRemoved.length, 0);
-  // 5 releases and their 5 signatures wait for a second strike.
-  assert.equal(report1.releaseCandidates.length, 10);
+  // 5 releases, their 5 signatures, 5 release manifests and their 5 signatures wait for a second strike.
+  assert.equal(report1.releaseCandidates.length, 20);
   for (const image of images) assert.equal(await status(`/v2/${REPO}/manifests/${image.digest}`), 200);
 
   const second = await gc();
@@ -120,8 +136,9 @@ it("the first run only marks; the second removes releases 1-5 with tags and sign
     manifestsRemoved: { digest: string }[];
     tagsRemoved: { tag: string }[];
   };
-  assert.equal(report2.manifestsRemoved.length, 10);
-  assert.equal(report2.tagsRemoved.length, 10);
+  assert.equal(report2.manifestsRemoved.length, 20);
+  // The commit tags and the `.sig` tags of the images and of their release manifests.
+  assert.equal(report2.tagsRemoved.length, 15);
   for (const [i, image] of images.entries()) {
     const want = i < 5 ? 404 : 200;
     assert.equal(await status(`/v2/${REPO}/manifests/${image.digest}`), want, `release ${i + 1} manifest`);
@@ -132,6 +149,16 @@ it("the first run only marks; the second removes releases 1-5 with tags and sign
       `release ${i + 1} signature`,
     );
     assert.equal(await status(`/v2/${REPO}/blobs/${image.layerDigest}`), want, `release ${i + 1} layer`);
+    assert.equal(
+      await status(`/v2/${REPO}/manifests/${image.releaseManifest}`),
+      want,
+      `release ${i + 1} release manifest`,
+    );
+    assert.equal(
+      await status(`/v2/${REPO}/manifests/${signatureTag(image.releaseManifest)}`),
+      want,
+      `release ${i + 1} release manifest's signature`,
+    );
   }
   // The 10th newest (release 6) is whole: a rollback to it pulls manifest and layer.
   const tenth = images[5]!;

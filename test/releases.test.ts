@@ -154,6 +154,16 @@ describe("releases", () => {
       },
     );
     assert.deepEqual(await layer.json(), manifest, "the referrer carries the stored manifest");
+    // Signed by the build key in cosign's layout: a referrer of the release artifact.
+    const signatures = await fetch(`${registry.url}/v2/${OWNER}/${app}/referrers/${artifact.digest}`, {
+      headers: { authorization: `Bearer ${pull}` },
+    });
+    const signatureIndex = (await signatures.json()) as { manifests: { artifactType?: string }[] };
+    assert.deepEqual(
+      signatureIndex.manifests.map((m) => m.artifactType),
+      ["application/vnd.dev.cosign.artifact.sig.v1+json"],
+      "the release manifest is signed",
+    );
 
     const shaB = await repo.commit({ "www/index.html": "B\n" }, "B");
     const doneB = await deployAndWait(shaB);
@@ -230,6 +240,14 @@ describe("releases", () => {
       `/api/v1/apps/${app}/progress`,
     );
     assert.equal(progress.json.deploy.id, rolled.json.deploy_id);
+    // verify_signature checked A's image and A's signed release manifest (prod: require).
+    const rollbackRecord = await node.pipeline!.store.get(rolled.json.deploy_id);
+    const checked = rollbackRecord?.events.find(
+      (e) => e.step === "verify_signature" && e.type === "step_finished",
+    )?.data as { verified?: boolean; policy?: string; release_manifest?: { artifact: string } } | undefined;
+    assert.equal(checked?.verified, true, JSON.stringify(checked));
+    assert.equal(checked?.policy, "require");
+    assert.equal(checked?.release_manifest?.artifact, artifact.digest);
     assert.deepEqual(
       progress.json.steps.map((st) => [st.step, st.state]),
       [

@@ -10,11 +10,12 @@ import type { Contract } from "../contract/types.js";
 import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { PeerInfo } from "../mesh/roster.js";
-import type { ImageSignatures, RegistryAccess } from "../pipeline/deps.js";
+import type { RegistryAccess } from "../pipeline/deps.js";
 import { DEFAULT_ENVIRONMENT } from "../pipeline/plan.js";
 import type { DeploySessionsTable } from "../store/tables/deploy-review.js";
 import type { DeployReviewStore } from "./deploy-review-store.js";
 import { pushHandlerArtifact, pushProofReferrer, type RegistryTarget } from "./handler-artifact.js";
+import type { NodeSignatures } from "./image-signatures.js";
 import { pushReleaseArtifact } from "./releases-oci.js";
 import type { ReleaseStore } from "./releases-store.js";
 
@@ -39,7 +40,7 @@ export interface HandlerReleaserOptions {
   /** The platform registry; without one, handler deploys are refused (REGISTRY_REQUIRED). */
   registry?: RegistryAccess | undefined;
   releases?: ReleaseStore | undefined;
-  signatures?: ImageSignatures | undefined;
+  signatures?: NodeSignatures | undefined;
   /** Default `http://<registry host>`. */
   registryUrl?: string | undefined;
 }
@@ -235,15 +236,19 @@ export class HandlerReleaser {
     await releases.markRunning(release, DEFAULT_ENVIRONMENT, "system", "release.deploy", {
       session_id: session.id,
     });
-    await pushReleaseArtifact(
-      {
-        registryUrl: target.registryUrl,
-        repository: target.repository,
-        imageDigest: digest,
-        token: target.token,
-      },
-      release.manifest,
-    );
+    if (this.opts.signatures) {
+      await this.opts.signatures.signRelease(session.scope, session.app_uuid, release);
+    } else {
+      await pushReleaseArtifact(
+        {
+          registryUrl: target.registryUrl,
+          repository: target.repository,
+          imageDigest: digest,
+          token: target.token,
+        },
+        release,
+      );
+    }
     return release.id;
   }
 }

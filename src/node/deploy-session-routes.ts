@@ -11,13 +11,14 @@ import type { Contract } from "../contract/types.js";
 import { bearerToken } from "../core/bearer.js";
 import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
-import type { ImageSignatures, RegistryAccess } from "../pipeline/deps.js";
+import type { RegistryAccess } from "../pipeline/deps.js";
 import type { CallerResolver } from "./apps-identity.js";
 import type { AuditLog } from "./audit-log.js";
 import { callerFirst } from "./caller-first.js";
 import { HandlerReleaser } from "./deploy-handler-release.js";
 import { scopeOf } from "./deploy-review-routes.js";
 import { type DeployReviewStore, planView } from "./deploy-review-store.js";
+import type { NodeSignatures } from "./image-signatures.js";
 import type { ReleaseStore } from "./releases-store.js";
 import {
   type SessionOpenBody,
@@ -53,7 +54,7 @@ export interface DeploySessionRoutesOptions {
   supervisorKey: string | undefined;
   registry?: RegistryAccess | undefined;
   releases?: ReleaseStore | undefined;
-  signatures?: ImageSignatures | undefined;
+  signatures?: NodeSignatures | undefined;
   selfUrl: () => string;
   now?: () => Date;
   /** How long a plan waits for review. Default 24 h. */

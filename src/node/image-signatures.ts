@@ -2,15 +2,21 @@ import { createPublicKey, type KeyObject } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { loadOrCreateBuildKey } from "../auth/build-keys.js";
-import { isErrno, TabbifyError } from "../core/errors.js";
+import { isErrno, isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { ImageSignatures, RegistryAccess, SignaturePolicy } from "../pipeline/deps.js";
 import { signImage, verifyImageSignature } from "../registry/signatures.js";
+import { type ReleaseSignatures, releaseImage, verifyReleaseManifest } from "./release-signatures.js";
+import { pushReleaseArtifact } from "./releases-oci.js";
 
 /**
  * The node's side of image signing: each tenant's build key lives in `<dataDir>/build-keys/`
  * (0600, created on first use); the keys a tenant trusts are its build key plus any SPKI PEM
  * files an operator drops in `<dataDir>/trusted-keys/<tenant>/` (keys of an outside CI, say).
+ * The same key signs every release manifest (release-signatures.ts).
  */
+
+/** Images and release manifests: what the node's pipeline and rollouts sign and check. */
+export type NodeSignatures = ImageSignatures & ReleaseSignatures;
 
 const manifestAccept = [
   "application/vnd.oci.image.manifest.v1+json",
@@ -72,11 +78,15 @@ export function nodeImageSignatures(opts: {
   policies?: ReadonlyMap<string, SignaturePolicy>;
   /** Default `http://<registry host>`. */
   registryUrl?: string;
-}): ImageSignatures {
+}): NodeSignatures {
   const base = (opts.registryUrl ?? `http://${opts.registry.host}`).replace(/\/+$/, "");
   const policies = opts.policies ?? new Map();
   const repo = (tenant: string, appUuid: string) => `${tenant.toLowerCase()}/${appUuid.toLowerCase()}`;
-  return {
+  const pulling = async (tenant: string, appUuid: string) => {
+    const token = await (opts.registry.pullToken ?? opts.registry.pushToken)(tenant, appUuid);
+    return { base, headers: { authorization: `Bearer ${token}` } };
+  };
+  const signatures: NodeSignatures = {
     policy: (environment) => policyFor(policies, environment),
     async sign(tenant, appUuid, digest) {
       const name = repo(tenant, appUuid);
@@ -110,13 +120,39 @@ export function nodeImageSignatures(opts: {
       return signed.digest;
     },
     async verify(tenant, appUuid, digest) {
-      const name = repo(tenant, appUuid);
-      const token = await (opts.registry.pullToken ?? opts.registry.pushToken)(tenant, appUuid);
-      const verified = await verifyImageSignature(
-        { base, headers: { authorization: `Bearer ${token}` } },
-        { name, digest, trustedKeys: await trustedKeys(opts.dataDir, tenant.toLowerCase()) },
-      );
+      const verified = await verifyImageSignature(await pulling(tenant, appUuid), {
+        name: repo(tenant, appUuid),
+        digest,
+        trustedKeys: await trustedKeys(opts.dataDir, tenant.toLowerCase()),
+      });
       return verified.signature;
     },
+    async verifyRelease(tenant, appUuid, release) {
+      return verifyReleaseManifest(await pulling(tenant, appUuid), {
+        name: repo(tenant, appUuid),
+        release,
+        trustedKeys: await trustedKeys(opts.dataDir, tenant.toLowerCase()),
+      });
+    },
+    async signRelease(tenant, appUuid, release) {
+      try {
+        return await signatures.verifyRelease(tenant, appUuid, release);
+      } catch (err) {
+        // Not signed yet (or its tag was moved): push it (the same bytes each time) and sign it.
+        if (!isTabbifyError(err, "SIGNATURE_INVALID")) throw err;
+      }
+      const image = releaseImage(release);
+      const artifact = await pushReleaseArtifact(
+        {
+          registryUrl: base,
+          repository: repo(tenant, appUuid),
+          imageDigest: image === undefined ? undefined : release.digest,
+          token: await opts.registry.pushToken(tenant, appUuid),
+        },
+        release,
+      );
+      return { artifact, signature: await signatures.sign(tenant, appUuid, artifact) };
+    },
   };
+  return signatures;
 }

@@ -8,13 +8,7 @@ import {
   githubAppTokenSource,
   HttpSupervisorClient,
 } from "../pipeline/clients.js";
-import type {
-  BuiltImage,
-  ImageSignatures,
-  MigrationAudit,
-  ReleaseRegistrar,
-  SignaturePolicy,
-} from "../pipeline/deps.js";
+import type { BuiltImage, MigrationAudit, ReleaseRegistrar, SignaturePolicy } from "../pipeline/deps.js";
 import {
   DeployExecutor,
   type DeployRecord,
@@ -28,7 +22,7 @@ import type { DeployRequest, RosterView } from "../pipeline/plan.js";
 import { DeliveryLedger, type PushEvent } from "../pipeline/webhooks.js";
 import type { Store } from "../store/index.js";
 import { SqlDeliveryLog, SqlDeployStore } from "./deploy-store.js";
-import { nodeImageSignatures } from "./image-signatures.js";
+import { type NodeSignatures, nodeImageSignatures } from "./image-signatures.js";
 import { nodeOwner } from "./node-store.js";
 import { DeployLock } from "./releases-lock.js";
 import { type ReplayGuard, SqlReplayGuard } from "./replay-guard.js";
@@ -89,7 +83,7 @@ export class NodePipeline {
   /** The store-held deploy lock every rollout of an (app, environment) takes, builds included. */
   readonly lock: DeployLock;
   /** The tenant build keys' verifier, which rollbacks and promotions check too; absent without a registry. */
-  signatures: ImageSignatures | undefined;
+  signatures: NodeSignatures | undefined;
   readonly #late: LateParts;
   readonly #executors: Record<ForgeKind, DeployExecutor>;
   readonly #forgejoHost: string | undefined;

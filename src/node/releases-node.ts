@@ -15,6 +15,7 @@ import type { AppRegistry, Caller } from "./apps-registry.js";
 import type { App } from "./apps-schema.js";
 import type { AuditLog } from "./audit-log.js";
 import type { NodePipeline } from "./pipeline.js";
+import { releaseImage } from "./release-signatures.js";
 import type { DeployLock } from "./releases-lock.js";
 import { pushReleaseArtifact } from "./releases-oci.js";
 import { environmentTargets, runRollout } from "./releases-rollout.js";
@@ -74,6 +75,8 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
   ctx.pipeline.useReleases({
     register: async (built) => {
       const release = await registerBuilt(releases, built);
+      // Signed before any target gets the image: what a later rollout of it checks.
+      await publishRelease(ctx, built.tenant, built.app_uuid, release);
       return { id: release.id, manifest: release.manifest };
     },
   });
@@ -135,6 +138,7 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
         },
         created_by: caller.actor,
       });
+      await publishRelease(ctx, target.tenant, target.uuid, release);
       const rollout = await rollPushed(ctx, releases, target, release, caller.actor, waits(req));
       return reply.code(created ? 201 : 200).send({ ...release, rollout });
     });
@@ -370,17 +374,36 @@ async function recordImageRelease(
     deploy_id: record.id,
   });
   await releases.markRunning(release, environment, "system", "release.deploy", { deploy_id: record.id });
+  ctx.logger.info("release recorded", { release: release.id, digest: release.digest });
+}
+
+/**
+ * Pushes the release manifest to the registry (a referrer of the image, or tagged for a pushed
+ * release), signed with the tenant's build key when the node signs (it does with a registry):
+ * a rollout into a `require` environment checks that signature (rollout-signature.ts). Again for
+ * a known release is a no-op. Throws when it cannot: the caller does not roll an unsigned release.
+ */
+async function publishRelease(
+  ctx: ReleasesContext,
+  tenant: string,
+  appUuid: string,
+  release: Release,
+): Promise<void> {
+  const signatures = ctx.pipeline.signatures;
+  if (signatures) {
+    const signed = await signatures.signRelease(tenant, appUuid, release);
+    ctx.logger.info("release manifest signed", { release: release.id, ...signed });
+    return;
+  }
   const access = ctx.registryAccess;
-  if (!access) return;
-  const token = await access.pushToken(record.request.tenant, record.app_uuid);
-  const artifact = await pushReleaseArtifact(
+  if (!access || releaseImage(release) === undefined) return;
+  await pushReleaseArtifact(
     {
       registryUrl: `http://${access.host}`,
-      repository: repository.slice(repository.indexOf("/") + 1),
-      imageDigest: record.digest,
-      token,
+      repository: `${tenant.toLowerCase()}/${appUuid.toLowerCase()}`,
+      imageDigest: release.digest,
+      token: await access.pushToken(tenant, appUuid),
     },
-    release.manifest,
+    release,
   );
-  ctx.logger.info("release recorded", { release: release.id, digest: release.digest, artifact });
 }

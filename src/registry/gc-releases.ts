@@ -7,10 +7,13 @@ import type { ReleaseRepository, ReleaseRoots } from "./release-roots.js";
  * set is; and a release manifest goes only on its second strike.
  */
 
+/** Subjects followed up from a manifest: release → its release manifest → that one's signature. */
+const maxSubjectHops = 4;
+
 /**
  * Whether a manifest is removable by the release rules: a release outside the keep set, or a
- * manifest whose subject is one (its signature, its release manifest). Never in a repository the
- * node does not manage.
+ * manifest whose subject is one, directly or through subjects (its signature, its release
+ * manifest, the release manifest's signature). Never in a repository the node does not manage.
  */
 export function releaseDropped(
   managed: ReleaseRepository | undefined,
@@ -18,9 +21,12 @@ export function releaseDropped(
 ): (digest: string) => boolean {
   return (digest) => {
     if (!managed) return false;
-    const outside = (d: string) => managed.releases.has(d) && !managed.keep.has(d);
-    const subject = refs.get(digest)?.subject;
-    return outside(digest) || (subject !== undefined && outside(subject));
+    let current: string | undefined = digest;
+    for (let hop = 0; current !== undefined && hop <= maxSubjectHops; hop++) {
+      if (managed.releases.has(current)) return !managed.keep.has(current);
+      current = refs.get(current)?.subject;
+    }
+    return false;
   };
 }
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { parseRange } from "./http.js";
+import { parseRange } from "./http-ranges.js";
 import { isValidName, isValidTag, parseV2Path } from "./names.js";
 
 describe("repository names", () => {

@@ -7,163 +7,58 @@
 // does not change; into test (`warn`) the rollout goes on past the check and records why.
 import assert from "node:assert/strict";
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { loadOrCreateBuildKey } from "../../src/auth/build-keys.js";
-import { AuditLog } from "../../src/node/audit-log.js";
-import { tenantRegistryAccess } from "../../src/node/registry-access.js";
-import { type Release, ReleaseStore } from "../../src/node/releases-store.js";
-import { type RunningNode, startNode } from "../../src/node/server.js";
-import type { RegistryAccess } from "../../src/pipeline/deps.js";
-import { signImage } from "../../src/registry/signatures.js";
-import {
-  ociManifestType,
-  pushImage,
-  startTestAuth,
-  startTestRegistry,
-  type TestAuth,
-  type TestRegistry,
-} from "../registry-helpers.js";
+import type { Release } from "../../src/node/releases-store.js";
 import { call } from "../support/apps-api.js";
+import {
+  buildKeyOf,
+  lastRollout,
+  manifestBytes,
+  NODE_KEY,
+  promote as promoteOn,
+  pushedImage,
+  putManifest,
+  releaseRunningIn as runningIn,
+  type SignedRolloutNode,
+  signatureStep,
+  signWith as signOn,
+  startSignedRolloutNode,
+  stepsOf,
+} from "../support/signed-rollouts.js";
 
-const NODE_KEY = "rollout-signatures-node-key-0123456789";
-const TENANT = "acme";
-
-let auth: TestAuth;
-let reg: TestRegistry;
-let access: RegistryAccess;
-let nodeData: string;
-let node: RunningNode;
-let releases: ReleaseStore;
-let appUuid: string;
-let repo: string;
-let host: string;
+let s: SignedRolloutNode;
 
 before(async () => {
-  auth = await startTestAuth();
-  reg = await startTestRegistry({ authUrl: auth.url });
-  host = new URL(reg.url).host;
-  access = await tenantRegistryAccess({ registryHost: host, authDataDir: auth.dataDir });
-  nodeData = await mkdtemp(join(tmpdir(), "reg-rollout-sig-"));
-  node = await startNode({
-    port: 0,
-    httpLogLevel: "silent",
-    nodeKey: NODE_KEY,
-    dataDir: nodeData,
-    deploy: { registry: access },
-  });
-  // A roster entry only, at a closed port: rollouts resolve a target, and any send to it fails.
-  node.coordinator.register({
-    kind: "supervisor",
-    name: "closed-port",
-    address: "http://127.0.0.1:9",
-    ula: "127.0.0.1",
-    version: "test",
-    tags: ["supervisor", "docker"],
-  });
-  const made = await call(node.url, "PUT", "/api/v1/apps/web", { token: NODE_KEY, body: { tenant: TENANT } });
-  assert.ok(made.status === 200 || made.status === 201, made.text);
-  appUuid = String((made.body.after as { uuid: string }).uuid);
-  repo = `${TENANT}/${appUuid}`;
-  releases = new ReleaseStore(node.store!, new AuditLog(node.store!));
+  s = await startSignedRolloutNode("reg-rollout-sig-");
 });
 after(async () => {
-  await node?.close();
-  await reg?.close();
-  await auth?.close();
-  if (nodeData) await rm(nodeData, { recursive: true, force: true });
+  await s?.close();
 });
 
-/** The tenant's build key in the node's data dir: what the node's builder signs with. */
-const nodeBuildKey = async () => (await loadOrCreateBuildKey(nodeData, TENANT)).privateKey;
+const nodeBuildKey = () => buildKeyOf(s);
+const pushed = (label: string) => pushedImage(s, label);
+const promote = (release: Release, from: string, to: string) => promoteOn(s, release, from, to);
 
-const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
-
-/** Pushes an image under a fresh tag with the app's push token; returns its digest. */
-async function pushed(label: string): Promise<string> {
-  const token = await access.pushToken(TENANT, appUuid);
-  return (
-    await pushImage(reg.url, repo, label, {
-      layer: Buffer.from(`${label} ${Math.random()}`),
-      headers: bearer(token),
-    })
-  ).digest;
+/**
+ * A release over `digest` running in `environment`, its release manifest signed by the node as a
+ * build's is: these attacks are on the image's signature alone.
+ */
+async function releaseRunningIn(digest: string, environment: string): Promise<Release> {
+  const release = await runningIn(s, digest, environment);
+  await s.node.pipeline!.signatures!.signRelease("acme", s.appUuid, release);
+  return release;
 }
 
 /** Signs `digest` with `key`, naming `named` in the signed payload (a replay when they differ). */
 async function signWith(key: KeyObject, digest: string, named = digest): Promise<void> {
-  const token = await access.pushToken(TENANT, appUuid);
-  const manifest = await fetch(`${reg.url}/v2/${repo}/manifests/${digest}`, {
-    headers: { ...bearer(token), accept: ociManifestType },
-  });
-  const size = (await manifest.arrayBuffer()).byteLength;
-  // signImage signs the payload for `named` and hangs it under `named`'s subject; a replay
-  // re-hangs that same signature manifest's payload under `digest`.
-  await signImage(
-    { base: reg.url, headers: bearer(token) },
-    {
-      name: repo,
-      digest: named,
-      dockerReference: `${host}/${repo}`,
-      key,
-      imageManifest: { mediaType: ociManifestType, size },
-    },
-  );
+  await signOn(s, key, named);
   if (named === digest) return;
-  const sigTag = `sha256-${named.slice("sha256:".length)}.sig`;
-  const sig = (await (
-    await fetch(`${reg.url}/v2/${repo}/manifests/${sigTag}`, {
-      headers: { ...bearer(token), accept: ociManifestType },
-    })
-  ).json()) as { subject: { digest: string; size: number } };
-  sig.subject = { ...sig.subject, digest, size };
-  const put = await fetch(`${reg.url}/v2/${repo}/manifests/sha256-${digest.slice(7)}.sig`, {
-    method: "PUT",
-    headers: { ...bearer(token), "content-type": ociManifestType },
-    body: JSON.stringify(sig),
-  });
-  assert.equal(put.status, 201, await put.text());
-}
-
-/** A release over `digest` as a build records it, already running in `environment`. */
-async function releaseRunningIn(digest: string, environment: string): Promise<Release> {
-  const { release } = await releases.record({
-    app: appUuid,
-    digest,
-    source: { repo_url: "https://git.example/acme/web.git", commit_sha: "a".repeat(40) },
-    manifest: { app: appUuid, digest, image: `${host}/${repo}@${digest}` },
-    created_by: "test",
-  });
-  await releases.markRunning(release, environment, "test", "release.deploy");
-  return release;
-}
-
-async function lastRollout(): Promise<{ status: string; events: Record<string, unknown>[] }> {
-  const row = await node
-    .store!.db.selectFrom("deploys")
-    .select("id")
-    .where("app_uuid", "=", appUuid)
-    .orderBy("created_at", "desc")
-    .limit(1)
-    .executeTakeFirstOrThrow();
-  const record = await node.pipeline!.store.get(row.id);
-  return record as unknown as { status: string; events: Record<string, unknown>[] };
-}
-
-const stepsOf = (events: Record<string, unknown>[]) =>
-  events.filter((e) => e.type === "step_started").map((e) => e.step);
-const signatureStep = (events: Record<string, unknown>[]) =>
-  events.find((e) => e.step === "verify_signature" && e.type === "step_finished")?.data as
-    | Record<string, unknown>
-    | undefined;
-
-async function promote(release: Release, from: string, to: string) {
-  return call(node.url, "POST", "/api/v1/apps/web/promote", {
-    token: NODE_KEY,
-    body: { from, to, release: release.id },
-  });
+  // A replay re-hangs that same signature manifest's payload under `digest`.
+  const sig = JSON.parse(
+    (await manifestBytes(s, `sha256-${named.slice("sha256:".length)}.sig`)).toString("utf8"),
+  ) as { subject: { digest: string; size: number } };
+  sig.subject = { ...sig.subject, digest, size: (await manifestBytes(s, digest)).length };
+  await putManifest(s, `sha256-${digest.slice(7)}.sig`, JSON.stringify(sig));
 }
 
 describe("signatures on rollback and promotion", () => {
@@ -189,15 +84,15 @@ describe("signatures on rollback and promotion", () => {
       assert.equal(refused.status, 409, `${label}: ${refused.text}`);
       assert.equal(refused.body.code, "SIGNATURE_INVALID", label);
       assert.match(String(refused.body.error), why, label);
-      const record = await lastRollout();
+      const record = await lastRollout(s);
       assert.equal(record.status, "failed", label);
       assert.deepEqual(stepsOf(record.events), ["acquire_lock", "verify_signature"], `${label}: no fan-out`);
       assert.equal(
-        (await releases.history(appUuid, "prod")).current?.id,
+        (await s.releases.history(s.appUuid, "prod")).current?.id,
         current.id,
         `${label}: prod unchanged`,
       );
-      assert.equal(await releases.ranIn(release, "prod"), false, label);
+      assert.equal(await s.releases.ranIn(release, "prod"), false, label);
     }
   });
 
@@ -209,7 +104,7 @@ describe("signatures on rollback and promotion", () => {
     // The only target is a closed port: the rollout gets past verify_signature and fails there.
     const promoted = await promote(release, "test", "prod");
     assert.equal(promoted.body.code, "ROLLOUT_FAILED", promoted.text);
-    const record = await lastRollout();
+    const record = await lastRollout(s);
     assert.deepEqual(stepsOf(record.events), [
       "acquire_lock",
       "verify_signature",
@@ -224,7 +119,7 @@ describe("signatures on rollback and promotion", () => {
     const inStaging = await releaseRunningIn(unsigned, "staging");
     const warned = await promote(inStaging, "staging", "test");
     assert.equal(warned.body.code, "ROLLOUT_FAILED", warned.text);
-    const warnedRecord = await lastRollout();
+    const warnedRecord = await lastRollout(s);
     assert.equal(signatureStep(warnedRecord.events)?.verified, false);
     assert.equal(signatureStep(warnedRecord.events)?.policy, "warn");
     assert.ok(stepsOf(warnedRecord.events).includes("fan_out"), "warn goes on to the targets");
@@ -237,12 +132,12 @@ describe("signatures on rollback and promotion", () => {
     const now = await pushed("rollback-current");
     await signWith(key, now);
     await releaseRunningIn(now, "prod");
-    const refused = await call(node.url, "POST", "/api/v1/apps/web/rollback", {
+    const refused = await call(s.node.url, "POST", "/api/v1/apps/web/rollback", {
       token: NODE_KEY,
       body: { env: "prod", to: old.id },
     });
     assert.equal(refused.status, 409, refused.text);
     assert.equal(refused.body.code, "SIGNATURE_INVALID");
-    assert.equal((await releases.history(appUuid, "prod")).current?.digest, now);
+    assert.equal((await s.releases.history(s.appUuid, "prod")).current?.digest, now);
   });
 });
