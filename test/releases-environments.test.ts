@@ -129,8 +129,10 @@ async function push(
     ["push", appDir, "--store", "local", "--store-dir", storeDir, "--json", "--node", node.url],
     { home: join(root.path, "cli-home"), env: online ? { TABBIFY_TOKEN: NODE_KEY } : {} },
   );
-  assert.equal(run.code, 0, run.stderr);
-  return JSON.parse(run.stdout) as { appId: string; version: number; release?: PushedRelease };
+  const pushed = JSON.parse(run.stdout) as { appId: string; version: number; release?: PushedRelease };
+  // tcli exits 1 when the node's rollout of the pushed version failed.
+  assert.equal(run.code, pushed.release?.rollout?.state === "failed" ? 1 : 0, run.stderr);
+  return pushed;
 }
 
 const viaNode = (uuid: string, path = "/") => httpGet(new URL(node.url).host, `/app/${uuid}${path}`, 10_000);

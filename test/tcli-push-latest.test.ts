@@ -60,8 +60,10 @@ describe("latest after a failed start", () => {
   const push = async (server: string, ...flags: string[]): Promise<{ json: Pushed; text: string }> => {
     await writeFile(join(appDir, "server.mjs"), server);
     const run = await tcli(["push", appDir, "--store", "local", "--store-dir", storeDir, "--json", ...flags]);
-    assert.equal(run.code, 0, run.stderr);
-    return { json: JSON.parse(run.stdout) as Pushed, text: run.stdout };
+    const json = JSON.parse(run.stdout) as Pushed;
+    // tcli exits 1 when the node's rollout of the pushed version failed.
+    assert.equal(run.code, json.release.rollout.state === "failed" ? 1 : 0, run.stderr);
+    return { json, text: run.stdout };
   };
   const latestFile = async () => (await readFile(join(storeDir, "apps", app, "latest"), "utf8")).trim();
   const served = async () => (await httpGet(new URL(node.url).host, `/app/${app}/`, 10_000)).body;
@@ -130,7 +132,7 @@ describe("latest after a failed start", () => {
     // The text output says so too.
     await writeFile(join(appDir, "server.mjs"), broken);
     const text = await tcli(["push", appDir, "--store", "local", "--store-dir", storeDir]);
-    assert.equal(text.code, 0, text.stderr);
+    assert.equal(text.code, 1, "a push whose start failed exits 1");
     assert.match(text.stdout, /v3 failed to start in prod .*\n\s+so latest is back on v1/);
 
     // A supervisor asked to refresh from the store stays on v1: latest does not name v2 or v3.

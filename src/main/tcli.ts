@@ -56,7 +56,8 @@ async function main(): Promise<number> {
   }
   try {
     await program.parseAsync(process.argv);
-    return 0;
+    // A command that printed its whole answer may still have failed (a push whose start failed).
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
     const command = commandName();
     const label = command ? `tcli ${command}` : "tcli";

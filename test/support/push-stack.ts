@@ -120,8 +120,10 @@ export async function startPushStack(opts: {
         ["push", appDir, "--store", "local", "--store-dir", storeDir, "--json", "--node", running.url],
         cli,
       );
-      assert.equal(run.code, 0, run.stderr);
-      return JSON.parse(run.stdout) as { appId: string; release: PushedRelease };
+      const pushed = JSON.parse(run.stdout) as { appId: string; release: PushedRelease };
+      // tcli exits 1 when the node's rollout of the pushed version failed.
+      assert.equal(run.code, pushed.release?.rollout?.state === "failed" ? 1 : 0, run.stderr);
+      return pushed;
     },
     async tcli<T>(args: string[]) {
       const run = await runTcli([...args, "--json", "--node", running.url], cli);

@@ -86,6 +86,9 @@ export function registerPushCommand(program: Command): void {
             ? pushResultJson(result)
             : `${formatPushResult(result)}${result.release && client ? formatRegistered(result.release, client.url) : ""}`,
         );
+        // Uploaded and recorded, but what serves is still the version before: a script must not
+        // take the push for a deploy.
+        if (failedStart(result.release ?? {})) process.exitCode = 1;
       } finally {
         opened.close();
       }
