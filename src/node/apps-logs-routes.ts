@@ -2,6 +2,7 @@ import { PassThrough } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
+import { SupervisorApi, supervisorRefusal } from "../supervisor/client.js";
 import { logQuery } from "../supervisor/logs-route.js";
 import { appTargets, environmentOf } from "./app-targets.js";
 import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
@@ -55,12 +56,12 @@ export function registerAppLogsRoutes(app: FastifyInstance, opts: AppLogsRoutesO
       const hangUp = new AbortController();
       reply.raw.on("close", () => hangUp.abort());
       const out = new PassThrough();
-      const query = `tail=${tail}&follow=${follow ? 1 : 0}`;
       const streams = names.map((name) =>
         pipeTarget(
           name,
           addresses.get(name),
-          `/v1/apps/${runAs}/logs?${query}`,
+          runAs,
+          { tail, follow },
           opts.supervisorKey,
           out,
           hangUp.signal,
@@ -76,7 +77,8 @@ export function registerAppLogsRoutes(app: FastifyInstance, opts: AppLogsRoutesO
 async function pipeTarget(
   name: string,
   address: string | undefined,
-  path: string,
+  uuid: string,
+  query: { tail: number; follow: boolean },
   supervisorKey: string | undefined,
   out: PassThrough,
   signal: AbortSignal,
@@ -85,24 +87,25 @@ async function pipeTarget(
     if (!out.writableEnded) out.write(`${name} ! ${line}\n`);
   };
   if (!address) return say("not on the roster: its logs are unreachable");
-  let res: Response;
+  let stream: ReadableStream<Uint8Array>;
   try {
-    res = await fetch(`${address.replace(/\/+$/, "")}${path}`, {
-      headers: supervisorKey ? { authorization: `Bearer ${supervisorKey}` } : {},
+    stream = await new SupervisorApi({ baseUrl: address, authToken: supervisorKey }).logs(uuid, query, {
       signal,
     });
   } catch (err) {
+    const refused = supervisorRefusal(err);
+    if (refused) {
+      return say(
+        refused.status === 404 ? "no log for this app here" : `logs unavailable (HTTP ${refused.status})`,
+      );
+    }
     if (!signal.aborted) say(`logs unavailable (${err instanceof Error ? err.message : String(err)})`);
     return;
-  }
-  if (res.status !== 200 || !res.body) {
-    await res.body?.cancel();
-    return say(res.status === 404 ? "no log for this app here" : `logs unavailable (HTTP ${res.status})`);
   }
   const decoder = new TextDecoder();
   let partial = "";
   try {
-    for await (const chunk of res.body) {
+    for await (const chunk of stream) {
       partial += decoder.decode(chunk as Uint8Array, { stream: true });
       const lines = partial.split("\n");
       partial = lines.pop() ?? "";
