@@ -1,6 +1,6 @@
 import type { Static } from "@sinclair/typebox";
 import { TabbifyError } from "../core/errors.js";
-import type { SupervisorError, supervisorSchemas } from "./schemas.js";
+import type { DeployBody, SupervisorError, supervisorSchemas } from "./schemas.js";
 
 /**
  * The supervisor's API as its callers (the node, `tabbify down`, the pipeline's
@@ -101,6 +101,20 @@ export class SupervisorApi {
       ...opts,
       body,
     });
+  }
+
+  /** POST /v1/apps/:uuid/deploy: run a new version, swapped in once healthy. */
+  async deploy(
+    uuid: string,
+    body: Static<typeof DeployBody>,
+    opts: CallOptions = {},
+  ): Promise<SupervisorAnswer<"deploy">> {
+    return this.#json<"deploy">("POST", `/v1/apps/${encodeURIComponent(uuid)}/deploy`, { ...opts, body });
+  }
+
+  /** POST /v1/runners/restart: hand every app to a new runner of the supervisor's release. */
+  async restartRunners(opts: CallOptions = {}): Promise<SupervisorAnswer<"restartRunners">> {
+    return this.#json<"restartRunners">("POST", "/v1/runners/restart", opts);
   }
 
   /**
