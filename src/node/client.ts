@@ -1,6 +1,7 @@
 import type { Static } from "@sinclair/typebox";
 import { TabbifyError } from "../core/errors.js";
 import type { App, AppOpResult, DeployProgressAnswer, RuntimeStatusAnswer } from "./schemas/apps.js";
+import type { envSchemas } from "./schemas/operations.js";
 import type { RosterApp } from "./schemas/roster.js";
 
 /**
@@ -28,6 +29,9 @@ export type DeployProgress = Static<typeof DeployProgressAnswer>;
 
 /** What the node answers for stop, start and purge. */
 export type AppOperation = Static<typeof AppOpResult>;
+
+/** `GET /v1/supervisor/apps/:uuid/env` (the supervisors' key), as a peer of any age answers it. */
+export type SupervisorEnvAnswer = Partial<Static<(typeof envSchemas)["forSupervisor"]["response"][200]>>;
 
 export interface NodeClientOptions {
   url: string;
@@ -85,6 +89,11 @@ export class NodeClient {
   operate(ref: string, op: "stop" | "start" | "purge" | "restart", env?: string): Promise<AppOperation> {
     const query = env ? `?${new URLSearchParams({ env })}` : "";
     return this.#json("POST", `/api/v1/apps/${encodeURIComponent(ref)}/${op}${query}`, {});
+  }
+
+  /** The env values a workload running as `uuid` gets; for a supervisor, with the supervisors' key. */
+  supervisorEnv(uuid: string): Promise<SupervisorEnvAnswer> {
+    return this.#json("GET", `/v1/supervisor/apps/${encodeURIComponent(uuid)}/env`);
   }
 
   /** Removes the app from the registry (its targets are untouched: purge first). */
