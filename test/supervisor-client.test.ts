@@ -34,7 +34,7 @@ describe("the typed supervisor client", () => {
   });
 
   it("answers 403 to a wrong key, and never puts the key in an error", async () => {
-    const wrong = "not-the-key-" + randomUUID();
+    const wrong = `not-the-key-${randomUUID()}`;
     const err = await new SupervisorApi({ baseUrl: supervisor.base, authToken: wrong })
       .list()
       .catch((e: unknown) => e);
