@@ -4,6 +4,7 @@ import { TabbifyError } from "../core/errors.js";
 import type { AuditEvent, ChainResult } from "../ledger/chain.js";
 import { verifyChainAsync } from "../ledger/chain.js";
 import { readAuditChain } from "../node/audit-log.js";
+import { NodeClient } from "../node/client.js";
 import { NODE_DB_FILE } from "../node/node-store.js";
 import { openStore, type Store } from "../store/index.js";
 import { databaseOption, type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
@@ -81,24 +82,12 @@ async function openSource(dataDir: string | undefined, databaseUrl: string | und
 
 /** The chain as the API pages it, never held whole. */
 async function* apiEvents(nodeUrl: string, key: string): AsyncGenerator<AuditEvent> {
-  const base = nodeUrl.replace(/\/+$/, "");
+  const node = new NodeClient({ url: nodeUrl, token: key, timeoutMs: 30_000 });
   let after = 0;
   for (;;) {
-    let res: Response;
-    try {
-      res = await fetch(`${base}/api/v1/audit?after=${after}&limit=1000`, {
-        headers: { authorization: `Bearer ${key}` },
-        signal: AbortSignal.timeout(30_000),
-      });
-    } catch (err) {
-      throw new TabbifyError("NODE_UNREACHABLE", `node at ${base} unreachable (${(err as Error).message})`);
-    }
-    if (res.status !== 200) {
-      await res.body?.cancel();
-      throw new TabbifyError("NODE_REFUSED", `node at ${base} answered HTTP ${res.status} for /api/v1/audit`);
-    }
-    const body = (await res.json()) as { events?: AuditEvent[]; next_after?: number };
-    yield* body.events ?? [];
+    const body = await node.auditPage(after, 1000);
+    // The wire's events are the chain's rows; verifyChainAsync checks each one's hash.
+    yield* (body.events ?? []) as AuditEvent[];
     if (body.next_after === undefined) return;
     after = body.next_after;
   }

@@ -8,6 +8,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { isErrno, TabbifyError } from "../core/errors.js";
 import { sleep } from "../core/sleep.js";
+import { SupervisorApi, type SupervisorAppRow, supervisorRefusal } from "../supervisor/client.js";
 import { type OptionSpec, optionsHelp, parseOptions } from "./flags.js";
 import { processAlive, readUpState } from "./up-state.js";
 
@@ -59,33 +60,25 @@ async function stopApps(
   key: string | undefined,
   say: (l: string) => void,
 ): Promise<number> {
-  const headers: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
-  let apps: Array<{ uuid: string; state: string }>;
+  const supervisor = new SupervisorApi({ baseUrl: supervisorUrl, authToken: key });
+  let apps: SupervisorAppRow[];
   try {
-    const res = await fetch(`${supervisorUrl}/v1/apps`, { headers, signal: AbortSignal.timeout(10_000) });
-    if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-    apps = ((await res.json()) as { apps: Array<{ uuid: string; state: string }> }).apps;
+    apps = (await supervisor.list({ timeoutMs: 10_000 })).apps ?? [];
   } catch (err) {
-    say(
-      `the supervisor did not list its apps (${(err as Error).message}); runners are stopped from their records`,
-    );
+    const why = supervisorRefusal(err) ? `HTTP ${supervisorRefusal(err)?.status}` : (err as Error).message;
+    say(`the supervisor did not list its apps (${why}); runners are stopped from their records`);
     return 0;
   }
   let stopped = 0;
   for (const app of apps.filter((a) => a.state !== "stopped")) {
-    const res = await fetch(`${supervisorUrl}/v1/apps/${app.uuid}/stop`, {
-      method: "POST",
-      headers: { ...headers, "content-type": "application/json" },
-      body: "{}",
-      signal: AbortSignal.timeout(60_000),
-    }).catch((err: unknown) => err as Error);
-    if (res instanceof Error || res.status !== 200) {
-      say(`could not stop ${app.uuid} (${res instanceof Error ? res.message : `HTTP ${res.status}`})`);
-      if (!(res instanceof Error)) await res.body?.cancel();
-      continue;
+    if (typeof app.uuid !== "string") continue;
+    try {
+      await supervisor.appOp(app.uuid, "stop", { timeoutMs: 60_000 });
+      stopped += 1;
+    } catch (err) {
+      const refused = supervisorRefusal(err);
+      say(`could not stop ${app.uuid} (${refused ? `HTTP ${refused.status}` : (err as Error).message})`);
     }
-    await res.body?.cancel();
-    stopped += 1;
   }
   return stopped;
 }

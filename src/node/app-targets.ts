@@ -1,6 +1,7 @@
 import { environmentUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
+import { SupervisorApi } from "../supervisor/client.js";
 import type { AppRegistry } from "./apps-registry.js";
 import type { App } from "./apps-schema.js";
 
@@ -37,15 +38,9 @@ async function holdsRecord(
   supervisorKey: string | undefined,
 ): Promise<boolean> {
   try {
-    const res = await fetch(`${address.replace(/\/+$/, "")}/v1/apps`, {
-      signal: AbortSignal.timeout(5_000),
-      ...(supervisorKey ? { headers: { authorization: `Bearer ${supervisorKey}` } } : {}),
+    const body = await new SupervisorApi({ baseUrl: address, authToken: supervisorKey }).list({
+      timeoutMs: 5_000,
     });
-    if (res.status !== 200) {
-      await res.body?.cancel();
-      return false;
-    }
-    const body = (await res.json()) as { apps?: Array<{ uuid?: unknown }> };
     return Array.isArray(body.apps) && body.apps.some((a) => a.uuid === uuid);
   } catch {
     return false;

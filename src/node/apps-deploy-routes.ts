@@ -6,6 +6,7 @@ import type { RosterCoordinator } from "../mesh/coordinator.js";
 import type { DeployRecord } from "../pipeline/executor.js";
 import type { DeployRequest } from "../pipeline/plan.js";
 import type { Store } from "../store/index.js";
+import { SupervisorApi, supervisorRefusal } from "../supervisor/client.js";
 import type { CallerResolver } from "./apps-identity.js";
 import type { AppRegistry, Caller } from "./apps-registry.js";
 import { branchProblem } from "./apps-schema.js";
@@ -193,16 +194,12 @@ async function askSupervisor(
   supervisorKey: string | undefined,
 ): Promise<Record<string, unknown>> {
   try {
-    const res = await fetch(`${address.replace(/\/+$/, "")}/v1/apps/${uuid}`, {
-      signal: AbortSignal.timeout(3_000),
-      ...(supervisorKey ? { headers: { authorization: `Bearer ${supervisorKey}` } } : {}),
+    return await new SupervisorApi({ baseUrl: address, authToken: supervisorKey }).describe(uuid, {
+      timeoutMs: 3_000,
     });
-    if (res.status !== 200) {
-      await res.body?.cancel();
-      return { error: `HTTP ${res.status}` };
-    }
-    return (await res.json()) as Record<string, unknown>;
   } catch (err) {
+    const refused = supervisorRefusal(err);
+    if (refused) return { error: `HTTP ${refused.status}` };
     return { error: err instanceof Error ? err.message : String(err) };
   }
 }

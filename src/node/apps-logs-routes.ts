@@ -2,7 +2,8 @@ import { PassThrough } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
-import { logQuery, logQueryString } from "../supervisor/logs-route.js";
+import { SupervisorApi, supervisorRefusal } from "../supervisor/client.js";
+import { type LogQuery, logQuery } from "../supervisor/logs-route.js";
 import { appTargets, environmentOf } from "./app-targets.js";
 import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import type { AppRegistry } from "./apps-registry.js";
@@ -56,16 +57,8 @@ export function registerAppLogsRoutes(app: FastifyInstance, opts: AppLogsRoutesO
       const hangUp = new AbortController();
       reply.raw.on("close", () => hangUp.abort());
       const out = new PassThrough();
-      const query = logQueryString(view);
       const streams = names.map((name) =>
-        pipeTarget(
-          name,
-          addresses.get(name),
-          `/v1/apps/${runAs}/logs?${query}`,
-          opts.supervisorKey,
-          out,
-          hangUp.signal,
-        ),
+        pipeTarget(name, addresses.get(name), runAs, view, opts.supervisorKey, out, hangUp.signal),
       );
       void Promise.allSettled(streams).then(() => out.end());
       return reply.type("text/plain; charset=utf-8").header("cache-control", "no-store").send(out);
@@ -77,7 +70,8 @@ export function registerAppLogsRoutes(app: FastifyInstance, opts: AppLogsRoutesO
 async function pipeTarget(
   name: string,
   address: string | undefined,
-  path: string,
+  uuid: string,
+  query: LogQuery,
   supervisorKey: string | undefined,
   out: PassThrough,
   signal: AbortSignal,
@@ -86,24 +80,25 @@ async function pipeTarget(
     if (!out.writableEnded) out.write(`${name} ! ${line}\n`);
   };
   if (!address) return say("not on the roster: its logs are unreachable");
-  let res: Response;
+  let stream: ReadableStream<Uint8Array>;
   try {
-    res = await fetch(`${address.replace(/\/+$/, "")}${path}`, {
-      headers: supervisorKey ? { authorization: `Bearer ${supervisorKey}` } : {},
+    stream = await new SupervisorApi({ baseUrl: address, authToken: supervisorKey }).logs(uuid, query, {
       signal,
     });
   } catch (err) {
+    const refused = supervisorRefusal(err);
+    if (refused) {
+      return say(
+        refused.status === 404 ? "no log for this app here" : `logs unavailable (HTTP ${refused.status})`,
+      );
+    }
     if (!signal.aborted) say(`logs unavailable (${err instanceof Error ? err.message : String(err)})`);
     return;
-  }
-  if (res.status !== 200 || !res.body) {
-    await res.body?.cancel();
-    return say(res.status === 404 ? "no log for this app here" : `logs unavailable (HTTP ${res.status})`);
   }
   const decoder = new TextDecoder();
   let partial = "";
   try {
-    for await (const chunk of res.body) {
+    for await (const chunk of stream) {
       partial += decoder.decode(chunk as Uint8Array, { stream: true });
       const lines = partial.split("\n");
       partial = lines.pop() ?? "";

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
+import { SupervisorApi, supervisorRefusal } from "../supervisor/client.js";
 import { appTargets, environmentOf } from "./app-targets.js";
 import { CallerResolver, type TenantTokenVerifier } from "./apps-identity.js";
 import { type AppRegistry, appSubject } from "./apps-registry.js";
@@ -97,27 +98,26 @@ async function forward(
 ): Promise<TargetAnswer> {
   if (!address) return { supervisor: name, ok: false, status: null, error: "not on the roster" };
   try {
-    const headers: Record<string, string> = { "content-type": "application/json" };
-    if (supervisorKey) headers.authorization = `Bearer ${supervisorKey}`;
-    const res = await fetch(`${address.replace(/\/+$/, "")}/v1/apps/${uuid}/${op}`, {
-      method: "POST",
-      headers,
-      body: "{}",
-      signal: AbortSignal.timeout(60_000),
+    const body = await new SupervisorApi({ baseUrl: address, authToken: supervisorKey }).appOp(uuid, op, {
+      timeoutMs: 60_000,
     });
-    const body = (await res.json().catch(() => ({}))) as {
-      state?: unknown;
-      error?: unknown;
-      runner_log_tail?: unknown;
-    };
-    const answer: TargetAnswer = { supervisor: name, ok: res.ok, status: res.status };
+    const answer: TargetAnswer = { supervisor: name, ok: true, status: 200 };
     if (typeof body.state === "string") answer.state = body.state;
-    if (!res.ok)
-      answer.error = typeof body.error === "string" ? body.error.slice(0, 500) : `HTTP ${res.status}`;
-    if (!res.ok && typeof body.runner_log_tail === "string" && body.runner_log_tail.trim() !== "")
-      answer.log_tail = body.runner_log_tail.trimEnd().split("\n").slice(-LOG_TAIL_LINES);
     return answer;
   } catch (err) {
+    const refused = supervisorRefusal(err);
+    if (refused && err instanceof Error) {
+      const answer: TargetAnswer = {
+        supervisor: name,
+        ok: false,
+        status: refused.status,
+        error: err.message.slice(0, 500),
+      };
+      const tail = refused.runner_log_tail;
+      if (tail !== undefined && tail.trim() !== "")
+        answer.log_tail = tail.trimEnd().split("\n").slice(-LOG_TAIL_LINES);
+      return answer;
+    }
     return {
       supervisor: name,
       ok: false,

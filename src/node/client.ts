@@ -1,6 +1,13 @@
 import type { Static } from "@sinclair/typebox";
 import { TabbifyError } from "../core/errors.js";
-import type { App, AppOpResult, DeployProgressAnswer, RuntimeStatusAnswer } from "./schemas/apps.js";
+import type {
+  App,
+  AppOpResult,
+  auditSchema,
+  DeployProgressAnswer,
+  RuntimeStatusAnswer,
+} from "./schemas/apps.js";
+import type { envSchemas } from "./schemas/operations.js";
 import type { RosterApp } from "./schemas/roster.js";
 
 /**
@@ -28,6 +35,12 @@ export type DeployProgress = Static<typeof DeployProgressAnswer>;
 
 /** What the node answers for stop, start and purge. */
 export type AppOperation = Static<typeof AppOpResult>;
+
+/** `GET /api/v1/audit`: one page of the chain (node key). */
+export type AuditPage = Partial<Static<(typeof auditSchema)["response"][200]>>;
+
+/** `GET /v1/supervisor/apps/:uuid/env` (the supervisors' key), as a peer of any age answers it. */
+export type SupervisorEnvAnswer = Partial<Static<(typeof envSchemas)["forSupervisor"]["response"][200]>>;
 
 export interface NodeClientOptions {
   url: string;
@@ -85,6 +98,19 @@ export class NodeClient {
   operate(ref: string, op: "stop" | "start" | "purge" | "restart", env?: string): Promise<AppOperation> {
     const query = env ? `?${new URLSearchParams({ env })}` : "";
     return this.#json("POST", `/api/v1/apps/${encodeURIComponent(ref)}/${op}${query}`, {});
+  }
+
+  /** One page of the audit chain after `after` (the node key only). */
+  auditPage(after: number, limit: number): Promise<AuditPage> {
+    return this.#json(
+      "GET",
+      `/api/v1/audit?${new URLSearchParams({ after: String(after), limit: String(limit) })}`,
+    );
+  }
+
+  /** The env values a workload running as `uuid` gets; for a supervisor, with the supervisors' key. */
+  supervisorEnv(uuid: string): Promise<SupervisorEnvAnswer> {
+    return this.#json("GET", `/v1/supervisor/apps/${encodeURIComponent(uuid)}/env`);
   }
 
   /** Removes the app from the registry (its targets are untouched: purge first). */

@@ -13,6 +13,7 @@ import type { PeerInfo } from "../mesh/roster.js";
 import type { RegistryAccess } from "../pipeline/deps.js";
 import { DEFAULT_ENVIRONMENT } from "../pipeline/plan.js";
 import type { DeploySessionsTable } from "../store/tables/deploy-review.js";
+import { SupervisorApi, supervisorRefusal } from "../supervisor/client.js";
 import type { DeployReviewStore } from "./deploy-review-store.js";
 import { pushHandlerArtifact, pushProofReferrer, type RegistryTarget } from "./handler-artifact.js";
 import type { NodeSignatures } from "./image-signatures.js";
@@ -183,26 +184,28 @@ export class HandlerReleaser {
     const supervisor = this.supervisorFor(session.region);
     const pullToken = await (registry.pullToken ?? registry.pushToken)(session.scope, session.app_uuid);
     const pull = this.#target(session, pullToken);
-    const headers: Record<string, string> = { "content-type": "application/json" };
-    if (this.opts.supervisorKey) headers.authorization = `Bearer ${this.opts.supervisorKey}`;
-    const res = await fetch(`${supervisor.address.replace(/\/+$/, "")}/v1/apps/${session.app_uuid}/deploy`, {
-      method: "POST",
-      headers,
-      body: JSON.stringify({
-        runtime: "process",
-        handler_artifact: { registry_url: pull.registryUrl, repository: pull.repository, digest },
-        registry_token: pull.token,
-        env: workloadEnvFor(contract, env),
-        ...(contract.egress.dynamic ? {} : { egress: { allow: contract.egress.hosts } }),
-      }),
-      signal: AbortSignal.any([AbortSignal.timeout(8 * 60_000), this.#closing.signal]),
-    });
-    const answer = (await res.json().catch(() => ({}))) as { error?: unknown; runner_log_tail?: unknown };
-    if (!res.ok) {
-      const why = typeof answer.error === "string" ? answer.error : `HTTP ${res.status}`;
-      const tail =
-        typeof answer.runner_log_tail === "string" ? `\n${answer.runner_log_tail.slice(-1500)}` : "";
-      await this.opts.reviews.setSessionState(session.id, "failed", `${supervisor.name}: ${why}${tail}`);
+    const api = new SupervisorApi({ baseUrl: supervisor.address, authToken: this.opts.supervisorKey });
+    try {
+      await api.deploy(
+        session.app_uuid,
+        {
+          runtime: "process",
+          handler_artifact: { registry_url: pull.registryUrl, repository: pull.repository, digest },
+          registry_token: pull.token,
+          env: workloadEnvFor(contract, env),
+          ...(contract.egress.dynamic ? {} : { egress: { allow: contract.egress.hosts } }),
+        },
+        { timeoutMs: 8 * 60_000, signal: this.#closing.signal },
+      );
+    } catch (err) {
+      const refused = supervisorRefusal(err);
+      if (!refused || !(err instanceof Error)) throw err;
+      const tail = refused.runner_log_tail !== undefined ? `\n${refused.runner_log_tail.slice(-1500)}` : "";
+      await this.opts.reviews.setSessionState(
+        session.id,
+        "failed",
+        `${supervisor.name}: ${err.message}${tail}`,
+      );
       return;
     }
     const release = await this.#recordRelease(session, digest);

@@ -56,6 +56,9 @@ export const nodeErrorStatus: Record<string, number> = {
   ENV_INVALID: 400,
   ENV_UNREADABLE: 503,
   SUPERVISOR_KEY_NOT_SET: 503,
+  // A supervisor the node asked did not answer, or answered other than 200 (supervisor/client.ts).
+  SUPERVISOR_UNREACHABLE: 502,
+  SUPERVISOR_REFUSED: 502,
   TOO_MANY_ATTEMPTS: 429,
   DEVICE_LOGIN_UNAVAILABLE: 503,
   DEVICE_LOGIN_BUSY: 503,

@@ -1,6 +1,7 @@
 import type { Static } from "@sinclair/typebox";
 import type { BuildAnswer, BuildFailure, BuildRequestBody, BuildStreamLine } from "../builder/schemas.js";
 import { TabbifyError } from "../core/errors.js";
+import { SupervisorApi } from "../supervisor/client.js";
 import type { DeployBody, supervisorSchemas } from "../supervisor/schemas.js";
 import type {
   BuildRequest,
@@ -164,32 +165,23 @@ export function deployWireBody(request: SupervisorDeployRequest): SupervisorDepl
 }
 
 export class HttpSupervisorClient implements SupervisorClient {
-  readonly #base: string;
+  readonly #api: SupervisorApi;
   readonly #opts: HttpSupervisorClientOptions;
 
   constructor(opts: HttpSupervisorClientOptions) {
-    this.#base = opts.baseUrl.replace(/\/+$/, "");
+    this.#api = new SupervisorApi({ baseUrl: opts.baseUrl, authToken: opts.authToken });
     this.#opts = opts;
   }
 
-  async #request(
+  /** The supervisor API's transport (SUPERVISOR_UNREACHABLE when no answer); statuses are read here. */
+  #request(
     method: string,
     path: string,
     body: unknown,
     timeoutMs: number,
     accept = "application/json",
   ): Promise<Response> {
-    const headers: Record<string, string> = { accept };
-    if (body !== undefined) headers["content-type"] = "application/json";
-    if (this.#opts.authToken !== undefined) headers["authorization"] = `Bearer ${this.#opts.authToken}`;
-    try {
-      const init: RequestInit = { method, headers, signal: AbortSignal.timeout(timeoutMs) };
-      if (body !== undefined) init.body = JSON.stringify(body);
-      return await fetch(`${this.#base}${path}`, init);
-    } catch (err) {
-      const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
-      throw new TabbifyError("SUPERVISOR_UNREACHABLE", `supervisor at ${this.#base} unreachable (${cause})`);
-    }
+    return this.#api.send(method, path, { body, timeoutMs, accept });
   }
 
   /**

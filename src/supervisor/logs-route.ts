@@ -55,7 +55,7 @@ export function logQuery(query: unknown): LogQuery {
 }
 
 /** The query string that asks a supervisor for the same view (since as an exact instant). */
-export function logQueryString(q: LogQuery): string {
+export function logQueryString(q: Pick<LogQuery, "follow"> & Partial<LogQuery>): string {
   const params = new URLSearchParams({ follow: q.follow ? "1" : "0" });
   if (q.tail !== undefined) params.set("tail", String(q.tail));
   if (q.since !== undefined) params.set("since", new Date(q.since).toISOString());

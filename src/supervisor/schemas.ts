@@ -166,6 +166,11 @@ export const DeployBody = Type.Object(
         },
       ),
     ),
+    registry_token: Type.Optional(
+      Type.String({
+        description: "Pull credentials for the node's registry (a bearer token); never stored or logged",
+      }),
+    ),
     handler_artifact: Type.Optional(
       Type.Object(
         {

@@ -1,4 +1,5 @@
 import type { Logger } from "../core/log.js";
+import { NodeClient } from "../node/client.js";
 
 /**
  * The env a workload gets from the node (`tcli env set`), asked for at each spawn and swap with
@@ -8,28 +9,18 @@ import type { Logger } from "../core/log.js";
  * restart must not lose them while the node is down); with none seen, the app starts without.
  */
 export class SecretEnvSource {
-  readonly #nodeUrl: string;
-  readonly #apiKey: string;
+  readonly #node: NodeClient;
   readonly #logger: Logger;
   readonly #last = new Map<string, Record<string, string>>();
 
   constructor(opts: { nodeUrl: string; apiKey: string; logger: Logger }) {
-    this.#nodeUrl = opts.nodeUrl.replace(/\/+$/, "");
-    this.#apiKey = opts.apiKey;
+    this.#node = new NodeClient({ url: opts.nodeUrl, token: opts.apiKey, timeoutMs: 5_000 });
     this.#logger = opts.logger;
   }
 
   async envFor(uuid: string): Promise<Record<string, string>> {
     try {
-      const res = await fetch(`${this.#nodeUrl}/v1/supervisor/apps/${uuid}/env`, {
-        headers: { authorization: `Bearer ${this.#apiKey}` },
-        signal: AbortSignal.timeout(5_000),
-      });
-      if (res.status !== 200) {
-        await res.body?.cancel();
-        throw new Error(`HTTP ${res.status}`);
-      }
-      const body = (await res.json()) as { env?: unknown };
+      const body = await this.#node.supervisorEnv(uuid);
       const env: Record<string, string> = {};
       if (typeof body.env === "object" && body.env !== null) {
         for (const [k, v] of Object.entries(body.env)) if (typeof v === "string") env[k] = v;

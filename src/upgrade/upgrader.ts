@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { TabbifyError } from "../core/errors.js";
 import { AuditLog } from "../node/audit-log.js";
 import type { Store } from "../store/index.js";
+import { type SupervisorAnswer, SupervisorApi, supervisorRefusal } from "../supervisor/client.js";
 import { probeVersionReady } from "./handoff-probe.js";
 import {
   addRoleOutcome,
@@ -93,16 +94,15 @@ async function remoteSupervisors(opts: UpgraderOptions): Promise<{ name: string;
 
 /** Asks a supervisor to restart each of its runners with a zero-downtime swap (runner-restart.ts). */
 async function restartRunners(address: string, key: string, timeoutMs: number): Promise<string | undefined> {
-  const res = await fetch(new URL("/v1/runners/restart", address), {
-    method: "POST",
-    headers: { authorization: `Bearer ${key}` },
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  const body = (await res.json().catch(() => ({}))) as {
-    error?: string;
-    failed?: { uuid: string; error: string }[];
-  };
-  if (res.status !== 200) return body.error ?? `HTTP ${res.status}`;
+  let body: SupervisorAnswer<"restartRunners">;
+  try {
+    body = await new SupervisorApi({ baseUrl: new URL(address).origin, authToken: key }).restartRunners({
+      timeoutMs,
+    });
+  } catch (err) {
+    if (supervisorRefusal(err) && err instanceof Error) return err.message;
+    throw err;
+  }
   const failed = body.failed ?? [];
   return failed.length > 0 ? failed.map((f) => `${f.uuid}: ${f.error}`).join("; ") : undefined;
 }
