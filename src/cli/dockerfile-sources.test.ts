@@ -38,7 +38,7 @@ test("a source missing from the build context fails before docker, naming the li
       assert.ok(isTabbifyError(err, "BUILD_CONTEXT_INCOMPLETE"));
       assert.match(
         err.message,
-        /^Dockerfile:3: COPY busybox: busybox is not in the build context .*, the only directory docker build sees: cp "\$\(command -v busybox\)" .*busybox$/,
+        /^Dockerfile:3: COPY busybox: busybox is not in the build context .*, the only directory docker build sees: cp "\$\(command -v busybox\)" .*busybox, or list it in \[build\] host_programs$/,
       );
       return true;
     });
