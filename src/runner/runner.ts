@@ -317,10 +317,7 @@ export class Runner {
    * app's workload pid file and any kernel mapping alone: they are the successor's.
    */
   retireForSuccessor(): Promise<void> {
-    this.stopping = true;
-    this.state = "stopping";
-    this.idle.stop();
-    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.beginStopping();
     return this.serialized(async () => {
       const previous = this.running;
       this.running = undefined;
@@ -329,12 +326,17 @@ export class Runner {
     });
   }
 
-  /** Stops the workload gracefully and releases the app address. Idempotent. */
-  stop(): Promise<void> {
+  /** No restart, no idle sleep, no new work: the runner is on its way out. */
+  private beginStopping(): void {
     this.stopping = true;
     this.state = "stopping";
     this.idle.stop();
     if (this.restartTimer) clearTimeout(this.restartTimer);
+  }
+
+  /** Stops the workload gracefully and releases the app address. Idempotent. */
+  stop(): Promise<void> {
+    this.beginStopping();
     return this.serialized(async () => {
       const previous = this.running;
       this.running = undefined;
