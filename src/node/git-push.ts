@@ -294,6 +294,7 @@ export function registerGitRoutes(app: FastifyInstance, opts: GitPushOptions): v
       res.on("close", () => abort.abort());
       for await (const event of followDeploy(opts.pipeline.store, id, 0, abort.signal))
         res.write(progressLine(event));
+      await opts.pipeline.ended(id);
       const record = await opts.pipeline.store.get(id);
       for (const result of record?.results ?? []) {
         res.write(

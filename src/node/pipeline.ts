@@ -90,6 +90,8 @@ export class NodePipeline {
   readonly #githubHosts: Set<string>;
   readonly #running = new Set<Promise<DeployRecord>>();
   readonly #endListeners = new Set<(record: DeployRecord) => Promise<void>>();
+  /** Per deploy under way: settles once it ended and every deploy-end listener ran. */
+  readonly #finished = new Map<string, Promise<void>>();
   readonly #logger: Logger;
 
   private constructor(
@@ -233,25 +235,37 @@ export class NodePipeline {
     const { id, done } = await this.#executors[forge].start(request);
     const tracked = done.finally(() => this.#running.delete(tracked));
     this.#running.add(tracked);
-    done.then(
-      (record) => {
+    const finished = done.then(
+      async (record) => {
         this.#logger.info("deploy ended", {
           deploy_id: id,
           status: record.status,
           ...(record.error ? { code: record.error.code } : {}),
         });
-        for (const listener of this.#endListeners) {
-          listener(record).catch((err: unknown) =>
-            this.#logger.warn("a deploy-end listener failed", {
-              deploy_id: id,
-              error: err instanceof Error ? err.message : String(err),
-            }),
-          );
-        }
+        await Promise.all(
+          [...this.#endListeners].map((listener) =>
+            listener(record).catch((err: unknown) =>
+              this.#logger.warn("a deploy-end listener failed", {
+                deploy_id: id,
+                error: err instanceof Error ? err.message : String(err),
+              }),
+            ),
+          ),
+        );
       },
       () => {},
     );
+    this.#finished.set(id, finished);
+    void finished.finally(() => this.#finished.delete(id));
     return id;
+  }
+
+  /**
+   * Settles once deploy `id` ended and its deploy-end listeners (the app registry's record of
+   * it, the audit) ran, so an answer given after it never names an app the registry lacks.
+   */
+  async ended(id: string): Promise<void> {
+    await this.#finished.get(id);
   }
 
   /** Where builds are recorded as releases before any target gets them (the node's releases). */
