@@ -88,9 +88,8 @@ export class NodePipeline {
   readonly #executors: Record<ForgeKind, DeployExecutor>;
   readonly #forgejoHost: string | undefined;
   readonly #githubHosts: Set<string>;
-  readonly #running = new Set<Promise<DeployRecord>>();
   readonly #endListeners = new Set<(record: DeployRecord) => Promise<void>>();
-  /** Per deploy under way: settles once it ended and every deploy-end listener ran. */
+  /** Per deploy under way: settles once it ended and every deploy-end listener ran (close waits on these). */
   readonly #finished = new Map<string, Promise<void>>();
   readonly #logger: Logger;
 
@@ -233,8 +232,6 @@ export class NodePipeline {
   /** Records the deploy and runs it detached; resolves with its id as soon as the record exists. */
   async start(forge: ForgeKind, request: DeployRequest): Promise<string> {
     const { id, done } = await this.#executors[forge].start(request);
-    const tracked = done.finally(() => this.#running.delete(tracked));
-    this.#running.add(tracked);
     const finished = done.then(
       async (record) => {
         this.#logger.info("deploy ended", {
@@ -328,7 +325,7 @@ export class NodePipeline {
 
   /** Waits for running deploys (bounded); the store is the caller's to close after. */
   async close(waitMs = 2_000): Promise<void> {
-    await Promise.race([Promise.allSettled([...this.#running]), sleep(waitMs, { unref: true })]);
+    await Promise.race([Promise.allSettled([...this.#finished.values()]), sleep(waitMs, { unref: true })]);
     await this.store.close();
     await this.replay.close();
   }
