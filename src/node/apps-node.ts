@@ -108,7 +108,13 @@ export async function attachRegistry(
   };
   const timer = setInterval(() => void sweep(), 2_000);
   timer.unref();
-  const deploys = new DeployAuditor({ audit, registry, deploys: ctx.pipeline.store, logger: ctx.logger });
+  const deploys = new DeployAuditor({
+    audit,
+    registry,
+    deploys: ctx.pipeline.store,
+    logger: ctx.logger,
+    endTasks: ctx.pipeline,
+  });
   registerAppDeployRoutes(app, {
     registry,
     callers,

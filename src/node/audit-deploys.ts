@@ -10,6 +10,8 @@ import type { AuditLog } from "./audit-log.js";
  * Deploys in the audit chain: `deploy.accepted` (who started it, from which trigger or webhook
  * delivery), then once it ends one `deploy.target` per target result and `deploy.finished`. The
  * app a deploy resolved to is registered on first sight, as created by the deploy's actor.
+ * That record is one of the pipeline's deploy-end tasks, so whoever waits for a deploy's end
+ * (`git push`, `NodePipeline.ended`) never sees it before the app is in the registry.
  */
 
 export interface DeployObserver {
@@ -22,21 +24,49 @@ export class DeployAuditor implements DeployObserver {
   readonly #registry: AppRegistry;
   readonly #deploys: Pick<DeployStore, "get" | "subscribe">;
   readonly #logger: Logger;
-  readonly #pending = new Set<Promise<void>>();
+  /** Each accepted deploy's end record under way, and how to tell it the deploy ended, by id. */
+  readonly #pending = new Map<string, { done: Promise<void>; ended: () => void }>();
 
   constructor(opts: {
     audit: AuditLog;
     registry: AppRegistry;
     deploys: Pick<DeployStore, "get" | "subscribe">;
     logger: Logger;
+    /** Where the end record joins the deploy's end tasks (the node's pipeline). */
+    endTasks?: { onDeployEnded(listener: (record: { id: string }) => Promise<void>): void };
   }) {
     this.#audit = opts.audit;
     this.#registry = opts.registry;
     this.#deploys = opts.deploys;
     this.#logger = opts.logger;
+    opts.endTasks?.onDeployEnded(async (record) => {
+      const pending = this.#pending.get(record.id);
+      if (!pending) return;
+      pending.ended();
+      await pending.done;
+    });
   }
 
   async accepted(actor: string, id: string, request: DeployRequest): Promise<void> {
+    // Registered before any await: the deploy runs meanwhile, and its end listeners look it up.
+    let acceptedRecorded!: () => void;
+    const recorded = new Promise<void>((resolve) => {
+      acceptedRecorded = resolve;
+    });
+    let ended!: () => void;
+    const endedSignal = new Promise<void>((resolve) => {
+      ended = resolve;
+    });
+    const done = recorded
+      .then(() => this.#followToEnd(actor, id, endedSignal))
+      .catch((err: unknown) =>
+        this.#logger.warn("auditing a deploy's end failed", {
+          deploy_id: id,
+          error: err instanceof Error ? err.message : String(err),
+        }),
+      );
+    this.#pending.set(id, { done, ended });
+    void done.finally(() => this.#pending.delete(id));
     const after: Record<string, unknown> = {
       trigger: request.trigger,
       repo_url: request.repoUrl,
@@ -47,27 +77,28 @@ export class DeployAuditor implements DeployObserver {
     if (request.appUuid) after.app_uuid = request.appUuid;
     if (request.deliveryId) after.delivery_id = request.deliveryId;
     if (request.targets) after.targets = request.targets;
-    await this.#audit.record({ actor, action: "deploy.accepted", subject: `deploy:${id}`, after });
-    const done = this.#followToEnd(actor, id).catch((err: unknown) =>
-      this.#logger.warn("auditing a deploy's end failed", {
-        deploy_id: id,
-        error: err instanceof Error ? err.message : String(err),
-      }),
-    );
-    this.#pending.add(done);
-    void done.finally(() => this.#pending.delete(done));
+    try {
+      await this.#audit.record({ actor, action: "deploy.accepted", subject: `deploy:${id}`, after });
+    } finally {
+      // deploy.accepted precedes the end's rows in the chain; a failed write still records the end.
+      acceptedRecorded();
+    }
   }
 
-  async #followToEnd(actor: string, id: string): Promise<void> {
+  /**
+   * Waits for the deploy's terminal event, or for the pipeline saying it ended (a crashed deploy
+   * closes its record without one), then records the end.
+   */
+  async #followToEnd(actor: string, id: string, endedSignal: Promise<void>): Promise<void> {
     let finish!: () => void;
-    const ended = new Promise<void>((resolve) => {
+    const terminal = new Promise<void>((resolve) => {
       finish = resolve;
     });
     const stop = await this.#deploys.subscribe(id, 0, (event) => {
       if (isTerminalEvent(event)) finish();
     });
     try {
-      await ended;
+      await Promise.race([terminal, endedSignal]);
     } finally {
       stop();
     }
@@ -100,6 +131,9 @@ export class DeployAuditor implements DeployObserver {
 
   /** Waits (bounded) for ends being recorded, so a clean shutdown does not cut one short. */
   async close(waitMs = 2_000): Promise<void> {
-    await Promise.race([Promise.allSettled([...this.#pending]), sleep(waitMs, { unref: true })]);
+    await Promise.race([
+      Promise.allSettled([...this.#pending.values()].map((p) => p.done)),
+      sleep(waitMs, { unref: true }),
+    ]);
   }
 }
