@@ -5,6 +5,7 @@
  * start-to-answering time.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { cp, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -14,6 +15,31 @@ import { fastSupervisorArgs, SupervisorUnderTest, until } from "./runtime-plane-
 import { CONTRACT_NODE_KEY, type ContractStack, call, startContractStack } from "./support/contract-stack.js";
 import { runTcli } from "./support/tcli-node.js";
 import { repoRoot, tempDir } from "./support/tools.js";
+
+/** The shared egress table as nft lists it, for a failure's message. */
+async function nftEgressTable(): Promise<string> {
+  return new Promise((resolve) =>
+    execFile("nft", ["list", "table", "inet", "tabbify_egress"], (err, out, errOut) =>
+      resolve(err ? `nft failed: ${errOut || err.message}` : out),
+    ),
+  );
+}
+
+/** Which uids the processes whose command line names the app run as, for a failure's message. */
+async function workloadUids(uuid: string): Promise<string> {
+  return new Promise((resolve) =>
+    execFile("ps", ["-eo", "uid,pid,args"], (err, out) =>
+      resolve(
+        err
+          ? err.message
+          : out
+              .split("\n")
+              .filter((l) => l.includes(uuid) || l.includes("reacher"))
+              .join("\n"),
+      ),
+    ),
+  );
+}
 
 describe("tcli deploy against a node and a supervisor", () => {
   let stack: ContractStack;
@@ -231,10 +257,15 @@ export default async (req: Request) => {
       assert.equal(await (await fetch(`${url}allowed`)).text(), "allowed-ok");
       assert.equal(await (await fetch(`${url}denied`)).text(), "refused:EGRESS_REFUSED");
       // The kernel refuses the workload's own connections anywhere but its proxy (root + nft here).
-      assert.equal(await (await fetch(`${url}direct-denied`)).text(), "failed:ECONNREFUSED");
-      assert.equal(await (await fetch(`${url}direct-allowed`)).text(), "failed:ECONNREFUSED");
-      assert.equal(deniedHits, 0);
       const uuid = /\/app\/([0-9a-f-]{36})\//.exec(url)![1]!;
+      const why = async () =>
+        `\n--- app log ---\n${(await readFile(join(sup.dataDir, "runners", `${uuid}.log`), "utf8")).slice(-3000)}` +
+        `\n--- nft ---\n${await nftEgressTable()}\nworkload uids: ${await workloadUids(uuid)}`;
+      const directDenied = await (await fetch(`${url}direct-denied`)).text();
+      assert.equal(directDenied, "failed:ECONNREFUSED", await why());
+      const directAllowed = await (await fetch(`${url}direct-allowed`)).text();
+      assert.equal(directAllowed, "failed:ECONNREFUSED", await why());
+      assert.equal(deniedHits, 0);
       const log = await readFile(join(sup.dataDir, "runners", `${uuid}.log`), "utf8");
       assert.match(
         log,
