@@ -8,8 +8,9 @@
  * The workload is moved into its cgroup right after it is spawned: the few pages it touches
  * before that are charged to the runner's cgroup, which is harmless.
  */
-import { access, mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { pathExists } from "../core/exists.js";
 
 export interface ProcessLimits {
   memoryMb?: number;
@@ -57,10 +58,10 @@ function hierarchies(): Promise<Hierarchies> {
       // as `ip netns exec` gives, has none): only a directory holding the controller's own
       // files is one.
       const memory = join(ROOT, "memory", path);
-      if (names.includes("memory") && (await exists(join(memory, "memory.limit_in_bytes"))))
+      if (names.includes("memory") && (await pathExists(join(memory, "memory.limit_in_bytes"))))
         found.memoryV1 = memory;
       const cpu = join(ROOT, names.includes("cpuacct") ? "cpu,cpuacct" : "cpu", path);
-      if (names.includes("cpu") && (await exists(join(cpu, "cpu.cfs_quota_us")))) found.cpuV1 = cpu;
+      if (names.includes("cpu") && (await pathExists(join(cpu, "cpu.cfs_quota_us")))) found.cpuV1 = cpu;
     }
     return found;
   })();
@@ -164,13 +165,6 @@ function counter(text: string, name: string): number {
 async function removeDirs(dirs: string[]): Promise<void> {
   // rmdir fails while a process is still inside (a killed runner's orphan); it is then left.
   for (const dir of dirs) await rmdir(dir).catch(() => {});
-}
-
-function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 /**
