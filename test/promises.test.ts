@@ -71,6 +71,40 @@ describe("manifest promises", () => {
     }
   });
 
+  test("on_request wasm: idle with its host armed (listed idle, no workload), woken by a request that gets its 200, again", async () => {
+    const sup = await startSupervisor();
+    const uuid = randomUuid();
+    const started = await sup.call("POST", `/v1/apps/${uuid}/start`, {
+      runtime: "wasm",
+      artifact_dir: join(repoRoot, "examples", "hello-wasm"),
+      entry: "hello.wasm",
+      env: { VERSION: "asleep" },
+      lifecycle: { mode: "on_request", idle_timeout_sec: 1 },
+    });
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const addr = started.json.bound_addr as string;
+    let pid = started.json.workload_pid as number;
+    for (let round = 0; round < 2; round++) {
+      const idle = await until("the wasm app goes idle", async () => {
+        const r = await row(sup, uuid);
+        return r.state === "idle" ? r : undefined;
+      });
+      assert.equal(idle.workload_pid, null, "no workload while idle");
+      const listed = (await sup.call("GET", "/v1/apps")).json.apps as Record<string, unknown>[];
+      assert.equal(listed.find((a) => a.uuid === uuid)?.state, "idle", "the app list says idle too");
+      await until("the idle host has exited", async () => (alive(pid) ? undefined : true));
+      const wokeAt = Date.now();
+      const woken = await httpGet(addr, "/", 30_000);
+      assert.equal(woken.status, 200, `the waking request must not fail: ${woken.body}`);
+      assert.match(woken.body, /hello from hello-wasm vasleep/);
+      console.log(`wasm wake ${round + 1}: first request after idle answered in ${Date.now() - wokeAt} ms`);
+      const running = await row(sup, uuid);
+      assert.equal(running.state, "running");
+      assert.notEqual(running.workload_pid, pid, "a fresh host served it");
+      pid = running.workload_pid as number;
+    }
+  });
+
   test("always_on apps never go idle", async () => {
     const sup = await startSupervisor();
     const uuid = randomUuid();
