@@ -239,4 +239,25 @@ wait $pid
     const log = readFileSync(join(sup.dataDir, "runners", `${uuid}.log`), "utf8");
     assert.match(log, /"reason":"oom"/, "the runner's log says why");
   });
+
+  test("memory_mb: a deploy whose workload is killed over its limit before it answers fails saying reason oom; the old one keeps serving", async () => {
+    const sup = await startSupervisor();
+    const uuid = randomUuid();
+    const limits = { memory_mb: 96 };
+    const started = await sup.call("POST", `/v1/apps/${uuid}/start`, appSpec({ limits }));
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const addr = started.json.bound_addr as string;
+    const deployed = await sup.call(
+      "POST",
+      `/v1/apps/${uuid}/deploy`,
+      appSpec({ limits, env: { VERSION: "2", HOG_AT_START_MB: "400" } }),
+    );
+    assert.ok(deployed.status >= 400, JSON.stringify(deployed.json));
+    assert.match(String(deployed.json.error), /over its limit \(reason oom\)/, JSON.stringify(deployed.json));
+    const r = await row(sup, uuid);
+    assert.equal(r.last_limit_reason, "oom", "the app's row says why the deploy failed");
+    const still = await httpGet(addr, "/");
+    assert.equal(still.status, 200);
+    assert.equal(JSON.parse(still.body).version, "1", "the old workload still serves");
+  });
 });
