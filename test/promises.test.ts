@@ -240,6 +240,31 @@ wait $pid
     assert.match(log, /"reason":"oom"/, "the runner's log says why");
   });
 
+  test("vcpus: a deploy whose workload its vcpus cap holds back past the health deadline fails saying reason cpu; the old one keeps serving", async () => {
+    const sup = await startSupervisor();
+    const uuid = randomUuid();
+    const started = await sup.call("POST", `/v1/apps/${uuid}/start`, appSpec({ limits: { vcpus: 1 } }));
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const addr = started.json.bound_addr as string;
+    // 3 s of CPU at 0.05 vCPU is a minute of wall time: far past the 10 s health deadline.
+    const deployed = await sup.call(
+      "POST",
+      `/v1/apps/${uuid}/deploy`,
+      appSpec({ limits: { vcpus: 0.05 }, env: { VERSION: "2", BURN_CPU_MS: "3000" } }),
+    );
+    assert.ok(deployed.status >= 400, JSON.stringify(deployed.json));
+    assert.match(
+      String(deployed.json.error),
+      /held back by its vcpus cap \(reason cpu\)/,
+      JSON.stringify(deployed.json),
+    );
+    assert.equal((await row(sup, uuid)).last_limit_reason, "cpu", "the app's row says why the deploy failed");
+    const still = await httpGet(addr, "/");
+    assert.equal(JSON.parse(still.body).version, "1", "the old workload still serves");
+    const log = readFileSync(join(sup.dataDir, "runners", `${uuid}.log`), "utf8");
+    assert.match(log, /reason cpu/, "the runner's log says why");
+  });
+
   test("memory_mb: a deploy whose workload is killed over its limit before it answers fails saying reason oom; the old one keeps serving", async () => {
     const sup = await startSupervisor();
     const uuid = randomUuid();

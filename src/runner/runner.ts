@@ -401,7 +401,17 @@ export class Runner {
         }),
       ]);
     } catch (err) {
+      // Asked before the stop: a workload its vcpus cap held back past the deadline is reported so.
+      const heldBack = !exitedEarly && (await workload.cpuThrottled?.().catch(() => false));
       await workload.stop(2_000).catch(() => {});
+      if (heldBack) {
+        this.lastLimitReason = "cpu";
+        throw new TabbifyError(
+          "WORKLOAD_UNHEALTHY",
+          `the workload did not answer its health check within ${timeoutMs} ms, held back by its vcpus cap (reason cpu): ${(err as Error).message}`,
+          { limit_reason: "cpu" },
+        );
+      }
       if (err instanceof TabbifyError) throw err;
       throw new TabbifyError(
         "WORKLOAD_UNHEALTHY",

@@ -18,12 +18,14 @@ export interface ProcessLimits {
 }
 
 /** Why a workload ended when the host, not the app, decided it: over memory, CPU or fuel. */
-export type LimitReason = "oom" | "fuel";
+export type LimitReason = "oom" | "cpu" | "fuel";
 
 export interface WorkloadCgroup {
   readonly dirs: string[];
   /** True once the kernel OOM-killed a process of this cgroup. */
   oomKilled(): Promise<boolean>;
+  /** True once the kernel held this cgroup at its CPU quota (`vcpus`) at least once. */
+  throttled(): Promise<boolean>;
   remove(): Promise<void>;
 }
 
@@ -94,12 +96,16 @@ export async function limitInCgroup(
       return {
         dirs: [dir],
         oomKilled: async () => counter(await readFile(join(dir, "memory.events"), "utf8"), "oom_kill") > 0,
+        throttled: async () =>
+          quota !== undefined &&
+          counter(await readFile(join(dir, "cpu.stat"), "utf8").catch(() => ""), "nr_throttled") > 0,
         remove: () => removeDirs([dir]),
       };
     }
     if (!h.memoryV1 && !h.cpuV1) return undefined;
     const dirs: string[] = [];
     let memoryDir: string | undefined;
+    let cpuDir: string | undefined;
     if (h.memoryV1 && memoryBytes) {
       memoryDir = join(h.memoryV1, leaf);
       await makeLeaf(memoryDir);
@@ -110,7 +116,7 @@ export async function limitInCgroup(
       dirs.push(memoryDir);
     }
     if (h.cpuV1 && quota) {
-      const cpuDir = join(h.cpuV1, leaf);
+      cpuDir = join(h.cpuV1, leaf);
       await makeLeaf(cpuDir);
       await writeFile(join(cpuDir, "cpu.cfs_period_us"), String(CPU_PERIOD_US));
       await writeFile(join(cpuDir, "cpu.cfs_quota_us"), String(quota));
@@ -124,6 +130,9 @@ export async function limitInCgroup(
         memoryDir !== undefined &&
         counter(await readFile(join(memoryDir, "memory.oom_control"), "utf8").catch(() => ""), "oom_kill") >
           0,
+      throttled: async () =>
+        cpuDir !== undefined &&
+        counter(await readFile(join(cpuDir, "cpu.stat"), "utf8").catch(() => ""), "nr_throttled") > 0,
       remove: () => removeDirs(dirs),
     };
   } catch {
