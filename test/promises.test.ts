@@ -6,8 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, statSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import wabtInit from "wabt";
 import { sleep } from "../src/core/sleep.js";
 import {
   alive,
@@ -172,6 +175,58 @@ describe("manifest promises", () => {
     const purged = await sup.call("POST", `/v1/apps/${uuid}/purge`);
     assert.equal(purged.status, 200);
     assert.ok(!existsSync(dataDir), "purge removes the data");
+  });
+
+  test("wasm stateful: the data dir is the module's first preopen (TABBIFY_DATA_DIR), kept across a swap and a restart, gone after purge", async () => {
+    const sup = await startSupervisor();
+    const moduleDir = await mkdtemp(join(tmpdir(), "tabbify-stateful-wasm-"));
+    try {
+      const wabt = await wabtInit();
+      const parsed = wabt.parseWat(
+        "note.wat",
+        readFileSync(join(repoRoot, "test", "fixtures", "stateful-wasm", "note.wat"), "utf8"),
+      );
+      parsed.resolveNames();
+      parsed.validate();
+      await writeFile(join(moduleDir, "note.wasm"), parsed.toBinary({}).buffer);
+      parsed.destroy();
+      const uuid = randomUuid();
+      const dataDir = join(sup.dataDir, "app-data", uuid);
+      const body = (version: string) => ({
+        runtime: "wasm",
+        artifact_dir: moduleDir,
+        entry: "note.wasm",
+        stateful: true,
+        env: { VERSION: version },
+      });
+      const started = await sup.call("POST", `/v1/apps/${uuid}/start`, body("1"));
+      assert.equal(started.status, 200, JSON.stringify(started.json));
+      const addr = started.json.bound_addr as string;
+      const notes = async () => (await httpGet(addr, "/")).body;
+      // The start's own health check was the first request; each request adds one x.
+      const first = await notes();
+      assert.match(first, /^x+$/, first);
+      assert.equal(
+        readFileSync(join(dataDir, "note"), "utf8"),
+        first,
+        "the module wrote into the app's data dir",
+      );
+      const swapped = await sup.call("POST", `/v1/apps/${uuid}/deploy`, body("2"));
+      assert.equal(swapped.status, 200, JSON.stringify(swapped.json));
+      const afterSwap = await notes();
+      assert.ok(afterSwap.startsWith(`${first}x`), `the note survived the swap: ${first} then ${afterSwap}`);
+      await sup.call("POST", `/v1/apps/${uuid}/stop`);
+      assert.equal((await sup.call("POST", `/v1/apps/${uuid}/start`)).status, 200);
+      const afterRestart = await notes();
+      assert.ok(
+        afterRestart.startsWith(`${afterSwap}x`),
+        `the note survived a stop and start: ${afterRestart}`,
+      );
+      assert.equal((await sup.call("POST", `/v1/apps/${uuid}/purge`)).status, 200);
+      assert.ok(!existsSync(dataDir), "purge removes the data");
+    } finally {
+      await rm(moduleDir, { recursive: true, force: true });
+    }
   });
 
   test("docker stateful: the data dir is mounted at data_mount, writable by the container's user, kept across a swap", async () => {
