@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext, Page } from "playwright-core";
+import { sleep } from "../src/core/sleep.js";
 import { assertAccessible, launchChromium, logIn, newPage, screenshots } from "./support/browser.js";
 import { adminJson, type DashboardStack, startDashboardStack } from "./support/dashboard-stack.js";
 
@@ -39,7 +40,7 @@ describe("the dashboard on tabbify up", () => {
       const id = await latestDeploy();
       if (id && id !== before) return { id, run };
       assert.ok(Date.now() < deadline, "the push started no deploy within 60 s");
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
   }
 

@@ -6,8 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, statSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import wabtInit from "wabt";
 import { sleep } from "../src/core/sleep.js";
 import {
   alive,
@@ -68,6 +71,40 @@ describe("manifest promises", () => {
       console.log(`wake ${round + 1}: first request after idle answered in ${Date.now() - wokeAt} ms`);
       assert.notEqual(JSON.parse(woken.body).pid, pid, "a fresh workload served it");
       assert.equal((await row(sup, uuid)).state, "running");
+    }
+  });
+
+  test("on_request wasm: idle with its host armed (listed idle, no workload), woken by a request that gets its 200, again", async () => {
+    const sup = await startSupervisor();
+    const uuid = randomUuid();
+    const started = await sup.call("POST", `/v1/apps/${uuid}/start`, {
+      runtime: "wasm",
+      artifact_dir: join(repoRoot, "examples", "hello-wasm"),
+      entry: "hello.wasm",
+      env: { VERSION: "asleep" },
+      lifecycle: { mode: "on_request", idle_timeout_sec: 1 },
+    });
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const addr = started.json.bound_addr as string;
+    let pid = started.json.workload_pid as number;
+    for (let round = 0; round < 2; round++) {
+      const idle = await until("the wasm app goes idle", async () => {
+        const r = await row(sup, uuid);
+        return r.state === "idle" ? r : undefined;
+      });
+      assert.equal(idle.workload_pid, null, "no workload while idle");
+      const listed = (await sup.call("GET", "/v1/apps")).json.apps as Record<string, unknown>[];
+      assert.equal(listed.find((a) => a.uuid === uuid)?.state, "idle", "the app list says idle too");
+      await until("the idle host has exited", async () => (alive(pid) ? undefined : true));
+      const wokeAt = Date.now();
+      const woken = await httpGet(addr, "/", 30_000);
+      assert.equal(woken.status, 200, `the waking request must not fail: ${woken.body}`);
+      assert.match(woken.body, /hello from hello-wasm vasleep/);
+      console.log(`wasm wake ${round + 1}: first request after idle answered in ${Date.now() - wokeAt} ms`);
+      const running = await row(sup, uuid);
+      assert.equal(running.state, "running");
+      assert.notEqual(running.workload_pid, pid, "a fresh host served it");
+      pid = running.workload_pid as number;
     }
   });
 
@@ -140,6 +177,58 @@ describe("manifest promises", () => {
     assert.ok(!existsSync(dataDir), "purge removes the data");
   });
 
+  test("wasm stateful: the data dir is the module's first preopen (TABBIFY_DATA_DIR), kept across a swap and a restart, gone after purge", async () => {
+    const sup = await startSupervisor();
+    const moduleDir = await mkdtemp(join(tmpdir(), "tabbify-stateful-wasm-"));
+    try {
+      const wabt = await wabtInit();
+      const parsed = wabt.parseWat(
+        "note.wat",
+        readFileSync(join(repoRoot, "test", "fixtures", "stateful-wasm", "note.wat"), "utf8"),
+      );
+      parsed.resolveNames();
+      parsed.validate();
+      await writeFile(join(moduleDir, "note.wasm"), parsed.toBinary({}).buffer);
+      parsed.destroy();
+      const uuid = randomUuid();
+      const dataDir = join(sup.dataDir, "app-data", uuid);
+      const body = (version: string) => ({
+        runtime: "wasm",
+        artifact_dir: moduleDir,
+        entry: "note.wasm",
+        stateful: true,
+        env: { VERSION: version },
+      });
+      const started = await sup.call("POST", `/v1/apps/${uuid}/start`, body("1"));
+      assert.equal(started.status, 200, JSON.stringify(started.json));
+      const addr = started.json.bound_addr as string;
+      const notes = async () => (await httpGet(addr, "/")).body;
+      // The start's own health check was the first request; each request adds one x.
+      const first = await notes();
+      assert.match(first, /^x+$/, first);
+      assert.equal(
+        readFileSync(join(dataDir, "note"), "utf8"),
+        first,
+        "the module wrote into the app's data dir",
+      );
+      const swapped = await sup.call("POST", `/v1/apps/${uuid}/deploy`, body("2"));
+      assert.equal(swapped.status, 200, JSON.stringify(swapped.json));
+      const afterSwap = await notes();
+      assert.ok(afterSwap.startsWith(`${first}x`), `the note survived the swap: ${first} then ${afterSwap}`);
+      await sup.call("POST", `/v1/apps/${uuid}/stop`);
+      assert.equal((await sup.call("POST", `/v1/apps/${uuid}/start`)).status, 200);
+      const afterRestart = await notes();
+      assert.ok(
+        afterRestart.startsWith(`${afterSwap}x`),
+        `the note survived a stop and start: ${afterRestart}`,
+      );
+      assert.equal((await sup.call("POST", `/v1/apps/${uuid}/purge`)).status, 200);
+      assert.ok(!existsSync(dataDir), "purge removes the data");
+    } finally {
+      await rm(moduleDir, { recursive: true, force: true });
+    }
+  });
+
   test("docker stateful: the data dir is mounted at data_mount, writable by the container's user, kept across a swap", async () => {
     const sup = await startSupervisor();
     const image = "tabbify-test/promises-stateful:v1";
@@ -204,5 +293,51 @@ wait $pid
     assert.equal((await httpGet(addr, "/")).status, 200);
     const log = readFileSync(join(sup.dataDir, "runners", `${uuid}.log`), "utf8");
     assert.match(log, /"reason":"oom"/, "the runner's log says why");
+  });
+
+  test("vcpus: a deploy whose workload its vcpus cap holds back past the health deadline fails saying reason cpu; the old one keeps serving", async () => {
+    const sup = await startSupervisor();
+    const uuid = randomUuid();
+    const started = await sup.call("POST", `/v1/apps/${uuid}/start`, appSpec({ limits: { vcpus: 1 } }));
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const addr = started.json.bound_addr as string;
+    // 3 s of CPU at 0.05 vCPU is a minute of wall time: far past the 10 s health deadline.
+    const deployed = await sup.call(
+      "POST",
+      `/v1/apps/${uuid}/deploy`,
+      appSpec({ limits: { vcpus: 0.05 }, env: { VERSION: "2", BURN_CPU_MS: "3000" } }),
+    );
+    assert.ok(deployed.status >= 400, JSON.stringify(deployed.json));
+    assert.match(
+      String(deployed.json.error),
+      /held back by its vcpus cap \(reason cpu\)/,
+      JSON.stringify(deployed.json),
+    );
+    assert.equal((await row(sup, uuid)).last_limit_reason, "cpu", "the app's row says why the deploy failed");
+    const still = await httpGet(addr, "/");
+    assert.equal(JSON.parse(still.body).version, "1", "the old workload still serves");
+    const log = readFileSync(join(sup.dataDir, "runners", `${uuid}.log`), "utf8");
+    assert.match(log, /reason cpu/, "the runner's log says why");
+  });
+
+  test("memory_mb: a deploy whose workload is killed over its limit before it answers fails saying reason oom; the old one keeps serving", async () => {
+    const sup = await startSupervisor();
+    const uuid = randomUuid();
+    const limits = { memory_mb: 96 };
+    const started = await sup.call("POST", `/v1/apps/${uuid}/start`, appSpec({ limits }));
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const addr = started.json.bound_addr as string;
+    const deployed = await sup.call(
+      "POST",
+      `/v1/apps/${uuid}/deploy`,
+      appSpec({ limits, env: { VERSION: "2", HOG_AT_START_MB: "400" } }),
+    );
+    assert.ok(deployed.status >= 400, JSON.stringify(deployed.json));
+    assert.match(String(deployed.json.error), /over its limit \(reason oom\)/, JSON.stringify(deployed.json));
+    const r = await row(sup, uuid);
+    assert.equal(r.last_limit_reason, "oom", "the app's row says why the deploy failed");
+    const still = await httpGet(addr, "/");
+    assert.equal(still.status, 200);
+    assert.equal(JSON.parse(still.body).version, "1", "the old workload still serves");
   });
 });

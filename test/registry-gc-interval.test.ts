@@ -7,6 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { sleep } from "../src/core/sleep.js";
 import { pushBlob, pushImage, type SpawnedRegistry, spawnRegistry } from "./registry-helpers.js";
 
 const dirs: string[] = [];
@@ -37,7 +38,7 @@ describe("registry --gc-interval", () => {
     const deadline = Date.now() + 90_000;
     while ((await blobStatus(reg.url, "acme/web", orphan)) !== 404) {
       if (Date.now() > deadline) assert.fail(`the orphan was never collected:\n${reg.output().slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, 250));
+      await sleep(250);
     }
     assert.equal(
       await blobStatus(reg.url, "acme/web", image.layerDigest),
@@ -56,7 +57,7 @@ describe("registry --gc-interval", () => {
   it("is off by default, and refuses --min-age 0 (pushes run while it collects)", async () => {
     const reg = await start(["--min-age", "1s"]);
     const orphan = await pushBlob(reg.url, "acme/web", "an orphan left alone");
-    await new Promise((r) => setTimeout(r, 4000));
+    await sleep(4000);
     assert.equal(await blobStatus(reg.url, "acme/web", orphan), 200);
     assert.doesNotMatch(reg.output(), /gc run/);
     await assert.rejects(

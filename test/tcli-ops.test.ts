@@ -2,7 +2,8 @@
  * tcli's everyday operations end to end against a real node and a real supervisor: restart (a
  * zero-downtime swap to the same release), a stopped app's door answering 503 APP_STOPPED, a failed start showing the app's own last stderr
  * lines, `start` after a node restart for an app without `servers`, `deploys` and
- * `logs --deploy`, and `rm --artifacts` emptying the artifact store of the app.
+ * `logs --deploy`, `rm --artifacts` emptying the artifact store of the app, and `tcli status`
+ * saying idle / running for an on_request app.
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -10,6 +11,7 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { sleep } from "../src/core/sleep.js";
 import { fastSupervisorArgs, randomUuid, SupervisorUnderTest, until } from "./runtime-plane-support.js";
 import { NODE_KEY, runTcli, startTcliStack, type TcliStack } from "./support/tcli-node.js";
 import { tempDir } from "./support/tools.js";
@@ -104,6 +106,55 @@ describe("tcli operations through the node", () => {
     const served = await fetch(`${stack.node.url}/app/${uuid}/`);
     assert.equal(served.status, 200);
     assert.equal(((await served.json()) as { pid: number }).pid, after.workload_pid);
+  });
+
+  it("tcli status says idle while an on_request app sleeps, and running once a request through the node woke it", async () => {
+    const sleeper = randomUuid();
+    const started = await sup.call("POST", `/v1/apps/${sleeper}/start`, {
+      runtime: "process",
+      artifact_dir: appDir.path,
+      command: ["node", "gate.mjs"],
+      env: { FAIL_FILE: failFile },
+      lifecycle: { mode: "on_request", idle_timeout_sec: 1 },
+    });
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const stateInStatus = async () => {
+      const r = await runTcli(["status", sleeper, "--json"], admin());
+      if (r.code !== 0) return undefined;
+      const status = JSON.parse(r.stdout) as { targets: Array<{ supervisor_says?: { state?: string } }> };
+      return status.targets[0]?.supervisor_says?.state;
+    };
+    await until(
+      "tcli status says idle",
+      async () => ((await stateInStatus()) === "idle" ? true : undefined),
+      30_000,
+    );
+    const human = await runTcli(["status", sleeper], admin());
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /^test-sup .*\bidle\b/m, human.stdout);
+    const woken = await fetch(`${stack.node.url}/app/${sleeper}/`);
+    assert.equal(woken.status, 200, "the request through the node woke it");
+    // Kept awake (a request every 300 ms, under its 1 s idle timeout) while tcli status is asked.
+    let awake = true;
+    const keepAwake = (async () => {
+      while (awake) {
+        await fetch(`${stack.node.url}/app/${sleeper}/`)
+          .then((r) => r.arrayBuffer())
+          .catch(() => {});
+        await sleep(300);
+      }
+    })();
+    try {
+      await until(
+        "tcli status says running",
+        async () => ((await stateInStatus()) === "running" ? true : undefined),
+        30_000,
+      );
+    } finally {
+      awake = false;
+      await keepAwake;
+    }
+    await sup.call("POST", `/v1/apps/${sleeper}/purge`);
   });
 
   it("after a node restart, start finds the target of an app without servers", async () => {

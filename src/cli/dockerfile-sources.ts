@@ -1,6 +1,7 @@
-import { access, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { delimiter, join, relative } from "node:path";
 import { TabbifyError } from "../core/errors.js";
+import { pathExists } from "../core/exists.js";
 
 /**
  * Before `tcli push` claims a version or runs docker: every file a Dockerfile's `COPY`/`ADD`
@@ -32,7 +33,7 @@ export async function checkCopySources(
     for (const source of sources) {
       if (/[*?[$]/.test(source) || /^[a-z]+:\/\//i.test(source)) continue;
       if (added.has(source.replace(/^\.\//, ""))) continue;
-      if (await exists(join(context, source))) continue;
+      if (await pathExists(join(context, source))) continue;
       const shown = relative(process.cwd(), context) || ".";
       const program = await findOnPath(source, path);
       const hint = program
@@ -81,20 +82,11 @@ function splitArgs(rest: string): string[] {
   return trimmed.split(/\s+/).filter(Boolean);
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Where `name` (a bare file name) is on PATH, or undefined. */
 async function findOnPath(name: string, path: string | undefined): Promise<string | undefined> {
   if (name.includes("/") || !path) return undefined;
   for (const dir of path.split(delimiter)) {
-    if (dir && (await exists(join(dir, name)))) return join(dir, name);
+    if (dir && (await pathExists(join(dir, name)))) return join(dir, name);
   }
   return undefined;
 }

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { test } from "node:test";
 import { silentLogger } from "../core/log.js";
+import { sleep } from "../core/sleep.js";
 import { LocalDriver } from "../storage/local.js";
 import { collectGarbage } from "./gc.js";
 import type { GcReport } from "./gc-report.js";
@@ -31,8 +32,6 @@ const emptyReport = (): GcReport => ({
   uploadsRemoved: 0,
   warnings: [],
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(what: string, ok: () => boolean, deadlineMs = 30_000): Promise<void> {
   const deadline = Date.now() + deadlineMs;

@@ -69,7 +69,7 @@ export interface HealthReply {
   /** Workload restarts after crashes since the runner started (swaps are not restarts). */
   restarts: number;
   /** Set once a limit stopped a workload or a request: `oom` (memory), `fuel` (a wasm request's budget). */
-  last_limit_reason?: "oom" | "fuel";
+  last_limit_reason?: "oom" | "cpu" | "fuel";
   /** Who carries the app's bytes to the workload: the kernel's DNAT or the runner's proxy. */
   hop?: "kernel" | "userspace";
   hop_reason?: string;

@@ -2,6 +2,7 @@ import http from "node:http";
 import type { Duplex } from "node:stream";
 import { type EndToEnd, endToEnd } from "../core/http-hop.js";
 import type { Logger } from "../core/log.js";
+import { sleep } from "../core/sleep.js";
 import type { Upstream } from "../runtimes/runtime.js";
 
 /**
@@ -152,7 +153,7 @@ export class AppProxy {
       const open = await new Promise<number>((done) => this.server.getConnections((_e, n) => done(n ?? 0)));
       if (open === 0) break;
       this.server.closeIdleConnections();
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
     this.server.closeAllConnections();
     this.agent.destroy();

@@ -369,7 +369,7 @@ export class Runner {
     const workload = await (started ??
       startWorkload(await this.opts.runtimeFor(spec.runtime), spec, this.opts.user));
     const timeoutMs = this.opts.healthTimeoutMs ?? 25_000;
-    let exitedEarly: { code: number | null; signal: string | null } | undefined;
+    let exitedEarly: WorkloadExit | undefined;
     const exited = workload.exited.then((how) => {
       exitedEarly = how;
     });
@@ -390,14 +390,28 @@ export class Runner {
           if (probes) await checkAppProbes(workload.upstream, probes, deadline);
         })(),
         exited.then(() => {
+          const reason = exitedEarly?.reason;
+          if (reason) this.lastLimitReason = reason;
+          // A limit that ended it is named, so a deploy's result says why (e.g. over memory_mb).
           throw new TabbifyError(
             "WORKLOAD_EXITED",
-            `the workload exited before it answered (code ${exitedEarly?.code ?? "none"}, signal ${exitedEarly?.signal ?? "none"})`,
+            `the workload exited before it answered (code ${exitedEarly?.code ?? "none"}, signal ${exitedEarly?.signal ?? "none"}${reason ? `, over its limit (reason ${reason})` : ""})`,
+            reason ? { limit_reason: reason } : undefined,
           );
         }),
       ]);
     } catch (err) {
+      // Asked before the stop: a workload its vcpus cap held back past the deadline is reported so.
+      const heldBack = !exitedEarly && (await workload.cpuThrottled?.().catch(() => false));
       await workload.stop(2_000).catch(() => {});
+      if (heldBack) {
+        this.lastLimitReason = "cpu";
+        throw new TabbifyError(
+          "WORKLOAD_UNHEALTHY",
+          `the workload did not answer its health check within ${timeoutMs} ms, held back by its vcpus cap (reason cpu): ${(err as Error).message}`,
+          { limit_reason: "cpu" },
+        );
+      }
       if (err instanceof TabbifyError) throw err;
       throw new TabbifyError(
         "WORKLOAD_UNHEALTHY",

@@ -1,5 +1,6 @@
 import { request } from "node:http";
 import { TabbifyError } from "../core/errors.js";
+import { sleep } from "../core/sleep.js";
 import type { Upstream } from "./runtime.js";
 
 /**
@@ -103,7 +104,7 @@ export async function checkAppProbes(upstream: Upstream, probes: AppProbes, dead
           probe: key,
         });
       }
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
   }
   if (!probes.version) return;

@@ -8,8 +8,9 @@
  * The workload is moved into its cgroup right after it is spawned: the few pages it touches
  * before that are charged to the runner's cgroup, which is harmless.
  */
-import { access, mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { pathExists } from "../core/exists.js";
 
 export interface ProcessLimits {
   memoryMb?: number;
@@ -17,12 +18,14 @@ export interface ProcessLimits {
 }
 
 /** Why a workload ended when the host, not the app, decided it: over memory, CPU or fuel. */
-export type LimitReason = "oom" | "fuel";
+export type LimitReason = "oom" | "cpu" | "fuel";
 
 export interface WorkloadCgroup {
   readonly dirs: string[];
   /** True once the kernel OOM-killed a process of this cgroup. */
   oomKilled(): Promise<boolean>;
+  /** True once the kernel held this cgroup at its CPU quota (`vcpus`) at least once. */
+  throttled(): Promise<boolean>;
   remove(): Promise<void>;
 }
 
@@ -57,10 +60,10 @@ function hierarchies(): Promise<Hierarchies> {
       // as `ip netns exec` gives, has none): only a directory holding the controller's own
       // files is one.
       const memory = join(ROOT, "memory", path);
-      if (names.includes("memory") && (await exists(join(memory, "memory.limit_in_bytes"))))
+      if (names.includes("memory") && (await pathExists(join(memory, "memory.limit_in_bytes"))))
         found.memoryV1 = memory;
       const cpu = join(ROOT, names.includes("cpuacct") ? "cpu,cpuacct" : "cpu", path);
-      if (names.includes("cpu") && (await exists(join(cpu, "cpu.cfs_quota_us")))) found.cpuV1 = cpu;
+      if (names.includes("cpu") && (await pathExists(join(cpu, "cpu.cfs_quota_us")))) found.cpuV1 = cpu;
     }
     return found;
   })();
@@ -93,12 +96,16 @@ export async function limitInCgroup(
       return {
         dirs: [dir],
         oomKilled: async () => counter(await readFile(join(dir, "memory.events"), "utf8"), "oom_kill") > 0,
+        throttled: async () =>
+          quota !== undefined &&
+          counter(await readFile(join(dir, "cpu.stat"), "utf8").catch(() => ""), "nr_throttled") > 0,
         remove: () => removeDirs([dir]),
       };
     }
     if (!h.memoryV1 && !h.cpuV1) return undefined;
     const dirs: string[] = [];
     let memoryDir: string | undefined;
+    let cpuDir: string | undefined;
     if (h.memoryV1 && memoryBytes) {
       memoryDir = join(h.memoryV1, leaf);
       await makeLeaf(memoryDir);
@@ -109,7 +116,7 @@ export async function limitInCgroup(
       dirs.push(memoryDir);
     }
     if (h.cpuV1 && quota) {
-      const cpuDir = join(h.cpuV1, leaf);
+      cpuDir = join(h.cpuV1, leaf);
       await makeLeaf(cpuDir);
       await writeFile(join(cpuDir, "cpu.cfs_period_us"), String(CPU_PERIOD_US));
       await writeFile(join(cpuDir, "cpu.cfs_quota_us"), String(quota));
@@ -123,6 +130,9 @@ export async function limitInCgroup(
         memoryDir !== undefined &&
         counter(await readFile(join(memoryDir, "memory.oom_control"), "utf8").catch(() => ""), "oom_kill") >
           0,
+      throttled: async () =>
+        cpuDir !== undefined &&
+        counter(await readFile(join(cpuDir, "cpu.stat"), "utf8").catch(() => ""), "nr_throttled") > 0,
       remove: () => removeDirs(dirs),
     };
   } catch {
@@ -164,13 +174,6 @@ function counter(text: string, name: string): number {
 async function removeDirs(dirs: string[]): Promise<void> {
   // rmdir fails while a process is still inside (a killed runner's orphan); it is then left.
   for (const dir of dirs) await rmdir(dir).catch(() => {});
-}
-
-function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 /**

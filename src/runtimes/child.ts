@@ -119,6 +119,7 @@ export class ChildWorkload implements Workload {
     private readonly limits?: {
       reason: () => Promise<LimitReason | undefined>;
       release: () => Promise<void>;
+      throttled?: () => Promise<boolean>;
     },
   ) {
     this.pid = child.pid;
@@ -142,6 +143,10 @@ export class ChildWorkload implements Workload {
       await this.limits.release().catch(() => {});
       return reason ? { ...how, reason } : how;
     });
+  }
+
+  async cpuThrottled(): Promise<boolean> {
+    return (await this.limits?.throttled?.().catch(() => false)) ?? false;
   }
 
   stop(graceMs = DEFAULT_GRACE_MS): Promise<void> {

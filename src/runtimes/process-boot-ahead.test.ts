@@ -8,6 +8,7 @@ import type { Duplex } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { freeLoopbackPort } from "../core/net.js";
 import { readProcStatSync } from "../core/proc-stat.js";
+import { sleep } from "../core/sleep.js";
 import { waitHealthy } from "./health.js";
 import { ProcessRuntime } from "./process.js";
 import { GATE_ENV, GATE_IMPORT } from "./process-boot-ahead.js";
@@ -46,7 +47,7 @@ async function until<T>(what: string, check: () => T | undefined, ms = 30_000): 
     const value = check();
     if (value !== undefined) return value;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }
 
@@ -90,7 +91,7 @@ describe("process runtime: a Node app booted ahead to its gate", () => {
     const [pid] = gatedPids();
     assert.ok(pid !== undefined && alive(pid), "a Node process waits at the gate");
     // Long enough for an ungated app to have loaded many times over.
-    await new Promise((r) => setTimeout(r, 1_000));
+    await sleep(1_000);
     assert.deepEqual(loaded(), [], "the app's code ran before the wake");
     const workload = await runtime.start(woken, await freeLoopbackPort());
     try {

@@ -298,6 +298,7 @@ export class ProcessRuntime implements Runtime {
       cgroup && {
         reason: async () => ((await cgroup.oomKilled()) ? "oom" : undefined),
         release: () => cgroup.remove(),
+        throttled: () => cgroup.throttled(),
       },
     );
     let entry: string | undefined;

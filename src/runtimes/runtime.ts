@@ -66,7 +66,7 @@ export const DEFAULT_DATA_MOUNT = "/data";
 export interface WorkloadExit {
   code: number | null;
   signal: string | null;
-  reason?: "oom" | "fuel";
+  reason?: "oom" | "cpu" | "fuel";
 }
 
 /** Where a docker workload finds its release manifest. */
@@ -100,6 +100,8 @@ export interface Workload {
   readonly exited: Promise<WorkloadExit>;
   /** Graceful stop: SIGTERM (or equivalent), wait `graceMs`, then kill. Idempotent. */
   stop(graceMs?: number): Promise<void>;
+  /** Optional: whether its `vcpus` cap has held it back (throttled) since it started. */
+  cpuThrottled?(): Promise<boolean>;
 }
 
 export interface Runtime {

@@ -8,10 +8,16 @@
  * /proc/<pid>/environ. A cold start writes the line at once; a `--standby` host (prewarm) was
  * booted before any app was known and gets it when one comes, or exits quietly if its stdin
  * closes first (the runner that prewarmed it is gone or ran another kind).
+ *
+ * An `armed` config (a sleeping app's host, WasmRuntime.prewarmFor) is loaded ahead: the module
+ * is read, checked and compiled into the first worker, then the host waits for a `go` line on
+ * stdin before it listens (or exits quietly when stdin closes first). A standby says how far it
+ * is on fd 3, a line each: `ready`, `armed`, `serving`.
  */
 import { closeSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { createServer, type IncomingMessage, type ServerResponse, STATUS_CODES } from "node:http";
+import { createServer, type IncomingMessage, request, type ServerResponse, STATUS_CODES } from "node:http";
+import type { AddressInfo } from "node:net";
 import { availableParallelism } from "node:os";
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,7 +26,7 @@ import { Worker } from "node:worker_threads";
 import { cgiEnv, parseCgiResponse } from "./cgi.js";
 import type { WasmModule } from "./wasm-api.js";
 import { checkWasiModule } from "./wasm-module.js";
-import type { ModuleSource, WorkerData, WorkerJob, WorkerResult } from "./wasm-worker.cjs";
+import type { ModuleLoaded, ModuleSource, WorkerData, WorkerJob, WorkerResult } from "./wasm-worker.cjs";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
@@ -51,6 +57,8 @@ export interface HostStartConfig extends HostConfig {
   /** The app's user: the host switches to it (dropping every group) before it loads the module. */
   uid?: number;
   gid?: number;
+  /** Load the module, then wait for `go` on stdin before listening. */
+  armed?: boolean;
 }
 
 /**
@@ -94,6 +102,9 @@ class WorkerPool {
   private compiled: WasmModule | undefined;
   /** Spawns the workers after the first, when that waits for the first answer; then undefined. */
   private growAfterFirstAnswer: (() => void) | undefined;
+  /** Resolves once the first worker has its module compiled (or has died). */
+  readonly firstLoaded: Promise<void>;
+  private markLoaded: () => void = () => {};
 
   /** `earlyWorker`: the worker booted before the module was known becomes the first slot. */
   constructor(
@@ -101,7 +112,12 @@ class WorkerPool {
     size: number,
     private readonly timeoutMs: number,
     earlyWorker?: EarlyWorker,
+    compiled?: WasmModule,
   ) {
+    this.firstLoaded = new Promise((resolve) => {
+      this.markLoaded = resolve;
+    });
+    this.compiled = compiled;
     // One worker first, the rest later: on a small host, booting them all at once slows the first
     // one down, and the first one is what cold start waits for.
     const grow = () => {
@@ -109,7 +125,7 @@ class WorkerPool {
     };
     const early = earlyWorker?.take();
     if (early) {
-      const source: ModuleSource = { moduleBytes };
+      const source: ModuleSource = compiled ? { compiled } : { moduleBytes };
       // Posted before any job, and a port delivers in order: the worker compiles, then serves.
       early.postMessage(source);
       this.slots.push(this.slotFor(early));
@@ -137,7 +153,11 @@ class WorkerPool {
 
   private slotFor(worker: Worker): Slot {
     const slot: Slot = { worker };
-    worker.on("message", (result: WorkerResult) => this.settle(slot, result));
+    worker.once("exit", () => this.markLoaded());
+    worker.on("message", (result: WorkerResult | ModuleLoaded) => {
+      if ("loaded" in result) this.markLoaded();
+      else this.settle(slot, result);
+    });
     worker.on("error", (err) =>
       this.settle(slot, { id: slot.job?.id ?? -1, ok: false, crashed: err.message }),
     );
@@ -238,78 +258,119 @@ function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
   });
 }
 
-async function serve(config: HostConfig, earlyWorker?: EarlyWorker): Promise<void> {
-  const { timeoutMs, memoryMb, host, port } = config;
+/**
+ * Reads and checks the module and hands it to the worker pool. `ahead` (an armed host, which has
+ * time): compiled here first, then given to the first worker compiled, and done once that worker
+ * has it. Otherwise the first worker compiles it itself while this thread checks it: worker boot
+ * is the largest part of cold start.
+ */
+async function load(
+  config: HostConfig,
+  earlyWorker: EarlyWorker | undefined,
+  ahead: boolean,
+): Promise<WorkerPool> {
   const workers = config.workers ?? Math.max(1, Math.min(4, availableParallelism()));
-  const moduleEnv = config.env;
   const bytes = await readFile(config.module);
-  // The first worker boots while this thread checks the module and starts listening: worker
-  // boot is the largest part of cold start.
-  const pool = new WorkerPool(bytes, workers, timeoutMs, earlyWorker);
-  const checked = await checkWasiModule(bytes, memoryMb).catch(async (err: unknown) => {
+  if (ahead) {
+    const checked = await checkWasiModule(bytes, config.memoryMb);
+    const pool = new WorkerPool(bytes, workers, config.timeoutMs, earlyWorker, checked.module);
+    await pool.firstLoaded;
+    return pool;
+  }
+  const pool = new WorkerPool(bytes, workers, config.timeoutMs, earlyWorker);
+  const checked = await checkWasiModule(bytes, config.memoryMb).catch(async (err: unknown) => {
     await pool.close();
     throw err;
   });
   pool.useCompiled(checked.module);
+  return pool;
+}
+
+/** What a request is served with: the app's module run by `run`, with the app's env and limits. */
+interface Served {
+  env: Record<string, string>;
+  port: number;
+  programName: string;
+  timeoutMs: number;
+  preopens: Record<string, string> | undefined;
+  nextId(): number;
+  run(job: WorkerJob): Promise<JobOutcome> | undefined;
+}
+
+/** One request: CGI env and stdin in, the module run, its CGI document out as the response. */
+async function handleRequest(req: IncomingMessage, res: ServerResponse, app: Served): Promise<void> {
+  try {
+    const body = await readBody(req);
+    if (!body) return answer(res, 413, `request body larger than ${MAX_BODY_BYTES} bytes`);
+    // The request's own variables win over the app's configured env: a request must not be
+    // able to pose as configuration, nor configuration as the request.
+    const env = { ...app.env, ...cgiEnv(req, body.length, app.port) };
+    const running = app.run({
+      id: app.nextId(),
+      args: [app.programName],
+      env,
+      body,
+      maxOutputBytes: MAX_OUTPUT_BYTES,
+      ...(app.preopens ? { preopens: app.preopens } : {}),
+    });
+    if (!running) return answer(res, 503, "too many requests queued");
+    const outcome = await running;
+    if (!outcome.ok) {
+      if ("timedOut" in outcome) {
+        // The reason the runner's log and status carry: fuel_per_request maps to this budget.
+        process.stderr.write(
+          `${JSON.stringify({ level: "warn", msg: "request over its fuel budget", reason: "fuel", budget_ms: app.timeoutMs })}\n`,
+        );
+        res.setHeader(LIMIT_HEADER, "fuel");
+        return answer(
+          res,
+          504,
+          `request exceeded its fuel budget (reason fuel): ${app.timeoutMs} ms of CPU time`,
+        );
+      }
+      if ("crashed" in outcome) return answer(res, 502, `wasm worker failed: ${outcome.crashed}`);
+      return answer(res, 500, `module trapped: ${outcome.error}`);
+    }
+    if (outcome.truncated) return answer(res, 502, `module wrote more than ${MAX_OUTPUT_BYTES} bytes`);
+    const parsed = parseCgiResponse(Buffer.from(outcome.stdout));
+    if (!parsed) {
+      return answer(
+        res,
+        502,
+        `module (exit code ${outcome.exitCode}) did not write a CGI response: header lines, a blank line, the body`,
+      );
+    }
+    res.statusCode = parsed.status;
+    res.statusMessage = STATUS_CODES[parsed.status] ?? "";
+    for (const [name, value] of parsed.headers) res.appendHeader(name, value);
+    res.end(parsed.body);
+  } catch (err) {
+    answer(res, 500, `wasm host error: ${(err as Error).message}`);
+  }
+}
+
+async function serve(config: HostConfig, pool: WorkerPool): Promise<void> {
+  const { timeoutMs, host, port } = config;
+  const moduleEnv = config.env;
   const programName = basename(config.module);
   let nextId = 1;
 
-  const server = createServer(async (req, res) => {
-    try {
-      const body = await readBody(req);
-      if (!body) return answer(res, 413, `request body larger than ${MAX_BODY_BYTES} bytes`);
-      // The request's own variables win over the app's configured env: a request must not be
-      // able to pose as configuration, nor configuration as the request.
-      const env = { ...moduleEnv, ...cgiEnv(req, body.length, port) };
-      const running = pool.run({
-        id: nextId++,
-        args: [programName],
-        env,
-        body,
-        maxOutputBytes: MAX_OUTPUT_BYTES,
-        ...(config.preopens ? { preopens: config.preopens } : {}),
-      });
-      if (!running) return answer(res, 503, "too many requests queued");
-      const outcome = await running;
-      if (!outcome.ok) {
-        if ("timedOut" in outcome) {
-          // The reason the runner's log and status carry: fuel_per_request maps to this budget.
-          process.stderr.write(
-            `${JSON.stringify({ level: "warn", msg: "request over its fuel budget", reason: "fuel", budget_ms: timeoutMs })}\n`,
-          );
-          res.setHeader(LIMIT_HEADER, "fuel");
-          return answer(
-            res,
-            504,
-            `request exceeded its fuel budget (reason fuel): ${timeoutMs} ms of CPU time`,
-          );
-        }
-        if ("crashed" in outcome) return answer(res, 502, `wasm worker failed: ${outcome.crashed}`);
-        return answer(res, 500, `module trapped: ${outcome.error}`);
-      }
-      if (outcome.truncated) return answer(res, 502, `module wrote more than ${MAX_OUTPUT_BYTES} bytes`);
-      const parsed = parseCgiResponse(Buffer.from(outcome.stdout));
-      if (!parsed) {
-        return answer(
-          res,
-          502,
-          `module (exit code ${outcome.exitCode}) did not write a CGI response: header lines, a blank line, the body`,
-        );
-      }
-      res.statusCode = parsed.status;
-      res.statusMessage = STATUS_CODES[parsed.status] ?? "";
-      for (const [name, value] of parsed.headers) res.appendHeader(name, value);
-      res.end(parsed.body);
-    } catch (err) {
-      answer(res, 500, `wasm host error: ${(err as Error).message}`);
-    }
-  });
+  const served: Served = {
+    env: moduleEnv,
+    port,
+    programName,
+    timeoutMs,
+    preopens: config.preopens,
+    nextId: () => nextId++,
+    run: (job) => pool.run(job),
+  };
+  const server = createServer((req, res) => void handleRequest(req, res, served));
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, resolve);
   });
-  process.stderr.write(`wasm-host: serving ${programName} on ${host}:${port} with ${workers} workers\n`);
+  process.stderr.write(`wasm-host: serving ${programName} on ${host}:${port}\n`);
 
   process.once("SIGTERM", () => {
     process.stderr.write("wasm-host: SIGTERM received, draining\n");
@@ -321,29 +382,66 @@ async function serve(config: HostConfig, earlyWorker?: EarlyWorker): Promise<voi
 }
 
 /**
- * Reads stdin up to its first newline; undefined when stdin ends (or fails) first. Stdin is
- * closed either way: what the host serves must not depend on that pipe staying open.
+ * Stdin, a line at a time: `next()` resolves with the next line, or undefined once stdin has
+ * ended (or failed). `close()` when no more is wanted: what the host serves must not depend on
+ * that pipe staying open.
  */
-function readConfigLine(): Promise<string | undefined> {
+function stdinLines(): { next(): Promise<string | undefined>; close(): void } {
   const stdin = process.stdin;
-  return new Promise((resolve, reject) => {
-    let buffered = "";
-    const done = (outcome: () => void) => {
-      stdin.off("data", onData).off("end", onEnd).off("error", onEnd).off("close", onEnd);
-      stdin.destroy();
-      outcome();
-    };
-    const onData = (chunk: string) => {
-      buffered += chunk;
-      const newline = buffered.indexOf("\n");
-      if (newline >= 0) done(() => resolve(buffered.slice(0, newline)));
-      else if (buffered.length > MAX_CONFIG_BYTES)
-        done(() => reject(new Error(`config line longer than ${MAX_CONFIG_BYTES} bytes`)));
-    };
-    const onEnd = () => done(() => resolve(undefined));
-    stdin.setEncoding("utf8");
-    stdin.on("data", onData).once("end", onEnd).once("error", onEnd).once("close", onEnd);
-  });
+  const lines: string[] = [];
+  let buffered = "";
+  let ended = false;
+  let failed: Error | undefined;
+  let wake: (() => void) | undefined;
+  const onData = (chunk: string) => {
+    buffered += chunk;
+    for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
+      lines.push(buffered.slice(0, newline));
+      buffered = buffered.slice(newline + 1);
+    }
+    if (buffered.length > MAX_CONFIG_BYTES) {
+      failed = new Error(`config line longer than ${MAX_CONFIG_BYTES} bytes`);
+      close();
+    }
+    wake?.();
+  };
+  const onEnd = () => {
+    ended = true;
+    wake?.();
+  };
+  const close = () => {
+    stdin.off("data", onData).off("end", onEnd).off("error", onEnd).off("close", onEnd);
+    stdin.destroy();
+    ended = true;
+  };
+  stdin.setEncoding("utf8");
+  stdin.on("data", onData).once("end", onEnd).once("error", onEnd).once("close", onEnd);
+  return {
+    close,
+    async next() {
+      for (;;) {
+        if (failed) throw failed;
+        const line = lines.shift();
+        if (line !== undefined) return line;
+        if (ended) return undefined;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+      }
+    },
+  };
+}
+
+/** What `ps` shows for a host armed for its app, until its wake. */
+const ARMED_TITLE = "tabbify wasm-host (armed; waiting for its wake)";
+
+/** Tells the runtime how far a standby is (fd 3, a line each); best effort, as it may not listen. */
+function say(line: "ready" | "armed" | "serving", last = false): void {
+  try {
+    writeSync(3, `${line}\n`);
+    if (last) closeSync(3);
+  } catch {}
 }
 
 function parseHostStartConfig(line: string): HostStartConfig {
@@ -384,6 +482,10 @@ function parseHostStartConfig(line: string): HostStartConfig {
   if (raw.uid !== undefined) {
     config.uid = number("uid");
     config.gid = number("gid");
+  }
+  if (raw.armed !== undefined) {
+    if (typeof raw.armed !== "boolean") fail("armed must be a boolean");
+    config.armed = raw.armed as boolean;
   }
   return config;
 }
@@ -426,12 +528,39 @@ function bootEarlyWorker(warmUp: boolean): EarlyWorker {
 async function warmUp(): Promise<void> {
   await checkWasiModule(WARM_UP_MODULE, 1);
   await readFile(fileURLToPath(import.meta.url));
-  const server = createServer();
+  // One request through the whole serving path (HTTP in, CGI env, CGI document out) with a
+  // canned module answer: an app's first request otherwise pays for loading and compiling that
+  // code.
+  const canned = new TextEncoder().encode("Content-Type: text/plain\n\nwarm\n");
+  const served: Served = {
+    env: {},
+    port: 0,
+    programName: "warm-up",
+    timeoutMs: 1_000,
+    preopens: undefined,
+    nextId: () => 0,
+    run: (job) =>
+      Promise.resolve({ id: job.id, ok: true, exitCode: 0, stdout: canned.slice(), truncated: false }),
+  };
+  const server = createServer((req, res) => void handleRequest(req, res, served));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", resolve);
   });
-  await new Promise((resolve) => server.close(resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    await new Promise<void>((resolve, reject) => {
+      const req = request({ host: "127.0.0.1", port, path: "/warm-up", agent: false }, (res) => {
+        res.resume();
+        res.once("end", resolve).once("error", reject);
+      });
+      req.once("error", reject);
+      req.end();
+    });
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
 }
 
 async function main(): Promise<void> {
@@ -441,17 +570,10 @@ async function main(): Promise<void> {
   const earlyWorker = bootEarlyWorker(values.standby);
   // Best effort: a warm-up that fails only leaves the work to the first request.
   const warming = values.standby ? warmUp().catch(() => {}) : undefined;
-  if (values.standby) {
-    // The runtime that booted this standby waits for this line (fd 3) before it counts the
-    // standby ready; best effort, as a runtime that does not listen has closed the pipe.
-    Promise.all([warming, earlyWorker.online]).then(() => {
-      try {
-        writeSync(3, "ready\n");
-        closeSync(3);
-      } catch {}
-    });
-  }
-  const line = await readConfigLine();
+  // The runtime that booted this standby waits for this line before it counts the standby ready.
+  if (values.standby) Promise.all([warming, earlyWorker.online]).then(() => say("ready"));
+  const stdin = stdinLines();
+  const line = await stdin.next();
   if (line === undefined) {
     // A standby may rightly never get an app (its runner was assigned another kind, or died).
     if (values.standby) {
@@ -460,9 +582,11 @@ async function main(): Promise<void> {
     }
     throw new Error("stdin closed before the config line");
   }
-  const { cwd, uid, gid, ...config } = parseHostStartConfig(line);
+  const { cwd, uid, gid, armed, ...config } = parseHostStartConfig(line);
+  if (!armed) stdin.close();
   // A standby's argv says `--standby` for good; once it has its app, `ps` must not call it that.
-  if (values.standby) process.title = "tabbify wasm-host (serving; booted as a standby)";
+  const servingTitle = "tabbify wasm-host (serving; booted as a standby)";
+  if (values.standby) process.title = armed ? ARMED_TITLE : servingTitle;
   process.chdir(cwd);
   if (uid !== undefined && gid !== undefined) {
     // setuid(2) applies to every thread of the process, the early worker's too.
@@ -473,7 +597,20 @@ async function main(): Promise<void> {
     process.setuid(uid);
   }
   await warming;
-  await serve(config, earlyWorker);
+  const pool = await load(config, earlyWorker, armed === true);
+  if (armed) {
+    say("armed");
+    const go = await stdin.next();
+    stdin.close();
+    if (go !== "go") {
+      // The app was deployed anew or stopped while it slept: this host will never serve it.
+      process.stderr.write("wasm-host: armed: stdin closed without a go, exiting\n");
+      process.exit(0);
+    }
+    process.title = servingTitle;
+  }
+  await serve(config, pool);
+  if (values.standby) say("serving", true);
 }
 
 main().catch((err: unknown) => {

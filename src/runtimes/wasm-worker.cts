@@ -34,6 +34,9 @@ export interface WorkerJob {
   preopens?: Record<string, string>;
 }
 
+/** What a worker answers once it has the module it was told would follow. */
+export type ModuleLoaded = { loaded: true };
+
 export type WorkerResult =
   | { id: number; ok: true; exitCode: number; stdout: Uint8Array; truncated: boolean }
   | { id: number; ok: false; error: string };
@@ -144,9 +147,13 @@ if ("moduleToFollow" in data && data.warmUpModule) {
   });
 }
 
+// A worker given its module up front has compiled it by now (an armed host waits for this).
+if (compiled !== undefined) port.postMessage({ loaded: true } satisfies ModuleLoaded);
+
 port.on("message", (message: WorkerJob | ModuleSource) => {
   if (compiled === undefined) {
     compiled = moduleOf(message as ModuleSource);
+    port.postMessage({ loaded: true } satisfies ModuleLoaded);
     return;
   }
   const result = runJob(compiled, message as WorkerJob);

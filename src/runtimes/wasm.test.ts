@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -220,6 +220,24 @@ function standbyPids(): number[] {
   return pids;
 }
 
+/** What `ps` shows for an armed host (wasm-host.ts; importing that would run a host). */
+const ARMED_TITLE = "tabbify wasm-host (armed; waiting for its wake)";
+
+/** The one host this test process has armed for a sleeping app (its title says so). */
+function oneArmedPid(): number {
+  const pids = readdirSync("/proc").filter((entry) => {
+    if (!/^\d+$/.test(entry)) return false;
+    try {
+      const title = readFileSync(`/proc/${entry}/cmdline`, "utf8").replace(/\0+/g, " ").trim();
+      return readProcStatSync(entry)?.ppid === process.pid && title === ARMED_TITLE;
+    } catch {
+      return false;
+    }
+  });
+  assert.equal(pids.length, 1, `expected one armed host, found ${JSON.stringify(pids)}`);
+  return Number(pids[0]);
+}
+
 function oneStandbyPid(): number {
   const pids = standbyPids();
   assert.equal(pids.length, 1, `expected one standby host, found ${JSON.stringify(pids)}`);
@@ -335,6 +353,83 @@ test("wasm prewarm: a standby that dies before start is forgotten, and start boo
   }
 });
 
+/** The TCP ports `pid` listens on: its socket inodes matched against the LISTEN rows of /proc/net/tcp. */
+function listeningPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+      if (inode) inodes.add(inode);
+    } catch {
+      // Closed between listing and reading.
+    }
+  }
+  const ports: number[] = [];
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const row of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const cols = row.trim().split(/\s+/);
+      // st 0A is LISTEN; column 9 is the inode.
+      if (cols[3] === "0A" && inodes.has(cols[9] ?? ""))
+        ports.push(Number.parseInt(cols[1]!.split(":")[1]!, 16));
+    }
+  }
+  return ports;
+}
+
+test("wasm prewarmFor: the host is armed with the app's module, listens on nothing, runs as the app's user; the wake's start takes it serving", async () => {
+  const runtime = new WasmRuntime({ output: "ignore", workers: 1 });
+  const user = { uid: 65534, gid: 65534, home: "/nonexistent" };
+  const armedSpec = spec({ VERSION: "armed" });
+  await runtime.prewarmFor(armedSpec, user);
+  try {
+    const armedPid = oneArmedPid();
+    assert.deepEqual(listeningPorts(armedPid), [], "an armed host serves nothing before its wake");
+    const uid = readFileSync(`/proc/${armedPid}/status`, "utf8").match(/^Uid:\s+(\d+)/m)?.[1];
+    assert.equal(uid, "65534", "armed, the host has switched to the app's user");
+    const port = await freeLoopbackPort();
+    const workload = await runtime.start(armedSpec, port, user);
+    try {
+      assert.equal(workload.pid, armedPid);
+      assert.deepEqual(listeningPorts(armedPid), [workload.upstream.port], "start returns once it listens");
+      // No health poll first: start returned once the host listened.
+      const res = await httpGet("127.0.0.1", workload.upstream.port);
+      assert.equal(res.status, 200);
+      assert.match(res.body, /hello from hello-wasm varmed\n/);
+      assert.ok(workload.version?.startsWith("sha256:"));
+    } finally {
+      await workload.stop(2_000);
+    }
+    assert.deepEqual(await workload.exited, { code: 0, signal: null });
+  } finally {
+    await runtime.discardPrewarmed();
+  }
+});
+
+test("wasm prewarmFor: a start with another spec stops the armed host and starts afresh; discardPrewarmed stops an armed host", async () => {
+  const runtime = new WasmRuntime({ output: "ignore", workers: 1 });
+  await runtime.prewarmFor(spec({ VERSION: "old" }));
+  try {
+    const armedPid = oneArmedPid();
+    // As when a deploy comes while the app sleeps: the wake's spec is another one.
+    const workload = await startServing(runtime, spec({ VERSION: "new" }), "new");
+    try {
+      assert.notEqual(workload.pid, armedPid);
+      assert.equal(processExists(armedPid), false, "the host armed for the old spec is still running");
+    } finally {
+      await workload.stop(2_000);
+    }
+    await runtime.prewarmFor(spec({ VERSION: "discarded" }));
+    await runtime.prewarmFor(spec({ VERSION: "twice" }));
+    const second = oneArmedPid();
+    await Promise.all([runtime.discardPrewarmed(), runtime.discardPrewarmed()]);
+    assert.equal(processExists(second), false, `armed host ${second} still exists`);
+    assert.deepEqual(standbyPids(), []);
+  } finally {
+    await runtime.discardPrewarmed();
+  }
+});
+
 for (const prewarmed of [true, false]) {
   test(`wasm${prewarmed ? " prewarm" : ""}: the app's env reaches the module through stdin, never the host's cmdline or environ`, async () => {
     const runtime = new WasmRuntime({ output: "ignore", workers: 1 });
@@ -417,10 +512,23 @@ test("wasm prewarm: start → first 200, cold vs prewarmed (measured, not assert
   };
   const cold: number[] = [];
   const prewarmed: number[] = [];
+  const armed: number[] = [];
   try {
     for (let run = 0; run < 5; run++) {
       cold.push(await firstOk(false, run));
       prewarmed.push(await firstOk(true, run));
+      // A sleeping app's wake: its host armed with the module, the start's spec the same object.
+      const sleeping = spec({ VERSION: `armed${run}` });
+      await runtime.prewarmFor(sleeping);
+      await sleep(1_000);
+      const t0 = performance.now();
+      const workload = await runtime.start(sleeping, await freeLoopbackPort());
+      try {
+        assert.equal((await httpGet("127.0.0.1", workload.upstream.port)).status, 200);
+        armed.push(performance.now() - t0);
+      } finally {
+        await workload.stop(2_000);
+      }
     }
   } finally {
     await runtime.discardPrewarmed();
@@ -429,6 +537,7 @@ test("wasm prewarm: start → first 200, cold vs prewarmed (measured, not assert
   const all = (ms: number[]) => ms.map((m) => m.toFixed(0)).join(", ");
   t.diagnostic(`wasm cold start → first 200: median ${median(cold)} ms (${all(cold)})`);
   t.diagnostic(`wasm prewarmed start → first 200: median ${median(prewarmed)} ms (${all(prewarmed)})`);
+  t.diagnostic(`wasm armed wake (prewarmFor) → first 200: median ${median(armed)} ms (${all(armed)})`);
 });
 
 test("wasm: with a user, a cold host and a prewarmed standby both switch to it before serving", async () => {

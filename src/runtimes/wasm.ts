@@ -4,12 +4,17 @@
  *
  * prewarm() boots a standby host (node plus its first worker thread, most of a cold start) before
  * any app is known; the next start() whose memory limit matches hands it the app over its stdin.
+ * prewarmFor() goes further for a sleeping app (scale to zero): the host gets the app's config
+ * ahead, loads and compiles its module into its first worker, and waits, listening on nothing,
+ * until the wake's start() says go; it then only has to listen.
  */
 import type { ChildProcess } from "node:child_process";
 import { readFile, stat } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
+import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { TabbifyError } from "../core/errors.js";
+import { freeLoopbackPort } from "../core/net.js";
 import {
   ChildWorkload,
   checkCommonSpec,
@@ -33,8 +38,10 @@ export const DEFAULT_WASM_MEMORY_MB = 64;
 const hostScript = fileURLToPath(new URL("./wasm-host.js", import.meta.url));
 /** How long an unused standby gets to exit on SIGTERM before it is killed. */
 const STANDBY_GRACE_MS = 2_000;
-/** How long prewarm() waits at most for a standby to say it has booted. */
+/** How long prewarm() waits at most for a standby to say it has booted (or an armed host that it serves). */
 const STANDBY_READY_MS = 10_000;
+/** How long prewarmFor() waits at most for a host to load and compile its app's module. */
+const ARMING_MS = 30_000;
 
 /** The `--wasm-max-mem-pages` a host runs with for a memory limit: fixed at boot, so a standby fits one limit. */
 const maxMemPagesFor = (memoryMb: number) => Math.ceil((memoryMb * 1024 * 1024) / WASM_PAGE_BYTES);
@@ -55,8 +62,64 @@ interface HostProcess {
   /** Set when the process has exited, as `exit` resolves. */
   gone: boolean;
   exit: Promise<void>;
-  /** A standby: resolves once it has booted (it says so on fd 3) or exited. */
-  ready: Promise<void>;
+  /**
+   * A standby's word on fd 3, a line each: `ready` once booted, then for an armed host `armed`
+   * (its app's module is loaded) and `serving` (it listens). Resolves true once the host has said
+   * `line`, false when it exits or closes fd 3 first, or after `timeoutMs`. A cold host has no fd
+   * 3 and says nothing.
+   */
+  hears(line: string, timeoutMs: number): Promise<boolean>;
+}
+
+/** A sleeping app's host, its module loaded ahead (prewarmFor), waiting for the wake's go. */
+interface ArmedHost {
+  host: HostProcess;
+  /** The very spec and user it was armed for: a start with these takes it unchecked. */
+  spec: WorkloadSpec;
+  user: WorkloadUser | undefined;
+  workload: ChildWorkload;
+}
+
+/** Listens to what a host says on fd 3 (see HostProcess.hears). */
+function hearing(pipe: Readable | null | undefined): HostProcess["hears"] {
+  if (!pipe) return async () => false;
+  const said = new Set<string>();
+  const waiting = new Set<{ line: string; done: (heard: boolean) => void }>();
+  let closed = false;
+  let buffered = "";
+  pipe.setEncoding("utf8");
+  pipe.on("data", (chunk: string) => {
+    buffered += chunk;
+    for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      said.add(line);
+      for (const w of waiting) if (w.line === line) w.done(true);
+    }
+  });
+  const end = () => {
+    closed = true;
+    for (const w of waiting) w.done(false);
+  };
+  pipe.once("close", end).once("error", end);
+  return (line, timeoutMs) => {
+    if (said.has(line)) return Promise.resolve(true);
+    if (closed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const w = {
+        line,
+        done: (heard: boolean) => {
+          clearTimeout(timer);
+          waiting.delete(w);
+          resolve(heard);
+        },
+      };
+      // Bounded: a host that never says so (hung) must not hold up a start or a discard; the
+      // start then waits on its health check like any other.
+      const timer = setTimeout(() => w.done(false), timeoutMs);
+      waiting.add(w);
+    });
+  };
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
@@ -102,6 +165,9 @@ export class WasmRuntime implements Runtime {
   private standby: HostProcess | undefined;
   private prewarming: Promise<void> | undefined;
   private discarding: Promise<void> = Promise.resolve();
+  /** Armed by prewarmFor() and not yet taken by start() or discardPrewarmed(). */
+  private armed: ArmedHost | undefined;
+  private arming: Promise<void> | undefined;
 
   constructor(private readonly options: RuntimeOptions & { workers?: number } = {}) {}
 
@@ -149,6 +215,21 @@ export class WasmRuntime implements Runtime {
 
   async start(spec: WorkloadSpec, port: number, user?: WorkloadUser): Promise<Workload> {
     checkPort(port);
+    await this.arming;
+    const armed = this.armed;
+    this.armed = undefined;
+    if (armed) {
+      // The wake passes the very spec the app slept with, checked when the host was armed. Like a
+      // process app booted ahead, the workload listens on the port chosen then, not `port`.
+      if (armed.spec === spec && armed.user === user && !armed.host.gone) {
+        armed.host.child.stdin!.end("go\n");
+        // Returned once it listens, so the caller's first connection is taken: no polling.
+        await armed.host.hears("serving", STANDBY_READY_MS);
+        return armed.workload;
+      }
+      // Armed for another spec (a deploy came while the app slept), or gone: started afresh.
+      await armed.workload.stop(STANDBY_GRACE_MS).catch(() => {});
+    }
     const checked = await this.check(spec);
     const maxMemPages = maxMemPagesFor(checked.memoryMb);
     let host = await this.takeStandby();
@@ -179,6 +260,7 @@ export class WasmRuntime implements Runtime {
     checked: CheckedSpec,
     port: number,
     user: WorkloadUser | undefined,
+    armed = false,
   ): ChildWorkload {
     const upstream = { host: "127.0.0.1", port };
     const config: HostStartConfig = {
@@ -201,9 +283,13 @@ export class WasmRuntime implements Runtime {
     if (this.options.workers !== undefined) config.workers = this.options.workers;
     // vcpus caps how many requests run at once, each on a worker thread of its own: at most that many CPUs.
     if (spec.limits?.vcpus) config.workers = Math.max(1, Math.floor(spec.limits.vcpus));
+    if (armed) config.armed = true;
     const workload = new ChildWorkload(host.child, upstream);
-    // Should the host die just now, the write fails quietly and `exited` reports the death.
-    host.child.stdin!.end(`${JSON.stringify(config)}\n`);
+    // Should the host die just now, the write fails quietly and `exited` reports the death. An
+    // armed host's stdin stays open for the go (or closes without one: the host then exits).
+    const line = `${JSON.stringify(config)}\n`;
+    if (armed) host.child.stdin!.write(line);
+    else host.child.stdin!.end(line);
     return workload;
   }
 
@@ -229,9 +315,49 @@ export class WasmRuntime implements Runtime {
     });
     // Loaded now so that start() does not load node:crypto on the prewarmed path.
     await import("../core/digest.js");
-    // Done once the host has booted, so that a caller which waits for prewarm() (the runner,
-    // before it reports an app idle) knows the next start() skips the whole boot.
-    await standby.ready;
+    // Done once the host has booted, so that a caller which waits for prewarm() knows the next
+    // start() skips the whole boot.
+    await standby.hears("ready", STANDBY_READY_MS);
+  }
+
+  /**
+   * Arms a host for a sleeping app: the standby (booted now if there is none that fits) gets the
+   * app's config and loads its module, so the wake's start() only has to say go. None of the
+   * module runs before that: it is compiled, not instantiated. Resolves once armed (or not: best
+   * effort, the wake then starts as any start does).
+   */
+  async prewarmFor(spec: WorkloadSpec, user?: WorkloadUser): Promise<void> {
+    if (this.armed || this.arming) return this.arming;
+    this.arming = this.arm(spec, user)
+      .catch(() => {})
+      .finally(() => {
+        this.arming = undefined;
+      });
+    await this.arming;
+  }
+
+  private async arm(spec: WorkloadSpec, user: WorkloadUser | undefined): Promise<void> {
+    const checked = await this.check(spec);
+    const maxMemPages = maxMemPagesFor(checked.memoryMb);
+    let host = await this.takeStandby();
+    if (!host || host.gone || host.maxMemPages !== maxMemPages) {
+      const stopping = host && stopStandby(host);
+      try {
+        host = await this.spawnHost(maxMemPages, true);
+      } finally {
+        await stopping;
+      }
+      if (!host) return;
+    }
+    // The config only once booted: its warm-ups run before the module is loaded.
+    await host.hears("ready", STANDBY_READY_MS);
+    const workload = this.handOver(host, spec, checked, await freeLoopbackPort(), user, true);
+    workload.version = (await import("../core/digest.js")).digestOf(checked.bytes);
+    if (!(await host.hears("armed", ARMING_MS))) {
+      await workload.stop(STANDBY_GRACE_MS).catch(() => {});
+      return;
+    }
+    this.armed = { host, spec, user, workload };
   }
 
   /**
@@ -262,7 +388,7 @@ export class WasmRuntime implements Runtime {
       maxMemPages,
       gone: false,
       exit: Promise.resolve(),
-      ready: Promise.resolve(),
+      hears: hearing(child.stdio[3] as Readable | null | undefined),
     };
     host.exit = new Promise<void>((resolveExit) => {
       child.once("exit", () => {
@@ -270,30 +396,26 @@ export class WasmRuntime implements Runtime {
         resolveExit();
       });
     });
-    const readyPipe = child.stdio[3];
-    if (readyPipe) {
-      // The host writes one line and closes fd 3 once booted; an exit closes it too.
-      host.ready = new Promise<void>((resolveReady) => {
-        // Bounded: a host that never says so (hung in its boot) must not hold up a start or a
-        // discard; the start then waits on its health check like any other.
-        setTimeout(resolveReady, STANDBY_READY_MS).unref();
-        readyPipe.once("data", () => resolveReady());
-        readyPipe.once("close", () => resolveReady());
-        readyPipe.once("error", () => resolveReady());
-      });
-      host.ready.then(() => readyPipe.destroy());
-    }
     // A dead host's pipe fails on write (EPIPE); its exit is what reports the death.
     child.stdin!.on("error", () => {});
     return host;
   }
 
-  /** Stops a standby no start() took, and resolves once it has exited. Idempotent. */
+  /** Stops a standby or an armed host no start() took, and resolves once it has exited. Idempotent. */
   async discardPrewarmed(): Promise<void> {
-    await this.prewarming;
+    await Promise.all([this.prewarming, this.arming]);
     const standby = this.standby;
+    const armed = this.armed;
     this.standby = undefined;
-    if (standby) this.discarding = stopStandby(standby);
+    this.armed = undefined;
+    if (standby || armed) {
+      const previous = this.discarding;
+      this.discarding = Promise.all([
+        previous,
+        standby && stopStandby(standby),
+        armed && stopStandby(armed.host),
+      ]).then(() => {});
+    }
     await this.discarding;
   }
 

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { copyFile, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -15,6 +15,7 @@ import {
   REPOSITORY,
 } from "../contract/oci.js";
 import { TabbifyError } from "../core/errors.js";
+import { pathExists } from "../core/exists.js";
 
 /**
  * A handler artifact pulled from the registry by digest into `<data>/handler-artifacts/<hex>/`:
@@ -71,15 +72,6 @@ export function handlerCommand(artifactDir: string): { artifact_dir: string; com
   };
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export async function pullHandlerArtifact(
   ref: HandlerArtifactRef,
   token: string,
@@ -87,7 +79,7 @@ export async function pullHandlerArtifact(
 ): Promise<string> {
   const root = join(dataDir, "handler-artifacts");
   const dir = join(root, ref.digest.slice("sha256:".length));
-  if (await exists(join(dir, "handler.mjs"))) return dir;
+  if (await pathExists(join(dir, "handler.mjs"))) return dir;
   const base = `${ref.registryUrl}/v2/${ref.repository}`;
   const get = async (path: string, accept?: string): Promise<Response> => {
     let res: Response;
@@ -175,7 +167,7 @@ export async function pullHandlerArtifact(
       await rename(staging, dir);
     } catch (err) {
       // Another pull of the same digest won: its directory is the same bytes.
-      if (!(await exists(join(dir, "handler.mjs")))) throw err;
+      if (!(await pathExists(join(dir, "handler.mjs")))) throw err;
     }
     return dir;
   } finally {

@@ -1,7 +1,7 @@
-import { access } from "node:fs/promises";
 import type { FastifyInstance } from "fastify";
 import { parseAppUuid } from "../core/address.js";
 import { TabbifyError } from "../core/errors.js";
+import { pathExists } from "../core/exists.js";
 import { parseSince } from "../core/since.js";
 import { rotatedPath } from "../runner/log-rotation.js";
 import { logStream } from "./log-stream.js";
@@ -63,15 +63,6 @@ export function logQueryString(q: Pick<LogQuery, "follow"> & Partial<LogQuery>):
   return params.toString();
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export function registerLogsRoute(app: FastifyInstance, logPath: (uuid: string) => string): void {
   app.get<{ Params: { uuid: string } }>(
     "/v1/apps/:uuid/logs",
@@ -80,7 +71,7 @@ export function registerLogsRoute(app: FastifyInstance, logPath: (uuid: string) 
       const uuid = parseAppUuid(req.params.uuid);
       const view = logQuery(req.query);
       const path = logPath(uuid);
-      if (!(await exists(path)) && !(await exists(rotatedPath(path)))) {
+      if (!(await pathExists(path)) && !(await pathExists(rotatedPath(path)))) {
         throw new TabbifyError("APP_NOT_FOUND", `no log for app ${uuid} on this supervisor`, { uuid });
       }
       const hangUp = new AbortController();

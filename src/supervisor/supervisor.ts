@@ -89,8 +89,8 @@ export interface AppRow {
   artifact_version: string | null;
   /** Workload restarts the runner did on its own after crashes. */
   restarts: number | null;
-  /** Set once a limit stopped a workload or a request: `oom` or `fuel`. */
-  last_limit_reason?: "oom" | "fuel";
+  /** Set once a limit stopped a workload or a request: `oom`, `cpu` (held at its vcpus cap past its health deadline) or `fuel`. */
+  last_limit_reason?: "oom" | "cpu" | "fuel";
   adoption_error?: string;
 }
 
