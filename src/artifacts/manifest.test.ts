@@ -45,6 +45,20 @@ describe("parseManifest", () => {
     assert.match(failure(`${base}[runtime]\nkernel = "vmlinux"\n`), /\[runtime\] kernel is not supported/);
   });
 
+  it("refuses a key nothing reads, by name and line: a misspelling, a table of its own, a key in [app]", () => {
+    const base = `[app]\nname = "x"\n[lifecycle]\nmode = "on_request"\n`;
+    assert.match(
+      failure(`${base}[runtime]\ntype = "process"\ncommand = ["x"]\nmemroy_mb = 64\n`),
+      /m\.toml:8:1: unknown key runtime\.memroy_mb: manifest\.toml has no such key/,
+    );
+    assert.match(failure(`${base}[extras]\nx = 1\n`), /m\.toml:5:1: unknown key extras:/);
+    assert.match(
+      failure(`[app]\nname = "x"\nowner = "me"\n[lifecycle]\nmode = "on_request"\n`),
+      /m\.toml:3:1: unknown key app\.owner:/,
+    );
+    assert.match(failure(`${base}idle_timeout = 5\n`), /unknown key lifecycle\.idle_timeout:/);
+  });
+
   it("checks data_mount: absolute, no .. parts, only with stateful = true", () => {
     const base = `[app]\nname = "x"\n[lifecycle]\nmode = "on_request"\n[runtime]\n`;
     assert.match(

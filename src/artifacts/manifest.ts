@@ -2,15 +2,16 @@ import { parse, stringify } from "smol-toml";
 import { TabbifyError } from "../core/errors.js";
 import { isTomlSyntaxError, parseTomlDocument } from "../core/toml-errors.js";
 import { locateTomlKey } from "../core/toml-locate.js";
+import { tomlKeyName, trackKeyReads } from "../core/toml-unknown-keys.js";
 import { isUuid } from "../core/uuid.js";
 import { isCleanAbsolutePath } from "../runtimes/child.js";
 
 /**
  * `manifest.toml`: what `tcli push` uploads beside an app's files and what a supervisor reads to
  * run it. Schema per SEED-FACTS §3, widened to this platform's runtimes (process, wasm, docker).
- * Unknown keys are accepted and ignored, as the seed's parser does (no deny-unknown-fields); a key
- * the schema knows is either honoured or refused with MANIFEST_INVALID (`kernel`, non-empty
- * `dynamic_prefixes`), never accepted and ignored.
+ * Every key is honoured or refused with MANIFEST_INVALID, never accepted and ignored: a key the
+ * parser never reads (a misspelling, or one the seed's schema has and this platform does not)
+ * is refused by name, and so are `kernel` and a non-empty `dynamic_prefixes`.
  */
 export interface AppManifest {
   app: {
@@ -99,8 +100,18 @@ export function parseManifest(source: string, file = "manifest.toml"): AppManife
     if (isTomlSyntaxError(err)) throw invalid(file, err, err.what);
     throw err;
   }
-  const v = new Validator(source, file, doc);
-  return v.manifest();
+  const reads = trackKeyReads(doc);
+  const manifest = new Validator(source, file, reads.doc).manifest();
+  const unread = reads.firstUnread();
+  if (unread) {
+    const at = locateTomlKey(source, unread);
+    throw invalid(
+      file,
+      at,
+      `unknown key ${tomlKeyName(unread)}: manifest.toml has no such key (check its spelling, or remove it)`,
+    );
+  }
+  return manifest;
 }
 
 function invalid(file: string, at: Location, what: string): TabbifyError {

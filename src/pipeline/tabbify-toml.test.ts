@@ -25,6 +25,20 @@ describe("parseTabbifyToml", () => {
     });
   });
 
+  it("refuses a key nothing reads, by name and line: a misspelling, an unknown table, one in [[deploy]]", () => {
+    assert.match(
+      errorOf('[app]\nname = "x"\n[runtime]\nidle_timout_sec = 30\n').message,
+      /tabbify\.toml:4:1: unknown key runtime\.idle_timout_sec: tabbify\.toml has no such key/,
+    );
+    assert.match(errorOf('[app]\nname = "x"\n[cache]\ndir = "a"\n').message, /:3:1: unknown key cache:/);
+    assert.match(
+      errorOf('[app]\nname = "x"\n[[deploy]]\nsupervisor = "a"\nruntme = "wasm"\n').message,
+      /:5:1: unknown key deploy\[0\]\.runtme:/,
+    );
+    // [env] and [deploy.env] take any variable name.
+    assert.equal(parseTabbifyToml('[app]\nname = "x"\n[env]\nANY_NAME = "1"\n').env.ANY_NAME, "1");
+  });
+
   it("reads every section", () => {
     const manifest = parseTabbifyToml(`
 [app]
@@ -46,7 +60,6 @@ memory_mb = 256
 vcpus = 2
 stateful = true
 data_mount = "/data"
-type = "legacy-ignored"
 
 [routes]
 dynamic_prefixes = []

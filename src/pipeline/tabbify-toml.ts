@@ -3,13 +3,14 @@ import { TabbifyError } from "../core/errors.js";
 import { checkGitRef } from "../core/git-ref.js";
 import { isTomlSyntaxError, parseTomlDocument } from "../core/toml-errors.js";
 import { locateTomlKey } from "../core/toml-locate.js";
+import { tomlKeyName, trackKeyReads } from "../core/toml-unknown-keys.js";
 import { isCleanAbsolutePath } from "../runtimes/child.js";
 import { type ReleaseDeclarations, readDeclarations } from "./release-declarations.js";
 
 /**
- * `tabbify.toml`, the manifest a repository carries for git-push deploys. Unknown keys are
- * ignored (older and newer manifests both keep working); known keys are type-checked, and every
- * error names the place: `tabbify.toml:<line>:<col>: <what>` (TABBIFY_TOML_INVALID).
+ * `tabbify.toml`, the manifest a repository carries for git-push deploys. Known keys are
+ * type-checked; a key the parser never reads (a misspelling) is refused, never accepted and
+ * ignored; every error names the place: `tabbify.toml:<line>:<col>: <what>` (TABBIFY_TOML_INVALID).
  */
 
 export const TABBIFY_TOML = "tabbify.toml";
@@ -72,13 +73,14 @@ export function parseTabbifyToml(source: string, path = TABBIFY_TOML): TabbifyMa
     if (isTomlSyntaxError(err)) throw invalid(path, err.line, err.column, err.what);
     throw err;
   }
+  const reads = trackKeyReads(doc);
+  doc = reads.doc;
 
   const fail = (keyPath: KeyPath, what: string): never => {
     const at = locateKey(source, keyPath);
     throw invalid(path, at.line, at.column, what);
   };
-  const name = (keyPath: KeyPath) =>
-    keyPath.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`)).join("");
+  const name = tomlKeyName;
 
   const table = (obj: Record<string, unknown>, key: string, keyPath: KeyPath): Record<string, unknown> => {
     const value = obj[key];
@@ -255,6 +257,16 @@ export function parseTabbifyToml(source: string, path = TABBIFY_TOML): TabbifyMa
       }
       manifest.deploy.push(out);
     });
+  }
+  const unread = reads.firstUnread();
+  if (unread) {
+    const at = locateTomlKey(source, unread);
+    throw invalid(
+      path,
+      at.line,
+      at.column,
+      `unknown key ${tomlKeyName(unread)}: tabbify.toml has no such key (check its spelling, or remove it)`,
+    );
   }
   return manifest;
 }
