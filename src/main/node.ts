@@ -10,6 +10,7 @@ import { createLogger } from "../core/log.js";
 import type { NodeRegistryOptions } from "../node/apps-node.js";
 import { parseSeedApps } from "../node/apps-seed.js";
 import type { DeviceLoginOptions } from "../node/device-login-routes.js";
+import { HostProbe } from "../node/host-probe.js";
 import { parseSignaturePolicy } from "../node/image-signatures.js";
 import { type DataPlane, dataPlanes, type NodeDeployOptions, startNode } from "../node/index.js";
 import { tenantRegistryAccess } from "../node/registry-access.js";
@@ -193,6 +194,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     nodeKey,
     ...(env.TABBIFY_REGISTRY_EVENTS_TOKEN ? { registryEventsToken: env.TABBIFY_REGISTRY_EVENTS_TOKEN } : {}),
     peerTimeoutMs: timeoutSecs * 1000,
+    ...(wireguard ? { hostProbe: new HostProbe() } : {}),
     logger,
     deploy,
     registry: await registryOptions(opts.values, opts.lists),
