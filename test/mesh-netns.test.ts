@@ -378,7 +378,9 @@ test("three hosts over wireguard-go: node and registry on A, a git deploy built 
   );
   const moveStart = Date.now();
   assert.equal((await supCall(B, ulaB, "POST", `/v1/apps/${moving}/stop`)).status, 200);
+  const stoppedAt = Date.now();
   assert.equal((await supCall(C, ulaC, "POST", `/v1/apps/${moving}/start`, spec("m-on-c"))).status, 200);
+  const startedAt = Date.now();
   await eventually("the moved app answering from C", 90_000, async () =>
     loop.samples(moveStart).some((s) => s.body.includes('"version":"m-on-c"')) ? true : undefined,
   ).catch(async (e) => {
@@ -390,7 +392,7 @@ test("three hosts over wireguard-go: node and registry on A, a git deploy built 
   const firstOnC = moved.find((s) => s.body.includes("m-on-c"))?.at ?? Date.now();
   const failed = moved.filter((s) => s.status !== 200).length;
   t.diagnostic(
-    `move B→C: answered from C ${firstOnC - moveStart} ms after the stop; ${failed} of ${moved.length} requests failed in between`,
+    `move B→C: the stop took ${stoppedAt - moveStart} ms, C's start ${startedAt - stoppedAt} ms; answered from C ${firstOnC - moveStart} ms after the stop began, ${firstOnC - startedAt} ms after C's start returned; ${failed} of ${moved.length} requests failed in between`,
   );
   await loop.stop();
   const settled = await through(moving);
