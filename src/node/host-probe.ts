@@ -1,7 +1,7 @@
 import net from "node:net";
 
 export interface HostProbeOptions {
-  /** A host that has not answered a TCP handshake within this is lost. Default 700 ms. */
+  /** A host that has not answered a TCP handshake within this is lost. Default 600 ms. */
   timeoutMs?: number;
   /** A host that answered this recently is not asked again. Default 250 ms. */
   freshMs?: number;
@@ -29,7 +29,7 @@ export class HostProbe implements HostLiveness {
   private readonly answeredAt = new Map<string, number>();
 
   constructor(opts: HostProbeOptions = {}) {
-    this.timeoutMs = opts.timeoutMs ?? 700;
+    this.timeoutMs = opts.timeoutMs ?? 600;
     this.freshMs = opts.freshMs ?? 250;
   }
 

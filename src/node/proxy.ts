@@ -43,7 +43,7 @@ export interface AppProxyOptions {
 }
 
 /** A connection to an app that was lost with its host: a host that is back answers in one RTT. */
-export const LOST_CONNECT_TIMEOUT_MS = 700;
+export const LOST_CONNECT_TIMEOUT_MS = 600;
 
 /** What a uuid segment of the URL resolves to; pure functions of it, so cached. */
 interface AppAddress {
