@@ -1,7 +1,7 @@
 import net from "node:net";
 
 export interface HostProbeOptions {
-  /** A host that has not answered a TCP handshake within this is lost. Default 600 ms. */
+  /** A host that has not answered two TCP handshakes in a row, each within this, is lost. Default 600 ms. */
   timeoutMs?: number;
   /** A host that answered this recently is not asked again. Default 250 ms. */
   freshMs?: number;
@@ -39,13 +39,17 @@ export class HostProbe implements HostLiveness {
     if (at !== undefined && Date.now() - at <= this.freshMs) return Promise.resolve(true);
     let probe = this.inFlight.get(address);
     if (!probe) {
-      probe = this.handshake(address).then((answered) => {
-        this.inFlight.delete(address);
-        if (this.answeredAt.size >= 4096) this.answeredAt.clear();
-        if (answered) this.answeredAt.set(address, Date.now());
-        else this.answeredAt.delete(address);
-        return answered;
-      });
+      // A lost handshake (a dropped packet, a stalled tunnel process on a busy host) must not
+      // condemn a live host and every request to it: silence counts only twice in a row.
+      probe = this.handshake(address)
+        .then((answered) => answered || this.handshake(address))
+        .then((answered) => {
+          this.inFlight.delete(address);
+          if (this.answeredAt.size >= 4096) this.answeredAt.clear();
+          if (answered) this.answeredAt.set(address, Date.now());
+          else this.answeredAt.delete(address);
+          return answered;
+        });
       this.inFlight.set(address, probe);
     }
     return probe;

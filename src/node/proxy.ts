@@ -33,7 +33,7 @@ export interface AppProxyOptions {
    * false or undefined (not known, or on this host) keeps waiting, however slow the app is.
    */
   hostLost?: (uuid: string) => Promise<boolean | undefined>;
-  /** Default 400 ms. */
+  /** Default 200 ms. */
   firstByteProbeMs?: number;
   /**
    * Whether the app's runner is known lost (its host went silent): a new connection to it gets
@@ -114,7 +114,7 @@ export class AppProxy {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 1500;
     this.appPort = opts.appPort ?? APP_PORT;
     this.hostLost = opts.hostLost;
-    this.firstByteProbeMs = opts.firstByteProbeMs ?? 400;
+    this.firstByteProbeMs = opts.firstByteProbeMs ?? 200;
     this.isLost = opts.isLost ?? (() => false);
     // LIFO keeps the hottest sockets warm; free sockets idle-time out before a typical app's
     // 5 s keep-alive timeout would close them under us.
