@@ -111,7 +111,10 @@ async function main(): Promise<void> {
               const block = buffer.slice(0, cut);
               buffer = buffer.slice(cut + 2);
               cut = buffer.indexOf("\n\n");
-              const event = JSON.parse(block.slice(block.indexOf("data: ") + 6)) as {
+              // Keep-alive comments (": keepalive") carry no data.
+              const dataAt = block.indexOf("data: ");
+              if (dataAt < 0) continue;
+              const event = JSON.parse(block.slice(dataAt + 6)) as {
                 peer?: { peer_id: string; hosted_app_ulas: string[] };
                 peers_version?: number;
               };
@@ -122,8 +125,8 @@ async function main(): Promise<void> {
               if (at !== undefined) heard.push(performance.now() - at);
             }
           }
-        } catch {
-          // Aborted at the end.
+        } catch (err) {
+          if (!ac.signal.aborted) console.error(`follower ${f} stopped: ${(err as Error).message}`);
         }
       })();
     }

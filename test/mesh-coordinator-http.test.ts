@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { after, test } from "node:test";
+import { silentLogger } from "../src/core/log.js";
+import { sleep } from "../src/core/sleep.js";
+import { MeshJoiner } from "../src/mesh/joiner.js";
+import type { WireGuardInterface } from "../src/mesh/wireguard.js";
 import { startNode } from "../src/node/index.js";
 import { mintToken } from "./support/mesh.js";
 import { tempDir } from "./support/tools.js";
@@ -115,4 +119,56 @@ test("a joiner with a minted token registers, streams, heartbeats, and keeps its
     display_name: "host-b",
   });
   assert.deepEqual([again.json.peer_id, again.json.ula], [reg.json.peer_id, reg.json.ula]);
+});
+
+test("a joiner announces an app address as soon as it comes or goes, not at its next heartbeat", async () => {
+  const dir = await tempDir("mesh-announce");
+  cleanups.push(dir.remove);
+  const token = await mintToken(dir.path, ["--network", "acme", "--tags", "supervisor"]);
+  const node = await startNode({ port: 0, dataDir: dir.path, nodeKey, httpLogLevel: "silent" });
+  cleanups.push(() => node.close());
+  // The interface is not under test here (the netns e2e drives wireguard-go): a stand-in.
+  const wg = {
+    up: async () => {},
+    setPeers: async () => {},
+    latestHandshakes: async () => new Map<string, number>(),
+    isUp: async () => true,
+    down: async () => {},
+  } as unknown as WireGuardInterface;
+  let hosted: string[] = [];
+  const joiner = new MeshJoiner({
+    coordinatorUrl: node.url,
+    token,
+    dataDir: dir.path,
+    displayName: "host-c",
+    tags: ["supervisor"],
+    listenPort: 51820,
+    wg,
+    hostedAppUlas: () => hosted,
+    logger: silentLogger,
+    // Far beyond the test: only the announcement can carry the change.
+    heartbeatMs: 600_000,
+  });
+  await joiner.start();
+  cleanups.push(() => joiner.stop());
+  const appUla = "fd5a:1f02:44a5:240b:121a::1";
+  const hostOf = async (want: boolean) => {
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      if ((node.mesh?.hostOf(appUla) !== undefined) === want) return true;
+      await sleep(20);
+    }
+    return false;
+  };
+  assert.equal(node.mesh?.hostOf(appUla), undefined);
+  hosted = [appUla];
+  const announced = Date.now();
+  joiner.hostedChanged();
+  // A second change while the first announcement is in flight is sent right after it.
+  joiner.hostedChanged();
+  assert.ok(await hostOf(true), "the coordinator learned the new address");
+  assert.ok(Date.now() - announced < 10_000);
+  hosted = [];
+  joiner.hostedChanged();
+  assert.ok(await hostOf(false), "the coordinator learned the address is gone");
 });

@@ -28,6 +28,8 @@ const A = 0;
 const B = 1;
 const C = 2;
 const nodeKey = "netns-node-key";
+/** Issue 17: a lost host's apps answer 502 with no hang past 2 s. */
+const LOST_HOST_BOUND_SECS = 2;
 const versionApp = join(repoRoot, "test", "fixtures", "version-app");
 /** Stopped before the namespaces go (a dockerd removes its containers first). */
 const stops: (() => Promise<void>)[] = [];
@@ -143,8 +145,11 @@ test("three hosts over wireguard-go: node and registry on A, a git deploy built 
       "wireguard",
       "--mesh-interface",
       `wa${tag}`,
+      // Short enough that a test of the sweep fits, long enough that a supervisor restarting on
+      // a loaded machine (after kill -9) rejoins before it is swept: a lost host is found by
+      // the node's probe, not by this timeout.
       "--peer-timeout-secs",
-      "6",
+      "20",
       "--registry",
       "registry.mesh:5000",
       "--auth-data",
@@ -376,7 +381,9 @@ test("three hosts over wireguard-go: node and registry on A, a git deploy built 
   );
   const moveStart = Date.now();
   assert.equal((await supCall(B, ulaB, "POST", `/v1/apps/${moving}/stop`)).status, 200);
+  const stoppedAt = Date.now();
   assert.equal((await supCall(C, ulaC, "POST", `/v1/apps/${moving}/start`, spec("m-on-c"))).status, 200);
+  const startedAt = Date.now();
   await eventually("the moved app answering from C", 90_000, async () =>
     loop.samples(moveStart).some((s) => s.body.includes('"version":"m-on-c"')) ? true : undefined,
   ).catch(async (e) => {
@@ -388,7 +395,7 @@ test("three hosts over wireguard-go: node and registry on A, a git deploy built 
   const firstOnC = moved.find((s) => s.body.includes("m-on-c"))?.at ?? Date.now();
   const failed = moved.filter((s) => s.status !== 200).length;
   t.diagnostic(
-    `move B→C: answered from C ${firstOnC - moveStart} ms after the stop; ${failed} of ${moved.length} requests failed in between`,
+    `move B→C: the stop took ${stoppedAt - moveStart} ms, C's start ${startedAt - stoppedAt} ms; answered from C ${firstOnC - moveStart} ms after the stop began, ${firstOnC - startedAt} ms after C's start returned; ${failed} of ${moved.length} requests failed in between`,
   );
   await loop.stop();
   const settled = await through(moving);
@@ -412,44 +419,70 @@ test("three hosts over wireguard-go: node and registry on A, a git deploy built 
   }
   const ulaB2 = await startSupervisor(B, dataB);
   assert.equal(ulaB2, ulaB, "B keeps its mesh address across a restart");
-  assert.equal((await through(appB)).status, 200);
+  const afterRestart = await through(appB);
+  if (afterRestart.status !== 200) {
+    await dump();
+    console.log(`DEBUG node output:\n${node.output().slice(-6000)}`);
+  }
+  assert.equal(afterRestart.status, 200, `app on B after its supervisor's restart: ${afterRestart.body}`);
 
-  // 5. Cut B's link: its app answers 502 (a request on a kept-alive connection within the
-  // heartbeat timeout, 6 s here; a new connection within 2 s), and once B shows down, every
-  // request answers 502 in under 2 s. Restore it: the app is back with no action.
+  // 5. A slow app on a host that answers is waited for, however long it takes.
+  const slow = await curl(A, `${nodeUrl}/app/${appB}/slow?ms=3500`);
+  if (slow.status !== 200) {
+    await dump();
+    console.log(`DEBUG node output:\n${node.output().slice(-6000)}`);
+  }
+  assert.equal(slow.status, 200, `a slow app on a live host is not cut off: ${slow.body}`);
+  assert.ok(slow.secs >= 3.4, `the slow answer took ${slow.secs} s`);
+
+  // Cut B's link: the first request (on a kept-alive connection to B's app) and every one after
+  // it answer 502 within 2 s, and B is listed down with its app at once, not at the heartbeat
+  // timeout. Restore it: the app is back with no action.
+  assert.equal((await through(appB)).status, 200, "a kept-alive connection to B's app");
   await lab.cut(B);
   const cut = await through(appB);
   assert.equal(cut.status, 502, cut.body);
-  assert.ok(cut.secs < 9, `a lost host's app must answer 502 by the heartbeat timeout, took ${cut.secs} s`);
-  t.diagnostic(`first request after the cut: 502 in ${cut.secs} s`);
+  assert.ok(
+    cut.secs < LOST_HOST_BOUND_SECS,
+    `a lost host's app must answer 502 within 2 s, took ${cut.secs} s`,
+  );
   const topology = () =>
     curl(A, `${nodeUrl}/v1/topology`, ["-H", `authorization: Bearer ${nodeKey}`]).then(
-      (r) => JSON.parse(r.body) as { down: { display_name: string; runners: { app_uuid: string }[] }[] },
+      (r) =>
+        JSON.parse(r.body) as {
+          supervisors: { display_name: string }[];
+          down: { display_name: string; runners: { app_uuid: string }[] }[];
+        },
     );
-  // B's supervisor and its runner each go silent on their own heartbeat phase: B may show down
-  // one sweep before its runner does, so wait for both.
-  let lastDown: unknown;
-  const down = await eventually("B listed down with its app", 60_000, async () => {
-    const topo = await topology();
-    const b = topo.down.find((s) => s.display_name === "host-b");
-    lastDown = b;
-    return b?.runners.some((r) => r.app_uuid === appB) ? b : undefined;
-  }).catch((err: Error) => {
-    throw new Error(`${err.message}; last seen: ${JSON.stringify(lastDown)}`);
-  });
-  assert.equal(down.display_name, "host-b");
-  const downAgain = await through(appB);
-  assert.equal(downAgain.status, 502, downAgain.body);
-  assert.ok(downAgain.secs < 2, `took ${downAgain.secs} s`);
+  const topo = await topology();
+  const down = topo.down.find((s) => s.display_name === "host-b");
+  assert.ok(
+    down?.runners.some((r) => r.app_uuid === appB),
+    `B listed down with its app right after the 502: ${JSON.stringify(topo)}`,
+  );
+  assert.ok(!topo.supervisors.some((s) => s.display_name === "host-b"), "B is not listed up");
+  const after502: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const r = await through(appB);
+    assert.equal(r.status, 502, r.body);
+    assert.ok(r.secs < LOST_HOST_BOUND_SECS, `took ${r.secs} s`);
+    after502.push(r.secs);
+  }
+  t.diagnostic(`B's link cut: first request 502 in ${cut.secs} s; the next five in ${after502.join(", ")} s`);
   assert.equal((await through(appC)).status, 200, "C is unaffected");
 
+  const restoredAt = Date.now();
   await lab.restore(B);
   await eventually("the app on B back after the link returns", 90_000, async () => {
     const r = await through(appB);
     return r.status === 200 ? r : undefined;
   });
+  const appBack = Date.now() - restoredAt;
   await eventually("B no longer down", 60_000, async () =>
     (await topology()).down.some((s) => s.display_name === "host-b") ? undefined : true,
+  );
+  t.diagnostic(
+    `B's link restored: its app answered again after ${appBack} ms, B listed up after ${Date.now() - restoredAt} ms`,
   );
 
   // 6. The mesh view: every host, edges reported by the joiners, and a forged network refused.

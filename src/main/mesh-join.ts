@@ -8,6 +8,7 @@ import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { MeshJoiner } from "../mesh/joiner.js";
 import { WireGuardInterface } from "../mesh/wireguard.js";
+import type { AddressManager } from "../supervisor/host.js";
 import type { OptionSpec } from "./flags.js";
 
 const exec = promisify(execFile);
@@ -45,6 +46,20 @@ async function appUlasOnLo(): Promise<string[]> {
     .flatMap((i) => i.addr_info ?? [])
     .map((a) => a.local ?? "")
     .filter((a) => a.startsWith("fd5a:1f02:"));
+}
+
+/** `addresses`, calling `changed` after every address it adds or removes. */
+export function announcing(addresses: AddressManager, changed: () => void): AddressManager {
+  return {
+    add: async (ula) => {
+      await addresses.add(ula);
+      changed();
+    },
+    remove: async (ula) => {
+      await addresses.remove(ula);
+      changed();
+    },
+  };
 }
 
 export async function joinMesh(opts: {

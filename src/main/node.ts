@@ -10,6 +10,7 @@ import { createLogger } from "../core/log.js";
 import type { NodeRegistryOptions } from "../node/apps-node.js";
 import { parseSeedApps } from "../node/apps-seed.js";
 import type { DeviceLoginOptions } from "../node/device-login-routes.js";
+import { HostProbe } from "../node/host-probe.js";
 import { parseSignaturePolicy } from "../node/image-signatures.js";
 import { type DataPlane, dataPlanes, type NodeDeployOptions, startNode } from "../node/index.js";
 import { tenantRegistryAccess } from "../node/registry-access.js";
@@ -52,7 +53,7 @@ export const nodeOptions: OptionSpec[] = [
     flag: "peer-timeout-secs",
     env: "TABBIFY_PEER_TIMEOUT_SECS",
     default: "60",
-    help: "drop roster peers silent for this long",
+    help: "drop roster and mesh peers silent for this long (env also TABBIFY_MESH_HEARTBEAT_TIMEOUT_SECS)",
   },
   {
     flag: "github-api-url",
@@ -157,7 +158,13 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     throw new TabbifyError("USAGE", `--mesh wants local, ula or wireguard, got "${mesh}"`);
   }
   const dataPlane = parseDataPlane(opts.values["data-plane"]);
-  const timeoutSecs = Number(opts.values["peer-timeout-secs"]);
+  // The seed's coordinator names the timeout TABBIFY_MESH_HEARTBEAT_TIMEOUT_SECS: taken when
+  // neither the flag nor TABBIFY_PEER_TIMEOUT_SECS is given.
+  const timeoutSecs = Number(
+    passedAsFlag(argv, "peer-timeout-secs") || env.TABBIFY_PEER_TIMEOUT_SECS
+      ? opts.values["peer-timeout-secs"]
+      : (env.TABBIFY_MESH_HEARTBEAT_TIMEOUT_SECS ?? opts.values["peer-timeout-secs"]),
+  );
   if (!Number.isFinite(timeoutSecs) || timeoutSecs <= 0) {
     throw new TabbifyError(
       "USAGE",
@@ -193,6 +200,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     nodeKey,
     ...(env.TABBIFY_REGISTRY_EVENTS_TOKEN ? { registryEventsToken: env.TABBIFY_REGISTRY_EVENTS_TOKEN } : {}),
     peerTimeoutMs: timeoutSecs * 1000,
+    ...(wireguard ? { hostProbe: new HostProbe() } : {}),
     logger,
     deploy,
     registry: await registryOptions(opts.values, opts.lists),

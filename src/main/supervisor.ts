@@ -12,6 +12,7 @@ import { type MeshMode, parseAppUuid } from "../core/address.js";
 import { isErrno, TabbifyError } from "../core/errors.js";
 import { createLogger, type Logger } from "../core/log.js";
 import type { RosterClient } from "../mesh/client.js";
+import type { MeshJoiner } from "../mesh/joiner.js";
 import type { PeerRecord } from "../mesh/roster.js";
 import type { RuntimeKind } from "../runtimes/runtime.js";
 import { buildApi } from "../supervisor/api.js";
@@ -40,7 +41,7 @@ import {
 } from "./flags.js";
 import { kernelHopFor, kernelHopOption } from "./kernel-hop-option.js";
 import { applyLogOptions, logArgs, logOptions } from "./log-options.js";
-import { joinMesh, meshJoinOptions } from "./mesh-join.js";
+import { announcing, joinMesh, meshJoinOptions } from "./mesh-join.js";
 import { supervisorApiKey } from "./supervisor-key.js";
 
 const DEFAULT_APP_USER = "tabbify-app";
@@ -242,6 +243,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   );
   // The roster takes the node key, or in the mesh the host's supervisor-tagged join token.
   const kernelHop = await kernelHopFor(opts.values["kernel-hop"], dataDir, logger);
+  // Told whenever an app address comes or goes on this host (assigned once the mesh is joined).
+  let meshJoiner: MeshJoiner | undefined;
   const rosterKey =
     env.TABBIFY_NODE_KEY || (wireguard ? env.TABBIFY_MESH_JOIN_TOKEN : undefined) || undefined;
   const supervisor = new Supervisor({
@@ -250,7 +253,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     mesh,
     runtimeFor,
     availableKinds,
-    addresses: mesh === "ula" ? new InterfaceAddresses("lo") : noAddresses,
+    addresses:
+      mesh === "ula"
+        ? announcing(new InterfaceAddresses("lo"), () => meshJoiner?.hostedChanged())
+        : noAddresses,
     logger,
     ...(opts.values.node ? { nodeUrl: opts.values.node } : {}),
     ...(rosterKey ? { nodeKey: rosterKey } : {}),
@@ -277,7 +283,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     ...(kernelHop ? { kernelHop } : {}),
   });
   await supervisor.init();
-  const meshJoiner = wireguard
+  meshJoiner = wireguard
     ? await joinMesh({
         values: opts.values,
         env,

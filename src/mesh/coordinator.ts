@@ -250,6 +250,28 @@ export class RosterCoordinator {
     return this.live(peerKey("runner", uuid))?.info;
   }
 
+  /** The live supervisor whose live runner serves an app, if any. */
+  supervisorOf(uuid: string): PeerInfo | undefined {
+    const parent = this.runnerFor(uuid)?.parent;
+    return parent === undefined ? undefined : this.live(peerKey("supervisor", parent))?.info;
+  }
+
+  /**
+   * A supervisor whose host stopped answering (found out before its heartbeat timeout): it and
+   * its runners leave the roster now and are listed down, as if they had gone silent. They come
+   * back with their next heartbeat (answered 404, so they register again). False when the
+   * supervisor was not live.
+   */
+  markLost(supervisorName: string): boolean {
+    const key = peerKey("supervisor", supervisorName);
+    const entry = this.live(key);
+    if (!entry) return false;
+    this.expire(key, entry, this.now());
+    for (const [k, e] of [...this.entries])
+      if (e.info.kind === "runner" && e.info.parent === supervisorName) this.expire(k, e, this.now());
+    return true;
+  }
+
   topology(): Topology {
     const peers = this.peers();
     const supervisorNames = new Set(peers.filter((p) => p.kind === "supervisor").map((p) => p.name));
@@ -287,7 +309,7 @@ export class RosterCoordinator {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
     if (this.now() - entry.lastSeenMs > this.heartbeatTimeoutMs) {
-      this.expire(key, entry);
+      this.expire(key, entry, entry.lastSeenMs + this.heartbeatTimeoutMs);
       return undefined;
     }
     return entry;
@@ -296,18 +318,19 @@ export class RosterCoordinator {
   private sweep(): void {
     const now = this.now();
     const cutoff = now - this.heartbeatTimeoutMs;
-    for (const [key, entry] of this.entries) if (entry.lastSeenMs < cutoff) this.expire(key, entry);
+    for (const [key, entry] of this.entries)
+      if (entry.lastSeenMs < cutoff) this.expire(key, entry, entry.lastSeenMs + this.heartbeatTimeoutMs);
     for (const [key, l] of this.lost) if (now - l.sinceMs > LOST_RETENTION_MS) this.lost.delete(key);
   }
 
   /** A silent peer leaves the roster and is remembered as down. */
-  private expire(key: string, entry: Entry): void {
+  private expire(key: string, entry: Entry, sinceMs: number): void {
     this.entries.delete(key);
     if (this.lost.size >= MAX_LOST) {
       const oldest = this.lost.keys().next().value;
       if (oldest !== undefined) this.lost.delete(oldest);
     }
-    this.lost.set(key, { info: entry.info, sinceMs: entry.lastSeenMs + this.heartbeatTimeoutMs });
+    this.lost.set(key, { info: entry.info, sinceMs });
     for (const listener of this.lostListeners) listener(entry.info);
   }
 }

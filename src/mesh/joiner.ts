@@ -98,6 +98,8 @@ export class MeshJoiner {
   private timer: NodeJS.Timeout | undefined;
   private stream: AbortController | undefined;
   private stopped = false;
+  private beating: Promise<void> | undefined;
+  private beatAgain = false;
   private applying: Promise<void> = Promise.resolve();
   private readonly url: string;
   private intervalMs = 20_000;
@@ -143,6 +145,7 @@ export class MeshJoiner {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.stream?.abort();
+    await this.beating;
     if (this.peerId) await this.post("/v1/mesh/deregister", { peer_id: this.peerId }).catch(() => {});
     await this.applying;
     await this.opts.wg.down();
@@ -166,14 +169,38 @@ export class MeshJoiner {
     return reply;
   }
 
+  /**
+   * This host started or stopped serving an app address: tell the coordinator now rather than at
+   * the next heartbeat, so every peer routes a moved app to its new host at once.
+   */
+  hostedChanged(): void {
+    if (this.stopped || this.peerId === undefined) return;
+    if (this.beating) {
+      this.beatAgain = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.runBeat();
+  }
+
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.beat()
-        .catch((err: Error) => this.opts.logger.warn("mesh heartbeat failed", { error: err.message }))
-        .finally(() => this.schedule());
-    }, this.opts.heartbeatMs ?? this.intervalMs);
+    this.timer = setTimeout(() => this.runBeat(), this.opts.heartbeatMs ?? this.intervalMs);
     this.timer.unref();
+  }
+
+  /** One beat at a time; a change announced during one beats again right after it. */
+  private runBeat(): void {
+    this.beatAgain = false;
+    this.beating = this.beat()
+      .catch((err: Error) => this.opts.logger.warn("mesh heartbeat failed", { error: err.message }))
+      .finally(() => {
+        this.beating = undefined;
+        if (this.stopped) return;
+        if (this.beatAgain) this.runBeat();
+        else this.schedule();
+      });
   }
 
   private async beat(): Promise<void> {

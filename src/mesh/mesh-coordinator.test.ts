@@ -189,6 +189,29 @@ describe("MeshCoordinator", () => {
     await s.close();
   });
 
+  it("resends the peer list on a heartbeat only to a joiner the stream has not kept up to date", async () => {
+    const { store: s } = await store();
+    const t = clock();
+    const c = new MeshCoordinator({ book: new MeshAddressBook(s), now: t.now });
+    const key = wgKey();
+    const r = await c.register({ wg_public_key: key, wg_listen_port: 1, display_name: "a" }, admin);
+    const beat = (peers_version?: number) =>
+      c.heartbeat(
+        { peer_id: r.peer_id, wg_public_key: key, ...(peers_version !== undefined ? { peers_version } : {}) },
+        admin,
+      );
+    assert.ok(beat().peers, "no version: the whole list");
+    assert.equal(beat(r.peers_version).peers, undefined, "current: nothing");
+    await c.register({ wg_public_key: wgKey(), wg_listen_port: 1, display_name: "b" }, admin);
+    t.advance(2_000);
+    assert.equal(beat(r.peers_version).peers, undefined, "superseded 2 s ago: the stream is bringing it");
+    t.advance(9_000);
+    assert.equal(beat(r.peers_version).peers?.length, 2, "superseded 11 s ago: the stream was lost");
+    assert.ok(beat(c.peersVersion + 5).peers, "a version from before a restart: the whole list");
+    c.close();
+    await s.close();
+  });
+
   it("drops a silent peer after the timeout, withdrawing its app routes from followers", async () => {
     const { store: s } = await store();
     const t = clock();

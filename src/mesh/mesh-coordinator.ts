@@ -33,6 +33,9 @@ interface Live {
 }
 
 const MAX_APP_ULAS = 4096;
+/** How long a stream may take to deliver an event before a heartbeat resends the whole list. */
+const STREAM_GRACE_MS = 10_000;
+const RECENT_VERSIONS = 4096;
 const MAX_PATHS = 4096;
 
 /**
@@ -49,6 +52,8 @@ export class MeshCoordinator {
   private readonly live = new Map<string, Live>();
   private readonly followers = new Set<(event: MeshEvent) => void>();
   private version = 0;
+  /** When each of the last {@link RECENT_VERSIONS} versions was superseded. */
+  private readonly supersededAt = new Map<number, number>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(opts: MeshCoordinatorOptions) {
@@ -139,7 +144,7 @@ export class MeshCoordinator {
       peer_id: entry.info.peer_id,
       ula: entry.info.ula,
       // Resending every peer on every beat costs O(peers) per beat, O(peers²) per interval.
-      ...(req.peers_version === this.version ? {} : { peers: this.peersVisibleTo(caller) }),
+      ...(this.streamCarries(req.peers_version) ? {} : { peers: this.peersVisibleTo(caller) }),
       peers_version: this.version,
       heartbeat_interval_secs: this.heartbeatIntervalSecs,
     };
@@ -243,7 +248,22 @@ export class MeshCoordinator {
     for (const id of [...this.live.keys()]) this.liveEntry(id);
   }
 
+  /**
+   * Whether a joiner that has seen `version` is up to date, or will be from the peers stream: a
+   * version superseded moments ago is what a follower has while the next event is on its way (a
+   * busy coordinator bumps it several times a second). One superseded longer ago than a stream
+   * takes means the joiner lost the stream, and gets the whole list.
+   */
+  private streamCarries(version: number | undefined): boolean {
+    if (version === undefined || version > this.version) return false;
+    if (version === this.version) return true;
+    const at = this.supersededAt.get(version);
+    return at !== undefined && this.now() - at <= STREAM_GRACE_MS;
+  }
+
   private emit(event: MeshEvent): void {
+    this.supersededAt.set(this.version, this.now());
+    this.supersededAt.delete(this.version - RECENT_VERSIONS);
     this.version++;
     for (const f of this.followers) f(event);
   }

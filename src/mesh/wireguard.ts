@@ -1,4 +1,5 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
@@ -73,14 +74,18 @@ export class WireGuardInterface {
         this.engine = "wireguard-go";
       }
     }
-    await run("wg", [
-      "set",
-      this.name,
-      "private-key",
-      opts.privateKeyFile,
-      "listen-port",
-      String(opts.listenPort),
-    ]);
+    // Setting the listen port rebinds wireguard-go's socket: an adopted interface that already
+    // has our key and port is left alone, so a restart does not drop packets in flight.
+    if (!(this.engine === "adopted" && (await this.configuredAs(opts.privateKeyFile, opts.listenPort)))) {
+      await run("wg", [
+        "set",
+        this.name,
+        "private-key",
+        opts.privateKeyFile,
+        "listen-port",
+        String(opts.listenPort),
+      ]);
+    }
     await run("ip", ["-6", "addr", "replace", `${opts.ula}/128`, "dev", this.name, "nodad"]);
     await run("ip", ["link", "set", this.name, "up"]);
     // Two joiners on one host (the node and the registry) share the main routing table, where
@@ -175,6 +180,15 @@ export class WireGuardInterface {
    */
   private route(ula: string, table: string): string[] {
     return [`${ula}/128`, "dev", this.name, "table", table, "metric", String(this.table)];
+  }
+
+  private async configuredAs(privateKeyFile: string, listenPort: number): Promise<boolean> {
+    const [key, port, want] = await Promise.all([
+      run("wg", ["show", this.name, "private-key"]).catch(() => ""),
+      run("wg", ["show", this.name, "listen-port"]).catch(() => ""),
+      readFile(privateKeyFile, "utf8").catch(() => "-"),
+    ]);
+    return key.trim() === want.trim() && port.trim() === String(listenPort);
   }
 
   /** Removes every rule pointing at this interface's table (a previous process may have left one). */

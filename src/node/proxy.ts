@@ -26,7 +26,24 @@ export interface AppProxyOptions {
   connectTimeoutMs?: number;
   /** Port apps listen on; only tests and benches pick another. */
   appPort?: number;
+  /**
+   * Asked when an app has not begun to answer after {@link firstByteProbeMs} (and again every
+   * {@link firstByteProbeMs} while it stays silent): whether the host that runs it is lost. True
+   * ends the request with a 502 (the host's other connections are ended by whoever marks it lost);
+   * false or undefined (not known, or on this host) keeps waiting, however slow the app is.
+   */
+  hostLost?: (uuid: string) => Promise<boolean | undefined>;
+  /** Default 200 ms. */
+  firstByteProbeMs?: number;
+  /**
+   * Whether the app's runner is known lost (its host went silent): a new connection to it gets
+   * only {@link LOST_CONNECT_TIMEOUT_MS}, enough for a host that came back.
+   */
+  isLost?: (uuid: string) => boolean;
 }
+
+/** A connection to an app that was lost with its host: a host that is back answers in one RTT. */
+export const LOST_CONNECT_TIMEOUT_MS = 600;
 
 /** What a uuid segment of the URL resolves to; pure functions of it, so cached. */
 interface AppAddress {
@@ -74,6 +91,9 @@ export class AppProxy {
   private readonly logger: Logger;
   private readonly connectTimeoutMs: number;
   private readonly appPort: number;
+  private readonly hostLost: ((uuid: string) => Promise<boolean | undefined>) | undefined;
+  private readonly firstByteProbeMs: number;
+  private readonly isLost: (uuid: string) => boolean;
   private readonly agent: http.Agent;
   /**
    * The uuid segment as it appears in URLs → its address. Parsing and derivation (a hash) run
@@ -93,6 +113,9 @@ export class AppProxy {
     // or across a healthy tunnel connects in well under a millisecond to a few RTTs.
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 1500;
     this.appPort = opts.appPort ?? APP_PORT;
+    this.hostLost = opts.hostLost;
+    this.firstByteProbeMs = opts.firstByteProbeMs ?? 200;
+    this.isLost = opts.isLost ?? (() => false);
     // LIFO keeps the hottest sockets warm; free sockets idle-time out before a typical app's
     // 5 s keep-alive timeout would close them under us.
     this.agent = new http.Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: "lifo", timeout: 4000 });
@@ -242,6 +265,7 @@ export class AppProxy {
       agent: this.agent,
     });
     this.watchConnect(proxyReq, target.app);
+    this.watchFirstByte(proxyReq, target.app);
 
     proxyReq.on("response", (proxyRes) => {
       const { headers: out, eventStream } = responseHeaders(proxyRes.rawHeaders);
@@ -283,7 +307,11 @@ export class AppProxy {
       if (!socket.connecting) return;
       // An app nobody registered gets a short wait: an unroutable ULA would otherwise hold a
       // request for an app that does not exist for the full connect timeout.
-      const timeoutMs = this.hasApp(app.uuid) ? this.connectTimeoutMs : Math.min(this.connectTimeoutMs, 1000);
+      const timeoutMs = !this.hasApp(app.uuid)
+        ? Math.min(this.connectTimeoutMs, 1000)
+        : this.isLost(app.uuid)
+          ? Math.min(this.connectTimeoutMs, LOST_CONNECT_TIMEOUT_MS)
+          : this.connectTimeoutMs;
       const timer = setTimeout(() => {
         const err = new Error(`connect timeout after ${timeoutMs} ms`) as NodeJS.ErrnoException;
         err.code = "ETIMEDOUT";
@@ -292,6 +320,38 @@ export class AppProxy {
       socket.once("connect", () => clearTimeout(timer));
       socket.once("close", () => clearTimeout(timer));
     });
+  }
+
+  /**
+   * A request on a kept-alive connection to a host that vanished gets no answer and no error
+   * until TCP gives up (minutes): while the app is silent, ask every {@link firstByteProbeMs}
+   * whether its host is lost, and end the request (502) when it is. A slow app on a host that
+   * answers waits as long as it needs.
+   */
+  private watchFirstByte(proxyReq: http.ClientRequest, app: AppAddress): void {
+    const hostLost = this.hostLost;
+    if (!hostLost) return;
+    let timer: NodeJS.Timeout | undefined;
+    let answered = false;
+    const check = () => {
+      void hostLost(app.uuid)
+        .catch(() => undefined)
+        .then((lost) => {
+          if (answered) return;
+          if (lost) {
+            const err = new Error(`the host running app ${app.uuid} is lost`) as NodeJS.ErrnoException;
+            err.code = "EHOSTDOWN";
+            proxyReq.destroy(err);
+          } else timer = setTimeout(check, this.firstByteProbeMs);
+        });
+    };
+    timer = setTimeout(check, this.firstByteProbeMs);
+    const stop = () => {
+      answered = true;
+      clearTimeout(timer);
+    };
+    proxyReq.once("response", stop);
+    proxyReq.once("close", stop);
   }
 
   /**

@@ -43,6 +43,8 @@ import { registerDeployRoutes } from "./deploy-routes.js";
 import { type DeviceLoginOptions, registerDeviceLoginRoutes } from "./device-login-routes.js";
 import { nodeErrorStatus, toNodeError } from "./errors.js";
 import { importLocalRepo, registerGitRoutes } from "./git-push.js";
+import { hostLost } from "./host-lost.js";
+import type { HostLiveness } from "./host-probe.js";
 import { registerMcpRoute } from "./mcp.js";
 import { registerMeshRoutes } from "./mesh-routes.js";
 import { openNodeStore } from "./node-store.js";
@@ -83,6 +85,12 @@ export interface NodeOptions {
   peerTimeoutMs?: number;
   /** What mesh register replies tell joiners to heartbeat at. Default 20 s. */
   meshHeartbeatIntervalSecs?: number;
+  /**
+   * Apps run on other hosts (the WireGuard mesh): when one is slow to answer, ask this whether
+   * its host's supervisor still answers ({@link HostProbe}: a TCP handshake), and mark a host
+   * that does not lost (its apps answer 502, it is listed down).
+   */
+  hostProbe?: HostLiveness;
   /** Fastify's request log level; `silent` turns it off (tests). Default `info`. */
   httpLogLevel?: LogLevel | "silent";
   /** For proxy and lifecycle messages. */
@@ -174,9 +182,12 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   if (options.dataDir) await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
 
   const coordinator = new RosterCoordinator({ heartbeatTimeoutMs: options.peerTimeoutMs });
+  const hostProbe = options.hostProbe;
   const proxy = new AppProxy({
     mesh,
     hasApp: (uuid) => coordinator.hasApp(uuid),
+    isLost: (uuid) => coordinator.hasApp(uuid) && coordinator.runnerFor(uuid) === undefined,
+    ...(hostProbe ? { hostLost: (uuid: string) => hostLost(coordinator, hostProbe, uuid, logger) } : {}),
     knownApp: async (uuid) => (registry ? (await registry.registry.byUuid(uuid)) !== undefined : false),
     logger: logger.child("proxy"),
     appPort: options.appPort,
@@ -492,6 +503,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
       await edge?.close();
       stopFollowingLosses();
       proxy.close();
+      await hostProbe?.settled?.();
       wgMesh?.coordinator.close();
       // Keep-alive clients and streaming responses would hold close() open; give in-flight
       // requests a moment, then cut what is left.

@@ -4,7 +4,7 @@
  * The test creates and removes everything itself; without root or /dev/net/tun it fails saying so.
  */
 import { existsSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type RunningProcess, repoRoot, run, spawnProcess } from "./tools.js";
 
@@ -138,6 +138,12 @@ export class NetnsLab {
       }
       await run("ip", ["netns", "del", name]).catch(() => {});
       await rm(`/etc/netns/${name}`, { recursive: true, force: true });
+    }
+    // wireguard-go's UAPI sockets live in one directory shared by every namespace; one killed
+    // before it could clean up leaves its socket behind. Ours end in the lab's tag.
+    const uapi = "/var/run/wireguard";
+    for (const entry of await readdir(uapi).catch(() => [] as string[])) {
+      if (entry.endsWith(`${this.tag}.sock`)) await rm(join(uapi, entry), { force: true });
     }
   }
 }
