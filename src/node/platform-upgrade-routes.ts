@@ -13,6 +13,7 @@
 import { randomUUID } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import type { Static } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import type { Store } from "../store/index.js";
@@ -20,7 +21,7 @@ import { createUpgrade, finishUpgrade, openUpgrades, readUpgrade } from "../upgr
 import type { UpgradeRequest } from "../upgrade/up-control.js";
 import { acceptTarballBodies, saveTarball } from "../upgrade/upload.js";
 import type { NodeKeyCheck } from "./auth.js";
-import { upgradeSchemas } from "./schemas/operations.js";
+import { type UpgradeRecord, upgradeSchemas } from "./schemas/operations.js";
 import { nodeVersion } from "./version.js";
 
 export interface PlatformUpgradeRouteOptions {
@@ -86,7 +87,8 @@ export function registerPlatformUpgradeRoutes(app: FastifyInstance, opts: Platfo
           throw new TabbifyError("UPGRADE_NOT_FOUND", "no such upgrade");
         const upgrade = await readUpgrade(opts.store, req.params.id, nodeVersion);
         if (!upgrade) throw new TabbifyError("UPGRADE_NOT_FOUND", "no such upgrade");
-        return upgrade;
+        // The store's record is what the schema documents (and serializes): a drift fails tsc.
+        return upgrade satisfies Static<typeof UpgradeRecord>;
       },
     );
   });
