@@ -1,29 +1,12 @@
-import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
-import { Readable } from "node:stream";
-
 /**
  * A request body the typed clients send as it is read (a release tarball, a blob): never buffered
  * whole. `length` goes out as Content-Length, so a server can refuse an oversized upload before
- * reading it.
+ * reading it. (No Node module is imported here: the dashboard's bundle holds the clients too.)
  */
 export interface StreamedBody {
   stream: ReadableStream<Uint8Array>;
   contentType: string;
   length: number;
-}
-
-/** A file on disk as a streamed body. */
-export async function fileBody(
-  path: string,
-  contentType = "application/octet-stream",
-): Promise<StreamedBody> {
-  const length = (await stat(path)).size;
-  return {
-    stream: Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>,
-    contentType,
-    length,
-  };
 }
 
 /** The fetch init fields that send `body`: Node's fetch wants `duplex: "half"` for a stream. */

@@ -8,7 +8,7 @@ import {
   PROOF_MEDIA_TYPE,
 } from "../contract/oci.js";
 import { TabbifyError } from "../core/errors.js";
-import { fileBody } from "../core/streamed-body.js";
+import { fileBody } from "../core/file-body.js";
 import { RegistryClient, sha256Digest } from "../registry/client.js";
 
 /**

@@ -1,5 +1,5 @@
 import type { Static } from "@sinclair/typebox";
-import { fileBody } from "../core/streamed-body.js";
+import { fileBody } from "../core/file-body.js";
 import type { NodeClient } from "./client.js";
 import type { upgradeSchemas } from "./schemas/operations.js";
 import type { Topology } from "./schemas/roster.js";

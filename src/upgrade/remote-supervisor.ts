@@ -6,7 +6,7 @@
  * back needs only the version; the tarball goes along when it does not have the one asked for.
  */
 import { TabbifyError } from "../core/errors.js";
-import { fileBody } from "../core/streamed-body.js";
+import { fileBody } from "../core/file-body.js";
 import { SupervisorApi, supervisorRefusal } from "../supervisor/client.js";
 import { waitVersionReady } from "./handoff-probe.js";
 import type { HandoffRole, HandoffTimes } from "./up-control.js";
@@ -57,7 +57,7 @@ export class RemoteSupervisor implements HandoffRole {
   }
 
   /** The release by version; with the tarball, streamed, when this host did not keep it (404). */
-  async #ask(version: string, timeoutMs: number): Promise<{ ready_ms?: number }> {
+  async #ask(version: string, timeoutMs: number): ReturnType<SupervisorApi["handoff"]> {
     try {
       return await this.api.handoff({ version }, { timeoutMs });
     } catch (err) {
@@ -70,7 +70,7 @@ export class RemoteSupervisor implements HandoffRole {
     const begun = Date.now();
     // Unpacking and the self-check come on top of the new process's start.
     const askMs = timeoutMs + 120_000;
-    let answer: { ready_ms?: number };
+    let answer: Awaited<ReturnType<SupervisorApi["handoff"]>>;
     try {
       answer = await this.#ask(version, askMs);
     } catch (err) {
