@@ -26,6 +26,7 @@ import { freeLoopbackPort } from "../src/core/net.js";
 import { verifyReleaseManifest } from "../src/node/release-signatures.js";
 import { pushReleaseArtifact } from "../src/node/releases-oci.js";
 import type { Release } from "../src/node/releases-store.js";
+import { RegistryClient } from "../src/registry/client.js";
 import { collectGarbage } from "../src/registry/gc.js";
 import { startRegistry } from "../src/registry/index.js";
 import { signImage, verifyImageSignature } from "../src/registry/signatures.js";
@@ -119,7 +120,7 @@ try {
     ours.push(await timed(() => pushImage(plain.url, "acme/web", `a${i}`, { layer })));
     withNotify.push(await timed(() => pushImage(notifying.url, "acme/web", `n${i}`, { layer })));
     const image = await pushImage(plain.url, "acme/signed", `s${i}`, { layer });
-    const reg = { base: plain.url, headers: {} };
+    const reg = new RegistryClient({ url: plain.url });
     signMs.push(
       await timed(() =>
         signImage(reg, {

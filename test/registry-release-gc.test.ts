@@ -16,6 +16,7 @@ import { AuditLog } from "../src/node/audit-log.js";
 import { pushReleaseArtifact } from "../src/node/releases-oci.js";
 import { ReleaseStore } from "../src/node/releases-store.js";
 import { type RunningNode, startNode } from "../src/node/server.js";
+import { RegistryClient } from "../src/registry/client.js";
 import { type RunningRegistry, startRegistry } from "../src/registry/index.js";
 import { signatureTag, signImage } from "../src/registry/signatures.js";
 import { call, ociManifestType, pushImage } from "./registry-helpers.js";
@@ -57,16 +58,13 @@ before(async () => {
   const key = await loadOrCreateBuildKey(join(dir, "keys"), "acme");
   const releases = new ReleaseStore(node.store!, new AuditLog(node.store!));
   const sign = (digest: string, size: number) =>
-    signImage(
-      { base: registry.url, headers: {} },
-      {
-        name: REPO,
-        digest,
-        dockerReference: `${host}/${REPO}`,
-        key: key.privateKey,
-        imageManifest: { mediaType: ociManifestType, size },
-      },
-    );
+    signImage(new RegistryClient({ url: registry.url }), {
+      name: REPO,
+      digest,
+      dockerReference: `${host}/${REPO}`,
+      key: key.privateKey,
+      imageManifest: { mediaType: ociManifestType, size },
+    });
   for (let i = 1; i <= 15; i++) {
     const tag = i.toString(16).padStart(40, "0");
     const image = await pushImage(registry.url, REPO, tag, { layer: Buffer.from(`release ${i}`) });

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, before, it } from "node:test";
 import { type BuildKey, loadOrCreateBuildKey } from "../src/auth/build-keys.js";
 import { isTabbifyError } from "../src/core/errors.js";
+import { RegistryClient } from "../src/registry/client.js";
 import {
   signatureMediaTypes,
   signatureTag,
@@ -42,7 +43,7 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const endpoint = () => ({ base: reg.url, headers: {} });
+const endpoint = () => new RegistryClient({ url: reg.url });
 
 async function signed(name: string, tag: string, key: BuildKey, layer: string) {
   const image = await pushImage(reg.url, name, tag, { layer: Buffer.from(layer) });

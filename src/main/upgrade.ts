@@ -9,17 +9,21 @@
  * The first two exit 0 only when the store records the upgrade as completed; otherwise they exit
  * 1 naming the role that failed and why.
  */
-import { createReadStream } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { Readable } from "node:stream";
-import type { ReadableStream } from "node:stream/web";
 import { fileURLToPath } from "node:url";
 import { TabbifyError } from "../core/errors.js";
 import { sleep } from "../core/sleep.js";
+import { NodeClient } from "../node/client.js";
+import {
+  platformUpgrade,
+  startPlatformRollback,
+  startPlatformUpgrade,
+  type UpgradeAccepted,
+  type UpgradeRecordAnswer,
+} from "../node/platform-client.js";
 import { openStore } from "../store/index.js";
 import { packStaged, stageRelease } from "../upgrade/pack.js";
-import type { PlatformUpgrade } from "../upgrade/records.js";
 import { runUpgrader } from "../upgrade/upgrader.js";
 import { intOption, type OptionSpec, optionsHelp, parseOptions, required } from "./flags.js";
 
@@ -85,32 +89,20 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   if (rollback === (tarball !== undefined))
     throw new TabbifyError("USAGE", "give exactly one of --to <tarball> or --rollback");
   const key = env.TABBIFY_NODE_KEY || (await readFile(opts.values["key-file"]!, "utf8")).trim();
-  const node = opts.values.node!.replace(/\/+$/, "");
-  const auth = { authorization: `Bearer ${key}` };
+  const node = new NodeClient({ url: opts.values.node!, token: key });
+  // A poll that times out is retried: the node may be mid-handoff.
+  const poll = new NodeClient({ url: opts.values.node!, token: key, timeoutMs: 5_000 });
   const timeoutMs = intOption(opts.values.timeout, "timeout") * 1000;
 
   const restartRunners = opts.flags["restart-runners"] === true;
-  const started = tarball
-    ? await fetch(`${node}/api/v1/platform/upgrade${restartRunners ? "?restart_runners=1" : ""}`, {
-        method: "POST",
-        headers: {
-          ...auth,
-          "content-type": "application/octet-stream",
-          "content-length": String((await stat(tarball)).size),
-        },
-        body: Readable.toWeb(createReadStream(tarball)) as ReadableStream,
-        duplex: "half",
-      } as RequestInit)
-    : await fetch(`${node}/api/v1/platform/upgrade`, {
-        method: "POST",
-        headers: { ...auth, "content-type": "application/json" },
-        body: JSON.stringify({ rollback: true, ...(restartRunners ? { restart_runners: true } : {}) }),
-      });
-  const accepted = (await started.json()) as { id?: string; error?: string; code?: string };
-  if (started.status !== 202 || !accepted.id) {
-    process.stderr.write(
-      `tabbify upgrade: the node refused: ${accepted.error ?? started.status} (${accepted.code})\n`,
-    );
+  let accepted: UpgradeAccepted;
+  try {
+    accepted = tarball
+      ? await startPlatformUpgrade(node, tarball, { restartRunners })
+      : await startPlatformRollback(node, { restartRunners });
+  } catch (err) {
+    if (!(err instanceof TabbifyError)) throw err;
+    process.stderr.write(`tabbify upgrade: the node refused: ${err.message} (${err.code})\n`);
     return 1;
   }
   process.stderr.write(`tabbify upgrade: ${accepted.id} started\n`);
@@ -118,14 +110,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   let shown = 0;
   for (;;) {
     await sleep(300);
-    let upgrade: PlatformUpgrade | undefined;
+    let upgrade: UpgradeRecordAnswer | undefined;
     try {
-      const res = await fetch(`${node}/api/v1/platform/upgrades/${accepted.id}`, {
-        headers: auth,
-        signal: AbortSignal.timeout(5_000),
-      });
-      if (res.status === 200) upgrade = (await res.json()) as PlatformUpgrade;
-      else await res.body?.cancel();
+      upgrade = await platformUpgrade(poll, accepted.id);
     } catch {
       // The node may be mid-handoff; its port queues connections, so this is only a slow answer.
     }

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Static } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { parseAppUuid } from "../core/address.js";
@@ -45,6 +46,8 @@ interface AppReq {
 }
 
 export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRoutesOptions): Promise<void> {
+  // Handlers take their params, query and body types from the route schemas.
+  const typed = app.withTypeProvider<TypeBoxTypeProvider>();
   const vault = new EnvVault(opts.store, await loadOrCreateEnvKey(opts.dataDir));
   const callers = new CallerResolver({
     keyCheck: opts.keyCheck,
@@ -54,7 +57,7 @@ export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRou
   const who = callerFirst((req) => callers.resolve(req.headers.authorization));
 
   const listRoute = { schema: envSchemas.list, onRequest: who.onRequest };
-  app.get<AppReq>("/api/v1/apps/:app/env", listRoute, async (req, reply) => {
+  typed.get("/api/v1/apps/:app/env", listRoute, async (req, reply) => {
     const caller = who.caller(req);
     const target = await opts.registry.get(caller, req.params.app);
     const { environment } = environmentOf(target, req.query.env);
@@ -74,7 +77,7 @@ export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRou
   });
 
   const changeRoute = { schema: envSchemas.change, onRequest: who.onRequest };
-  app.post<AppReq>("/api/v1/apps/:app/env", changeRoute, async (req) => {
+  typed.post("/api/v1/apps/:app/env", changeRoute, async (req) => {
     const caller = who.caller(req);
     const target = await opts.registry.get(caller, req.params.app);
     const body = req.body ?? {};
@@ -101,7 +104,7 @@ export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRou
       throw new TabbifyError("UNAUTHORIZED", "this route takes the supervisors' key");
     }
   };
-  app.get<{ Params: { uuid: string } }>(
+  typed.get(
     "/v1/supervisor/apps/:uuid/env",
     { schema: envSchemas.forSupervisor, onRequest: supervisorOnly },
     async (req, reply) => {

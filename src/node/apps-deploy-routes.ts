@@ -1,3 +1,5 @@
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { Static } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import { checkRepoUrl, type RepoUrlPolicy } from "../core/repo-url.js";
@@ -14,7 +16,12 @@ import type { DeployObserver } from "./audit-deploys.js";
 import { statusBody } from "./deploy-routes.js";
 import type { NodePipeline } from "./pipeline.js";
 import { applyWaitQuery } from "./releases-lock.js";
-import { appDeploySchema, appProgressSchema, runtimeStatusSchema } from "./schemas/apps.js";
+import {
+  appDeploySchema,
+  appProgressSchema,
+  type RuntimeStatusAnswer,
+  runtimeStatusSchema,
+} from "./schemas/apps.js";
 
 /**
  * The deploy surface of a registered app (kua-deploy's), same bearer rules as the registry:
@@ -61,14 +68,15 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
     return local.created_at > fromStore.created_at ? local : fromStore;
   };
 
-  app.register(async (scope) => {
+  app.register(async (untyped) => {
+    // Handlers take their params, query and body types from the route schemas.
+    const scope = untyped.withTypeProvider<TypeBoxTypeProvider>();
     const callerOf = new WeakMap<FastifyRequest, Caller>();
     scope.addHook("onRequest", async (req) => {
       callerOf.set(req, await callers.resolve(req.headers.authorization));
     });
-    type AppReq = FastifyRequest<{ Params: { app: string } }>;
 
-    scope.post("/api/v1/apps/:app/deploy", { schema: appDeploySchema }, async (req: AppReq, reply) => {
+    scope.post("/api/v1/apps/:app/deploy", { schema: appDeploySchema }, async (req, reply) => {
       const caller = callerOf.get(req) as Caller;
       const target = await registry.get(caller, req.params.app);
       if (target.repo_url === null) {
@@ -126,7 +134,7 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
       });
     });
 
-    scope.get("/api/v1/apps/:app/progress", { schema: appProgressSchema }, async (req: AppReq) => {
+    scope.get("/api/v1/apps/:app/progress", { schema: appProgressSchema }, async (req) => {
       const target = await registry.get(callerOf.get(req) as Caller, req.params.app);
       const record = await latestDeploy(target.uuid);
       if (!record) throw new TabbifyError("DEPLOY_NOT_FOUND", `app ${target.name} has not been deployed yet`);
@@ -153,7 +161,7 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
       return { app: target.name, deploy: statusBody(record), steps: [...steps.values()] };
     });
 
-    scope.get("/api/v1/apps/:app/runtime-status", { schema: runtimeStatusSchema }, async (req: AppReq) => {
+    scope.get("/api/v1/apps/:app/runtime-status", { schema: runtimeStatusSchema }, async (req) => {
       const target = await registry.get(callerOf.get(req) as Caller, req.params.app);
       const record = await latestDeploy(target.uuid);
       const runner = coordinator.runnerFor(target.uuid);
@@ -163,18 +171,18 @@ export function registerAppDeployRoutes(app: FastifyInstance, opts: AppDeployRou
       const targets = await Promise.all(
         [...names].sort().map(async (name) => {
           const result = record?.results.find((r) => r.supervisor === name);
-          const entry: Record<string, unknown> = {
+          const entry: Static<typeof RuntimeStatusAnswer>["targets"][number] = {
             supervisor: name,
             on_roster: supervisors.has(name),
             runner_on_roster: runner?.parent === name,
           };
           if (runner?.parent === name) entry.runner_last_seen = runner.last_seen;
-          if (result) {
+          if (result && record) {
             entry.last_deploy = {
-              id: record?.id,
+              id: record.id,
               success: result.success,
               digest: result.digest ?? null,
-              finished_at: record?.finished_at ?? null,
+              finished_at: record.finished_at ?? null,
             };
           }
           const address = supervisors.get(name)?.address;

@@ -1,3 +1,4 @@
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import type { RosterCoordinator } from "../mesh/coordinator.js";
 import { SupervisorApi, supervisorRefusal } from "../supervisor/client.js";
@@ -45,47 +46,45 @@ const LOG_TAIL_LINES = 20;
 type Op = (typeof OPS)[number];
 
 export function registerAppOpsRoutes(app: FastifyInstance, opts: AppOpsRoutesOptions): void {
+  // Handlers take their params, query and body types from the route schemas.
+  const typed = app.withTypeProvider<TypeBoxTypeProvider>();
   const callers = new CallerResolver({
     keyCheck: opts.keyCheck,
     ...(opts.verifyTenantToken ? { verifyTenantToken: opts.verifyTenantToken } : {}),
   });
   const stoppedOn = new Map<string, Set<string>>();
   for (const op of OPS) {
-    app.post<{ Params: { app: string }; Querystring: { env?: string } }>(
-      `/api/v1/apps/:app/${op}`,
-      { schema: appOpSchema(op) },
-      async (req) => {
-        const caller = await callers.resolve(req.headers.authorization);
-        const target = await opts.registry.get(caller, req.params.app);
-        const { environment, runAs } = environmentOf(target, req.query.env);
-        const names = await appTargets({
-          uuid: runAs,
-          servers: target.servers,
-          coordinator: opts.coordinator,
-          supervisorKey: opts.supervisorKey,
-          remembered: stoppedOn.get(runAs) ?? [],
-        });
-        const addresses = new Map(opts.coordinator.supervisors().map((s) => [s.name, s.address]));
-        const targets = await Promise.all(
-          names.map((name) => forward(name, addresses.get(name), op, runAs, opts.supervisorKey)),
-        );
-        const reached = targets.filter((t) => t.ok).map((t) => t.supervisor);
-        if (op === "stop") stoppedOn.set(runAs, new Set([...(stoppedOn.get(runAs) ?? []), ...reached]));
-        if (op === "start" || op === "purge") stoppedOn.delete(runAs);
-        await opts.audit.record({
-          actor: caller.actor,
-          action: `app.${op}`,
-          subject: appSubject(target.name),
-          // Never the log tail: it is the app's own output, which may carry anything.
-          after: {
-            uuid: target.uuid,
-            environment,
-            targets: targets.map(({ log_tail: _tail, ...t }) => t),
-          },
-        });
-        return { app: target.name, uuid: target.uuid, environment, run_as: runAs, action: op, targets };
-      },
-    );
+    typed.post(`/api/v1/apps/:app/${op}`, { schema: appOpSchema(op) }, async (req) => {
+      const caller = await callers.resolve(req.headers.authorization);
+      const target = await opts.registry.get(caller, req.params.app);
+      const { environment, runAs } = environmentOf(target, req.query.env);
+      const names = await appTargets({
+        uuid: runAs,
+        servers: target.servers,
+        coordinator: opts.coordinator,
+        supervisorKey: opts.supervisorKey,
+        remembered: stoppedOn.get(runAs) ?? [],
+      });
+      const addresses = new Map(opts.coordinator.supervisors().map((s) => [s.name, s.address]));
+      const targets = await Promise.all(
+        names.map((name) => forward(name, addresses.get(name), op, runAs, opts.supervisorKey)),
+      );
+      const reached = targets.filter((t) => t.ok).map((t) => t.supervisor);
+      if (op === "stop") stoppedOn.set(runAs, new Set([...(stoppedOn.get(runAs) ?? []), ...reached]));
+      if (op === "start" || op === "purge") stoppedOn.delete(runAs);
+      await opts.audit.record({
+        actor: caller.actor,
+        action: `app.${op}`,
+        subject: appSubject(target.name),
+        // Never the log tail: it is the app's own output, which may carry anything.
+        after: {
+          uuid: target.uuid,
+          environment,
+          targets: targets.map(({ log_tail: _tail, ...t }) => t),
+        },
+      });
+      return { app: target.name, uuid: target.uuid, environment, run_as: runAs, action: op, targets };
+    });
   }
 }
 

@@ -1,5 +1,6 @@
 import { mkdir, open, rename } from "node:fs/promises";
 import { join } from "node:path";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import type { CallerResolver } from "./apps-identity.js";
@@ -57,7 +58,7 @@ function intParam(req: FastifyRequest, name: string, fallback: number, max: numb
   return n;
 }
 
-function answer(result: MutationResult): Record<string, unknown> {
+function answer(result: MutationResult): { dry_run: boolean; changed: boolean } & Record<string, unknown> {
   return { dry_run: result.dry_run, changed: result.changed, ...result.diff };
 }
 
@@ -66,7 +67,9 @@ export function registerAppRoutes(app: FastifyInstance, opts: AppRoutesOptions):
   const now = opts.now ?? (() => new Date());
   const callerOf = new WeakMap<FastifyRequest, Caller>();
 
-  app.register(async (scope) => {
+  app.register(async (untyped) => {
+    // Handlers take their params, query and body types from the route schemas.
+    const scope = untyped.withTypeProvider<TypeBoxTypeProvider>();
     scope.addContentTypeParser(
       "application/merge-patch+json",
       { parseAs: "string" },
@@ -76,22 +79,21 @@ export function registerAppRoutes(app: FastifyInstance, opts: AppRoutesOptions):
       callerOf.set(req, await callers.resolve(req.headers.authorization));
     });
     const caller = (req: FastifyRequest): Caller => callerOf.get(req) as Caller;
-    type AppReq = FastifyRequest<{ Params: { app: string } }>;
 
     scope.get("/api/v1/apps", { schema: listAppsSchema }, async (req) => ({
       apps: await registry.list(caller(req)),
     }));
-    scope.get("/api/v1/apps/:app", { schema: getAppSchema }, async (req: AppReq) =>
+    scope.get("/api/v1/apps/:app", { schema: getAppSchema }, async (req) =>
       registry.get(caller(req), req.params.app),
     );
-    scope.put("/api/v1/apps/:app", { schema: putAppSchema }, async (req: AppReq, reply) => {
+    scope.put("/api/v1/apps/:app", { schema: putAppSchema }, async (req, reply) => {
       const result = await registry.put(caller(req), req.params.app, req.body, dryRunOf(req));
       return reply.code(result.dry_run ? 200 : result.status).send(answer(result));
     });
-    scope.patch("/api/v1/apps/:app", { schema: patchAppSchema }, async (req: AppReq) =>
+    scope.patch("/api/v1/apps/:app", { schema: patchAppSchema }, async (req) =>
       answer(await registry.patch(caller(req), req.params.app, req.body, dryRunOf(req))),
     );
-    scope.delete("/api/v1/apps/:app", { schema: deleteAppSchema }, async (req: AppReq) =>
+    scope.delete("/api/v1/apps/:app", { schema: deleteAppSchema }, async (req) =>
       answer(await registry.remove(caller(req), req.params.app, dryRunOf(req))),
     );
 
@@ -108,7 +110,7 @@ export function registerAppRoutes(app: FastifyInstance, opts: AppRoutesOptions):
       const after = intParam(req, "after", 0, Number.MAX_SAFE_INTEGER);
       const limit = Math.max(1, intParam(req, "limit", 100, AUDIT_PAGE_MAX));
       const events = await audit.page(after, limit);
-      const body: Record<string, unknown> = { events };
+      const body: { events: typeof events; next_after?: number } = { events };
       if (events.length === limit) body.next_after = events.at(-1)!.seq;
       return body;
     });

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from "fastify";
 import { PROOF_MEDIA_TYPE } from "../contract/oci.js";
-import { TabbifyError } from "../core/errors.js";
+import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { RegistryAccess } from "../pipeline/deps.js";
+import { RegistryClient } from "../registry/client.js";
 import { signatureMediaTypes } from "../registry/signatures.js";
 import type { Store } from "../store/index.js";
 import type { CallerResolver } from "./apps-identity.js";
@@ -114,40 +115,30 @@ async function repositoriesOf(store: Store, tenant: string | undefined): Promise
   return [...seen.values()];
 }
 
+/** A refused read shows as nothing; a registry that cannot be reached fails the repository. */
+function refusedAsNothing(err: unknown): undefined {
+  if (isTabbifyError(err, "REGISTRY_UNREACHABLE")) throw err;
+  return undefined;
+}
+
 async function readRepository(base: string, registry: RegistryAccess, ref: RepoRef) {
   const repository = `${ref.tenant.toLowerCase()}/${ref.uuid.toLowerCase()}`;
   const out = { repository, tenant: ref.tenant, name: ref.name, kind: ref.kind };
   try {
     const token = registry.pullToken ? await registry.pullToken(ref.tenant, ref.uuid) : undefined;
-    const get = (path: string, accept = "application/json") =>
-      fetch(`${base}/v2/${repository}${path}`, {
-        headers: { accept, ...(token ? { authorization: `Bearer ${token}` } : {}) },
-        signal: AbortSignal.timeout(15_000),
-      });
-    const tagsRes = await get("/tags/list");
-    if (tagsRes.status === 404) {
-      await tagsRes.body?.cancel();
-      return { ...out, tags: [], manifests: [] };
-    }
-    if (!tagsRes.ok) throw new Error(`tags: HTTP ${tagsRes.status}`);
-    const names = (((await tagsRes.json()) as { tags?: string[] | null }).tags ?? []).slice(0, MAX_TAGS);
+    const repo = new RegistryClient({ url: base, token, timeoutMs: 15_000 }).repository(repository);
+    const names = ((await repo.tags()) ?? []).slice(0, MAX_TAGS);
+    if (names.length === 0) return { ...out, tags: [], manifests: [] };
     const tags: { tag: string; digest: string | null }[] = [];
     for (const tag of names) {
-      const head = await fetch(`${base}/v2/${repository}/manifests/${encodeURIComponent(tag)}`, {
-        method: "HEAD",
-        headers: { accept: OCI_ACCEPT, ...(token ? { authorization: `Bearer ${token}` } : {}) },
-        signal: AbortSignal.timeout(15_000),
-      });
-      tags.push({ tag, digest: head.ok ? head.headers.get("docker-content-digest") : null });
+      const head = await repo.describeManifest(tag, OCI_ACCEPT).catch(refusedAsNothing);
+      tags.push({ tag, digest: head && head.digest !== tag ? head.digest : null });
     }
     const byDigest = new Map<string, string[]>();
     for (const t of tags) if (t.digest) byDigest.set(t.digest, [...(byDigest.get(t.digest) ?? []), t.tag]);
     const manifests = [];
     for (const [digest, digestTags] of byDigest) {
-      const res = await get(`/referrers/${digest}`, "application/vnd.oci.image.index.v1+json");
-      let index: { manifests?: { digest: string; artifactType?: string }[] } = {};
-      if (res.ok) index = (await res.json()) as typeof index;
-      else await res.body?.cancel();
+      const index = (await repo.referrers(digest).catch(refusedAsNothing)) ?? {};
       const referrers = (index.manifests ?? []).map((m) => ({
         digest: m.digest,
         artifactType: m.artifactType ?? null,

@@ -1,5 +1,6 @@
 import type { Static } from "@sinclair/typebox";
 import { TabbifyError } from "../core/errors.js";
+import { type StreamedBody, streamedInit } from "../core/streamed-body.js";
 import type {
   App,
   AppOpResult,
@@ -146,6 +147,28 @@ export class NodeClient {
     return this.#json(method, path, body, opts.timeout ?? true);
   }
 
+  /**
+   * A JSON call whose request body streams (`upload`): no timeout, since the body's size, not the
+   * node, sets how long it takes; the answer is read as `request` reads it.
+   */
+  upload<T>(method: string, path: string, body: StreamedBody): Promise<T> {
+    return this.#json(method, path, body, false);
+  }
+
+  /**
+   * A POST whose answer is a text stream (the git hook's deploy progress), with no timeout: it
+   * lasts as long as the deploy. `headers` carry a route's own credential instead of the token.
+   */
+  async postForText(
+    path: string,
+    body: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.#send("POST", path, body, false, headers);
+    if (!res.ok || !res.body) await this.#fail(res, "POST", path);
+    return res.body as ReadableStream<Uint8Array>;
+  }
+
   /** A text route's body as a stream (deploy logs). */
   async text(path: string): Promise<ReadableStream<Uint8Array>> {
     const res = await this.#send("GET", path, undefined, false);
@@ -168,17 +191,25 @@ export class NodeClient {
     }
   }
 
-  async #send(method: string, path: string, body: unknown, timeout = true): Promise<Response> {
-    const headers: Record<string, string> = { accept: "application/json" };
+  async #send(
+    method: string,
+    path: string,
+    body: unknown,
+    timeout = true,
+    extra: Record<string, string> = {},
+  ): Promise<Response> {
+    const headers: Record<string, string> = { accept: "application/json", ...extra };
     if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
-    if (body !== undefined) headers["content-type"] = "application/json";
+    let init: RequestInit & { duplex?: "half" } = { method, headers };
+    if (isStreamed(body)) {
+      init = { ...init, ...streamedInit(body, headers) };
+    } else if (body !== undefined) {
+      headers["content-type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    if (timeout) init.signal = AbortSignal.timeout(this.#timeoutMs);
     try {
-      return await this.#fetch(`${this.url}${path}`, {
-        method,
-        headers,
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        ...(timeout ? { signal: AbortSignal.timeout(this.#timeoutMs) } : {}),
-      });
+      return await this.#fetch(`${this.url}${path}`, init);
     } catch (err) {
       const cause = (err as { cause?: { code?: string } })?.cause?.code ?? (err as Error).message;
       throw new TabbifyError("NODE_UNREACHABLE", `cannot reach the node at ${this.url} (${cause})`);
@@ -215,6 +246,10 @@ export class NodeClient {
       throw this.#notJson(method, path, res.status);
     }
   }
+}
+
+function isStreamed(body: unknown): body is StreamedBody {
+  return typeof body === "object" && body !== null && (body as StreamedBody).stream instanceof ReadableStream;
 }
 
 /** `http://host:port` without a trailing slash; anything but an http(s) URL is refused. */

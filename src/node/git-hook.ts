@@ -11,6 +11,10 @@
  */
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
+import type { Static } from "@sinclair/typebox";
+import type { TabbifyError } from "../core/errors.js";
+import { NodeClient } from "./client.js";
+import type { GitHookBody } from "./schemas/git.js";
 
 const ZERO = /^0{40}$/;
 const SHA = /^[0-9a-f]{40}$/;
@@ -45,18 +49,23 @@ async function main(): Promise<number> {
       process.stdout.write("tabbify: could not stage the pushed commit for the build\n");
       return 1;
     }
-    const res = await fetch(url, {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-tabbify-hook-token": token },
-      body: JSON.stringify({ sha, ref, no_wait: noWait }),
-    });
-    if (!res.ok || res.body === null) {
-      process.stdout.write(`tabbify: the node refused the deploy (${res.status}): ${await res.text()}\n`);
+    const hookUrl = new URL(url);
+    const body: Static<typeof GitHookBody> & { ref: string } = { sha, ref, no_wait: noWait };
+    let progress: ReadableStream<Uint8Array>;
+    try {
+      progress = await new NodeClient({ url: hookUrl.origin }).postForText(hookUrl.pathname, body, {
+        "x-tabbify-hook-token": token,
+      });
+    } catch (err) {
+      const status = (err as TabbifyError).detail as { status?: number } | undefined;
+      process.stdout.write(
+        `tabbify: the node refused the deploy (${status?.status ?? "no answer"}): ${(err as Error).message}\n`,
+      );
       return 1;
     }
     let last = "";
     const decoder = new TextDecoder();
-    for await (const chunk of res.body) {
+    for await (const chunk of progress) {
       const text = decoder.decode(chunk as Uint8Array, { stream: true });
       process.stdout.write(text);
       last = (last + text).slice(-200);

@@ -1,6 +1,3 @@
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { Readable } from "node:stream";
 import type { ProofRow } from "../contract/ledger.js";
 import {
   type Descriptor,
@@ -11,6 +8,8 @@ import {
   PROOF_MEDIA_TYPE,
 } from "../contract/oci.js";
 import { TabbifyError } from "../core/errors.js";
+import { fileBody } from "../core/file-body.js";
+import { RegistryClient, sha256Digest } from "../registry/client.js";
 
 /**
  * The node's pushes of a handler deploy into the tenant's repository of the platform registry
@@ -30,68 +29,29 @@ export interface RegistryTarget {
 const EMPTY = Buffer.from("{}");
 
 function client(target: RegistryTarget) {
-  const base = `${target.registryUrl.replace(/\/+$/, "")}/v2/${target.repository}`;
-  const call = async (method: string, url: string, init: RequestInit & { duplex?: "half" } = {}) => {
-    const res = await fetch(url, {
-      method,
-      ...init,
-      headers: { authorization: `Bearer ${target.token}`, ...(init.headers as Record<string, string>) },
-      signal: AbortSignal.timeout(120_000),
-    });
-    if (res.status >= 300 && !(method === "HEAD" && res.status === 404)) {
-      const text = (await res.text()).slice(0, 300);
-      throw new TabbifyError(
-        "REGISTRY_PUSH_FAILED",
-        `${method} ${new URL(url).pathname}: HTTP ${res.status} ${text}`,
-      );
-    }
-    return res;
-  };
-  /** A blob from bytes or a file (streamed), unless the registry has it already. */
-  const blob = async (digest: string, size: number, body: () => Buffer | Readable): Promise<void> => {
-    const head = await call("HEAD", `${base}/blobs/${digest}`);
-    if (head.status === 200) return;
-    const started = await call("POST", `${base}/blobs/uploads/`);
-    await started.body?.cancel();
-    const location = new URL(started.headers.get("location") ?? "", base);
-    location.searchParams.set("digest", digest);
-    const data = body();
-    const put = await call("PUT", location.toString(), {
-      headers: { "content-type": "application/octet-stream", "content-length": String(size) },
-      body: data instanceof Readable ? (Readable.toWeb(data) as ReadableStream) : data,
-      ...(data instanceof Readable ? { duplex: "half" as const } : {}),
-    });
-    await put.body?.cancel();
-  };
+  const repo = new RegistryClient({
+    url: target.registryUrl,
+    token: target.token,
+    timeoutMs: 120_000,
+    failure: "REGISTRY_PUSH_FAILED",
+  }).repository(target.repository);
   const manifest = async (reference: string, value: object): Promise<Descriptor> => {
     const bytes = Buffer.from(JSON.stringify(value));
-    const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-    const put = await call("PUT", `${base}/manifests/${reference === "" ? digest : reference}`, {
-      headers: { "content-type": OCI_MANIFEST },
-      body: bytes,
-    });
-    await put.body?.cancel();
-    const answered = put.headers.get("docker-content-digest");
-    if (answered && answered !== digest)
-      throw new TabbifyError("REGISTRY_PUSH_FAILED", `the registry stored ${answered}, not ${digest}`);
+    const digest = await repo.putManifest(reference, OCI_MANIFEST, bytes);
     return { mediaType: OCI_MANIFEST, digest, size: bytes.length };
   };
   const emptyConfig = async (): Promise<Descriptor> => {
-    const digest = `sha256:${createHash("sha256").update(EMPTY).digest("hex")}`;
-    await blob(digest, EMPTY.length, () => EMPTY);
+    const digest = sha256Digest(EMPTY);
+    await repo.pushBlob(digest, EMPTY);
     return { mediaType: OCI_EMPTY, digest, size: EMPTY.length };
   };
   const describe = async (digest: string): Promise<Descriptor> => {
-    const head = await call("HEAD", `${base}/manifests/${digest}`, { headers: { accept: OCI_MANIFEST } });
-    if (head.status !== 200)
+    const head = await repo.describeManifest(digest, OCI_MANIFEST);
+    if (!head)
       throw new TabbifyError("REGISTRY_PUSH_FAILED", `${target.repository}@${digest} is not in the registry`);
-    return {
-      mediaType: head.headers.get("content-type") ?? OCI_MANIFEST,
-      digest,
-      size: Number(head.headers.get("content-length") ?? "0"),
-    };
+    return { mediaType: head.mediaType, digest, size: head.size };
   };
-  return { blob, manifest, emptyConfig, describe };
+  return { repo, manifest, emptyConfig, describe };
 }
 
 /** The bundle file (already hashed as it arrived) as the handler artifact, tagged `tag`. */
@@ -102,7 +62,8 @@ export async function pushHandlerArtifact(
   tag: string,
 ): Promise<Descriptor> {
   const oci = client(target);
-  await oci.blob(bundle.digest, bundle.size, () => createReadStream(bundle.path));
+  // Streamed from disk; the registry checks the digest.
+  await oci.repo.pushBlob(bundle.digest, () => fileBody(bundle.path));
   return oci.manifest(tag, {
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,
@@ -129,8 +90,8 @@ export async function pushProofReferrer(
   const oci = client(target);
   const subject = await oci.describe(bundleDigest);
   const bytes = Buffer.from(`${JSON.stringify(row)}\n`);
-  const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-  await oci.blob(digest, bytes.length, () => bytes);
+  const digest = sha256Digest(bytes);
+  await oci.repo.pushBlob(digest, bytes);
   const pushed = await oci.manifest("", {
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { loadOrCreateBuildKey } from "../auth/build-keys.js";
 import { isErrno, isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { ImageSignatures, RegistryAccess, SignaturePolicy } from "../pipeline/deps.js";
+import { RegistryClient } from "../registry/client.js";
 import { signImage, verifyImageSignature } from "../registry/signatures.js";
 import { type ReleaseSignatures, releaseImage, verifyReleaseManifest } from "./release-signatures.js";
 import { pushReleaseArtifact } from "./releases-oci.js";
@@ -84,39 +85,27 @@ export function nodeImageSignatures(opts: {
   const repo = (tenant: string, appUuid: string) => `${tenant.toLowerCase()}/${appUuid.toLowerCase()}`;
   const pulling = async (tenant: string, appUuid: string) => {
     const token = await (opts.registry.pullToken ?? opts.registry.pushToken)(tenant, appUuid);
-    return { base, headers: { authorization: `Bearer ${token}` } };
+    return new RegistryClient({ url: base, token });
   };
   const signatures: NodeSignatures = {
     policy: (environment) => policyFor(policies, environment),
     async sign(tenant, appUuid, digest) {
       const name = repo(tenant, appUuid);
-      const token = await opts.registry.pushToken(tenant, appUuid);
-      const headers = { authorization: `Bearer ${token}` };
-      const head = await fetch(`${base}/v2/${name}/manifests/${digest}`, {
-        method: "HEAD",
-        headers: { ...headers, accept: manifestAccept },
-        signal: AbortSignal.timeout(30_000),
+      const registry = new RegistryClient({
+        url: base,
+        token: await opts.registry.pushToken(tenant, appUuid),
+        failure: "SIGNATURE_PUSH_FAILED",
       });
-      if (head.status !== 200) {
-        throw new TabbifyError(
-          "SIGNATURE_PUSH_FAILED",
-          `${name}@${digest} is not in the registry (HTTP ${head.status})`,
-        );
-      }
+      const image = await registry.repository(name).describeManifest(digest, manifestAccept);
+      if (!image) throw new TabbifyError("SIGNATURE_PUSH_FAILED", `${name}@${digest} is not in the registry`);
       const key = await loadOrCreateBuildKey(opts.dataDir, tenant.toLowerCase());
-      const signed = await signImage(
-        { base, headers },
-        {
-          name,
-          digest,
-          dockerReference: `${opts.registry.host}/${name}`,
-          key: key.privateKey,
-          imageManifest: {
-            mediaType: head.headers.get("content-type") ?? manifestAccept.split(",")[0]!,
-            size: Number(head.headers.get("content-length") ?? "0"),
-          },
-        },
-      );
+      const signed = await signImage(registry, {
+        name,
+        digest,
+        dockerReference: `${opts.registry.host}/${name}`,
+        key: key.privateKey,
+        imageManifest: { mediaType: image.mediaType, size: image.size },
+      });
       return signed.digest;
     },
     async verify(tenant, appUuid, digest) {

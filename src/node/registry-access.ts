@@ -4,8 +4,9 @@ import { decodeJwt } from "jose";
 import { loadOrCreateSigningKey, type SigningKey, signingKeyFileName } from "../auth/keys.js";
 import { accessClaim, allows } from "../auth/registry-scope.js";
 import { issueTenantToken } from "../auth/tenant-token.js";
-import { isErrno, TabbifyError } from "../core/errors.js";
+import { isErrno, isTabbifyError, TabbifyError } from "../core/errors.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
+import { RegistryClient, type TokenAnswer } from "../registry/client.js";
 
 /**
  * How the node gets registry tokens for the tenant a deploy is for: it holds the auth service's
@@ -49,7 +50,11 @@ export async function tenantRegistryAccess(opts: TenantRegistryAccessOptions): P
     throw err;
   }
   const key: SigningKey = await loadOrCreateSigningKey(opts.authDataDir);
-  const base = (opts.registryUrl ?? `http://${opts.registryHost}`).replace(/\/+$/, "");
+  const registry = new RegistryClient({
+    url: opts.registryUrl ?? `http://${opts.registryHost}`,
+    failure: "REGISTRY_TOKEN_FAILED",
+  });
+  const base = registry.base;
   const service = opts.service ?? "tabbify-registry";
 
   const token = async (tenant: string, appUuid: string, actions: string): Promise<string> => {
@@ -62,25 +67,17 @@ export async function tenantRegistryAccess(opts: TenantRegistryAccessOptions): P
       ttlSeconds: TENANT_JWT_TTL_SECONDS,
     });
     const scope = `repository:${repository}:${actions}`;
-    const url = `${base}/auth/token?service=${encodeURIComponent(service)}&scope=${encodeURIComponent(scope)}`;
-    let res: Response;
+    let body: TokenAnswer;
     try {
-      res = await fetch(url, {
-        headers: { authorization: `Basic ${Buffer.from(`tabbify-node:${jwt}`).toString("base64")}` },
-        signal: AbortSignal.timeout(15_000),
-      });
+      body = await registry.token(service, scope, { user: "tabbify-node", password: jwt });
     } catch (err) {
-      const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
-      throw new TabbifyError("REGISTRY_UNREACHABLE", `registry at ${base} unreachable (${cause})`);
-    }
-    if (res.status !== 200) {
-      await res.body?.cancel();
+      if (!isTabbifyError(err, "REGISTRY_TOKEN_FAILED")) throw err;
+      const status = (err.detail as { status?: number } | undefined)?.status;
       throw new TabbifyError(
         "REGISTRY_TOKEN_FAILED",
-        `registry at ${base} refused a token for ${namespace} (HTTP ${res.status})`,
+        `registry at ${base} refused a token for ${namespace} (HTTP ${status})`,
       );
     }
-    const body = (await res.json()) as { token?: unknown; access_token?: unknown };
     const value = body.token ?? body.access_token;
     if (typeof value !== "string" || value === "") {
       throw new TabbifyError("REGISTRY_TOKEN_FAILED", `registry at ${base} answered without a token`);

@@ -1,3 +1,4 @@
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import type { GcRootsReply } from "../registry/release-roots.js";
 import type { Store } from "../store/index.js";
@@ -97,7 +98,9 @@ export function registerReleaseRootsRoute(
   app: FastifyInstance,
   opts: { store: Store; keyCheck: NodeKeyCheck },
 ): void {
-  app.get<{ Querystring: { keep?: string } }>(
+  // Handlers take their params, query and body types from the route schemas.
+  const typed = app.withTypeProvider<TypeBoxTypeProvider>();
+  typed.get(
     "/api/v1/registry/gc-roots",
     {
       schema: gcRootsSchema,

@@ -1,7 +1,8 @@
 import { createHash, type KeyObject } from "node:crypto";
 import { canonicalJson } from "../contract/canonical.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
-import { type RegistryEndpoint, verifyImageSignature } from "../registry/signatures.js";
+import type { RegistryClient } from "../registry/client.js";
+import { verifyImageSignature } from "../registry/signatures.js";
 import { releaseArtifactTag, releaseManifestBytes } from "./releases-oci.js";
 import { RELEASE_MANIFEST_MEDIA_TYPE, type Release } from "./releases-store.js";
 
@@ -58,46 +59,31 @@ function incoherence(release: Release): string | undefined {
   return undefined;
 }
 
-/** `GET` a small JSON document, or undefined when it is not there (or too big to be ours). */
-async function getSmall(reg: RegistryEndpoint, path: string, accept: string): Promise<Buffer | undefined> {
-  const res = await fetch(new URL(path, reg.base), {
-    headers: { ...reg.headers, accept },
-    signal: AbortSignal.timeout(30_000),
-  });
-  const declared = Number(res.headers.get("content-length") ?? "0");
-  if (res.status !== 200 || declared > maxArtifactBytes) {
-    await res.body?.cancel();
-    if (res.status === 200 || res.status === 404) return undefined;
-    throw new TabbifyError(
-      "SIGNATURE_INVALID",
-      `reading ${path.split("?")[0]} from the registry: ${res.status}`,
-    );
+/** What `read` answers, or undefined when it is longer than ours could be. */
+async function small<T>(read: () => Promise<T | undefined>): Promise<T | undefined> {
+  try {
+    return await read();
+  } catch (err) {
+    if (isTabbifyError(err, "REGISTRY_ANSWER_TOO_LARGE")) return undefined;
+    throw err;
   }
-  const bytes = Buffer.from(await res.arrayBuffer());
-  return bytes.length > maxArtifactBytes ? undefined : bytes;
 }
 
 const ociManifest = "application/vnd.oci.image.manifest.v1+json";
 
 /** The artifacts that may be the release's manifest: its image's referrers, or its tag. */
-async function candidates(reg: RegistryEndpoint, name: string, release: Release): Promise<string[]> {
+async function candidates(reg: RegistryClient, name: string, release: Release): Promise<string[]> {
+  const repo = reg.failingWith("SIGNATURE_INVALID").repository(name);
   if (releaseImage(release) === undefined) {
-    const tagged = await getSmall(
-      reg,
-      `/v2/${name}/manifests/${releaseArtifactTag(release.id)}`,
-      ociManifest,
+    const tagged = await small(() =>
+      repo.manifest(releaseArtifactTag(release.id), ociManifest, maxArtifactBytes),
     );
     return tagged ? [sha256(tagged)] : [];
   }
-  const listing = await getSmall(
-    reg,
-    `/v2/${name}/referrers/${release.digest}?artifactType=${encodeURIComponent(RELEASE_MANIFEST_MEDIA_TYPE)}`,
-    "application/vnd.oci.image.index.v1+json",
+  const index = await small(() =>
+    repo.referrers(release.digest, RELEASE_MANIFEST_MEDIA_TYPE, maxArtifactBytes),
   );
-  if (!listing) return [];
-  const index = JSON.parse(listing.toString("utf8")) as {
-    manifests?: { digest?: unknown; annotations?: Record<string, unknown> }[];
-  };
+  if (!index) return [];
   return (index.manifests ?? [])
     .filter((m) => m.annotations?.["dev.tabbify.release"] === release.id && typeof m.digest === "string")
     .map((m) => m.digest as string)
@@ -106,12 +92,14 @@ async function candidates(reg: RegistryEndpoint, name: string, release: Release)
 
 /** Why the artifact at `digest` is not this release's manifest, or undefined when it is. */
 async function mismatch(
-  reg: RegistryEndpoint,
+  reg: RegistryClient,
   name: string,
   digest: string,
   release: Release,
 ): Promise<string | undefined> {
-  const bytes = await getSmall(reg, `/v2/${name}/manifests/${digest}`, ociManifest);
+  const bytes = await small(() =>
+    reg.failingWith("SIGNATURE_INVALID").repository(name).manifest(digest, ociManifest, maxArtifactBytes),
+  );
   if (!bytes || sha256(bytes) !== digest) return "is not in the registry as such";
   let artifact: {
     artifactType?: unknown;
@@ -143,7 +131,7 @@ async function mismatch(
  * SIGNATURE_INVALID saying why none does.
  */
 export async function verifyReleaseManifest(
-  reg: RegistryEndpoint,
+  reg: RegistryClient,
   opts: { name: string; release: Release; trustedKeys: readonly KeyObject[] },
 ): Promise<SignedRelease> {
   const { name, release } = opts;

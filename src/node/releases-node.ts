@@ -1,3 +1,4 @@
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { parse } from "smol-toml";
 import { environmentUuid } from "../core/address.js";
@@ -82,19 +83,20 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
   });
   ctx.pipeline.onDeployEnded((record) => recordImageRelease(ctx, releases, record));
 
-  app.register(async (scope) => {
+  app.register(async (untyped) => {
+    // Handlers take their params, query and body types from the route schemas.
+    const scope = untyped.withTypeProvider<TypeBoxTypeProvider>();
     const callerOf = new WeakMap<FastifyRequest, Caller>();
     scope.addHook("onRequest", async (req) => {
       callerOf.set(req, await ctx.callers.resolve(req.headers.authorization));
     });
-    type AppReq = FastifyRequest<{ Params: { app: string } }>;
 
-    scope.get("/api/v1/apps/:app/releases", { schema: listReleasesSchema }, async (req: AppReq) => {
+    scope.get("/api/v1/apps/:app/releases", { schema: listReleasesSchema }, async (req) => {
       const target = await ctx.registry.get(callerOf.get(req) as Caller, req.params.app);
       return { app: target.name, uuid: target.uuid, releases: await releases.list(target.uuid) };
     });
 
-    scope.post("/api/v1/apps/:app/releases", { schema: recordReleaseSchema }, async (req: AppReq, reply) => {
+    scope.post("/api/v1/apps/:app/releases", { schema: recordReleaseSchema }, async (req, reply) => {
       const caller = callerOf.get(req) as Caller;
       const body = objectBody(req.body);
       const target = await appOnFirstSight(ctx, caller, req.params.app, body);
@@ -143,7 +145,7 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
       return reply.code(created ? 201 : 200).send({ ...release, rollout });
     });
 
-    scope.post("/api/v1/apps/:app/rollback", { schema: rollbackSchema }, async (req: AppReq) => {
+    scope.post("/api/v1/apps/:app/rollback", { schema: rollbackSchema }, async (req) => {
       const caller = callerOf.get(req) as Caller;
       const target = await ctx.registry.get(caller, req.params.app);
       const body = objectBody(req.body ?? {});
@@ -186,7 +188,7 @@ export async function attachReleases(app: FastifyInstance, ctx: ReleasesContext)
       };
     });
 
-    scope.post("/api/v1/apps/:app/promote", { schema: promoteSchema }, async (req: AppReq) => {
+    scope.post("/api/v1/apps/:app/promote", { schema: promoteSchema }, async (req) => {
       const caller = callerOf.get(req) as Caller;
       const target = await ctx.registry.get(caller, req.params.app);
       const body = objectBody(req.body ?? {});
@@ -280,7 +282,7 @@ async function rollPushed(
   release: Release,
   actor: string,
   wait: boolean,
-): Promise<Record<string, unknown>> {
+): Promise<{ environment: string; state: "skipped" | "succeeded" | "failed" } & Record<string, unknown>> {
   const environment = declarationsOfRelease(release.manifest).environments?.[0]?.name ?? DEFAULT_ENVIRONMENT;
   const targets = await environmentTargets(ctx, app, release, environment);
   if (targets.length === 0) return { environment, state: "skipped", reason: "no supervisor to run it on" };

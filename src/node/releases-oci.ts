@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import { canonicalJson } from "../contract/canonical.js";
 import { TabbifyError } from "../core/errors.js";
+import { type Descriptor, RegistryClient, sha256Digest } from "../registry/client.js";
 import { RELEASE_MANIFEST_MEDIA_TYPE } from "./releases-store.js";
 
 /**
@@ -43,63 +43,34 @@ export function releaseManifestBytes(manifest: Record<string, unknown>): Buffer 
   return Buffer.from(canonicalJson(manifest), "utf8");
 }
 
-const sha256 = (bytes: Buffer) => `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-
 /** Returns the artifact manifest's digest. */
 export async function pushReleaseArtifact(
   target: ReleaseArtifactTarget,
   release: ReleaseForArtifact,
 ): Promise<string> {
-  const base = `${target.registryUrl.replace(/\/+$/, "")}/v2/${target.repository}`;
-  const auth = { authorization: `Bearer ${target.token}` };
-  const call = async (method: string, url: string, init: RequestInit = {}): Promise<Response> => {
-    const res = await fetch(url, {
-      method,
-      ...init,
-      headers: { ...auth, ...(init.headers as Record<string, string> | undefined) },
-      signal: AbortSignal.timeout(30_000),
-    });
-    if (res.status >= 300) {
-      const text = (await res.text()).slice(0, 300);
+  const repo = new RegistryClient({
+    url: target.registryUrl,
+    token: target.token,
+    failure: "REGISTRY_PUSH_FAILED",
+  }).repository(target.repository);
+
+  let subject: Descriptor | undefined;
+  if (target.imageDigest !== undefined) {
+    subject = await repo.describeManifest(
+      target.imageDigest,
+      `${OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json`,
+    );
+    if (!subject)
       throw new TabbifyError(
         "REGISTRY_PUSH_FAILED",
-        `${method} ${new URL(url).pathname}: HTTP ${res.status} ${text}`,
+        `${target.repository}@${target.imageDigest} is not in the registry`,
       );
-    }
-    return res;
-  };
-
-  let subject: { mediaType: string; digest: string; size: number } | undefined;
-  if (target.imageDigest !== undefined) {
-    const subjectRes = await call("HEAD", `${base}/manifests/${target.imageDigest}`, {
-      headers: {
-        accept: `${OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json`,
-      },
-    });
-    subject = {
-      mediaType: subjectRes.headers.get("content-type") ?? OCI_MANIFEST,
-      digest: target.imageDigest,
-      size: Number(subjectRes.headers.get("content-length") ?? "0"),
-    };
+    subject = { ...subject, digest: target.imageDigest };
   }
 
   const uploadBlob = async (bytes: Buffer): Promise<string> => {
-    const digest = sha256(bytes);
-    const head = await fetch(`${base}/blobs/${digest}`, {
-      method: "HEAD",
-      headers: auth,
-      signal: AbortSignal.timeout(30_000),
-    });
-    if (head.status === 200) return digest;
-    const started = await call("POST", `${base}/blobs/uploads/`);
-    await started.body?.cancel();
-    const location = new URL(started.headers.get("location") ?? "", base);
-    location.searchParams.set("digest", digest);
-    const put = await call("PUT", location.toString(), {
-      headers: { "content-type": "application/octet-stream" },
-      body: bytes,
-    });
-    await put.body?.cancel();
+    const digest = sha256Digest(bytes);
+    await repo.pushBlob(digest, bytes);
     return digest;
   };
 
@@ -119,12 +90,7 @@ export async function pushReleaseArtifact(
     },
   };
   const body = Buffer.from(JSON.stringify(artifact));
-  const digest = sha256(body);
-  const reference = subject ? digest : releaseArtifactTag(release.id);
-  const put = await call("PUT", `${base}/manifests/${reference}`, {
-    headers: { "content-type": OCI_MANIFEST },
-    body,
-  });
-  await put.body?.cancel();
+  const digest = sha256Digest(body);
+  await repo.putManifest(subject ? digest : releaseArtifactTag(release.id), OCI_MANIFEST, body);
   return digest;
 }

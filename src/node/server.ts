@@ -28,6 +28,7 @@ import { MeshCoordinator } from "../mesh/mesh-coordinator.js";
 import type { SignaturePolicy } from "../pipeline/deps.js";
 import type { RegistryAccess } from "../pipeline/executor.js";
 import type { HostCredentials } from "../pipeline/git-credentials.js";
+import { RegistryClient } from "../registry/client.js";
 import type { Store } from "../store/index.js";
 import { listenOptions } from "../upgrade/listener-handoff.js";
 import { registerAppEnvRoutes } from "./app-env-routes.js";
@@ -431,13 +432,8 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   }
   const imageRegistry = options.deploy?.registry;
   if (imageRegistry) {
-    ready.registry = async () => {
-      const res = await fetch(`http://${imageRegistry.host}/api/healthz`, {
-        signal: AbortSignal.timeout(2_500),
-      });
-      await res.body?.cancel();
-      if (res.status !== 200) throw new Error(`the registry answered HTTP ${res.status}`);
-    };
+    const registryProbe = new RegistryClient({ url: `http://${imageRegistry.host}`, timeoutMs: 2_500 });
+    ready.registry = () => registryProbe.health();
   }
   registerProbes(app, { build: buildInfo(nodeVersion), ready });
 

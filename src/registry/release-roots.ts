@@ -1,6 +1,9 @@
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { Static } from "@sinclair/typebox";
 import { isErrno, TabbifyError } from "../core/errors.js";
+import { NodeClient } from "../node/client.js";
+import type { gcRootsSchema } from "../node/schemas/operations.js";
 
 /**
  * Release-aware GC (`tabbify registry gc --keep-releases-from <node URL>`): the node names, per
@@ -26,42 +29,27 @@ export interface ReleaseRoots {
 }
 
 /** The node's `GET /api/v1/registry/gc-roots` answer. */
-export interface GcRootsReply {
-  keep_releases: number;
-  repositories: {
-    repository: string;
-    app: string;
-    releases: string[];
-    keep: { digest: string; reason: string }[];
-  }[];
-}
+export type GcRootsReply = Static<(typeof gcRootsSchema)["response"][200]>;
 
 export async function fetchReleaseRoots(
   nodeUrl: string,
   token: string | undefined,
   keepReleases: number,
 ): Promise<Map<string, ReleaseRepository>> {
-  const url = `${nodeUrl.replace(/\/+$/, "")}/api/v1/registry/gc-roots?keep=${keepReleases}`;
-  let res: Response;
+  const node = new NodeClient({ url: nodeUrl, ...(token ? { token } : {}), timeoutMs: 30_000 });
+  let body: GcRootsReply;
   try {
-    res = await fetch(url, {
-      headers: token ? { authorization: `Bearer ${token}` } : {},
-      signal: AbortSignal.timeout(30_000),
-    });
+    body = await node.request("GET", `/api/v1/registry/gc-roots?keep=${keepReleases}`);
   } catch (err) {
+    if (!(err instanceof TabbifyError)) throw err;
+    const status = (err.detail as { status?: number } | undefined)?.status;
     throw new TabbifyError(
       "NODE_UNREACHABLE",
-      `--keep-releases-from: ${new URL(url).origin} unreachable (${err instanceof Error ? err.message : String(err)}); nothing was collected`,
+      status === undefined
+        ? `--keep-releases-from: ${node.url} unreachable (${err.message}); nothing was collected`
+        : `--keep-releases-from: the node answered HTTP ${status} for its release roots${status === 401 ? " (set REGISTRY_GC_NODE_TOKEN)" : ""}; nothing was collected`,
     );
   }
-  if (res.status !== 200) {
-    await res.body?.cancel();
-    throw new TabbifyError(
-      "NODE_UNREACHABLE",
-      `--keep-releases-from: the node answered HTTP ${res.status} for its release roots${res.status === 401 ? " (set REGISTRY_GC_NODE_TOKEN)" : ""}; nothing was collected`,
-    );
-  }
-  const body = (await res.json()) as GcRootsReply;
   const out = new Map<string, ReleaseRepository>();
   for (const repo of body.repositories ?? []) {
     out.set(repo.repository, {

@@ -1,5 +1,6 @@
-import { createHash, type KeyObject, sign, verify } from "node:crypto";
+import { type KeyObject, sign, verify } from "node:crypto";
 import { TabbifyError } from "../core/errors.js";
+import { type OciRepository, type RegistryClient, sha256Digest } from "./client.js";
 
 /**
  * Image signatures in cosign's key-based layout, so cosign (`cosign verify --key`) and
@@ -42,26 +43,13 @@ export function signatureTag(digest: string): string {
   return `${digest.replace(":", "-")}.sig`;
 }
 
-/** A registry as the signer and verifier reach it: base URL and the headers for `name`. */
-export interface RegistryEndpoint {
-  base: string;
-  headers: Record<string, string>;
-}
-
 function sha256(data: Buffer): string {
-  return `sha256:${createHash("sha256").update(data).digest("hex")}`;
+  return sha256Digest(data);
 }
 
-async function pushBlob(reg: RegistryEndpoint, name: string, data: Buffer): Promise<string> {
+async function pushBlob(repo: OciRepository, data: Buffer): Promise<string> {
   const digest = sha256(data);
-  const r = await fetch(new URL(`/v2/${name}/blobs/uploads/?digest=${digest}`, reg.base), {
-    method: "POST",
-    body: data,
-    headers: { ...reg.headers, "content-type": "application/octet-stream" },
-  });
-  await r.body?.cancel();
-  if (r.status !== 201)
-    throw new TabbifyError("SIGNATURE_PUSH_FAILED", `pushing a signature blob to ${name}: ${r.status}`);
+  await repo.pushBlob(digest, data);
   return digest;
 }
 
@@ -70,7 +58,7 @@ async function pushBlob(reg: RegistryEndpoint, name: string, data: Buffer): Prom
  * `dockerReference` is the repository as clients name it (`host:port/acme/web`).
  */
 export async function signImage(
-  reg: RegistryEndpoint,
+  reg: RegistryClient,
   opts: {
     name: string;
     digest: string;
@@ -89,8 +77,9 @@ export async function signImage(
       rootfs: { type: "layers", diff_ids: [sha256(payload)] },
     }),
   );
-  const configDigest = await pushBlob(reg, opts.name, config);
-  const payloadDigest = await pushBlob(reg, opts.name, payload);
+  const repo = reg.failingWith("SIGNATURE_PUSH_FAILED").repository(opts.name);
+  const configDigest = await pushBlob(repo, config);
+  const payloadDigest = await pushBlob(repo, payload);
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -112,35 +101,13 @@ export async function signImage(
       },
     }),
   );
-  const r = await fetch(new URL(`/v2/${opts.name}/manifests/${signatureTag(opts.digest)}`, reg.base), {
-    method: "PUT",
-    body: manifest,
-    headers: { ...reg.headers, "content-type": signatureMediaTypes.manifest },
-  });
-  await r.body?.cancel();
-  if (r.status !== 201)
-    throw new TabbifyError(
-      "SIGNATURE_PUSH_FAILED",
-      `pushing the signature of ${opts.name}@${opts.digest}: ${r.status}`,
-    );
+  await repo.putManifest(signatureTag(opts.digest), signatureMediaTypes.manifest, manifest);
   return { digest: sha256(manifest) };
 }
 
-async function getJson(reg: RegistryEndpoint, path: string, accept?: string): Promise<unknown> {
-  const r = await fetch(new URL(path, reg.base), {
-    headers: { ...reg.headers, ...(accept ? { accept } : {}) },
-  });
-  if (r.status !== 200) {
-    await r.body?.cancel();
-    throw new TabbifyError(
-      "SIGNATURE_INVALID",
-      `reading ${path.split("?")[0]} from the registry: ${r.status}`,
-    );
-  }
-  return r.json();
-}
-
 const maxPayloadBytes = 64 * 1024;
+/** A signature manifest is a few hundred bytes; a registry serving more is not serving one. */
+const maxManifestBytes = 1024 * 1024;
 
 /**
  * Verifies that `<name>@<digest>` carries a signature by one of `trustedKeys`: some referrer of
@@ -148,34 +115,37 @@ const maxPayloadBytes = 64 * 1024;
  * this digest. Throws SIGNATURE_INVALID saying why not; returns the signature manifest's digest.
  */
 export async function verifyImageSignature(
-  reg: RegistryEndpoint,
+  reg: RegistryClient,
   opts: { name: string; digest: string; trustedKeys: readonly KeyObject[] },
 ): Promise<{ signature: string }> {
-  const index = (await getJson(
-    reg,
-    `/v2/${opts.name}/referrers/${opts.digest}?artifactType=${encodeURIComponent(signatureMediaTypes.artifact)}`,
-  )) as { manifests?: { digest: string }[] };
+  const repo = reg.failingWith("SIGNATURE_INVALID").repository(opts.name);
+  const index = await repo.referrers(opts.digest, signatureMediaTypes.artifact);
   const reasons: string[] = [];
-  for (const entry of index.manifests ?? []) {
-    const manifest = (await getJson(
-      reg,
-      `/v2/${opts.name}/manifests/${entry.digest}`,
-      signatureMediaTypes.manifest,
-    )) as {
+  for (const entry of index?.manifests ?? []) {
+    let bytes: Buffer | undefined;
+    try {
+      bytes = await repo.manifest(entry.digest, signatureMediaTypes.manifest, maxManifestBytes);
+    } catch (err) {
+      if (!(err instanceof TabbifyError && err.code === "REGISTRY_ANSWER_TOO_LARGE")) throw err;
+      reasons.push(`signature ${entry.digest} is larger than a signature manifest`);
+      continue;
+    }
+    if (!bytes)
+      throw new TabbifyError("SIGNATURE_INVALID", `${opts.name}@${entry.digest} is not in the registry`);
+    const manifest = JSON.parse(bytes.toString("utf8")) as {
       layers?: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[];
     };
     for (const layer of manifest.layers ?? []) {
       const sig = layer.annotations?.[signatureMediaTypes.annotation];
       if (layer.mediaType !== signatureMediaTypes.payload || !sig || layer.size > maxPayloadBytes) continue;
-      const r = await fetch(new URL(`/v2/${opts.name}/blobs/${layer.digest}`, reg.base), {
-        headers: reg.headers,
-      });
-      if (r.status !== 200) {
-        await r.body?.cancel();
-        continue;
+      let payload: Buffer | undefined;
+      try {
+        payload = await repo.smallBlob(layer.digest, maxPayloadBytes);
+      } catch (err) {
+        if (!(err instanceof TabbifyError)) throw err;
+        payload = undefined;
       }
-      const payload = Buffer.from(await r.arrayBuffer());
-      if (payload.length > maxPayloadBytes || sha256(payload) !== layer.digest) continue;
+      if (!payload || sha256(payload) !== layer.digest) continue;
       const signature = Buffer.from(sig, "base64");
       if (!opts.trustedKeys.some((key) => verify("sha256", payload, key, signature))) {
         reasons.push(`signature ${entry.digest} is not by a trusted key`);

@@ -6,6 +6,7 @@ import { backoffDelay } from "../core/backoff.js";
 import { TabbifyError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/log.js";
 import { sleep } from "../core/sleep.js";
+import { RegistryClient } from "./client.js";
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) and the ones a proxy must not pass on: `expect` (we have
@@ -197,10 +198,11 @@ export class UpstreamChild {
 
   private async waitReady(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const probe = new URL("/v2/", this.opts.url);
+    const upstream = new RegistryClient({ url: new URL(this.opts.url).origin, timeoutMs: 1000 });
     while (Date.now() < deadline) {
       try {
-        const res = await fetch(probe, { signal: AbortSignal.timeout(1000) });
+        // The spec's API version check: 200, or 401 from a registry that wants a token.
+        const res = await upstream.send("GET", "/v2/");
         await res.body?.cancel();
         if (res.status === 200 || res.status === 401) return;
       } catch {
@@ -210,7 +212,7 @@ export class UpstreamChild {
     }
     throw new TabbifyError(
       "UPSTREAM_UNAVAILABLE",
-      `upstream registry did not answer at ${probe.origin} in ${timeoutMs} ms`,
+      `upstream registry did not answer at ${upstream.base} in ${timeoutMs} ms`,
     );
   }
 

@@ -1,5 +1,8 @@
 import type { Static } from "@sinclair/typebox";
 import { TabbifyError } from "../core/errors.js";
+import type { probeSchemas } from "../core/probes.js";
+import { type StreamedBody, streamedInit } from "../core/streamed-body.js";
+import type { HandoffByVersion, supervisorHandoffSchema } from "../upgrade/schemas.js";
 import { type LogQuery, logQueryString } from "./logs-route.js";
 import type { DeployBody, SupervisorError, supervisorSchemas } from "./schemas.js";
 
@@ -44,6 +47,8 @@ export interface CallOptions {
 
 export interface SendOptions extends CallOptions {
   body?: unknown;
+  /** A body sent as it is read (a release tarball), instead of `body`. */
+  stream?: StreamedBody;
   accept?: string;
 }
 
@@ -67,12 +72,13 @@ export class SupervisorApi {
     if (this.#authToken) headers["authorization"] = `Bearer ${this.#authToken}`;
     const signals = [AbortSignal.timeout(opts.timeoutMs ?? 10_000)];
     if (opts.signal) signals.push(opts.signal);
-    const init: RequestInit = {
+    let init: RequestInit & { duplex?: "half" } = {
       method,
       headers,
       signal: opts.timeoutMs === undefined && opts.signal ? opts.signal : AbortSignal.any(signals),
     };
     if (opts.body !== undefined) init.body = JSON.stringify(opts.body);
+    else if (opts.stream) init = { ...init, ...streamedInit(opts.stream, headers) };
     try {
       return await fetch(`${this.base}${path}`, init);
     } catch (err) {
@@ -82,6 +88,32 @@ export class SupervisorApi {
         supervisor: this.base,
       });
     }
+  }
+
+  /** GET /api/version (unauthenticated): the release this supervisor runs. */
+  async version(
+    opts: CallOptions = {},
+  ): Promise<Partial<Static<(typeof probeSchemas)["version"]["response"][200]>>> {
+    const res = await this.send("GET", "/api/version", opts);
+    if (res.status !== 200) throw await this.#refusal(res);
+    return (await res.json()) as Partial<Static<(typeof probeSchemas)["version"]["response"][200]>>;
+  }
+
+  /**
+   * POST /v1/platform/handoff: replace this supervisor with another release of itself, one it
+   * kept (`{version}`) or the tarball, streamed. Answers once the new process is ready.
+   */
+  async handoff(
+    release: Static<typeof HandoffByVersion> | { tarball: StreamedBody },
+    opts: CallOptions = {},
+  ): Promise<Partial<Static<(typeof supervisorHandoffSchema)["response"][200]>>> {
+    const res = await this.send(
+      "POST",
+      "/v1/platform/handoff",
+      "tarball" in release ? { ...opts, stream: release.tarball } : { ...opts, body: release },
+    );
+    if (res.status !== 200) throw await this.#refusal(res);
+    return (await res.json()) as Partial<Static<(typeof supervisorHandoffSchema)["response"][200]>>;
   }
 
   /** GET /v1/apps: every app with a runner record on this host. */

@@ -14,8 +14,9 @@ import {
   OCI_MANIFEST,
   REPOSITORY,
 } from "../contract/oci.js";
-import { TabbifyError } from "../core/errors.js";
+import { isTabbifyError, TabbifyError } from "../core/errors.js";
 import { pathExists } from "../core/exists.js";
+import { RegistryClient, sha256Digest } from "../registry/client.js";
 
 /**
  * A handler artifact pulled from the registry by digest into `<data>/handler-artifacts/<hex>/`:
@@ -72,6 +73,14 @@ export function handlerCommand(artifactDir: string): { artifact_dir: string; com
   };
 }
 
+/** The client's errors as a pull's: unreachable and oversized are IMAGE_PULL_FAILED too. */
+function pullFailure(err: unknown, tooLarge: string): unknown {
+  if (isTabbifyError(err, "REGISTRY_ANSWER_TOO_LARGE"))
+    return new TabbifyError("IMAGE_PULL_FAILED", tooLarge);
+  if (isTabbifyError(err, "REGISTRY_UNREACHABLE")) return new TabbifyError("IMAGE_PULL_FAILED", err.message);
+  return err;
+}
+
 export async function pullHandlerArtifact(
   ref: HandlerArtifactRef,
   token: string,
@@ -80,39 +89,23 @@ export async function pullHandlerArtifact(
   const root = join(dataDir, "handler-artifacts");
   const dir = join(root, ref.digest.slice("sha256:".length));
   if (await pathExists(join(dir, "handler.mjs"))) return dir;
-  const base = `${ref.registryUrl}/v2/${ref.repository}`;
-  const get = async (path: string, accept?: string): Promise<Response> => {
-    let res: Response;
-    try {
-      res = await fetch(`${base}${path}`, {
-        headers: { authorization: `Bearer ${token}`, ...(accept ? { accept } : {}) },
-        signal: AbortSignal.timeout(PULL_TIMEOUT_MS),
-      });
-    } catch (err) {
-      throw new TabbifyError(
-        "IMAGE_PULL_FAILED",
-        `cannot reach ${ref.registryUrl}: ${(err as Error).message}`,
-      );
-    }
-    if (res.status === 404) {
-      await res.body?.cancel();
-      throw new TabbifyError("IMAGE_NOT_FOUND", `${ref.repository}@${ref.digest}: manifest unknown`);
-    }
-    if (res.status !== 200) {
-      await res.body?.cancel();
-      throw new TabbifyError(
-        "IMAGE_PULL_FAILED",
-        `GET ${path.slice(0, 100)}: HTTP ${res.status} from the registry`,
-      );
-    }
-    return res;
-  };
+  const repo = new RegistryClient({
+    url: ref.registryUrl,
+    token,
+    timeoutMs: PULL_TIMEOUT_MS,
+    failure: "IMAGE_PULL_FAILED",
+  }).repository(ref.repository);
+  const notFound = () =>
+    new TabbifyError("IMAGE_NOT_FOUND", `${ref.repository}@${ref.digest}: manifest unknown`);
 
-  const manifestRes = await get(`/manifests/${ref.digest}`, OCI_MANIFEST);
-  const bytes = Buffer.from(await manifestRes.arrayBuffer());
-  if (bytes.length > MAX_MANIFEST_BYTES)
-    throw new TabbifyError("IMAGE_PULL_FAILED", "the handler artifact's manifest is too large");
-  if (`sha256:${createHash("sha256").update(bytes).digest("hex")}` !== ref.digest)
+  let bytes: Buffer | undefined;
+  try {
+    bytes = await repo.manifest(ref.digest, OCI_MANIFEST, MAX_MANIFEST_BYTES);
+  } catch (err) {
+    throw pullFailure(err, "the handler artifact's manifest is too large");
+  }
+  if (!bytes) throw notFound();
+  if (sha256Digest(bytes) !== ref.digest)
     throw new TabbifyError("DIGEST_MISMATCH", `the registry served other bytes than ${ref.digest}`);
   const manifest = JSON.parse(bytes.toString("utf8")) as {
     artifactType?: unknown;
@@ -136,7 +129,13 @@ export async function pullHandlerArtifact(
   const staging = join(root, `.pull-${randomBytes(6).toString("hex")}`);
   try {
     await mkdir(staging, { mode: 0o700 });
-    const blob = await get(`/blobs/${layer.digest}`);
+    let blob: ReadableStream<Uint8Array> | undefined;
+    try {
+      blob = await repo.blob(layer.digest);
+    } catch (err) {
+      throw pullFailure(err, "the bundle is too large");
+    }
+    if (!blob) throw notFound();
     const hash = createHash("sha256");
     let size = 0;
     const limit = layer.size;
@@ -150,7 +149,7 @@ export async function pullHandlerArtifact(
       },
     });
     await pipeline(
-      Readable.fromWeb(blob.body as import("node:stream/web").ReadableStream),
+      Readable.fromWeb(blob as import("node:stream/web").ReadableStream),
       meter,
       createWriteStream(join(staging, "handler.mjs"), { mode: 0o600 }),
     );

@@ -5,11 +5,9 @@
  * the old process never vouches for its successor. It keeps the releases it ran, so handing it
  * back needs only the version; the tarball goes along when it does not have the one asked for.
  */
-import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
-import { Readable } from "node:stream";
-import type { ReadableStream } from "node:stream/web";
 import { TabbifyError } from "../core/errors.js";
+import { fileBody } from "../core/file-body.js";
+import { SupervisorApi, supervisorRefusal } from "../supervisor/client.js";
 import { waitVersionReady } from "./handoff-probe.js";
 import type { HandoffRole, HandoffTimes } from "./up-control.js";
 
@@ -22,7 +20,7 @@ export class RemoteSupervisor implements HandoffRole {
   private constructor(
     readonly name: string,
     private readonly address: URL,
-    private readonly key: string,
+    private readonly api: SupervisorApi,
     private readonly tarball: string | undefined,
     version: string,
   ) {
@@ -37,11 +35,16 @@ export class RemoteSupervisor implements HandoffRole {
     tarball?: string,
   ): Promise<RemoteSupervisor> {
     const url = new URL(address);
-    const res = await fetch(new URL("/api/version", url), { signal: AbortSignal.timeout(10_000) });
-    const version = ((await res.json()) as { version?: unknown }).version;
-    if (res.status !== 200 || typeof version !== "string")
+    const api = new SupervisorApi({ baseUrl: url.origin, authToken: key });
+    let version: unknown;
+    try {
+      version = (await api.version({ timeoutMs: 10_000 })).version;
+    } catch (err) {
+      throw new TabbifyError("ROLE_NOT_READY", `${name} at ${address}: ${(err as Error).message}`);
+    }
+    if (typeof version !== "string")
       throw new TabbifyError("ROLE_NOT_READY", `${name} at ${address} does not say its version`);
-    return new RemoteSupervisor(name, url, key, tarball, version);
+    return new RemoteSupervisor(name, url, api, tarball, version);
   }
 
   /** The version it runs: what a revert hands it back to. */
@@ -53,46 +56,26 @@ export class RemoteSupervisor implements HandoffRole {
     return this.address.hostname.replace(/^\[|\]$/g, "");
   }
 
-  async #ask(body: { version: string } | { tarball: string }, timeoutMs: number): Promise<Response> {
-    const headers = { authorization: `Bearer ${this.key}` };
-    const signal = AbortSignal.timeout(timeoutMs);
-    const url = new URL("/v1/platform/handoff", this.address);
-    if ("version" in body) {
-      return fetch(url, {
-        method: "POST",
-        headers: { ...headers, "content-type": "application/json" },
-        body: JSON.stringify(body),
-        signal,
-      });
+  /** The release by version; with the tarball, streamed, when this host did not keep it (404). */
+  async #ask(version: string, timeoutMs: number): ReturnType<SupervisorApi["handoff"]> {
+    try {
+      return await this.api.handoff({ version }, { timeoutMs });
+    } catch (err) {
+      if (supervisorRefusal(err)?.status !== 404 || !this.tarball) throw err;
     }
-    return fetch(url, {
-      method: "POST",
-      headers: {
-        ...headers,
-        "content-type": "application/octet-stream",
-        "content-length": String((await stat(body.tarball)).size),
-      },
-      body: Readable.toWeb(createReadStream(body.tarball)) as ReadableStream,
-      duplex: "half",
-      signal,
-    } as RequestInit);
+    return this.api.handoff({ tarball: await fileBody(this.tarball) }, { timeoutMs });
   }
 
   async handoff(_entry: string, version: string, timeoutMs: number): Promise<HandoffTimes> {
     const begun = Date.now();
     // Unpacking and the self-check come on top of the new process's start.
     const askMs = timeoutMs + 120_000;
-    let res = await this.#ask({ version }, askMs);
-    if (res.status === 404 && this.tarball) {
-      await res.body?.cancel();
-      res = await this.#ask({ tarball: this.tarball }, askMs);
-    }
-    const answer = (await res.json().catch(() => ({}))) as { error?: string; ready_ms?: number };
-    if (res.status !== 200) {
-      throw new TabbifyError(
-        "ROLE_NOT_READY",
-        `${this.name} ${version}: ${answer.error ?? `HTTP ${res.status}`}`,
-      );
+    let answer: Awaited<ReturnType<SupervisorApi["handoff"]>>;
+    try {
+      answer = await this.#ask(version, askMs);
+    } catch (err) {
+      // The supervisor's own error (SUPERVISOR_REFUSED) or why it could not be reached.
+      throw new TabbifyError("ROLE_NOT_READY", `${this.name} ${version}: ${(err as Error).message}`);
     }
     try {
       await waitVersionReady(

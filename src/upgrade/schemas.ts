@@ -10,6 +10,18 @@ const errors = { "4xx": Failure, "5xx": Failure } as const;
 const handoffShape =
   'send a release tarball as application/octet-stream, or {"version"} of a release kept here';
 
+/** The JSON body: a release this host kept, by version. */
+export const HandoffByVersion = Type.Object(
+  {
+    version: Type.String({
+      pattern: "^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$",
+      "x-message": handoffShape,
+      "x-required": handoffShape,
+    }),
+  },
+  { additionalProperties: true, "x-message": handoffShape },
+);
+
 export const supervisorHandoffSchema = {
   summary: "Replace this supervisor with another release of itself, handing its socket over",
   description:
@@ -19,16 +31,7 @@ export const supervisorHandoffSchema = {
   body: {
     content: {
       "application/json": {
-        schema: Type.Object(
-          {
-            version: Type.String({
-              pattern: "^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$",
-              "x-message": handoffShape,
-              "x-required": handoffShape,
-            }),
-          },
-          { additionalProperties: true, "x-message": handoffShape },
-        ),
+        schema: HandoffByVersion,
       },
       "application/octet-stream": { schema: Type.Unsafe<unknown>({ description: "the release tarball" }) },
       "application/gzip": { schema: Type.Unsafe<unknown>({ description: "the release tarball" }) },

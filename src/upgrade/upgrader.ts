@@ -10,6 +10,8 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { TabbifyError } from "../core/errors.js";
 import { AuditLog } from "../node/audit-log.js";
+import { NodeClient } from "../node/client.js";
+import { type TopologyAnswer, topology } from "../node/platform-client.js";
 import type { Store } from "../store/index.js";
 import { type SupervisorAnswer, SupervisorApi, supervisorRefusal } from "../supervisor/client.js";
 import { probeVersionReady } from "./handoff-probe.js";
@@ -79,15 +81,15 @@ type Step =
 
 /** Supervisors on the node's roster other than `up`'s own, by name and API address. */
 async function remoteSupervisors(opts: UpgraderOptions): Promise<{ name: string; address: string }[]> {
-  const res = await fetch(`http://${opts.nodeHost}:${opts.nodePort}/v1/topology`, {
-    headers: { authorization: `Bearer ${opts.nodeKey}` },
-    signal: AbortSignal.timeout(15_000),
-  });
-  if (res.status !== 200)
-    throw new TabbifyError("ROLE_NOT_READY", `the node's roster answered ${res.status}`);
-  const topology = (await res.json()) as { supervisors?: { display_name: string; address: string }[] };
+  const node = new NodeClient({ url: `http://${opts.nodeHost}:${opts.nodePort}`, token: opts.nodeKey });
+  let roster: TopologyAnswer;
+  try {
+    roster = await topology(node);
+  } catch (err) {
+    throw new TabbifyError("ROLE_NOT_READY", `the node's roster: ${(err as Error).message}`);
+  }
   const local = new URL(opts.supervisorUrl).origin;
-  return (topology.supervisors ?? [])
+  return roster.supervisors
     .filter((s) => new URL(s.address).origin !== local)
     .map((s) => ({ name: s.display_name, address: s.address }));
 }

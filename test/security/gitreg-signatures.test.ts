@@ -25,6 +25,7 @@ import {
   type SupervisorDeployReply,
   type SupervisorDeployRequest,
 } from "../../src/pipeline/executor.js";
+import { RegistryClient } from "../../src/registry/client.js";
 import { signImage } from "../../src/registry/signatures.js";
 import {
   ociManifestType,
@@ -129,16 +130,13 @@ function signWith(key: KeyObject): ImageSignatures["sign"] {
       headers: { ...bearer(token), accept: ociManifestType },
     });
     const size = (await manifest.arrayBuffer()).byteLength;
-    const signed = await signImage(
-      { base: reg.url, headers: bearer(token) },
-      {
-        name: repo,
-        digest,
-        dockerReference: `${host}/${repo}`,
-        key,
-        imageManifest: { mediaType: ociManifestType, size },
-      },
-    );
+    const signed = await signImage(new RegistryClient({ url: reg.url, token }), {
+      name: repo,
+      digest,
+      dockerReference: `${host}/${repo}`,
+      key,
+      imageManifest: { mediaType: ociManifestType, size },
+    });
     return signed.digest;
   };
 }

@@ -13,6 +13,7 @@ import { tenantRegistryAccess } from "../../src/node/registry-access.js";
 import { type Release, ReleaseStore } from "../../src/node/releases-store.js";
 import { type RunningNode, startNode } from "../../src/node/server.js";
 import type { RegistryAccess } from "../../src/pipeline/deps.js";
+import { RegistryClient } from "../../src/registry/client.js";
 import { signImage } from "../../src/registry/signatures.js";
 import {
   ociManifestType,
@@ -134,16 +135,13 @@ export async function putManifest(s: SignedRolloutNode, reference: string, body:
 export async function signWith(s: SignedRolloutNode, key: KeyObject, digest: string): Promise<void> {
   const token = await s.access.pushToken(TENANT, s.appUuid);
   const size = (await manifestBytes(s, digest)).length;
-  await signImage(
-    { base: s.reg.url, headers: bearer(token) },
-    {
-      name: s.repo,
-      digest,
-      dockerReference: `${s.host}/${s.repo}`,
-      key,
-      imageManifest: { mediaType: ociManifestType, size },
-    },
-  );
+  await signImage(new RegistryClient({ url: s.reg.url, token }), {
+    name: s.repo,
+    digest,
+    dockerReference: `${s.host}/${s.repo}`,
+    key,
+    imageManifest: { mediaType: ociManifestType, size },
+  });
 }
 
 /** A release over `digest` as a build records it, already running in `environment`. */

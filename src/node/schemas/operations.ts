@@ -256,6 +256,33 @@ const upgradeShape = 'send the release tarball as application/octet-stream, or {
 
 export const Upgrade = open({ id: Type.String(), status: Type.String() });
 
+const UpgradeRole = open({
+  role: Type.String(),
+  ok: Type.Boolean(),
+  ms: Type.Integer({ description: "from the new process's start until the old one had exited" }),
+  ready_ms: Type.Optional(
+    Type.Integer({ description: "from the new process's start until it answered ready" }),
+  ),
+  error: Type.Optional(Type.String()),
+});
+
+/** A platform upgrade as the store records it (src/upgrade/records.ts). */
+export const UpgradeRecord = open({
+  id: Type.String(),
+  kind: Type.Union([Type.Literal("upgrade"), Type.Literal("rollback")]),
+  status: Type.Union([Type.Literal("in_progress"), Type.Literal("completed"), Type.Literal("failed")]),
+  phase: Type.String(),
+  from_version: Type.String(),
+  to_version: NullableString,
+  upgrader_pid: Type.Union([Type.Integer(), Type.Null()]),
+  upgrader_host: NullableString,
+  heartbeat_at: NullableString,
+  roles: Type.Array(UpgradeRole),
+  error: NullableString,
+  created_at: Type.String(),
+  finished_at: NullableString,
+});
+
 export const upgradeSchemas = {
   start: {
     summary: "Upgrade every role of a `tabbify up` platform to a packed release, with handoffs",
@@ -290,6 +317,6 @@ export const upgradeSchemas = {
     tags: ["platform"],
     security: nodeKey,
     params: Type.Object({ id: Type.String({ description: "the upgrade id (a UUID)" }) }),
-    response: { 200: Upgrade, ...errorResponses },
+    response: { 200: UpgradeRecord, ...errorResponses },
   },
 };

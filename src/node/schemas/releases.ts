@@ -13,6 +13,17 @@ export const Release = open({
   created_by: Type.String(),
 });
 
+/** A pushed release, with how its rollout to the app's first environment went. */
+const PushedRelease = open({
+  ...Release.properties,
+  rollout: Type.Optional(
+    open(
+      { environment: Type.String(), state: Type.String() },
+      "the rollout to the app's first environment, or why there was none",
+    ),
+  ),
+});
+
 const RolloutTarget = open({ supervisor: Type.String(), success: Type.Boolean() });
 
 const tag = ["releases"];
@@ -55,7 +66,7 @@ export const recordReleaseSchema = {
   security: nodeKeyOrTenant,
   params: AppParams,
   body: RecordReleaseBody,
-  response: { 200: Release, 201: Release, ...errorResponses },
+  response: { 200: PushedRelease, 201: PushedRelease, ...errorResponses },
 };
 
 export const RollbackBody = Type.Union([
