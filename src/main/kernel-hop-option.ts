@@ -9,8 +9,8 @@ import type { OptionSpec } from "./flags.js";
 export const kernelHopOption: OptionSpec = {
   flag: "kernel-hop",
   env: "SUPERVISOR_KERNEL_HOP",
-  default: "off",
-  help: "off (the runner's userspace hop), auto (nftables DNAT from each app address to its workload when this process has CAP_NET_ADMIN and nft, else userspace) or on (refuse to start without it). Off by default: with the kernel hop, a keep-alive client dialling an app address directly loses its pooled connection once per swap (see docs/DECISIONS.md)",
+  default: "auto",
+  help: "auto (the default: nftables DNAT from each app address to its workload when this process has CAP_NET_ADMIN and nft, else the runner's userspace hop), on (refuse to start without it) or off (always the userspace hop)",
 };
 
 /** One table per data dir, so two supervisors on a host never touch each other's mappings. */
