@@ -241,7 +241,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     "runner-health-timeout-ms",
   );
   // The roster takes the node key, or in the mesh the host's supervisor-tagged join token.
-  const kernelHop = await kernelHopFor(opts.values["kernel-hop"], dataDir, logger);
+  const kernelHop = await kernelHopFor(opts.values["kernel-hop"], dataDir, logger, mesh);
   const rosterKey =
     env.TABBIFY_NODE_KEY || (wireguard ? env.TABBIFY_MESH_JOIN_TOKEN : undefined) || undefined;
   const supervisor = new Supervisor({
