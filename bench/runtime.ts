@@ -1,28 +1,31 @@
 /**
  * `npm run bench:runtime`, in one run, loopback only, printing ratios and never asserting timings:
- *  1. req/s and p99 through the node's `/app/<uuid>` proxy against the same app reached directly,
- *     through a plain node:http piping proxy, and through nginx (when installed); small responses
- *     and 1 MiB bodies;
- *  2. cold start per runtime (process, wasm, docker when dockerd answers): a real supervisor
+ *  1. the data plane (issue 15): one workload under a real runner, wrk -c64 in alternating rounds,
+ *     small and 1 MiB bodies: direct to the workload's private port; nginx configured by hand in
+ *     front of it (the anchor); and Tabbify's `/app/<uuid>` through each data plane (node, nginx,
+ *     haproxy, caddy) with the kernel hop (nftables DNAT to the workload) and with the runner's
+ *     userspace hop. Ratios to the anchor, and each process's CPU per request;
+ *  2. swaps under load: wrk -c64 through `/app/<uuid>` while 10 swaps happen, per plane and hop
+ *     (swap-cells.ts): failed requests (must be 0) and p99 swapping vs at rest;
+ *  3. cold start per runtime (process, wasm, docker when dockerd answers): a real supervisor
  *     process is asked to start an example app, and the clock runs from the POST to the first 200
  *     on the app address and through the node's `/app/<uuid>`; RSS of each runner and workload;
- *  3. the hop the runner adds ("Swaps without moving the address" in ARCHITECTURE.md): a workload
- *     under a real runner, reached on its private port vs through the runner's app address :8730
- *     vs through the node and the runner.
- * `BENCH_ONLY=proxy|cold|hop` (comma-separated) runs a part alone.
+ *  4. on_request wakes (wake.ts).
+ * `BENCH_ONLY=proxy|swaps|cold|wake` (comma-separated) runs parts alone; `BENCH_PLANES` and
+ * `BENCH_SWAP_PLANES` pick the planes.
  *
- * Every server runs in its own process (this file re-executed with `--serve <role>`), so the load
- * generator, each proxy and the app do not share an event loop. Load comes from wrk. Targets are
- * measured in alternating rounds and the median kept, and each proxy's CPU time per request is read
- * from /proc: on a busy machine req/s swings with the neighbours, CPU per request much less.
+ * Every server runs in its own process (this file re-executed with `--serve <role>`, or a real
+ * `tabbify supervisor`), so the load generator, each proxy and the app do not share an event loop.
+ * Targets are measured in alternating rounds and the median kept, and each process's CPU time per
+ * request is read from /proc: on a busy machine req/s swings with the neighbours, CPU per request
+ * much less.
  */
 
-import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -30,23 +33,34 @@ import { fileURLToPath } from "node:url";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { freeLoopbackPort } from "../src/core/net.js";
 import { streamingProcessFlags } from "../src/core/node-flags.js";
-import { readProcStatSync } from "../src/core/proc-stat.js";
 import { sleep } from "../src/core/sleep.js";
-import { startNode } from "../src/node/index.js";
+import { type DataPlane, startNode } from "../src/node/index.js";
+import {
+  type ChargedProcess,
+  type HandProxy,
+  measure,
+  median,
+  type Row,
+  startHandNginx,
+  type Target,
+  table,
+  totalCpu,
+} from "./runtime-measure.js";
+import { measureSwaps, type SwapRow, swapTable } from "./swap-cells.js";
 import { wakePart } from "./wake.js";
 
 const MiB = 1024 * 1024;
 // Two-second cells keep the whole bench near two minutes; rounds and medians absorb the noise.
 const durationSecs = Number(process.env.BENCH_DURATION_SECS ?? 2);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
-const connections = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 64);
 const coldRuns = Number(process.env.BENCH_COLD_RUNS ?? 5);
-const only = new Set((process.env.BENCH_ONLY ?? "proxy,cold,hop,wake").split(",").map((p) => p.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? "proxy,swaps,cold,wake").split(",").map((p) => p.trim()));
+const planes = (process.env.BENCH_PLANES ?? "node,nginx,haproxy,caddy").split(",").map((p) => p.trim());
+const swapPlanes = (process.env.BENCH_SWAP_PLANES ?? "nginx,node").split(",").map((p) => p.trim());
 /** dist/bench/runtime.js → the repository root. */
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const tabbifyEntry = join(repoRoot, "dist", "src", "main", "tabbify.js");
-/** Linux reports process CPU time in clock ticks; 100 per second on every mainstream kernel. */
-const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
 
 interface Served {
   url: string;
@@ -67,29 +81,24 @@ function benchApp(port: number): http.Server {
   const big = Buffer.alloc(MiB, 0x61);
   return http.createServer((req, res) => {
     req.resume();
-    if (req.url === "/1m") {
+    // Reached directly the path keeps its /app/<uuid> prefix; through a proxy it does not.
+    if (req.url?.endsWith("/1m")) {
       res.writeHead(200, { "content-type": "application/octet-stream", "content-length": big.length });
       res.end(big);
     } else {
-      const text = req.url === "/port" ? String(port) : "hello\n";
+      const text = req.url?.endsWith("/port") ? String(port) : "hello\n";
       res.writeHead(200, { "content-type": "text/plain", "content-length": text.length });
       res.end(text);
     }
   });
 }
 
-async function serveApp(uuid: string): Promise<void> {
-  const server = benchApp(APP_PORT);
-  const host = deriveAppLoopback(uuid);
-  await new Promise<void>((r) => server.listen(APP_PORT, host, r));
-  announce({ url: `http://${host}:${APP_PORT}` });
-}
-
-async function serveNode(uuid: string): Promise<void> {
-  // The key comes from the parent: the bench's supervisor and its runners register with it too.
+/** A node with the data plane `BENCH_DATA_PLANE`, with `uuids` (comma-separated) on its roster. */
+async function serveNode(uuids: string): Promise<void> {
+  // The key comes from the parent: the bench's supervisors and their runners register with it too.
   const nodeKey = process.env.TABBIFY_NODE_KEY ?? randomUUID();
-  const dataPlane = process.env.BENCH_DATA_PLANE === "nginx" ? "nginx" : "node";
-  // One nginx worker, like the hand-configured anchor: every proxy here gets one core.
+  const dataPlane = (process.env.BENCH_DATA_PLANE ?? "node") as DataPlane;
+  // One engine worker, like the hand-configured anchor's one nginx worker.
   const node = await startNode({
     host: "127.0.0.1",
     port: 0,
@@ -98,28 +107,30 @@ async function serveNode(uuid: string): Promise<void> {
     dataPlane,
     edgeWorkers: 1,
   });
-  // A roster entry that never expires during the bench: re-registered well inside the timeout.
-  const register = () =>
-    node.coordinator.register({
-      kind: "runner",
-      name: uuid,
-      app_uuid: uuid,
-      address: `${deriveAppLoopback(uuid)}:${APP_PORT}`,
-      ula: deriveAppLoopback(uuid),
-      version: "bench",
-      tags: ["runner"],
-    });
+  // Roster entries that never expire during the bench: re-registered well inside the timeout.
+  const register = () => {
+    for (const uuid of uuids.split(",").filter(Boolean))
+      node.coordinator.register({
+        kind: "runner",
+        name: uuid,
+        app_uuid: uuid,
+        address: `${deriveAppLoopback(uuid)}:${APP_PORT}`,
+        ula: deriveAppLoopback(uuid),
+        version: "bench",
+        tags: ["runner"],
+      });
+  };
   register();
   setInterval(register, 10_000);
   await node.edge?.settle();
   process.once("SIGTERM", () => void node.close().then(() => process.exit(0)));
   const edgePid = node.edge?.pid();
-  announce({ url: `${node.url}/app/${uuid}`, ...(edgePid ? { edgePid } : {}) });
+  announce({ url: node.url, ...(edgePid ? { edgePid } : {}) });
 }
 
 /**
- * The hop bench's workload, run by a real runner through the process runtime: the bench app on
- * the runner's HOST/PORT, plus `/port` so the bench can reach the private port directly.
+ * The data-plane bench's workload, run by a real runner through the process runtime: the bench app
+ * on the runner's HOST/PORT, plus `/port` so the bench can reach the private port directly.
  */
 async function serveWorkload(): Promise<void> {
   const port = Number(process.env.PORT);
@@ -129,30 +140,6 @@ async function serveWorkload(): Promise<void> {
     server.close(() => process.exit(0));
     server.closeIdleConnections();
   });
-}
-
-/** The anchor: the proxy most people write with node:http, given the same keep-alive pooling. */
-async function servePlainProxy(uuid: string): Promise<void> {
-  const host = deriveAppLoopback(uuid);
-  const agent = new http.Agent({ keepAlive: true });
-  const prefix = `/app/${uuid}`;
-  const server = http.createServer((req, res) => {
-    const path = (req.url ?? "/").slice(prefix.length) || "/";
-    const upstream = http.request(
-      { host, port: APP_PORT, method: req.method, path, headers: req.headers, agent },
-      (upRes) => {
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        upRes.pipe(res);
-      },
-    );
-    upstream.on("error", () => {
-      if (!res.headersSent) res.writeHead(502);
-      res.end();
-    });
-    req.pipe(upstream);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  announce({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}${prefix}` });
 }
 
 function startChild(
@@ -177,333 +164,11 @@ function startChild(
   });
 }
 
-interface HandProxy {
-  stop: () => Promise<void>;
-  url: string;
-  pid: number;
-}
-
-/**
- * A proxy engine configured by hand in a temp dir, in front of the app at `/app/<uuid>/`: found on
- * PATH (or in /usr/sbin), started in the foreground, ready once `/app/<uuid>/small` answers. The
- * reason it cannot run, when it is not installed.
- */
-async function startHandProxy(
-  engine: { bin: string; install: string; configFile: string },
-  uuid: string,
-  config: (dir: string, port: number) => string,
-  args: (dir: string, configPath: string) => string[],
-): Promise<HandProxy | string> {
-  const which = spawnSync("sh", ["-c", `command -v ${engine.bin} || ls /usr/sbin/${engine.bin}`], {
-    encoding: "utf8",
-  });
-  const bin = which.stdout.trim().split("\n")[0];
-  if (!bin) return `${engine.bin} not installed (apt-get install -y ${engine.install})`;
-  const dir = await mkdtemp(join(tmpdir(), `tabbify-bench-${engine.bin}-`));
-  const port = await freeLoopbackPort();
-  const configPath = join(dir, engine.configFile);
-  await writeFile(configPath, config(dir, port));
-  const child = spawn(bin, args(dir, configPath), { stdio: "inherit" });
-  await waitForHttp(`http://127.0.0.1:${port}/app/${uuid}/small`);
-  return {
-    url: `http://127.0.0.1:${port}/app/${uuid}`,
-    pid: child.pid ?? 0,
-    stop: async () => {
-      child.kill("SIGTERM");
-      await new Promise((r) => child.once("exit", r));
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-function startNginx(upstreamHost: string, uuid: string): Promise<HandProxy | string> {
-  // One worker: every node proxy here is one process on one core, so nginx gets the same.
-  return startHandProxy(
-    { bin: "nginx", install: "nginx-light", configFile: "nginx.conf" },
-    uuid,
-    (dir, port) => `
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  upstream app { server ${upstreamHost}:${APP_PORT}; keepalive 64; }
-  server {
-    listen 127.0.0.1:${port};
-    location /app/${uuid}/ {
-      proxy_pass http://app/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-`,
-    (dir, configPath) => ["-p", dir, "-c", configPath, "-g", "daemon off;"],
-  );
-}
-
-/** A second engine measured by hand for the data-plane choice (docs/DECISIONS.md). */
-function startHaproxy(upstreamHost: string, uuid: string): Promise<HandProxy | string> {
-  return startHandProxy(
-    { bin: "haproxy", install: "haproxy", configFile: "haproxy.cfg" },
-    uuid,
-    (_dir, port) => `
-global
-  nbthread 1
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  http-reuse always
-frontend edge
-  bind 127.0.0.1:${port}
-  default_backend app
-backend app
-  http-request replace-path /app/${uuid}(/.*)? \\1
-  server app ${upstreamHost}:${APP_PORT}
-`,
-    (_dir, configPath) => ["-db", "-f", configPath],
-  );
-}
-
-async function waitForHttp(url: string): Promise<void> {
-  const end = Date.now() + 5000;
-  for (;;) {
-    try {
-      const res = await fetch(url);
-      await res.arrayBuffer();
-      if (res.ok) return;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > end) throw new Error(`${url} did not answer within 5 s`);
-    await sleep(50);
-  }
-}
-
-interface Result {
-  rps: number;
-  p99Ms: number;
-  requests: number;
-  errors: number;
-}
-
-/** CPU seconds used so far by a process and its direct children (nginx's worker). */
-function cpuSeconds(pid: number): number {
-  const own = (p: number): number => {
-    const stat = readProcStatSync(p);
-    return stat ? (stat.utimeTicks + stat.stimeTicks) / CLOCK_TICKS : 0;
-  };
-  let children: number[] = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    // No children file (older kernels): count the process alone.
-  }
-  return children.reduce((sum, c) => sum + own(c), own(pid));
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-function toMs(value: string): number {
-  const m = /^([\d.]+)(us|ms|s|m)$/.exec(value);
-  if (!m) return Number.NaN;
-  const n = Number(m[1]);
-  return m[2] === "us" ? n / 1000 : m[2] === "ms" ? n : m[2] === "s" ? n * 1000 : n * 60_000;
-}
-
-function wrk(url: string, secs: number): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      "wrk",
-      ["-t1", `-c${connections}`, `-d${secs}s`, "--latency", url],
-      { maxBuffer: 1 << 20 },
-      (err, stdout) => {
-        if (err) return reject(err);
-        const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]);
-        const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? 0);
-        const p99 = /^\s*99%\s+(\S+)/m.exec(stdout)?.[1] ?? "";
-        const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0);
-        const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
-        const errors = non2xx + (sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-        resolve({ rps, p99Ms: toMs(p99), requests, errors });
-      },
-    );
-  });
-}
-
-const OURS = "tabbify node /app/<uuid>";
-const NGINX = "nginx (1 worker)";
-const EDGE = "tabbify --data-plane nginx";
-const HAPROXY = "haproxy (1 thread)";
-const BODIES = [
-  ["small (6 B)", "/small"],
-  ["1 MiB", "/1m"],
-] as const;
-
-interface Row {
-  body: string;
-  target: string;
-  rps: number;
-  p99Ms: number;
-  cpuUs: number;
-  errors: number;
-}
-
-function printReport(rows: Row[]): void {
-  const header = ["body", "target", "req/s", "p99 ms", "cpu µs/req", "req/s vs direct", "errors"];
-  const table = rows.map((r) => {
-    const direct = rows.find((x) => x.body === r.body && x.target === "direct")!.rps;
-    return [
-      r.body,
-      r.target,
-      r.rps.toFixed(0),
-      r.p99Ms.toFixed(2),
-      r.cpuUs.toFixed(0),
-      (r.rps / direct).toFixed(2),
-      String(r.errors),
-    ];
-  });
-  const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
-  const fmt = (row: string[]) =>
-    row.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  process.stdout.write(`\n${fmt(header)}\n${widths.map((w) => "-".repeat(w)).join("  ")}\n`);
-  for (const row of table) process.stdout.write(`${fmt(row)}\n`);
-
-  process.stdout.write("\nratios for ours (req/s: higher is better; cpu/req: lower is better):\n");
-  for (const [body] of BODIES) {
-    const row = (t: string) => rows.find((x) => x.body === body && x.target === t);
-    const ours = row(OURS)!;
-    const plain = row("plain node:http proxy")!;
-    const nginx = row(NGINX);
-    const parts = [
-      `ours/plain-node req/s ${(ours.rps / plain.rps).toFixed(2)} cpu/req ${(ours.cpuUs / plain.cpuUs).toFixed(2)}`,
-    ];
-    if (nginx) {
-      parts.push(
-        `ours/nginx req/s ${(ours.rps / nginx.rps).toFixed(2)} cpu/req ${(ours.cpuUs / nginx.cpuUs).toFixed(2)}`,
-      );
-      for (const name of [EDGE, HAPROXY]) {
-        const other = row(name);
-        if (other)
-          parts.push(
-            `${name}/nginx req/s ${(other.rps / nginx.rps).toFixed(2)} cpu/req ${(other.cpuUs / nginx.cpuUs).toFixed(2)}`,
-          );
-      }
-    }
-    process.stdout.write(`  ${body.padEnd(12)} ${parts.join("   ")}\n`);
-  }
-}
-
-async function proxyPart(uuid: string, ours: { child: ChildProcess; url: string }): Promise<void> {
-  const children: ChildProcess[] = [];
-  let nginx: Awaited<ReturnType<typeof startNginx>> | undefined;
-  let haproxy: Awaited<ReturnType<typeof startHaproxy>> | undefined;
-  try {
-    const app = await startChild("app", uuid);
-    children.push(app.child);
-    const plain = await startChild("plain", uuid);
-    children.push(plain.child);
-    nginx = await startNginx(deriveAppLoopback(uuid), uuid);
-    const edge = await startChild("node", uuid, { BENCH_DATA_PLANE: "nginx" });
-    children.push(edge.child);
-    haproxy = await startHaproxy(deriveAppLoopback(uuid), uuid);
-
-    const targets: Target[] = [
-      { name: "direct", url: app.url, pids: [app.child.pid ?? 0] },
-      { name: "plain node:http proxy", url: plain.url, pids: [plain.child.pid ?? 0] },
-      { name: OURS, url: ours.url, pids: [ours.child.pid ?? 0] },
-    ];
-    if (typeof nginx !== "string") targets.push({ name: NGINX, url: nginx.url, pids: [nginx.pid] });
-    // The node's CPU counts too: it stays in the process tree behind the edge.
-    targets.push({ name: EDGE, url: edge.url, pids: [edge.child.pid ?? 0, edge.edgePid ?? 0] });
-    if (typeof haproxy !== "string") targets.push({ name: HAPROXY, url: haproxy.url, pids: [haproxy.pid] });
-
-    process.stdout.write(
-      `\n## 1. proxy: wrk -t1 -c${connections}, ${rounds} alternating rounds of ${durationSecs} s per cell (median kept)\n` +
-        "every proxy is one process with keep-alive pooling to the app; cpu/req is that process's CPU (the app's for direct)\n",
-    );
-    if (typeof nginx === "string") process.stdout.write(`nginx: ${nginx}\n`);
-    printReport(await measure(targets, rounds, durationSecs));
-  } finally {
-    if (nginx && typeof nginx !== "string") await nginx.stop();
-    if (haproxy && typeof haproxy !== "string") await haproxy.stop();
-    for (const c of children) await stopChild(c);
-  }
-}
-
-interface Target {
-  name: string;
-  url: string;
-  /** Processes whose CPU time is charged to this target. */
-  pids: number[];
-}
-
-/** Alternating wrk rounds over every target, per body; medians per cell. */
-async function measure(targets: Target[], roundCount: number, secs: number): Promise<Row[]> {
-  const rows: Row[] = [];
-  for (const [body, path] of BODIES) {
-    const samples = new Map<string, { rps: number[]; p99: number[]; cpuUs: number[]; errors: number }>();
-    for (const t of targets) {
-      await waitForHttp(`${t.url}${path}`);
-      await wrk(`${t.url}${path}`, 1);
-      samples.set(t.name, { rps: [], p99: [], cpuUs: [], errors: 0 });
-    }
-    for (let round = 0; round < roundCount; round++) {
-      for (const t of targets) {
-        const cpu = () => t.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-        const cpuBefore = cpu();
-        const r = await wrk(`${t.url}${path}`, secs);
-        const used = cpu() - cpuBefore;
-        const s = samples.get(t.name)!;
-        s.rps.push(r.rps);
-        s.p99.push(r.p99Ms);
-        s.cpuUs.push(r.requests > 0 ? (used * 1e6) / r.requests : Number.NaN);
-        s.errors += r.errors;
-      }
-    }
-    for (const t of targets) {
-      const s = samples.get(t.name)!;
-      rows.push({
-        body,
-        target: t.name,
-        rps: median(s.rps),
-        p99Ms: median(s.p99),
-        cpuUs: median(s.cpuUs),
-        errors: s.errors,
-      });
-    }
-  }
-  return rows;
-}
-
 async function stopChild(c: ChildProcess): Promise<void> {
   if (c.exitCode !== null || c.signalCode !== null) return;
   const exited = new Promise((r) => c.once("exit", r));
   c.kill("SIGTERM");
   await exited;
-}
-
-function table(header: string[], rows: string[][], leftColumns = 1): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const fmt = (row: string[]) =>
-    row.map((c, i) => (i < leftColumns ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  return `${fmt(header)}\n${widths.map((w) => "-".repeat(w)).join("  ")}\n${rows.map(fmt).join("\n")}\n`;
 }
 
 /** Resident set size of one process in MiB, from /proc (undefined once it is gone). */
@@ -755,7 +420,7 @@ async function coldPart(
   else cases.push(docker);
 
   process.stdout.write(
-    `\n## 2. cold start: POST /v1/apps/<uuid>/start on a real supervisor → first 200, median of ${coldRuns} runs (min–max), purged in between; load average ${loadavg()[0]!.toFixed(1)}\n` +
+    `\n## 3. cold start: POST /v1/apps/<uuid>/start on a real supervisor → first 200, median of ${coldRuns} runs (min–max), purged in between; load average ${loadavg()[0]!.toFixed(1)}\n` +
       "   API = the start call returned; app addr = first 200 on <app address>:8730; via node = first 200 through the node's /app/<uuid>\n" +
       "   spare = a supervisor at rest (its warm spare runner booted: the default); none = --warm-spares 0, or starts faster than spares boot\n",
   );
@@ -812,8 +477,16 @@ async function coldPart(
   );
 }
 
-/** The runner's extra hop: the same workload on its private port, through :8730, through the node. */
-async function hopPart(sup: BenchSupervisor, nodeBase: string, nodePid: number): Promise<void> {
+/** One app under a real runner: its uuid, the runner and workload pids, the workload's private port. */
+interface BenchApp {
+  uuid: string;
+  runnerPid: number;
+  workloadPid: number;
+  privatePort: number;
+  hop: string;
+}
+
+async function startBenchApp(sup: BenchSupervisor): Promise<BenchApp> {
   const uuid = randomUUID();
   const self = fileURLToPath(import.meta.url);
   const spec = {
@@ -822,62 +495,131 @@ async function hopPart(sup: BenchSupervisor, nodeBase: string, nodePid: number):
     command: [process.execPath, self, "--serve", "workload", uuid],
   };
   const started = await sup.call("POST", `/v1/apps/${uuid}/start`, spec);
-  if (started.status !== 200) throw new Error(`hop workload did not start: ${JSON.stringify(started.json)}`);
-  try {
-    const { json } = await sup.call("GET", `/v1/apps/${uuid}`);
-    const runnerPid = json.pid as number;
-    const workloadPid = json.workload_pid as number;
-    const appUrl = `http://${deriveAppLoopback(uuid)}:${APP_PORT}`;
-    const privatePort = await (await fetch(`${appUrl}/port`)).text();
-    const hopRounds = Math.max(2, rounds - 1);
-    process.stdout.write(
-      `\n## 3. the runner's hop: one workload under a real runner, wrk -t1 -c${connections}, ${hopRounds} rounds of ${durationSecs} s (median)\n` +
-        "   cpu/req = the workload's CPU for direct, the runner's for :8730, node + runner for /app/<uuid>\n",
-    );
-    const rows = await measure(
-      [
-        { name: "direct", url: `http://127.0.0.1:${privatePort}`, pids: [workloadPid] },
-        { name: "runner :8730", url: appUrl, pids: [runnerPid] },
-        { name: "node /app → runner", url: `${nodeBase}/app/${uuid}`, pids: [nodePid, runnerPid] },
-      ],
-      hopRounds,
-      durationSecs,
-    );
-    const header = [
-      "body",
-      "path",
-      "req/s",
-      "p99 ms",
-      "cpu µs/req",
-      "req/s vs direct",
-      "p99 +ms vs direct",
-      "errors",
+  if (started.status !== 200)
+    throw new Error(`bench workload did not start: ${JSON.stringify(started.json)}`);
+  const { json } = await sup.call("GET", `/v1/apps/${uuid}`);
+  const appUrl = `http://${deriveAppLoopback(uuid)}:${APP_PORT}`;
+  return {
+    uuid,
+    runnerPid: json.pid as number,
+    workloadPid: json.workload_pid as number,
+    privatePort: Number(await (await fetch(`${appUrl}/port`)).text()),
+    hop: String(json.hop ?? "userspace"),
+  };
+}
+
+const ANCHOR = "nginx by hand → workload";
+
+function printPlanes(rows: Row[], labels: string[]): void {
+  const header = ["body", "target", "req/s", "× anchor", "p99 ms", "cpu µs/req", ...labels, "errors"];
+  const body = rows.map((r) => {
+    const anchor = rows.find((x) => x.body === r.body && x.target === ANCHOR);
+    return [
+      r.body,
+      r.target,
+      r.rps.toFixed(0),
+      anchor ? (r.rps / anchor.rps).toFixed(2) : "-",
+      r.p99Ms.toFixed(2),
+      totalCpu(r).toFixed(0),
+      ...labels.map((l) => (r.cpuUs[l] === undefined ? "" : r.cpuUs[l]!.toFixed(0))),
+      String(r.errors),
     ];
+  });
+  process.stdout.write(table(header, body, 2));
+}
+
+/**
+ * The data plane (issue 15): one workload per hop under a real supervisor (`--kernel-hop on` and
+ * `off`), every plane's node with both apps on its roster, the hand-configured nginx anchor in
+ * front of the kernel app's workload, and wrk in alternating rounds over all of them.
+ */
+async function planesPart(nodeBase: string, nodeKey: string): Promise<void> {
+  const sups: BenchSupervisor[] = [];
+  const nodes: ChildProcess[] = [];
+  let anchor: HandProxy | string | undefined;
+  try {
+    const apps: BenchApp[] = [];
+    for (const hop of ["on", "off"]) {
+      try {
+        const sup = await BenchSupervisor.start(nodeBase, nodeKey, [
+          "--kernel-hop",
+          hop,
+          "--warm-spares",
+          "0",
+        ]);
+        sups.push(sup);
+        apps.push(await startBenchApp(sup));
+      } catch (err) {
+        process.stdout.write(`kernel hop ${hop}: not measured: ${(err as Error).message.split("\n")[0]}\n`);
+      }
+    }
+    const first = apps[0];
+    if (!first) throw new Error("no bench app started");
+    const targets: Target[] = [
+      {
+        name: "direct → workload",
+        url: `http://127.0.0.1:${first.privatePort}/app/${first.uuid}`,
+        procs: [{ label: "workload", pid: first.workloadPid }],
+      },
+    ];
+    anchor = await startHandNginx(`127.0.0.1:${first.privatePort}`, first.uuid);
+    if (typeof anchor === "string") process.stdout.write(`anchor: ${anchor}\n`);
+    else
+      targets.push({
+        name: ANCHOR,
+        url: anchor.url,
+        procs: [
+          { label: "engine", pid: anchor.pid, tree: true },
+          { label: "workload", pid: first.workloadPid },
+        ],
+      });
+    for (const plane of planes) {
+      const node = await startChild("node", apps.map((a) => a.uuid).join(","), {
+        BENCH_DATA_PLANE: plane,
+        TABBIFY_NODE_KEY: nodeKey,
+      }).catch((err: Error) => err);
+      if (node instanceof Error) {
+        process.stdout.write(`data plane ${plane}: not measured: ${node.message}\n`);
+        continue;
+      }
+      nodes.push(node.child);
+      for (const app of apps) {
+        const procs: ChargedProcess[] = [{ label: "node", pid: node.child.pid ?? 0 }];
+        if (node.edgePid) procs.push({ label: "engine", pid: node.edgePid, tree: true });
+        procs.push({ label: "runner", pid: app.runnerPid }, { label: "workload", pid: app.workloadPid });
+        targets.push({ name: `tabbify ${plane}, ${app.hop} hop`, url: `${node.url}/app/${app.uuid}`, procs });
+      }
+    }
     process.stdout.write(
-      table(
-        header,
-        rows.map((r) => {
-          const direct = rows.find((x) => x.body === r.body && x.target === "direct")!;
-          return [
-            r.body,
-            r.target,
-            r.rps.toFixed(0),
-            r.p99Ms.toFixed(2),
-            r.cpuUs.toFixed(0),
-            (r.rps / direct.rps).toFixed(2),
-            (r.p99Ms - direct.p99Ms).toFixed(2),
-            String(r.errors),
-          ];
-        }),
-        2,
-      ),
+      `\n## 1. data plane: wrk -t1 -c${connections}, ${rounds} alternating rounds of ${durationSecs} s per cell (median kept); load average ${loadavg()[0]!.toFixed(1)}\n` +
+        "   one engine worker everywhere; the workload is the same Node app under a real runner; cpu µs/req per process\n" +
+        "   (engine = master + workers; the app is reached at /app/<uuid>/… and sees the path after it)\n",
     );
-    process.stdout.write(
-      `   after load: runner RSS ${mib(rssMiB(runnerPid))} MiB, workload RSS ${mib(rssMiB(workloadPid))} MiB, node RSS ${mib(rssMiB(nodePid))} MiB\n`,
-    );
+    const rows = await measure(targets, { rounds, secs: durationSecs, connections });
+    printPlanes(rows, ["node", "engine", "runner", "workload"]);
   } finally {
-    await sup.call("POST", `/v1/apps/${uuid}/purge`).catch(() => {});
+    if (anchor && typeof anchor !== "string") await anchor.stop();
+    for (const c of nodes) await stopChild(c);
+    for (const sup of sups) await sup.close();
   }
+}
+
+/** Swaps under load through `/app/<uuid>`, per plane and hop (swap-cells.ts). */
+async function swapsPart(): Promise<void> {
+  process.stdout.write(
+    `\n## 2. swaps under load: wrk -t1 -c${connections} through /app/<uuid> while ${process.env.BENCH_SWAPS ?? 10} swaps happen; failed must be 0; load average ${loadavg()[0]!.toFixed(1)}\n`,
+  );
+  const rows: SwapRow[] = [];
+  for (const plane of swapPlanes) {
+    for (const hop of ["kernel", "userspace"]) {
+      try {
+        rows.push(await measureSwaps(plane, hop));
+      } catch (err) {
+        process.stdout.write(`${plane}/${hop}: not measured: ${(err as Error).message.split("\n")[0]}\n`);
+      }
+    }
+  }
+  process.stdout.write(swapTable(rows));
 }
 
 async function main(): Promise<void> {
@@ -887,9 +629,8 @@ async function main(): Promise<void> {
     return;
   }
   const started = performance.now();
-  const uuid = randomUUID();
   const nodeKey = randomUUID();
-  const ours = await startChild("node", uuid, { TABBIFY_NODE_KEY: nodeKey });
+  const ours = await startChild("node", "", { TABBIFY_NODE_KEY: nodeKey });
   const nodePid = ours.child.pid ?? 0;
   const nodeBase = new URL(ours.url).origin;
   let sup: BenchSupervisor | undefined;
@@ -900,14 +641,12 @@ async function main(): Promise<void> {
         .map((l) => l.toFixed(1))
         .join(" ")}, node ${process.version}\n`,
     );
-    if (only.has("proxy")) await proxyPart(uuid, ours);
-    if (only.has("cold") || only.has("hop")) {
+    if (only.has("proxy")) await planesPart(nodeBase, nodeKey);
+    if (only.has("swaps")) await swapsPart();
+    if (only.has("cold")) {
       sup = await BenchSupervisor.start(nodeBase, nodeKey);
-      if (only.has("cold")) {
-        spareless = await BenchSupervisor.start(nodeBase, nodeKey, ["--warm-spares", "0"]);
-        await coldPart(sup, spareless, nodeBase, nodePid);
-      }
-      if (only.has("hop")) await hopPart(sup, nodeBase, nodePid);
+      spareless = await BenchSupervisor.start(nodeBase, nodeKey, ["--warm-spares", "0"]);
+      await coldPart(sup, spareless, nodeBase, nodePid);
     }
     if (only.has("wake")) {
       sup ??= await BenchSupervisor.start(nodeBase, nodeKey);
@@ -944,9 +683,7 @@ if (serveIndex !== -1) {
   const role = process.argv[serveIndex + 1];
   const uuid = process.argv[serveIndex + 2] ?? "";
   const roles: Record<string, (uuid: string) => Promise<void>> = {
-    app: serveApp,
     node: serveNode,
-    plain: servePlainProxy,
     workload: serveWorkload,
   };
   const serve = role ? roles[role] : undefined;

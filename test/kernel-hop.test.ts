@@ -1,8 +1,9 @@
 /**
  * The kernel hop end to end: a real `tabbify supervisor --kernel-hop on` (root and `nft` needed,
  * `apt-get install nftables`; the test fails saying so), real runners and process workloads. The
- * app's mapping is added at start, swapped atomically under a request loop with zero failures,
- * reconciled after the supervisor's kill -9, and removed on stop.
+ * app's mapping is added at start, swapped atomically under a request loop with zero failures
+ * (fresh connections, and keep-alive clients whose pooled connections end in the old workload),
+ * reconciled after the supervisor's kill -9, and removed on stop and purge.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -14,6 +15,7 @@ import { nftAvailable } from "../src/runner/kernel-hop.js";
 import { NftHop } from "../src/supervisor/nft-hop.js";
 import {
   fastSupervisorArgs,
+  httpGet,
   processSpec,
   randomUuid,
   SupervisorUnderTest,
@@ -126,6 +128,47 @@ describe("kernel hop through a real supervisor", () => {
     assert.ok(after !== undefined && after !== before, `mapping ${before} → ${after}`);
   });
 
+  test("keep-alive clients lose no request across swaps; every request sent after a deploy answered is served by the new version", async () => {
+    let stop = false;
+    let ok = 0;
+    const failures: string[] = [];
+    const answers: { sentAt: number; version: string }[] = [];
+    // Pooled connections (runtime-plane-support's keep-alive agent), as a mesh peer would dial.
+    const client = async () => {
+      while (!stop) {
+        const sentAt = performance.now();
+        try {
+          const res = await httpGet(addr, Math.random() < 0.2 ? "/slow?ms=150" : "/");
+          if (res.status !== 200) failures.push(`${res.status} ${res.body}`);
+          else {
+            ok++;
+            answers.push({ sentAt, version: JSON.parse(res.body).version as string });
+          }
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+      }
+    };
+    const clients = Array.from({ length: 8 }, client);
+    await sleep(300);
+    const deployedAt: number[] = [];
+    for (const version of ["3", "4"]) {
+      const deployed = await sup.call("POST", `/v1/apps/${uuid}/deploy`, processSpec({ VERSION: version }));
+      assert.equal(deployed.status, 200, JSON.stringify(deployed.json));
+      deployedAt.push(performance.now());
+      await sleep(300);
+    }
+    stop = true;
+    await Promise.all(clients);
+    console.log(`# kernel-hop swaps with 8 keep-alive clients: ${ok} requests ok, ${failures.length} failed`);
+    assert.deepEqual(failures, []);
+    const after = (t: number) => new Set(answers.filter((a) => a.sentAt > t).map((a) => a.version));
+    assert.deepEqual([...after(deployedAt[0]!)].sort(), ["3", "4"]);
+    assert.deepEqual([...after(deployedAt[1]!)], ["4"]);
+    const health = await sup.call("GET", `/v1/apps/${uuid}`);
+    assert.equal(health.json.hop, "kernel", JSON.stringify(health.json));
+  });
+
   test("a supervisor kill -9 and restart reconciles the table: stale mappings go, the live app keeps its own", async () => {
     await sup.kill9();
     // What a supervisor killed mid-way could leave: the mapping of an app it no longer has.
@@ -142,7 +185,18 @@ describe("kernel hop through a real supervisor", () => {
       listing(table).includes(deriveAppLoopback(ghost)) ? undefined : true,
     );
     assert.equal(mappedPort(table, appHost), live, "the adopted app keeps its mapping");
-    assert.equal(JSON.parse((await get(addr)).body).version, "2");
+    assert.equal(JSON.parse((await get(addr)).body).version, "4");
+  });
+
+  test("purge removes the app's mapping", async () => {
+    const other = randomUuid();
+    const started = await sup.call("POST", `/v1/apps/${other}/start`, processSpec({ VERSION: "1" }));
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    const otherHost = deriveAppLoopback(other);
+    await until("the other app's mapping", async () => mappedPort(table, otherHost));
+    assert.equal((await sup.call("POST", `/v1/apps/${other}/purge`)).status, 200);
+    assert.equal(mappedPort(table, otherHost), undefined, listing(table));
+    assert.ok(!listing(table).includes(otherHost), listing(table));
   });
 
   test("stop removes the app's mapping", async () => {

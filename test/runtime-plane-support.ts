@@ -10,6 +10,7 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readProcStatSync } from "../src/core/proc-stat.js";
+import { kernelHopTable } from "../src/main/kernel-hop-option.js";
 import { freePort, repoRoot, sleep } from "./support/tools.js";
 
 export { freePort, repoRoot, sleep } from "./support/tools.js";
@@ -213,6 +214,8 @@ export class SupervisorUnderTest {
       killQuietly(-pid);
       killQuietly(pid);
     }
+    // The kernel hop's table (one per data dir, made where the supervisor could) goes with it.
+    spawnSync("nft", ["delete", "table", "inet", kernelHopTable(this.dataDir)], { stdio: "ignore" });
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 }

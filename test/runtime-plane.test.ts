@@ -256,83 +256,88 @@ describe("runtime plane", { concurrency: false }, () => {
     assert.equal((await sup.call("POST", `/v1/apps/${uuid}/purge`)).status, 200);
   });
 
-  test("swap under load: no request fails and responses switch to the new version", async () => {
-    const sup = newSupervisor();
-    await sup.start();
-    const uuid = randomUuid();
-    const started = await sup.call("POST", `/v1/apps/${uuid}/start`, processSpec({ VERSION: "1" }));
-    assert.equal(started.status, 200, JSON.stringify(started.json));
-    const addr = started.json.bound_addr as string;
+  // Both hops: the kernel's (the default where the supervisor has CAP_NET_ADMIN; `on` fails
+  // saying what is missing) and the runner's userspace hop. The clients pool their connections.
+  for (const hop of ["kernel", "userspace"] as const) {
+    test(`swap under load, ${hop} hop: no keep-alive request fails and responses switch to the new version`, async () => {
+      const sup = newSupervisor(["--kernel-hop", hop === "kernel" ? "on" : "off"]);
+      await sup.start();
+      const uuid = randomUuid();
+      const started = await sup.call("POST", `/v1/apps/${uuid}/start`, processSpec({ VERSION: "1" }));
+      assert.equal(started.status, 200, JSON.stringify(started.json));
+      const addr = started.json.bound_addr as string;
+      assert.equal((await sup.call("GET", `/v1/apps/${uuid}`)).json.hop, hop);
 
-    let stop = false;
-    let ok = 0;
-    const failures: string[] = [];
-    const answers: { sentAt: number; doneAt: number; version: string }[] = [];
-    const client = async () => {
-      while (!stop) {
-        try {
-          const sentAt = performance.now();
-          const res = await httpGet(addr, Math.random() < 0.2 ? "/slow?ms=150" : "/");
-          if (res.status !== 200) failures.push(`${res.status} ${res.body}`);
-          else {
-            ok += 1;
-            const { version } = JSON.parse(res.body) as { version: string };
-            answers.push({ sentAt, doneAt: performance.now(), version });
+      let stop = false;
+      let ok = 0;
+      const failures: string[] = [];
+      const answers: { sentAt: number; doneAt: number; version: string }[] = [];
+      const client = async () => {
+        while (!stop) {
+          try {
+            const sentAt = performance.now();
+            const res = await httpGet(addr, Math.random() < 0.2 ? "/slow?ms=150" : "/");
+            if (res.status !== 200) failures.push(`${res.status} ${res.body}`);
+            else {
+              ok += 1;
+              const { version } = JSON.parse(res.body) as { version: string };
+              answers.push({ sentAt, doneAt: performance.now(), version });
+            }
+          } catch (err) {
+            failures.push((err as Error).message);
           }
-        } catch (err) {
-          failures.push((err as Error).message);
         }
-      }
-    };
-    const clients = Array.from({ length: 8 }, client);
-    await sleep(300);
-    const t0 = performance.now();
-    const deployed = await sup.call("POST", `/v1/apps/${uuid}/deploy`, processSpec({ VERSION: "2" }));
-    const t1 = performance.now();
-    const swapMs = t1 - t0;
-    assert.equal(deployed.status, 200, JSON.stringify(deployed.json));
-    assert.equal(deployed.json.swapped, true);
-    await sleep(300);
-    stop = true;
-    await Promise.all(clients);
-    console.log(
-      `# swap under load: ${ok} requests ok, ${failures.length} failed, swap took ${swapMs.toFixed(0)} ms`,
-    );
-    assert.deepEqual(failures, []);
-    // Before the deploy only v1 answers; every request sent after it returned gets v2.
-    assert.ok(answers.filter((a) => a.doneAt < t0).every((a) => a.version === "1"));
-    assert.ok(answers.some((a) => a.doneAt < t0));
-    const afterSwap = answers.filter((a) => a.sentAt > t1);
-    assert.ok(afterSwap.length > 0);
-    assert.deepEqual([...new Set(afterSwap.map((a) => a.version))], ["2"]);
+      };
+      const clients = Array.from({ length: 8 }, client);
+      await sleep(300);
+      const t0 = performance.now();
+      const deployed = await sup.call("POST", `/v1/apps/${uuid}/deploy`, processSpec({ VERSION: "2" }));
+      const t1 = performance.now();
+      const swapMs = t1 - t0;
+      assert.equal(deployed.status, 200, JSON.stringify(deployed.json));
+      assert.equal(deployed.json.swapped, true);
+      await sleep(300);
+      stop = true;
+      await Promise.all(clients);
+      console.log(
+        `# swap under load (${hop} hop): ${ok} requests ok, ${failures.length} failed, swap took ${swapMs.toFixed(0)} ms`,
+      );
+      assert.deepEqual(failures, []);
+      // Before the deploy only v1 answers; every request sent after it returned gets v2.
+      assert.ok(answers.filter((a) => a.doneAt < t0).every((a) => a.version === "1"));
+      assert.ok(answers.some((a) => a.doneAt < t0));
+      const afterSwap = answers.filter((a) => a.sentAt > t1);
+      assert.ok(afterSwap.length > 0);
+      assert.deepEqual([...new Set(afterSwap.map((a) => a.version))], ["2"]);
 
-    // A new version that fails its health check is refused; the old one keeps serving.
-    const bad = await sup.call("POST", `/v1/apps/${uuid}/deploy`, processSpec({ FAIL_HEALTH: "1" }));
-    assert.equal(bad.status, 503);
-    assert.match(String(bad.json.error), /old one keeps serving.*answered 500/);
-    const still = await httpGet(addr);
-    assert.equal(JSON.parse(still.body).version, "2");
-    // Concurrent deploys of one app are serialized: both succeed, one after the other, and only
-    // the last one's workload remains.
-    const [d3, d4] = await Promise.all([
-      sup.call("POST", `/v1/apps/${uuid}/deploy`, processSpec({ VERSION: "3" })),
-      sup.call("POST", `/v1/apps/${uuid}/deploy`, processSpec({ VERSION: "4" })),
-    ]);
-    assert.equal(d3.status, 200, JSON.stringify(d3.json));
-    assert.equal(d4.status, 200, JSON.stringify(d4.json));
-    const serving = JSON.parse((await httpGet(addr)).body) as { version: string; pid: number };
-    const pids = [d3.json.workload_pid as number, d4.json.workload_pid as number];
-    assert.ok(pids.includes(serving.pid), `serving pid ${serving.pid} not among ${pids}`);
-    const retired = pids.find((p) => p !== serving.pid)!;
-    assert.equal(alive(retired), false, "the superseded workload was stopped");
-    await sup.call("POST", `/v1/apps/${uuid}/deploy`, processSpec({ VERSION: "2" }));
+      // A new version that fails its health check is refused; the old one keeps serving.
+      const bad = await sup.call("POST", `/v1/apps/${uuid}/deploy`, processSpec({ FAIL_HEALTH: "1" }));
+      assert.equal(bad.status, 503);
+      assert.match(String(bad.json.error), /old one keeps serving.*answered 500/);
+      const still = await httpGet(addr);
+      assert.equal(JSON.parse(still.body).version, "2");
+      // Concurrent deploys of one app are serialized: both succeed, one after the other, and only
+      // the last one's workload remains.
+      const [d3, d4] = await Promise.all([
+        sup.call("POST", `/v1/apps/${uuid}/deploy`, processSpec({ VERSION: "3" })),
+        sup.call("POST", `/v1/apps/${uuid}/deploy`, processSpec({ VERSION: "4" })),
+      ]);
+      assert.equal(d3.status, 200, JSON.stringify(d3.json));
+      assert.equal(d4.status, 200, JSON.stringify(d4.json));
+      const serving = JSON.parse((await httpGet(addr)).body) as { version: string; pid: number };
+      const pids = [d3.json.workload_pid as number, d4.json.workload_pid as number];
+      assert.ok(pids.includes(serving.pid), `serving pid ${serving.pid} not among ${pids}`);
+      const retired = pids.find((p) => p !== serving.pid)!;
+      assert.equal(alive(retired), false, "the superseded workload was stopped");
+      await sup.call("POST", `/v1/apps/${uuid}/deploy`, processSpec({ VERSION: "2" }));
 
-    // The record follows the version that serves, so a respawn runs it.
-    const record = JSON.parse(
-      execFileSync("cat", [join(sup.dataDir, "runners", `${uuid}.json`)], { encoding: "utf8" }),
-    ) as { spec: { env: Record<string, string> } };
-    assert.deepEqual(record.spec.env, { VERSION: "2" });
-  });
+      // The record follows the version that serves, so a respawn runs it.
+      const record = JSON.parse(
+        execFileSync("cat", [join(sup.dataDir, "runners", `${uuid}.json`)], { encoding: "utf8" }),
+      ) as { spec: { env: Record<string, string> } };
+      assert.deepEqual(record.spec.env, { VERSION: "2" });
+    });
+  }
 
   test("docker: deploy by ref swaps containers; a killed runner's container is adopted by its successor", async () => {
     const sup = newSupervisor();

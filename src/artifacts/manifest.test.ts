@@ -59,6 +59,20 @@ describe("parseManifest", () => {
     assert.match(failure(`${base}idle_timeout = 5\n`), /unknown key lifecycle\.idle_timeout:/);
   });
 
+  it("reads the release declarations ([probes], [[environments]], [deploy]) and refuses unknown keys in them", () => {
+    const base = `[app]\nname = "x"\n[lifecycle]\nmode = "on_request"\n[runtime]\ntype = "process"\ncommand = ["x"]\n`;
+    const declared = `[probes]\nhealthz = "/h"\n[[environments]]\nname = "test"\ntargets = ["a"]\n[deploy]\nmigrate = ["m"]\n`;
+    assert.equal(parseManifest(base + declared).app.name, "x");
+    assert.match(
+      failure(`${base}[[environments]]\nname = "test"\ntarget = ["a"]\n`),
+      /unknown key environments\[0\]\.target/,
+    );
+    assert.match(
+      failure(`${base}[[environments]]\nname = "Bad Name"\ntargets = ["a"]\n`),
+      /m\.toml:10:1: environments\[0\]\.name/,
+    );
+  });
+
   it("checks data_mount: absolute, no .. parts, only with stateful = true", () => {
     const base = `[app]\nname = "x"\n[lifecycle]\nmode = "on_request"\n[runtime]\n`;
     assert.match(

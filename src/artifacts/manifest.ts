@@ -4,6 +4,7 @@ import { isTomlSyntaxError, parseTomlDocument } from "../core/toml-errors.js";
 import { locateTomlKey } from "../core/toml-locate.js";
 import { tomlKeyName, trackKeyReads } from "../core/toml-unknown-keys.js";
 import { isUuid } from "../core/uuid.js";
+import { readDeclarations } from "../pipeline/release-declarations.js";
 import { isCleanAbsolutePath } from "../runtimes/child.js";
 
 /**
@@ -102,6 +103,11 @@ export function parseManifest(source: string, file = "manifest.toml"): AppManife
   }
   const reads = trackKeyReads(doc);
   const manifest = new Validator(source, file, reads.doc).manifest();
+  // [probes], [[environments]] and [deploy] are the node's to act on (release-declarations.ts);
+  // checked here too, so a push with a bad one fails before anything is uploaded.
+  readDeclarations(reads.doc, (key, why) => {
+    throw invalid(file, locateTomlKey(source, key), why);
+  });
   const unread = reads.firstUnread();
   if (unread) {
     const at = locateTomlKey(source, unread);

@@ -25,7 +25,8 @@ export interface BuildInfo {
   release?: string;
 }
 
-export type ReadyChecks = Record<string, () => Promise<void>>;
+/** A check throws when its dependency fails; it may return a line saying how it is (a restart count). */
+export type ReadyChecks = Record<string, () => Promise<void | string>>;
 
 export interface ProbeOptions {
   build: BuildInfo;
@@ -38,7 +39,11 @@ export const PROBE_PATHS = ["/api/healthz", "/api/ready", "/api/version"] as con
 
 const Checks = Type.Record(
   Type.String(),
-  Type.Object({ ok: Type.Boolean(), error: Type.Optional(Type.String()) }),
+  Type.Object({
+    ok: Type.Boolean(),
+    error: Type.Optional(Type.String()),
+    detail: Type.Optional(Type.String()),
+  }),
 );
 
 export const probeSchemas = {
@@ -99,18 +104,18 @@ export function registerProbes(app: FastifyInstance, opts: ProbeOptions): void {
 export async function runReadyChecks(
   checks: ReadyChecks,
   timeoutMs: number,
-): Promise<Record<string, { ok: boolean; error?: string }>> {
+): Promise<Record<string, { ok: boolean; error?: string; detail?: string }>> {
   const entries = await Promise.all(
     Object.entries(checks).map(async ([name, check]) => {
       let timer: NodeJS.Timeout | undefined;
       try {
-        await Promise.race([
+        const detail = await Promise.race([
           check(),
           new Promise<never>((_, reject) => {
             timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
           }),
         ]);
-        return [name, { ok: true }] as const;
+        return [name, typeof detail === "string" ? { ok: true, detail } : { ok: true }] as const;
       } catch (err) {
         return [name, { ok: false, error: err instanceof Error ? err.message : String(err) }] as const;
       } finally {

@@ -216,8 +216,12 @@ export class ProxyEdge {
       });
       this.lastRefused = null;
     } catch (err) {
-      const stderr = String((err as { stderr?: unknown }).stderr ?? (err as Error).message).trim();
-      this.lastRefused = stderr.slice(0, 500);
+      // haproxy -c reports on stdout, nginx -t and caddy validate on stderr.
+      const out = err as { stderr?: unknown; stdout?: unknown };
+      const why =
+        [out.stderr, out.stdout].map((o) => String(o ?? "").trim()).find((o) => o !== "") ??
+        (err as Error).message;
+      this.lastRefused = why.slice(0, 500);
       if ((err as NodeJS.ErrnoException).code === "ENOENT") {
         throw new TabbifyError(
           "EDGE_UNAVAILABLE",
@@ -360,4 +364,17 @@ function routesKey(routes: readonly EdgeRoute[]): string {
 function hostForUrl(host: string): string {
   const h = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "::1" : host;
   return h.includes(":") ? `[${h}]` : h;
+}
+
+/**
+ * The node's `data_plane` ready check: throws while the engine is down (between its death and the
+ * restart), else says how many times it was restarted, so `/api/ready` shows both.
+ */
+export async function edgeReadiness(edge: ProxyEdge | undefined): Promise<string> {
+  const status = edge?.status();
+  if (!status?.running)
+    throw new Error(
+      `the ${status?.engine ?? "edge"} engine is not running (restarted ${status?.restarts ?? 0} times; the node is starting it again)`,
+    );
+  return `${status.engine} running, restarted ${status.restarts} times`;
 }

@@ -104,7 +104,8 @@ export const haproxyEngine: EdgeEngine = {
   configFile: "haproxy.cfg",
   pidFile: "haproxy.pid",
   render: renderHaproxyConfig,
-  validateArgs: (candidate) => ["-c", "-q", "-f", candidate],
+  // Not -q: its ALERT lines say why a config is refused.
+  validateArgs: (candidate) => ["-c", "-f", candidate],
   // -W: master-worker, so SIGUSR2 reloads (old workers finish their connections); -db: foreground.
   runArgs: (config, dir) => ["-W", "-db", "-f", config, "-p", `${dir}/haproxy.pid`],
   env: () => ({}),

@@ -9,8 +9,8 @@ import type { OptionSpec } from "./flags.js";
 export const kernelHopOption: OptionSpec = {
   flag: "kernel-hop",
   env: "SUPERVISOR_KERNEL_HOP",
-  default: "off",
-  help: "off (the runner's userspace hop), auto (nftables DNAT from each app address to its workload when this process has CAP_NET_ADMIN and nft, else userspace) or on (refuse to start without it). Off by default: with the kernel hop, a keep-alive client dialling an app address directly loses its pooled connection once per swap (see docs/DECISIONS.md)",
+  default: "auto",
+  help: "auto (the default: nftables DNAT from each app address to its workload when this process has CAP_NET_ADMIN and nft and the mesh is local, else the runner's userspace hop), on (refuse to start without it) or off (always the userspace hop)",
 };
 
 /** One table per data dir, so two supervisors on a host never touch each other's mappings. */
@@ -26,11 +26,19 @@ export async function kernelHopFor(
   mode: string | undefined,
   dataDir: string,
   logger: Logger,
+  mesh: "local" | "ula" = "local",
 ): Promise<NftHop | undefined> {
   if (mode !== "auto" && mode !== "on" && mode !== "off") {
     throw new TabbifyError("USAGE", `--kernel-hop wants auto, on or off, got "${mode}"`);
   }
   if (mode === "off") return undefined;
+  if (mode === "auto" && mesh === "ula") {
+    // ULA app addresses need IPv6 workloads (no NAT46); today's runtimes listen on 127.0.0.1.
+    logger.info("kernel hop off; runners carry app traffic in userspace", {
+      reason: "ULA app addresses need IPv6 workloads, and workloads listen on 127.0.0.1",
+    });
+    return undefined;
+  }
   const why = !(await hasNetAdmin())
     ? "this process lacks CAP_NET_ADMIN"
     : await NftHop.available().then((a) => (a.ok ? undefined : a.reason));

@@ -129,6 +129,7 @@ function successorArgs(app: AppParams, settings: RunnerSettings, bind: string): 
     ...(app.logPath ? ["--log", app.logPath] : []),
     ...(settings.nodeUrl ? ["--node", settings.nodeUrl] : []),
     ...(settings.parent ? ["--parent", settings.parent] : []),
+    ...(settings.kernelHopTable ? ["--kernel-hop", settings.kernelHopTable] : []),
     "--health-timeout-ms",
     String(settings.healthTimeoutMs),
     "--restart-base-ms",

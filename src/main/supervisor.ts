@@ -242,7 +242,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     "runner-health-timeout-ms",
   );
   // The roster takes the node key, or in the mesh the host's supervisor-tagged join token.
-  const kernelHop = await kernelHopFor(opts.values["kernel-hop"], dataDir, logger);
+  const kernelHop = await kernelHopFor(opts.values["kernel-hop"], dataDir, logger, mesh);
   // Told whenever an app address comes or goes on this host (assigned once the mesh is joined).
   let meshJoiner: MeshJoiner | undefined;
   const rosterKey =

@@ -20,7 +20,7 @@ import { buildInfo, type ReadyChecks, registerProbes } from "../core/probes.js";
 import type { RepoUrlPolicy } from "../core/repo-url.js";
 import { sleep } from "../core/sleep.js";
 import { registerDashboard } from "../dashboard/index.js";
-import { type EdgeStatus, ProxyEdge } from "../dataplane/edge.js";
+import { type EdgeStatus, edgeReadiness, ProxyEdge } from "../dataplane/edge.js";
 import { type EdgeRoute, engineFor } from "../dataplane/engines.js";
 import { MeshAddressBook } from "../mesh/address-book.js";
 import { RosterCoordinator } from "../mesh/coordinator.js";
@@ -435,6 +435,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     const registryProbe = new RegistryClient({ url: `http://${imageRegistry.host}`, timeoutMs: 2_500 });
     ready.registry = () => registryProbe.health();
   }
+  if ((options.dataPlane ?? "node") !== "node") ready.data_plane = async () => edgeReadiness(edge);
   registerProbes(app, { build: buildInfo(nodeVersion), ready });
 
   const dataPlane = options.dataPlane ?? "node";

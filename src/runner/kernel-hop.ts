@@ -279,9 +279,14 @@ export class HopSwitch {
     return this.state;
   }
 
-  async to(target: { host: string; port: number }, appHost: string): Promise<void> {
+  /** `userspaceBecause`: why this workload keeps the userspace hop although the kernel could carry it. */
+  async to(
+    target: { host: string; port: number },
+    appHost: string,
+    userspaceBecause?: string,
+  ): Promise<void> {
     if (!this.kernel) return;
-    const misfit = kernelHopFits(appHost, target);
+    const misfit = userspaceBecause ?? kernelHopFits(appHost, target);
     try {
       if (misfit) {
         if (this.state.hop === "kernel") await this.kernel.clear();
@@ -310,11 +315,11 @@ export class HopSwitch {
 
   /**
    * After a swap moved the mapping: true once no established connection is left on the old
-   * workload's port, false when `timeoutMs` passes first (keep-alive pools never let go; the
-   * old workload's graceful stop ends them).
+   * workload's port, false when `timeoutMs` passes first (a keep-alive pool lets go only when the
+   * workload closes its connections: see runtimes/drain-hook.ts).
    */
   async drained(old: { host: string; port: number }, timeoutMs: number): Promise<boolean> {
-    if (!this.kernel || this.state.hop !== "kernel") return true;
+    if (!this.kernel) return true;
     const deadline = Date.now() + timeoutMs;
     while ((await establishedTo(old.host, old.port)) > 0) {
       if (Date.now() >= deadline) return false;

@@ -66,11 +66,18 @@ export interface RunnerOptions {
    * no workload serves.
    */
   kernelHop?: KernelHop;
-  /** How long a swap waits for kernel-carried connections to the old workload to close. */
+  /** How long a swap waits for kernel-carried connections to the old workload to close (5 s). */
   kernelDrainMs?: number;
   /** The app address's socket, handed over by the runner this one succeeds (succession.ts). */
   listenHandle?: object;
 }
+
+/**
+ * How long a kernel-hop swap waits for the old workload's connections to close. A workload with
+ * the drain hook closes them within about a second; one without it keeps a busy keep-alive
+ * connection until it is stopped.
+ */
+const KERNEL_DRAIN_MS = 5_000;
 
 interface Running {
   workload: Workload;
@@ -229,10 +236,13 @@ export class Runner {
     this.running = undefined;
     const oldTarget = this.proxy.unavailable("the app is restarting onto a new version");
     this.unavailableReason = "the app is restarting onto a new version";
-    if (previous) await this.retire(previous, oldTarget);
+    // New connections meet the runner's 503 with Retry-After while no workload serves.
+    const viaKernel = this.hop.current.hop === "kernel";
+    await this.hop.off();
+    if (previous) await this.retire(previous, oldTarget, viaKernel);
     try {
       const next = await this.launch(spec);
-      this.install(next);
+      await this.install(next);
       this.spec = spec;
       this.consecutiveCrashes = 0;
       this.state = "running";
@@ -241,7 +251,7 @@ export class Runner {
     } catch (err) {
       if (previous) {
         const back = await this.launch(this.spec).catch(() => undefined);
-        if (back) this.install(back);
+        if (back) await this.install(back);
         else this.scheduleRestart(this.opts.restartBaseMs ?? 1_000);
       }
       throw err;
@@ -255,6 +265,8 @@ export class Runner {
       if (this.stopping || !running || !this.idle.expired()) return;
       this.running = undefined;
       this.proxy.sleep(() => this.wake());
+      // The next connection must reach the runner's listener, which wakes the app.
+      await this.hop.off();
       this.opts.logger.info("idle: stopping the workload until the next request", {
         idle_timeout_sec: this.spec.lifecycle?.idleTimeoutSec,
       });
@@ -281,7 +293,7 @@ export class Runner {
       const started = Date.now();
       // This spec passed its HTTP check when it started: a port that listens takes the held request.
       const running = await this.launch(this.spec, undefined, { wake: true });
-      this.install(running);
+      await this.install(running);
       this.state = "running";
       this.opts.logger.info("woken by a request", {
         workload_pid: running.workload.pid,
@@ -306,7 +318,6 @@ export class Runner {
   /** Why this runner cannot hand its app to a successor now; undefined when it can. */
   successionBlocker(): string | undefined {
     if (this.spec.stateful) return "a stateful app's data is never used by two workloads at once";
-    if (this.opts.kernelHop) return "the kernel hop maps the app address to this runner's workload";
     if (this.stopping || this.state !== "running") return `the runner is ${this.state}`;
     return undefined;
   }
@@ -321,7 +332,11 @@ export class Runner {
     return this.serialized(async () => {
       const previous = this.running;
       this.running = undefined;
-      await this.proxy.retire(this.opts.drainTimeoutMs ?? 30_000);
+      const drainMs = this.opts.drainTimeoutMs ?? 30_000;
+      await Promise.all([
+        this.proxy.retire(drainMs),
+        previous && this.hop.current.hop === "kernel" ? this.drainKernelFlows(previous, drainMs) : undefined,
+      ]);
       if (previous) await previous.workload.stop(this.opts.stopGraceMs ?? 10_000);
     });
   }
@@ -422,31 +437,60 @@ export class Runner {
   }
 
   /**
-   * Makes `running` the workload new connections go to (the userspace proxy first, then the
-   * kernel's mapping); returns the proxy target it replaced.
+   * Makes `running` the workload new connections go to (the kernel's mapping first, then the
+   * userspace proxy, whose switch is what health reports as serving: a caller told "serving" never
+   * meets a mapping to the workload before); returns the proxy target it replaced.
    */
   private async install(running: Running): Promise<ProxyTarget | undefined> {
     this.running = running;
+    running.workload.exited.then((how) => this.onExit(running, how));
+    await this.hop.to(
+      running.workload.upstream,
+      this.opts.bindHost,
+      // Its idle clock counts the requests the runner forwards: the kernel would hide them.
+      running.spec.lifecycle?.mode === "on_request"
+        ? "an on_request app's idle clock counts the requests its runner forwards"
+        : undefined,
+    );
+    // It died meanwhile: onExit took it out and a restart is on its way.
+    if (this.running !== running) return undefined;
     const previous = this.proxy.switchTo(running.workload.upstream);
     // The idle clock starts with each workload, whenever the last request was.
     this.proxy.lastActivity = Date.now();
     this.unavailableReason = undefined;
-    running.workload.exited.then((how) => this.onExit(running, how));
     this.opts.onWorkload?.(running.workload.pid);
-    await this.hop.to(running.workload.upstream, this.opts.bindHost);
     return previous;
   }
 
-  /** Waits (bounded) for requests still under way on the old workload, then stops it. */
-  private async retire(previous: Running, oldTarget: ProxyTarget | undefined): Promise<void> {
+  /**
+   * Waits (bounded) for requests still under way on the old workload, then stops it. On the kernel
+   * hop, clients' connections end in the old workload itself: it is asked to close them gracefully
+   * (drain-hook.ts) and keeps serving until none is left or the kernel drain timeout passes.
+   */
+  private async retire(
+    previous: Running,
+    oldTarget: ProxyTarget | undefined,
+    viaKernel = this.hop.current.hop === "kernel",
+  ): Promise<void> {
     const drainMs = this.opts.drainTimeoutMs ?? 30_000;
-    const [drained] = await Promise.all([
+    const [drained, flowsGone] = await Promise.all([
       oldTarget ? oldTarget.drained(drainMs) : true,
-      this.hop.drained(previous.workload.upstream, Math.min(drainMs, this.opts.kernelDrainMs ?? 2_000)),
+      viaKernel ? this.drainKernelFlows(previous, drainMs) : true,
     ]);
-    if (!drained)
-      this.opts.logger.warn("old workload still busy after the drain timeout; stopping it anyway");
+    if (!drained || !flowsGone)
+      this.opts.logger.warn("old workload still busy after the drain timeout; stopping it anyway", {
+        ...(flowsGone ? {} : { kernel_connections_left: true }),
+      });
     await previous.workload.stop(this.opts.stopGraceMs ?? 10_000);
+  }
+
+  /** True once no kernel-carried connection is left on the old workload. */
+  private drainKernelFlows(previous: Running, drainMs: number): Promise<boolean> {
+    previous.workload.drain?.();
+    return this.hop.drained(
+      previous.workload.upstream,
+      Math.min(drainMs, this.opts.kernelDrainMs ?? KERNEL_DRAIN_MS),
+    );
   }
 
   private onExit(running: Running, how: WorkloadExit): void {

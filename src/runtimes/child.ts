@@ -9,6 +9,7 @@ import type { Writable } from "node:stream";
 import { TabbifyError } from "../core/errors.js";
 import { parseAppProbes } from "./app-probes.js";
 import type { LimitReason } from "./cgroup.js";
+import { DRAIN_SIGNAL } from "./drain-hook.js";
 import type { Upstream, Workload, WorkloadExit, WorkloadSpec, WorkloadUser } from "./runtime.js";
 
 /**
@@ -147,6 +148,11 @@ export class ChildWorkload implements Workload {
 
   async cpuThrottled(): Promise<boolean> {
     return (await this.limits?.throttled?.().catch(() => false)) ?? false;
+  }
+
+  /** Asks the app to close its keep-alive connections gracefully (drain-hook.ts); ignored by programs without the hook. */
+  drain(): void {
+    if (this.pid !== undefined && !this.hasExited && !this.stopping) signalGroup(this.pid, DRAIN_SIGNAL);
   }
 
   stop(graceMs = DEFAULT_GRACE_MS): Promise<void> {

@@ -24,6 +24,7 @@ import {
   spawnInGroup,
   workloadEnv,
 } from "./child.js";
+import { DRAIN_IMPORT } from "./drain-hook.js";
 import {
   type BootedAhead,
   GATE_ENV,
@@ -286,7 +287,7 @@ export class ProcessRuntime implements Runtime {
     if (gated) env[GATE_ENV] = "3";
     const { child, cgroup } = await spawnWithLimits(
       file,
-      gated ? gatedArgs(command.slice(1)) : command.slice(1),
+      drainableArgs(file, gated ? gatedArgs(command.slice(1)) : command.slice(1)),
       { cwd: artifactDir, env, output: this.options.output, user, readyPipe: gated },
       limits,
       `${spec.appUuid ?? "app"}-${port}`,
@@ -324,4 +325,12 @@ export class ProcessRuntime implements Runtime {
       throw err;
     }
   }
+}
+
+/**
+ * A Node command gets the drain hook (drain-hook.ts), so a swap on the kernel hop can close its
+ * keep-alive connections without losing a request; other programs are started as given.
+ */
+function drainableArgs(file: string, args: string[]): string[] {
+  return isNodeCommand(file) ? ["--import", DRAIN_IMPORT, ...args] : args;
 }

@@ -98,6 +98,12 @@ export interface Workload {
   readonly version: string | undefined;
   /** Settles when the workload ends on its own or after stop(). */
   readonly exited: Promise<WorkloadExit>;
+  /**
+   * Optional: asks the workload to close its keep-alive connections gracefully (each one after its
+   * next response, or once quiet) while it keeps serving, before a stop. The kernel hop's swap uses
+   * it: those connections end in the workload itself (see runtimes/drain-hook.ts).
+   */
+  drain?(): void;
   /** Graceful stop: SIGTERM (or equivalent), wait `graceMs`, then kill. Idempotent. */
   stop(graceMs?: number): Promise<void>;
   /** Optional: whether its `vcpus` cap has held it back (throttled) since it started. */

@@ -23,6 +23,7 @@ import {
   spawnInGroup,
   workloadEnv,
 } from "./child.js";
+import { DRAIN_IMPORT } from "./drain-hook.js";
 import {
   DEFAULT_DATA_MOUNT,
   type Runtime,
@@ -51,6 +52,9 @@ const hostArgs = (maxMemPages: number, hostOptions: string[]) => [
   // Belt and braces: V8 caps every wasm memory in the host, whatever the module declares.
   `--wasm-max-mem-pages=${maxMemPages}`,
   "--disable-warning=ExperimentalWarning",
+  // The host's HTTP server drains like a Node app's on a kernel-hop swap (drain-hook.ts).
+  "--import",
+  DRAIN_IMPORT,
   hostScript,
   ...hostOptions,
 ];

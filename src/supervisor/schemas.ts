@@ -55,6 +55,12 @@ export const AppRow = Type.Object(
     }),
     restarts: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
     adoption_error: Type.Optional(Type.String()),
+    hop: Type.Optional(
+      Type.String({
+        description: "kernel (nftables DNAT to the workload) or userspace (the runner forwards)",
+      }),
+    ),
+    hop_reason: Type.Optional(Type.String({ description: "why the userspace hop carries the app" })),
     present: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: true },

@@ -92,6 +92,10 @@ export interface AppRow {
   /** Set once a limit stopped a workload or a request: `oom`, `cpu` (held at its vcpus cap past its health deadline) or `fuel`. */
   last_limit_reason?: "oom" | "cpu" | "fuel";
   adoption_error?: string;
+  /** Who carries the app address's bytes: the kernel (nftables DNAT) or the runner. */
+  hop?: "kernel" | "userspace";
+  /** Why the userspace hop carries them although the supervisor has the kernel hop. */
+  hop_reason?: string;
 }
 
 export interface StartResult {
@@ -350,6 +354,8 @@ export class Supervisor {
     };
     if (health?.app_health_reason) row.app_health_reason = health.app_health_reason;
     if (health?.last_limit_reason) row.last_limit_reason = health.last_limit_reason;
+    if (health?.hop) row.hop = health.hop;
+    if (health?.hop_reason) row.hop_reason = health.hop_reason;
     const adoptionError = this.ctx.adoptionErrors.get(uuid);
     if (adoptionError) row.adoption_error = adoptionError;
     return row;
