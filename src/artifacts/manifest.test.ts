@@ -64,12 +64,12 @@ describe("parseManifest", () => {
     const declared = `[probes]\nhealthz = "/h"\n[[environments]]\nname = "test"\ntargets = ["a"]\n[deploy]\nmigrate = ["m"]\n`;
     assert.equal(parseManifest(base + declared).app.name, "x");
     assert.match(
-      failure(`${base}[[environments]]\nname = "test"\ntarget = ["a"]\n`),
-      /unknown key environments\[0\]\.target/,
+      failure(`${base}[[environments]]\nname = "test"\ntargets = ["a"]\nregion = "eu"\n`),
+      /m\.toml:11:1: unknown key environments\[0\]\.region/,
     );
     assert.match(
       failure(`${base}[[environments]]\nname = "Bad Name"\ntargets = ["a"]\n`),
-      /m\.toml:10:1: environments\[0\]\.name/,
+      /m\.toml:9:1: environments\[0\]\.name/,
     );
   });
 
