@@ -95,6 +95,12 @@ describe("the dashboard on tabbify up", () => {
     // Opened again when finished, it replays the same steps.
     await page.reload();
     await page.locator("h1 + .badge", { hasText: "succeeded" }).waitFor({ timeout: 30_000 });
+    // The badge comes with the record, the steps with the replayed event stream just after it.
+    await page
+      .waitForFunction(`document.querySelectorAll(".timeline li").length >= ${states.length}`, undefined, {
+        timeout: 30_000,
+      })
+      .catch(() => {});
     assert.equal(await page.locator(".timeline li").count(), states.length);
   });
 
