@@ -1,3 +1,4 @@
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import { PROOF_MEDIA_TYPE } from "../contract/oci.js";
 import { isTabbifyError, TabbifyError } from "../core/errors.js";
@@ -58,8 +59,10 @@ interface RepoRef {
 
 export function registerCatalogRoutes(app: FastifyInstance, opts: CatalogRoutesOptions): void {
   const who = callerFirst((req) => opts.callers.resolve(req.headers.authorization));
+  // The schemas type each handler's answer (these routes take no params, query or body).
+  const typed = app.withTypeProvider<TypeBoxTypeProvider>();
 
-  app.get("/v1/projects", { schema: catalogSchemas.projects, onRequest: who.onRequest }, async (req) => {
+  typed.get("/v1/projects", { schema: catalogSchemas.projects, onRequest: who.onRequest }, async (req) => {
     const scope = who.caller(req).tenant ?? "admin";
     const rows = await opts.store.db
       .selectFrom("proof_rows")
@@ -73,7 +76,7 @@ export function registerCatalogRoutes(app: FastifyInstance, opts: CatalogRoutesO
     };
   });
 
-  app.get(
+  typed.get(
     "/api/v1/registry/catalog",
     { schema: catalogSchemas.catalog, onRequest: who.onRequest },
     async (req) => {

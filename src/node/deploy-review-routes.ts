@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Static } from "@sinclair/typebox";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import type { ReasonKind } from "../contract/reasons.js";
 import { TabbifyError } from "../core/errors.js";
@@ -8,7 +8,7 @@ import type { Caller } from "./apps-registry.js";
 import type { AuditLog } from "./audit-log.js";
 import { callerFirst } from "./caller-first.js";
 import { type DeployReviewStore, grantView, planView } from "./deploy-review-store.js";
-import { type ApproveBody, type PolicyBody, reviewSchemas } from "./schemas/review.js";
+import { reviewSchemas } from "./schemas/review.js";
 
 /**
  * Review of risky contract expansions (node key, or a tenant token for its own plans and grants;
@@ -41,127 +41,117 @@ export function registerDeployReviewRoutes(app: FastifyInstance, opts: DeployRev
   const { reviews, callers, audit } = opts;
   const who = callerFirst((req) => callers.resolve(req.headers.authorization));
   const route = <S>(schema: S) => ({ schema, onRequest: who.onRequest });
+  // Handlers take their params, query and body types from the route schemas.
+  const typed = app.withTypeProvider<TypeBoxTypeProvider>();
 
-  app.get<{ Params: { id: string } }>("/v1/deploy/plans/:id", route(reviewSchemas.plan), async (req) => {
+  typed.get("/v1/deploy/plans/:id", route(reviewSchemas.plan), async (req) => {
     const caller = who.caller(req);
     return planView(await reviews.plan(undefined, scopeOf(caller), req.params.id), now());
   });
 
-  app.post<{ Params: { id: string }; Body: Static<typeof ApproveBody> }>(
-    "/v1/deploy/plans/:id/approve",
-    route(reviewSchemas.approve),
-    async (req) => {
-      const caller = who.caller(req);
-      const b = req.body ?? {};
-      const mode = b.mode ?? "once";
-      let expiresAt: string | null = null;
-      if (b.expiresAt !== undefined) {
-        // When "the future" starts is the clock's to say, not the schema's.
-        const t = Date.parse(b.expiresAt);
-        if (!Number.isFinite(t) || t <= now().getTime())
-          throw new TabbifyError("BAD_REQUEST", "expiresAt must be an ISO 8601 time in the future");
-        expiresAt = new Date(t).toISOString();
-      }
-      const scope = scopeOf(caller);
-      return reviews.store.transaction(async (trx) => {
-        await reviews.store.serialize(trx, `deploy-plan:${req.params.id}`);
-        const plan = await reviews.plan(trx, scope, req.params.id);
-        const at = now();
-        assertPending(planView(plan, at));
-        let grantId: string | null = null;
-        if (mode === "grant") {
-          grantId = randomUUID();
-          await trx
-            .insertInto("deploy_grants")
-            .values({
-              id: grantId,
-              scope,
-              project: plan.project,
-              source_plan_id: plan.id,
-              reasons: plan.reasons,
-              created_at: at.toISOString(),
-              expires_at: expiresAt,
-              revoked_at: null,
-            })
-            .execute();
-        }
+  typed.post("/v1/deploy/plans/:id/approve", route(reviewSchemas.approve), async (req) => {
+    const caller = who.caller(req);
+    const b = req.body ?? {};
+    const mode = b.mode ?? "once";
+    let expiresAt: string | null = null;
+    if (b.expiresAt !== undefined) {
+      // When "the future" starts is the clock's to say, not the schema's.
+      const t = Date.parse(b.expiresAt);
+      if (!Number.isFinite(t) || t <= now().getTime())
+        throw new TabbifyError("BAD_REQUEST", "expiresAt must be an ISO 8601 time in the future");
+      expiresAt = new Date(t).toISOString();
+    }
+    const scope = scopeOf(caller);
+    return reviews.store.transaction(async (trx) => {
+      await reviews.store.serialize(trx, `deploy-plan:${req.params.id}`);
+      const plan = await reviews.plan(trx, scope, req.params.id);
+      const at = now();
+      assertPending(planView(plan, at));
+      let grantId: string | null = null;
+      if (mode === "grant") {
+        grantId = randomUUID();
         await trx
-          .updateTable("deploy_plans")
-          .set({
-            status: "approved",
-            mode,
-            grant_id: grantId,
-            decided_at: at.toISOString(),
-            decided_by: caller.actor,
+          .insertInto("deploy_grants")
+          .values({
+            id: grantId,
+            scope,
+            project: plan.project,
+            source_plan_id: plan.id,
+            reasons: plan.reasons,
+            created_at: at.toISOString(),
+            expires_at: expiresAt,
+            revoked_at: null,
           })
-          .where("id", "=", plan.id)
           .execute();
-        const subject = `project:${scope}/${plan.project}`;
+      }
+      await trx
+        .updateTable("deploy_plans")
+        .set({
+          status: "approved",
+          mode,
+          grant_id: grantId,
+          decided_at: at.toISOString(),
+          decided_by: caller.actor,
+        })
+        .where("id", "=", plan.id)
+        .execute();
+      const subject = `project:${scope}/${plan.project}`;
+      await audit.append(trx, {
+        actor: caller.actor,
+        action: "deploy.plan.approve",
+        subject,
+        after: { planId: plan.id, mode, proposedSha: plan.proposed_sha, reasons: JSON.parse(plan.reasons) },
+      });
+      if (grantId) {
         await audit.append(trx, {
           actor: caller.actor,
-          action: "deploy.plan.approve",
+          action: "deploy.grant.create",
           subject,
-          after: { planId: plan.id, mode, proposedSha: plan.proposed_sha, reasons: JSON.parse(plan.reasons) },
+          after: { grantId, sourcePlanId: plan.id, reasons: JSON.parse(plan.reasons), expiresAt },
         });
-        if (grantId) {
-          await audit.append(trx, {
-            actor: caller.actor,
-            action: "deploy.grant.create",
-            subject,
-            after: { grantId, sourcePlanId: plan.id, reasons: JSON.parse(plan.reasons), expiresAt },
-          });
-        }
-        return planView(await reviews.plan(trx, scope, plan.id), at);
-      });
-    },
-  );
+      }
+      return planView(await reviews.plan(trx, scope, plan.id), at);
+    });
+  });
 
-  app.post<{ Params: { id: string } }>(
-    "/v1/deploy/plans/:id/reject",
-    route(reviewSchemas.reject),
-    async (req) => {
-      const caller = who.caller(req);
-      const scope = scopeOf(caller);
-      return reviews.store.transaction(async (trx) => {
-        await reviews.store.serialize(trx, `deploy-plan:${req.params.id}`);
-        const plan = await reviews.plan(trx, scope, req.params.id);
-        const at = now();
-        assertPending(planView(plan, at));
-        await trx
-          .updateTable("deploy_plans")
-          .set({ status: "rejected", decided_at: at.toISOString(), decided_by: caller.actor })
-          .where("id", "=", plan.id)
-          .execute();
-        await audit.append(trx, {
-          actor: caller.actor,
-          action: "deploy.plan.reject",
-          subject: `project:${scope}/${plan.project}`,
-          after: { planId: plan.id, proposedSha: plan.proposed_sha },
-        });
-        return planView(await reviews.plan(trx, scope, plan.id), at);
+  typed.post("/v1/deploy/plans/:id/reject", route(reviewSchemas.reject), async (req) => {
+    const caller = who.caller(req);
+    const scope = scopeOf(caller);
+    return reviews.store.transaction(async (trx) => {
+      await reviews.store.serialize(trx, `deploy-plan:${req.params.id}`);
+      const plan = await reviews.plan(trx, scope, req.params.id);
+      const at = now();
+      assertPending(planView(plan, at));
+      await trx
+        .updateTable("deploy_plans")
+        .set({ status: "rejected", decided_at: at.toISOString(), decided_by: caller.actor })
+        .where("id", "=", plan.id)
+        .execute();
+      await audit.append(trx, {
+        actor: caller.actor,
+        action: "deploy.plan.reject",
+        subject: `project:${scope}/${plan.project}`,
+        after: { planId: plan.id, proposedSha: plan.proposed_sha },
       });
-    },
-  );
+      return planView(await reviews.plan(trx, scope, plan.id), at);
+    });
+  });
 
-  app.get("/v1/grants", route(reviewSchemas.grants), async (req) => {
+  typed.get("/v1/grants", route(reviewSchemas.grants), async (req) => {
     const caller = who.caller(req);
     const at = now();
     return { grants: (await reviews.grants(scopeOf(caller), undefined)).map((g) => grantView(g, at)) };
   });
 
-  app.get<{ Params: { name: string } }>(
-    "/v1/projects/:name/grants",
-    route(reviewSchemas.projectGrants),
-    async (req) => {
-      const caller = who.caller(req);
-      const at = now();
-      return {
-        grants: (await reviews.grants(scopeOf(caller), req.params.name)).map((g) => grantView(g, at)),
-      };
-    },
-  );
+  typed.get("/v1/projects/:name/grants", route(reviewSchemas.projectGrants), async (req) => {
+    const caller = who.caller(req);
+    const at = now();
+    return {
+      grants: (await reviews.grants(scopeOf(caller), req.params.name)).map((g) => grantView(g, at)),
+    };
+  });
 
-  app.post<{ Params: { id: string } }>("/v1/grants/:id/revoke", route(reviewSchemas.revoke), async (req) => {
+  typed.post("/v1/grants/:id/revoke", route(reviewSchemas.revoke), async (req) => {
     const caller = who.caller(req);
     const scope = scopeOf(caller);
     return reviews.store.transaction(async (trx) => {
@@ -180,37 +170,29 @@ export function registerDeployReviewRoutes(app: FastifyInstance, opts: DeployRev
     });
   });
 
-  app.get<{ Querystring: { tenant?: string } }>(
-    "/v1/deploy/review-policy",
-    route(reviewSchemas.policy),
-    async (req) => {
-      const caller = who.caller(req);
-      const scope = policyScope(caller, req.query.tenant);
-      return { scope, risky: await reviews.policy(scope) };
-    },
-  );
+  typed.get("/v1/deploy/review-policy", route(reviewSchemas.policy), async (req) => {
+    const caller = who.caller(req);
+    const scope = policyScope(caller, req.query.tenant);
+    return { scope, risky: await reviews.policy(scope) };
+  });
 
-  app.put<{ Querystring: { tenant?: string }; Body: Static<typeof PolicyBody> }>(
-    "/v1/deploy/review-policy",
-    route(reviewSchemas.setPolicy),
-    async (req) => {
-      const caller = who.caller(req);
-      const scope = policyScope(caller, req.query.tenant);
-      const kinds: ReasonKind[] = [...new Set(req.body.risky)].sort();
-      const before = await reviews.policy(scope);
-      await reviews.store.transaction(async (trx) => {
-        await reviews.setPolicy(trx, scope, kinds, now());
-        await audit.append(trx, {
-          actor: caller.actor,
-          action: "deploy.review_policy.set",
-          subject: `tenant:${scope}`,
-          before: { risky: before },
-          after: { risky: kinds },
-        });
+  typed.put("/v1/deploy/review-policy", route(reviewSchemas.setPolicy), async (req) => {
+    const caller = who.caller(req);
+    const scope = policyScope(caller, req.query.tenant);
+    const kinds: ReasonKind[] = [...new Set(req.body.risky)].sort();
+    const before = await reviews.policy(scope);
+    await reviews.store.transaction(async (trx) => {
+      await reviews.setPolicy(trx, scope, kinds, now());
+      await audit.append(trx, {
+        actor: caller.actor,
+        action: "deploy.review_policy.set",
+        subject: `tenant:${scope}`,
+        before: { risky: before },
+        after: { risky: kinds },
       });
-      return { scope, risky: kinds };
-    },
-  );
+    });
+    return { scope, risky: kinds };
+  });
 }
 
 /** A tenant sets its own policy; the node key may name any tenant (`?tenant=`). */

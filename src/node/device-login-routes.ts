@@ -1,4 +1,4 @@
-import type { Static } from "@sinclair/typebox";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { TenantIdentity } from "../auth/types.js";
 import { bearerToken } from "../core/bearer.js";
@@ -8,12 +8,7 @@ import type { AuditLog } from "./audit-log.js";
 import type { NodeKeyCheck } from "./auth.js";
 import { callerFirst } from "./caller-first.js";
 import { DEVICE_GRANT_TYPE, type DeviceGrantOptions, DeviceGrants } from "./device-login.js";
-import {
-  type ApproveBody,
-  type DenyBody,
-  type DeviceTokenBody,
-  deviceLoginSchemas,
-} from "./schemas/device-login.js";
+import { deviceLoginSchemas } from "./schemas/device-login.js";
 
 /**
  * Device login (RFC 8628) for `tcli login` without a token:
@@ -68,7 +63,9 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
     return approverOf(req.headers.authorization, opts);
   });
 
-  void app.register(async (scope) => {
+  void app.register(async (untyped) => {
+    // Handlers take their query and body types from the route schemas.
+    const scope = untyped.withTypeProvider<TypeBoxTypeProvider>();
     scope.addContentTypeParser(
       "application/x-www-form-urlencoded",
       { parseAs: "string", bodyLimit: BODY_LIMIT },
@@ -93,7 +90,7 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
       },
     );
 
-    scope.post<{ Body: Static<typeof DeviceTokenBody> }>(
+    scope.post(
       "/v1/auth/device/token",
       // A schema failure is answered in OAuth's shape below, not the house's.
       { bodyLimit: BODY_LIMIT, schema: deviceLoginSchemas.token, attachValidation: true },
@@ -115,15 +112,14 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
         }
         return {
           access_token: result.approval.accessToken,
-          token_type: "Bearer",
+          token_type: "Bearer" as const,
           expires_in: result.approval.expiresInSecs,
         };
       },
     );
 
     scope.get("/v1/auth/device/approve", { schema: deviceLoginSchemas.approvePage }, async (req, reply) => {
-      const query = req.query as { user_code?: unknown };
-      const code = typeof query.user_code === "string" ? query.user_code.replace(/[^A-Za-z-]/g, "") : "CODE";
+      const code = req.query.user_code?.replace(/[^A-Za-z-]/g, "") ?? "CODE";
       return reply
         .type("text/plain; charset=utf-8")
         .send(
@@ -131,7 +127,7 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
         );
     });
 
-    scope.post<{ Body: Static<typeof ApproveBody> }>(
+    scope.post(
       "/v1/auth/device/approve",
       { bodyLimit: BODY_LIMIT, schema: deviceLoginSchemas.approve, onRequest: approver.onRequest },
       async (req) => {
@@ -170,11 +166,11 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
           subject: `tenant:${tenant}`,
           after: { tenant, subject, token_ttl_secs: ttl },
         });
-        return { approved: true, tenant, subject, token_ttl_secs: ttl };
+        return { approved: true as const, tenant, subject, token_ttl_secs: ttl };
       },
     );
 
-    scope.post<{ Body: Static<typeof DenyBody> }>(
+    scope.post(
       "/v1/auth/device/deny",
       { bodyLimit: BODY_LIMIT, schema: deviceLoginSchemas.deny, onRequest: approver.onRequest },
       async (req) => {
@@ -185,7 +181,7 @@ export function registerDeviceLoginRoutes(app: FastifyInstance, opts: DeviceLogi
           action: "auth.device.deny",
           subject: identity ? `tenant:${identity.tenant.toLowerCase()}` : "tenant:*",
         });
-        return { denied: true };
+        return { denied: true as const };
       },
     );
   });

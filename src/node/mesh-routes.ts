@@ -1,4 +1,4 @@
-import type { Static } from "@sinclair/typebox";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { bearerToken } from "../core/bearer.js";
 import { TabbifyError } from "../core/errors.js";
@@ -9,14 +9,11 @@ import type { MeshEvent } from "../mesh/wire.js";
 import type { NodeKeyCheck } from "./auth.js";
 import { callerFirst } from "./caller-first.js";
 import {
-  type DeregisterBody,
   deregisterSchema,
-  type HeartbeatBody,
   heartbeatSchema,
   meshTopologySchema,
   peersSchema,
   peersStreamSchema,
-  type RegisterBody,
   registerSchema,
 } from "./schemas/mesh.js";
 
@@ -36,6 +33,8 @@ const SSE_KEEPALIVE_MS = 15_000;
  */
 export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions): void {
   const { roster, keyCheck } = opts;
+  // Handlers take their body types from the route schemas.
+  const typed = app.withTypeProvider<TypeBoxTypeProvider>();
 
   const mesh = () => {
     const m = opts.mesh();
@@ -75,7 +74,7 @@ export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions
   const isMeshBody = (body: object) => "wg_public_key" in body;
 
   // Every peer registers and beats every few seconds: at info they would be all an idle node logs.
-  app.post<{ Body: Static<typeof RegisterBody> }>(
+  typed.post(
     "/v1/mesh/register",
     { schema: registerSchema, onRequest: who.onRequest, logLevel: "warn" },
     async (req) => {
@@ -86,7 +85,7 @@ export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions
     },
   );
 
-  app.post<{ Body: Static<typeof HeartbeatBody> }>(
+  typed.post(
     "/v1/mesh/heartbeat",
     { schema: heartbeatSchema, onRequest: who.onRequest, logLevel: "warn" },
     async (req) => {
@@ -96,34 +95,30 @@ export function registerMeshRoutes(app: FastifyInstance, opts: MeshRoutesOptions
     },
   );
 
-  app.post<{ Body: Static<typeof DeregisterBody> }>(
-    "/v1/mesh/deregister",
-    { schema: deregisterSchema, onRequest: who.onRequest },
-    async (req) => {
-      const peerId = req.body.peer_id;
-      const m = opts.mesh();
-      if (m?.coordinator.knows(peerId)) {
-        m.coordinator.deregister(peerId, who.caller(req));
-        return {};
-      }
-      rosterCaller(who.caller(req));
-      roster.deregister(peerId);
+  typed.post("/v1/mesh/deregister", { schema: deregisterSchema, onRequest: who.onRequest }, async (req) => {
+    const peerId = req.body.peer_id;
+    const m = opts.mesh();
+    if (m?.coordinator.knows(peerId)) {
+      m.coordinator.deregister(peerId, who.caller(req));
       return {};
-    },
-  );
+    }
+    rosterCaller(who.caller(req));
+    roster.deregister(peerId);
+    return {};
+  });
 
-  app.get("/v1/mesh/peers", { schema: peersSchema }, async (req) => {
+  typed.get("/v1/mesh/peers", { schema: peersSchema }, async (req) => {
     const who = await caller(req);
     // The node key also sees the roster's supervisors and runners, as before.
     const peers = opts.mesh()?.coordinator.peersVisibleTo(who) ?? [];
     return who.via === "node-key" ? { peers: [...roster.peers(), ...peers] } : { peers };
   });
 
-  app.get("/v1/mesh/topology", { schema: meshTopologySchema }, async (req) => {
+  typed.get("/v1/mesh/topology", { schema: meshTopologySchema }, async (req) => {
     return mesh().coordinator.topology(await caller(req));
   });
 
-  app.get("/v1/mesh/peers/stream", { schema: peersStreamSchema }, async (req, reply) => {
+  typed.get("/v1/mesh/peers/stream", { schema: peersStreamSchema }, async (req, reply) => {
     const who = await caller(req);
     const coordinator = mesh().coordinator;
     reply.hijack();

@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { eventsMediaType } from "../registry/notifications.js";
@@ -77,7 +78,9 @@ export function auditableEvent(raw: unknown): AuditableEvent | undefined {
 }
 
 export function registerRegistryEventsRoutes(app: FastifyInstance, opts: RegistryEventsRoutesOptions): void {
-  app.register(async (scope) => {
+  app.register(async (untyped) => {
+    // The handler takes its body type from the route schema; each event is the parser's to check.
+    const scope = untyped.withTypeProvider<TypeBoxTypeProvider>();
     scope.addContentTypeParser(
       eventsMediaType,
       { parseAs: "string", bodyLimit: maxEnvelopeBytes },
@@ -96,7 +99,7 @@ export function registerRegistryEventsRoutes(app: FastifyInstance, opts: Registr
         schema: registryEventsSchema,
         onRequest: async (req) => opts.keyCheck.assert(req.headers.authorization),
       },
-      async (req: FastifyRequest<{ Body: { events: unknown[] } }>) => {
+      async (req) => {
         // Every event is checked before any is recorded: a bad batch changes nothing.
         const events = req.body.events.map(auditableEvent);
         let recorded = 0;

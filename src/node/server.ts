@@ -3,6 +3,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import {
   APP_PORT,
@@ -557,22 +558,31 @@ function registerRoutes(
       .send({ error: `no route ${req.method} ${req.url.split("?")[0]}`, code: "NOT_FOUND" });
   });
 
-  app.get("/health", { schema: healthSchema }, async (_req, reply) => {
-    const edge = edgeStatus();
-    if (!edge)
-      return { status: "ok", tabbify_version: nodeVersion, version: nodeVersion, data_plane: "node" };
-    // Reached through the edge this is 200 unless the engine is mid-restart; asked on the API port
-    // directly it says 503 while the edge is down.
-    if (!edge.running) void reply.status(503);
-    return {
-      status: edge.running ? "ok" : "degraded",
-      tabbify_version: nodeVersion,
-      version: nodeVersion,
-      data_plane: edge,
-    };
-  });
+  // These routes take no input: the schemas type what they answer.
+  app
+    .withTypeProvider<TypeBoxTypeProvider>()
+    .get("/health", { schema: healthSchema }, async (_req, reply) => {
+      const edge = edgeStatus();
+      if (!edge)
+        return {
+          status: "ok",
+          tabbify_version: nodeVersion,
+          version: nodeVersion,
+          data_plane: "node" as const,
+        };
+      // Reached through the edge this is 200 unless the engine is mid-restart; asked on the API port
+      // directly it says 503 while the edge is down.
+      if (!edge.running) void reply.status(503);
+      return {
+        status: edge.running ? "ok" : "degraded",
+        tabbify_version: nodeVersion,
+        version: nodeVersion,
+        data_plane: edge,
+      };
+    });
 
-  app.register(async (authed) => {
+  app.register(async (untyped) => {
+    const authed = untyped.withTypeProvider<TypeBoxTypeProvider>();
     authed.addHook("onRequest", async (req: FastifyRequest, _reply: FastifyReply) => {
       keyCheck.assert(req.headers.authorization);
     });

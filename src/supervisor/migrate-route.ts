@@ -1,3 +1,4 @@
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import { DEFAULT_MIGRATION_TIMEOUT_SEC, MAX_MIGRATION_TIMEOUT_SEC } from "./migrate.js";
@@ -14,9 +15,11 @@ import type { Supervisor } from "./supervisor.js";
  * Behind the supervisor key like every app route (api-auth.ts).
  */
 export function registerMigrateRoute(app: FastifyInstance, supervisor: Supervisor): void {
-  app.post("/v1/apps/:uuid/migrate", { schema: supervisorSchemas.migrate }, async (req) => {
-    const { uuid } = req.params as { uuid: string };
-    const { migrate, timeout_sec, ...body } = req.body as Record<string, unknown>;
+  // The handler takes its params and body types from the route schema.
+  const typed = app.withTypeProvider<TypeBoxTypeProvider>();
+  typed.post("/v1/apps/:uuid/migrate", { schema: supervisorSchemas.migrate }, async (req) => {
+    const { uuid } = req.params;
+    const { migrate, timeout_sec, ...body } = req.body;
     const command = migrationCommand(migrate);
     const timeoutSec = timeoutOf(timeout_sec);
     const release =

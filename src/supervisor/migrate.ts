@@ -31,8 +31,8 @@ export interface MigrationResult {
   timed_out: boolean;
   duration_ms: number;
   log_tail: string[];
-  /** Set when a limit, not the command, ended it: `oom` is over the app's memory_mb. */
-  limit_reason?: LimitReason;
+  /** Set when the app's memory_mb limit, not the command, ended it (a migration has no CPU budget). */
+  limit_reason?: Extract<LimitReason, "oom">;
 }
 
 export const MIGRATION_TAIL_LINES = 40;

@@ -17,6 +17,7 @@ import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import type { Server } from "node:net";
 import { join } from "node:path";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import { TabbifyError } from "../core/errors.js";
 import { rawHandle } from "../runner/succession.js";
@@ -109,8 +110,11 @@ async function startSuccessor(opts: SupervisorHandoffOptions, target: PlatformRe
 
 export function registerSupervisorHandoff(app: FastifyInstance, opts: SupervisorHandoffOptions): void {
   let busy = false;
-  app.register(async (scope) => {
-    acceptTarballBodies(scope);
+  app.register(async (untyped) => {
+    acceptTarballBodies(untyped);
+    // The schema types the answer; the body is a tarball or JSON by content type, which
+    // targetRelease tells apart.
+    const scope = untyped.withTypeProvider<TypeBoxTypeProvider>();
     scope.post("/v1/platform/handoff", { schema: supervisorHandoffSchema }, async (req, reply) => {
       if (listenerFromUp()) {
         throw new TabbifyError(

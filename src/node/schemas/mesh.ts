@@ -1,4 +1,4 @@
-import { type Static, type TSchema, Type } from "@sinclair/typebox";
+import { type Static, type TSchema, type TUnsafe, Type } from "@sinclair/typebox";
 import { AnyObject, errorResponses, nodeKey, open } from "./common.js";
 
 /**
@@ -106,8 +106,17 @@ export const MeshHeartbeatBody = Type.Object(
   { additionalProperties: true, "x-message": "a mesh heartbeat must be a JSON object" },
 );
 
+/**
+ * A schema whose static type both TypeBox lines read: @sinclair/typebox's (`static`) and the
+ * `typebox` 1.x the fastify type provider infers handler input with (`~unsafe`).
+ */
+type Unsafe<T> = TUnsafe<T> & { "~unsafe": T };
+
 /** A WireGuard peer's body when it carries `wg_public_key`, else a roster peer record. */
-function eitherBody<W extends TSchema, R extends TSchema>(wireguard: W, roster: R) {
+function eitherBody<W extends TSchema, R extends TSchema>(
+  wireguard: W,
+  roster: R,
+): Unsafe<Static<W> | Static<R>> {
   return Type.Unsafe<Static<W> | Static<R>>({
     type: "object",
     if: { type: "object", required: ["wg_public_key"] },
@@ -115,7 +124,7 @@ function eitherBody<W extends TSchema, R extends TSchema>(wireguard: W, roster: 
     then: wireguard,
     else: roster,
     "x-message": "the body must be a JSON object",
-  });
+  }) as Unsafe<Static<W> | Static<R>>;
 }
 
 export const RegisterBody = eitherBody(MeshRegisterBody, PeerRecordBody);
