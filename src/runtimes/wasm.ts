@@ -236,17 +236,8 @@ export class WasmRuntime implements Runtime {
     }
     const checked = await this.check(spec);
     const maxMemPages = maxMemPagesFor(checked.memoryMb);
-    let host = await this.takeStandby();
-    if (!host || host.gone || host.maxMemPages !== maxMemPages) {
-      // A standby that cannot serve this spec is stopped alongside the fresh host's boot.
-      const stopping = host && stopStandby(host);
-      try {
-        host = await this.spawnHost(maxMemPages, false);
-      } finally {
-        await stopping;
-      }
-      if (!host) throw new TabbifyError("WORKLOAD_START_FAILED", "cannot start the wasm host (node)");
-    }
+    const host = await this.hostFor(maxMemPages, false);
+    if (!host) throw new TabbifyError("WORKLOAD_START_FAILED", "cannot start the wasm host (node)");
     const workload = this.handOver(host, spec, checked, port, user);
     // Hashed while the host boots; loading node:crypto before the spawn would delay it.
     workload.version = (await import("../core/digest.js")).digestOf(checked.bytes);
@@ -343,16 +334,8 @@ export class WasmRuntime implements Runtime {
   private async arm(spec: WorkloadSpec, user: WorkloadUser | undefined): Promise<void> {
     const checked = await this.check(spec);
     const maxMemPages = maxMemPagesFor(checked.memoryMb);
-    let host = await this.takeStandby();
-    if (!host || host.gone || host.maxMemPages !== maxMemPages) {
-      const stopping = host && stopStandby(host);
-      try {
-        host = await this.spawnHost(maxMemPages, true);
-      } finally {
-        await stopping;
-      }
-      if (!host) return;
-    }
+    const host = await this.hostFor(maxMemPages, true);
+    if (!host) return;
     // The config only once booted: its warm-ups run before the module is loaded.
     await host.hears("ready", STANDBY_READY_MS);
     const workload = this.handOver(host, spec, checked, await freeLoopbackPort(), user, true);
@@ -370,6 +353,19 @@ export class WasmRuntime implements Runtime {
    * may hold secrets, thus never shows in the host's argv or environment. Undefined if node
    * cannot be spawned.
    */
+  /** The standby when it fits `maxMemPages`, else a fresh host (`standby`: booted to wait for its app). */
+  private async hostFor(maxMemPages: number, standby: boolean): Promise<HostProcess | undefined> {
+    const host = await this.takeStandby();
+    if (host && !host.gone && host.maxMemPages === maxMemPages) return host;
+    // A standby that cannot serve this spec is stopped alongside the fresh host's boot.
+    const stopping = host && stopStandby(host);
+    try {
+      return await this.spawnHost(maxMemPages, standby);
+    } finally {
+      await stopping;
+    }
+  }
+
   private async spawnHost(maxMemPages: number, standby: boolean): Promise<HostProcess | undefined> {
     // The basics every workload gets; HOST, PORT and the app's env arrive on stdin with the app.
     const env = workloadEnv(undefined, 0);
