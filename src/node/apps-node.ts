@@ -83,16 +83,26 @@ export async function attachRegistry(
   });
   registerAppRoutes(app, { registry, audit, callers, dataDir: ctx.dataDir });
 
-  // Runners announce their app's uuid; the first sighting of one the registry lacks registers it.
+  const deploys = new DeployAuditor({
+    audit,
+    registry,
+    deploys: ctx.pipeline.store,
+    logger: ctx.logger,
+    endTasks: ctx.pipeline,
+  });
+  // Runners announce their app's uuid; the first sighting of one the registry lacks registers it,
+  // unless a deploy is bringing that app up: the deploy's end registers it under its own name
+  // and tenant, which a roster entry (a made-up name, no tenant) would otherwise take first.
   const known = new Set<string>();
   let sweeping = false;
   const sweep = async () => {
     if (sweeping) return;
     sweeping = true;
     try {
+      const deploying = await deploys.appsInFlight();
       for (const runner of ctx.coordinator.runners()) {
         const uuid = runner.app_uuid;
-        if (!uuid || known.has(uuid)) continue;
+        if (!uuid || known.has(uuid) || deploying.has(uuid)) continue;
         // A runner of another environment of a known app (core/address.ts) is that app's.
         if (!(await appRunningAs(registry, uuid)))
           await registry.ensure("system", { uuid, tenant: ROSTER_TENANT });
@@ -108,13 +118,6 @@ export async function attachRegistry(
   };
   const timer = setInterval(() => void sweep(), 2_000);
   timer.unref();
-  const deploys = new DeployAuditor({
-    audit,
-    registry,
-    deploys: ctx.pipeline.store,
-    logger: ctx.logger,
-    endTasks: ctx.pipeline,
-  });
   registerAppDeployRoutes(app, {
     registry,
     callers,

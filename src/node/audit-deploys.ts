@@ -129,6 +129,17 @@ export class DeployAuditor implements DeployObserver {
     await this.#audit.record({ actor: "system", action: "deploy.finished", subject, after });
   }
 
+  /** The app uuids of the accepted deploys whose end is not recorded yet (as far as they know one). */
+  async appsInFlight(): Promise<Set<string>> {
+    const uuids = new Set<string>();
+    for (const id of [...this.#pending.keys()]) {
+      const record = await this.#deploys.get(id).catch(() => undefined);
+      if (record?.app_uuid) uuids.add(record.app_uuid);
+      else if (record?.request.appUuid) uuids.add(record.request.appUuid);
+    }
+    return uuids;
+  }
+
   /** Waits (bounded) for ends being recorded, so a clean shutdown does not cut one short. */
   async close(waitMs = 2_000): Promise<void> {
     await Promise.race([
