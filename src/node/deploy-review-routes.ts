@@ -3,6 +3,8 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import type { ReasonKind } from "../contract/reasons.js";
 import { TabbifyError } from "../core/errors.js";
+import type { StoreTransaction } from "../store/index.js";
+import type { DeployPlansTable } from "../store/tables/deploy-review.js";
 import type { CallerResolver } from "./apps-identity.js";
 import type { Caller } from "./apps-registry.js";
 import type { AuditLog } from "./audit-log.js";
@@ -43,6 +45,20 @@ export function registerDeployReviewRoutes(app: FastifyInstance, opts: DeployRev
   const route = <S>(schema: S) => ({ schema, onRequest: who.onRequest });
   // Handlers take their params, query and body types from the route schemas.
   const typed = app.withTypeProvider<TypeBoxTypeProvider>();
+  /** Decides plan `id` once: serialized per plan, refused unless pending; answers the plan after. */
+  const decidePending = (
+    scope: string,
+    id: string,
+    decide: (trx: StoreTransaction, plan: DeployPlansTable, at: Date) => Promise<void>,
+  ) =>
+    reviews.store.transaction(async (trx) => {
+      await reviews.store.serialize(trx, `deploy-plan:${id}`);
+      const plan = await reviews.plan(trx, scope, id);
+      const at = now();
+      assertPending(planView(plan, at));
+      await decide(trx, plan, at);
+      return planView(await reviews.plan(trx, scope, plan.id), at);
+    });
 
   typed.get("/v1/deploy/plans/:id", route(reviewSchemas.plan), async (req) => {
     const caller = who.caller(req);
@@ -62,11 +78,7 @@ export function registerDeployReviewRoutes(app: FastifyInstance, opts: DeployRev
       expiresAt = new Date(t).toISOString();
     }
     const scope = scopeOf(caller);
-    return reviews.store.transaction(async (trx) => {
-      await reviews.store.serialize(trx, `deploy-plan:${req.params.id}`);
-      const plan = await reviews.plan(trx, scope, req.params.id);
-      const at = now();
-      assertPending(planView(plan, at));
+    return decidePending(scope, req.params.id, async (trx, plan, at) => {
       let grantId: string | null = null;
       if (mode === "grant") {
         grantId = randomUUID();
@@ -110,18 +122,13 @@ export function registerDeployReviewRoutes(app: FastifyInstance, opts: DeployRev
           after: { grantId, sourcePlanId: plan.id, reasons: JSON.parse(plan.reasons), expiresAt },
         });
       }
-      return planView(await reviews.plan(trx, scope, plan.id), at);
     });
   });
 
   typed.post("/v1/deploy/plans/:id/reject", route(reviewSchemas.reject), async (req) => {
     const caller = who.caller(req);
     const scope = scopeOf(caller);
-    return reviews.store.transaction(async (trx) => {
-      await reviews.store.serialize(trx, `deploy-plan:${req.params.id}`);
-      const plan = await reviews.plan(trx, scope, req.params.id);
-      const at = now();
-      assertPending(planView(plan, at));
+    return decidePending(scope, req.params.id, async (trx, plan, at) => {
       await trx
         .updateTable("deploy_plans")
         .set({ status: "rejected", decided_at: at.toISOString(), decided_by: caller.actor })
@@ -133,7 +140,6 @@ export function registerDeployReviewRoutes(app: FastifyInstance, opts: DeployRev
         subject: `project:${scope}/${plan.project}`,
         after: { planId: plan.id, proposedSha: plan.proposed_sha },
       });
-      return planView(await reviews.plan(trx, scope, plan.id), at);
     });
   });
 
