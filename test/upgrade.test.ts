@@ -234,7 +234,7 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     assert.match(String(version.commit), /^[0-9a-f]{40}$/, "a packed release names its commit");
     await assertUntouched();
     report("upgrade", "upgrade");
-    for (const loop of loops) assert.deepEqual(loop.failures, [], loop.url);
+    for (const loop of loops) assert.deepEqual(loop.newFailures(), [], loop.url);
   });
 
   it("a release whose supervisor exits at start is refused: non-zero, names the supervisor, old keeps serving", async () => {
@@ -245,7 +245,7 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     assert.match(result.output, /failed: supervisor: .*exited with code 3/);
     assert.deepEqual(await versions(), everyRoleOn(nextVersion()));
     await assertUntouched();
-    for (const loop of loops) assert.deepEqual(loop.failures, [], loop.url);
+    for (const loop of loops) assert.deepEqual(loop.newFailures(), [], loop.url);
     // The audit chain has the failure (AUDIT_PAGE_MAX is 1000; this stack has few events).
     const audit = await fetch(`http://127.0.0.1:${ports.node}/api/v1/audit?after=0&limit=1000`, {
       headers: { authorization: `Bearer ${key}` },
@@ -285,7 +285,7 @@ describe("tabbify upgrade on a running tabbify up", { concurrency: false }, () =
     }
     await assertUntouched();
     report("rollback", "rollback");
-    for (const loop of loops) assert.deepEqual(loop.failures, [], loop.url);
+    for (const loop of loops) assert.deepEqual(loop.newFailures(), [], loop.url);
   });
 
   it("an upgrader killed mid-node-handoff: every role handed back, the store says failed, one node serves", async () => {

@@ -204,7 +204,6 @@ export class AppProxy {
     proxyReq.end();
   }
 
-  /** Drops pooled connections and open tunnels (WebSockets) so a closing node does not hang. */
   /**
    * Ends every connection to an app (pooled, or carrying a request) once its host is known lost:
    * a request on a kept-alive socket to a dead peer would otherwise wait for TCP to give up, and
@@ -226,9 +225,22 @@ export class AppProxy {
     }
   }
 
-  close(): void {
+  /**
+   * Ends open tunnels (WebSockets): they live as long as their clients, and would hold a closing
+   * node's server open. Requests in flight are left to finish.
+   */
+  closeTunnels(): void {
     for (const t of this.tunnels) t.destroy();
     this.tunnels.clear();
+  }
+
+  /**
+   * Drops pooled connections and ends what is left. Call once the server has stopped taking
+   * requests and those in flight are answered: a request whose upstream socket is destroyed here
+   * answers 502.
+   */
+  close(): void {
+    this.closeTunnels();
     this.agent.destroy();
   }
 
@@ -262,7 +274,9 @@ export class AppProxy {
       method: req.method,
       path: target.path,
       headers,
-      agent: this.agent,
+      // The retry dials afresh: the pool may hold more sockets the app closed at the same moment
+      // (a runner that retires closes all its idle ones at once).
+      agent: isRetry ? false : this.agent,
     });
     this.watchConnect(proxyReq, target.app);
     this.watchFirstByte(proxyReq, target.app);

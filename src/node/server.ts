@@ -500,17 +500,23 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     close: async () => {
       await edge?.close();
       stopFollowingLosses();
-      proxy.close();
+      proxy.closeTunnels();
       await hostProbe?.settled?.();
       wgMesh?.coordinator.close();
       // Keep-alive clients and streaming responses would hold close() open; give in-flight
-      // requests a moment, then cut what is left.
-      const cut = setTimeout(() => server.closeAllConnections(), 2000);
+      // requests a moment, then cut what is left. The app pool goes only after: a request still
+      // proxied (the old node of an upgrade finishing what it accepted) gets its app's answer,
+      // not a 502.
+      const cut = setTimeout(() => {
+        server.closeAllConnections();
+        proxy.close();
+      }, 2000);
       cut.unref();
       try {
         await app.close();
       } finally {
         clearTimeout(cut);
+        proxy.close();
         await pipeline?.close();
         // After the pipeline: deploys it let finish still get their end into the audit chain.
         await registry?.close();

@@ -178,6 +178,41 @@ describe("app proxy", { concurrency: false }, () => {
     }
   });
 
+  test("the retry dials afresh: other pooled connections the app dropped at once are not tried", async () => {
+    // As a retiring app closing all its idle connections together: every connection answers
+    // its first request (slowly, so three at once open three) and hangs up on the next.
+    let connections = 0;
+    const flaky = net.createServer((conn) => {
+      connections += 1;
+      let served = 0;
+      conn.on("data", () => {
+        served += 1;
+        if (served > 1) conn.destroy();
+        else
+          setTimeout(
+            () => conn.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok"),
+            100,
+          );
+      });
+    });
+    const port = await freeLoopbackPort();
+    await new Promise<void>((r) => flaky.listen(port, "127.0.0.1", r));
+    try {
+      proxy.switchTo({ host: "127.0.0.1", port });
+      const first = await Promise.all(["/a", "/b", "/c"].map((path) => request(path)));
+      assert.deepEqual(
+        first.map((r) => r.status),
+        [200, 200, 200],
+      );
+      assert.equal(connections, 3);
+      const next = await request("/d");
+      assert.equal(next.status, 200, next.body);
+      assert.equal(connections, 4, "the retry opened a connection of its own");
+    } finally {
+      flaky.close();
+    }
+  });
+
   test("502 when the workload does not answer", async () => {
     proxy.switchTo({ host: "127.0.0.1", port: await freeLoopbackPort() });
     const res = await request("/");

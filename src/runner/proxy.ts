@@ -195,7 +195,8 @@ export class AppProxy {
       method: req.method,
       path: req.url,
       headers: request.headers,
-      agent: this.agent,
+      // The retry dials afresh: the pool may hold more sockets the app closed at the same moment.
+      agent: mayRetry ? this.agent : false,
     });
     upstreamReq.on("response", (upstreamRes) => {
       if (upstreamRes.headers["x-tabbify-limit"] === "fuel") this.onLimit?.("fuel");

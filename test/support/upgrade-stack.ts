@@ -34,14 +34,19 @@ export function breakRole(role: string): (stage: string) => Promise<void> {
   };
 }
 
-function getOnce(url: URL): Promise<number> {
+/** The status, and for an answer other than 200 the start of its body (who answered, and why). */
+function getOnce(url: URL): Promise<{ status: number; body: string }> {
   return new Promise((done, fail) => {
     // A connection per request: each one is accepted by whichever process serves the port then.
     const req = http.get(
       { host: url.hostname, port: url.port, path: url.pathname, agent: false, timeout: 10_000 },
       (res) => {
-        res.resume();
-        res.on("end", () => done(res.statusCode ?? 0));
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          if (res.statusCode !== 200 && body.length < 300) body += chunk;
+        });
+        res.on("end", () => done({ status: res.statusCode ?? 0, body: body.slice(0, 300) }));
         res.on("error", fail);
       },
     );
@@ -70,10 +75,13 @@ export class RequestLoop {
         const phase = this.#phase;
         const t0 = performance.now();
         try {
-          const status = await getOnce(new URL(this.url));
-          if (status !== 200) this.failures.push(`${phase}: HTTP ${status}`);
+          const answer = await getOnce(new URL(this.url));
+          if (answer.status !== 200)
+            this.failures.push(
+              `${phase}: HTTP ${answer.status} at ${new Date().toISOString()} ${answer.body}`,
+            );
         } catch (err) {
-          this.failures.push(`${phase}: ${(err as Error).message}`);
+          this.failures.push(`${phase}: ${(err as Error).message} at ${new Date().toISOString()}`);
         }
         const list = this.latencies.get(phase) ?? [];
         list.push(performance.now() - t0);
@@ -81,6 +89,15 @@ export class RequestLoop {
         await sleep(20);
       }
     })();
+  }
+
+  #reported = 0;
+
+  /** The failures not returned before: each test judges its own, not an earlier test's. */
+  newFailures(): string[] {
+    const fresh = this.failures.slice(this.#reported);
+    this.#reported = this.failures.length;
+    return fresh;
   }
 
   async stop(): Promise<void> {
