@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import http from "node:http";
+import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
+import { sleep } from "../src/core/sleep.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
 
 /**
@@ -37,6 +39,7 @@ describe("a lost host's apps", () => {
   let app: http.Server;
   let node: RunningNode;
   const hanging = new Set<http.ServerResponse>();
+  const appTunnels = new Set<net.Socket>();
 
   const register = () => {
     node.coordinator.register({
@@ -65,6 +68,12 @@ describe("a lost host's apps", () => {
       else if (req.url === "/hang") hanging.add(res);
       else res.end("ok");
     });
+    app.on("upgrade", (_req, socket: net.Socket) => {
+      socket.write("HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n");
+      socket.pipe(socket);
+      socket.on("error", () => {});
+      appTunnels.add(socket);
+    });
     await new Promise<void>((resolve, reject) => {
       app.once("error", reject);
       app.listen(APP_PORT, appHost, resolve);
@@ -87,6 +96,7 @@ describe("a lost host's apps", () => {
   after(async () => {
     await node?.close();
     for (const res of hanging) res.destroy();
+    for (const socket of appTunnels) socket.destroy();
     app?.closeAllConnections();
     await new Promise<void>((r) => (app ? app.close(() => r()) : r()));
   });
@@ -106,7 +116,20 @@ describe("a lost host's apps", () => {
     assert.ok(probed.every((a) => a === "http://[fd5a:1f00:1:2::1]:8730"));
   });
 
-  it("answers 502 within the bound when the host is lost, and lists it down with its app at once", async () => {
+  it("answers 502 within the bound when the host is lost, lists it down with its app at once, and ends its tunnels", async () => {
+    // A WebSocket-style tunnel to the app, open before the host goes.
+    const tunnel = net.connect(Number(new URL(node.url).port), "127.0.0.1");
+    tunnel.on("error", () => {});
+    let got = "";
+    tunnel.setEncoding("utf8").on("data", (d: string) => (got += d));
+    tunnel.write(
+      `GET /app/${appUuid}/ws HTTP/1.1\r\nhost: app\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n`,
+    );
+    const opened = Date.now() + 5_000;
+    while (!got.includes("\r\n\r\n") && Date.now() < opened) await sleep(10);
+    assert.match(got, /^HTTP\/1\.1 101/);
+    const tunnelClosed = new Promise<void>((resolve) => tunnel.once("close", () => resolve()));
+
     hostAnswers = false;
     const [first, second] = await Promise.all([
       get(`${node.url}/app/${appUuid}/hang`),
@@ -124,6 +147,9 @@ describe("a lost host's apps", () => {
       down?.runners.map((r) => r.app_uuid),
       [appUuid],
     );
+    // The tunnel's host is gone: its client is cut off rather than left waiting on TCP.
+    const closed = await Promise.race([tunnelClosed.then(() => true), sleep(2_000).then(() => false)]);
+    assert.ok(closed, "the tunnel to the lost host is still open 2 s later");
   });
 
   it("serves the app again, and lists the host up, once it is back", async () => {

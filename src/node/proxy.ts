@@ -100,7 +100,8 @@ export class AppProxy {
    * once per app, not per request; bounded by clearing.
    */
   private readonly addresses = new Map<string, AppAddress>();
-  private readonly tunnels = new Set<Duplex>();
+  /** Open tunnels (WebSockets): the client's socket → the app address it leads to. */
+  private readonly tunnels = new Map<Duplex, string>();
   /** uuid → when its outage was last logged, so a down app under load logs once a minute. */
   private readonly outageLoggedAt = new Map<string, number>();
 
@@ -169,7 +170,7 @@ export class AppProxy {
       if (head.length > 0) proxySocket.write(head);
       (socket as Socket).setNoDelay?.(true);
       proxySocket.setNoDelay(true);
-      this.tunnels.add(socket);
+      this.tunnels.set(socket, target.app.host);
       const teardown = () => {
         this.tunnels.delete(socket);
         socket.destroy();
@@ -205,7 +206,7 @@ export class AppProxy {
   }
 
   /**
-   * Ends every connection to an app (pooled, or carrying a request) once its host is known lost:
+   * Ends every connection to an app (pooled, carrying a request, or a tunnel) once its host is known lost:
    * a request on a kept-alive socket to a dead peer would otherwise wait for TCP to give up, and
    * now answers 502 at once.
    */
@@ -213,8 +214,9 @@ export class AppProxy {
     this.dropAddress(appAddress(parseAppUuid(uuid), this.mesh));
   }
 
-  /** {@link dropApp} by address: the app ULAs a lost mesh host served. */
+  /** {@link dropApp} by address: the app ULAs a lost mesh host served. Tunnels to it end too. */
   dropAddress(host: string): void {
+    for (const [socket, to] of this.tunnels) if (to === host) socket.destroy();
     const prefix = `${host}:${this.appPort}:`;
     for (const pool of [this.agent.freeSockets, this.agent.sockets]) {
       for (const [name, sockets] of Object.entries(pool)) {
@@ -230,7 +232,7 @@ export class AppProxy {
    * node's server open. Requests in flight are left to finish.
    */
   closeTunnels(): void {
-    for (const t of this.tunnels) t.destroy();
+    for (const socket of this.tunnels.keys()) socket.destroy();
     this.tunnels.clear();
   }
 
