@@ -20,7 +20,8 @@ import { type RunningProcess, repoRoot, run, tempDir } from "./support/tools.js"
  * A `git push` to the node is built on B and pushed to the registry over the mesh; a `tcli push`
  * app runs on C; every app answers through the node on A; an app moves from B to C keeping its
  * address; B's supervisor is killed with -9 while its app keeps answering; B's link is cut (its
- * app answers 502 fast and B shows down) and restored (the app is back with no action).
+ * app answers 502 fast and B shows down) and restored (the app is back with no action); cut once
+ * more with no requests, B shows down within seconds of its first missed heartbeat.
  */
 const tag = crypto.randomBytes(3).toString("hex");
 const lab = new NetnsLab(tag, ["A", "B", "C"], `fd7e:${tag.slice(0, 4)}:${tag.slice(4)}::`);
@@ -484,6 +485,27 @@ test("three hosts over wireguard-go: node and registry on A, a git deploy built 
   t.diagnostic(
     `B's link restored: its app answered again after ${appBack} ms, B listed up after ${Date.now() - restoredAt} ms`,
   );
+
+  // Cut B's link again with no request to its apps: B is listed down once its supervisor has
+  // missed a heartbeat and gives no handshake, well before the 20 s heartbeat timeout.
+  const quietCutAt = Date.now();
+  await lab.cut(B);
+  await eventually("B listed down with no request to its apps", 30_000, async () =>
+    (await topology()).down.some((s) => s.display_name === "host-b") ? true : undefined,
+  );
+  const quietDownMs = Date.now() - quietCutAt;
+  t.diagnostic(
+    `B's link cut with no requests: B listed down after ${quietDownMs} ms (heartbeat timeout 20 s)`,
+  );
+  assert.ok(
+    quietDownMs < 15_000,
+    `B listed down ${quietDownMs} ms after the cut: not before the heartbeat timeout`,
+  );
+  await lab.restore(B);
+  await eventually("the app on B back after the second cut", 90_000, async () => {
+    const r = await through(appB);
+    return r.status === 200 ? r : undefined;
+  });
 
   // 6. The mesh view: every host, edges reported by the joiners, and a forged network refused.
   const meshTopo = JSON.parse(

@@ -256,6 +256,14 @@ export class RosterCoordinator {
     return parent === undefined ? undefined : this.live(peerKey("supervisor", parent))?.info;
   }
 
+  /** Live supervisors not heard from for longer than `lateMs` (a heartbeat or more missed). */
+  lateSupervisors(lateMs: number): PeerInfo[] {
+    const cutoff = this.now() - lateMs;
+    return this.supervisors().filter(
+      (s) => (this.entries.get(peerKey("supervisor", s.name))?.lastSeenMs ?? 0) < cutoff,
+    );
+  }
+
   /**
    * A supervisor whose host stopped answering (found out before its heartbeat timeout): it and
    * its runners leave the roster now and are listed down, as if they had gone silent. They come

@@ -45,7 +45,7 @@ import { registerDeployRoutes } from "./deploy-routes.js";
 import { type DeviceLoginOptions, registerDeviceLoginRoutes } from "./device-login-routes.js";
 import { nodeErrorStatus, toNodeError } from "./errors.js";
 import { importLocalRepo, registerGitRoutes } from "./git-push.js";
-import { hostLost } from "./host-lost.js";
+import { hostLost, watchLateHosts } from "./host-lost.js";
 import type { HostLiveness } from "./host-probe.js";
 import { registerMcpRoute } from "./mcp.js";
 import { registerMeshRoutes } from "./mesh-routes.js";
@@ -90,7 +90,8 @@ export interface NodeOptions {
   /**
    * Apps run on other hosts (the WireGuard mesh): when one is slow to answer, ask this whether
    * its host's supervisor still answers ({@link HostProbe}: a TCP handshake), and mark a host
-   * that does not lost (its apps answer 502, it is listed down).
+   * that does not lost (its apps answer 502, it is listed down). Hosts whose supervisor misses a
+   * heartbeat are asked too, every second, so one with no requests is listed down in seconds.
    */
   hostProbe?: HostLiveness;
   /** Fastify's request log level; `silent` turns it off (tests). Default `info`. */
@@ -197,6 +198,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
   const stopFollowingLosses = coordinator.onLost((peer) => {
     if (peer.kind === "runner") proxy.dropApp(peer.app_uuid ?? peer.name);
   });
+  const stopWatchingLateHosts = hostProbe ? watchLateHosts(coordinator, hostProbe, logger) : () => {};
   const keyCheck = new NodeKeyCheck(options.nodeKey);
   const level = options.httpLogLevel ?? "info";
 
@@ -499,6 +501,7 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     edge,
     close: async () => {
       await edge?.close();
+      stopWatchingLateHosts();
       stopFollowingLosses();
       proxy.closeTunnels();
       await hostProbe?.settled?.();
