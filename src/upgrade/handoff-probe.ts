@@ -5,6 +5,7 @@
  * from the same process that reported the version.
  */
 import http from "node:http";
+import { sleep } from "../core/sleep.js";
 
 interface Answer {
   status: number;
@@ -74,7 +75,7 @@ export async function waitVersionReady(
     if (probe.ready) return;
     last = probe.reason;
     if (Date.now() >= deadline) throw new Error(`not ready within ${timeoutMs / 1000} s (${last})`);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
 }
 
