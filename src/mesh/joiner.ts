@@ -6,7 +6,8 @@ import { backoffDelay } from "../core/backoff.js";
 import { isErrno } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { sleep } from "../core/sleep.js";
-import type { MeshRequests, MeshRegisterReply as RegisterReplySchema } from "../node/schemas/mesh.js";
+import type { MeshRegisterReply as RegisterReplySchema } from "../node/schemas/mesh.js";
+import { MeshApiClient } from "./mesh-client.js";
 import type { MeshPeerInfo, MeshPeerPath } from "./wire.js";
 
 /** The node's answer, typed by its route schema (src/node/schemas/mesh.ts). */
@@ -101,14 +102,14 @@ export class MeshJoiner {
   private beating: Promise<void> | undefined;
   private beatAgain = false;
   private applying: Promise<void> = Promise.resolve();
-  private readonly url: string;
+  private readonly api: MeshApiClient;
   private intervalMs = 20_000;
   /** The coordinator's `peers_version` our peer set reflects; heartbeats skip the list when current. */
   private peersVersion: number | undefined;
   ula: string | undefined;
 
   constructor(private readonly opts: MeshJoinerOptions) {
-    this.url = opts.coordinatorUrl.replace(/\/+$/, "");
+    this.api = new MeshApiClient(opts.coordinatorUrl, opts.token);
   }
 
   /** Registers (retrying until the coordinator answers) and brings the interface up; returns our ULA. */
@@ -146,14 +147,14 @@ export class MeshJoiner {
     if (this.timer) clearTimeout(this.timer);
     this.stream?.abort();
     await this.beating;
-    if (this.peerId) await this.post("/v1/mesh/deregister", { peer_id: this.peerId }).catch(() => {});
+    if (this.peerId) await this.api.post("/v1/mesh/deregister", { peer_id: this.peerId }).catch(() => {});
     await this.applying;
     await this.opts.wg.down();
   }
 
   private async register(): Promise<MeshRegisterReply> {
     const id = this.identity as MeshIdentity;
-    const reply = (await this.post("/v1/mesh/register", {
+    const reply = (await this.api.post("/v1/mesh/register", {
       wg_public_key: id.public_key,
       wg_listen_port: this.opts.listenPort,
       display_name: this.opts.displayName,
@@ -208,7 +209,7 @@ export class MeshJoiner {
     const peerId = this.peerId;
     if (peerId === undefined) return this.rejoin();
     try {
-      const reply = (await this.post("/v1/mesh/heartbeat", {
+      const reply = (await this.api.post("/v1/mesh/heartbeat", {
         peer_id: peerId,
         wg_public_key: id.public_key,
         hosted_app_ulas: await this.opts.hostedAppUlas(),
@@ -253,23 +254,9 @@ export class MeshJoiner {
     const reconnect = () => {
       if (!this.stopped) setTimeout(() => this.follow(), 2000).unref();
     };
-    fetch(`${this.url}/v1/mesh/peers/stream`, {
-      headers: { authorization: `Bearer ${this.opts.token}` },
-      signal: ac.signal,
-    })
-      .then(async (res) => {
-        if (!res.ok || !res.body) throw new Error(`peers stream answered ${res.status}`);
-        let buffer = "";
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          buffer += Buffer.from(chunk).toString("utf8");
-          let cut = buffer.indexOf("\n\n");
-          while (cut >= 0) {
-            this.onEvent(buffer.slice(0, cut));
-            buffer = buffer.slice(cut + 2);
-            cut = buffer.indexOf("\n\n");
-          }
-        }
-      })
+    (async () => {
+      for await (const { event, data } of this.api.peerEvents(ac.signal)) this.onEvent(event, data);
+    })()
       .catch((err: Error) => {
         if (!this.stopped)
           this.opts.logger.warn("peers stream dropped; reconnecting", { error: err.message });
@@ -277,10 +264,7 @@ export class MeshJoiner {
       .finally(reconnect);
   }
 
-  private onEvent(block: string): void {
-    const event = /^event: (\S+)$/m.exec(block)?.[1];
-    const data = /^data: (.*)$/m.exec(block)?.[1];
-    if (!event || !data) return;
+  private onEvent(event: string, data: string): void {
     const body = JSON.parse(data) as { peers?: MeshPeerInfo[]; peer?: MeshPeerInfo; peers_version?: number };
     if (event === "snapshot" && body.peers) {
       void this.replacePeers(body.peers, body.peers_version);
@@ -322,25 +306,5 @@ export class MeshJoiner {
       }
     });
     return this.applying;
-  }
-
-  private async post<P extends keyof MeshRequests>(path: P, body: MeshRequests[P]): Promise<unknown> {
-    const res = await fetch(`${this.url}${path}`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${this.opts.token}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(10_000),
-    });
-    const text = await res.text();
-    if (!res.ok) {
-      let message = text.slice(0, 200);
-      try {
-        message = (JSON.parse(text) as { error?: string }).error ?? message;
-      } catch {
-        // Not JSON: keep the raw text.
-      }
-      throw Object.assign(new Error(`${path}: ${res.status} ${message}`), { status: res.status });
-    }
-    return JSON.parse(text);
   }
 }
