@@ -10,6 +10,7 @@ import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { readProcStat } from "../src/core/proc-stat.js";
 import { sleep } from "../src/core/sleep.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
+import { getText, registerLocalRunner } from "./support/local-apps.js";
 
 /**
  * Each shipped engine's own duties as the node's edge (nginx, caddy, haproxy): routes follow the
@@ -29,32 +30,6 @@ function requireEngine(e: (typeof engines)[number]): void {
   } catch {
     throw new Error(`these tests need ${e.version[0]} on PATH: apt-get install ${e.install}`);
   }
-}
-
-function get(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, { agent: false }, (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => (body += c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      })
-      .on("error", reject);
-  });
-}
-
-function runnerRecord(uuid: string) {
-  return {
-    kind: "runner" as const,
-    name: uuid,
-    app_uuid: uuid,
-    parent: "sup",
-    address: `${deriveAppLoopback(uuid)}:${APP_PORT}`,
-    ula: deriveAppLoopback(uuid),
-    version: "1",
-    tags: ["runner"],
-  };
 }
 
 /** Pids of processes in a process group that are not zombies (this container's init reaps none). */
@@ -108,20 +83,22 @@ for (const engine of engines)
       const mode = (await stat(join(dataDir, "edge"))).mode & 0o777;
       assert.equal(mode, 0o700);
       assert.notEqual(node.apiUrl, node.url);
-      const health = JSON.parse((await get(`${node.url}/health`)).body) as { data_plane: { engine: string } };
+      const health = JSON.parse((await getText(`${node.url}/health`)).body) as {
+        data_plane: { engine: string };
+      };
       assert.equal(health.data_plane.engine, engine.plane);
     });
 
     it("adds a route within a second of the roster (5 s allowed on a loaded machine) and removes it when the runner leaves", async (t) => {
       // Not on the roster: nginx hands it to the node, which dials the address (it answers).
-      const reg = node.coordinator.register(runnerRecord(uuid));
+      const reg = registerLocalRunner(node.coordinator, uuid);
       const took = await until("the engine to carry the route", 5000, async () => {
         const conf = await readFile(join(dataDir, "edge", engine.configFile), "utf8");
         return conf.includes(uuid) && node.edge?.status().routes === 1;
       });
       t.diagnostic(`route landed in ${took} ms`);
       await node.edge?.settle();
-      assert.equal((await get(`${node.url}/app/${uuid}/x`)).body, "app saw /x");
+      assert.equal((await getText(`${node.url}/app/${uuid}/x`)).body, "app saw /x");
 
       node.coordinator.deregister(reg.peer_id);
       await until("the engine to drop the route", 5000, async () => {
@@ -130,7 +107,7 @@ for (const engine of engines)
       });
       await node.edge?.settle();
       // Off the roster, the app still answers at its address: the node's fallback dials it.
-      assert.equal((await get(`${node.url}/app/${uuid}/y`)).body, "app saw /y");
+      assert.equal((await getText(`${node.url}/app/${uuid}/y`)).body, "app saw /y");
     });
 
     it("never replaces the live config with one the engine refuses", async () => {
@@ -143,28 +120,28 @@ for (const engine of engines)
       });
       assert.equal(await readFile(join(dataDir, "edge", engine.configFile), "utf8"), before);
       assert.ok(edge.status().last_refused, "the refusal is reported");
-      assert.equal((await get(`${node.url}/health`)).status, 200);
+      assert.equal((await getText(`${node.url}/health`)).status, 200);
     });
 
     // A known limit kept visible: Caddy 2.6 fails a few requests across /load reloads (README).
     const caddyReloads =
       engine.plane === "caddy" ? { todo: "Caddy 2.6 drops some requests across reloads" } : {};
     it("reloads without dropping requests in flight or failing new ones", caddyReloads, async () => {
-      node.coordinator.register(runnerRecord(uuid));
+      registerLocalRunner(node.coordinator, uuid);
       await node.edge!.settle();
       let failures = 0;
       let done = 0;
       let stop = false;
       const loop = async () => {
         while (!stop) {
-          const r = await get(`${node.url}/app/${uuid}/loop`).catch(() => ({ status: 0, body: "" }));
+          const r = await getText(`${node.url}/app/${uuid}/loop`).catch(() => ({ status: 0, body: "" }));
           if (r.status !== 200) failures++;
           done++;
         }
       };
       const loops = [loop(), loop(), loop(), loop()];
       for (let i = 0; i < 5; i++) {
-        node.coordinator.register(runnerRecord(crypto.randomUUID()));
+        registerLocalRunner(node.coordinator, crypto.randomUUID());
         await node.edge!.settle();
       }
       stop = true;
@@ -185,14 +162,14 @@ for (const engine of engines)
       await until(
         "the engine to serve again",
         10_000,
-        async () => (await get(`${node.url}/health`)).status === 200,
+        async () => (await getText(`${node.url}/health`)).status === 200,
       );
-      const health = JSON.parse((await get(`${node.apiUrl}/health`)).body) as {
+      const health = JSON.parse((await getText(`${node.apiUrl}/health`)).body) as {
         data_plane: { restarts: number; running: boolean };
       };
       assert.equal(health.data_plane.restarts, restartsBefore + 1);
       assert.equal(health.data_plane.running, true);
-      const ready = JSON.parse((await get(`${node.apiUrl}/api/ready`)).body) as {
+      const ready = JSON.parse((await getText(`${node.apiUrl}/api/ready`)).body) as {
         status: string;
         checks: Record<string, { ok: boolean; detail?: string }>;
       };
@@ -207,7 +184,7 @@ for (const engine of engines)
     it("answers /api/ready 503 naming the engine while none runs", async () => {
       // Last in the file: the engine is stopped for good (the node's close() later is a no-op for it).
       await node.edge!.close();
-      const res = await get(`${node.apiUrl}/api/ready`);
+      const res = await getText(`${node.apiUrl}/api/ready`);
       assert.equal(res.status, 503, res.body);
       const body = JSON.parse(res.body) as { failing: string[]; checks: Record<string, { error?: string }> };
       assert.deepEqual(body.failing, ["data_plane"]);

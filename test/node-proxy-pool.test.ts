@@ -5,20 +5,7 @@ import { after, before, describe, it } from "node:test";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { sleep } from "../src/core/sleep.js";
 import { startNode } from "../src/node/index.js";
-
-function get(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, { agent: false }, (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => (body += c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-        res.on("error", reject);
-      })
-      .on("error", reject);
-  });
-}
+import { getText, registerLocalRunner } from "./support/local-apps.js";
 
 /**
  * The node's pool of kept-alive connections to apps, at the moments it can fail a client: when
@@ -55,16 +42,7 @@ describe("the node's app connection pool", () => {
   /** A node with the app's runner on its roster, so a failure reads as the app's (502). */
   const nodeWithApp = async () => {
     const node = await startNode({ host: "127.0.0.1", port: 0, nodeKey: "test-key", httpLogLevel: "silent" });
-    node.coordinator.register({
-      kind: "runner",
-      name: appUuid,
-      app_uuid: appUuid,
-      parent: "sup",
-      address: `${deriveAppLoopback(appUuid)}:${APP_PORT}`,
-      ula: deriveAppLoopback(appUuid),
-      version: "1",
-      tags: ["runner"],
-    });
+    registerLocalRunner(node.coordinator, appUuid);
     return node;
   };
 
@@ -75,7 +53,7 @@ describe("the node's app connection pool", () => {
 
   it("a closing node lets a slow answer started before close() reach its client", async () => {
     const node = await nodeWithApp();
-    const answers = Promise.all([0, 1, 2].map(() => get(`${node.url}/app/${appUuid}/late`)));
+    const answers = Promise.all([0, 1, 2].map(() => getText(`${node.url}/app/${appUuid}/late`)));
     await sleep(200);
     const closed = node.close();
     for (const answer of await answers) assert.deepEqual(answer, { status: 200, body: "late answer" });
@@ -86,13 +64,13 @@ describe("the node's app connection pool", () => {
     const node = await nodeWithApp();
     try {
       // Three requests at once leave three connections in the pool.
-      const first = await Promise.all([0, 1, 2].map(() => get(`${node.url}/app/${appUuid}/reuse-fails`)));
+      const first = await Promise.all([0, 1, 2].map(() => getText(`${node.url}/app/${appUuid}/reuse-fails`)));
       assert.deepEqual(
         first.map((a) => a.status),
         [200, 200, 200],
       );
       // The next reuses one, which the app drops; the retry must not take another from the pool.
-      const again = await get(`${node.url}/app/${appUuid}/reuse-fails`);
+      const again = await getText(`${node.url}/app/${appUuid}/reuse-fails`);
       assert.deepEqual(again, { status: 200, body: "request 1 on its connection" });
     } finally {
       await node.close();

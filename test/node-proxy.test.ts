@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { sleep } from "../src/core/sleep.js";
 import { dataPlanes, type RunningNode, startNode } from "../src/node/index.js";
+import { registerLocalRunner } from "./support/local-apps.js";
 
 /**
  * The node's `/app/<uuid>` door against a real app bound on the uuid's loopback twin at :8730.
@@ -205,16 +206,7 @@ for (const dataPlane of dataPlanes)
         dataPlane,
       });
       for (const uuid of [appUuid, downUuid]) {
-        node.coordinator.register({
-          kind: "runner",
-          name: uuid,
-          app_uuid: uuid,
-          parent: "sup",
-          address: `${deriveAppLoopback(uuid)}:${APP_PORT}`,
-          ula: deriveAppLoopback(uuid),
-          version: "1",
-          tags: ["runner"],
-        });
+        registerLocalRunner(node.coordinator, uuid);
       }
       await node.edge?.settle();
     });

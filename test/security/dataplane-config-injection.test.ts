@@ -17,6 +17,7 @@ import { APP_PORT, deriveAppLoopback } from "../../src/core/address.js";
 import { checkedRoutes } from "../../src/dataplane/edge.js";
 import { engineFor } from "../../src/dataplane/engines.js";
 import { type RunningNode, startNode } from "../../src/node/index.js";
+import { registerLocalRunner } from "../support/local-apps.js";
 
 const engines = ["nginx", "haproxy", "caddy"] as const;
 
@@ -98,27 +99,9 @@ for (const name of engines) {
         dataPlane: name,
       });
       for (const h of hostile) {
-        node.coordinator.register({
-          kind: "runner",
-          name: h.uuid,
-          app_uuid: h.uuid,
-          parent: "sup",
-          address: `${h.host}:${APP_PORT}`,
-          ula: h.host,
-          version: "1",
-          tags: ["runner"],
-        });
+        registerLocalRunner(node.coordinator, h.uuid, h.host);
       }
-      node.coordinator.register({
-        kind: "runner",
-        name: appUuid,
-        app_uuid: appUuid,
-        parent: "sup",
-        address: `${deriveAppLoopback(appUuid)}:${APP_PORT}`,
-        ula: deriveAppLoopback(appUuid),
-        version: "1",
-        tags: ["runner"],
-      });
+      registerLocalRunner(node.coordinator, appUuid);
       await node.edge!.settle();
     });
 
