@@ -82,6 +82,33 @@ function request(
   });
 }
 
+/**
+ * An upstream that answers the first request on each connection (after `delayMs`), then hangs up
+ * on the next one without a word, as an app whose keep-alive timeout fires just as the proxy
+ * reuses the socket.
+ */
+async function reuseDroppingUpstream(
+  delayMs: number,
+): Promise<{ server: net.Server; port: number; connections: () => number }> {
+  let connections = 0;
+  const server = net.createServer((conn) => {
+    connections += 1;
+    let served = 0;
+    conn.on("data", () => {
+      served += 1;
+      if (served > 1) conn.destroy();
+      else
+        setTimeout(
+          () => conn.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok"),
+          delayMs,
+        );
+    });
+  });
+  const port = await freeLoopbackPort();
+  await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+  return { server, port, connections: () => connections };
+}
+
 describe("app proxy", { concurrency: false }, () => {
   test("503 with a reason while there is no healthy workload", async () => {
     proxy.unavailable("the workload is starting");
@@ -151,65 +178,36 @@ describe("app proxy", { concurrency: false }, () => {
   });
 
   test("a pooled connection the app drops on reuse is retried once for a GET", async () => {
-    // Answers the first request on each connection, then hangs up on the next one without a
-    // word, as an app whose keep-alive timeout fires just as the proxy reuses the socket.
-    let connections = 0;
-    const flaky = net.createServer((conn) => {
-      connections += 1;
-      let served = 0;
-      conn.on("data", () => {
-        served += 1;
-        if (served === 1)
-          conn.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok");
-        else conn.destroy();
-      });
-    });
-    const port = await freeLoopbackPort();
-    await new Promise<void>((r) => flaky.listen(port, "127.0.0.1", r));
+    const flaky = await reuseDroppingUpstream(0);
     try {
-      proxy.switchTo({ host: "127.0.0.1", port });
+      proxy.switchTo({ host: "127.0.0.1", port: flaky.port });
       assert.equal((await request("/a")).body, "ok");
       const second = await request("/b");
       assert.equal(second.status, 200);
       assert.equal(second.body, "ok");
-      assert.equal(connections, 2);
+      assert.equal(flaky.connections(), 2);
     } finally {
-      flaky.close();
+      flaky.server.close();
     }
   });
 
   test("the retry dials afresh: other pooled connections the app dropped at once are not tried", async () => {
-    // As a retiring app closing all its idle connections together: every connection answers
-    // its first request (slowly, so three at once open three) and hangs up on the next.
-    let connections = 0;
-    const flaky = net.createServer((conn) => {
-      connections += 1;
-      let served = 0;
-      conn.on("data", () => {
-        served += 1;
-        if (served > 1) conn.destroy();
-        else
-          setTimeout(
-            () => conn.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok"),
-            100,
-          );
-      });
-    });
-    const port = await freeLoopbackPort();
-    await new Promise<void>((r) => flaky.listen(port, "127.0.0.1", r));
+    // As a retiring app closing all its idle connections together (slow answers, so three
+    // requests at once open three connections).
+    const flaky = await reuseDroppingUpstream(100);
     try {
-      proxy.switchTo({ host: "127.0.0.1", port });
+      proxy.switchTo({ host: "127.0.0.1", port: flaky.port });
       const first = await Promise.all(["/a", "/b", "/c"].map((path) => request(path)));
       assert.deepEqual(
         first.map((r) => r.status),
         [200, 200, 200],
       );
-      assert.equal(connections, 3);
+      assert.equal(flaky.connections(), 3);
       const next = await request("/d");
       assert.equal(next.status, 200, next.body);
-      assert.equal(connections, 4, "the retry opened a connection of its own");
+      assert.equal(flaky.connections(), 4, "the retry opened a connection of its own");
     } finally {
-      flaky.close();
+      flaky.server.close();
     }
   });
 
