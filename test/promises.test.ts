@@ -5,12 +5,14 @@
  * refused with 409), and memory_mb / vcpus hold a process app with the reason reported.
  */
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import wabtInit from "wabt";
+import { readProcStatSync } from "../src/core/proc-stat.js";
 import { sleep } from "../src/core/sleep.js";
 import {
   alive,
@@ -37,6 +39,15 @@ after(async () => {
 
 function appSpec(extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { runtime: "process", artifact_dir: promisesApp, command: ["node", "server.mjs"], ...extra };
+}
+
+/** A process's command line, or "" once it is gone. */
+function cmdlineOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return "";
+  }
 }
 
 async function row(sup: SupervisorUnderTest, uuid: string): Promise<Record<string, unknown>> {
@@ -71,6 +82,57 @@ describe("manifest promises", () => {
       console.log(`wake ${round + 1}: first request after idle answered in ${Date.now() - wokeAt} ms`);
       assert.notEqual(JSON.parse(woken.body).pid, pid, "a fresh workload served it");
       assert.equal((await row(sup, uuid)).state, "running");
+    }
+  });
+
+  test("on_request with egress: the wake takes the workload booted ahead behind its proxy, its uid still confined", async () => {
+    const sup = await startSupervisor();
+    const denied = net.createServer((socket) => socket.destroy());
+    await new Promise<void>((r) => denied.listen(0, "127.0.0.1", r));
+    const deniedPort = (denied.address() as net.AddressInfo).port;
+    try {
+      const uuid = randomUuid();
+      const started = await sup.call(
+        "POST",
+        `/v1/apps/${uuid}/start`,
+        appSpec({
+          lifecycle: { mode: "on_request", idle_timeout_sec: 1 },
+          egress: { allow: ["example.invalid"] },
+        }),
+      );
+      assert.equal(started.status, 200, JSON.stringify(started.json));
+      const addr = started.json.bound_addr as string;
+      const first = JSON.parse((await httpGet(addr, "/")).body) as { pid: number; proxy: string | null };
+      assert.match(String(first.proxy), /^http:\/\/127\.0\.0\.1:\d+/, "the workload runs behind its proxy");
+      const idle = await until("the app goes idle", async () => {
+        const r = await row(sup, uuid);
+        return r.state === "idle" ? r : undefined;
+      });
+      // Its next workload waits at its gate, a child of the runner, none of its code run yet.
+      const runnerPid = idle.pid as number;
+      const gated = await until("a workload booted ahead", async () =>
+        readdirSync("/proc")
+          .filter((n) => /^\d+$/.test(n))
+          .map(Number)
+          .find(
+            (pid) =>
+              pid !== first.pid &&
+              readProcStatSync(pid)?.ppid === runnerPid &&
+              cmdlineOf(pid).includes("server.mjs"),
+          ),
+      );
+      const wokeAt = Date.now();
+      const woken = await httpGet(addr, "/", 30_000);
+      assert.equal(woken.status, 200, woken.body);
+      console.log(`egress wake: first request after idle answered in ${Date.now() - wokeAt} ms`);
+      const body = JSON.parse(woken.body) as { pid: number; proxy: string | null };
+      assert.equal(body.pid, gated, "the wake took the workload booted ahead");
+      assert.match(String(body.proxy), /^http:\/\/127\.0\.0\.1:\d+/);
+      // The kernel still refuses its connections anywhere but its proxy (root + nft here).
+      const dial = JSON.parse((await httpGet(addr, `/dial?port=${deniedPort}`)).body) as { dial: string };
+      assert.equal(dial.dial, "failed:ECONNREFUSED");
+    } finally {
+      denied.close();
     }
   });
 

@@ -33,6 +33,118 @@ export function proxyEnv(proxyUrl: string): Record<string, string> {
   };
 }
 
+/** An egress proxy with its uid confined to it: one workload's way out. */
+interface Gateway {
+  /** Which specs it serves: the allow list and the uid. */
+  key: string;
+  proxy: EgressProxy;
+  user: WorkloadUser | undefined;
+  /** Ports let through the uid's kernel set so far (the proxy's, then the workload's). */
+  ports: number[];
+  confined: boolean;
+  /** A port being added to the set; closing waits for it, so no port outlives the gateway. */
+  adding?: Promise<void>;
+  /** For a gateway armed ahead: the spec it was armed for, and that spec behind its proxy. */
+  armedFor?: { spec: WorkloadSpec; behind: WorkloadSpec };
+}
+
+const gatewayKey = (spec: WorkloadSpec, user: WorkloadUser | undefined) =>
+  JSON.stringify([spec.egress?.allow ?? [], user?.uid ?? null]);
+
+/** The spec as the workload behind `proxy` runs it: the proxy's URL in its environment. */
+const behind = (spec: WorkloadSpec, proxy: EgressProxy): WorkloadSpec => ({
+  ...spec,
+  env: { ...spec.env, ...proxyEnv(proxy.url) },
+});
+
+/** Starts the proxy and confines the uid to it (and to `ports`), saying so when it cannot. */
+async function openGateway(
+  spec: WorkloadSpec,
+  user: WorkloadUser | undefined,
+  ports: number[],
+  opts: EgressWorkloadOptions,
+): Promise<Gateway> {
+  const proxy = await startEgressProxy({ allow: spec.egress?.allow ?? [], log: opts.log });
+  const gateway: Gateway = {
+    key: gatewayKey(spec, user),
+    proxy,
+    user,
+    ports: [proxy.port, ...ports],
+    confined: false,
+  };
+  if (user) {
+    try {
+      await confineEgress(user.uid, gateway.ports, opts.nftBinary);
+      gateway.confined = true;
+    } catch (err) {
+      opts.log(
+        `tabbify egress: direct connections are NOT blocked (${(err as Error).message}); only the proxy enforces the contract`,
+      );
+    }
+  } else {
+    opts.log(
+      "tabbify egress: direct connections are NOT blocked (the workload has no app uid: the supervisor is not root); only the proxy enforces the contract",
+    );
+  }
+  return gateway;
+}
+
+/**
+ * Lets the uid also reach its workload's own listener, off the start's path: an `nft -f` costs
+ * a few hundred ms here, which a wake must not wait for, and until it lands the app only cannot
+ * connect to itself. A failure is told in the app's log.
+ */
+function allowOwnPort(gateway: Gateway, port: number, opts: EgressWorkloadOptions): void {
+  if (gateway.ports.includes(port)) return;
+  gateway.ports.push(port);
+  const user = gateway.user;
+  if (!gateway.confined || !user) return;
+  gateway.adding = (gateway.adding ?? Promise.resolve())
+    .then(() => confineEgress(user.uid, [port], opts.nftBinary))
+    .catch((err: Error) =>
+      opts.log(`tabbify egress: the workload cannot reach its own port: ${err.message}`),
+    );
+}
+
+async function closeGateway(gateway: Gateway, opts: EgressWorkloadOptions): Promise<void> {
+  await gateway.adding;
+  await gateway.proxy.close();
+  if (gateway.confined && gateway.user)
+    await releasePorts(gateway.user.uid, gateway.ports, opts.nftBinary).catch(() => {});
+}
+
+/**
+ * The gateway opened ahead for a sleeping app's next workload (see armEgress): the runner runs
+ * one app, so there is at most one.
+ */
+let armed: Gateway | undefined;
+
+/**
+ * For a sleeping egress app: opens the gateway its next workload will use now, and returns the
+ * spec to boot that workload ahead with (the process runtime's gate: none of the app's code runs
+ * before the wake, and the uid is confined before it does). The wake's start takes both, so it
+ * skips Node's boot as an app without egress does.
+ */
+export async function armEgress(
+  spec: WorkloadSpec,
+  user: WorkloadUser | undefined,
+  opts: EgressWorkloadOptions,
+): Promise<WorkloadSpec> {
+  if (armed?.key !== gatewayKey(spec, user)) {
+    await discardArmedEgress(opts);
+    armed = await openGateway(spec, user, [], opts);
+  }
+  armed.armedFor = { spec, behind: behind(spec, armed.proxy) };
+  return armed.armedFor.behind;
+}
+
+/** Closes the gateway armed for a wake that will not come (the runner stops). */
+export async function discardArmedEgress(opts: EgressWorkloadOptions): Promise<void> {
+  const gateway = armed;
+  armed = undefined;
+  if (gateway) await closeGateway(gateway, opts);
+}
+
 export async function startWithEgress(
   runtime: Runtime,
   spec: WorkloadSpec,
@@ -40,34 +152,24 @@ export async function startWithEgress(
   user: WorkloadUser | undefined,
   opts: EgressWorkloadOptions,
 ): Promise<Workload> {
-  const allow = spec.egress?.allow ?? [];
-  const proxy: EgressProxy = await startEgressProxy({ allow, log: opts.log });
-  const ports = [proxy.port, port];
-  let confined = false;
-  const release = async () => {
-    await proxy.close();
-    if (confined && user) await releasePorts(user.uid, ports, opts.nftBinary).catch(() => {});
-  };
+  // The gateway armed for this spec while the app slept, or a new one.
+  let gateway: Gateway;
+  if (armed?.key === gatewayKey(spec, user)) {
+    gateway = armed;
+    armed = undefined;
+  } else {
+    await discardArmedEgress(opts);
+    gateway = await openGateway(spec, user, [port], opts);
+  }
+  const release = () => closeGateway(gateway, opts);
   try {
-    if (user) {
-      try {
-        await confineEgress(user.uid, ports, opts.nftBinary);
-        confined = true;
-      } catch (err) {
-        opts.log(
-          `tabbify egress: direct connections are NOT blocked (${(err as Error).message}); only the proxy enforces the contract`,
-        );
-      }
-    } else {
-      opts.log(
-        "tabbify egress: direct connections are NOT blocked (the workload has no app uid: the supervisor is not root); only the proxy enforces the contract",
-      );
-    }
-    const workload = await runtime.start(
-      { ...spec, env: { ...spec.env, ...proxyEnv(proxy.url) } },
-      port,
-      user,
-    );
+    // The very spec object the workload was booted ahead with, when the wake brings the spec it
+    // was armed for: the runtime then takes its booted workload without checking it again.
+    const specBehind =
+      gateway.armedFor?.spec === spec ? gateway.armedFor.behind : behind(spec, gateway.proxy);
+    const workload = await runtime.start(specBehind, port, user);
+    // A workload booted ahead listens on the port it was booted with.
+    allowOwnPort(gateway, workload.upstream.port, opts);
     // Released when the workload ends, and stop() waits for it, so nothing outlives the runner's stop.
     const released = workload.exited.then(release, release);
     return {

@@ -15,7 +15,7 @@ import type { ControlReply, ControlRequest, HealthReply, RunnerState } from "./c
 import { HopSwitch, type KernelHop } from "./kernel-hop.js";
 import { AppProxy, type ProxyTarget } from "./proxy.js";
 import { IdleTimer } from "./scale-to-zero.js";
-import { startWorkload } from "./workload.js";
+import { discardPrewarmedWorkload, prewarmWorkload, startWorkload } from "./workload.js";
 
 /**
  * One app: owns the app address, runs the workload through its runtime, restarts it after a
@@ -277,8 +277,7 @@ export class Runner {
       // before any of its code runs. A request that comes meanwhile waits for it (the wake is
       // queued behind this step), which is still faster than a boot of its own.
       const runtime = await this.opts.runtimeFor(this.spec.runtime);
-      const ahead = runtime.prewarmFor ? runtime.prewarmFor(this.spec, this.opts.user) : runtime.prewarm?.();
-      await ahead?.catch(() => {});
+      await prewarmWorkload(runtime, this.spec, this.opts.user).catch(() => {});
       // Idle once nothing of the old workload is left and the next wake's boot is ready.
       this.state = "idle";
     });
@@ -363,7 +362,7 @@ export class Runner {
       }
       // What a sleeping app booted ahead for its wake (see sleepIfIdle) goes with it.
       await Promise.resolve(this.opts.runtimeFor(this.spec.runtime))
-        .then((r) => r.discardPrewarmed?.())
+        .then((r) => discardPrewarmedWorkload(r))
         .catch(() => {});
       await this.proxy.close();
     });
