@@ -2,6 +2,7 @@ import type { Static } from "@sinclair/typebox";
 import type { Logger } from "../core/log.js";
 import { silentLogger } from "../core/log.js";
 import type { MeshRequests, RosterRegisterReply } from "../node/schemas/mesh.js";
+import { refusalMessage } from "./mesh-client.js";
 import type { PeerRecord } from "./roster.js";
 
 /** The node's answer, typed by its route schema (src/node/schemas/mesh.ts). */
@@ -153,14 +154,7 @@ export class RosterClient {
       const res = await this.post(path, record);
       const text = await res.text();
       if (res.ok) return { ok: true, reply: JSON.parse(text) as RegisterReply };
-      let message = text.slice(0, 200);
-      try {
-        const parsed = JSON.parse(text) as { error?: unknown };
-        if (typeof parsed.error === "string") message = parsed.error;
-      } catch {
-        // Not JSON: keep the raw (truncated) text.
-      }
-      return { ok: false, status: res.status, message };
+      return { ok: false, status: res.status, message: refusalMessage(text) };
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause;
       return { ok: false, status: 0, message: cause?.code ?? (err as Error).message };

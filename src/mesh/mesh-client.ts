@@ -1,5 +1,16 @@
 import type { MeshRequests } from "../node/schemas/mesh.js";
 
+/** A refusal's message: the node's `{error}`, else the start of the raw answer. */
+export function refusalMessage(text: string): string {
+  try {
+    const parsed = JSON.parse(text) as { error?: unknown };
+    if (typeof parsed.error === "string") return parsed.error;
+  } catch {
+    // Not JSON: the raw (truncated) text.
+  }
+  return text.slice(0, 200);
+}
+
 /** One server-sent event of `GET /v1/mesh/peers/stream`. */
 export interface MeshStreamEvent {
   event: string;
@@ -33,13 +44,9 @@ export class MeshApiClient {
     });
     const text = await res.text();
     if (!res.ok) {
-      let message = text.slice(0, 200);
-      try {
-        message = (JSON.parse(text) as { error?: string }).error ?? message;
-      } catch {
-        // Not JSON: keep the raw text.
-      }
-      throw Object.assign(new Error(`${path}: ${res.status} ${message}`), { status: res.status });
+      throw Object.assign(new Error(`${path}: ${res.status} ${refusalMessage(text)}`), {
+        status: res.status,
+      });
     }
     return JSON.parse(text);
   }
