@@ -258,10 +258,12 @@ export class RosterCoordinator {
 
   /** Live supervisors not heard from for longer than `lateMs` (a heartbeat or more missed). */
   lateSupervisors(lateMs: number): PeerInfo[] {
+    this.sweep();
     const cutoff = this.now() - lateMs;
-    return this.supervisors().filter(
-      (s) => (this.entries.get(peerKey("supervisor", s.name))?.lastSeenMs ?? 0) < cutoff,
-    );
+    const late: PeerInfo[] = [];
+    for (const entry of this.entries.values())
+      if (entry.info.kind === "supervisor" && entry.lastSeenMs < cutoff) late.push(entry.info);
+    return late;
   }
 
   /**
