@@ -6,11 +6,10 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { readProcStat } from "../src/core/proc-stat.js";
 import { sleep } from "../src/core/sleep.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
-import { getText, registerLocalRunner } from "./support/local-apps.js";
+import { getText, listenAsApp, registerLocalRunner } from "./support/local-apps.js";
 
 /**
  * Each shipped engine's own duties as the node's edge (nginx, caddy, haproxy): routes follow the
@@ -63,7 +62,7 @@ for (const engine of engines)
       requireEngine(engine);
       dataDir = await mkdtemp(join(tmpdir(), "tabbify-edge-test-"));
       app = http.createServer((req, res) => res.end(`app saw ${req.url}`));
-      await new Promise<void>((r) => app.listen(APP_PORT, deriveAppLoopback(uuid), r));
+      await listenAsApp(app, uuid);
       node = await startNode({
         host: "127.0.0.1",
         port: 0,

@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { sleep } from "../src/core/sleep.js";
 import { type RunningNode, startNode } from "../src/node/index.js";
+import { listenAsApp } from "./support/local-apps.js";
 
 /**
  * The node's `/app/<uuid>` door when the host running an app stops answering: a request the app
@@ -74,10 +75,7 @@ describe("a lost host's apps", () => {
       socket.on("error", () => {});
       appTunnels.add(socket);
     });
-    await new Promise<void>((resolve, reject) => {
-      app.once("error", reject);
-      app.listen(APP_PORT, appHost, resolve);
-    });
+    await listenAsApp(app, appUuid);
     node = await startNode({
       host: "127.0.0.1",
       port: 0,

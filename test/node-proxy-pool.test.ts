@@ -2,10 +2,9 @@ import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import http from "node:http";
 import { after, before, describe, it } from "node:test";
-import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { sleep } from "../src/core/sleep.js";
 import { startNode } from "../src/node/index.js";
-import { getText, registerLocalRunner } from "./support/local-apps.js";
+import { getText, listenAsApp, registerLocalRunner } from "./support/local-apps.js";
 
 /**
  * The node's pool of kept-alive connections to apps, at the moments it can fail a client: when
@@ -33,10 +32,7 @@ describe("the node's app connection pool", () => {
       }
       setTimeout(() => res.end(`request ${n} on its connection`), 100);
     });
-    await new Promise<void>((resolve, reject) => {
-      app.once("error", reject);
-      app.listen(APP_PORT, deriveAppLoopback(appUuid), resolve);
-    });
+    await listenAsApp(app, appUuid);
   });
 
   /** A node with the app's runner on its roster, so a failure reads as the app's (502). */

@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { APP_PORT, deriveAppLoopback } from "../src/core/address.js";
 import { sleep } from "../src/core/sleep.js";
 import { dataPlanes, type RunningNode, startNode } from "../src/node/index.js";
-import { registerLocalRunner } from "./support/local-apps.js";
+import { listenAsApp, registerLocalRunner } from "./support/local-apps.js";
 
 /**
  * The node's `/app/<uuid>` door against a real app bound on the uuid's loopback twin at :8730.
@@ -193,10 +193,7 @@ for (const dataPlane of dataPlanes)
         socket.on("end", () => socket.end());
         appTunnels.add(socket);
       });
-      await new Promise<void>((resolve, reject) => {
-        app.once("error", reject);
-        app.listen(APP_PORT, appHost, resolve);
-      });
+      await listenAsApp(app, appUuid);
 
       node = await startNode({
         host: "127.0.0.1",
@@ -469,7 +466,7 @@ for (const dataPlane of dataPlanes)
       // A runner that just started serves before its first heartbeat reaches the node.
       const freshUuid = crypto.randomUUID();
       const fresh = http.createServer((_req, res) => res.end("fresh app"));
-      await new Promise<void>((done) => fresh.listen(APP_PORT, deriveAppLoopback(freshUuid), done));
+      await listenAsApp(fresh, freshUuid);
       try {
         const answer = await request(`${node.url}/app/${freshUuid}/`);
         assert.equal(answer.status, 200);

@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { after, before, describe, it } from "node:test";
 import type { Browser } from "playwright-core";
-import { APP_PORT, deriveAppLoopback } from "../../src/core/address.js";
 import { launchChromium, logIn, newPage } from "../support/browser.js";
+import { listenAsApp } from "../support/local-apps.js";
 import { type McpNode, startMcpNode } from "../support/mcp-node.js";
 
 /** What the app's page script tries; it posts what it got to its own /report. */
@@ -82,10 +82,7 @@ describe("dashboard session scope", () => {
       res.setHeader("content-type", "text/html; charset=utf-8");
       res.end(EVIL_PAGE);
     });
-    await new Promise<void>((resolve, reject) => {
-      app.once("error", reject);
-      app.listen(APP_PORT, deriveAppLoopback(appUuid), resolve);
-    });
+    await listenAsApp(app, appUuid);
     browser = await launchChromium();
   });
   after(async () => {

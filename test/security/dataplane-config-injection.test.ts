@@ -17,7 +17,7 @@ import { APP_PORT, deriveAppLoopback } from "../../src/core/address.js";
 import { checkedRoutes } from "../../src/dataplane/edge.js";
 import { engineFor } from "../../src/dataplane/engines.js";
 import { type RunningNode, startNode } from "../../src/node/index.js";
-import { registerLocalRunner } from "../support/local-apps.js";
+import { listenAsApp, registerLocalRunner } from "../support/local-apps.js";
 
 const engines = ["nginx", "haproxy", "caddy"] as const;
 
@@ -90,7 +90,7 @@ for (const name of engines) {
         seen.push(req.headers);
         res.end(`app saw ${req.url}`);
       });
-      await new Promise<void>((r) => app.listen(APP_PORT, deriveAppLoopback(appUuid), r));
+      await listenAsApp(app, appUuid);
       node = await startNode({
         host: "127.0.0.1",
         port: 0,

@@ -1,11 +1,23 @@
 /**
- * For tests of the node's `/app/<uuid>` door against apps bound on this host: a runner put on the
- * node's roster by hand (as its heartbeat would), and a plain GET with a fresh connection.
+ * For tests of the node's `/app/<uuid>` door against apps bound on this host: an app listening
+ * where the node dials its uuid, a runner put on the node's roster by hand (as its heartbeat
+ * would), and a plain GET with a fresh connection.
  */
 import http from "node:http";
 import { APP_PORT, deriveAppLoopback } from "../../src/core/address.js";
 import type { RosterCoordinator } from "../../src/mesh/coordinator.js";
 import type { RegisterReply } from "../../src/mesh/roster.js";
+
+/** Listens `app` where the node dials `uuid` (its loopback twin, :8730); rejects when it cannot. */
+export function listenAsApp(app: http.Server, uuid: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    app.once("error", reject);
+    app.listen(APP_PORT, deriveAppLoopback(uuid), () => {
+      app.off("error", reject);
+      resolve();
+    });
+  });
+}
 
 /** Puts a runner for `uuid` on the roster, bound at `host` (default: the uuid's loopback twin). */
 export function registerLocalRunner(
