@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, test } from "node:test";
 import { silentLogger } from "../src/core/log.js";
 import { sleep } from "../src/core/sleep.js";
@@ -171,4 +173,71 @@ test("a joiner announces an app address as soon as it comes or goes, not at its 
   hosted = [];
   joiner.hostedChanged();
   assert.ok(await hostOf(false), "the coordinator learned the address is gone");
+});
+
+test("a joiner whose heartbeat fails tries again within seconds, not at its next interval", async () => {
+  const dir = await tempDir("mesh-retry");
+  cleanups.push(dir.remove);
+  const token = await mintToken(dir.path, ["--network", "acme", "--tags", "supervisor"]);
+  const node = await startNode({ port: 0, dataDir: dir.path, nodeKey, httpLogLevel: "silent" });
+  cleanups.push(() => node.close());
+  // Between the joiner and the node: while `cut`, every connection is dropped unanswered.
+  let cut = false;
+  let refused = 0;
+  const gate = http.createServer((req, res) => {
+    if (cut) {
+      refused++;
+      req.socket.destroy();
+      return;
+    }
+    const upstream = http.request(
+      `${node.url}${req.url}`,
+      { method: req.method, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on("error", () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => gate.listen(0, "127.0.0.1", resolve));
+  cleanups.push(() => new Promise<void>((resolve) => gate.close(() => resolve())));
+  gate.unref();
+  const wg = {
+    up: async () => {},
+    setPeers: async () => {},
+    latestHandshakes: async () => new Map<string, number>(),
+    isUp: async () => true,
+    down: async () => {},
+  } as unknown as WireGuardInterface;
+  let hosted: string[] = [];
+  const joiner = new MeshJoiner({
+    coordinatorUrl: `http://127.0.0.1:${(gate.address() as AddressInfo).port}`,
+    token,
+    dataDir: dir.path,
+    displayName: "host-d",
+    tags: ["supervisor"],
+    listenPort: 51820,
+    wg,
+    hostedAppUlas: () => hosted,
+    logger: silentLogger,
+    // Far beyond the test: only a retry can carry the change once the link is back.
+    heartbeatMs: 600_000,
+  });
+  await joiner.start();
+  cleanups.push(() => joiner.stop());
+  const appUla = "fd5a:1f02:44a5:240b:121a::2";
+  cut = true;
+  hosted = [appUla];
+  joiner.hostedChanged();
+  const deadline = Date.now() + 10_000;
+  while (refused < 2 && Date.now() < deadline) await sleep(20);
+  assert.ok(refused >= 2, `the failed beat was tried again while cut (${refused} tries)`);
+  assert.equal(node.mesh?.hostOf(appUla), undefined);
+  cut = false;
+  const restored = Date.now();
+  while (node.mesh?.hostOf(appUla) === undefined && Date.now() - restored < 10_000) await sleep(20);
+  assert.ok(node.mesh?.hostOf(appUla), "a retry reached the node once the link was back");
+  assert.ok(Date.now() - restored < 10_000);
 });

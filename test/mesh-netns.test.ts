@@ -501,11 +501,24 @@ test("three hosts over wireguard-go: node and registry on A, a git deploy built 
     quietDownMs < 15_000,
     `B listed down ${quietDownMs} ms after the cut: not before the heartbeat timeout`,
   );
+  const quietRestoredAt = Date.now();
   await lab.restore(B);
   await eventually("the app on B back after the second cut", 90_000, async () => {
     const r = await through(appB);
     return r.status === 200 ? r : undefined;
   });
+  // The cut may have outlasted B's mesh heartbeat timeout, so B may have left the mesh: its
+  // joiner's retried heartbeat brings it back, and its supervisor's heartbeat lists it up.
+  await eventually("B listed up and back in the mesh after the second cut", 60_000, async () => {
+    if ((await topology()).down.some((s) => s.display_name === "host-b")) return undefined;
+    const mesh = JSON.parse(
+      (await curl(A, `${nodeUrl}/v1/mesh/topology`, ["-H", `authorization: Bearer ${nodeKey}`])).body,
+    ) as { machines: { display_name: string }[] };
+    return mesh.machines.some((m) => m.display_name === "host-b") ? true : undefined;
+  });
+  t.diagnostic(
+    `B's link restored again: B listed up and in the mesh after ${Date.now() - quietRestoredAt} ms`,
+  );
 
   // 6. The mesh view: every host, edges reported by the joiners, and a forged network refused.
   const meshTopo = JSON.parse(

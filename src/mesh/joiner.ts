@@ -101,6 +101,8 @@ export class MeshJoiner {
   private stopped = false;
   private beating: Promise<void> | undefined;
   private beatAgain = false;
+  /** Beats failed in a row; a failed beat is tried again sooner than the interval. */
+  private failedBeats = 0;
   private applying: Promise<void> = Promise.resolve();
   private readonly api: MeshApiClient;
   private intervalMs = 20_000;
@@ -185,9 +187,20 @@ export class MeshJoiner {
     this.runBeat();
   }
 
+  private get beatIntervalMs(): number {
+    return this.opts.heartbeatMs ?? this.intervalMs;
+  }
+
+  /**
+   * After a failed beat (a cut link, a restarting node) the next comes after 0.5 s, doubling up
+   * to the interval: a host whose link returns is live again within moments, not an interval
+   * later, and the coordinator is not hammered while it stays unreachable.
+   */
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => this.runBeat(), this.opts.heartbeatMs ?? this.intervalMs);
+    const interval = this.beatIntervalMs;
+    const delay = this.failedBeats === 0 ? interval : backoffDelay(this.failedBeats, 500, interval);
+    this.timer = setTimeout(() => this.runBeat(), delay);
     this.timer.unref();
   }
 
@@ -195,7 +208,15 @@ export class MeshJoiner {
   private runBeat(): void {
     this.beatAgain = false;
     this.beating = this.beat()
-      .catch((err: Error) => this.opts.logger.warn("mesh heartbeat failed", { error: err.message }))
+      .then(
+        () => {
+          this.failedBeats = 0;
+        },
+        (err: Error) => {
+          this.failedBeats++;
+          this.opts.logger.warn("mesh heartbeat failed", { error: err.message, in_a_row: this.failedBeats });
+        },
+      )
       .finally(() => {
         this.beating = undefined;
         if (this.stopped) return;
@@ -209,13 +230,18 @@ export class MeshJoiner {
     const peerId = this.peerId;
     if (peerId === undefined) return this.rejoin();
     try {
-      const reply = (await this.api.post("/v1/mesh/heartbeat", {
-        peer_id: peerId,
-        wg_public_key: id.public_key,
-        hosted_app_ulas: await this.opts.hostedAppUlas(),
-        ...(await this.dataplaneReport()),
-        ...(this.peersVersion !== undefined ? { peers_version: this.peersVersion } : {}),
-      })) as MeshRegisterReply;
+      const reply = (await this.api.post(
+        "/v1/mesh/heartbeat",
+        {
+          peer_id: peerId,
+          wg_public_key: id.public_key,
+          hosted_app_ulas: await this.opts.hostedAppUlas(),
+          ...(await this.dataplaneReport()),
+          ...(this.peersVersion !== undefined ? { peers_version: this.peersVersion } : {}),
+        },
+        // A beat stuck on a dead link must not hold back the retry that would get through.
+        Math.min(10_000, Math.max(1000, this.beatIntervalMs / 2)),
+      )) as MeshRegisterReply;
       if (reply.peers) await this.replacePeers(reply.peers, reply.peers_version);
     } catch (err) {
       if ((err as { status?: number }).status !== 404) throw err;

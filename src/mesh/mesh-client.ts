@@ -35,12 +35,17 @@ export class MeshApiClient {
     this.#timeoutMs = timeoutMs;
   }
 
-  async post<P extends keyof MeshRequests>(path: P, body: MeshRequests[P]): Promise<unknown> {
+  /** `timeoutMs` overrides the client's limit for this one call. */
+  async post<P extends keyof MeshRequests>(
+    path: P,
+    body: MeshRequests[P],
+    timeoutMs = this.#timeoutMs,
+  ): Promise<unknown> {
     const res = await fetch(`${this.url}${path}`, {
       method: "POST",
       headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
       body: JSON.stringify(body),
-      signal: AbortSignal.timeout(this.#timeoutMs),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     const text = await res.text();
     if (!res.ok) {
