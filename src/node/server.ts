@@ -438,10 +438,10 @@ export async function startNode(options: NodeOptions = {}): Promise<RunningNode>
     const registryProbe = new RegistryClient({ url: `http://${imageRegistry.host}`, timeoutMs: 2_500 });
     ready.registry = () => registryProbe.health();
   }
-  if ((options.dataPlane ?? "node") !== "node") ready.data_plane = async () => edgeReadiness(edge);
+  const dataPlane = options.dataPlane ?? "node";
+  if (dataPlane !== "node") ready.data_plane = async () => edgeReadiness(edge);
   registerProbes(app, { build: buildInfo(nodeVersion), ready });
 
-  const dataPlane = options.dataPlane ?? "node";
   try {
     // Behind an edge the node's API moves to a loopback port only the edge (and local tools) dial.
     await app.listen(
