@@ -104,6 +104,7 @@ describe("manifest promises", () => {
       const addr = started.json.bound_addr as string;
       const first = JSON.parse((await httpGet(addr, "/")).body) as { pid: number; proxy: string | null };
       assert.match(String(first.proxy), /^http:\/\/127\.0\.0\.1:\d+/, "the workload runs behind its proxy");
+      assert.equal((await row(sup, uuid)).egress, "proxy+kernel", "the app row says the kernel confines it");
       const idle = await until("the app goes idle", async () => {
         const r = await row(sup, uuid);
         return r.state === "idle" ? r : undefined;
@@ -131,6 +132,7 @@ describe("manifest promises", () => {
       // The kernel still refuses its connections anywhere but its proxy (root + nft here).
       const dial = JSON.parse((await httpGet(addr, `/dial?port=${deniedPort}`)).body) as { dial: string };
       assert.equal(dial.dial, "failed:ECONNREFUSED");
+      assert.equal((await row(sup, uuid)).egress, "proxy+kernel");
     } finally {
       denied.close();
     }

@@ -73,6 +73,9 @@ export interface HealthReply {
   /** Who carries the app's bytes to the workload: the kernel's DNAT or the runner's proxy. */
   hop?: "kernel" | "userspace";
   hop_reason?: string;
+  /** An egress app's: whether the kernel also holds its workload to the proxy, and why not. */
+  egress?: "proxy+kernel" | "proxy";
+  egress_reason?: string;
   /** The current workload's private address (the supervisor's kernel-hop reconcile reads it). */
   workload_host?: string;
   workload_port?: number;

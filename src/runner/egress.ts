@@ -1,6 +1,12 @@
 import { type EgressProxy, startEgressProxy } from "../contract/egress-proxy.js";
 import { freeLoopbackPort } from "../core/net.js";
-import type { Runtime, Workload, WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
+import type {
+  EgressEnforcement,
+  Runtime,
+  Workload,
+  WorkloadSpec,
+  WorkloadUser,
+} from "../runtimes/runtime.js";
 import { confineEgress, releasePorts } from "./egress-nft.js";
 
 /**
@@ -42,6 +48,8 @@ interface Gateway {
   /** Ports let through the uid's kernel set so far (the proxy's, then the workload's). */
   ports: number[];
   confined: boolean;
+  /** Why the uid is not confined, when it is not. */
+  notConfined?: string;
   /** A port being added to the set; closing waits for it, so no port outlives the gateway. */
   adding?: Promise<void>;
   /** For a gateway armed ahead: the spec it was armed for, and that spec behind its proxy. */
@@ -77,16 +85,22 @@ async function openGateway(
       await confineEgress(user.uid, gateway.ports, opts.nftBinary);
       gateway.confined = true;
     } catch (err) {
-      opts.log(
-        `tabbify egress: direct connections are NOT blocked (${(err as Error).message}); only the proxy enforces the contract`,
-      );
+      gateway.notConfined = `nft could not confine the app's uid: ${(err as Error).message}`;
     }
   } else {
-    opts.log(
-      "tabbify egress: direct connections are NOT blocked (the workload has no app uid: the supervisor is not root); only the proxy enforces the contract",
-    );
+    gateway.notConfined = "the workload has no app uid: the supervisor is not root";
   }
+  if (gateway.notConfined)
+    opts.log(
+      `tabbify egress: direct connections are NOT blocked (${gateway.notConfined}); only the proxy enforces the contract`,
+    );
   return gateway;
+}
+
+function enforcementOf(gateway: Gateway): EgressEnforcement {
+  return gateway.confined
+    ? { enforced_by: "proxy+kernel" }
+    : { enforced_by: "proxy", ...(gateway.notConfined ? { reason: gateway.notConfined } : {}) };
 }
 
 /**
@@ -172,7 +186,7 @@ export async function startWithEgress(
     allowOwnPort(gateway, workload.upstream.port, opts);
     // Released when the workload ends, and stop() waits for it, so nothing outlives the runner's stop.
     const released = workload.exited.then(release, release);
-    return {
+    const wrapped: Workload = {
       get pid() {
         return workload.pid;
       },
@@ -187,7 +201,13 @@ export async function startWithEgress(
         await workload.stop(graceMs);
         await released;
       },
+      egress: enforcementOf(gateway),
     };
+    // The kernel hop's graceful swap and the `cpu` limit reason read these: keep them.
+    if (workload.drain) wrapped.drain = () => workload.drain?.();
+    if (workload.cpuThrottled)
+      wrapped.cpuThrottled = () => workload.cpuThrottled?.() ?? Promise.resolve(false);
+    return wrapped;
   } catch (err) {
     await release();
     throw err;

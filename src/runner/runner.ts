@@ -165,6 +165,11 @@ export class Runner {
       ...this.hop.current,
     };
     if (this.lastLimitReason) reply.last_limit_reason = this.lastLimitReason;
+    const egress = current?.workload.egress;
+    if (egress) {
+      reply.egress = egress.enforced_by;
+      if (egress.reason) reply.egress_reason = egress.reason;
+    }
     if (current) {
       reply.workload_host = current.workload.upstream.host;
       reply.workload_port = current.workload.upstream.port;

@@ -108,6 +108,18 @@ export interface Workload {
   stop(graceMs?: number): Promise<void>;
   /** Optional: whether its `vcpus` cap has held it back (throttled) since it started. */
   cpuThrottled?(): Promise<boolean>;
+  /** Set for a workload behind an egress proxy (runner/egress.ts): what enforces its allow-list. */
+  readonly egress?: EgressEnforcement;
+}
+
+/**
+ * Who holds a workload to its egress allow-list: the proxy, and the kernel too where it could
+ * confine the workload's uid (then a raw connection around the proxy is refused). `reason` says
+ * why the kernel does not.
+ */
+export interface EgressEnforcement {
+  enforced_by: "proxy+kernel" | "proxy";
+  reason?: string;
 }
 
 export interface Runtime {

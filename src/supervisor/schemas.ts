@@ -61,6 +61,13 @@ export const AppRow = Type.Object(
       }),
     ),
     hop_reason: Type.Optional(Type.String({ description: "why the userspace hop carries the app" })),
+    egress: Type.Optional(
+      Type.String({
+        description:
+          "an egress app's: proxy+kernel (the kernel refuses connections around its proxy) or proxy (only the proxy enforces the allow-list)",
+      }),
+    ),
+    egress_reason: Type.Optional(Type.String({ description: "why the kernel does not confine the app" })),
     present: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: true },

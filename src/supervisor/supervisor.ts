@@ -96,6 +96,9 @@ export interface AppRow {
   hop?: "kernel" | "userspace";
   /** Why the userspace hop carries them although the supervisor has the kernel hop. */
   hop_reason?: string;
+  /** An egress app's: `proxy+kernel`, or `proxy` when raw connections are not refused (`egress_reason` says why). */
+  egress?: "proxy+kernel" | "proxy";
+  egress_reason?: string;
 }
 
 export interface StartResult {
@@ -356,6 +359,8 @@ export class Supervisor {
     if (health?.last_limit_reason) row.last_limit_reason = health.last_limit_reason;
     if (health?.hop) row.hop = health.hop;
     if (health?.hop_reason) row.hop_reason = health.hop_reason;
+    if (health?.egress) row.egress = health.egress;
+    if (health?.egress_reason) row.egress_reason = health.egress_reason;
     const adoptionError = this.ctx.adoptionErrors.get(uuid);
     if (adoptionError) row.adoption_error = adoptionError;
     return row;
