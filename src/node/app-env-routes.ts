@@ -1,6 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import type { Static } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { parseAppUuid } from "../core/address.js";
 import { bearerToken } from "../core/bearer.js";
@@ -13,7 +12,7 @@ import type { AuditLog } from "./audit-log.js";
 import type { NodeKeyCheck } from "./auth.js";
 import { callerFirst } from "./caller-first.js";
 import { EnvVault, loadOrCreateEnvKey } from "./env-vault.js";
-import { type EnvChangeBody, envSchemas } from "./schemas/operations.js";
+import { envSchemas } from "./schemas/operations.js";
 
 /**
  * `tcli env`: an app's env vars and secrets, per environment (default: the app's first).
@@ -37,12 +36,6 @@ export interface AppEnvRoutesOptions {
   keyCheck: NodeKeyCheck;
   verifyTenantToken: TenantTokenVerifier | undefined;
   supervisorKey: string | undefined;
-}
-
-interface AppReq {
-  Params: { app: string };
-  Querystring: { env?: string; reveal?: string };
-  Body: Static<typeof EnvChangeBody>;
 }
 
 export async function registerAppEnvRoutes(app: FastifyInstance, opts: AppEnvRoutesOptions): Promise<void> {

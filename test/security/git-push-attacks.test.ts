@@ -73,7 +73,7 @@ describe("git surface under attack", () => {
       const res = await fetch(`${node.url}/git-hook`, {
         method: "POST",
         headers: { "content-type": "application/json", ...headers },
-        body: JSON.stringify({ sha: "0".repeat(39) + "1" }),
+        body: JSON.stringify({ sha: `${"0".repeat(39)}1` }),
       });
       assert.equal(res.status, 401);
     }

@@ -43,7 +43,7 @@ describe("stateful data attacks", () => {
       assert.equal(res.status, 400, `${JSON.stringify(body)} → ${JSON.stringify(res.json)}`);
       assert.equal(res.json.code, "SPEC_INVALID");
     }
-    assert.equal((await sup.call("GET", "/v1/apps")).json.apps instanceof Array, true);
+    assert.equal(Array.isArray((await sup.call("GET", "/v1/apps")).json.apps), true);
   });
 
   test("one stateful app cannot read another's data", async () => {
