@@ -173,7 +173,9 @@ describe("handler deploy attacks", () => {
       401,
       "the node key is not a session credential",
     );
-    assert.equal((await upload(stack, idA, `${tokenA.slice(0, -1)}A`)).status, 401);
+    // One character changed (a token that already ends in A must not be sent back unchanged).
+    const offByOne = `${tokenA.slice(0, -1)}${tokenA.endsWith("A") ? "B" : "A"}`;
+    assert.equal((await upload(stack, idA, offByOne)).status, 401);
     // The credential is no caller token: it lists nothing and approves nothing.
     assert.ok([401, 403].includes((await call(stack, "GET", "/v1/grants", tokenA)).status));
     const release0 = await call(stack, "POST", `/v1/deploy/sessions/${idA}/release`, tokenA, { env: {} });
