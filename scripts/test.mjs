@@ -39,15 +39,11 @@ execFileSync(process.execPath, [join(root, "scripts", "build-dashboard.mjs")], {
 console.log("== lint + format check (biome)");
 execFileSync(bin("biome"), ["check", "."], { cwd: root, stdio: "inherit" });
 
-// The end-to-end files in test/ run first and the unit files beside the code last: the runner
-// takes files in this order two at a time, so the many short unit files fill the slot that
-// would otherwise sit idle while the last long end-to-end file finishes.
-const files = ["test", "src"].flatMap((d) =>
-  findTests(join(root, "dist", d))
-    .filter((f) => f.endsWith(".test.js"))
-    .filter((f) => filters.length === 0 || filters.some((s) => relative(root, f).includes(s)))
-    .sort(),
-);
+const files = ["src", "test"]
+  .flatMap((d) => findTests(join(root, "dist", d)))
+  .filter((f) => f.endsWith(".test.js"))
+  .filter((f) => filters.length === 0 || filters.some((s) => relative(root, f).includes(s)))
+  .sort();
 if (files.length === 0) {
   console.error(`no test files matched ${filters.join(" ")}`);
   process.exit(1);
