@@ -32,6 +32,42 @@ async function post(
 
 const wgKey = () => crypto.randomBytes(32).toString("base64");
 
+/**
+ * A started joiner whose WireGuard interface is a stand-in (the netns e2e drives wireguard-go),
+ * heartbeating far beyond the test: only an announcement or a retry carries a change. Its app
+ * addresses are whatever `hosted` holds when it reads them.
+ */
+async function startStandInJoiner(
+  coordinatorUrl: string,
+  token: string,
+  dataDir: string,
+  displayName: string,
+  hosted: { ulas: string[] },
+): Promise<MeshJoiner> {
+  const wg = {
+    up: async () => {},
+    setPeers: async () => {},
+    latestHandshakes: async () => new Map<string, number>(),
+    isUp: async () => true,
+    down: async () => {},
+  } as unknown as WireGuardInterface;
+  const joiner = new MeshJoiner({
+    coordinatorUrl,
+    token,
+    dataDir,
+    displayName,
+    tags: ["supervisor"],
+    listenPort: 51820,
+    wg,
+    hostedAppUlas: () => hosted.ulas,
+    logger: silentLogger,
+    heartbeatMs: 600_000,
+  });
+  await joiner.start();
+  cleanups.push(() => joiner.stop());
+  return joiner;
+}
+
 test("a joiner with a minted token registers, streams, heartbeats, and keeps its address across a node restart", async () => {
   const dir = await tempDir("mesh-http");
   cleanups.push(dir.remove);
@@ -129,30 +165,8 @@ test("a joiner announces an app address as soon as it comes or goes, not at its 
   const token = await mintToken(dir.path, ["--network", "acme", "--tags", "supervisor"]);
   const node = await startNode({ port: 0, dataDir: dir.path, nodeKey, httpLogLevel: "silent" });
   cleanups.push(() => node.close());
-  // The interface is not under test here (the netns e2e drives wireguard-go): a stand-in.
-  const wg = {
-    up: async () => {},
-    setPeers: async () => {},
-    latestHandshakes: async () => new Map<string, number>(),
-    isUp: async () => true,
-    down: async () => {},
-  } as unknown as WireGuardInterface;
-  let hosted: string[] = [];
-  const joiner = new MeshJoiner({
-    coordinatorUrl: node.url,
-    token,
-    dataDir: dir.path,
-    displayName: "host-c",
-    tags: ["supervisor"],
-    listenPort: 51820,
-    wg,
-    hostedAppUlas: () => hosted,
-    logger: silentLogger,
-    // Far beyond the test: only the announcement can carry the change.
-    heartbeatMs: 600_000,
-  });
-  await joiner.start();
-  cleanups.push(() => joiner.stop());
+  const hosted = { ulas: [] as string[] };
+  const joiner = await startStandInJoiner(node.url, token, dir.path, "host-c", hosted);
   const appUla = "fd5a:1f02:44a5:240b:121a::1";
   const hostOf = async (want: boolean) => {
     const deadline = Date.now() + 10_000;
@@ -163,14 +177,14 @@ test("a joiner announces an app address as soon as it comes or goes, not at its 
     return false;
   };
   assert.equal(node.mesh?.hostOf(appUla), undefined);
-  hosted = [appUla];
+  hosted.ulas = [appUla];
   const announced = Date.now();
   joiner.hostedChanged();
   // A second change while the first announcement is in flight is sent right after it.
   joiner.hostedChanged();
   assert.ok(await hostOf(true), "the coordinator learned the new address");
   assert.ok(Date.now() - announced < 10_000);
-  hosted = [];
+  hosted.ulas = [];
   joiner.hostedChanged();
   assert.ok(await hostOf(false), "the coordinator learned the address is gone");
 });
@@ -204,32 +218,12 @@ test("a joiner whose heartbeat fails tries again within seconds, not at its next
   await new Promise<void>((resolve) => gate.listen(0, "127.0.0.1", resolve));
   cleanups.push(() => new Promise<void>((resolve) => gate.close(() => resolve())));
   gate.unref();
-  const wg = {
-    up: async () => {},
-    setPeers: async () => {},
-    latestHandshakes: async () => new Map<string, number>(),
-    isUp: async () => true,
-    down: async () => {},
-  } as unknown as WireGuardInterface;
-  let hosted: string[] = [];
-  const joiner = new MeshJoiner({
-    coordinatorUrl: `http://127.0.0.1:${(gate.address() as AddressInfo).port}`,
-    token,
-    dataDir: dir.path,
-    displayName: "host-d",
-    tags: ["supervisor"],
-    listenPort: 51820,
-    wg,
-    hostedAppUlas: () => hosted,
-    logger: silentLogger,
-    // Far beyond the test: only a retry can carry the change once the link is back.
-    heartbeatMs: 600_000,
-  });
-  await joiner.start();
-  cleanups.push(() => joiner.stop());
+  const hosted = { ulas: [] as string[] };
+  const gateUrl = `http://127.0.0.1:${(gate.address() as AddressInfo).port}`;
+  const joiner = await startStandInJoiner(gateUrl, token, dir.path, "host-d", hosted);
   const appUla = "fd5a:1f02:44a5:240b:121a::2";
   cut = true;
-  hosted = [appUla];
+  hosted.ulas = [appUla];
   joiner.hostedChanged();
   const deadline = Date.now() + 10_000;
   while (refused < 2 && Date.now() < deadline) await sleep(20);
