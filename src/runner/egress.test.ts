@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import type { Runtime, Workload, WorkloadExit, WorkloadSpec } from "../runtimes/runtime.js";
 import { startWorkloadOnPort } from "./egress.js";
 
-/** A runtime that starts nothing: each start records its spec and gives a workload of hooks. */
+/** A runtime that starts nothing: its workloads' drain and cpu-throttle hooks note each call. */
 function fakeRuntime(calls: string[]): Runtime {
   return {
     kind: "process",

@@ -85,7 +85,9 @@ async function openGateway(
       await confineEgress(user.uid, gateway.ports, opts.nftBinary);
       gateway.confined = true;
     } catch (err) {
-      gateway.notConfined = `nft could not confine the app's uid: ${(err as Error).message}`;
+      // nft's first line names the failure; the rest echoes the script.
+      const why = (err as Error).message.split("\n")[0]?.slice(0, 200);
+      gateway.notConfined = `nft could not confine the app's uid: ${why}`;
     }
   } else {
     gateway.notConfined = "the workload has no app uid: the supervisor is not root";
