@@ -5,7 +5,7 @@
  * refused with 409), and memory_mb / vcpus hold a process app with the reason reported.
  */
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -23,12 +23,12 @@ import {
   SupervisorUnderTest,
   until,
 } from "./runtime-plane-support.js";
-import { buildScratchImage } from "./support/tools.js";
+import { buildScratchImage, requireCommand } from "./support/tools.js";
 
 const promisesApp = join(repoRoot, "test", "fixtures", "promises-app");
 const supervisors: SupervisorUnderTest[] = [];
-async function startSupervisor(): Promise<SupervisorUnderTest> {
-  const s = new SupervisorUnderTest(fastSupervisorArgs(10_000));
+async function startSupervisor(extraArgs: string[] = []): Promise<SupervisorUnderTest> {
+  const s = new SupervisorUnderTest([...fastSupervisorArgs(10_000), ...extraArgs]);
   supervisors.push(s);
   await s.start();
   return s;
@@ -86,7 +86,8 @@ describe("manifest promises", () => {
   });
 
   test("on_request with egress: the wake takes the workload booted ahead behind its proxy, its uid still confined", async () => {
-    const sup = await startSupervisor();
+    // Required here (root with nft): a start the kernel could not confine would fail.
+    const sup = await startSupervisor(["--egress-kernel", "on"]);
     const denied = net.createServer((socket) => socket.destroy());
     await new Promise<void>((r) => denied.listen(0, "127.0.0.1", r));
     const deniedPort = (denied.address() as net.AddressInfo).port;
@@ -135,6 +136,57 @@ describe("manifest promises", () => {
       assert.equal((await row(sup, uuid)).egress, "proxy+kernel");
     } finally {
       denied.close();
+    }
+  });
+
+  test("an nft that refuses changes: --egress-kernel on fails the egress app's start, auto runs it and says proxy", async () => {
+    // An nft that lists but refuses every change, ahead of the real one on the supervisor's PATH.
+    const bin = mkdtempSync(join(tmpdir(), "tbf-nft-"));
+    const realNft = requireCommand("nft", "nftables");
+    writeFileSync(
+      join(bin, "nft"),
+      `#!/bin/sh\ncase "$1" in -f) echo "Error: refused by the test" >&2; exit 1;; esac\nexec ${realNft} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const env = { PATH: `${bin}:${process.env.PATH}` };
+    try {
+      const strict = new SupervisorUnderTest(
+        [...fastSupervisorArgs(10_000), "--kernel-hop", "off", "--egress-kernel", "on"],
+        "local",
+        env,
+      );
+      supervisors.push(strict);
+      await strict.start();
+      const refused = await strict.call(
+        "POST",
+        `/v1/apps/${randomUuid()}/start`,
+        appSpec({ egress: { allow: ["example.invalid"] } }),
+      );
+      assert.notEqual(refused.status, 200, JSON.stringify(refused.json));
+      assert.match(
+        String(refused.json.runner_log_tail),
+        /egress kernel enforcement is required \(--egress-kernel on\), but nft could not confine the app's uid: .*refused by the test/,
+      );
+
+      const lenient = new SupervisorUnderTest(
+        [...fastSupervisorArgs(10_000), "--kernel-hop", "off"],
+        "local",
+        env,
+      );
+      supervisors.push(lenient);
+      await lenient.start();
+      const uuid = randomUuid();
+      const started = await lenient.call(
+        "POST",
+        `/v1/apps/${uuid}/start`,
+        appSpec({ egress: { allow: ["example.invalid"] } }),
+      );
+      assert.equal(started.status, 200, JSON.stringify(started.json));
+      const r = await row(lenient, uuid);
+      assert.equal(r.egress, "proxy");
+      assert.match(String(r.egress_reason), /nft could not confine the app's uid: .*refused by the test/);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
     }
   });
 

@@ -14,6 +14,7 @@ import type { AssignRequest, ControlReply, ControlRequest } from "../runner/cont
 import { stampLines } from "../runner/log-stamp.js";
 import type { Succession } from "../runner/succession.js";
 import type { Runtime, RuntimeKind, Workload, WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
+import { egressKernelMode } from "./egress-kernel-option.js";
 import { intOption, type OptionSpec, optionsHelp, parseListen, parseOptions, required } from "./flags.js";
 import { applyLogOptions, logOptions } from "./log-options.js";
 
@@ -38,6 +39,11 @@ export const specs: OptionSpec[] = [
   {
     flag: "kernel-hop",
     help: "the supervisor's nftables table: the runner maps its app address to each new workload there (DNAT) instead of carrying every byte itself",
+  },
+  {
+    flag: "egress-kernel",
+    default: "auto",
+    help: "on: an egress app's workload whose uid nft cannot confine to its proxy fails to start (the supervisor's --egress-kernel on); auto: it runs with only the proxy enforcing, said in its log and health",
   },
   {
     flag: "health-timeout-ms",
@@ -98,6 +104,7 @@ interface RunnerSettings {
   nodeUrl: string | undefined;
   parent: string | undefined;
   kernelHopTable: string | undefined;
+  egressKernel: "auto" | "on";
 }
 
 interface AppParams {
@@ -130,6 +137,8 @@ function successorArgs(app: AppParams, settings: RunnerSettings, bind: string): 
     ...(settings.nodeUrl ? ["--node", settings.nodeUrl] : []),
     ...(settings.parent ? ["--parent", settings.parent] : []),
     ...(settings.kernelHopTable ? ["--kernel-hop", settings.kernelHopTable] : []),
+    // Only when on: a runner of an earlier version (a rollback's successor) knows no such flag.
+    ...(settings.egressKernel === "on" ? ["--egress-kernel", "on"] : []),
     "--health-timeout-ms",
     String(settings.healthTimeoutMs),
     "--restart-base-ms",
@@ -550,6 +559,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     nodeUrl: opts.values.node,
     parent: opts.values.parent,
     kernelHopTable: opts.values["kernel-hop"],
+    egressKernel: egressKernelMode(opts.values["egress-kernel"]),
   };
+  if (settings.egressKernel === "on") (await import("../runner/workload.js")).requireEgressKernel();
   return opts.flags.spare ? runSpare(opts, settings) : runForApp(opts, settings);
 }

@@ -29,6 +29,7 @@ import { warnIfPublic } from "./bind-warning.js";
 import { registerHandlerPull } from "./deploy-handler-pull.js";
 import { registerDeployPull } from "./deploy-pull.js";
 import { registerDeployRelease } from "./deploy-release.js";
+import { egressKernelFor, egressKernelOption } from "./egress-kernel-option.js";
 import {
   allowPrivateReposOption,
   intOption,
@@ -126,6 +127,7 @@ export const specs: OptionSpec[] = [
     help: "how long a runner waits for a new workload to answer (start, restart, swap)",
   },
   kernelHopOption,
+  egressKernelOption,
   ...logOptions,
 ];
 
@@ -216,6 +218,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const apiKey = await supervisorApiKey(dataDir, opts.values["api-key-file"], env, logger);
   const appUsers = await appUsersFor(resolve(dataDir), opts.values["app-user"]!, logger);
+  const egressKernel = await egressKernelFor(opts.values["egress-kernel"], appUsers !== undefined);
   const artifacts = await openArtifactStore(artifactStoreConfig(opts.values));
   const { runtimeFor, availableRuntimeKinds } = await import("../runtimes/index.js");
   const version = await packageVersion();
@@ -273,6 +276,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       "--health-timeout-ms",
       String(runnerHealthTimeoutMs),
       ...(kernelHop ? ["--kernel-hop", kernelHop.table] : []),
+      // Only when on, so runners of an earlier version (a rollback) still start.
+      ...(egressKernel === "on" ? ["--egress-kernel", "on"] : []),
       ...logArgs(logging),
     ],
     // The runner's own health wait, plus time to spawn it and bind.

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import type { TabbifyError } from "../core/errors.js";
 import type { Runtime, Workload, WorkloadExit, WorkloadSpec } from "../runtimes/runtime.js";
 import { startWorkloadOnPort } from "./egress.js";
 
@@ -76,5 +77,31 @@ describe("a workload behind its egress proxy", () => {
     } finally {
       await workload.stop();
     }
+  });
+
+  it("refuses to start when the kernel is required and cannot confine the uid, and starts nothing", async () => {
+    const calls: string[] = [];
+    let started = 0;
+    const runtime = fakeRuntime(calls);
+    const start = runtime.start.bind(runtime);
+    runtime.start = (s, port, user) => {
+      started++;
+      return start(s, port, user);
+    };
+    for (const user of [{ uid: 4_000_124, gid: 4_000_124, home: "/nonexistent" }, undefined]) {
+      await assert.rejects(
+        startWorkloadOnPort(runtime, spec, user, {
+          log: () => {},
+          nftBinary: "/bin/false",
+          requireKernel: true,
+        }),
+        (err: TabbifyError) => {
+          assert.equal(err.code, "EGRESS_UNCONFINED");
+          assert.match(err.message, /--egress-kernel on/);
+          return true;
+        },
+      );
+    }
+    assert.equal(started, 0, "no workload ran unconfined");
   });
 });

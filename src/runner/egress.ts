@@ -1,4 +1,5 @@
 import { type EgressProxy, startEgressProxy } from "../contract/egress-proxy.js";
+import { TabbifyError } from "../core/errors.js";
 import { freeLoopbackPort } from "../core/net.js";
 import type {
   EgressEnforcement,
@@ -23,6 +24,8 @@ export interface EgressWorkloadOptions {
   /** Where refusals and the enforcement notice go: the app's log. */
   log: (line: string) => void;
   nftBinary?: string;
+  /** Refuse (EGRESS_UNCONFINED) rather than run a workload only the proxy holds to its allow-list. */
+  requireKernel?: boolean;
 }
 
 /** What the workload's env gets on top of its own (the proxy's URL in the usual names). */
@@ -91,6 +94,13 @@ async function openGateway(
     }
   } else {
     gateway.notConfined = "the workload has no app uid: the supervisor is not root";
+  }
+  if (gateway.notConfined && opts.requireKernel) {
+    await proxy.close();
+    throw new TabbifyError(
+      "EGRESS_UNCONFINED",
+      `egress kernel enforcement is required (--egress-kernel on), but ${gateway.notConfined}; the app does not start with only its proxy holding it to its allow-list`,
+    );
   }
   if (gateway.notConfined)
     opts.log(

@@ -148,7 +148,8 @@ export function nftApply(script: string, binary = "nft"): Promise<void> {
         ),
       ),
     );
-    child.on("exit", (code) => {
+    // "close", not "exit": it comes after stderr is read to its end, so the reason is never lost.
+    child.on("close", (code) => {
       if (code === 0) resolve();
       else
         reject(new TabbifyError("NFT_FAILED", `nft -f refused the change: ${stderr.trim().slice(0, 500)}`));

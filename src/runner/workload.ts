@@ -1,5 +1,5 @@
 import type { Runtime, Workload, WorkloadSpec, WorkloadUser } from "../runtimes/runtime.js";
-import { armEgress, discardArmedEgress, startWorkloadOnPort } from "./egress.js";
+import { armEgress, discardArmedEgress, type EgressWorkloadOptions, startWorkloadOnPort } from "./egress.js";
 
 /**
  * Starts a workload on a fresh private port (behind its egress proxy when the spec has one). The
@@ -11,7 +11,7 @@ export async function startWorkload(
   spec: WorkloadSpec,
   user?: WorkloadUser,
 ): Promise<Workload> {
-  return startWorkloadOnPort(runtime, spec, user, { log: appLog });
+  return startWorkloadOnPort(runtime, spec, user, egressOptions);
 }
 
 /**
@@ -25,7 +25,7 @@ export async function prewarmWorkload(
   user?: WorkloadUser,
 ): Promise<void> {
   if (!runtime.prewarmFor) return runtime.prewarm?.();
-  const booted = spec.egress ? await armEgress(spec, user, { log: appLog }) : spec;
+  const booted = spec.egress ? await armEgress(spec, user, egressOptions) : spec;
   return runtime.prewarmFor(booted, user);
 }
 
@@ -34,11 +34,22 @@ export async function discardPrewarmedWorkload(runtime: Runtime): Promise<void> 
   try {
     await runtime.discardPrewarmed?.();
   } finally {
-    await discardArmedEgress({ log: appLog });
+    await discardArmedEgress(egressOptions);
   }
 }
 
 /** The app's log is the runner's stderr: refusals land next to the workload's own output. */
 function appLog(line: string): void {
   process.stderr.write(`${line}\n`);
+}
+
+/** A runner runs one app, so its egress options are the process's, set once by its main. */
+let egressOptions: EgressWorkloadOptions = { log: appLog };
+
+/**
+ * `tabbify runner --egress-kernel on`: an egress workload whose uid the kernel cannot confine to
+ * its proxy fails to start instead of running with only the proxy enforcing its allow-list.
+ */
+export function requireEgressKernel(): void {
+  egressOptions = { ...egressOptions, requireKernel: true };
 }
