@@ -31,6 +31,9 @@ function get(url: string, agent: http.Agent | false = false): Promise<string> {
 
 function workload(name: string, host: string): Promise<http.Server> {
   const server = http.createServer((_req, res) => res.end(name));
+  // The swap test keeps one connection idle across a request loop that may outlast Node's 5 s
+  // default on a loaded machine; closed by the server, it would come back on the new workload.
+  server.keepAliveTimeout = 60_000;
   return new Promise((r) => server.listen(0, host, () => r(server)));
 }
 
