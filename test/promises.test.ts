@@ -155,18 +155,22 @@ describe("manifest promises", () => {
         "local",
         env,
       );
-      supervisors.push(strict);
-      await strict.start();
-      const refused = await strict.call(
-        "POST",
-        `/v1/apps/${randomUuid()}/start`,
-        appSpec({ egress: { allow: ["example.invalid"] } }),
-      );
-      assert.notEqual(refused.status, 200, JSON.stringify(refused.json));
-      assert.match(
-        String(refused.json.runner_log_tail),
-        /egress kernel enforcement is required \(--egress-kernel on\), but nft could not confine the app's uid: .*refused by the test/,
-      );
+      try {
+        await strict.start();
+        const refused = await strict.call(
+          "POST",
+          `/v1/apps/${randomUuid()}/start`,
+          appSpec({ egress: { allow: ["example.invalid"] } }),
+        );
+        assert.notEqual(refused.status, 200, JSON.stringify(refused.json));
+        assert.match(
+          String(refused.json.runner_log_tail),
+          /egress kernel enforcement is required \(--egress-kernel on\), but nft could not confine the app's uid: .*refused by the test/,
+        );
+      } finally {
+        // At once: the refused app would otherwise be retried every second beside the next tests.
+        await strict.cleanup();
+      }
 
       const lenient = new SupervisorUnderTest(
         [...fastSupervisorArgs(10_000), "--kernel-hop", "off"],
