@@ -32,6 +32,16 @@ async function post(
 
 const wgKey = () => crypto.randomBytes(32).toString("base64");
 
+/** A node on a fresh data dir and a supervisor-tagged join token for network acme, both cleaned up. */
+async function startNodeWithToken(prefix: string) {
+  const dir = await tempDir(prefix);
+  cleanups.push(dir.remove);
+  const token = await mintToken(dir.path, ["--network", "acme", "--tags", "supervisor"]);
+  const node = await startNode({ port: 0, dataDir: dir.path, nodeKey, httpLogLevel: "silent" });
+  cleanups.push(() => node.close());
+  return { dir, token, node };
+}
+
 /**
  * A started joiner whose WireGuard interface is a stand-in (the netns e2e drives wireguard-go),
  * heartbeating far beyond the test: only an announcement or a retry carries a change. Its app
@@ -160,11 +170,7 @@ test("a joiner with a minted token registers, streams, heartbeats, and keeps its
 });
 
 test("a joiner announces an app address as soon as it comes or goes, not at its next heartbeat", async () => {
-  const dir = await tempDir("mesh-announce");
-  cleanups.push(dir.remove);
-  const token = await mintToken(dir.path, ["--network", "acme", "--tags", "supervisor"]);
-  const node = await startNode({ port: 0, dataDir: dir.path, nodeKey, httpLogLevel: "silent" });
-  cleanups.push(() => node.close());
+  const { dir, token, node } = await startNodeWithToken("mesh-announce");
   const hosted = { ulas: [] as string[] };
   const joiner = await startStandInJoiner(node.url, token, dir.path, "host-c", hosted);
   const appUla = "fd5a:1f02:44a5:240b:121a::1";
@@ -190,11 +196,7 @@ test("a joiner announces an app address as soon as it comes or goes, not at its 
 });
 
 test("a joiner whose heartbeat fails tries again within seconds, not at its next interval", async () => {
-  const dir = await tempDir("mesh-retry");
-  cleanups.push(dir.remove);
-  const token = await mintToken(dir.path, ["--network", "acme", "--tags", "supervisor"]);
-  const node = await startNode({ port: 0, dataDir: dir.path, nodeKey, httpLogLevel: "silent" });
-  cleanups.push(() => node.close());
+  const { dir, token, node } = await startNodeWithToken("mesh-retry");
   // Between the joiner and the node: while `cut`, every connection is dropped unanswered.
   let cut = false;
   let refused = 0;
